@@ -1,0 +1,320 @@
+//! The syscalls the pilot records, x86_64 numbering, and how each one's arguments are read.
+//!
+//! One table serves both sides: the kernel uses [`spec`] to know which arguments are strings or
+//! socket addresses, userspace uses [`name`] and the same spec to decode them.
+
+pub const WRITE: u32 = 1;
+pub const OPEN: u32 = 2;
+pub const CLOSE: u32 = 3;
+pub const PWRITE64: u32 = 18;
+pub const WRITEV: u32 = 20;
+pub const PIPE: u32 = 22;
+pub const DUP: u32 = 32;
+pub const DUP2: u32 = 33;
+pub const SENDFILE: u32 = 40;
+pub const SOCKET: u32 = 41;
+pub const CONNECT: u32 = 42;
+pub const ACCEPT: u32 = 43;
+pub const SENDTO: u32 = 44;
+pub const SENDMSG: u32 = 46;
+pub const BIND: u32 = 49;
+pub const LISTEN: u32 = 50;
+pub const SOCKETPAIR: u32 = 53;
+pub const EXECVE: u32 = 59;
+pub const EXIT: u32 = 60;
+pub const KILL: u32 = 62;
+pub const FCNTL: u32 = 72;
+pub const TRUNCATE: u32 = 76;
+pub const FTRUNCATE: u32 = 77;
+pub const CHDIR: u32 = 80;
+pub const FCHDIR: u32 = 81;
+pub const RENAME: u32 = 82;
+pub const MKDIR: u32 = 83;
+pub const RMDIR: u32 = 84;
+pub const CREAT: u32 = 85;
+pub const LINK: u32 = 86;
+pub const UNLINK: u32 = 87;
+pub const SYMLINK: u32 = 88;
+pub const CHMOD: u32 = 90;
+pub const FCHMOD: u32 = 91;
+pub const CHOWN: u32 = 92;
+pub const FCHOWN: u32 = 93;
+pub const LCHOWN: u32 = 94;
+pub const MKNOD: u32 = 133;
+pub const CHROOT: u32 = 161;
+pub const SETXATTR: u32 = 188;
+pub const LSETXATTR: u32 = 189;
+pub const FSETXATTR: u32 = 190;
+pub const REMOVEXATTR: u32 = 197;
+pub const LREMOVEXATTR: u32 = 198;
+pub const FREMOVEXATTR: u32 = 199;
+pub const TKILL: u32 = 200;
+pub const EXIT_GROUP: u32 = 231;
+pub const TGKILL: u32 = 234;
+pub const OPENAT: u32 = 257;
+pub const MKDIRAT: u32 = 258;
+pub const MKNODAT: u32 = 259;
+pub const FCHOWNAT: u32 = 260;
+pub const UNLINKAT: u32 = 263;
+pub const RENAMEAT: u32 = 264;
+pub const LINKAT: u32 = 265;
+pub const SYMLINKAT: u32 = 266;
+pub const FCHMODAT: u32 = 268;
+pub const SPLICE: u32 = 275;
+pub const ACCEPT4: u32 = 288;
+pub const DUP3: u32 = 292;
+pub const PIPE2: u32 = 293;
+pub const PWRITEV: u32 = 296;
+pub const RENAMEAT2: u32 = 316;
+pub const EXECVEAT: u32 = 322;
+pub const COPY_FILE_RANGE: u32 = 326;
+pub const PWRITEV2: u32 = 328;
+pub const PIDFD_SEND_SIGNAL: u32 = 424;
+pub const PIDFD_OPEN: u32 = 434;
+pub const CLOSE_RANGE: u32 = 436;
+pub const OPENAT2: u32 = 437;
+pub const FCHMODAT2: u32 = 452;
+
+/// Highest syscall number the bitmap covers.
+pub const NR_MAX: u32 = 512;
+
+/// How the kernel handles a syscall of a tracked task.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Class {
+    /// Not recorded.
+    Ignore,
+    /// open/openat/openat2/creat: recorded only with write intent, O_DIRECTORY or O_PATH.
+    Open,
+    /// Recorded at exit with up to two string arguments (`str1`, `str2`).
+    Path,
+    /// Recorded at exit, integer arguments only.
+    Plain,
+    /// Bytes written to the fd in `fd_arg`: aggregated in the kernel per (process, fd).
+    Write,
+    /// connect/bind: socket address in (`addr_arg`, `addr_len_arg`).
+    SockAddr,
+    /// sendto: aggregated like a write when it has no address, else recorded with it.
+    SendTo,
+    /// sendmsg: the address is inside the user's msghdr.
+    SendMsg,
+    /// accept/accept4: the peer address is written back to the user's buffer.
+    Accept,
+    /// pipe/pipe2/socketpair: two new fds written to the user's int[2].
+    FdPair,
+    /// close/close_range: flush aggregated writes first.
+    Close,
+    /// execve/execveat: argv copied at entry.
+    Exec,
+    /// exit/exit_group: the code is remembered for the exit record.
+    Exit,
+}
+
+/// How to read one syscall's arguments. Argument indices are 0-based; `NONE` = not present.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    pub class: Class,
+    pub str1: u8,
+    pub str2: u8,
+    /// The fd argument (writes) or the address argument (sockets).
+    pub fd_arg: u8,
+    pub addr_arg: u8,
+    pub addr_len_arg: u8,
+    /// The returned value is a new fd (flush aggregated writes for it).
+    pub returns_fd: bool,
+}
+
+pub const NONE: u8 = u8::MAX;
+
+const fn s(class: Class) -> Spec {
+    Spec { class, str1: NONE, str2: NONE, fd_arg: NONE, addr_arg: NONE, addr_len_arg: NONE, returns_fd: false }
+}
+const fn path1(a: u8) -> Spec {
+    Spec { str1: a, ..s(Class::Path) }
+}
+const fn path2(a: u8, b: u8) -> Spec {
+    Spec { str1: a, str2: b, ..s(Class::Path) }
+}
+const fn write(fd: u8) -> Spec {
+    Spec { fd_arg: fd, ..s(Class::Write) }
+}
+const fn new_fd(class: Class) -> Spec {
+    Spec { returns_fd: true, ..s(class) }
+}
+
+/// The handling of syscall `nr` (x86_64).
+pub const fn spec(nr: u32) -> Spec {
+    match nr {
+        OPEN | CREAT => Spec { str1: 0, returns_fd: true, ..s(Class::Open) },
+        OPENAT | OPENAT2 => Spec { str1: 1, returns_fd: true, ..s(Class::Open) },
+        WRITE | PWRITE64 | WRITEV | PWRITEV | PWRITEV2 | SENDFILE => write(0),
+        COPY_FILE_RANGE | SPLICE => write(2),
+        CLOSE | CLOSE_RANGE => s(Class::Close),
+        UNLINK | RMDIR | MKDIR | TRUNCATE | CHMOD | CHOWN | LCHOWN | MKNOD | CHDIR | CHROOT
+        | SETXATTR | LSETXATTR | REMOVEXATTR | LREMOVEXATTR => path1(0),
+        UNLINKAT | MKDIRAT | MKNODAT | FCHOWNAT | FCHMODAT | FCHMODAT2 => path1(1),
+        FSETXATTR | FREMOVEXATTR => path1(1),
+        RENAME | LINK | SYMLINK => path2(0, 1),
+        RENAMEAT | RENAMEAT2 | LINKAT => path2(1, 3),
+        SYMLINKAT => path2(0, 2),
+        FTRUNCATE | FCHMOD | FCHOWN | FCHDIR | LISTEN | KILL | TKILL | TGKILL
+        | PIDFD_SEND_SIGNAL => s(Class::Plain),
+        DUP | DUP2 | DUP3 | FCNTL | SOCKET | PIDFD_OPEN => new_fd(Class::Plain),
+        CONNECT | BIND => Spec { addr_arg: 1, addr_len_arg: 2, ..s(Class::SockAddr) },
+        SENDTO => Spec { fd_arg: 0, addr_arg: 4, addr_len_arg: 5, ..s(Class::SendTo) },
+        SENDMSG => Spec { fd_arg: 0, addr_arg: 1, ..s(Class::SendMsg) },
+        ACCEPT | ACCEPT4 => Spec { addr_arg: 1, addr_len_arg: 2, returns_fd: true, ..s(Class::Accept) },
+        PIPE | PIPE2 => Spec { addr_arg: 0, ..s(Class::FdPair) },
+        SOCKETPAIR => Spec { addr_arg: 3, ..s(Class::FdPair) },
+        EXECVE => Spec { str1: 0, addr_arg: 1, ..s(Class::Exec) },
+        EXECVEAT => Spec { str1: 1, addr_arg: 2, ..s(Class::Exec) },
+        EXIT | EXIT_GROUP => s(Class::Exit),
+        _ => s(Class::Ignore),
+    }
+}
+
+/// Bitmap of recorded syscalls (bit `nr`), so the kernel's hot path rejects the rest with one
+/// load instead of a comparison chain.
+pub const INTEREST: [u64; (NR_MAX / 64) as usize] = {
+    let mut bits = [0u64; (NR_MAX / 64) as usize];
+    let mut nr = 0;
+    while nr < NR_MAX {
+        if !matches!(spec(nr).class, Class::Ignore) {
+            bits[(nr / 64) as usize] |= 1 << (nr % 64);
+        }
+        nr += 1;
+    }
+    bits
+};
+
+/// Is `nr` recorded? Used by the kernel before any map lookup.
+#[inline(always)]
+pub fn interesting(nr: u64) -> bool {
+    if nr >= NR_MAX as u64 {
+        return false;
+    }
+    let word = INTEREST[((nr >> 6) & 7) as usize];
+    (word >> (nr & 63)) & 1 == 1
+}
+
+/// The syscall's name as strace prints it.
+pub const fn name(nr: u32) -> &'static str {
+    match nr {
+        WRITE => "write",
+        OPEN => "open",
+        CLOSE => "close",
+        PWRITE64 => "pwrite64",
+        WRITEV => "writev",
+        PIPE => "pipe",
+        DUP => "dup",
+        DUP2 => "dup2",
+        SENDFILE => "sendfile",
+        SOCKET => "socket",
+        CONNECT => "connect",
+        ACCEPT => "accept",
+        SENDTO => "sendto",
+        SENDMSG => "sendmsg",
+        BIND => "bind",
+        LISTEN => "listen",
+        SOCKETPAIR => "socketpair",
+        EXECVE => "execve",
+        EXIT => "exit",
+        KILL => "kill",
+        FCNTL => "fcntl",
+        TRUNCATE => "truncate",
+        FTRUNCATE => "ftruncate",
+        CHDIR => "chdir",
+        FCHDIR => "fchdir",
+        RENAME => "rename",
+        MKDIR => "mkdir",
+        RMDIR => "rmdir",
+        CREAT => "creat",
+        LINK => "link",
+        UNLINK => "unlink",
+        SYMLINK => "symlink",
+        CHMOD => "chmod",
+        FCHMOD => "fchmod",
+        CHOWN => "chown",
+        FCHOWN => "fchown",
+        LCHOWN => "lchown",
+        MKNOD => "mknod",
+        CHROOT => "chroot",
+        SETXATTR => "setxattr",
+        LSETXATTR => "lsetxattr",
+        FSETXATTR => "fsetxattr",
+        REMOVEXATTR => "removexattr",
+        LREMOVEXATTR => "lremovexattr",
+        FREMOVEXATTR => "fremovexattr",
+        TKILL => "tkill",
+        EXIT_GROUP => "exit_group",
+        TGKILL => "tgkill",
+        OPENAT => "openat",
+        MKDIRAT => "mkdirat",
+        MKNODAT => "mknodat",
+        FCHOWNAT => "fchownat",
+        UNLINKAT => "unlinkat",
+        RENAMEAT => "renameat",
+        LINKAT => "linkat",
+        SYMLINKAT => "symlinkat",
+        FCHMODAT => "fchmodat",
+        SPLICE => "splice",
+        ACCEPT4 => "accept4",
+        DUP3 => "dup3",
+        PIPE2 => "pipe2",
+        PWRITEV => "pwritev",
+        RENAMEAT2 => "renameat2",
+        EXECVEAT => "execveat",
+        COPY_FILE_RANGE => "copy_file_range",
+        PWRITEV2 => "pwritev2",
+        PIDFD_SEND_SIGNAL => "pidfd_send_signal",
+        PIDFD_OPEN => "pidfd_open",
+        CLOSE_RANGE => "close_range",
+        OPENAT2 => "openat2",
+        FCHMODAT2 => "fchmodat2",
+        _ => "unknown",
+    }
+}
+
+/// open(2) flags that mean the caller may change the file.
+pub const O_WRONLY: u64 = 0o1;
+pub const O_RDWR: u64 = 0o2;
+pub const O_CREAT: u64 = 0o100;
+pub const O_TRUNC: u64 = 0o1000;
+pub const O_APPEND: u64 = 0o2000;
+pub const O_DIRECTORY: u64 = 0o200000;
+pub const O_CLOEXEC: u64 = 0o2000000;
+pub const O_PATH: u64 = 0o10000000;
+pub const WRITE_INTENT: u64 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
+
+/// Does an open with these flags get recorded? Write intent, or a directory/path fd that later
+/// serves as a dirfd or fchdir target.
+pub const fn open_recorded(flags: u64) -> bool {
+    flags & (WRITE_INTENT | O_DIRECTORY | O_PATH) != 0
+}
+
+/// fcntl commands that create a new fd.
+pub const F_DUPFD: u64 = 0;
+pub const F_DUPFD_CLOEXEC: u64 = 1030;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_matches_spec() {
+        for nr in 0..NR_MAX {
+            assert_eq!(interesting(nr as u64), spec(nr).class != Class::Ignore, "nr {nr}");
+        }
+        assert!(!interesting(0)); // read
+        assert!(interesting(OPENAT as u64));
+        assert!(!interesting(10_000));
+    }
+
+    #[test]
+    fn every_recorded_syscall_has_a_name() {
+        for nr in 0..NR_MAX {
+            if spec(nr).class != Class::Ignore {
+                assert_ne!(name(nr), "unknown", "nr {nr}");
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The pilot's kernel programs. One module per concern, as in Falco's modern_bpf:
+//! `process` (who is tracked: fork, exec, exit), `file`, `net`, `signal` (what they do),
+//! `syscall` (the raw sys_enter/sys_exit entry points that dispatch to them), `emit`
+//! (building records and counting loss) and `maps`.
+//!
+//! Every program is a thin `#[...]` wrapper around a `try_<prog>() -> Result` function.
+#![no_std]
+#![no_main]
+// Inline asm for the BPF atomic add (file.rs); this crate is built with nightly anyway.
+#![feature(asm_experimental_arch)]
+
+mod emit;
+mod file;
+mod maps;
+mod net;
+mod process;
+mod signal;
+mod syscall;
+
+use aya_ebpf::{
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+    let _ = syscall::try_sys_enter(&ctx);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let _ = syscall::try_sys_exit(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn task_newtask(ctx: TracePointContext) -> u32 {
+    let _ = process::try_task_newtask(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let _ = process::try_sched_process_exec(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let _ = process::try_sched_process_exit(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn signal_generate(ctx: TracePointContext) -> u32 {
+    let _ = signal::try_signal_generate(&ctx);
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,44 @@
+//! Socket effects: connect, bind, accept with their addresses; sendto/sendmsg with an explicit
+//! destination are recorded one by one, without one they count as writes to the fd.
+use agent_common::syscalls::{self, Spec};
+use aya_ebpf::helpers::bpf_probe_read_user;
+
+use crate::{emit, file, syscall};
+
+/// connect/bind (address in args) and accept/accept4 (peer written back to the user buffer).
+pub fn with_address(pid: u32, nr: u32, args: &[u64; 6], spec: &Spec, ret: i64) -> Result<(), i64> {
+    let addr = syscall::arg(args, spec.addr_arg);
+    let mut len = syscall::arg(args, spec.addr_len_arg);
+    if spec.returns_fd {
+        if ret < 0 {
+            return syscall::record(nr, args, spec, ret);
+        }
+        file::flush_writes(pid, ret as u64);
+        // accept: addrlen is a pointer to the length the kernel wrote back.
+        len = if len == 0 { 0 } else { unsafe { bpf_probe_read_user(len as *const u32) }.unwrap_or(0) as u64 };
+    }
+    let buf = syscall::start_syscall(nr, args, ret)?;
+    emit::user_bytes1(buf, addr, len);
+    emit::submit(buf);
+    Ok(())
+}
+
+/// sendto/sendmsg: destination given -> a record with it; none -> a write to the fd.
+pub fn send(pid: u32, tid: u32, nr: u32, args: &[u64; 6], spec: &Spec, ret: i64) -> Result<(), i64> {
+    let (addr, len) = if nr == syscalls::SENDTO {
+        (args[4], args[5])
+    } else {
+        // struct msghdr { void *msg_name; int msg_namelen; ... }
+        match unsafe { bpf_probe_read_user(args[1] as *const [u64; 2]) } {
+            Ok(hdr) => (hdr[0], hdr[1] & 0xffff_ffff),
+            Err(_) => (0, 0),
+        }
+    };
+    if addr == 0 {
+        return file::aggregate_write(pid, tid, syscall::arg(args, spec.fd_arg), ret);
+    }
+    let buf = syscall::start_syscall(nr, args, ret)?;
+    emit::user_bytes1(buf, addr, len);
+    emit::submit(buf);
+    Ok(())
+}

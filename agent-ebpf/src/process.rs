@@ -1,0 +1,149 @@
+//! Who is tracked: the tree grows at task_newtask (in the parent's context, before the child
+//! can run), shrinks at sched_process_exit, and survives exec. A cgroup root tracks every task
+//! of the cgroup subtree lazily, on its first recorded syscall.
+use agent_common::{NO_OFFSET, TaskInfo, exit_flags, kind, loss};
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
+    programs::TracePointContext,
+};
+
+use crate::{
+    emit,
+    maps::{INFLIGHT, TRACKED, config, count_loss},
+};
+
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// Is the current task tracked? Adds it when it sits in the tracked cgroup.
+#[inline(always)]
+pub fn current_tracked(tid: u32) -> bool {
+    if unsafe { TRACKED.get(&tid) }.is_some() {
+        return true;
+    }
+    in_tracked_cgroup() && track(tid, 0)
+}
+
+#[inline(always)]
+fn in_tracked_cgroup() -> bool {
+    let cfg = config();
+    cfg.cgroup_id != 0 && unsafe { bpf_get_current_ancestor_cgroup_id(cfg.cgroup_level as i32) } == cfg.cgroup_id
+}
+
+/// Start tracking `tid`. `start_ns` 0 means unknown (userspace reads it from /proc).
+#[inline(always)]
+fn track(tid: u32, start_ns: u64) -> bool {
+    let info = TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0 };
+    if TRACKED.insert(&tid, &info, BPF_ANY as u64).is_err() {
+        count_loss(loss::TRACKED_FULL);
+        return false;
+    }
+    true
+}
+
+#[inline(always)]
+unsafe fn field<T>(ctx: &TracePointContext, offset: u16) -> Result<T, i64> {
+    if offset == NO_OFFSET {
+        return Err(0);
+    }
+    unsafe { ctx.read_at::<T>(offset as usize) }.map_err(|e| e as i64)
+}
+
+/// task_newtask fires in the parent. A tracked parent's child (process or thread) is tracked.
+pub fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
+    let parent_tid = bpf_get_current_pid_tgid() as u32;
+    if !current_tracked(parent_tid) {
+        return Ok(());
+    }
+    let cfg = config();
+    let child: i32 = unsafe { field(ctx, cfg.newtask_pid)? };
+    let clone_flags: u64 = unsafe { field(ctx, cfg.newtask_clone_flags) }.unwrap_or(0);
+    let start_ns = if clone_flags & CLONE_THREAD != 0 {
+        // A thread belongs to its parent's process: same identity.
+        unsafe { TRACKED.get(&parent_tid) }.map(|t| t.start_ns).unwrap_or(0)
+    } else {
+        unsafe { bpf_ktime_get_boot_ns() }
+    };
+    track(child as u32, start_ns);
+    let buf = emit::start(kind::FORK).ok_or(0)?;
+    buf.header.args[0] = child as u64;
+    buf.header.args[1] = clone_flags;
+    buf.header.args[2] = start_ns;
+    emit::submit(buf);
+    Ok(())
+}
+
+/// sched_process_exec: the new program runs. The filename is the one the kernel opened.
+pub fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if !current_tracked(tid) {
+        return Ok(());
+    }
+    let cfg = config();
+    let old_tid: i32 = unsafe { field(ctx, cfg.exec_old_pid) }.unwrap_or(tid as i32);
+    if old_tid as u32 != tid {
+        // A non-leader thread exec'd and took over the leader's tid: forget its old one.
+        let _ = TRACKED.remove(&(old_tid as u32));
+        let _ = INFLIGHT.remove(&(old_tid as u32));
+    }
+    let buf = emit::start(kind::EXEC).ok_or(0)?;
+    buf.header.args[0] = old_tid as u64;
+    if let Ok(loc) = unsafe { field::<u32>(ctx, cfg.exec_filename) } {
+        // __data_loc: low 16 bits offset from the record start, high 16 bits length.
+        let src = unsafe { (ctx.as_ptr_raw() as *const u8).add((loc & 0xffff) as usize) };
+        emit::kernel_str1(buf, src);
+    }
+    emit::submit(buf);
+    Ok(())
+}
+
+/// sched_process_exit: a tracked task ends; release it and report how.
+pub fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let info = match unsafe { TRACKED.get(&tid) } {
+        Some(info) => *info,
+        None => return Ok(()),
+    };
+    let _ = TRACKED.remove(&tid);
+    let _ = INFLIGHT.remove(&tid);
+    let group_dead: u64 = match unsafe { field::<u8>(ctx, config().exit_group_dead) } {
+        Ok(v) => v as u64,
+        Err(_) => 2,
+    };
+    let buf = emit::start(kind::EXIT).ok_or(0)?;
+    buf.header.args[0] = info.exit_code as u64;
+    buf.header.args[1] = info.exit_flags as u64;
+    buf.header.args[2] = info.last_signal as u64;
+    buf.header.args[3] = group_dead;
+    buf.header.args[4] = info.start_ns;
+    emit::submit(buf);
+    Ok(())
+}
+
+/// exit/exit_group entry: remember the code for the exit record.
+#[inline(always)]
+pub fn remember_exit_code(tid: u32, code: u64) {
+    if let Some(info) = TRACKED.get_ptr_mut(&tid) {
+        unsafe {
+            (*info).exit_code = code as i32 as i64;
+            (*info).exit_flags |= exit_flags::CALLED_EXIT as u32;
+        }
+    }
+}
+
+/// Remember the last signal aimed at a tracked task (how it died, when it did not call exit).
+#[inline(always)]
+pub fn remember_signal(tid: u32, sig: u32) {
+    if let Some(info) = TRACKED.get_ptr_mut(&tid) {
+        unsafe { (*info).last_signal = sig };
+    }
+}
+
+trait RawCtx {
+    fn as_ptr_raw(&self) -> *mut core::ffi::c_void;
+}
+impl RawCtx for TracePointContext {
+    fn as_ptr_raw(&self) -> *mut core::ffi::c_void {
+        aya_ebpf::EbpfContext::as_ptr(self)
+    }
+}

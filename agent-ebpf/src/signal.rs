@@ -1,0 +1,31 @@
+//! Signals sent by tracked tasks. The syscalls (kill, tgkill, tkill, pidfd_send_signal) are
+//! recorded by `syscall`; signal_generate adds each signal the kernel actually generated, which
+//! names every target of a process-group kill or `kill -1` one by one.
+use agent_common::kind;
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
+
+use crate::{emit, maps::config, process};
+
+pub fn try_signal_generate(ctx: &TracePointContext) -> Result<(), i64> {
+    let cfg = config();
+    let sig: i32 = unsafe { ctx.read_at(cfg.sig_sig as usize) }.map_err(|e| e as i64)?;
+    let target: i32 = unsafe { ctx.read_at(cfg.sig_pid as usize) }.map_err(|e| e as i64)?;
+    process::remember_signal(target as u32, sig as u32);
+
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if !process::current_tracked(tid) {
+        return Ok(());
+    }
+    let code: i32 = unsafe { ctx.read_at(cfg.sig_code as usize) }.map_err(|e| e as i64)?;
+    // si_code <= 0 is a signal a process sent (SI_USER, SI_QUEUE, SI_TKILL...); positive codes
+    // are the kernel's own (SIGCHLD on exit, faults), not an effect of the tracee.
+    if code > 0 {
+        return Ok(());
+    }
+    let group: i32 = unsafe { ctx.read_at(cfg.sig_group as usize) }.unwrap_or(0);
+    let result: i32 = unsafe { ctx.read_at(cfg.sig_result as usize) }.unwrap_or(0);
+    let buf = emit::start(kind::SIGNAL).ok_or(0)?;
+    buf.header.args = [target as u64, sig as u64, result as u64, group as u64, code as i64 as u64, 0];
+    emit::submit(buf);
+    Ok(())
+}

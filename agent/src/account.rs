@@ -1,0 +1,191 @@
+//! The account `pilot trace` prints when it ends: the process tree, then every effect in the
+//! order it first happened, repeated effects on one object merged into one line.
+use std::{collections::HashMap, fmt::Write as _};
+
+use crate::{event::Event, tracker::Tracker};
+
+struct Entry {
+    first_ts: u64,
+    pid: u32,
+    comm: String,
+    kind: &'static str,
+    object: String,
+    detail: String,
+    count: u64,
+    bytes: u64,
+    failed: u64,
+    error: Option<&'static str>,
+}
+
+#[derive(Default)]
+pub struct Account {
+    entries: Vec<Entry>,
+    index: HashMap<(u32, &'static str, String), usize>,
+    base_ts: Option<u64>,
+}
+
+impl Account {
+    pub fn add(&mut self, e: &Event) {
+        if !shown(e) {
+            return;
+        }
+        self.base_ts.get_or_insert(e.ts_ns);
+        let object = object(e);
+        let key = (e.pid, e.kind, format!("{object}|{}", e.error.unwrap_or("")));
+        let calls = e.count.unwrap_or(1);
+        let failed = e.failed.unwrap_or(if e.ret < 0 { 1 } else { 0 });
+        if let Some(&i) = self.index.get(&key) {
+            let entry = &mut self.entries[i];
+            entry.count += calls;
+            entry.bytes += e.bytes.unwrap_or(0);
+            entry.failed += failed;
+            return;
+        }
+        self.index.insert(key, self.entries.len());
+        self.entries.push(Entry {
+            first_ts: e.first_ts_ns.unwrap_or(e.ts_ns),
+            pid: e.pid,
+            comm: e.comm.clone(),
+            kind: e.kind,
+            object,
+            detail: detail(e),
+            count: calls,
+            bytes: e.bytes.unwrap_or(0),
+            failed,
+            error: e.error,
+        });
+    }
+
+    pub fn render(&self, tracker: &Tracker, headline: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{headline}");
+        let _ = writeln!(out, "processes");
+        render_tree(tracker, &mut out);
+        let mut entries: Vec<&Entry> = self.entries.iter().collect();
+        entries.sort_by_key(|e| e.first_ts);
+        let _ = writeln!(out, "effects ({} distinct, in order)", entries.len());
+        let base = self.base_ts.unwrap_or(0);
+        for e in entries {
+            let t = e.first_ts.saturating_sub(base) as f64 / 1e9;
+            let mut line = format!("  +{t:7.3}s {:>7} {:<15} {:<16} {}", e.pid, trim(&e.comm, 15), e.kind, e.object);
+            if !e.detail.is_empty() {
+                let _ = write!(line, "  {}", e.detail);
+            }
+            if e.kind == "write" || e.kind == "send" {
+                let _ = write!(line, "  {} in {} call{}", bytes(e.bytes), e.count, if e.count == 1 { "" } else { "s" });
+            } else if e.count > 1 {
+                let _ = write!(line, "  x{}", e.count);
+            }
+            if let Some(err) = e.error {
+                let _ = write!(line, "  FAILED {err}");
+                if e.failed > 0 && e.failed < e.count {
+                    let _ = write!(line, " ({} of {})", e.failed, e.count);
+                }
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        out
+    }
+}
+
+/// Effects worth a line: everything but bookkeeping (process lifecycle is in the tree, an open
+/// without O_CREAT/O_TRUNC changes nothing by itself).
+fn shown(e: &Event) -> bool {
+    match e.kind {
+        "fork" | "exec" | "exit" => false,
+        "open" => e.flags.is_some_and(|f| f & 0o1100 != 0),
+        _ => true,
+    }
+}
+
+fn object(e: &Event) -> String {
+    match e.kind {
+        "connect" | "bind" | "listen" | "accept" | "send" => match (&e.addr, e.port, e.family) {
+            (Some(a), Some(p), Some("inet6")) => format!("{} [{a}]:{p}", e.family.unwrap_or("")),
+            (Some(a), Some(p), _) => format!("{} {a}:{p}", e.family.unwrap_or("")),
+            (Some(a), None, _) => format!("{} {a}", e.family.unwrap_or("")),
+            _ => format!("fd {}", e.fd.unwrap_or(-1)),
+        },
+        "signal" | "signal_generated" => format!(
+            "{} -> pid {}",
+            e.signal_name.unwrap_or("?"),
+            e.target_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+        ),
+        _ => match (&e.path, &e.path2) {
+            (Some(p), Some(p2)) if e.kind == "symlink" => format!("{p} -> {p2}"),
+            (Some(p), Some(p2)) => format!("{p} -> {p2}"),
+            (Some(p), None) => p.clone(),
+            _ => format!("fd {}", e.fd.unwrap_or(-1)),
+        },
+    }
+}
+
+fn detail(e: &Event) -> String {
+    match e.kind {
+        "open" => e.flag_names.clone().unwrap_or_default(),
+        "chmod" | "mkdir" | "mknod" => e.mode.map(|m| format!("mode {m:o}")).unwrap_or_default(),
+        "chown" => format!("uid {} gid {}", e.uid.unwrap_or(-1), e.gid.unwrap_or(-1)),
+        "truncate" => e.bytes.map(|b| format!("to {b} bytes")).unwrap_or_default(),
+        "rename" => e.flag_names.clone().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn render_tree(tracker: &Tracker, out: &mut String) {
+    let procs: Vec<_> = tracker.processes().collect();
+    let known: Vec<u32> = procs.iter().map(|p| p.pid).collect();
+    let roots: Vec<_> = procs.iter().filter(|p| p.ppid.is_none_or(|pp| !known.contains(&pp))).collect();
+    let mut stack: Vec<(u32, usize)> = roots.iter().rev().map(|p| (p.pid, 0)).collect();
+    while let Some((pid, depth)) = stack.pop() {
+        let Some(p) = tracker.process(pid) else { continue };
+        let name = if p.argv.is_empty() { p.comm.clone() } else { p.argv.join(" ") };
+        let status = match (p.alive, p.exit_code, p.exit_signal) {
+            (true, _, _) => "still running".to_string(),
+            (false, Some(c), _) => format!("exit {c}"),
+            (false, None, Some(s)) => format!("killed by {}", crate::event::signal_name(s)),
+            (false, None, None) => "exited".to_string(),
+        };
+        let indent = "  ".repeat(depth);
+        let _ = writeln!(out, "  {indent}{pid:<7} {:<60} {status}", trim(&name, 60usize.saturating_sub(indent.len())));
+        for child in procs.iter().rev().filter(|c| c.ppid == Some(pid)) {
+            stack.push((child.pid, depth + 1));
+        }
+    }
+}
+
+/// One event as a line (for -v).
+pub fn line(e: &Event) -> String {
+    let mut s = format!("{:>7}/{:<7} {:<15} {:<16} {}", e.pid, e.tid, trim(&e.comm, 15), e.kind, object(e));
+    let d = detail(e);
+    if !d.is_empty() {
+        let _ = write!(s, "  {d}");
+    }
+    if let Some(argv) = &e.argv {
+        let _ = write!(s, "  {argv:?}");
+    }
+    if let Some(b) = e.bytes {
+        let _ = write!(s, "  {}", bytes(b));
+    }
+    if let Some(c) = e.child_pid {
+        let _ = write!(s, "  child {c}{}", if e.thread == Some(true) { " (thread)" } else { "" });
+    }
+    if let Some(c) = e.exit_code {
+        let _ = write!(s, "  code {c}");
+    }
+    if let Some(err) = e.error {
+        let _ = write!(s, "  = {} {err}", e.ret);
+    }
+    s
+}
+
+fn trim(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n.saturating_sub(1)).collect::<String>() + "…" }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1048576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1048576.0),
+    }
+}

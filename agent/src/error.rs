@@ -1,0 +1,36 @@
+//! Errors and exit codes. Bad input (flags, pids, cgroups, a kernel lacking a feature) is a
+//! `UsageError` and exits 2; anything else is the agent failing and exits 1.
+use std::fmt;
+
+/// Exit status when the agent itself failed.
+pub const EXIT_AGENT: i32 = 1;
+/// Exit status for bad usage or input.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Bad input: the message says what to do about it.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        UsageError(msg.into())
+    }
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The exit status an error maps to.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.chain().any(|e| e.downcast_ref::<UsageError>().is_some()) { EXIT_USAGE } else { EXIT_AGENT }
+}
+
+/// One line: the error and its causes, outermost first.
+pub fn one_line(err: &anyhow::Error) -> String {
+    err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ")
+}

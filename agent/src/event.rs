@@ -1,0 +1,271 @@
+//! A resolved event: what `events.jsonl` holds, one JSON object per line. Field names are a
+//! contract (runbooks read them): `ts_ns`, `pid`, `tid`, `comm`, `kind`, `ret`, and per kind
+//! `path`, `path2`, `flags`, `bytes`, `family`, `addr`, `port`, `target_pid`, `signal`, `argv`,
+//! `exit_code`. Absent fields are omitted.
+use serde::Serialize;
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct Event {
+    /// Kernel time (boot clock, ns) of the effect.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// Start time (boot clock, ns) of `pid`: with it, the process's identity.
+    pub start_ns: u64,
+    pub comm: String,
+    /// exec, fork, exit, open, write, send, unlink, rmdir, mkdir, rename, truncate, chmod,
+    /// chown, link, symlink, mknod, xattr, chdir, chroot, connect, bind, listen, accept,
+    /// signal (a kill-family syscall), signal_generated (each task the kernel signalled).
+    pub kind: &'static str,
+    /// The syscall behind the event, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<&'static str>,
+    /// Return value: >= 0 success, < 0 minus the errno.
+    pub ret: i64,
+    /// Errno name when the syscall failed (`ret` < 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Second path: rename/link destination, symlink target (as written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path2: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u64>,
+    /// open flags or renameat2/unlinkat flags by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag_names: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i64>,
+    /// Bytes written or sent (aggregated: the sum over `count` calls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Calls aggregated into this event (writes), and how many of them failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<u64>,
+    /// First call aggregated into this event (writes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_ts_ns: Option<u64>,
+    /// inet, inet6, unix, netlink...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<&'static str>,
+    /// IP address, or the Unix socket path (`@name` for the abstract namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal_name: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// fork: the new task; `thread` when it is a thread of the same process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_start_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<bool>,
+    /// A string was cut by the kernel's buffer, or could not be read (page not resident).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<bool>,
+    /// How a relative path was made absolute when the trace alone could not: `proc`
+    /// (/proc/<pid>/fd, racy) or `unknown-fd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_via: Option<&'static str>,
+}
+
+
+pub fn errno_name(errno: i64) -> &'static str {
+    match errno {
+        1 => "EPERM",
+        2 => "ENOENT",
+        3 => "ESRCH",
+        4 => "EINTR",
+        5 => "EIO",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        18 => "EXDEV",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        24 => "EMFILE",
+        26 => "ETXTBSY",
+        27 => "EFBIG",
+        28 => "ENOSPC",
+        30 => "EROFS",
+        31 => "EMLINK",
+        32 => "EPIPE",
+        36 => "ENAMETOOLONG",
+        38 => "ENOSYS",
+        39 => "ENOTEMPTY",
+        40 => "ELOOP",
+        88 => "ENOTSOCK",
+        95 => "EOPNOTSUPP",
+        97 => "EAFNOSUPPORT",
+        98 => "EADDRINUSE",
+        99 => "EADDRNOTAVAIL",
+        101 => "ENETUNREACH",
+        104 => "ECONNRESET",
+        110 => "ETIMEDOUT",
+        111 => "ECONNREFUSED",
+        113 => "EHOSTUNREACH",
+        114 => "EALREADY",
+        115 => "EINPROGRESS",
+        122 => "EDQUOT",
+        _ => "E?",
+    }
+}
+
+pub fn signal_name(sig: i64) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+        "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
+        "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
+        "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+    ];
+    match sig {
+        0..=31 => NAMES[sig as usize],
+        _ => "SIGRT",
+    }
+}
+
+/// open(2) flags by name, as strace prints them.
+pub fn open_flag_names(flags: u64) -> String {
+    let mut out = vec![match flags & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    }];
+    for (bit, name) in [
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o200000, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o10000000, "O_PATH"),
+        (0o20200000, "O_TMPFILE"),
+    ] {
+        if flags & bit == bit {
+            out.push(name);
+        }
+    }
+    out.join("|")
+}
+
+/// A socket address as the kernel got it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SockAddr {
+    pub family: &'static str,
+    pub addr: String,
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for SockAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.family, self.port) {
+            ("inet6", Some(p)) => write!(f, "[{}]:{p}", self.addr),
+            (_, Some(p)) => write!(f, "{}:{p}", self.addr),
+            (fam, None) => write!(f, "{fam}:{}", self.addr),
+        }
+    }
+}
+
+pub fn family_name(family: u64) -> &'static str {
+    match family {
+        1 => "unix",
+        2 => "inet",
+        10 => "inet6",
+        16 => "netlink",
+        17 => "packet",
+        40 => "vsock",
+        _ => "other",
+    }
+}
+
+/// Decode a struct sockaddr (AF_INET, AF_INET6, AF_UNIX; others by family name only).
+pub fn parse_sockaddr(b: &[u8]) -> Option<SockAddr> {
+    if b.len() < 2 {
+        return None;
+    }
+    let family = u16::from_ne_bytes([b[0], b[1]]) as u64;
+    match family {
+        2 if b.len() >= 8 => Some(SockAddr {
+            family: "inet",
+            addr: std::net::Ipv4Addr::new(b[4], b[5], b[6], b[7]).to_string(),
+            port: Some(u16::from_be_bytes([b[2], b[3]])),
+        }),
+        10 if b.len() >= 24 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&b[8..24]);
+            Some(SockAddr {
+                family: "inet6",
+                addr: std::net::Ipv6Addr::from(a).to_string(),
+                port: Some(u16::from_be_bytes([b[2], b[3]])),
+            })
+        }
+        1 => {
+            let path = &b[2..];
+            let addr = if path.first() == Some(&0) && path.len() > 1 {
+                format!("@{}", crate::decode::text(&path[1..]))
+            } else {
+                crate::decode::text(path)
+            };
+            Some(SockAddr { family: "unix", addr, port: None })
+        }
+        _ => Some(SockAddr { family: family_name(family), addr: String::new(), port: None }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_inet_inet6_unix() {
+        let mut v4 = vec![2u8, 0, 0x1f, 0x90, 127, 0, 0, 1];
+        v4.extend([0u8; 8]);
+        let a = parse_sockaddr(&v4).unwrap();
+        assert_eq!((a.family, a.addr.as_str(), a.port), ("inet", "127.0.0.1", Some(8080)));
+        let mut v6 = vec![10u8, 0, 0, 80, 0, 0, 0, 0];
+        v6.extend(std::net::Ipv6Addr::LOCALHOST.octets());
+        v6.extend([0u8; 4]);
+        assert_eq!(parse_sockaddr(&v6).unwrap().to_string(), "[::1]:80");
+        let mut un = vec![1u8, 0];
+        un.extend(b"/run/x.sock\0");
+        assert_eq!(parse_sockaddr(&un).unwrap().addr, "/run/x.sock");
+        let mut abs = vec![1u8, 0, 0];
+        abs.extend(b"name");
+        assert_eq!(parse_sockaddr(&abs).unwrap().addr, "@name");
+    }
+
+    #[test]
+    fn names_open_flags() {
+        assert_eq!(open_flag_names(0o1101), "O_WRONLY|O_CREAT|O_TRUNC");
+        assert_eq!(open_flag_names(0o2002), "O_RDWR|O_APPEND");
+    }
+}

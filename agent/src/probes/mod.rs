@@ -1,0 +1,191 @@
+//! The kernel side as userspace sees it: loads the programs from agent-ebpf, configures them,
+//! attaches them, and exposes their maps (tracked tasks, aggregated writes, loss counters,
+//! ring buffer). Dropping `Probes` detaches every program and frees every map.
+mod tracefs;
+
+use std::{
+    os::fd::{AsRawFd, RawFd},
+    path::Path,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{RawTracePoint, TracePoint},
+};
+
+use agent_common::{Config, FdKey, TaskInfo, WriteAgg, loss};
+
+use crate::error::UsageError;
+
+pub use tracefs::ensure_mounted;
+
+/// The compiled kernel programs, built by build.rs.
+static PROBES_ELF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pilot-probes"));
+
+/// What to track and how the transport behaves.
+pub struct Options {
+    /// cgroup v2 directory whose processes are all tracked.
+    pub cgroup: Option<(u64, u32)>,
+    /// Ring buffer size in bytes (power of two, multiple of the page size).
+    pub ringbuf_bytes: u32,
+    /// Wake the reader once this many bytes are waiting.
+    pub wakeup_bytes: u64,
+    /// Report aggregated writes at least this often while an fd stays open.
+    pub write_flush_ns: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { cgroup: None, ringbuf_bytes: 16 << 20, wakeup_bytes: 256 << 10, write_flush_ns: 1_000_000_000 }
+    }
+}
+
+pub struct Probes {
+    ebpf: Ebpf,
+    ring: RingBuf<MapData>,
+}
+
+/// Checks that must pass before loading anything; each failure is bad input (exit 2).
+pub fn preflight() -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(UsageError::new("pilot needs root to load BPF programs: run it with sudo").into());
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(UsageError::new(
+            "this kernel has no BTF (/sys/kernel/btf/vmlinux): pilot needs a kernel built with \
+             CONFIG_DEBUG_INFO_BTF=y (every major distribution's kernel since 2021 has it)",
+        )
+        .into());
+    }
+    ensure_mounted()
+}
+
+impl Probes {
+    pub fn load(opts: &Options) -> Result<Probes> {
+        let config = build_config(opts)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", opts.ringbuf_bytes)
+            .load(PROBES_ELF)
+            .context("loading the BPF programs")?;
+        attach(&mut ebpf)?;
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
+        Ok(Probes { ebpf, ring })
+    }
+
+    pub fn ring(&mut self) -> &mut RingBuf<MapData> {
+        &mut self.ring
+    }
+
+    /// Raw fd of the TRACKED map (a child adds itself through it before exec).
+    pub fn tracked_fd(&mut self) -> RawFd {
+        use std::os::fd::AsFd;
+        let map = self.ebpf.map("TRACKED").expect("TRACKED map");
+        let aya::maps::Map::HashMap(data) = map else { panic!("TRACKED is a hash map") };
+        data.fd().as_fd().as_raw_fd()
+    }
+
+    pub fn ring_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+
+    fn tracked_map(&mut self) -> Result<HashMap<&mut MapData, u32, TaskInfo>> {
+        Ok(HashMap::try_from(self.ebpf.map_mut("TRACKED").ok_or_else(|| anyhow!("no TRACKED map"))?)?)
+    }
+
+    /// Start tracking a task that already runs (the root, or `--pid` and its tree).
+    pub fn track(&mut self, tid: u32, start_ns: u64) -> Result<()> {
+        let info = TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0 };
+        self.tracked_map()?.insert(tid, info, 0).with_context(|| format!("tracking task {tid}"))
+    }
+
+    pub fn untrack(&mut self, tid: u32) -> Result<()> {
+        let _ = self.tracked_map()?.remove(&tid);
+        Ok(())
+    }
+
+    /// Tids the kernel currently tracks.
+    pub fn tracked(&mut self) -> Result<Vec<u32>> {
+        let map = self.tracked_map()?;
+        Ok(map.keys().filter_map(|k| k.ok()).collect())
+    }
+
+    /// Take the writes still aggregated in the kernel for `pid` (all processes if None).
+    /// Only for processes that no longer run: a live writer could add to an entry as we read it.
+    pub fn take_writes(&mut self, pid: Option<u32>) -> Result<Vec<(FdKey, WriteAgg)>> {
+        let mut map: HashMap<&mut MapData, FdKey, WriteAgg> =
+            HashMap::try_from(self.ebpf.map_mut("WRITES").ok_or_else(|| anyhow!("no WRITES map"))?)?;
+        let keys: Vec<FdKey> =
+            map.keys().filter_map(|k| k.ok()).filter(|k| pid.is_none_or(|p| k.pid == p)).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Ok(agg) = map.get(&key, 0) {
+                out.push((key, agg));
+                let _ = map.remove(&key);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lost events per cause, summed over CPUs, in agent_common::loss order.
+    pub fn losses(&self) -> Result<[u64; loss::COUNT as usize]> {
+        let map: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map("LOSS").ok_or_else(|| anyhow!("no LOSS map"))?)?;
+        let mut out = [0u64; loss::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = map.get(&(i as u32), 0)?.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+fn attach(ebpf: &mut Ebpf) -> Result<()> {
+    for name in ["sys_enter", "sys_exit"] {
+        let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
+        prog.load().with_context(|| format!("loading {name}"))?;
+        prog.attach(name).with_context(|| format!("attaching raw tracepoint {name}"))?;
+    }
+    for (name, category) in [
+        ("task_newtask", "task"),
+        ("sched_process_exec", "sched"),
+        ("sched_process_exit", "sched"),
+        ("signal_generate", "signal"),
+    ] {
+        let prog: &mut TracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
+        prog.load().with_context(|| format!("loading {name}"))?;
+        prog.attach(category, name).with_context(|| format!("attaching tracepoint {category}:{name}"))?;
+    }
+    Ok(())
+}
+
+fn build_config(opts: &Options) -> Result<Config> {
+    let newtask = tracefs::Format::read("task", "task_newtask")?;
+    let exec = tracefs::Format::read("sched", "sched_process_exec")?;
+    let exit = tracefs::Format::read("sched", "sched_process_exit")?;
+    let sig = tracefs::Format::read("signal", "signal_generate")?;
+    let (cgroup_id, cgroup_level) = opts.cgroup.unwrap_or((0, 0));
+    if opts.ringbuf_bytes.count_ones() != 1 || opts.ringbuf_bytes < 4096 {
+        bail!(UsageError::new("the ring buffer size must be a power of two of at least 4096 bytes"));
+    }
+    Ok(Config {
+        cgroup_id,
+        write_flush_ns: opts.write_flush_ns,
+        wakeup_bytes: opts.wakeup_bytes,
+        cgroup_level,
+        agent_pid: std::process::id(),
+        newtask_pid: newtask.require("pid")?,
+        newtask_clone_flags: newtask.offset("clone_flags"),
+        exec_filename: exec.require("filename")?,
+        exec_pid: exec.require("pid")?,
+        exec_old_pid: exec.offset("old_pid"),
+        exit_pid: exit.require("pid")?,
+        exit_group_dead: exit.offset("group_dead"),
+        sig_sig: sig.require("sig")?,
+        sig_code: sig.require("code")?,
+        sig_pid: sig.require("pid")?,
+        sig_group: sig.offset("group"),
+        sig_result: sig.offset("result"),
+    })
+}

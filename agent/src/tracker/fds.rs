@@ -1,0 +1,206 @@
+//! A process's fd table as the trace shows it, so bytes written to an fd are attributed to what
+//! it pointed at. Closed fds stay as tombstones until reused: the kernel may report writes to
+//! an fd after its close record (aggregated writes are flushed at close entry or later).
+use std::collections::HashMap;
+
+use agent_common::syscalls as sc;
+
+use crate::{event::SockAddr, procfs};
+
+#[derive(Clone, Debug)]
+pub enum Target {
+    File(String),
+    Dir(String),
+    Socket { family: u64, local: Option<SockAddr>, peer: Option<SockAddr> },
+    Pipe,
+    PidFd(i64),
+    Other,
+}
+
+#[derive(Clone, Debug)]
+pub struct Fd {
+    pub target: Target,
+    pub cloexec: bool,
+    pub closed: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FdTable {
+    fds: HashMap<i64, Fd>,
+}
+
+const CLOSE_RANGE_CLOEXEC: u64 = 4;
+const O_CLOEXEC: u64 = sc::O_CLOEXEC;
+
+impl FdTable {
+    /// The fds a running process holds now (inherited by a root we start or adopt).
+    pub fn from_proc(pid: u32) -> FdTable {
+        let mut t = FdTable::default();
+        for (fd, target) in procfs::fds(pid) {
+            let target = if target.starts_with('/') {
+                Target::File(target)
+            } else if target.starts_with("pipe:") {
+                Target::Pipe
+            } else if target.starts_with("socket:") {
+                Target::Socket { family: 0, local: None, peer: None }
+            } else {
+                Target::Other
+            };
+            t.set(fd as i64, Fd { target, cloexec: false, closed: false });
+        }
+        t
+    }
+
+    pub fn get(&self, fd: i64) -> Option<&Fd> {
+        self.fds.get(&fd)
+    }
+
+    pub fn set(&mut self, fd: i64, entry: Fd) {
+        self.fds.insert(fd, entry);
+    }
+
+    /// The path an fd refers to, when it is a file or directory.
+    pub fn path_of(&self, fd: i64) -> Option<String> {
+        match &self.fds.get(&fd)?.target {
+            Target::File(p) | Target::Dir(p) => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn pidfd_target(&self, fd: i64) -> Option<i64> {
+        match self.fds.get(&fd)?.target {
+            Target::PidFd(pid) => Some(pid),
+            _ => None,
+        }
+    }
+
+    pub fn socket_family(&self, fd: i64) -> u64 {
+        match self.fds.get(&fd).map(|f| &f.target) {
+            Some(Target::Socket { family, .. }) => *family,
+            _ => 0,
+        }
+    }
+
+    pub fn local_of(&self, fd: i64) -> Option<SockAddr> {
+        match self.fds.get(&fd).map(|f| &f.target) {
+            Some(Target::Socket { local, .. }) => local.clone(),
+            _ => None,
+        }
+    }
+
+    pub fn set_peer(&mut self, fd: i64, addr: Option<SockAddr>) {
+        self.socket_mut(fd, |_, peer| *peer = addr);
+    }
+
+    pub fn set_local(&mut self, fd: i64, addr: Option<SockAddr>) {
+        self.socket_mut(fd, |local, _| *local = addr);
+    }
+
+    fn socket_mut(&mut self, fd: i64, f: impl FnOnce(&mut Option<SockAddr>, &mut Option<SockAddr>)) {
+        let entry = self.fds.entry(fd).or_insert(Fd {
+            target: Target::Socket { family: 0, local: None, peer: None },
+            cloexec: false,
+            closed: false,
+        });
+        if !matches!(entry.target, Target::Socket { .. }) {
+            entry.target = Target::Socket { family: 0, local: None, peer: None };
+        }
+        if let Target::Socket { local, peer, .. } = &mut entry.target {
+            f(local, peer);
+        }
+    }
+
+    /// exec closes O_CLOEXEC fds.
+    pub fn close_on_exec(&mut self) {
+        for fd in self.fds.values_mut() {
+            if fd.cloexec {
+                fd.closed = true;
+            }
+        }
+    }
+
+    /// Apply an fd-table syscall (close, dup, socket, pipe...) that returned `ret`.
+    pub fn apply(&mut self, nr: u32, a: &[u64; 6], ret: i64) {
+        let dup = |t: &mut FdTable, from: i64, to: i64, cloexec: bool| {
+            if let Some(mut entry) = t.fds.get(&from).cloned() {
+                entry.cloexec = cloexec;
+                entry.closed = false;
+                t.fds.insert(to, entry);
+            } else {
+                t.fds.remove(&to);
+            }
+        };
+        let fd0 = a[0] as i32 as i64;
+        match nr {
+            sc::CLOSE if ret == 0 => self.close(fd0),
+            sc::CLOSE_RANGE if ret == 0 => {
+                let (first, last) = (a[0], a[1].min(1 << 20));
+                for fd in first..=last {
+                    if let Some(entry) = self.fds.get_mut(&(fd as i64)) {
+                        if a[2] & CLOSE_RANGE_CLOEXEC != 0 { entry.cloexec = true } else { entry.closed = true }
+                    }
+                }
+            }
+            sc::DUP if ret >= 0 => dup(self, fd0, ret, false),
+            sc::DUP2 if ret >= 0 && fd0 != ret => dup(self, fd0, ret, false),
+            sc::DUP3 if ret >= 0 => dup(self, fd0, ret, a[2] & O_CLOEXEC != 0),
+            sc::FCNTL if ret >= 0 => dup(self, fd0, ret, a[1] == sc::F_DUPFD_CLOEXEC),
+            sc::SOCKET if ret >= 0 => self.set(
+                ret,
+                Fd { target: Target::Socket { family: a[0], local: None, peer: None }, cloexec: a[1] & 0o2000000 != 0, closed: false },
+            ),
+            sc::PIDFD_OPEN if ret >= 0 => {
+                self.set(ret, Fd { target: Target::PidFd(a[0] as i32 as i64), cloexec: true, closed: false })
+            }
+            sc::PIPE | sc::PIPE2 if ret == 0 => {
+                let cloexec = nr == sc::PIPE2 && a[1] & O_CLOEXEC != 0;
+                for fd in [a[4], a[5]] {
+                    self.set(fd as i32 as i64, Fd { target: Target::Pipe, cloexec, closed: false });
+                }
+            }
+            sc::SOCKETPAIR if ret == 0 => {
+                for fd in [a[4], a[5]] {
+                    let target = Target::Socket { family: a[0], local: None, peer: None };
+                    self.set(fd as i32 as i64, Fd { target, cloexec: a[1] & 0o2000000 != 0, closed: false });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn close(&mut self, fd: i64) {
+        if let Some(entry) = self.fds.get_mut(&fd) {
+            entry.closed = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(p: &str) -> Fd {
+        Fd { target: Target::File(p.into()), cloexec: false, closed: false }
+    }
+
+    #[test]
+    fn dup2_copies_and_close_keeps_a_tombstone() {
+        let mut t = FdTable::default();
+        t.set(3, file("/data/log"));
+        t.apply(sc::DUP2, &[3, 1, 0, 0, 0, 0], 1);
+        assert_eq!(t.path_of(1).as_deref(), Some("/data/log"));
+        t.apply(sc::CLOSE, &[3, 0, 0, 0, 0, 0], 0);
+        assert_eq!(t.path_of(3).as_deref(), Some("/data/log"), "late writes still resolve");
+        assert!(t.get(3).unwrap().closed);
+    }
+
+    #[test]
+    fn exec_closes_cloexec_fds() {
+        let mut t = FdTable::default();
+        t.set(4, Fd { cloexec: true, ..file("/x") });
+        t.set(5, file("/y"));
+        t.close_on_exec();
+        assert!(t.get(4).unwrap().closed);
+        assert!(!t.get(5).unwrap().closed);
+    }
+}
