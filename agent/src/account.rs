@@ -31,7 +31,7 @@ impl Account {
         }
         self.base_ts.get_or_insert(e.ts_ns);
         let object = object(e);
-        let key = (e.pid, e.kind, format!("{object}|{}", e.error.unwrap_or("")));
+        let key = (e.pid, e.kind, format!("{object}|{}|{}", detail(e), e.error.unwrap_or("")));
         let calls = e.count.unwrap_or(1);
         let failed = e.failed.unwrap_or(if e.ret < 0 { 1 } else { 0 });
         if let Some(&i) = self.index.get(&key) {
@@ -138,7 +138,7 @@ fn render_tree(tracker: &Tracker, out: &mut String) {
     let mut stack: Vec<(u32, usize)> = roots.iter().rev().map(|p| (p.pid, 0)).collect();
     while let Some((pid, depth)) = stack.pop() {
         let Some(p) = tracker.process(pid) else { continue };
-        let name = if p.argv.is_empty() { p.comm.clone() } else { p.argv.join(" ") };
+        let name = if p.argv.is_empty() { p.comm.clone() } else { one_line(&p.argv.join(" ")) };
         let status = match (p.alive, p.exit_code, p.exit_signal) {
             (true, _, _) => "still running".to_string(),
             (false, Some(c), _) => format!("exit {c}"),
@@ -176,6 +176,11 @@ pub fn line(e: &Event) -> String {
         let _ = write!(s, "  = {} {err}", e.ret);
     }
     s
+}
+
+/// Multi-line scripts (`sh -c '...'`) on one line.
+pub fn one_line(s: &str) -> String {
+    s.trim().replace('\n', "; ")
 }
 
 fn trim(s: &str, n: usize) -> String {

@@ -59,7 +59,7 @@ impl Target {
 
     fn describe(&self) -> String {
         match self {
-            Target::Command(argv) => format!("`{}`", argv.join(" ")),
+            Target::Command(argv) => format!("`{}`", crate::account::one_line(&argv.join(" "))),
             Target::Pid(pid) => format!("pid {pid}"),
             Target::Cgroup { path, .. } => format!("cgroup {}", path.display()),
         }
