@@ -31,11 +31,34 @@ With a command, pilot exits with the command's exit status (128+N if killed by s
 Exit status 2: bad input (missing pid, unknown cgroup, not root, kernel without BTF);
 1: pilot itself failed.")]
     Trace(TraceArgs),
+    /// Show the effect graph of a recorded run (a directory written by `--out`).
+    #[command(after_help = "Examples:
+  pilot graph /tmp/t1                 what the action touched, by component, destructive first
+  pilot graph /tmp/t1 --format dot | dot -Tsvg > t1.svg
+  pilot graph /tmp/t1 --format json | jq '.edges[] | select(.cross_component)'")]
+    Graph(GraphArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    /// Run directory holding graph.json.
+    pub dir: PathBuf,
+    /// text: a tree for the terminal; dot: Graphviz; json: the graph.json schema.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    pub format: GraphFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+    Json,
 }
 
 #[derive(Args, Debug)]
 pub struct TraceArgs {
-    /// Write events.jsonl (one JSON object per event) and summary.json into DIR (created).
+    /// Write events.jsonl (one JSON object per event), summary.json, graph.json and graph.dot
+    /// into DIR (created).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 

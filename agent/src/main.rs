@@ -6,9 +6,12 @@ mod cli;
 mod decode;
 mod error;
 mod event;
+mod graph;
+mod graph_cmd;
 mod output;
 mod probes;
 mod procfs;
+mod snapshot;
 mod trace;
 mod tracker;
 
@@ -19,6 +22,7 @@ fn main() {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Trace(args) => trace::run(args),
+        cli::Command::Graph(args) => graph_cmd::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -46,6 +46,15 @@ impl Output {
         Ok(())
     }
 
+    /// Write another file of the run directory (nothing without `--out`).
+    pub fn write_file(&self, name: &str, text: &str) -> Result<()> {
+        if let Some(dir) = &self.dir {
+            let path = dir.join(name);
+            fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// Flush events.jsonl and write summary.json.
     pub fn finish(&mut self, summary: &impl Serialize) -> Result<()> {
         if let Some(w) = self.events.as_mut() {

@@ -118,3 +118,26 @@ fn link(path: &str) -> Option<String> {
 pub fn is_zombie(pid: u32) -> bool {
     stat_fields(pid).and_then(|(_, rest)| rest.first().cloned()).is_some_and(|s| s == "Z")
 }
+
+/// Is `fd` open for writing (O_WRONLY or O_RDWR in /proc/<pid>/fdinfo)?
+pub fn fd_writable(pid: u32, fd: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("flags:").map(|f| f.trim().to_string())))
+        .and_then(|f| u64::from_str_radix(&f, 8).ok())
+        .is_some_and(|flags| flags & 3 != 0)
+}
+
+/// Files a process maps (each once).
+pub fn mapped_files(pid: u32) -> Vec<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.starts_with('/'))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}

@@ -18,9 +18,11 @@ use crate::{
     cli::TraceArgs,
     decode,
     error::UsageError,
+    graph,
     output::Output,
     probes::{self, Probes},
     procfs,
+    snapshot::Snapshot,
     tracker::Tracker,
 };
 
@@ -54,6 +56,19 @@ impl Target {
                 "nothing to trace: give `--pid PID`, `--cgroup PATH` or `-- CMD [ARGS...]`"
             )),
             _ => bail!(UsageError::new("give only one of `--pid`, `--cgroup` and `-- CMD`")),
+        }
+    }
+
+    /// Processes of the target that already run (left out of the host's components).
+    fn existing_tree(&self) -> std::collections::HashSet<u32> {
+        match self {
+            Target::Command(_) => Default::default(),
+            Target::Pid(pid) => procfs::tree(*pid).into_iter().collect(),
+            Target::Cgroup { path, .. } => std::fs::read_to_string(path.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect(),
         }
     }
 
@@ -133,7 +148,9 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     }
     let mut probes = Probes::load(&opts)?;
     let mut out = Output::create(args.out.as_deref(), args.verbose)?;
-    let mut session = Session { tracker: Tracker::new(), account: Account::default(), events: 0 };
+    let snapshot = Snapshot::take(&target.existing_tree());
+    let mut session =
+        Session { tracker: Tracker::new(), account: Account::default(), graph: graph::Builder::new(), events: 0 };
     catch_interrupts();
     // Orphaned descendants (daemons) are re-parented to us, so we reap them and know when the
     // tree is gone.
@@ -189,10 +206,16 @@ pub fn run(args: TraceArgs) -> Result<i32> {
         complete: lost == 0 && counts.decode_errors == 0,
     };
     out.finish(&summary)?;
+    let mut snapshot = snapshot;
+    snapshot.merge(Snapshot::take(&session.tracker.processes().map(|p| p.pid).collect()));
+    let lost_or_garbled = lost + counts.decode_errors;
+    let graph = session.graph.finish(target.describe(), &snapshot, &session.tracker, lost_or_garbled);
+    out.write_file("graph.json", &graph::render::json(&graph))?;
+    out.write_file("graph.dot", &graph::render::dot(&graph))?;
     let headline = headline(&summary);
     eprint!("{}", session.account.render(&session.tracker, &headline));
     if let Some(dir) = &args.out {
-        eprintln!("pilot: wrote {}/events.jsonl and summary.json", dir.display());
+        eprintln!("pilot: wrote events.jsonl, summary.json, graph.json and graph.dot in {}", dir.display());
     }
     Ok(match &target {
         Target::Command(_) => root_status.unwrap_or(1),
@@ -221,6 +244,8 @@ fn headline(s: &Summary) -> String {
 struct Session {
     tracker: Tracker,
     account: Account,
+    graph: graph::Builder,
+    /// Events written so far: the line number of the next one in events.jsonl, minus one.
     events: u64,
 }
 
@@ -230,10 +255,11 @@ impl Session {
         let mut ended: Vec<u32> = Vec::new();
         let mut result = Ok(());
         {
-            let Session { tracker, account, events } = self;
+            let Session { tracker, account, graph, events } = self;
             let mut sink = |e: crate::event::Event| {
                 *events += 1;
                 account.add(&e);
+                graph.add(&e, *events);
                 if let Err(err) = out.event(&e) {
                     result = Err(err);
                 }
@@ -271,11 +297,12 @@ impl Session {
             h.pid = key.pid;
             h.tid = agg.tid;
             h.args = [key.fd as u64, agg.calls, agg.bytes, agg.failed, agg.first_ns, agg.last_errno as u64];
-            let Session { tracker, account, events } = self;
+            let Session { tracker, account, graph, events } = self;
             let mut failed = None;
             tracker.handle_writes(&h, &mut |e| {
                 *events += 1;
                 account.add(&e);
+                graph.add(&e, *events);
                 if let Err(err) = out.event(&e) {
                     failed = Some(err);
                 }

@@ -15,6 +15,10 @@ const APT_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "iproute2",
     "procps",
+    // tests: the C effects helper, the JVM tracing test, DOT output checked with `dot -Tsvg`
+    "gcc",
+    "openjdk-17-jdk-headless",
+    "graphviz",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const TRACEFS: &str = "/sys/kernel/tracing";

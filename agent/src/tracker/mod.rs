@@ -105,6 +105,11 @@ impl Tracker {
         &self.procs[&pid]
     }
 
+    /// The process a thread belongs to, while it is known.
+    pub fn process_of_tid(&self, tid: u32) -> Option<u32> {
+        self.tids.get(&tid).copied()
+    }
+
     pub fn process(&self, pid: u32) -> Option<&Process> {
         self.procs.get(&pid)
     }

@@ -1,0 +1,153 @@
+//! Views of a graph: JSON (the contract), Graphviz DOT (components as clusters, cross-component
+//! edges in red), and a terse text tree for a terminal.
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use super::{Edge, Graph, Node, TRACED, severity_rank};
+
+pub fn json(g: &Graph) -> String {
+    let mut s = serde_json::to_string_pretty(g).expect("a graph serializes");
+    s.push('\n');
+    s
+}
+
+pub fn dot(g: &Graph) -> String {
+    let mut out = String::from("digraph pilot {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n  edge [fontname=\"monospace\", fontsize=9];\n");
+    let _ = writeln!(out, "  label={};\n  labelloc=t;", quote(&format!("pilot: {}", g.target)));
+    let mut clusters: BTreeMap<&str, Vec<&Node>> = BTreeMap::new();
+    let mut loose = Vec::new();
+    for n in g.nodes.iter().filter(|n| n.node_type != "component") {
+        match n.component.as_deref() {
+            Some(c) => clusters.entry(c).or_default().push(n),
+            None => loose.push(n),
+        }
+    }
+    for (i, (name, nodes)) in clusters.iter().enumerate() {
+        let (fill, title) = if *name == TRACED { ("#e8f0fe", "traced tree".to_string()) } else { ("#fdecea", format!("component: {name}")) };
+        let _ = writeln!(out, "  subgraph cluster_{i} {{\n    label={};\n    style=filled;\n    fillcolor=\"{fill}\";", quote(&title));
+        for n in nodes {
+            let _ = writeln!(out, "    {}", node_line(n));
+        }
+        out.push_str("  }\n");
+    }
+    for n in loose {
+        let _ = writeln!(out, "  {}", node_line(n));
+    }
+    for e in &g.edges {
+        let mut label = e.kind.clone();
+        if e.count > 1 {
+            let _ = write!(label, " x{}", e.count);
+        }
+        if e.bytes > 0 {
+            let _ = write!(label, " {}B", e.bytes);
+        }
+        if let Some(d) = &e.detail {
+            let _ = write!(label, " {d}");
+        }
+        if e.all_failed() {
+            label.push_str(" (failed)");
+        }
+        let style = if e.cross_component {
+            ", color=red, fontcolor=red, penwidth=2"
+        } else if e.all_failed() {
+            ", style=dashed, color=gray"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {} -> {} [label={}{style}];", quote(&e.from), quote(&e.to), quote(&label));
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn node_line(n: &Node) -> String {
+    let shape = match n.node_type.as_str() {
+        "process" => "box",
+        "file" => "note",
+        "endpoint" => "ellipse",
+        _ => "diamond",
+    };
+    let mut label = n.label.clone();
+    if let Some(h) = &n.held {
+        let _ = write!(label, "\\n({h})");
+    }
+    format!("{} [shape={shape}, label={}];", quote(&n.id), quote_keep_newlines(&label))
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+}
+
+fn quote_keep_newlines(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\\\""))
+}
+
+/// What the action touched, grouped by component, destructive effects first.
+pub fn text(g: &Graph) -> String {
+    let mut out = String::new();
+    let completeness = if g.complete {
+        "complete".to_string()
+    } else {
+        format!("INCOMPLETE: {} events lost, effects may be missing", g.lost_events)
+    };
+    let _ = writeln!(out, "pilot effect graph of {} on {} ({completeness})", g.target, g.host);
+    let touched = g.touched();
+    if touched.is_empty() {
+        let _ = writeln!(out, "touched no other component");
+    } else {
+        let names: Vec<&str> = touched.keys().copied().collect();
+        let _ = writeln!(out, "touched {} other component{}: {}", names.len(), if names.len() == 1 { "" } else { "s" }, names.join(", "));
+    }
+    for (name, edges) in &touched {
+        let c = g.components.iter().find(|c| c.name == *name);
+        let pids: Vec<String> = c.map(|c| c.processes.iter().map(|m| m.pid.to_string()).collect()).unwrap_or_default();
+        let kind = c.map(|c| c.kind.as_str()).unwrap_or("component");
+        let _ = writeln!(out, "\n{name}  ({kind}, pid {})", pids.join(","));
+        write_edges(&mut out, g, edges);
+    }
+    let own: Vec<&Edge> = g.edges.iter().filter(|e| !e.cross_component && e.kind != "spawn" && e.kind != "exec").collect();
+    let _ = writeln!(out, "\ntraced tree, effects on nothing another component holds ({})", own.len());
+    write_edges(&mut out, g, &own);
+    let _ = writeln!(out, "\nprocesses");
+    for n in g.nodes.iter().filter(|n| n.node_type == "process" && n.component.as_deref() == Some(TRACED)) {
+        let argv = n.argv.as_ref().map(|a| a.join(" ").replace('\n', "; ")).unwrap_or_default();
+        let status = match (n.exit_code, n.signal) {
+            (Some(c), _) => format!("exit {c}"),
+            (None, Some(s)) => format!("killed by {}", crate::event::signal_name(s)),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  {:<8} {:<70} {status}", n.pid.unwrap_or(0), trim(&argv, 70));
+    }
+    out
+}
+
+fn write_edges(out: &mut String, g: &Graph, edges: &[&Edge]) {
+    let mut edges = edges.to_vec();
+    edges.sort_by_key(|e| (severity_rank(&e.kind), e.first_ts_ns));
+    for e in edges {
+        let target = g.node(&e.to).map(|n| n.label.as_str()).unwrap_or(&e.to);
+        let by = g.node(&e.from).map(|n| n.label.as_str()).unwrap_or(&e.from);
+        let mark = if e.all_failed() { " " } else if severity_rank(&e.kind) <= severity_rank("xattr") { "!" } else { " " };
+        let mut line = format!("  {mark} {:<9} {target}", e.kind);
+        if let Some(d) = &e.detail {
+            let _ = write!(line, " {d}");
+        }
+        if let Some(h) = g.node(&e.to).and_then(|n| n.held.as_deref()) {
+            let _ = write!(line, "  [{h}]");
+        }
+        if e.bytes > 0 {
+            let _ = write!(line, "  {} B", e.bytes);
+        }
+        if e.count > 1 {
+            let _ = write!(line, "  x{}", e.count);
+        }
+        if e.failed > 0 {
+            let _ = write!(line, "  {} FAILED", if e.all_failed() { "all".to_string() } else { e.failed.to_string() });
+        }
+        let _ = write!(line, "  by {by}");
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn trim(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n.saturating_sub(1)).collect::<String>() + "…" }
+}

@@ -1,0 +1,423 @@
+//! Zero-configuration discovery of the host's components, taken when tracing starts: every live
+//! process outside the traced tree joins a component (its systemd unit or container cgroup;
+//! else the program it runs, grouped with the children it spawned), and each component owns
+//! what its processes hold: listening ports and Unix sockets, open and mapped files, and the
+//! directories it writes in (its data directories).
+pub mod sockets;
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    fs,
+    net::IpAddr,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::procfs;
+pub use sockets::Listener;
+
+/// A live process of a component, identified by (pid, start time).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Member {
+    pub pid: u32,
+    pub start_ns: u64,
+    pub argv: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Component {
+    pub name: String,
+    /// systemd-unit, cgroup, program, or policy (named in a policy file).
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    pub processes: Vec<Member>,
+    pub listens: BTreeSet<Listener>,
+    /// Files its processes hold open, and those among them open for writing.
+    pub files_open: BTreeSet<String>,
+    pub files_written: BTreeSet<String>,
+    /// Mapped files outside the system's library and binary directories (data mmaps).
+    pub files_mapped: BTreeSet<String>,
+    /// Directories it holds files open for writing in: what lies there is its data.
+    pub data_dirs: BTreeSet<String>,
+    /// Working directories of its processes (described, not owned: an operator's shell or
+    /// `tail` sits in directories it does not own).
+    pub cwds: BTreeSet<String>,
+}
+
+/// How a component owns a path, strongest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hold {
+    OpenForWrite,
+    Open,
+    Mapped,
+    DataDir,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub components: Vec<Component>,
+    /// Live processes outside the traced tree: pid -> (start_ns, component index).
+    pub procs: HashMap<u32, (u64, usize)>,
+    paths: HashMap<String, (Hold, usize)>,
+    local: Vec<IpAddr>,
+}
+
+struct ProcInfo {
+    pid: u32,
+    ppid: u32,
+    start_ns: u64,
+    exe: String,
+    argv: Vec<String>,
+    cgroup: String,
+}
+
+impl Snapshot {
+    /// Discover the host's components, leaving out `exclude` (the traced tree) and pilot's own
+    /// ancestry (the operator's shell, sudo, the terminal).
+    pub fn take(exclude: &HashSet<u32>) -> Snapshot {
+        let mut skip = exclude.clone();
+        let mut p = std::process::id();
+        while p > 1 {
+            skip.insert(p);
+            p = procfs::ppid(p).unwrap_or(0);
+        }
+        let procs: Vec<ProcInfo> = procfs::pids().into_iter().filter(|p| !skip.contains(p)).filter_map(proc_info).collect();
+        let listeners = sockets::listeners();
+        let mut snap = Snapshot { local: sockets::local_addrs(), ..Default::default() };
+        let keys = group(&procs);
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for p in &procs {
+            let (key, kind, name) = &keys[&p.pid];
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                snap.components.push(Component {
+                    name: name.clone(),
+                    kind: kind.to_string(),
+                    cgroup: (kind != &"program").then(|| p.cgroup.clone()),
+                    exe: Some(p.exe.clone()),
+                    ..Default::default()
+                });
+                snap.components.len() - 1
+            });
+            snap.procs.insert(p.pid, (p.start_ns, i));
+            let c = &mut snap.components[i];
+            c.processes.push(Member { pid: p.pid, start_ns: p.start_ns, argv: p.argv.clone() });
+            holdings(p.pid, c, &listeners);
+        }
+        unique_names(&mut snap.components);
+        snap.index_paths();
+        snap
+    }
+
+    /// Add what `later` found (processes that appeared while tracing); earlier wins.
+    pub fn merge(&mut self, later: Snapshot) {
+        for mut c in later.components {
+            c.processes.retain(|m| !self.procs.contains_key(&m.pid));
+            if c.processes.is_empty() {
+                continue;
+            }
+            let i = match self.components.iter().position(|e| e.name == c.name) {
+                Some(i) => {
+                    let e = &mut self.components[i];
+                    e.processes.extend(c.processes.clone());
+                    e.listens.extend(c.listens);
+                    e.files_open.extend(c.files_open);
+                    e.files_written.extend(c.files_written);
+                    e.files_mapped.extend(c.files_mapped);
+                    e.data_dirs.extend(c.data_dirs);
+                    e.cwds.extend(c.cwds);
+                    i
+                }
+                None => {
+                    self.components.push(c.clone());
+                    self.components.len() - 1
+                }
+            };
+            for m in &c.processes {
+                self.procs.insert(m.pid, (m.start_ns, i));
+            }
+        }
+        self.index_paths();
+    }
+
+    /// Add components named explicitly (e.g. by a policy); they win over discovered ones.
+    #[allow(dead_code)]
+    pub fn name_component(&mut self, c: Component) {
+        self.components.retain(|e| e.name != c.name);
+        self.components.insert(0, c);
+        self.index_paths();
+    }
+
+    fn index_paths(&mut self) {
+        self.paths.clear();
+        for (i, c) in self.components.iter().enumerate() {
+            let holds = c.files_written.iter().map(|f| (f, Hold::OpenForWrite))
+                .chain(c.files_open.iter().map(|f| (f, Hold::Open)))
+                .chain(c.files_mapped.iter().map(|f| (f, Hold::Mapped)));
+            for (path, hold) in holds {
+                let e = self.paths.entry(path.clone()).or_insert((hold, i));
+                if hold < e.0 {
+                    *e = (hold, i);
+                }
+            }
+        }
+    }
+
+    /// The component that owns `path`, and how: held open or mapped, else the longest data
+    /// directory containing it.
+    pub fn owner_of_path(&self, path: &str) -> Option<(usize, Hold)> {
+        if let Some((hold, i)) = self.paths.get(path) {
+            return Some((*i, *hold));
+        }
+        let mut best: Option<(usize, usize)> = None;
+        for (i, c) in self.components.iter().enumerate() {
+            for dir in &c.data_dirs {
+                if is_under(path, dir) && best.is_none_or(|(len, _)| dir.len() > len) {
+                    best = Some((dir.len(), i));
+                }
+            }
+        }
+        best.map(|(_, i)| (i, Hold::DataDir))
+    }
+
+    /// The component listening where a connection to (family, addr, port) would land.
+    pub fn owner_of_endpoint(&self, family: &str, addr: &str, port: Option<u16>) -> Option<usize> {
+        self.components.iter().position(|c| c.listens.iter().any(|l| l.serves(family, addr, port, &self.local)))
+    }
+
+    /// The component of a live process, if it was seen (pid and start time must match).
+    pub fn component_of(&self, pid: u32) -> Option<usize> {
+        let (start, i) = self.procs.get(&pid)?;
+        (procfs::start_ns(pid).is_none_or(|s| s == *start)).then_some(*i)
+    }
+}
+
+fn is_under(path: &str, dir: &str) -> bool {
+    path.len() > dir.len() && path.starts_with(dir) && (dir.ends_with('/') || path.as_bytes()[dir.len()] == b'/')
+}
+
+fn proc_info(pid: u32) -> Option<ProcInfo> {
+    let ppid = procfs::ppid(pid)?;
+    if pid == 2 || ppid == 2 {
+        return None; // kernel threads
+    }
+    let exe = procfs::exe(pid)?;
+    Some(ProcInfo {
+        pid,
+        ppid,
+        start_ns: procfs::start_ns(pid).unwrap_or(0),
+        argv: procfs::cmdline(pid),
+        cgroup: cgroup_of(pid),
+        exe,
+    })
+}
+
+/// The process's cgroup path: the v2 (unified) one, else the systemd named hierarchy.
+fn cgroup_of(pid: u32) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let line = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix).map(str::to_string));
+    match line("0::") {
+        Some(p) if p != "/" => p,
+        _ => line_systemd(&text).unwrap_or_else(|| "/".into()),
+    }
+}
+
+fn line_systemd(text: &str) -> Option<String> {
+    text.lines().find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p.to_string()))
+}
+
+/// Component key, kind and name for every process.
+fn group(procs: &[ProcInfo]) -> HashMap<u32, (String, &'static str, String)> {
+    let by_pid: HashMap<u32, &ProcInfo> = procs.iter().map(|p| (p.pid, p)).collect();
+    let mut out = HashMap::new();
+    for p in procs {
+        if let Some((key, kind, name)) = by_cgroup(&p.cgroup) {
+            out.insert(p.pid, (key, kind, name));
+            continue;
+        }
+        // A program's children that stay in its cgroup belong to it: climb to the top.
+        let mut top = p;
+        while let Some(parent) = by_pid.get(&top.ppid) {
+            if parent.pid <= 1 || parent.cgroup != top.cgroup || by_cgroup(&parent.cgroup).is_some() {
+                break;
+            }
+            top = parent;
+        }
+        out.insert(p.pid, (format!("proc:{}", top.pid), "program", program_name(&top.exe, &top.argv)));
+    }
+    out
+}
+
+/// Service units and containers group by cgroup; user sessions and the root do not.
+fn by_cgroup(cgroup: &str) -> Option<(String, &'static str, String)> {
+    let last = cgroup.rsplit('/').next().unwrap_or("");
+    if cgroup.starts_with("/system.slice/") && last.ends_with(".service") {
+        return Some((format!("unit:{last}"), "systemd-unit", last.to_string()));
+    }
+    for marker in ["/docker/", "/kubepods", "/machine.slice/", "/lxc/", "/libpod-", "/containerd/"] {
+        if cgroup.contains(marker) {
+            return Some((format!("cgroup:{cgroup}"), "cgroup", last.to_string()));
+        }
+    }
+    None
+}
+
+/// What an SRE calls a program: a JVM by its main class or jar, a script by its file, else
+/// the executable's name.
+pub fn program_name(exe: &str, argv: &[String]) -> String {
+    let base = basename(exe.trim_end_matches(" (deleted)"));
+    if base == "java" {
+        return jvm_main(argv).map(|m| format!("java {m}")).unwrap_or_else(|| base.to_string());
+    }
+    let interpreter = ["python", "perl", "ruby", "node", "sh", "bash", "dash", "zsh", "php"]
+        .iter()
+        .any(|i| base == *i || (base.starts_with(i) && base[i.len()..].chars().all(|c| c.is_ascii_digit() || c == '.')));
+    if interpreter {
+        if let Some(script) = argv.iter().skip(1).find(|a| !a.starts_with('-')) {
+            if !argv.iter().skip(1).any(|a| a == "-c" || a == "-e") {
+                return format!("{base} {}", basename(script));
+            }
+        }
+    }
+    base.to_string()
+}
+
+/// Main class or `-jar` file of a java command line.
+fn jvm_main(argv: &[String]) -> Option<String> {
+    let mut args = argv.iter().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-jar" => return args.next().map(|j| basename(j).to_string()),
+            "-m" | "--module" => return args.next().cloned(),
+            "-cp" | "-classpath" | "--class-path" | "-p" | "--module-path" | "--add-modules" => {
+                args.next();
+            }
+            s if s.starts_with('-') => {}
+            class => return Some(class.to_string()),
+        }
+    }
+    None
+}
+
+fn basename(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// Two components with the same name get their first pid appended.
+fn unique_names(components: &mut [Component]) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for c in components.iter() {
+        *seen.entry(c.name.clone()).or_default() += 1;
+    }
+    for c in components.iter_mut() {
+        if seen[&c.name] > 1 {
+            c.name = format!("{} [{}]", c.name, c.processes[0].pid);
+        }
+    }
+}
+
+/// Ports, sockets, files and directories process `pid` holds, added to its component.
+fn holdings(pid: u32, c: &mut Component, listeners: &HashMap<u64, Listener>) {
+    for (fd, target) in procfs::fds(pid) {
+        if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+            if let Some(l) = inode.parse().ok().and_then(|i: u64| listeners.get(&i)) {
+                c.listens.insert(l.clone());
+            }
+            continue;
+        }
+        let path = target.trim_end_matches(" (deleted)");
+        if !is_data_path(path) {
+            continue;
+        }
+        c.files_open.insert(path.to_string());
+        if procfs::fd_writable(pid, fd) {
+            c.files_written.insert(path.to_string());
+            if let Some(dir) = parent(path) {
+                if is_data_dir(dir) {
+                    c.data_dirs.insert(dir.to_string());
+                }
+            }
+        }
+    }
+    for path in procfs::mapped_files(pid) {
+        if is_data_path(&path) && !is_system_path(&path) {
+            c.files_mapped.insert(path);
+        }
+    }
+    if let Some(cwd) = procfs::cwd(pid) {
+        c.cwds.insert(cwd);
+    }
+}
+
+fn parent(path: &str) -> Option<&str> {
+    let i = path.rfind('/')?;
+    Some(if i == 0 { "/" } else { &path[..i] })
+}
+
+/// Files worth owning: not devices, pseudo files or anonymous memory.
+fn is_data_path(p: &str) -> bool {
+    p.starts_with('/') && !["/dev/", "/proc/", "/sys/", "/memfd:", "/anon_hugepage"].iter().any(|x| p.starts_with(x))
+}
+
+/// Libraries and binaries every process maps: not a component's data.
+fn is_system_path(p: &str) -> bool {
+    ["/usr/", "/lib", "/bin/", "/sbin/", "/etc/ld.so", "/opt/java", "/snap/"].iter().any(|x| p.starts_with(x))
+        || p.contains("/jvm/")
+}
+
+/// Directories too broad to count as one component's data (everyone's cwd, shared temp).
+fn is_data_dir(d: &str) -> bool {
+    let broad = matches!(d, "/" | "/tmp" | "/var/tmp" | "/root" | "/home" | "/dev/shm" | "/run" | "/var" | "/var/log");
+    let home = d.starts_with("/home/") && d.matches('/').count() == 2;
+    !broad && !home && is_data_path(&format!("{d}/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn names_programs_like_an_sre() {
+        assert_eq!(program_name("/usr/lib/jvm/bin/java", &argv("java -Xmx1g -cp a.jar:b.jar org.apache.Broker cfg")), "java org.apache.Broker");
+        assert_eq!(program_name("/usr/bin/java", &argv("java -jar /opt/zk/zookeeper.jar")), "java zookeeper.jar");
+        assert_eq!(program_name("/usr/bin/python3.11", &argv("python3 -u /srv/svc_a.py --port 1")), "python3.11 svc_a.py");
+        assert_eq!(program_name("/usr/bin/dash", &argv("sh -c sleep")), "dash");
+        assert_eq!(program_name("/usr/sbin/nginx", &argv("nginx: master process")), "nginx");
+    }
+
+    #[test]
+    fn groups_services_by_unit_and_containers_by_cgroup() {
+        assert_eq!(by_cgroup("/system.slice/kafka.service").unwrap().2, "kafka.service");
+        assert!(by_cgroup("/user.slice/user-0.slice/session-3.scope").is_none());
+        assert_eq!(by_cgroup("/system.slice/docker/abc123").unwrap().1, "cgroup");
+    }
+
+    #[test]
+    fn owns_by_open_file_then_data_dir() {
+        let mut snap = Snapshot::default();
+        let mut c = Component { name: "db".into(), ..Default::default() };
+        c.files_written.insert("/srv/db/wal/0001".into());
+        c.data_dirs.insert("/srv/db/wal".into());
+        snap.components.push(c);
+        snap.index_paths();
+        assert_eq!(snap.owner_of_path("/srv/db/wal/0001"), Some((0, Hold::OpenForWrite)));
+        assert_eq!(snap.owner_of_path("/srv/db/wal/0002"), Some((0, Hold::DataDir)));
+        assert_eq!(snap.owner_of_path("/srv/db/walrus"), None);
+        assert_eq!(snap.owner_of_path("/srv/other"), None);
+    }
+
+    #[test]
+    fn broad_directories_are_not_data_dirs() {
+        assert!(!is_data_dir("/"));
+        assert!(!is_data_dir("/tmp"));
+        assert!(is_data_dir("/tmp/svc-a"));
+        assert!(is_data_dir("/var/lib/postgresql/15/main"));
+    }
+}
