@@ -21,7 +21,13 @@ pub fn current_tracked(tid: u32) -> bool {
     if unsafe { TRACKED.get(&tid) }.is_some() {
         return true;
     }
-    in_tracked_cgroup() && track(tid, 0)
+    in_tracked_cgroup() && !is_agent() && track(tid, 0)
+}
+
+/// The agent itself may sit in the traced cgroup: tracing its own writes would feed back.
+#[inline(always)]
+fn is_agent() -> bool {
+    (bpf_get_current_pid_tgid() >> 32) as u32 == config().agent_pid
 }
 
 #[inline(always)]

@@ -146,9 +146,13 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     if let Target::Cgroup { id, level, .. } = &target {
         opts.cgroup = Some((*id, *level));
     }
+    let t0 = Instant::now();
     let mut probes = Probes::load(&opts)?;
+    log::debug!("probes loaded and attached in {:?}", t0.elapsed());
     let mut out = Output::create(args.out.as_deref(), args.verbose)?;
+    let t0 = Instant::now();
     let snapshot = Snapshot::take(&target.existing_tree());
+    log::debug!("host snapshot: {} components in {:?}", snapshot.components.len(), t0.elapsed());
     let mut session =
         Session { tracker: Tracker::new(), account: Account::default(), graph: graph::Builder::new(), events: 0 };
     catch_interrupts();
