@@ -237,3 +237,36 @@ mod pod {
     unsafe impl aya::Pod for super::WriteAgg {}
     unsafe impl aya::Pod for super::Config {}
 }
+
+/// Where the contained network sends what a pilot tries to send (the agent's sink), and what
+/// it may reach for real. Index 0 of the `SINK` array.
+#[repr(C)]
+#[derive(Clone, Copy)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct SinkConfig {
+    /// Ports of the agent's sink on 127.0.0.1 and ::1, network byte order in the low 16 bits
+    /// (as `bpf_sock_addr.user_port`). 0: no sink, connects are refused.
+    pub tcp4_port: u32,
+    pub udp4_port: u32,
+    pub tcp6_port: u32,
+    pub udp6_port: u32,
+}
+const _: () = assert!(core::mem::size_of::<SinkConfig>() == 16);
+
+/// An IPv4 or IPv6 destination (IPv4 in `ip[0]`, `family` 2 or 10), ports in network order.
+#[repr(C)]
+#[derive(Clone, Copy)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Dest {
+    pub family: u32,
+    pub port: u32,
+    pub ip: [u32; 4],
+}
+const _: () = assert!(core::mem::size_of::<Dest>() == 24);
+
+#[cfg(feature = "user")]
+mod pod_contain {
+    // SAFETY: plain #[repr(C)] integers, no padding (size asserts above).
+    unsafe impl aya::Pod for super::SinkConfig {}
+    unsafe impl aya::Pod for super::Dest {}
+}

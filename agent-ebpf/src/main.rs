@@ -9,6 +9,7 @@
 // Inline asm for the BPF atomic add (file.rs); this crate is built with nightly anyway.
 #![feature(asm_experimental_arch)]
 
+mod contain;
 mod emit;
 mod file;
 mod maps;

@@ -11,6 +11,8 @@ mod graph_cmd;
 mod output;
 mod probes;
 mod procfs;
+mod sandbox;
+mod session;
 mod snapshot;
 mod trace;
 mod tracker;

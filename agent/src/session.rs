@@ -1,0 +1,176 @@
+//! What `pilot trace` and `pilot run` share: pumping records from the ring buffer through the
+//! tracker into the outputs (events.jsonl, the account, the graph), reaping, and the summary.
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use agent_common::{EventHeader, kind};
+
+use crate::{account::Account, decode, graph, output::Output, probes::Probes, procfs, tracker::Tracker};
+
+#[derive(Serialize)]
+pub struct Summary {
+    pub schema: &'static str,
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub started_unix_ms: u128,
+    pub duration_ms: u128,
+    pub processes: usize,
+    pub events: u64,
+    pub events_by_kind: std::collections::BTreeMap<&'static str, u64>,
+    pub records: u64,
+    pub decode_errors: u64,
+    /// Events the kernel could not deliver, in total and by cause. Nonzero: incomplete.
+    pub lost_events: u64,
+    pub lost_by_cause: std::collections::BTreeMap<&'static str, u64>,
+    pub complete: bool,
+}
+
+pub static SIGNALS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
+}
+
+pub fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+pub fn headline(s: &Summary) -> String {
+    let completeness = if s.complete {
+        "complete (0 events lost)".to_string()
+    } else {
+        let causes: Vec<String> =
+            s.lost_by_cause.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{v} {k}")).collect();
+        format!("INCOMPLETE: {} events lost ({})", s.lost_events, causes.join(", "))
+    };
+    format!(
+        "pilot: traced {}: {} process{}, {} events, {}",
+        s.target,
+        s.processes,
+        if s.processes == 1 { "" } else { "es" },
+        s.events,
+        completeness
+    )
+}
+
+pub struct Session {
+    pub tracker: Tracker,
+    pub account: Account,
+    pub graph: graph::Builder,
+    /// Events written so far: the line number of the next one in events.jsonl, minus one.
+    pub events: u64,
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session { tracker: Tracker::new(), account: Account::default(), graph: graph::Builder::new(), events: 0 }
+    }
+
+    /// Drain the ring buffer through the tracker.
+    pub fn pump(&mut self, probes: &mut Probes, out: &mut Output) -> Result<()> {
+        let mut ended: Vec<u32> = Vec::new();
+        let mut result = Ok(());
+        {
+            let Session { tracker, account, graph, events } = self;
+            let mut sink = |e: crate::event::Event| {
+                *events += 1;
+                account.add(&e);
+                graph.add(&e, *events);
+                if let Err(err) = out.event(&e) {
+                    result = Err(err);
+                }
+            };
+            while let Some(item) = probes.ring().next() {
+                match decode::decode(&item) {
+                    Ok(rec) => {
+                        if let Some(pid) = tracker.ends_process(&rec) {
+                            ended.push(pid);
+                        }
+                        tracker.handle(&rec, &mut sink);
+                    }
+                    Err(err) => {
+                        log::warn!("dropping a record: {err}");
+                        tracker.counts.decode_errors += 1;
+                    }
+                }
+            }
+        }
+        result?;
+        // Writes still aggregated in the kernel for processes that ended.
+        for pid in ended {
+            self.collect_writes(probes, Some(pid), out)?;
+        }
+        Ok(())
+    }
+
+    pub fn collect_writes(&mut self, probes: &mut Probes, pid: Option<u32>, out: &mut Output) -> Result<()> {
+        let mut writes = probes.take_writes(pid)?;
+        writes.sort_by_key(|(_, agg)| agg.first_ns);
+        for (key, agg) in writes {
+            let mut h: EventHeader = bytemuck::Zeroable::zeroed();
+            h.kind = kind::WRITE;
+            h.ts_ns = agg.last_ns;
+            h.pid = key.pid;
+            h.tid = agg.tid;
+            h.args = [key.fd as u64, agg.calls, agg.bytes, agg.failed, agg.first_ns, agg.last_errno as u64];
+            let Session { tracker, account, graph, events } = self;
+            let mut failed = None;
+            tracker.handle_writes(&h, &mut |e| {
+                *events += 1;
+                account.add(&e);
+                graph.add(&e, *events);
+                if let Err(err) = out.event(&e) {
+                    failed = Some(err);
+                }
+            });
+            if let Some(err) = failed {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn wait_readable(fd: i32, timeout_ms: i32) {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+}
+
+/// Reap every exited child (we are a subreaper); remember the root's status.
+pub fn reap(root: Option<u32>, root_status: &mut Option<i32>) {
+    loop {
+        let mut status = 0;
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+        if Some(pid as u32) == root {
+            *root_status = Some(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            });
+        }
+    }
+}
+
+/// Drop tracked tids whose task no longer exists (an exit the probes could not see, e.g. a
+/// thread that ended between our /proc scan and its insertion).
+pub fn forget_dead_tasks(probes: &mut Probes) -> Result<()> {
+    for tid in probes.tracked()? {
+        if !procfs::exists(tid) {
+            probes.untrack(tid)?;
+        }
+    }
+    Ok(())
+}
+
