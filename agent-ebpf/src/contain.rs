@@ -175,8 +175,9 @@ fn restore<const V6: bool>(ctx: &SockAddrContext) -> i32 {
 }
 
 fn refuse_live_port(ctx: &SockAddrContext) -> i32 {
-    let sa = unsafe { &*ctx.sock_addr };
-    if sa.user_port != 0 && unsafe { LIVE_PORTS.get(&sa.user_port) }.is_some() {
+    // Map keys must live on the stack, not in the context.
+    let port: u32 = unsafe { core::ptr::read_volatile(&(*ctx.sock_addr).user_port) };
+    if port != 0 && unsafe { LIVE_PORTS.get(&port) }.is_some() {
         return REJECT;
     }
     ALLOW

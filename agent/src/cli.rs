@@ -37,6 +37,64 @@ Exit status 2: bad input (missing pid, unknown cgroup, not root, kernel without 
   pilot graph /tmp/t1 --format dot | dot -Tsvg > t1.svg
   pilot graph /tmp/t1 --format json | jq '.edges[] | select(.cross_component)'")]
     Graph(GraphArgs),
+    /// Run a command as a pilot: the real command on the live host, contained.
+    #[command(after_help = "The command sees live data, but:
+  files    every writable filesystem is an overlay: writes, deletes, renames, chmods land in
+           the run directory's upper/ layer, never in production
+  network  TCP/UDP connects and sends go to pilot's sink (they succeed; nothing reaches the
+           destination), Unix-socket connects are refused; --allow lets a destination through
+  signals  reach only the pilot's own processes (it sees the host's, read-only, in /proc)
+
+Examples:
+  pilot run -- ./repair.sh --shard 7
+  pilot run --out /tmp/r1 --timeout 5m -- java -jar rebalancer.jar --dry-run=false
+  pilot diff /tmp/r1                  what it would have changed
+  pilot graph /tmp/r1                 what it would have touched, by component
+
+The run directory (default ./pilot-runs/<id>/) holds events.jsonl, graph.json, graph.dot,
+changes.json, verdict.json, sink.json and upper/ (the overlay's upper layers).
+Exit status: 0 the pilot ran and completed cleanly; 3 blocked by policy; 4 the pilot command
+failed (nonzero exit, killed, timed out); 1 pilot itself failed; 2 bad usage or input.")]
+    Run(RunArgs),
+    /// Show what a pilot changed (created, modified, deleted, renamed...), from its run directory.
+    Diff(DiffArgs),
+    /// Internal: the sandbox's first process (started by `pilot run`).
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox { spec: String },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Policy file(s) to gate the run with.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Vec<PathBuf>,
+    /// Run directory (default ./pilot-runs/<id>/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Let connections to ADDR:PORT through for real (repeatable), e.g. a read-only replica.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub allow: Vec<String>,
+    /// Kill the pilot after this long (90, 30s, 5m, 1h).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Print every event as it happens (on stderr).
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Ring buffer size in KiB (power of two).
+    #[arg(long, value_name = "KIB", default_value_t = 16384)]
+    pub ringbuf_kib: u32,
+    /// The command, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// Run directory of a `pilot run`.
+    pub dir: PathBuf,
+    /// Print changes.json instead of the list.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

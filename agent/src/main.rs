@@ -4,6 +4,7 @@
 mod account;
 mod cli;
 mod decode;
+mod diff;
 mod error;
 mod event;
 mod graph;
@@ -11,8 +12,10 @@ mod graph_cmd;
 mod output;
 mod probes;
 mod procfs;
+mod run;
 mod sandbox;
 mod session;
+mod sink;
 mod snapshot;
 mod trace;
 mod tracker;
@@ -25,6 +28,9 @@ fn main() {
     let result = match cli.command {
         cli::Command::Trace(args) => trace::run(args),
         cli::Command::Graph(args) => graph_cmd::run(args),
+        cli::Command::Run(args) => run::run(args),
+        cli::Command::Diff(args) => diff_cmd(args),
+        cli::Command::Sandbox { spec } => sandbox::main(&spec),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -33,4 +39,18 @@ fn main() {
             std::process::exit(error::exit_code(&err));
         }
     }
+}
+
+/// `pilot diff DIR`: recomputed from the run directory, so it also works on older runs.
+fn diff_cmd(args: cli::DiffArgs) -> anyhow::Result<i32> {
+    if !args.dir.join("upper").is_dir() {
+        return Err(error::UsageError::new(format!(
+            "{} has no upper/: give a run directory of `pilot run`",
+            args.dir.display()
+        ))
+        .into());
+    }
+    let changes = diff::compute(&args.dir)?;
+    print!("{}", if args.json { diff::render::json(&changes) } else { diff::render::text(&changes) });
+    Ok(0)
 }

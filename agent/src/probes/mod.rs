@@ -1,6 +1,7 @@
 //! The kernel side as userspace sees it: loads the programs from agent-ebpf, configures them,
 //! attaches them, and exposes their maps (tracked tasks, aggregated writes, loss counters,
 //! ring buffer). Dropping `Probes` detaches every program and frees every map.
+pub mod contain;
 mod tracefs;
 
 use std::{
@@ -73,6 +74,18 @@ impl Probes {
         attach(&mut ebpf)?;
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
         Ok(Probes { ebpf, ring })
+    }
+
+    /// Contain the network of a pilot cgroup (see contain.rs). The returned fds hold the
+    /// hand-loaded Unix hooks: keep them as long as the pilot runs.
+    pub fn contain(
+        &mut self,
+        cgroup: &std::fs::File,
+        sink: agent_common::SinkConfig,
+        allowed: &[std::net::SocketAddr],
+        live_ports: &[u16],
+    ) -> Result<(contain::UnixContainment, Vec<std::os::fd::OwnedFd>)> {
+        contain::attach(&mut self.ebpf, cgroup, sink, allowed, live_ports)
     }
 
     pub fn ring(&mut self) -> &mut RingBuf<MapData> {

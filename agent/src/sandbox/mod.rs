@@ -74,6 +74,8 @@ fn init(spec: &Spec) -> ! {
     set_name("pilot-init");
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let plans = mounts::plan(&mounts::parse_mountinfo(&text));
+    // Where each upper layer belongs, for `pilot diff`.
+    let _ = std::fs::write(spec.run_dir.join("mounts.json"), serde_json::to_string_pretty(&plans).unwrap_or_default());
     let staging = spec.run_dir.join("root");
     let built = std::fs::create_dir_all(&staging).and_then(|_| mounts::build_root(&plans, &spec.run_dir, &staging));
     if let Err(e) = built {
@@ -102,6 +104,9 @@ fn init(spec: &Spec) -> ! {
 
 /// W: track, drop capabilities, exec.
 fn workload(spec: &Spec) -> ! {
+    if std::env::set_current_dir(&spec.cwd).is_err() {
+        let _ = std::env::set_current_dir("/");
+    }
     // Our pid as the host (and the probes) see it: /proc is the host's procfs.
     let global_pid: Option<u32> = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok());
     match global_pid {
@@ -115,9 +120,6 @@ fn workload(spec: &Spec) -> ! {
     unsafe { libc::close(spec.tracked_fd) };
     if let Err(e) = caps::drop_dangerous() {
         fail_setup(Some(spec), &format!("dropping capabilities: {e}"));
-    }
-    if std::env::set_current_dir(&spec.cwd).is_err() {
-        let _ = std::env::set_current_dir("/");
     }
     let err = Command::new(&spec.argv[0]).args(&spec.argv[1..]).exec();
     eprintln!("pilot: cannot run `{}`: {err}", spec.argv[0]);

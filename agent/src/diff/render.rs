@@ -1,0 +1,46 @@
+//! `pilot diff` views: a list for the terminal, or changes.json.
+use std::fmt::Write as _;
+
+use super::Changes;
+
+pub fn json(c: &Changes) -> String {
+    serde_json::to_string_pretty(c).expect("changes serialize") + "\n"
+}
+
+pub fn text(c: &Changes) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "changes the pilot made (kept in its overlay; production untouched): {}", c.changes.len());
+    for ch in &c.changes {
+        let (mark, what) = match ch.change.as_str() {
+            "created" => ('+', String::new()),
+            "deleted" => ('-', String::new()),
+            "renamed" => ('>', format!("from {}", ch.from.as_deref().unwrap_or("?"))),
+            "replaced" => ('!', "directory replaced: its old contents are gone".into()),
+            "metadata" => ('~', metadata(ch)),
+            _ => ('~', match (ch.live_size, ch.size) {
+                (Some(a), Some(b)) => format!("content, {a} -> {b} bytes"),
+                _ => "content".into(),
+            }),
+        };
+        let mut line = format!("  {mark} {:<9} {:<7} {}", ch.change, ch.kind, ch.path);
+        if !what.is_empty() {
+            let _ = write!(line, "  ({what})");
+        }
+        if let Some(t) = &ch.target {
+            let _ = write!(line, " -> {t}");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+fn metadata(ch: &super::Change) -> String {
+    let mut parts = Vec::new();
+    if ch.mode != ch.live_mode {
+        parts.push(format!("mode {} -> {}", ch.live_mode.as_deref().unwrap_or("?"), ch.mode.as_deref().unwrap_or("?")));
+    }
+    if ch.owner != ch.live_owner {
+        parts.push(format!("owner {} -> {}", ch.live_owner.as_deref().unwrap_or("?"), ch.owner.as_deref().unwrap_or("?")));
+    }
+    parts.join(", ")
+}

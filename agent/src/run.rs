@@ -1,0 +1,353 @@
+//! `pilot run`: the real command, on the real host, contained. Files land in overlays in the
+//! run directory, sockets in the sink, signals stay in the pilot's PID namespace; the probes
+//! trace it all as `pilot trace` does, and the run directory gets the events, the graph, the
+//! changes and the verdict.
+use std::{
+    fs::{self, File},
+    net::SocketAddr,
+    os::unix::{fs::FileTypeExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::Ordering,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+
+use agent_common::loss;
+
+use crate::{
+    cli::RunArgs,
+    diff,
+    error::UsageError,
+    graph,
+    output::Output,
+    probes::{self, Probes, contain::UnixContainment},
+    sandbox,
+    session::{self, SIGNALS, Session, Summary},
+    sink::Sink,
+    snapshot::Snapshot,
+};
+
+/// Exit statuses of `pilot run` (a contract: runbooks branch on them).
+pub const EXIT_PASS: i32 = 0;
+pub const EXIT_COMMAND_FAILED: i32 = 4;
+
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
+const POLL_MS: i32 = 20;
+
+#[derive(Serialize)]
+struct Verdict {
+    schema: &'static str,
+    /// Exit status of the pilot command (128+N: killed by signal N).
+    pilot_exit: i32,
+    /// pass, or incomplete when events were lost (policies add warn and block).
+    verdict: &'static str,
+    complete: bool,
+    lost_events: u64,
+    timed_out: bool,
+    command: Vec<String>,
+    cwd: String,
+    containment: Containment,
+}
+
+#[derive(Serialize)]
+struct Containment {
+    files: &'static str,
+    network: &'static str,
+    unix_sockets: &'static str,
+    signals: &'static str,
+    capabilities_dropped: Vec<&'static str>,
+}
+
+pub fn run(args: RunArgs) -> Result<i32> {
+    if args.command.is_empty() {
+        bail!(UsageError::new("nothing to run: give the command after `--`, e.g. `pilot run -- ./repair.sh`"));
+    }
+    let allowed = parse_allowed(&args.allow)?;
+    let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
+    probes::preflight()?;
+    require_containment()?;
+    let id = run_id();
+    let run_dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => PathBuf::from("pilot-runs").join(&id),
+    };
+    fs::create_dir_all(&run_dir)
+        .map_err(|e| UsageError::new(format!("cannot create run directory {}: {e}", run_dir.display())))?;
+    let run_dir = fs::canonicalize(&run_dir)?;
+    eprintln!("pilot: run directory {}", run_dir.display());
+
+    let snapshot = Snapshot::take(&Default::default());
+    let live_ports: Vec<u16> = snapshot.components.iter().flat_map(|c| c.listens.iter().filter_map(|l| l.port)).collect();
+    let sink = Sink::start()?;
+    let opts = probes::Options { ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024), ..Default::default() };
+    let mut probes = Probes::load(&opts)?;
+    let cgroup = PilotCgroup::create(&id)?;
+    let (unix, _unix_links) = probes.contain(&cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
+
+    let mut out = Output::create(Some(&run_dir), args.verbose)?;
+    let mut session = Session::new();
+    session::catch_interrupts();
+    let cwd = std::env::current_dir()?;
+    let spec = sandbox::Spec {
+        run_dir: run_dir.clone(),
+        cgroup: cgroup.path.clone(),
+        cwd: cwd.clone(),
+        argv: args.command.clone(),
+        tracked_fd: probes.tracked_fd(),
+        agent_pid: std::process::id(),
+    };
+    let mut child = spawn_sandbox(&spec, &run_dir)?;
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let mut status: Option<i32> = None;
+    let mut timed_out = false;
+    let mut last_gc = Instant::now();
+    loop {
+        session::wait_readable(probes.ring_fd(), POLL_MS);
+        session.pump(&mut probes, &mut out)?;
+        if status.is_none() {
+            if let Some(s) = child.try_wait()? {
+                status = Some(s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)));
+            }
+        }
+        if SIGNALS.load(Ordering::SeqCst) > 0 {
+            eprintln!("pilot: interrupted: killing the pilot");
+            cgroup.kill();
+        }
+        if let Some(t) = timeout {
+            if !timed_out && started.elapsed() > t {
+                eprintln!("pilot: --timeout {:?} reached: killing the pilot", t);
+                timed_out = true;
+                cgroup.kill();
+            }
+        }
+        if last_gc.elapsed() > Duration::from_millis(500) {
+            session::forget_dead_tasks(&mut probes)?;
+            last_gc = Instant::now();
+        }
+        if status.is_some() {
+            session::forget_dead_tasks(&mut probes)?;
+            if probes.tracked()?.is_empty() {
+                break;
+            }
+        }
+    }
+    session.pump(&mut probes, &mut out)?;
+    session.collect_writes(&mut probes, None, &mut out)?;
+    let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
+    if pilot_exit == sandbox::EXIT_SETUP_FAILED {
+        let why = fs::read_to_string(run_dir.join("sandbox-error.txt")).unwrap_or_else(|_| "see the output above".into());
+        cgroup.kill();
+        return Err(anyhow!("the sandbox could not be built: {}", why.trim()));
+    }
+
+    let losses = probes.losses()?;
+    let lost: u64 = losses.iter().sum();
+    let counts = session.tracker.counts.clone();
+    let lost_or_garbled = lost + counts.decode_errors;
+    let summary = Summary {
+        schema: "pilot.trace-summary/v1",
+        target: format!("`{}`", crate::account::one_line(&args.command.join(" "))),
+        command: Some(args.command.clone()),
+        root_pid: Some(child.id()),
+        exit_code: Some(pilot_exit),
+        started_unix_ms: started_at.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+        duration_ms: started.elapsed().as_millis(),
+        processes: session.tracker.processes().count(),
+        events: session.events,
+        events_by_kind: counts.by_kind.clone(),
+        records: counts.records,
+        decode_errors: counts.decode_errors,
+        lost_events: lost,
+        lost_by_cause: loss::NAMES.iter().zip(losses).map(|(n, v)| (*n, v)).collect(),
+        complete: lost_or_garbled == 0,
+    };
+    out.finish(&summary)?;
+    drop(probes); // detach everything before the files are read back
+    let caught = sink.stop();
+    out.write_file("sink.json", &(serde_json::to_string_pretty(&caught)? + "\n"))?;
+    cgroup.remove();
+    let _ = fs::remove_dir_all(run_dir.join("work"));
+    let _ = fs::remove_dir(run_dir.join("root"));
+
+    let graph = session.graph.finish(summary.target.clone(), &snapshot, &session.tracker, lost_or_garbled);
+    out.write_file("graph.json", &graph::render::json(&graph))?;
+    out.write_file("graph.dot", &graph::render::dot(&graph))?;
+    let changes = diff::compute(&run_dir).context("reading the overlay's changes")?;
+    out.write_file("changes.json", &diff::render::json(&changes))?;
+
+    let verdict = Verdict {
+        schema: "pilot.verdict/v1",
+        pilot_exit,
+        verdict: if summary.complete { "pass" } else { "incomplete" },
+        complete: summary.complete,
+        lost_events: lost_or_garbled,
+        timed_out,
+        command: args.command.clone(),
+        cwd: cwd.display().to_string(),
+        containment: Containment {
+            files: "overlay (every writable filesystem)",
+            network: "cgroup hooks: TCP/UDP to the sink",
+            unix_sockets: if unix == UnixContainment::Denied { "denied (cgroup hooks)" } else { "NOT CONTAINED: kernel < 6.7" },
+            signals: "PID namespace",
+            capabilities_dropped: sandbox::caps::DROPPED.iter().map(|(_, n)| *n).collect(),
+        },
+    };
+    out.write_file("verdict.json", &(serde_json::to_string_pretty(&verdict)? + "\n"))?;
+    eprint!("{}", session.account.render(&session.tracker, &session::headline(&summary)));
+    eprint!("{}", diff::render::text(&changes));
+    if !caught.is_empty() {
+        eprintln!("network caught by the sink: {} connection(s)/source(s), {} bytes", caught.len(), caught.iter().map(|c| c.bytes).sum::<u64>());
+    }
+    eprintln!("pilot: verdict {} (pilot exit {pilot_exit}); run directory {}", verdict.verdict, run_dir.display());
+    Ok(if pilot_exit != 0 || timed_out { EXIT_COMMAND_FAILED } else { EXIT_PASS })
+}
+
+/// Refuse to run uncontained on a kernel that lacks what containment needs.
+fn require_containment() -> Result<()> {
+    let filesystems = fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !filesystems.lines().any(|l| l.trim_end().ends_with("overlay")) {
+        bail!(UsageError::new("this kernel has no overlayfs (try `modprobe overlay`): pilot run refuses to run uncontained"));
+    }
+    if !Path::new(CGROUP_ROOT).join("cgroup.procs").exists() && !Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+        bail!(UsageError::new("no cgroup v2 hierarchy mounted: pilot run needs it to contain the network"));
+    }
+    Ok(())
+}
+
+fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<std::process::Child> {
+    let exe = fs::read_link("/proc/self/exe")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__sandbox").arg(serde_json::to_string(spec)?);
+    for (fd, name) in [(0, "stdin"), (1, "stdout.log"), (2, "stderr.log")] {
+        if passes(fd) {
+            continue;
+        }
+        // A production file (or socket) as stdio would be a write path out of the overlay.
+        let stdio = if fd == 0 { Stdio::null() } else { Stdio::from(File::create(run_dir.join(name))?) };
+        match fd {
+            0 => cmd.stdin(stdio),
+            1 => cmd.stdout(stdio),
+            _ => cmd.stderr(stdio),
+        };
+    }
+    let tracked = spec.tracked_fd;
+    unsafe {
+        cmd.pre_exec(move || {
+            // Keep the TRACKED map open across exec: W inserts itself through it.
+            if libc::fcntl(tracked, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    cmd.spawn().context("starting the sandbox")
+}
+
+/// Only a terminal, a pipe or /dev/null may be the pilot's stdio.
+fn passes(fd: i32) -> bool {
+    let Ok(meta) = fs::metadata(format!("/proc/self/fd/{fd}")) else { return true };
+    let ft = meta.file_type();
+    if ft.is_fifo() {
+        return true;
+    }
+    if ft.is_char_device() {
+        use std::os::unix::fs::MetadataExt;
+        return unsafe { libc::isatty(fd) } == 1 || meta.rdev() == libc::makedev(1, 3);
+    }
+    false
+}
+
+fn parse_allowed(list: &[String]) -> Result<Vec<SocketAddr>> {
+    list.iter()
+        .map(|s| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                UsageError::new(format!("--allow {s}: give ADDR:PORT, e.g. 10.0.0.5:5432 or [::1]:8080")).into()
+            })
+        })
+        .collect()
+}
+
+/// `90`, `90s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| UsageError::new(format!("--timeout {s}: give seconds or 30s, 5m, 1h")))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => bail!(UsageError::new(format!("--timeout {s}: give seconds or 30s, 5m, 1h"))),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn run_id() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{}-{}", now.as_secs(), std::process::id())
+}
+
+/// The pilot's cgroup v2 group: network hooks attach here, and it tells when the whole tree
+/// (daemons included) is gone and kills it on timeout.
+pub struct PilotCgroup {
+    pub path: PathBuf,
+}
+
+impl PilotCgroup {
+    fn create(id: &str) -> Result<PilotCgroup> {
+        let root = if Path::new(CGROUP_ROOT).join("cgroup.procs").exists() { CGROUP_ROOT } else { "/sys/fs/cgroup" };
+        let path = Path::new(root).join("pilot").join(id);
+        fs::create_dir_all(&path).with_context(|| format!("creating cgroup {}", path.display()))?;
+        Ok(PilotCgroup { path })
+    }
+
+    fn dir_fd(&self) -> Result<File> {
+        File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))
+    }
+
+    /// SIGKILL every process of the pilot (cgroup.kill, Linux 5.14+).
+    fn kill(&self) {
+        if fs::write(self.path.join("cgroup.kill"), "1").is_err() {
+            for pid in fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default().lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+
+    fn remove(&self) {
+        for _ in 0..100 {
+            if fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            self.kill();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        log::warn!("could not remove {}: `pilot gc` will", self.path.display());
+    }
+}
+
+impl Drop for PilotCgroup {
+    fn drop(&mut self) {
+        if self.path.exists() {
+            self.remove();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations_and_addresses() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("5 minutes").is_err());
+        assert_eq!(parse_allowed(&["127.0.0.1:80".into(), "[::1]:8080".into()]).unwrap().len(), 2);
+        assert!(parse_allowed(&["localhost".into()]).is_err());
+    }
+}
