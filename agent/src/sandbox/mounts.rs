@@ -262,9 +262,9 @@ mod tests {
             vec![
                 Plan::Overlay { mount_point: "/".into(), key: "root".into() },
                 Plan::Overlay { mount_point: "/tmp".into(), key: "tmp".into() },
-                Plan::ReadOnly { mount_point: "/opt/ro".into() },
                 Plan::Overlay { mount_point: "/dev/shm".into(), key: "dev_shm".into() },
                 Plan::Overlay { mount_point: "/mnt/my data".into(), key: "mnt_my_data".into() },
+                Plan::ReadOnly { mount_point: "/opt/ro".into() },
             ]
         );
     }
