@@ -56,6 +56,13 @@ changes.json, verdict.json, sink.json and upper/ (the overlay's upper layers).
 Exit status: 0 the pilot ran and completed cleanly; 3 blocked by policy; 4 the pilot command
 failed (nonzero exit, killed, timed out); 1 pilot itself failed; 2 bad usage or input.")]
     Run(RunArgs),
+    /// Re-evaluate a recorded run against policies (without re-running it).
+    #[command(after_help = "Examples:
+  pilot check ./pilot-runs/1795306977-4242                      the built-in default policy
+  pilot check --policy policies/hdfs.toml ./pilot-runs/1795306977-4242
+
+Exit status: 0 pass or warn; 3 blocked; 2 bad input (policy syntax: file, line and key).")]
+    Check(CheckArgs),
     /// Show what a pilot changed (created, modified, deleted, renamed...), from its run directory.
     Diff(DiffArgs),
     /// Internal: the sandbox's first process (started by `pilot run`).
@@ -86,6 +93,18 @@ pub struct RunArgs {
     /// The command, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Policy file(s); none: the built-in default policy.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Vec<PathBuf>,
+    /// Print the evaluation as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Run directory holding graph.json.
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]

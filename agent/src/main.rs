@@ -10,6 +10,7 @@ mod event;
 mod graph;
 mod graph_cmd;
 mod output;
+mod policy;
 mod probes;
 mod procfs;
 mod run;
@@ -30,6 +31,7 @@ fn main() {
         cli::Command::Graph(args) => graph_cmd::run(args),
         cli::Command::Run(args) => run::run(args),
         cli::Command::Diff(args) => diff_cmd(args),
+        cli::Command::Check(args) => check_cmd(args),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),
     };
     match result {
@@ -53,4 +55,20 @@ fn diff_cmd(args: cli::DiffArgs) -> anyhow::Result<i32> {
     let changes = diff::compute(&args.dir)?;
     print!("{}", if args.json { diff::render::json(&changes) } else { diff::render::text(&changes) });
     Ok(0)
+}
+
+/// `pilot check DIR`: the verdict of a recorded run under the given policies.
+fn check_cmd(args: cli::CheckArgs) -> anyhow::Result<i32> {
+    let policies = policy::load_all(&args.policy)?;
+    let path = args.dir.join("graph.json");
+    let graph = graph::Graph::read(&path).map_err(|e| {
+        error::UsageError::new(format!("{}: {e}: give a run directory of `pilot run` or `pilot trace --out`", path.display()))
+    })?;
+    let ev = policy::eval::evaluate(&graph, &policies);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&ev)?);
+    } else {
+        print!("{}", policy::render(&ev));
+    }
+    Ok(if ev.verdict == policy::eval::Verdict::Block { run::EXIT_BLOCKED } else { 0 })
 }

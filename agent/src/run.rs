@@ -23,6 +23,7 @@ use crate::{
     error::UsageError,
     graph,
     output::Output,
+    policy,
     probes::{self, Probes, contain::UnixContainment},
     sandbox,
     session::{self, SIGNALS, Session, Summary},
@@ -32,6 +33,7 @@ use crate::{
 
 /// Exit statuses of `pilot run` (a contract: runbooks branch on them).
 pub const EXIT_PASS: i32 = 0;
+pub const EXIT_BLOCKED: i32 = 3;
 pub const EXIT_COMMAND_FAILED: i32 = 4;
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
@@ -42,9 +44,9 @@ struct Verdict {
     schema: &'static str,
     /// Exit status of the pilot command (128+N: killed by signal N).
     pilot_exit: i32,
-    /// pass, or incomplete when events were lost (policies add warn and block).
-    verdict: &'static str,
-    complete: bool,
+    /// pass, warn or block, with risk, containment and every violation explained.
+    #[serde(flatten)]
+    evaluation: policy::eval::Evaluation,
     lost_events: u64,
     timed_out: bool,
     command: Vec<String>,
@@ -67,6 +69,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     let allowed = parse_allowed(&args.allow)?;
     let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
+    let policies = policy::load_all(&args.policy)?;
     probes::preflight()?;
     require_containment()?;
     let id = run_id();
@@ -99,7 +102,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         tracked_fd: probes.tracked_fd(),
         agent_pid: std::process::id(),
     };
-    let mut child = spawn_sandbox(&spec, &run_dir)?;
+    let (mut child, stdio) = spawn_sandbox(&spec, &run_dir)?;
+    session.tracker.seed_fds(crate::tracker::FdTable::of_files(&stdio));
     let started = Instant::now();
     let started_at = SystemTime::now();
     let mut status: Option<i32> = None;
@@ -179,11 +183,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let changes = diff::compute(&run_dir).context("reading the overlay's changes")?;
     out.write_file("changes.json", &diff::render::json(&changes))?;
 
+    let evaluation = policy::eval::evaluate(&graph, &policies);
     let verdict = Verdict {
         schema: "pilot.verdict/v1",
         pilot_exit,
-        verdict: if summary.complete { "pass" } else { "incomplete" },
-        complete: summary.complete,
+        evaluation,
         lost_events: lost_or_garbled,
         timed_out,
         command: args.command.clone(),
@@ -202,8 +206,20 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if !caught.is_empty() {
         eprintln!("network caught by the sink: {} connection(s)/source(s), {} bytes", caught.len(), caught.iter().map(|c| c.bytes).sum::<u64>());
     }
-    eprintln!("pilot: verdict {} (pilot exit {pilot_exit}); run directory {}", verdict.verdict, run_dir.display());
-    Ok(if pilot_exit != 0 || timed_out { EXIT_COMMAND_FAILED } else { EXIT_PASS })
+    eprint!("{}", policy::render(&verdict.evaluation));
+    let blocked = verdict.evaluation.verdict == policy::eval::Verdict::Block;
+    eprintln!(
+        "pilot: {} (pilot exit {pilot_exit}); run directory {}",
+        verdict.evaluation.verdict.as_str(),
+        run_dir.display()
+    );
+    Ok(if blocked {
+        EXIT_BLOCKED
+    } else if pilot_exit != 0 || timed_out {
+        EXIT_COMMAND_FAILED
+    } else {
+        EXIT_PASS
+    })
 }
 
 /// Refuse to run uncontained on a kernel that lacks what containment needs.
@@ -218,14 +234,21 @@ fn require_containment() -> Result<()> {
     Ok(())
 }
 
-fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<std::process::Child> {
+/// Start the sandbox; also says what its stdio is (fd, path) for the tracker.
+fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::Child, Vec<(i64, String)>)> {
     let exe = fs::read_link("/proc/self/exe")?;
     let mut cmd = Command::new(exe);
     cmd.arg("__sandbox").arg(serde_json::to_string(spec)?);
+    let mut stdio_paths = Vec::new();
     for (fd, name) in [(0, "stdin"), (1, "stdout.log"), (2, "stderr.log")] {
         if passes(fd) {
+            if let Ok(target) = fs::read_link(format!("/proc/self/fd/{fd}")) {
+                stdio_paths.push((fd as i64, target.display().to_string()));
+            }
             continue;
         }
+        let path = if fd == 0 { "/dev/null".to_string() } else { run_dir.join(name).display().to_string() };
+        stdio_paths.push((fd as i64, path));
         // A production file (or socket) as stdio would be a write path out of the overlay.
         let stdio = if fd == 0 { Stdio::null() } else { Stdio::from(File::create(run_dir.join(name))?) };
         match fd {
@@ -244,7 +267,7 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<std::process::C
             Ok(())
         })
     };
-    cmd.spawn().context("starting the sandbox")
+    Ok((cmd.spawn().context("starting the sandbox")?, stdio_paths))
 }
 
 /// Only a terminal, a pipe or /dev/null may be the pilot's stdio.

@@ -104,6 +104,14 @@ impl Snapshot {
             });
             snap.procs.insert(p.pid, (p.start_ns, i));
             let c = &mut snap.components[i];
+            // A service started through `sh -c` is named after what the shell runs.
+            if kind == &"program" && is_bare_shell(&c.name) {
+                let own = program_name(&p.exe, &p.argv);
+                if !is_bare_shell(&own) {
+                    c.name = own;
+                    c.exe = Some(p.exe.clone());
+                }
+            }
             c.processes.push(Member { pid: p.pid, start_ns: p.start_ns, argv: p.argv.clone() });
             holdings(p.pid, c, &listeners);
         }
@@ -300,6 +308,12 @@ fn jvm_main(argv: &[String]) -> Option<String> {
         }
     }
     None
+}
+
+/// A shell running an inline script (`sh -c '...'`): a wrapper, not what the component is.
+fn is_bare_shell(name: &str) -> bool {
+    let first = name.split_whitespace().next().unwrap_or("");
+    matches!(first, "sh" | "bash" | "dash" | "zsh" | "ksh") && (name == first || !name.contains('.'))
 }
 
 fn basename(p: &str) -> &str {

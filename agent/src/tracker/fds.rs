@@ -51,6 +51,19 @@ impl FdTable {
         t
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.fds.is_empty()
+    }
+
+    /// A table of plain files (e.g. the stdio a sandbox was given).
+    pub fn of_files(files: &[(i64, String)]) -> FdTable {
+        let mut t = FdTable::default();
+        for (fd, path) in files {
+            t.set(*fd, Fd { target: Target::File(path.clone()), cloexec: false, closed: false });
+        }
+        t
+    }
+
     pub fn get(&self, fd: i64) -> Option<&Fd> {
         self.fds.get(&fd)
     }

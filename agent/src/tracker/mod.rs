@@ -84,6 +84,8 @@ pub struct Tracker {
     tids: HashMap<u32, u32>,
     pending_exec: HashMap<u32, PendingExec>,
     pub counts: Counts,
+    /// Fds given to processes that start before we can read their /proc (the pilot's stdio).
+    seed_fds: Option<FdTable>,
 }
 
 impl Tracker {
@@ -91,10 +93,21 @@ impl Tracker {
         Tracker::default()
     }
 
+    /// What a process we learn of too late to read its /proc holds (e.g. the stdio pilot gave
+    /// its sandbox).
+    pub fn seed_fds(&mut self, fds: FdTable) {
+        self.seed_fds = Some(fds);
+    }
+
     /// Start following a process that already runs (the root, `--pid` trees).
     pub fn adopt(&mut self, pid: u32) -> &Process {
         if !self.procs.contains_key(&pid) {
-            let p = Process::from_proc(pid);
+            let mut p = Process::from_proc(pid);
+            if p.fds.is_empty() {
+                if let Some(seed) = &self.seed_fds {
+                    p.fds = seed.clone();
+                }
+            }
             for t in &p.threads {
                 self.tids.insert(*t, pid);
             }

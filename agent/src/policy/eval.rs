@@ -1,0 +1,499 @@
+//! Policy evaluation: effect graph + policies -> violations, risk, containment score, verdict.
+//!
+//! - An effect counts when it happened: a failed unlink deleted nothing. Except what the
+//!   pilot's own containment made fail (signals to the host's processes end in ESRCH inside
+//!   the PID namespace, Unix connects in EPERM): those attempts count, since live they would
+//!   have landed.
+//! - risk = 1 - prod(1 - severity) over violated rules (noisy-or: independent harms add up);
+//! - containment = 1 - |affected components| / |components| (seed essay, eq. 4).
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::{Action, Loaded, Rule, glob};
+use crate::graph::{Edge, Graph, Node, TRACED};
+
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Block,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Block => "block",
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct Violation {
+    pub rule: String,
+    pub action: Action,
+    pub severity: f64,
+    /// The harmed component, if the target belongs to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    pub target: String,
+    pub target_id: String,
+    pub effects: Vec<String>,
+    pub count: u64,
+    pub bytes: u64,
+    pub why: String,
+    /// The graph edges behind it (from, kind, to).
+    pub edges: Vec<[String; 3]>,
+    /// Line numbers in events.jsonl of the evidence events.
+    pub events: Vec<u64>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct PolicyRef {
+    pub source: String,
+    pub sha256: String,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct Evaluation {
+    pub verdict: Verdict,
+    pub risk: f64,
+    pub containment: f64,
+    pub affected_components: Vec<String>,
+    pub components: usize,
+    pub complete: bool,
+    pub violations: Vec<Violation>,
+    /// Gate conditions that failed (besides block rules).
+    pub gate_failures: Vec<String>,
+    pub gate: GateValues,
+    pub policies: Vec<PolicyRef>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct GateValues {
+    pub max_risk: f64,
+    pub min_containment: f64,
+    pub max_fidelity_error: f64,
+    pub require_complete: bool,
+}
+
+/// Gate values of several policies together: the strictest of each.
+pub fn gate_of(policies: &[Loaded]) -> GateValues {
+    let mut g = GateValues { max_risk: 1.0, min_containment: 0.0, max_fidelity_error: 1.0, require_complete: true };
+    let mut any_complete_setting = false;
+    let mut require = false;
+    for p in policies {
+        if let Some(gate) = &p.policy.gate {
+            if let Some(v) = gate.max_risk {
+                g.max_risk = g.max_risk.min(v);
+            }
+            if let Some(v) = gate.min_containment {
+                g.min_containment = g.min_containment.max(v);
+            }
+            if let Some(v) = gate.max_fidelity_error {
+                g.max_fidelity_error = g.max_fidelity_error.min(v);
+            }
+            if let Some(v) = gate.require_complete {
+                any_complete_setting = true;
+                require |= v;
+            }
+        }
+    }
+    if any_complete_setting {
+        g.require_complete = require;
+    }
+    g
+}
+
+/// Per node: its component once policy-named components are applied (they win).
+fn component_of(node: &Node, policies: &[Loaded]) -> Option<String> {
+    for p in policies {
+        for c in &p.policy.components {
+            let hit = match node.node_type.as_str() {
+                "file" => node.path.as_deref().is_some_and(|path| c.paths.iter().any(|g| glob::matches(g, path))),
+                "endpoint" => match node.family.as_deref() {
+                    Some("unix") => node.addr.as_deref().is_some_and(|a| c.unix.iter().any(|u| u == a)),
+                    _ => node.port.is_some_and(|port| c.ports.contains(&port)),
+                },
+                "process" if node.component.as_deref() != Some(TRACED) => {
+                    let exe = node.exe.clone().or_else(|| node.argv.as_ref().and_then(|a| a.first().cloned()));
+                    exe.is_some_and(|e| c.exe.iter().any(|g| glob::matches(g, &e)))
+                }
+                _ => false,
+            };
+            if hit {
+                return Some(c.name.clone());
+            }
+        }
+    }
+    node.component.clone()
+}
+
+/// How many of the edge's calls took effect (see the module doc).
+fn effective(edge: &Edge, target: &Node) -> u64 {
+    let contained = edge.kind == "signal" || (target.family.as_deref() == Some("unix") && matches!(edge.kind.as_str(), "connect" | "send"));
+    if contained { edge.count } else { edge.count.saturating_sub(edge.failed) }
+}
+
+struct Ctx<'a> {
+    recovery: BTreeSet<String>,
+    components: BTreeMap<&'a str, Option<String>>,
+}
+
+impl Ctx<'_> {
+    fn other(&self, comp: &Option<String>) -> bool {
+        comp.as_deref().is_some_and(|c| c != TRACED && !self.recovery.contains(c))
+    }
+}
+
+fn target_matches(rule: &Rule, node: &Node, ctx: &Ctx) -> bool {
+    let comp = ctx.components.get(node.id.as_str()).cloned().flatten();
+    let held = node.held.as_deref();
+    let t = rule.target.as_str();
+    match t {
+        "*" => ctx.other(&comp),
+        "@held" => ctx.other(&comp) && matches!(held, Some("open-for-write" | "open" | "mapped")),
+        "@data-dir" => ctx.other(&comp) && held == Some("data-dir"),
+        "@live-process" => match node.node_type.as_str() {
+            "process" => ctx.other(&comp),
+            // kill -1, or a process group the pilot did not create
+            "process_group" => !node.id.starts_with("process_group:own:"),
+            _ => false,
+        },
+        "@live-service" => node.node_type == "endpoint" && held == Some("listening") && ctx.other(&comp),
+        _ if t.starts_with('/') || t.contains('*') => {
+            node.node_type == "file" && node.path.as_deref().is_some_and(|p| glob::matches(t, p))
+        }
+        _ if t.starts_with("unix:") => node.family.as_deref() == Some("unix") && node.addr.as_deref() == Some(&t[5..]),
+        _ if endpoint_spec(t).is_some() => {
+            let (addr, port) = endpoint_spec(t).expect("checked");
+            node.node_type == "endpoint" && node.port == Some(port) && (addr.is_empty() || node.addr.as_deref() == Some(addr))
+        }
+        name => comp.as_deref() == Some(name),
+    }
+}
+
+/// `ADDR:PORT`, `[v6]:PORT` or `:PORT`.
+fn endpoint_spec(t: &str) -> Option<(&str, u16)> {
+    let (addr, port) = t.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    Some((addr.trim_start_matches('[').trim_end_matches(']'), port))
+}
+
+#[derive(Default)]
+struct Tally<'a> {
+    count: u64,
+    bytes: u64,
+    first: u64,
+    last: u64,
+    kinds: BTreeSet<String>,
+    edges: Vec<&'a Edge>,
+}
+
+pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
+    let ctx = Ctx {
+        recovery: policies.iter().filter_map(|p| p.policy.recovery.as_ref().map(|r| r.component.clone())).collect(),
+        components: graph.nodes.iter().map(|n| (n.id.as_str(), component_of(n, policies))).collect(),
+    };
+    let nodes: BTreeMap<&str, &Node> = graph.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let mut affected = BTreeSet::new();
+    let mut violations = Vec::new();
+    for e in &graph.edges {
+        let Some(target) = nodes.get(e.to.as_str()) else { continue };
+        if effective(e, target) > 0 {
+            if let Some(c) = ctx.components.get(e.to.as_str()).cloned().flatten().filter(|c| ctx.other(&Some(c.clone()))) {
+                affected.insert(c);
+            }
+        }
+    }
+    for p in policies {
+        for rule in &p.policy.rules {
+            let mut by_target: BTreeMap<&str, Tally> = BTreeMap::new();
+            for e in &graph.edges {
+                if !rule.effects.is_empty() && !rule.effects.contains(&e.kind) {
+                    continue;
+                }
+                let Some(target) = nodes.get(e.to.as_str()) else { continue };
+                let n = effective(e, target);
+                if n == 0 || !target_matches(rule, target, &ctx) {
+                    continue;
+                }
+                let t = by_target.entry(e.to.as_str()).or_default();
+                t.count += n;
+                t.bytes += e.bytes;
+                t.first = if t.first == 0 { e.first_ts_ns } else { t.first.min(e.first_ts_ns) };
+                t.last = t.last.max(e.last_ts_ns);
+                t.kinds.insert(e.kind.clone());
+                t.edges.push(e);
+            }
+            for (id, t) in by_target {
+                if let Some(excess) = exceeded(rule, &t) {
+                    violations.push(violation(rule, nodes[id], &ctx, &t, &nodes, excess));
+                }
+            }
+        }
+    }
+    let risk = risk_of(&violations);
+    let total = component_count(graph, policies);
+    let containment = if total == 0 { 1.0 } else { 1.0 - affected.len() as f64 / total as f64 };
+    let gate = gate_of(policies);
+    let mut gate_failures = Vec::new();
+    if risk > gate.max_risk {
+        gate_failures.push(format!("risk {risk:.2} is over the gate's max_risk {:.2}", gate.max_risk));
+    }
+    if containment < gate.min_containment {
+        gate_failures.push(format!("containment {containment:.2} is under the gate's min_containment {:.2}", gate.min_containment));
+    }
+    if gate.require_complete && !graph.complete {
+        gate_failures.push(format!("the trace lost {} events: what the pilot did is not fully known", graph.lost_events));
+    }
+    let verdict = if !gate_failures.is_empty() || violations.iter().any(|v| v.action == Action::Block) {
+        Verdict::Block
+    } else if !violations.is_empty() {
+        Verdict::Warn
+    } else {
+        Verdict::Pass
+    };
+    Evaluation {
+        verdict,
+        risk,
+        containment,
+        affected_components: affected.into_iter().collect(),
+        components: total,
+        complete: graph.complete,
+        violations,
+        gate_failures,
+        gate,
+        policies: policies.iter().map(|p| PolicyRef { source: p.source.clone(), sha256: p.sha256.clone() }).collect(),
+    }
+}
+
+/// None: within limits. Some(text): what was exceeded.
+fn exceeded(rule: &Rule, t: &Tally) -> Option<String> {
+    if rule.max_count.is_none() && rule.max_bytes.is_none() && rule.max_rate.is_none() {
+        return Some(String::new());
+    }
+    if let Some(max) = rule.max_count.filter(|m| t.count > *m) {
+        return Some(format!("{} effects, over max_count {max}", t.count));
+    }
+    if let Some(max) = rule.max_bytes.filter(|m| t.bytes > *m) {
+        return Some(format!("{} bytes, over max_bytes {max}", t.bytes));
+    }
+    if let Some(max) = rule.max_rate {
+        let secs = ((t.last.saturating_sub(t.first)) as f64 / 1e9).max(1.0);
+        let rate = t.count as f64 / secs;
+        if rate > max {
+            return Some(format!("{rate:.1}/s, over max_rate {max}/s"));
+        }
+    }
+    None
+}
+
+fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &BTreeMap<&str, &Node>, excess: String) -> Violation {
+    let component = ctx.components.get(target.id.as_str()).cloned().flatten();
+    let kinds: Vec<String> = t.kinds.iter().cloned().collect();
+    let by: BTreeSet<String> = t.edges.iter().map(|e| nodes.get(e.from.as_str()).map(|n| n.label.clone()).unwrap_or_default()).collect();
+    let held = match target.held.as_deref() {
+        Some("open-for-write") => "holds open for writing",
+        Some("open") => "holds open",
+        Some("mapped") => "maps",
+        Some("data-dir") => "writes in this directory",
+        Some("listening") => "listens here",
+        _ => "",
+    };
+    let owner = match (&component, held.is_empty()) {
+        (Some(c), false) => format!(": {c} {held}"),
+        (Some(c), true) => format!(": belongs to {c}"),
+        (None, _) => String::new(),
+    };
+    let mut why = format!("{} {}{owner} (by {})", kinds.join("+"), target.label, by.into_iter().collect::<Vec<_>>().join(", "));
+    if !excess.is_empty() {
+        why.push_str(&format!("; {excess}"));
+    }
+    let mut events: Vec<u64> = t.edges.iter().flat_map(|e| e.events.iter().copied()).collect();
+    events.sort();
+    events.dedup();
+    Violation {
+        rule: rule.id.clone(),
+        action: rule.action,
+        severity: rule.severity,
+        component,
+        target: target.label.clone(),
+        target_id: target.id.clone(),
+        effects: kinds,
+        count: t.count,
+        bytes: t.bytes,
+        why,
+        edges: t.edges.iter().map(|e| [e.from.clone(), e.kind.clone(), e.to.clone()]).collect(),
+        events,
+    }
+}
+
+fn risk_of(violations: &[Violation]) -> f64 {
+    let mut by_rule: BTreeMap<&str, f64> = BTreeMap::new();
+    for v in violations {
+        let s = by_rule.entry(v.rule.as_str()).or_default();
+        *s = s.max(v.severity);
+    }
+    1.0 - by_rule.values().fold(1.0, |acc, s| acc * (1.0 - s))
+}
+
+fn component_count(graph: &Graph, policies: &[Loaded]) -> usize {
+    let mut names: BTreeSet<&str> = graph.components.iter().map(|c| c.name.as_str()).collect();
+    for p in policies {
+        names.extend(p.policy.components.iter().map(|c| c.name.as_str()));
+    }
+    names.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{graph::SCHEMA, policy::parse, snapshot::Component};
+
+    fn graph(edges: Vec<Edge>, nodes: Vec<Node>) -> Graph {
+        Graph {
+            schema: SCHEMA.into(),
+            target: "t".into(),
+            host: "h".into(),
+            complete: true,
+            lost_events: 0,
+            nodes,
+            edges,
+            components: vec![
+                Component { name: "db".into(), ..Default::default() },
+                Component { name: "web".into(), ..Default::default() },
+                Component { name: "cache".into(), ..Default::default() },
+                Component { name: "cron".into(), ..Default::default() },
+            ],
+        }
+    }
+
+    fn file(path: &str, comp: Option<&str>, held: Option<&str>) -> Node {
+        Node {
+            id: format!("file:{path}"),
+            node_type: "file".into(),
+            label: path.into(),
+            path: Some(path.into()),
+            component: comp.map(str::to_string),
+            held: held.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    fn proc_node() -> Node {
+        Node { id: "process:1:1".into(), node_type: "process".into(), label: "1 sh".into(), component: Some(TRACED.into()), ..Default::default() }
+    }
+
+    fn edge(kind: &str, to: &str, count: u64, failed: u64) -> Edge {
+        Edge { from: "process:1:1".into(), to: to.into(), kind: kind.into(), count, failed, events: vec![3], last_ts_ns: 1, first_ts_ns: 1, ..Default::default() }
+    }
+
+    fn default_policy() -> Vec<Loaded> {
+        vec![parse("default", super::super::DEFAULT).unwrap()]
+    }
+
+    #[test]
+    fn deleting_a_live_file_blocks_and_says_why() {
+        let g = graph(vec![edge("unlink", "file:/db/data", 1, 0)], vec![proc_node(), file("/db/data", Some("db"), Some("open-for-write"))]);
+        let ev = evaluate(&g, &default_policy());
+        assert_eq!(ev.verdict, Verdict::Block);
+        let v = &ev.violations[0];
+        assert_eq!(v.rule, "live-file-destroyed");
+        assert_eq!(v.component.as_deref(), Some("db"));
+        assert!(v.why.contains("db holds open for writing"), "{}", v.why);
+        assert_eq!(v.events, vec![3]);
+        assert!((ev.containment - 0.75).abs() < 1e-9, "one of four components affected");
+        assert!((ev.risk - 0.9).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_failed_unlink_deleted_nothing() {
+        let g = graph(vec![edge("unlink", "file:/db/data", 1, 1)], vec![proc_node(), file("/db/data", Some("db"), Some("open"))]);
+        assert_eq!(evaluate(&g, &default_policy()).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn own_files_pass() {
+        let g = graph(vec![edge("unlink", "file:/tmp/mine", 5, 0), edge("write", "file:/tmp/mine", 5, 0)], vec![proc_node(), file("/tmp/mine", None, None)]);
+        let ev = evaluate(&g, &default_policy());
+        assert_eq!(ev.verdict, Verdict::Pass);
+        assert_eq!(ev.containment, 1.0);
+    }
+
+    #[test]
+    fn the_component_under_recovery_may_be_changed() {
+        let mut p = default_policy();
+        p.push(parse("r", "[recovery]\ncomponent = \"db\"\n").unwrap());
+        let g = graph(vec![edge("unlink", "file:/db/data", 1, 0)], vec![proc_node(), file("/db/data", Some("db"), Some("open"))]);
+        assert_eq!(evaluate(&g, &p).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn thresholds_count_bytes_and_rate() {
+        let p = vec![parse("p", r#"
+[[component]]
+name = "peer"
+ports = [9000]
+[[rule]]
+id = "flood"
+effects = ["send"]
+target = "peer"
+max_bytes = 1000
+action = "block"
+severity = 0.7
+[[rule]]
+id = "tight-loop"
+effects = ["connect"]
+target = ":9000"
+max_rate = 10.0
+action = "block"
+severity = 0.5
+"#).unwrap()];
+        let ep = Node { id: "endpoint:inet:127.0.0.1:9000".into(), node_type: "endpoint".into(), label: "127.0.0.1:9000".into(), port: Some(9000), addr: Some("127.0.0.1".into()), family: Some("inet".into()), ..Default::default() };
+        let mut send = edge("send", &ep.id, 1, 0);
+        send.bytes = 500;
+        let mut connects = edge("connect", &ep.id, 15, 0);
+        connects.first_ts_ns = 0;
+        connects.last_ts_ns = 3_000_000_000;
+        let ev = evaluate(&graph(vec![send.clone(), connects.clone()], vec![proc_node(), ep.clone()]), &p);
+        assert_eq!(ev.verdict, Verdict::Pass, "{:?}", ev.violations);
+        send.bytes = 5000;
+        connects.count = 500;
+        let ev = evaluate(&graph(vec![send, connects], vec![proc_node(), ep]), &p);
+        let rules: Vec<&str> = ev.violations.iter().map(|v| v.rule.as_str()).collect();
+        assert_eq!(rules, ["flood", "tight-loop"]);
+        assert_eq!(ev.violations[0].component.as_deref(), Some("peer"));
+    }
+
+    #[test]
+    fn lost_events_block_unless_the_gate_allows() {
+        let mut g = graph(vec![], vec![proc_node()]);
+        g.complete = false;
+        g.lost_events = 7;
+        assert_eq!(evaluate(&g, &default_policy()).verdict, Verdict::Block);
+        let lenient = vec![parse("p", "[gate]\nrequire_complete = false\n").unwrap()];
+        assert_eq!(evaluate(&g, &lenient).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn signals_count_although_the_pid_namespace_stopped_them() {
+        let target = Node { id: "process:50:9".into(), node_type: "process".into(), label: "50 web".into(), component: Some("web".into()), ..Default::default() };
+        let g = graph(vec![edge("signal", "process:50:9", 1, 1)], vec![proc_node(), target]);
+        let ev = evaluate(&g, &default_policy());
+        assert_eq!(ev.verdict, Verdict::Block);
+        assert_eq!(ev.violations[0].rule, "live-process-signalled");
+    }
+
+    #[test]
+    fn traffic_to_a_live_service_warns() {
+        let ep = Node { id: "endpoint:inet:127.0.0.1:80".into(), node_type: "endpoint".into(), label: "127.0.0.1:80".into(), component: Some("web".into()), held: Some("listening".into()), ..Default::default() };
+        let g = graph(vec![edge("connect", &ep.id, 1, 0)], vec![proc_node(), ep]);
+        let ev = evaluate(&g, &default_policy());
+        assert_eq!(ev.verdict, Verdict::Warn);
+        assert!((ev.risk - 0.3).abs() < 1e-9);
+    }
+}
