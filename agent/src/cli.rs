@@ -63,6 +63,17 @@ failed (nonzero exit, killed, timed out); 1 pilot itself failed; 2 bad usage or 
 
 Exit status: 0 pass or warn; 3 blocked; 2 bad input (policy syntax: file, line and key).")]
     Check(CheckArgs),
+    /// Run a pilot's command live, traced, and measure how far it strays from the pilot.
+    #[command(after_help = "Refuses a pilot whose verdict was block; --force overrides that and the journal
+records it. Writes DIR/live/ (events, graph) and DIR/fidelity.json.
+
+Exit status: 0 done; 3 refused (blocked pilot); 4 the live command failed; 2 bad input.")]
+    Commit(CommitArgs),
+    /// The tamper-evident journal of runs, verdicts and commits.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
     /// Show what a pilot changed (created, modified, deleted, renamed...), from its run directory.
     Diff(DiffArgs),
     /// Internal: the sandbox's first process (started by `pilot run`).
@@ -105,6 +116,28 @@ pub struct CheckArgs {
     pub json: bool,
     /// Run directory holding graph.json.
     pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Run directory of the pilot to commit.
+    pub dir: PathBuf,
+    /// Commit although the pilot's verdict was block (recorded in the journal).
+    #[arg(long)]
+    pub force: bool,
+    /// Print every event of the live run as it happens.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JournalCommand {
+    /// Check every entry's hash and the chain; exit 1 naming the first bad entry.
+    #[command(after_help = "The journal is /var/lib/pilot/journal.jsonl unless PILOT_JOURNAL says otherwise.")]
+    Verify {
+        /// Journal file (default: $PILOT_JOURNAL or /var/lib/pilot/journal.jsonl).
+        path: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

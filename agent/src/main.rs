@@ -3,12 +3,14 @@
 //! probes (kernel) -> decode -> tracker -> output/account.
 mod account;
 mod cli;
+mod commit;
 mod decode;
 mod diff;
 mod error;
 mod event;
 mod graph;
 mod graph_cmd;
+mod journal;
 mod output;
 mod policy;
 mod probes;
@@ -32,6 +34,8 @@ fn main() {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Diff(args) => diff_cmd(args),
         cli::Command::Check(args) => check_cmd(args),
+        cli::Command::Commit(args) => commit::run(args),
+        cli::Command::Journal { command: cli::JournalCommand::Verify { path } } => journal::verify_cmd(path),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),
     };
     match result {

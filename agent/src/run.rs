@@ -21,7 +21,7 @@ use crate::{
     cli::RunArgs,
     diff,
     error::UsageError,
-    graph,
+    graph, journal,
     output::Output,
     policy,
     probes::{self, Probes, contain::UnixContainment},
@@ -81,6 +81,16 @@ pub fn run(args: RunArgs) -> Result<i32> {
         .map_err(|e| UsageError::new(format!("cannot create run directory {}: {e}", run_dir.display())))?;
     let run_dir = fs::canonicalize(&run_dir)?;
     eprintln!("pilot: run directory {}", run_dir.display());
+    let intent = crate::commit::Intent::capture(&args.command, &policies)?;
+    fs::write(run_dir.join("intent.json"), serde_json::to_string_pretty(&intent)? + "\n")?;
+    journal::append(journal::Record {
+        kind: "run",
+        run_dir: &run_dir,
+        intent: intent.for_journal(),
+        outputs: &["intent.json"],
+        verdict: None,
+        note: None,
+    })?;
 
     let snapshot = Snapshot::take(&Default::default());
     let live_ports: Vec<u16> = snapshot.components.iter().flat_map(|c| c.listens.iter().filter_map(|l| l.port)).collect();
@@ -103,7 +113,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         agent_pid: std::process::id(),
     };
     let (mut child, stdio) = spawn_sandbox(&spec, &run_dir)?;
-    session.tracker.seed_fds(crate::tracker::FdTable::of_files(&stdio));
+    session.tracker.seed(crate::tracker::FdTable::of_files(&stdio), cwd.display().to_string());
     let started = Instant::now();
     let started_at = SystemTime::now();
     let mut status: Option<i32> = None;
@@ -206,7 +216,16 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if !caught.is_empty() {
         eprintln!("network caught by the sink: {} connection(s)/source(s), {} bytes", caught.len(), caught.iter().map(|c| c.bytes).sum::<u64>());
     }
+    let seq = journal::append(journal::Record {
+        kind: "verdict",
+        run_dir: &run_dir,
+        intent: intent.for_journal(),
+        outputs: &["events.jsonl", "summary.json", "graph.json", "changes.json", "sink.json", "verdict.json"],
+        verdict: Some(verdict.evaluation.verdict.as_str()),
+        note: Some(format!("pilot exit {pilot_exit}")),
+    })?;
     eprint!("{}", policy::render(&verdict.evaluation));
+    eprintln!("  journal: entry {seq} in {}", journal::path().display());
     let blocked = verdict.evaluation.verdict == policy::eval::Verdict::Block;
     eprintln!(
         "pilot: {} (pilot exit {pilot_exit}); run directory {}",

@@ -102,7 +102,18 @@ fn is_cgroup2(path: &Path) -> bool {
     unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
 }
 
+/// How to start the command beyond its argv (`pilot commit` replays a recorded intent).
+#[derive(Default)]
+pub struct Launch {
+    pub cwd: Option<PathBuf>,
+    pub env: Option<Vec<(String, String)>>,
+}
+
 pub fn run(args: TraceArgs) -> Result<i32> {
+    run_with(args, Launch::default())
+}
+
+pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
     let target = Target::from_args(&args)?;
     probes::preflight()?;
     let mut opts = probes::Options { ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024), ..Default::default() };
@@ -124,7 +135,7 @@ pub fn run(args: TraceArgs) -> Result<i32> {
     let started_at = SystemTime::now();
     let started = Instant::now();
 
-    let root = start(&target, &mut probes, &mut session.tracker)?;
+    let root = start(&target, &launch, &mut probes, &mut session.tracker)?;
     let mut root_status: Option<i32> = None;
     let mut last_gc = Instant::now();
     loop {
@@ -190,12 +201,18 @@ pub fn run(args: TraceArgs) -> Result<i32> {
 }
 
 /// Start the command (tracked before its first instruction) or adopt what already runs.
-fn start(target: &Target, probes: &mut Probes, tracker: &mut Tracker) -> Result<Option<u32>> {
+fn start(target: &Target, launch: &Launch, probes: &mut Probes, tracker: &mut Tracker) -> Result<Option<u32>> {
     match target {
         Target::Command(argv) => {
             let map_fd = probes.tracked_fd();
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
+            if let Some(cwd) = &launch.cwd {
+                cmd.current_dir(cwd);
+            }
+            if let Some(env) = &launch.env {
+                cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+            }
             // The child adds itself to the kernel's tracked set between fork and exec, so its
             // exec and everything after are seen with no race and no round trip.
             unsafe { cmd.pre_exec(move || probes::track_pid(map_fd, libc::getpid() as u32)) };

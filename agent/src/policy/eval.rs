@@ -51,7 +51,7 @@ pub struct Violation {
     pub events: Vec<u64>,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, serde::Deserialize, Debug, Clone)]
 pub struct PolicyRef {
     pub source: String,
     pub sha256: String,

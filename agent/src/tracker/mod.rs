@@ -84,8 +84,9 @@ pub struct Tracker {
     tids: HashMap<u32, u32>,
     pending_exec: HashMap<u32, PendingExec>,
     pub counts: Counts,
-    /// Fds given to processes that start before we can read their /proc (the pilot's stdio).
-    seed_fds: Option<FdTable>,
+    /// What to assume of a process we learn of too late to read its /proc (the pilot's first
+    /// process): its fds and cwd.
+    seed: Option<(FdTable, String)>,
 }
 
 impl Tracker {
@@ -95,17 +96,18 @@ impl Tracker {
 
     /// What a process we learn of too late to read its /proc holds (e.g. the stdio pilot gave
     /// its sandbox).
-    pub fn seed_fds(&mut self, fds: FdTable) {
-        self.seed_fds = Some(fds);
+    pub fn seed(&mut self, fds: FdTable, cwd: String) {
+        self.seed = Some((fds, cwd));
     }
 
     /// Start following a process that already runs (the root, `--pid` trees).
     pub fn adopt(&mut self, pid: u32) -> &Process {
         if !self.procs.contains_key(&pid) {
             let mut p = Process::from_proc(pid);
-            if p.fds.is_empty() {
-                if let Some(seed) = &self.seed_fds {
-                    p.fds = seed.clone();
+            if let Some((fds, cwd)) = &self.seed {
+                if !procfs::exists(pid) || p.fds.is_empty() {
+                    p.fds = fds.clone();
+                    p.cwd = cwd.clone();
                 }
             }
             for t in &p.threads {

@@ -1,0 +1,250 @@
+//! The tamper-evident journal: every run, verdict, commit and force, appended as one JSON line
+//! that binds its intent (argv, cwd, policy hashes, binary hash, host) to its outputs' hashes
+//! and to the previous entry's hash. A head file keeps the last (seq, hash), so cutting
+//! entries off the end is caught too.
+//!
+//! Default `/var/lib/pilot/journal.jsonl`; `PILOT_JOURNAL` overrides it.
+use std::{
+    collections::BTreeMap,
+    fs::{self, OpenOptions},
+    io::Write,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::policy::sha256_hex;
+
+pub const DEFAULT_PATH: &str = "/var/lib/pilot/journal.jsonl";
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+pub fn path() -> PathBuf {
+    std::env::var_os("PILOT_JOURNAL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Entry {
+    pub seq: u64,
+    pub ts_unix_ms: u128,
+    /// run, verdict, commit, force.
+    pub kind: String,
+    pub host: String,
+    pub run_dir: String,
+    /// What was asked: argv, cwd, policy hashes, pilot binary hash.
+    pub intent: Value,
+    /// sha256 of each output file, by name.
+    pub outputs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub prev: String,
+    pub hash: String,
+}
+
+impl Entry {
+    /// The hash covers every field but `hash`, in a fixed order (struct order, sorted maps).
+    fn compute_hash(&self) -> String {
+        let mut v = serde_json::to_value(self).expect("entry serializes");
+        v.as_object_mut().expect("object").remove("hash");
+        sha256_hex(v.to_string().as_bytes())
+    }
+}
+
+/// What to record (the journal fills seq, prev, hash and time).
+pub struct Record<'a> {
+    pub kind: &'a str,
+    pub run_dir: &'a Path,
+    pub intent: Value,
+    pub outputs: &'a [&'a str],
+    pub verdict: Option<&'a str>,
+    pub note: Option<String>,
+}
+
+/// Append one entry; returns its seq.
+pub fn append(r: Record) -> Result<u64> {
+    let path = path();
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = OpenOptions::new().create(true).append(true).read(true).open(&path)
+        .with_context(|| format!("opening the journal {}", path.display()))?;
+    // One writer at a time: concurrent pilots share the journal.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    let (seq, prev) = match last(&path)? {
+        Some(e) => (e.seq + 1, e.hash),
+        None => (1, GENESIS.to_string()),
+    };
+    let mut outputs = BTreeMap::new();
+    for name in r.outputs {
+        if let Ok(bytes) = fs::read(r.run_dir.join(name)) {
+            outputs.insert(name.to_string(), sha256_hex(&bytes));
+        }
+    }
+    let mut e = Entry {
+        seq,
+        ts_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+        kind: r.kind.into(),
+        host: fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().into(),
+        run_dir: r.run_dir.display().to_string(),
+        intent: r.intent,
+        outputs,
+        verdict: r.verdict.map(str::to_string),
+        note: r.note,
+        prev,
+        hash: String::new(),
+    };
+    e.hash = e.compute_hash();
+    let mut line = serde_json::to_string(&e)?;
+    line.push('\n');
+    (&file).write_all(line.as_bytes())?;
+    (&file).sync_data()?;
+    fs::write(head_path(&path), format!("{} {}\n", e.seq, e.hash))?;
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+    Ok(seq)
+}
+
+fn head_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".head");
+    PathBuf::from(p)
+}
+
+fn last(path: &Path) -> Result<Option<Entry>> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    match text.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(l) => Ok(Some(serde_json::from_str(l).context("the journal's last entry is not valid: run `pilot journal verify`")?)),
+        None => Ok(None),
+    }
+}
+
+/// Check every entry's hash, the chain, the sequence and the head. Ok(count) or the first bad
+/// entry described.
+pub fn verify(path: &Path) -> Result<u64, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut prev = GENESIS.to_string();
+    let mut expect_seq = 1;
+    for (i, line) in text.lines().enumerate() {
+        let lineno = i + 1;
+        let e: Entry = serde_json::from_str(line).map_err(|err| format!("line {lineno}: not a journal entry ({err})"))?;
+        if e.seq != expect_seq {
+            return Err(format!("line {lineno}: entry {} where entry {expect_seq} belongs: entries were removed or reordered", e.seq));
+        }
+        if e.prev != prev {
+            return Err(format!("line {lineno}: entry {} does not follow the entry before it: entries were removed, reordered or edited", e.seq));
+        }
+        if e.compute_hash() != e.hash {
+            return Err(format!("line {lineno}: entry {} was edited (its hash does not match its content)", e.seq));
+        }
+        prev = e.hash.clone();
+        expect_seq += 1;
+    }
+    let count = expect_seq - 1;
+    match fs::read_to_string(head_path(path)) {
+        Ok(head) => {
+            let mut parts = head.split_whitespace();
+            let (seq, hash) = (parts.next().and_then(|s| s.parse::<u64>().ok()), parts.next());
+            if seq != Some(count) || hash != Some(prev.as_str()) {
+                return Err(format!(
+                    "the journal ends at entry {count} but its head records entry {}: entries were cut off the end",
+                    seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
+                ));
+            }
+        }
+        Err(_) if count == 0 => {}
+        Err(_) => return Err(format!("{} is missing: cannot tell whether entries were cut off", head_path(path).display())),
+    }
+    Ok(count)
+}
+
+/// `pilot journal verify`.
+pub fn verify_cmd(path: Option<PathBuf>) -> Result<i32> {
+    let path = path.unwrap_or_else(self::path);
+    if !path.exists() {
+        bail!(crate::error::UsageError::new(format!("no journal at {}: nothing has been recorded there", path.display())));
+    }
+    match verify(&path) {
+        Ok(n) => {
+            println!("journal {}: {n} entries, chain intact", path.display());
+            Ok(0)
+        }
+        Err(why) => {
+            println!("journal {}: TAMPERED: {why}", path.display());
+            Ok(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal_with(n: usize) -> (tempdir::Dir, PathBuf) {
+        let d = tempdir::Dir::new();
+        let path = d.0.join("j.jsonl");
+        // SAFETY: tests in this module run with their own journal path.
+        unsafe { std::env::set_var("PILOT_JOURNAL", &path) };
+        for i in 0..n {
+            append(Record {
+                kind: "run",
+                run_dir: &d.0,
+                intent: serde_json::json!({"argv": ["x", i.to_string()]}),
+                outputs: &[],
+                verdict: Some("pass"),
+                note: None,
+            })
+            .unwrap();
+        }
+        (d, path)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                let p = std::env::temp_dir().join(format!("pilot-journal-test-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&p);
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    // One test: the journal path is process-global (an environment variable).
+    #[test]
+    fn detects_edit_delete_reorder_and_truncate() {
+        let (_d, path) = journal_with(4);
+        assert_eq!(verify(&path), Ok(4));
+        let orig = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = orig.lines().collect();
+
+        fs::write(&path, orig.replace("\"pass\"", "\"block\"")).unwrap();
+        assert!(verify(&path).unwrap_err().contains("edited"));
+
+        let without_second = [lines[0], lines[2], lines[3]].join("\n") + "\n";
+        fs::write(&path, without_second).unwrap();
+        assert!(verify(&path).unwrap_err().contains("line 2"));
+
+        let reordered = [lines[0], lines[2], lines[1], lines[3]].join("\n") + "\n";
+        fs::write(&path, reordered).unwrap();
+        assert!(verify(&path).is_err());
+
+        let truncated = [lines[0], lines[1]].join("\n") + "\n";
+        fs::write(&path, truncated).unwrap();
+        assert!(verify(&path).unwrap_err().contains("cut off"));
+
+        fs::write(&path, &orig[..orig.len() - 20]).unwrap();
+        assert!(verify(&path).unwrap_err().contains("line 4"));
+
+        fs::write(&path, &orig).unwrap();
+        assert_eq!(verify(&path), Ok(4));
+    }
+}
