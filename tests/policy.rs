@@ -1,0 +1,234 @@
+//! Policies, the recovery gate, commit with fidelity and the journal, on the real kernel:
+//! real pilots of real scripts against a live service the test starts.
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use serde_json::Value;
+
+const PILOT: &str = env!("CARGO_BIN_EXE_pilot");
+const PYTHON: &str = "/usr/bin/python3";
+const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// A temp dir removed on drop; also holds this test's journal.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(prefix: &str) -> Dir {
+        let p = PathBuf::from(format!("/tmp/{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+    fn join(&self, s: &str) -> PathBuf {
+        self.0.join(s)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A live service holding `data` open for writing; killed on drop.
+struct Service(Child);
+
+impl Service {
+    fn start(dir: &Path, data: &Path) -> Service {
+        let script = format!(
+            "import time\nf = open({:?}, 'a')\nprint('up', flush=True)\nwhile True:\n    time.sleep(0.1); f.write('x'); f.flush()\n",
+            data.display().to_string()
+        );
+        std::fs::write(dir.join("store_svc.py"), script).unwrap();
+        let mut child = Command::new(PYTHON).arg(dir.join("store_svc.py")).current_dir(dir).stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        Service(child)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pilot(journal: &Path, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(PILOT).args(args).current_dir(cwd).env("PILOT_JOURNAL", journal).stdin(Stdio::null()).output().unwrap()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The store service with its data file, in a directory the shipped example policy names.
+fn store(d: &Dir) -> (PathBuf, PathBuf) {
+    let svc_dir = PathBuf::from(format!("/tmp/pilot-policy-store-{}", d.0.file_name().unwrap().to_string_lossy()));
+    std::fs::create_dir_all(&svc_dir).unwrap();
+    let data = svc_dir.join("data.db");
+    (svc_dir, data)
+}
+
+fn deleting_a_live_file_is_blocked(policy: Option<&str>, expect_rule: &str) {
+    let d = Dir::new("pilot-policy");
+    let (svc_dir, data) = store(&d);
+    let svc = Service::start(&svc_dir, &data);
+    let journal = d.join("journal.jsonl");
+    let run = d.join("run");
+    let script = format!("rm {}", data.display());
+    let mut args = vec!["run", "--out", run.to_str().unwrap()];
+    if let Some(p) = policy {
+        args.extend(["--policy", p]);
+    }
+    args.extend(["--", "sh", "-c", &script]);
+    let o = pilot(&journal, &d.0, &args);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(data.exists(), "production file untouched");
+    let v = json(&run.join("verdict.json"));
+    assert_eq!(v["verdict"], "block");
+    let viol = v["violations"].as_array().unwrap().iter().find(|x| x["rule"] == expect_rule).unwrap_or_else(|| panic!("{v}"));
+    assert!(viol["target"].as_str().unwrap().ends_with("data.db"), "{viol}");
+    let component = viol["component"].as_str().unwrap();
+    assert!(component.contains("store"), "names the service: {viol}");
+    assert!(viol["effects"].as_array().unwrap().iter().any(|e| e == "unlink"));
+    assert!(!viol["events"].as_array().unwrap().is_empty(), "evidence events");
+    assert!(text(&o).contains(expect_rule));
+    // Control: the same script without pilot does delete it.
+    Command::new("sh").args(["-c", &script]).status().unwrap();
+    assert!(!data.exists(), "the action is harmful for real");
+    drop(svc);
+    let _ = std::fs::remove_dir_all(&svc_dir);
+}
+
+#[test]
+fn default_policy_blocks_deleting_a_live_services_open_file() {
+    deleting_a_live_file_is_blocked(None, "live-file-destroyed");
+}
+
+#[test]
+fn shipped_policy_blocks_deleting_another_components_data() {
+    let policy = format!("{POLICIES}/stateful-service.toml");
+    deleting_a_live_file_is_blocked(Some(&policy), "protect-other-services-data");
+}
+
+#[test]
+fn benign_pilot_passes_and_commits_with_fidelity() {
+    let d = Dir::new("pilot-benign");
+    let journal = d.join("journal.jsonl");
+    let run = d.join("run");
+    let work = d.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let o = pilot(&journal, &work, &["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", "mkdir -p out && echo done > out/report.txt"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!work.join("out").exists(), "the pilot changed nothing for real");
+    assert_eq!(json(&run.join("verdict.json"))["verdict"], "pass");
+
+    let o = pilot(&journal, &work, &["commit", run.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(work.join("out/report.txt")).unwrap(), "done\n", "commit ran it live");
+    let f = json(&run.join("fidelity.json"));
+    assert_eq!(f["error"], 0.0, "a deterministic action is predicted exactly: {f}");
+    assert_eq!(f["within_gate"], true);
+    assert!(run.join("live/graph.json").exists());
+
+    let o = pilot(&journal, &work, &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let kinds: Vec<String> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["run", "verdict", "commit"]);
+}
+
+#[test]
+fn nondeterministic_action_shows_a_fidelity_error() {
+    let d = Dir::new("pilot-nondet");
+    let journal = d.join("journal.jsonl");
+    let run = d.join("run");
+    let work = d.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let script = "f=out.$(date +%N); echo x > $f";
+    let o = pilot(&journal, &work, &["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", script]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = pilot(&journal, &work, &["commit", run.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let f = json(&run.join("fidelity.json"));
+    assert!(f["error"].as_f64().unwrap() > 0.0, "different file names live: {f}");
+    assert!(!f["only_pilot"].as_array().unwrap().is_empty());
+    assert!(!f["only_live"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn commit_refuses_a_blocked_pilot_unless_forced_and_journaled() {
+    let d = Dir::new("pilot-refuse");
+    let (svc_dir, data) = store(&d);
+    let svc = Service::start(&svc_dir, &data);
+    let journal = d.join("journal.jsonl");
+    let run = d.join("run");
+    let script = format!("truncate -s 0 {}", data.display());
+    let o = pilot(&journal, &d.0, &["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", &script]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let size_before = std::fs::metadata(&data).unwrap().len();
+    assert!(size_before > 0);
+
+    let o = pilot(&journal, &d.0, &["commit", run.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("refusing"), "{}", text(&o));
+    assert!(!run.join("live").exists());
+    assert!(std::fs::metadata(&data).unwrap().len() >= size_before, "nothing ran");
+
+    let o = pilot(&journal, &d.0, &["commit", "--force", run.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let journal_text = std::fs::read_to_string(&journal).unwrap();
+    assert!(journal_text.contains("\"kind\":\"force\""), "{journal_text}");
+    drop(svc);
+    let _ = std::fs::remove_dir_all(&svc_dir);
+}
+
+#[test]
+fn journal_verify_fails_once_edited() {
+    let d = Dir::new("pilot-journal");
+    let journal = d.join("journal.jsonl");
+    let run = d.join("run");
+    let o = pilot(&journal, &d.0, &["run", "--out", run.to_str().unwrap(), "--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let ok = pilot(&journal, &d.0, &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(ok.status.code(), Some(0));
+    let edited = std::fs::read_to_string(&journal).unwrap().replace("\"pass\"", "\"warn\"");
+    std::fs::write(&journal, edited).unwrap();
+    let bad = pilot(&journal, &d.0, &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("entry 2 was edited"), "{}", text(&bad));
+}
+
+#[test]
+fn check_reevaluates_and_bad_policies_exit_2_naming_file_line_key() {
+    let d = Dir::new("pilot-check");
+    let journal = d.join("journal.jsonl");
+    let run = d.join("run");
+    let o = pilot(&journal, &d.0, &["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", "echo hi > mine.txt"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for p in ["default.toml", "stateful-service.toml", "network-budget.toml"] {
+        let o = pilot(&journal, &d.0, &["check", "--policy", &format!("{POLICIES}/{p}"), run.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{p}: {}", text(&o));
+    }
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, "[gate]\nmax_risk = 0.5\nmax_riks = 0.2\n").unwrap();
+    let o = pilot(&journal, &d.0, &["check", "--policy", bad.to_str().unwrap(), run.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.toml:3:") && err.contains("max_riks"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
