@@ -76,6 +76,8 @@ Exit status: 0 done; 3 refused (blocked pilot); 4 the live command failed; 2 bad
     },
     /// Show what a pilot changed (created, modified, deleted, renamed...), from its run directory.
     Diff(DiffArgs),
+    /// Remove what pilots whose agent died left behind (their cgroups and any process in them).
+    Gc,
     /// Internal: the sandbox's first process (started by `pilot run`).
     #[command(name = "__sandbox", hide = true)]
     Sandbox { spec: String },

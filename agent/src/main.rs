@@ -34,6 +34,10 @@ fn main() {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Diff(args) => diff_cmd(args),
         cli::Command::Check(args) => check_cmd(args),
+        cli::Command::Gc => run::gc(true).map(|n| {
+            eprintln!("pilot gc: {n} stale pilot cgroup(s) removed");
+            0
+        }),
         cli::Command::Commit(args) => commit::run(args),
         cli::Command::Journal { command: cli::JournalCommand::Verify { path } } => journal::verify_cmd(path),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),

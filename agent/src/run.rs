@@ -72,6 +72,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let policies = policy::load_all(&args.policy)?;
     probes::preflight()?;
     require_containment()?;
+    gc(false)?;
     let id = run_id();
     let run_dir = match &args.out {
         Some(dir) => dir.clone(),
@@ -392,4 +393,36 @@ mod tests {
         assert_eq!(parse_allowed(&["127.0.0.1:80".into(), "[::1]:8080".into()]).unwrap().len(), 2);
         assert!(parse_allowed(&["localhost".into()]).is_err());
     }
+}
+
+/// `pilot gc`: remove what pilots whose agent died left behind. Mounts live in the pilots'
+/// own mount namespaces and BPF links in the agent's fds, so both vanish with them; the
+/// cgroup (and anything still running in it) is what can stay.
+pub fn gc(verbose: bool) -> Result<usize> {
+    let mut cleaned = 0;
+    for root in [CGROUP_ROOT, "/sys/fs/cgroup"] {
+        let Ok(entries) = fs::read_dir(Path::new(root).join("pilot")) else { continue };
+        for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let agent: Option<u32> = name.rsplit('-').next().and_then(|p| p.parse().ok());
+            let alive = agent.is_some_and(|pid| pid == std::process::id() || agent_alive(pid));
+            if alive {
+                continue;
+            }
+            let cg = PilotCgroup { path: entry.path() };
+            cg.remove();
+            if !cg.path.exists() {
+                cleaned += 1;
+                if verbose {
+                    eprintln!("pilot gc: removed {} (its agent, pid {}, is gone)", cg.path.display(), agent.unwrap_or(0));
+                }
+            }
+        }
+    }
+    Ok(cleaned)
+}
+
+/// Is `pid` a running pilot agent (not a recycled pid)?
+fn agent_alive(pid: u32) -> bool {
+    fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pilot")))
 }
