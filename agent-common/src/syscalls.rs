@@ -74,6 +74,35 @@ pub const PIDFD_OPEN: u32 = 434;
 pub const CLOSE_RANGE: u32 = 436;
 pub const OPENAT2: u32 = 437;
 pub const FCHMODAT2: u32 = 452;
+// Syscalls that only create an fd: recorded so a reused fd number is never taken for the file
+// it named before.
+pub const EPOLL_CREATE: u32 = 213;
+pub const INOTIFY_INIT: u32 = 253;
+pub const SIGNALFD: u32 = 282;
+pub const TIMERFD_CREATE: u32 = 283;
+pub const EVENTFD: u32 = 284;
+pub const SIGNALFD4: u32 = 289;
+pub const EVENTFD2: u32 = 290;
+pub const EPOLL_CREATE1: u32 = 291;
+pub const INOTIFY_INIT1: u32 = 294;
+pub const PERF_EVENT_OPEN: u32 = 298;
+pub const FANOTIFY_INIT: u32 = 300;
+pub const OPEN_BY_HANDLE_AT: u32 = 304;
+pub const MEMFD_CREATE: u32 = 319;
+pub const USERFAULTFD: u32 = 323;
+pub const IO_URING_SETUP: u32 = 425;
+pub const PIDFD_GETFD: u32 = 438;
+pub const MEMFD_SECRET: u32 = 447;
+
+/// Does `nr` only create an anonymous fd (no path, no effect)?
+pub const fn creates_anon_fd(nr: u32) -> bool {
+    matches!(
+        nr,
+        EPOLL_CREATE | INOTIFY_INIT | SIGNALFD | TIMERFD_CREATE | EVENTFD | SIGNALFD4 | EVENTFD2
+            | EPOLL_CREATE1 | INOTIFY_INIT1 | PERF_EVENT_OPEN | FANOTIFY_INIT | OPEN_BY_HANDLE_AT
+            | USERFAULTFD | IO_URING_SETUP | PIDFD_GETFD | MEMFD_SECRET
+    )
+}
 
 /// Highest syscall number the bitmap covers.
 pub const NR_MAX: u32 = 512;
@@ -159,6 +188,8 @@ pub const fn spec(nr: u32) -> Spec {
         FTRUNCATE | FCHMOD | FCHOWN | FCHDIR | LISTEN | KILL | TKILL | TGKILL
         | PIDFD_SEND_SIGNAL => s(Class::Plain),
         DUP | DUP2 | DUP3 | FCNTL | SOCKET | PIDFD_OPEN => new_fd(Class::Plain),
+        MEMFD_CREATE => Spec { str1: 0, returns_fd: true, ..s(Class::Path) },
+        n if creates_anon_fd(n) => new_fd(Class::Plain),
         CONNECT | BIND => Spec { addr_arg: 1, addr_len_arg: 2, ..s(Class::SockAddr) },
         SENDTO => Spec { fd_arg: 0, addr_arg: 4, addr_len_arg: 5, ..s(Class::SendTo) },
         SENDMSG => Spec { fd_arg: 0, addr_arg: 1, ..s(Class::SendMsg) },
@@ -270,6 +301,23 @@ pub const fn name(nr: u32) -> &'static str {
         CLOSE_RANGE => "close_range",
         OPENAT2 => "openat2",
         FCHMODAT2 => "fchmodat2",
+        EPOLL_CREATE => "epoll_create",
+        INOTIFY_INIT => "inotify_init",
+        SIGNALFD => "signalfd",
+        TIMERFD_CREATE => "timerfd_create",
+        EVENTFD => "eventfd",
+        SIGNALFD4 => "signalfd4",
+        EVENTFD2 => "eventfd2",
+        EPOLL_CREATE1 => "epoll_create1",
+        INOTIFY_INIT1 => "inotify_init1",
+        PERF_EVENT_OPEN => "perf_event_open",
+        FANOTIFY_INIT => "fanotify_init",
+        OPEN_BY_HANDLE_AT => "open_by_handle_at",
+        MEMFD_CREATE => "memfd_create",
+        USERFAULTFD => "userfaultfd",
+        IO_URING_SETUP => "io_uring_setup",
+        PIDFD_GETFD => "pidfd_getfd",
+        MEMFD_SECRET => "memfd_secret",
         _ => "unknown",
     }
 }
@@ -285,10 +333,11 @@ pub const O_CLOEXEC: u64 = 0o2000000;
 pub const O_PATH: u64 = 0o10000000;
 pub const WRITE_INTENT: u64 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
 
-/// Does an open with these flags get recorded? Write intent, or a directory/path fd that later
-/// serves as a dirfd or fchdir target.
+/// Is an open with these flags an effect? (Write intent.) Read-only opens are still recorded
+/// when they succeed, so the fd table knows what each fd names (fchmod, fchdir, dirfds), but a
+/// failed read-only open is dropped in the kernel.
 pub const fn open_recorded(flags: u64) -> bool {
-    flags & (WRITE_INTENT | O_DIRECTORY | O_PATH) != 0
+    flags & WRITE_INTENT != 0
 }
 
 /// fcntl commands that create a new fd.

@@ -15,9 +15,9 @@ use crate::{
     syscall,
 };
 
-/// Should this open be recorded? Normalizes openat2 so args[2] is the flags, args[3] the mode.
+/// The open's flags. Normalizes openat2 so args[2] is the flags, args[3] the mode.
 #[inline(always)]
-pub fn open_recorded(nr: u32, args: &mut [u64; 6]) -> bool {
+pub fn open_flags(nr: u32, args: &mut [u64; 6]) -> u64 {
     let flags = match nr {
         syscalls::OPEN => args[1],
         syscalls::OPENAT => args[2],
@@ -25,13 +25,28 @@ pub fn open_recorded(nr: u32, args: &mut [u64; 6]) -> bool {
         syscalls::OPENAT2 => {
             let how: [u64; 2] = match unsafe { bpf_probe_read_user(args[2] as *const [u64; 2]) } {
                 Ok(how) => how,
-                Err(_) => return true, // unreadable: record it rather than guess
+                Err(_) => return syscalls::WRITE_INTENT, // unreadable: record it rather than guess
             };
             args[2] = how[0];
             args[3] = how[1];
             how[0]
         }
-        _ => return false,
+        _ => 0,
+    };
+    flags
+}
+
+/// Record this open? Every successful one (the fd table needs it); a failed one only with
+/// write intent (a failed read changes nothing).
+#[inline(always)]
+pub fn open_wanted(nr: u32, args: &[u64; 6], ret: i64) -> bool {
+    if ret >= 0 {
+        return true;
+    }
+    let flags = match nr {
+        syscalls::OPEN => args[1],
+        syscalls::CREAT => syscalls::WRITE_INTENT,
+        _ => args[2],
     };
     syscalls::open_recorded(flags)
 }

@@ -82,15 +82,19 @@ pub fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
 /// sched_process_exec: the new program runs. The filename is the one the kernel opened.
 pub fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let tid = bpf_get_current_pid_tgid() as u32;
-    if !current_tracked(tid) {
-        return Ok(());
-    }
     let cfg = config();
     let old_tid: i32 = unsafe { field(ctx, cfg.exec_old_pid) }.unwrap_or(tid as i32);
     if old_tid as u32 != tid {
-        // A non-leader thread exec'd and took over the leader's tid: forget its old one.
-        let _ = TRACKED.remove(&(old_tid as u32));
+        // A non-leader thread exec'd and took over the leader's tid (the leader's exit already
+        // dropped that tid from the map): move its entry to the tid it has now.
+        if let Some(info) = unsafe { TRACKED.get(&(old_tid as u32)) }.copied() {
+            let _ = TRACKED.insert(&tid, &info, BPF_ANY as u64);
+            let _ = TRACKED.remove(&(old_tid as u32));
+        }
         let _ = INFLIGHT.remove(&(old_tid as u32));
+    }
+    if !current_tracked(tid) {
+        return Ok(());
     }
     let buf = emit::start(kind::EXEC).ok_or(0)?;
     buf.header.args[0] = old_tid as u64;
@@ -108,6 +112,8 @@ pub fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let tid = bpf_get_current_pid_tgid() as u32;
     let info = match unsafe { TRACKED.get(&tid) } {
         Some(info) => *info,
+        // A task of the tracked cgroup that never made a recorded syscall still ends.
+        None if in_tracked_cgroup() && !is_agent() => TaskInfo { start_ns: 0, exit_code: 0, exit_flags: 0, last_signal: 0 },
         None => return Ok(()),
     };
     let _ = TRACKED.remove(&tid);

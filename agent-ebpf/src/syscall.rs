@@ -40,9 +40,7 @@ pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
         }
         Class::Exec => file::exec_args(nr, &args, &spec),
         Class::Open => {
-            if !file::open_recorded(nr, &mut args) {
-                return Ok(());
-            }
+            file::open_flags(nr, &mut args);
         }
         Class::Close => file::flush_on_close(nr, (pid_tgid >> 32) as u32, &args),
         Class::Plain if nr == syscalls::FCNTL && args[1] != F_DUPFD && args[1] != F_DUPFD_CLOEXEC => {
@@ -83,6 +81,7 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
         Class::Exec if ret >= 0 => Ok(()), // sched_process_exec reported it
         Class::SockAddr | Class::Accept => net::with_address(pid, inflight.nr, args, &spec, ret),
         Class::FdPair => file::fd_pair(pid, inflight.nr, args, &spec, ret),
+        Class::Open if !file::open_wanted(inflight.nr, args, ret) => Ok(()),
         _ => {
             if spec.returns_fd && ret >= 0 {
                 file::flush_writes(pid, ret as u64);

@@ -141,3 +141,20 @@ pub fn mapped_files(pid: u32) -> Vec<String> {
     out.dedup();
     out
 }
+
+/// The local port of a process's socket fd, from /proc/net (for listen after bind to port 0).
+pub fn socket_port(pid: u32, fd: i32) -> Option<u16> {
+    let target = fd_target(pid, fd)?;
+    let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.get(9) == Some(&inode) {
+                let port = f.get(1)?.rsplit(':').next()?;
+                return u16::from_str_radix(port, 16).ok();
+            }
+        }
+    }
+    None
+}

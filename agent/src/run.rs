@@ -152,6 +152,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     session.pump(&mut probes, &mut out)?;
     session.collect_writes(&mut probes, None, &mut out)?;
+    session.tracker.reconcile_exited();
     let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
     if pilot_exit == sandbox::EXIT_SETUP_FAILED {
         let why = fs::read_to_string(run_dir.join("sandbox-error.txt")).unwrap_or_else(|_| "see the output above".into());

@@ -75,41 +75,47 @@ impl Session {
         Session { tracker: Tracker::new(), account: Account::default(), graph: graph::Builder::new(), events: 0 }
     }
 
-    /// Drain the ring buffer through the tracker.
+    /// Drain the ring buffer through the tracker. When a record ends a process, the writes the
+    /// kernel still aggregates for it are collected first, so they come before its exit.
     pub fn pump(&mut self, probes: &mut Probes, out: &mut Output) -> Result<()> {
-        let mut ended: Vec<u32> = Vec::new();
-        let mut result = Ok(());
-        {
-            let Session { tracker, account, graph, events } = self;
-            let mut sink = |e: crate::event::Event| {
-                *events += 1;
-                account.add(&e);
-                graph.add(&e, *events);
-                if let Err(err) = out.event(&e) {
-                    result = Err(err);
-                }
-            };
-            while let Some(item) = probes.ring().next() {
+        loop {
+            let (ending, owned) = {
+                let Some(item) = probes.ring().next() else { break };
                 match decode::decode(&item) {
-                    Ok(rec) => {
-                        if let Some(pid) = tracker.ends_process(&rec) {
-                            ended.push(pid);
+                    Ok(rec) => match self.tracker.ends_process(&rec) {
+                        Some(pid) => (Some(pid), item.to_vec()),
+                        None => {
+                            self.handle(&rec, out)?;
+                            continue;
                         }
-                        tracker.handle(&rec, &mut sink);
-                    }
+                    },
                     Err(err) => {
                         log::warn!("dropping a record: {err}");
-                        tracker.counts.decode_errors += 1;
+                        self.tracker.counts.decode_errors += 1;
+                        continue;
                     }
                 }
+            };
+            self.collect_writes(probes, ending, out)?;
+            if let Ok(rec) = decode::decode(&owned) {
+                self.handle(&rec, out)?;
             }
         }
-        result?;
-        // Writes still aggregated in the kernel for processes that ended.
-        for pid in ended {
-            self.collect_writes(probes, Some(pid), out)?;
-        }
         Ok(())
+    }
+
+    fn handle(&mut self, rec: &decode::Record, out: &mut Output) -> Result<()> {
+        let Session { tracker, account, graph, events } = self;
+        let mut result = Ok(());
+        tracker.handle(rec, &mut |e| {
+            *events += 1;
+            account.add(&e);
+            graph.add(&e, *events);
+            if let Err(err) = out.event(&e) {
+                result = Err(err);
+            }
+        });
+        result
     }
 
     pub fn collect_writes(&mut self, probes: &mut Probes, pid: Option<u32>, out: &mut Output) -> Result<()> {

@@ -62,11 +62,7 @@ impl Target {
         match self {
             Target::Command(_) => Default::default(),
             Target::Pid(pid) => procfs::tree(*pid).into_iter().collect(),
-            Target::Cgroup { path, .. } => std::fs::read_to_string(path.join("cgroup.procs"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect(),
+            Target::Cgroup { path, .. } => cgroup_pids(path).into_iter().collect(),
         }
     }
 
@@ -151,6 +147,12 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
             session::forget_dead_tasks(&mut probes)?;
             last_gc = Instant::now();
         }
+        if let Target::Cgroup { path, .. } = &target {
+            // Adopt newcomers while they run, so their cwd and fds are known.
+            for pid in cgroup_pids(path) {
+                session.tracker.adopt(pid);
+            }
+        }
         if finished(&target, root, root_status, &mut probes)? {
             break;
         }
@@ -158,6 +160,7 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
     // Collect what is still in flight: the ring, then writes aggregated for live fds.
     session.pump(&mut probes, &mut out)?;
     session.collect_writes(&mut probes, None, &mut out)?;
+    session.tracker.reconcile_exited();
 
     let losses = probes.losses()?;
     let lost: u64 = losses.iter().sum();
@@ -216,10 +219,15 @@ fn start(target: &Target, launch: &Launch, probes: &mut Probes, tracker: &mut Tr
             // The child adds itself to the kernel's tracked set between fork and exec, so its
             // exec and everything after are seen with no race and no round trip.
             unsafe { cmd.pre_exec(move || probes::track_pid(map_fd, libc::getpid() as u32)) };
+            let fds = crate::tracker::FdTable::inherited_from_self();
             let child = cmd.spawn().map_err(|e| {
                 UsageError::new(format!("cannot start `{}`: {e}", argv[0]))
             })?;
-            tracker.adopt(child.id());
+            let cwd = match &launch.cwd {
+                Some(c) => c.clone(),
+                None => std::env::current_dir()?,
+            };
+            tracker.adopt_child(child.id(), fds, cwd.display().to_string());
             Ok(Some(child.id()))
         }
         Target::Pid(pid) => {
@@ -236,10 +244,8 @@ fn start(target: &Target, launch: &Launch, probes: &mut Probes, tracker: &mut Tr
             Ok(Some(*pid))
         }
         Target::Cgroup { path, .. } => {
-            for line in std::fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default().lines() {
-                if let Ok(pid) = line.trim().parse::<u32>() {
-                    tracker.adopt(pid);
-                }
+            for pid in cgroup_pids(path) {
+                tracker.adopt(pid);
             }
             Ok(None)
         }
@@ -257,4 +263,21 @@ fn finished(target: &Target, root: Option<u32>, root_status: Option<i32>, probes
                 .unwrap_or(true)
         }
     })
+}
+
+/// Processes of a cgroup subtree.
+fn cgroup_pids(path: &Path) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for line in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
+            if let Ok(pid) = line.trim().parse::<u32>() {
+                out.push(pid);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            dirs.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        }
+    }
+    out
 }

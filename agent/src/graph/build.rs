@@ -256,7 +256,7 @@ fn start_of(pid: u32, snap: &Snapshot, tracker: &Tracker) -> u64 {
 /// Terminal and bit-bucket writes are the tool talking to its operator, not effects.
 fn is_terminal_or_null(path: &str) -> bool {
     path == "/dev/null" || path == "pipe" || path.starts_with("/dev/pts/") || path.starts_with("/dev/tty")
-        || path == "/dev/console"
+        || path == "/dev/console" || path.starts_with("memfd:")
 }
 
 /// Fill a node's component (and, for processes, what the tracker knows).

@@ -155,11 +155,8 @@ impl Probes {
 }
 
 fn attach(ebpf: &mut Ebpf) -> Result<()> {
-    for name in ["sys_enter", "sys_exit"] {
-        let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
-        prog.load().with_context(|| format!("loading {name}"))?;
-        prog.attach(name).with_context(|| format!("attaching raw tracepoint {name}"))?;
-    }
+    // Lifecycle first: a task picked up by its syscalls must already have its fork, exec and
+    // exit seen.
     for (name, category) in [
         ("task_newtask", "task"),
         ("sched_process_exec", "sched"),
@@ -169,6 +166,11 @@ fn attach(ebpf: &mut Ebpf) -> Result<()> {
         let prog: &mut TracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
         prog.load().with_context(|| format!("loading {name}"))?;
         prog.attach(category, name).with_context(|| format!("attaching tracepoint {category}:{name}"))?;
+    }
+    for name in ["sys_enter", "sys_exit"] {
+        let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
+        prog.load().with_context(|| format!("loading {name}"))?;
+        prog.attach(name).with_context(|| format!("attaching raw tracepoint {name}"))?;
     }
     Ok(())
 }

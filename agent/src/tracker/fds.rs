@@ -14,6 +14,8 @@ pub enum Target {
     Socket { family: u64, local: Option<SockAddr>, peer: Option<SockAddr> },
     Pipe,
     PidFd(i64),
+    /// memfd_create: anonymous memory, named for debugging only.
+    Memfd(String),
     Other,
 }
 
@@ -61,6 +63,18 @@ impl FdTable {
         for (fd, path) in files {
             t.set(*fd, Fd { target: Target::File(path.clone()), cloexec: false, closed: false });
         }
+        t
+    }
+
+    /// The fds a child of this process inherits (those without O_CLOEXEC).
+    pub fn inherited_from_self() -> FdTable {
+        let me = std::process::id();
+        let mut t = FdTable::from_proc(me);
+        t.fds.retain(|fd, _| {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).and_then(|f| u64::from_str_radix(f.trim(), 8).ok());
+            flags.is_some_and(|f| f & O_CLOEXEC == 0)
+        });
         t
     }
 
@@ -162,6 +176,7 @@ impl FdTable {
                 ret,
                 Fd { target: Target::Socket { family: a[0], local: None, peer: None }, cloexec: a[1] & 0o2000000 != 0, closed: false },
             ),
+            n if sc::creates_anon_fd(n) && ret >= 0 => self.set(ret, Fd { target: Target::Other, cloexec: false, closed: false }),
             sc::PIDFD_OPEN if ret >= 0 => {
                 self.set(ret, Fd { target: Target::PidFd(a[0] as i32 as i64), cloexec: true, closed: false })
             }

@@ -51,7 +51,8 @@ impl Process {
             comm: procfs::comm(pid).unwrap_or_default(),
             exe: procfs::exe(pid),
             argv: procfs::cmdline(pid),
-            cwd: procfs::cwd(pid).unwrap_or_else(|| "/".into()),
+            // Empty: not known (the process was gone before we could look).
+            cwd: procfs::cwd(pid).unwrap_or_default(),
             root: procfs::root(pid).unwrap_or_else(|| "/".into()),
             fds: FdTable::from_proc(pid),
             threads: procfs::threads(pid),
@@ -100,6 +101,16 @@ impl Tracker {
         self.seed = Some((fds, cwd));
     }
 
+    /// Start following a process we just started: it has exactly our inheritable fds and the
+    /// cwd we gave it (its /proc may already be gone when it is short-lived).
+    pub fn adopt_child(&mut self, pid: u32, fds: FdTable, cwd: String) {
+        self.adopt(pid);
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.fds = fds;
+            p.cwd = cwd;
+        }
+    }
+
     /// Start following a process that already runs (the root, `--pid` trees).
     pub fn adopt(&mut self, pid: u32) -> &Process {
         if !self.procs.contains_key(&pid) {
@@ -118,6 +129,16 @@ impl Tracker {
             self.procs.insert(pid, p);
         }
         &self.procs[&pid]
+    }
+
+    /// Processes we never saw exit (their exit fell outside the trace): if /proc says they are
+    /// gone, they are done.
+    pub fn reconcile_exited(&mut self) {
+        for p in self.procs.values_mut().filter(|p| p.alive) {
+            if !procfs::exists(p.pid) || procfs::is_zombie(p.pid) {
+                p.alive = false;
+            }
+        }
     }
 
     /// The process a thread belongs to, while it is known.
@@ -225,10 +246,21 @@ impl Tracker {
     fn resolve(&self, pid: u32, dirfd: i64, raw: &[u8], e: &mut Event) -> String {
         let raw = decode::text(raw);
         let Some(p) = self.procs.get(&pid) else { return raw };
+        if let Some((fd, rest)) = paths::proc_self_fd(&raw, pid) {
+            // /proc/self/fd/N (tar and glibc change files through O_PATH fds this way).
+            if let Some(path) = p.fds.path_of(fd) {
+                return paths::join(&path, rest);
+            }
+        }
         if raw.starts_with('/') {
             return paths::under_root(&p.root, &raw);
         }
         let base = if dirfd == AT_FDCWD {
+            if p.cwd.is_empty() {
+                // Better a relative path marked as such than a wrong absolute one.
+                e.resolved_via = Some("unknown-cwd");
+                return raw;
+            }
             p.cwd.clone()
         } else {
             match p.fds.path_of(dirfd) {
@@ -323,6 +355,13 @@ impl Tracker {
             | sc::PIDFD_OPEN | sc::PIPE | sc::PIPE2 | sc::SOCKETPAIR => {
                 self.proc_mut(pid, h.tid).fds.apply(h.nr, &a, ret);
             }
+            n if sc::creates_anon_fd(n) => self.proc_mut(pid, h.tid).fds.apply(n, &a, ret),
+            sc::MEMFD_CREATE => {
+                if ret >= 0 {
+                    let name = format!("memfd:{}", decode::text(rec.data1));
+                    self.proc_mut(pid, h.tid).fds.set(ret, Fd { target: Target::Memfd(name), cloexec: false, closed: false });
+                }
+            }
             sc::CONNECT | sc::BIND | sc::ACCEPT | sc::ACCEPT4 | sc::SENDTO | sc::SENDMSG | sc::LISTEN => {
                 self.socket(rec, out)
             }
@@ -375,7 +414,11 @@ impl Tracker {
             e.flags = Some(open_flags);
             e.flag_names = Some(event::open_flag_names(open_flags));
             if open_flags & sc::O_CREAT != 0 {
-                e.mode = Some(if h.nr == sc::OPENAT || h.nr == sc::OPENAT2 { a[3] } else { a[2] } as u32);
+                e.mode = Some(match h.nr {
+                    sc::OPENAT | sc::OPENAT2 => a[3],
+                    sc::CREAT => a[1],
+                    _ => a[2],
+                } as u32);
             }
             if h.ret >= 0 {
                 e.fd = Some(h.ret);
@@ -396,7 +439,11 @@ impl Tracker {
         };
         let mut e = self.base(rec, kind);
         e.fd = Some(fd);
-        let addr = event::parse_sockaddr(rec.data1);
+        let mut addr = event::parse_sockaddr(rec.data1);
+        if let Some(a) = addr.as_mut().filter(|a| a.family == "unix" && !a.addr.is_empty() && !a.addr.starts_with(['/', '@'])) {
+            let cwd = self.procs.get(&h.pid).map(|p| p.cwd.clone()).unwrap_or_else(|| "/".into());
+            a.addr = paths::join(&cwd, &a.addr);
+        }
         let ok = h.ret >= 0 || (h.nr == sc::CONNECT && h.ret == EINPROGRESS);
         let p = self.proc_mut(h.pid, h.tid);
         match h.nr {
@@ -409,7 +456,19 @@ impl Tracker {
             }
             _ => {}
         }
-        let shown = if h.nr == sc::LISTEN { p.fds.local_of(fd) } else { addr };
+        let shown = if h.nr == sc::LISTEN {
+            // Bound to port 0: the kernel picked the port; ask /proc which.
+            match p.fds.local_of(fd) {
+                Some(mut l) if l.port == Some(0) => {
+                    l.port = procfs::socket_port(h.pid, fd as i32).or(l.port);
+                    p.fds.set_local(fd, Some(l.clone()));
+                    Some(l)
+                }
+                other => other,
+            }
+        } else {
+            addr
+        };
         if let Some(a) = shown {
             e.family = Some(a.family);
             e.addr = Some(a.addr);
@@ -450,7 +509,15 @@ impl Tracker {
         let old_tid = h.args[0] as u32;
         let pending = self.pending_exec.remove(&old_tid).or_else(|| self.pending_exec.remove(&h.tid));
         let mut e = self.base(rec, "exec");
-        let filename = self.resolve(h.pid, AT_FDCWD, rec.data1, &mut e);
+        let mut filename = self.resolve(h.pid, AT_FDCWD, rec.data1, &mut e);
+        // execveat(fd, ...) and fexecve run "/dev/fd/N[/name]": the program is what the fd names.
+        if filename.starts_with("/dev/fd/") {
+            if let Some(p) = &pending {
+                if !p.path.starts_with("/dev/fd/") && !p.path.starts_with("<fd") {
+                    filename = p.path.clone();
+                }
+            }
+        }
         let (argv, truncated) = match pending {
             Some(p) => (p.argv, p.truncated),
             None => (procfs::cmdline(h.pid), false),
@@ -476,6 +543,7 @@ impl Tracker {
         let (child, clone_flags, start_ns) = (h.args[0] as u32, h.args[1], h.args[2]);
         let thread = clone_flags & CLONE_THREAD != 0;
         let parent = self.proc_mut(h.pid, h.tid).clone();
+        let start_ns = if thread { parent.start_ns } else { start_ns };
         if thread {
             self.tids.insert(child, h.pid);
             self.procs.get_mut(&h.pid).expect("parent").threads.push(child);
@@ -491,7 +559,9 @@ impl Tracker {
                 ..parent
             };
             self.tids.insert(child, child);
-            self.order.push(child);
+            if !self.procs.contains_key(&child) {
+                self.order.push(child);
+            }
             self.procs.insert(child, p);
         }
         let mut e = self.base(rec, "fork");
@@ -567,6 +637,7 @@ impl Tracker {
             }
             Some(Target::File(path) | Target::Dir(path)) => e.path = Some(path),
             Some(Target::Pipe) => e.path = Some("pipe".into()),
+            Some(Target::Memfd(name)) => e.path = Some(name),
             Some(Target::PidFd(_)) | Some(Target::Other) => {}
             None => e.path = self.fd_path(pid, fd, &mut e),
         }

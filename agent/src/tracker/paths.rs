@@ -11,6 +11,18 @@ pub fn join(base: &str, raw: &str) -> String {
     if raw.is_empty() { normalize(base) } else { normalize(&format!("{base}/{raw}")) }
 }
 
+/// `/proc/self/fd/N[/rest]` (or `/proc/<pid>/fd/N`, `/proc/thread-self/fd/N`) -> (N, rest).
+pub fn proc_self_fd(raw: &str, pid: u32) -> Option<(i64, &str)> {
+    let rest = raw.strip_prefix("/proc/")?;
+    let (who, rest) = rest.split_once('/')?;
+    if who != "self" && who != "thread-self" && who != pid.to_string() {
+        return None;
+    }
+    let rest = rest.strip_prefix("fd/")?;
+    let (num, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    Some((num.parse().ok()?, tail))
+}
+
 /// Collapse `//`, `.` and `..`; keep a leading `/` and never climb above it.
 pub fn normalize(path: &str) -> String {
     let absolute = path.starts_with('/');
@@ -44,5 +56,8 @@ mod tests {
         assert_eq!(under_root("/jail", "/etc/passwd"), "/jail/etc/passwd");
         assert_eq!(under_root("/", "/a/./b/"), "/a/b");
         assert_eq!(normalize("a/../../b"), "../b");
+        assert_eq!(proc_self_fd("/proc/self/fd/5", 9), Some((5, "")));
+        assert_eq!(proc_self_fd("/proc/9/fd/5/x", 9), Some((5, "x")));
+        assert_eq!(proc_self_fd("/proc/8/fd/5", 9), None);
     }
 }

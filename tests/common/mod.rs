@@ -1,0 +1,646 @@
+//! Shared helpers for the `pilot trace` integration tests: running pilot with a timeout,
+//! reading what it wrote (events.jsonl, summary.json, the stderr account), the `effects` C
+//! helper, scratch directories, and guards that kill the processes a test started (by PID).
+#![allow(dead_code)]
+
+use std::{
+    fs,
+    io::{Read as _, Write as _},
+    net::TcpListener,
+    os::unix::net::UnixListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde::Deserialize;
+use tempfile::TempDir;
+
+/// The pilot binary cargo built for these tests.
+pub fn pilot_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pilot")
+}
+
+/// A real Python (the `python3` on PATH may be a pyenv shim script, which adds processes).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// How long any one traced run may take before the test gives up (generous: CI has 2 cores and
+/// tests of one binary run in parallel).
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(90);
+
+// ---------------------------------------------------------------------------------------------
+// The effects helper
+
+/// Path of the `effects` helper (tests/helpers/effects.c), compiled with gcc once per test
+/// binary into cargo's scratch directory for integration tests.
+pub fn effects() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/helpers/effects.c");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pilot-tests");
+        fs::create_dir_all(&dir).expect("creating the helper build directory");
+        let bin = dir.join("effects");
+        // Build under a unique name, then rename: test binaries run in parallel must never
+        // exec a half-written file.
+        let tmp = dir.join(format!("effects.{}.tmp", std::process::id()));
+        let out = Command::new("gcc")
+            .args(["-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .output()
+            .expect("running gcc (apt-get install gcc)");
+        assert!(
+            out.status.success(),
+            "gcc failed to build {}:\n{}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::rename(&tmp, &bin).expect("installing the effects helper");
+        bin.to_string_lossy().into_owned()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scratch directories
+
+/// A temporary directory (removed on drop) with its canonical path, since pilot reports
+/// canonical absolute paths.
+pub struct Scratch {
+    dir: TempDir,
+    path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let dir = tempfile::Builder::new().prefix("pilot-test-").tempdir().expect("creating a temp dir");
+        let path = dir.path().canonicalize().expect("canonicalizing the temp dir");
+        Scratch { dir, path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `name` inside the directory, as a string (for command lines and comparisons).
+    pub fn join(&self, name: &str) -> String {
+        self.path.join(name).to_string_lossy().into_owned()
+    }
+
+    /// The directory itself, as a string.
+    pub fn s(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    /// Create `name` with `content`; returns its path.
+    pub fn file(&self, name: &str, content: &str) -> String {
+        let p = self.join(name);
+        if let Some(parent) = Path::new(&p).parent() {
+            fs::create_dir_all(parent).expect("creating a fixture's directory");
+        }
+        fs::write(&p, content).expect("writing a fixture file");
+        p
+    }
+
+    pub fn mkdir(&self, name: &str) -> String {
+        let p = self.join(name);
+        fs::create_dir_all(&p).expect("creating a fixture directory");
+        p
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+/// One line of events.jsonl. Fields follow the documented contract; everything but the
+/// identity fields may be absent.
+#[derive(Deserialize, Debug, Clone, Default)]
+pub struct Event {
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub start_ns: Option<u64>,
+    pub comm: Option<String>,
+    pub kind: String,
+    pub syscall: Option<String>,
+    pub ret: Option<i64>,
+    pub error: Option<String>,
+    pub path: Option<String>,
+    pub path2: Option<String>,
+    pub flags: Option<u64>,
+    pub flag_names: Option<String>,
+    pub mode: Option<u32>,
+    pub uid: Option<i64>,
+    pub gid: Option<i64>,
+    pub fd: Option<i64>,
+    pub bytes: Option<u64>,
+    pub count: Option<u64>,
+    pub failed: Option<u64>,
+    pub first_ts_ns: Option<u64>,
+    pub family: Option<String>,
+    pub addr: Option<String>,
+    pub port: Option<u16>,
+    pub target_pid: Option<i64>,
+    pub signal: Option<i64>,
+    pub signal_name: Option<String>,
+    pub argv: Option<Vec<String>>,
+    pub exit_code: Option<i64>,
+    pub child_pid: Option<u32>,
+    pub child_start_ns: Option<u64>,
+    pub thread: Option<bool>,
+    pub truncated: Option<bool>,
+    pub unreadable: Option<bool>,
+    pub resolved_via: Option<String>,
+}
+
+impl Event {
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or("")
+    }
+
+    pub fn is(&self, kind: &str, path: &str) -> bool {
+        self.kind == kind && self.path.as_deref() == Some(path)
+    }
+
+    /// Does any string field mention `needle`?
+    pub fn mentions(&self, needle: &str) -> bool {
+        [&self.path, &self.path2, &self.addr, &self.comm]
+            .iter()
+            .any(|f| f.as_deref().is_some_and(|s| s.contains(needle)))
+            || self.argv.as_ref().is_some_and(|a| a.iter().any(|s| s.contains(needle)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running pilot
+
+/// How to run `pilot trace`.
+pub struct Pilot {
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
+    timeout: Duration,
+    out: bool,
+}
+
+/// `pilot trace --out <tmp> -- CMD...`, run in `cwd`.
+pub fn trace_cmd(cwd: &Scratch, cmd: &[&str]) -> Run {
+    Pilot::new().cwd(cwd.path()).command(cmd).run()
+}
+
+/// `effects OP ARGS [+ OP ARGS]...` traced, in `cwd`; asserts pilot exits 0 and saw no loss.
+pub fn trace_effects(cwd: &Scratch, ops: &[&str]) -> Run {
+    let mut cmd = vec![effects()];
+    cmd.extend_from_slice(ops);
+    let run = trace_cmd(cwd, &cmd);
+    run.assert_exit(0);
+    run
+}
+
+/// Like [`trace_effects`], but `effects` first does `chdir <cwd>` (absolute), so relative
+/// paths in `ops` resolve against a cwd the trace itself recorded. For tests about relative
+/// paths that are not about the root's initial cwd: pilot reads that from /proc after starting
+/// the root, which races with a root that exits at once (see
+/// `relative_paths_of_a_short_lived_root_resolve_against_its_cwd`).
+pub fn trace_effects_rel(cwd: &Scratch, ops: &[&str]) -> Run {
+    let dir = cwd.s();
+    let mut all = vec!["chdir", dir.as_str(), "+"];
+    all.extend_from_slice(ops);
+    trace_effects(cwd, &all)
+}
+
+/// `sh -c SCRIPT` traced, in `cwd`.
+pub fn trace_sh(cwd: &Scratch, script: &str) -> Run {
+    trace_cmd(cwd, &["/bin/sh", "-c", script])
+}
+
+impl Pilot {
+    pub fn new() -> Pilot {
+        Pilot { args: vec!["trace".into()], cwd: None, timeout: RUN_TIMEOUT, out: true }
+    }
+
+    /// Add arguments after `pilot trace` (before `--out`).
+    pub fn args<I, S>(mut self, args: I) -> Pilot
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.args.extend(args.into_iter().map(|s| s.as_ref().to_string()));
+        self
+    }
+
+    /// `-- CMD ARGS...`
+    pub fn command(self, cmd: &[&str]) -> Pilot {
+        self.args(["--"]).args(cmd)
+    }
+
+    pub fn cwd(mut self, dir: &Path) -> Pilot {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Pilot {
+        self.timeout = t;
+        self
+    }
+
+    /// Do not pass `--out` (for argument errors that must be reported before anything).
+    pub fn no_out(mut self) -> Pilot {
+        self.out = false;
+        self
+    }
+
+    /// Start pilot; the caller waits with [`Running::wait`].
+    pub fn spawn(self) -> Running {
+        let results = tempfile::Builder::new().prefix("pilot-run-").tempdir().expect("temp dir for the run");
+        let out_dir = results.path().join("trace");
+        let stdout = fs::File::create(results.path().join("stdout")).unwrap();
+        let stderr = fs::File::create(results.path().join("stderr")).unwrap();
+        let mut args = self.args.clone();
+        if self.out {
+            // `--out DIR` goes right after `trace`, before a `--` command.
+            args.insert(1, "--out".into());
+            args.insert(2, out_dir.to_string_lossy().into_owned());
+        }
+        let mut cmd = Command::new(pilot_bin());
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr))
+            .env("RUST_BACKTRACE", "1");
+        if let Some(cwd) = &self.cwd {
+            cmd.current_dir(cwd);
+        }
+        let child = cmd.spawn().expect("starting pilot");
+        Running { child: Some(child), results: Some(results), out_dir, args, timeout: self.timeout, started: Instant::now() }
+    }
+
+    pub fn run(self) -> Run {
+        self.spawn().wait()
+    }
+}
+
+/// A pilot that runs.
+pub struct Running {
+    child: Option<Child>,
+    results: Option<TempDir>,
+    out_dir: PathBuf,
+    args: Vec<String>,
+    timeout: Duration,
+    started: Instant,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Send `sig` to pilot (by its PID).
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.pid() as i32, sig) };
+    }
+
+    /// Is pilot still running?
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().unwrap().try_wait().expect("try_wait").is_none()
+    }
+
+    /// The stderr pilot printed so far.
+    pub fn stderr_so_far(&self) -> String {
+        fs::read_to_string(self.results.as_ref().unwrap().path().join("stderr")).unwrap_or_default()
+    }
+
+    /// Wait until pilot's stderr contains `needle` (with `-v`, events are printed as they
+    /// happen: the way to know pilot is tracing). Fails the test after the run timeout.
+    pub fn wait_for_stderr(&mut self, needle: &str) {
+        let deadline = Instant::now() + self.timeout;
+        while !self.stderr_so_far().contains(needle) {
+            if !self.running() {
+                panic!("pilot exited before printing {needle:?}:\n{}", self.stderr_so_far());
+            }
+            if Instant::now() > deadline {
+                panic!("pilot did not print {needle:?} within {:?}:\n{}", self.timeout, self.stderr_so_far());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait for pilot to exit (killing it and failing the test after the timeout).
+    pub fn wait(mut self) -> Run {
+        let mut child = self.child.take().unwrap();
+        let results = self.results.take().unwrap();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if self.started.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "pilot {:?} did not finish within {:?}\nstderr:\n{}",
+                    self.args,
+                    self.timeout,
+                    fs::read_to_string(results.path().join("stderr")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let read = |name: &str| fs::read_to_string(results.path().join(name)).unwrap_or_default();
+        let stdout = read("stdout");
+        let stderr = read("stderr");
+        let events_text = fs::read_to_string(self.out_dir.join("events.jsonl")).ok();
+        let mut events = Vec::new();
+        let mut lines = Vec::new();
+        for (i, line) in events_text.iter().flat_map(|t| t.lines()).enumerate() {
+            let e: Event = serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("events.jsonl line {}: {err}: {line}", i + 1));
+            events.push(e);
+            lines.push(line.to_string());
+        }
+        let summary = fs::read_to_string(self.out_dir.join("summary.json"))
+            .ok()
+            .map(|t| serde_json::from_str(&t).unwrap_or_else(|err| panic!("summary.json: {err}: {t}")));
+        use std::os::unix::process::ExitStatusExt as _;
+        Run {
+            code: status.code(),
+            signal: status.signal(),
+            stdout,
+            stderr,
+            events,
+            lines,
+            summary,
+            has_events_file: events_text.is_some(),
+            args: self.args.clone(),
+            _results: results,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What one pilot run produced.
+pub struct Run {
+    /// pilot's exit code (None if a signal killed it).
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// What the traced command printed on stdout (it inherits pilot's).
+    pub stdout: String,
+    /// pilot's stderr (account, errors) and the traced command's.
+    pub stderr: String,
+    pub events: Vec<Event>,
+    /// events.jsonl, line by line (for failure messages).
+    pub lines: Vec<String>,
+    pub summary: Option<serde_json::Value>,
+    pub has_events_file: bool,
+    pub args: Vec<String>,
+    _results: TempDir,
+}
+
+impl Run {
+    /// Everything about the run, for failure messages (events capped).
+    pub fn dump(&self) -> String {
+        const MAX: usize = 400;
+        let mut s = format!("pilot {:?}\nexit code {:?} signal {:?}\n", self.args, self.code, self.signal);
+        s += &format!("--- stdout ---\n{}\n--- stderr ---\n{}\n", self.stdout, self.stderr);
+        s += &format!("--- events.jsonl ({} lines) ---\n", self.lines.len());
+        for l in self.lines.iter().take(MAX) {
+            s += l;
+            s.push('\n');
+        }
+        if self.lines.len() > MAX {
+            s += &format!("... {} more\n", self.lines.len() - MAX);
+        }
+        if let Some(sum) = &self.summary {
+            s += &format!("--- summary.json ---\n{sum:#}\n");
+        }
+        s
+    }
+
+    pub fn assert_exit(&self, code: i32) {
+        assert_eq!(self.code, Some(code), "pilot's exit status\n{}", self.dump());
+    }
+
+    pub fn summary(&self) -> &serde_json::Value {
+        self.summary.as_ref().unwrap_or_else(|| panic!("no summary.json\n{}", self.dump()))
+    }
+
+    pub fn of_kind(&self, kind: &str) -> Vec<&Event> {
+        self.events.iter().filter(|e| e.kind == kind).collect()
+    }
+
+    pub fn all(&self, pred: impl Fn(&Event) -> bool) -> Vec<&Event> {
+        self.events.iter().filter(|e| pred(e)).collect()
+    }
+
+    /// The first event matching `pred`; fails the test (describing `what`) if there is none.
+    pub fn find(&self, what: &str, pred: impl Fn(&Event) -> bool) -> &Event {
+        self.events
+            .iter()
+            .find(|e| pred(e))
+            .unwrap_or_else(|| panic!("no event: {what}\n{}", self.dump()))
+    }
+
+    /// Exactly one event matches `pred`.
+    pub fn one(&self, what: &str, pred: impl Fn(&Event) -> bool) -> &Event {
+        let found = self.all(&pred);
+        assert_eq!(found.len(), 1, "expected exactly one event: {what}, found {:#?}\n{}", found, self.dump());
+        found[0]
+    }
+
+    /// The event of `kind` on `path`.
+    pub fn at(&self, kind: &str, path: &str) -> &Event {
+        self.find(&format!("{kind} on {path}"), |e| e.is(kind, path))
+    }
+
+    /// No event matches `pred`.
+    pub fn none(&self, what: &str, pred: impl Fn(&Event) -> bool) {
+        let found = self.all(pred);
+        assert!(found.is_empty(), "unexpected event(s): {what}: {found:#?}\n{}", self.dump());
+    }
+
+    /// Every write event on `path`, with the sums of bytes and calls.
+    pub fn writes_to(&self, path: &str) -> (Vec<&Event>, u64, u64) {
+        let w = self.all(|e| e.is("write", path));
+        let bytes = w.iter().map(|e| e.bytes.unwrap_or(0)).sum();
+        let calls = w.iter().map(|e| e.count.unwrap_or(0)).sum();
+        (w, bytes, calls)
+    }
+
+    /// The value of `key=` on the first stdout line of the effects helper that starts with `op `.
+    pub fn fact(&self, op: &str, key: &str) -> i64 {
+        let prefix = format!("{op} ");
+        let pat = format!("{key}=");
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix(&pat)?.parse().ok()))
+            .unwrap_or_else(|| panic!("no `{op} ... {key}=N` line on stdout\n{}", self.dump()))
+    }
+
+    /// The pid of the (first) process that exec'd `exe`.
+    pub fn pid_of_exec(&self, exe: &str) -> u32 {
+        self.find(&format!("exec of {exe}"), |e| e.kind == "exec" && e.ret == Some(0) && e.path() == exe).pid
+    }
+
+    /// summary.json's field as u64.
+    pub fn summary_u64(&self, key: &str) -> u64 {
+        self.summary()[key].as_u64().unwrap_or_else(|| panic!("summary.{key} is not a number\n{}", self.dump()))
+    }
+}
+
+/// Assert an event field equals a value, printing the event and the run on failure.
+#[macro_export]
+macro_rules! check {
+    ($run:expr, $event:expr, $field:ident, $want:expr) => {{
+        let e = $event;
+        assert_eq!(e.$field, $want, "field `{}` of {:#?}\n{}", stringify!($field), e, $run.dump());
+    }};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loopback peers
+
+/// A listener on loopback that accepts connections and drains them, in a thread that stops
+/// when dropped.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn tcp(addr: &str) -> (Server, u16) {
+        let l = TcpListener::bind(addr).expect("binding a loopback listener");
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        (Server::serve(move || l.accept().map(|(s, _)| Box::new(s) as Box<dyn std::io::Read + Send>)), port)
+    }
+
+    pub fn unix(l: UnixListener) -> Server {
+        l.set_nonblocking(true).unwrap();
+        Server::serve(move || l.accept().map(|(s, _)| Box::new(s) as Box<dyn std::io::Read + Send>))
+    }
+
+    fn serve(mut accept: impl FnMut() -> std::io::Result<Box<dyn std::io::Read + Send>> + Send + 'static) -> Server {
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let (s, r) = (stop.clone(), received.clone());
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + RUN_TIMEOUT;
+            while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match accept() {
+                    Ok(mut conn) => {
+                        let mut buf = Vec::new();
+                        let _ = conn.read_to_end(&mut buf);
+                        r.fetch_add(buf.len() as u64, Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Server { stop, received, thread: Some(thread) }
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes the tests start
+
+/// A process a test started, killed by its PID (SIGKILL) and reaped when dropped.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        Proc { child: cmd.stdin(Stdio::null()).spawn().expect("starting a helper process") }
+    }
+
+    /// `/bin/sh -c script`
+    pub fn sh(script: &str) -> Proc {
+        Proc::spawn(Command::new("/bin/sh").args(["-c", script]))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+
+    /// Wait up to `t` for it to exit; its exit code, or 128+signal.
+    pub fn wait_timeout(&mut self, t: Duration) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt as _;
+        let deadline = Instant::now() + t;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// Wait until `cond` holds (polling), up to `t`; false on timeout.
+pub fn wait_until(t: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + t;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// Does a process with this pid exist (zombies included)?
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Write `content` to `path` (used for cgroup control files).
+pub fn write_file(path: &Path, content: &str) -> std::io::Result<()> {
+    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(content.as_bytes())
+}
+
+/// A short random-enough suffix for names shared on the host (cgroups, abstract sockets).
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::AtomicU32;
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{}-{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
