@@ -117,7 +117,14 @@ fn workload(spec: &Spec) -> ! {
         }
         None => fail_setup(Some(spec), "cannot tell the pilot's pid from /proc/self"),
     }
-    unsafe { libc::close(spec.tracked_fd) };
+    // Only stdin, stdout and stderr (vetted by the agent) cross into the pilot: an inherited
+    // fd on a production file would be a write path around the overlay.
+    const CLOSE_RANGE: libc::c_long = 436;
+    if unsafe { libc::syscall(CLOSE_RANGE, 3u32, u32::MAX, 0u32) } != 0 {
+        for fd in 3..1024 {
+            unsafe { libc::close(fd) };
+        }
+    }
     if let Err(e) = caps::drop_dangerous() {
         fail_setup(Some(spec), &format!("dropping capabilities: {e}"));
     }
