@@ -31,9 +31,11 @@ static ALLOWED: HashMap<Dest, u8> = HashMap::with_max_entries(256, 0);
 #[map]
 static LIVE_PORTS: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
 
-/// Ports the pilot bound (network order): loopback connections to them stay inside the pilot.
+/// Addresses the pilot bound (0.0.0.0/:: for wildcard binds): loopback connections to them
+/// stay inside the pilot. Keyed by address and port, not port alone: binding 127.0.0.2:P
+/// must not open a way to a live listener on 127.0.0.1:P.
 #[map]
-static PILOT_PORTS: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+static PILOT_BOUND: HashMap<Dest, u8> = HashMap::with_max_entries(4096, 0);
 
 /// Original destination of each redirected socket (key: socket cookie), for getpeername and
 /// the sink's report.
@@ -82,12 +84,12 @@ pub fn bind6(ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock(post_bind4)]
 pub fn post_bind4(ctx: SockContext) -> i32 {
-    remember_pilot_port(&ctx)
+    remember_bound::<false>(&ctx)
 }
 
 #[cgroup_sock(post_bind6)]
 pub fn post_bind6(ctx: SockContext) -> i32 {
-    remember_pilot_port(&ctx)
+    remember_bound::<true>(&ctx)
 }
 
 /// The verifier lets IPv4 hooks touch only `user_ip4` and IPv6 hooks only `user_ip6`, even on
@@ -119,16 +121,18 @@ fn redirect<const V6: bool>(ctx: &SockAddrContext, datagram: bool) -> i32 {
     if unsafe { ALLOWED.get(&dest) }.is_some() {
         return ALLOW;
     }
-    if is_loopback(&dest) && unsafe { PILOT_PORTS.get(&dest.port) }.is_some() {
+    if is_loopback(&dest) && bound_by_pilot(&dest) {
         return ALLOW;
     }
     let Some(sink) = SINK.get(0) else { return REJECT };
     let udp = datagram || sa.type_ != SOCK_STREAM;
-    let port = match (V6, udp) {
-        (false, false) => sink.tcp4_port,
-        (false, true) => sink.udp4_port,
-        (true, false) => sink.tcp6_port,
-        (true, true) => sink.udp6_port,
+    // An IPv4-mapped destination goes to the IPv4 sink: address and port both.
+    let v4_sink = !V6 || dest.ip[2] == u32::from_be(0xffff);
+    let port = match (v4_sink, udp) {
+        (true, false) => sink.tcp4_port,
+        (true, true) => sink.udp4_port,
+        (false, false) => sink.tcp6_port,
+        (false, true) => sink.udp6_port,
     };
     if port == 0 {
         return REJECT;
@@ -183,9 +187,33 @@ fn refuse_live_port(ctx: &SockAddrContext) -> i32 {
     ALLOW
 }
 
-fn remember_pilot_port(ctx: &SockContext) -> i32 {
+/// Did the pilot bind this address (or the wildcard address on this port)?
+fn bound_by_pilot(dest: &Dest) -> bool {
+    if unsafe { PILOT_BOUND.get(dest) }.is_some() {
+        return true;
+    }
+    let wildcard = Dest { family: dest.family, port: dest.port, ip: [0; 4] };
+    if unsafe { PILOT_BOUND.get(&wildcard) }.is_some() {
+        return true;
+    }
+    // ::ffff:a.b.c.d from a dual-stack socket is a.b.c.d, bound as IPv4.
+    if dest.family == AF_INET6 && dest.ip[2] == u32::from_be(0xffff) {
+        let v4 = Dest { family: AF_INET, port: dest.port, ip: [dest.ip[3], 0, 0, 0] };
+        let any4 = Dest { family: AF_INET, port: dest.port, ip: [0; 4] };
+        return unsafe { PILOT_BOUND.get(&v4) }.is_some() || unsafe { PILOT_BOUND.get(&any4) }.is_some();
+    }
+    false
+}
+
+fn remember_bound<const V6: bool>(ctx: &SockContext) -> i32 {
+    let sk = unsafe { &*ctx.sock };
     // bpf_sock.src_port is in host order; keep ports in network order like user_port.
-    let port = unsafe { (*ctx.sock).src_port } as u16;
-    let _ = PILOT_PORTS.insert(&(port.to_be() as u32), &1, 0);
+    let port = (sk.src_port as u16).to_be() as u32;
+    let dest = if V6 {
+        Dest { family: AF_INET6, port, ip: [sk.src_ip6[0], sk.src_ip6[1], sk.src_ip6[2], sk.src_ip6[3]] }
+    } else {
+        Dest { family: AF_INET, port, ip: [sk.src_ip4, 0, 0, 0] }
+    };
+    let _ = PILOT_BOUND.insert(&dest, &1, 0);
     ALLOW
 }

@@ -94,7 +94,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     })?;
 
     let snapshot = Snapshot::take(&Default::default());
-    let live_ports: Vec<u16> = snapshot.components.iter().flat_map(|c| c.listens.iter().filter_map(|l| l.port)).collect();
+    // Every listening port of the host, the operator's own session included (an `ssh -R`
+    // forward is production too), not only those of discovered components.
+    let live_ports: Vec<u16> = crate::snapshot::sockets::listeners().values().filter_map(|l| l.port).collect();
     let sink = Sink::start()?;
     let opts = probes::Options { ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     let mut probes = Probes::load(&opts)?;
@@ -257,8 +259,9 @@ fn require_containment() -> Result<()> {
 
 /// Start the sandbox; also says what its stdio is (fd, path) for the tracker.
 fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::Child, Vec<(i64, String)>)> {
-    let exe = fs::read_link("/proc/self/exe")?;
-    let mut cmd = Command::new(exe);
+    // /proc/self/exe, not its path: a pilot binary replaced on disk (an upgrade, a rebuild)
+    // still starts the sandbox with the code that is running.
+    let mut cmd = Command::new("/proc/self/exe");
     cmd.arg("__sandbox").arg(serde_json::to_string(spec)?);
     let mut stdio_paths = Vec::new();
     for (fd, name) in [(0, "stdin"), (1, "stdout.log"), (2, "stderr.log")] {

@@ -53,6 +53,9 @@ pub struct Change {
     /// symlink: where it points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Extended attributes added, changed or removed (names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<String>,
 }
 
 /// Read the changes of the run in `run_dir` (its `upper/`, `mounts.json` and `events.jsonl`).
@@ -111,9 +114,12 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> i
                 if overlay_xattr(&upper, "opaque").as_deref() == Some("y") {
                     c.change = "replaced".into();
                     out.push(c);
-                } else if c.mode != c.live_mode || c.owner != c.live_owner {
-                    c.change = "metadata".into();
-                    out.push(c);
+                } else {
+                    c.xattrs = changed_xattrs(&upper, &live);
+                    if c.mode != c.live_mode || c.owner != c.live_owner || !c.xattrs.is_empty() {
+                        c.change = "metadata".into();
+                        out.push(c);
+                    }
                 }
             } else {
                 c.change = "created".into();
@@ -147,10 +153,13 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> i
                     c.content_changed = Some(true);
                 } else if content {
                     c.change = "modified".into();
-                } else if c.mode != c.live_mode || c.owner != c.live_owner {
-                    c.change = "metadata".into();
                 } else {
-                    continue; // copied up, nothing changed (e.g. opened for writing only)
+                    c.xattrs = changed_xattrs(&upper, &live);
+                    if c.mode != c.live_mode || c.owner != c.live_owner || !c.xattrs.is_empty() {
+                        c.change = "metadata".into();
+                    } else {
+                        continue; // copied up, nothing changed (e.g. opened for writing only)
+                    }
                 }
             }
         }
@@ -196,6 +205,33 @@ fn xattr(path: &Path, name: &str) -> Option<String> {
     }
     buf.truncate(len as usize);
     Some(String::from_utf8_lossy(&buf).trim_end_matches('\0').to_string())
+}
+
+/// Names of extended attributes that differ between the upper copy and the live file
+/// (overlayfs's own `*.overlay.*` bookkeeping left out).
+fn changed_xattrs(upper: &Path, live: &Path) -> Vec<String> {
+    let (a, b) = (xattrs(upper), xattrs(live));
+    let mut names: Vec<String> = a.keys().chain(b.keys()).filter(|n| !n.contains(".overlay.")).cloned().collect();
+    names.sort();
+    names.dedup();
+    names.retain(|n| a.get(n) != b.get(n));
+    names
+}
+
+fn xattrs(path: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(p) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return out };
+    let mut buf = vec![0u8; 65536];
+    let len = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if len <= 0 {
+        return out;
+    }
+    for name in buf[..len as usize].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let value = xattr(path, &name).unwrap_or_default();
+        out.insert(name, value);
+    }
+    out
 }
 
 /// An overlay redirect is absolute within the mount, or relative to the parent directory.

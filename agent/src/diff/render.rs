@@ -39,6 +39,9 @@ fn metadata(ch: &super::Change) -> String {
     if ch.mode != ch.live_mode {
         parts.push(format!("mode {} -> {}", ch.live_mode.as_deref().unwrap_or("?"), ch.mode.as_deref().unwrap_or("?")));
     }
+    if !ch.xattrs.is_empty() {
+        parts.push(format!("xattrs {}", ch.xattrs.join(",")));
+    }
     if ch.owner != ch.live_owner {
         parts.push(format!("owner {} -> {}", ch.live_owner.as_deref().unwrap_or("?"), ch.owner.as_deref().unwrap_or("?")));
     }

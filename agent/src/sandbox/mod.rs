@@ -6,14 +6,17 @@
 //! - **I**: PID 1 of the new PID namespace. Builds the overlay root and pivots into it, starts
 //!   W, reaps every orphan (daemons stay in the namespace), and exits when none is left. Dies
 //!   with C; when it dies the kernel kills everything in the namespace.
-//! - **W**: the workload. Adds itself to the tracked set, drops dangerous capabilities and
-//!   execs the command.
+//! - **W**: the workload. Adds itself to the tracked set, enters its own user namespace
+//!   (identity-mapped, so files and uids look the same, but its capabilities no longer count
+//!   against the host's processes: no way into them through /proc/<pid>/root even after
+//!   setuid), drops dangerous capabilities, installs the seccomp filter and execs the command.
 //!
 //! Containment comes from the kernel: overlays (files), the PID namespace (signals reach only
 //! the pilot's own processes; the host's stay visible read-only in /proc), IPC/UTS namespaces,
 //! dropped capabilities, and cgroup BPF hooks the agent attached (network).
 pub mod caps;
 pub mod mounts;
+pub mod seccomp;
 
 use std::{io, os::unix::process::CommandExt, path::PathBuf, process::Command};
 
@@ -76,16 +79,30 @@ fn init(spec: &Spec) -> ! {
     let plans = mounts::plan(&mounts::parse_mountinfo(&text));
     // Where each upper layer belongs, for `pilot diff`.
     let _ = std::fs::write(spec.run_dir.join("mounts.json"), serde_json::to_string_pretty(&plans).unwrap_or_default());
+    // Kept across the pivot: the new /proc is read-only, but W must write its uid/gid maps.
+    let host_proc = match std::fs::File::open("/proc") {
+        Ok(f) => f,
+        Err(e) => fail_setup(Some(spec), &format!("opening /proc: {e}")),
+    };
     let staging = spec.run_dir.join("root");
     let built = std::fs::create_dir_all(&staging).and_then(|_| mounts::build_root(&plans, &spec.run_dir, &staging));
     if let Err(e) = built {
         fail_setup(Some(spec), &format!("building the pilot's filesystem: {e}"));
     }
+    let handshake = match Handshake::new() {
+        Ok(h) => h,
+        Err(e) => fail_setup(Some(spec), &format!("pipes: {e}")),
+    };
     let workload = match unsafe { libc::fork() } {
         -1 => fail_setup(Some(spec), &format!("fork: {}", io::Error::last_os_error())),
-        0 => workload(spec),
+        0 => workload(spec, &handshake),
         pid => pid,
     };
+    if let Err(e) = map_worker(&handshake, &host_proc) {
+        // W reports it too and exits; the agent sees the setup failure.
+        eprintln!("pilot: sandbox: mapping the pilot's user namespace: {e}");
+    }
+    drop(host_proc);
     let mut status = EXIT_EXEC_FAILED;
     loop {
         let mut raw = 0;
@@ -103,19 +120,23 @@ fn init(spec: &Spec) -> ! {
 }
 
 /// W: track, drop capabilities, exec.
-fn workload(spec: &Spec) -> ! {
+fn workload(spec: &Spec, handshake: &Handshake) -> ! {
     if std::env::set_current_dir(&spec.cwd).is_err() {
         let _ = std::env::set_current_dir("/");
     }
     // Our pid as the host (and the probes) see it: /proc is the host's procfs.
     let global_pid: Option<u32> = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok());
-    match global_pid {
+    let global_pid = match global_pid {
         Some(pid) => {
             if let Err(e) = crate::probes::track_pid(spec.tracked_fd, pid) {
                 fail_setup(Some(spec), &format!("tracking the pilot: {e}"));
             }
+            pid
         }
         None => fail_setup(Some(spec), "cannot tell the pilot's pid from /proc/self"),
+    };
+    if let Err(e) = own_user_namespace(handshake, global_pid) {
+        fail_setup(Some(spec), &format!("entering the pilot's user namespace: {e}"));
     }
     // Only stdin, stdout and stderr (vetted by the agent) cross into the pilot: an inherited
     // fd on a production file would be a write path around the overlay.
@@ -128,9 +149,87 @@ fn workload(spec: &Spec) -> ! {
     if let Err(e) = caps::drop_dangerous() {
         fail_setup(Some(spec), &format!("dropping capabilities: {e}"));
     }
+    if let Err(e) = seccomp::install() {
+        fail_setup(Some(spec), &format!("installing the seccomp filter: {e}"));
+    }
     let err = Command::new(&spec.argv[0]).args(&spec.argv[1..]).exec();
     eprintln!("pilot: cannot run `{}`: {err}", spec.argv[0]);
     std::process::exit(EXIT_EXEC_FAILED);
+}
+
+/// The two ends of W's user-namespace handshake with I.
+struct Handshake {
+    to_init: [i32; 2],
+    to_worker: [i32; 2],
+}
+
+impl Handshake {
+    fn new() -> io::Result<Handshake> {
+        let (mut a, mut b) = ([0; 2], [0; 2]);
+        if unsafe { libc::pipe2(a.as_mut_ptr(), libc::O_CLOEXEC) } != 0 || unsafe { libc::pipe2(b.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Handshake { to_init: a, to_worker: b })
+    }
+}
+
+fn read_exact(fd: i32, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr() as *mut libc::c_void, buf.len() - done) };
+        if n <= 0 {
+            return Err(io::Error::other("the other side of the handshake is gone"));
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+fn write_all(fd: i32, buf: &[u8]) -> io::Result<()> {
+    if unsafe { libc::write(fd, buf.as_ptr() as *const libc::c_void, buf.len()) } != buf.len() as isize {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// W: enter a new user namespace and wait for I to map every uid and gid to itself. The map
+/// must be written by a process that holds CAP_SETUID in the parent namespace: I.
+fn own_user_namespace(h: &Handshake, global_pid: u32) -> io::Result<()> {
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("unshare: {e}")));
+    }
+    write_all(h.to_init[1], &global_pid.to_ne_bytes())?;
+    let mut ok = [0u8; 1];
+    read_exact(h.to_worker[0], &mut ok)?;
+    if ok[0] != 1 {
+        return Err(io::Error::other("pilot-init could not write the uid/gid maps"));
+    }
+    Ok(())
+}
+
+/// I: write W's identity uid/gid maps through the host /proc opened before the pivot.
+fn map_worker(h: &Handshake, host_proc: &std::fs::File) -> io::Result<()> {
+    use std::{io::Write, os::fd::{AsRawFd, FromRawFd}};
+    let mut pid = [0u8; 4];
+    read_exact(h.to_init[0], &mut pid)?;
+    let pid = u32::from_ne_bytes(pid);
+    let mut result = Ok(());
+    for name in ["uid_map", "gid_map"] {
+        let path = std::ffi::CString::new(format!("{pid}/{name}")).expect("no NUL");
+        let fd = unsafe { libc::openat(host_proc.as_raw_fd(), path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            result = Err(io::Error::last_os_error());
+            break;
+        }
+        let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+        if let Err(e) = f.write_all(b"0 0 4294967295\n") {
+            result = Err(io::Error::new(e.kind(), format!("{name}: {e}")));
+            break;
+        }
+    }
+    write_all(h.to_worker[1], &[result.is_ok() as u8])?;
+    result
 }
 
 fn wait_status(pid: libc::pid_t) -> i32 {

@@ -133,7 +133,9 @@ pub fn build_root(plans: &[Plan], run_dir: &Path, staging: &Path) -> io::Result<
                     escape_opt(&upper.to_string_lossy()),
                     escape_opt(&work.to_string_lossy())
                 );
-                mount(Some("overlay"), &target, Some("overlay"), 0, Some(&opts))
+                // nodev: a device node lying on a live filesystem (a chroot, a container tree)
+                // must not open the real device.
+                mount(Some("overlay"), &target, Some("overlay"), libc::MS_NODEV, Some(&opts))
                     .map_err(|e| with_what(e, &format!("overlay on {mount_point}")))?;
             }
             Plan::ReadOnly { mount_point } => {
@@ -167,7 +169,10 @@ fn build_dev(staging: &Path, run_dir: &Path, plans: &[Plan]) -> io::Result<()> {
             .map_err(|e| with_what(e, &format!("/dev/{node}")))?;
     }
     fs::create_dir(dev.join("pts"))?;
-    mount(Some("/dev/pts"), &dev.join("pts"), None, libc::MS_BIND, None).map_err(|e| with_what(e, "/dev/pts"))?;
+    // A devpts of its own: the host's would let the pilot write to (and resize, which signals
+    // their foreground processes) every other session's terminal.
+    mount(Some("devpts"), &dev.join("pts"), Some("devpts"), libc::MS_NOSUID | libc::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=620"))
+        .map_err(|e| with_what(e, "devpts on /dev/pts"))?;
     std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"))?;
     std::os::unix::fs::symlink("/proc/self/fd", dev.join("fd"))?;
     for (i, name) in ["stdin", "stdout", "stderr"].iter().enumerate() {
@@ -184,7 +189,7 @@ fn build_dev(staging: &Path, run_dir: &Path, plans: &[Plan]) -> io::Result<()> {
         );
         fs::create_dir_all(run_dir.join("upper").join(&key))?;
         fs::create_dir_all(run_dir.join("work").join(&key))?;
-        mount(Some("overlay"), &dev.join("shm"), Some("overlay"), 0, Some(&opts))
+        mount(Some("overlay"), &dev.join("shm"), Some("overlay"), libc::MS_NODEV, Some(&opts))
             .map_err(|e| with_what(e, "overlay on /dev/shm"))?;
     }
     Ok(())
@@ -193,7 +198,7 @@ fn build_dev(staging: &Path, run_dir: &Path, plans: &[Plan]) -> io::Result<()> {
 fn bind_read_only(src: &Path, target: &Path) -> io::Result<()> {
     mount(Some(&src.to_string_lossy()), target, None, libc::MS_BIND, None)
         .map_err(|e| with_what(e, &format!("bind {}", src.display())))?;
-    mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)
+    mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NODEV, None)
         .map_err(|e| with_what(e, &format!("read-only {}", src.display())))
 }
 
