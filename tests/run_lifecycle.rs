@@ -60,6 +60,16 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Kills the agent if the test ends early (a failed assertion must not leave a pilot running).
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn pilot_cgroup_of(agent: u32) -> Vec<PathBuf> {
     std::fs::read_dir("/sys/fs/cgroup/unified/pilot")
         .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(&format!("-{agent}"))).collect())
@@ -91,7 +101,7 @@ fn when_the_agent_is_killed_the_pilot_dies_and_gc_cleans_up() {
     let d = Dir::new("agent-death");
     let marker = format!("pilot-life-death-{}", std::process::id());
     let script = long_tree(&marker);
-    let mut agent = Command::new(PILOT)
+    let mut agent = Agent(Command::new(PILOT)
         .args(["run", "--out"])
         .arg(d.0.join("run"))
         .args(["--", "sh", "-c", &script])
@@ -100,12 +110,12 @@ fn when_the_agent_is_killed_the_pilot_dies_and_gc_cleans_up() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    let agent_pid = agent.id();
+        .unwrap());
+    let agent_pid = agent.0.id();
     assert!(wait_until(Duration::from_secs(20), || pids_with(&marker).len() >= 2), "the pilot started its tree");
     assert_eq!(pilot_cgroup_of(agent_pid).len(), 1, "the pilot has its cgroup");
-    agent.kill().unwrap(); // SIGKILL: no cleanup code runs in the agent
-    agent.wait().unwrap();
+    agent.0.kill().unwrap(); // SIGKILL: no cleanup code runs in the agent
+    agent.0.wait().unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || pids_with(&marker).is_empty()),
         "the pilot outlived its agent: {:?}",

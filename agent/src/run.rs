@@ -368,6 +368,10 @@ impl PilotCgroup {
     fn remove(&self) {
         for _ in 0..100 {
             if fs::remove_dir(&self.path).is_ok() {
+                // The parent `pilot` group too, once no other pilot uses it.
+                if let Some(parent) = self.path.parent() {
+                    let _ = fs::remove_dir(parent);
+                }
                 return;
             }
             self.kill();
