@@ -114,6 +114,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         argv: args.command.clone(),
         tracked_fd: probes.tracked_fd(),
         agent_pid: std::process::id(),
+        deny_unix_sockets: unix == UnixContainment::Unavailable,
     };
     let (mut child, stdio) = spawn_sandbox(&spec, &run_dir)?;
     session.tracker.seed(crate::tracker::FdTable::of_files(&stdio), cwd.display().to_string());
@@ -209,7 +210,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         containment: Containment {
             files: "overlay (every writable filesystem)",
             network: "cgroup hooks: TCP/UDP to the sink",
-            unix_sockets: if unix == UnixContainment::Denied { "denied (cgroup hooks)" } else { "NOT CONTAINED: kernel < 6.7" },
+            unix_sockets: if unix == UnixContainment::Denied {
+                "connect/sendmsg denied (cgroup hooks)"
+            } else {
+                "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)"
+            },
             signals: "PID namespace",
             capabilities_dropped: sandbox::caps::DROPPED.iter().map(|(_, n)| *n).collect(),
         },

@@ -36,6 +36,8 @@ pub struct Spec {
     /// Inherited fd of the kernel's TRACKED map.
     pub tracked_fd: i32,
     pub agent_pid: u32,
+    /// The kernel has no cgroup hooks for Unix sockets: refuse creating them instead.
+    pub deny_unix_sockets: bool,
 }
 
 /// Entry of C. Never returns: exits with the workload's status.
@@ -149,7 +151,7 @@ fn workload(spec: &Spec, handshake: &Handshake) -> ! {
     if let Err(e) = caps::drop_dangerous() {
         fail_setup(Some(spec), &format!("dropping capabilities: {e}"));
     }
-    if let Err(e) = seccomp::install() {
+    if let Err(e) = seccomp::install(spec.deny_unix_sockets) {
         fail_setup(Some(spec), &format!("installing the seccomp filter: {e}"));
     }
     let err = Command::new(&spec.argv[0]).args(&spec.argv[1..]).exec();

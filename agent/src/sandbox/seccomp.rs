@@ -54,26 +54,36 @@ const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const JGE: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
 const RET: u16 = 0x06; // BPF_RET | BPF_K
 
-fn program() -> Vec<Insn> {
+/// `deny_unix`: also refuse socket(AF_UNIX, ...), where the kernel has no cgroup hooks for
+/// Unix sockets (before 6.7): no path to a live Unix server then.
+fn program(deny_unix: bool) -> Vec<Insn> {
     let n = DENIED.len() as u8;
+    let extra: u8 = if deny_unix { 3 } else { 0 };
     let mut p = vec![
         Insn { code: LD_ABS, jt: 0, jf: 0, k: 4 }, // seccomp_data.arch
         Insn { code: JEQ, jt: 1, jf: 0, k: AUDIT_ARCH_X86_64 },
         Insn { code: RET, jt: 0, jf: 0, k: RET_EPERM },
         Insn { code: LD_ABS, jt: 0, jf: 0, k: 0 }, // seccomp_data.nr
-        Insn { code: JGE, jt: n + 1, jf: 0, k: X32_SYSCALL_BIT },
+        Insn { code: JGE, jt: n + 1 + extra, jf: 0, k: X32_SYSCALL_BIT },
     ];
     for (i, (nr, _)) in DENIED.iter().enumerate() {
-        // Match: jump to the EPERM return after the list; else fall through.
-        p.push(Insn { code: JEQ, jt: n - i as u8, jf: 0, k: *nr });
+        // Match: jump to the EPERM return at the end; else fall through.
+        p.push(Insn { code: JEQ, jt: n - i as u8 + extra, jf: 0, k: *nr });
+    }
+    if deny_unix {
+        const SOCKET: u32 = 41;
+        const AF_UNIX: u32 = 1;
+        p.push(Insn { code: JEQ, jt: 0, jf: 2, k: SOCKET });
+        p.push(Insn { code: LD_ABS, jt: 0, jf: 0, k: 16 }); // args[0], low 32 bits
+        p.push(Insn { code: JEQ, jt: 1, jf: 0, k: AF_UNIX });
     }
     p.push(Insn { code: RET, jt: 0, jf: 0, k: RET_ALLOW });
     p.push(Insn { code: RET, jt: 0, jf: 0, k: RET_EPERM });
     p
 }
 
-pub fn install() -> io::Result<()> {
-    let prog = program();
+pub fn install(deny_unix: bool) -> io::Result<()> {
+    let prog = program(deny_unix);
     #[repr(C)]
     struct Fprog {
         len: u16,
@@ -96,7 +106,13 @@ mod tests {
 
     #[test]
     fn every_jump_lands_on_a_return() {
-        let p = program();
+        for deny_unix in [false, true] {
+            check(deny_unix);
+        }
+    }
+
+    fn check(deny_unix: bool) {
+        let p = program(deny_unix);
         for (i, insn) in p.iter().enumerate() {
             if insn.code == JEQ || insn.code == JGE {
                 for target in [i + 1 + insn.jt as usize, i + 1 + insn.jf as usize] {
