@@ -15,8 +15,6 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
-use agent_common::loss;
-
 use crate::{
     cli::RunArgs,
     diff,
@@ -26,7 +24,7 @@ use crate::{
     policy,
     probes::{self, Probes, contain::UnixContainment},
     sandbox,
-    session::{self, SIGNALS, Session, Summary},
+    session::{self, SIGNALS, Session},
     sink::Sink,
     snapshot::Snapshot,
 };
@@ -164,26 +162,18 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
 
     let losses = probes.losses()?;
-    let lost: u64 = losses.iter().sum();
-    let counts = session.tracker.counts.clone();
-    let lost_or_garbled = lost + counts.decode_errors;
-    let summary = Summary {
-        schema: "pilot.trace-summary/v1",
-        target: format!("`{}`", crate::account::one_line(&args.command.join(" "))),
-        command: Some(args.command.clone()),
-        root_pid: Some(child.id()),
-        exit_code: Some(pilot_exit),
-        started_unix_ms: started_at.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
-        duration_ms: started.elapsed().as_millis(),
-        processes: session.tracker.processes().count(),
-        events: session.events,
-        events_by_kind: counts.by_kind.clone(),
-        records: counts.records,
-        decode_errors: counts.decode_errors,
-        lost_events: lost,
-        lost_by_cause: loss::NAMES.iter().zip(losses).map(|(n, v)| (*n, v)).collect(),
-        complete: lost_or_garbled == 0,
-    };
+    let lost_or_garbled = losses.iter().sum::<u64>() + session.tracker.counts.decode_errors;
+    let summary = session.summary(
+        session::Traced {
+            target: format!("`{}`", crate::account::one_line(&args.command.join(" "))),
+            command: Some(args.command.clone()),
+            root_pid: Some(child.id()),
+            exit_code: Some(pilot_exit),
+            started_at,
+            started,
+        },
+        losses,
+    );
     out.finish(&summary)?;
     drop(probes); // detach everything before the files are read back
     let caught = sink.stop();

@@ -70,7 +70,40 @@ pub struct Session {
     pub events: u64,
 }
 
+/// Who was traced, for the summary.
+pub struct Traced {
+    pub target: String,
+    pub command: Option<Vec<String>>,
+    pub root_pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub started_at: std::time::SystemTime,
+    pub started: std::time::Instant,
+}
+
 impl Session {
+    /// summary.json of this session; `losses` per cause from the probes.
+    pub fn summary(&self, t: Traced, losses: [u64; agent_common::loss::COUNT as usize]) -> Summary {
+        let counts = &self.tracker.counts;
+        let lost: u64 = losses.iter().sum();
+        Summary {
+            schema: "pilot.trace-summary/v1",
+            target: t.target,
+            command: t.command,
+            root_pid: t.root_pid,
+            exit_code: t.exit_code,
+            started_unix_ms: t.started_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+            duration_ms: t.started.elapsed().as_millis(),
+            processes: self.tracker.processes().count(),
+            events: self.events,
+            events_by_kind: counts.by_kind.clone(),
+            records: counts.records,
+            decode_errors: counts.decode_errors,
+            lost_events: lost,
+            lost_by_cause: agent_common::loss::NAMES.iter().zip(losses).map(|(n, v)| (*n, v)).collect(),
+            complete: lost == 0 && counts.decode_errors == 0,
+        }
+    }
+
     pub fn new() -> Session {
         Session { tracker: Tracker::new(), account: Account::default(), graph: graph::Builder::new(), events: 0 }
     }

@@ -5,12 +5,11 @@ use std::{
     path::{Path, PathBuf},
     process::Command,
     sync::atomic::Ordering,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result, bail};
 
-use agent_common::loss;
 
 use crate::{
     cli::TraceArgs,
@@ -19,7 +18,7 @@ use crate::{
     output::Output,
     probes::{self, Probes},
     procfs,
-    session::{self, SIGNALS, Session, Summary},
+    session::{self, SIGNALS, Session},
     snapshot::Snapshot,
     tracker::Tracker,
 };
@@ -165,26 +164,20 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
     let losses = probes.losses()?;
     let lost: u64 = losses.iter().sum();
     let counts = &session.tracker.counts;
-    let summary = Summary {
-        schema: "pilot.trace-summary/v1",
-        target: target.describe(),
-        command: match &target {
-            Target::Command(argv) => Some(argv.clone()),
-            _ => None,
+    let summary = session.summary(
+        session::Traced {
+            target: target.describe(),
+            command: match &target {
+                Target::Command(argv) => Some(argv.clone()),
+                _ => None,
+            },
+            root_pid: root,
+            exit_code: root_status,
+            started_at,
+            started,
         },
-        root_pid: root,
-        exit_code: root_status,
-        started_unix_ms: started_at.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
-        duration_ms: started.elapsed().as_millis(),
-        processes: session.tracker.processes().count(),
-        events: session.events,
-        events_by_kind: counts.by_kind.clone(),
-        records: counts.records,
-        decode_errors: counts.decode_errors,
-        lost_events: lost,
-        lost_by_cause: loss::NAMES.iter().zip(losses).map(|(n, v)| (*n, v)).collect(),
-        complete: lost == 0 && counts.decode_errors == 0,
-    };
+        losses,
+    );
     out.finish(&summary)?;
     let mut snapshot = snapshot;
     snapshot.merge(Snapshot::take(&session.tracker.processes().map(|p| p.pid).collect()));
