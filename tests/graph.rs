@@ -1,36 +1,19 @@
 //! The effect graph on the real kernel: component discovery, cross-component marking,
 //! aggregation, the graph.json contract and the DOT and text views.
+mod common;
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
+use common::Scratch;
 use serde_json::Value;
 
 const PILOT: &str = env!("CARGO_BIN_EXE_pilot");
 const PYTHON: &str = "/usr/bin/python3";
 
-/// A temp dir removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("pilot-graph-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-    fn join(&self, s: &str) -> PathBuf {
-        self.0.join(s)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A small live service started by the test: holds `data` open for writing (when given) and
 /// listens on a loopback port it reports; killed by pid on drop.
@@ -126,11 +109,11 @@ fn component<'a>(g: &'a Value, pid: u32) -> &'a Value {
 
 #[test]
 fn discovers_a_service_that_listens_and_holds_a_file() {
-    let d = Dir::new("discover");
-    std::fs::create_dir_all(d.join("svc")).unwrap();
-    let data = d.join("svc/data.db");
-    let svc = Service::start("store_svc", &d.join("svc"), Some(&data));
-    let run = trace(&d.join("run"), "true");
+    let d = Scratch::new();
+    std::fs::create_dir_all(d.path().join("svc")).unwrap();
+    let data = d.path().join("svc/data.db");
+    let svc = Service::start("store_svc", &d.path().join("svc"), Some(&data));
+    let run = trace(&d.path().join("run"), "true");
     assert_eq!(run.status, 0, "{}", run.stderr);
     let g = run.graph();
     let c = component(&g, svc.child.id());
@@ -143,19 +126,19 @@ fn discovers_a_service_that_listens_and_holds_a_file() {
     );
     let written: Vec<&str> = c["files_written"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(written.contains(&data.to_str().unwrap()), "data file held for writing: {written:?}");
-    assert!(c["data_dirs"].as_array().unwrap().iter().any(|v| v == d.join("svc").to_str().unwrap()));
+    assert!(c["data_dirs"].as_array().unwrap().iter().any(|v| v == d.path().join("svc").to_str().unwrap()));
 }
 
 #[test]
 fn marks_effects_on_other_components_and_only_those() {
-    let d = Dir::new("cross");
+    let d = Scratch::new();
     for sub in ["a", "b", "work"] {
-        std::fs::create_dir_all(d.join(sub)).unwrap();
+        std::fs::create_dir_all(d.path().join(sub)).unwrap();
     }
-    let data = d.join("a/data.db");
-    let a = Service::start("svc_a", &d.join("a"), Some(&data));
-    let b = Service::start("svc_b", &d.join("b"), None);
-    let work = d.join("work");
+    let data = d.path().join("a/data.db");
+    let a = Service::start("svc_a", &d.path().join("a"), Some(&data));
+    let b = Service::start("svc_b", &d.path().join("b"), None);
+    let work = d.path().join("work");
     let script = format!(
         "cd {work}; echo tmp > scratch.txt; mv scratch.txt kept.txt; rm {data}; \
          {PYTHON} -c 'import socket; socket.create_connection((\"127.0.0.1\", {port})).close()'",
@@ -163,7 +146,7 @@ fn marks_effects_on_other_components_and_only_those() {
         data = data.display(),
         port = b.port
     );
-    let run = trace(&d.join("run"), &script);
+    let run = trace(&d.path().join("run"), &script);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let g = run.graph();
     assert_eq!(g["schema"], "pilot.effect-graph/v1");
@@ -217,9 +200,9 @@ fn marks_effects_on_other_components_and_only_those() {
 
 #[test]
 fn a_million_writes_to_one_file_are_one_edge() {
-    let d = Dir::new("million");
-    let file = d.join("big");
-    let run = trace(&d.join("run"), &format!("dd if=/dev/zero of={} bs=1 count=1000000 status=none", file.display()));
+    let d = Scratch::new();
+    let file = d.path().join("big");
+    let run = trace(&d.path().join("run"), &format!("dd if=/dev/zero of={} bs=1 count=1000000 status=none", file.display()));
     assert_eq!(run.status, 0, "{}", run.stderr);
     let g = run.graph();
     let writes: Vec<_> = edges(&g, "write").into_iter().filter(|e| e["to"] == format!("file:{}", file.display())).collect();
@@ -232,8 +215,8 @@ fn a_million_writes_to_one_file_are_one_edge() {
 
 #[test]
 fn graph_json_keeps_its_schema() {
-    let d = Dir::new("schema");
-    let run = trace(&d.join("run"), &format!("echo hi > {}", d.join("f").display()));
+    let d = Scratch::new();
+    let run = trace(&d.path().join("run"), &format!("echo hi > {}", d.path().join("f").display()));
     let g = run.graph();
     let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
     let mut top = keys(&g);
@@ -264,8 +247,8 @@ fn graph_json_keeps_its_schema() {
 
 #[test]
 fn dot_output_is_valid_graphviz() {
-    let d = Dir::new("dot");
-    let run = trace(&d.join("run"), &format!("mkdir {0}/x && echo 1 > {0}/x/y && rm -r {0}/x", d.0.display()));
+    let d = Scratch::new();
+    let run = trace(&d.path().join("run"), &format!("mkdir {0}/x && echo 1 > {0}/x/y && rm -r {0}/x", d.path().display()));
     assert_eq!(run.status, 0);
     let svg = Command::new("dot").arg("-Tsvg").arg(run.dir.join("graph.dot")).output().expect("graphviz installed (cargo xtask bootstrap)");
     assert!(svg.status.success(), "dot rejected graph.dot: {}", String::from_utf8_lossy(&svg.stderr));
@@ -276,8 +259,8 @@ fn dot_output_is_valid_graphviz() {
 
 #[test]
 fn graph_of_a_directory_without_a_run_is_bad_input() {
-    let d = Dir::new("none");
-    let o = Command::new(PILOT).args(["graph"]).arg(&d.0).output().unwrap();
+    let d = Scratch::new();
+    let o = Command::new(PILOT).args(["graph"]).arg(d.path()).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");

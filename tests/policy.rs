@@ -1,40 +1,20 @@
 //! Policies, the recovery gate, commit with fidelity and the journal, on the real kernel:
 //! real pilots of real scripts against a live service the test starts.
+mod common;
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
 };
 
+use common::Scratch;
 use serde_json::Value;
 
 const PILOT: &str = env!("CARGO_BIN_EXE_pilot");
 const PYTHON: &str = "/usr/bin/python3";
 const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
 
-static N: AtomicU32 = AtomicU32::new(0);
-
-/// A temp dir removed on drop; also holds this test's journal.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(prefix: &str) -> Dir {
-        let p = PathBuf::from(format!("/tmp/{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-    fn join(&self, s: &str) -> PathBuf {
-        self.0.join(s)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A live service holding `data` open for writing; killed on drop.
 struct Service(Child);
@@ -73,26 +53,26 @@ fn text(o: &Output) -> String {
 }
 
 /// The store service with its data file, in a directory the shipped example policy names.
-fn store(d: &Dir) -> (PathBuf, PathBuf) {
-    let svc_dir = PathBuf::from(format!("/tmp/pilot-policy-store-{}", d.0.file_name().unwrap().to_string_lossy()));
+fn store(d: &Scratch) -> (PathBuf, PathBuf) {
+    let svc_dir = PathBuf::from(format!("/tmp/pilot-policy-store-{}", d.path().file_name().unwrap().to_string_lossy()));
     std::fs::create_dir_all(&svc_dir).unwrap();
     let data = svc_dir.join("data.db");
     (svc_dir, data)
 }
 
 fn deleting_a_live_file_is_blocked(policy: Option<&str>, expect_rule: &str) {
-    let d = Dir::new("pilot-policy");
+    let d = Scratch::new();
     let (svc_dir, data) = store(&d);
     let svc = Service::start(&svc_dir, &data);
-    let journal = d.join("journal.jsonl");
-    let run = d.join("run");
+    let journal = d.path().join("journal.jsonl");
+    let run = d.path().join("run");
     let script = format!("rm {}", data.display());
     let mut args = vec!["run", "--out", run.to_str().unwrap()];
     if let Some(p) = policy {
         args.extend(["--policy", p]);
     }
     args.extend(["--", "sh", "-c", &script]);
-    let o = pilot(&journal, &d.0, &args);
+    let o = pilot(&journal, d.path(), &args);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(data.exists(), "production file untouched");
     let v = json(&run.join("verdict.json"));
@@ -124,10 +104,10 @@ fn shipped_policy_blocks_deleting_another_components_data() {
 
 #[test]
 fn benign_pilot_passes_and_commits_with_fidelity() {
-    let d = Dir::new("pilot-benign");
-    let journal = d.join("journal.jsonl");
-    let run = d.join("run");
-    let work = d.join("work");
+    let d = Scratch::new();
+    let journal = d.path().join("journal.jsonl");
+    let run = d.path().join("run");
+    let work = d.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let o = pilot(&journal, &work, &["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", "mkdir -p out && echo done > out/report.txt"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -154,10 +134,10 @@ fn benign_pilot_passes_and_commits_with_fidelity() {
 
 #[test]
 fn nondeterministic_action_shows_a_fidelity_error() {
-    let d = Dir::new("pilot-nondet");
-    let journal = d.join("journal.jsonl");
-    let run = d.join("run");
-    let work = d.join("work");
+    let d = Scratch::new();
+    let journal = d.path().join("journal.jsonl");
+    let run = d.path().join("run");
+    let work = d.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let script = "f=out.$(date +%N); echo x > $f";
     let o = pilot(&journal, &work, &["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", script]);
@@ -172,24 +152,24 @@ fn nondeterministic_action_shows_a_fidelity_error() {
 
 #[test]
 fn commit_refuses_a_blocked_pilot_unless_forced_and_journaled() {
-    let d = Dir::new("pilot-refuse");
+    let d = Scratch::new();
     let (svc_dir, data) = store(&d);
     let svc = Service::start(&svc_dir, &data);
-    let journal = d.join("journal.jsonl");
-    let run = d.join("run");
+    let journal = d.path().join("journal.jsonl");
+    let run = d.path().join("run");
     let script = format!("truncate -s 0 {}", data.display());
-    let o = pilot(&journal, &d.0, &["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", &script]);
+    let o = pilot(&journal, d.path(), &["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", &script]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let size_before = std::fs::metadata(&data).unwrap().len();
     assert!(size_before > 0);
 
-    let o = pilot(&journal, &d.0, &["commit", run.to_str().unwrap()]);
+    let o = pilot(&journal, d.path(), &["commit", run.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("refusing"), "{}", text(&o));
     assert!(!run.join("live").exists());
     assert!(std::fs::metadata(&data).unwrap().len() >= size_before, "nothing ran");
 
-    let o = pilot(&journal, &d.0, &["commit", "--force", run.to_str().unwrap()]);
+    let o = pilot(&journal, d.path(), &["commit", "--force", run.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let journal_text = std::fs::read_to_string(&journal).unwrap();
     assert!(journal_text.contains("\"kind\":\"force\""), "{journal_text}");
@@ -199,34 +179,34 @@ fn commit_refuses_a_blocked_pilot_unless_forced_and_journaled() {
 
 #[test]
 fn journal_verify_fails_once_edited() {
-    let d = Dir::new("pilot-journal");
-    let journal = d.join("journal.jsonl");
-    let run = d.join("run");
-    let o = pilot(&journal, &d.0, &["run", "--out", run.to_str().unwrap(), "--", "true"]);
+    let d = Scratch::new();
+    let journal = d.path().join("journal.jsonl");
+    let run = d.path().join("run");
+    let o = pilot(&journal, d.path(), &["run", "--out", run.to_str().unwrap(), "--", "true"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let ok = pilot(&journal, &d.0, &["journal", "verify", journal.to_str().unwrap()]);
+    let ok = pilot(&journal, d.path(), &["journal", "verify", journal.to_str().unwrap()]);
     assert_eq!(ok.status.code(), Some(0));
     let edited = std::fs::read_to_string(&journal).unwrap().replace("\"pass\"", "\"warn\"");
     std::fs::write(&journal, edited).unwrap();
-    let bad = pilot(&journal, &d.0, &["journal", "verify", journal.to_str().unwrap()]);
+    let bad = pilot(&journal, d.path(), &["journal", "verify", journal.to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(text(&bad).contains("entry 2 was edited"), "{}", text(&bad));
 }
 
 #[test]
 fn check_reevaluates_and_bad_policies_exit_2_naming_file_line_key() {
-    let d = Dir::new("pilot-check");
-    let journal = d.join("journal.jsonl");
-    let run = d.join("run");
-    let o = pilot(&journal, &d.0, &["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", "echo hi > mine.txt"]);
+    let d = Scratch::new();
+    let journal = d.path().join("journal.jsonl");
+    let run = d.path().join("run");
+    let o = pilot(&journal, d.path(), &["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", "echo hi > mine.txt"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     for p in ["default.toml", "stateful-service.toml", "network-budget.toml"] {
-        let o = pilot(&journal, &d.0, &["check", "--policy", &format!("{POLICIES}/{p}"), run.to_str().unwrap()]);
+        let o = pilot(&journal, d.path(), &["check", "--policy", &format!("{POLICIES}/{p}"), run.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(0), "{p}: {}", text(&o));
     }
-    let bad = d.join("bad.toml");
+    let bad = d.path().join("bad.toml");
     std::fs::write(&bad, "[gate]\nmax_risk = 0.5\nmax_riks = 0.2\n").unwrap();
-    let o = pilot(&journal, &d.0, &["check", "--policy", bad.to_str().unwrap(), run.to_str().unwrap()]);
+    let o = pilot(&journal, d.path(), &["check", "--policy", bad.to_str().unwrap(), run.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.toml:3:") && err.contains("max_riks"), "{err}");

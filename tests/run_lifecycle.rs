@@ -1,30 +1,17 @@
 //! A pilot's lifetime: --timeout kills the whole tree (daemons included), and when the agent
 //! itself dies the pilot dies with it, leaving nothing `pilot gc` does not clean.
+mod common;
+
 use std::{
     path::PathBuf,
     process::{Command, Stdio},
-    thread::sleep,
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use common::{Scratch, wait_until};
 
 const PILOT: &str = env!("CARGO_BIN_EXE_pilot");
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let p = PathBuf::from(format!("/tmp/pilot-life-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Pids of the pilot's workload processes: command line contains `marker` (a unique string of
 /// this test), leaving out pilot itself and its sandbox, which carry the script as arguments.
@@ -49,16 +36,6 @@ fn long_tree(marker: &str) -> String {
     format!("(setsid sh -c 'sleep 3600; : {marker}-daemon' &) ; sh -c 'sleep 3600; : {marker}-main'")
 }
 
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    f()
-}
 
 /// Kills the agent if the test ends early (a failed assertion must not leave a pilot running).
 struct Agent(std::process::Child);
@@ -78,34 +55,34 @@ fn pilot_cgroup_of(agent: u32) -> Vec<PathBuf> {
 
 #[test]
 fn timeout_kills_the_whole_tree_daemons_included() {
-    let d = Dir::new("timeout");
+    let d = Scratch::new();
     let marker = format!("pilot-life-timeout-{}", std::process::id());
     let script = long_tree(&marker);
     let out = Command::new(PILOT)
         .args(["run", "--timeout", "2s", "--out"])
-        .arg(d.0.join("run"))
+        .arg(d.path().join("run"))
         .args(["--", "sh", "-c", &script])
-        .env("PILOT_JOURNAL", d.0.join("journal.jsonl"))
+        .env("PILOT_JOURNAL", d.path().join("journal.jsonl"))
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "timed out is a failed pilot: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--timeout"));
     assert!(wait_until(Duration::from_secs(5), || pids_with(&marker).is_empty()), "left running: {:?}", pids_with(&marker));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.0.join("run/verdict.json")).unwrap()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("run/verdict.json")).unwrap()).unwrap();
     assert_eq!(v["timed_out"], true);
 }
 
 #[test]
 fn when_the_agent_is_killed_the_pilot_dies_and_gc_cleans_up() {
-    let d = Dir::new("agent-death");
+    let d = Scratch::new();
     let marker = format!("pilot-life-death-{}", std::process::id());
     let script = long_tree(&marker);
     let mut agent = Agent(Command::new(PILOT)
         .args(["run", "--out"])
-        .arg(d.0.join("run"))
+        .arg(d.path().join("run"))
         .args(["--", "sh", "-c", &script])
-        .env("PILOT_JOURNAL", d.0.join("journal.jsonl"))
+        .env("PILOT_JOURNAL", d.path().join("journal.jsonl"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -122,7 +99,7 @@ fn when_the_agent_is_killed_the_pilot_dies_and_gc_cleans_up() {
         pids_with(&marker)
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&d.0.display().to_string()), "no mount left on the host");
+    assert!(!mounts.contains(&d.path().display().to_string()), "no mount left on the host");
     let gc = Command::new(PILOT).arg("gc").output().unwrap();
     assert!(gc.status.success());
     assert!(pilot_cgroup_of(agent_pid).is_empty(), "gc removed the dead pilot's cgroup");

@@ -9,7 +9,7 @@ use aya_ebpf::{
     },
 };
 
-use crate::maps::{EVENTS, SCRATCH, config, count_loss};
+use crate::maps::{EVENTS, SCRATCH, config_field, count_loss};
 
 const HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
 
@@ -155,7 +155,7 @@ pub fn submit(buf: &EventBuf) {
         return;
     }
     let bytes = unsafe { core::slice::from_raw_parts(buf as *const EventBuf as *const u8, total) };
-    let wake = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= config().wakeup_bytes {
+    let wake = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= config_field!(wakeup_bytes) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

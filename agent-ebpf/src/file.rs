@@ -11,7 +11,7 @@ use aya_ebpf::{
 
 use crate::{
     emit,
-    maps::{WRITES, config, count_loss},
+    maps::{WRITES, config_field, count_loss},
     syscall,
 };
 
@@ -92,7 +92,7 @@ pub fn aggregate_write(pid: u32, tid: u32, fd: u64, ret: i64) -> Result<(), i64>
             agg.last_errno = ret;
         }
         agg.last_ns = now;
-        if now.wrapping_sub(agg.first_ns) >= config().write_flush_ns {
+        if now.wrapping_sub(agg.first_ns) >= config_field!(write_flush_ns) {
             flush_writes(pid, fd);
         }
         return Ok(());

@@ -7,13 +7,22 @@ use aya_ebpf::{
 
 /// Written by the loader before load (`EbpfLoader::set_global`); read-only here.
 #[unsafe(no_mangle)]
-static CONFIG: Config = Config::zeroed();
+pub(crate) static CONFIG: Config = Config::zeroed();
 
 /// A copy of the configuration. `read_volatile` keeps LLVM from folding the zeroed default.
+/// For one field on a hot path, `config_field!` reads just that field.
 #[inline(always)]
 pub fn config() -> Config {
     unsafe { core::ptr::read_volatile(&raw const CONFIG) }
 }
+
+/// One field of the configuration, read without copying the whole struct.
+macro_rules! config_field {
+    ($f:ident) => {
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::CONFIG.$f) }
+    };
+}
+pub(crate) use config_field;
 
 /// Records to userspace. Sized by the loader (default 16 MiB, shared by all CPUs).
 #[map]

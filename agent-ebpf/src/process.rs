@@ -5,12 +5,13 @@ use agent_common::{NO_OFFSET, TaskInfo, exit_flags, kind, loss};
 use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
+    EbpfContext,
     programs::TracePointContext,
 };
 
 use crate::{
     emit,
-    maps::{INFLIGHT, TRACKED, config, count_loss},
+    maps::{INFLIGHT, TRACKED, config, config_field, count_loss},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -27,13 +28,19 @@ pub fn current_tracked(tid: u32) -> bool {
 /// The agent itself may sit in the traced cgroup: tracing its own writes would feed back.
 #[inline(always)]
 fn is_agent() -> bool {
-    (bpf_get_current_pid_tgid() >> 32) as u32 == config().agent_pid
+    (bpf_get_current_pid_tgid() >> 32) as u32 == config_field!(agent_pid)
 }
 
 #[inline(always)]
 fn in_tracked_cgroup() -> bool {
-    let cfg = config();
-    cfg.cgroup_id != 0 && unsafe { bpf_get_current_ancestor_cgroup_id(cfg.cgroup_level as i32) } == cfg.cgroup_id
+    // Every recorded syscall of every untracked task comes here: one field, not the struct.
+    let cgroup_id = config_field!(cgroup_id);
+    if cgroup_id == 0 {
+        return false;
+    }
+    let level = config_field!(cgroup_level) as i32;
+    let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+    ancestor == cgroup_id
 }
 
 /// Start tracking `tid`. `start_ns` 0 means unknown (userspace reads it from /proc).
@@ -100,7 +107,7 @@ pub fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     buf.header.args[0] = old_tid as u64;
     if let Ok(loc) = unsafe { field::<u32>(ctx, cfg.exec_filename) } {
         // __data_loc: low 16 bits offset from the record start, high 16 bits length.
-        let src = unsafe { (ctx.as_ptr_raw() as *const u8).add((loc & 0xffff) as usize) };
+        let src = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
         emit::kernel_str1(buf, src);
     }
     emit::submit(buf);
@@ -118,7 +125,8 @@ pub fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let _ = TRACKED.remove(&tid);
     let _ = INFLIGHT.remove(&tid);
-    let group_dead: u64 = match unsafe { field::<u8>(ctx, config().exit_group_dead) } {
+    let offset = config_field!(exit_group_dead);
+    let group_dead: u64 = match unsafe { field::<u8>(ctx, offset) } {
         Ok(v) => v as u64,
         Err(_) => 2,
     };
@@ -148,14 +156,5 @@ pub fn remember_exit_code(tid: u32, code: u64) {
 pub fn remember_signal(tid: u32, sig: u32) {
     if let Some(info) = TRACKED.get_ptr_mut(&tid) {
         unsafe { (*info).last_signal = sig };
-    }
-}
-
-trait RawCtx {
-    fn as_ptr_raw(&self) -> *mut core::ffi::c_void;
-}
-impl RawCtx for TracePointContext {
-    fn as_ptr_raw(&self) -> *mut core::ffi::c_void {
-        aya_ebpf::EbpfContext::as_ptr(self)
     }
 }

@@ -112,7 +112,6 @@ fn object(e: &Event) -> String {
             e.target_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
         ),
         _ => match (&e.path, &e.path2) {
-            (Some(p), Some(p2)) if e.kind == "symlink" => format!("{p} -> {p2}"),
             (Some(p), Some(p2)) => format!("{p} -> {p2}"),
             (Some(p), None) => p.clone(),
             _ => format!("fd {}", e.fd.unwrap_or(-1)),

@@ -182,15 +182,15 @@ pub fn verify_cmd(path: Option<PathBuf>) -> Result<i32> {
 mod tests {
     use super::*;
 
-    fn journal_with(n: usize) -> (tempdir::Dir, PathBuf) {
-        let d = tempdir::Dir::new();
-        let path = d.0.join("j.jsonl");
+    fn journal_with(n: usize) -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("j.jsonl");
         // SAFETY: tests in this module run with their own journal path.
         unsafe { std::env::set_var("PILOT_JOURNAL", &path) };
         for i in 0..n {
             append(Record {
                 kind: "run",
-                run_dir: &d.0,
+                run_dir: d.path(),
                 intent: serde_json::json!({"argv": ["x", i.to_string()]}),
                 outputs: &[],
                 verdict: Some("pass"),
@@ -199,23 +199,6 @@ mod tests {
             .unwrap();
         }
         (d, path)
-    }
-
-    mod tempdir {
-        pub struct Dir(pub std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                let p = std::env::temp_dir().join(format!("pilot-journal-test-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&p);
-                std::fs::create_dir_all(&p).unwrap();
-                Dir(p)
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     // One test: the journal path is process-global (an environment variable).

@@ -139,16 +139,7 @@ impl Session {
 
     fn handle(&mut self, rec: &decode::Record, out: &mut Output) -> Result<()> {
         let Session { tracker, account, graph, events } = self;
-        let mut result = Ok(());
-        tracker.handle(rec, &mut |e| {
-            *events += 1;
-            account.add(&e);
-            graph.add(&e, *events);
-            if let Err(err) = out.event(&e) {
-                result = Err(err);
-            }
-        });
-        result
+        deliver(account, graph, events, out, |sink| tracker.handle(rec, sink))
     }
 
     pub fn collect_writes(&mut self, probes: &mut Probes, pid: Option<u32>, out: &mut Output) -> Result<()> {
@@ -162,21 +153,31 @@ impl Session {
             h.tid = agg.tid;
             h.args = [key.fd as u64, agg.calls, agg.bytes, agg.failed, agg.first_ns, agg.last_errno as u64];
             let Session { tracker, account, graph, events } = self;
-            let mut failed = None;
-            tracker.handle_writes(&h, &mut |e| {
-                *events += 1;
-                account.add(&e);
-                graph.add(&e, *events);
-                if let Err(err) = out.event(&e) {
-                    failed = Some(err);
-                }
-            });
-            if let Some(err) = failed {
-                return Err(err);
-            }
+            deliver(account, graph, events, out, |sink| tracker.handle_writes(&h, sink))?;
         }
         Ok(())
     }
+}
+
+/// Every resolved event goes the same way: numbered (its line in events.jsonl), into the
+/// account and the graph, and out.
+fn deliver(
+    account: &mut Account,
+    graph: &mut graph::Builder,
+    events: &mut u64,
+    out: &mut Output,
+    produce: impl FnOnce(&mut dyn FnMut(crate::event::Event)),
+) -> Result<()> {
+    let mut result = Ok(());
+    produce(&mut |e| {
+        *events += 1;
+        account.add(&e);
+        graph.add(&e, *events);
+        if let Err(err) = out.event(&e) {
+            result = Err(err);
+        }
+    });
+    result
 }
 
 pub fn wait_readable(fd: i32, timeout_ms: i32) {

@@ -84,8 +84,7 @@ impl Sink {
         for t in self.threads {
             let _ = t.join();
         }
-        let caught = self.caught.lock().map(|c| c.clone()).unwrap_or_default();
-        caught
+        self.caught.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
 

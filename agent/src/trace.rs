@@ -152,7 +152,7 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
                 session.tracker.adopt(pid);
             }
         }
-        if finished(&target, root, root_status, &mut probes)? {
+        if finished(&target, root_status, &mut probes)? {
             break;
         }
     }
@@ -245,12 +245,11 @@ fn start(target: &Target, launch: &Launch, probes: &mut Probes, tracker: &mut Tr
     }
 }
 
-fn finished(target: &Target, root: Option<u32>, root_status: Option<i32>, probes: &mut Probes) -> Result<bool> {
+fn finished(target: &Target, root_status: Option<i32>, probes: &mut Probes) -> Result<bool> {
     Ok(match target {
         Target::Command(_) => root_status.is_some() && probes.tracked().context("reading tracked tasks")?.is_empty(),
         Target::Pid(pid) => !procfs::exists(*pid) || procfs::is_zombie(*pid),
         Target::Cgroup { path, .. } => {
-            let _ = root;
             std::fs::read_to_string(path.join("cgroup.events"))
                 .map(|s| s.lines().any(|l| l.trim() == "populated 0"))
                 .unwrap_or(true)

@@ -9,7 +9,7 @@ use std::{
     fs,
     io::{self, Read},
     os::unix::fs::{FileTypeExt, MetadataExt},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use serde::{Deserialize, Serialize};
@@ -288,12 +288,6 @@ fn fold_renames(changes: &mut Vec<Change>, renames: &[(String, String)]) {
         }
         changes.remove(gone);
     }
-}
-
-/// Upper directory of a run, for inspection.
-#[allow(dead_code)]
-pub fn upper_dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("upper")
 }
 
 #[cfg(test)]

@@ -151,14 +151,6 @@ impl Snapshot {
         self.index_paths();
     }
 
-    /// Add components named explicitly (e.g. by a policy); they win over discovered ones.
-    #[allow(dead_code)]
-    pub fn name_component(&mut self, c: Component) {
-        self.components.retain(|e| e.name != c.name);
-        self.components.insert(0, c);
-        self.index_paths();
-    }
-
     fn index_paths(&mut self) {
         self.paths.clear();
         for (i, c) in self.components.iter().enumerate() {
