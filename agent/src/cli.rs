@@ -85,7 +85,8 @@ Exit status: 0 done; 3 refused (blocked pilot); 4 the live command failed; 2 bad
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Policy file(s) to gate the run with.
+    /// Policy file(s) to gate the run with, repeatable; `default` names the built-in policy
+    /// (`--policy default --policy site.toml` layers a file over it); none: the built-in one.
     #[arg(long, value_name = "FILE")]
     pub policy: Vec<PathBuf>,
     /// Run directory (default ./pilot-runs/<id>/).
@@ -110,7 +111,8 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Policy file(s); none: the built-in default policy.
+    /// Policy file(s), repeatable; `default` names the built-in policy (to layer a file over
+    /// it: `--policy default --policy site.toml`); none: the built-in default policy.
     #[arg(long, value_name = "FILE")]
     pub policy: Vec<PathBuf>,
     /// Print the evaluation as JSON.

@@ -191,7 +191,7 @@ pub fn compare(pilot: &Graph, live: &Graph, run_dir: &Path, max: f64) -> Fidelit
 }
 
 /// Edge key -> (count that took effect, bytes). Leaves out what only says where output went
-/// (the run directory's logs, terminals).
+/// (the run directory's logs, terminals, pipes: a pipe's inode differs between runs).
 fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
     let label = |id: &str| -> String {
         match g.node(id) {
@@ -206,13 +206,19 @@ fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
     let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for e in &g.edges {
         let target = label(&e.to);
-        if target.starts_with(&run_dir) {
+        if target.starts_with(&run_dir) || is_output_channel(&target) {
             continue;
         }
         let key = format!("{} {} {}", label(&e.from), e.kind, target);
         let v = out.entry(key).or_default();
-        v.0 += e.count.saturating_sub(e.failed);
+        // A signal the pilot's PID namespace stopped counts as sent, as the gate counts it.
+        v.0 += g.node(&e.to).map_or(e.count.saturating_sub(e.failed), |n| crate::policy::eval::effective(e, n));
         v.1 += e.bytes;
     }
     out
+}
+
+/// Where a command's output goes rather than what it changes.
+fn is_output_channel(target: &str) -> bool {
+    target.starts_with("pipe:[") || target.starts_with("/dev/pts/") || ["/dev/null", "/dev/tty", "/dev/console"].contains(&target)
 }

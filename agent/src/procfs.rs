@@ -30,6 +30,11 @@ pub fn ppid(pid: u32) -> Option<u32> {
     stat_fields(pid)?.1.get(1)?.parse().ok()
 }
 
+/// Process group (field 5 of stat).
+pub fn pgid(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.1.get(2)?.parse().ok()
+}
+
 pub fn comm(pid: u32) -> Option<String> {
     Some(stat_fields(pid)?.0)
 }

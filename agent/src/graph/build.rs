@@ -20,6 +20,8 @@ pub struct Builder {
     /// Signals the kernel generated, kept until we know which targets the syscalls named.
     generated: Vec<(Event, u64)>,
     direct: HashSet<(u32, i64, i64)>,
+    /// Signals sent to a process group by number: (event, seq, group).
+    group_signals: Vec<(Event, u64, u32)>,
 }
 
 impl Builder {
@@ -104,6 +106,7 @@ impl Builder {
             let detail = e.signal_name.map(str::to_string);
             self.edge(&e, seq, &from, &to, "signal", detail);
         }
+        self.expand_group_signals(snap);
         let mut renamed: HashMap<String, String> = HashMap::new();
         for n in &mut self.nodes {
             let old = n.id.clone();
@@ -146,6 +149,33 @@ impl Builder {
             nodes,
             edges: self.edges,
             components: snap.components.clone(),
+        }
+    }
+
+    /// A `kill -- -PGID` also reaches every live member of that group outside the pilot,
+    /// whether or not the kernel delivered it: in a pilot the PID namespace stops it, yet the
+    /// intent is what the live run would do. Members already reached (signal_generate) are
+    /// not counted twice.
+    fn expand_group_signals(&mut self, snap: &Snapshot) {
+        for (e, seq, group) in std::mem::take(&mut self.group_signals) {
+            let from = process_id(e.pid, e.start_ns);
+            let detail = e.signal_name.map(str::to_string);
+            let members: Vec<(u32, u64)> = snap
+                .components
+                .iter()
+                .flat_map(|c| &c.processes)
+                .filter(|m| m.pgid == group)
+                .map(|m| (m.pid, m.start_ns))
+                .collect();
+            for (pid, start) in members {
+                let to = process_id(pid, start);
+                let key = (from.clone(), to.clone(), "signal".to_string(), detail.clone().unwrap_or_default());
+                if self.edge_index.contains_key(&key) {
+                    continue;
+                }
+                self.process_node(&to, pid, start);
+                self.edge(&e, seq, &from, &to, "signal", detail.clone());
+            }
         }
     }
 
@@ -210,6 +240,9 @@ impl Builder {
             };
             self.node(Node { id: id.clone(), node_type: "process_group".into(), label, ..Default::default() });
             self.edge(e, seq, from, &id, "signal", detail);
+            if target < -1 {
+                self.group_signals.push((e.clone(), seq, (-target) as u32));
+            }
         }
     }
 

@@ -133,7 +133,7 @@ fn component_of(node: &Node, policies: &[Loaded]) -> Option<String> {
 }
 
 /// How many of the edge's calls took effect (see the module doc).
-fn effective(edge: &Edge, target: &Node) -> u64 {
+pub(crate) fn effective(edge: &Edge, target: &Node) -> u64 {
     let contained = edge.kind == "signal" || (target.family.as_deref() == Some("unix") && matches!(edge.kind.as_str(), "connect" | "send"));
     if contained { edge.count } else { edge.count.saturating_sub(edge.failed) }
 }
@@ -145,7 +145,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn other(&self, comp: &Option<String>) -> bool {
-        comp.as_deref().is_some_and(|c| c != TRACED && !self.recovery.contains(c))
+        comp.as_deref().is_some_and(|c| c != TRACED && !self.recovery.iter().any(|r| r == c || glob::matches(r, c)))
     }
 }
 

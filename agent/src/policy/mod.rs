@@ -45,7 +45,8 @@ pub struct ComponentSpec {
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Recovery {
-    /// The component under repair: its own effects are expected.
+    /// The component under repair: its own effects are expected. A name or a glob over
+    /// discovered names (`*batch_worker*`: discovered names carry the interpreter).
     pub component: String,
 }
 
@@ -163,7 +164,8 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Loaded>, UsageError> {
     if paths.is_empty() {
         return Ok(vec![parse("(built-in default policy)", DEFAULT)?]);
     }
-    paths.iter().map(|p| load(p)).collect()
+    // `--policy default` layers the built-in policy under a site's own files.
+    paths.iter().map(|p| if p.as_os_str() == "default" { parse("(built-in default policy)", DEFAULT) } else { load(p) }).collect()
 }
 
 #[cfg(test)]

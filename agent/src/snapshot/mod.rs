@@ -22,6 +22,9 @@ pub struct Member {
     pub pid: u32,
     pub start_ns: u64,
     pub argv: Vec<String>,
+    /// Its process group: a `kill -- -PGID` reaches it.
+    #[serde(default)]
+    pub pgid: u32,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -73,6 +76,7 @@ struct ProcInfo {
     exe: String,
     argv: Vec<String>,
     cgroup: String,
+    pgid: u32,
 }
 
 impl Snapshot {
@@ -112,7 +116,7 @@ impl Snapshot {
                     c.exe = Some(p.exe.clone());
                 }
             }
-            c.processes.push(Member { pid: p.pid, start_ns: p.start_ns, argv: p.argv.clone() });
+            c.processes.push(Member { pid: p.pid, start_ns: p.start_ns, argv: p.argv.clone(), pgid: p.pgid });
             holdings(p.pid, c, &listeners);
         }
         unique_names(&mut snap.components);
@@ -211,6 +215,7 @@ fn proc_info(pid: u32) -> Option<ProcInfo> {
         start_ns: procfs::start_ns(pid).unwrap_or(0),
         argv: procfs::cmdline(pid),
         cgroup: cgroup_of(pid),
+        pgid: procfs::pgid(pid).unwrap_or(0),
         exe,
     })
 }

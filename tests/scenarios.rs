@@ -1,0 +1,281 @@
+//! The recovery-failure scenario suite (tests/scenarios/): real recovery bugs, each against a
+//! small live "production" this test starts, piloted for real.
+//!
+//! For every scenario the harness:
+//! 1. starts production (`prod.sh`) and checks it is healthy (`check.sh`);
+//! 2. pilots the harmful action: `pilot run` must exit 3 (blocked), the violation must name the
+//!    expected rule, harmed component and effect, and `check.sh` must still pass;
+//! 3. pilots the benign twin: exit 0; `pilot commit` performs it live, fidelity within the
+//!    gate, and production is still healthy;
+//! 4. runs the harmful action without the pilot (the control): `check.sh` must now fail, or
+//!    the scenario proves nothing;
+//! 5. ends the services it started, by pid, and unmounts what `prod.sh` mounted.
+//!
+//! When `PILOT_SCENARIO_RESULTS` names a file, one JSON line per piloted action is appended to
+//! it; `cargo xtask scenarios` turns them into the table and the detection rate.
+mod common;
+
+use std::{
+    fs,
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const PILOT: &str = env!("CARGO_BIN_EXE_pilot");
+const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios");
+const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+
+/// One scenario at a time: timing-based rules (rates) and the time column stay meaningful on a
+/// 2-core machine.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// `scenario.toml`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    class: String,
+    /// `--policy` arguments: `default`, a file in the scenario's folder, or one in policies/.
+    policy: Vec<String>,
+    /// Seconds the pilot may run (`pilot run --timeout`).
+    #[serde(default = "default_timeout")]
+    timeout: u64,
+    /// Free loopback ports the harness picks and writes to `scenario.env` (NAME=port).
+    #[serde(default)]
+    ports: Vec<String>,
+    expect: Expect,
+}
+
+fn default_timeout() -> u64 {
+    60
+}
+
+/// What the harmful action's violation must say.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    rule: String,
+    component: String,
+    effect: String,
+}
+
+struct Scenario {
+    name: String,
+    dir: PathBuf,
+    spec: Spec,
+    prod: PathBuf,
+    scratch: common::Scratch,
+}
+
+impl Scenario {
+    fn load(name: &str) -> Scenario {
+        let dir = Path::new(SCENARIOS).join(name);
+        let text = fs::read_to_string(dir.join("scenario.toml")).unwrap_or_else(|e| panic!("{name}/scenario.toml: {e}"));
+        let spec: Spec = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}/scenario.toml: {e}"));
+        for f in ["README.md", "prod.sh", "harmful.sh", "fixed.sh", "check.sh"] {
+            assert!(dir.join(f).is_file(), "{name}/ needs {f}");
+        }
+        // Production lives outside the scratch dir so a scenario's paths read like a host's.
+        let prod = PathBuf::from(format!("/tmp/pilot-scn-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&prod);
+        fs::create_dir_all(&prod).unwrap();
+        let env: String = spec.ports.iter().map(|p| format!("{p}={}\n", free_port())).collect();
+        fs::write(prod.join("scenario.env"), env).unwrap();
+        Scenario { name: name.into(), dir, spec, prod, scratch: common::Scratch::new() }
+    }
+
+    fn script(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        Command::new("sh").arg(self.script(script)).arg(&self.prod).current_dir(&self.prod).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn healthy(&self) -> Result<(), String> {
+        let o = self.sh("check.sh");
+        if o.status.success() { Ok(()) } else { Err(text(&o)) }
+    }
+
+    fn policy_args(&self) -> Vec<String> {
+        let path = |p: &str| match p {
+            "default" => p.to_string(),
+            p if self.dir.join(p).is_file() => self.dir.join(p).display().to_string(),
+            p => format!("{POLICIES}/{p}"),
+        };
+        self.spec.policy.iter().flat_map(|p| ["--policy".to_string(), path(p)]).collect()
+    }
+
+    fn pilot(&self, args: &[String]) -> Output {
+        Command::new(PILOT)
+            .args(args)
+            .current_dir(&self.prod)
+            .env("PILOT_JOURNAL", self.scratch.path().join("journal.jsonl"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `pilot run` of one of the scenario's actions; the run directory and its outcome.
+    fn pilot_run(&self, action: &str) -> Piloted {
+        let run = self.scratch.path().join(action.trim_end_matches(".sh"));
+        let mut args: Vec<String> = vec!["run".into(), "--out".into(), run.display().to_string()];
+        args.extend(["--timeout".into(), format!("{}s", self.spec.timeout)]);
+        args.extend(self.policy_args());
+        args.extend(["--".into(), "sh".into(), self.script(action), self.prod.display().to_string()]);
+        let t = Instant::now();
+        let out = self.pilot(&args);
+        let secs = t.elapsed().as_secs_f64();
+        let verdict = read_json(&run.join("verdict.json"));
+        let graph = read_json(&run.join("graph.json"));
+        Piloted { run, out, secs, verdict, graph }
+    }
+
+    fn record(&self, twin: &str, expected: &str, p: &Piloted, ok: bool) {
+        let Ok(path) = std::env::var("PILOT_SCENARIO_RESULTS") else { return };
+        let v = &p.verdict;
+        let line = json!({
+            "scenario": self.name,
+            "class": self.spec.class,
+            "twin": twin,
+            "expected": expected,
+            "verdict": v["verdict"],
+            "exit": p.out.status.code(),
+            "ok": ok,
+            "secs": (p.secs * 100.0).round() / 100.0,
+            "nodes": p.graph["nodes"].as_array().map_or(0, Vec::len),
+            "edges": p.graph["edges"].as_array().map_or(0, Vec::len),
+            "violations": v["violations"].as_array().map(|a| a.iter().map(|x| json!({"rule": x["rule"], "component": x["component"]})).collect::<Vec<_>>()),
+        });
+        let mut f = fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        f.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    /// End the services prod.sh started (by the pids it recorded, with their sessions) and
+    /// unmount what it mounted under the production directory.
+    fn teardown(&self) {
+        let pids = fs::read_to_string(self.prod.join("pids")).unwrap_or_default();
+        let pids: Vec<i32> = pids.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        for &pid in &pids {
+            // Each service is a session (and group) leader of its own: its group is ours.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        common::wait_until(Duration::from_secs(10), || pids.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()));
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let prefix = format!("{} ", self.prod.display());
+        let inside = format!("{}/", self.prod.display());
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|m| m.starts_with(&inside) || format!("{m} ") == prefix) {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        let _ = fs::remove_dir_all(&self.prod);
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+struct Piloted {
+    run: PathBuf,
+    out: Output,
+    secs: f64,
+    verdict: Value,
+    graph: Value,
+}
+
+fn read_json(path: &Path) -> Value {
+    fs::read_to_string(path).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null)
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The whole scenario, steps 1 to 5 of the module doc.
+fn scenario(name: &str) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scenario::load(name);
+    let up = s.sh("prod.sh");
+    assert!(up.status.success(), "{name}: prod.sh failed:\n{}", text(&up));
+    s.healthy().unwrap_or_else(|e| panic!("{name}: production unhealthy before the pilot: {e}"));
+
+    // The harmful action: blocked, and says who was harmed and how.
+    let bad = s.pilot_run("harmful.sh");
+    let e = &s.spec.expect;
+    let violation = bad.verdict["violations"].as_array().into_iter().flatten().find(|v| {
+        v["rule"] == e.rule.as_str()
+            && v["component"].as_str().is_some_and(|c| c.contains(&e.component))
+            && v["effects"].as_array().is_some_and(|fx| fx.iter().any(|x| x == e.effect.as_str()))
+    });
+    let caught = bad.out.status.code() == Some(3) && violation.is_some();
+    s.record("harmful", "block", &bad, caught);
+    assert!(
+        caught,
+        "{name}: harmful action not caught as {} on {} ({}): exit {:?}\n{}\nverdict: {}",
+        e.rule,
+        e.component,
+        e.effect,
+        bad.out.status.code(),
+        text(&bad.out),
+        serde_json::to_string_pretty(&bad.verdict["violations"]).unwrap()
+    );
+    s.healthy().unwrap_or_else(|e| panic!("{name}: the pilot changed production: {e}"));
+
+    // The benign twin: passes, commits live, stays faithful, harms nothing.
+    let good = s.pilot_run("fixed.sh");
+    let passed = good.out.status.code() == Some(0) && good.verdict["verdict"] != "block";
+    s.record("benign", "pass", &good, passed);
+    assert!(passed, "{name}: false alarm on the fixed action: exit {:?}\n{}", good.out.status.code(), text(&good.out));
+    s.healthy().unwrap_or_else(|e| panic!("{name}: the pilot of the fixed action changed production: {e}"));
+    let commit = s.pilot(&["commit".into(), good.run.display().to_string()]);
+    assert_eq!(commit.status.code(), Some(0), "{name}: commit of the fixed action:\n{}", text(&commit));
+    let fidelity = read_json(&good.run.join("fidelity.json"));
+    assert!(fidelity["within_gate"] == true, "{name}: fidelity outside the gate: {fidelity}");
+    s.healthy().unwrap_or_else(|e| panic!("{name}: the fixed action, run live, harmed production: {e}"));
+
+    // The control: without the pilot the harmful action really does harm production.
+    let control = s.sh("harmful.sh");
+    let harmed = common::wait_until(Duration::from_secs(10), || s.healthy().is_err());
+    assert!(harmed, "{name}: the harmful action run live did not harm production, so the scenario proves nothing:\n{}", text(&control));
+}
+
+macro_rules! scenarios {
+    ($($test:ident => $dir:literal,)*) => {
+        $(#[test] fn $test() { scenario($dir); })*
+
+        /// Every folder of tests/scenarios/ has its test above.
+        #[test]
+        fn every_scenario_folder_has_a_test() {
+            let listed = [$($dir),*];
+            for entry in fs::read_dir(SCENARIOS).unwrap() {
+                let entry = entry.unwrap();
+                if entry.path().join("scenario.toml").exists() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    assert!(listed.contains(&name.as_str()), "tests/scenarios/{name} has no test in tests/scenarios.rs");
+                }
+            }
+            assert!(listed.len() >= 12, "the suite covers at least 12 recovery-bug classes");
+        }
+    };
+}
+
+scenarios! {
+    cleanup_deletes_the_wrong_data_directory => "cleanup-unset-variable",
+    wal_replay_truncates_a_live_log => "wal-replay-truncate",
+    config_restore_overwrites_a_live_config => "config-restore-overwrite",
+    process_group_kill_hits_a_healthy_sibling => "process-group-kill",
+}
