@@ -278,4 +278,12 @@ scenarios! {
     wal_replay_truncates_a_live_log => "wal-replay-truncate",
     config_restore_overwrites_a_live_config => "config-restore-overwrite",
     process_group_kill_hits_a_healthy_sibling => "process-group-kill",
+    restart_removes_a_live_lock_and_starts_a_second_writer => "restart-removes-lock",
+    repair_deletes_segments_a_live_reader_maps => "fsck-deletes-open-segments",
+    rebalance_floods_a_live_peer => "rebalance-floods-peer",
+    rejoin_storms_the_coordinator => "rejoin-reconnect-storm",
+    index_fetch_renames_a_live_directory => "index-fetch-renames-live-dir",
+    jvm_tool_damages_a_native_service => "jvm-tool-damages-native",
+    harm_in_a_daemonized_grandchild => "daemonized-grandchild",
+    recovery_fills_a_shared_disk => "recovery-fills-shared-disk",
 }

@@ -209,7 +209,7 @@ fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
         if target.starts_with(&run_dir) || is_output_channel(&target) {
             continue;
         }
-        let key = format!("{} {} {}", label(&e.from), e.kind, target);
+        let key = format!("{} {} {}", label(&e.from), e.kind, without_pids(&target));
         let v = out.entry(key).or_default();
         // A signal the pilot's PID namespace stopped counts as sent, as the gate counts it.
         v.0 += g.node(&e.to).map_or(e.count.saturating_sub(e.failed), |n| crate::policy::eval::effective(e, n));
@@ -218,7 +218,21 @@ fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
     out
 }
 
-/// Where a command's output goes rather than what it changes.
+/// Where a command's output goes, or its own process state, rather than what it changes.
+/// (/proc is read-only in a pilot: a JVM's write to /proc/self/coredump_filter fails there.)
 fn is_output_channel(target: &str) -> bool {
-    target.starts_with("pipe:[") || target.starts_with("/dev/pts/") || ["/dev/null", "/dev/tty", "/dev/console"].contains(&target)
+    target.starts_with("pipe:[")
+        || target.starts_with("/dev/pts/")
+        || target.starts_with("/proc/self/")
+        || target.starts_with("/proc/thread-self/")
+        || ["/dev/null", "/dev/tty", "/dev/console"].contains(&target)
+}
+
+/// A path with its all-digit components as `N`: pids differ between the pilot (its own PID
+/// namespace) and the live run, e.g. a JVM's /tmp/hsperfdata_root/<pid>.
+fn without_pids(path: &str) -> String {
+    if !path.starts_with('/') {
+        return path.to_string();
+    }
+    path.split('/').map(|c| if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) { "N" } else { c }).collect::<Vec<_>>().join("/")
 }

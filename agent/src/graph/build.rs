@@ -10,6 +10,9 @@ const O_TRUNC: u64 = 0o1000;
 const EINPROGRESS: i64 = -115;
 /// Evidence kept per edge (the first events; counts cover all).
 const EVIDENCE_MAX: usize = 8;
+/// Fraction of a shared filesystem's free space a process must write there to get a `fill`
+/// edge.
+const FILL_MIN: f64 = 0.01;
 
 #[derive(Default)]
 pub struct Builder {
@@ -125,6 +128,7 @@ impl Builder {
                 }
             }
         }
+        self.add_fill_edges(snap);
         let component_of: HashMap<String, Option<String>> =
             self.nodes.iter().map(|n| (n.id.clone(), n.component.clone())).collect();
         for e in &mut self.edges {
@@ -149,6 +153,7 @@ impl Builder {
             nodes,
             edges: self.edges,
             components: snap.components.clone(),
+            filesystems: snap.filesystems.clone(),
         }
     }
 
@@ -177,6 +182,57 @@ impl Builder {
                 self.edge(&e, seq, &from, &to, "signal", detail.clone());
             }
         }
+    }
+
+    /// One `fill` edge per (process, filesystem other components write to): the bytes it
+    /// wrote there, which a disk-space rule weighs against the space free at the start. Only
+    /// when they reach FILL_MIN of that space: everyday writes to / fill nothing.
+    fn add_fill_edges(&mut self, snap: &Snapshot) {
+        if snap.filesystems.is_empty() {
+            return;
+        }
+        let mounts = crate::snapshot::filesystems::mounts();
+        let mut fills: Vec<Edge> = Vec::new();
+        for e in self.edges.iter().filter(|e| e.kind == "write" && e.bytes > 0) {
+            let Some(path) = self.node_index.get(&e.to).and_then(|&i| self.nodes[i].path.as_deref()) else { continue };
+            let Some((mount, _)) = crate::snapshot::filesystems::mount_of(path, &mounts) else { continue };
+            if !snap.filesystems.iter().any(|f| &f.mount == mount) {
+                continue;
+            }
+            let to = format!("filesystem:{mount}");
+            let fill = match fills.iter_mut().find(|f| f.from == e.from && f.to == to) {
+                Some(f) => f,
+                None => {
+                    fills.push(Edge { from: e.from.clone(), to, kind: "fill".into(), first_ts_ns: e.first_ts_ns, ..Default::default() });
+                    fills.last_mut().expect("just pushed")
+                }
+            };
+            fill.count += e.count;
+            fill.bytes += e.bytes;
+            fill.first_ts_ns = fill.first_ts_ns.min(e.first_ts_ns);
+            fill.last_ts_ns = fill.last_ts_ns.max(e.last_ts_ns);
+            fill.events.extend(e.events.iter().take(EVIDENCE_MAX.saturating_sub(fill.events.len())));
+        }
+        fills.retain(|e| {
+            let f = snap.filesystems.iter().find(|f| e.to == format!("filesystem:{}", f.mount));
+            f.is_some_and(|f| e.bytes as f64 >= FILL_MIN * f.free_bytes as f64)
+        });
+        for f in &snap.filesystems {
+            let id = format!("filesystem:{}", f.mount);
+            if fills.iter().any(|e| e.to == id) {
+                let writers: Vec<&str> = f.writers.iter().map(String::as_str).collect();
+                self.node(Node {
+                    id,
+                    node_type: "filesystem".into(),
+                    label: format!("{} ({}, written by {})", f.mount, f.fstype, writers.join(", ")),
+                    component: f.writers.first().cloned(),
+                    held: Some("live-fs".into()),
+                    path: Some(f.mount.clone()),
+                    ..Default::default()
+                });
+            }
+        }
+        self.edges.extend(fills);
     }
 
     fn process_node(&mut self, id: &str, pid: u32, start_ns: u64) {

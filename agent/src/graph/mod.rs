@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::Component;
+use crate::snapshot::{Component, filesystems::Filesystem};
 pub use build::Builder;
 
 pub const SCHEMA: &str = "pilot.effect-graph/v1";
@@ -31,6 +31,9 @@ pub struct Graph {
     pub edges: Vec<Edge>,
     /// Every component discovered on the host when tracing started (and that appeared while).
     pub components: Vec<Component>,
+    /// Filesystems live components write to (space at the start); `fill` edges point at them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filesystems: Vec<Filesystem>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -101,8 +104,8 @@ impl Edge {
 }
 
 /// Effect kinds in the order an SRE reads them: destructive first.
-pub const SEVERITY_ORDER: [&str; 19] = [
-    "unlink", "rmdir", "rename", "truncate", "write", "signal", "chmod", "chown", "xattr", "link",
+pub const SEVERITY_ORDER: [&str; 20] = [
+    "unlink", "rmdir", "rename", "truncate", "fill", "write", "signal", "chmod", "chown", "xattr", "link",
     "symlink", "create", "mkdir", "send", "connect", "bind", "listen", "exec", "spawn",
 ];
 

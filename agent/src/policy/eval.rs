@@ -164,6 +164,7 @@ fn target_matches(rule: &Rule, node: &Node, ctx: &Ctx) -> bool {
             _ => false,
         },
         "@live-service" => node.node_type == "endpoint" && held == Some("listening") && ctx.other(&comp),
+        "@live-fs" => node.node_type == "filesystem" && ctx.other(&comp),
         _ if t.starts_with('/') || t.contains('*') => {
             node.node_type == "file" && node.path.as_deref().is_some_and(|p| glob::matches(t, p))
         }
@@ -230,7 +231,8 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
                 t.edges.push(e);
             }
             for (id, t) in by_target {
-                if let Some(excess) = exceeded(rule, &t) {
+                let free = graph.filesystems.iter().find(|f| nodes[id].path.as_deref() == Some(f.mount.as_str())).map(|f| f.free_bytes);
+                if let Some(excess) = exceeded(rule, &t, free) {
                     violations.push(violation(rule, nodes[id], &ctx, &t, &nodes, excess));
                 }
             }
@@ -272,8 +274,8 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
 }
 
 /// None: within limits. Some(text): what was exceeded.
-fn exceeded(rule: &Rule, t: &Tally) -> Option<String> {
-    if rule.max_count.is_none() && rule.max_bytes.is_none() && rule.max_rate.is_none() {
+fn exceeded(rule: &Rule, t: &Tally, free_bytes: Option<u64>) -> Option<String> {
+    if rule.max_count.is_none() && rule.max_bytes.is_none() && rule.max_rate.is_none() && rule.max_fill.is_none() {
         return Some(String::new());
     }
     if let Some(max) = rule.max_count.filter(|m| t.count > *m) {
@@ -281,6 +283,11 @@ fn exceeded(rule: &Rule, t: &Tally) -> Option<String> {
     }
     if let Some(max) = rule.max_bytes.filter(|m| t.bytes > *m) {
         return Some(format!("{} bytes, over max_bytes {max}", t.bytes));
+    }
+    if let (Some(max), Some(free)) = (rule.max_fill, free_bytes) {
+        if t.bytes as f64 > max * free as f64 {
+            return Some(format!("{} bytes written, over max_fill {max} of the {free} bytes free at the start", t.bytes));
+        }
     }
     if let Some(max) = rule.max_rate {
         let secs = ((t.last.saturating_sub(t.first)) as f64 / 1e9).max(1.0);
@@ -369,6 +376,13 @@ mod tests {
                 Component { name: "cache".into(), ..Default::default() },
                 Component { name: "cron".into(), ..Default::default() },
             ],
+            filesystems: vec![crate::snapshot::filesystems::Filesystem {
+                mount: "/srv".into(),
+                fstype: "ext4".into(),
+                size_bytes: 1000,
+                free_bytes: 400,
+                writers: ["db".to_string()].into(),
+            }],
         }
     }
 
@@ -486,6 +500,26 @@ severity = 0.5
         let ev = evaluate(&g, &default_policy());
         assert_eq!(ev.verdict, Verdict::Block);
         assert_eq!(ev.violations[0].rule, "live-process-signalled");
+    }
+
+    #[test]
+    fn filling_a_shared_filesystem_weighs_bytes_against_free_space() {
+        let fs = Node {
+            id: "filesystem:/srv".into(),
+            node_type: "filesystem".into(),
+            label: "/srv".into(),
+            component: Some("db".into()),
+            held: Some("live-fs".into()),
+            path: Some("/srv".into()),
+            ..Default::default()
+        };
+        let fill = |bytes| Edge { bytes, ..edge("fill", "filesystem:/srv", 3, 0) };
+        let ev = evaluate(&graph(vec![fill(300)], vec![fs.clone(), proc_node()]), &default_policy());
+        let v = ev.violations.iter().find(|v| v.rule == "shared-disk-fill").expect("300 of 400 free bytes is over half");
+        assert_eq!(v.component.as_deref(), Some("db"));
+        assert_eq!(ev.verdict, Verdict::Block);
+        let ev = evaluate(&graph(vec![fill(100)], vec![fs, proc_node()]), &default_policy());
+        assert_eq!(ev.verdict, Verdict::Pass, "{:?}", ev.violations);
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub struct Rule {
     /// `*` (any component but the traced tree and the one under recovery), a component name,
     /// a path glob (`/var/lib/**`), an endpoint (`127.0.0.1:5432`, `:5432`, `unix:/run/x.sock`),
     /// or a selector: `@held` (a file a live process holds open or maps), `@data-dir` (in a
-    /// live process's data directory), `@live-process`, `@live-service` (a listening endpoint).
+    /// live process's data directory), `@live-process`, `@live-service` (a listening endpoint),
+    /// `@live-fs` (a filesystem a live process writes to; its effect is `fill`).
     pub target: String,
     /// Violated when the matching effects on one target exceed these (none given: any match).
     #[serde(default)]
@@ -70,6 +71,10 @@ pub struct Rule {
     /// Effects per second on one target.
     #[serde(default)]
     pub max_rate: Option<f64>,
+    /// For `fill` effects on a filesystem: the fraction of its free space (when the pilot
+    /// started) the run may write there.
+    #[serde(default)]
+    pub max_fill: Option<f64>,
     pub action: Action,
     pub severity: f64,
 }
@@ -122,6 +127,13 @@ pub fn parse(source: &str, text: &str) -> Result<Loaded, UsageError> {
 fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
     let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(0);
     for r in &p.rules {
+        if let Some(f) = r.max_fill.filter(|f| !(*f > 0.0 && *f <= 1.0)) {
+            return Err(UsageError::new(format!(
+                "{source}:{}: rule `{}`: max_fill is a fraction of the free space, in (0, 1], not {f}",
+                line_of("max_fill"),
+                r.id
+            )));
+        }
         if !(0.0..=1.0).contains(&r.severity) {
             return Err(UsageError::new(format!(
                 "{source}:{}: rule `{}`: severity must be between 0 and 1, not {}",

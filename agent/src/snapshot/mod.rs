@@ -3,6 +3,7 @@
 //! else the program it runs, grouped with the children it spawned), and each component owns
 //! what its processes hold: listening ports and Unix sockets, open and mapped files, and the
 //! directories it writes in (its data directories).
+pub mod filesystems;
 pub mod sockets;
 
 use std::{
@@ -63,9 +64,14 @@ pub enum Hold {
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub components: Vec<Component>,
+    /// Filesystems components write to, with their free space at the start.
+    pub filesystems: Vec<filesystems::Filesystem>,
     /// Live processes outside the traced tree: pid -> (start_ns, component index).
     pub procs: HashMap<u32, (u64, usize)>,
     paths: HashMap<String, (Hold, usize)>,
+    /// Directories that contain what a component holds (its data directory or an ancestor):
+    /// renaming, removing or chmod-ing one pulls the data from under it.
+    containers: HashMap<String, usize>,
     local: Vec<IpAddr>,
 }
 
@@ -121,6 +127,7 @@ impl Snapshot {
         }
         unique_names(&mut snap.components);
         snap.index_paths();
+        snap.filesystems = filesystems::written_by(&snap.components);
         snap
     }
 
@@ -152,12 +159,30 @@ impl Snapshot {
                 self.procs.insert(m.pid, (m.start_ns, i));
             }
         }
+        for f in later.filesystems {
+            match self.filesystems.iter_mut().find(|e| e.mount == f.mount) {
+                Some(e) => e.writers.extend(f.writers),
+                None => self.filesystems.push(f),
+            }
+        }
         self.index_paths();
     }
 
     fn index_paths(&mut self) {
         self.paths.clear();
+        self.containers.clear();
         for (i, c) in self.components.iter().enumerate() {
+            for held in c.files_written.iter().chain(&c.files_open).chain(&c.files_mapped).chain(&c.data_dirs) {
+                let mut dir = held.as_str();
+                if !c.data_dirs.contains(held) {
+                    dir = parent(dir).unwrap_or("/");
+                }
+                // Up to, not including, the broad directories (/, /tmp, /var, a home).
+                while is_data_dir(dir) {
+                    self.containers.entry(dir.to_string()).or_insert(i);
+                    dir = parent(dir).unwrap_or("/");
+                }
+            }
             let holds = c.files_written.iter().map(|f| (f, Hold::OpenForWrite))
                 .chain(c.files_open.iter().map(|f| (f, Hold::Open)))
                 .chain(c.files_mapped.iter().map(|f| (f, Hold::Mapped)));
@@ -171,7 +196,7 @@ impl Snapshot {
     }
 
     /// The component that owns `path`, and how: held open or mapped, else the longest data
-    /// directory containing it.
+    /// directory containing it, else a directory that contains its data (as a data directory).
     pub fn owner_of_path(&self, path: &str) -> Option<(usize, Hold)> {
         if let Some((hold, i)) = self.paths.get(path) {
             return Some((*i, *hold));
@@ -184,7 +209,7 @@ impl Snapshot {
                 }
             }
         }
-        best.map(|(_, i)| (i, Hold::DataDir))
+        best.map(|(_, i)| (i, Hold::DataDir)).or_else(|| self.containers.get(path).map(|i| (*i, Hold::DataDir)))
     }
 
     /// The component listening where a connection to (family, addr, port) would land.
