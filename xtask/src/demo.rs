@@ -1,173 +1,134 @@
-//! `cargo xtask demo`: trace a small script with a release build of pilot and keep the run.
+//! `cargo xtask demo [SCENARIO]`: one recovery bug end to end, with a release build of pilot
+//! and nothing to install: a scenario of tests/scenarios/ (default: a cleanup whose unset
+//! variable makes it delete a live database's WAL).
 //!
-//! A loopback TCP listener (python3) is started by xtask itself, before the trace, so it is not
-//! part of the traced tree; the traced bash script writes, appends, renames and removes a file,
-//! connects to the listener and sends SIGTERM to a child.
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+//! 1. start the scenario's tiny production (`prod.sh`);
+//! 2. pilot the harmful recovery: blocked (exit 3), production untouched;
+//! 3. show the effect graph of that run;
+//! 4. pilot the fixed recovery: it passes; `pilot commit` runs it live with fidelity;
+//! 5. end the services (by the pids `prod.sh` recorded) and unmount what it mounted.
+//!
+//! The run directories and the journal are kept under target/demo/.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::{Context as _, bail};
 
 use crate::bootstrap::{apt_packages, bootstrap};
-use crate::cmd::{cargo, command, probe, run, status, target_dir, workspace_root};
+use crate::cmd::{cargo, command, run, status, target_dir, workspace_root};
 
-/// Binds 127.0.0.1:0, writes the port to argv[1] (atomically), accepts one connection, exits.
-const LISTENER: &str = r#"
-import os, socket, sys
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(1)
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write(str(s.getsockname()[1]))
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-s.settimeout(300)
-try:
-    s.accept()[0].close()
-except OSError:
-    sys.exit(1)
-"#;
+pub const DEFAULT_SCENARIO: &str = "cleanup-unset-variable";
 
-pub fn demo() -> anyhow::Result<()> {
+pub fn demo(scenario: &str) -> anyhow::Result<()> {
     bootstrap("demo")?;
-    apt_packages(&["python3"])?; // the loopback listener
-
-    run(cargo()
-        .current_dir(workspace_root())
-        .args(["build", "--release", "--bin", "pilot"]))?;
+    apt_packages(&["python3", "gcc"])?; // the scenarios' small services
+    let dir = workspace_root().join("tests/scenarios").join(scenario);
+    if !dir.join("scenario.toml").is_file() {
+        bail!("no scenario `{scenario}` in tests/scenarios/ (each folder there with a scenario.toml is one)");
+    }
+    run(cargo().current_dir(workspace_root()).args(["build", "--release", "--bin", "pilot"]))?;
     let pilot = target_dir().join("release").join("pilot");
-    if !pilot.is_file() {
-        bail!(
-            "cargo built pilot but {} is missing: is CARGO_TARGET_DIR set differently?",
-            pilot.display()
-        );
+
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let out = target_dir().join("demo").join(format!("{scenario}-{secs}"));
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let prod = Production::start(&dir, &format!("/tmp/pilot-demo-{scenario}-{}", std::process::id()))?;
+    let policy = policy_args(&dir)?;
+    let pilot_cmd = |args: &[&str]| {
+        let mut c = command(&pilot);
+        c.current_dir(&prod.dir).env("PILOT_JOURNAL", out.join("journal.jsonl")).args(args);
+        c
+    };
+
+    println!("\n[demo] 1. production is up ({}); it is healthy: {}", prod.dir.display(), prod.healthy());
+    let bad = out.join("harmful");
+    println!("[demo] 2. pilot the harmful recovery ({}):", dir.join("harmful.sh").display());
+    let st = status(pilot_cmd(&["run", "--out", path(&bad)]).args(&policy).args(["--", "sh"]).arg(dir.join("harmful.sh")).arg(&prod.dir))?;
+    println!("[demo]    pilot exit {:?} (3 = blocked); production still healthy: {}", st.code(), prod.healthy());
+    println!("[demo] 3. the effect graph of that run:");
+    status(&mut pilot_cmd(&["graph", path(&bad), "--format", "text"]))?;
+
+    let good = out.join("fixed");
+    println!("[demo] 4. pilot the fixed recovery, then commit it:");
+    let st = status(pilot_cmd(&["run", "--out", path(&good)]).args(&policy).args(["--", "sh"]).arg(dir.join("fixed.sh")).arg(&prod.dir))?;
+    if st.code() != Some(0) {
+        bail!("the fixed recovery did not pass (exit {st}): see {}", good.display());
     }
-
-    let scratch = TempDir::new()?;
-    let listener = Listener::start(&scratch.0)?;
-    println!(
-        "[demo] loopback listener (pid {}) on 127.0.0.1:{}",
-        listener.child.id(),
-        listener.port
-    );
-
-    let demo_dir = target_dir().join("demo");
-    std::fs::create_dir_all(&demo_dir)
-        .with_context(|| format!("could not create {}", demo_dir.display()))?;
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let run_dir = demo_dir.join(format!("run-{secs}"));
-
-    let traced = status(
-        command(&pilot)
-            .arg("trace")
-            .arg("--out")
-            .arg(&run_dir)
-            .args(["--", "bash", "-c", &script(&scratch.0, listener.port)]),
-    )?;
-    drop(listener); // kills it if the script never connected
-    drop(scratch);
-    if !traced.success() {
-        bail!(
-            "`pilot trace` failed ({traced}); rerun it by hand with -v for details, e.g.\n  {} trace -v --out /tmp/pilot-run -- true",
-            pilot.display()
-        );
-    }
-
-    println!("[demo] run directory (kept): {}", run_dir.display());
-    for file in ["events.jsonl", "summary.json"] {
-        let path = run_dir.join(file);
-        let note = if path.is_file() {
-            ""
-        } else {
-            "   (missing: pilot did not write it)"
-        };
-        println!("  {file:<13} {}{note}", path.display());
-    }
+    let st = status(&mut pilot_cmd(&["commit", path(&good)]))?;
+    println!("[demo]    commit exit {:?}; production healthy after the live run: {}", st.code(), prod.healthy());
+    println!("[demo] runs and journal kept in {}", out.display());
     Ok(())
 }
 
-/// The traced script; `set -e` so a failed step fails the demo instead of hiding in the trace.
-fn script(dir: &Path, port: u16) -> String {
-    let dir = dir.to_string_lossy().replace('\'', r"'\''");
-    format!(
-        "set -e
-cd '{dir}'
-mkdir d
-echo hello > d/a.txt
-echo more >> d/a.txt
-mv d/a.txt d/b.txt
-rm d/b.txt
-exec 3<>/dev/tcp/127.0.0.1/{port}
-exec 3>&-
-sleep 30 & kill -TERM $!
-wait
-"
-    )
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
 }
 
-/// A `mktemp -d` directory under /tmp, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> anyhow::Result<Self> {
-        let out = probe(command("mktemp").args(["-d", "/tmp/pilot-demo.XXXXXX"]))
-            .context("`mktemp -d /tmp/pilot-demo.XXXXXX` failed: is /tmp writable?")?;
-        Ok(Self(PathBuf::from(out.trim())))
-    }
+/// A list of strings of scenario.toml (`policy`, `ports`).
+fn spec_list(scenario: &Path, key: &str) -> Vec<String> {
+    let text = fs::read_to_string(scenario.join("scenario.toml")).unwrap_or_default();
+    let table: toml::Table = toml::from_str(&text).unwrap_or_default();
+    table.get(key).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Err(err) = std::fs::remove_dir_all(&self.0) {
-            eprintln!("warning: could not remove {}: {err}", self.0.display());
+/// The scenario's `policy = [...]` as `--policy` arguments.
+fn policy_args(dir: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(spec_list(dir, "policy")
+        .iter()
+        .flat_map(|p| {
+            let file = if dir.join(p).is_file() { dir.join(p) } else { workspace_root().join("policies").join(p) };
+            ["--policy".to_string(), if p == "default" { p.clone() } else { file.display().to_string() }]
+        })
+        .collect())
+}
+
+/// The scenario's live services; ended and cleaned up on drop.
+struct Production {
+    scenario: PathBuf,
+    dir: PathBuf,
+}
+
+impl Production {
+    fn start(scenario: &Path, dir: &str) -> anyhow::Result<Production> {
+        let dir = PathBuf::from(dir);
+        fs::create_dir_all(&dir)?;
+        let mut env = String::new();
+        for port in spec_list(scenario, "ports") {
+            let p = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            env.push_str(&format!("{port}={p}\n"));
         }
+        fs::write(dir.join("scenario.env"), env)?;
+        let prod = Production { scenario: scenario.into(), dir };
+        run(command("sh").arg(scenario.join("prod.sh")).arg(&prod.dir))?;
+        Ok(prod)
+    }
+
+    fn healthy(&self) -> bool {
+        Command::new("sh").arg(self.scenario.join("check.sh")).arg(&self.dir).output().is_ok_and(|o| o.status.success())
     }
 }
 
-/// The python3 loopback listener, killed (by pid) on drop if still running.
-struct Listener {
-    child: Child,
-    port: u16,
-}
-
-impl Listener {
-    fn start(dir: &Path) -> anyhow::Result<Self> {
-        let port_file = dir.join("port");
-        let child = command("python3")
-            .args(["-c", LISTENER])
-            .arg(&port_file)
-            .stdin(Stdio::null())
-            .spawn()
-            .context(
-                "could not start python3 for the loopback listener: apt-get install python3",
-            )?;
-        let mut listener = Self { child, port: 0 };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file)
-                && let Ok(port) = text.trim().parse()
-            {
-                listener.port = port;
-                return Ok(listener);
-            }
-            if let Some(exit) = listener.child.try_wait()? {
-                bail!("the loopback listener (python3) exited ({exit}) before reporting its port");
-            }
-            if Instant::now() > deadline {
-                bail!("the loopback listener (python3) did not report its port within 10 s");
-            }
+impl Drop for Production {
+    fn drop(&mut self) {
+        let pids = fs::read_to_string(self.dir.join("pids")).unwrap_or_default();
+        let pids: Vec<i32> = pids.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        for pid in &pids {
+            // Each service leads its own session and group (prod.sh starts them with setsid).
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}"), &pid.to_string()]).output();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pids.iter().any(|p| Path::new(&format!("/proc/{p}")).exists()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let inside = format!("{}/", self.dir.display());
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|m| m.starts_with(&inside)) {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
         }
-        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }

@@ -2,6 +2,7 @@
 mod bootstrap;
 mod cmd;
 mod demo;
+mod scenarios;
 mod test;
 
 use std::process::{ExitCode, ExitStatus};
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
     after_help = "Examples:\n  \
         cargo xtask bootstrap\n  \
         cargo xtask test -- -p agent -- --nocapture\n  \
+        cargo xtask scenarios\n  \
         cargo xtask demo"
 )]
 struct Cli {
@@ -40,11 +42,28 @@ enum Command {
         #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
         args: Vec<String>,
     },
-    /// Bootstrap, build pilot (release) and trace a small script that touches files, opens a
-    /// loopback TCP connection and signals a child.
+    /// Bootstrap, build pilot (release) and play one recovery bug end to end: start a tiny
+    /// production, pilot the harmful recovery (blocked), show its effect graph, pilot the fixed
+    /// one and commit it live.
     ///
-    /// The run directory (events.jsonl, summary.json) is kept under target/demo/.
-    Demo,
+    /// The scenarios are the folders of tests/scenarios/; the runs and the journal are kept
+    /// under target/demo/.
+    Demo {
+        /// Which scenario (a folder of tests/scenarios/).
+        #[arg(default_value = demo::DEFAULT_SCENARIO)]
+        scenario: String,
+    },
+    /// Bootstrap, then run the recovery-failure scenario suite (tests/scenarios/) and print
+    /// each piloted action's verdict, the detection rate and the false alarms.
+    ///
+    /// Each scenario starts a small live "production", pilots a harmful recovery (it must be
+    /// blocked, production untouched) and its fixed twin (it must pass and commit live).
+    /// Writes target/scenarios/report.json. Exit 0 only when every scenario is caught and no
+    /// fixed twin is blocked.
+    Scenarios {
+        /// Only scenarios whose test name contains this (e.g. `disk`).
+        filter: Option<String>,
+    },
 }
 
 /// An error that ends xtask with a specific exit status and a message printed as-is.
@@ -77,7 +96,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Bootstrap => bootstrap::bootstrap("bootstrap").map(|()| ExitCode::SUCCESS),
         Command::Test { args } => test::test(args),
-        Command::Demo => demo::demo().map(|()| ExitCode::SUCCESS),
+        Command::Demo { scenario } => demo::demo(scenario).map(|()| ExitCode::SUCCESS),
+        Command::Scenarios { filter } => scenarios::scenarios(filter.as_deref()),
     };
     result.unwrap_or_else(|err| match err.downcast_ref::<Exit>() {
         Some(exit) => {
