@@ -212,3 +212,26 @@ fn check_reevaluates_and_bad_policies_exit_2_naming_file_line_key() {
     assert!(err.contains("bad.toml:3:") && err.contains("max_riks"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_liveness_probe_is_not_a_signal_but_a_kill_is() {
+    let d = Scratch::new();
+    let (svc_dir, data) = store(&d);
+    let svc = Service::start(&svc_dir, &data);
+    let pid = svc.0.id().to_string();
+    let journal = d.path().join("journal.jsonl");
+    // `kill -0 PID`: "is it alive?", which runbooks ask before acting. Nothing is delivered.
+    let probe = d.path().join("probe");
+    let o = pilot(&journal, d.path(), &["run", "--out", probe.to_str().unwrap(), "--", "sh", "-c", &format!("test -d /proc/{pid} && kill -0 {pid}; true")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(json(&probe.join("verdict.json"))["verdict"], "pass");
+    // The same script with a real signal is blocked, naming the service.
+    let kill = d.path().join("kill");
+    let o = pilot(&journal, d.path(), &["run", "--out", kill.to_str().unwrap(), "--", "sh", "-c", &format!("kill -TERM {pid}; true")]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let v = json(&kill.join("verdict.json"));
+    assert!(v["violations"].as_array().unwrap().iter().any(|x| x["rule"] == "live-process-signalled" && x["component"].as_str().unwrap().contains("store")), "{v}");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the pilot's SIGTERM did not reach the service");
+    drop(svc);
+    let _ = std::fs::remove_dir_all(&svc_dir);
+}

@@ -282,6 +282,10 @@ impl Builder {
 
     fn signal_edge(&mut self, e: &Event, seq: u64, from: &str) {
         let Some(target) = e.target_pid else { return };
+        // `kill -0 PID` only asks whether PID exists: it delivers nothing (still in events.jsonl).
+        if e.signal == Some(0) {
+            return;
+        }
         let detail = e.signal_name.map(str::to_string);
         if target > 0 {
             let to = process_id(target as u32, 0);
