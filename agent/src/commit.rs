@@ -123,15 +123,15 @@ pub fn run(args: CommitArgs) -> Result<i32> {
     Ok(if status == 0 { 0 } else { run::EXIT_COMMAND_FAILED })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path)
         .map_err(|e| UsageError::new(format!("{}: {e}: give the run directory of a `pilot run`", path.display())))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 pub struct Fidelity {
-    pub schema: &'static str,
+    pub schema: String,
     /// 0: the live run did exactly what the pilot did; 1: nothing in common.
     pub error: f64,
     pub max_fidelity_error: f64,
@@ -143,7 +143,7 @@ pub struct Fidelity {
     pub diverging: Vec<Divergence>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 pub struct Divergence {
     pub edge: String,
     pub pilot_count: u64,
@@ -178,7 +178,7 @@ pub fn compare(pilot: &Graph, live: &Graph, run_dir: &Path, max: f64) -> Fidelit
     }
     let error = if all.is_empty() { 0.0 } else { sum / all.len() as f64 };
     Fidelity {
-        schema: "pilot.fidelity/v1",
+        schema: "pilot.fidelity/v1".into(),
         error,
         max_fidelity_error: max,
         within_gate: error <= max,
@@ -192,7 +192,7 @@ pub fn compare(pilot: &Graph, live: &Graph, run_dir: &Path, max: f64) -> Fidelit
 
 /// Edge key -> (count that took effect, bytes). Leaves out what only says where output went
 /// (the run directory's logs, terminals).
-fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
+pub fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
     let label = |id: &str| -> String {
         match g.node(id) {
             Some(n) if n.node_type == "process" && n.component.as_deref() == Some(TRACED) => {
