@@ -120,6 +120,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         verdict: Some(if fidelity.within_gate { "fidelity-ok" } else { "fidelity-over-gate" }),
         note: Some(format!("live exit {status}")),
     })?;
+    crate::report::write_into(&dir);
     Ok(if status == 0 { 0 } else { run::EXIT_COMMAND_FAILED })
 }
 

@@ -229,6 +229,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     })?;
     eprint!("{}", policy::render(&verdict.evaluation));
     eprintln!("  journal: entry {seq} in {}", journal::path().display());
+    crate::report::write_into(&run_dir);
     let blocked = verdict.evaluation.verdict == policy::eval::Verdict::Block;
     eprintln!(
         "pilot: {} (pilot exit {pilot_exit}); run directory {}",

@@ -66,6 +66,16 @@ pub fn run(args: ReportArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `DIR/report.html` after `pilot run` and `pilot commit`. The verdict stands either way: a
+/// page that cannot be written is said, not a failed run.
+pub fn write_into(dir: &Path) {
+    let out = dir.join("report.html");
+    match write(dir, &out) {
+        Ok(()) => eprintln!("  report: {}", out.display()),
+        Err(e) => eprintln!("pilot: report.html not written: {} (try `pilot report {}`)", crate::error::one_line(&e), dir.display()),
+    }
+}
+
 /// Write the report of the run in `dir` to `out`.
 pub fn write(dir: &Path, out: &Path) -> Result<()> {
     let recorded = load(dir)?;
@@ -142,4 +152,103 @@ fn evidence(dir: &Path, verdict: Option<&run::Verdict>, problems: &mut Vec<Strin
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        diff::Change,
+        graph::{Edge, Node, SCHEMA, TRACED},
+        policy::eval::{Evaluation, GateValues, Verdict, Violation},
+    };
+
+    const EVIL: &str = "/tmp/x\"'><script>alert(1)</script><img src=x onerror=alert(2)>&amp;";
+
+    fn hostile() -> Recorded {
+        let node = |id: &str, label: &str, comp: Option<&str>| Node {
+            id: id.into(),
+            node_type: if id.starts_with("file:") { "file".into() } else { "process".into() },
+            label: label.into(),
+            component: comp.map(str::to_string),
+            ..Default::default()
+        };
+        let graph = Graph {
+            schema: SCHEMA.into(),
+            target: EVIL.into(),
+            host: EVIL.into(),
+            complete: false,
+            lost_events: 3,
+            nodes: vec![node("process:1:1", EVIL, Some(TRACED)), node(&format!("file:{EVIL}"), EVIL, Some(EVIL))],
+            edges: vec![Edge { from: "process:1:1".into(), to: format!("file:{EVIL}"), kind: "unlink".into(), count: 1, cross_component: true, component: Some(EVIL.into()), detail: Some(EVIL.into()), events: vec![1], ..Default::default() }],
+            components: vec![],
+        };
+        let violation = Violation {
+            rule: EVIL.into(),
+            action: crate::policy::Action::Block,
+            severity: 0.9,
+            component: Some(EVIL.into()),
+            target: EVIL.into(),
+            target_id: format!("file:{EVIL}"),
+            effects: vec!["unlink".into()],
+            count: 1,
+            bytes: 0,
+            why: EVIL.into(),
+            edges: vec![["process:1:1".into(), "unlink".into(), format!("file:{EVIL}")]],
+            events: vec![1],
+        };
+        let evaluation = Evaluation {
+            verdict: Verdict::Block,
+            risk: 0.9,
+            containment: 0.5,
+            affected_components: vec![EVIL.into()],
+            components: 2,
+            complete: false,
+            violations: vec![violation],
+            gate_failures: vec![EVIL.into()],
+            gate: GateValues { max_risk: 0.5, min_containment: 0.0, max_fidelity_error: 0.25, require_complete: true },
+            policies: vec![],
+        };
+        let verdict = run::Verdict {
+            schema: "pilot.verdict/v1".into(),
+            pilot_exit: 0,
+            evaluation,
+            lost_events: 3,
+            timed_out: false,
+            command: vec![EVIL.into()],
+            cwd: EVIL.into(),
+            contained_by: run::Containment { files: EVIL.into(), network: EVIL.into(), unix_sockets: EVIL.into(), signals: EVIL.into(), capabilities_dropped: vec![] },
+        };
+        Recorded {
+            dir: PathBuf::from(EVIL),
+            graph,
+            summary: None,
+            verdict: Some(verdict),
+            intent: None,
+            changes: Some(Changes { schema: "pilot.changes/v1".into(), changes: vec![Change { path: EVIL.into(), change: "deleted".into(), kind: "file".into(), ..Default::default() }] }),
+            sink: Some(vec![Caught { proto: "tcp".into(), from: EVIL.into(), bytes: 5, count: 1, first_unix_ms: 0, head: EVIL.into() }]),
+            fidelity: None,
+            live: None,
+            live_summary: None,
+            journal: Journal { path: PathBuf::from(EVIL), entries: vec![], verified: Some(Err(EVIL.into())) },
+            evidence: [(1, format!("{{\"path\":\"{EVIL}\"}}"))].into(),
+            problems: vec![EVIL.into()],
+        }
+    }
+
+    /// Whatever a path, a command line or a payload holds, the page stays one page with one script.
+    #[test]
+    fn recorded_strings_cannot_break_out_of_the_page() {
+        let r = hostile();
+        let marks = layout::Marks::of(&r.graph, &r.verdict.as_ref().unwrap().evaluation.violations);
+        for drawing in [layout::draw(&r.graph, &marks), layout::Drawing { svg: layout::fallback(&r.graph, &marks), engine: "built-in".into(), nodes: 2 }] {
+            let page = html::page(&r, &drawing, &marks);
+            assert_eq!(page.matches("<script").count(), 1, "only the page's own script");
+            assert!(!page.contains("<img"), "no element from the data");
+            assert!(!page.contains("x\"'>"), "no quote from the data closes an attribute");
+            assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "shown as text");
+            assert!(page.contains("&amp;amp;"), "an ampersand stays literal");
+            assert!(page.contains("class=\"edge k_unlink destructive cross violating\""), "{}", drawing.engine);
+        }
+    }
 }
