@@ -104,7 +104,8 @@ fn name(g: &Graph, id: &str) -> String {
 }
 
 fn header(out: &mut String, r: &Recorded, verdict: &str, command: &str, marks: &Marks) {
-    let _ = write!(out, "<header>\n<div id=\"verdict\" class=\"verdict {0}\" data-verdict=\"{0}\">{1}</div>\n", esc(verdict), esc(&verdict.to_uppercase()));
+    let badge = if r.verdict.is_some() { verdict.to_uppercase() } else { "NO VERDICT".into() };
+    let _ = write!(out, "<header>\n<div id=\"verdict\" class=\"verdict {0}\" data-verdict=\"{0}\">{1}</div>\n", esc(verdict), esc(&badge));
     let _ = write!(out, "<h1><code>{}</code></h1>\n<p class=\"sub\">on {}", esc(&one_line(command, 300)), esc(&r.graph.host));
     if let Some(v) = &r.verdict {
         let _ = write!(out, ", pilot exit {}{}", v.pilot_exit, if v.timed_out { " (timed out)" } else { "" });
