@@ -95,6 +95,8 @@ fn benign_pilot_passes_and_commits_with_fidelity() {
     assert_eq!(f["error"], 0.0, "a deterministic action is predicted exactly: {f}");
     assert_eq!(f["within_gate"], true);
     assert!(run.join("live/graph.json").exists());
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(report.contains("<p id=\"fidelity\" class=\"ok\">fidelity error <b>0.000</b>"), "commit rewrote report.html with pilot vs live");
 
     let o = pilot(&journal, &work, &["journal", "verify", journal.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

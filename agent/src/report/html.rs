@@ -62,9 +62,9 @@ pub fn page(r: &Recorded, drawing: &Drawing, marks: &Marks) -> String {
     network(&mut out, r);
     commit_section(&mut out, r);
     journal(&mut out, r);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</main>\n<footer>pilot {} report of {}</footer>\n<script>{JS}</script>\n</body></html>\n",
+        "</main>\n<footer>pilot {} report of {}</footer>\n<script>{JS}</script>\n</body></html>",
         env!("CARGO_PKG_VERSION"),
         esc(&r.dir.display().to_string())
     );
@@ -105,17 +105,17 @@ fn name(g: &Graph, id: &str) -> String {
 
 fn header(out: &mut String, r: &Recorded, verdict: &str, command: &str, marks: &Marks) {
     let badge = if r.verdict.is_some() { verdict.to_uppercase() } else { "NO VERDICT".into() };
-    let _ = write!(out, "<header>\n<div id=\"verdict\" class=\"verdict {0}\" data-verdict=\"{0}\">{1}</div>\n", esc(verdict), esc(&badge));
+    let _ = writeln!(out, "<header>\n<div id=\"verdict\" class=\"verdict {0}\" data-verdict=\"{0}\">{1}</div>", esc(verdict), esc(&badge));
     let _ = write!(out, "<h1><code>{}</code></h1>\n<p class=\"sub\">on {}", esc(&one_line(command, 300)), esc(&r.graph.host));
     if let Some(v) = &r.verdict {
         let _ = write!(out, ", pilot exit {}{}", v.pilot_exit, if v.timed_out { " (timed out)" } else { "" });
     }
     out.push_str("</p>\n");
     if !r.graph.complete {
-        let _ = write!(out, "<p class=\"incomplete\">INCOMPLETE: {} events were lost; the pilot may have done more than is shown.</p>\n", r.graph.lost_events);
+        let _ = writeln!(out, "<p class=\"incomplete\">INCOMPLETE: {} events were lost; the pilot may have done more than is shown.</p>", r.graph.lost_events);
     }
     for p in &r.problems {
-        let _ = write!(out, "<p class=\"problem\">{}</p>\n", esc(p));
+        let _ = writeln!(out, "<p class=\"problem\">{}</p>", esc(p));
     }
     let Some(v) = &r.verdict else {
         out.push_str("<p id=\"why\">No verdict.json: this run was traced, not piloted. <code>pilot check DIR</code> evaluates it against a policy.</p>\n</header>\n");
@@ -127,9 +127,9 @@ fn header(out: &mut String, r: &Recorded, verdict: &str, command: &str, marks: &
 
 fn why(out: &mut String, r: &Recorded, ev: &Evaluation, marks: &Marks) {
     let affected = if ev.affected_components.is_empty() { "none".to_string() } else { ev.affected_components.join(", ") };
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"figures\">risk <b>{:.2}</b> · containment <b>{:.2}</b> ({} of {} components affected: {})</p>\n<section id=\"why\">\n",
+        "<p class=\"figures\">risk <b>{:.2}</b> · containment <b>{:.2}</b> ({} of {} components affected: {})</p>\n<section id=\"why\">",
         ev.risk,
         ev.containment,
         ev.affected_components.len(),
@@ -168,13 +168,13 @@ fn why(out: &mut String, r: &Recorded, ev: &Evaluation, marks: &Marks) {
             .collect();
         let _ = write!(out, "edges: {}", if edges.is_empty() { "none in the graph".into() } else { edges.join(", ") });
         let lines: Vec<String> = v.events.iter().map(|n| format!("<a href=\"#ev-{n}\">{n}</a>")).collect();
-        let _ = write!(out, " · evidence: events.jsonl line {}</li>\n", lines.join(", "));
+        let _ = writeln!(out, " · evidence: events.jsonl line {}</li>", lines.join(", "));
     }
     if !ev.violations.is_empty() {
         out.push_str("</ol>\n");
     }
     for g in &ev.gate_failures {
-        let _ = write!(out, "<p class=\"gate\"><span class=\"tag\">gate</span> {}</p>\n", esc(g));
+        let _ = writeln!(out, "<p class=\"gate\"><span class=\"tag\">gate</span> {}</p>", esc(g));
     }
     out.push_str("</section>\n");
 }
@@ -198,7 +198,7 @@ fn table_head(out: &mut String, id: &str, heads: &[&str]) {
 fn table_end(out: &mut String, shown: usize, total: usize) {
     out.push_str("</tbody></table>\n");
     if total > shown {
-        let _ = write!(out, "<p class=\"problem\">{} more rows are not shown (the run directory has them all).</p>\n", total - shown);
+        let _ = writeln!(out, "<p class=\"problem\">{} more rows are not shown (the run directory has them all).</p>", total - shown);
     }
 }
 
@@ -254,7 +254,7 @@ fn graph(out: &mut String, r: &Recorded, d: &Drawing, marks: &Marks) {
         d.svg
     );
     components(out, r);
-    let _ = write!(out, "<details><summary>All {} edges as a table</summary>\n", g.edges.len());
+    let _ = writeln!(out, "<details><summary>All {} edges as a table</summary>", g.edges.len());
     table_head(out, "edges", &["", "by", "effect", "on", "component", "count", "failed", "bytes", "events.jsonl"]);
     for (i, e) in g.edges.iter().enumerate().take(MAX_ROWS) {
         let mark = if marks.violating.contains_key(&i) { "violation" } else if e.cross_component { "cross" } else { "" };
@@ -314,7 +314,7 @@ fn evidence(out: &mut String, r: &Recorded) {
     }
     out.push_str("<p>The lines of <code>events.jsonl</code> the violations cite.</p>\n<ol class=\"events\">\n");
     for (n, line) in &r.evidence {
-        let _ = write!(out, "<li id=\"ev-{n}\"><span class=\"line\">{n}</span> <code>{}</code></li>\n", esc(line));
+        let _ = writeln!(out, "<li id=\"ev-{n}\"><span class=\"line\">{n}</span> <code>{}</code></li>", esc(line));
     }
     out.push_str("</ol></section>\n");
 }
@@ -325,16 +325,16 @@ fn changes(out: &mut String, r: &Recorded) {
         out.push_str("<p>No changes.json (only `pilot run` contains writes in an overlay).</p></section>\n");
         return;
     };
-    let _ = write!(out, "<p>{} changes, kept in the pilot's overlay: production was not touched (<code>pilot diff</code>).</p>\n", c.changes.len());
+    let _ = writeln!(out, "<p>{} changes, kept in the pilot's overlay: production was not touched (<code>pilot diff</code>).</p>", c.changes.len());
     table_head(out, "changes-table", &["change", "kind", "path", "detail"]);
     for ch in c.changes.iter().take(MAX_ROWS) {
         let mut more = detail(ch);
         if let Some(t) = &ch.target {
             more.push_str(&format!(" -> {t}"));
         }
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr class=\"{0}\"><td>{0}</td><td>{1}</td><td><code>{2}</code></td><td>{3}</td></tr>\n",
+            "<tr class=\"{0}\"><td>{0}</td><td>{1}</td><td><code>{2}</code></td><td>{3}</td></tr>",
             esc(&ch.change),
             esc(&ch.kind),
             esc(&ch.path),
@@ -364,7 +364,7 @@ fn network(out: &mut String, r: &Recorded) {
         None => out.push_str("<p>No sink.json (no sink in a `pilot trace`).</p>\n"),
         Some(s) if s.is_empty() => out.push_str("<p>The sink caught nothing.</p>\n"),
         Some(s) => {
-            let _ = write!(out, "<p>The sink caught {} connection(s) or datagram source(s), {} bytes:</p>\n", s.len(), s.iter().map(|c| c.bytes).sum::<u64>());
+            let _ = writeln!(out, "<p>The sink caught {} connection(s) or datagram source(s), {} bytes:</p>", s.len(), s.iter().map(|c| c.bytes).sum::<u64>());
             table_head(out, "sink", &["proto", "from (the pilot's side)", "count", "bytes", "first bytes"]);
             for c in s.iter().take(MAX_ROWS) {
                 row(out, &[esc(&c.proto), esc(&c.from), c.count.to_string(), c.bytes.to_string(), format!("<code>{}</code>", esc(&c.head))]);
@@ -382,9 +382,9 @@ fn commit_section(out: &mut String, r: &Recorded) {
         return;
     };
     let live_exit = r.live_summary.as_ref().map(|s| s["exit_code"].to_string()).unwrap_or_else(|| "?".into());
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p id=\"fidelity\" class=\"{}\">fidelity error <b>{:.3}</b> (gate max {:.3}): {}. {} edges in the pilot, {} live; live exit {}.</p>\n",
+        "<p id=\"fidelity\" class=\"{}\">fidelity error <b>{:.3}</b> (gate max {:.3}): {}. {} edges in the pilot, {} live; live exit {}.</p>",
         if f.within_gate { "ok" } else { "bad" },
         f.error,
         f.max_fidelity_error,
@@ -395,7 +395,9 @@ fn commit_section(out: &mut String, r: &Recorded) {
     );
     let pilot = commit::keyed(&r.graph, &r.dir);
     let live = commit::keyed(live, &r.dir);
-    let mut rows: BTreeMap<&String, (Option<(u64, u64)>, Option<(u64, u64)>)> = BTreeMap::new();
+    // effect -> (pilot (count, bytes), live (count, bytes))
+    type Side = Option<(u64, u64)>;
+    let mut rows: BTreeMap<&String, (Side, Side)> = BTreeMap::new();
     for (k, v) in &pilot {
         rows.entry(k).or_default().0 = Some(*v);
     }
@@ -411,9 +413,9 @@ fn commit_section(out: &mut String, r: &Recorded) {
             (Some(a), Some(b)) if a != b => "diverges",
             _ => "same",
         };
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr class=\"{status}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr class=\"{status}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(k),
             cell(*p, false),
             cell(*p, true),
@@ -432,10 +434,10 @@ fn journal(out: &mut String, r: &Recorded) {
     match &j.verified {
         None => out.push_str("no journal there.</p>\n"),
         Some(Ok(n)) => {
-            let _ = write!(out, "intact ({n} entries, hash chain verified).</p>\n");
+            let _ = writeln!(out, "intact ({n} entries, hash chain verified).</p>");
         }
         Some(Err(e)) => {
-            let _ = write!(out, "<b class=\"bad\">does not verify: {}</b></p>\n", esc(e));
+            let _ = writeln!(out, "<b class=\"bad\">does not verify: {}</b></p>", esc(e));
         }
     }
     if j.entries.is_empty() {
