@@ -124,7 +124,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
     Ok(if status == 0 { 0 } else { run::EXIT_COMMAND_FAILED })
 }
 
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path)
         .map_err(|e| UsageError::new(format!("{}: {e}: give the run directory of a `pilot run`", path.display())))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))

@@ -248,6 +248,7 @@ mod tests {
             assert!(!page.contains("x\"'>"), "no quote from the data closes an attribute");
             assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "shown as text");
             assert!(page.contains("&amp;amp;"), "an ampersand stays literal");
+            assert!(page.contains("INCOMPLETE: 3 events were lost"), "a run that lost events says so at the top");
             assert!(page.contains("class=\"edge k_unlink destructive cross violating\""), "{}", drawing.engine);
         }
     }
