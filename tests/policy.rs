@@ -3,42 +3,16 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
 };
 
-use common::Scratch;
+use common::{Scratch, Service};
 use serde_json::Value;
 
 const PILOT: &str = env!("CARGO_BIN_EXE_pilot");
-const PYTHON: &str = "/usr/bin/python3";
 const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
 
-
-/// A live service holding `data` open for writing; killed on drop.
-struct Service(Child);
-
-impl Service {
-    fn start(dir: &Path, data: &Path) -> Service {
-        let script = format!(
-            "import time\nf = open({:?}, 'a')\nprint('up', flush=True)\nwhile True:\n    time.sleep(0.1); f.write('x'); f.flush()\n",
-            data.display().to_string()
-        );
-        std::fs::write(dir.join("store_svc.py"), script).unwrap();
-        let mut child = Command::new(PYTHON).arg(dir.join("store_svc.py")).current_dir(dir).stdout(Stdio::piped()).spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        Service(child)
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn pilot(journal: &Path, cwd: &Path, args: &[&str]) -> Output {
     Command::new(PILOT).args(args).current_dir(cwd).env("PILOT_JOURNAL", journal).stdin(Stdio::null()).output().unwrap()
@@ -121,6 +95,8 @@ fn benign_pilot_passes_and_commits_with_fidelity() {
     assert_eq!(f["error"], 0.0, "a deterministic action is predicted exactly: {f}");
     assert_eq!(f["within_gate"], true);
     assert!(run.join("live/graph.json").exists());
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(report.contains("<p id=\"fidelity\" class=\"ok\">fidelity error <b>0.000</b>"), "commit rewrote report.html with pilot vs live");
 
     let o = pilot(&journal, &work, &["journal", "verify", journal.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

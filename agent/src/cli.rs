@@ -78,6 +78,17 @@ Exit status: 0 done; 3 refused (blocked pilot); 4 the live command failed; 2 bad
     Diff(DiffArgs),
     /// Remove what pilots whose agent died left behind (their cgroups and any process in them).
     Gc,
+    /// Write one self-contained HTML page of a run: verdict, intent, effect graph, changes.
+    #[command(after_help = "Examples:
+  pilot report ./pilot-runs/1795306977-4242            writes ./pilot-runs/1795306977-4242/report.html
+  pilot report ./pilot-runs/1795306977-4242 --html /tmp/INC-1234.html
+                                                      one file to attach to a ticket
+
+The page needs no network: open it from anywhere. `pilot run` writes report.html into every
+run directory, and `pilot commit` rewrites it with the live run beside the pilot.
+The graph is laid out by Graphviz `dot` when installed, else by a built-in layout.
+Exit status: 0 written; 2 DIR is not a run directory, or FILE cannot be written.")]
+    Report(ReportArgs),
     /// Internal: the sandbox's first process (started by `pilot run`).
     #[command(name = "__sandbox", hide = true)]
     Sandbox { spec: String },
@@ -151,6 +162,15 @@ pub struct DiffArgs {
     /// Print changes.json instead of the list.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run directory of a `pilot run` (or `pilot trace --out`).
+    pub dir: PathBuf,
+    /// Where to write the page (default DIR/report.html).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

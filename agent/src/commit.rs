@@ -120,6 +120,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         verdict: Some(if fidelity.within_gate { "fidelity-ok" } else { "fidelity-over-gate" }),
         note: Some(format!("live exit {status}")),
     })?;
+    crate::report::write_into(&dir);
     Ok(if status == 0 { 0 } else { run::EXIT_COMMAND_FAILED })
 }
 
@@ -129,9 +130,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 pub struct Fidelity {
-    pub schema: &'static str,
+    pub schema: String,
     /// 0: the live run did exactly what the pilot did; 1: nothing in common.
     pub error: f64,
     pub max_fidelity_error: f64,
@@ -143,7 +144,7 @@ pub struct Fidelity {
     pub diverging: Vec<Divergence>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 pub struct Divergence {
     pub edge: String,
     pub pilot_count: u64,
@@ -178,7 +179,7 @@ pub fn compare(pilot: &Graph, live: &Graph, run_dir: &Path, max: f64) -> Fidelit
     }
     let error = if all.is_empty() { 0.0 } else { sum / all.len() as f64 };
     Fidelity {
-        schema: "pilot.fidelity/v1",
+        schema: "pilot.fidelity/v1".into(),
         error,
         max_fidelity_error: max,
         within_gate: error <= max,
@@ -192,7 +193,7 @@ pub fn compare(pilot: &Graph, live: &Graph, run_dir: &Path, max: f64) -> Fidelit
 
 /// Edge key -> (count that took effect, bytes). Leaves out what only says where output went
 /// (the run directory's logs, terminals, pipes: a pipe's inode differs between runs).
-fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
+pub fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
     let label = |id: &str| -> String {
         match g.node(id) {
             Some(n) if n.node_type == "process" && n.component.as_deref() == Some(TRACED) => {

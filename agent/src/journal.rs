@@ -121,6 +121,13 @@ fn last(path: &Path) -> Result<Option<Entry>> {
     }
 }
 
+/// The entries recorded for one run directory (unreadable lines are left to `verify`).
+pub fn entries_for(path: &Path, run_dir: &Path) -> Vec<Entry> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let run_dir = run_dir.display().to_string();
+    text.lines().filter_map(|l| serde_json::from_str::<Entry>(l).ok()).filter(|e| e.run_dir == run_dir).collect()
+}
+
 /// Check every entry's hash, the chain, the sequence and the head. Ok(count) or the first bad
 /// entry described.
 pub fn verify(path: &Path) -> Result<u64, String> {

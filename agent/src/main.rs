@@ -15,6 +15,7 @@ mod output;
 mod policy;
 mod probes;
 mod procfs;
+mod report;
 mod run;
 mod sandbox;
 mod session;
@@ -39,6 +40,7 @@ fn main() {
             0
         }),
         cli::Command::Commit(args) => commit::run(args),
+        cli::Command::Report(args) => report::run(args),
         cli::Command::Journal { command: cli::JournalCommand::Verify { path } } => journal::verify_cmd(path),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),
     };

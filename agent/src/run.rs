@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     cli::RunArgs,
@@ -37,28 +37,31 @@ pub const EXIT_COMMAND_FAILED: i32 = 4;
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
 const POLL_MS: i32 = 20;
 
-#[derive(Serialize)]
-struct Verdict {
-    schema: &'static str,
+/// verdict.json (`pilot.verdict/v1`), also read back by `pilot report`.
+#[derive(Serialize, Deserialize)]
+pub struct Verdict {
+    pub schema: String,
     /// Exit status of the pilot command (128+N: killed by signal N).
-    pilot_exit: i32,
+    pub pilot_exit: i32,
     /// pass, warn or block, with risk, containment and every violation explained.
     #[serde(flatten)]
-    evaluation: policy::eval::Evaluation,
-    lost_events: u64,
-    timed_out: bool,
-    command: Vec<String>,
-    cwd: String,
-    containment: Containment,
+    pub evaluation: policy::eval::Evaluation,
+    pub lost_events: u64,
+    pub timed_out: bool,
+    pub command: Vec<String>,
+    pub cwd: String,
+    /// How the pilot was contained. Not `containment`: that key is the score (`evaluation`);
+    /// a second `containment` key made verdict.json hold the same key twice.
+    pub contained_by: Containment,
 }
 
-#[derive(Serialize)]
-struct Containment {
-    files: &'static str,
-    network: &'static str,
-    unix_sockets: &'static str,
-    signals: &'static str,
-    capabilities_dropped: Vec<&'static str>,
+#[derive(Serialize, Deserialize)]
+pub struct Containment {
+    pub files: String,
+    pub network: String,
+    pub unix_sockets: String,
+    pub signals: String,
+    pub capabilities_dropped: Vec<String>,
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
@@ -190,23 +193,24 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
     let evaluation = policy::eval::evaluate(&graph, &policies);
     let verdict = Verdict {
-        schema: "pilot.verdict/v1",
+        schema: "pilot.verdict/v1".into(),
         pilot_exit,
         evaluation,
         lost_events: lost_or_garbled,
         timed_out,
         command: args.command.clone(),
         cwd: cwd.display().to_string(),
-        containment: Containment {
-            files: "overlay (every writable filesystem)",
-            network: "cgroup hooks: TCP/UDP to the sink",
+        contained_by: Containment {
+            files: "overlay (every writable filesystem)".into(),
+            network: "cgroup hooks: TCP/UDP to the sink".into(),
             unix_sockets: if unix == UnixContainment::Denied {
                 "connect/sendmsg denied (cgroup hooks)"
             } else {
                 "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)"
-            },
-            signals: "PID namespace",
-            capabilities_dropped: sandbox::caps::DROPPED.iter().map(|(_, n)| *n).collect(),
+            }
+            .into(),
+            signals: "PID namespace".into(),
+            capabilities_dropped: sandbox::caps::DROPPED.iter().map(|(_, n)| n.to_string()).collect(),
         },
     };
     out.write_file("verdict.json", &(serde_json::to_string_pretty(&verdict)? + "\n"))?;
@@ -225,6 +229,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     })?;
     eprint!("{}", policy::render(&verdict.evaluation));
     eprintln!("  journal: entry {seq} in {}", journal::path().display());
+    crate::report::write_into(&run_dir);
     let blocked = verdict.evaluation.verdict == policy::eval::Verdict::Block;
     eprintln!(
         "pilot: {} (pilot exit {pilot_exit}); run directory {}",

@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use agent_common::SinkConfig;
 
@@ -25,9 +25,9 @@ const HEAD_BYTES: usize = 256;
 /// A connection that sends nothing for this long is closed, as a server that answered nothing.
 const IDLE: Duration = Duration::from_secs(2);
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Caught {
-    pub proto: &'static str,
+    pub proto: String,
     /// The pilot's side of the connection (or the datagrams' source).
     pub from: String,
     pub bytes: u64,
@@ -135,7 +135,7 @@ fn drain(mut stream: TcpStream, peer: SocketAddr, stop: &AtomicBool, caught: &Mu
         }
     }
     if let Ok(mut c) = caught.lock() {
-        c.push(Caught { proto: "tcp", from: peer.to_string(), bytes, count: 1, first_unix_ms: first, head: printable(&head) });
+        c.push(Caught { proto: "tcp".into(), from: peer.to_string(), bytes, count: 1, first_unix_ms: first, head: printable(&head) });
     }
 }
 
@@ -149,7 +149,7 @@ fn spawn_udp(socket: UdpSocket, stop: Arc<AtomicBool>, caught: Arc<Mutex<Vec<Cau
             let i = match by_source.iter().position(|(s, ..)| *s == from) {
                 Some(i) => i,
                 None => {
-                    let c = Caught { proto: "udp", from: from.to_string(), bytes: 0, count: 0, first_unix_ms: now_ms(), head: String::new() };
+                    let c = Caught { proto: "udp".into(), from: from.to_string(), bytes: 0, count: 0, first_unix_ms: now_ms(), head: String::new() };
                     by_source.push((from, c, Vec::new()));
                     by_source.len() - 1
                 }

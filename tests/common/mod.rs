@@ -568,6 +568,31 @@ impl Drop for Server {
 // ---------------------------------------------------------------------------------------------
 // Processes the tests start
 
+/// A live service (Python) holding `data` open for writing and appending to it, started in
+/// `dir`; ready when constructed, killed on drop.
+pub struct Service(Child);
+
+impl Service {
+    pub fn start(dir: &Path, data: &Path) -> Service {
+        let script = format!(
+            "import time\nf = open({:?}, 'a')\nprint('up', flush=True)\nwhile True:\n    time.sleep(0.1); f.write('x'); f.flush()\n",
+            data.display().to_string()
+        );
+        fs::write(dir.join("store_svc.py"), script).expect("writing the service");
+        let mut child = Command::new(PYTHON).arg(dir.join("store_svc.py")).current_dir(dir).stdout(Stdio::piped()).spawn().expect("starting the service");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().expect("piped")), &mut line).expect("the service starting");
+        Service(child)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A process a test started, killed by its PID (SIGKILL) and reaped when dropped.
 pub struct Proc {
     pub child: Child,

@@ -19,6 +19,8 @@ const APT_PACKAGES: &[&str] = &[
     "gcc",
     "openjdk-17-jdk-headless",
     "graphviz",
+    // tests: `pilot report` pages opened in a real browser (headless)
+    "chromium",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const TRACEFS: &str = "/sys/kernel/tracing";

@@ -11,18 +11,15 @@ pub fn text(c: &Changes) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "changes the pilot made (kept in its overlay; production untouched): {}", c.changes.len());
     for ch in &c.changes {
-        let (mark, what) = match ch.change.as_str() {
-            "created" => ('+', String::new()),
-            "deleted" => ('-', String::new()),
-            "renamed" => ('>', format!("from {}", ch.from.as_deref().unwrap_or("?"))),
-            "replaced" => ('!', "directory replaced: its old contents are gone".into()),
-            "metadata" => ('~', metadata(ch)),
-            _ => ('~', match (ch.live_size, ch.size) {
-                (Some(a), Some(b)) => format!("content, {a} -> {b} bytes"),
-                _ => "content".into(),
-            }),
+        let mark = match ch.change.as_str() {
+            "created" => '+',
+            "deleted" => '-',
+            "renamed" => '>',
+            "replaced" => '!',
+            _ => '~',
         };
         let mut line = format!("  {mark} {:<9} {:<7} {}", ch.change, ch.kind, ch.path);
+        let what = detail(ch);
         if !what.is_empty() {
             let _ = write!(line, "  ({what})");
         }
@@ -32,6 +29,20 @@ pub fn text(c: &Changes) -> String {
         let _ = writeln!(out, "{line}");
     }
     out
+}
+
+/// What else there is to say about a change: where it was renamed from, what changed.
+pub fn detail(ch: &super::Change) -> String {
+    match ch.change.as_str() {
+        "created" | "deleted" => String::new(),
+        "renamed" => format!("from {}", ch.from.as_deref().unwrap_or("?")),
+        "replaced" => "directory replaced: its old contents are gone".into(),
+        "metadata" => metadata(ch),
+        _ => match (ch.live_size, ch.size) {
+            (Some(a), Some(b)) => format!("content, {a} -> {b} bytes"),
+            _ => "content".into(),
+        },
+    }
 }
 
 fn metadata(ch: &super::Change) -> String {

@@ -11,28 +11,57 @@ pub fn json(g: &Graph) -> String {
 }
 
 pub fn dot(g: &Graph) -> String {
+    dot_with(g, &Plain)
+}
+
+/// What a view adds to the DOT drawing: statements for the graph and clusters (`key="value";`),
+/// attributes for nodes and edges (`, key="value"`), node labels; values already quoted. The
+/// report uses it for element ids, classes and links in the SVG.
+pub trait Look {
+    fn graph(&self) -> String {
+        String::new()
+    }
+    fn cluster(&self, _index: usize, _name: &str) -> String {
+        String::new()
+    }
+    fn node(&self, _index: usize, _n: &Node) -> String {
+        String::new()
+    }
+    fn edge(&self, _index: usize, _e: &Edge) -> String {
+        String::new()
+    }
+    fn label(&self, n: &Node) -> String {
+        n.label.clone()
+    }
+}
+
+/// graph.dot as written into run directories.
+struct Plain;
+impl Look for Plain {}
+
+pub fn dot_with(g: &Graph, look: &dyn Look) -> String {
     let mut out = String::from("digraph pilot {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n  edge [fontname=\"monospace\", fontsize=9];\n");
-    let _ = writeln!(out, "  label={};\n  labelloc=t;", quote(&format!("pilot: {}", g.target)));
-    let mut clusters: BTreeMap<&str, Vec<&Node>> = BTreeMap::new();
+    let _ = writeln!(out, "  label={};\n  labelloc=t;{}", quote(&format!("pilot: {}", g.target)), look.graph());
+    let mut clusters: BTreeMap<&str, Vec<(usize, &Node)>> = BTreeMap::new();
     let mut loose = Vec::new();
-    for n in g.nodes.iter().filter(|n| n.node_type != "component") {
+    for (i, n) in g.nodes.iter().enumerate().filter(|(_, n)| n.node_type != "component") {
         match n.component.as_deref() {
-            Some(c) => clusters.entry(c).or_default().push(n),
-            None => loose.push(n),
+            Some(c) => clusters.entry(c).or_default().push((i, n)),
+            None => loose.push((i, n)),
         }
     }
     for (i, (name, nodes)) in clusters.iter().enumerate() {
         let (fill, title) = if *name == TRACED { ("#e8f0fe", "traced tree".to_string()) } else { ("#fdecea", format!("component: {name}")) };
-        let _ = writeln!(out, "  subgraph cluster_{i} {{\n    label={};\n    style=filled;\n    fillcolor=\"{fill}\";", quote(&title));
-        for n in nodes {
-            let _ = writeln!(out, "    {}", node_line(n));
+        let _ = writeln!(out, "  subgraph cluster_{i} {{\n    label={};\n    style=filled;\n    fillcolor=\"{fill}\";{}", quote(&title), look.cluster(i, name));
+        for (j, n) in nodes {
+            let _ = writeln!(out, "    {}", node_line(*j, n, look));
         }
         out.push_str("  }\n");
     }
-    for n in loose {
-        let _ = writeln!(out, "  {}", node_line(n));
+    for (j, n) in loose {
+        let _ = writeln!(out, "  {}", node_line(j, n, look));
     }
-    for e in &g.edges {
+    for (i, e) in g.edges.iter().enumerate() {
         let mut label = e.kind.clone();
         if e.count > 1 {
             let _ = write!(label, " x{}", e.count);
@@ -53,32 +82,33 @@ pub fn dot(g: &Graph) -> String {
         } else {
             ""
         };
-        let _ = writeln!(out, "  {} -> {} [label={}{style}];", quote(&e.from), quote(&e.to), quote(&label));
+        let _ = writeln!(out, "  {} -> {} [label={}{style}{}];", quote(&e.from), quote(&e.to), quote(&label), look.edge(i, e));
     }
     out.push_str("}\n");
     out
 }
 
-fn node_line(n: &Node) -> String {
+fn node_line(index: usize, n: &Node, look: &dyn Look) -> String {
     let shape = match n.node_type.as_str() {
         "process" => "box",
         "file" => "note",
         "endpoint" => "ellipse",
         _ => "diamond",
     };
-    let mut label = n.label.clone();
+    let mut label = escape(&look.label(n));
     if let Some(h) = &n.held {
-        let _ = write!(label, "\\n({h})");
+        let _ = write!(label, "\\n({})", escape(h)); // DOT's line break
     }
-    format!("{} [shape={shape}, label={}];", quote(&n.id), quote_keep_newlines(&label))
+    format!("{} [shape={shape}, label=\"{label}\"{}];", quote(&n.id), look.node(index, n))
 }
 
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+/// A DOT double-quoted string.
+pub fn quote(s: &str) -> String {
+    format!("\"{}\"", escape(s))
 }
 
-fn quote_keep_newlines(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\\\""))
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// What the action touched, grouped by component, destructive effects first.

@@ -8,12 +8,12 @@
 //! - containment = 1 - |affected components| / |components| (seed essay, eq. 4).
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Action, Loaded, Rule, glob};
 use crate::graph::{Edge, Graph, Node, TRACED};
 
-#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
@@ -31,7 +31,7 @@ impl Verdict {
     }
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Violation {
     pub rule: String,
     pub action: Action,
@@ -51,13 +51,13 @@ pub struct Violation {
     pub events: Vec<u64>,
 }
 
-#[derive(Serialize, serde::Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct PolicyRef {
     pub source: String,
     pub sha256: String,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Evaluation {
     pub verdict: Verdict,
     pub risk: f64,
@@ -72,7 +72,7 @@ pub struct Evaluation {
     pub policies: Vec<PolicyRef>,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct GateValues {
     pub max_risk: f64,
     pub min_containment: f64,

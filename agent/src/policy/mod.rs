@@ -86,6 +86,15 @@ pub enum Action {
     Warn,
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Block => "block",
+            Action::Warn => "warn",
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Gate {
@@ -225,7 +234,7 @@ pub fn render(ev: &eval::Evaluation) -> String {
         ev.containment
     );
     for v in &ev.violations {
-        let action = if v.action == Action::Block { "block" } else { "warn" };
+        let action = v.action.as_str();
         let events: Vec<String> = v.events.iter().map(u64::to_string).collect();
         let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [events.jsonl lines {}]", v.rule, v.severity, v.why, events.join(","));
     }

@@ -1,0 +1,255 @@
+//! `pilot report DIR [--html FILE]`: one self-contained HTML page of a run, for a browser or a
+//! ticket: the verdict and why, the intent and its journal entries, the effect graph drawn
+//! (components as groups, the violating edges marked and linked to their evidence events), the
+//! file changes, the network the sink caught, and after a commit, pilot against live.
+//!
+//! Everything is read back from the run directory with the types that wrote it; a file that is
+//! there but unreadable is named on the page, never skipped silently.
+mod html;
+mod layout;
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::{
+    cli::ReportArgs,
+    commit::{Fidelity, Intent},
+    diff::Changes,
+    error::UsageError,
+    graph::Graph,
+    journal, run,
+    sink::Caught,
+};
+
+/// Evidence lines shown at most (violations cite the first events of each edge).
+const MAX_EVIDENCE: usize = 500;
+
+/// A run directory, as recorded.
+pub struct Recorded {
+    pub dir: PathBuf,
+    pub graph: Graph,
+    pub summary: Option<Value>,
+    pub verdict: Option<run::Verdict>,
+    pub intent: Option<Intent>,
+    pub changes: Option<Changes>,
+    pub sink: Option<Vec<Caught>>,
+    pub fidelity: Option<Fidelity>,
+    pub live: Option<Graph>,
+    pub live_summary: Option<Value>,
+    pub journal: Journal,
+    /// events.jsonl line number -> the line, for the lines the violations cite.
+    pub evidence: BTreeMap<u64, String>,
+    /// Files present but unreadable, and anything else the reader should know is missing.
+    pub problems: Vec<String>,
+}
+
+pub struct Journal {
+    pub path: PathBuf,
+    pub entries: Vec<journal::Entry>,
+    /// Ok(entries in the chain) or what is wrong with it; None: no journal there.
+    pub verified: Option<Result<u64, String>>,
+}
+
+/// `pilot report`.
+pub fn run(args: ReportArgs) -> Result<i32> {
+    let out = args.html.clone().unwrap_or_else(|| args.dir.join("report.html"));
+    write(&args.dir, &out)?;
+    println!("{}", out.display());
+    Ok(0)
+}
+
+/// `DIR/report.html` after `pilot run` and `pilot commit`. The verdict stands either way: a
+/// page that cannot be written is said, not a failed run.
+pub fn write_into(dir: &Path) {
+    let out = dir.join("report.html");
+    match write(dir, &out) {
+        Ok(()) => eprintln!("  report: {}", out.display()),
+        Err(e) => eprintln!("pilot: report.html not written: {} (try `pilot report {}`)", crate::error::one_line(&e), dir.display()),
+    }
+}
+
+/// Write the report of the run in `dir` to `out`.
+pub fn write(dir: &Path, out: &Path) -> Result<()> {
+    let recorded = load(dir)?;
+    let marks = layout::Marks::of(&recorded.graph, recorded.verdict.as_ref().map(|v| &v.evaluation.violations[..]).unwrap_or(&[]));
+    let drawing = layout::draw(&recorded.graph, &marks);
+    let page = html::page(&recorded, &drawing, &marks);
+    fs::write(out, page).map_err(|e| UsageError::new(format!("cannot write {}: {e}", out.display())))?;
+    Ok(())
+}
+
+pub fn load(dir: &Path) -> Result<Recorded> {
+    let not_a_run = |why: String| UsageError::new(format!("{}: {why}: give a run directory of `pilot run` (or `pilot trace --out`)", dir.display()));
+    let dir = fs::canonicalize(dir).map_err(|e| not_a_run(e.to_string()))?;
+    let graph_path = dir.join("graph.json");
+    if !graph_path.is_file() {
+        return Err(not_a_run("not a run directory (no graph.json)".into()).into());
+    }
+    let graph = Graph::read(&graph_path).map_err(|e| not_a_run(format!("graph.json: {e}")))?;
+    let mut problems = Vec::new();
+    let verdict: Option<run::Verdict> = optional(&dir, "verdict.json", &mut problems);
+    let evidence = evidence(&dir, verdict.as_ref(), &mut problems)?;
+    let journal_path = journal::path();
+    let journal = Journal {
+        entries: journal::entries_for(&journal_path, &dir),
+        verified: journal_path.exists().then(|| journal::verify(&journal_path)),
+        path: journal_path,
+    };
+    Ok(Recorded {
+        summary: optional(&dir, "summary.json", &mut problems),
+        intent: optional(&dir, "intent.json", &mut problems),
+        changes: optional(&dir, "changes.json", &mut problems),
+        sink: optional(&dir, "sink.json", &mut problems),
+        fidelity: optional(&dir, "fidelity.json", &mut problems),
+        live: optional(&dir, "live/graph.json", &mut problems),
+        live_summary: optional(&dir, "live/summary.json", &mut problems),
+        verdict,
+        graph,
+        journal,
+        evidence,
+        problems,
+        dir,
+    })
+}
+
+/// A file of the run directory: None when absent; unreadable is a problem the page names.
+fn optional<T: DeserializeOwned>(dir: &Path, name: &str, problems: &mut Vec<String>) -> Option<T> {
+    let text = fs::read_to_string(dir.join(name)).ok()?;
+    serde_json::from_str(&text).map_err(|e| problems.push(format!("{name} could not be read: {e}"))).ok()
+}
+
+/// The events.jsonl lines the violations cite.
+fn evidence(dir: &Path, verdict: Option<&run::Verdict>, problems: &mut Vec<String>) -> Result<BTreeMap<u64, String>> {
+    let mut wanted: Vec<u64> = verdict.iter().flat_map(|v| v.evaluation.violations.iter().flat_map(|x| x.events.iter().copied())).collect();
+    wanted.sort();
+    wanted.dedup();
+    if wanted.len() > MAX_EVIDENCE {
+        problems.push(format!("violations cite {} events; the first {MAX_EVIDENCE} are shown", wanted.len()));
+        wanted.truncate(MAX_EVIDENCE);
+    }
+    let mut out = BTreeMap::new();
+    let Some(&last) = wanted.last() else { return Ok(out) };
+    let path = dir.join("events.jsonl");
+    let Ok(file) = fs::File::open(&path) else {
+        problems.push("events.jsonl is missing: the evidence events cannot be shown".into());
+        return Ok(out);
+    };
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let n = i as u64 + 1;
+        if n > last {
+            break;
+        }
+        if wanted.binary_search(&n).is_ok() {
+            out.insert(n, line.with_context(|| format!("reading {}", path.display()))?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        diff::Change,
+        graph::{Edge, Node, SCHEMA, TRACED},
+        policy::eval::{Evaluation, GateValues, Verdict, Violation},
+    };
+
+    const EVIL: &str = "/tmp/x\"'><script>alert(1)</script><img src=x onerror=alert(2)>&amp;";
+
+    fn hostile() -> Recorded {
+        let node = |id: &str, label: &str, comp: Option<&str>| Node {
+            id: id.into(),
+            node_type: if id.starts_with("file:") { "file".into() } else { "process".into() },
+            label: label.into(),
+            component: comp.map(str::to_string),
+            ..Default::default()
+        };
+        let graph = Graph {
+            schema: SCHEMA.into(),
+            target: EVIL.into(),
+            host: EVIL.into(),
+            complete: false,
+            lost_events: 3,
+            nodes: vec![node("process:1:1", EVIL, Some(TRACED)), node(&format!("file:{EVIL}"), EVIL, Some(EVIL))],
+            edges: vec![Edge { from: "process:1:1".into(), to: format!("file:{EVIL}"), kind: "unlink".into(), count: 1, cross_component: true, component: Some(EVIL.into()), detail: Some(EVIL.into()), events: vec![1], ..Default::default() }],
+            components: vec![],
+        };
+        let violation = Violation {
+            rule: EVIL.into(),
+            action: crate::policy::Action::Block,
+            severity: 0.9,
+            component: Some(EVIL.into()),
+            target: EVIL.into(),
+            target_id: format!("file:{EVIL}"),
+            effects: vec!["unlink".into()],
+            count: 1,
+            bytes: 0,
+            why: EVIL.into(),
+            edges: vec![["process:1:1".into(), "unlink".into(), format!("file:{EVIL}")]],
+            events: vec![1],
+        };
+        let evaluation = Evaluation {
+            verdict: Verdict::Block,
+            risk: 0.9,
+            containment: 0.5,
+            affected_components: vec![EVIL.into()],
+            components: 2,
+            complete: false,
+            violations: vec![violation],
+            gate_failures: vec![EVIL.into()],
+            gate: GateValues { max_risk: 0.5, min_containment: 0.0, max_fidelity_error: 0.25, require_complete: true },
+            policies: vec![],
+        };
+        let verdict = run::Verdict {
+            schema: "pilot.verdict/v1".into(),
+            pilot_exit: 0,
+            evaluation,
+            lost_events: 3,
+            timed_out: false,
+            command: vec![EVIL.into()],
+            cwd: EVIL.into(),
+            contained_by: run::Containment { files: EVIL.into(), network: EVIL.into(), unix_sockets: EVIL.into(), signals: EVIL.into(), capabilities_dropped: vec![] },
+        };
+        Recorded {
+            dir: PathBuf::from(EVIL),
+            graph,
+            summary: None,
+            verdict: Some(verdict),
+            intent: None,
+            changes: Some(Changes { schema: "pilot.changes/v1".into(), changes: vec![Change { path: EVIL.into(), change: "deleted".into(), kind: "file".into(), ..Default::default() }] }),
+            sink: Some(vec![Caught { proto: "tcp".into(), from: EVIL.into(), bytes: 5, count: 1, first_unix_ms: 0, head: EVIL.into() }]),
+            fidelity: None,
+            live: None,
+            live_summary: None,
+            journal: Journal { path: PathBuf::from(EVIL), entries: vec![], verified: Some(Err(EVIL.into())) },
+            evidence: [(1, format!("{{\"path\":\"{EVIL}\"}}"))].into(),
+            problems: vec![EVIL.into()],
+        }
+    }
+
+    /// Whatever a path, a command line or a payload holds, the page stays one page with one script.
+    #[test]
+    fn recorded_strings_cannot_break_out_of_the_page() {
+        let r = hostile();
+        let marks = layout::Marks::of(&r.graph, &r.verdict.as_ref().unwrap().evaluation.violations);
+        for drawing in [layout::draw(&r.graph, &marks), layout::Drawing { svg: layout::fallback(&r.graph, &marks), engine: "built-in".into(), nodes: 2 }] {
+            let page = html::page(&r, &drawing, &marks);
+            assert_eq!(page.matches("<script").count(), 1, "only the page's own script");
+            assert!(!page.contains("<img"), "no element from the data");
+            assert!(!page.contains("x\"'>"), "no quote from the data closes an attribute");
+            assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "shown as text");
+            assert!(page.contains("&amp;amp;"), "an ampersand stays literal");
+            assert!(page.contains("INCOMPLETE: 3 events were lost"), "a run that lost events says so at the top");
+            assert!(page.contains("class=\"edge k_unlink destructive cross violating\""), "{}", drawing.engine);
+        }
+    }
+}
