@@ -194,7 +194,7 @@ fn a_liveness_probe_is_not_a_signal_but_a_kill_is() {
     let d = Scratch::new();
     let (svc_dir, data) = store(&d);
     let svc = Service::start(&svc_dir, &data);
-    let pid = svc.0.id().to_string();
+    let pid = svc.pid().to_string();
     let journal = d.path().join("journal.jsonl");
     // `kill -0 PID`: "is it alive?", which runbooks ask before acting. Nothing is delivered.
     let probe = d.path().join("probe");

@@ -234,6 +234,9 @@ fn scenario(name: &str) {
         serde_json::to_string_pretty(&bad.verdict["violations"]).unwrap()
     );
     s.healthy().unwrap_or_else(|e| panic!("{name}: the pilot changed production: {e}"));
+    // The page an operator pastes into the ticket names the harmed component and marks the edge.
+    let page = fs::read_to_string(bad.run.join("report.html")).unwrap_or_default();
+    assert!(page.contains("violating") && page.contains(&e.component), "{name}: report.html does not show the violation on {}", e.component);
 
     // The benign twin: passes, commits live, stays faithful, harms nothing.
     let good = s.pilot_run("fixed.sh");

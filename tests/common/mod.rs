@@ -573,6 +573,10 @@ impl Drop for Server {
 pub struct Service(Child);
 
 impl Service {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     pub fn start(dir: &Path, data: &Path) -> Service {
         let script = format!(
             "import time\nf = open({:?}, 'a')\nprint('up', flush=True)\nwhile True:\n    time.sleep(0.1); f.write('x'); f.flush()\n",

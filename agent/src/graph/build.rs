@@ -121,6 +121,7 @@ impl Builder {
         // A signal target first named by pid alone now has its start time in its id.
         let mut seen = HashSet::new();
         self.nodes.retain(|n| seen.insert(n.id.clone()));
+        self.node_index = self.nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
         for e in &mut self.edges {
             for end in [&mut e.from, &mut e.to] {
                 if let Some(new) = renamed.get(end.as_str()) {
