@@ -78,6 +78,21 @@ Exit status: 0 done; 3 refused (blocked pilot); 4 the live command failed; 2 bad
     Diff(DiffArgs),
     /// Remove what pilots whose agent died left behind (their cgroups and any process in them).
     Gc,
+    /// Join the effect graphs of several hosts into one: connects that reached another host's
+    /// listening component become edges to it.
+    #[command(after_help = "Examples:
+  pilot merge web1/graph.json db1/graph.json --out /tmp/fleet
+  pilot merge ./runs/web1 ./runs/db1 --out /tmp/fleet     run directories work too
+  pilot graph /tmp/fleet                                  the merged graph, by component
+
+Each input is the graph.json of `pilot run` or `pilot trace --out` on one host; a connect or
+send to an address another host's snapshot shows a component listening on (its own address,
+or a wildcard listener on one of its interface addresses) becomes an edge to that component.
+Writes DIR/graph.json (schema pilot.effect-graph/v2: v1 plus `hosts` and a `host` on every
+node, edge and component) and DIR/graph.dot.
+
+Exit status: 0 merged; 2 bad input (a missing or unreadable graph).")]
+    Merge(MergeArgs),
     /// Internal: the sandbox's first process (started by `pilot run`).
     #[command(name = "__sandbox", hide = true)]
     Sandbox { spec: String },
@@ -194,4 +209,14 @@ pub struct TraceArgs {
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// graph.json files (or run directories holding one), one per host.
+    #[arg(value_name = "GRAPH", required = true, num_args = 1..)]
+    pub graphs: Vec<PathBuf>,
+    /// Directory to write the merged graph.json and graph.dot into (created).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }

@@ -40,6 +40,7 @@ fn main() {
         }),
         cli::Command::Commit(args) => commit::run(args),
         cli::Command::Journal { command: cli::JournalCommand::Verify { path } } => journal::verify_cmd(path),
+        cli::Command::Merge(args) => graph_cmd::merge(args),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),
     };
     match result {

@@ -146,6 +146,8 @@ impl Builder {
             nodes,
             edges: self.edges,
             components: snap.components.clone(),
+            local_addrs: snap.local.iter().map(|a| a.to_string()).collect(),
+            hosts: Vec::new(),
         }
     }
 
@@ -305,6 +307,6 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
     }
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }

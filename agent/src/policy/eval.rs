@@ -369,6 +369,7 @@ mod tests {
                 Component { name: "cache".into(), ..Default::default() },
                 Component { name: "cron".into(), ..Default::default() },
             ],
+            ..Default::default()
         }
     }
 

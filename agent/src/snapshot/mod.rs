@@ -34,6 +34,9 @@ pub struct Component {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
     pub processes: Vec<Member>,
+    /// Merged graphs: the host it runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub listens: BTreeSet<Listener>,
     /// Files its processes hold open, and those among them open for writing.
     pub files_open: BTreeSet<String>,
@@ -63,7 +66,7 @@ pub struct Snapshot {
     /// Live processes outside the traced tree: pid -> (start_ns, component index).
     pub procs: HashMap<u32, (u64, usize)>,
     paths: HashMap<String, (Hold, usize)>,
-    local: Vec<IpAddr>,
+    pub local: Vec<IpAddr>,
 }
 
 struct ProcInfo {
