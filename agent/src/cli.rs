@@ -118,6 +118,10 @@ pub struct RunArgs {
     /// Ring buffer size in KiB (power of two).
     #[arg(long, value_name = "KIB", default_value_t = 16384)]
     pub ringbuf_kib: u32,
+    /// Also stream every event (the lines of events.jsonl) to a file for a log shipper:
+    /// `jsonl:PATH` (appended to, created if missing; a FIFO works too).
+    #[arg(long, value_name = "jsonl:PATH", value_parser = parse_export)]
+    pub export: Option<PathBuf>,
     /// The command, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -206,6 +210,11 @@ pub struct TraceArgs {
     #[arg(long, value_name = "KIB", default_value_t = 16384)]
     pub ringbuf_kib: u32,
 
+    /// Also stream every event (the lines of events.jsonl) to a file for a log shipper:
+    /// `jsonl:PATH` (appended to, created if missing; a FIFO works too).
+    #[arg(long, value_name = "jsonl:PATH", value_parser = parse_export)]
+    pub export: Option<PathBuf>,
+
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -219,4 +228,12 @@ pub struct MergeArgs {
     /// Directory to write the merged graph.json and graph.dot into (created).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+}
+
+/// `--export jsonl:PATH`: the only format so far.
+fn parse_export(s: &str) -> Result<PathBuf, String> {
+    match s.strip_prefix("jsonl:") {
+        Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+        _ => Err(format!("give jsonl:PATH, e.g. --export jsonl:/var/log/pilot/events.jsonl (got {s:?})")),
+    }
 }

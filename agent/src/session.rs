@@ -134,7 +134,8 @@ impl Session {
                 self.handle(&rec, out)?;
             }
         }
-        Ok(())
+        // A log shipper tailing the export sees events within one poll interval.
+        out.flush_export()
     }
 
     fn handle(&mut self, rec: &decode::Record, out: &mut Output) -> Result<()> {
