@@ -13,8 +13,18 @@ exit, file change, socket effect and signal it makes, with paths made absolute a
 result, so a failed unlink is not reported as a deletion."
 )]
 pub struct Cli {
+    /// Log lines on stderr as text or as JSON objects (one per line); RUST_LOG picks the level
+    /// (default warn), e.g. RUST_LOG=debug or RUST_LOG=agent=debug.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]

@@ -26,8 +26,8 @@ mod tracker;
 use clap::Parser;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = cli::Cli::parse();
+    init_logs(cli.log_format);
     let result = match cli.command {
         cli::Command::Trace(args) => trace::run(args),
         cli::Command::Graph(args) => graph_cmd::run(args),
@@ -50,6 +50,21 @@ fn main() {
             std::process::exit(error::exit_code(&err));
         }
     }
+}
+
+/// Structured logs on stderr (tracing; `log` records of libraries are forwarded), filtered by
+/// RUST_LOG.
+fn init_logs(format: cli::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(unsafe { libc::isatty(2) } == 1);
+    let _ = match format {
+        cli::LogFormat::Json => logs.json().try_init(),
+        cli::LogFormat::Text => logs.try_init(),
+    };
 }
 
 /// `pilot diff DIR`: recomputed from the run directory, so it also works on older runs.

@@ -372,7 +372,7 @@ impl PilotCgroup {
             self.kill();
             std::thread::sleep(Duration::from_millis(20));
         }
-        log::warn!("could not remove {}: `pilot gc` will", self.path.display());
+        tracing::warn!("could not remove {}: `pilot gc` will", self.path.display());
     }
 }
 

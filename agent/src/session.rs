@@ -123,7 +123,7 @@ impl Session {
                         }
                     },
                     Err(err) => {
-                        log::warn!("dropping a record: {err}");
+                        tracing::warn!("dropping a record: {err}");
                         self.tracker.counts.decode_errors += 1;
                         continue;
                     }
