@@ -1,5 +1,6 @@
 //! `--export jsonl:PATH`: the same lines as events.jsonl, streamed to a file a log shipper
 //! tails, for `pilot trace` and `pilot run`; appended to, never truncated; bad specs exit 2.
+//! And `--log-format json`: structured logs, filtered by RUST_LOG.
 mod common;
 
 use std::{fs, process::{Command, Stdio}};
@@ -51,4 +52,24 @@ fn an_unknown_export_format_is_a_usage_error() {
     }
     let out = pilot(&["trace", "--export", "jsonl:/nonexistent-dir/x.jsonl", "--", "true"], &d);
     assert_eq!(out.status.code(), Some(2), "an export that cannot be opened: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_log_line_and_rust_log_filters() {
+    let d = Scratch::new();
+    let out = Command::new(pilot_bin())
+        .args(["--log-format", "json", "trace", "--", "true"])
+        .env("RUST_LOG", "pilot=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logs: Vec<serde_json::Value> = stderr.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        logs.iter().any(|l| l["level"] == "DEBUG" && l["fields"]["message"].as_str().is_some_and(|m| m.contains("probes loaded"))),
+        "a JSON debug line: {stderr}"
+    );
+    let quiet = Command::new(pilot_bin()).args(["--log-format", "json", "trace", "--", "true"]).env("RUST_LOG", "warn").output().unwrap();
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("probes loaded"), "RUST_LOG=warn hides debug lines");
+    drop(d);
 }

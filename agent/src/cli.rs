@@ -14,7 +14,7 @@ result, so a failed unlink is not reported as a deletion."
 )]
 pub struct Cli {
     /// Log lines on stderr as text or as JSON objects (one per line); RUST_LOG picks the level
-    /// (default warn), e.g. RUST_LOG=debug or RUST_LOG=agent=debug.
+    /// (default warn), e.g. RUST_LOG=debug or RUST_LOG=pilot=debug.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(subcommand)]
