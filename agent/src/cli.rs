@@ -103,6 +103,37 @@ node, edge and component) and DIR/graph.dot.
 
 Exit status: 0 merged; 2 bad input (a missing or unreadable graph).")]
     Merge(MergeArgs),
+    /// The per-host agent: serves `pilot run`, `pilot trace` and `pilot status` over a Unix
+    /// socket, and Prometheus metrics.
+    #[command(after_help = "Examples:
+  pilot daemon                                  defaults: /run/pilot/pilot.sock, metrics on 127.0.0.1:9464
+  pilot daemon --config /etc/pilot/pilot.toml
+  systemctl start pilot                         the packaged unit runs `pilot daemon`
+  curl -s 127.0.0.1:9464/metrics
+
+While it runs, `pilot run` and `pilot trace` of the same pilot binary go through it (PILOT_SOCKET
+names another socket; PILOT_NO_DAEMON=1 runs in-process). A client that goes away does not stop
+its run unless on_client_disconnect = \"kill\"; `pilot status` shows it. Every run is stopped
+after max_run (default 1h), and stopping the daemon stops its runs first.
+
+Config (TOML, every key optional; an unknown key is an error):
+  socket = \"/run/pilot/pilot.sock\"       metrics_listen = \"127.0.0.1:9464\"   (\"\" = off)
+  max_run = \"1h\"                          on_client_disconnect = \"continue\"   (or \"kill\")
+  state_dir = \"/var/lib/pilot/daemon\"     (each run's output, <id>.log)
+
+Exit status: 0 stopped by SIGTERM/SIGINT; 2 bad config, socket in use, not root.")]
+    Daemon(DaemonArgs),
+    /// What the daemon runs and ran: pid, outcome, run directory, whether the client is there.
+    #[command(after_help = "Examples:
+  pilot status
+  pilot status --json | jq '.runs[] | select(.exit_code == null)'
+
+Exit status: 0; 2 no daemon answers (start one with `pilot daemon` or `systemctl start pilot`).")]
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the sandbox's first process (started by `pilot run`).
     #[command(name = "__sandbox", hide = true)]
     Sandbox { spec: String },
@@ -246,4 +277,11 @@ fn parse_export(s: &str) -> Result<PathBuf, String> {
         Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
         _ => Err(format!("give jsonl:PATH, e.g. --export jsonl:/var/log/pilot/events.jsonl (got {s:?})")),
     }
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Configuration file (default /etc/pilot/pilot.toml, if it exists; else the defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }

@@ -4,6 +4,7 @@
 mod account;
 mod cli;
 mod commit;
+mod daemon;
 mod decode;
 mod diff;
 mod error;
@@ -26,12 +27,20 @@ mod tracker;
 use clap::Parser;
 
 fn main() {
+    // A run the daemon started runs in-process, with exactly the client's environment.
+    let from_daemon = std::env::var_os(daemon::client::DAEMON_RUN_ENV).is_some();
+    if from_daemon {
+        unsafe { std::env::remove_var(daemon::client::DAEMON_RUN_ENV) };
+    }
     let cli = cli::Cli::parse();
     init_logs(cli.log_format);
     let result = match cli.command {
+        cli::Command::Trace(_) | cli::Command::Run(_) if !from_daemon && let Some(code) = via_daemon() => Ok(code),
         cli::Command::Trace(args) => trace::run(args),
         cli::Command::Graph(args) => graph_cmd::run(args),
         cli::Command::Run(args) => run::run(args),
+        cli::Command::Daemon(args) => daemon::run(args),
+        cli::Command::Status { json } => daemon::client::status(json),
         cli::Command::Diff(args) => diff_cmd(args),
         cli::Command::Check(args) => check_cmd(args),
         cli::Command::Gc => run::gc(true).map(|n| {
@@ -48,6 +57,17 @@ fn main() {
         Err(err) => {
             eprintln!("pilot: {}", error::one_line(&err));
             std::process::exit(error::exit_code(&err));
+        }
+    }
+}
+
+/// The daemon's exit status for this run, or None to run in-process.
+fn via_daemon() -> Option<i32> {
+    match daemon::client::forward() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("pilot: {}", error::one_line(&err));
+            Some(error::EXIT_AGENT)
         }
     }
 }
