@@ -2,6 +2,7 @@
 mod bootstrap;
 mod cmd;
 mod demo;
+mod package;
 mod test;
 
 use std::process::{ExitCode, ExitStatus};
@@ -45,6 +46,11 @@ enum Command {
     ///
     /// The run directory (events.jsonl, summary.json) is kept under target/demo/.
     Demo,
+    /// Bootstrap, build the Debian package (cargo-deb), install it here, start its unit, check
+    /// the metrics endpoint and a pilot through the daemon, then purge it.
+    ///
+    /// Refuses to run when the pilot package is already installed. Part of `cargo xtask test`.
+    PackageTest,
 }
 
 /// An error that ends xtask with a specific exit status and a message printed as-is.
@@ -78,6 +84,9 @@ fn main() -> ExitCode {
         Command::Bootstrap => bootstrap::bootstrap("bootstrap").map(|()| ExitCode::SUCCESS),
         Command::Test { args } => test::test(args),
         Command::Demo => demo::demo().map(|()| ExitCode::SUCCESS),
+        Command::PackageTest => {
+            bootstrap::bootstrap("package-test").and_then(|()| package::package_test()).map(|()| ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|err| match err.downcast_ref::<Exit>() {
         Some(exit) => {
