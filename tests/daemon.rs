@@ -249,4 +249,9 @@ fn the_socket_is_root_only_and_a_bad_config_is_a_usage_error() {
     let out = Command::new(pilot_bin()).args(["daemon", "--config", &bad]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_runs"), "{}", text(&out));
+    let check = Command::new(pilot_bin()).args(["daemon", "--check-config", "--config", &bad]).output().unwrap();
+    assert_eq!(check.status.code(), Some(2), "--check-config finds it too");
+    let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/pilot.toml");
+    let check = Command::new(pilot_bin()).args(["daemon", "--check-config", "--config"]).arg(&packaged).output().unwrap();
+    assert!(check.status.success(), "the shipped config is valid: {}", text(&check));
 }

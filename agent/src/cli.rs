@@ -108,6 +108,7 @@ Exit status: 0 merged; 2 bad input (a missing or unreadable graph).")]
     #[command(after_help = "Examples:
   pilot daemon                                  defaults: /run/pilot/pilot.sock, metrics on 127.0.0.1:9464
   pilot daemon --config /etc/pilot/pilot.toml
+  pilot daemon --check-config --config /etc/pilot/pilot.toml
   systemctl start pilot                         the packaged unit runs `pilot daemon`
   curl -s 127.0.0.1:9464/metrics
 
@@ -284,4 +285,7 @@ pub struct DaemonArgs {
     /// Configuration file (default /etc/pilot/pilot.toml, if it exists; else the defaults).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Only check the configuration: exit 0 if it is valid, 2 (saying what is wrong) if not.
+    #[arg(long)]
+    pub check_config: bool,
 }

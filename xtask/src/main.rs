@@ -1,4 +1,5 @@
 //! Project automation for pilot: `cargo xtask <command>` (see `cargo xtask --help`).
+mod ansible;
 mod bootstrap;
 mod cmd;
 mod demo;
@@ -51,6 +52,12 @@ enum Command {
     ///
     /// Refuses to run when the pilot package is already installed. Part of `cargo xtask test`.
     PackageTest,
+    /// Bootstrap, install ansible-core from PyPI (a venv under target/), apply the rollout
+    /// playbook (deploy/ansible) to this machine twice and require the second run to change
+    /// nothing, then purge the package.
+    ///
+    /// Part of `cargo xtask test`.
+    AnsibleTest,
 }
 
 /// An error that ends xtask with a specific exit status and a message printed as-is.
@@ -86,6 +93,9 @@ fn main() -> ExitCode {
         Command::Demo => demo::demo().map(|()| ExitCode::SUCCESS),
         Command::PackageTest => {
             bootstrap::bootstrap("package-test").and_then(|()| package::package_test()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::AnsibleTest => {
+            bootstrap::bootstrap("ansible-test").and_then(|()| ansible::ansible_test()).map(|()| ExitCode::SUCCESS)
         }
     };
     result.unwrap_or_else(|err| match err.downcast_ref::<Exit>() {

@@ -29,7 +29,8 @@ pub fn build_deb() -> anyhow::Result<PathBuf> {
 pub fn package_test() -> anyhow::Result<()> {
     let deb = build_deb()?;
     println!("[package] built {}", deb.display());
-    let installed = Installed::install(&deb)?;
+    let installed = Installed::guard()?;
+    run(command("dpkg").env("DEBIAN_FRONTEND", "noninteractive").arg("-i").arg(&deb))?;
     for f in ["/usr/bin/pilot", "/etc/pilot/pilot.toml", "/etc/pilot/policies/default.toml", UNIT] {
         if !Path::new(f).exists() {
             bail!("the package did not install {f}");
@@ -120,16 +121,15 @@ pub struct Installed {
 }
 
 impl Installed {
-    pub fn install(deb: &Path) -> anyhow::Result<Installed> {
+    /// Before installing: refuse to touch a pilot installed by someone else; purge on drop.
+    pub fn guard() -> anyhow::Result<Installed> {
         if probe(command("dpkg-query").args(["-W", "-f=${Status}", "pilot"])).is_some_and(|s| s.contains("installed")) {
             bail!("the pilot package is already installed here: this test installs and purges it; run `dpkg --purge pilot` first");
         }
         if TcpStream::connect(METRICS).is_ok() {
             bail!("something already listens on {METRICS}: stop it (a pilot daemon?) before the package test");
         }
-        let installed = Installed { daemon: Default::default(), had_run_dir: Path::new("/run/pilot").exists() };
-        run(command("dpkg").env("DEBIAN_FRONTEND", "noninteractive").arg("-i").arg(deb))?;
-        Ok(installed)
+        Ok(Installed { daemon: Default::default(), had_run_dir: Path::new("/run/pilot").exists() })
     }
 
     /// Start the unit: systemctl where systemd runs, else its ExecStart under its

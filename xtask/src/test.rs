@@ -25,5 +25,6 @@ pub fn test(extra_args: &[String]) -> anyhow::Result<ExitCode> {
     }
     // The fleet pieces, after the suite: the package installed and purged here.
     crate::package::package_test()?;
+    crate::ansible::ansible_test()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -86,10 +86,14 @@ impl Status {
 }
 
 pub fn run(args: DaemonArgs) -> Result<i32> {
-    crate::probes::preflight()?;
     let config = Config::load(args.config.as_deref())?;
     let max_run = config.max_run().map_err(UsageError::new)?;
     let metrics_addr = config.metrics_addr().map_err(UsageError::new)?;
+    if args.check_config {
+        eprintln!("pilot daemon: configuration ok");
+        return Ok(0);
+    }
+    crate::probes::preflight()?;
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| UsageError::new(format!("state_dir {}: {e}", config.state_dir.display())))?;
     let listener = bind(&config.socket)?;
