@@ -118,6 +118,8 @@ fn systemd_runs() -> bool {
 pub struct Installed {
     daemon: std::cell::RefCell<Option<Child>>,
     had_run_dir: bool,
+    /// Where the Ansible role copies the package.
+    had_cache_dir: bool,
 }
 
 impl Installed {
@@ -129,7 +131,11 @@ impl Installed {
         if TcpStream::connect(METRICS).is_ok() {
             bail!("something already listens on {METRICS}: stop it (a pilot daemon?) before the package test");
         }
-        Ok(Installed { daemon: Default::default(), had_run_dir: Path::new("/run/pilot").exists() })
+        Ok(Installed {
+            daemon: Default::default(),
+            had_run_dir: Path::new("/run/pilot").exists(),
+            had_cache_dir: Path::new("/var/cache/pilot").exists(),
+        })
     }
 
     /// Start the unit: systemctl where systemd runs, else its ExecStart under its
@@ -173,6 +179,9 @@ impl Drop for Installed {
         let _ = command("dpkg").env("DEBIAN_FRONTEND", "noninteractive").args(["--purge", "pilot"]).status();
         if !self.had_run_dir {
             let _ = std::fs::remove_dir_all("/run/pilot");
+        }
+        if !self.had_cache_dir {
+            let _ = std::fs::remove_dir_all("/var/cache/pilot");
         }
     }
 }
