@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::{PYTHON, Scratch, pilot_bin, wait_until};
+use common::{PYTHON, Proc, Scratch, pilot_bin, wait_until};
 use serde_json::Value;
 
 /// A daemon on a socket and metrics port of its own; stopped (SIGTERM, by pid) on drop.
@@ -86,26 +86,11 @@ fn free_port() -> String {
 }
 
 /// A live process holding `path` open for writing; killed by pid on drop.
-struct Holder(Child);
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn hold(path: &str) -> Holder {
-    let h = Holder(
-        Command::new(PYTHON)
-            .args(["-c", &format!("import time\nf = open({path:?}, 'a')\nprint('ok', flush=True)\ntime.sleep(120)")])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+fn hold(path: &str) -> Proc {
+    let script = format!("import time\nf = open({path:?}, 'a')\nprint('ok', flush=True)\ntime.sleep(120)");
+    let mut h = Proc::spawn(Command::new(PYTHON).args(["-c", &script]).stdout(Stdio::piped()));
     let mut b = [0u8; 2];
-    let mut h = h;
-    h.0.stdout.as_mut().unwrap().read_exact(&mut b).unwrap();
+    h.child.stdout.as_mut().unwrap().read_exact(&mut b).unwrap();
     h
 }
 
@@ -212,11 +197,9 @@ fn a_client_killed_mid_run_leaves_the_run_to_finish_and_nothing_behind() {
     assert_eq!(verdict["verdict"], "pass");
     let upper_has_it = std::fs::read_dir(Path::new(&out_dir).join("upper")).is_ok();
     assert!(upper_has_it && !Path::new(&d.join("done.txt")).exists(), "its write stayed in the overlay");
-    let pilot_cgroups = std::fs::read_dir("/sys/fs/cgroup/unified/pilot").into_iter().flatten().flatten().count()
-        + std::fs::read_dir("/sys/fs/cgroup/pilot").into_iter().flatten().flatten().count();
     let pid = status["runs"][0]["pid"].as_u64().unwrap();
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the run's agent is gone");
-    let _ = pilot_cgroups; // other tests' pilots may hold cgroups; the run's own is checked below
+    // Other tests' pilots may hold cgroups: look for this run's own (named `<time>-<agent pid>`).
     let own = format!("-{pid}");
     let left: Vec<_> = ["/sys/fs/cgroup/unified/pilot", "/sys/fs/cgroup/pilot"]
         .iter()

@@ -7,10 +7,10 @@ mod common;
 use std::{
     io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
 };
 
-use common::{PYTHON, Scratch, pilot_bin};
+use common::{PYTHON, Proc, Scratch, pilot_bin};
 use serde_json::Value;
 
 const ADDR_A: &str = "10.231.0.1";
@@ -61,16 +61,6 @@ fn ip(args: &[&str]) {
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
-/// Killed by pid on drop.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn trace(mut cmd: Command, dir: &Path) -> Value {
     let out = cmd.stderr(Stdio::piped()).output().expect("running pilot");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -96,11 +86,9 @@ fn a_connect_to_another_hosts_service_becomes_a_cross_host_edge() {
         "client_a.py",
         "import socket, sys\nc = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)\nc.sendall(b'hello')\nc.close()\n",
     );
-    let mut svc = Service(
-        TwoHosts::command(&hosts.b, "pilot-host-b", &[PYTHON, &server]).stdout(Stdio::piped()).spawn().expect("start the service"),
-    );
+    let mut svc = Proc::spawn(TwoHosts::command(&hosts.b, "pilot-host-b", &[PYTHON, &server]).stdout(Stdio::piped()));
     let mut line = String::new();
-    BufReader::new(svc.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(svc.child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     let port = line.trim().to_string();
     assert!(port.parse::<u16>().is_ok(), "the service prints its port, got {line:?}");
 
