@@ -28,12 +28,17 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
+        Daemon::start_with("")
+    }
+
+    /// With `extra` lines of config.
+    fn start_with(extra: &str) -> Daemon {
         let dir = Scratch::new();
         let metrics = free_port();
         let socket = dir.path().join("pilot.sock");
         let config = dir.file(
             "pilot.toml",
-            &format!("socket = {:?}\nmetrics_listen = {metrics:?}\nstate_dir = {:?}\n", socket, dir.join("state")),
+            &format!("socket = {:?}\nmetrics_listen = {metrics:?}\nstate_dir = {:?}\n{extra}", socket, dir.join("state")),
         );
         let child = Command::new(pilot_bin())
             .args(["daemon", "--config", &config])
@@ -208,6 +213,89 @@ fn a_client_killed_mid_run_leaves_the_run_to_finish_and_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "the run's cgroup is removed: {left:?}");
     assert!(daemon.scrape().lines().any(|l| l == "pilot_runs_active 0"));
+}
+
+/// Start `sh -c script` as a pilot run through `daemon`, in the background; wait until the
+/// daemon has it.
+fn background_run(daemon: &Daemon, d: &Scratch, out_dir: &str, script: &str) -> Child {
+    let client = daemon
+        .client(&["run", "--out", out_dir, "--", "sh", "-c", script], d)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || daemon.status(d)["runs"].as_array().is_some_and(|r| r.len() == 1)),
+        "the daemon took the run"
+    );
+    client
+}
+
+#[test]
+fn with_on_client_disconnect_kill_a_lost_client_stops_its_run() {
+    let d = Scratch::new();
+    let daemon = Daemon::start_with("on_client_disconnect = \"kill\"\n");
+    let out_dir = d.join("run");
+    let mut client = background_run(&daemon, &d, &out_dir, "sleep 60");
+    client.kill().unwrap();
+    client.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.status(&d)["runs"][0]["exit_code"] != Value::Null),
+        "the run was stopped: {}",
+        daemon.status(&d)
+    );
+    let run = &daemon.status(&d)["runs"][0];
+    assert_eq!(run["stopped_by"], "client-disconnect");
+    assert_eq!(run["exit_code"], 4, "a killed pilot command is a failed pilot");
+    assert!(Path::new(&out_dir).join("verdict.json").exists(), "the stopped run still wrote its verdict");
+}
+
+#[test]
+fn stopping_the_daemon_stops_its_runs_first() {
+    let d = Scratch::new();
+    let mut daemon = Daemon::start();
+    let out_dir = d.join("run");
+    let client = background_run(&daemon, &d, &out_dir, "sleep 60");
+    let agent = daemon.status(&d)["runs"][0]["pid"].as_u64().unwrap();
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) };
+    assert!(wait_until(Duration::from_secs(40), || matches!(daemon.child.try_wait(), Ok(Some(_)))), "the daemon exits");
+    let out = client.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "the client hears the stopped run's status: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!Path::new(&format!("/proc/{agent}")).exists(), "the run's agent is gone");
+    assert!(Path::new(&out_dir).join("verdict.json").exists(), "the stopped run still wrote its verdict");
+    assert!(!daemon.socket.exists(), "the daemon removed its socket");
+}
+
+/// Processes whose command line contains `marker`.
+fn pids_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker)))
+        .collect()
+}
+
+#[test]
+fn ctrl_c_on_a_client_stops_its_trace_and_the_traced_command() {
+    let d = Scratch::new();
+    let daemon = Daemon::start();
+    let marker = format!("pilot-daemon-cancel-{}", std::process::id());
+    let client = daemon
+        .client(&["trace", "--", "sh", "-c", &format!("sleep 60; : {marker}")], &d)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The client, the daemon's pilot and the traced shell all carry the marker.
+    assert!(wait_until(Duration::from_secs(20), || pids_with(&marker).len() >= 3), "the traced command runs");
+    unsafe { libc::kill(client.id() as i32, libc::SIGINT) };
+    let out = client.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "the command died of the ^C, as in-process: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(wait_until(Duration::from_secs(10), || pids_with(&marker).is_empty()), "left running: {:?}", pids_with(&marker));
+    assert_eq!(daemon.status(&d)["runs"][0]["stopped_by"], "cancel");
 }
 
 #[test]

@@ -31,6 +31,8 @@ fn main() {
     let from_daemon = std::env::var_os(daemon::client::DAEMON_RUN_ENV).is_some();
     if from_daemon {
         unsafe { std::env::remove_var(daemon::client::DAEMON_RUN_ENV) };
+        // The daemon stops a run with SIGTERM, possibly before it is set up: never die of it.
+        session::catch_interrupts();
     }
     let cli = cli::Cli::parse();
     init_logs(cli.log_format);

@@ -97,6 +97,9 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }
+    // Whatever of its job is left (a traced command that outlived an interrupted trace) goes
+    // with it; the exited leader still holds the group, so the id is not recycled yet.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     // Forget the pid before reaping it: nothing signals a recycled pid.
     state.pids.lock().expect("pids lock").retain(|(i, _)| *i != id);
     let status = child.wait()?;
@@ -117,7 +120,10 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
 }
 
 fn start(spec: &Spec, id: u64) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt as _;
     Command::new("/proc/self/exe")
+        // Its own process group, as a terminal's foreground job: a cancel reaches the whole job.
+        .process_group(0)
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
@@ -224,10 +230,11 @@ pub fn stop(state: &State, id: u64) {
     }
 }
 
-/// Two SIGTERMs: `pilot run` stops at the first, `pilot trace -- CMD` (which lets a command
-/// see a first ^C) at the second.
+/// What ^C twice in a terminal does: SIGINT to the whole job (the traced command sees it too),
+/// then SIGTERM to pilot (`pilot run` stops at the first signal, `pilot trace -- CMD` at the
+/// second).
 fn interrupt(pid: u32) {
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    unsafe { libc::kill(-(pid as i32), libc::SIGINT) };
     std::thread::sleep(Duration::from_millis(100));
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
 }
