@@ -133,6 +133,10 @@ fn a_connect_to_another_hosts_service_becomes_a_cross_host_edge() {
     assert!(svc_component.is_some(), "components keep their host");
     let dot = std::fs::read_to_string(merged_dir.join("graph.dot")).unwrap();
     assert!(dot.contains("on pilot-host-b"), "the DOT view clusters by host:\n{dot}");
+    for view in [&["graph", merged_dir.to_str().unwrap()][..], &["check", merged_dir.to_str().unwrap()][..]] {
+        let out = Command::new(pilot_bin()).args(view).output().unwrap();
+        assert!(out.status.success(), "pilot {view:?} reads the merged graph: {}", String::from_utf8_lossy(&out.stderr));
+    }
     drop(svc);
     drop(hosts);
 }

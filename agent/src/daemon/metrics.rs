@@ -169,10 +169,10 @@ fn pilot_program_ids() -> std::collections::HashSet<u32> {
     let mut out = std::collections::HashSet::new();
     for pid in crate::procfs::pids().into_iter().filter(|p| *p != own && is_pilot(*p)) {
         for (fd, target) in crate::procfs::fds(pid) {
-            if target == "anon_inode:bpf-prog" {
-                if let Some(id) = fdinfo_field(pid, fd, "prog_id:") {
-                    out.insert(id as u32);
-                }
+            if target == "anon_inode:bpf-prog"
+                && let Some(id) = fdinfo_field(pid, fd, "prog_id:")
+            {
+                out.insert(id as u32);
             }
         }
     }

@@ -138,10 +138,10 @@ fn start(spec: &Spec, id: u64) -> std::io::Result<Child> {
 /// Send a frame to the client, if it is still there.
 fn send(client: &Client, tag: u8, payload: &[u8]) {
     let mut guard = client.lock().expect("client lock");
-    if let Some(conn) = guard.as_mut() {
-        if proto::write_frame(conn, tag, payload).is_err() {
-            *guard = None;
-        }
+    if let Some(conn) = guard.as_mut()
+        && proto::write_frame(conn, tag, payload).is_err()
+    {
+        *guard = None;
     }
 }
 
