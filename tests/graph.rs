@@ -221,9 +221,10 @@ fn graph_json_keeps_its_schema() {
     let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
     let mut top = keys(&g);
     top.sort();
-    // `filesystems` (v1, additive) appears when live processes write somewhere.
+    // v1 grows only additively: `local_addrs` (for `pilot merge`) came later; `filesystems`
+    // appears when live processes write somewhere.
     top.retain(|k| k != "filesystems");
-    assert_eq!(top, ["complete", "components", "edges", "host", "lost_events", "nodes", "schema", "target"]);
+    assert_eq!(top, ["complete", "components", "edges", "host", "local_addrs", "lost_events", "nodes", "schema", "target"]);
     let edge = edges(&g, "write").into_iter().next().expect("a write edge").clone();
     let mut ek = keys(&edge);
     ek.sort();

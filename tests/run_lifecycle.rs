@@ -8,27 +8,10 @@ use std::{
     time::Duration,
 };
 
-use common::{Scratch, wait_until};
+use common::{Scratch, pids_with, wait_until};
 
 const PILOT: &str = env!("CARGO_BIN_EXE_pilot");
 
-
-/// Pids of the pilot's workload processes: command line contains `marker` (a unique string of
-/// this test), leaving out pilot itself and its sandbox, which carry the script as arguments.
-fn pids_with(marker: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv0 = cmdline.split(|b| *b == 0).next().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let is_pilot = argv0 == PILOT || argv0 == "/proc/self/exe";
-        if !is_pilot && String::from_utf8_lossy(&cmdline).contains(marker) && !state.contains(") Z ") {
-            out.push(pid);
-        }
-    }
-    out
-}
 
 /// A parent and a daemonized grandchild that both wait an hour, each a shell whose command
 /// line carries the marker.

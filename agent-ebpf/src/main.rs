@@ -41,14 +41,16 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
     0
 }
 
+// Program names are cut to 15 characters in the kernel (what `pilot_bpf_*` metrics and bpftool
+// show): keep them distinct there.
 #[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+pub fn sched_exec(ctx: TracePointContext) -> u32 {
     let _ = process::try_sched_process_exec(&ctx);
     0
 }
 
 #[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+pub fn sched_exit(ctx: TracePointContext) -> u32 {
     let _ = process::try_sched_process_exit(&ctx);
     0
 }

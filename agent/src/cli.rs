@@ -13,8 +13,18 @@ exit, file change, socket effect and signal it makes, with paths made absolute a
 result, so a failed unlink is not reported as a deletion."
 )]
 pub struct Cli {
+    /// Log lines on stderr as text or as JSON objects (one per line); RUST_LOG picks the level
+    /// (default warn), e.g. RUST_LOG=debug or RUST_LOG=pilot=debug.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -89,6 +99,53 @@ run directory, and `pilot commit` rewrites it with the live run beside the pilot
 The graph is laid out by Graphviz `dot` when installed, else by a built-in layout.
 Exit status: 0 written; 2 DIR is not a run directory, or FILE cannot be written.")]
     Report(ReportArgs),
+    /// Join the effect graphs of several hosts into one: connects that reached another host's
+    /// listening component become edges to it.
+    #[command(after_help = "Examples:
+  pilot merge web1/graph.json db1/graph.json --out /tmp/fleet
+  pilot merge ./runs/web1 ./runs/db1 --out /tmp/fleet     run directories work too
+  pilot graph /tmp/fleet                                  the merged graph, by component
+
+Each input is the graph.json of `pilot run` or `pilot trace --out` on one host; a connect or
+send to an address another host's snapshot shows a component listening on (its own address,
+or a wildcard listener on one of its interface addresses) becomes an edge to that component.
+Writes DIR/graph.json (schema pilot.effect-graph/v2: v1 plus `hosts` and a `host` on every
+node, edge and component) and DIR/graph.dot.
+
+Exit status: 0 merged; 2 bad input (a missing or unreadable graph).")]
+    Merge(MergeArgs),
+    /// The per-host agent: serves `pilot run`, `pilot trace` and `pilot status` over a Unix
+    /// socket, and Prometheus metrics.
+    #[command(after_help = "Examples:
+  pilot daemon                                  defaults: /run/pilot/pilot.sock, metrics on 127.0.0.1:9464
+  pilot daemon --config /etc/pilot/pilot.toml
+  pilot daemon --check-config --config /etc/pilot/pilot.toml
+  systemctl start pilot                         the packaged unit runs `pilot daemon`
+  curl -s 127.0.0.1:9464/metrics
+
+While it runs, `pilot run` and `pilot trace` of the same pilot binary go through it (PILOT_SOCKET
+names another socket; PILOT_NO_DAEMON=1 runs in-process). A client that goes away does not stop
+its run unless on_client_disconnect = \"kill\"; `pilot status` shows it. Every run is stopped
+after max_run (default 1h), and stopping the daemon stops its runs first.
+
+Config (TOML, every key optional; an unknown key is an error):
+  socket = \"/run/pilot/pilot.sock\"       metrics_listen = \"127.0.0.1:9464\"   (\"\" = off)
+  max_run = \"1h\"                          on_client_disconnect = \"continue\"   (or \"kill\")
+  state_dir = \"/var/lib/pilot/daemon\"     (each run's output, <id>.log)
+
+Exit status: 0 stopped by SIGTERM/SIGINT; 2 bad config, socket in use, not root.")]
+    Daemon(DaemonArgs),
+    /// What the daemon runs and ran: pid, outcome, run directory, whether the client is there.
+    #[command(after_help = "Examples:
+  pilot status
+  pilot status --json | jq '.runs[] | select(.exit_code == null)'
+
+Exit status: 0; 2 no daemon answers (start one with `pilot daemon` or `systemctl start pilot`).")]
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the sandbox's first process (started by `pilot run`).
     #[command(name = "__sandbox", hide = true)]
     Sandbox { spec: String },
@@ -115,6 +172,10 @@ pub struct RunArgs {
     /// Ring buffer size in KiB (power of two).
     #[arg(long, value_name = "KIB", default_value_t = 16384)]
     pub ringbuf_kib: u32,
+    /// Also stream every event (the lines of events.jsonl) to a file for a log shipper:
+    /// `jsonl:PATH` (appended to, created if missing; a FIFO works too).
+    #[arg(long, value_name = "jsonl:PATH", value_parser = parse_export)]
+    pub export: Option<PathBuf>,
     /// The command, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -213,7 +274,40 @@ pub struct TraceArgs {
     #[arg(long, value_name = "KIB", default_value_t = 16384)]
     pub ringbuf_kib: u32,
 
+    /// Also stream every event (the lines of events.jsonl) to a file for a log shipper:
+    /// `jsonl:PATH` (appended to, created if missing; a FIFO works too).
+    #[arg(long, value_name = "jsonl:PATH", value_parser = parse_export)]
+    pub export: Option<PathBuf>,
+
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// graph.json files (or run directories holding one), one per host.
+    #[arg(value_name = "GRAPH", required = true, num_args = 1..)]
+    pub graphs: Vec<PathBuf>,
+    /// Directory to write the merged graph.json and graph.dot into (created).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `--export jsonl:PATH`: the only format so far.
+fn parse_export(s: &str) -> Result<PathBuf, String> {
+    match s.strip_prefix("jsonl:") {
+        Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+        _ => Err(format!("give jsonl:PATH, e.g. --export jsonl:/var/log/pilot/events.jsonl (got {s:?})")),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Configuration file (default /etc/pilot/pilot.toml, if it exists; else the defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Only check the configuration: exit 0 if it is valid, 2 (saying what is wrong) if not.
+    #[arg(long)]
+    pub check_config: bool,
 }

@@ -95,6 +95,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         pid: None,
         cgroup: None,
         ringbuf_kib: 16384,
+        export: None,
         command: intent.argv.clone(),
     };
     let status = trace::run_with(trace_args, Launch { cwd: Some(intent.cwd.clone()), env: Some(intent.env.clone()) })?;

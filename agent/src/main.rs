@@ -4,6 +4,7 @@
 mod account;
 mod cli;
 mod commit;
+mod daemon;
 mod decode;
 mod diff;
 mod error;
@@ -27,12 +28,22 @@ mod tracker;
 use clap::Parser;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // A run the daemon started runs in-process, with exactly the client's environment.
+    let from_daemon = std::env::var_os(daemon::client::DAEMON_RUN_ENV).is_some();
+    if from_daemon {
+        unsafe { std::env::remove_var(daemon::client::DAEMON_RUN_ENV) };
+        // The daemon stops a run with SIGTERM, possibly before it is set up: never die of it.
+        session::catch_interrupts();
+    }
     let cli = cli::Cli::parse();
+    init_logs(cli.log_format);
     let result = match cli.command {
+        cli::Command::Trace(_) | cli::Command::Run(_) if !from_daemon && let Some(code) = via_daemon() => Ok(code),
         cli::Command::Trace(args) => trace::run(args),
         cli::Command::Graph(args) => graph_cmd::run(args),
         cli::Command::Run(args) => run::run(args),
+        cli::Command::Daemon(args) => daemon::run(args),
+        cli::Command::Status { json } => daemon::client::status(json),
         cli::Command::Diff(args) => diff_cmd(args),
         cli::Command::Check(args) => check_cmd(args),
         cli::Command::Gc => run::gc(true).map(|n| {
@@ -42,6 +53,7 @@ fn main() {
         cli::Command::Commit(args) => commit::run(args),
         cli::Command::Report(args) => report::run(args),
         cli::Command::Journal { command: cli::JournalCommand::Verify { path } } => journal::verify_cmd(path),
+        cli::Command::Merge(args) => graph_cmd::merge(args),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),
     };
     match result {
@@ -51,6 +63,32 @@ fn main() {
             std::process::exit(error::exit_code(&err));
         }
     }
+}
+
+/// The daemon's exit status for this run, or None to run in-process.
+fn via_daemon() -> Option<i32> {
+    match daemon::client::forward() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("pilot: {}", error::one_line(&err));
+            Some(error::EXIT_AGENT)
+        }
+    }
+}
+
+/// Structured logs on stderr (tracing; `log` records of libraries are forwarded), filtered by
+/// RUST_LOG.
+fn init_logs(format: cli::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(unsafe { libc::isatty(2) } == 1);
+    let _ = match format {
+        cli::LogFormat::Json => logs.json().try_init(),
+        cli::LogFormat::Text => logs.try_init(),
+    };
 }
 
 /// `pilot diff DIR`: recomputed from the run directory, so it also works on older runs.

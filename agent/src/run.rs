@@ -104,7 +104,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let cgroup = PilotCgroup::create(&id)?;
     let (unix, _unix_links) = probes.contain(&cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
 
-    let mut out = Output::create(Some(&run_dir), args.verbose)?;
+    let mut out = Output::create(Some(&run_dir), args.export.as_deref(), args.verbose)?;
     let mut session = Session::new();
     session::catch_interrupts();
     let cwd = std::env::current_dir()?;
@@ -377,7 +377,7 @@ impl PilotCgroup {
             self.kill();
             std::thread::sleep(Duration::from_millis(20));
         }
-        log::warn!("could not remove {}: `pilot gc` will", self.path.display());
+        tracing::warn!("could not remove {}: `pilot gc` will", self.path.display());
     }
 }
 

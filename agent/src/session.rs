@@ -30,6 +30,9 @@ pub struct Summary {
     pub lost_events: u64,
     pub lost_by_cause: std::collections::BTreeMap<&'static str, u64>,
     pub complete: bool,
+    /// The ring buffer's size and the most it held when the reader looked (its headroom).
+    pub ringbuf_bytes: u64,
+    pub ringbuf_peak_bytes: u64,
 }
 
 pub static SIGNALS: AtomicU32 = AtomicU32::new(0);
@@ -68,6 +71,8 @@ pub struct Session {
     pub graph: graph::Builder,
     /// Events written so far: the line number of the next one in events.jsonl, minus one.
     pub events: u64,
+    /// Ring buffer: size and highest fill seen.
+    pub ring: (u64, u64),
 }
 
 /// Who was traced, for the summary.
@@ -101,16 +106,20 @@ impl Session {
             lost_events: lost,
             lost_by_cause: agent_common::loss::NAMES.iter().zip(losses).map(|(n, v)| (*n, v)).collect(),
             complete: lost == 0 && counts.decode_errors == 0,
+            ringbuf_bytes: self.ring.0,
+            ringbuf_peak_bytes: self.ring.1,
         }
     }
 
     pub fn new() -> Session {
-        Session { tracker: Tracker::new(), account: Account::default(), graph: graph::Builder::new(), events: 0 }
+        Session { tracker: Tracker::new(), account: Account::default(), graph: graph::Builder::new(), events: 0, ring: (0, 0) }
     }
 
     /// Drain the ring buffer through the tracker. When a record ends a process, the writes the
     /// kernel still aggregates for it are collected first, so they come before its exit.
     pub fn pump(&mut self, probes: &mut Probes, out: &mut Output) -> Result<()> {
+        let (fill, size) = probes.ring_fill();
+        self.ring = (size, self.ring.1.max(fill));
         loop {
             let (ending, owned) = {
                 let Some(item) = probes.ring().next() else { break };
@@ -123,7 +132,7 @@ impl Session {
                         }
                     },
                     Err(err) => {
-                        log::warn!("dropping a record: {err}");
+                        tracing::warn!("dropping a record: {err}");
                         self.tracker.counts.decode_errors += 1;
                         continue;
                     }
@@ -134,11 +143,12 @@ impl Session {
                 self.handle(&rec, out)?;
             }
         }
-        Ok(())
+        // A log shipper tailing the export sees events within one poll interval.
+        out.flush_export()
     }
 
     fn handle(&mut self, rec: &decode::Record, out: &mut Output) -> Result<()> {
-        let Session { tracker, account, graph, events } = self;
+        let Session { tracker, account, graph, events, .. } = self;
         deliver(account, graph, events, out, |sink| tracker.handle(rec, sink))
     }
 
@@ -152,7 +162,7 @@ impl Session {
             h.pid = key.pid;
             h.tid = agg.tid;
             h.args = [key.fd as u64, agg.calls, agg.bytes, agg.failed, agg.first_ns, agg.last_errno as u64];
-            let Session { tracker, account, graph, events } = self;
+            let Session { tracker, account, graph, events, .. } = self;
             deliver(account, graph, events, out, |sink| tracker.handle_writes(&h, sink))?;
         }
         Ok(())

@@ -54,7 +54,7 @@ impl Sink {
         for (addr, v6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
             let Ok(tcp) = TcpListener::bind(addr) else {
                 if v6 {
-                    log::warn!("no IPv6 loopback: IPv6 connects of the pilot are refused");
+                    tracing::warn!("no IPv6 loopback: IPv6 connects of the pilot are refused");
                     continue;
                 }
                 return Err(anyhow::anyhow!("binding the sink on {addr}"));

@@ -117,11 +117,11 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
     }
     let t0 = Instant::now();
     let mut probes = Probes::load(&opts)?;
-    log::debug!("probes loaded and attached in {:?}", t0.elapsed());
-    let mut out = Output::create(args.out.as_deref(), args.verbose)?;
+    tracing::debug!("probes loaded and attached in {:?}", t0.elapsed());
+    let mut out = Output::create(args.out.as_deref(), args.export.as_deref(), args.verbose)?;
     let t0 = Instant::now();
     let snapshot = Snapshot::take(&target.existing_tree());
-    log::debug!("host snapshot: {} components in {:?}", snapshot.components.len(), t0.elapsed());
+    tracing::debug!("host snapshot: {} components in {:?}", snapshot.components.len(), t0.elapsed());
     let mut session = Session::new();
     session::catch_interrupts();
     // Orphaned descendants (daemons) are re-parented to us, so we reap them and know when the

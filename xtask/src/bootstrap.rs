@@ -21,6 +21,9 @@ const APT_PACKAGES: &[&str] = &[
     "graphviz",
     // tests: `pilot report` pages opened in a real browser (headless)
     "chromium",
+    // the package test (xtask/src/package.rs) and the Ansible recipe test (a venv for PyPI)
+    "python3-venv",
+    "util-linux",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -31,8 +34,20 @@ pub fn bootstrap(subcommand: &str) -> anyhow::Result<()> {
     nightly_rust_src()?;
     apt_packages(APT_PACKAGES)?;
     bpf_linker()?;
+    cargo_deb()?;
     tracefs()?;
     Ok(())
+}
+
+/// cargo-deb builds the Debian package (`cargo deb -p agent`).
+fn cargo_deb() -> anyhow::Result<()> {
+    const WHAT: &str = "cargo-deb";
+    if let Some(version) = probe(cargo().args(["deb", "--version"])) {
+        step(WHAT, format_args!("ok (already there: {})", version.trim()));
+        return Ok(());
+    }
+    step(WHAT, "installing with cargo install --locked (a few minutes)");
+    run(cargo().args(["install", "cargo-deb", "--locked"])).context("installing cargo-deb failed: see cargo's output above")
 }
 
 fn step(what: &str, outcome: impl std::fmt::Display) {

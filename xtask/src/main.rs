@@ -1,8 +1,10 @@
 //! Project automation for pilot: `cargo xtask <command>` (see `cargo xtask --help`).
+mod ansible;
 mod bootstrap;
 mod cmd;
 mod demo;
 mod scenarios;
+mod package;
 mod test;
 
 use std::process::{ExitCode, ExitStatus};
@@ -64,6 +66,17 @@ enum Command {
         /// Only scenarios whose test name contains this (e.g. `disk`).
         filter: Option<String>,
     },
+    /// Bootstrap, build the Debian package (cargo-deb), install it here, start its unit, check
+    /// the metrics endpoint and a pilot through the daemon, then purge it.
+    ///
+    /// Refuses to run when the pilot package is already installed. Part of `cargo xtask test`.
+    PackageTest,
+    /// Bootstrap, install ansible-core from PyPI (a venv under target/), apply the rollout
+    /// playbook (deploy/ansible) to this machine twice and require the second run to change
+    /// nothing, then purge the package.
+    ///
+    /// Part of `cargo xtask test`.
+    AnsibleTest,
 }
 
 /// An error that ends xtask with a specific exit status and a message printed as-is.
@@ -98,6 +111,12 @@ fn main() -> ExitCode {
         Command::Test { args } => test::test(args),
         Command::Demo { scenario } => demo::demo(scenario).map(|()| ExitCode::SUCCESS),
         Command::Scenarios { filter } => scenarios::scenarios(filter.as_deref()),
+        Command::PackageTest => {
+            bootstrap::bootstrap("package-test").and_then(|()| package::package_test()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::AnsibleTest => {
+            bootstrap::bootstrap("ansible-test").and_then(|()| ansible::ansible_test()).map(|()| ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|err| match err.downcast_ref::<Exit>() {
         Some(exit) => {

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: bootstrap, then `cargo test` on the default members (agent, agent-common,
-//! xtask; never agent-ebpf, which only builds for the BPF target).
+//! xtask; never agent-ebpf, which only builds for the BPF target), then (full runs only, no
+//! extra arguments) the package test.
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -29,5 +30,11 @@ pub fn test(extra_args: &[String]) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    Ok(exit_code(status))
+    if !status.success() || !extra_args.is_empty() {
+        return Ok(exit_code(status));
+    }
+    // The fleet pieces, after the suite: the package installed and purged here.
+    crate::package::package_test()?;
+    crate::ansible::ansible_test()?;
+    Ok(ExitCode::SUCCESS)
 }

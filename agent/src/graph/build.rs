@@ -155,6 +155,8 @@ impl Builder {
             edges: self.edges,
             components: snap.components.clone(),
             filesystems: snap.filesystems.clone(),
+            local_addrs: snap.local.iter().map(|a| a.to_string()).collect(),
+            hosts: Vec::new(),
         }
     }
 
@@ -399,6 +401,6 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
     }
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }

@@ -14,11 +14,16 @@ use serde::{Deserialize, Serialize};
 use crate::snapshot::{Component, filesystems::Filesystem};
 pub use build::Builder;
 
+pub mod merge;
+
 pub const SCHEMA: &str = "pilot.effect-graph/v1";
+/// A graph joined from several hosts' graphs by `pilot merge`: v1 plus `hosts`, and a `host`
+/// on every node, edge and component.
+pub const SCHEMA_MERGED: &str = "pilot.effect-graph/v2";
 /// The component made of the traced process tree.
 pub const TRACED: &str = "traced";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Graph {
     pub schema: String,
     /// What was traced (the command, pid or cgroup).
@@ -34,6 +39,25 @@ pub struct Graph {
     /// Filesystems live components write to (space at the start); `fill` edges point at them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filesystems: Vec<Filesystem>,
+    /// The host's interface addresses when tracing started: what its wildcard listeners
+    /// answer on (`pilot merge` matches other hosts' connects against them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_addrs: Vec<String>,
+    /// Merged graphs (v2): the graphs it was joined from, one per host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostGraph>,
+}
+
+/// One input of a merged graph.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HostGraph {
+    pub host: String,
+    pub target: String,
+    pub complete: bool,
+    pub lost_events: u64,
+    pub local_addrs: Vec<String>,
+    /// The graph.json it came from.
+    pub source: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -69,6 +93,9 @@ pub struct Node {
     pub addr: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Merged graphs: the host it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -94,6 +121,12 @@ pub struct Edge {
     pub detail: Option<String>,
     /// Line numbers (1-based) in events.jsonl of the first events behind this edge.
     pub events: Vec<u64>,
+    /// Merged graphs: the host the effect was made on, and the host of its target when that
+    /// is another one (a connect that reached a component of another host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_host: Option<String>,
 }
 
 impl Edge {
@@ -132,8 +165,8 @@ impl Graph {
     pub fn read(path: &std::path::Path) -> anyhow::Result<Graph> {
         let text = std::fs::read_to_string(path)?;
         let g: Graph = serde_json::from_str(&text)?;
-        if g.schema != SCHEMA {
-            anyhow::bail!("{} has schema {}, this pilot reads {SCHEMA}", path.display(), g.schema);
+        if g.schema != SCHEMA && g.schema != SCHEMA_MERGED {
+            anyhow::bail!("{} has schema {}, this pilot reads {SCHEMA} and {SCHEMA_MERGED}", path.display(), g.schema);
         }
         Ok(g)
     }

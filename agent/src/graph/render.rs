@@ -42,16 +42,21 @@ impl Look for Plain {}
 pub fn dot_with(g: &Graph, look: &dyn Look) -> String {
     let mut out = String::from("digraph pilot {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n  edge [fontname=\"monospace\", fontsize=9];\n");
     let _ = writeln!(out, "  label={};\n  labelloc=t;{}", quote(&format!("pilot: {}", g.target)), look.graph());
-    let mut clusters: BTreeMap<&str, Vec<(usize, &Node)>> = BTreeMap::new();
+    // Clusters by (host, component): merged graphs have one traced tree per host.
+    let mut clusters: BTreeMap<(&str, &str), Vec<(usize, &Node)>> = BTreeMap::new();
     let mut loose = Vec::new();
-    for (i, n) in g.nodes.iter().enumerate().filter(|(_, n)| n.node_type != "component") {
+    // Component nodes are drawn only when an edge reaches them (merged graphs' cross-host edges).
+    for (i, n) in g.nodes.iter().enumerate().filter(|(_, n)| n.node_type != "component" || n.held.is_some()) {
         match n.component.as_deref() {
-            Some(c) => clusters.entry(c).or_default().push((i, n)),
+            Some(c) => clusters.entry((n.host.as_deref().unwrap_or(""), c)).or_default().push((i, n)),
             None => loose.push((i, n)),
         }
     }
-    for (i, (name, nodes)) in clusters.iter().enumerate() {
-        let (fill, title) = if *name == TRACED { ("#e8f0fe", "traced tree".to_string()) } else { ("#fdecea", format!("component: {name}")) };
+    for (i, ((host, name), nodes)) in clusters.iter().enumerate() {
+        let (fill, mut title) = if *name == TRACED { ("#e8f0fe", "traced tree".to_string()) } else { ("#fdecea", format!("component: {name}")) };
+        if !host.is_empty() {
+            let _ = write!(title, " on {host}");
+        }
         let _ = writeln!(out, "  subgraph cluster_{i} {{\n    label={};\n    style=filled;\n    fillcolor=\"{fill}\";{}", quote(&title), look.cluster(i, name));
         for (j, n) in nodes {
             let _ = writeln!(out, "    {}", node_line(*j, n, look));

@@ -383,6 +383,7 @@ mod tests {
                 free_bytes: 400,
                 writers: ["db".to_string()].into(),
             }],
+            ..Default::default()
         }
     }
 

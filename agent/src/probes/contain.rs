@@ -79,7 +79,7 @@ pub fn attach(
         match deny_unix(cgroup, attach_type) {
             Ok(fds) => links.extend(fds),
             Err(e) => {
-                log::warn!("no cgroup hook for Unix sockets on this kernel: {e}");
+                tracing::warn!("no cgroup hook for Unix sockets on this kernel: {e}");
                 unix = UnixContainment::Unavailable;
             }
         }

@@ -46,6 +46,34 @@ impl Default for Options {
 pub struct Probes {
     ebpf: Ebpf,
     ring: RingBuf<MapData>,
+    positions: Option<RingPositions>,
+    ring_bytes: u64,
+}
+
+/// A read-only view of the ring buffer's consumer and producer positions (the first two pages
+/// of its mapping): their difference is how full it is.
+struct RingPositions {
+    ptr: *mut libc::c_void,
+    page: usize,
+}
+
+impl RingPositions {
+    fn map(fd: RawFd) -> Option<RingPositions> {
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), 2 * page, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
+        (ptr != libc::MAP_FAILED).then_some(RingPositions { ptr, page })
+    }
+
+    fn fill(&self) -> u64 {
+        let read = |off: usize| unsafe { std::ptr::read_volatile((self.ptr as *const u8).add(off) as *const u64) };
+        read(self.page).saturating_sub(read(0))
+    }
+}
+
+impl Drop for RingPositions {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.ptr, 2 * self.page) };
+    }
 }
 
 /// Checks that must pass before loading anything; each failure is bad input (exit 2).
@@ -73,7 +101,8 @@ impl Probes {
             .context("loading the BPF programs")?;
         attach(&mut ebpf)?;
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
-        Ok(Probes { ebpf, ring })
+        let positions = RingPositions::map(ring.as_raw_fd());
+        Ok(Probes { ebpf, ring, positions, ring_bytes: opts.ringbuf_bytes as u64 })
     }
 
     /// Contain the network of a pilot cgroup (see contain.rs). The returned fds hold the
@@ -98,6 +127,11 @@ impl Probes {
         let map = self.ebpf.map("TRACKED").expect("TRACKED map");
         let aya::maps::Map::HashMap(data) = map else { panic!("TRACKED is a hash map") };
         data.fd().as_fd().as_raw_fd()
+    }
+
+    /// Bytes waiting in the ring buffer now, and its size.
+    pub fn ring_fill(&self) -> (u64, u64) {
+        (self.positions.as_ref().map_or(0, RingPositions::fill), self.ring_bytes)
     }
 
     pub fn ring_fd(&self) -> RawFd {
@@ -157,15 +191,15 @@ impl Probes {
 fn attach(ebpf: &mut Ebpf) -> Result<()> {
     // Lifecycle first: a task picked up by its syscalls must already have its fork, exec and
     // exit seen.
-    for (name, category) in [
-        ("task_newtask", "task"),
-        ("sched_process_exec", "sched"),
-        ("sched_process_exit", "sched"),
-        ("signal_generate", "signal"),
+    for (name, category, tracepoint) in [
+        ("task_newtask", "task", "task_newtask"),
+        ("sched_exec", "sched", "sched_process_exec"),
+        ("sched_exit", "sched", "sched_process_exit"),
+        ("signal_generate", "signal", "signal_generate"),
     ] {
         let prog: &mut TracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
         prog.load().with_context(|| format!("loading {name}"))?;
-        prog.attach(category, name).with_context(|| format!("attaching tracepoint {category}:{name}"))?;
+        prog.attach(category, tracepoint).with_context(|| format!("attaching tracepoint {category}:{tracepoint}"))?;
     }
     for name in ["sys_enter", "sys_exit"] {
         let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;

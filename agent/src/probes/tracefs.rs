@@ -27,7 +27,7 @@ pub fn ensure_mounted() -> Result<()> {
             std::io::Error::last_os_error()
         );
     }
-    log::info!("mounted tracefs at {TRACEFS}");
+    tracing::info!("mounted tracefs at {TRACEFS}");
     Ok(())
 }
 

@@ -480,7 +480,7 @@ mod tests {
             let kind = if i == 0 { "unlink" } else { "write" };
             edges.push(Edge { from: "process:1:1".into(), to: format!("file:{path}"), kind: kind.into(), count: 1, events: vec![i as u64 + 1], cross_component: i == 0, ..Default::default() });
         }
-        Graph { schema: SCHEMA.into(), target: "t".into(), host: "h".into(), complete: true, lost_events: 0, nodes, edges, components: vec![] }
+        Graph { schema: SCHEMA.into(), target: "t".into(), host: "h".into(), complete: true, lost_events: 0, nodes, edges, ..Default::default() }
     }
 
     #[test]

@@ -181,7 +181,7 @@ mod tests {
             lost_events: 3,
             nodes: vec![node("process:1:1", EVIL, Some(TRACED)), node(&format!("file:{EVIL}"), EVIL, Some(EVIL))],
             edges: vec![Edge { from: "process:1:1".into(), to: format!("file:{EVIL}"), kind: "unlink".into(), count: 1, cross_component: true, component: Some(EVIL.into()), detail: Some(EVIL.into()), events: vec![1], ..Default::default() }],
-            components: vec![],
+            ..Default::default()
         };
         let violation = Violation {
             rule: EVIL.into(),

@@ -38,6 +38,9 @@ pub struct Component {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
     pub processes: Vec<Member>,
+    /// Merged graphs: the host it runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub listens: BTreeSet<Listener>,
     /// Files its processes hold open, and those among them open for writing.
     pub files_open: BTreeSet<String>,
@@ -72,7 +75,7 @@ pub struct Snapshot {
     /// Directories that contain what a component holds (its data directory or an ancestor):
     /// renaming, removing or chmod-ing one pulls the data from under it.
     containers: HashMap<String, usize>,
-    local: Vec<IpAddr>,
+    pub local: Vec<IpAddr>,
 }
 
 struct ProcInfo {

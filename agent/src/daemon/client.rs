@@ -1,0 +1,112 @@
+//! The client side: `pilot run` and `pilot trace` go through the daemon when its socket
+//! answers and it runs the same pilot binary; otherwise they run in-process. `pilot status`
+//! asks the daemon what it runs and ran.
+use std::{
+    io::Write,
+    os::unix::net::UnixStream,
+    path::PathBuf,
+    sync::atomic::Ordering,
+    time::Duration,
+};
+
+use anyhow::{Result, anyhow};
+
+use super::{
+    config::DEFAULT_SOCKET,
+    proto::{self, FrameReader, Next, Request},
+};
+use crate::{error::UsageError, session};
+
+/// Set in the environment of a run the daemon starts (and removed by it at once), so that it
+/// runs in-process.
+pub const DAEMON_RUN_ENV: &str = "PILOT_DAEMON_RUN";
+
+/// The socket clients use: $PILOT_SOCKET, else the default.
+pub fn socket_path() -> PathBuf {
+    std::env::var_os("PILOT_SOCKET").map(PathBuf::from).unwrap_or_else(|| DEFAULT_SOCKET.into())
+}
+
+/// Run this `pilot run`/`pilot trace` through the daemon: Some(exit status), or None to run
+/// in-process (no daemon, PILOT_NO_DAEMON set, or a daemon of another pilot binary).
+pub fn forward() -> Result<Option<i32>> {
+    if std::env::var_os("PILOT_NO_DAEMON").is_some() {
+        return Ok(None);
+    }
+    let path = socket_path();
+    let Ok(mut stream) = UnixStream::connect(&path) else { return Ok(None) };
+    let request = Request::Run {
+        args: std::env::args().skip(1).collect(),
+        cwd: std::env::current_dir()?,
+        env: std::env::vars().collect(),
+        exe: own_exe(),
+    };
+    send(&mut stream, &request)?;
+    session::catch_interrupts();
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut frames = FrameReader::default();
+    let mut cancels_sent = 0;
+    loop {
+        match frames.next(&mut stream)? {
+            Next::Frame(proto::REFUSED, why) => {
+                tracing::info!("the daemon at {} does not serve this pilot ({}): running in-process", path.display(), String::from_utf8_lossy(&why));
+                return Ok(None);
+            }
+            Next::Frame(proto::STDOUT, bytes) => std::io::stdout().write_all(&bytes)?,
+            Next::Frame(proto::STDERR, bytes) => std::io::stderr().write_all(&bytes)?,
+            Next::Frame(proto::EXIT, code) => {
+                let code = i32::from_le_bytes(code.get(..4).and_then(|c| c.try_into().ok()).unwrap_or([1, 0, 0, 0]));
+                return Ok(Some(code));
+            }
+            Next::Frame(..) | Next::Idle => {}
+            Next::Closed => {
+                return Err(anyhow!("the pilot daemon closed the connection mid-run: `pilot status` shows what became of the run"));
+            }
+        }
+        // ^C: the daemon stops the run, as in-process pilot would.
+        let interrupts = session::SIGNALS.load(Ordering::SeqCst);
+        if interrupts > cancels_sent {
+            send(&mut stream, &Request::Cancel)?;
+            cancels_sent = interrupts;
+        }
+    }
+}
+
+/// `pilot status`: what the daemon runs and ran.
+pub fn status(json: bool) -> Result<i32> {
+    let path = socket_path();
+    let mut stream = UnixStream::connect(&path).map_err(|e| {
+        UsageError::new(format!(
+            "no pilot daemon answers at {}: {e}: start one with `pilot daemon` (or `systemctl start pilot`), or set PILOT_SOCKET",
+            path.display()
+        ))
+    })?;
+    send(&mut stream, &Request::Status)?;
+    let mut frames = FrameReader::default();
+    loop {
+        match frames.next(&mut stream)? {
+            Next::Frame(proto::STATUS, body) => {
+                let status: super::Status = serde_json::from_slice(&body)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&status)?);
+                } else {
+                    print!("{}", status.render());
+                }
+                return Ok(0);
+            }
+            Next::Closed => return Err(anyhow!("the pilot daemon closed the connection without an answer")),
+            _ => {}
+        }
+    }
+}
+
+fn send(stream: &mut UnixStream, request: &Request) -> Result<()> {
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    Ok(())
+}
+
+/// The running binary: the daemon serves only clients of the same one.
+pub fn own_exe() -> String {
+    std::fs::read_link("/proc/self/exe").map(|p| p.display().to_string()).unwrap_or_default()
+}

@@ -1,0 +1,218 @@
+//! `pilot daemon`: the per-host agent. It serves `pilot run`, `pilot trace` and `pilot status`
+//! of the same pilot binary over a root-only Unix socket, and Prometheus metrics on a localhost
+//! port. Each run is the same binary run in-process for the client (its argv, cwd and
+//! environment), as a child of the daemon: its output is relayed to the client and kept in
+//! `state_dir/<id>.log`. A client that goes away does not take its run along (or, with
+//! `on_client_disconnect = "kill"`, stops it as ^C would); `max_run` bounds every run; stopping
+//! the daemon stops its runs first. No run is left behind.
+pub mod client;
+pub mod config;
+mod metrics;
+mod proto;
+mod runs;
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::{fs::PermissionsExt, net::{UnixListener, UnixStream}},
+    path::Path,
+    sync::{Arc, Mutex, atomic::{AtomicU64, Ordering}},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{cli::DaemonArgs, error::UsageError, session};
+use config::Config;
+use proto::Request;
+pub use runs::RunInfo;
+
+/// What every connection's thread shares.
+pub struct State {
+    config: Config,
+    exe: String,
+    runs: Mutex<Vec<RunInfo>>,
+    /// Run pids, by run id, while they run (for cancel and shutdown).
+    pids: Mutex<Vec<(u64, u32)>>,
+    metrics: Mutex<metrics::Metrics>,
+    next_id: AtomicU64,
+    bpf_stats_enabled: bool,
+    started_unix_ms: u128,
+}
+
+impl State {
+    fn active_runs(&self) -> usize {
+        self.pids.lock().expect("pids lock").len()
+    }
+}
+
+/// `pilot status --json`.
+#[derive(Serialize, Deserialize)]
+pub struct Status {
+    pub daemon_pid: u32,
+    pub socket: String,
+    pub metrics: String,
+    pub started_unix_ms: u128,
+    pub runs: Vec<RunInfo>,
+}
+
+impl Status {
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "pilot daemon pid {} on {} (metrics {}): {} run(s)\n",
+            self.daemon_pid,
+            self.socket,
+            if self.metrics.is_empty() { "off" } else { &self.metrics },
+            self.runs.len()
+        );
+        for r in &self.runs {
+            let outcome = match (&r.exit_code, &r.stopped_by) {
+                (None, _) => "running".to_string(),
+                (Some(c), Some(why)) => format!("exit {c} (stopped: {why})"),
+                (Some(c), None) => format!("exit {c}"),
+            };
+            out.push_str(&format!(
+                "  {:<4} pid {:<8} {:<28} client {:<12} {}\n      {}\n",
+                r.id,
+                r.pid,
+                outcome,
+                r.client,
+                r.run_dir.as_deref().unwrap_or("-"),
+                r.args.join(" ")
+            ));
+        }
+        out
+    }
+}
+
+pub fn run(args: DaemonArgs) -> Result<i32> {
+    let config = Config::load(args.config.as_deref())?;
+    let max_run = config.max_run().map_err(UsageError::new)?;
+    let metrics_addr = config.metrics_addr().map_err(UsageError::new)?;
+    if args.check_config {
+        eprintln!("pilot daemon: configuration ok");
+        return Ok(0);
+    }
+    crate::probes::preflight()?;
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| UsageError::new(format!("state_dir {}: {e}", config.state_dir.display())))?;
+    let listener = bind(&config.socket)?;
+    // The kernel counts BPF run time while this fd is open (BPF_ENABLE_STATS).
+    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime);
+    if let Err(e) = &stats {
+        tracing::warn!("BPF run-time statistics unavailable ({e}): pilot_bpf_* metrics stay at 0");
+    }
+    let state = Arc::new(State {
+        exe: client::own_exe(),
+        runs: Mutex::new(Vec::new()),
+        pids: Mutex::new(Vec::new()),
+        metrics: Mutex::new(Default::default()),
+        next_id: AtomicU64::new(1),
+        bpf_stats_enabled: stats.is_ok(),
+        started_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+        config,
+    });
+    if let Some(addr) = metrics_addr {
+        metrics::serve(addr, state.clone())?;
+    }
+    sample_bpf_stats(state.clone());
+    tracing::info!(socket = %state.config.socket.display(), metrics = %state.config.metrics_listen, "pilot daemon ready");
+    eprintln!("pilot daemon: serving {} (metrics {})", state.config.socket.display(), if metrics_addr.is_some() { state.config.metrics_listen.as_str() } else { "off" });
+    session::catch_interrupts();
+    listener.set_nonblocking(true)?;
+    while session::SIGNALS.load(Ordering::SeqCst) == 0 {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    if let Err(e) = serve_client(conn, &state, max_run) {
+                        tracing::warn!("client: {e:#}");
+                    }
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => tracing::warn!("accept: {e}"),
+        }
+    }
+    shutdown(&state);
+    let _ = std::fs::remove_file(&state.config.socket);
+    drop(stats);
+    Ok(0)
+}
+
+/// Pick up pilots' BPF programs while they are loaded (4 times a second while runs are
+/// active, else once a second), so their counts survive them.
+fn sample_bpf_stats(state: Arc<State>) {
+    std::thread::spawn(move || {
+        loop {
+            let busy = state.active_runs() > 0;
+            std::thread::sleep(Duration::from_millis(if busy { 250 } else { 1000 }));
+            state.metrics.lock().expect("metrics lock").bpf.refresh();
+        }
+    });
+}
+
+/// Stop every run (as ^C would) and wait for them, so none outlives the daemon.
+fn shutdown(state: &State) {
+    let pids: Vec<u32> = state.pids.lock().expect("pids lock").iter().map(|(_, p)| *p).collect();
+    if pids.is_empty() {
+        return;
+    }
+    eprintln!("pilot daemon: stopping {} run(s)", pids.len());
+    let ids: Vec<u64> = state.pids.lock().expect("pids lock").iter().map(|(id, _)| *id).collect();
+    for id in ids {
+        runs::mark_stopped(state, id, "daemon-stop");
+        runs::stop(state, id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state.active_runs() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The socket, root-only; a stale one (no daemon answering) is replaced.
+fn bind(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(UsageError::new(format!("a pilot daemon already serves {}: stop it first", path.display())).into());
+    }
+    let _ = std::fs::remove_file(path);
+    let old = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(path);
+    unsafe { libc::umask(old) };
+    let listener = listener.map_err(|e| UsageError::new(format!("cannot listen on {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+fn serve_client(conn: UnixStream, state: &Arc<State>, max_run: Duration) -> Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let request: Request = serde_json::from_str(&line).context("a request that is not pilot's")?;
+    let mut conn = conn;
+    match request {
+        Request::Status => {
+            let status = Status {
+                daemon_pid: std::process::id(),
+                socket: state.config.socket.display().to_string(),
+                metrics: state.config.metrics_listen.clone(),
+                started_unix_ms: state.started_unix_ms,
+                runs: state.runs.lock().expect("runs lock").clone(),
+            };
+            proto::write_frame(&mut conn, proto::STATUS, &serde_json::to_vec(&status)?)?;
+            Ok(())
+        }
+        Request::Run { args, cwd, env, exe } => {
+            if exe != state.exe {
+                let why = format!("it runs {}, the client {exe}", state.exe);
+                return Ok(proto::write_frame(&mut conn, proto::REFUSED, why.as_bytes())?);
+            }
+            let id = state.next_id.fetch_add(1, Ordering::SeqCst);
+            runs::serve(state, id, runs::Spec { args, cwd, env }, conn, reader, max_run)
+        }
+        Request::Cancel => Ok(()),
+    }
+}

@@ -1,0 +1,259 @@
+//! One run served by the daemon: the pilot binary started as the client would have run it,
+//! its output relayed to the client and kept in `state_dir/<id>.log`, stopped on cancel, on
+//! `max_run`, or (if so configured) when the client goes away; counted in the metrics.
+use std::{
+    fs::File,
+    io::{BufRead, Read, Write},
+    os::unix::net::UnixStream,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::{State, client::DAEMON_RUN_ENV, config::Disconnect, proto};
+
+/// What the client asked to run.
+pub struct Spec {
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+/// A run as `pilot status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub id: u64,
+    pub pid: u32,
+    pub args: Vec<String>,
+    pub cwd: String,
+    pub started_unix_ms: u128,
+    /// None while it runs.
+    pub exit_code: Option<i32>,
+    /// cancel, client-disconnect, max_run or daemon-stop, when the daemon stopped it.
+    pub stopped_by: Option<String>,
+    /// connected or gone.
+    pub client: String,
+    pub run_dir: Option<String>,
+    pub log: String,
+}
+
+/// How long a run that was told to stop may take to write its results before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+type Client = Arc<Mutex<Option<UnixStream>>>;
+
+pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: impl BufRead + Send + 'static, max_run: Duration) -> Result<()> {
+    let client: Client = Arc::new(Mutex::new(Some(conn)));
+    let Some(command) = spec.args.iter().find(|a| *a == "run" || *a == "trace").cloned() else {
+        send(&client, proto::REFUSED, b"the daemon serves run and trace only");
+        return Ok(());
+    };
+    let log_path = state.config.state_dir.join(format!("{id}.log"));
+    let log = Arc::new(Mutex::new(File::create(&log_path)?));
+    let mut child = match start(&spec, id) {
+        Ok(c) => c,
+        Err(e) => {
+            send(&client, proto::STDERR, format!("pilot daemon: cannot start the run: {e}\n").as_bytes());
+            send(&client, proto::EXIT, &1i32.to_le_bytes());
+            return Ok(());
+        }
+    };
+    let pid = child.id();
+    state.runs.lock().expect("runs lock").push(RunInfo {
+        id,
+        pid,
+        args: spec.args.clone(),
+        cwd: spec.cwd.display().to_string(),
+        started_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+        exit_code: None,
+        stopped_by: None,
+        client: "connected".into(),
+        run_dir: None,
+        log: log_path.display().to_string(),
+    });
+    state.pids.lock().expect("pids lock").push((id, pid));
+    tracing::info!(run = id, pid, args = ?spec.args, "run started");
+    let relays = [
+        relay(child.stdout.take().expect("piped"), proto::STDOUT, client.clone(), log.clone(), None),
+        relay(child.stderr.take().expect("piped"), proto::STDERR, client.clone(), log, Some((state.clone(), id, spec.cwd.clone()))),
+    ];
+    watch_client(reader, state.clone(), client.clone(), id);
+
+    let started = Instant::now();
+    let mut stop_sent: Option<Instant> = None;
+    while !exited(pid) {
+        std::thread::sleep(Duration::from_millis(100));
+        if stop_sent.is_none() && started.elapsed() > max_run {
+            tracing::warn!(run = id, "max_run reached: stopping the run");
+            mark_stopped(state, id, "max_run");
+            stop(state, id);
+            stop_sent = Some(Instant::now());
+        }
+        if stop_sent.is_some_and(|t| t.elapsed() > STOP_GRACE) {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+    // Whatever of its job is left (a traced command that outlived an interrupted trace) goes
+    // with it; the exited leader still holds the group, so the id is not recycled yet.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    // Forget the pid before reaping it: nothing signals a recycled pid.
+    state.pids.lock().expect("pids lock").retain(|(i, _)| *i != id);
+    let status = child.wait()?;
+    let code = status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
+    for r in relays {
+        let _ = r.join();
+    }
+    let run_dir = {
+        let mut runs = state.runs.lock().expect("runs lock");
+        let r = runs.iter_mut().find(|r| r.id == id).expect("registered run");
+        r.exit_code = Some(code);
+        r.run_dir.clone()
+    };
+    state.metrics.lock().expect("metrics lock").add_run(&command, code == 0, run_dir.as_deref().map(std::path::Path::new));
+    tracing::info!(run = id, exit = code, "run ended");
+    send(&client, proto::EXIT, &code.to_le_bytes());
+    Ok(())
+}
+
+fn start(spec: &Spec, id: u64) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt as _;
+    Command::new("/proc/self/exe")
+        // Its own process group, as a terminal's foreground job: a cancel reaches the whole job.
+        .process_group(0)
+        .args(&spec.args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(DAEMON_RUN_ENV, id.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+}
+
+/// Send a frame to the client, if it is still there.
+fn send(client: &Client, tag: u8, payload: &[u8]) {
+    let mut guard = client.lock().expect("client lock");
+    if let Some(conn) = guard.as_mut()
+        && proto::write_frame(conn, tag, payload).is_err()
+    {
+        *guard = None;
+    }
+}
+
+/// Copy a pipe of the run to the client and the log; the stderr relay also learns the run
+/// directory from pilot's own lines.
+fn relay(
+    mut pipe: impl Read + Send + 'static,
+    tag: u8,
+    client: Client,
+    log: Arc<Mutex<File>>,
+    learn: Option<(Arc<State>, u64, PathBuf)>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        let mut pending = Vec::new();
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let _ = log.lock().expect("log lock").write_all(&buf[..n]);
+            send(&client, tag, &buf[..n]);
+            if let Some((state, id, cwd)) = &learn {
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    if let Some(dir) = run_dir_of(&String::from_utf8_lossy(&line)) {
+                        let dir = cwd.join(dir.trim()).display().to_string();
+                        if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == *id) {
+                            r.run_dir = Some(dir);
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The run directory named by pilot run's or pilot trace's closing lines.
+fn run_dir_of(line: &str) -> Option<&str> {
+    line.strip_prefix("pilot: run directory ")
+        .or_else(|| line.strip_prefix("pilot: wrote events.jsonl, summary.json, graph.json and graph.dot in "))
+}
+
+/// The client's lines: `cancel` stops the run; the client going away stops it only when the
+/// configuration says so.
+fn watch_client(mut reader: impl BufRead + Send + 'static, state: Arc<State>, client: Client, id: u64) {
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(n) if n > 0 => {
+                    if matches!(serde_json::from_str(&line), Ok(proto::Request::Cancel)) {
+                        mark_stopped(&state, id, "cancel");
+                        stop(&state, id);
+                    }
+                }
+                _ => break,
+            }
+        }
+        *client.lock().expect("client lock") = None;
+        let running = state.pids.lock().expect("pids lock").iter().any(|(i, _)| *i == id);
+        if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == id) {
+            r.client = "gone".into();
+        }
+        if running && state.config.on_client_disconnect == Disconnect::Kill {
+            tracing::info!(run = id, "client gone: stopping the run (on_client_disconnect = kill)");
+            mark_stopped(&state, id, "client-disconnect");
+            stop(&state, id);
+        }
+    });
+}
+
+pub fn mark_stopped(state: &State, id: u64, why: &str) {
+    if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == id) {
+        r.stopped_by.get_or_insert(why.to_string());
+    }
+}
+
+/// Stop run `id` as ^C would, if it still runs (the pid lock keeps a recycled pid safe).
+pub fn stop(state: &State, id: u64) {
+    let pids = state.pids.lock().expect("pids lock");
+    if let Some((_, pid)) = pids.iter().find(|(i, _)| *i == id) {
+        interrupt(*pid);
+    }
+}
+
+/// What ^C twice in a terminal does: SIGINT to the whole job (the traced command sees it too),
+/// then SIGTERM to pilot (`pilot run` stops at the first signal, `pilot trace -- CMD` at the
+/// second).
+fn interrupt(pid: u32) {
+    unsafe { libc::kill(-(pid as i32), libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(100));
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+}
+
+/// Has the child exited? Checked without reaping it, so its pid stays ours until forgotten.
+fn exited(pid: u32) -> bool {
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    rc != 0 || unsafe { info.si_pid() } != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_the_run_directory_from_pilots_lines() {
+        assert_eq!(run_dir_of("pilot: run directory /tmp/r1\n"), Some("/tmp/r1\n"));
+        assert_eq!(run_dir_of("pilot: wrote events.jsonl, summary.json, graph.json and graph.dot in t1"), Some("t1"));
+        assert_eq!(run_dir_of("pilot: traced `true`"), None);
+    }
+}
