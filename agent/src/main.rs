@@ -6,6 +6,7 @@ mod cli;
 mod commit;
 mod decode;
 mod diff;
+mod doctor;
 mod error;
 mod event;
 mod graph;
@@ -40,6 +41,7 @@ fn main() {
         }),
         cli::Command::Commit(args) => commit::run(args),
         cli::Command::Journal { command: cli::JournalCommand::Verify { path } } => journal::verify_cmd(path),
+        cli::Command::Doctor { json } => doctor::run(json),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),
     };
     match result {
