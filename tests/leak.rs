@@ -127,6 +127,10 @@ fn pilot() -> &'static Path {
 fn uring_helper() -> &'static Path {
     static HELPER: OnceLock<PathBuf> = OnceLock::new();
     HELPER.get_or_init(|| {
+        // Prebuilt (`cargo xtask vm-test` links it statically: its guests have no gcc).
+        if let Ok(prebuilt) = std::env::var("PILOT_TEST_URING") {
+            return PathBuf::from(prebuilt);
+        }
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/leak/uring_write.c");
         let out = scratch_root().join(format!("uring_write-{}", std::process::id()));
         let tmp = out.with_extension("tmp");
