@@ -69,6 +69,12 @@ pub fn effects() -> &'static str {
     })
 }
 
+/// The cgroup v2 hierarchy: /sys/fs/cgroup/unified on hybrid hosts (the project's machines),
+/// /sys/fs/cgroup where systemd mounts only v2 (Ubuntu, Debian 12, RHEL 9 defaults).
+pub fn cgroup2_root() -> &'static str {
+    if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() { "/sys/fs/cgroup/unified" } else { "/sys/fs/cgroup" }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scratch directories
 

@@ -1,12 +1,17 @@
 //! `cargo xtask test`: bootstrap, then `cargo test` on the default members (agent, agent-common,
-//! xtask; never agent-ebpf, which only builds for the BPF target).
+//! xtask; never agent-ebpf, which only builds for the BPF target), then the VM kernel matrix
+//! (`cargo xtask vm-test` with its defaults and a CI-sized time limit per kernel).
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::bootstrap::bootstrap;
 use crate::cmd::{cargo, command, probe, status, workspace_root};
-use crate::exit_code;
+use crate::{exit_code, vm};
+
+/// Time one kernel of the matrix may take in CI (TCG; measured ~8 min per kernel on 2 cores).
+const VM_BUDGET_PER_KERNEL: Duration = Duration::from_secs(20 * 60);
 
 pub fn test(extra_args: &[String]) -> anyhow::Result<ExitCode> {
     bootstrap("test")?;
@@ -19,5 +24,20 @@ pub fn test(extra_args: &[String]) -> anyhow::Result<ExitCode> {
             .arg("test")
             .args(extra_args),
     )?;
-    Ok(exit_code(status))
+    if !status.success() {
+        return Ok(exit_code(status));
+    }
+    // The matrix only for the whole suite: `cargo xtask test -- -p agent --test x` is a quick run.
+    if !extra_args.is_empty() || std::env::var("PILOT_VM_TEST").is_ok_and(|v| v == "0") {
+        println!("[test] VM kernel matrix skipped (extra cargo arguments or PILOT_VM_TEST=0)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("[test] VM kernel matrix (cargo xtask vm-test)");
+    vm::vm_test(&vm::Options {
+        kernels: vm::DEFAULT_KERNELS.iter().map(|k| k.to_string()).collect(),
+        tests: vm::DEFAULT_TESTS.iter().map(|t| t.to_string()).collect(),
+        timeout: VM_BUDGET_PER_KERNEL,
+        // The host column runs the same subset again natively (~2 min): like against like.
+        host: true,
+    })
 }

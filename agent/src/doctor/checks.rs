@@ -78,7 +78,11 @@ pub fn overlayfs() -> Outcome {
     if registered() {
         return Ok("in /proc/filesystems".into());
     }
-    let loaded = std::process::Command::new("modprobe").args(["-q", "overlay"]).status().is_ok_and(|s| s.success());
+    let loaded = std::process::Command::new("modprobe")
+        .args(["-q", "overlay"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status().is_ok_and(|s| s.success());
     if loaded && registered() { Ok("loaded with `modprobe overlay`".into()) } else { Err("not in /proc/filesystems and `modprobe overlay` failed".into()) }
 }
 

@@ -45,9 +45,12 @@ say "BOOTED $(uname -r)"
 cd /tmp
 "#;
 
-pub fn init(pilot: &str, tests: &[TestRun], env: &[(String, String)]) -> String {
+/// `budget`: how long the tests may take in all; a binary still running then is killed, so
+/// the guest still reports what it has and powers off before the host's deadline.
+pub fn init(pilot: &str, tests: &[TestRun], env: &[(String, String)], budget: std::time::Duration) -> String {
     let mut s = String::from(STAGE1);
     s += MOUNTS;
+    let _ = writeln!(s, "end=$(($(date +%s) + {}))", budget.as_secs());
     for (k, v) in env {
         let _ = writeln!(s, "export {k}='{v}'");
     }
@@ -58,9 +61,11 @@ pub fn init(pilot: &str, tests: &[TestRun], env: &[(String, String)]) -> String 
     s += "say DOCTOR-BEGIN; cat /tmp/doctor.json > $R; say \"DOCTOR-END $rc\"\n";
     for t in tests {
         let args: Vec<String> = t.args.iter().map(|a| format!("'{a}'")).collect();
-        let _ = writeln!(s, "echo '=== {name}'; {exe} --test-threads=2 {args} > /tmp/{name}.log 2>&1; rc=$?",
+        // Live on the console (tee), the status through a file (ash has no pipefail).
+        let _ = writeln!(s, "left=$((end - $(date +%s))); [ $left -gt 1 ] || left=1");
+        let _ = writeln!(s, "echo '=== {name}'; {{ timeout -s KILL $left {exe} --test-threads=2 {args}; echo $? > /tmp/rc; }} 2>&1 | tee /tmp/{name}.log",
             name = t.name, exe = t.exe, args = args.join(" "));
-        let _ = writeln!(s, "cat /tmp/{name}.log; grep -E '^test .* \\.\\.\\. ' /tmp/{name}.log | sed 's/^/RESULT {name} /' > $R; say \"EXIT {name} $rc\"", name = t.name);
+        let _ = writeln!(s, "grep -E '^test .* \\.\\.\\. ' /tmp/{name}.log | sed 's/^/RESULT {name} /' > $R; say \"EXIT {name} $(cat /tmp/rc)\"", name = t.name);
     }
     s += "say DONE\nsync\npoweroff -f\n";
     s

@@ -144,7 +144,9 @@ fn run_guest(
     let k = kernel::fetch(series, vm_dir)?;
     let dir = vm_dir.join(&k.release);
     std::fs::create_dir_all(&dir)?;
-    let init = guest::init(&pilot.display().to_string(), tests, helpers);
+    // The guest stops its tests a minute before the host kills it: what ran is still reported.
+    let budget = timeout.saturating_sub(Duration::from_secs(60));
+    let init = guest::init(&pilot.display().to_string(), tests, helpers, budget);
     let mut files = vec![pilot.to_path_buf(), PathBuf::from("/usr/bin/python3"), PathBuf::from("/usr/bin/setpriv")];
     files.extend(tests.iter().map(|t| PathBuf::from(&t.exe)));
     files.extend(helpers.iter().map(|(_, p)| PathBuf::from(p)));
