@@ -57,6 +57,9 @@ pub fn init(pilot: &str, tests: &[TestRun], env: &[(String, String)], budget: st
     // Containment missing (overlayfs not loaded yet): pilot run must refuse, exit 5.
     let _ = writeln!(s, "msg=$({pilot} run -- /bin/true 2>&1); say \"REFUSED $? $msg\"");
     s += "for m in $(cat /vmtest/modules); do insmod $m || say \"INSMOD-FAILED $m\"; done\n";
+    // /var on ext4 (a loop image), as on a real host: tmpfs, the guest's root, has user.*
+    // xattrs only since 6.6.
+    s += "dd if=/dev/zero of=/tmp/var.img bs=1M count=256 2>/dev/null && mkfs.ext4 -q -F /tmp/var.img && mount -o loop /tmp/var.img /var && mkdir -p /var/lib /var/tmp || say \"VAR-FAILED\"\n";
     let _ = writeln!(s, "{pilot} doctor; {pilot} doctor --json > /tmp/doctor.json; rc=$?");
     s += "say DOCTOR-BEGIN; cat /tmp/doctor.json > $R; say \"DOCTOR-END $rc\"\n";
     for t in tests {
