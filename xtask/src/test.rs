@@ -10,8 +10,9 @@ use crate::bootstrap::bootstrap;
 use crate::cmd::{cargo, command, probe, status, workspace_root};
 use crate::{exit_code, vm};
 
-/// Time one kernel of the matrix may take in CI (TCG; measured ~8 min per kernel on 2 cores).
-const VM_BUDGET_PER_KERNEL: Duration = Duration::from_secs(20 * 60);
+/// Time one kernel of the matrix may take in CI (TCG on 2 cores: measured 17 min for 6.1 on a
+/// busy machine, most of it the leak suite).
+const VM_BUDGET_PER_KERNEL: Duration = Duration::from_secs(25 * 60);
 
 pub fn test(extra_args: &[String]) -> anyhow::Result<ExitCode> {
     bootstrap("test")?;
