@@ -13,7 +13,6 @@ use std::{
 use common::*;
 
 /// cgroup v2 as mounted on these machines (hybrid layout).
-const CGROUP2: &str = "/sys/fs/cgroup/unified";
 
 /// A shell loop, run in the scratch dir, that truncates `tick` until `go` exists (at most
 /// 30 s), then runs `then`.
@@ -116,8 +115,9 @@ struct Cgroup {
 
 impl Cgroup {
     fn new() -> Cgroup {
-        assert!(Path::new(CGROUP2).join("cgroup.procs").exists(), "cgroup v2 is mounted at {CGROUP2}");
-        let path = Path::new(CGROUP2).join(unique("pilot-test"));
+        let root = common::cgroup2_root();
+        assert!(Path::new(root).join("cgroup.procs").exists(), "cgroup v2 is mounted at {root}");
+        let path = Path::new(root).join(unique("pilot-test"));
         fs::create_dir(&path).expect("creating a test cgroup");
         Cgroup { path }
     }

@@ -26,7 +26,7 @@ fn a_nonexistent_pid_is_bad_input() {
 
 #[test]
 fn a_nonexistent_cgroup_is_bad_input() {
-    let path = format!("/sys/fs/cgroup/unified/{}", unique("pilot-test-missing"));
+    let path = format!("{}/{}", common::cgroup2_root(), unique("pilot-test-missing"));
     let run = Pilot::new().no_out().args(["--cgroup", &path]).run();
     assert_usage_error(&run, &path);
 }

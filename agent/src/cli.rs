@@ -64,7 +64,8 @@ Examples:
 The run directory (default ./pilot-runs/<id>/) holds events.jsonl, graph.json, graph.dot,
 changes.json, verdict.json, sink.json and upper/ (the overlay's upper layers).
 Exit status: 0 the pilot ran and completed cleanly; 3 blocked by policy; 4 the pilot command
-failed (nonzero exit, killed, timed out); 1 pilot itself failed; 2 bad usage or input.")]
+failed (nonzero exit, killed, timed out); 1 pilot itself failed; 2 bad usage or input;
+5 this kernel cannot contain a pilot (`pilot doctor` says what is missing).")]
     Run(RunArgs),
     /// Re-evaluate a recorded run against policies (without re-running it).
     #[command(after_help = "Examples:
@@ -143,6 +144,21 @@ Exit status: 0 stopped by SIGTERM/SIGINT; 2 bad config, socket in use, not root.
 Exit status: 0; 2 no daemon answers (start one with `pilot daemon` or `systemctl start pilot`).")]
     Status {
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Probe this kernel's features and say what `pilot run` and `pilot trace` can guarantee.
+    #[command(after_help = "Every feature is probed for real (a program loaded, a hook attached, namespaces
+unshared in a child), not guessed from the kernel version.
+
+Examples:
+  sudo pilot doctor                  the table: feature, present, needed by, used for / if missing
+  sudo pilot doctor --json | jq '.features[] | select(.present | not) | .name'
+
+Exit status: 0 `pilot run` can contain a pilot here; 5 it cannot (`pilot run` refuses with the
+same status), `pilot trace` works; 6 neither works; 2 not root.")]
+    Doctor {
+        /// Print the report as JSON (schema pilot.doctor/v1).
         #[arg(long)]
         json: bool,
     },

@@ -6,6 +6,8 @@ use std::fmt;
 pub const EXIT_AGENT: i32 = 1;
 /// Exit status for bad usage or input.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit status of `pilot run` on a kernel that cannot contain a pilot (`pilot doctor` says why).
+pub const EXIT_KERNEL: i32 = 5;
 
 /// Bad input: the message says what to do about it.
 #[derive(Debug)]
@@ -25,9 +27,27 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// The kernel lacks what containment needs: the message names what is missing.
+#[derive(Debug)]
+pub struct KernelError(pub String);
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KernelError {}
+
 /// The exit status an error maps to.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.chain().any(|e| e.downcast_ref::<UsageError>().is_some()) { EXIT_USAGE } else { EXIT_AGENT }
+    if err.chain().any(|e| e.downcast_ref::<KernelError>().is_some()) {
+        EXIT_KERNEL
+    } else if err.chain().any(|e| e.downcast_ref::<UsageError>().is_some()) {
+        EXIT_USAGE
+    } else {
+        EXIT_AGENT
+    }
 }
 
 /// One line: the error and its causes, outermost first.

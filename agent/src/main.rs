@@ -7,6 +7,7 @@ mod commit;
 mod daemon;
 mod decode;
 mod diff;
+mod doctor;
 mod error;
 mod event;
 mod graph;
@@ -54,6 +55,7 @@ fn main() {
         cli::Command::Report(args) => report::run(args),
         cli::Command::Journal { command: cli::JournalCommand::Verify { path } } => journal::verify_cmd(path),
         cli::Command::Merge(args) => graph_cmd::merge(args),
+        cli::Command::Doctor { json } => doctor::run(json),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),
     };
     match result {

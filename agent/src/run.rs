@@ -71,8 +71,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let allowed = parse_allowed(&args.allow)?;
     let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
     let policies = policy::load_all(&args.policy)?;
+    let unix = crate::doctor::require_run()?;
     probes::preflight()?;
-    require_containment()?;
     gc(false)?;
     let id = run_id();
     let run_dir = match &args.out {
@@ -102,7 +102,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let opts = probes::Options { ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     let mut probes = Probes::load(&opts)?;
     let cgroup = PilotCgroup::create(&id)?;
-    let (unix, _unix_links) = probes.contain(&cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
+    let (unix, _unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
 
     let mut out = Output::create(Some(&run_dir), args.export.as_deref(), args.verbose)?;
     let mut session = Session::new();
@@ -243,18 +243,6 @@ pub fn run(args: RunArgs) -> Result<i32> {
     } else {
         EXIT_PASS
     })
-}
-
-/// Refuse to run uncontained on a kernel that lacks what containment needs.
-fn require_containment() -> Result<()> {
-    let filesystems = fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !filesystems.lines().any(|l| l.trim_end().ends_with("overlay")) {
-        bail!(UsageError::new("this kernel has no overlayfs (try `modprobe overlay`): pilot run refuses to run uncontained"));
-    }
-    if !Path::new(CGROUP_ROOT).join("cgroup.procs").exists() && !Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
-        bail!(UsageError::new("no cgroup v2 hierarchy mounted: pilot run needs it to contain the network"));
-    }
-    Ok(())
 }
 
 /// Start the sandbox; also says what its stdio is (fd, path) for the tracker.

@@ -41,6 +41,10 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 pub fn effects() -> &'static str {
     static BIN: OnceLock<String> = OnceLock::new();
     BIN.get_or_init(|| {
+        // Prebuilt (`cargo xtask vm-test` links it statically: its guests have no gcc).
+        if let Ok(prebuilt) = std::env::var("PILOT_TEST_EFFECTS") {
+            return prebuilt;
+        }
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/helpers/effects.c");
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pilot-tests");
         fs::create_dir_all(&dir).expect("creating the helper build directory");
@@ -63,6 +67,12 @@ pub fn effects() -> &'static str {
         fs::rename(&tmp, &bin).expect("installing the effects helper");
         bin.to_string_lossy().into_owned()
     })
+}
+
+/// The cgroup v2 hierarchy: /sys/fs/cgroup/unified on hybrid hosts (the project's machines),
+/// /sys/fs/cgroup where systemd mounts only v2 (Ubuntu, Debian 12, RHEL 9 defaults).
+pub fn cgroup2_root() -> &'static str {
+    if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() { "/sys/fs/cgroup/unified" } else { "/sys/fs/cgroup" }
 }
 
 // ---------------------------------------------------------------------------------------------

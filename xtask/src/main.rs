@@ -6,6 +6,7 @@ mod demo;
 mod scenarios;
 mod package;
 mod test;
+mod vm;
 
 use std::process::{ExitCode, ExitStatus};
 
@@ -77,6 +78,34 @@ enum Command {
     ///
     /// Part of `cargo xtask test`.
     AnsibleTest,
+    /// Run the integration tests on other kernels: Debian's 6.1 and 6.12 cloud kernels under
+    /// qemu, plus the host kernel natively, and print a matrix kernel x test.
+    ///
+    /// Kernels are fetched with `apt-get download` and cached under target/vm/; each boots
+    /// from an initramfs holding pilot, the test binaries and busybox, runs `pilot doctor`
+    /// (checked against what the kernel has), checks that `pilot run` refuses a kernel without
+    /// overlayfs, and runs the tests. Console logs of failing kernels stay in target/vm/.
+    #[command(after_help = "Examples:\n  \
+        cargo xtask vm-test                                  6.1, 6.12 and the host, default tests\n  \
+        cargo xtask vm-test --kernel 6.1 --test leak         one kernel, one test binary\n  \
+        cargo xtask vm-test --kernel 6.12 --test leak:tcp    a libtest filter after the colon\n  \
+        cargo xtask vm-test --no-host --timeout 1800")]
+    VmTest {
+        /// Kernel series to boot (repeatable; default 6.1 and 6.12): Debian's newest
+        /// linux-image-<VERSION>*-cloud-amd64.
+        #[arg(long = "kernel", value_name = "VERSION")]
+        kernels: Vec<String>,
+        /// Test binary to run, optionally with a libtest filter: NAME or NAME:FILTER
+        /// (repeatable; default: the set in xtask/src/vm/mod.rs).
+        #[arg(long = "test", value_name = "FILTER")]
+        tests: Vec<String>,
+        /// Seconds one kernel may take from boot to poweroff.
+        #[arg(long, value_name = "SECS", default_value_t = 1200)]
+        timeout: u64,
+        /// Skip the host kernel column.
+        #[arg(long)]
+        no_host: bool,
+    },
 }
 
 /// An error that ends xtask with a specific exit status and a message printed as-is.
@@ -117,6 +146,12 @@ fn main() -> ExitCode {
         Command::AnsibleTest => {
             bootstrap::bootstrap("ansible-test").and_then(|()| ansible::ansible_test()).map(|()| ExitCode::SUCCESS)
         }
+        Command::VmTest { kernels, tests, timeout, no_host } => vm::vm_test(&vm::Options {
+            kernels: if kernels.is_empty() { vm::DEFAULT_KERNELS.iter().map(|k| k.to_string()).collect() } else { kernels.clone() },
+            tests: if tests.is_empty() { vm::DEFAULT_TESTS.iter().map(|t| t.to_string()).collect() } else { tests.clone() },
+            timeout: std::time::Duration::from_secs(*timeout),
+            host: !no_host,
+        }),
     };
     result.unwrap_or_else(|err| match err.downcast_ref::<Exit>() {
         Some(exit) => {

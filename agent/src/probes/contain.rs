@@ -4,7 +4,7 @@
 use std::{
     fs::File,
     net::{IpAddr, SocketAddr},
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, OwnedFd},
 };
 
 use anyhow::{Context, Result, anyhow};
@@ -15,6 +15,8 @@ use aya::{
 };
 
 use agent_common::{Dest, SinkConfig};
+
+use super::raw::{self, Prog};
 
 /// Ports in `bpf_sock_addr.user_port` form: network order in the low 16 bits.
 pub fn user_port(port: u16) -> u32 {
@@ -37,13 +39,16 @@ pub fn dest(addr: &SocketAddr) -> Dest {
 pub enum UnixContainment {
     /// connect/sendmsg to Unix socket paths are refused in the kernel (cgroup unix hooks).
     Denied,
-    /// The kernel has no cgroup hooks for Unix sockets (before 6.7).
+    /// The kernel has no cgroup hooks for Unix sockets (before 6.7): the sandbox's seccomp
+    /// filter refuses creating AF_UNIX sockets instead.
     Unavailable,
 }
 
-/// Attach every containment program to the pilot's cgroup and fill their maps.
+/// Attach every containment program to the pilot's cgroup and fill their maps; the Unix
+/// hooks only when `unix` (what `doctor` found) is `Denied`.
 pub fn attach(
     ebpf: &mut Ebpf,
+    unix: UnixContainment,
     cgroup: &File,
     sink: SinkConfig,
     allowed: &[SocketAddr],
@@ -73,82 +78,28 @@ pub fn attach(
         prog.load().with_context(|| format!("loading {name}"))?;
         prog.attach(cgroup.as_fd(), CgroupAttachMode::Single).with_context(|| format!("attaching {name}"))?;
     }
+    if unix == UnixContainment::Unavailable {
+        return Ok((unix, Vec::new()));
+    }
     let mut links = Vec::new();
-    let mut unix = UnixContainment::Denied;
     for attach_type in [BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG] {
-        match deny_unix(cgroup, attach_type) {
-            Ok(fds) => links.extend(fds),
-            Err(e) => {
-                tracing::warn!("no cgroup hook for Unix sockets on this kernel: {e}");
-                unix = UnixContainment::Unavailable;
-            }
-        }
+        // The probe said this kernel has the hook: failing now is the agent failing.
+        links.extend(deny_unix(cgroup, attach_type).context("attaching the Unix-socket hooks to the pilot cgroup")?);
     }
     Ok((unix, links))
 }
 
-const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
-/// enum bpf_attach_type values, read from this kernel's BTF (stable uapi since 6.7).
-const BPF_CGROUP_UNIX_CONNECT: u32 = 49;
-const BPF_CGROUP_UNIX_SENDMSG: u32 = 50;
+/// enum bpf_attach_type values (stable uapi since 6.7).
+pub const BPF_CGROUP_UNIX_CONNECT: u32 = 49;
+pub const BPF_CGROUP_UNIX_SENDMSG: u32 = 50;
 
 /// Load `r0 = 0; exit` (reject: EPERM) as a cgroup Unix-socket hook and link it to the cgroup.
 /// Returns the program and link fds: closing them detaches.
 fn deny_unix(cgroup: &File, attach_type: u32) -> std::io::Result<Vec<OwnedFd>> {
-    // BPF_MOV64_IMM(r0, 0); BPF_EXIT_INSN()
-    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
-    let license = c"GPL";
-    #[repr(C)]
-    #[derive(Default)]
-    struct ProgLoad {
-        prog_type: u32,
-        insn_cnt: u32,
-        insns: u64,
-        license: u64,
-        log_level: u32,
-        log_size: u32,
-        log_buf: u64,
-        kern_version: u32,
-        prog_flags: u32,
-        prog_name: [u8; 16],
-        prog_ifindex: u32,
-        expected_attach_type: u32,
-    }
-    let mut name = [0u8; 16];
-    name[..10].copy_from_slice(b"pilot_unix");
-    let load = ProgLoad {
-        prog_type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
-        insn_cnt: 2,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        prog_name: name,
-        expected_attach_type: attach_type,
-        ..Default::default()
-    };
-    let prog = bpf(5 /* BPF_PROG_LOAD */, &load as *const ProgLoad as *const u8, std::mem::size_of::<ProgLoad>())?;
-    let prog = unsafe { OwnedFd::from_raw_fd(prog) };
-    #[repr(C)]
-    #[derive(Default)]
-    struct LinkCreate {
-        prog_fd: u32,
-        target_fd: u32,
-        attach_type: u32,
-        flags: u32,
-        _rest: [u64; 4],
-    }
-    let link = LinkCreate {
-        prog_fd: prog.as_raw_fd() as u32,
-        target_fd: cgroup.as_raw_fd() as u32,
-        attach_type,
-        ..Default::default()
-    };
-    let link = bpf(28 /* BPF_LINK_CREATE */, &link as *const LinkCreate as *const u8, std::mem::size_of::<LinkCreate>())?;
-    Ok(vec![prog, unsafe { OwnedFd::from_raw_fd(link) }])
-}
-
-fn bpf(cmd: libc::c_long, attr: *const u8, size: usize) -> std::io::Result<i32> {
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size) };
-    if fd < 0 { Err(std::io::Error::last_os_error()) } else { Ok(fd as i32) }
+    let prog = Prog { prog_type: raw::PROG_CGROUP_SOCK_ADDR, attach_type, attach_btf_id: 0 };
+    let prog = raw::load(prog, &raw::RETURN_0, "pilot_unix")?;
+    let link = raw::link_cgroup(&prog, cgroup, attach_type)?;
+    Ok(vec![prog, link])
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! attaches them, and exposes their maps (tracked tasks, aggregated writes, loss counters,
 //! ring buffer). Dropping `Probes` detaches every program and frees every map.
 pub mod contain;
+pub mod raw;
 mod tracefs;
 
 use std::{
@@ -109,12 +110,13 @@ impl Probes {
     /// hand-loaded Unix hooks: keep them as long as the pilot runs.
     pub fn contain(
         &mut self,
+        unix: contain::UnixContainment,
         cgroup: &std::fs::File,
         sink: agent_common::SinkConfig,
         allowed: &[std::net::SocketAddr],
         live_ports: &[u16],
     ) -> Result<(contain::UnixContainment, Vec<std::os::fd::OwnedFd>)> {
-        contain::attach(&mut self.ebpf, cgroup, sink, allowed, live_ports)
+        contain::attach(&mut self.ebpf, unix, cgroup, sink, allowed, live_ports)
     }
 
     pub fn ring(&mut self) -> &mut RingBuf<MapData> {

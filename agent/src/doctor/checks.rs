@@ -1,0 +1,178 @@
+//! One probe per kernel feature. Each asks the kernel for real where it can (loads a program,
+//! opens a hook, unshares in a child) instead of reading a version number: distribution kernels
+//! backport and disable features independently of their version.
+use std::{ffi::CStr, fs, path::Path};
+
+use crate::probes::{
+    contain::{BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG},
+    raw::{self, Prog},
+};
+
+/// A probe's answer: present or not, and what was found (or the kernel's error).
+pub type Outcome = Result<String, String>;
+
+pub fn btf() -> Outcome {
+    let path = Path::new("/sys/kernel/btf/vmlinux");
+    match fs::metadata(path) {
+        Ok(m) => Ok(format!("{} ({} KiB)", path.display(), m.len() / 1024)),
+        Err(e) => Err(format!("{}: {e} (kernel built without CONFIG_DEBUG_INFO_BTF)", path.display())),
+    }
+}
+
+pub fn ringbuf() -> Outcome {
+    const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+    raw::create_map(BPF_MAP_TYPE_RINGBUF, 0, 0, 4096).map(|_| "created a ring buffer map".into()).map_err(bpf_err)
+}
+
+/// The four tracepoints the probes attach to, with their format files.
+pub fn tracepoints() -> Outcome {
+    let base = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .into_iter()
+        .find(|b| Path::new(b).join("events").is_dir())
+        .ok_or("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)")?;
+    let needed = ["task/task_newtask", "sched/sched_process_exec", "sched/sched_process_exit", "signal/signal_generate"];
+    let missing: Vec<&str> = needed.iter().copied().filter(|t| !Path::new(base).join("events").join(t).join("format").is_file()).collect();
+    if missing.is_empty() { Ok(format!("{base}/events: {}", needed.join(", "))) } else { Err(format!("missing in {base}/events: {}", missing.join(", "))) }
+}
+
+pub fn raw_tracepoints() -> Outcome {
+    let prog = raw::load(Prog { prog_type: raw::PROG_RAW_TRACEPOINT, ..Default::default() }, &raw::RETURN_0, "pilot_doctor").map_err(bpf_err)?;
+    raw::raw_tracepoint_open(&prog, Some(c"sys_enter")).map(|_| "attached to sys_enter".into()).map_err(bpf_err)
+}
+
+pub fn cgroup2() -> Outcome {
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .find(|d| Path::new(d).join("cgroup.procs").exists() && Path::new(d).join("cgroup.subtree_control").exists())
+        .map(|d| format!("mounted at {d}"))
+        .ok_or_else(|| "no cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified".into())
+}
+
+/// A cgroup program of `prog_type` loads with `attach_type`: the kernel knows that hook.
+pub fn cgroup_hook(prog_type: u32, attach_type: u32) -> Outcome {
+    raw::load(Prog { prog_type, attach_type, attach_btf_id: 0 }, &raw::RETURN_1, "pilot_doctor")
+        .map(|_| "a hook program loads".into())
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EINVAL) => "the kernel does not know this attach type".into(),
+            _ => bpf_err(e),
+        })
+}
+
+pub fn unix_hooks() -> Outcome {
+    cgroup_hook(raw::PROG_CGROUP_SOCK_ADDR, BPF_CGROUP_UNIX_CONNECT)?;
+    cgroup_hook(raw::PROG_CGROUP_SOCK_ADDR, BPF_CGROUP_UNIX_SENDMSG)?;
+    Ok("connect_unix and sendmsg_unix hook programs load".into())
+}
+
+pub fn seccomp() -> Outcome {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    match status.lines().find(|l| l.starts_with("Seccomp:")) {
+        Some(_) => Ok("seccomp filters (CONFIG_SECCOMP_FILTER)".into()),
+        None => Err("no Seccomp: line in /proc/self/status (kernel without CONFIG_SECCOMP)".into()),
+    }
+}
+
+/// overlayfs registered, or loadable with modprobe.
+pub fn overlayfs() -> Outcome {
+    let registered = || fs::read_to_string("/proc/filesystems").unwrap_or_default().lines().any(|l| l.trim_end().ends_with("\toverlay"));
+    if registered() {
+        return Ok("in /proc/filesystems".into());
+    }
+    let loaded = std::process::Command::new("modprobe")
+        .args(["-q", "overlay"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status().is_ok_and(|s| s.success());
+    if loaded && registered() { Ok("loaded with `modprobe overlay`".into()) } else { Err("not in /proc/filesystems and `modprobe overlay` failed".into()) }
+}
+
+/// The namespaces the sandbox unshares (mount, PID, IPC, UTS, then user), for real in a child.
+pub fn namespaces() -> Outcome {
+    let max = fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+    if max.trim() == "0" {
+        return Err("user.max_user_namespaces is 0 (sysctl -w user.max_user_namespaces=10000)".into());
+    }
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+            let code = if unsafe { libc::unshare(flags) } != 0 {
+                1
+            } else if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+                2
+            } else {
+                0
+            };
+            unsafe { libc::_exit(code) }
+        }
+        pid => {
+            let mut status = 0;
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            match libc::WEXITSTATUS(status) {
+                0 => Ok(format!("unshared mount, PID, IPC, UTS and user namespaces (max_user_namespaces {})", max.trim())),
+                1 => Err("unshare(mount, PID, IPC, UTS) failed in a child".into()),
+                _ => Err("unshare(CLONE_NEWUSER) failed in a child (user namespaces disabled?)".into()),
+            }
+        }
+    }
+}
+
+/// A kprobe on a stable function, opened for real through the kprobe PMU.
+pub fn kprobes() -> Outcome {
+    let pmu = fs::read_to_string("/sys/bus/event_source/devices/kprobe/type").map_err(|_| "no kprobe PMU (/sys/bus/event_source/devices/kprobe)".to_string())?;
+    let pmu: u32 = pmu.trim().parse().map_err(|_| "unreadable kprobe PMU type".to_string())?;
+    let prog = raw::load(Prog { prog_type: raw::PROG_KPROBE, ..Default::default() }, &raw::RETURN_0, "pilot_doctor").map_err(bpf_err)?;
+    let func = c"do_sys_openat2";
+    // perf_event_attr (PERF_ATTR_SIZE_VER5): type, size, ..., config1 (the function) at 56.
+    let mut attr = [0u8; 112];
+    attr[0..4].copy_from_slice(&pmu.to_ne_bytes());
+    attr[4..8].copy_from_slice(&112u32.to_ne_bytes());
+    attr[56..64].copy_from_slice(&(func.as_ptr() as u64).to_ne_bytes());
+    let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), -1, 0, -1, 8u64 /* PERF_FLAG_FD_CLOEXEC */) };
+    if fd < 0 {
+        return Err(format!("perf_event_open(kprobe do_sys_openat2): {}", std::io::Error::last_os_error()));
+    }
+    let event = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+    use std::os::fd::AsRawFd as _;
+    if unsafe { libc::ioctl(event.as_raw_fd(), PERF_EVENT_IOC_SET_BPF, prog.as_raw_fd()) } != 0 {
+        return Err(format!("attaching a program to a kprobe: {}", std::io::Error::last_os_error()));
+    }
+    Ok("attached a program to a kprobe on do_sys_openat2".into())
+}
+
+/// An fentry program on a kernel function, attached for real.
+pub fn fentry() -> Outcome {
+    const BPF_TRACE_FENTRY: u32 = 24;
+    attach_by_btf(raw::PROG_TRACING, BPF_TRACE_FENTRY, "do_sys_openat2", None)
+}
+
+/// BPF LSM: enabled at boot (`lsm=` list includes bpf) and a hook program attaches.
+pub fn bpf_lsm() -> Outcome {
+    const BPF_LSM_MAC: u32 = 27;
+    let lsms = fs::read_to_string("/sys/kernel/security/lsm")
+        .map_err(|e| format!("/sys/kernel/security/lsm: {e} (securityfs not mounted, or no LSM support)"))?;
+    if !lsms.trim().split(',').any(|l| l == "bpf") {
+        return Err(format!("active LSMs are {}: bpf is not among them (boot with lsm=...,bpf)", lsms.trim()));
+    }
+    attach_by_btf(raw::PROG_LSM, BPF_LSM_MAC, "bpf_lsm_file_open", Some(&lsms))
+}
+
+fn attach_by_btf(prog_type: u32, attach_type: u32, func: &str, lsms: Option<&str>) -> Outcome {
+    let blob = fs::read("/sys/kernel/btf/vmlinux").map_err(|e| format!("reading BTF: {e}"))?;
+    let id = super::btf::func_id(&blob, func).ok_or_else(|| format!("no function {func} in the kernel's BTF"))?;
+    let prog = raw::load(Prog { prog_type, attach_type, attach_btf_id: id }, &raw::RETURN_0, "pilot_doctor")
+        .map_err(|e| format!("loading on {func}: {}", bpf_err(e)))?;
+    raw::raw_tracepoint_open(&prog, None::<&CStr>).map_err(|e| format!("attaching to {func}: {}", bpf_err(e)))?;
+    Ok(match lsms {
+        Some(l) => format!("attached to {func} (LSMs {})", l.trim()),
+        None => format!("attached to {func}"),
+    })
+}
+
+fn bpf_err(e: std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => format!("{e} (not root, lockdown, or this kernel cannot do it)"),
+        _ => e.to_string(),
+    }
+}
