@@ -81,6 +81,9 @@ Exit status: 0 done; 3 refused (blocked pilot); 4 the live command failed; 2 bad
     /// Internal: the sandbox's first process (started by `pilot run`).
     #[command(name = "__sandbox", hide = true)]
     Sandbox { spec: String },
+    /// Internal: helpers for `cargo xtask bench` (`load floor`, `load agent`).
+    #[command(name = "__bench", hide = true)]
+    Bench { args: Vec<String> },
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 //! codes; the work lives in the modules, in the order an event flows through them:
 //! probes (kernel) -> decode -> tracker -> output/account.
 mod account;
+mod bench;
 mod cli;
 mod commit;
 mod decode;
@@ -41,6 +42,7 @@ fn main() {
         cli::Command::Commit(args) => commit::run(args),
         cli::Command::Journal { command: cli::JournalCommand::Verify { path } } => journal::verify_cmd(path),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),
+        cli::Command::Bench { args } => bench::main(&args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -175,6 +175,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         losses,
     );
     out.finish(&summary)?;
+    session::write_latency(&session)?;
     drop(probes); // detach everything before the files are read back
     let caught = sink.stop();
     out.write_file("sink.json", &(serde_json::to_string_pretty(&caught)? + "\n"))?;

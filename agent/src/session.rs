@@ -68,6 +68,8 @@ pub struct Session {
     pub graph: graph::Builder,
     /// Events written so far: the line number of the next one in events.jsonl, minus one.
     pub events: u64,
+    /// Per-event latency, kept only for `cargo xtask bench` (PILOT_BENCH_LATENCY).
+    pub latency: Option<crate::bench::Latency>,
 }
 
 /// Who was traced, for the summary.
@@ -105,7 +107,13 @@ impl Session {
     }
 
     pub fn new() -> Session {
-        Session { tracker: Tracker::new(), account: Account::default(), graph: graph::Builder::new(), events: 0 }
+        Session {
+            tracker: Tracker::new(),
+            account: Account::default(),
+            graph: graph::Builder::new(),
+            events: 0,
+            latency: crate::bench::Latency::from_env(),
+        }
     }
 
     /// Drain the ring buffer through the tracker. When a record ends a process, the writes the
@@ -138,8 +146,8 @@ impl Session {
     }
 
     fn handle(&mut self, rec: &decode::Record, out: &mut Output) -> Result<()> {
-        let Session { tracker, account, graph, events } = self;
-        deliver(account, graph, events, out, |sink| tracker.handle(rec, sink))
+        let Session { tracker, account, graph, events, latency } = self;
+        deliver(account, graph, events, latency, out, |sink| tracker.handle(rec, sink))
     }
 
     pub fn collect_writes(&mut self, probes: &mut Probes, pid: Option<u32>, out: &mut Output) -> Result<()> {
@@ -152,8 +160,8 @@ impl Session {
             h.pid = key.pid;
             h.tid = agg.tid;
             h.args = [key.fd as u64, agg.calls, agg.bytes, agg.failed, agg.first_ns, agg.last_errno as u64];
-            let Session { tracker, account, graph, events } = self;
-            deliver(account, graph, events, out, |sink| tracker.handle_writes(&h, sink))?;
+            let Session { tracker, account, graph, events, latency } = self;
+            deliver(account, graph, events, latency, out, |sink| tracker.handle_writes(&h, sink))?;
         }
         Ok(())
     }
@@ -165,6 +173,7 @@ fn deliver(
     account: &mut Account,
     graph: &mut graph::Builder,
     events: &mut u64,
+    latency: &mut Option<crate::bench::Latency>,
     out: &mut Output,
     produce: impl FnOnce(&mut dyn FnMut(crate::event::Event)),
 ) -> Result<()> {
@@ -173,11 +182,29 @@ fn deliver(
         *events += 1;
         account.add(&e);
         graph.add(&e, *events);
+        if let Some(l) = latency {
+            l.record(e.ts_ns);
+        }
         if let Err(err) = out.event(&e) {
             result = Err(err);
         }
     });
     result
+}
+
+/// CLOCK_BOOTTIME, the clock of the kernel's event timestamps (bpf_ktime_get_boot_ns).
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Write the latency histogram, if this run keeps one (`cargo xtask bench`).
+pub fn write_latency(session: &Session) -> Result<()> {
+    match &session.latency {
+        Some(l) => l.write(),
+        None => Ok(()),
+    }
 }
 
 pub fn wait_readable(fd: i32, timeout_ms: i32) {

@@ -28,7 +28,7 @@ const CGROUP2_ROOTS: [&str; 2] = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
 
 /// How long the reader sleeps when no wakeup comes: bounds event latency, since the kernel
 /// only wakes it once enough bytes wait.
-const POLL_MS: i32 = 20;
+pub const POLL_MS: i32 = 20;
 
 /// What to trace.
 #[derive(Debug)]
@@ -179,6 +179,7 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
         losses,
     );
     out.finish(&summary)?;
+    session::write_latency(&session)?;
     let mut snapshot = snapshot;
     snapshot.merge(Snapshot::take(&session.tracker.processes().map(|p| p.pid).collect()));
     let lost_or_garbled = lost + counts.decode_errors;

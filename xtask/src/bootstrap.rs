@@ -20,6 +20,8 @@ const APT_PACKAGES: &[&str] = &[
     "openjdk-17-jdk-headless",
     "graphviz",
 ];
+/// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
+pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const TRACEFS: &str = "/sys/kernel/tracing";
 

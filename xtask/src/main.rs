@@ -1,4 +1,5 @@
 //! Project automation for pilot: `cargo xtask <command>` (see `cargo xtask --help`).
+mod bench;
 mod bootstrap;
 mod cmd;
 mod demo;
@@ -16,7 +17,8 @@ use clap::{Parser, Subcommand};
     after_help = "Examples:\n  \
         cargo xtask bootstrap\n  \
         cargo xtask test -- -p agent -- --nocapture\n  \
-        cargo xtask demo"
+        cargo xtask demo\n  \
+        cargo xtask bench"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +47,18 @@ enum Command {
     ///
     /// The run directory (events.jsonl, summary.json) is kept under target/demo/.
     Demo,
+    /// Bootstrap (plus strace, bpftrace, redis, bubblewrap), build pilot (release) and measure
+    /// its overhead, throughput, start time and footprint; prints a table and writes
+    /// target/bench/report.json.
+    ///
+    /// Configurations are interleaved round by round and medians reported, to cancel machine
+    /// noise. See BENCHMARKS.md for what each figure means.
+    Bench {
+        /// Smoke test (CI): tiny sizes, one round, the debug build; checks every figure is
+        /// produced, not the goals.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 /// An error that ends xtask with a specific exit status and a message printed as-is.
@@ -78,6 +92,7 @@ fn main() -> ExitCode {
         Command::Bootstrap => bootstrap::bootstrap("bootstrap").map(|()| ExitCode::SUCCESS),
         Command::Test { args } => test::test(args),
         Command::Demo => demo::demo().map(|()| ExitCode::SUCCESS),
+        Command::Bench { quick } => bench::bench(*quick),
     };
     result.unwrap_or_else(|err| match err.downcast_ref::<Exit>() {
         Some(exit) => {

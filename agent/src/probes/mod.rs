@@ -154,23 +154,51 @@ impl Probes {
     }
 }
 
+/// The tracepoints the agent attaches to (program name = event name), lifecycle first: a task
+/// picked up by its syscalls must already have its fork, exec and exit seen.
+const TRACEPOINTS: [(&str, &str); 4] = [
+    ("task_newtask", "task"),
+    ("sched_process_exec", "sched"),
+    ("sched_process_exit", "sched"),
+    ("signal_generate", "signal"),
+];
+const RAW_TRACEPOINTS: [&str; 2] = ["sys_enter", "sys_exit"];
+
 fn attach(ebpf: &mut Ebpf) -> Result<()> {
-    // Lifecycle first: a task picked up by its syscalls must already have its fork, exec and
-    // exit seen.
-    for (name, category) in [
-        ("task_newtask", "task"),
-        ("sched_process_exec", "sched"),
-        ("sched_process_exit", "sched"),
-        ("signal_generate", "signal"),
-    ] {
-        let prog: &mut TracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
-        prog.load().with_context(|| format!("loading {name}"))?;
-        prog.attach(category, name).with_context(|| format!("attaching tracepoint {category}:{name}"))?;
+    for (name, category) in TRACEPOINTS {
+        attach_tracepoint(ebpf, name, &[(category, name)])?;
     }
-    for name in ["sys_enter", "sys_exit"] {
-        let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
-        prog.load().with_context(|| format!("loading {name}"))?;
-        prog.attach(name).with_context(|| format!("attaching raw tracepoint {name}"))?;
+    for name in RAW_TRACEPOINTS {
+        attach_raw(ebpf, name, &[name])?;
+    }
+    Ok(())
+}
+
+/// The benchmarks' floor: empty programs on the same hooks (`floor_tp`, `floor_raw`).
+pub fn load_floor() -> Result<Ebpf> {
+    let mut ebpf = EbpfLoader::new().load(PROBES_ELF).context("loading the BPF programs")?;
+    let tracepoints: Vec<(&str, &str)> = TRACEPOINTS.iter().map(|(n, c)| (*c, *n)).collect();
+    attach_tracepoint(&mut ebpf, "floor_tp", &tracepoints)?;
+    attach_raw(&mut ebpf, "floor_raw", &RAW_TRACEPOINTS)?;
+    Ok(ebpf)
+}
+
+/// Load program `name` and attach it to each (category, event).
+fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, events: &[(&str, &str)]) -> Result<()> {
+    let prog: &mut TracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
+    prog.load().with_context(|| format!("loading {name}"))?;
+    for (category, event) in events {
+        prog.attach(category, event).with_context(|| format!("attaching tracepoint {category}:{event}"))?;
+    }
+    Ok(())
+}
+
+/// Load raw tracepoint program `name` and attach it to each event.
+fn attach_raw(ebpf: &mut Ebpf, name: &str, events: &[&str]) -> Result<()> {
+    let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
+    prog.load().with_context(|| format!("loading {name}"))?;
+    for event in events {
+        prog.attach(event).with_context(|| format!("attaching raw tracepoint {event}"))?;
     }
     Ok(())
 }
