@@ -103,3 +103,18 @@ impl Latency {
 fn cpu_ms(t: &libc::timeval) -> i64 {
     t.tv_sec * 1000 + t.tv_usec / 1000
 }
+
+/// Where start-up and tear-down time goes: `RUST_LOG=pilot=debug pilot run -- true` logs each
+/// phase's wall time.
+pub struct Phases(std::time::Instant);
+
+impl Phases {
+    pub fn start() -> Phases {
+        Phases(std::time::Instant::now())
+    }
+
+    pub fn mark(&mut self, phase: &str) {
+        log::debug!("phase {phase}: {:.1} ms", self.0.elapsed().as_secs_f64() * 1e3);
+        self.0 = std::time::Instant::now();
+    }
+}

@@ -207,9 +207,21 @@ pub fn write_latency(session: &Session) -> Result<()> {
     }
 }
 
-pub fn wait_readable(fd: i32, timeout_ms: i32) {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+/// Sleep until the ring buffer has records, `also` (a pidfd) is readable, or `timeout_ms`.
+pub fn wait_readable(ring: i32, also: Option<&std::os::fd::OwnedFd>, timeout_ms: i32) {
+    use std::os::fd::AsRawFd;
+    let mut fds = [
+        libc::pollfd { fd: ring, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: also.map_or(-1, |f| f.as_raw_fd()), events: libc::POLLIN, revents: 0 },
+    ];
+    unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+}
+
+/// A pidfd for `pid` (readable once it exits); None on kernels before 5.3.
+pub fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Reap every exited child (we are a subreaper); remember the root's status.

@@ -33,7 +33,8 @@ enum Command {
     /// Every step checks first and is skipped when already satisfied, so it is safe to run
     /// again. Installing bpf-linker (first run only) compiles it and takes ~5 minutes.
     Bootstrap,
-    /// Bootstrap, then run `cargo test` on agent, agent-common and xtask.
+    /// Bootstrap, then run `cargo test` on agent, agent-common and xtask, then `bench --quick`
+    /// (a smoke test: every figure produced, no goal checked; skipped when ARGS are given).
     ///
     /// The eBPF crate is not a default workspace member, so it is only built (for the BPF
     /// target) by agent's build script. The exit status is cargo's.

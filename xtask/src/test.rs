@@ -1,5 +1,6 @@
 //! `cargo xtask test`: bootstrap, then `cargo test` on the default members (agent, agent-common,
-//! xtask; never agent-ebpf, which only builds for the BPF target).
+//! xtask; never agent-ebpf, which only builds for the BPF target), then `cargo xtask bench
+//! --quick` as a smoke test of the benchmarks.
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -19,5 +20,11 @@ pub fn test(extra_args: &[String]) -> anyhow::Result<ExitCode> {
             .arg("test")
             .args(extra_args),
     )?;
-    Ok(exit_code(status))
+    if !status.success() || !extra_args.is_empty() {
+        return Ok(exit_code(status));
+    }
+    // The benchmarks as a smoke test: every figure is produced (no goal is checked, nothing is
+    // timed). Only on a full run: `cargo xtask test -- <args>` is a targeted run.
+    println!("[test] benchmark smoke test: cargo xtask bench --quick");
+    crate::bench::bench(true)
 }

@@ -65,13 +65,19 @@ pub fn preflight() -> Result<()> {
 
 impl Probes {
     pub fn load(opts: &Options) -> Result<Probes> {
+        let mut phases = crate::bench::Phases::start();
         let config = build_config(opts)?;
-        let mut ebpf = EbpfLoader::new()
+        phases.mark("probes: tracefs formats");
+        let mut loader = EbpfLoader::new();
+        phases.mark("probes: kernel BTF parsed");
+        let mut ebpf = loader
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
             .load(PROBES_ELF)
             .context("loading the BPF programs")?;
+        phases.mark("probes: maps created");
         attach(&mut ebpf)?;
+        phases.mark("probes: programs verified and attached");
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
         Ok(Probes { ebpf, ring })
     }

@@ -33,7 +33,10 @@ pub fn bench(quick: bool) -> anyhow::Result<ExitCode> {
         ("pilot start", sections::start),
     ];
     for (name, section) in sections {
-        println!("[bench] {name}...");
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().next().unwrap_or("?").to_string();
+        println!("[bench] {name} (load average {load})...");
+        report.set(name, "loadavg_1m_at_start", json!(load));
         if let Err(err) = section(&env, &mut report) {
             report.failed(name, "section", &err);
         }
