@@ -29,7 +29,7 @@ pub fn main(args: &[String]) -> Result<i32> {
 
 fn load_floor() -> Result<i32> {
     probes::preflight()?;
-    let _floor = probes::load_floor()?;
+    let _floor = probes::load_floor()?; // attached while this lives
     ready()?;
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
     Ok(0)

@@ -46,6 +46,29 @@ impl Default for Options {
 pub struct Probes {
     ebpf: Ebpf,
     ring: RingBuf<MapData>,
+    /// The attachments, owned here so that dropping `Probes` detaches them all at once.
+    links: Vec<Link>,
+}
+
+/// An attachment of a program; dropping it detaches the program.
+pub type Link = Box<dyn std::any::Any + Send>;
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        let t0 = std::time::Instant::now();
+        detach_all(std::mem::take(&mut self.links));
+        log::debug!("tracepoints detached in {:?}", t0.elapsed());
+    }
+}
+
+/// Detach every link, in parallel: each tracepoint detach waits out RCU grace periods (tens
+/// of milliseconds on a busy host), and in parallel the waits overlap.
+pub fn detach_all(links: Vec<Link>) {
+    std::thread::scope(|scope| {
+        for link in links {
+            scope.spawn(move || drop(link));
+        }
+    });
 }
 
 /// Checks that must pass before loading anything; each failure is bad input (exit 2).
@@ -76,10 +99,10 @@ impl Probes {
             .load(PROBES_ELF)
             .context("loading the BPF programs")?;
         phases.mark("probes: maps created");
-        attach(&mut ebpf)?;
+        let links = attach(&mut ebpf)?;
         phases.mark("probes: programs verified and attached");
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
-        Ok(Probes { ebpf, ring })
+        Ok(Probes { ebpf, ring, links })
     }
 
     /// Contain the network of a pilot cgroup (see contain.rs). The returned fds hold the
@@ -170,43 +193,49 @@ const TRACEPOINTS: [(&str, &str); 4] = [
 ];
 const RAW_TRACEPOINTS: [&str; 2] = ["sys_enter", "sys_exit"];
 
-fn attach(ebpf: &mut Ebpf) -> Result<()> {
+fn attach(ebpf: &mut Ebpf) -> Result<Vec<Link>> {
+    let mut links = Vec::new();
     for (name, category) in TRACEPOINTS {
-        attach_tracepoint(ebpf, name, &[(category, name)])?;
+        links.extend(attach_tracepoint(ebpf, name, &[(category, name)])?);
     }
     for name in RAW_TRACEPOINTS {
-        attach_raw(ebpf, name, &[name])?;
+        links.extend(attach_raw(ebpf, name, &[name])?);
     }
-    Ok(())
+    Ok(links)
 }
 
-/// The benchmarks' floor: empty programs on the same hooks (`floor_tp`, `floor_raw`).
-pub fn load_floor() -> Result<Ebpf> {
+/// The benchmarks' floor: empty programs on the same hooks (`floor_tp`, `floor_raw`). They
+/// stay attached as long as the returned links live.
+pub fn load_floor() -> Result<(Ebpf, Vec<Link>)> {
     let mut ebpf = EbpfLoader::new().load(PROBES_ELF).context("loading the BPF programs")?;
     let tracepoints: Vec<(&str, &str)> = TRACEPOINTS.iter().map(|(n, c)| (*c, *n)).collect();
-    attach_tracepoint(&mut ebpf, "floor_tp", &tracepoints)?;
-    attach_raw(&mut ebpf, "floor_raw", &RAW_TRACEPOINTS)?;
-    Ok(ebpf)
+    let mut links = attach_tracepoint(&mut ebpf, "floor_tp", &tracepoints)?;
+    links.extend(attach_raw(&mut ebpf, "floor_raw", &RAW_TRACEPOINTS)?);
+    Ok((ebpf, links))
 }
 
 /// Load program `name` and attach it to each (category, event).
-fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, events: &[(&str, &str)]) -> Result<()> {
+fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, events: &[(&str, &str)]) -> Result<Vec<Link>> {
     let prog: &mut TracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
     prog.load().with_context(|| format!("loading {name}"))?;
+    let mut links: Vec<Link> = Vec::new();
     for (category, event) in events {
-        prog.attach(category, event).with_context(|| format!("attaching tracepoint {category}:{event}"))?;
+        let id = prog.attach(category, event).with_context(|| format!("attaching tracepoint {category}:{event}"))?;
+        links.push(Box::new(prog.take_link(id)?));
     }
-    Ok(())
+    Ok(links)
 }
 
 /// Load raw tracepoint program `name` and attach it to each event.
-fn attach_raw(ebpf: &mut Ebpf, name: &str, events: &[&str]) -> Result<()> {
+fn attach_raw(ebpf: &mut Ebpf, name: &str, events: &[&str]) -> Result<Vec<Link>> {
     let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
     prog.load().with_context(|| format!("loading {name}"))?;
+    let mut links: Vec<Link> = Vec::new();
     for event in events {
-        prog.attach(event).with_context(|| format!("attaching raw tracepoint {event}"))?;
+        let id = prog.attach(event).with_context(|| format!("attaching raw tracepoint {event}"))?;
+        links.push(Box::new(prog.take_link(id)?));
     }
-    Ok(())
+    Ok(links)
 }
 
 fn build_config(opts: &Options) -> Result<Config> {
