@@ -430,7 +430,7 @@ pub fn start(env: &Env, r: &mut Report) -> anyhow::Result<()> {
         remove(&scratch);
         Ok(t.as_nanos() as f64)
     };
-    let warm = interleave(env.size(10, 2) as usize, 3, |c| measure(c, false))?;
+    let warm = interleave(env.size(10, 1) as usize, 3, |c| measure(c, false))?;
     let cold = interleave(env.size(3, 1) as usize, 3, |c| measure(c, true))?;
     for (i, name) in names.iter().enumerate() {
         let (w, c) = (median(&warm[i]), median(&cold[i]));
@@ -438,12 +438,49 @@ pub fn start(env: &Env, r: &mut Report) -> anyhow::Result<()> {
         r.row(S, *name, format!("{} warm, {} cold", ns(w), ns(c)), goal);
         r.set(S, name, json!({"warm_ns": w, "cold_ns": c, "warm_samples": warm[i], "cold_samples": cold[i]}));
     }
+    let phases = start_phases(env)?;
+    let text: Vec<String> = phases.iter().map(|(p, ms)| format!("{p} {ms:.0}")).collect();
+    r.row(S, "where a warm `pilot run -- true` spends it (ms)", text.join("; "), "");
+    r.set(S, "phases_ms", json!(phases.into_iter().collect::<serde_json::Map<String, Value>>()));
     Ok(())
+}
+
+/// One warm `pilot run -- true` with its phase log (`RUST_LOG=pilot=debug`): phase, ms.
+fn start_phases(env: &Env) -> anyhow::Result<Vec<(String, Value)>> {
+    let scratch = env.fresh_dir("start")?;
+    let out = Command::new(&env.pilot)
+        .arg("run")
+        .arg("--out")
+        .arg(scratch.join("run"))
+        .args(["--", "true"])
+        .env("PILOT_JOURNAL", scratch.join("journal.jsonl"))
+        .env("RUST_LOG", "pilot=debug")
+        .stdin(Stdio::null())
+        .output()?;
+    remove(&scratch);
+    Ok(parse_phases(&String::from_utf8_lossy(&out.stderr)))
+}
+
+/// `... phase probes load: 237.2 ms` lines, in order.
+fn parse_phases(log: &str) -> Vec<(String, Value)> {
+    log.lines()
+        .filter_map(|l| {
+            let (phase, ms) = l.split_once("] phase ")?.1.rsplit_once(": ")?;
+            Some((phase.to_string(), json!(ms.trim_end_matches(" ms").parse::<f64>().ok()?)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phase_lines_are_parsed_in_order() {
+        let log = "[2026-11-22T01:57:44Z DEBUG pilot::run] phase probes load: 237.2 ms\nother\n[x DEBUG pilot::run] phase pilot ran: 52.5 ms\n";
+        let phases = parse_phases(log);
+        assert_eq!(phases, [("probes load".to_string(), json!(237.2)), ("pilot ran".to_string(), json!(52.5))]);
+    }
 
     #[test]
     fn redis_csv_is_parsed() {
