@@ -61,6 +61,19 @@ pub fn signal_generate(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// The floor `cargo xtask bench` compares against: an empty program on the same hooks, which
+/// costs what attaching anything there costs. Loaded only by `pilot __bench load floor`.
+#[raw_tracepoint]
+pub fn floor_raw(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+/// The floor for the four plain tracepoints (see `floor_raw`).
+#[tracepoint]
+pub fn floor_tp(_ctx: TracePointContext) -> u32 {
+    0
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

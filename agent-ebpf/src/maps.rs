@@ -33,7 +33,8 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 #[map]
 pub static TRACKED: HashMap<u32, TaskInfo> = HashMap::with_max_entries(65536, 0);
 
-/// Syscall arguments between sys_enter and sys_exit (key: tid).
+/// Syscall arguments between sys_enter and sys_exit (key: tid). An entry lives as long as its
+/// task (removed at sched_process_exit); `nr` is CONSUMED once its syscall is recorded.
 #[map]
 pub static INFLIGHT: HashMap<u32, Inflight> = HashMap::with_max_entries(16384, 0);
 

@@ -165,6 +165,9 @@ same status), `pilot trace` works; 6 neither works; 2 not root.")]
     /// Internal: the sandbox's first process (started by `pilot run`).
     #[command(name = "__sandbox", hide = true)]
     Sandbox { spec: String },
+    /// Internal: helpers for `cargo xtask bench` (`load floor`, `load agent`).
+    #[command(name = "__bench", hide = true)]
+    Bench { args: Vec<String> },
 }
 
 #[derive(Args, Debug)]

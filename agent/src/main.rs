@@ -2,6 +2,7 @@
 //! codes; the work lives in the modules, in the order an event flows through them:
 //! probes (kernel) -> decode -> tracker -> output/account.
 mod account;
+mod bench;
 mod cli;
 mod commit;
 mod daemon;
@@ -57,6 +58,7 @@ fn main() {
         cli::Command::Merge(args) => graph_cmd::merge(args),
         cli::Command::Doctor { json } => doctor::run(json),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),
+        cli::Command::Bench { args } => bench::main(&args),
     };
     match result {
         Ok(code) => std::process::exit(code),

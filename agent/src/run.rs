@@ -68,12 +68,14 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if args.command.is_empty() {
         bail!(UsageError::new("nothing to run: give the command after `--`, e.g. `pilot run -- ./repair.sh`"));
     }
+    let mut phases = crate::bench::Phases::start();
     let allowed = parse_allowed(&args.allow)?;
     let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
     let policies = policy::load_all(&args.policy)?;
     let unix = crate::doctor::require_run()?;
     probes::preflight()?;
     gc(false)?;
+    phases.mark("checks and gc");
     let id = run_id();
     let run_dir = match &args.out {
         Some(dir) => dir.clone(),
@@ -83,7 +85,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
         .map_err(|e| UsageError::new(format!("cannot create run directory {}: {e}", run_dir.display())))?;
     let run_dir = fs::canonicalize(&run_dir)?;
     eprintln!("pilot: run directory {}", run_dir.display());
-    let intent = crate::commit::Intent::capture(&args.command, &policies)?;
+    // Hashing our binary (the intent) and reading the host (the snapshot) run beside the
+    // probe load: each takes tens of milliseconds, and none needs the others.
+    let command = args.command.clone();
+    let intent = std::thread::spawn(move || crate::commit::Intent::capture(&command, &policies).map(|i| (i, policies)));
+    let host = std::thread::spawn(|| {
+        // Every listening port of the host, the operator's own session included (an `ssh -R`
+        // forward is production too), not only those of discovered components.
+        let live: Vec<u16> = crate::snapshot::sockets::listeners().values().filter_map(|l| l.port).collect();
+        (Snapshot::take(&Default::default()), live)
+    });
+    let sink = Sink::start()?;
+    let opts = probes::Options { ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024), ..Default::default() };
+    let mut probes = Probes::load(&opts)?;
+    phases.mark("probes load");
+    let (intent, policies) = intent.join().map_err(|_| anyhow!("capturing the intent panicked"))??;
     fs::write(run_dir.join("intent.json"), serde_json::to_string_pretty(&intent)? + "\n")?;
     journal::append(journal::Record {
         kind: "run",
@@ -93,16 +109,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
         verdict: None,
         note: None,
     })?;
-
-    let snapshot = Snapshot::take(&Default::default());
-    // Every listening port of the host, the operator's own session included (an `ssh -R`
-    // forward is production too), not only those of discovered components.
-    let live_ports: Vec<u16> = crate::snapshot::sockets::listeners().values().filter_map(|l| l.port).collect();
-    let sink = Sink::start()?;
-    let opts = probes::Options { ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024), ..Default::default() };
-    let mut probes = Probes::load(&opts)?;
+    let (snapshot, live_ports) = host.join().map_err(|_| anyhow!("the host snapshot panicked"))?;
+    phases.mark("intent, journal and host snapshot (after the probes)");
     let cgroup = PilotCgroup::create(&id)?;
-    let (unix, _unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
+    let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
 
     let mut out = Output::create(Some(&run_dir), args.export.as_deref(), args.verbose)?;
     let mut session = Session::new();
@@ -117,7 +127,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
         agent_pid: std::process::id(),
         deny_unix_sockets: unix == UnixContainment::Unavailable,
     };
+    phases.mark("cgroup and containment");
     let (mut child, stdio) = spawn_sandbox(&spec, &run_dir)?;
+    // Readable the moment the sandbox exits, so the loop below does not wait out its poll.
+    let exited = session::pidfd(child.id());
     session.tracker.seed(crate::tracker::FdTable::of_files(&stdio), cwd.display().to_string());
     let started = Instant::now();
     let started_at = SystemTime::now();
@@ -125,7 +138,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut timed_out = false;
     let mut last_gc = Instant::now();
     loop {
-        session::wait_readable(probes.ring_fd(), POLL_MS);
+        let waiting_for_exit = if status.is_none() { exited.as_ref() } else { None };
+        session::wait_readable(probes.ring_fd(), waiting_for_exit, POLL_MS);
         session.pump(&mut probes, &mut out)?;
         if status.is_none() {
             if let Some(s) = child.try_wait()? {
@@ -154,6 +168,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             }
         }
     }
+    phases.mark("pilot ran");
     session.pump(&mut probes, &mut out)?;
     session.collect_writes(&mut probes, None, &mut out)?;
     session.tracker.reconcile_exited();
@@ -178,18 +193,30 @@ pub fn run(args: RunArgs) -> Result<i32> {
         losses,
     );
     out.finish(&summary)?;
-    drop(probes); // detach everything before the files are read back
+    session::write_latency(&session)?;
+    phases.mark("summary");
+    // Detaching waits for RCU grace periods (tens of ms): let it overlap the work below.
+    let detach = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        drop(unix_links);
+        tracing::debug!("unix hooks detached in {:?}", t0.elapsed());
+        drop(probes);
+        tracing::debug!("all probes detached in {:?}", t0.elapsed());
+    });
     let caught = sink.stop();
+    phases.mark("sink stop");
     out.write_file("sink.json", &(serde_json::to_string_pretty(&caught)? + "\n"))?;
     cgroup.remove();
     let _ = fs::remove_dir_all(run_dir.join("work"));
     let _ = fs::remove_dir(run_dir.join("root"));
+    phases.mark("cgroup and overlay cleanup");
 
     let graph = session.graph.finish(summary.target.clone(), &snapshot, &session.tracker, lost_or_garbled);
     out.write_file("graph.json", &graph::render::json(&graph))?;
     out.write_file("graph.dot", &graph::render::dot(&graph))?;
     let changes = diff::compute(&run_dir).context("reading the overlay's changes")?;
     out.write_file("changes.json", &diff::render::json(&changes))?;
+    phases.mark("graph and diff");
 
     let evaluation = policy::eval::evaluate(&graph, &policies);
     let verdict = Verdict {
@@ -227,7 +254,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
         verdict: Some(verdict.evaluation.verdict.as_str()),
         note: Some(format!("pilot exit {pilot_exit}")),
     })?;
+    phases.mark("verdict and journal");
     eprint!("{}", policy::render(&verdict.evaluation));
+    let _ = detach.join();
+    phases.mark("probes detached");
     eprintln!("  journal: entry {seq} in {}", journal::path().display());
     crate::report::write_into(&run_dir);
     let blocked = verdict.evaluation.verdict == policy::eval::Verdict::Block;

@@ -73,6 +73,8 @@ pub struct Session {
     pub events: u64,
     /// Ring buffer: size and highest fill seen.
     pub ring: (u64, u64),
+    /// Per-event latency, kept only for `cargo xtask bench` (PILOT_BENCH_LATENCY).
+    pub latency: Option<crate::bench::Latency>,
 }
 
 /// Who was traced, for the summary.
@@ -112,7 +114,14 @@ impl Session {
     }
 
     pub fn new() -> Session {
-        Session { tracker: Tracker::new(), account: Account::default(), graph: graph::Builder::new(), events: 0, ring: (0, 0) }
+        Session {
+            tracker: Tracker::new(),
+            account: Account::default(),
+            graph: graph::Builder::new(),
+            events: 0,
+            ring: (0, 0),
+            latency: crate::bench::Latency::from_env(),
+        }
     }
 
     /// Drain the ring buffer through the tracker. When a record ends a process, the writes the
@@ -148,8 +157,8 @@ impl Session {
     }
 
     fn handle(&mut self, rec: &decode::Record, out: &mut Output) -> Result<()> {
-        let Session { tracker, account, graph, events, .. } = self;
-        deliver(account, graph, events, out, |sink| tracker.handle(rec, sink))
+        let Session { tracker, account, graph, events, latency, .. } = self;
+        deliver(account, graph, events, latency, out, |sink| tracker.handle(rec, sink))
     }
 
     pub fn collect_writes(&mut self, probes: &mut Probes, pid: Option<u32>, out: &mut Output) -> Result<()> {
@@ -162,8 +171,8 @@ impl Session {
             h.pid = key.pid;
             h.tid = agg.tid;
             h.args = [key.fd as u64, agg.calls, agg.bytes, agg.failed, agg.first_ns, agg.last_errno as u64];
-            let Session { tracker, account, graph, events, .. } = self;
-            deliver(account, graph, events, out, |sink| tracker.handle_writes(&h, sink))?;
+            let Session { tracker, account, graph, events, latency, .. } = self;
+            deliver(account, graph, events, latency, out, |sink| tracker.handle_writes(&h, sink))?;
         }
         Ok(())
     }
@@ -175,6 +184,7 @@ fn deliver(
     account: &mut Account,
     graph: &mut graph::Builder,
     events: &mut u64,
+    latency: &mut Option<crate::bench::Latency>,
     out: &mut Output,
     produce: impl FnOnce(&mut dyn FnMut(crate::event::Event)),
 ) -> Result<()> {
@@ -183,6 +193,9 @@ fn deliver(
         *events += 1;
         account.add(&e);
         graph.add(&e, *events);
+        if let Some(l) = latency {
+            l.record(e.ts_ns);
+        }
         if let Err(err) = out.event(&e) {
             result = Err(err);
         }
@@ -190,9 +203,36 @@ fn deliver(
     result
 }
 
-pub fn wait_readable(fd: i32, timeout_ms: i32) {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+/// CLOCK_BOOTTIME, the clock of the kernel's event timestamps (bpf_ktime_get_boot_ns).
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Write the latency histogram, if this run keeps one (`cargo xtask bench`).
+pub fn write_latency(session: &Session) -> Result<()> {
+    match &session.latency {
+        Some(l) => l.write(),
+        None => Ok(()),
+    }
+}
+
+/// Sleep until the ring buffer has records, `also` (a pidfd) is readable, or `timeout_ms`.
+pub fn wait_readable(ring: i32, also: Option<&std::os::fd::OwnedFd>, timeout_ms: i32) {
+    use std::os::fd::AsRawFd;
+    let mut fds = [
+        libc::pollfd { fd: ring, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: also.map_or(-1, |f| f.as_raw_fd()), events: libc::POLLIN, revents: 0 },
+    ];
+    unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+}
+
+/// A pidfd for `pid` (readable once it exits); None on kernels before 5.3.
+pub fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Reap every exited child (we are a subreaper); remember the root's status.

@@ -43,6 +43,8 @@ pub struct Sink {
     stop: Arc<AtomicBool>,
     caught: Arc<Mutex<Vec<Caught>>>,
     threads: Vec<JoinHandle<()>>,
+    /// The UDP sockets' addresses: `stop` wakes their threads with an empty datagram.
+    udp: Vec<SocketAddr>,
 }
 
 impl Sink {
@@ -51,6 +53,7 @@ impl Sink {
         let caught = Arc::new(Mutex::new(Vec::new()));
         let mut config = SinkConfig { tcp4_port: 0, udp4_port: 0, tcp6_port: 0, udp6_port: 0 };
         let mut threads = Vec::new();
+        let mut udp_addrs = Vec::new();
         for (addr, v6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
             let Ok(tcp) = TcpListener::bind(addr) else {
                 if v6 {
@@ -61,6 +64,7 @@ impl Sink {
             };
             let udp = UdpSocket::bind(addr).with_context(|| format!("binding the UDP sink on {addr}"))?;
             let (tcp_port, udp_port) = (tcp.local_addr()?.port(), udp.local_addr()?.port());
+            udp_addrs.push(udp.local_addr()?);
             if v6 {
                 config.tcp6_port = user_port(tcp_port);
                 config.udp6_port = user_port(udp_port);
@@ -71,7 +75,7 @@ impl Sink {
             threads.push(spawn_tcp(tcp, stop.clone(), caught.clone())?);
             threads.push(spawn_udp(udp, stop.clone(), caught.clone())?);
         }
-        Ok(Sink { config, stop, caught, threads })
+        Ok(Sink { config, stop, caught, threads, udp: udp_addrs })
     }
 
     pub fn config(&self) -> SinkConfig {
@@ -81,6 +85,12 @@ impl Sink {
     /// Stop listening and return what was caught.
     pub fn stop(self) -> Vec<Caught> {
         self.stop.store(true, Ordering::SeqCst);
+        for addr in &self.udp {
+            let local = if addr.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
+            if let Ok(s) = UdpSocket::bind(local) {
+                let _ = s.send_to(&[], addr);
+            }
+        }
         for t in self.threads {
             let _ = t.join();
         }
@@ -146,6 +156,9 @@ fn spawn_udp(socket: UdpSocket, stop: Arc<AtomicBool>, caught: Arc<Mutex<Vec<Cau
         let mut by_source: Vec<(SocketAddr, Caught, Vec<u8>)> = Vec::new();
         while !stop.load(Ordering::SeqCst) {
             let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+            if stop.load(Ordering::SeqCst) {
+                break; // the wake-up datagram of `Sink::stop`
+            }
             let i = match by_source.iter().position(|(s, ..)| *s == from) {
                 Some(i) => i,
                 None => {

@@ -28,7 +28,7 @@ const CGROUP2_ROOTS: [&str; 2] = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
 
 /// How long the reader sleeps when no wakeup comes: bounds event latency, since the kernel
 /// only wakes it once enough bytes wait.
-const POLL_MS: i32 = 20;
+pub const POLL_MS: i32 = 20;
 
 /// What to trace.
 #[derive(Debug)]
@@ -132,9 +132,15 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
 
     let root = start(&target, &launch, &mut probes, &mut session.tracker)?;
     let mut root_status: Option<i32> = None;
+    // Readable the moment the command exits, so the loop does not wait out its poll.
+    let exited = match &target {
+        Target::Command(_) => root.and_then(session::pidfd),
+        _ => None,
+    };
     let mut last_gc = Instant::now();
     loop {
-        session::wait_readable(probes.ring_fd(), POLL_MS);
+        let waiting_for_exit = if root_status.is_none() { exited.as_ref() } else { None };
+        session::wait_readable(probes.ring_fd(), waiting_for_exit, POLL_MS);
         session.pump(&mut probes, &mut out)?;
         session::reap(root, &mut root_status);
         let interrupts = SIGNALS.load(Ordering::SeqCst);
@@ -179,6 +185,7 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
         losses,
     );
     out.finish(&summary)?;
+    session::write_latency(&session)?;
     let mut snapshot = snapshot;
     snapshot.merge(Snapshot::take(&session.tracker.processes().map(|p| p.pid).collect()));
     let lost_or_garbled = lost + counts.decode_errors;

@@ -25,6 +25,8 @@ const APT_PACKAGES: &[&str] = &[
     "python3-venv",
     "util-linux",
 ];
+/// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
+pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const TRACEFS: &str = "/sys/kernel/tracing";
 

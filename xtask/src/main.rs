@@ -1,5 +1,6 @@
 //! Project automation for pilot: `cargo xtask <command>` (see `cargo xtask --help`).
 mod ansible;
+mod bench;
 mod bootstrap;
 mod cmd;
 mod demo;
@@ -21,7 +22,8 @@ use clap::{Parser, Subcommand};
         cargo xtask bootstrap\n  \
         cargo xtask test -- -p agent -- --nocapture\n  \
         cargo xtask scenarios\n  \
-        cargo xtask demo"
+        cargo xtask demo\n  \
+        cargo xtask bench"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,7 +38,8 @@ enum Command {
     /// Every step checks first and is skipped when already satisfied, so it is safe to run
     /// again. Installing bpf-linker (first run only) compiles it and takes ~5 minutes.
     Bootstrap,
-    /// Bootstrap, then run `cargo test` on agent, agent-common and xtask.
+    /// Bootstrap, then run `cargo test` on agent, agent-common and xtask, then `bench --quick`
+    /// (a smoke test: every figure produced, no goal checked; skipped when ARGS are given).
     ///
     /// The eBPF crate is not a default workspace member, so it is only built (for the BPF
     /// target) by agent's build script. The exit status is cargo's.
@@ -106,6 +109,18 @@ enum Command {
         #[arg(long)]
         no_host: bool,
     },
+    /// Bootstrap (plus strace, bpftrace, redis, bubblewrap), build pilot (release) and measure
+    /// its overhead, throughput, start time and footprint; prints a table and writes
+    /// target/bench/report.json.
+    ///
+    /// Configurations are interleaved round by round and medians reported, to cancel machine
+    /// noise. See BENCHMARKS.md for what each figure means.
+    Bench {
+        /// Smoke test (CI): tiny sizes, one round, the debug build; checks every figure is
+        /// produced, not the goals.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 /// An error that ends xtask with a specific exit status and a message printed as-is.
@@ -152,6 +167,7 @@ fn main() -> ExitCode {
             timeout: std::time::Duration::from_secs(*timeout),
             host: !no_host,
         }),
+        Command::Bench { quick } => bench::bench(*quick),
     };
     result.unwrap_or_else(|err| match err.downcast_ref::<Exit>() {
         Some(exit) => {

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: bootstrap, then `cargo test` on the default members (agent, agent-common,
 //! xtask; never agent-ebpf, which only builds for the BPF target), then (full runs only, no
-//! extra arguments) the scenario table, the package and Ansible tests, and the VM kernel
-//! matrix (`cargo xtask vm-test` with its defaults and a CI-sized time limit per kernel).
+//! extra arguments) the scenario table, `cargo xtask bench --quick` as a smoke test of the
+//! benchmarks, the package and Ansible tests, and the VM kernel matrix (`cargo xtask vm-test`
+//! with its defaults and a CI-sized time limit per kernel).
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -43,6 +44,13 @@ pub fn test(extra_args: &[String]) -> anyhow::Result<ExitCode> {
     if !extra_args.is_empty() {
         println!("[test] package, Ansible and VM tests skipped (extra cargo arguments)");
         return Ok(ExitCode::SUCCESS);
+    }
+    // The benchmarks as a smoke test: every figure is produced (no goal is checked, nothing is
+    // timed).
+    println!("[test] benchmark smoke test: cargo xtask bench --quick");
+    let bench = crate::bench::bench(true)?;
+    if bench != ExitCode::SUCCESS {
+        return Ok(bench);
     }
     // The fleet pieces: the package installed and purged here, the rollout recipe applied twice.
     crate::package::package_test()?;

@@ -49,6 +49,29 @@ pub struct Probes {
     ring: RingBuf<MapData>,
     positions: Option<RingPositions>,
     ring_bytes: u64,
+    /// The attachments, owned here so that dropping `Probes` detaches them all at once.
+    links: Vec<Link>,
+}
+
+/// An attachment of a program; dropping it detaches the program.
+pub type Link = Box<dyn std::any::Any + Send>;
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        let t0 = std::time::Instant::now();
+        detach_all(std::mem::take(&mut self.links));
+        tracing::debug!("tracepoints detached in {:?}", t0.elapsed());
+    }
+}
+
+/// Detach every link, in parallel: each tracepoint detach waits out RCU grace periods (tens
+/// of milliseconds on a busy host), and in parallel the waits overlap.
+pub fn detach_all(links: Vec<Link>) {
+    std::thread::scope(|scope| {
+        for link in links {
+            scope.spawn(move || drop(link));
+        }
+    });
 }
 
 /// A read-only view of the ring buffer's consumer and producer positions (the first two pages
@@ -70,6 +93,10 @@ impl RingPositions {
         read(self.page).saturating_sub(read(0))
     }
 }
+
+// SAFETY: a read-only shared mapping owned by this value alone; any thread may read or unmap it
+// (the probes are dropped on a helper thread to overlap detaching with other work).
+unsafe impl Send for RingPositions {}
 
 impl Drop for RingPositions {
     fn drop(&mut self) {
@@ -94,16 +121,22 @@ pub fn preflight() -> Result<()> {
 
 impl Probes {
     pub fn load(opts: &Options) -> Result<Probes> {
+        let mut phases = crate::bench::Phases::start();
         let config = build_config(opts)?;
-        let mut ebpf = EbpfLoader::new()
+        phases.mark("probes: tracefs formats");
+        let mut loader = EbpfLoader::new();
+        phases.mark("probes: kernel BTF parsed");
+        let mut ebpf = loader
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
             .load(PROBES_ELF)
             .context("loading the BPF programs")?;
-        attach(&mut ebpf)?;
+        phases.mark("probes: maps created");
+        let links = attach(&mut ebpf)?;
+        phases.mark("probes: programs verified and attached");
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
         let positions = RingPositions::map(ring.as_raw_fd());
-        Ok(Probes { ebpf, ring, positions, ring_bytes: opts.ringbuf_bytes as u64 })
+        Ok(Probes { ebpf, ring, positions, ring_bytes: opts.ringbuf_bytes as u64, links })
     }
 
     /// Contain the network of a pilot cgroup (see contain.rs). The returned fds hold the
@@ -190,25 +223,60 @@ impl Probes {
     }
 }
 
-fn attach(ebpf: &mut Ebpf) -> Result<()> {
-    // Lifecycle first: a task picked up by its syscalls must already have its fork, exec and
-    // exit seen.
-    for (name, category, tracepoint) in [
-        ("task_newtask", "task", "task_newtask"),
-        ("sched_exec", "sched", "sched_process_exec"),
-        ("sched_exit", "sched", "sched_process_exit"),
-        ("signal_generate", "signal", "signal_generate"),
-    ] {
-        let prog: &mut TracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
-        prog.load().with_context(|| format!("loading {name}"))?;
-        prog.attach(category, tracepoint).with_context(|| format!("attaching tracepoint {category}:{tracepoint}"))?;
+/// The tracepoints the agent attaches to (program, category, event), lifecycle first: a task
+/// picked up by its syscalls must already have its fork, exec and exit seen. Program names
+/// stay within the kernel's 15 characters, so per-program metrics can tell them apart.
+const TRACEPOINTS: [(&str, &str, &str); 4] = [
+    ("task_newtask", "task", "task_newtask"),
+    ("sched_exec", "sched", "sched_process_exec"),
+    ("sched_exit", "sched", "sched_process_exit"),
+    ("signal_generate", "signal", "signal_generate"),
+];
+const RAW_TRACEPOINTS: [&str; 2] = ["sys_enter", "sys_exit"];
+
+fn attach(ebpf: &mut Ebpf) -> Result<Vec<Link>> {
+    let mut links = Vec::new();
+    for (name, category, event) in TRACEPOINTS {
+        links.extend(attach_tracepoint(ebpf, name, &[(category, event)])?);
     }
-    for name in ["sys_enter", "sys_exit"] {
-        let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
-        prog.load().with_context(|| format!("loading {name}"))?;
-        prog.attach(name).with_context(|| format!("attaching raw tracepoint {name}"))?;
+    for name in RAW_TRACEPOINTS {
+        links.extend(attach_raw(ebpf, name, &[name])?);
     }
-    Ok(())
+    Ok(links)
+}
+
+/// The benchmarks' floor: empty programs on the same hooks (`floor_tp`, `floor_raw`). They
+/// stay attached as long as the returned links live.
+pub fn load_floor() -> Result<(Ebpf, Vec<Link>)> {
+    let mut ebpf = EbpfLoader::new().load(PROBES_ELF).context("loading the BPF programs")?;
+    let tracepoints: Vec<(&str, &str)> = TRACEPOINTS.iter().map(|(_, c, e)| (*c, *e)).collect();
+    let mut links = attach_tracepoint(&mut ebpf, "floor_tp", &tracepoints)?;
+    links.extend(attach_raw(&mut ebpf, "floor_raw", &RAW_TRACEPOINTS)?);
+    Ok((ebpf, links))
+}
+
+/// Load program `name` and attach it to each (category, event).
+fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, events: &[(&str, &str)]) -> Result<Vec<Link>> {
+    let prog: &mut TracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
+    prog.load().with_context(|| format!("loading {name}"))?;
+    let mut links: Vec<Link> = Vec::new();
+    for (category, event) in events {
+        let id = prog.attach(category, event).with_context(|| format!("attaching tracepoint {category}:{event}"))?;
+        links.push(Box::new(prog.take_link(id)?));
+    }
+    Ok(links)
+}
+
+/// Load raw tracepoint program `name` and attach it to each event.
+fn attach_raw(ebpf: &mut Ebpf, name: &str, events: &[&str]) -> Result<Vec<Link>> {
+    let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
+    prog.load().with_context(|| format!("loading {name}"))?;
+    let mut links: Vec<Link> = Vec::new();
+    for event in events {
+        let id = prog.attach(event).with_context(|| format!("attaching raw tracepoint {event}"))?;
+        links.push(Box::new(prog.take_link(id)?));
+    }
+    Ok(links)
 }
 
 fn build_config(opts: &Options) -> Result<Config> {

@@ -1,0 +1,206 @@
+//! How the benchmarks measure: configurations interleaved round by round (A B C, B C A, ...) so
+//! machine noise (other builds, frequency changes) spreads over all of them, medians of the
+//! rounds, and the helpers every section uses to run and time things.
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// Everything a section needs: the binaries under test and a scratch directory.
+pub struct Env {
+    pub pilot: PathBuf,
+    pub benchloop: PathBuf,
+    /// Scratch space, emptied at the start and removed at the end.
+    pub work: PathBuf,
+    pub quick: bool,
+    /// Rounds per interleaved measurement.
+    pub rounds: usize,
+}
+
+impl Env {
+    /// `full` normally, `quick` with `--quick` (the CI smoke test).
+    pub fn size(&self, full: u64, quick: u64) -> u64 {
+        if self.quick { quick } else { full }
+    }
+
+    /// A fresh, empty directory under the scratch space.
+    pub fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.work.join(name);
+        remove(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// `pilot trace --out <scratch> -- argv...`, keeping a latency histogram in `latency`.
+    pub fn pilot_trace(&self, argv: &[String], latency: Option<&Path>) -> anyhow::Result<Command> {
+        let out = self.fresh_dir("trace-out")?;
+        let mut cmd = Command::new(&self.pilot);
+        cmd.arg("trace").arg("--out").arg(out).arg("--").args(argv);
+        if let Some(path) = latency {
+            cmd.env("PILOT_BENCH_LATENCY", path);
+        }
+        Ok(cmd)
+    }
+}
+
+/// Remove a scratch file or directory, whatever it is.
+pub fn remove(path: &Path) {
+    let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+}
+
+/// Run every configuration once per round, starting each round one configuration later, and
+/// return each configuration's samples.
+pub fn interleave(
+    rounds: usize,
+    configs: usize,
+    mut measure: impl FnMut(usize) -> anyhow::Result<f64>,
+) -> anyhow::Result<Vec<Vec<f64>>> {
+    let mut samples = vec![Vec::with_capacity(rounds); configs];
+    for round in 0..rounds {
+        for k in 0..configs {
+            let config = (round + k) % configs;
+            samples[config].push(measure(config)?);
+        }
+    }
+    Ok(samples)
+}
+
+pub fn median(samples: &[f64]) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Run `cmd` to completion; its stdout when it exits 0, else an error with its stderr's tail.
+pub fn stdout_of(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        bail!("{:?} failed ({}): {}", cmd.get_program(), out.status, tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The number printed by benchloop as `benchloop <key> <number>`.
+pub fn benchloop_value(output: &str, key: &str) -> anyhow::Result<f64> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("benchloop "))
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        .with_context(|| format!("no `benchloop {key}` line in the output: {output:?}"))
+}
+
+/// Wall time of `cmd` (started to exited), which must succeed; its output is discarded.
+pub fn wall_time(cmd: &mut Command) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    let elapsed = start.elapsed();
+    if !status.success() {
+        bail!("{:?} failed ({status}); run it by hand to see why", cmd.get_program());
+    }
+    Ok(elapsed)
+}
+
+/// A pilot helper holding programs attached while it lives: `pilot __bench load floor|agent`.
+/// Dropping it closes its stdin, which ends it.
+pub struct Loaded(Child);
+
+impl Loaded {
+    pub fn start(pilot: &Path, what: &str) -> anyhow::Result<Loaded> {
+        let mut child = Command::new(pilot)
+            .args(["__bench", "load", what])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} __bench load {what}", pilot.display()))?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().context("no stdout")?;
+        BufReader::new(stdout).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("`pilot __bench load {what}` did not get ready (see its error above)");
+        }
+        Ok(Loaded(child))
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+/// What is attached while a configuration runs.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Attached {
+    Nothing,
+    Floor,
+    Agent,
+}
+
+impl Attached {
+    pub fn load(self, env: &Env) -> anyhow::Result<Option<Loaded>> {
+        match self {
+            Attached::Nothing => Ok(None),
+            Attached::Floor => Loaded::start(&env.pilot, "floor").map(Some),
+            Attached::Agent => Loaded::start(&env.pilot, "agent").map(Some),
+        }
+    }
+}
+
+/// Drop the page cache, so the next start is cold.
+pub fn drop_caches() {
+    unsafe { libc::sync() };
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+}
+
+/// A loopback TCP port nobody listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaving_rotates_the_order_and_keeps_samples_apart() {
+        let mut order = Vec::new();
+        let samples = interleave(3, 3, |c| {
+            order.push(c);
+            Ok(c as f64)
+        })
+        .unwrap();
+        assert_eq!(order, [0, 1, 2, 1, 2, 0, 2, 0, 1]);
+        assert_eq!(samples, [vec![0.0; 3], vec![1.0; 3], vec![2.0; 3]]);
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn benchloop_lines_are_found_among_others() {
+        let out = "hello\nbenchloop ns_per_iter 12.5\nbenchloop ns 99\n";
+        assert_eq!(benchloop_value(out, "ns_per_iter").unwrap(), 12.5);
+        assert_eq!(benchloop_value(out, "ns").unwrap(), 99.0);
+        assert!(benchloop_value(out, "rate").is_err());
+    }
+}
