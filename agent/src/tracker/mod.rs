@@ -101,13 +101,15 @@ impl Tracker {
         self.seed = Some((fds, cwd));
     }
 
-    /// Start following a process we just started: it has exactly our inheritable fds and the
-    /// cwd we gave it (its /proc may already be gone when it is short-lived).
+    /// Start following a process we just started: it has exactly our inheritable fds, the cwd
+    /// we gave it and our root (its /proc may already be gone when it is short-lived, or show
+    /// a chroot it has made since: it runs before we look).
     pub fn adopt_child(&mut self, pid: u32, fds: FdTable, cwd: String) {
         self.adopt(pid);
         if let Some(p) = self.procs.get_mut(&pid) {
             p.fds = fds;
             p.cwd = cwd;
+            p.root = "/".into();
         }
     }
 
