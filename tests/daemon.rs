@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::{PYTHON, Proc, Scratch, pids_with, pilot_bin, wait_until};
+use common::{PYTHON, Proc, RUN_TIMEOUT, Scratch, pids_with, pilot_bin, wait_until};
 use serde_json::Value;
 
 /// A daemon on a socket and metrics port of its own; stopped (SIGTERM, by pid) on drop.
@@ -48,7 +48,7 @@ impl Daemon {
             .spawn()
             .expect("starting pilot daemon");
         let d = Daemon { child, socket, metrics, _dir: dir };
-        assert!(wait_until(Duration::from_secs(20), || d.socket.exists()), "the daemon listens");
+        assert!(wait_until(RUN_TIMEOUT, || d.socket.exists()), "the daemon listens");
         d
     }
 
@@ -225,11 +225,16 @@ fn background_run(daemon: &Daemon, d: &Scratch, out_dir: &str, script: &str) -> 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Generous: setting up a pilot on a loaded 2-core CI machine can take long.
     assert!(
-        wait_until(Duration::from_secs(20), || daemon.status(d)["runs"].as_array().is_some_and(|r| r.len() == 1)),
+        wait_until(RUN_TIMEOUT, || daemon.status(d)["runs"].as_array().is_some_and(|r| r.len() == 1)),
         "the daemon took the run"
     );
-    assert!(wait_until(Duration::from_secs(20), || !pids_with(&marker).is_empty()), "the pilot's command runs");
+    assert!(
+        wait_until(RUN_TIMEOUT, || !pids_with(&marker).is_empty() || daemon.status(d)["runs"][0]["exit_code"] != Value::Null),
+        "the pilot's command runs"
+    );
+    assert_eq!(daemon.status(d)["runs"][0]["exit_code"], Value::Null, "the run ended before its command ran: {}", daemon.status(d));
     client
 }
 
@@ -281,7 +286,7 @@ fn ctrl_c_on_a_client_stops_its_trace_and_the_traced_command() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || !pids_with(&marker).is_empty()), "the traced command runs");
+    assert!(wait_until(RUN_TIMEOUT, || !pids_with(&marker).is_empty()), "the traced command runs");
     unsafe { libc::kill(client.id() as i32, libc::SIGINT) };
     let out = client.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "the command died of the ^C, as in-process: {}", String::from_utf8_lossy(&out.stderr));
