@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::{PYTHON, Proc, Scratch, pids_with, pilot_bin, wait_until};
+use common::{PYTHON, Proc, RUN_TIMEOUT, Scratch, pids_with, pilot_bin, wait_until};
 use serde_json::Value;
 
 /// A daemon on a socket and metrics port of its own; stopped (SIGTERM, by pid) on drop.
@@ -48,7 +48,7 @@ impl Daemon {
             .spawn()
             .expect("starting pilot daemon");
         let d = Daemon { child, socket, metrics, _dir: dir };
-        assert!(wait_until(Duration::from_secs(20), || d.socket.exists()), "the daemon listens");
+        assert!(wait_until(RUN_TIMEOUT, || d.socket.exists()), "the daemon listens");
         d
     }
 
@@ -61,7 +61,8 @@ impl Daemon {
 
     fn status(&self, cwd: &Scratch) -> Value {
         let out = self.client(&["status", "--json"], cwd).output().unwrap();
-        assert!(out.status.success(), "pilot status: {}", String::from_utf8_lossy(&out.stderr));
+        let log = std::fs::read_to_string(self._dir.path().join("daemon.log")).unwrap_or_default();
+        assert!(out.status.success(), "pilot status: {}\ndaemon log:\n{log}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -77,6 +78,10 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Only while it is ours: once reaped, its pid may be another test's process.
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         if !wait_until(Duration::from_secs(40), || matches!(self.child.try_wait(), Ok(Some(_)))) {
             let _ = self.child.kill();
@@ -208,6 +213,11 @@ fn a_client_killed_mid_run_leaves_the_run_to_finish_and_nothing_behind() {
 /// Start `sh -c script` as a pilot run through `daemon`, in the background; wait until the
 /// daemon has it.
 fn background_run(daemon: &Daemon, d: &Scratch, out_dir: &str, script: &str) -> Child {
+    // The script carries a marker, so we can wait until the pilot's command runs.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let marker = format!("pilot-daemon-bg-{}-{n}", std::process::id());
+    let script = &format!("{script}; : {marker}");
     let client = daemon
         .client(&["run", "--out", out_dir, "--", "sh", "-c", script], d)
         .stdin(Stdio::null())
@@ -215,10 +225,16 @@ fn background_run(daemon: &Daemon, d: &Scratch, out_dir: &str, script: &str) -> 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Generous: setting up a pilot on a loaded 2-core CI machine can take long.
     assert!(
-        wait_until(Duration::from_secs(20), || daemon.status(d)["runs"].as_array().is_some_and(|r| r.len() == 1)),
+        wait_until(RUN_TIMEOUT, || daemon.status(d)["runs"].as_array().is_some_and(|r| r.len() == 1)),
         "the daemon took the run"
     );
+    assert!(
+        wait_until(RUN_TIMEOUT, || !pids_with(&marker).is_empty() || daemon.status(d)["runs"][0]["exit_code"] != Value::Null),
+        "the pilot's command runs"
+    );
+    assert_eq!(daemon.status(d)["runs"][0]["exit_code"], Value::Null, "the run ended before its command ran: {}", daemon.status(d));
     client
 }
 
@@ -237,7 +253,8 @@ fn with_on_client_disconnect_kill_a_lost_client_stops_its_run() {
     );
     let run = &daemon.status(&d)["runs"][0];
     assert_eq!(run["stopped_by"], "client-disconnect");
-    assert_eq!(run["exit_code"], 4, "a killed pilot command is a failed pilot");
+    let log = std::fs::read_to_string(run["log"].as_str().unwrap()).unwrap_or_default();
+    assert_eq!(run["exit_code"], 4, "a killed pilot command is a failed pilot; its output:\n{log}");
     assert!(Path::new(&out_dir).join("verdict.json").exists(), "the stopped run still wrote its verdict");
 }
 
@@ -269,7 +286,7 @@ fn ctrl_c_on_a_client_stops_its_trace_and_the_traced_command() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || !pids_with(&marker).is_empty()), "the traced command runs");
+    assert!(wait_until(RUN_TIMEOUT, || !pids_with(&marker).is_empty()), "the traced command runs");
     unsafe { libc::kill(client.id() as i32, libc::SIGINT) };
     let out = client.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "the command died of the ^C, as in-process: {}", String::from_utf8_lossy(&out.stderr));

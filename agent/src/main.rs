@@ -34,11 +34,14 @@ fn main() {
     let from_daemon = std::env::var_os(daemon::client::DAEMON_RUN_ENV).is_some();
     if from_daemon {
         unsafe { std::env::remove_var(daemon::client::DAEMON_RUN_ENV) };
-        // The daemon stops a run with SIGTERM, possibly before it is set up: never die of it.
-        session::catch_interrupts();
     }
     let cli = cli::Cli::parse();
     init_logs(cli.log_format);
+    if matches!(cli.command, cli::Command::Trace(_) | cli::Command::Run(_)) {
+        // ^C or SIGTERM (the daemon's stop) before a pilot is set up must not kill the agent
+        // mid-setup: it is counted and acted on once the pilot runs.
+        session::catch_interrupts();
+    }
     let result = match cli.command {
         cli::Command::Trace(_) | cli::Command::Run(_) if !from_daemon && let Some(code) = via_daemon() => Ok(code),
         cli::Command::Trace(args) => trace::run(args),

@@ -32,8 +32,10 @@ pub struct State {
     config: Config,
     exe: String,
     runs: Mutex<Vec<RunInfo>>,
-    /// Run pids, by run id, while they run (for cancel and shutdown).
-    pids: Mutex<Vec<(u64, u32)>>,
+    /// Live runs: (run id, pid, a trace: ^C goes to its whole job), for cancel and shutdown.
+    pids: Mutex<Vec<(u64, u32, bool)>>,
+    /// Runs whose client has not been told the outcome yet (shutdown waits for them).
+    serving: std::sync::atomic::AtomicUsize,
     metrics: Mutex<metrics::Metrics>,
     next_id: AtomicU64,
     bpf_stats_enabled: bool,
@@ -106,6 +108,7 @@ pub fn run(args: DaemonArgs) -> Result<i32> {
         exe: client::own_exe(),
         runs: Mutex::new(Vec::new()),
         pids: Mutex::new(Vec::new()),
+        serving: Default::default(),
         metrics: Mutex::new(Default::default()),
         next_id: AtomicU64::new(1),
         bpf_stats_enabled: stats.is_ok(),
@@ -153,19 +156,18 @@ fn sample_bpf_stats(state: Arc<State>) {
 }
 
 /// Stop every run (as ^C would) and wait for them, so none outlives the daemon.
-fn shutdown(state: &State) {
-    let pids: Vec<u32> = state.pids.lock().expect("pids lock").iter().map(|(_, p)| *p).collect();
-    if pids.is_empty() {
+fn shutdown(state: &Arc<State>) {
+    let ids: Vec<u64> = state.pids.lock().expect("pids lock").iter().map(|(id, ..)| *id).collect();
+    if ids.is_empty() {
         return;
     }
-    eprintln!("pilot daemon: stopping {} run(s)", pids.len());
-    let ids: Vec<u64> = state.pids.lock().expect("pids lock").iter().map(|(id, _)| *id).collect();
+    eprintln!("pilot daemon: stopping {} run(s)", ids.len());
     for id in ids {
         runs::mark_stopped(state, id, "daemon-stop");
         runs::stop(state, id);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while state.active_runs() > 0 && Instant::now() < deadline {
+    while state.serving.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
 }

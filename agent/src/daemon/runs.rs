@@ -75,7 +75,8 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
         run_dir: None,
         log: log_path.display().to_string(),
     });
-    state.pids.lock().expect("pids lock").push((id, pid));
+    state.pids.lock().expect("pids lock").push((id, pid, command == "trace"));
+    let _serving = Serving::new(state);
     tracing::info!(run = id, pid, args = ?spec.args, "run started");
     let relays = [
         relay(child.stdout.take().expect("piped"), proto::STDOUT, client.clone(), log.clone(), None),
@@ -101,7 +102,7 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
     // with it; the exited leader still holds the group, so the id is not recycled yet.
     unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     // Forget the pid before reaping it: nothing signals a recycled pid.
-    state.pids.lock().expect("pids lock").retain(|(i, _)| *i != id);
+    state.pids.lock().expect("pids lock").retain(|(i, ..)| *i != id);
     let status = child.wait()?;
     let code = status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
     for r in relays {
@@ -117,6 +118,22 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
     tracing::info!(run = id, exit = code, "run ended");
     send(&client, proto::EXIT, &code.to_le_bytes());
     Ok(())
+}
+
+/// Counts a run in `State::serving` until its client has been told the outcome.
+struct Serving<'a>(&'a State);
+
+impl<'a> Serving<'a> {
+    fn new(state: &'a State) -> Self {
+        state.serving.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Serving(state)
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.0.serving.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn start(spec: &Spec, id: u64) -> std::io::Result<Child> {
@@ -204,7 +221,7 @@ fn watch_client(mut reader: impl BufRead + Send + 'static, state: Arc<State>, cl
             }
         }
         *client.lock().expect("client lock") = None;
-        let running = state.pids.lock().expect("pids lock").iter().any(|(i, _)| *i == id);
+        let running = state.pids.lock().expect("pids lock").iter().any(|(i, ..)| *i == id);
         if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == id) {
             r.client = "gone".into();
         }
@@ -222,21 +239,37 @@ pub fn mark_stopped(state: &State, id: u64, why: &str) {
     }
 }
 
-/// Stop run `id` as ^C would, if it still runs (the pid lock keeps a recycled pid safe).
-pub fn stop(state: &State, id: u64) {
-    let pids = state.pids.lock().expect("pids lock");
-    if let Some((_, pid)) = pids.iter().find(|(i, _)| *i == id) {
-        interrupt(*pid);
+/// Stop run `id` as ^C would, if it still runs. `pilot run` stops its whole pilot at one
+/// SIGTERM. `pilot trace` gets what a terminal's ^C does, SIGINT to its whole job (the traced
+/// command sees it and usually exits, ending the trace), then, if it is still there after
+/// `TRACE_GRACE`, a SIGTERM (its second interrupt: it stops).
+pub fn stop(state: &Arc<State>, id: u64) {
+    let trace = {
+        let pids = state.pids.lock().expect("pids lock");
+        let Some((_, pid, trace)) = pids.iter().find(|(i, ..)| *i == id) else { return };
+        if *trace {
+            unsafe { libc::kill(-(*pid as i32), libc::SIGINT) };
+        }
+        *trace
+    };
+    if !trace {
+        return terminate(state, id);
     }
+    let state = state.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(TRACE_GRACE);
+        terminate(&state, id);
+    });
 }
 
-/// What ^C twice in a terminal does: SIGINT to the whole job (the traced command sees it too),
-/// then SIGTERM to pilot (`pilot run` stops at the first signal, `pilot trace -- CMD` at the
-/// second).
-fn interrupt(pid: u32) {
-    unsafe { libc::kill(-(pid as i32), libc::SIGINT) };
-    std::thread::sleep(Duration::from_millis(100));
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+const TRACE_GRACE: Duration = Duration::from_secs(5);
+
+/// SIGTERM to the run's pilot; under the pid lock, so a recycled pid is never signalled.
+fn terminate(state: &State, id: u64) {
+    let pids = state.pids.lock().expect("pids lock");
+    if let Some((_, pid, _)) = pids.iter().find(|(i, ..)| *i == id) {
+        unsafe { libc::kill(*pid as i32, libc::SIGTERM) };
+    }
 }
 
 /// Has the child exited? Checked without reaping it, so its pid stays ours until forgotten.
