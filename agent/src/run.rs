@@ -196,13 +196,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     session::write_latency(&session)?;
     phases.mark("summary");
     // Detaching waits for RCU grace periods (tens of ms): let it overlap the work below.
-    let detach = std::thread::spawn(move || {
-        let t0 = Instant::now();
-        drop(unix_links);
-        tracing::debug!("unix hooks detached in {:?}", t0.elapsed());
-        drop(probes);
-        tracing::debug!("all probes detached in {:?}", t0.elapsed());
-    });
+    let detach = std::thread::spawn(move || drop((unix_links, probes)));
     let caught = sink.stop();
     phases.mark("sink stop");
     out.write_file("sink.json", &(serde_json::to_string_pretty(&caught)? + "\n"))?;

@@ -60,12 +60,13 @@ impl Drop for Probes {
     fn drop(&mut self) {
         let t0 = std::time::Instant::now();
         detach_all(std::mem::take(&mut self.links));
-        tracing::debug!("tracepoints detached in {:?}", t0.elapsed());
+        tracing::debug!("probes detached in {:?}", t0.elapsed());
     }
 }
 
-/// Detach every link, in parallel: each tracepoint detach waits out RCU grace periods (tens
-/// of milliseconds on a busy host), and in parallel the waits overlap.
+/// Detach every link, in parallel: a detach waits out RCU grace periods (tens of milliseconds
+/// on a busy host). The four perf-event tracepoints still wait one after another (the kernel
+/// synchronizes under its event_mutex); the rest overlap with them.
 pub fn detach_all(links: Vec<Link>) {
     std::thread::scope(|scope| {
         for link in links {

@@ -36,13 +36,14 @@ fn command(argv: &[String]) -> Command {
 /// the agent loaded.
 pub fn untracked(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     const S: &str = "untracked overhead";
-    let n = env.size(20_000, 300);
+    // Differences here are a few percent: more, shorter rounds than elsewhere.
+    let (n, rounds) = (env.size(10_000, 300), env.rounds * 2 - 1);
     let dir = env.fresh_dir("untracked")?;
     let modes = [Attached::Nothing, Attached::Floor, Attached::Agent];
     let mut wall = vec![Vec::new(); modes.len()];
     // The goal is judged on CPU time: the programs run in the looping task, and CPU time is
     // what other load on the machine does not inflate. Wall time is reported beside it.
-    let cpu = interleave(env.rounds, modes.len(), |c| {
+    let cpu = interleave(rounds, modes.len(), |c| {
         let _attached = modes[c].load(env)?;
         let (cpu, w) = loop_cpu_and_wall(&mut command(&loop_argv(env, n, &dir)))?;
         wall[c].push(w);
