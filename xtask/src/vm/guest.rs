@@ -3,7 +3,8 @@
 //!
 //! Report lines: `BOOTED <release>`, `REFUSED <exit status> <message>` (pilot run before
 //! overlayfs is loaded), `DOCTOR-BEGIN` / the JSON of `pilot doctor --json` / `DOCTOR-END <exit>`,
-//! `RESULT <test binary> <libtest line>`, `EXIT <test binary> <status>`, `DONE`.
+//! `RESULT <test binary> <libtest line>`, `EXIT <test binary> <status>`, `DONE`; and
+//! `INSMOD-FAILED <module>` or `DISK-FAILED` when the guest's setup went wrong.
 use std::fmt::Write as _;
 
 /// One integration-test binary to run with its libtest arguments.
@@ -57,9 +58,12 @@ pub fn init(pilot: &str, tests: &[TestRun], env: &[(String, String)], budget: st
     // Containment missing (overlayfs not loaded yet): pilot run must refuse, exit 5.
     let _ = writeln!(s, "msg=$({pilot} run -- /bin/true 2>&1); say \"REFUSED $? $msg\"");
     s += "for m in $(cat /vmtest/modules); do insmod $m || say \"INSMOD-FAILED $m\"; done\n";
-    // /var on ext4 (a loop image), as on a real host: tmpfs, the guest's root, has user.*
-    // xattrs only since 6.6.
-    s += "dd if=/dev/zero of=/tmp/var.img bs=1M count=256 2>/dev/null && mkfs.ext4 -q -F /tmp/var.img && mount -o loop /tmp/var.img /var && mkdir -p /var/lib /var/tmp || say \"VAR-FAILED\"\n";
+    // /var and /tmp (where the tests' run directories, hence the overlays' upper layers, go)
+    // on ext4, as on a real host: tmpfs, the guest's root, has user.* xattrs only since 6.6.
+    s += "truncate -s 1G /disk.img && mkfs.ext4 -q -F /disk.img && mkdir /disk && mount -o loop /disk.img /disk \\\n";
+    s += "  && mkdir -p /disk/var/lib /disk/var/tmp /disk/tmp && chmod 1777 /disk/tmp /disk/var/tmp \\\n";
+    s += "  && mount -o bind /disk/var /var && mount -o bind /disk/tmp /tmp || say DISK-FAILED\n";
+    s += "cd /tmp\n";
     let _ = writeln!(s, "{pilot} doctor; {pilot} doctor --json > /tmp/doctor.json; rc=$?");
     s += "say DOCTOR-BEGIN; cat /tmp/doctor.json > $R; say \"DOCTOR-END $rc\"\n";
     for t in tests {
@@ -86,6 +90,8 @@ pub struct Report {
     /// (binary, exit status)
     pub exits: Vec<(String, i32)>,
     pub done: bool,
+    /// Guest setup steps that failed (INSMOD-FAILED, DISK-FAILED lines).
+    pub setup_failures: Vec<String>,
 }
 
 pub fn parse(text: &str) -> Report {
@@ -122,6 +128,7 @@ pub fn parse(text: &str) -> Report {
                 r.exits.push((binary.to_string(), code.trim().parse().unwrap_or(-1)));
             }
             "DONE" => r.done = true,
+            "INSMOD-FAILED" | "DISK-FAILED" => r.setup_failures.push(line.to_string()),
             _ => {}
         }
     }

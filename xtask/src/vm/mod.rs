@@ -198,7 +198,7 @@ fn run_guest(
 
 /// What went wrong with the guest itself (not its tests): no boot, timeout, no end, no refusal.
 fn guest_problems(report: &guest::Report, boot: &qemu::Boot, timeout: Duration) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = report.setup_failures.iter().map(|f| format!("guest setup: {f}")).collect();
     if report.booted.is_none() {
         problems.push("the guest never reported (no boot: see the console log)".into());
     } else if boot.timed_out {

@@ -33,7 +33,9 @@ pub fn boot(vmlinuz: &Path, initrd: &Path, dir: &Path, memory_mib: u32, timeout:
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 loglevel=4"])
+        // A soft lockup panics (and -no-reboot ends qemu) instead of stalling
+        // until the deadline; loglevel 7 keeps the call traces on the console.
+        .args(["-append", "console=ttyS0 panic=-1 loglevel=7 softlockup_panic=1"])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .arg("-serial")
