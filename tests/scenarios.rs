@@ -156,26 +156,9 @@ impl Scenario {
         f.write_all(format!("{line}\n").as_bytes()).unwrap();
     }
 
-    /// End the services prod.sh started (by the pids it recorded, with their sessions) and
-    /// unmount what it mounted under the production directory.
+    /// End the services prod.sh started and clean up after it (teardown.sh).
     fn teardown(&self) {
-        let pids = fs::read_to_string(self.prod.join("pids")).unwrap_or_default();
-        let pids: Vec<i32> = pids.split_whitespace().filter_map(|p| p.parse().ok()).collect();
-        for &pid in &pids {
-            // Each service is a session (and group) leader of its own: its group is ours.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-        common::wait_until(Duration::from_secs(10), || pids.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()));
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let prefix = format!("{} ", self.prod.display());
-        let inside = format!("{}/", self.prod.display());
-        for m in mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|m| m.starts_with(&inside) || format!("{m} ") == prefix) {
-            let _ = Command::new("umount").arg("-l").arg(m).status();
-        }
-        let _ = fs::remove_dir_all(&self.prod);
+        let _ = Command::new("sh").arg(Path::new(SCENARIOS).join("teardown.sh")).arg(&self.prod).status();
     }
 }
 

@@ -188,13 +188,8 @@ pub struct RunArgs {
     /// Print every event as it happens (on stderr).
     #[arg(short, long)]
     pub verbose: bool,
-    /// Ring buffer size in KiB (power of two).
-    #[arg(long, value_name = "KIB", default_value_t = 16384)]
-    pub ringbuf_kib: u32,
-    /// Also stream every event (the lines of events.jsonl) to a file for a log shipper:
-    /// `jsonl:PATH` (appended to, created if missing; a FIFO works too).
-    #[arg(long, value_name = "jsonl:PATH", value_parser = parse_export)]
-    pub export: Option<PathBuf>,
+    #[command(flatten)]
+    pub events: EventArgs,
     /// The command, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -289,18 +284,33 @@ pub struct TraceArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "command")]
     pub cgroup: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub events: EventArgs,
+
+    /// The command to start and trace, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// How events travel, for `run` and `trace` alike.
+#[derive(Args, Debug)]
+pub struct EventArgs {
     /// Ring buffer size in KiB (power of two). Bigger absorbs longer bursts.
-    #[arg(long, value_name = "KIB", default_value_t = 16384)]
+    #[arg(long, value_name = "KIB", default_value_t = DEFAULT_RINGBUF_KIB)]
     pub ringbuf_kib: u32,
 
     /// Also stream every event (the lines of events.jsonl) to a file for a log shipper:
     /// `jsonl:PATH` (appended to, created if missing; a FIFO works too).
     #[arg(long, value_name = "jsonl:PATH", value_parser = parse_export)]
     pub export: Option<PathBuf>,
+}
 
-    /// The command to start and trace, after `--`.
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+pub const DEFAULT_RINGBUF_KIB: u32 = 16384;
+
+impl Default for EventArgs {
+    fn default() -> EventArgs {
+        EventArgs { ringbuf_kib: DEFAULT_RINGBUF_KIB, export: None }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -94,8 +94,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         verbose: args.verbose,
         pid: None,
         cgroup: None,
-        ringbuf_kib: 16384,
-        export: None,
+        events: Default::default(),
         command: intent.argv.clone(),
     };
     let status = trace::run_with(trace_args, Launch { cwd: Some(intent.cwd.clone()), env: Some(intent.env.clone()) })?;

@@ -96,7 +96,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         (Snapshot::take(&Default::default()), live)
     });
     let sink = Sink::start()?;
-    let opts = probes::Options { ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024), ..Default::default() };
+    let opts = probes::Options { ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     let mut probes = Probes::load(&opts)?;
     phases.mark("probes load");
     let (intent, policies) = intent.join().map_err(|_| anyhow!("capturing the intent panicked"))??;
@@ -114,7 +114,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let cgroup = PilotCgroup::create(&id)?;
     let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
 
-    let mut out = Output::create(Some(&run_dir), args.export.as_deref(), args.verbose)?;
+    let mut out = Output::create(Some(&run_dir), args.events.export.as_deref(), args.verbose)?;
     let mut session = Session::new();
     session::catch_interrupts();
     let cwd = std::env::current_dir()?;

@@ -111,14 +111,14 @@ pub fn run(args: TraceArgs) -> Result<i32> {
 pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
     let target = Target::from_args(&args)?;
     probes::preflight()?;
-    let mut opts = probes::Options { ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024), ..Default::default() };
+    let mut opts = probes::Options { ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     if let Target::Cgroup { id, level, .. } = &target {
         opts.cgroup = Some((*id, *level));
     }
     let t0 = Instant::now();
     let mut probes = Probes::load(&opts)?;
     tracing::debug!("probes loaded and attached in {:?}", t0.elapsed());
-    let mut out = Output::create(args.out.as_deref(), args.export.as_deref(), args.verbose)?;
+    let mut out = Output::create(args.out.as_deref(), args.events.export.as_deref(), args.verbose)?;
     let t0 = Instant::now();
     let snapshot = Snapshot::take(&target.existing_tree());
     tracing::debug!("host snapshot: {} components in {:?}", snapshot.components.len(), t0.elapsed());

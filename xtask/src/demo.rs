@@ -13,7 +13,7 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context as _, bail};
@@ -114,21 +114,7 @@ impl Production {
 
 impl Drop for Production {
     fn drop(&mut self) {
-        let pids = fs::read_to_string(self.dir.join("pids")).unwrap_or_default();
-        let pids: Vec<i32> = pids.split_whitespace().filter_map(|p| p.parse().ok()).collect();
-        for pid in &pids {
-            // Each service leads its own session and group (prod.sh starts them with setsid).
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}"), &pid.to_string()]).output();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while pids.iter().any(|p| Path::new(&format!("/proc/{p}")).exists()) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let inside = format!("{}/", self.dir.display());
-        for m in mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|m| m.starts_with(&inside)) {
-            let _ = Command::new("umount").arg("-l").arg(m).status();
-        }
-        let _ = fs::remove_dir_all(&self.dir);
+        let teardown = self.scenario.parent().map(|d| d.join("teardown.sh")).unwrap_or_default();
+        let _ = Command::new("sh").arg(teardown).arg(&self.dir).status();
     }
 }

@@ -41,7 +41,13 @@ pub fn scenarios(filter: Option<&str>) -> anyhow::Result<ExitCode> {
         .args(filter);
     let tests = status(&mut cmd)?;
     let caught_all = report(&results, filter.is_none())?;
-    Ok(if tests.success() && caught_all { ExitCode::SUCCESS } else if !tests.success() { exit_code(tests) } else { ExitCode::FAILURE })
+    Ok(if !tests.success() {
+        exit_code(tests)
+    } else if caught_all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Print the table and the detection rate; writes target/scenarios/report.json. True when
