@@ -1,33 +1,8 @@
-//! pilot: see DESIGN in the README. `main` parses the command line and maps errors to exit
-//! codes; the work lives in the modules, in the order an event flows through them:
-//! probes (kernel) -> decode -> tracker -> output/account.
-mod account;
-mod bench;
-mod cli;
-mod commit;
-mod daemon;
-mod decode;
-mod diff;
-mod doctor;
-mod error;
-mod event;
-mod graph;
-mod graph_cmd;
-mod journal;
-mod output;
-mod policy;
-mod probes;
-mod procfs;
-mod report;
-mod run;
-mod sandbox;
-mod session;
-mod sink;
-mod snapshot;
-mod trace;
-mod tracker;
+//! The `pilot` binary: parses the command line, hands each command to the library (src/lib.rs)
+//! and maps its errors to exit codes (src/error.rs).
 
 use clap::Parser;
+use pilot::{bench, check, cli, commit, daemon, diff, doctor, error, graph_cmd, journal, report, run, sandbox, session, trace};
 
 fn main() {
     // A run the daemon started runs in-process, with exactly the client's environment.
@@ -49,8 +24,8 @@ fn main() {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Daemon(args) => daemon::run(args),
         cli::Command::Status { json } => daemon::client::status(json),
-        cli::Command::Diff(args) => diff_cmd(args),
-        cli::Command::Check(args) => check_cmd(args),
+        cli::Command::Diff(args) => diff::cmd(args),
+        cli::Command::Check(args) => check::run(args),
         cli::Command::Gc => run::gc(true).map(|n| {
             eprintln!("pilot gc: {n} stale pilot cgroup(s) removed");
             0
@@ -96,34 +71,4 @@ fn init_logs(format: cli::LogFormat) {
         cli::LogFormat::Json => logs.json().try_init(),
         cli::LogFormat::Text => logs.try_init(),
     };
-}
-
-/// `pilot diff DIR`: recomputed from the run directory, so it also works on older runs.
-fn diff_cmd(args: cli::DiffArgs) -> anyhow::Result<i32> {
-    if !args.dir.join("upper").is_dir() {
-        return Err(error::UsageError::new(format!(
-            "{} has no upper/: give a run directory of `pilot run`",
-            args.dir.display()
-        ))
-        .into());
-    }
-    let changes = diff::compute(&args.dir)?;
-    print!("{}", if args.json { diff::render::json(&changes) } else { diff::render::text(&changes) });
-    Ok(0)
-}
-
-/// `pilot check DIR`: the verdict of a recorded run under the given policies.
-fn check_cmd(args: cli::CheckArgs) -> anyhow::Result<i32> {
-    let policies = policy::load_all(&args.policy)?;
-    let path = args.dir.join("graph.json");
-    let graph = graph::Graph::read(&path).map_err(|e| {
-        error::UsageError::new(format!("{}: {e}: give a run directory of `pilot run` or `pilot trace --out`", path.display()))
-    })?;
-    let ev = policy::eval::evaluate(&graph, &policies);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&ev)?);
-    } else {
-        print!("{}", policy::render(&ev));
-    }
-    Ok(if ev.verdict == policy::eval::Verdict::Block { run::EXIT_BLOCKED } else { 0 })
 }

@@ -18,6 +18,20 @@ use crate::sandbox::mounts::Plan;
 
 pub const SCHEMA: &str = "pilot.changes/v1";
 
+/// `pilot diff DIR`: recomputed from the run directory, so it also works on older runs.
+pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
+    if !args.dir.join("upper").is_dir() {
+        return Err(crate::error::UsageError::new(format!(
+            "{} has no upper/: give a run directory of `pilot run`",
+            args.dir.display()
+        ))
+        .into());
+    }
+    let changes = compute(&args.dir)?;
+    print!("{}", if args.json { render::json(&changes) } else { render::text(&changes) });
+    Ok(0)
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Changes {
     pub schema: String,
