@@ -1,5 +1,7 @@
 //! Helpers for `cargo xtask bench` (hidden: `pilot __bench ...`), and the latency histogram a
-//! run keeps when `PILOT_BENCH_LATENCY` names a file to write it to.
+//! run keeps when `PILOT_BENCH_LATENCY` names a file to write it to: a session observer the
+//! binary installs (`main.rs`), so nothing on the production path depends on this file.
+//! Where start-up time goes is logged by `phase` spans (`RUST_LOG=pilot=debug`).
 //!
 //! `pilot __bench load floor` attaches empty programs to the agent's hooks (the floor: what
 //! attaching anything there costs); `pilot __bench load agent` loads the real probes and reads
@@ -11,9 +13,10 @@ use anyhow::{Result, bail};
 
 use crate::{
     error::UsageError,
+    event::Event,
     output::Output,
     probes::{self, Probes},
-    session::{self, Session},
+    session::{self, Observer, Session},
 };
 
 /// Environment variable naming where a run writes its event latency histogram (JSON).
@@ -43,13 +46,17 @@ fn load_agent() -> Result<i32> {
     ready()?;
     loop {
         // The reader's own cost counts: it wakes as `pilot trace` does.
-        let mut fds = [
-            libc::pollfd { fd: probes.ring_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 },
-        ];
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, crate::trace::POLL_MS) };
+        use rustix::event::{PollFd, PollFlags, poll};
+        let stdin = std::io::stdin();
+        let timeout = rustix::time::Timespec { tv_sec: 0, tv_nsec: session::POLL.as_nanos() as i64 };
+        let stdin_ready = {
+            let ring = probes.ring_fd();
+            let mut fds = [PollFd::new(&ring, PollFlags::IN), PollFd::new(&stdin, PollFlags::IN)];
+            let _ = poll(&mut fds, Some(&timeout));
+            !fds[1].revents().is_empty()
+        };
         session.pump(&mut probes, &mut out)?;
-        if fds[1].revents != 0 && std::io::stdin().read(&mut [0u8; 64]).unwrap_or(0) == 0 {
+        if stdin_ready && stdin.lock().read(&mut [0u8; 64]).unwrap_or(0) == 0 {
             return Ok(0);
         }
     }
@@ -69,16 +76,15 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// The session observer `main` installs: one when `PILOT_BENCH_LATENCY` names a file.
+    pub fn observer() -> Option<Box<dyn Observer>> {
+        Latency::from_env().map(|l| Box::new(l) as Box<dyn Observer>)
+    }
+
     pub fn from_env() -> Option<Latency> {
         let path = std::env::var_os(LATENCY_ENV)?;
         let hist = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3).ok()?;
         Some(Latency { path: path.into(), hist })
-    }
-
-    /// Record one event whose kernel timestamp (CLOCK_BOOTTIME) is `ts_ns`.
-    pub fn record(&mut self, ts_ns: u64) {
-        let now = session::boottime_ns();
-        let _ = self.hist.record(now.saturating_sub(ts_ns).max(1));
     }
 
     pub fn write(&self) -> Result<()> {
@@ -104,17 +110,14 @@ fn cpu_ms(t: &libc::timeval) -> i64 {
     t.tv_sec * 1000 + t.tv_usec / 1000
 }
 
-/// Where start-up and tear-down time goes: `RUST_LOG=pilot=debug pilot run -- true` logs each
-/// phase's wall time.
-pub struct Phases(std::time::Instant);
-
-impl Phases {
-    pub fn start() -> Phases {
-        Phases(std::time::Instant::now())
+impl Observer for Latency {
+    /// From the event's kernel timestamp (CLOCK_BOOTTIME) to now, when it reaches the graph.
+    fn event(&mut self, e: &Event) {
+        let now = session::boottime_ns();
+        let _ = self.hist.record(now.saturating_sub(e.ts_ns).max(1));
     }
 
-    pub fn mark(&mut self, phase: &str) {
-        tracing::debug!("phase {phase}: {:.1} ms", self.0.elapsed().as_secs_f64() * 1e3);
-        self.0 = std::time::Instant::now();
+    fn finished(&mut self) -> Result<()> {
+        self.write()
     }
 }

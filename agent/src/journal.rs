@@ -88,7 +88,7 @@ pub fn append(r: Record) -> Result<u64> {
         seq,
         ts_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
         kind: r.kind.into(),
-        host: fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().into(),
+        host: crate::procfs::hostname(),
         run_dir: r.run_dir.display().to_string(),
         intent: r.intent,
         outputs,

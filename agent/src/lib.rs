@@ -4,6 +4,7 @@
 //! exit codes; tracker, graph, policy and diff are unit-testable here without root.
 pub mod account;
 pub mod bench;
+pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod commit;
@@ -13,6 +14,7 @@ pub mod diff;
 pub mod doctor;
 pub mod error;
 pub mod event;
+pub mod fidelity;
 pub mod graph;
 pub mod graph_cmd;
 pub mod journal;
@@ -22,6 +24,7 @@ pub mod probes;
 pub mod procfs;
 pub mod report;
 pub mod run;
+pub mod rundir;
 pub mod sandbox;
 pub mod session;
 pub mod sink;

@@ -2,7 +2,7 @@
 //! and maps its errors to exit codes (src/error.rs).
 
 use clap::Parser;
-use pilot::{bench, check, cli, commit, daemon, diff, doctor, error, graph_cmd, journal, report, run, sandbox, session, trace};
+use pilot::{bench, cgroup, check, cli, commit, daemon, diff, doctor, error, graph_cmd, journal, report, run, sandbox, session, trace};
 
 fn main() {
     // A run the daemon started runs in-process, with exactly the client's environment.
@@ -10,6 +10,7 @@ fn main() {
     if from_daemon {
         unsafe { std::env::remove_var(daemon::client::DAEMON_RUN_ENV) };
     }
+    session::observe_with(bench::Latency::observer);
     let cli = cli::Cli::parse();
     init_logs(cli.log_format);
     if matches!(cli.command, cli::Command::Trace(_) | cli::Command::Run(_)) {
@@ -26,7 +27,7 @@ fn main() {
         cli::Command::Status { json } => daemon::client::status(json),
         cli::Command::Diff(args) => diff::cmd(args),
         cli::Command::Check(args) => check::run(args),
-        cli::Command::Gc => run::gc(true).map(|n| {
+        cli::Command::Gc => cgroup::gc(true).map(|n| {
             eprintln!("pilot gc: {n} stale pilot cgroup(s) removed");
             0
         }),
@@ -63,8 +64,10 @@ fn via_daemon() -> Option<i32> {
 fn init_logs(format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // A span's close line gives its duration: `phase` spans time start-up and tear-down.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .with_ansi(unsafe { libc::isatty(2) } == 1);
     let _ = match format {

@@ -163,3 +163,8 @@ pub fn socket_port(pid: u32, fd: i32) -> Option<u16> {
     }
     None
 }
+
+/// This host's name, as the kernel has it (one reader for the graph, the intent and the journal).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}

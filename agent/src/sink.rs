@@ -14,29 +14,15 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use agent_common::SinkConfig;
 
-use crate::probes::contain::user_port;
+use crate::{probes::contain::user_port, rundir::Caught};
 
 /// Bytes of payload kept per connection or datagram source, as evidence.
 const HEAD_BYTES: usize = 256;
 /// A connection that sends nothing for this long is closed, as a server that answered nothing.
 const IDLE: Duration = Duration::from_secs(2);
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct Caught {
-    pub proto: String,
-    /// The pilot's side of the connection (or the datagrams' source).
-    pub from: String,
-    pub bytes: u64,
-    /// Connections, or datagrams for UDP.
-    pub count: u64,
-    pub first_unix_ms: u128,
-    /// The first bytes, printable ASCII kept, the rest as \xNN.
-    pub head: String,
-}
 
 pub struct Sink {
     config: SinkConfig,
@@ -83,7 +69,7 @@ impl Sink {
     }
 
     /// Stop listening and return what was caught.
-    pub fn stop(self) -> Vec<Caught> {
+    pub fn stop(self) -> crate::rundir::SinkLog {
         self.stop.store(true, Ordering::SeqCst);
         for addr in &self.udp {
             let local = if addr.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };

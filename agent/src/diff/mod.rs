@@ -12,11 +12,12 @@ use std::{
     path::Path,
 };
 
-use serde::{Deserialize, Serialize};
 
-use crate::sandbox::mounts::Plan;
+use crate::{
+    rundir::{CHANGES_SCHEMA, Change, Changes},
+    sandbox::mounts::Plan,
+};
 
-pub const SCHEMA: &str = "pilot.changes/v1";
 
 /// `pilot diff DIR`: recomputed from the run directory, so it also works on older runs.
 pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
@@ -30,46 +31,6 @@ pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
     let changes = compute(&args.dir)?;
     print!("{}", if args.json { render::json(&changes) } else { render::text(&changes) });
     Ok(0)
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct Changes {
-    pub schema: String,
-    pub changes: Vec<Change>,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
-pub struct Change {
-    /// Absolute path as the pilot (and production) name it.
-    pub path: String,
-    /// created, modified, metadata, deleted, renamed, replaced (a directory deleted and
-    /// re-created: its old contents are gone).
-    pub change: String,
-    /// file, dir, symlink, device, fifo, socket.
-    pub kind: String,
-    /// renamed: the old path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_changed: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub live_size: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub live_mode: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub live_owner: Option<String>,
-    /// symlink: where it points.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// Extended attributes added, changed or removed (names).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub xattrs: Vec<String>,
 }
 
 /// Read the changes of the run in `run_dir` (its `upper/`, `mounts.json` and `events.jsonl`).
@@ -88,7 +49,7 @@ pub fn compute(run_dir: &Path) -> io::Result<Changes> {
     }
     fold_renames(&mut changes, &renames_from_trace(run_dir));
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Changes { schema: SCHEMA.into(), changes })
+    Ok(Changes { schema: CHANGES_SCHEMA.into(), changes })
 }
 
 fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> io::Result<()> {

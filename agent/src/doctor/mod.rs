@@ -14,8 +14,8 @@ use crate::{
 };
 
 /// `pilot doctor` exit statuses (documented in its --help).
-pub const EXIT_RUN_UNCONTAINED: i32 = 5;
-pub const EXIT_TRACE_UNAVAILABLE: i32 = 6;
+pub const EXIT_RUN_UNCONTAINED: i32 = crate::error::EXIT_KERNEL;
+pub const EXIT_TRACE_UNAVAILABLE: i32 = crate::error::EXIT_TRACE_UNAVAILABLE;
 
 /// Which commands a feature is needed by.
 #[derive(Serialize, Clone, Copy, PartialEq)]

@@ -148,7 +148,7 @@ impl Builder {
         Graph {
             schema: SCHEMA.into(),
             target,
-            host: hostname(),
+            host: crate::procfs::hostname(),
             complete: lost == 0,
             lost_events: lost,
             nodes,
@@ -399,8 +399,4 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
         }
         _ => {}
     }
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }

@@ -269,7 +269,7 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
         violations,
         gate_failures,
         gate,
-        policies: policies.iter().map(|p| PolicyRef { source: p.source.clone(), sha256: p.sha256.clone() }).collect(),
+        policies: policies.iter().map(Loaded::reference).collect(),
     }
 }
 

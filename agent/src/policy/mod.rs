@@ -117,6 +117,13 @@ pub struct Loaded {
     pub policy: Policy,
 }
 
+impl Loaded {
+    /// Where it came from and its hash, as the verdict, intent and journal cite it.
+    pub fn reference(&self) -> eval::PolicyRef {
+        eval::PolicyRef { source: self.source.clone(), sha256: self.sha256.clone() }
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
     d.iter().map(|b| format!("{b:02x}")).collect()

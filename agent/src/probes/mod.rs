@@ -122,19 +122,15 @@ pub fn preflight() -> Result<()> {
 
 impl Probes {
     pub fn load(opts: &Options) -> Result<Probes> {
-        let mut phases = crate::bench::Phases::start();
+        let _phase = tracing::debug_span!("phase", name = "probes load").entered();
         let config = build_config(opts)?;
-        phases.mark("probes: tracefs formats");
         let mut loader = EbpfLoader::new();
-        phases.mark("probes: kernel BTF parsed");
         let mut ebpf = loader
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
             .load(PROBES_ELF)
             .context("loading the BPF programs")?;
-        phases.mark("probes: maps created");
         let links = attach(&mut ebpf)?;
-        phases.mark("probes: programs verified and attached");
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
         let positions = RingPositions::map(ring.as_raw_fd());
         Ok(Probes { ebpf, ring, positions, ring_bytes: opts.ringbuf_bytes as u64, links })
@@ -170,8 +166,9 @@ impl Probes {
         (self.positions.as_ref().map_or(0, RingPositions::fill), self.ring_bytes)
     }
 
-    pub fn ring_fd(&self) -> RawFd {
-        self.ring.as_raw_fd()
+    pub fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.ring.as_fd()
     }
 
     fn tracked_map(&mut self) -> Result<HashMap<&mut MapData, u32, TaskInfo>> {

@@ -10,7 +10,7 @@ use super::{
     layout::{Drawing, Marks, drawn},
 };
 use crate::{
-    commit,
+    fidelity,
     diff::render::detail,
     graph::Graph,
     policy::eval::Evaluation,
@@ -226,7 +226,7 @@ fn intent(out: &mut String, r: &Recorded) {
     if let Some(s) = &r.summary {
         let text = format!(
             "{} processes, {} events in {} ms, {} lost",
-            s["processes"], s["events"], s["duration_ms"], s["lost_events"]
+            s.processes, s.events, s.duration_ms, s.lost_events
         );
         row(out, &["trace".into(), esc(&text)]);
     }
@@ -381,7 +381,7 @@ fn commit_section(out: &mut String, r: &Recorded) {
         out.push_str("<p>Not committed: <code>pilot commit DIR</code> runs it live and measures fidelity.</p></section>\n");
         return;
     };
-    let live_exit = r.live_summary.as_ref().map(|s| s["exit_code"].to_string()).unwrap_or_else(|| "?".into());
+    let live_exit = r.live_summary.as_ref().map(|s| s.exit_code.map_or("null".into(), |c| c.to_string())).unwrap_or_else(|| "?".into());
     let _ = writeln!(
         out,
         "<p id=\"fidelity\" class=\"{}\">fidelity error <b>{:.3}</b> (gate max {:.3}): {}. {} edges in the pilot, {} live; live exit {}.</p>",
@@ -393,8 +393,8 @@ fn commit_section(out: &mut String, r: &Recorded) {
         f.edges_live,
         esc(&live_exit)
     );
-    let pilot = commit::keyed(&r.graph, &r.dir);
-    let live = commit::keyed(live, &r.dir);
+    let pilot = fidelity::keyed(&r.graph, &r.dir);
+    let live = fidelity::keyed(live, &r.dir);
     // effect -> (pilot (count, bytes), live (count, bytes))
     type Side = Option<(u64, u64)>;
     let mut rows: BTreeMap<&String, (Side, Side)> = BTreeMap::new();

@@ -16,17 +16,13 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::{
     cli::ReportArgs,
-    commit::{Fidelity, Intent},
-    diff::Changes,
     error::UsageError,
     graph::Graph,
-    journal, run,
-    sink::Caught,
+    journal,
+    rundir::{Changes, EVENTS, Fidelity, GRAPH, Intent, RunDir, SinkLog, Summary, Verdict},
 };
 
 /// Evidence lines shown at most (violations cite the first events of each edge).
@@ -36,14 +32,14 @@ const MAX_EVIDENCE: usize = 500;
 pub struct Recorded {
     pub dir: PathBuf,
     pub graph: Graph,
-    pub summary: Option<Value>,
-    pub verdict: Option<run::Verdict>,
+    pub summary: Option<Summary>,
+    pub verdict: Option<Verdict>,
     pub intent: Option<Intent>,
     pub changes: Option<Changes>,
-    pub sink: Option<Vec<Caught>>,
+    pub sink: Option<SinkLog>,
     pub fidelity: Option<Fidelity>,
     pub live: Option<Graph>,
-    pub live_summary: Option<Value>,
+    pub live_summary: Option<Summary>,
     pub journal: Journal,
     /// events.jsonl line number -> the line, for the lines the violations cite.
     pub evidence: BTreeMap<u64, String>,
@@ -89,14 +85,15 @@ pub fn write(dir: &Path, out: &Path) -> Result<()> {
 pub fn load(dir: &Path) -> Result<Recorded> {
     let not_a_run = |why: String| UsageError::new(format!("{}: {why}: give a run directory of `pilot run` (or `pilot trace --out`)", dir.display()));
     let dir = fs::canonicalize(dir).map_err(|e| not_a_run(e.to_string()))?;
-    let graph_path = dir.join("graph.json");
+    let run = RunDir::at(&dir);
+    let graph_path = run.file(GRAPH);
     if !graph_path.is_file() {
         return Err(not_a_run("not a run directory (no graph.json)".into()).into());
     }
     let graph = Graph::read(&graph_path).map_err(|e| not_a_run(format!("graph.json: {e}")))?;
     let mut problems = Vec::new();
-    let verdict: Option<run::Verdict> = optional(&dir, "verdict.json", &mut problems);
-    let evidence = evidence(&dir, verdict.as_ref(), &mut problems)?;
+    let verdict: Option<Verdict> = run.read_optional(&mut problems);
+    let evidence = evidence(&run, verdict.as_ref(), &mut problems)?;
     let journal_path = journal::path();
     let journal = Journal {
         entries: journal::entries_for(&journal_path, &dir),
@@ -104,13 +101,13 @@ pub fn load(dir: &Path) -> Result<Recorded> {
         path: journal_path,
     };
     Ok(Recorded {
-        summary: optional(&dir, "summary.json", &mut problems),
-        intent: optional(&dir, "intent.json", &mut problems),
-        changes: optional(&dir, "changes.json", &mut problems),
-        sink: optional(&dir, "sink.json", &mut problems),
-        fidelity: optional(&dir, "fidelity.json", &mut problems),
-        live: optional(&dir, "live/graph.json", &mut problems),
-        live_summary: optional(&dir, "live/summary.json", &mut problems),
+        summary: run.read_optional(&mut problems),
+        intent: run.read_optional::<Intent>(&mut problems),
+        changes: run.read_optional::<Changes>(&mut problems),
+        sink: run.read_optional::<SinkLog>(&mut problems),
+        fidelity: run.read_optional::<Fidelity>(&mut problems),
+        live: live_graph(&run.live(), &mut problems),
+        live_summary: run.live().read_optional(&mut problems),
         verdict,
         graph,
         journal,
@@ -120,14 +117,17 @@ pub fn load(dir: &Path) -> Result<Recorded> {
     })
 }
 
-/// A file of the run directory: None when absent; unreadable is a problem the page names.
-fn optional<T: DeserializeOwned>(dir: &Path, name: &str, problems: &mut Vec<String>) -> Option<T> {
-    let text = fs::read_to_string(dir.join(name)).ok()?;
-    serde_json::from_str(&text).map_err(|e| problems.push(format!("{name} could not be read: {e}"))).ok()
+/// live/graph.json, after a commit: None when absent; unreadable is a problem the page names.
+fn live_graph(live: &RunDir, problems: &mut Vec<String>) -> Option<Graph> {
+    let path = live.file(GRAPH);
+    if !path.exists() {
+        return None;
+    }
+    Graph::read(&path).map_err(|e| problems.push(format!("live/graph.json could not be read: {e}"))).ok()
 }
 
 /// The events.jsonl lines the violations cite.
-fn evidence(dir: &Path, verdict: Option<&run::Verdict>, problems: &mut Vec<String>) -> Result<BTreeMap<u64, String>> {
+fn evidence(dir: &RunDir, verdict: Option<&Verdict>, problems: &mut Vec<String>) -> Result<BTreeMap<u64, String>> {
     let mut wanted: Vec<u64> = verdict.iter().flat_map(|v| v.evaluation.violations.iter().flat_map(|x| x.events.iter().copied())).collect();
     wanted.sort();
     wanted.dedup();
@@ -137,7 +137,7 @@ fn evidence(dir: &Path, verdict: Option<&run::Verdict>, problems: &mut Vec<Strin
     }
     let mut out = BTreeMap::new();
     let Some(&last) = wanted.last() else { return Ok(out) };
-    let path = dir.join("events.jsonl");
+    let path = dir.file(EVENTS);
     let Ok(file) = fs::File::open(&path) else {
         problems.push("events.jsonl is missing: the evidence events cannot be shown".into());
         return Ok(out);
@@ -158,9 +158,9 @@ fn evidence(dir: &Path, verdict: Option<&run::Verdict>, problems: &mut Vec<Strin
 mod tests {
     use super::*;
     use crate::{
-        diff::Change,
         graph::{Edge, Node, SCHEMA, TRACED},
-        policy::eval::{Evaluation, GateValues, Verdict, Violation},
+        rundir::{Caught, Change, Containment},
+        policy::eval::{Evaluation, GateValues, Verdict as Decision, Violation},
     };
 
     const EVIL: &str = "/tmp/x\"'><script>alert(1)</script><img src=x onerror=alert(2)>&amp;";
@@ -198,7 +198,7 @@ mod tests {
             events: vec![1],
         };
         let evaluation = Evaluation {
-            verdict: Verdict::Block,
+            verdict: Decision::Block,
             risk: 0.9,
             containment: 0.5,
             affected_components: vec![EVIL.into()],
@@ -209,7 +209,7 @@ mod tests {
             gate: GateValues { max_risk: 0.5, min_containment: 0.0, max_fidelity_error: 0.25, require_complete: true },
             policies: vec![],
         };
-        let verdict = run::Verdict {
+        let verdict = Verdict {
             schema: "pilot.verdict/v1".into(),
             pilot_exit: 0,
             evaluation,
@@ -217,7 +217,7 @@ mod tests {
             timed_out: false,
             command: vec![EVIL.into()],
             cwd: EVIL.into(),
-            contained_by: run::Containment { files: EVIL.into(), network: EVIL.into(), unix_sockets: EVIL.into(), signals: EVIL.into(), capabilities_dropped: vec![] },
+            contained_by: Containment { files: EVIL.into(), network: EVIL.into(), unix_sockets: EVIL.into(), signals: EVIL.into(), capabilities_dropped: vec![] },
         };
         Recorded {
             dir: PathBuf::from(EVIL),

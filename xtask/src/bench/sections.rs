@@ -462,14 +462,30 @@ fn start_phases(env: &Env) -> anyhow::Result<Vec<(String, Value)>> {
     Ok(parse_phases(&String::from_utf8_lossy(&out.stderr)))
 }
 
-/// `... phase probes load: 237.2 ms` lines, in order.
+/// The close lines of pilot's `phase` spans (tracing-subscriber's FmtSpan::CLOSE), in order:
+/// `... DEBUG phase{name="probes load"}: pilot::probes: close time.busy=448ms time.idle=27.5µs`.
 fn parse_phases(log: &str) -> Vec<(String, Value)> {
     log.lines()
         .filter_map(|l| {
-            let (phase, ms) = l.split_once("] phase ")?.1.rsplit_once(": ")?;
-            Some((phase.to_string(), json!(ms.trim_end_matches(" ms").parse::<f64>().ok()?)))
+            let name = l.split_once("phase{name=\"")?.1.split_once("\"}")?.0;
+            let busy = l.split_once("time.busy=")?.1.split_whitespace().next()?;
+            Some((name.to_string(), json!(duration_ms(busy)?)))
         })
         .collect()
+}
+
+/// `448ms`, `2.69ms`, `31.4µs`, `1.20s`, `950ns` as milliseconds.
+fn duration_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    Some(match unit {
+        "ns" => n / 1e6,
+        "µs" | "us" => n / 1e3,
+        "ms" => n,
+        "s" => n * 1e3,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -478,9 +494,14 @@ mod tests {
 
     #[test]
     fn phase_lines_are_parsed_in_order() {
-        let log = "[2026-11-22T01:57:44Z DEBUG pilot::run] phase probes load: 237.2 ms\nother\n[x DEBUG pilot::run] phase pilot ran: 52.5 ms\n";
+        let log = "2026-12-01T19:54:11Z DEBUG phase{name=\"probes load\"}: pilot::probes: close time.busy=448ms time.idle=27.5µs\nother\n\
+                   x DEBUG phase{name=\"pilot ran\"}: pilot::run: close time.busy=1.20s time.idle=19.5µs\n\
+                   x DEBUG phase{name=\"detach\"}: pilot::run: close time.busy=31.4µs time.idle=1ns\n";
         let phases = parse_phases(log);
-        assert_eq!(phases, [("probes load".to_string(), json!(237.2)), ("pilot ran".to_string(), json!(52.5))]);
+        assert_eq!(
+            phases,
+            [("probes load".to_string(), json!(448.0)), ("pilot ran".to_string(), json!(1200.0)), ("detach".to_string(), json!(0.0314))]
+        );
     }
 
     #[test]

@@ -1,0 +1,173 @@
+//! The run directory: a stable interface (runbooks, CI gates and `pilot report` read it), so
+//! its file names, schema ids and types live here, with one way to read and write each.
+//! `pilot run` and `pilot trace --out` write it; `commit`, `check`, `report`, `diff` and the
+//! daemon read it. This module depends on the types it stores (graph, policy evaluation) and on
+//! nothing that reads it.
+//!
+//! | file | type | written by |
+//! |---|---|---|
+//! | `intent.json` | [`Intent`] | run |
+//! | `events.jsonl` | one [`crate::event::Event`] per line | run, trace (`output.rs`) |
+//! | `summary.json` | [`Summary`] | run, trace |
+//! | `graph.json`, `graph.dot` | [`crate::graph::Graph`] | run, trace |
+//! | `changes.json` | [`Changes`] | run, diff |
+//! | `sink.json` | [`SinkLog`] | run |
+//! | `verdict.json` | [`Verdict`] | run |
+//! | `fidelity.json` | [`Fidelity`] | commit |
+//! | `live/` | a run directory of the live run | commit |
+//! | `mounts.json`, `upper/`, `stdout.log`, `stderr.log`, `sandbox-error.txt` | the sandbox's | run |
+//! | `report.html` | | report |
+mod changes;
+mod fidelity;
+mod intent;
+mod sink;
+mod summary;
+mod verdict;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use serde::{Serialize, de::DeserializeOwned};
+
+pub use changes::{CHANGES_SCHEMA, Change, Changes};
+pub use fidelity::{Divergence, FIDELITY_SCHEMA, Fidelity};
+pub use intent::{INTENT_SCHEMA, Intent};
+pub use sink::{Caught, SinkLog};
+pub use summary::{SUMMARY_SCHEMA, Summary};
+pub use verdict::{Containment, VERDICT_SCHEMA, Verdict};
+
+use crate::{error::UsageError, graph::Graph};
+
+pub const INTENT: &str = "intent.json";
+pub const EVENTS: &str = "events.jsonl";
+pub const SUMMARY: &str = "summary.json";
+pub const GRAPH: &str = "graph.json";
+pub const GRAPH_DOT: &str = "graph.dot";
+pub const CHANGES: &str = "changes.json";
+pub const SINK: &str = "sink.json";
+pub const VERDICT: &str = "verdict.json";
+pub const FIDELITY: &str = "fidelity.json";
+pub const REPORT: &str = "report.html";
+pub const MOUNTS: &str = "mounts.json";
+pub const UPPER: &str = "upper";
+pub const WORK: &str = "work";
+pub const ROOT: &str = "root";
+pub const LIVE: &str = "live";
+pub const STDOUT_LOG: &str = "stdout.log";
+pub const STDERR_LOG: &str = "stderr.log";
+pub const SANDBOX_ERROR: &str = "sandbox-error.txt";
+
+/// A JSON file of the run directory: its name and type.
+pub trait RunFile: Serialize + DeserializeOwned {
+    const NAME: &'static str;
+}
+
+impl RunFile for Intent {
+    const NAME: &'static str = INTENT;
+}
+impl RunFile for Summary {
+    const NAME: &'static str = SUMMARY;
+}
+impl RunFile for Changes {
+    const NAME: &'static str = CHANGES;
+}
+impl RunFile for SinkLog {
+    const NAME: &'static str = SINK;
+}
+impl RunFile for Verdict {
+    const NAME: &'static str = VERDICT;
+}
+impl RunFile for Fidelity {
+    const NAME: &'static str = FIDELITY;
+}
+
+/// A run directory on disk.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    /// How its files are named to the reader: `live/` for the live run's.
+    prefix: &'static str,
+}
+
+impl RunDir {
+    /// Create (with parents) and take the absolute path.
+    pub fn create(path: &Path) -> Result<RunDir> {
+        fs::create_dir_all(path)
+            .map_err(|e| UsageError::new(format!("cannot create run directory {}: {e}", path.display())))?;
+        let path = fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))?;
+        Ok(RunDir { path, prefix: "" })
+    }
+
+    /// An existing run directory; bad input when it is not one.
+    pub fn open(path: &Path) -> Result<RunDir, UsageError> {
+        let abs = fs::canonicalize(path)
+            .map_err(|e| UsageError::new(format!("{}: {e}: give the run directory of a `pilot run`", path.display())))?;
+        Ok(RunDir { path: abs, prefix: "" })
+    }
+
+    /// A path taken as it is (readers that name the missing file themselves).
+    pub fn at(path: &Path) -> RunDir {
+        RunDir { path: path.to_path_buf(), prefix: "" }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// `live/`: the run directory of the live run `pilot commit` made.
+    pub fn live(&self) -> RunDir {
+        RunDir { path: self.path.join(LIVE), prefix: "live/" }
+    }
+
+    /// A required file: missing or unreadable is bad input naming it.
+    pub fn read<T: RunFile>(&self) -> Result<T> {
+        let path = self.file(T::NAME);
+        let text = fs::read_to_string(&path)
+            .map_err(|e| UsageError::new(format!("{}: {e}: give the run directory of a `pilot run`", path.display())))?;
+        parse(&path, &text)
+    }
+
+    /// An optional file: None when absent; present but unreadable is a problem to name.
+    pub fn read_optional<T: RunFile>(&self, problems: &mut Vec<String>) -> Option<T> {
+        let path = self.file(T::NAME);
+        let text = fs::read_to_string(&path).ok()?;
+        serde_json::from_str(&text).map_err(|e| problems.push(format!("{}{} could not be read: {e}", self.prefix, T::NAME))).ok()
+    }
+
+    /// graph.json, its schema checked.
+    pub fn graph(&self) -> Result<Graph> {
+        let path = self.file(GRAPH);
+        Graph::read(&path).map_err(|e| {
+            UsageError::new(format!("{}: {e}: give a run directory of `pilot run` or `pilot trace --out`", path.display())).into()
+        })
+    }
+
+    /// Write a file as pretty JSON with a final newline (every JSON file of the directory).
+    pub fn write<T: RunFile>(&self, value: &T) -> Result<()> {
+        self.write_text(T::NAME, &pretty(value))
+    }
+
+    pub fn write_text(&self, name: &str, text: &str) -> Result<()> {
+        let path = self.file(name);
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The JSON text of a run-directory file.
+pub fn pretty<T: Serialize>(value: &T) -> String {
+    let mut s = serde_json::to_string_pretty(value).expect("run-directory types serialize");
+    s.push('\n');
+    s
+}
+
+fn parse<T: RunFile>(path: &Path, text: &str) -> Result<T> {
+    let value: T = serde_json::from_str(text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(value)
+}

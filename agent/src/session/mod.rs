@@ -1,0 +1,190 @@
+//! What `pilot trace` and `pilot run` share: pumping records from the ring buffer through the
+//! tracker into the outputs (events.jsonl, the account, the graph), and the one run lifecycle
+//! both drive (`lifecycle.rs`): setup -> poll loop -> drain -> finished.
+mod lifecycle;
+mod wait;
+
+use anyhow::Result;
+
+use agent_common::{EventHeader, kind, loss};
+
+use crate::{
+    account::Account,
+    decode,
+    event::Event,
+    graph,
+    output::Output,
+    probes::Probes,
+    rundir::{SUMMARY_SCHEMA, Summary},
+    tracker::Tracker,
+};
+pub use lifecycle::{Finished, Lifecycle, POLL, StopRule, Traced, wake_fd};
+pub use wait::{SIGNALS, boottime_ns, catch_interrupts, interrupts, pidfd, reap};
+
+/// Something that watches every resolved event of a session (`cargo xtask bench` measures
+/// event latency with one). The binary installs the factory; the production path only calls it.
+pub trait Observer {
+    fn event(&mut self, e: &Event);
+    /// The session is over: write what was measured.
+    fn finished(&mut self) -> Result<()>;
+}
+
+static OBSERVER: std::sync::OnceLock<fn() -> Option<Box<dyn Observer>>> = std::sync::OnceLock::new();
+
+/// Give every new session an observer made by `factory` (when it returns one).
+pub fn observe_with(factory: fn() -> Option<Box<dyn Observer>>) {
+    let _ = OBSERVER.set(factory);
+}
+
+pub struct Session {
+    pub tracker: Tracker,
+    pub account: Account,
+    pub graph: graph::Builder,
+    /// Events written so far: the line number of the next one in events.jsonl, minus one.
+    pub events: u64,
+    /// Ring buffer: size and highest fill seen.
+    pub ring: (u64, u64),
+    observer: Option<Box<dyn Observer>>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session {
+            tracker: Tracker::new(),
+            account: Account::default(),
+            graph: graph::Builder::new(),
+            events: 0,
+            ring: (0, 0),
+            observer: OBSERVER.get().and_then(|f| f()),
+        }
+    }
+
+    /// summary.json of this session; `losses` per cause from the probes.
+    pub fn summary(&self, t: &Traced, losses: [u64; loss::COUNT as usize]) -> Summary {
+        let counts = &self.tracker.counts;
+        let lost: u64 = losses.iter().sum();
+        Summary {
+            schema: SUMMARY_SCHEMA.into(),
+            target: t.target.clone(),
+            command: t.command.clone(),
+            root_pid: t.root_pid,
+            exit_code: t.exit_code,
+            started_unix_ms: t.started_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+            duration_ms: t.started.elapsed().as_millis(),
+            processes: self.tracker.processes().count(),
+            events: self.events,
+            events_by_kind: counts.by_kind.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            records: counts.records,
+            decode_errors: counts.decode_errors,
+            lost_events: lost,
+            lost_by_cause: loss::NAMES.iter().zip(losses).map(|(n, v)| (n.to_string(), v)).collect(),
+            complete: lost == 0 && counts.decode_errors == 0,
+            ringbuf_bytes: self.ring.0,
+            ringbuf_peak_bytes: self.ring.1,
+        }
+    }
+
+    /// Drain the ring buffer through the tracker. When a record ends a process, the writes the
+    /// kernel still aggregates for it are collected first, so they come before its exit.
+    pub fn pump(&mut self, probes: &mut Probes, out: &mut Output) -> Result<()> {
+        let (fill, size) = probes.ring_fill();
+        self.ring = (size, self.ring.1.max(fill));
+        loop {
+            let (ending, owned) = {
+                let Some(item) = probes.ring().next() else { break };
+                match decode::decode(&item) {
+                    Ok(rec) => match self.tracker.ends_process(&rec) {
+                        Some(pid) => (Some(pid), item.to_vec()),
+                        None => {
+                            self.handle(&rec, out)?;
+                            continue;
+                        }
+                    },
+                    Err(err) => {
+                        tracing::warn!("dropping a record: {err}");
+                        self.tracker.counts.decode_errors += 1;
+                        continue;
+                    }
+                }
+            };
+            self.collect_writes(probes, ending, out)?;
+            if let Ok(rec) = decode::decode(&owned) {
+                self.handle(&rec, out)?;
+            }
+        }
+        // A log shipper tailing the export sees events within one poll interval.
+        out.flush_export()
+    }
+
+    fn handle(&mut self, rec: &decode::Record, out: &mut Output) -> Result<()> {
+        let Session { tracker, account, graph, events, observer, .. } = self;
+        deliver(account, graph, events, observer, out, |sink| tracker.handle(rec, sink))
+    }
+
+    /// The writes the kernel still aggregates for `pid` (every process: None), as events.
+    pub fn collect_writes(&mut self, probes: &mut Probes, pid: Option<u32>, out: &mut Output) -> Result<()> {
+        let mut writes = probes.take_writes(pid)?;
+        writes.sort_by_key(|(_, agg)| agg.first_ns);
+        for (key, agg) in writes {
+            let mut h: EventHeader = bytemuck::Zeroable::zeroed();
+            h.kind = kind::WRITE;
+            h.ts_ns = agg.last_ns;
+            h.pid = key.pid;
+            h.tid = agg.tid;
+            h.args = [key.fd as u64, agg.calls, agg.bytes, agg.failed, agg.first_ns, agg.last_errno as u64];
+            let Session { tracker, account, graph, events, observer, .. } = self;
+            deliver(account, graph, events, observer, out, |sink| tracker.handle_writes(&h, sink))?;
+        }
+        Ok(())
+    }
+
+    /// The observer has seen everything.
+    fn observer_finished(&mut self) -> Result<()> {
+        match self.observer.as_mut() {
+            Some(o) => o.finished(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Every resolved event goes the same way: numbered (its line in events.jsonl), into the
+/// account and the graph, and out.
+fn deliver(
+    account: &mut Account,
+    graph: &mut graph::Builder,
+    events: &mut u64,
+    observer: &mut Option<Box<dyn Observer>>,
+    out: &mut Output,
+    produce: impl FnOnce(&mut dyn FnMut(Event)),
+) -> Result<()> {
+    let mut result = Ok(());
+    produce(&mut |e| {
+        *events += 1;
+        account.add(&e);
+        graph.add(&e, *events);
+        if let Some(o) = observer {
+            o.event(&e);
+        }
+        if let Err(err) = out.event(&e) {
+            result = Err(err);
+        }
+    });
+    result
+}
+
+/// Drop tracked tids whose task no longer exists (an exit the probes could not see, e.g. a
+/// thread that ended between our /proc scan and its insertion).
+pub fn forget_dead_tasks(probes: &mut Probes) -> Result<()> {
+    for tid in probes.tracked()? {
+        if !crate::procfs::exists(tid) {
+            probes.untrack(tid)?;
+        }
+    }
+    Ok(())
+}
