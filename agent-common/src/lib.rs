@@ -46,6 +46,38 @@ pub mod kind {
     pub const SIGNAL: u16 = 7;
 }
 
+/// Which `args` slot holds what, per record kind (see [`kind`]): the kernel writes them, the
+/// agent's decoder reads them, both through these names.
+pub mod arg {
+    /// EXEC: the tid before the exec (a non-leader thread's exec changes it).
+    pub const EXEC_OLD_TID: usize = 0;
+    /// EXEC_ARGS: argc seen.
+    pub const EXEC_ARGC: usize = 0;
+    /// FORK: the child's tid, its clone flags, its start time.
+    pub const FORK_CHILD: usize = 0;
+    pub const FORK_FLAGS: usize = 1;
+    pub const FORK_START: usize = 2;
+    /// EXIT: the code passed to exit/exit_group, EXIT_* flags, the last signal aimed at the
+    /// task, group_dead (1, 0, or 2 when the kernel does not say).
+    pub const EXIT_CODE: usize = 0;
+    pub const EXIT_FLAGS: usize = 1;
+    pub const EXIT_SIGNAL: usize = 2;
+    pub const EXIT_GROUP_DEAD: usize = 3;
+    /// WRITE: fd, calls, bytes, failed calls, first timestamp, last errno.
+    pub const WRITE_FD: usize = 0;
+    pub const WRITE_CALLS: usize = 1;
+    pub const WRITE_BYTES: usize = 2;
+    pub const WRITE_FAILED: usize = 3;
+    pub const WRITE_FIRST_NS: usize = 4;
+    pub const WRITE_ERRNO: usize = 5;
+    /// SIGNAL: target tid, signal, result, group, si_code.
+    pub const SIGNAL_TARGET: usize = 0;
+    pub const SIGNAL_SIG: usize = 1;
+    pub const SIGNAL_RESULT: usize = 2;
+    pub const SIGNAL_GROUP: usize = 3;
+    pub const SIGNAL_CODE: usize = 4;
+}
+
 /// Bits in [`EventHeader::flags`].
 pub mod flags {
     /// data1 filled its buffer: the string was cut.

@@ -2,13 +2,16 @@
 //! order it first happened, repeated effects on one object merged into one line.
 use std::{collections::HashMap, fmt::Write as _};
 
-use crate::{event::Event, tracker::Tracker};
+use crate::{
+    event::{Event, Kind},
+    tracker::Tracker,
+};
 
 struct Entry {
     first_ts: u64,
     pid: u32,
     comm: String,
-    kind: &'static str,
+    kind: Kind,
     object: String,
     detail: String,
     count: u64,
@@ -20,7 +23,7 @@ struct Entry {
 #[derive(Default)]
 pub struct Account {
     entries: Vec<Entry>,
-    index: HashMap<(u32, &'static str, String), usize>,
+    index: HashMap<(u32, Kind, String), usize>,
     base_ts: Option<u64>,
 }
 
@@ -71,7 +74,7 @@ impl Account {
             if !e.detail.is_empty() {
                 let _ = write!(line, "  {}", e.detail);
             }
-            if e.kind == "write" || e.kind == "send" {
+            if matches!(e.kind, Kind::Write | Kind::Send) {
                 let _ = write!(line, "  {} in {} call{}", bytes(e.bytes), e.count, if e.count == 1 { "" } else { "s" });
             } else if e.count > 1 {
                 let _ = write!(line, "  x{}", e.count);
@@ -92,21 +95,21 @@ impl Account {
 /// without O_CREAT/O_TRUNC changes nothing by itself).
 fn shown(e: &Event) -> bool {
     match e.kind {
-        "fork" | "exec" | "exit" => false,
-        "open" => e.flags.is_some_and(|f| f & 0o1100 != 0),
+        Kind::Fork | Kind::Exec | Kind::Exit => false,
+        Kind::Open => e.flags.is_some_and(|f| f & 0o1100 != 0),
         _ => true,
     }
 }
 
 fn object(e: &Event) -> String {
     match e.kind {
-        "connect" | "bind" | "listen" | "accept" | "send" => match (&e.addr, e.port, e.family) {
+        Kind::Connect | Kind::Bind | Kind::Listen | Kind::Accept | Kind::Send => match (&e.addr, e.port, e.family) {
             (Some(a), Some(p), Some("inet6")) => format!("{} [{a}]:{p}", e.family.unwrap_or("")),
             (Some(a), Some(p), _) => format!("{} {a}:{p}", e.family.unwrap_or("")),
             (Some(a), None, _) => format!("{} {a}", e.family.unwrap_or("")),
             _ => format!("fd {}", e.fd.unwrap_or(-1)),
         },
-        "signal" | "signal_generated" => format!(
+        Kind::Signal | Kind::SignalGenerated => format!(
             "{} -> pid {}",
             e.signal_name.unwrap_or("?"),
             e.target_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
@@ -121,11 +124,11 @@ fn object(e: &Event) -> String {
 
 fn detail(e: &Event) -> String {
     match e.kind {
-        "open" => e.flag_names.clone().unwrap_or_default(),
-        "chmod" | "mkdir" | "mknod" => e.mode.map(|m| format!("mode {m:o}")).unwrap_or_default(),
-        "chown" => format!("uid {} gid {}", e.uid.unwrap_or(-1), e.gid.unwrap_or(-1)),
-        "truncate" => e.bytes.map(|b| format!("to {b} bytes")).unwrap_or_default(),
-        "rename" => e.flag_names.clone().unwrap_or_default(),
+        Kind::Open => e.flag_names.clone().unwrap_or_default(),
+        Kind::Chmod | Kind::Mkdir | Kind::Mknod => e.mode.map(|m| format!("mode {m:o}")).unwrap_or_default(),
+        Kind::Chown => format!("uid {} gid {}", e.uid.unwrap_or(-1), e.gid.unwrap_or(-1)),
+        Kind::Truncate => e.bytes.map(|b| format!("to {b} bytes")).unwrap_or_default(),
+        Kind::Rename => e.flag_names.clone().unwrap_or_default(),
         _ => String::new(),
     }
 }

@@ -4,6 +4,78 @@
 //! `exit_code`. Absent fields are omitted.
 use serde::Serialize;
 
+/// What an event is. Serialized as the name events.jsonl has always held.
+#[derive(Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    #[default]
+    Exec,
+    Fork,
+    Exit,
+    Open,
+    Write,
+    Send,
+    Unlink,
+    Rmdir,
+    Mkdir,
+    Rename,
+    Truncate,
+    Chmod,
+    Chown,
+    Link,
+    Symlink,
+    Mknod,
+    Xattr,
+    Chdir,
+    Chroot,
+    Connect,
+    Bind,
+    Listen,
+    Accept,
+    /// A kill-family syscall.
+    Signal,
+    /// Each task the kernel signalled (signal_generate).
+    SignalGenerated,
+}
+
+impl Kind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+            Kind::Fork => "fork",
+            Kind::Exit => "exit",
+            Kind::Open => "open",
+            Kind::Write => "write",
+            Kind::Send => "send",
+            Kind::Unlink => "unlink",
+            Kind::Rmdir => "rmdir",
+            Kind::Mkdir => "mkdir",
+            Kind::Rename => "rename",
+            Kind::Truncate => "truncate",
+            Kind::Chmod => "chmod",
+            Kind::Chown => "chown",
+            Kind::Link => "link",
+            Kind::Symlink => "symlink",
+            Kind::Mknod => "mknod",
+            Kind::Xattr => "xattr",
+            Kind::Chdir => "chdir",
+            Kind::Chroot => "chroot",
+            Kind::Connect => "connect",
+            Kind::Bind => "bind",
+            Kind::Listen => "listen",
+            Kind::Accept => "accept",
+            Kind::Signal => "signal",
+            Kind::SignalGenerated => "signal_generated",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct Event {
     /// Kernel time (boot clock, ns) of the effect.
@@ -13,10 +85,7 @@ pub struct Event {
     /// Start time (boot clock, ns) of `pid`: with it, the process's identity.
     pub start_ns: u64,
     pub comm: String,
-    /// exec, fork, exit, open, write, send, unlink, rmdir, mkdir, rename, truncate, chmod,
-    /// chown, link, symlink, mknod, xattr, chdir, chroot, connect, bind, listen, accept,
-    /// signal (a kill-family syscall), signal_generated (each task the kernel signalled).
-    pub kind: &'static str,
+    pub kind: Kind,
     /// The syscall behind the event, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syscall: Option<&'static str>,

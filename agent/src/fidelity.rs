@@ -6,7 +6,7 @@ use std::{
 };
 
 use crate::{
-    graph::{Graph, TRACED},
+    graph::{Graph, NodeId, NodeKind, TRACED},
     rundir::{Divergence, FIDELITY_SCHEMA, Fidelity},
 };
 
@@ -51,9 +51,9 @@ pub fn compare(pilot: &Graph, live: &Graph, run_dir: &Path, max: f64) -> Fidelit
 /// Edge key -> (count that took effect, bytes). Leaves out what only says where output went
 /// (the run directory's logs, terminals, pipes: a pipe's inode differs between runs).
 pub fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
-    let label = |id: &str| -> String {
+    let label = |id: &NodeId| -> String {
         match g.node(id) {
-            Some(n) if n.node_type == "process" && n.component.as_deref() == Some(TRACED) => {
+            Some(n) if n.node_type == NodeKind::Process && n.component.as_deref() == Some(TRACED) => {
                 format!("[{}]", n.argv.as_ref().map(|a| a.join(" ")).unwrap_or_else(|| n.label.clone()))
             }
             Some(n) => n.label.clone(),

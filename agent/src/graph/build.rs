@@ -1,9 +1,14 @@
-//! Events in, graph out. Edges aggregate while events stream; components are attached at the
-//! end, from the host snapshot.
+//! Events in, graph out. Edges aggregate while events stream (looked up by node index and
+//! kind, so an event costs no allocation once its nodes exist); components are attached at
+//! the end, from the host snapshot.
 use std::collections::{HashMap, HashSet};
 
-use super::{Edge, Graph, Node, SCHEMA, TRACED};
-use crate::{event::Event, snapshot::Snapshot, tracker::Tracker};
+use super::{Edge, EdgeKind, Graph, Hold, Node, NodeId, NodeKind, SCHEMA, TRACED};
+use crate::{
+    event::{Event, Kind},
+    snapshot::Snapshot,
+    tracker::Tracker,
+};
 
 const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
@@ -14,18 +19,36 @@ const EVIDENCE_MAX: usize = 8;
 /// edge.
 const FILL_MIN: f64 = 0.01;
 
+/// An edge while it aggregates: its ends as node indices.
+struct Acc {
+    from: u32,
+    to: u32,
+    edge: Edge,
+}
+
 #[derive(Default)]
 pub struct Builder {
     nodes: Vec<Node>,
-    node_index: HashMap<String, usize>,
-    edges: Vec<Edge>,
-    edge_index: HashMap<(String, String, String, String), usize>,
+    /// Node lookups by what identifies them, without building an id string per event.
+    procs: HashMap<(u32, u64), u32>,
+    files: HashMap<String, u32>,
+    endpoints: HashMap<String, u32>,
+    others: HashMap<NodeId, u32>,
+    edges: Vec<Acc>,
+    /// (from, to, kind) -> the edges with those ends (one per detail).
+    edge_index: HashMap<(u32, u32, EdgeKind), Vec<u32>>,
     /// Signals the kernel generated, kept until we know which targets the syscalls named.
     generated: Vec<(Event, u64)>,
     direct: HashSet<(u32, i64, i64)>,
     /// Signals sent to a process group by number: (event, seq, group).
     group_signals: Vec<(Event, u64, u32)>,
+    /// Reused to build endpoint keys.
+    scratch: String,
 }
+
+/// The target of one effect of an event, found before the event's own process node is added
+/// (node order in graph.json is: targets, then the process, as events first name them).
+type Effect = (u32, EdgeKind, Option<String>);
 
 impl Builder {
     pub fn new() -> Builder {
@@ -34,129 +57,134 @@ impl Builder {
 
     /// Add one event; `seq` is its line number in events.jsonl.
     pub fn add(&mut self, e: &Event, seq: u64) {
-        let from = process_id(e.pid, e.start_ns);
+        let mut effects: Vec<Effect> = Vec::new();
         match e.kind {
-            "fork" if e.thread != Some(true) => {
+            Kind::Fork if e.thread != Some(true) => {
                 if let Some(child) = e.child_pid {
-                    let to = process_id(child, e.child_start_ns.unwrap_or(0));
-                    self.process_node(&to, child, e.child_start_ns.unwrap_or(0));
-                    self.edge(e, seq, &from, &to, "spawn", None);
+                    let to = self.process_node(child, e.child_start_ns.unwrap_or(0));
+                    effects.push((to, EdgeKind::Spawn, None));
                 }
             }
             // An exec that found nothing (a PATH lookup miss) touched nothing.
-            "exec" if e.ret != -2 => self.file_edge(e, seq, &from, "exec", e.path.as_deref(), None),
-            "write" => {
+            Kind::Exec if e.ret != -2 => self.file_effect(&mut effects, EdgeKind::Exec, e.path.as_deref(), None),
+            Kind::Write => {
                 if let Some(path) = e.path.as_deref().filter(|p| !is_terminal_or_null(p)) {
-                    self.file_edge(e, seq, &from, "write", Some(path), None);
+                    self.file_effect(&mut effects, EdgeKind::Write, Some(path), None);
                 }
             }
-            "open" => {
+            Kind::Open => {
                 let flags = e.flags.unwrap_or(0);
                 if flags & O_CREAT != 0 {
-                    self.file_edge(e, seq, &from, "create", e.path.as_deref(), None);
+                    self.file_effect(&mut effects, EdgeKind::Create, e.path.as_deref(), None);
                 }
                 if flags & O_TRUNC != 0 && e.ret >= 0 {
-                    self.file_edge(e, seq, &from, "truncate", e.path.as_deref(), None);
+                    self.file_effect(&mut effects, EdgeKind::Truncate, e.path.as_deref(), None);
                 }
             }
-            "unlink" | "rmdir" | "mkdir" | "truncate" | "chown" | "xattr" => {
-                self.file_edge(e, seq, &from, e.kind, e.path.as_deref(), None)
-            }
-            "mknod" => self.file_edge(e, seq, &from, "create", e.path.as_deref(), None),
-            "chmod" => {
+            Kind::Unlink => self.file_effect(&mut effects, EdgeKind::Unlink, e.path.as_deref(), None),
+            Kind::Rmdir => self.file_effect(&mut effects, EdgeKind::Rmdir, e.path.as_deref(), None),
+            Kind::Mkdir => self.file_effect(&mut effects, EdgeKind::Mkdir, e.path.as_deref(), None),
+            Kind::Truncate => self.file_effect(&mut effects, EdgeKind::Truncate, e.path.as_deref(), None),
+            Kind::Chown => self.file_effect(&mut effects, EdgeKind::Chown, e.path.as_deref(), None),
+            Kind::Xattr => self.file_effect(&mut effects, EdgeKind::Xattr, e.path.as_deref(), None),
+            Kind::Mknod => self.file_effect(&mut effects, EdgeKind::Create, e.path.as_deref(), None),
+            Kind::Chmod => {
                 let mode = e.mode.map(|m| format!("mode {m:o}"));
-                self.file_edge(e, seq, &from, "chmod", e.path.as_deref(), mode)
+                self.file_effect(&mut effects, EdgeKind::Chmod, e.path.as_deref(), mode)
             }
-            "rename" => {
+            Kind::Rename => {
                 let (old, new) = (e.path.as_deref(), e.path2.as_deref());
-                self.file_edge(e, seq, &from, "rename", old, new.map(|n| format!("-> {n}")));
-                self.file_edge(e, seq, &from, "rename", new, old.map(|o| format!("<- {o}")));
+                self.file_effect(&mut effects, EdgeKind::Rename, old, new.map(|n| format!("-> {n}")));
+                self.file_effect(&mut effects, EdgeKind::Rename, new, old.map(|o| format!("<- {o}")));
             }
-            "link" => {
+            Kind::Link => {
                 let detail = e.path.as_ref().map(|p| format!("= {p}"));
-                self.file_edge(e, seq, &from, "link", e.path2.as_deref(), detail)
+                self.file_effect(&mut effects, EdgeKind::Link, e.path2.as_deref(), detail)
             }
-            "symlink" => {
+            Kind::Symlink => {
                 let detail = e.path2.as_ref().map(|t| format!("-> {t}"));
-                self.file_edge(e, seq, &from, "symlink", e.path.as_deref(), detail)
+                self.file_effect(&mut effects, EdgeKind::Symlink, e.path.as_deref(), detail)
             }
-            "connect" | "send" | "bind" | "listen" => self.endpoint_edge(e, seq, &from),
-            "signal" => self.signal_edge(e, seq, &from),
-            "signal_generated" => self.generated.push((e.clone(), seq)),
+            Kind::Connect => self.endpoint_effect(&mut effects, e, EdgeKind::Connect),
+            Kind::Send => self.endpoint_effect(&mut effects, e, EdgeKind::Send),
+            Kind::Bind => self.endpoint_effect(&mut effects, e, EdgeKind::Bind),
+            Kind::Listen => self.endpoint_effect(&mut effects, e, EdgeKind::Listen),
+            Kind::Signal => self.signal_effect(&mut effects, e, seq),
+            Kind::SignalGenerated => self.generated.push((e.clone(), seq)),
             _ => {}
         }
-        if let Some(i) = self.node_index.get(&from).copied() {
-            self.nodes[i].pid.get_or_insert(e.pid);
-        } else {
-            self.process_node(&from, e.pid, e.start_ns);
+        let from = match self.procs.get(&(e.pid, e.start_ns)) {
+            Some(&i) => {
+                self.nodes[i as usize].pid.get_or_insert(e.pid);
+                i
+            }
+            None => self.process_node(e.pid, e.start_ns),
+        };
+        for (to, kind, detail) in effects {
+            self.edge(e, seq, from, to, kind, detail);
         }
     }
 
     /// Attach components and process details; produce the graph.
     pub fn finish(mut self, target: String, snap: &Snapshot, tracker: &Tracker, lost: u64) -> Graph {
-        // Targets named by a syscall already have their edge; add the ones only the kernel saw
-        // (members of a process group, everyone for kill -1).
-        for (e, seq) in std::mem::take(&mut self.generated) {
-            let target = e.target_pid.unwrap_or(0);
-            let target_pid = tracker.process_of_tid(target as u32).unwrap_or(target as u32);
-            if self.direct.contains(&(e.pid, target_pid as i64, e.signal.unwrap_or(0))) {
-                continue;
-            }
-            let from = process_id(e.pid, e.start_ns);
-            let start = start_of(target_pid, snap, tracker);
-            let to = process_id(target_pid, start);
-            self.process_node(&to, target_pid, start);
-            let detail = e.signal_name.map(str::to_string);
-            self.edge(&e, seq, &from, &to, "signal", detail);
-        }
+        self.add_generated_signals(snap, tracker);
         self.expand_group_signals(snap);
-        let mut renamed: HashMap<String, String> = HashMap::new();
         for n in &mut self.nodes {
-            let old = n.id.clone();
             attach(n, snap, tracker);
-            if n.id != old {
-                renamed.insert(old, n.id.clone());
-            }
         }
-        // A signal target first named by pid alone now has its start time in its id.
+        // A signal target first named by pid alone now has its start time in its id: the two
+        // nodes are one (the first kept).
+        let mut edges: Vec<Edge> = self
+            .edges
+            .into_iter()
+            .map(|a| Edge { from: self.nodes[a.from as usize].id.clone(), to: self.nodes[a.to as usize].id.clone(), ..a.edge })
+            .collect();
         let mut seen = HashSet::new();
-        self.nodes.retain(|n| seen.insert(n.id.clone()));
-        self.node_index = self.nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
-        for e in &mut self.edges {
-            for end in [&mut e.from, &mut e.to] {
-                if let Some(new) = renamed.get(end.as_str()) {
-                    *end = new.clone();
-                }
-            }
-        }
-        self.add_fill_edges(snap);
-        let component_of: HashMap<String, Option<String>> =
-            self.nodes.iter().map(|n| (n.id.clone(), n.component.clone())).collect();
-        for e in &mut self.edges {
-            e.component = component_of.get(&e.to).cloned().flatten();
+        let mut nodes: Vec<Node> = std::mem::take(&mut self.nodes).into_iter().filter(|n| seen.insert(n.id.clone())).collect();
+        let (fill_nodes, fills) = fill_edges(&nodes, &edges, snap);
+        nodes.extend(fill_nodes);
+        edges.extend(fills);
+        let component_of: HashMap<&NodeId, Option<&String>> = nodes.iter().map(|n| (&n.id, n.component.as_ref())).collect();
+        for e in &mut edges {
+            e.component = component_of.get(&e.to).copied().flatten().cloned();
             e.cross_component = e.component.as_deref().is_some_and(|c| c != TRACED);
         }
-        let mut names: Vec<String> = self.nodes.iter().filter_map(|n| n.component.clone()).collect();
+        let mut names: Vec<String> = nodes.iter().filter_map(|n| n.component.clone()).collect();
         names.sort();
         names.dedup();
-        let mut nodes: Vec<Node> = names
+        let mut all: Vec<Node> = names
             .into_iter()
-            .map(|c| Node { id: format!("component:{c}"), node_type: "component".into(), label: c, ..Default::default() })
+            .map(|c| Node { id: NodeId::component(&c), node_type: NodeKind::Component, label: c, ..Default::default() })
             .collect();
-        nodes.extend(self.nodes);
-        self.edges.sort_by_key(|e| e.first_ts_ns);
+        all.extend(nodes);
+        edges.sort_by_key(|e| e.first_ts_ns);
         Graph {
             schema: SCHEMA.into(),
             target,
             host: crate::procfs::hostname(),
             complete: lost == 0,
             lost_events: lost,
-            nodes,
-            edges: self.edges,
+            nodes: all,
+            edges,
             components: snap.components.clone(),
             filesystems: snap.filesystems.clone(),
             local_addrs: snap.local.iter().map(|a| a.to_string()).collect(),
-            hosts: Vec::new(),
+            ..Default::default()
+        }
+    }
+
+    /// Targets named by a syscall already have their edge; add the ones only the kernel saw
+    /// (members of a process group, everyone for kill -1).
+    fn add_generated_signals(&mut self, snap: &Snapshot, tracker: &Tracker) {
+        for (e, seq) in std::mem::take(&mut self.generated) {
+            let target = e.target_pid.unwrap_or(0);
+            let target_pid = tracker.process_of_tid(target as u32).unwrap_or(target as u32);
+            if self.direct.contains(&(e.pid, target_pid as i64, e.signal.unwrap_or(0))) {
+                continue;
+            }
+            let Some(&from) = self.procs.get(&(e.pid, e.start_ns)) else { continue };
+            let to = self.process_node(target_pid, start_of(target_pid, snap, tracker));
+            self.edge(&e, seq, from, to, EdgeKind::Signal, e.signal_name.map(str::to_string));
         }
     }
 
@@ -166,7 +194,7 @@ impl Builder {
     /// not counted twice.
     fn expand_group_signals(&mut self, snap: &Snapshot) {
         for (e, seq, group) in std::mem::take(&mut self.group_signals) {
-            let from = process_id(e.pid, e.start_ns);
+            let Some(&from) = self.procs.get(&(e.pid, e.start_ns)) else { continue };
             let detail = e.signal_name.map(str::to_string);
             let members: Vec<(u32, u64)> = snap
                 .components
@@ -176,114 +204,89 @@ impl Builder {
                 .map(|m| (m.pid, m.start_ns))
                 .collect();
             for (pid, start) in members {
-                let to = process_id(pid, start);
-                let key = (from.clone(), to.clone(), "signal".to_string(), detail.clone().unwrap_or_default());
-                if self.edge_index.contains_key(&key) {
-                    continue;
+                if let Some(&to) = self.procs.get(&(pid, start)) {
+                    if self.find_edge(from, to, EdgeKind::Signal, detail.as_deref()).is_some() {
+                        continue;
+                    }
                 }
-                self.process_node(&to, pid, start);
-                self.edge(&e, seq, &from, &to, "signal", detail.clone());
+                let to = self.process_node(pid, start);
+                self.edge(&e, seq, from, to, EdgeKind::Signal, detail.clone());
             }
         }
     }
 
-    /// One `fill` edge per (process, filesystem other components write to): the bytes it
-    /// wrote there, which a disk-space rule weighs against the space free at the start. Only
-    /// when they reach FILL_MIN of that space: everyday writes to / fill nothing.
-    fn add_fill_edges(&mut self, snap: &Snapshot) {
-        if snap.filesystems.is_empty() {
-            return;
+    /// The node of process (pid, start), added if new.
+    fn process_node(&mut self, pid: u32, start_ns: u64) -> u32 {
+        if let Some(&i) = self.procs.get(&(pid, start_ns)) {
+            return i;
         }
-        let mounts = crate::snapshot::filesystems::mounts();
-        let mut fills: Vec<Edge> = Vec::new();
-        for e in self.edges.iter().filter(|e| e.kind == "write" && e.bytes > 0) {
-            let Some(path) = self.node_index.get(&e.to).and_then(|&i| self.nodes[i].path.as_deref()) else { continue };
-            let Some((mount, _)) = crate::snapshot::filesystems::mount_of(path, &mounts) else { continue };
-            if !snap.filesystems.iter().any(|f| &f.mount == mount) {
-                continue;
-            }
-            let to = format!("filesystem:{mount}");
-            let fill = match fills.iter_mut().find(|f| f.from == e.from && f.to == to) {
-                Some(f) => f,
-                None => {
-                    fills.push(Edge { from: e.from.clone(), to, kind: "fill".into(), first_ts_ns: e.first_ts_ns, ..Default::default() });
-                    fills.last_mut().expect("just pushed")
-                }
-            };
-            fill.count += e.count;
-            fill.bytes += e.bytes;
-            fill.first_ts_ns = fill.first_ts_ns.min(e.first_ts_ns);
-            fill.last_ts_ns = fill.last_ts_ns.max(e.last_ts_ns);
-            fill.events.extend(e.events.iter().take(EVIDENCE_MAX.saturating_sub(fill.events.len())));
-        }
-        fills.retain(|e| {
-            let f = snap.filesystems.iter().find(|f| e.to == format!("filesystem:{}", f.mount));
-            f.is_some_and(|f| e.bytes as f64 >= FILL_MIN * f.free_bytes as f64)
-        });
-        for f in &snap.filesystems {
-            let id = format!("filesystem:{}", f.mount);
-            if fills.iter().any(|e| e.to == id) {
-                let writers: Vec<&str> = f.writers.iter().map(String::as_str).collect();
-                self.node(Node {
-                    id,
-                    node_type: "filesystem".into(),
-                    label: format!("{} ({}, written by {})", f.mount, f.fstype, writers.join(", ")),
-                    component: f.writers.first().cloned(),
-                    held: Some("live-fs".into()),
-                    path: Some(f.mount.clone()),
-                    ..Default::default()
-                });
-            }
-        }
-        self.edges.extend(fills);
-    }
-
-    fn process_node(&mut self, id: &str, pid: u32, start_ns: u64) {
-        self.node(Node {
-            id: id.to_string(),
-            node_type: "process".into(),
+        let i = self.push(Node {
+            id: NodeId::process(pid, start_ns),
+            node_type: NodeKind::Process,
             label: pid.to_string(),
             pid: Some(pid),
             start_ns: Some(start_ns),
             ..Default::default()
         });
+        self.procs.insert((pid, start_ns), i);
+        i
     }
 
-    fn node(&mut self, n: Node) {
-        if !self.node_index.contains_key(&n.id) {
-            self.node_index.insert(n.id.clone(), self.nodes.len());
-            self.nodes.push(n);
-        }
+    fn push(&mut self, n: Node) -> u32 {
+        self.nodes.push(n);
+        (self.nodes.len() - 1) as u32
     }
 
-    fn file_edge(&mut self, e: &Event, seq: u64, from: &str, kind: &str, path: Option<&str>, detail: Option<String>) {
+    fn file_effect(&mut self, effects: &mut Vec<Effect>, kind: EdgeKind, path: Option<&str>, detail: Option<String>) {
         let Some(path) = path else { return };
-        let id = format!("file:{path}");
-        self.node(Node { id: id.clone(), node_type: "file".into(), label: path.into(), path: Some(path.into()), ..Default::default() });
-        self.edge(e, seq, from, &id, kind, detail);
-    }
-
-    fn endpoint_edge(&mut self, e: &Event, seq: u64, from: &str) {
-        let (Some(family), Some(addr)) = (e.family, e.addr.as_deref()) else { return };
-        let label = match e.port {
-            Some(p) if family == "inet6" => format!("[{addr}]:{p}"),
-            Some(p) => format!("{addr}:{p}"),
-            None => format!("{family}:{addr}"),
+        let i = match self.files.get(path) {
+            Some(&i) => i,
+            None => {
+                let i = self.push(Node {
+                    id: NodeId::file(path),
+                    node_type: NodeKind::File,
+                    label: path.into(),
+                    path: Some(path.into()),
+                    ..Default::default()
+                });
+                self.files.insert(path.to_string(), i);
+                i
+            }
         };
-        let id = format!("endpoint:{family}:{label}");
-        self.node(Node {
-            id: id.clone(),
-            node_type: "endpoint".into(),
-            label,
-            family: Some(family.into()),
-            addr: Some(addr.into()),
-            port: e.port,
-            ..Default::default()
-        });
-        self.edge(e, seq, from, &id, e.kind, None);
+        effects.push((i, kind, detail));
     }
 
-    fn signal_edge(&mut self, e: &Event, seq: u64, from: &str) {
+    fn endpoint_effect(&mut self, effects: &mut Vec<Effect>, e: &Event, kind: EdgeKind) {
+        use std::fmt::Write as _;
+        let (Some(family), Some(addr)) = (e.family, e.addr.as_deref()) else { return };
+        self.scratch.clear();
+        let _ = match e.port {
+            Some(p) if family == "inet6" => write!(self.scratch, "{family}:[{addr}]:{p}"),
+            Some(p) => write!(self.scratch, "{family}:{addr}:{p}"),
+            None => write!(self.scratch, "{family}:{family}:{addr}"),
+        };
+        let i = match self.endpoints.get(self.scratch.as_str()) {
+            Some(&i) => i,
+            None => {
+                let key = self.scratch.clone();
+                let label = key[family.len() + 1..].to_string();
+                let i = self.push(Node {
+                    id: NodeId::new(NodeKind::Endpoint, key.clone()),
+                    node_type: NodeKind::Endpoint,
+                    label,
+                    family: Some(family.into()),
+                    addr: Some(addr.into()),
+                    port: e.port,
+                    ..Default::default()
+                });
+                self.endpoints.insert(key, i);
+                i
+            }
+        };
+        effects.push((i, kind, None));
+    }
+
+    fn signal_effect(&mut self, effects: &mut Vec<Effect>, e: &Event, _seq: u64) {
         let Some(target) = e.target_pid else { return };
         // `kill -0 PID` only asks whether PID exists: it delivers nothing (still in events.jsonl).
         if e.signal == Some(0) {
@@ -291,43 +294,53 @@ impl Builder {
         }
         let detail = e.signal_name.map(str::to_string);
         if target > 0 {
-            let to = process_id(target as u32, 0);
-            self.process_node(&to, target as u32, 0);
+            let to = self.process_node(target as u32, 0);
             self.direct.insert((e.pid, target, e.signal.unwrap_or(0)));
-            self.edge(e, seq, from, &to, "signal", detail);
+            effects.push((to, EdgeKind::Signal, detail));
         } else {
-            let (id, label) = match target {
-                -1 => ("process_group:all".to_string(), "every process (kill -1)".to_string()),
-                0 => (format!("process_group:own:{}", e.pid), format!("own process group of {}", e.pid)),
-                g => (format!("process_group:{}", -g), format!("process group {}", -g)),
+            let (key, label) = match target {
+                -1 => ("all".to_string(), "every process (kill -1)".to_string()),
+                0 => (format!("own:{}", e.pid), format!("own process group of {}", e.pid)),
+                g => ((-g).to_string(), format!("process group {}", -g)),
             };
-            self.node(Node { id: id.clone(), node_type: "process_group".into(), label, ..Default::default() });
-            self.edge(e, seq, from, &id, "signal", detail);
+            let id = NodeId::new(NodeKind::ProcessGroup, key);
+            let to = match self.others.get(&id) {
+                Some(&i) => i,
+                None => {
+                    let i = self.push(Node { id: id.clone(), node_type: NodeKind::ProcessGroup, label, ..Default::default() });
+                    self.others.insert(id, i);
+                    i
+                }
+            };
+            effects.push((to, EdgeKind::Signal, detail));
             if target < -1 {
-                self.group_signals.push((e.clone(), seq, (-target) as u32));
+                self.group_signals.push((e.clone(), _seq, (-target) as u32));
             }
         }
     }
 
-    fn edge(&mut self, e: &Event, seq: u64, from: &str, to: &str, kind: &str, detail: Option<String>) {
-        let key = (from.to_string(), to.to_string(), kind.to_string(), detail.clone().unwrap_or_default());
-        let i = *self.edge_index.entry(key).or_insert_with(|| {
-            self.edges.push(Edge {
-                from: from.into(),
-                to: to.into(),
-                kind: kind.into(),
-                first_ts_ns: e.first_ts_ns.unwrap_or(e.ts_ns),
-                detail,
-                ..Default::default()
-            });
-            self.edges.len() - 1
-        });
-        let edge = &mut self.edges[i];
+    fn find_edge(&self, from: u32, to: u32, kind: EdgeKind, detail: Option<&str>) -> Option<u32> {
+        let same = |i: &&u32| self.edges[**i as usize].edge.detail.as_deref().unwrap_or("") == detail.unwrap_or("");
+        self.edge_index.get(&(from, to, kind))?.iter().find(same).copied()
+    }
+
+    fn edge(&mut self, e: &Event, seq: u64, from: u32, to: u32, kind: EdgeKind, detail: Option<String>) {
+        let i = match self.find_edge(from, to, kind, detail.as_deref()) {
+            Some(i) => i,
+            None => {
+                let i = self.edges.len() as u32;
+                let edge = Edge { kind, first_ts_ns: e.first_ts_ns.unwrap_or(e.ts_ns), detail, ..Default::default() };
+                self.edges.push(Acc { from, to, edge });
+                self.edge_index.entry((from, to, kind)).or_default().push(i);
+                i
+            }
+        };
+        let edge = &mut self.edges[i as usize].edge;
         let calls = e.count.unwrap_or(1);
         let failed = e.failed.unwrap_or(if e.ret < 0 && e.ret != EINPROGRESS { calls } else { 0 });
         edge.count += calls;
         edge.failed += failed;
-        edge.bytes += e.bytes.filter(|_| matches!(kind, "write" | "send")).unwrap_or(0);
+        edge.bytes += e.bytes.filter(|_| matches!(kind, EdgeKind::Write | EdgeKind::Send)).unwrap_or(0);
         edge.first_ts_ns = edge.first_ts_ns.min(e.first_ts_ns.unwrap_or(e.ts_ns));
         edge.last_ts_ns = edge.last_ts_ns.max(e.ts_ns);
         if edge.events.len() < EVIDENCE_MAX {
@@ -336,17 +349,62 @@ impl Builder {
     }
 }
 
-/// Process node ids carry the start time: a pid alone is not an identity.
-fn process_id(pid: u32, start_ns: u64) -> String {
-    format!("process:{pid}:{start_ns}")
+/// One `fill` edge per (process, filesystem other components write to): the bytes it wrote
+/// there, which a disk-space rule weighs against the space free at the start. Only when they
+/// reach FILL_MIN of that space: everyday writes to / fill nothing. Returns the filesystem
+/// nodes and the edges.
+fn fill_edges(nodes: &[Node], edges: &[Edge], snap: &Snapshot) -> (Vec<Node>, Vec<Edge>) {
+    if snap.filesystems.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let paths: HashMap<&NodeId, &str> = nodes.iter().filter_map(|n| Some((&n.id, n.path.as_deref()?))).collect();
+    let mounts = crate::snapshot::filesystems::mounts();
+    let mut fills: Vec<Edge> = Vec::new();
+    for e in edges.iter().filter(|e| e.kind == EdgeKind::Write && e.bytes > 0) {
+        let Some(path) = paths.get(&e.to) else { continue };
+        let Some((mount, _)) = crate::snapshot::filesystems::mount_of(path, &mounts) else { continue };
+        if !snap.filesystems.iter().any(|f| &f.mount == mount) {
+            continue;
+        }
+        let to = NodeId::filesystem(mount);
+        let fill = match fills.iter_mut().position(|f| f.from == e.from && f.to == to) {
+            Some(i) => &mut fills[i],
+            None => {
+                fills.push(Edge { from: e.from.clone(), to, kind: EdgeKind::Fill, first_ts_ns: e.first_ts_ns, ..Default::default() });
+                fills.last_mut().expect("just pushed")
+            }
+        };
+        fill.count += e.count;
+        fill.bytes += e.bytes;
+        fill.first_ts_ns = fill.first_ts_ns.min(e.first_ts_ns);
+        fill.last_ts_ns = fill.last_ts_ns.max(e.last_ts_ns);
+        fill.events.extend(e.events.iter().take(EVIDENCE_MAX.saturating_sub(fill.events.len())));
+    }
+    fills.retain(|e| {
+        let f = snap.filesystems.iter().find(|f| e.to.key == f.mount);
+        f.is_some_and(|f| e.bytes as f64 >= FILL_MIN * f.free_bytes as f64)
+    });
+    let mut fs_nodes = Vec::new();
+    for f in &snap.filesystems {
+        let id = NodeId::filesystem(&f.mount);
+        if fills.iter().any(|e| e.to == id) && !nodes.iter().any(|n| n.id == id) {
+            let writers: Vec<&str> = f.writers.iter().map(String::as_str).collect();
+            fs_nodes.push(Node {
+                id,
+                node_type: NodeKind::Filesystem,
+                label: format!("{} ({}, written by {})", f.mount, f.fstype, writers.join(", ")),
+                component: f.writers.first().cloned(),
+                held: Some(Hold::LiveFs),
+                path: Some(f.mount.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    (fs_nodes, fills)
 }
 
 fn start_of(pid: u32, snap: &Snapshot, tracker: &Tracker) -> u64 {
-    tracker
-        .process(pid)
-        .map(|p| p.start_ns)
-        .or_else(|| snap.procs.get(&pid).map(|(s, _)| *s))
-        .unwrap_or(0)
+    tracker.process(pid).map(|p| p.start_ns).or_else(|| snap.procs.get(&pid).map(|(s, _)| *s)).unwrap_or(0)
 }
 
 /// Terminal and bit-bucket writes are the tool talking to its operator, not effects.
@@ -357,8 +415,8 @@ fn is_terminal_or_null(path: &str) -> bool {
 
 /// Fill a node's component (and, for processes, what the tracker knows).
 fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
-    match n.node_type.as_str() {
-        "process" => {
+    match n.node_type {
+        NodeKind::Process => {
             let pid = n.pid.unwrap_or(0);
             match tracker.process(pid).filter(|p| n.start_ns.is_none_or(|s| s == 0 || s == p.start_ns)) {
                 Some(p) => {
@@ -382,19 +440,19 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
                     }
                 }
             }
-            n.id = process_id(pid, n.start_ns.unwrap_or(0));
+            n.id = NodeId::process(pid, n.start_ns.unwrap_or(0));
         }
-        "file" => {
+        NodeKind::File => {
             if let Some((i, hold)) = n.path.as_deref().and_then(|p| snap.owner_of_path(p)) {
                 n.component = Some(snap.components[i].name.clone());
-                n.held = Some(serde_json::to_value(hold).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+                n.held = Some(hold);
             }
         }
-        "endpoint" => {
+        NodeKind::Endpoint => {
             let fam = n.family.as_deref().unwrap_or("");
             if let Some(i) = snap.owner_of_endpoint(fam, n.addr.as_deref().unwrap_or(""), n.port) {
                 n.component = Some(snap.components[i].name.clone());
-                n.held = Some("listening".into());
+                n.held = Some(Hold::Listening);
             }
         }
         _ => {}

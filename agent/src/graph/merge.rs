@@ -7,7 +7,7 @@ use std::{
     net::IpAddr,
 };
 
-use super::{Edge, Graph, HostGraph, Node, SCHEMA_MERGED};
+use super::{Edge, Graph, Hold, HostGraph, Node, NodeId, NodeKind, SCHEMA_MERGED};
 use crate::snapshot::Component;
 
 /// Join `inputs` (source name, graph), in order.
@@ -27,15 +27,15 @@ pub fn merge(inputs: Vec<(String, Graph)>) -> Graph {
             source,
         });
         for mut n in g.nodes {
-            n.id = on(&host, &n.id);
+            n.id = n.id.on(&host);
             n.host = Some(host.clone());
             if seen.insert(n.id.clone()) {
                 out.nodes.push(n);
             }
         }
         out.edges.extend(g.edges.into_iter().map(|mut e| {
-            e.from = on(&host, &e.from);
-            e.to = on(&host, &e.to);
+            e.from = e.from.on(&host);
+            e.to = e.to.on(&host);
             e.host = Some(host.clone());
             e
         }));
@@ -56,13 +56,13 @@ fn join_across_hosts(g: &mut Graph) {
         .iter()
         .map(|h| (h.host.as_str(), h.local_addrs.iter().filter_map(|a| a.parse().ok()).collect()))
         .collect();
-    let nodes: HashMap<&str, &Node> = g.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let nodes: HashMap<&NodeId, &Node> = g.nodes.iter().map(|n| (&n.id, n)).collect();
     let mut repoint = Vec::new();
     for (i, e) in g.edges.iter().enumerate() {
-        if !matches!(e.kind.as_str(), "connect" | "send") {
+        if !e.kind.is_network() {
             continue;
         }
-        let Some(n) = nodes.get(e.to.as_str()).filter(|n| n.node_type == "endpoint" && n.component.is_none()) else {
+        let Some(n) = nodes.get(&e.to).filter(|n| n.node_type == NodeKind::Endpoint && n.component.is_none()) else {
             continue;
         };
         let (family, addr) = (n.family.as_deref().unwrap_or(""), n.addr.as_deref().unwrap_or(""));
@@ -80,14 +80,14 @@ fn join_across_hosts(g: &mut Graph) {
         }
     }
     for (i, name, host, address) in repoint {
-        let id = on(&host, &format!("component:{name}"));
+        let id = NodeId::component(&name).on(&host);
         if !g.nodes.iter().any(|n| n.id == id) {
             g.nodes.push(Node {
                 id: id.clone(),
-                node_type: "component".into(),
+                node_type: NodeKind::Component,
                 label: name.clone(),
                 component: Some(name.clone()),
-                held: Some("listening".into()),
+                held: Some(Hold::Listening),
                 host: Some(host.clone()),
                 ..Default::default()
             });
@@ -100,12 +100,9 @@ fn join_across_hosts(g: &mut Graph) {
         e.to_host = Some(host);
     }
     // Endpoints whose every edge moved to a component are no longer part of the graph.
-    let used: HashSet<String> = g.edges.iter().flat_map(|e| [e.from.clone(), e.to.clone()]).collect();
-    g.nodes.retain(|n| n.node_type != "endpoint" || used.contains(&n.id));
-}
-
-fn on(host: &str, id: &str) -> String {
-    format!("{host}/{id}")
+    let used: HashSet<NodeId> = g.edges.iter().flat_map(|e| [e.from.clone(), e.to.clone()]).collect();
+    g.nodes.retain(|n| n.node_type != NodeKind::Endpoint || used.contains(&n.id));
+    g.index = Default::default();
 }
 
 #[cfg(test)]
@@ -115,8 +112,8 @@ mod tests {
 
     fn endpoint(addr: &str, port: u16) -> Node {
         Node {
-            id: format!("endpoint:inet:{addr}:{port}"),
-            node_type: "endpoint".into(),
+            id: NodeId::parse(&format!("endpoint:inet:{addr}:{port}")).unwrap(),
+            node_type: NodeKind::Endpoint,
             label: format!("{addr}:{port}"),
             family: Some("inet".into()),
             addr: Some(addr.into()),
@@ -129,8 +126,8 @@ mod tests {
         let ep = endpoint(addr, 5432);
         Graph {
             host: "a".into(),
-            edges: vec![Edge { from: "process:1:1".into(), to: ep.id.clone(), kind: "connect".into(), count: 1, ..Default::default() }],
-            nodes: vec![Node { id: "process:1:1".into(), node_type: "process".into(), ..Default::default() }, ep],
+            edges: vec![Edge { from: NodeId::process(1, 1), to: ep.id.clone(), kind: super::super::EdgeKind::Connect, count: 1, ..Default::default() }],
+            nodes: vec![Node { id: NodeId::process(1, 1), node_type: NodeKind::Process, ..Default::default() }, ep],
             ..Default::default()
         }
     }
@@ -146,9 +143,9 @@ mod tests {
         let g = merge(vec![("a.json".into(), client("10.0.0.2")), ("b.json".into(), server())]);
         assert_eq!(g.schema, SCHEMA_MERGED);
         let e = &g.edges[0];
-        assert_eq!((e.to.as_str(), e.to_host.as_deref(), e.cross_component), ("b/component:db", Some("b"), true));
+        assert_eq!((e.to.to_string().as_str(), e.to_host.as_deref(), e.cross_component), ("b/component:db", Some("b"), true));
         assert_eq!(e.detail.as_deref(), Some("via 10.0.0.2:5432"));
-        assert!(g.nodes.iter().all(|n| n.node_type != "endpoint"));
+        assert!(g.nodes.iter().all(|n| n.node_type != NodeKind::Endpoint));
         assert_eq!(g.host, "a,b");
     }
 
@@ -156,7 +153,7 @@ mod tests {
     fn loopback_and_unknown_addresses_stay_where_they_are() {
         for addr in ["127.0.0.1", "10.0.0.9"] {
             let g = merge(vec![("a.json".into(), client(addr)), ("b.json".into(), server())]);
-            assert_eq!(g.edges[0].to, format!("a/endpoint:inet:{addr}:5432"));
+            assert_eq!(g.edges[0].to.to_string(), format!("a/endpoint:inet:{addr}:5432"));
             assert!(!g.edges[0].cross_component);
         }
     }

@@ -5,6 +5,7 @@
 //!
 //! `graph.json` (schema `pilot.effect-graph/v1`) is a contract; `render` has the other views.
 mod build;
+mod kinds;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -12,7 +13,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{Component, filesystems::Filesystem};
+pub use crate::snapshot::Hold;
 pub use build::Builder;
+pub use kinds::{EdgeKind, NodeId, NodeKind};
 
 pub mod merge;
 
@@ -46,6 +49,10 @@ pub struct Graph {
     /// Merged graphs (v2): the graphs it was joined from, one per host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostGraph>,
+    /// Node id -> position in `nodes`, for `node()`; built when first needed (reset it after
+    /// changing `nodes`).
+    #[serde(skip)]
+    pub index: std::sync::OnceLock<std::collections::HashMap<NodeId, usize>>,
 }
 
 /// One input of a merged graph.
@@ -62,17 +69,16 @@ pub struct HostGraph {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Node {
-    pub id: String,
-    /// process, file, endpoint, process_group or component.
+    pub id: NodeId,
     #[serde(rename = "type")]
-    pub node_type: String,
+    pub node_type: NodeKind,
     pub label: String,
     /// The component it belongs to (`traced` for the traced tree), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
-    /// How the component holds it: open-for-write, open, mapped, data-dir, listening.
+    /// How the component holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub held: Option<String>,
+    pub held: Option<Hold>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,11 +106,9 @@ pub struct Node {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Edge {
-    pub from: String,
-    pub to: String,
-    /// spawn, exec, write, create, truncate, unlink, rename, mkdir, rmdir, chmod, chown,
-    /// link, symlink, xattr, connect, send, bind, listen, signal.
-    pub kind: String,
+    pub from: NodeId,
+    pub to: NodeId,
+    pub kind: EdgeKind,
     /// Syscalls aggregated into this edge, and how many of them failed.
     pub count: u64,
     pub failed: u64,
@@ -136,19 +140,11 @@ impl Edge {
     }
 }
 
-/// Effect kinds in the order an SRE reads them: destructive first.
-pub const SEVERITY_ORDER: [&str; 20] = [
-    "unlink", "rmdir", "rename", "truncate", "fill", "write", "signal", "chmod", "chown", "xattr", "link",
-    "symlink", "create", "mkdir", "send", "connect", "bind", "listen", "exec", "spawn",
-];
-
-pub fn severity_rank(kind: &str) -> usize {
-    SEVERITY_ORDER.iter().position(|k| *k == kind).unwrap_or(SEVERITY_ORDER.len())
-}
-
 impl Graph {
-    pub fn node(&self, id: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.id == id)
+    /// The node with this id (an index built on first use: graphs have thousands of nodes).
+    pub fn node(&self, id: &NodeId) -> Option<&Node> {
+        let index = self.index.get_or_init(|| self.nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect());
+        index.get(id).map(|&i| &self.nodes[i])
     }
 
     /// Components touched by cross-component edges, by name, with their edges.

@@ -2,7 +2,7 @@
 //! edges in red), and a terse text tree for a terminal.
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use super::{Edge, Graph, Node, TRACED, severity_rank};
+use super::{Edge, EdgeKind, Graph, Node, NodeKind, TRACED};
 
 pub fn json(g: &Graph) -> String {
     let mut s = serde_json::to_string_pretty(g).expect("a graph serializes");
@@ -46,7 +46,7 @@ pub fn dot_with(g: &Graph, look: &dyn Look) -> String {
     let mut clusters: BTreeMap<(&str, &str), Vec<(usize, &Node)>> = BTreeMap::new();
     let mut loose = Vec::new();
     // Component nodes are drawn only when an edge reaches them (merged graphs' cross-host edges).
-    for (i, n) in g.nodes.iter().enumerate().filter(|(_, n)| n.node_type != "component" || n.held.is_some()) {
+    for (i, n) in g.nodes.iter().enumerate().filter(|(_, n)| n.node_type != NodeKind::Component || n.held.is_some()) {
         match n.component.as_deref() {
             Some(c) => clusters.entry((n.host.as_deref().unwrap_or(""), c)).or_default().push((i, n)),
             None => loose.push((i, n)),
@@ -67,7 +67,7 @@ pub fn dot_with(g: &Graph, look: &dyn Look) -> String {
         let _ = writeln!(out, "  {}", node_line(j, n, look));
     }
     for (i, e) in g.edges.iter().enumerate() {
-        let mut label = e.kind.clone();
+        let mut label = e.kind.to_string();
         if e.count > 1 {
             let _ = write!(label, " x{}", e.count);
         }
@@ -87,24 +87,24 @@ pub fn dot_with(g: &Graph, look: &dyn Look) -> String {
         } else {
             ""
         };
-        let _ = writeln!(out, "  {} -> {} [label={}{style}{}];", quote(&e.from), quote(&e.to), quote(&label), look.edge(i, e));
+        let _ = writeln!(out, "  {} -> {} [label={}{style}{}];", quote(&e.from.to_string()), quote(&e.to.to_string()), quote(&label), look.edge(i, e));
     }
     out.push_str("}\n");
     out
 }
 
 fn node_line(index: usize, n: &Node, look: &dyn Look) -> String {
-    let shape = match n.node_type.as_str() {
-        "process" => "box",
-        "file" => "note",
-        "endpoint" => "ellipse",
+    let shape = match n.node_type {
+        NodeKind::Process => "box",
+        NodeKind::File => "note",
+        NodeKind::Endpoint => "ellipse",
         _ => "diamond",
     };
     let mut label = escape(&look.label(n));
     if let Some(h) = &n.held {
-        let _ = write!(label, "\\n({})", escape(h)); // DOT's line break
+        let _ = write!(label, "\\n({})", escape(h.as_str())); // DOT's line break
     }
-    format!("{} [shape={shape}, label=\"{label}\"{}];", quote(&n.id), look.node(index, n))
+    format!("{} [shape={shape}, label=\"{label}\"{}];", quote(&n.id.to_string()), look.node(index, n))
 }
 
 /// A DOT double-quoted string.
@@ -139,11 +139,11 @@ pub fn text(g: &Graph) -> String {
         let _ = writeln!(out, "\n{name}  ({kind}, pid {})", pids.join(","));
         write_edges(&mut out, g, edges);
     }
-    let own: Vec<&Edge> = g.edges.iter().filter(|e| !e.cross_component && e.kind != "spawn" && e.kind != "exec").collect();
+    let own: Vec<&Edge> = g.edges.iter().filter(|e| !e.cross_component && e.kind != EdgeKind::Spawn && e.kind != EdgeKind::Exec).collect();
     let _ = writeln!(out, "\ntraced tree, effects on nothing another component holds ({})", own.len());
     write_edges(&mut out, g, &own);
     let _ = writeln!(out, "\nprocesses");
-    for n in g.nodes.iter().filter(|n| n.node_type == "process" && n.component.as_deref() == Some(TRACED)) {
+    for n in g.nodes.iter().filter(|n| n.node_type == NodeKind::Process && n.component.as_deref() == Some(TRACED)) {
         let argv = n.argv.as_ref().map(|a| a.join(" ").replace('\n', "; ")).unwrap_or_default();
         let status = match (n.exit_code, n.signal) {
             (Some(c), _) => format!("exit {c}"),
@@ -157,16 +157,16 @@ pub fn text(g: &Graph) -> String {
 
 fn write_edges(out: &mut String, g: &Graph, edges: &[&Edge]) {
     let mut edges = edges.to_vec();
-    edges.sort_by_key(|e| (severity_rank(&e.kind), e.first_ts_ns));
+    edges.sort_by_key(|e| (e.kind, e.first_ts_ns));
     for e in edges {
-        let target = g.node(&e.to).map(|n| n.label.as_str()).unwrap_or(&e.to);
-        let by = g.node(&e.from).map(|n| n.label.as_str()).unwrap_or(&e.from);
-        let mark = if e.all_failed() { " " } else if severity_rank(&e.kind) <= severity_rank("xattr") { "!" } else { " " };
+        let target = g.node(&e.to).map(|n| n.label.clone()).unwrap_or_else(|| e.to.to_string());
+        let by = g.node(&e.from).map(|n| n.label.clone()).unwrap_or_else(|| e.from.to_string());
+        let mark = if e.all_failed() { " " } else if e.kind.is_destructive() { "!" } else { " " };
         let mut line = format!("  {mark} {:<9} {target}", e.kind);
         if let Some(d) = &e.detail {
             let _ = write!(line, " {d}");
         }
-        if let Some(h) = g.node(&e.to).and_then(|n| n.held.as_deref()) {
+        if let Some(h) = g.node(&e.to).and_then(|n| n.held) {
             let _ = write!(line, "  [{h}]");
         }
         if e.bytes > 0 {

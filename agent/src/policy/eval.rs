@@ -6,12 +6,15 @@
 //!   have landed.
 //! - risk = 1 - prod(1 - severity) over violated rules (noisy-or: independent harms add up);
 //! - containment = 1 - |affected components| / |components| (seed essay, eq. 4).
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Loaded, Rule, glob};
-use crate::graph::{Edge, Graph, Node, TRACED};
+use super::{
+    Action, Loaded, Rule,
+    compile::{Recovery, Selector},
+};
+use crate::graph::{Edge, EdgeKind, Graph, Hold, Node, NodeId, NodeKind, TRACED};
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -111,16 +114,16 @@ pub fn gate_of(policies: &[Loaded]) -> GateValues {
 /// Per node: its component once policy-named components are applied (they win).
 fn component_of(node: &Node, policies: &[Loaded]) -> Option<String> {
     for p in policies {
-        for c in &p.policy.components {
-            let hit = match node.node_type.as_str() {
-                "file" => node.path.as_deref().is_some_and(|path| c.paths.iter().any(|g| glob::matches(g, path))),
-                "endpoint" => match node.family.as_deref() {
+        for c in &p.compiled.components {
+            let hit = match node.node_type {
+                NodeKind::File => node.path.as_deref().is_some_and(|path| c.paths.is_match(path)),
+                NodeKind::Endpoint => match node.family.as_deref() {
                     Some("unix") => node.addr.as_deref().is_some_and(|a| c.unix.iter().any(|u| u == a)),
                     _ => node.port.is_some_and(|port| c.ports.contains(&port)),
                 },
-                "process" if node.component.as_deref() != Some(TRACED) => {
-                    let exe = node.exe.clone().or_else(|| node.argv.as_ref().and_then(|a| a.first().cloned()));
-                    exe.is_some_and(|e| c.exe.iter().any(|g| glob::matches(g, &e)))
+                NodeKind::Process if node.component.as_deref() != Some(TRACED) => {
+                    let exe = node.exe.as_deref().or_else(|| node.argv.as_ref().and_then(|a| a.first().map(String::as_str)));
+                    exe.is_some_and(|e| c.exe.is_match(e))
                 }
                 _ => false,
             };
@@ -134,54 +137,47 @@ fn component_of(node: &Node, policies: &[Loaded]) -> Option<String> {
 
 /// How many of the edge's calls took effect (see the module doc).
 pub(crate) fn effective(edge: &Edge, target: &Node) -> u64 {
-    let contained = edge.kind == "signal" || (target.family.as_deref() == Some("unix") && matches!(edge.kind.as_str(), "connect" | "send"));
+    let contained = edge.kind == EdgeKind::Signal || (target.family.as_deref() == Some("unix") && edge.kind.is_network());
     if contained { edge.count } else { edge.count.saturating_sub(edge.failed) }
 }
 
 struct Ctx<'a> {
-    recovery: BTreeSet<String>,
-    components: BTreeMap<&'a str, Option<String>>,
+    recovery: Vec<&'a Recovery>,
+    components: HashMap<&'a NodeId, Option<String>>,
 }
 
 impl Ctx<'_> {
-    fn other(&self, comp: &Option<String>) -> bool {
-        comp.as_deref().is_some_and(|c| c != TRACED && !self.recovery.iter().any(|r| r == c || glob::matches(r, c)))
+    fn other(&self, comp: Option<&str>) -> bool {
+        comp.is_some_and(|c| c != TRACED && !self.recovery.iter().any(|r| r.is(c)))
+    }
+
+    fn component(&self, id: &NodeId) -> Option<&str> {
+        self.components.get(id).and_then(|c| c.as_deref())
     }
 }
 
-fn target_matches(rule: &Rule, node: &Node, ctx: &Ctx) -> bool {
-    let comp = ctx.components.get(node.id.as_str()).cloned().flatten();
-    let held = node.held.as_deref();
-    let t = rule.target.as_str();
-    match t {
-        "*" => ctx.other(&comp),
-        "@held" => ctx.other(&comp) && matches!(held, Some("open-for-write" | "open" | "mapped")),
-        "@data-dir" => ctx.other(&comp) && held == Some("data-dir"),
-        "@live-process" => match node.node_type.as_str() {
-            "process" => ctx.other(&comp),
+fn target_matches(sel: &Selector, node: &Node, ctx: &Ctx) -> bool {
+    let comp = ctx.component(&node.id);
+    let held = node.held;
+    match sel {
+        Selector::AnyOther => ctx.other(comp),
+        Selector::Held => ctx.other(comp) && held.is_some_and(Hold::is_file_hold),
+        Selector::DataDir => ctx.other(comp) && held == Some(Hold::DataDir),
+        Selector::LiveProcess => match node.node_type {
+            NodeKind::Process => ctx.other(comp),
             // kill -1, or a process group the pilot did not create
-            "process_group" => !node.id.starts_with("process_group:own:"),
+            NodeKind::ProcessGroup => !node.id.is_own_process_group(),
             _ => false,
         },
-        "@live-service" => node.node_type == "endpoint" && held == Some("listening") && ctx.other(&comp),
-        "@live-fs" => node.node_type == "filesystem" && ctx.other(&comp),
-        _ if t.starts_with('/') || t.contains('*') => {
-            node.node_type == "file" && node.path.as_deref().is_some_and(|p| glob::matches(t, p))
+        Selector::LiveService => node.node_type == NodeKind::Endpoint && held == Some(Hold::Listening) && ctx.other(comp),
+        Selector::LiveFs => node.node_type == NodeKind::Filesystem && ctx.other(comp),
+        Selector::Path(glob) => node.node_type == NodeKind::File && node.path.as_deref().is_some_and(|p| glob.is_match(p)),
+        Selector::Unix(path) => node.family.as_deref() == Some("unix") && node.addr.as_deref() == Some(path.as_str()),
+        Selector::Endpoint { addr, port } => {
+            node.node_type == NodeKind::Endpoint && node.port == Some(*port) && (addr.is_empty() || node.addr.as_deref() == Some(addr.as_str()))
         }
-        _ if t.starts_with("unix:") => node.family.as_deref() == Some("unix") && node.addr.as_deref() == Some(&t[5..]),
-        _ if endpoint_spec(t).is_some() => {
-            let (addr, port) = endpoint_spec(t).expect("checked");
-            node.node_type == "endpoint" && node.port == Some(port) && (addr.is_empty() || node.addr.as_deref() == Some(addr))
-        }
-        name => comp.as_deref() == Some(name),
+        Selector::Component(name) => comp == Some(name.as_str()),
     }
-}
-
-/// `ADDR:PORT`, `[v6]:PORT` or `:PORT`.
-fn endpoint_spec(t: &str) -> Option<(&str, u16)> {
-    let (addr, port) = t.rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    Some((addr.trim_start_matches('[').trim_end_matches(']'), port))
 }
 
 #[derive(Default)]
@@ -190,47 +186,51 @@ struct Tally<'a> {
     bytes: u64,
     first: u64,
     last: u64,
-    kinds: BTreeSet<String>,
+    /// By name: violations list them alphabetically.
+    kinds: BTreeSet<&'static str>,
     edges: Vec<&'a Edge>,
 }
 
 pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
     let ctx = Ctx {
-        recovery: policies.iter().filter_map(|p| p.policy.recovery.as_ref().map(|r| r.component.clone())).collect(),
-        components: graph.nodes.iter().map(|n| (n.id.as_str(), component_of(n, policies))).collect(),
+        recovery: policies.iter().filter_map(|p| p.compiled.recovery.as_ref()).collect(),
+        components: graph.nodes.iter().map(|n| (&n.id, component_of(n, policies))).collect(),
     };
-    let nodes: BTreeMap<&str, &Node> = graph.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let nodes: HashMap<&NodeId, &Node> = graph.nodes.iter().map(|n| (&n.id, n)).collect();
     let mut affected = BTreeSet::new();
     let mut violations = Vec::new();
     for e in &graph.edges {
-        let Some(target) = nodes.get(e.to.as_str()) else { continue };
+        let Some(target) = nodes.get(&e.to) else { continue };
         if effective(e, target) > 0 {
-            if let Some(c) = ctx.components.get(e.to.as_str()).cloned().flatten().filter(|c| ctx.other(&Some(c.clone()))) {
-                affected.insert(c);
+            if let Some(c) = ctx.component(&e.to).filter(|c| ctx.other(Some(c))) {
+                affected.insert(c.to_string());
             }
         }
     }
     for p in policies {
-        for rule in &p.policy.rules {
-            let mut by_target: BTreeMap<&str, Tally> = BTreeMap::new();
+        for (rule, compiled) in p.policy.rules.iter().zip(&p.compiled.rules) {
+            let mut by_target: HashMap<&NodeId, Tally> = HashMap::new();
             for e in &graph.edges {
-                if !rule.effects.is_empty() && !rule.effects.contains(&e.kind) {
+                if !compiled.selects(e.kind) {
                     continue;
                 }
-                let Some(target) = nodes.get(e.to.as_str()) else { continue };
+                let Some(target) = nodes.get(&e.to) else { continue };
                 let n = effective(e, target);
-                if n == 0 || !target_matches(rule, target, &ctx) {
+                if n == 0 || !target_matches(&compiled.target, target, &ctx) {
                     continue;
                 }
-                let t = by_target.entry(e.to.as_str()).or_default();
+                let t = by_target.entry(&e.to).or_default();
                 t.count += n;
                 t.bytes += e.bytes;
                 t.first = if t.first == 0 { e.first_ts_ns } else { t.first.min(e.first_ts_ns) };
                 t.last = t.last.max(e.last_ts_ns);
-                t.kinds.insert(e.kind.clone());
+                t.kinds.insert(e.kind.as_str());
                 t.edges.push(e);
             }
-            for (id, t) in by_target {
+            // In the order of the target ids as written, so violations come out stable.
+            let mut by_target: Vec<(String, &NodeId, Tally)> = by_target.into_iter().map(|(id, t)| (id.to_string(), id, t)).collect();
+            by_target.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, id, t) in by_target {
                 let free = graph.filesystems.iter().find(|f| nodes[id].path.as_deref() == Some(f.mount.as_str())).map(|f| f.free_bytes);
                 if let Some(excess) = exceeded(rule, &t, free) {
                     violations.push(violation(rule, nodes[id], &ctx, &t, &nodes, excess));
@@ -299,18 +299,11 @@ fn exceeded(rule: &Rule, t: &Tally, free_bytes: Option<u64>) -> Option<String> {
     None
 }
 
-fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &BTreeMap<&str, &Node>, excess: String) -> Violation {
-    let component = ctx.components.get(target.id.as_str()).cloned().flatten();
-    let kinds: Vec<String> = t.kinds.iter().cloned().collect();
-    let by: BTreeSet<String> = t.edges.iter().map(|e| nodes.get(e.from.as_str()).map(|n| n.label.clone()).unwrap_or_default()).collect();
-    let held = match target.held.as_deref() {
-        Some("open-for-write") => "holds open for writing",
-        Some("open") => "holds open",
-        Some("mapped") => "maps",
-        Some("data-dir") => "writes in this directory",
-        Some("listening") => "listens here",
-        _ => "",
-    };
+fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &HashMap<&NodeId, &Node>, excess: String) -> Violation {
+    let component = ctx.component(&target.id).map(str::to_string);
+    let kinds: Vec<String> = t.kinds.iter().map(|k| k.to_string()).collect();
+    let by: BTreeSet<String> = t.edges.iter().map(|e| nodes.get(&e.from).map(|n| n.label.clone()).unwrap_or_default()).collect();
+    let held = target.held.map_or("", Hold::verb);
     let owner = match (&component, held.is_empty()) {
         (Some(c), false) => format!(": {c} {held}"),
         (Some(c), true) => format!(": belongs to {c}"),
@@ -329,12 +322,12 @@ fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &BTreeMap<
         severity: rule.severity,
         component,
         target: target.label.clone(),
-        target_id: target.id.clone(),
+        target_id: target.id.to_string(),
         effects: kinds,
         count: t.count,
         bytes: t.bytes,
         why,
-        edges: t.edges.iter().map(|e| [e.from.clone(), e.kind.clone(), e.to.clone()]).collect(),
+        edges: t.edges.iter().map(|e| [e.from.to_string(), e.kind.as_str().to_string(), e.to.to_string()]).collect(),
         events,
     }
 }
@@ -389,12 +382,12 @@ mod tests {
 
     fn file(path: &str, comp: Option<&str>, held: Option<&str>) -> Node {
         Node {
-            id: format!("file:{path}"),
+            id: format!("file:{path}").into(),
             node_type: "file".into(),
             label: path.into(),
             path: Some(path.into()),
             component: comp.map(str::to_string),
-            held: held.map(str::to_string),
+            held: held.map(Into::into),
             ..Default::default()
         }
     }
@@ -403,7 +396,7 @@ mod tests {
         Node { id: "process:1:1".into(), node_type: "process".into(), label: "1 sh".into(), component: Some(TRACED.into()), ..Default::default() }
     }
 
-    fn edge(kind: &str, to: &str, count: u64, failed: u64) -> Edge {
+    fn edge(kind: &str, to: impl Into<NodeId>, count: u64, failed: u64) -> Edge {
         Edge { from: "process:1:1".into(), to: to.into(), kind: kind.into(), count, failed, events: vec![3], last_ts_ns: 1, first_ts_ns: 1, ..Default::default() }
     }
 

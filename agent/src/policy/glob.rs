@@ -1,29 +1,30 @@
-//! Path globs for policies: `*` matches within one path component, `**` across components,
-//! `?` one character.
+//! Path globs for policies, on globset: `*` and `?` match within one path component, `**`
+//! across components (`literal_separator`), as policies have always read.
+use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
-pub fn matches(pattern: &str, path: &str) -> bool {
-    match_bytes(pattern.as_bytes(), path.as_bytes())
+fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).build()
 }
 
-fn match_bytes(p: &[u8], s: &[u8]) -> bool {
-    if p.is_empty() {
-        return s.is_empty();
+pub fn matcher(pattern: &str) -> Result<GlobMatcher, globset::Error> {
+    Ok(glob(pattern)?.compile_matcher())
+}
+
+pub fn set(patterns: &[String]) -> Result<GlobSet, globset::Error> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(glob(p)?);
     }
-    if p.starts_with(b"**") {
-        let rest = p[2..].strip_prefix(b"/").unwrap_or(&p[2..]);
-        // `**` may match nothing (also swallowing its slash) or any run of characters.
-        return (0..=s.len()).any(|i| match_bytes(rest, &s[i..]) || match_bytes(&p[2..], &s[i..]));
-    }
-    match p[0] {
-        b'*' => (0..=s.len()).take_while(|&i| i == 0 || s[i - 1] != b'/').any(|i| match_bytes(&p[1..], &s[i..])),
-        b'?' => !s.is_empty() && s[0] != b'/' && match_bytes(&p[1..], &s[1..]),
-        c => !s.is_empty() && s[0] == c && match_bytes(&p[1..], &s[1..]),
-    }
+    b.build()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::matcher;
+
+    fn matches(p: &str, s: &str) -> bool {
+        matcher(p).unwrap().is_match(s)
+    }
 
     #[test]
     fn globs() {
@@ -35,5 +36,6 @@ mod tests {
         assert!(matches("**/java", "/usr/lib/jvm/bin/java"));
         assert!(matches("/data/seg-??.log", "/data/seg-01.log"));
         assert!(matches("/srv/**/wal", "/srv/wal"));
+        assert!(matches("*batch_worker*", "python3 batch_worker.py"));
     }
 }

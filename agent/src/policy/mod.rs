@@ -1,6 +1,7 @@
 //! Recovery policies: which components exist (beyond the discovered ones), which one is under
 //! repair, which effects on which targets are dangerous, and the gate a run must pass.
 //! TOML, strict: an unknown key is an error naming the file, line and key.
+pub mod compile;
 pub mod eval;
 pub mod glob;
 
@@ -115,6 +116,8 @@ pub struct Loaded {
     pub source: String,
     pub sha256: String,
     pub policy: Policy,
+    /// The same, ready to evaluate.
+    pub compiled: compile::Compiled,
 }
 
 impl Loaded {
@@ -137,7 +140,8 @@ pub fn parse(source: &str, text: &str) -> Result<Loaded, UsageError> {
         UsageError::new(format!("{source}:{line}: {msg}"))
     })?;
     validate(source, text, &policy)?;
-    Ok(Loaded { source: source.into(), sha256: sha256_hex(text.as_bytes()), policy })
+    let compiled = compile::compile(&policy).map_err(|e| UsageError::new(format!("{source}: {e}")))?;
+    Ok(Loaded { source: source.into(), sha256: sha256_hex(text.as_bytes()), policy, compiled })
 }
 
 fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
@@ -159,12 +163,13 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
             )));
         }
         for e in &r.effects {
-            if !crate::graph::SEVERITY_ORDER.contains(&e.as_str()) {
+            if crate::graph::EdgeKind::parse(e).is_none() {
+                let known: Vec<&str> = crate::graph::EdgeKind::ALL.iter().map(|k| k.as_str()).collect();
                 return Err(UsageError::new(format!(
                     "{source}:{}: rule `{}`: unknown effect `{e}` (one of {})",
                     line_of(&format!("\"{e}\"")),
                     r.id,
-                    crate::graph::SEVERITY_ORDER.join(", ")
+                    known.join(", ")
                 )));
             }
         }

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     fidelity,
     diff::render::detail,
-    graph::Graph,
+    graph::{Graph, NodeId, NodeKind},
     policy::eval::Evaluation,
 };
 
@@ -99,7 +99,7 @@ fn one_line(s: &str, max: usize) -> String {
 }
 
 /// Label of a node id, for text.
-fn name(g: &Graph, id: &str) -> String {
+fn name(g: &Graph, id: &NodeId) -> String {
     g.node(id).map(|n| n.label.clone()).unwrap_or_else(|| id.to_string())
 }
 
@@ -163,7 +163,7 @@ fn why(out: &mut String, r: &Recorded, ev: &Evaluation, marks: &Marks) {
             .into_iter()
             .map(|ei| {
                 let e = &r.graph.edges[ei];
-                format!("<a href=\"#e{ei}\">{} {} {}</a>", esc(&name(&r.graph, &e.from)), esc(&e.kind), esc(&name(&r.graph, &e.to)))
+                format!("<a href=\"#e{ei}\">{} {} {}</a>", esc(&name(&r.graph, &e.from)), esc(e.kind.as_str()), esc(&name(&r.graph, &e.to)))
             })
             .collect();
         let _ = write!(out, "edges: {}", if edges.is_empty() { "none in the graph".into() } else { edges.join(", ") });
@@ -348,15 +348,15 @@ fn changes(out: &mut String, r: &Recorded) {
 fn network(out: &mut String, r: &Recorded) {
     let g = &r.graph;
     out.push_str("<section id=\"network\"><h2>Network</h2>\n");
-    let net: Vec<&crate::graph::Edge> = g.edges.iter().filter(|e| g.node(&e.to).is_some_and(|n| n.node_type == "endpoint")).collect();
+    let net: Vec<&crate::graph::Edge> = g.edges.iter().filter(|e| g.node(&e.to).is_some_and(|n| n.node_type == NodeKind::Endpoint)).collect();
     if net.is_empty() {
         out.push_str("<p>The pilot made no network effect.</p>\n");
     } else {
         out.push_str("<p>Where the pilot tried to connect and send (as it asked; the cgroup hooks sent TCP and UDP to the sink).</p>\n");
         table_head(out, "net-edges", &["by", "effect", "destination", "owner", "count", "failed", "bytes"]);
         for e in net.iter().take(MAX_ROWS) {
-            let owner = g.node(&e.to).map(|n| format!("{}{}", n.component.as_deref().unwrap_or(""), n.held.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())).unwrap_or_default();
-            row(out, &[esc(&name(g, &e.from)), esc(&e.kind), esc(&name(g, &e.to)), esc(&owner), e.count.to_string(), e.failed.to_string(), e.bytes.to_string()]);
+            let owner = g.node(&e.to).map(|n| format!("{}{}", n.component.as_deref().unwrap_or(""), n.held.map(|h| format!(" ({h})")).unwrap_or_default())).unwrap_or_default();
+            row(out, &[esc(&name(g, &e.from)), esc(e.kind.as_str()), esc(&name(g, &e.to)), esc(&owner), e.count.to_string(), e.failed.to_string(), e.bytes.to_string()]);
         }
         table_end(out, net.len().min(MAX_ROWS), net.len());
     }

@@ -16,9 +16,8 @@ use std::{
 use super::html::esc;
 use crate::{
     graph::{
-        Edge, Graph, Node, TRACED,
+        Edge, EdgeKind, Graph, Node, NodeId, NodeKind, TRACED,
         render::{self, Look, quote},
-        severity_rank,
     },
     policy::eval::Violation,
 };
@@ -49,11 +48,11 @@ impl Marks {
         let mut m = Marks::default();
         for (vi, v) in violations.iter().enumerate() {
             for (ei, e) in g.edges.iter().enumerate() {
-                if v.edges.iter().any(|[from, kind, to]| *from == e.from && *kind == e.kind && *to == e.to) {
+                if v.edges.iter().any(|[from, kind, to]| *from == e.from.to_string() && kind == e.kind.as_str() && *to == e.to.to_string()) {
                     m.violating.entry(ei).or_insert(vi);
                 }
             }
-            if let Some(ni) = g.nodes.iter().position(|n| n.id == v.target_id) {
+            if let Some(ni) = g.nodes.iter().position(|n| n.id.to_string() == v.target_id) {
                 m.harmed.insert(ni);
             }
         }
@@ -71,7 +70,7 @@ pub struct Drawing {
 
 /// Nodes that are drawn (component nodes are drawn as the groups themselves).
 pub fn drawn(n: &Node) -> bool {
-    n.node_type != "component"
+    n.node_type != NodeKind::Component
 }
 
 pub fn draw(g: &Graph, marks: &Marks) -> Drawing {
@@ -150,7 +149,7 @@ fn node_classes(n: &Node, harmed: bool) -> String {
 
 fn edge_classes(e: &Edge, violating: bool) -> String {
     let mut c = format!("k_{}", e.kind);
-    if !e.all_failed() && severity_rank(&e.kind) <= severity_rank("xattr") {
+    if !e.all_failed() && e.kind.is_destructive() {
         c.push_str(" destructive");
     }
     if e.cross_component {
@@ -181,7 +180,7 @@ fn node_title(n: &Node) -> String {
 }
 
 fn edge_title(g: &Graph, e: &Edge) -> String {
-    let name = |id: &str| g.node(id).map(|n| n.label.clone()).unwrap_or_else(|| id.to_string());
+    let name = |id: &NodeId| g.node(id).map(|n| n.label.clone()).unwrap_or_else(|| id.to_string());
     let mut t = format!("{} {} {}", name(&e.from), e.kind, name(&e.to));
     if e.count > 1 {
         let _ = write!(t, " x{}", e.count);
@@ -209,14 +208,14 @@ fn short(label: &str) -> String {
 struct ReportLook<'a> {
     g: &'a Graph,
     marks: &'a Marks,
-    index: HashMap<&'a str, usize>,
+    index: HashMap<&'a NodeId, usize>,
     rank: HashMap<usize, usize>,
     large: bool,
 }
 
 impl<'a> ReportLook<'a> {
     fn new(g: &'a Graph, marks: &'a Marks) -> Self {
-        let index = g.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+        let index = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
         let rank = stagger(g);
         ReportLook { g, marks, index, rank, large: g.nodes.len() > LARGE }
     }
@@ -255,7 +254,7 @@ impl Look for ReportLook<'_> {
         if self.large && violation.is_none() && !e.cross_component {
             attrs.push_str(", label=\"\""); // the later attribute wins; the tooltip keeps it
         }
-        if let Some(r) = self.index.get(e.to.as_str()).and_then(|t| self.rank.get(t)) {
+        if let Some(r) = self.index.get(&e.to).and_then(|t| self.rank.get(t)) {
             let _ = write!(attrs, ", minlen={r}");
         }
         attrs
@@ -272,11 +271,11 @@ impl Look for ReportLook<'_> {
 /// layout (600 leaves: 3 ranks 7900pt tall in 1.6s, 10 ranks 6800pt in 17s).
 /// Returns node index -> minlen of the edges into it.
 fn stagger(g: &Graph) -> HashMap<usize, usize> {
-    let index: HashMap<&str, usize> = g.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    let index: HashMap<&NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
     let mut sources: BTreeMap<usize, HashSet<usize>> = BTreeMap::new();
     let mut has_out = HashSet::new();
     for e in &g.edges {
-        if let (Some(&f), Some(&t)) = (index.get(e.from.as_str()), index.get(e.to.as_str())) {
+        if let (Some(&f), Some(&t)) = (index.get(&e.from), index.get(&e.to)) {
             sources.entry(t).or_default().insert(f);
             has_out.insert(f);
         }
@@ -328,11 +327,11 @@ fn groups(g: &Graph) -> (Vec<Group<'_>>, Vec<Group<'_>>) {
     let mut right = Vec::new();
     let loose = by_comp.remove(&None);
     for (name, mut members) in by_comp {
-        members.sort_by_key(|i| (&g.nodes[*i].node_type, &g.nodes[*i].label));
+        members.sort_by_key(|i| (g.nodes[*i].node_type.as_str(), &g.nodes[*i].label));
         right.push(Group { title: format!("component: {}", name.unwrap_or("")), class: "group owned", members: members.into_iter().map(|i| (i, 0)).collect() });
     }
     if let Some(mut members) = loose {
-        members.sort_by_key(|i| (&g.nodes[*i].node_type, &g.nodes[*i].label));
+        members.sort_by_key(|i| (g.nodes[*i].node_type.as_str(), &g.nodes[*i].label));
         right.push(Group { title: "no component".into(), class: "group loose", members: members.into_iter().map(|i| (i, 0)).collect() });
     }
     (left, right)
@@ -340,11 +339,11 @@ fn groups(g: &Graph) -> (Vec<Group<'_>>, Vec<Group<'_>>) {
 
 /// Traced nodes depth-first along spawn edges, with their depth; the rest after them.
 fn spawn_order(g: &Graph, members: &[usize]) -> Vec<(usize, usize)> {
-    let index: HashMap<&str, usize> = members.iter().map(|i| (g.nodes[*i].id.as_str(), *i)).collect();
+    let index: HashMap<&NodeId, usize> = members.iter().map(|i| (&g.nodes[*i].id, *i)).collect();
     let mut children: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let mut has_parent = HashSet::new();
-    for e in g.edges.iter().filter(|e| e.kind == "spawn") {
-        if let (Some(&p), Some(&c)) = (index.get(e.from.as_str()), index.get(e.to.as_str())) {
+    for e in g.edges.iter().filter(|e| e.kind == EdgeKind::Spawn) {
+        if let (Some(&p), Some(&c)) = (index.get(&e.from), index.get(&e.to)) {
             children.entry(p).or_default().push(c);
             has_parent.insert(c);
         }
@@ -390,9 +389,9 @@ pub fn fallback(g: &Graph, marks: &Marks) -> String {
          <g id=\"graph0\" class=\"graph\">\n"
     );
     svg.push_str(&boxes);
-    let index: HashMap<&str, usize> = g.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    let index: HashMap<&NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
     for (ei, e) in g.edges.iter().enumerate() {
-        let (Some(a), Some(b)) = (index.get(e.from.as_str()).and_then(|i| at.get(i)), index.get(e.to.as_str()).and_then(|i| at.get(i))) else { continue };
+        let (Some(a), Some(b)) = (index.get(&e.from).and_then(|i| at.get(i)), index.get(&e.to).and_then(|i| at.get(i))) else { continue };
         let (ay, by) = (a.y + CELL_H / 2.0, b.y + CELL_H / 2.0);
         let d = if b.x > a.x + a.w {
             let mid = (a.x + a.w + b.x) / 2.0;
@@ -476,9 +475,9 @@ mod tests {
         for i in 0..n {
             let path = format!("/srv/data/<dir & \"{i}\">/file-{i}");
             let component = (i == 0).then(|| "db".to_string());
-            nodes.push(Node { id: format!("file:{path}"), node_type: "file".into(), label: path.clone(), path: Some(path.clone()), component, ..Default::default() });
+            nodes.push(Node { id: format!("file:{path}").into(), node_type: "file".into(), label: path.clone(), path: Some(path.clone()), component, ..Default::default() });
             let kind = if i == 0 { "unlink" } else { "write" };
-            edges.push(Edge { from: "process:1:1".into(), to: format!("file:{path}"), kind: kind.into(), count: 1, events: vec![i as u64 + 1], cross_component: i == 0, ..Default::default() });
+            edges.push(Edge { from: "process:1:1".into(), to: format!("file:{path}").into(), kind: kind.into(), count: 1, events: vec![i as u64 + 1], cross_component: i == 0, ..Default::default() });
         }
         Graph { schema: SCHEMA.into(), target: "t".into(), host: "h".into(), complete: true, lost_events: 0, nodes, edges, ..Default::default() }
     }

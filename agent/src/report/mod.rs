@@ -180,7 +180,7 @@ mod tests {
             complete: false,
             lost_events: 3,
             nodes: vec![node("process:1:1", EVIL, Some(TRACED)), node(&format!("file:{EVIL}"), EVIL, Some(EVIL))],
-            edges: vec![Edge { from: "process:1:1".into(), to: format!("file:{EVIL}"), kind: "unlink".into(), count: 1, cross_component: true, component: Some(EVIL.into()), detail: Some(EVIL.into()), events: vec![1], ..Default::default() }],
+            edges: vec![Edge { from: "process:1:1".into(), to: format!("file:{EVIL}").into(), kind: "unlink".into(), count: 1, cross_component: true, component: Some(EVIL.into()), detail: Some(EVIL.into()), events: vec![1], ..Default::default() }],
             ..Default::default()
         };
         let violation = Violation {
@@ -189,7 +189,7 @@ mod tests {
             severity: 0.9,
             component: Some(EVIL.into()),
             target: EVIL.into(),
-            target_id: format!("file:{EVIL}"),
+            target_id: format!("file:{EVIL}").into(),
             effects: vec!["unlink".into()],
             count: 1,
             bytes: 0,

@@ -6,7 +6,7 @@ mod wait;
 
 use anyhow::Result;
 
-use agent_common::{EventHeader, kind, loss};
+use agent_common::loss;
 
 use crate::{
     account::Account,
@@ -132,14 +132,9 @@ impl Session {
         let mut writes = probes.take_writes(pid)?;
         writes.sort_by_key(|(_, agg)| agg.first_ns);
         for (key, agg) in writes {
-            let mut h: EventHeader = bytemuck::Zeroable::zeroed();
-            h.kind = kind::WRITE;
-            h.ts_ns = agg.last_ns;
-            h.pid = key.pid;
-            h.tid = agg.tid;
-            h.args = [key.fd as u64, agg.calls, agg.bytes, agg.failed, agg.first_ns, agg.last_errno as u64];
+            let w = decode::Writes::of(key.fd, &agg);
             let Session { tracker, account, graph, events, observer, .. } = self;
-            deliver(account, graph, events, observer, out, |sink| tracker.handle_writes(&h, sink))?;
+            deliver(account, graph, events, observer, out, |sink| tracker.handle_writes(key.pid, agg.tid, agg.last_ns, &w, sink))?;
         }
         Ok(())
     }

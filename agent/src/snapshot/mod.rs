@@ -54,14 +54,54 @@ pub struct Component {
     pub cwds: BTreeSet<String>,
 }
 
-/// How a component owns a path, strongest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// How a component holds what the pilot touched, strongest first: a path (open for writing,
+/// open, mapped, in its data directory), an endpoint it listens on, a filesystem it writes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Hold {
     OpenForWrite,
     Open,
     Mapped,
     DataDir,
+    Listening,
+    LiveFs,
+}
+
+impl Hold {
+    /// Held open or mapped: destroying it pulls it from under a live process.
+    pub fn is_file_hold(self) -> bool {
+        matches!(self, Hold::OpenForWrite | Hold::Open | Hold::Mapped)
+    }
+
+    /// As graph.json spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Hold::OpenForWrite => "open-for-write",
+            Hold::Open => "open",
+            Hold::Mapped => "mapped",
+            Hold::DataDir => "data-dir",
+            Hold::Listening => "listening",
+            Hold::LiveFs => "live-fs",
+        }
+    }
+
+    /// How a violation says it: "db holds open for writing".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Hold::OpenForWrite => "holds open for writing",
+            Hold::Open => "holds open",
+            Hold::Mapped => "maps",
+            Hold::DataDir => "writes in this directory",
+            Hold::Listening => "listens here",
+            Hold::LiveFs => "",
+        }
+    }
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Default)]

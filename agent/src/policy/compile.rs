@@ -1,0 +1,136 @@
+//! Policies compiled once, at load: rule targets parsed into selectors, path and program globs
+//! into globset matchers, effect names into edge kinds. Evaluation then never re-parses a rule.
+use globset::{GlobMatcher, GlobSet};
+
+use super::{Policy, glob};
+use crate::graph::EdgeKind;
+
+/// What a rule's `target` selects.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    /// `*`: any component but the traced tree and the one under recovery.
+    AnyOther,
+    /// `@held`: a file a live process holds open or maps.
+    Held,
+    /// `@data-dir`: in a live process's data directory.
+    DataDir,
+    /// `@live-process`: a live process, or a process group the pilot did not create.
+    LiveProcess,
+    /// `@live-service`: an endpoint a live process listens on.
+    LiveService,
+    /// `@live-fs`: a filesystem live processes write to.
+    LiveFs,
+    /// A path glob (`/var/lib/**`).
+    Path(GlobMatcher),
+    /// `unix:/run/x.sock`.
+    Unix(String),
+    /// `ADDR:PORT`, `[v6]:PORT`, `:PORT` (empty addr: any).
+    Endpoint { addr: String, port: u16 },
+    /// A component by name.
+    Component(String),
+}
+
+impl Selector {
+    pub fn parse(t: &str) -> Result<Selector, globset::Error> {
+        Ok(match t {
+            "*" => Selector::AnyOther,
+            "@held" => Selector::Held,
+            "@data-dir" => Selector::DataDir,
+            "@live-process" => Selector::LiveProcess,
+            "@live-service" => Selector::LiveService,
+            "@live-fs" => Selector::LiveFs,
+            _ if t.starts_with('/') || t.contains('*') => Selector::Path(glob::matcher(t)?),
+            _ if t.starts_with("unix:") => Selector::Unix(t[5..].to_string()),
+            _ => match endpoint_spec(t) {
+                Some((addr, port)) => Selector::Endpoint { addr: addr.to_string(), port },
+                None => Selector::Component(t.to_string()),
+            },
+        })
+    }
+}
+
+/// `ADDR:PORT`, `[v6]:PORT` or `:PORT`.
+fn endpoint_spec(t: &str) -> Option<(&str, u16)> {
+    let (addr, port) = t.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    Some((addr.trim_start_matches('[').trim_end_matches(']'), port))
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Empty: every kind.
+    pub effects: Vec<EdgeKind>,
+    pub target: Selector,
+}
+
+impl Rule {
+    pub fn selects(&self, kind: EdgeKind) -> bool {
+        self.effects.is_empty() || self.effects.contains(&kind)
+    }
+}
+
+/// A component a policy names.
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub name: String,
+    pub paths: GlobSet,
+    pub ports: Vec<u16>,
+    pub unix: Vec<String>,
+    pub exe: GlobSet,
+}
+
+/// The component under recovery: a name, or a glob over discovered names.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub name: String,
+    pub glob: Option<GlobMatcher>,
+}
+
+impl Recovery {
+    pub fn is(&self, component: &str) -> bool {
+        self.name == component || self.glob.as_ref().is_some_and(|g| g.is_match(component))
+    }
+}
+
+/// A policy ready to evaluate; `rules[i]` is `policy.rules[i]` compiled.
+#[derive(Debug, Clone, Default)]
+pub struct Compiled {
+    pub rules: Vec<Rule>,
+    pub components: Vec<Component>,
+    pub recovery: Option<Recovery>,
+}
+
+/// Compile `p` (already validated: effect names are known); errors name what failed.
+pub fn compile(p: &Policy) -> Result<Compiled, String> {
+    let rules = p
+        .rules
+        .iter()
+        .map(|r| {
+            let target = Selector::parse(&r.target).map_err(|e| format!("rule `{}`: target `{}`: {e}", r.id, r.target))?;
+            let effects = r.effects.iter().filter_map(|e| EdgeKind::parse(e)).collect();
+            Ok(Rule { effects, target })
+        })
+        .collect::<Result<_, String>>()?;
+    let components = p
+        .components
+        .iter()
+        .map(|c| {
+            let bad = |e: globset::Error| format!("component `{}`: {e}", c.name);
+            Ok(Component {
+                name: c.name.clone(),
+                paths: glob::set(&c.paths).map_err(bad)?,
+                ports: c.ports.clone(),
+                unix: c.unix.clone(),
+                exe: glob::set(&c.exe).map_err(bad)?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    let recovery = match &p.recovery {
+        Some(r) => Some(Recovery {
+            name: r.component.clone(),
+            glob: r.component.contains(['*', '?', '[']).then(|| glob::matcher(&r.component)).transpose().map_err(|e| format!("recovery.component: {e}"))?,
+        }),
+        None => None,
+    };
+    Ok(Compiled { rules, components, recovery })
+}
