@@ -1,5 +1,5 @@
 //! Builds the kernel programs (agent-ebpf) for the BPF target and leaves the object in OUT_DIR,
-//! where `src/loader.rs` embeds it.
+//! where `src/probes/mod.rs` embeds it (`PROBES_ELF`).
 use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {

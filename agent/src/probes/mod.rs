@@ -131,6 +131,7 @@ impl Probes {
             .load(PROBES_ELF)
             .context("loading the BPF programs")?;
         let links = attach(&mut ebpf)?;
+        tracing::debug!("probes loaded and attached: {} links", links.len());
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
         let positions = RingPositions::map(ring.as_raw_fd());
         Ok(Probes { ebpf, ring, positions, ring_bytes: opts.ringbuf_bytes as u64, links })
