@@ -23,7 +23,7 @@ use crate::{
     cli::ReportArgs,
     commit::{Fidelity, Intent},
     diff::Changes,
-    error::UsageError,
+    error::{FileError, OnPath, REPORT, UsageError},
     graph::Graph,
     journal, run,
     sink::Caught,
@@ -82,7 +82,7 @@ pub fn write(dir: &Path, out: &Path) -> Result<()> {
     let marks = layout::Marks::of(&recorded.graph, recorded.verdict.as_ref().map(|v| &v.evaluation.violations[..]).unwrap_or(&[]));
     let drawing = layout::draw(&recorded.graph, &marks);
     let page = html::page(&recorded, &drawing, &marks);
-    fs::write(out, page).map_err(|e| UsageError::new(format!("cannot write {}: {e}", out.display())))?;
+    fs::write(out, page).on("writing", out, REPORT).map_err(FileError::usage)?;
     Ok(())
 }
 
