@@ -4,6 +4,8 @@
 //! exit codes; tracker, graph, policy and diff are unit-testable here without root.
 pub mod account;
 pub mod bench;
+#[cfg(test)]
+mod build_version;
 pub mod check;
 pub mod cli;
 pub mod commit;
@@ -13,6 +15,7 @@ pub mod diff;
 pub mod doctor;
 pub mod error;
 pub mod event;
+pub mod generate;
 pub mod graph;
 pub mod graph_cmd;
 pub mod journal;
