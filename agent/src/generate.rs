@@ -39,10 +39,27 @@ pub fn run(args: GenerateArgs) -> Result<i32> {
 /// The completion script for `shell`, under the name its shell looks for (pilot.bash, _pilot,
 /// pilot.fish).
 fn completion(shell: Shell) -> (String, Vec<u8>) {
-    let mut cmd = Cli::command();
+    let mut cmd = without_hidden(Cli::command());
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "pilot", &mut script);
     (clap_complete::Generator::file_name(&shell, "pilot"), script)
+}
+
+/// `cmd` without its hidden subcommands: clap_complete offers them too
+/// (https://github.com/clap-rs/clap/issues/1335), and clap cannot remove a subcommand, so the
+/// root is put together again from its own arguments and visible subcommands.
+fn without_hidden(cmd: clap::Command) -> clap::Command {
+    let mut root = clap::Command::new("pilot")
+        .version(env!("PILOT_VERSION"))
+        .subcommand_required(true)
+        .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(about) = cmd.get_about() {
+        root = root.about(about.clone());
+    }
+    for arg in cmd.get_arguments() {
+        root = root.arg(arg.clone());
+    }
+    root
 }
 
 /// pilot.1, then one page per visible subcommand (pilot-run.1, pilot-journal-verify.1, ...).
@@ -125,7 +142,7 @@ mod tests {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let (name, script) = completion(shell);
             let script = String::from_utf8(script).unwrap();
-            assert!(script.contains("commit") && script.contains("--ringbuf-kib"), "{name}");
+            assert!(script.contains("commit") && script.contains("ringbuf-kib"), "{name}");
             assert!(!script.contains("__sandbox"), "{name} offers an internal subcommand");
         }
         assert_eq!(completion(Shell::Zsh).0, "_pilot");
