@@ -78,6 +78,8 @@ pub const EXPORT: Place = Place { what: "the --export file", elsewhere: Some("gi
 pub const DAEMON_STATE: Place = Place { what: "the daemon's state directory", elsewhere: Some("set state_dir in the config (--config FILE)") };
 /// The daemon's socket.
 pub const DAEMON_SOCKET: Place = Place { what: "the daemon's socket", elsewhere: Some("set socket in the config (--config FILE)") };
+/// The daemon's configuration file.
+pub const CONFIG: Place = Place { what: "the configuration", elsewhere: Some("give --config FILE") };
 /// Files of `pilot generate --dir DIR`.
 pub const GENERATED: Place = Place { what: "the output directory", elsewhere: Some("give --dir DIR") };
 /// A file pilot only reads (a run directory given as input, a policy): nothing to put elsewhere.
@@ -121,8 +123,10 @@ impl FileError {
 
     /// What the errno means for this file, and what to do about it.
     fn advice(&self) -> (Option<String>, Option<String>) {
-        let Place { what, elsewhere } = self.place;
         let reading = self.doing.starts_with("reading");
+        // Another place is a fix for writing; a file to read is where it is.
+        let Place { what, elsewhere } = self.place;
+        let elsewhere = elsewhere.filter(|_| !reading);
         let or_elsewhere = |how: &str| elsewhere.map(|e| format!("{e} {how}"));
         let either = |fix: &str, how: &str| Some(match elsewhere {
             Some(e) => format!("{fix} or {e} {how}"),

@@ -171,6 +171,11 @@ pub fn entries_for(path: &Path, run_dir: &Path) -> Vec<Entry> {
 /// entry described.
 pub fn verify(path: &Path) -> Result<u64, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    verify_text(path, &text)
+}
+
+/// [`verify`] of the journal at `path` whose content is `text`.
+fn verify_text(path: &Path, text: &str) -> Result<u64, String> {
     let mut prev = GENESIS.to_string();
     let mut expect_seq = 1;
     for (i, line) in text.lines().enumerate() {
@@ -213,8 +218,8 @@ pub fn verify_cmd(path: Option<PathBuf>) -> Result<i32> {
         bail!(crate::error::UsageError::new(format!("no journal at {}: nothing has been recorded there", path.display())));
     }
     // Unreadable is not tampered: say why it cannot be read.
-    fs::File::open(&path).on("reading the journal", &path, JOURNAL)?;
-    match verify(&path) {
+    let text = fs::read_to_string(&path).on("reading the journal", &path, JOURNAL)?;
+    match verify_text(&path, &text) {
         Ok(n) => {
             println!("journal {}: {n} entries, chain intact", path.display());
             Ok(0)

@@ -126,7 +126,7 @@ impl Output {
 
 /// Write a whole file of the run directory; one that cannot be written whole is removed
 /// (readers would take half a JSON document for a damaged run), and the error says what is kept.
-fn write_whole(dir: &Path, name: &str, text: &str) -> std::result::Result<(), FileError> {
+pub fn write_whole(dir: &Path, name: &str, text: &str) -> std::result::Result<(), FileError> {
     let path = dir.join(name);
     fs::write(&path, text).map_err(|e| {
         let _ = fs::remove_file(&path);
