@@ -231,3 +231,14 @@ fn a_journal_on_a_read_only_filesystem_gives_advice() {
     assert_eq!(read("left"), "", "nothing written there");
     assert!(d.path().join("run/intent.json").is_file(), "the intent was recorded before the journal failed");
 }
+
+#[test]
+fn a_closed_stdout_ends_a_printing_command_quietly() {
+    // `pilot generate bash | head -c 0`: the reader is gone before pilot writes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(pilot_bin()).args(["generate", "bash"]).stdout(writer).output().unwrap();
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "ended by SIGPIPE, as `cat` would: {}", text(&o));
+    assert!(o.stderr.is_empty(), "no panic, no message: {}", text(&o));
+}

@@ -74,10 +74,10 @@ impl Output {
 
     /// Push exported lines out (called once per poll, not per event).
     pub fn flush_export(&mut self) -> Result<()> {
-        if let Some(w) = self.export.as_mut() {
-            if let Err(e) = w.flush() {
-                return Err(self.export_error(e).into());
-            }
+        if let Some(w) = self.export.as_mut()
+            && let Err(e) = w.flush()
+        {
+            return Err(self.export_error(e).into());
         }
         Ok(())
     }
