@@ -117,10 +117,6 @@ impl FileError {
         self
     }
 
-    pub fn io(&self) -> &std::io::Error {
-        &self.err
-    }
-
     /// What the errno means for this file, and what to do about it.
     fn advice(&self) -> (Option<String>, Option<String>) {
         let reading = self.doing.starts_with("reading");
@@ -132,17 +128,17 @@ impl FileError {
             Some(e) => format!("{fix} or {e} {how}"),
             None => fix.to_string(),
         });
+        let uid = unsafe { libc::geteuid() };
+        let as_root = if uid == 0 { "" } else { "run pilot as root, or " };
         let (meaning, todo) = match self.err.raw_os_error() {
             Some(libc::ENOSPC) => (format!("{what}'s filesystem is full"), either("free space there", "on another filesystem")),
             Some(libc::EDQUOT) => (format!("the disk quota of {what}'s filesystem is used up"), either("free space there, raise the quota", "on another filesystem")),
             Some(libc::EROFS) => (format!("{what} is on a read-only filesystem"), or_elsewhere("on a writable filesystem")),
-            Some(libc::EACCES | libc::EPERM) if reading => (
-                format!("pilot (uid {}) may not read it", unsafe { libc::geteuid() }),
-                Some("check its owner and mode, or run pilot as root".into()),
-            ),
+            Some(libc::EACCES | libc::EPERM) if reading => (format!("pilot (uid {uid}) may not read it"), Some(format!("{as_root}check its owner and mode"))),
+            // Root meets these too: NFS root squash, `chattr +i`/`+a`, an LSM.
             Some(libc::EACCES | libc::EPERM) => (
-                format!("pilot (uid {}) may not write there (owner and mode, an immutable attribute or a security module)", unsafe { libc::geteuid() }),
-                either("run pilot as root, fix the permissions (ls -ld, lsattr)", "somewhere writable"),
+                format!("pilot (uid {uid}) may not write there (owner and mode, an immutable or append-only attribute, a security module)"),
+                either(&format!("{as_root}fix the permissions (ls -ld, lsattr)"), "somewhere writable"),
             ),
             Some(libc::ENOENT) if reading => ("it does not exist".into(), Some("check the path".into())),
             Some(libc::ENOENT) => ("a directory on the way to it does not exist".into(), either("create it", "naming an existing directory")),
