@@ -101,7 +101,7 @@ impl Latency {
             "agent_maxrss_kib": usage.ru_maxrss,
             "agent_cpu_ms": cpu_ms(&usage.ru_utime) + cpu_ms(&usage.ru_stime),
         });
-        std::fs::write(&self.path, json.to_string() + "\n")?;
+        crate::error::OnPath::on(std::fs::write(&self.path, json.to_string() + "\n"), "writing", &self.path, crate::error::RUN_DIR)?;
         Ok(())
     }
 }

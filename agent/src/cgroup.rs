@@ -77,7 +77,7 @@ impl Drop for PilotCgroup {
 pub fn resolve(path: &Path) -> Result<(PathBuf, u64, u32)> {
     let meta = fs::metadata(path)
         .map_err(|e| UsageError::new(format!("cgroup {}: {e}: give a cgroup v2 directory", path.display())))?;
-    let abs = fs::canonicalize(path)?;
+    let abs = fs::canonicalize(path).map_err(|e| UsageError::new(format!("cgroup {}: {e}: give a cgroup v2 directory", path.display())))?;
     let Some(root) = ROOTS.iter().find(|r| is_cgroup2(Path::new(r)) && abs.starts_with(r)) else {
         return Err(UsageError::new(format!(
             "{} is not in the cgroup v2 hierarchy (mounted at {}): give a directory under it",

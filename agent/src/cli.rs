@@ -6,11 +6,28 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "pilot",
-    version,
+    // `0.1.0 (git 34efba1, 2026-12-01)`: the commit it was built from (build.rs).
+    version = env!("PILOT_VERSION"),
     about = "Dry-run a recovery action on a production host and see what it would touch",
     long_about = "pilot follows a process tree in the kernel (eBPF) and records every exec, fork, \
 exit, file change, socket effect and signal it makes, with paths made absolute and the syscall's \
-result, so a failed unlink is not reported as a deletion."
+result, so a failed unlink is not reported as a deletion.",
+    after_long_help = "Environment:
+  PILOT_JOURNAL      the journal (default /var/lib/pilot/journal.jsonl)
+  PILOT_SOCKET       the daemon's socket (default /run/pilot/pilot.sock)
+  PILOT_NO_DAEMON=1  run and trace in-process even where a daemon serves them
+  RUST_LOG           what is logged on stderr (default warn), e.g. RUST_LOG=pilot=debug
+
+Files:
+  ./pilot-runs/<id>/             run directories of `pilot run` (--out DIR puts one elsewhere)
+  /etc/pilot/pilot.toml          the daemon's configuration (`pilot daemon --help`)
+  /etc/pilot/policies/           the shipped policies, for --policy
+
+Exit status (each command's --help says which it uses): 0 done or pass; 1 pilot itself failed;
+2 bad usage or input; 3 blocked by policy; 4 the pilot's command failed; 5 this kernel cannot
+contain a pilot (`pilot doctor`).
+
+Completions for bash, zsh and fish, and a man page per command: `pilot generate --help`."
 )]
 pub struct Cli {
     /// Log lines on stderr as text or as JSON objects (one per line); RUST_LOG picks the level
@@ -162,6 +179,19 @@ same status), `pilot trace` works; 6 neither works; 2 not root.")]
         #[arg(long)]
         json: bool,
     },
+    /// Write shell completions or man pages, made from these very definitions.
+    #[command(after_help = "Examples:
+  pilot generate bash > /etc/bash_completion.d/pilot     completions for bash (zsh, fish alike)
+  pilot generate zsh --dir ~/.zfunc                      writes ~/.zfunc/_pilot
+  pilot generate man --dir /usr/local/share/man/man1     pilot.1 and a page per subcommand
+                                                         (pilot-run.1, pilot-journal-verify.1...)
+  pilot generate man | man -l -                          read pilot(1) without installing it
+
+Without --dir the completion script, or the pilot(1) page, goes to stdout; with --dir each file
+is written there under the name its shell or man looks for (pilot.bash, _pilot, pilot.fish) and
+named on stdout. The Debian package installs all of them.
+Exit status: 0 written; 2 DIR cannot be written.")]
+    Generate(GenerateArgs),
     /// Internal: the sandbox's first process (started by `pilot run`).
     #[command(name = "__sandbox", hide = true)]
     Sandbox { spec: String },
@@ -329,6 +359,24 @@ fn parse_export(s: &str) -> Result<PathBuf, String> {
         Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
         _ => Err(format!("give jsonl:PATH, e.g. --export jsonl:/var/log/pilot/events.jsonl (got {s:?})")),
     }
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// man: the manual pages; bash, zsh, fish: the completion script for that shell.
+    #[arg(value_enum)]
+    pub what: Generated,
+    /// Write the files into DIR (created) instead of stdout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Args, Debug)]

@@ -2,11 +2,11 @@
 //! graphs of several hosts.
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::{
     cli::{GraphArgs, GraphFormat, MergeArgs},
-    error::UsageError,
+    error::{FileError, OnPath, RUN_DIR, UsageError, kept_in},
     graph::{Graph, SCHEMA_MERGED, merge, render},
 };
 
@@ -56,11 +56,13 @@ pub fn merge(args: MergeArgs) -> Result<i32> {
 }
 
 fn write_merged(dir: &Path, g: &Graph) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| UsageError::new(format!("cannot create output directory {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).on("creating", dir, RUN_DIR).map_err(FileError::usage)?;
     for (name, text) in [("graph.json", render::json(g)), ("graph.dot", render::dot(g))] {
         let path: PathBuf = dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, text).map_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            FileError::new("writing", &path, e, RUN_DIR).kept(kept_in(dir, Some(name)))
+        })?;
     }
     Ok(())
 }

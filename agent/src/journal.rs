@@ -16,7 +16,10 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::policy::sha256_hex;
+use crate::{
+    error::{FileError, JOURNAL, OnPath},
+    policy::sha256_hex,
+};
 
 pub const DEFAULT_PATH: &str = "/var/lib/pilot/journal.jsonl";
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -66,15 +69,19 @@ pub struct Record<'a> {
 
 /// Append one entry; returns its seq.
 pub fn append(r: Record) -> Result<u64> {
-    let path = path();
+    append_to(&path(), r)
+}
+
+/// Append one entry to the journal at `path`. An entry that cannot be written whole (a full
+/// disk) is taken back, so the journal and its head stay as they were and the chain intact.
+fn append_to(path: &Path, r: Record) -> Result<u64> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::create_dir_all(dir).on("creating", dir, JOURNAL)?;
     }
-    let file = OpenOptions::new().create(true).append(true).read(true).open(&path)
-        .with_context(|| format!("opening the journal {}", path.display()))?;
+    let file = OpenOptions::new().create(true).append(true).read(true).open(path).on("opening the journal", path, JOURNAL)?;
     // One writer at a time: concurrent pilots share the journal.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-    let (seq, prev) = match last(&path)? {
+    let (seq, prev) = match last(path)? {
         Some(e) => (e.seq + 1, e.hash),
         None => (1, GENESIS.to_string()),
     };
@@ -98,13 +105,40 @@ pub fn append(r: Record) -> Result<u64> {
         hash: String::new(),
     };
     e.hash = e.compute_hash();
-    let mut line = serde_json::to_string(&e)?;
+    let mut line = serde_json::to_string(&e).context("encoding a journal entry")?;
     line.push('\n');
-    (&file).write_all(line.as_bytes())?;
-    (&file).sync_data()?;
-    fs::write(head_path(&path), format!("{} {}\n", e.seq, e.hash))?;
+    let before = file.metadata().on("reading", path, JOURNAL)?.len();
+    let head = head_path(path);
+    let written = (&file)
+        .write_all(line.as_bytes())
+        .and_then(|()| file.sync_data())
+        .on("writing the journal", path, JOURNAL)
+        .and_then(|()| write_head(&head, &e));
+    if let Err(err) = written {
+        let _ = file.set_len(before);
+        let kept = match seq {
+            1 => "the journal as it was (empty)".to_string(),
+            n => format!("the journal as it was (entries 1 to {})", n - 1),
+        };
+        return Err(err.kept(vec![kept]).into());
+    }
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
     Ok(seq)
+}
+
+/// The head file, replaced whole (written beside it, then renamed), so a full disk cannot leave
+/// it half written.
+fn write_head(head: &Path, e: &Entry) -> Result<(), FileError> {
+    let mut tmp = head.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = fs::write(&tmp, format!("{} {}\n", e.seq, e.hash))
+        .on("writing the journal's head", &tmp, JOURNAL)
+        .and_then(|()| fs::rename(&tmp, head).on("writing the journal's head", head, JOURNAL));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn head_path(path: &Path) -> PathBuf {
@@ -114,7 +148,12 @@ fn head_path(path: &Path) -> PathBuf {
 }
 
 fn last(path: &Path) -> Result<Option<Entry>> {
-    let text = fs::read_to_string(path).unwrap_or_default();
+    // Unreadable is not empty: starting the chain again at 1 would break it.
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(FileError::new("reading the journal", path, e, JOURNAL).into()),
+    };
     match text.lines().rev().find(|l| !l.trim().is_empty()) {
         Some(l) => Ok(Some(serde_json::from_str(l).context("the journal's last entry is not valid: run `pilot journal verify`")?)),
         None => Ok(None),
@@ -132,6 +171,11 @@ pub fn entries_for(path: &Path, run_dir: &Path) -> Vec<Entry> {
 /// entry described.
 pub fn verify(path: &Path) -> Result<u64, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    verify_text(path, &text)
+}
+
+/// [`verify`] of the journal at `path` whose content is `text`.
+fn verify_text(path: &Path, text: &str) -> Result<u64, String> {
     let mut prev = GENESIS.to_string();
     let mut expect_seq = 1;
     for (i, line) in text.lines().enumerate() {
@@ -173,7 +217,9 @@ pub fn verify_cmd(path: Option<PathBuf>) -> Result<i32> {
     if !path.exists() {
         bail!(crate::error::UsageError::new(format!("no journal at {}: nothing has been recorded there", path.display())));
     }
-    match verify(&path) {
+    // Unreadable is not tampered: say why it cannot be read.
+    let text = fs::read_to_string(&path).on("reading the journal", &path, JOURNAL)?;
+    match verify_text(&path, &text) {
         Ok(n) => {
             println!("journal {}: {n} entries, chain intact", path.display());
             Ok(0)
@@ -206,6 +252,35 @@ mod tests {
             .unwrap();
         }
         (d, path)
+    }
+
+    fn record(dir: &Path) -> Record<'_> {
+        Record { kind: "run", run_dir: dir, intent: serde_json::json!({}), outputs: &[], verdict: None, note: None }
+    }
+
+    #[test]
+    fn a_journal_under_a_file_says_where_and_what_to_do() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("file"), "").unwrap();
+        let path = d.path().join("file/journal.jsonl");
+        let msg = crate::error::one_line(&append_to(&path, record(d.path())).unwrap_err());
+        assert!(msg.starts_with(&format!("creating {}: file exists (os error 17): something that is not a directory is in the way", d.path().join("file").display())), "{msg}");
+        assert!(msg.contains("PILOT_JOURNAL=FILE"), "{msg}");
+    }
+
+    #[test]
+    fn an_entry_that_cannot_be_written_whole_is_taken_back() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("j.jsonl");
+        append_to(&path, record(d.path())).unwrap();
+        let before = fs::read_to_string(&path).unwrap();
+        // The head cannot be replaced (its temporary name is taken by a directory).
+        fs::create_dir(d.path().join("j.jsonl.head.tmp")).unwrap();
+        let msg = crate::error::one_line(&append_to(&path, record(d.path())).unwrap_err());
+        assert!(msg.contains("j.jsonl.head.tmp: is a directory"), "{msg}");
+        assert!(msg.contains("kept: the journal as it was (entries 1 to 1)"), "{msg}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), before, "the journal is as it was");
+        assert_eq!(verify(&path), Ok(1), "and its chain and head intact");
     }
 
     // One test: the journal path is process-global (an environment variable).

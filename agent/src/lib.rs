@@ -5,6 +5,8 @@
 pub mod account;
 pub mod bench;
 pub mod cgroup;
+#[cfg(test)]
+mod build_version;
 pub mod check;
 pub mod cli;
 pub mod commit;
@@ -15,6 +17,7 @@ pub mod doctor;
 pub mod error;
 pub mod event;
 pub mod fidelity;
+pub mod generate;
 pub mod graph;
 pub mod graph_cmd;
 pub mod journal;

@@ -2,7 +2,7 @@
 //! and maps its errors to exit codes (src/error.rs).
 
 use clap::Parser;
-use pilot::{bench, cgroup, check, cli, commit, daemon, diff, doctor, error, graph_cmd, journal, report, run, sandbox, session, trace};
+use pilot::{bench, cgroup, check, cli, commit, daemon, diff, doctor, error, generate, graph_cmd, journal, report, run, sandbox, session, trace};
 
 fn main() {
     // A run the daemon started runs in-process, with exactly the client's environment.
@@ -13,6 +13,12 @@ fn main() {
     session::observe_with(bench::Latency::observer);
     let cli = cli::Cli::parse();
     init_logs(cli.log_format);
+    if prints_only(&cli.command) {
+        // `pilot graph DIR | head` ends quietly, as `cat` would, instead of a panic on EPIPE.
+        // Not for commands with sockets (run, trace, daemon, status, doctor): a peer that went
+        // away is an error they report.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     if matches!(cli.command, cli::Command::Trace(_) | cli::Command::Run(_)) {
         // ^C or SIGTERM (the daemon's stop) before a pilot is set up must not kill the agent
         // mid-setup: it is counted and acted on once the pilot runs.
@@ -36,6 +42,7 @@ fn main() {
         cli::Command::Journal { command: cli::JournalCommand::Verify { path } } => journal::verify_cmd(path),
         cli::Command::Merge(args) => graph_cmd::merge(args),
         cli::Command::Doctor { json } => doctor::run(json),
+        cli::Command::Generate(args) => generate::run(args),
         cli::Command::Sandbox { spec } => sandbox::main(&spec),
         cli::Command::Bench { args } => bench::main(&args),
     };
@@ -46,6 +53,12 @@ fn main() {
             std::process::exit(error::exit_code(&err));
         }
     }
+}
+
+/// Commands whose only output is what they print (and files they write).
+fn prints_only(command: &cli::Command) -> bool {
+    use cli::Command::*;
+    matches!(command, Graph(_) | Check(_) | Journal { .. } | Diff(_) | Report(_) | Merge(_) | Generate(_))
 }
 
 /// The daemon's exit status for this run, or None to run in-process.

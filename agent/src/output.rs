@@ -10,32 +10,33 @@ use std::{
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::{error::UsageError, event::Event};
+use crate::{
+    error::{EXPORT, FileError, OnPath, RUN_DIR, kept_in},
+    event::Event,
+};
 
 pub struct Output {
     dir: Option<PathBuf>,
     events: Option<BufWriter<File>>,
     export: Option<BufWriter<File>>,
+    export_path: Option<PathBuf>,
     verbose: bool,
     line: Vec<u8>,
 }
 
 impl Output {
     pub fn create(dir: Option<&Path>, export: Option<&Path>, verbose: bool) -> Result<Output> {
+        let export_path = export.map(Path::to_path_buf);
         let events = match dir {
             Some(dir) => {
-                fs::create_dir_all(dir).map_err(|e| {
-                    UsageError::new(format!("cannot create output directory {}: {e}", dir.display()))
-                })?;
+                fs::create_dir_all(dir).on("creating", dir, RUN_DIR).map_err(FileError::usage)?;
                 let path = dir.join("events.jsonl");
-                Some(File::create(&path).with_context(|| format!("creating {}", path.display()))?)
+                Some(File::create(&path).on("creating", &path, RUN_DIR)?)
             }
             None => None,
         };
         let export = match export {
-            Some(path) => Some(OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
-                UsageError::new(format!("--export jsonl:{}: {e}: give a writable file", path.display()))
-            })?),
+            Some(path) => Some(OpenOptions::new().create(true).append(true).open(path).on("opening", path, EXPORT).map_err(FileError::usage)?),
             None => None,
         };
         let buffered = |f: File| BufWriter::with_capacity(1 << 16, f);
@@ -43,6 +44,7 @@ impl Output {
             dir: dir.map(Path::to_path_buf),
             events: events.map(buffered),
             export: export.map(buffered),
+            export_path,
             verbose,
             line: Vec::with_capacity(512),
         })
@@ -51,10 +53,17 @@ impl Output {
     pub fn event(&mut self, e: &Event) -> Result<()> {
         if self.events.is_some() || self.export.is_some() {
             self.line.clear();
-            serde_json::to_writer(&mut self.line, e)?;
+            serde_json::to_writer(&mut self.line, e).context("encoding an event")?;
             self.line.push(b'\n');
-            for w in [self.events.as_mut(), self.export.as_mut()].into_iter().flatten() {
-                w.write_all(&self.line)?;
+            if let Some(w) = self.events.as_mut()
+                && let Err(e) = w.write_all(&self.line)
+            {
+                return Err(self.events_error(e).into());
+            }
+            if let Some(w) = self.export.as_mut()
+                && let Err(e) = w.write_all(&self.line)
+            {
+                return Err(self.export_error(e).into());
             }
         }
         if self.verbose {
@@ -65,8 +74,10 @@ impl Output {
 
     /// Push exported lines out (called once per poll, not per event).
     pub fn flush_export(&mut self) -> Result<()> {
-        if let Some(w) = self.export.as_mut() {
-            w.flush().context("writing the --export file")?;
+        if let Some(w) = self.export.as_mut()
+            && let Err(e) = w.flush()
+        {
+            return Err(self.export_error(e).into());
         }
         Ok(())
     }
@@ -74,23 +85,52 @@ impl Output {
     /// Write another file of the run directory (nothing without `--out`).
     pub fn write_file(&self, name: &str, text: &str) -> Result<()> {
         if let Some(dir) = &self.dir {
-            let path = dir.join(name);
-            fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            write_whole(dir, name, text)?;
         }
         Ok(())
     }
 
     /// Flush events.jsonl and the export, and write summary.json.
     pub fn finish(&mut self, summary: &impl Serialize) -> Result<()> {
-        for w in [self.events.as_mut(), self.export.as_mut()].into_iter().flatten() {
-            w.flush()?;
+        if let Some(w) = self.events.as_mut()
+            && let Err(e) = w.flush()
+        {
+            return Err(self.events_error(e).into());
         }
+        self.flush_export()?;
         if let Some(dir) = &self.dir {
-            let path = dir.join("summary.json");
-            let mut text = serde_json::to_string_pretty(summary)?;
+            let mut text = serde_json::to_string_pretty(summary).context("encoding summary.json")?;
             text.push('\n');
-            fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            write_whole(dir, "summary.json", &text)?;
         }
         Ok(())
     }
+
+    /// events.jsonl could not be written: it stays, cut short (its lines are still events),
+    /// beside what else is there.
+    fn events_error(&self, e: std::io::Error) -> FileError {
+        let dir = self.dir.as_deref().unwrap_or(Path::new("."));
+        let path = dir.join("events.jsonl");
+        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let kept = kept_in(dir, None)
+            .into_iter()
+            .map(|f| if f == "events.jsonl" { format!("events.jsonl (cut short at {size} bytes)") } else { f })
+            .collect();
+        FileError::new("writing", &path, e, RUN_DIR).kept(kept)
+    }
+
+    fn export_error(&self, e: std::io::Error) -> FileError {
+        FileError::new("writing", self.export_path.as_deref().unwrap_or(Path::new("?")), e, EXPORT)
+    }
 }
+
+/// Write a whole file of the run directory; one that cannot be written whole is removed
+/// (readers would take half a JSON document for a damaged run), and the error says what is kept.
+pub fn write_whole(dir: &Path, name: &str, text: &str) -> std::result::Result<(), FileError> {
+    let path = dir.join(name);
+    fs::write(&path, text).map_err(|e| {
+        let _ = fs::remove_file(&path);
+        FileError::new("writing", &path, e, RUN_DIR).kept(kept_in(dir, Some(name)))
+    })
+}
+

@@ -17,7 +17,7 @@ use crate::{
     cgroup::{self, PilotCgroup},
     cli::RunArgs,
     diff,
-    error::{EXIT_BLOCKED, EXIT_COMMAND_FAILED, EXIT_PASS, UsageError},
+    error::{EXIT_BLOCKED, EXIT_COMMAND_FAILED, EXIT_PASS, OnPath, RUN_DIR, UsageError},
     journal,
     output::Output,
     policy::{self, eval::Verdict as Decision},
@@ -70,7 +70,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         outputs: &[INTENT],
         verdict: None,
         note: None,
-    })?;
+    })
+    .context("recording the run in the journal (nothing ran)")?;
     let (snapshot, live_ports) = host.join().map_err(|_| anyhow!("the host snapshot panicked"))?;
     drop(after_probes);
     let containing = tracing::debug_span!("phase", name = "cgroup and containment").entered();
@@ -78,7 +79,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
     let out = Output::create(Some(dir.path()), args.events.export.as_deref(), args.verbose)?;
     session::catch_interrupts();
-    let cwd = std::env::current_dir()?;
+    let cwd = std::env::current_dir().context("reading the working directory (was it removed?)")?;
     let spec = sandbox::Spec {
         run_dir: dir.path().to_path_buf(),
         cgroup: cgroup.path.clone(),
@@ -256,7 +257,7 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
         let path = if fd == 0 { "/dev/null".to_string() } else { run_dir.join(name).display().to_string() };
         stdio_paths.push((fd as i64, path));
         // A production file (or socket) as stdio would be a write path out of the overlay.
-        let stdio = if fd == 0 { Stdio::null() } else { Stdio::from(File::create(run_dir.join(name))?) };
+        let stdio = if fd == 0 { Stdio::null() } else { Stdio::from(File::create(run_dir.join(name)).on("creating", &run_dir.join(name), RUN_DIR)?) };
         match fd {
             0 => cmd.stdin(stdio),
             1 => cmd.stdout(stdio),

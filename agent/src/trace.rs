@@ -6,7 +6,7 @@ use std::{
     process::Command,
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::{
     cgroup,
@@ -188,7 +188,7 @@ fn start(target: &Target, launch: &Launch, probes: &mut Probes, tracker: &mut Tr
             })?;
             let cwd = match &launch.cwd {
                 Some(c) => c.clone(),
-                None => std::env::current_dir()?,
+                None => std::env::current_dir().context("reading the working directory (was it removed?)")?,
             };
             tracker.adopt_child(child.id(), fds, cwd.display().to_string());
             Ok(Some(child.id()))

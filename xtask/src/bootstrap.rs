@@ -24,6 +24,10 @@ const APT_PACKAGES: &[&str] = &[
     // the package test (xtask/src/package.rs) and the Ansible recipe test (a venv for PyPI)
     "python3-venv",
     "util-linux",
+    // tests/cli_conventions.rs and the package test: generated man pages rendered (`man -l`,
+    // `man -w`), the zsh completion parsed (`zsh -n`)
+    "man-db",
+    "zsh",
 ];
 /// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
 pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];

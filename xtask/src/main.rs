@@ -70,8 +70,12 @@ enum Command {
         /// Only scenarios whose test name contains this (e.g. `disk`).
         filter: Option<String>,
     },
+    /// Build the Debian package without installing it: the release pilot, its man pages and
+    /// completions (`pilot generate`), then `cargo deb --no-build`; prints the .deb's path.
+    Package,
     /// Bootstrap, build the Debian package (cargo-deb), install it here, start its unit, check
-    /// the metrics endpoint and a pilot through the daemon, then purge it.
+    /// the metrics endpoint, the man pages and completions, and a pilot through the daemon,
+    /// then purge it.
     ///
     /// Refuses to run when the pilot package is already installed. Part of `cargo xtask test`.
     PackageTest,
@@ -155,6 +159,10 @@ fn main() -> ExitCode {
         Command::Test { args } => test::test(args),
         Command::Demo { scenario } => demo::demo(scenario).map(|()| ExitCode::SUCCESS),
         Command::Scenarios { filter } => scenarios::scenarios(filter.as_deref()),
+        Command::Package => package::build_deb().map(|deb| {
+            println!("{}", deb.display());
+            ExitCode::SUCCESS
+        }),
         Command::PackageTest => {
             bootstrap::bootstrap("package-test").and_then(|()| package::package_test()).map(|()| ExitCode::SUCCESS)
         }

@@ -13,17 +13,69 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd::{cargo, command, probe, run, workspace_root};
+use crate::cmd::{cargo, command, probe, run, target_dir, workspace_root};
 
 pub const METRICS: &str = "127.0.0.1:9464";
 const UNIT: &str = "/lib/systemd/system/pilot.service";
 
-/// Build target/debian/pilot_*.deb; its path.
+/// Man pages and completions for the package, made by `pilot generate` (agent/Cargo.toml lists
+/// them as assets under cargo-deb's `target/release/` prefix, which it maps to the real target dir).
+const GENERATED: &str = "release/generated";
+
+/// Build target/debian/pilot_*.deb; its path. The release pilot is built first so that the man
+/// pages and completions come from the very binary the package ships.
 pub fn build_deb() -> anyhow::Result<PathBuf> {
-    let out = probe(cargo().current_dir(workspace_root()).args(["deb", "-p", "agent"]))
-        .context("`cargo deb -p agent` failed (cargo xtask bootstrap installs cargo-deb)")?;
+    run(cargo().current_dir(workspace_root()).args(["build", "--release", "-p", "agent"]))?;
+    generate_docs()?;
+    let out = probe(cargo().current_dir(workspace_root()).args(["deb", "-p", "agent", "--no-build"]))
+        .context("`cargo deb -p agent --no-build` failed (cargo xtask bootstrap installs cargo-deb)")?;
     let path = out.lines().rev().find(|l| l.trim_end().ends_with(".deb")).context("cargo deb printed no .deb path")?;
     Ok(PathBuf::from(path.trim()))
+}
+
+/// target/release/generated/: man/*.1.gz, pilot.bash, _pilot, pilot.fish.
+fn generate_docs() -> anyhow::Result<()> {
+    let dir = target_dir().join(GENERATED);
+    let _ = std::fs::remove_dir_all(&dir);
+    let pilot = target_dir().join("release/pilot");
+    run(command(&pilot).args(["generate", "man", "--dir"]).arg(dir.join("man")))?;
+    for shell in ["bash", "zsh", "fish"] {
+        run(command(&pilot).args(["generate", shell, "--dir"]).arg(&dir))?;
+    }
+    // Debian Policy wants man pages gzipped; cargo-deb compresses only assets from outside the
+    // target dir. -n: no name or time stamp in the archive, so the package is reproducible.
+    let mut gzip = command("gzip");
+    gzip.arg("-9n");
+    for page in std::fs::read_dir(dir.join("man"))? {
+        gzip.arg(page?.path());
+    }
+    run(&mut gzip)
+}
+
+/// The installed man pages and completions: pilot(1) and a page per command, bash completion
+/// that registers for `pilot`, zsh's and fish's files in their vendor directories.
+fn check_docs() -> anyhow::Result<()> {
+    for page in ["pilot", "pilot-run", "pilot-trace", "pilot-journal-verify", "pilot-generate"] {
+        let path = probe(command("man").args(["-w", page])).with_context(|| format!("`man -w {page}` finds no page"))?;
+        if !path.trim().starts_with("/usr/share/man/man1/") || !path.trim().ends_with(".1.gz") {
+            bail!("`man -w {page}` found {} instead of the package's /usr/share/man/man1/{page}.1.gz", path.trim());
+        }
+    }
+    let rendered = probe(command("man").env("MANWIDTH", "80").env("LC_ALL", "C").args(["-P", "cat", "pilot-run"])).context("`man pilot-run` failed")?;
+    if !rendered.contains("--timeout") || !rendered.contains("Exit status") {
+        bail!("man pilot-run lacks its options or details:\n{rendered}");
+    }
+    let bash = "source /usr/share/bash-completion/completions/pilot && complete -p pilot";
+    let registered = probe(command("bash").args(["-c", bash])).context("the bash completion does not load")?;
+    if !registered.contains("-F _pilot") {
+        bail!("the bash completion does not register for pilot: {registered}");
+    }
+    for f in ["/usr/share/zsh/vendor-completions/_pilot", "/usr/share/fish/vendor_completions.d/pilot.fish"] {
+        if !std::fs::read_to_string(f).is_ok_and(|t| t.contains("commit")) {
+            bail!("the package did not install {f}");
+        }
+    }
+    Ok(())
 }
 
 pub fn package_test() -> anyhow::Result<()> {
@@ -36,6 +88,8 @@ pub fn package_test() -> anyhow::Result<()> {
             bail!("the package did not install {f}");
         }
     }
+    check_docs()?;
+    println!("[package] man pages (man -w pilot) and bash, zsh and fish completions are installed");
     if let Some(out) = probe(command("systemd-analyze").args(["verify", UNIT])) {
         println!("[package] systemd-analyze verify {UNIT}: ok {}", out.trim());
     } else {
@@ -54,7 +108,7 @@ pub fn package_test() -> anyhow::Result<()> {
     }
     println!("[package] a pilot ran through the installed daemon and was counted");
     drop(installed);
-    for f in ["/usr/bin/pilot", "/etc/pilot", UNIT] {
+    for f in ["/usr/bin/pilot", "/etc/pilot", UNIT, "/usr/share/man/man1/pilot.1.gz", "/usr/share/bash-completion/completions/pilot"] {
         if Path::new(f).exists() {
             bail!("{f} is still there after purging the package");
         }

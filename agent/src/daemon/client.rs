@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 
 use super::{
     config::DEFAULT_SOCKET,
@@ -36,23 +36,24 @@ pub fn forward() -> Result<Option<i32>> {
     let Ok(mut stream) = UnixStream::connect(&path) else { return Ok(None) };
     let request = Request::Run {
         args: std::env::args().skip(1).collect(),
-        cwd: std::env::current_dir()?,
+        cwd: std::env::current_dir().context("reading the working directory (removed?)")?,
         env: std::env::vars().collect(),
         exe: own_exe(),
     };
-    send(&mut stream, &request)?;
+    let talking = || format!("talking to the pilot daemon at {}: `pilot status` shows what became of the run, PILOT_NO_DAEMON=1 runs without it", path.display());
+    send(&mut stream, &request).with_context(talking)?;
     session::catch_interrupts();
-    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    stream.set_read_timeout(Some(Duration::from_millis(200))).with_context(talking)?;
     let mut frames = FrameReader::default();
     let mut cancels_sent = 0;
     loop {
-        match frames.next(&mut stream)? {
+        match frames.next(&mut stream).with_context(talking)? {
             Next::Frame(proto::REFUSED, why) => {
                 tracing::info!("the daemon at {} does not serve this pilot ({}): running in-process", path.display(), String::from_utf8_lossy(&why));
                 return Ok(None);
             }
-            Next::Frame(proto::STDOUT, bytes) => std::io::stdout().write_all(&bytes)?,
-            Next::Frame(proto::STDERR, bytes) => std::io::stderr().write_all(&bytes)?,
+            Next::Frame(proto::STDOUT, bytes) => std::io::stdout().write_all(&bytes).context("writing the run's output to stdout (closed?)")?,
+            Next::Frame(proto::STDERR, bytes) => std::io::stderr().write_all(&bytes).context("writing the run's output to stderr (closed?)")?,
             Next::Frame(proto::EXIT, code) => {
                 let code = i32::from_le_bytes(code.get(..4).and_then(|c| c.try_into().ok()).unwrap_or([1, 0, 0, 0]));
                 return Ok(Some(code));
@@ -65,7 +66,7 @@ pub fn forward() -> Result<Option<i32>> {
         // ^C: the daemon stops the run, as in-process pilot would.
         let interrupts = session::SIGNALS.load(Ordering::SeqCst);
         if interrupts > cancels_sent {
-            send(&mut stream, &Request::Cancel)?;
+            send(&mut stream, &Request::Cancel).with_context(talking)?;
             cancels_sent = interrupts;
         }
     }
@@ -80,12 +81,15 @@ pub fn status(json: bool) -> Result<i32> {
             path.display()
         ))
     })?;
-    send(&mut stream, &Request::Status)?;
+    let talking = || format!("talking to the pilot daemon at {}", path.display());
+    send(&mut stream, &Request::Status).with_context(talking)?;
     let mut frames = FrameReader::default();
     loop {
-        match frames.next(&mut stream)? {
+        match frames.next(&mut stream).with_context(talking)? {
             Next::Frame(proto::STATUS, body) => {
-                let status: super::Status = serde_json::from_slice(&body)?;
+                let status: super::Status = serde_json::from_slice(&body).with_context(|| {
+                    format!("the pilot daemon at {} answered with a status this pilot cannot read: is it another version of pilot?", path.display())
+                })?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&status)?);
                 } else {

@@ -56,7 +56,7 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Config::default()),
-            Err(e) => return Err(UsageError::new(format!("config {}: {e}", path.display())).into()),
+            Err(e) => return Err(crate::error::FileError::new("reading the config", path, e, crate::error::CONFIG).usage().into()),
         };
         let config = Config::parse(&text).map_err(|e| UsageError::new(format!("config {}: {e}", path.display())))?;
         Ok(config)

@@ -22,7 +22,11 @@ use std::{
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{cli::DaemonArgs, error::UsageError, session};
+use crate::{
+    cli::DaemonArgs,
+    error::{DAEMON_SOCKET, DAEMON_STATE, FileError, OnPath, UsageError},
+    session,
+};
 use config::Config;
 use proto::Request;
 pub use runs::RunInfo;
@@ -96,8 +100,7 @@ pub fn run(args: DaemonArgs) -> Result<i32> {
         return Ok(0);
     }
     crate::probes::preflight()?;
-    std::fs::create_dir_all(&config.state_dir)
-        .map_err(|e| UsageError::new(format!("state_dir {}: {e}", config.state_dir.display())))?;
+    std::fs::create_dir_all(&config.state_dir).on("creating", &config.state_dir, DAEMON_STATE).map_err(FileError::usage)?;
     let listener = bind(&config.socket)?;
     // The kernel counts BPF run time while this fd is open (BPF_ENABLE_STATS).
     let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime);
@@ -175,7 +178,7 @@ fn shutdown(state: &Arc<State>) {
 /// The socket, root-only; a stale one (no daemon answering) is replaced.
 fn bind(path: &Path) -> Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).on("creating", dir, DAEMON_SOCKET)?;
     }
     if UnixStream::connect(path).is_ok() {
         return Err(UsageError::new(format!("a pilot daemon already serves {}: stop it first", path.display())).into());
@@ -184,15 +187,15 @@ fn bind(path: &Path) -> Result<UnixListener> {
     let old = unsafe { libc::umask(0o177) };
     let listener = UnixListener::bind(path);
     unsafe { libc::umask(old) };
-    let listener = listener.map_err(|e| UsageError::new(format!("cannot listen on {}: {e}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = listener.on("listening on", path, DAEMON_SOCKET).map_err(FileError::usage)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).on("setting mode 0600 on", path, DAEMON_SOCKET)?;
     Ok(listener)
 }
 
 fn serve_client(conn: UnixStream, state: &Arc<State>, max_run: Duration) -> Result<()> {
-    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut reader = BufReader::new(conn.try_clone().context("duplicating a client's socket")?);
     let mut line = String::new();
-    reader.read_line(&mut line)?;
+    reader.read_line(&mut line).context("reading a client's request")?;
     let request: Request = serde_json::from_str(&line).context("a request that is not pilot's")?;
     let mut conn = conn;
     match request {

@@ -11,10 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{State, client::DAEMON_RUN_ENV, config::Disconnect, proto};
+use crate::error::{DAEMON_STATE, FileError, OnPath};
 
 /// What the client asked to run.
 pub struct Spec {
@@ -53,7 +54,14 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
         return Ok(());
     };
     let log_path = state.config.state_dir.join(format!("{id}.log"));
-    let log = Arc::new(Mutex::new(File::create(&log_path)?));
+    let log = match File::create(&log_path).on("creating the run's log", &log_path, DAEMON_STATE) {
+        Ok(f) => Arc::new(Mutex::new(f)),
+        Err(e) => {
+            send(&client, proto::STDERR, format!("pilot daemon: cannot start the run: {e}\n").as_bytes());
+            send(&client, proto::EXIT, &1i32.to_le_bytes());
+            return Ok(());
+        }
+    };
     let mut child = match start(&spec, id) {
         Ok(c) => c,
         Err(e) => {
@@ -79,8 +87,8 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
     let _serving = Serving::new(state);
     tracing::info!(run = id, pid, args = ?spec.args, "run started");
     let relays = [
-        relay(child.stdout.take().expect("piped"), proto::STDOUT, client.clone(), log.clone(), None),
-        relay(child.stderr.take().expect("piped"), proto::STDERR, client.clone(), log, Some((state.clone(), id, spec.cwd.clone()))),
+        relay(child.stdout.take().expect("piped"), proto::STDOUT, client.clone(), (log.clone(), log_path.clone()), None),
+        relay(child.stderr.take().expect("piped"), proto::STDERR, client.clone(), (log, log_path), Some((state.clone(), id, spec.cwd.clone()))),
     ];
     watch_client(reader, state.clone(), client.clone(), id);
 
@@ -103,7 +111,7 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
     unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     // Forget the pid before reaping it: nothing signals a recycled pid.
     state.pids.lock().expect("pids lock").retain(|(i, ..)| *i != id);
-    let status = child.wait()?;
+    let status = child.wait().with_context(|| format!("waiting for run {id} (pid {pid})"))?;
     let code = status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
     for r in relays {
         let _ = r.join();
@@ -168,18 +176,23 @@ fn relay(
     mut pipe: impl Read + Send + 'static,
     tag: u8,
     client: Client,
-    log: Arc<Mutex<File>>,
+    (log, log_path): (Arc<Mutex<File>>, PathBuf),
     learn: Option<(Arc<State>, u64, PathBuf)>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         let mut pending = Vec::new();
+        let mut logging = true;
         loop {
             let n = match pipe.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            let _ = log.lock().expect("log lock").write_all(&buf[..n]);
+            // The client still gets everything; the log says once that it stops here.
+            if logging && let Err(e) = log.lock().expect("log lock").write_all(&buf[..n]) {
+                tracing::warn!("the run's output is no longer logged: {}", FileError::new("writing", &log_path, e, DAEMON_STATE));
+                logging = false;
+            }
             send(&client, tag, &buf[..n]);
             if let Some((state, id, cwd)) = &learn {
                 pending.extend_from_slice(&buf[..n]);

@@ -14,6 +14,7 @@ use std::{
 
 
 use crate::{
+    error::{FileError, INPUT, OnPath},
     rundir::{CHANGES_SCHEMA, Change, Changes},
     sandbox::mounts::Plan,
 };
@@ -34,10 +35,14 @@ pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
 }
 
 /// Read the changes of the run in `run_dir` (its `upper/`, `mounts.json` and `events.jsonl`).
-pub fn compute(run_dir: &Path) -> io::Result<Changes> {
-    let plans: Vec<Plan> = match fs::read_to_string(run_dir.join("mounts.json")) {
-        Ok(text) => serde_json::from_str(&text).map_err(io::Error::other)?,
-        Err(_) => Vec::new(),
+pub fn compute(run_dir: &Path) -> Result<Changes, FileError> {
+    let mounts = run_dir.join("mounts.json");
+    let plans: Vec<Plan> = match fs::read_to_string(&mounts) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("not a mounts.json of pilot ({e})")))
+            .on("reading", &mounts, INPUT)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(FileError::new("reading", &mounts, e, INPUT)),
     };
     let mut changes = Vec::new();
     for plan in plans {
@@ -52,14 +57,14 @@ pub fn compute(run_dir: &Path) -> io::Result<Changes> {
     Ok(Changes { schema: CHANGES_SCHEMA.into(), changes })
 }
 
-fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> io::Result<()> {
-    let mut entries: Vec<_> = fs::read_dir(dir)?.filter_map(|e| e.ok()).collect();
+fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> Result<(), FileError> {
+    let mut entries: Vec<_> = fs::read_dir(dir).on("reading", dir, INPUT)?.filter_map(|e| e.ok()).collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let upper = entry.path();
-        let rel = upper.strip_prefix(root).map_err(io::Error::other)?;
+        let Ok(rel) = upper.strip_prefix(root) else { continue };
         let live = mount_point.join(rel);
-        let meta = fs::symlink_metadata(&upper)?;
+        let meta = fs::symlink_metadata(&upper).on("reading", &upper, INPUT)?;
         let live_meta = fs::symlink_metadata(&live).ok();
         let ft = meta.file_type();
         if ft.is_char_device() && meta.rdev() == 0 {
@@ -218,19 +223,19 @@ fn redirect_source(redirect: &str, live: &Path, mount_point: &Path) -> String {
     }
 }
 
-fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
-    let (ma, mb) = (fs::metadata(a)?, fs::metadata(b)?);
+fn same_content(a: &Path, b: &Path) -> Result<bool, FileError> {
+    let (ma, mb) = (fs::metadata(a).on("reading", a, INPUT)?, fs::metadata(b).on("reading", b, INPUT)?);
     if ma.len() != mb.len() {
         return Ok(false);
     }
-    let (mut fa, mut fb) = (fs::File::open(a)?, fs::File::open(b)?);
+    let (mut fa, mut fb) = (fs::File::open(a).on("reading", a, INPUT)?, fs::File::open(b).on("reading", b, INPUT)?);
     let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     loop {
-        let n = fa.read(&mut ba)?;
+        let n = fa.read(&mut ba).on("reading", a, INPUT)?;
         if n == 0 {
             return Ok(true);
         }
-        fb.read_exact(&mut bb[..n])?;
+        fb.read_exact(&mut bb[..n]).on("reading", b, INPUT)?;
         if ba[..n] != bb[..n] {
             return Ok(false);
         }

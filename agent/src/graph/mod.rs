@@ -159,8 +159,9 @@ impl Graph {
     }
 
     pub fn read(path: &std::path::Path) -> anyhow::Result<Graph> {
-        let text = std::fs::read_to_string(path)?;
-        let g: Graph = serde_json::from_str(&text)?;
+        use crate::error::OnPath as _;
+        let text = std::fs::read_to_string(path).on("reading", path, crate::error::INPUT)?;
+        let g: Graph = anyhow::Context::with_context(serde_json::from_str(&text), || format!("{} is not a graph.json of pilot", path.display()))?;
         if g.schema != SCHEMA && g.schema != SCHEMA_MERGED {
             anyhow::bail!("{} has schema {}, this pilot reads {SCHEMA} and {SCHEMA_MERGED}", path.display(), g.schema);
         }

@@ -40,7 +40,8 @@ impl Format {
     pub fn read(category: &str, name: &str) -> Result<Format> {
         let base = if Path::new(TRACEFS).join("events").is_dir() { TRACEFS } else { "/sys/kernel/debug/tracing" };
         let path = format!("{base}/events/{category}/{name}/format");
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading {path}: the tracepoint {category}:{name} is missing (`sudo pilot doctor` says what this kernel lacks)"))?;
         Ok(Format::parse(&text))
     }
 

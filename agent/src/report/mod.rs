@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 
 use crate::{
     cli::ReportArgs,
-    error::UsageError,
+    error::{FileError, OnPath, REPORT, UsageError},
     graph::Graph,
     journal,
     rundir::{Changes, EVENTS, Fidelity, GRAPH, Intent, RunDir, SinkLog, Summary, Verdict},
@@ -78,7 +78,7 @@ pub fn write(dir: &Path, out: &Path) -> Result<()> {
     let marks = layout::Marks::of(&recorded.graph, recorded.verdict.as_ref().map(|v| &v.evaluation.violations[..]).unwrap_or(&[]));
     let drawing = layout::draw(&recorded.graph, &marks);
     let page = html::page(&recorded, &drawing, &marks);
-    fs::write(out, page).map_err(|e| UsageError::new(format!("cannot write {}: {e}", out.display())))?;
+    fs::write(out, page).on("writing", out, REPORT).map_err(FileError::usage)?;
     Ok(())
 }
 

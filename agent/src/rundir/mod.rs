@@ -39,7 +39,10 @@ pub use sink::{Caught, SinkLog};
 pub use summary::{SUMMARY_SCHEMA, Summary};
 pub use verdict::{Containment, VERDICT_SCHEMA, Verdict};
 
-use crate::{error::UsageError, graph::Graph};
+use crate::{
+    error::{FileError, OnPath, RUN_DIR, UsageError},
+    graph::Graph,
+};
 
 pub const INTENT: &str = "intent.json";
 pub const EVENTS: &str = "events.jsonl";
@@ -95,9 +98,8 @@ pub struct RunDir {
 impl RunDir {
     /// Create (with parents) and take the absolute path.
     pub fn create(path: &Path) -> Result<RunDir> {
-        fs::create_dir_all(path)
-            .map_err(|e| UsageError::new(format!("cannot create run directory {}: {e}", path.display())))?;
-        let path = fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))?;
+        fs::create_dir_all(path).on("creating", path, RUN_DIR).map_err(FileError::usage)?;
+        let path = fs::canonicalize(path).on("reading", path, RUN_DIR)?;
         Ok(RunDir { path, prefix: "" })
     }
 
@@ -145,7 +147,7 @@ impl RunDir {
     pub fn graph(&self) -> Result<Graph> {
         let path = self.file(GRAPH);
         Graph::read(&path).map_err(|e| {
-            UsageError::new(format!("{}: {e}: give a run directory of `pilot run` or `pilot trace --out`", path.display())).into()
+            UsageError::new(format!("{}: give a run directory of `pilot run` or `pilot trace --out`", crate::error::one_line(&e))).into()
         })
     }
 
@@ -154,9 +156,10 @@ impl RunDir {
         self.write_text(T::NAME, &pretty(value))
     }
 
+    /// Written whole or not at all: a file cut short by a full disk is removed, and the
+    /// error says what the directory kept.
     pub fn write_text(&self, name: &str, text: &str) -> Result<()> {
-        let path = self.file(name);
-        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+        Ok(crate::output::write_whole(&self.path, name, text)?)
     }
 }
 

@@ -80,7 +80,11 @@ fn init(spec: &Spec) -> ! {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let plans = mounts::plan(&mounts::parse_mountinfo(&text));
     // Where each upper layer belongs, for `pilot diff`.
-    let _ = std::fs::write(spec.run_dir.join("mounts.json"), serde_json::to_string_pretty(&plans).unwrap_or_default());
+    // Without it `pilot diff` would find no changes at all: fail before anything runs instead.
+    let mounts_json = spec.run_dir.join("mounts.json");
+    if let Err(e) = std::fs::write(&mounts_json, serde_json::to_string_pretty(&plans).unwrap_or_default()) {
+        fail_setup(Some(spec), &crate::error::FileError::new("writing", &mounts_json, e, crate::error::RUN_DIR).to_string());
+    }
     // Kept across the pivot: the new /proc is read-only, but W must write its uid/gid maps.
     let host_proc = match std::fs::File::open("/proc") {
         Ok(f) => f,

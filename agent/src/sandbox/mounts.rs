@@ -124,8 +124,8 @@ pub fn build_root(plans: &[Plan], run_dir: &Path, staging: &Path) -> io::Result<
             Plan::Overlay { mount_point, key } => {
                 let upper = run_dir.join("upper").join(key);
                 let work = run_dir.join("work").join(key);
-                fs::create_dir_all(&upper)?;
-                fs::create_dir_all(&work)?;
+                fs::create_dir_all(&upper).map_err(|e| in_run_dir(e, &upper))?;
+                fs::create_dir_all(&work).map_err(|e| in_run_dir(e, &work))?;
                 let target = inside(staging, mount_point);
                 let opts = format!(
                     "lowerdir={},upperdir={},workdir={}",
@@ -164,21 +164,22 @@ fn build_dev(staging: &Path, run_dir: &Path, plans: &[Plan]) -> io::Result<()> {
         .map_err(|e| with_what(e, "tmpfs on /dev"))?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(node);
-        fs::write(&target, b"")?;
+        fs::write(&target, b"").map_err(|e| with_what(e, &format!("creating /dev/{node}")))?;
         mount(Some(&format!("/dev/{node}")), &target, None, libc::MS_BIND, None)
             .map_err(|e| with_what(e, &format!("/dev/{node}")))?;
     }
-    fs::create_dir(dev.join("pts"))?;
+    fs::create_dir(dev.join("pts")).map_err(|e| with_what(e, "creating /dev/pts"))?;
     // A devpts of its own: the host's would let the pilot write to (and resize, which signals
     // their foreground processes) every other session's terminal.
     mount(Some("devpts"), &dev.join("pts"), Some("devpts"), libc::MS_NOSUID | libc::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=620"))
         .map_err(|e| with_what(e, "devpts on /dev/pts"))?;
-    std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"))?;
-    std::os::unix::fs::symlink("/proc/self/fd", dev.join("fd"))?;
+    let link = |target: &str, name: &str| std::os::unix::fs::symlink(target, dev.join(name)).map_err(|e| with_what(e, &format!("creating /dev/{name}")));
+    link("pts/ptmx", "ptmx")?;
+    link("/proc/self/fd", "fd")?;
     for (i, name) in ["stdin", "stdout", "stderr"].iter().enumerate() {
-        std::os::unix::fs::symlink(format!("/proc/self/fd/{i}"), dev.join(name))?;
+        link(&format!("/proc/self/fd/{i}"), name)?;
     }
-    fs::create_dir(dev.join("shm"))?;
+    fs::create_dir(dev.join("shm")).map_err(|e| with_what(e, "creating /dev/shm"))?;
     let shm_overlaid = plans.iter().any(|p| matches!(p, Plan::Overlay { mount_point, .. } if mount_point == "/dev/shm"));
     if shm_overlaid {
         let key = key_of("/dev/shm");
@@ -187,8 +188,10 @@ fn build_dev(staging: &Path, run_dir: &Path, plans: &[Plan]) -> io::Result<()> {
             escape_opt(&run_dir.join("upper").join(&key).to_string_lossy()),
             escape_opt(&run_dir.join("work").join(&key).to_string_lossy())
         );
-        fs::create_dir_all(run_dir.join("upper").join(&key))?;
-        fs::create_dir_all(run_dir.join("work").join(&key))?;
+        for layer in ["upper", "work"] {
+            let dir = run_dir.join(layer).join(&key);
+            fs::create_dir_all(&dir).map_err(|e| in_run_dir(e, &dir))?;
+        }
         mount(Some("overlay"), &dev.join("shm"), Some("overlay"), libc::MS_NODEV, Some(&opts))
             .map_err(|e| with_what(e, "overlay on /dev/shm"))?;
     }
@@ -204,7 +207,7 @@ fn bind_read_only(src: &Path, target: &Path) -> io::Result<()> {
 
 /// Make `staging` the root: pivot_root(".", ".") then detach the old root stacked beneath.
 fn pivot(staging: &Path) -> io::Result<()> {
-    std::env::set_current_dir(staging)?;
+    std::env::set_current_dir(staging).map_err(|e| with_what(e, &format!("entering {}", staging.display())))?;
     let dot = CString::new(".").expect("no NUL");
     if unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) } != 0 {
         return Err(with_what(io::Error::last_os_error(), "pivot_root"));
@@ -240,6 +243,12 @@ pub fn mount(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: libc
 
 fn with_what(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// A directory of the run directory that could not be made, with the advice (a full disk...).
+fn in_run_dir(e: io::Error, dir: &Path) -> io::Error {
+    let kind = e.kind();
+    io::Error::new(kind, crate::error::FileError::new("creating", dir, e, crate::error::RUN_DIR).to_string())
 }
 
 #[cfg(test)]
