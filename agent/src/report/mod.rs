@@ -226,7 +226,7 @@ mod tests {
             verdict: Some(verdict),
             intent: None,
             changes: Some(Changes { schema: "pilot.changes/v1".into(), changes: vec![Change { path: EVIL.into(), change: "deleted".into(), kind: "file".into(), ..Default::default() }] }),
-            sink: Some(vec![Caught { proto: "tcp".into(), from: EVIL.into(), bytes: 5, count: 1, first_unix_ms: 0, head: EVIL.into() }]),
+            sink: Some(vec![Caught { proto: "tcp".into(), from: EVIL.into(), bytes: 5, count: 1, first_unix_ms: 0, head: EVIL.into(), ..Default::default() }]),
             fidelity: None,
             live: None,
             live_summary: None,

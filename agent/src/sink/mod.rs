@@ -1,0 +1,541 @@
+//! The sink: where a pilot's outbound TCP and UDP traffic lands instead of its real destination
+//! (the cgroup hooks of agent-ebpf/src/contain.rs rewrite every destination to here), and what
+//! answers the pilot's Unix-socket connects to live servers (the sandbox bind-mounts one of
+//! the sink's sockets over each live listener's path). An async proxy (tokio) that knows, for
+//! each connection and datagram, where the pilot meant it to go (`origin.rs`) and speaks the
+//! protocols of the servers it stands in for, one module per protocol: reads go through to the
+//! original destination on the agent's own connection (outside the pilot's cgroup), mutations
+//! are captured and answered as the server would, and everything is recorded as rpc effects.
+//! Bytes of a protocol no module speaks are blackholed as before: read, recorded, unanswered.
+//! See README.md in this folder for the module interface.
+pub mod dns;
+pub mod http;
+pub mod origin;
+pub mod postgres;
+pub mod redis;
+pub mod session;
+pub mod shadow;
+pub mod sql;
+
+use std::{
+    collections::HashMap,
+    net::{SocketAddr, TcpListener, UdpSocket},
+    os::unix::net::UnixListener,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    thread::JoinHandle,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, anyhow};
+use serde::{Deserialize, Serialize};
+
+use agent_common::SinkConfig;
+
+use crate::probes::contain::user_port;
+pub use session::{Session, Target};
+
+/// Bytes of payload kept per connection or datagram source, as evidence.
+const HEAD_BYTES: usize = 256;
+/// A connection that sends nothing for this long is closed, as a server that answered nothing.
+const IDLE: Duration = Duration::from_secs(2);
+/// Distinct (operation, resource, ...) entries kept per connection; more aggregate as `*`.
+const RPC_ENTRIES_MAX: usize = 256;
+
+/// One entry of sink.json: a connection (TCP, Unix) or a datagram source (UDP). The first six
+/// fields are the original contract; the rest were added with the protocol sessions.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct Caught {
+    /// tcp, udp or unix.
+    pub proto: String,
+    /// The pilot's side of the connection (or the datagrams' source).
+    pub from: String,
+    /// Bytes the pilot sent.
+    pub bytes: u64,
+    /// Connections, or datagrams for UDP.
+    pub count: u64,
+    pub first_unix_ms: u128,
+    /// The first bytes, printable ASCII kept, the rest as \xNN.
+    pub head: String,
+    /// Where the pilot meant it to go: `127.0.0.1:6379`, `[::1]:53`, `unix:/run/redis.sock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The live component listening there (from the host snapshot), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// The protocol the sink spoke: dns, redis, postgresql, http; opaque when none (tls: TLS
+    /// it cannot see into).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// The pilot's process that made the connection (pid, start time), when it was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ns: Option<u64>,
+    /// Of `bytes`, those sent on to the destination (reads going through).
+    #[serde(default)]
+    pub bytes_forwarded: u64,
+    /// Bytes the pilot got back: relayed from the destination or made up by the sink.
+    #[serde(default)]
+    pub bytes_answered: u64,
+    /// Its requests, aggregated by operation and resource.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rpc: Vec<Rpc>,
+}
+
+/// Requests of one kind on one connection: the rpc effects of the graph.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Rpc {
+    pub protocol: String,
+    /// As the protocol names it: `GET`, `CONFIG SET`, `DROP TABLE`, `POST /v1/drain`, `A`.
+    pub operation: String,
+    /// What it names: key, table, URL path, DNS name; empty when none.
+    pub resource: String,
+    pub access: Access,
+    /// For mutations: how bad, as the default policy's severities go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+    pub disposition: Disposition,
+    pub requests: u64,
+    /// Request bytes, and reply bytes the pilot got.
+    pub bytes: u64,
+    pub reply_bytes: u64,
+    /// A read of something the pilot changed earlier in the run, answered by the live server
+    /// (no shadow for it): its answer may differ from what a live run would see.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub may_differ: bool,
+    pub first_unix_ms: u128,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Cannot change server state.
+    Read,
+    Mutation,
+    /// The module could not tell: captured, never forwarded (fail closed).
+    Unclassified,
+    /// Bytes in a protocol the sink does not speak (or TLS): blackholed.
+    Opaque,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// Creates or changes data (SET, INSERT, PUT).
+    Write,
+    /// Destroys data (DEL, FLUSHALL, DROP, TRUNCATE, DELETE).
+    Delete,
+    /// Changes the server itself: shutdown, configuration, replication, membership.
+    Admin,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    /// Sent to the original destination; its answer relayed.
+    Forwarded,
+    /// Not sent; answered by the sink.
+    Captured,
+    /// A read answered from the pilot's own earlier writes (the shadow layer).
+    Shadowed,
+    /// Read and recorded, never answered (a protocol the sink does not speak, `--rpc off`).
+    Blackholed,
+}
+
+/// How the sink treats what it understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `pilot run`: reads go through, mutations are captured.
+    Dry,
+    /// `pilot commit`: everything goes through, recorded.
+    PassThrough,
+    /// `--rpc off`: record and blackhole everything, as before the protocol sessions.
+    Off,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mode: Mode,
+    /// `--rpc ADDR:PORT=PROTO`: the protocol of a destination where sniffing cannot tell.
+    pub protocols: Vec<(SocketAddr, String)>,
+    /// HTTP GET paths (globs) that change state on the servers they reach.
+    pub unsafe_get: Vec<String>,
+    /// Live Unix listener paths the sink stands in for (bind-mounted over them in the pilot).
+    pub unix_paths: Vec<String>,
+    /// Where the sink's own Unix sockets live (inside the run directory).
+    pub dir: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { mode: Mode::Dry, protocols: Vec::new(), unsafe_get: Vec::new(), unix_paths: Vec::new(), dir: std::env::temp_dir() }
+    }
+}
+
+/// A protocol module: how to recognise it and how to serve one connection of it. The etcd
+/// (gRPC over h2c) and ZooKeeper (jute) modules implement the same (see README.md).
+pub struct Module {
+    pub name: &'static str,
+    /// Does a connection whose client sent `first` (at least one byte) speak this protocol?
+    pub sniff: fn(first: &[u8]) -> Sniff,
+    /// Serve the connection to its end. The client's first bytes are still in
+    /// `session.client.buf`.
+    pub serve: fn(Session) -> session::BoxFuture,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sniff {
+    Yes,
+    No,
+    /// Too few bytes to tell.
+    NeedMore,
+}
+
+/// Every protocol the sink speaks, in sniffing order (binary framings first).
+pub fn modules() -> &'static [Module] {
+    static MODULES: [Module; 4] = [postgres::MODULE, http::MODULE, redis::MODULE, dns::MODULE];
+    &MODULES
+}
+
+pub fn module(name: &str) -> Option<&'static Module> {
+    modules().iter().find(|m| m.name == name)
+}
+
+/// What every connection of one run shares.
+pub struct Ctx {
+    pub options: Options,
+    pub origins: origin::Origins,
+    pub shadow: shadow::Shadow,
+    caught: Mutex<Vec<Caught>>,
+    /// The protocol each live listener is known to speak (from the host snapshot).
+    hints: RwLock<HashMap<String, String>>,
+    /// The sink's Unix sockets: own path -> the live path it stands in for.
+    unix_targets: HashMap<PathBuf, String>,
+}
+
+impl Ctx {
+    pub fn hint(&self, to: &str) -> Option<String> {
+        self.hints.read().ok()?.get(to).cloned()
+    }
+
+    fn push(&self, c: Caught) {
+        self.caught.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+    }
+}
+
+pub struct Sink {
+    config: SinkConfig,
+    ctx: Arc<Ctx>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    unix: Vec<(String, PathBuf)>,
+}
+
+impl Sink {
+    /// The built-in protocol sessions, every read going through, every mutation captured.
+    pub fn start() -> Result<Sink> {
+        Sink::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Result<Sink> {
+        let mut config = SinkConfig { tcp4_port: 0, udp4_port: 0, tcp6_port: 0, udp6_port: 0 };
+        let mut tcp = Vec::new();
+        let mut udp = Vec::new();
+        for (addr, v6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
+            let Ok(t) = TcpListener::bind(addr) else {
+                if v6 {
+                    tracing::warn!("no IPv6 loopback: IPv6 connects of the pilot are refused");
+                    continue;
+                }
+                return Err(anyhow!("binding the sink on {addr}"));
+            };
+            let u = UdpSocket::bind(addr).with_context(|| format!("binding the UDP sink on {addr}"))?;
+            let (tp, up) = (t.local_addr()?.port(), u.local_addr()?.port());
+            if v6 {
+                (config.tcp6_port, config.udp6_port) = (user_port(tp), user_port(up));
+            } else {
+                (config.tcp4_port, config.udp4_port) = (user_port(tp), user_port(up));
+            }
+            t.set_nonblocking(true)?;
+            u.set_nonblocking(true)?;
+            tcp.push(t);
+            udp.push(u);
+        }
+        let (unix, listeners) = unix_listeners(&options)?;
+        let ctx = Arc::new(Ctx {
+            unix_targets: unix.iter().map(|(live, own)| (own.clone(), live.clone())).collect(),
+            options,
+            origins: Default::default(),
+            shadow: Default::default(),
+            caught: Mutex::new(Vec::new()),
+            hints: RwLock::new(HashMap::new()),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let c = ctx.clone();
+        let thread = std::thread::Builder::new().name("pilot-sink".into()).spawn(move || serve(c, tcp, udp, listeners, stopped))?;
+        Ok(Sink { config, ctx, stop: Some(stop), thread: Some(thread), unix })
+    }
+
+    pub fn config(&self) -> SinkConfig {
+        self.config
+    }
+
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+
+    /// (live path, the sink's socket standing in for it): what the sandbox bind-mounts.
+    pub fn unix_sockets(&self) -> &[(String, PathBuf)] {
+        &self.unix
+    }
+
+    /// The protocol each live destination is known to speak (`127.0.0.1:6379` -> redis).
+    pub fn set_hints(&self, hints: HashMap<String, String>) {
+        if let Ok(mut h) = self.ctx.hints.write() {
+            *h = hints;
+        }
+    }
+
+    /// Stop listening and return what was caught, in the order connections began.
+    pub fn stop(mut self) -> Vec<Caught> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for (_, own) in &self.unix {
+            let _ = std::fs::remove_file(own);
+        }
+        let mut caught = std::mem::take(&mut *self.ctx.caught.lock().unwrap_or_else(|e| e.into_inner()));
+        caught.sort_by_key(|c| c.first_unix_ms);
+        caught
+    }
+}
+
+/// One Unix listener of the sink per live path, in `options.dir`.
+fn unix_listeners(options: &Options) -> Result<(Vec<(String, PathBuf)>, Vec<UnixListener>)> {
+    let mut pairs = Vec::new();
+    let mut listeners = Vec::new();
+    if options.unix_paths.is_empty() {
+        return Ok((pairs, listeners));
+    }
+    std::fs::create_dir_all(&options.dir).with_context(|| format!("creating {}", options.dir.display()))?;
+    for (i, live) in options.unix_paths.iter().enumerate() {
+        let own = options.dir.join(format!("unix-{i}.sock"));
+        let _ = std::fs::remove_file(&own);
+        let l = UnixListener::bind(&own).with_context(|| format!("binding the sink's socket {}", own.display()))?;
+        // Anyone in the pilot may connect, as to most live sockets (the live one's own mode
+        // is what the pilot sees through the bind mount... of this inode: keep it open).
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o777));
+        l.set_nonblocking(true)?;
+        pairs.push((live.clone(), own));
+        listeners.push(l);
+    }
+    Ok((pairs, listeners))
+}
+
+fn serve(ctx: Arc<Ctx>, tcp: Vec<TcpListener>, udp: Vec<UdpSocket>, unix: Vec<UnixListener>, stopped: tokio::sync::oneshot::Receiver<()>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("the sink cannot start its runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        for l in tcp {
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => drop(tokio::spawn(accept_tcp(ctx.clone(), l))),
+                Err(e) => tracing::error!("sink: {e}"),
+            }
+        }
+        for u in udp {
+            match tokio::net::UdpSocket::from_std(u) {
+                Ok(u) => drop(tokio::spawn(dns::serve_udp(ctx.clone(), Arc::new(u)))),
+                Err(e) => tracing::error!("sink: {e}"),
+            }
+        }
+        for l in unix {
+            match tokio::net::UnixListener::from_std(l) {
+                Ok(l) => drop(tokio::spawn(accept_unix(ctx.clone(), l))),
+                Err(e) => tracing::error!("sink: {e}"),
+            }
+        }
+        let _ = stopped.await;
+        // The pilot is gone: sessions see their clients' EOF at once. Give them a moment to
+        // finish recording; what is still open is recorded when its task is dropped.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    });
+    drop(rt);
+}
+
+async fn accept_tcp(ctx: Arc<Ctx>, l: tokio::net::TcpListener) {
+    let local = l.local_addr().ok();
+    loop {
+        let Ok((stream, peer)) = l.accept().await else { continue };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let local = local.unwrap_or(peer);
+            let (to, sender) = ctx.origins.lookup(false, peer, local);
+            let _ = stream.set_nodelay(true);
+            let target = to.map(Target::Inet);
+            session::run(ctx, Box::new(stream), "tcp", peer.to_string(), target, sender).await;
+        });
+    }
+}
+
+async fn accept_unix(ctx: Arc<Ctx>, l: tokio::net::UnixListener) {
+    let own = l.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    let live = own.as_ref().and_then(|o| ctx.unix_targets.get(o).cloned());
+    loop {
+        let Ok((stream, _)) = l.accept().await else { continue };
+        let ctx = ctx.clone();
+        let live = live.clone();
+        tokio::spawn(async move {
+            // SO_PEERCRED: the connecting process, as the host sees it.
+            let sender = stream.peer_cred().ok().and_then(|c| c.pid()).map(|pid| (pid as u32, crate::procfs::start_ns(pid as u32).unwrap_or(0)));
+            let target = live.map(|p| Target::Unix(PathBuf::from(p)));
+            session::run(ctx, Box::new(stream), "unix", "unix".into(), target, sender).await;
+        });
+    }
+}
+
+pub fn now_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+fn keep_head(head: &mut Vec<u8>, data: &[u8]) {
+    let room = HEAD_BYTES.saturating_sub(head.len());
+    head.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+pub fn printable(b: &[u8]) -> String {
+    let mut s = String::new();
+    for &c in b {
+        match c {
+            b' '..=b'~' => s.push(c as char),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            b'\t' => s.push_str("\\t"),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    s
+}
+
+/// Add one request to a connection's aggregated rpc effects.
+pub fn add_rpc(list: &mut Vec<Rpc>, op: Rpc) {
+    let same = |r: &Rpc, resource: &str| {
+        r.operation == op.operation && r.resource == resource && r.access == op.access && r.disposition == op.disposition && r.protocol == op.protocol
+    };
+    if let Some(r) = list.iter_mut().find(|r| same(r, &op.resource)) {
+        merge(r, &op);
+        return;
+    }
+    if list.len() >= RPC_ENTRIES_MAX {
+        if let Some(r) = list.iter_mut().find(|r| same(r, "*")) {
+            merge(r, &op);
+            return;
+        }
+        list.push(Rpc { resource: "*".into(), ..op });
+        return;
+    }
+    list.push(op);
+}
+
+fn merge(r: &mut Rpc, op: &Rpc) {
+    r.requests += op.requests;
+    r.bytes += op.bytes;
+    r.reply_bytes += op.reply_bytes;
+    r.may_differ |= op.may_differ;
+}
+
+/// Fill each entry's `component` from the host snapshot (who listens at its destination).
+pub fn attribute(caught: &mut [Caught], snap: &crate::snapshot::Snapshot) {
+    for c in caught.iter_mut() {
+        let Some(to) = c.to.as_deref() else { continue };
+        let owner = match to.strip_prefix("unix:") {
+            Some(path) => snap.owner_of_endpoint("unix", path, None),
+            None => to.parse::<SocketAddr>().ok().and_then(|a| {
+                let fam = if a.is_ipv6() { "inet6" } else { "inet" };
+                snap.owner_of_endpoint(fam, &a.ip().to_string(), Some(a.port()))
+            }),
+        };
+        c.component = owner.map(|i| snap.components[i].name.clone());
+    }
+}
+
+/// The protocol each live listener speaks, guessed from the program behind it: used when the
+/// first bytes alone cannot tell (`--rpc ADDR:PORT=PROTO` overrides it).
+pub fn hints(snap: &crate::snapshot::Snapshot) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for c in &snap.components {
+        let name = c.name.to_lowercase();
+        let exe = c.exe.as_deref().unwrap_or("").to_lowercase();
+        let proto = if name.starts_with("redis") || exe.contains("redis") {
+            "redis"
+        } else if name.starts_with("postgres") || exe.contains("postgres") {
+            "postgresql"
+        } else if ["dnsmasq", "named", "unbound", "systemd-resolved"].iter().any(|d| name.starts_with(d)) {
+            "dns"
+        } else {
+            continue;
+        };
+        for l in &c.listens {
+            let key = match (l.proto.as_str(), l.port) {
+                ("unix", _) => format!("unix:{}", l.addr),
+                (_, Some(p)) => SocketAddr::new(l.addr.parse().unwrap_or([0, 0, 0, 0].into()), p).to_string(),
+                _ => continue,
+            };
+            out.insert(key, proto.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(operation: &str, resource: &str) -> Rpc {
+        Rpc {
+            protocol: "redis".into(),
+            operation: operation.into(),
+            resource: resource.into(),
+            access: Access::Read,
+            category: None,
+            disposition: Disposition::Forwarded,
+            requests: 1,
+            bytes: 10,
+            reply_bytes: 5,
+            may_differ: false,
+            first_unix_ms: 0,
+        }
+    }
+
+    #[test]
+    fn requests_aggregate_by_operation_and_resource_and_stay_bounded() {
+        let mut list = Vec::new();
+        add_rpc(&mut list, op("GET", "a"));
+        add_rpc(&mut list, op("GET", "a"));
+        add_rpc(&mut list, op("GET", "b"));
+        assert_eq!(list.len(), 2);
+        assert_eq!((list[0].requests, list[0].bytes), (2, 20));
+        for i in 0..1000 {
+            add_rpc(&mut list, op("GET", &format!("k{i}")));
+        }
+        assert_eq!(list.len(), RPC_ENTRIES_MAX + 1);
+        assert_eq!(list.iter().map(|r| r.requests).sum::<u64>(), 1003, "nothing dropped");
+    }
+
+    #[test]
+    fn old_sink_json_still_reads() {
+        let old = r#"[{"proto":"tcp","from":"127.0.0.1:5","bytes":3,"count":1,"first_unix_ms":1,"head":"abc"}]"#;
+        let c: Vec<Caught> = serde_json::from_str(old).unwrap();
+        assert_eq!(c[0].bytes, 3);
+        assert!(c[0].rpc.is_empty());
+    }
+}
