@@ -87,6 +87,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     eprintln!("pilot: run directory {}", run_dir.display());
     // Hashing our binary (the intent) and reading the host (the snapshot) run beside the
     // probe load: each takes tens of milliseconds, and none needs the others.
+    // issue 18: the sink's options (--rpc, the policies' [rpc], live Unix listeners).
+    let sink_options = crate::sink::run_options(&args.rpc, &policies, &run_dir)?;
     let command = args.command.clone();
     let intent = std::thread::spawn(move || crate::commit::Intent::capture(&command, &policies).map(|i| (i, policies)));
     let host = std::thread::spawn(|| {
@@ -95,7 +97,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let live: Vec<u16> = crate::snapshot::sockets::listeners().values().filter_map(|l| l.port).collect();
         (Snapshot::take(&Default::default()), live)
     });
-    let sink = Sink::start()?;
+    let sink = Sink::start_with(sink_options)?;
     let opts = probes::Options { ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     let mut probes = Probes::load(&opts)?;
     phases.mark("probes load");
@@ -110,9 +112,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         note: None,
     })?;
     let (snapshot, live_ports) = host.join().map_err(|_| anyhow!("the host snapshot panicked"))?;
+    sink.set_hints(crate::sink::hints(&snapshot));
     phases.mark("intent, journal and host snapshot (after the probes)");
     let cgroup = PilotCgroup::create(&id)?;
     let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
+    sink.ctx().origins.attach(probes.take_origins()?, cgroup.path.clone());
 
     let mut out = Output::create(Some(&run_dir), args.events.export.as_deref(), args.verbose)?;
     let mut session = Session::new();
@@ -126,6 +130,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         tracked_fd: probes.tracked_fd(),
         agent_pid: std::process::id(),
         deny_unix_sockets: unix == UnixContainment::Unavailable,
+        unix_sinks: sink.unix_sockets().to_vec(),
     };
     phases.mark("cgroup and containment");
     let (mut child, stdio) = spawn_sandbox(&spec, &run_dir)?;
@@ -197,7 +202,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     phases.mark("summary");
     // Detaching waits for RCU grace periods (tens of ms): let it overlap the work below.
     let detach = std::thread::spawn(move || drop((unix_links, probes)));
-    let caught = sink.stop();
+    let mut caught = sink.stop();
+    crate::sink::attribute(&mut caught, &snapshot);
     phases.mark("sink stop");
     out.write_file("sink.json", &(serde_json::to_string_pretty(&caught)? + "\n"))?;
     cgroup.remove();
@@ -205,7 +211,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let _ = fs::remove_dir(run_dir.join("root"));
     phases.mark("cgroup and overlay cleanup");
 
-    let graph = session.graph.finish(summary.target.clone(), &snapshot, &session.tracker, lost_or_garbled);
+    let mut graph = session.graph.finish(summary.target.clone(), &snapshot, &session.tracker, lost_or_garbled);
+    graph::rpc::add(&mut graph, &caught);
     out.write_file("graph.json", &graph::render::json(&graph))?;
     out.write_file("graph.dot", &graph::render::dot(&graph))?;
     let changes = diff::compute(&run_dir).context("reading the overlay's changes")?;
@@ -239,6 +246,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     eprint!("{}", diff::render::text(&changes));
     if !caught.is_empty() {
         eprintln!("network caught by the sink: {} connection(s)/source(s), {} bytes", caught.len(), caught.iter().map(|c| c.bytes).sum::<u64>());
+        eprint!("{}", crate::sink::render(&caught));
     }
     let seq = journal::append(journal::Record {
         kind: "verdict",

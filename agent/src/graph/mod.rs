@@ -6,6 +6,7 @@
 //! `graph.json` (schema `pilot.effect-graph/v1`) is a contract; `render` has the other views.
 mod build;
 pub mod render;
+pub mod rpc;
 
 use std::collections::BTreeMap;
 
@@ -127,6 +128,14 @@ pub struct Edge {
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_host: Option<String>,
+    // --- issue 18 (rpc): fields of `rpc` edges, and connects the sink judged ---
+    /// `rpc` edges: what the requests were (from the sink's protocol sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<rpc::RpcEffect>,
+    /// connect/send edges: the sink understood every request that went over them (its rpc
+    /// edges say what they did), so they need no look of their own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rpc_judged: bool,
 }
 
 impl Edge {
@@ -137,9 +146,9 @@ impl Edge {
 }
 
 /// Effect kinds in the order an SRE reads them: destructive first.
-pub const SEVERITY_ORDER: [&str; 20] = [
+pub const SEVERITY_ORDER: [&str; 21] = [
     "unlink", "rmdir", "rename", "truncate", "fill", "write", "signal", "chmod", "chown", "xattr", "link",
-    "symlink", "create", "mkdir", "send", "connect", "bind", "listen", "exec", "spawn",
+    "symlink", "create", "mkdir", "rpc", "send", "connect", "bind", "listen", "exec", "spawn",
 ];
 
 pub fn severity_rank(kind: &str) -> usize {

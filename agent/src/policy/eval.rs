@@ -68,6 +68,10 @@ pub struct Evaluation {
     pub violations: Vec<Violation>,
     /// Gate conditions that failed (besides block rules).
     pub gate_failures: Vec<String>,
+    /// Live components that received traffic whose effect pilot could not judge (opaque or
+    /// unclassified requests, connections the sink did not see): said on the verdict line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unjudged: Vec<String>,
     pub gate: GateValues,
     pub policies: Vec<PolicyRef>,
 }
@@ -164,6 +168,8 @@ fn target_matches(rule: &Rule, node: &Node, ctx: &Ctx) -> bool {
             _ => false,
         },
         "@live-service" => node.node_type == "endpoint" && held == Some("listening") && ctx.other(&comp),
+        // issue 18: any destination outside the pilot, a live local service or another host's.
+        "@endpoint" => node.node_type == "endpoint" && (comp.is_none() || ctx.other(&comp)),
         "@live-fs" => node.node_type == "filesystem" && ctx.other(&comp),
         _ if t.starts_with('/') || t.contains('*') => {
             node.node_type == "file" && node.path.as_deref().is_some_and(|p| glob::matches(t, p))
@@ -217,6 +223,9 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
                 if !rule.effects.is_empty() && !rule.effects.contains(&e.kind) {
                     continue;
                 }
+                if !super::rpc::selects(rule, e) {
+                    continue;
+                }
                 let Some(target) = nodes.get(e.to.as_str()) else { continue };
                 let n = effective(e, target);
                 if n == 0 || !target_matches(rule, target, &ctx) {
@@ -252,6 +261,7 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
     if gate.require_complete && !graph.complete {
         gate_failures.push(format!("the trace lost {} events: what the pilot did is not fully known", graph.lost_events));
     }
+    let unjudged = super::rpc::unjudged(graph);
     let verdict = if !gate_failures.is_empty() || violations.iter().any(|v| v.action == Action::Block) {
         Verdict::Block
     } else if !violations.is_empty() {
@@ -268,6 +278,7 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
         complete: graph.complete,
         violations,
         gate_failures,
+        unjudged,
         gate,
         policies: policies.iter().map(|p| PolicyRef { source: p.source.clone(), sha256: p.sha256.clone() }).collect(),
     }
@@ -316,7 +327,13 @@ fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &BTreeMap<
         (Some(c), true) => format!(": belongs to {c}"),
         (None, _) => String::new(),
     };
-    let mut why = format!("{} {}{owner} (by {})", kinds.join("+"), target.label, by.into_iter().collect::<Vec<_>>().join(", "));
+    // issue 18: an rpc violation names its requests (protocol, operation, resource).
+    let rpcs: BTreeSet<String> = t.edges.iter().filter_map(|e| e.rpc.as_ref().map(|_| e.detail.clone().unwrap_or_default())).collect();
+    let what = if rpcs.is_empty() { kinds.join("+") } else { format!("rpc {}", rpcs.into_iter().collect::<Vec<_>>().join(", ")) };
+    let mut why = format!("{what} to {}{owner} (by {})", target.label, by.into_iter().collect::<Vec<_>>().join(", "));
+    if what == kinds.join("+") {
+        why = format!("{} {}{owner} (by {})", kinds.join("+"), target.label, by_list(t, nodes));
+    }
     if !excess.is_empty() {
         why.push_str(&format!("; {excess}"));
     }
@@ -337,6 +354,11 @@ fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &BTreeMap<
         edges: t.edges.iter().map(|e| [e.from.clone(), e.kind.clone(), e.to.clone()]).collect(),
         events,
     }
+}
+
+fn by_list(t: &Tally, nodes: &BTreeMap<&str, &Node>) -> String {
+    let by: BTreeSet<String> = t.edges.iter().map(|e| nodes.get(e.from.as_str()).map(|n| n.label.clone()).unwrap_or_default()).collect();
+    by.into_iter().collect::<Vec<_>>().join(", ")
 }
 
 fn risk_of(violations: &[Violation]) -> f64 {

@@ -105,6 +105,8 @@ pub struct Rpc {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub may_differ: bool,
     pub first_unix_ms: u128,
+    #[serde(default)]
+    pub last_unix_ms: u128,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -451,6 +453,7 @@ fn merge(r: &mut Rpc, op: &Rpc) {
     r.bytes += op.bytes;
     r.reply_bytes += op.reply_bytes;
     r.may_differ |= op.may_differ;
+    r.last_unix_ms = r.last_unix_ms.max(op.first_unix_ms);
 }
 
 /// Fill each entry's `component` from the host snapshot (who listens at its destination).
@@ -513,6 +516,7 @@ mod tests {
             reply_bytes: 5,
             may_differ: false,
             first_unix_ms: 0,
+            last_unix_ms: 0,
         }
     }
 
@@ -538,4 +542,72 @@ mod tests {
         assert_eq!(c[0].bytes, 3);
         assert!(c[0].rpc.is_empty());
     }
+}
+
+/// The sink of a `pilot run`: its `--rpc` flags, the policies' `[rpc]` tables, and every
+/// live Unix listener of the host (each gets a socket of the sink at its path).
+pub fn run_options(rpc: &[String], policies: &[crate::policy::Loaded], run_dir: &Path) -> Result<Options> {
+    let mut o = Options { dir: run_dir.join("sink"), ..Default::default() };
+    for flag in rpc {
+        if flag == "off" {
+            o.mode = Mode::Off;
+            continue;
+        }
+        let bad = || {
+            let known: Vec<&str> = modules().iter().map(|m| m.name).collect();
+            crate::error::UsageError::new(format!("--rpc {flag}: give `off` or ADDR:PORT=PROTO, e.g. 10.0.0.5:7000=redis (PROTO: {})", known.join(", ")))
+        };
+        let (addr, proto) = flag.split_once('=').ok_or_else(bad)?;
+        let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
+        module(proto).ok_or_else(bad)?;
+        o.protocols.push((addr, proto.to_string()));
+    }
+    o.unsafe_get = policies.iter().filter_map(|p| p.policy.rpc.as_ref()).flat_map(|r| r.unsafe_get.clone()).collect();
+    if o.mode != Mode::Off {
+        o.unix_paths = live_unix_paths(run_dir);
+    }
+    Ok(o)
+}
+
+/// Paths of the host's listening Unix sockets (abstract ones have none; those inside other
+/// mount namespaces are not at their path here, and stay hidden by the overlay).
+fn live_unix_paths(run_dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut paths: Vec<String> = crate::snapshot::sockets::listeners()
+        .into_values()
+        .filter(|l| l.proto == "unix" && l.addr.starts_with('/'))
+        .map(|l| l.addr)
+        .filter(|p| !Path::new(p).starts_with(run_dir))
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// The sink's requests as the account on stderr lists them (at most 20 lines).
+pub fn render(caught: &[Caught]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut lines = 0;
+    let total: usize = caught.iter().map(|c| c.rpc.len()).sum();
+    for c in caught {
+        let to = match (&c.component, &c.to) {
+            (Some(comp), Some(to)) => format!("{comp} ({to})"),
+            (None, Some(to)) => to.clone(),
+            _ => "an unknown destination".into(),
+        };
+        for r in &c.rpc {
+            if lines == 20 {
+                let _ = writeln!(out, "  ... {} more in sink.json", total - lines);
+                return out;
+            }
+            let access = serde_json::to_value(r.access).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let disp = serde_json::to_value(r.disposition).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let differ = if r.may_differ { " (may differ from live: the pilot changed it)" } else { "" };
+            let _ = writeln!(out, "  rpc {} {} {} -> {to}: {access}, {disp}, {} request(s){differ}", r.protocol, r.operation, r.resource, r.requests);
+            lines += 1;
+        }
+    }
+    out
 }

@@ -210,6 +210,7 @@ impl Session {
             reply_bytes: op.reply_bytes,
             may_differ: op.may_differ,
             first_unix_ms: now_ms(),
+            last_unix_ms: now_ms(),
         };
         super::add_rpc(&mut c.rpc, rpc);
     }

@@ -190,12 +190,13 @@ fn classify(text: &str, t: &[Token]) -> Stmt {
             if ro {
                 return read(s);
             }
-            s.category = Some(Category::Write);
+            // Transaction control changes no data by itself: its statements are judged.
+            s.category = None;
             s
         }
         "COMMIT" | "END" | "ROLLBACK" | "ABORT" => {
             s.tag = if matches!(first.as_str(), "COMMIT" | "END") { "COMMIT".into() } else { "ROLLBACK".into() };
-            s.category = Some(Category::Write);
+            s.category = None;
             s
         }
         "COPY" => {

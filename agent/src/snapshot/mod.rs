@@ -314,6 +314,15 @@ pub fn program_name(exe: &str, argv: &[String]) -> String {
                 return format!("{base} {}", basename(script));
             }
         }
+        return base.to_string();
+    }
+    // A multi-call binary (Debian's redis-server is redis-check-rdb) or a server that set its
+    // process title (`redis-server 127.0.0.1:6380`): what its command line calls it.
+    if let Some(first) = argv.first() {
+        let title = basename(first.split_whitespace().next().unwrap_or("")).trim_end_matches(':');
+        if !title.is_empty() && title != base && !title.starts_with('-') {
+            return if argv.len() == 1 { format!("{title}{}", &first[first.find(' ').unwrap_or(first.len())..]).trim().to_string() } else { title.to_string() };
+        }
     }
     base.to_string()
 }
@@ -429,6 +438,9 @@ mod tests {
         assert_eq!(program_name("/usr/bin/python3.11", &argv("python3 -u /srv/svc_a.py --port 1")), "python3.11 svc_a.py");
         assert_eq!(program_name("/usr/bin/dash", &argv("sh -c sleep")), "dash");
         assert_eq!(program_name("/usr/sbin/nginx", &argv("nginx: master process")), "nginx");
+        // Debian's redis-server is the multi-call redis-check-rdb; it sets its title.
+        assert_eq!(program_name("/usr/bin/redis-check-rdb", &["redis-server 127.0.0.1:6380".to_string()]), "redis-server 127.0.0.1:6380");
+        assert_eq!(program_name("/usr/bin/busybox", &argv("sh -c true")), "sh");
     }
 
     #[test]
