@@ -232,7 +232,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             files: "overlay (every writable filesystem)".into(),
             network: "cgroup hooks: TCP/UDP to the sink".into(),
             unix_sockets: if unix == UnixContainment::Denied {
-                "connect/sendmsg denied (cgroup hooks)"
+                "abstract addresses denied (cgroup hooks); live listeners' paths lead to the sink, other live sockets are hidden by the overlays"
             } else {
                 "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)"
             }
