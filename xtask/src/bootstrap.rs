@@ -24,6 +24,13 @@ const APT_PACKAGES: &[&str] = &[
     // the package test (xtask/src/package.rs) and the Ansible recipe test (a venv for PyPI)
     "python3-venv",
     "util-linux",
+    // tests/rpc.rs: real servers and clients the sink's protocol sessions are tried against
+    // (dnsmasq-base: the binary without a service that would take port 53 at install)
+    "redis-server",
+    "redis-tools",
+    "postgresql",
+    "dnsmasq-base",
+    "curl",
 ];
 /// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
 pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];

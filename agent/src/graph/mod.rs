@@ -132,10 +132,10 @@ pub struct Edge {
     /// `rpc` edges: what the requests were (from the sink's protocol sessions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc: Option<rpc::RpcEffect>,
-    /// connect/send edges: the sink understood every request that went over them (its rpc
-    /// edges say what they did), so they need no look of their own.
+    /// connect/send edges: the sink saw this traffic, and its rpc edges stand for it (judged
+    /// request by request, or marked opaque), so it needs no look of its own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub rpc_judged: bool,
+    pub via_sink: bool,
 }
 
 impl Edge {

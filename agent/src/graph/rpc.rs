@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{Edge, Graph, Node, TRACED};
 use crate::sink::{Access, Caught, Category, Disposition};
 
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct RpcEffect {
     pub protocol: String,
@@ -95,17 +96,12 @@ fn evidence(graph: &mut Graph) {
     }
 }
 
-/// A connect or send whose every request the sink understood (read or mutation, none
-/// unclassified or opaque) is judged by its rpc edges.
+/// A connect or send to an endpoint the sink recorded traffic for: its rpc edges stand for
+/// it (the rules over rpc effects judge them, opaque ones included).
 fn mark_judged(graph: &mut Graph) {
-    let mut verdict: HashMap<String, bool> = HashMap::new();
-    for e in graph.edges.iter().filter(|e| e.kind == "rpc") {
-        let known = e.rpc.as_ref().is_some_and(|r| matches!(r.access, Some(Access::Read | Access::Mutation)));
-        let v = verdict.entry(e.to.clone()).or_insert(true);
-        *v &= known;
-    }
+    let seen: std::collections::HashSet<String> = graph.edges.iter().filter(|e| e.kind == "rpc").map(|e| e.to.clone()).collect();
     for e in graph.edges.iter_mut().filter(|e| matches!(e.kind.as_str(), "connect" | "send")) {
-        e.rpc_judged = verdict.get(&e.to).copied().unwrap_or(false);
+        e.via_sink = seen.contains(&e.to);
     }
 }
 

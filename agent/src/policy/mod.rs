@@ -108,9 +108,9 @@ pub struct Rule {
     /// forwarded, captured, shadowed, blackholed.
     #[serde(default)]
     pub dispositions: Vec<String>,
-    /// Only connect/send edges the sink did not judge (no rpc edges explain them).
+    /// Only connect/send edges the sink never saw (`--allow`): its rpc edges stand for the rest.
     #[serde(default)]
-    pub unjudged: bool,
+    pub unseen_by_sink: bool,
     pub action: Action,
     pub severity: f64,
 }

@@ -10,7 +10,7 @@ use crate::graph::{Edge, Graph, TRACED};
 /// one with them only rpc edges that match each key given. `unjudged` leaves out connects
 /// and sends the sink understood.
 pub fn selects(rule: &Rule, e: &Edge) -> bool {
-    if rule.unjudged && e.rpc_judged {
+    if rule.unseen_by_sink && e.via_sink {
         return false;
     }
     let keyed = !(rule.protocols.is_empty()
@@ -45,7 +45,7 @@ pub fn unjudged(graph: &Graph) -> Vec<String> {
     for e in &graph.edges {
         let opaque_rpc = e.kind == "rpc"
             && e.rpc.as_ref().is_some_and(|r| matches!(r.access, Some(crate::sink::Access::Opaque | crate::sink::Access::Unclassified)));
-        let unseen = matches!(e.kind.as_str(), "connect" | "send") && !e.rpc_judged && !e.all_failed();
+        let unseen = matches!(e.kind.as_str(), "connect" | "send") && !e.via_sink && !e.all_failed();
         if !(opaque_rpc || unseen) {
             continue;
         }

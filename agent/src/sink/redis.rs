@@ -207,6 +207,10 @@ fn next_command(buf: &[u8]) -> io::Result<Option<(Vec<Vec<u8>>, usize)>> {
 
 /// The length of the first complete reply frame (RESP3 decoding covers RESP2), None: more.
 fn reply_len(buf: &[u8]) -> io::Result<Option<usize>> {
+    // RESP2 first: RESP3's decoder refuses RESP2's null bulk string (`$-1`).
+    if let Ok(r) = redis_protocol::resp2::decode::decode_range(buf) {
+        return Ok(r.map(|(_, n)| n));
+    }
     match redis_protocol::resp3::decode::complete::decode_range(buf) {
         Ok(Some((_, n))) => Ok(Some(n)),
         Ok(None) => Ok(None),
@@ -537,5 +541,6 @@ mod tests {
         assert_eq!(reply_len(b"+OK\r\n:1\r\n").unwrap(), Some(5));
         assert_eq!(reply_len(b"%1\r\n+a\r\n:1\r\n").unwrap(), Some(12), "RESP3 map");
         assert_eq!(reply_len(b"$5\r\nab").unwrap(), None);
+        assert_eq!(reply_len(b"$-1\r\n").unwrap(), Some(5), "RESP2 nil");
     }
 }

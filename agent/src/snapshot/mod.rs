@@ -347,6 +347,10 @@ fn jvm_main(argv: &[String]) -> Option<String> {
 /// A shell running an inline script (`sh -c '...'`): a wrapper, not what the component is.
 fn is_bare_shell(name: &str) -> bool {
     let first = name.split_whitespace().next().unwrap_or("");
+    // Wrappers that start the service as another user or under limits: named after it too.
+    if matches!(first, "runuser" | "su" | "sudo" | "setpriv" | "env" | "nohup" | "timeout" | "nice" | "ionice" | "taskset" | "chroot" | "tini" | "dumb-init") {
+        return true;
+    }
     matches!(first, "sh" | "bash" | "dash" | "zsh" | "ksh") && (name == first || !name.contains('.'))
 }
 
