@@ -206,6 +206,7 @@ mod tests {
             complete: false,
             violations: vec![violation],
             gate_failures: vec![EVIL.into()],
+            unjudged: Vec::new(),
             gate: GateValues { max_risk: 0.5, min_containment: 0.0, max_fidelity_error: 0.25, require_complete: true },
             policies: vec![],
         };
