@@ -266,6 +266,9 @@ fn postgres_mutations_are_blocked_and_production_unchanged() {
         let run = pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
         run.assert_blocked("postgres", op, &t);
         assert_eq!(run.json("verdict.json")["pilot_exit"], 0, "psql got a plausible answer\n{}", run.dump());
+        // `pilot check` re-evaluates the recorded rpc edges.
+        let check = Command::new(common::pilot_bin()).arg("check").arg(run.dir.path()).output().unwrap();
+        assert_eq!(check.status.code(), Some(3), "pilot check: {}", String::from_utf8_lossy(&check.stderr));
         assert_eq!(p.sql(&format!("SELECT id FROM {t}")).trim(), "1", "LEAK: {q} reached production");
     }
     p.sql(&format!("UPDATE {t} SET id = 2"));

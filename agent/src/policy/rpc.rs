@@ -66,3 +66,82 @@ pub fn unjudged(graph: &Graph) -> Vec<String> {
     }
     out.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Node, rpc::RpcEffect};
+    use crate::policy::{eval::{Verdict, evaluate}, parse};
+    use crate::sink::{Access, Category, Disposition};
+
+    fn graph(op: &str, resource: &str, access: Access, category: Option<Category>, disposition: Disposition) -> Graph {
+        let endpoint = Node {
+            id: "endpoint:inet:127.0.0.1:6379".into(),
+            node_type: "endpoint".into(),
+            label: "127.0.0.1:6379".into(),
+            component: Some("redis-server 127.0.0.1:6379".into()),
+            held: Some("listening".into()),
+            ..Default::default()
+        };
+        let sender = Node { id: "process:1:1".into(), node_type: "process".into(), label: "1 redis-cli".into(), component: Some(TRACED.into()), ..Default::default() };
+        let rpc = Edge {
+            from: sender.id.clone(),
+            to: endpoint.id.clone(),
+            kind: "rpc".into(),
+            count: 1,
+            detail: Some(format!("redis {op} {resource}")),
+            rpc: Some(RpcEffect { protocol: "redis".into(), operation: op.into(), resource: resource.into(), access: Some(access), category, disposition: Some(disposition), ..Default::default() }),
+            ..Default::default()
+        };
+        let connect = Edge { from: sender.id.clone(), to: endpoint.id.clone(), kind: "connect".into(), count: 1, via_sink: true, ..Default::default() };
+        Graph {
+            nodes: vec![sender, endpoint],
+            edges: vec![connect, rpc],
+            complete: true,
+            components: vec![crate::snapshot::Component { name: "redis-server 127.0.0.1:6379".into(), ..Default::default() }],
+            ..Default::default()
+        }
+    }
+
+    fn default() -> Vec<crate::policy::Loaded> {
+        vec![parse("default", crate::policy::DEFAULT).unwrap()]
+    }
+
+    #[test]
+    fn the_default_policy_blocks_captured_mutations_by_class_and_passes_reads() {
+        let ev = evaluate(&graph("GET", "k", Access::Read, None, Disposition::Forwarded), &default());
+        assert_eq!(ev.verdict, Verdict::Pass, "{:?}", ev.violations);
+        assert!(ev.unjudged.is_empty());
+        let ev = evaluate(&graph("FLUSHALL", "", Access::Mutation, Some(Category::Delete), Disposition::Captured), &default());
+        assert_eq!(ev.verdict, Verdict::Block);
+        assert_eq!(ev.violations[0].rule, "rpc-data-destroyed");
+        assert_eq!(ev.violations[0].component.as_deref(), Some("redis-server 127.0.0.1:6379"));
+        assert!(ev.violations[0].why.contains("FLUSHALL"), "{}", ev.violations[0].why);
+        let ev = evaluate(&graph("SHUTDOWN", "", Access::Mutation, Some(Category::Admin), Disposition::Captured), &default());
+        assert_eq!((ev.violations[0].rule.as_str(), ev.violations[0].severity), ("rpc-admin-mutation", 0.9));
+        let ev = evaluate(&graph("bytes", "", Access::Opaque, None, Disposition::Blackholed), &default());
+        assert_eq!(ev.verdict, Verdict::Warn);
+        assert_eq!(ev.unjudged, ["redis-server 127.0.0.1:6379 (127.0.0.1:6379)"], "said on the verdict line");
+    }
+
+    #[test]
+    fn rules_select_by_protocol_operation_and_resource_globs() {
+        let p = vec![parse("p", r#"
+[[rule]]
+id = "no-session-wipe"
+effects = ["rpc"]
+protocols = ["redis"]
+operations = ["DEL", "UNLINK"]
+resources = ["session:*"]
+target = "*"
+action = "block"
+severity = 0.5
+"#).unwrap()];
+        let hit = evaluate(&graph("DEL", "session:42", Access::Mutation, Some(Category::Delete), Disposition::Captured), &p);
+        assert_eq!(hit.violations.len(), 1);
+        let miss = evaluate(&graph("DEL", "cache:42", Access::Mutation, Some(Category::Delete), Disposition::Captured), &p);
+        assert!(miss.violations.is_empty());
+        let err = parse("p", "[[rule]]\nid = \"x\"\ntarget = \"*\"\naccess = [\"write\"]\naction = \"block\"\nseverity = 0.5\n").unwrap_err();
+        assert!(err.0.contains("access `write`"), "{err}");
+    }
+}
