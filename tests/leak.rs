@@ -1298,17 +1298,59 @@ fn unix_case(kind: &str, abstract_: bool) {
     run.assert_command_ok();
     // Before Linux 6.7 (no cgroup Unix hooks; `pilot doctor` says which) the seccomp filter
     // refuses the socket itself: there is no destination to record yet.
-    let unix = run.verdict()["containment"]["unix_sockets"].as_str().unwrap_or_default().to_string();
+    let unix = run.verdict()["contained_by"]["unix_sockets"].as_str().unwrap_or_default().to_string();
     if unix.contains("seccomp") {
         assert!(run.stdout.contains("socket failed 1"), "{what}: socket(AF_UNIX) was not refused with EPERM\n{}", run.dump());
         eprintln!("ok {what}: control delivered; pilot's socket(AF_UNIX) refused (seccomp)");
         return;
     }
-    assert!(run.stdout.contains("failed 1"), "{what}: the pilot's attempt did not fail with EPERM\n{}", run.dump());
-    let (kind_ev, ret) = if kind == "stream" { ("connect", -1) } else { ("send", -1) };
-    run.event(|e| e["kind"] == kind_ev && e["family"] == "unix" && e["ret"] == ret)
-        .unwrap_or_else(|| panic!("{what}: no failed `{kind_ev}` event with family unix (ret {ret}, EPERM)\n{}", run.dump()));
-    eprintln!("ok {what}: control delivered; pilot refused (EPERM) and recorded");
+    if kind == "stream" && !abstract_ {
+        // A live listener's path leads to the sink's socket bind-mounted over it: the connect
+        // succeeds as live, the bytes are recorded against the path, the server gets nothing.
+        assert!(run.stdout.contains("sent"), "BUG {what}: the pilot's connect to a live listener failed where live it succeeds\n{}", run.dump());
+        let to = format!("unix:{addr}");
+        assert!(
+            run.sink().iter().any(|c| c["proto"] == "unix" && c["to"] == to.as_str() && c["head"].as_str().is_some_and(|h| h.contains(&payload))),
+            "{what}: sink.json does not hold the bytes sent to {to}\n{}",
+            run.dump()
+        );
+        eprintln!("ok {what}: control delivered; pilot's bytes went to the sink's socket at {addr} only");
+        return;
+    }
+    // Abstract: refused by the cgroup hook (EPERM). A datagram receiver's path: the sink has
+    // no socket there, and through the overlay the path is not the receiver's: refused.
+    let errno = if abstract_ { "1" } else { "111" };
+    assert!(run.stdout.contains(&format!("failed {errno}")), "{what}: the pilot's attempt did not fail with errno {errno}\n{}", run.dump());
+    let kind_ev = if kind == "stream" { "connect" } else { "send" };
+    run.event(|e| e["kind"] == kind_ev && e["family"] == "unix" && e["ret"].as_i64().is_some_and(|r| r < 0))
+        .unwrap_or_else(|| panic!("{what}: no failed `{kind_ev}` event with family unix\n{}", run.dump()));
+    eprintln!("ok {what}: control delivered; pilot refused (errno {errno}) and recorded");
+}
+
+/// A live Unix listener that appears after the pilot started (the sink has no socket for
+/// it): through the overlay its path reaches no listener, on every kernel.
+#[test]
+fn unix_listener_started_during_the_run_is_not_reached() {
+    require_python();
+    let fx = Fixture::new(Place::Tmp);
+    let sock = fx.p("late.sock");
+    let payload = format!("{}-pilot", unique());
+    let script = format!("import sys; print('waiting', flush=True); sys.stdin.readline()\n{UNIX_STREAM_PY}");
+    let mut p = spawn_pilot_stdin(&py(&script, &[&s(&sock), &payload]), &vec![], true);
+    assert!(p.wait_line("waiting", Duration::from_secs(60)).is_some(), "the pilot never got ready");
+    let live = unix_server("stream", &sock, None);
+    let _ = p.stdin.as_mut().map(|s| s.write_all(b"go\n"));
+    let run = p.finish();
+    live.assert_quiet("Unix stream to a listener bound after the pilot started", &run);
+    let unix = run.verdict()["contained_by"]["unix_sockets"].as_str().unwrap_or_default().to_string();
+    if unix.contains("seccomp") {
+        assert!(run.stdout.contains("socket failed 1"), "{}", run.dump());
+        return;
+    }
+    assert!(run.stdout.contains("connect failed 111"), "the connect was not refused (ECONNREFUSED)\n{}", run.dump());
+    // Control: the same connect without pilot reaches it.
+    let d = direct_ok(&py(UNIX_STREAM_PY, &[&s(&sock), "control"]), &vec![]);
+    assert!(d.stdout.contains("sent") && live.wait_for(b"control", Duration::from_secs(5)), "control: {}", d.stdout);
 }
 
 #[test]

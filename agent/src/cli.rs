@@ -68,8 +68,13 @@ Exit status 2: bad input (missing pid, unknown cgroup, not root, kernel without 
     #[command(after_help = "The command sees live data, but:
   files    every writable filesystem is an overlay: writes, deletes, renames, chmods land in
            the run directory's upper/ layer, never in production
-  network  TCP/UDP connects and sends go to pilot's sink (they succeed; nothing reaches the
-           destination), Unix-socket connects are refused; --allow lets a destination through
+  network  TCP/UDP connects and sends go to pilot's sink (they succeed), and so do Unix
+           connects to live listeners; the sink speaks DNS, Redis, PostgreSQL and HTTP/1.1:
+           reads (a lookup, GET, SELECT) go through to the live server and its answer comes
+           back, mutations (SET, DROP TABLE, POST, SHUTDOWN) are captured, answered as the
+           server would, and judged by the policy; other bytes are recorded and unanswered.
+           --allow ADDR:PORT lets a destination through untouched (recorded by the trace);
+           --rpc off turns the protocol sessions off; --rpc ADDR:PORT=PROTO names a protocol
   signals  reach only the pilot's own processes (it sees the host's, read-only, in /proc)
 
 Examples:
@@ -212,6 +217,11 @@ pub struct RunArgs {
     /// Let connections to ADDR:PORT through for real (repeatable), e.g. a read-only replica.
     #[arg(long, value_name = "ADDR:PORT")]
     pub allow: Vec<String>,
+    /// Protocol sessions of the sink (repeatable): `off` records and answers nothing, as
+    /// before; `ADDR:PORT=PROTO` names the protocol of a destination where sniffing cannot
+    /// tell (dns, redis, postgresql, http).
+    #[arg(long, value_name = "off|ADDR:PORT=PROTO")]
+    pub rpc: Vec<String>,
     /// Kill the pilot after this long (90, 30s, 5m, 1h).
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,

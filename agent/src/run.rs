@@ -49,6 +49,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     eprintln!("pilot: run directory {}", dir.path().display());
     // Hashing our binary (the intent) and reading the host (the snapshot) run beside the
     // probe load: each takes tens of milliseconds, and none needs the others.
+    // issue 18: the sink's options (--rpc, the policies' [rpc], live Unix listeners).
+    let sink_options = crate::sink::run_options(&args.rpc, &policies, dir.path())?;
     let command = args.command.clone();
     let intent = std::thread::spawn(move || Intent::capture(&command, &policies).map(|i| (i, policies)));
     let host = std::thread::spawn(|| {
@@ -57,7 +59,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let live: Vec<u16> = crate::snapshot::sockets::listeners().values().filter_map(|l| l.port).collect();
         (Snapshot::take(&Default::default()), live)
     });
-    let sink = Sink::start()?;
+    let sink = Sink::start_with(sink_options)?;
     let opts = probes::Options { ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     let mut probes = Probes::load(&opts)?;
     let after_probes = tracing::debug_span!("phase", name = "intent, journal and host snapshot (after the probes)").entered();
@@ -73,10 +75,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
     })
     .context("recording the run in the journal (nothing ran)")?;
     let (snapshot, live_ports) = host.join().map_err(|_| anyhow!("the host snapshot panicked"))?;
+    sink.set_hints(crate::sink::hints(&snapshot));
     drop(after_probes);
     let containing = tracing::debug_span!("phase", name = "cgroup and containment").entered();
     let cgroup = PilotCgroup::create(&id)?;
     let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
+    sink.ctx().origins.attach(probes.take_origins()?, cgroup.path.clone());
     let out = Output::create(Some(dir.path()), args.events.export.as_deref(), args.verbose)?;
     session::catch_interrupts();
     let cwd = std::env::current_dir().context("reading the working directory (was it removed?)")?;
@@ -88,6 +92,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         tracked_fd: probes.tracked_fd(),
         agent_pid: std::process::id(),
         deny_unix_sockets: unix == UnixContainment::Unavailable,
+        unix_sinks: sink.unix_sockets().to_vec(),
     };
     drop(containing);
     let mut lc = Lifecycle::new(probes, out);
@@ -125,17 +130,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let (probes, out) = (finished.probes, finished.out);
     let detach = std::thread::spawn(move || drop((unix_links, probes)));
     let stopping = tracing::debug_span!("phase", name = "sink stop, cgroup and overlay cleanup").entered();
-    let caught = sink.stop();
+    let mut caught = sink.stop();
+    crate::sink::attribute(&mut caught, &snapshot);
     out.write_file(SINK, &crate::rundir::pretty(&caught))?;
     cgroup.remove();
     let _ = fs::remove_dir_all(dir.file(WORK));
     let _ = fs::remove_dir(dir.file(ROOT));
     drop(stopping);
 
-    let judging = tracing::debug_span!("phase", name = "diff, verdict and journal").entered();
+    let judging = tracing::debug_span!("phase", name = "graph, diff, verdict and journal").entered();
+    let mut graph = finished.graph;
+    crate::graph::rpc::add(&mut graph, &caught);
+    crate::session::write_graph(&out, &graph)?;
     let changes = diff::compute(dir.path()).context("reading the overlay's changes")?;
     dir.write(&changes)?;
-    let evaluation = policy::eval::evaluate(&finished.graph, &policies);
+    let evaluation = policy::eval::evaluate(&graph, &policies);
     let verdict = Verdict {
         schema: VERDICT_SCHEMA.into(),
         pilot_exit,
@@ -151,6 +160,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     eprint!("{}", diff::render::text(&changes));
     if !caught.is_empty() {
         eprintln!("network caught by the sink: {} connection(s)/source(s), {} bytes", caught.len(), caught.iter().map(|c| c.bytes).sum::<u64>());
+        eprint!("{}", crate::sink::render(&caught));
     }
     let seq = journal::append(journal::Record {
         kind: "verdict",
@@ -188,7 +198,7 @@ fn containment(unix: UnixContainment) -> Containment {
         files: "overlay (every writable filesystem)".into(),
         network: "cgroup hooks: TCP/UDP to the sink".into(),
         unix_sockets: if unix == UnixContainment::Denied {
-            "connect/sendmsg denied (cgroup hooks)"
+            "abstract addresses denied (cgroup hooks); live listeners' paths lead to the sink, other live sockets are hidden by the overlays"
         } else {
             "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)"
         }

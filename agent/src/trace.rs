@@ -122,6 +122,7 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
         started: lc.started,
     };
     let finished = lc.finish(traced, &snapshot)?;
+    session::write_graph(&finished.out, &finished.graph)?;
     finished.print_account();
     if let Some(dir) = &args.out {
         eprintln!("pilot: wrote {EVENTS}, {SUMMARY}, {GRAPH} and {GRAPH_DOT} in {}", dir.display());

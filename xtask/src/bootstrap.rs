@@ -28,6 +28,13 @@ const APT_PACKAGES: &[&str] = &[
     // `man -w`), the zsh completion parsed (`zsh -n`)
     "man-db",
     "zsh",
+    // tests/rpc.rs: real servers and clients the sink's protocol sessions are tried against
+    // (dnsmasq-base: the binary without a service that would take port 53 at install)
+    "redis-server",
+    "redis-tools",
+    "postgresql",
+    "dnsmasq-base",
+    "curl",
 ];
 /// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
 pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];

@@ -62,6 +62,8 @@ pub enum EdgeKind {
     Symlink,
     Create,
     Mkdir,
+    /// A request the sink's protocol sessions understood (forwarded read, captured mutation...).
+    Rpc,
     Send,
     Connect,
     Bind,
@@ -73,7 +75,7 @@ pub enum EdgeKind {
 
 impl EdgeKind {
     /// Every kind, in severity order.
-    pub const ALL: [EdgeKind; 20] = [
+    pub const ALL: [EdgeKind; 21] = [
         EdgeKind::Unlink,
         EdgeKind::Rmdir,
         EdgeKind::Rename,
@@ -88,6 +90,7 @@ impl EdgeKind {
         EdgeKind::Symlink,
         EdgeKind::Create,
         EdgeKind::Mkdir,
+        EdgeKind::Rpc,
         EdgeKind::Send,
         EdgeKind::Connect,
         EdgeKind::Bind,
@@ -112,6 +115,7 @@ impl EdgeKind {
             EdgeKind::Symlink => "symlink",
             EdgeKind::Create => "create",
             EdgeKind::Mkdir => "mkdir",
+            EdgeKind::Rpc => "rpc",
             EdgeKind::Send => "send",
             EdgeKind::Connect => "connect",
             EdgeKind::Bind => "bind",

@@ -7,6 +7,7 @@
 mod build;
 mod kinds;
 pub mod render;
+pub mod rpc;
 
 use std::collections::BTreeMap;
 
@@ -131,6 +132,14 @@ pub struct Edge {
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_host: Option<String>,
+    // --- issue 18 (rpc): fields of `rpc` edges, and connects the sink judged ---
+    /// `rpc` edges: what the requests were (from the sink's protocol sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<rpc::RpcEffect>,
+    /// connect/send edges: the sink saw this traffic, and its rpc edges stand for it (judged
+    /// request by request, or marked opaque), so it needs no look of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub via_sink: bool,
 }
 
 impl Edge {
@@ -145,6 +154,12 @@ impl Graph {
     pub fn node(&self, id: &NodeId) -> Option<&Node> {
         let index = self.index.get_or_init(|| self.nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect());
         index.get(id).map(|&i| &self.nodes[i])
+    }
+
+    /// Add a node (keeping `node()`'s index right).
+    pub fn push_node(&mut self, n: Node) {
+        self.nodes.push(n);
+        self.index = Default::default();
     }
 
     /// Components touched by cross-component edges, by name, with their edges.

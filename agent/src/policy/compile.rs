@@ -20,6 +20,9 @@ pub enum Selector {
     LiveService,
     /// `@live-fs`: a filesystem live processes write to.
     LiveFs,
+    /// `@endpoint`: any destination outside the pilot, a live local service or another
+    /// host's (issue 18).
+    AnyEndpoint,
     /// A path glob (`/var/lib/**`).
     Path(GlobMatcher),
     /// `unix:/run/x.sock`.
@@ -39,6 +42,7 @@ impl Selector {
             "@live-process" => Selector::LiveProcess,
             "@live-service" => Selector::LiveService,
             "@live-fs" => Selector::LiveFs,
+            "@endpoint" => Selector::AnyEndpoint,
             _ if t.starts_with('/') || t.contains('*') => Selector::Path(glob::matcher(t)?),
             _ if t.starts_with("unix:") => Selector::Unix(t[5..].to_string()),
             _ => match endpoint_spec(t) {
@@ -61,11 +65,13 @@ pub struct Rule {
     /// Empty: every kind.
     pub effects: Vec<EdgeKind>,
     pub target: Selector,
+    /// Protocol, operation, resource... of rpc effects (issue 18).
+    pub rpc: super::rpc::RpcKeys,
 }
 
 impl Rule {
-    pub fn selects(&self, kind: EdgeKind) -> bool {
-        self.effects.is_empty() || self.effects.contains(&kind)
+    pub fn selects(&self, e: &crate::graph::Edge) -> bool {
+        (self.effects.is_empty() || self.effects.contains(&e.kind)) && self.rpc.selects(e)
     }
 }
 
@@ -108,7 +114,8 @@ pub fn compile(p: &Policy) -> Result<Compiled, String> {
         .map(|r| {
             let target = Selector::parse(&r.target).map_err(|e| format!("rule `{}`: target `{}`: {e}", r.id, r.target))?;
             let effects = r.effects.iter().filter_map(|e| EdgeKind::parse(e)).collect();
-            Ok(Rule { effects, target })
+            let rpc = super::rpc::RpcKeys::compile(r).map_err(|e| format!("rule `{}`: operations/resources: {e}", r.id))?;
+            Ok(Rule { effects, target, rpc })
         })
         .collect::<Result<_, String>>()?;
     let components = p

@@ -71,6 +71,10 @@ pub struct Evaluation {
     pub violations: Vec<Violation>,
     /// Gate conditions that failed (besides block rules).
     pub gate_failures: Vec<String>,
+    /// Live components that received traffic whose effect pilot could not judge (opaque or
+    /// unclassified requests, connections the sink did not see): said on the verdict line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unjudged: Vec<String>,
     pub gate: GateValues,
     pub policies: Vec<PolicyRef>,
 }
@@ -170,6 +174,8 @@ fn target_matches(sel: &Selector, node: &Node, ctx: &Ctx) -> bool {
             _ => false,
         },
         Selector::LiveService => node.node_type == NodeKind::Endpoint && held == Some(Hold::Listening) && ctx.other(comp),
+        // issue 18: any destination outside the pilot, a live local service or another host's.
+        Selector::AnyEndpoint => node.node_type == NodeKind::Endpoint && (comp.is_none() || ctx.other(comp)),
         Selector::LiveFs => node.node_type == NodeKind::Filesystem && ctx.other(comp),
         Selector::Path(glob) => node.node_type == NodeKind::File && node.path.as_deref().is_some_and(|p| glob.is_match(p)),
         Selector::Unix(path) => node.family.as_deref() == Some("unix") && node.addr.as_deref() == Some(path.as_str()),
@@ -211,7 +217,7 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
         for (rule, compiled) in p.policy.rules.iter().zip(&p.compiled.rules) {
             let mut by_target: HashMap<&NodeId, Tally> = HashMap::new();
             for e in &graph.edges {
-                if !compiled.selects(e.kind) {
+                if !compiled.selects(e) {
                     continue;
                 }
                 let Some(target) = nodes.get(&e.to) else { continue };
@@ -252,6 +258,7 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
     if gate.require_complete && !graph.complete {
         gate_failures.push(format!("the trace lost {} events: what the pilot did is not fully known", graph.lost_events));
     }
+    let unjudged = super::rpc::unjudged(graph);
     let verdict = if !gate_failures.is_empty() || violations.iter().any(|v| v.action == Action::Block) {
         Verdict::Block
     } else if !violations.is_empty() {
@@ -268,6 +275,7 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
         complete: graph.complete,
         violations,
         gate_failures,
+        unjudged,
         gate,
         policies: policies.iter().map(Loaded::reference).collect(),
     }
@@ -303,13 +311,20 @@ fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &HashMap<&
     let component = ctx.component(&target.id).map(str::to_string);
     let kinds: Vec<String> = t.kinds.iter().map(|k| k.to_string()).collect();
     let by: BTreeSet<String> = t.edges.iter().map(|e| nodes.get(&e.from).map(|n| n.label.clone()).unwrap_or_default()).collect();
+    let by = by.into_iter().collect::<Vec<_>>().join(", ");
     let held = target.held.map_or("", Hold::verb);
     let owner = match (&component, held.is_empty()) {
         (Some(c), false) => format!(": {c} {held}"),
         (Some(c), true) => format!(": belongs to {c}"),
         (None, _) => String::new(),
     };
-    let mut why = format!("{} {}{owner} (by {})", kinds.join("+"), target.label, by.into_iter().collect::<Vec<_>>().join(", "));
+    // issue 18: an rpc violation names its requests (protocol, operation, resource).
+    let rpcs: BTreeSet<String> = t.edges.iter().filter_map(|e| e.rpc.as_ref().map(|_| e.detail.clone().unwrap_or_default())).collect();
+    let mut why = if rpcs.is_empty() {
+        format!("{} {}{owner} (by {by})", kinds.join("+"), target.label)
+    } else {
+        format!("rpc {} to {}{owner} (by {by})", rpcs.into_iter().collect::<Vec<_>>().join(", "), target.label)
+    };
     if !excess.is_empty() {
         why.push_str(&format!("; {excess}"));
     }

@@ -4,6 +4,7 @@
 pub mod compile;
 pub mod eval;
 pub mod glob;
+pub mod rpc;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,19 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     #[serde(default)]
     pub gate: Option<Gate>,
+    /// How the sink judges requests (issue 18).
+    #[serde(default)]
+    pub rpc: Option<RpcConfig>,
+}
+
+/// `[rpc]`: what the sink's protocol sessions must know about this site.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RpcConfig {
+    /// HTTP paths (globs over `path?query`) whose GET changes state here, beyond the
+    /// built-in ones (`*/shutdown*`, `*/flush*`...): captured, not forwarded.
+    #[serde(default)]
+    pub unsafe_get: Vec<String>,
 }
 
 /// A component named explicitly; these names win over discovered ones.
@@ -76,6 +90,28 @@ pub struct Rule {
     /// started) the run may write there.
     #[serde(default)]
     pub max_fill: Option<f64>,
+    // --- issue 18: rpc effects (a rule with any of these matches only `rpc` edges) ---
+    /// Protocols: dns, redis, postgresql, http (etcd, zookeeper from their modules).
+    #[serde(default)]
+    pub protocols: Vec<String>,
+    /// Operation globs as the protocol names them: `FLUSH*`, `CONFIG SET`, `DROP *`, `POST`.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// Resource globs: keys, tables, paths (`session:*`, `public.*`, `/v1/members*`).
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// read, mutation, unclassified, opaque.
+    #[serde(default)]
+    pub access: Vec<String>,
+    /// For mutations: write, delete, admin.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// forwarded, captured, shadowed, blackholed.
+    #[serde(default)]
+    pub dispositions: Vec<String>,
+    /// Only connect/send edges the sink never saw (`--allow`): its rpc edges stand for the rest.
+    #[serde(default)]
+    pub unseen_by_sink: bool,
     pub action: Action,
     pub severity: f64,
 }
@@ -174,6 +210,23 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
             }
         }
     }
+    for r in &p.rules {
+        let allowed: [(&str, &Vec<String>, &[&str]); 3] = [
+            ("access", &r.access, &["read", "mutation", "unclassified", "opaque"]),
+            ("categories", &r.categories, &["write", "delete", "admin"]),
+            ("dispositions", &r.dispositions, &["forwarded", "captured", "shadowed", "blackholed"]),
+        ];
+        for (key, values, known) in allowed {
+            if let Some(v) = values.iter().find(|v| !known.contains(&v.as_str())) {
+                return Err(UsageError::new(format!(
+                    "{source}:{}: rule `{}`: {key} `{v}` is not one of {}",
+                    line_of(&format!("\"{v}\"")),
+                    r.id,
+                    known.join(", ")
+                )));
+            }
+        }
+    }
     if let Some(g) = &p.gate {
         for (key, v) in [("max_risk", g.max_risk), ("min_containment", g.min_containment), ("max_fidelity_error", g.max_fidelity_error)] {
             if let Some(v) = v {
@@ -238,9 +291,15 @@ pub fn render(ev: &eval::Evaluation) -> String {
     } else {
         format!("{} of {} components affected: {}", ev.affected_components.len(), ev.components, ev.affected_components.join(", "))
     };
+    // issue 18: a verdict never hides traffic to live components pilot could not judge.
+    let unjudged = if ev.unjudged.is_empty() {
+        String::new()
+    } else {
+        format!("; traffic pilot could not judge reached {}", ev.unjudged.join(", "))
+    };
     let _ = writeln!(
         out,
-        "verdict: {}  risk {:.2}  containment {:.2} ({affected})",
+        "verdict: {}  risk {:.2}  containment {:.2} ({affected}){unjudged}",
         ev.verdict.as_str().to_uppercase(),
         ev.risk,
         ev.containment

@@ -37,7 +37,8 @@ pub fn dest(addr: &SocketAddr) -> Dest {
 /// What `Unix` containment this kernel gives.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum UnixContainment {
-    /// connect/sendmsg to Unix socket paths are refused in the kernel (cgroup unix hooks).
+    /// connect/sendmsg to abstract Unix addresses are refused in the kernel (cgroup unix
+    /// hooks); paths reach only what the pilot's mount view holds (the sink's sockets).
     Denied,
     /// The kernel has no cgroup hooks for Unix sockets (before 6.7): the sandbox's seccomp
     /// filter refuses creating AF_UNIX sockets instead.
@@ -93,11 +94,45 @@ pub fn attach(
 pub const BPF_CGROUP_UNIX_CONNECT: u32 = 49;
 pub const BPF_CGROUP_UNIX_SENDMSG: u32 = 50;
 
-/// Load `r0 = 0; exit` (reject: EPERM) as a cgroup Unix-socket hook and link it to the cgroup.
-/// Returns the program and link fds: closing them detaches.
+/// One BPF instruction: opcode, registers, offset, immediate.
+const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    code as u64 | ((dst as u64) << 8) | ((src as u64) << 12) | ((off as u16 as u64) << 16) | ((imm as u32 as u64) << 32)
+}
+
+/// The cgroup Unix hook (issue 18): refuse abstract destinations (sun_path[0] == 0: the
+/// host's abstract namespace is shared with the pilot), let paths through: which socket a
+/// path reaches is the pilot's mount view's business (a sink socket bind-mounted over a live
+/// listener's path, or an overlay whose inode no live server bound: ECONNREFUSED). The
+/// program reads `uaddr` of its context (struct bpf_sock_addr_kern: sk, then uaddr) and the
+/// first byte of sun_path with bpf_probe_read_kernel (root: pointer reads allowed).
+pub const UNIX_PATHS_ONLY: [u64; 20] = [
+    insn(0xbf, 6, 1, 0, 0),    // r6 = ctx
+    insn(0xbf, 1, 10, 0, 0),   // r1 = fp
+    insn(0x07, 1, 0, 0, -16),  // r1 -= 16
+    insn(0xb7, 2, 0, 0, 16),   // r2 = 16
+    insn(0xbf, 3, 6, 0, 0),    // r3 = ctx
+    insn(0x85, 0, 0, 0, 113),  // probe_read_kernel(fp-16, 16, ctx): sk, uaddr
+    insn(0x55, 0, 0, 11, 0),   // if r0 != 0 goto reject
+    insn(0x79, 3, 10, -8, 0),  // r3 = uaddr
+    insn(0x07, 3, 0, 0, 2),    // r3 += 2 (sun_path)
+    insn(0xbf, 1, 10, 0, 0),   // r1 = fp
+    insn(0x07, 1, 0, 0, -24),  // r1 -= 24
+    insn(0xb7, 2, 0, 0, 1),    // r2 = 1
+    insn(0x85, 0, 0, 0, 113),  // probe_read_kernel(fp-24, 1, sun_path)
+    insn(0x55, 0, 0, 4, 0),    // if r0 != 0 goto reject
+    insn(0x71, 0, 10, -24, 0), // r0 = sun_path[0]
+    insn(0x15, 0, 0, 2, 0),    // if r0 == 0 goto reject (abstract)
+    insn(0xb7, 0, 0, 0, 1),    // r0 = 1: a path
+    insn(0x95, 0, 0, 0, 0),    // exit
+    insn(0xb7, 0, 0, 0, 0),    // reject: r0 = 0 (EPERM)
+    insn(0x95, 0, 0, 0, 0),    // exit
+];
+
+/// Load the Unix hook above and link it to the cgroup. Returns the program and link fds:
+/// closing them detaches.
 fn deny_unix(cgroup: &File, attach_type: u32) -> std::io::Result<Vec<OwnedFd>> {
     let prog = Prog { prog_type: raw::PROG_CGROUP_SOCK_ADDR, attach_type, attach_btf_id: 0 };
-    let prog = raw::load(prog, &raw::RETURN_0, "pilot_unix")?;
+    let prog = raw::load(prog, &UNIX_PATHS_ONLY, "pilot_unix")?;
     let link = raw::link_cgroup(&prog, cgroup, attach_type)?;
     Ok(vec![prog, link])
 }

@@ -150,6 +150,12 @@ impl Probes {
         contain::attach(&mut self.ebpf, unix, cgroup, sink, allowed, live_ports)
     }
 
+    /// The original destination of each socket the hooks redirected (by socket cookie), for
+    /// the sink. Taken out of the object: call after `contain`.
+    pub fn take_origins(&mut self) -> Result<HashMap<MapData, u64, agent_common::Dest>> {
+        Ok(HashMap::try_from(self.ebpf.take_map("ORIGINAL").ok_or_else(|| anyhow!("no ORIGINAL map"))?)?)
+    }
+
     pub fn ring(&mut self) -> &mut RingBuf<MapData> {
         &mut self.ring
     }

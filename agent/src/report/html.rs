@@ -356,7 +356,12 @@ fn network(out: &mut String, r: &Recorded) {
         table_head(out, "net-edges", &["by", "effect", "destination", "owner", "count", "failed", "bytes"]);
         for e in net.iter().take(MAX_ROWS) {
             let owner = g.node(&e.to).map(|n| format!("{}{}", n.component.as_deref().unwrap_or(""), n.held.map(|h| format!(" ({h})")).unwrap_or_default())).unwrap_or_default();
-            row(out, &[esc(&name(g, &e.from)), esc(e.kind.as_str()), esc(&name(g, &e.to)), esc(&owner), e.count.to_string(), e.failed.to_string(), e.bytes.to_string()]);
+            // issue 18: an rpc edge says what the requests were and what the sink did.
+            let effect = match &e.rpc {
+                Some(r) => format!("rpc {} ({}, {})", e.detail.as_deref().unwrap_or(""), json_name(&r.access), json_name(&r.disposition)),
+                None => e.kind.to_string(),
+            };
+            row(out, &[esc(&name(g, &e.from)), esc(&effect), esc(&name(g, &e.to)), esc(&owner), e.count.to_string(), e.failed.to_string(), e.bytes.to_string()]);
         }
         table_end(out, net.len().min(MAX_ROWS), net.len());
     }
@@ -365,14 +370,20 @@ fn network(out: &mut String, r: &Recorded) {
         Some(s) if s.is_empty() => out.push_str("<p>The sink caught nothing.</p>\n"),
         Some(s) => {
             let _ = writeln!(out, "<p>The sink caught {} connection(s) or datagram source(s), {} bytes:</p>", s.len(), s.iter().map(|c| c.bytes).sum::<u64>());
-            table_head(out, "sink", &["proto", "from (the pilot's side)", "count", "bytes", "first bytes"]);
+            table_head(out, "sink", &["proto", "from (the pilot's side)", "to (meant)", "protocol", "count", "bytes", "first bytes"]);
             for c in s.iter().take(MAX_ROWS) {
-                row(out, &[esc(&c.proto), esc(&c.from), c.count.to_string(), c.bytes.to_string(), format!("<code>{}</code>", esc(&c.head))]);
+                let to = format!("{}{}", c.to.as_deref().unwrap_or(""), c.component.as_deref().map(|k| format!(" ({k})")).unwrap_or_default());
+                row(out, &[esc(&c.proto), esc(&c.from), esc(&to), esc(c.protocol.as_deref().unwrap_or("")), c.count.to_string(), c.bytes.to_string(), format!("<code>{}</code>", esc(&c.head))]);
             }
             table_end(out, s.len().min(MAX_ROWS), s.len());
         }
     }
     out.push_str("</section>\n");
+}
+
+/// An enum's serde name (`mutation`, `captured`).
+fn json_name<T: serde::Serialize>(v: &Option<T>) -> String {
+    v.as_ref().and_then(|x| serde_json::to_value(x).ok()).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 fn commit_section(out: &mut String, r: &Recorded) {

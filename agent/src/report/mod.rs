@@ -206,6 +206,7 @@ mod tests {
             complete: false,
             violations: vec![violation],
             gate_failures: vec![EVIL.into()],
+            unjudged: Vec::new(),
             gate: GateValues { max_risk: 0.5, min_containment: 0.0, max_fidelity_error: 0.25, require_complete: true },
             policies: vec![],
         };
@@ -226,7 +227,7 @@ mod tests {
             verdict: Some(verdict),
             intent: None,
             changes: Some(Changes { schema: "pilot.changes/v1".into(), changes: vec![Change { path: EVIL.into(), change: "deleted".into(), kind: "file".into(), ..Default::default() }] }),
-            sink: Some(vec![Caught { proto: "tcp".into(), from: EVIL.into(), bytes: 5, count: 1, first_unix_ms: 0, head: EVIL.into() }]),
+            sink: Some(vec![Caught { proto: "tcp".into(), from: EVIL.into(), bytes: 5, count: 1, first_unix_ms: 0, head: EVIL.into(), ..Default::default() }]),
             fidelity: None,
             live: None,
             live_summary: None,

@@ -35,7 +35,7 @@ use serde::{Serialize, de::DeserializeOwned};
 pub use changes::{CHANGES_SCHEMA, Change, Changes};
 pub use fidelity::{Divergence, FIDELITY_SCHEMA, Fidelity};
 pub use intent::{INTENT_SCHEMA, Intent};
-pub use sink::{Caught, SinkLog};
+pub use sink::{Access, Caught, Category, Disposition, Rpc, SinkLog};
 pub use summary::{SUMMARY_SCHEMA, Summary};
 pub use verdict::{Containment, VERDICT_SCHEMA, Verdict};
 

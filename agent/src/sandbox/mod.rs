@@ -38,6 +38,10 @@ pub struct Spec {
     pub agent_pid: u32,
     /// The kernel has no cgroup hooks for Unix sockets: refuse creating them instead.
     pub deny_unix_sockets: bool,
+    /// (live Unix listener path, the sink's socket standing in for it): bind-mounted over the
+    /// path in the pilot's root (issue 18; `mounts::bind_unix_sinks`).
+    #[serde(default)]
+    pub unix_sinks: Vec<(String, PathBuf)>,
 }
 
 /// Entry of C. Never returns: exits with the workload's status.
@@ -91,7 +95,7 @@ fn init(spec: &Spec) -> ! {
         Err(e) => fail_setup(Some(spec), &format!("opening /proc: {e}")),
     };
     let staging = spec.run_dir.join("root");
-    let built = std::fs::create_dir_all(&staging).and_then(|_| mounts::build_root(&plans, &spec.run_dir, &staging));
+    let built = std::fs::create_dir_all(&staging).and_then(|_| mounts::build_root_with(&plans, &spec.run_dir, &staging, &spec.unix_sinks));
     if let Err(e) = built {
         fail_setup(Some(spec), &format!("building the pilot's filesystem: {e}"));
     }

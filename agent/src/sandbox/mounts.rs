@@ -112,6 +112,11 @@ pub fn key_of(mount_point: &str) -> String {
 /// Build the view under `staging` and switch the calling process's root to it.
 /// Runs in the sandbox's own, private mount namespace.
 pub fn build_root(plans: &[Plan], run_dir: &Path, staging: &Path) -> io::Result<()> {
+    build_root_inner(plans, run_dir, staging)?;
+    pivot(staging)
+}
+
+fn build_root_inner(plans: &[Plan], run_dir: &Path, staging: &Path) -> io::Result<()> {
     for p in plans {
         match p {
             // Mounted inside the new /dev by build_dev.
@@ -149,8 +154,35 @@ pub fn build_root(plans: &[Plan], run_dir: &Path, staging: &Path) -> io::Result<
     bind_read_only(Path::new("/proc"), &staging.join("proc"))?;
     // /sys without its submounts: no cgroupfs, bpffs, tracefs, debugfs; read-only.
     bind_read_only(Path::new("/sys"), &staging.join("sys"))?;
-    build_dev(staging, run_dir, plans)?;
+    build_dev(staging, run_dir, plans)
+}
+
+/// `build_root`, with the sink's sockets bind-mounted over the live Unix listeners' paths
+/// once the overlays are in place (issue 18): a connect to such a path reaches the sink, a
+/// connect to any other live socket in an overlaid filesystem finds no listener (the
+/// overlay's inode is not the one the server bound).
+pub fn build_root_with(plans: &[Plan], run_dir: &Path, staging: &Path, unix_sinks: &[(String, PathBuf)]) -> io::Result<()> {
+    if unix_sinks.is_empty() {
+        return build_root(plans, run_dir, staging);
+    }
+    // pivot() runs last in build_root: bind before it by building in two steps.
+    build_root_inner(plans, run_dir, staging)?;
+    bind_unix_sinks(staging, unix_sinks);
     pivot(staging)
+}
+
+/// Each sink socket over its live path inside `staging`. A path that cannot take it (gone,
+/// under /proc or /dev) stays as the overlay shows it: refused.
+fn bind_unix_sinks(staging: &Path, unix_sinks: &[(String, PathBuf)]) {
+    for (live, own) in unix_sinks {
+        let target = inside(staging, live);
+        if !target.exists() {
+            continue;
+        }
+        if let Err(e) = mount(Some(&own.to_string_lossy()), &target, None, libc::MS_BIND, None) {
+            eprintln!("pilot: sandbox: the sink's socket for {live}: {e} (connects there are refused)");
+        }
+    }
 }
 
 fn inside(staging: &Path, mount_point: &str) -> PathBuf {

@@ -96,7 +96,8 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Write summary.json, then the graph against `snapshot` (graph.json, graph.dot).
+    /// Write summary.json and build the graph against `snapshot` (the caller adds what only
+    /// it knows, then writes it with `write_graph`).
     pub fn finish(mut self, traced: Traced, snapshot: &Snapshot) -> Result<Finished> {
         let losses = self.probes.losses()?;
         let lost = losses.iter().sum::<u64>() + self.session.tracker.counts.decode_errors;
@@ -105,8 +106,6 @@ impl Lifecycle {
         self.session.observer_finished()?;
         let builder = std::mem::take(&mut self.session.graph);
         let graph = builder.finish(summary.target.clone(), snapshot, &self.session.tracker, lost);
-        self.out.write_file(GRAPH, &graph::render::json(&graph))?;
-        self.out.write_file(GRAPH_DOT, &graph::render::dot(&graph))?;
         Ok(Finished { probes: self.probes, session: self.session, out: self.out, summary, graph, lost })
     }
 }
@@ -116,6 +115,12 @@ impl Finished {
     pub fn print_account(&self) {
         eprint!("{}", self.session.account.render(&self.session.tracker, &self.summary.headline()));
     }
+}
+
+/// graph.json and graph.dot.
+pub fn write_graph(out: &Output, graph: &Graph) -> Result<()> {
+    out.write_file(GRAPH, &graph::render::json(graph))?;
+    out.write_file(GRAPH_DOT, &graph::render::dot(graph))
 }
 
 /// A borrowed fd of an owned one, for `StopRule::wake`.

@@ -18,7 +18,7 @@ use crate::{
     rundir::{SUMMARY_SCHEMA, Summary},
     tracker::Tracker,
 };
-pub use lifecycle::{Finished, Lifecycle, POLL, StopRule, Traced, wake_fd};
+pub use lifecycle::{Finished, Lifecycle, POLL, StopRule, Traced, wake_fd, write_graph};
 pub use wait::{SIGNALS, boottime_ns, catch_interrupts, interrupts, pidfd, reap};
 
 /// Something that watches every resolved event of a session (`cargo xtask bench` measures

@@ -354,6 +354,15 @@ pub fn program_name(exe: &str, argv: &[String]) -> String {
                 return format!("{base} {}", basename(script));
             }
         }
+        return base.to_string();
+    }
+    // A multi-call binary (Debian's redis-server is redis-check-rdb) or a server that set its
+    // process title (`redis-server 127.0.0.1:6380`): what its command line calls it.
+    if let Some(first) = argv.first() {
+        let title = basename(first.split_whitespace().next().unwrap_or("")).trim_end_matches(':');
+        if !title.is_empty() && title != base && !title.starts_with('-') {
+            return if argv.len() == 1 { format!("{title}{}", &first[first.find(' ').unwrap_or(first.len())..]).trim().to_string() } else { title.to_string() };
+        }
     }
     base.to_string()
 }
@@ -378,6 +387,10 @@ fn jvm_main(argv: &[String]) -> Option<String> {
 /// A shell running an inline script (`sh -c '...'`): a wrapper, not what the component is.
 fn is_bare_shell(name: &str) -> bool {
     let first = name.split_whitespace().next().unwrap_or("");
+    // Wrappers that start the service as another user or under limits: named after it too.
+    if matches!(first, "runuser" | "su" | "sudo" | "setpriv" | "env" | "nohup" | "timeout" | "nice" | "ionice" | "taskset" | "chroot" | "tini" | "dumb-init") {
+        return true;
+    }
     matches!(first, "sh" | "bash" | "dash" | "zsh" | "ksh") && (name == first || !name.contains('.'))
 }
 
@@ -469,6 +482,9 @@ mod tests {
         assert_eq!(program_name("/usr/bin/python3.11", &argv("python3 -u /srv/svc_a.py --port 1")), "python3.11 svc_a.py");
         assert_eq!(program_name("/usr/bin/dash", &argv("sh -c sleep")), "dash");
         assert_eq!(program_name("/usr/sbin/nginx", &argv("nginx: master process")), "nginx");
+        // Debian's redis-server is the multi-call redis-check-rdb; it sets its title.
+        assert_eq!(program_name("/usr/bin/redis-check-rdb", &["redis-server 127.0.0.1:6380".to_string()]), "redis-server 127.0.0.1:6380");
+        assert_eq!(program_name("/usr/bin/busybox", &argv("sh -c true")), "sh");
     }
 
     #[test]

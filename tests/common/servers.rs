@@ -1,0 +1,253 @@
+//! Real servers from Debian's packages for tests/rpc.rs, each started once per test binary
+//! on loopback with a port chosen at run time, in a scratch directory of its own, and stopped
+//! by PID when the test binary exits (atexit): Redis (redis-server, with a Unix socket too),
+//! PostgreSQL 15 (initdb into a temp dir, run as user postgres, TCP and a socket dir), dnsmasq
+//! (on a loopback address of its own, port 53, knowing one name nothing else knows) and a
+//! small HTTP key-value API (tests/helpers/http_store.py).
+#![allow(dead_code)]
+
+use std::{
+    net::{Ipv4Addr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{Mutex, Once, OnceLock},
+    time::{Duration, Instant},
+};
+
+static PIDS: Mutex<Vec<(i32, i32)>> = Mutex::new(Vec::new());
+static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_all() {
+    for (pid, sig) in PIDS.lock().map(|p| p.clone()).unwrap_or_default() {
+        unsafe { libc::kill(pid, sig) };
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for d in DIRS.lock().map(|d| d.clone()).unwrap_or_default() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Stop `pid` with `sig` when the test binary exits.
+pub fn stop_at_exit(pid: i32, sig: i32) {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| unsafe {
+        libc::atexit(stop_all);
+    });
+    PIDS.lock().unwrap().push((pid, sig));
+}
+
+/// A scratch directory every server user can reach, removed at exit.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = PathBuf::from(format!("/tmp/pilot-rpc-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    DIRS.lock().unwrap().push(d.clone());
+    d
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not come up within 30 s");
+}
+
+pub fn require(bin: &str) {
+    assert!(Path::new(bin).exists(), "{bin} is missing: `cargo xtask bootstrap` installs it (Debian packages)");
+}
+
+pub struct Redis {
+    pub port: u16,
+    pub sock: PathBuf,
+    pub pid: i32,
+}
+
+impl Redis {
+    /// The binary's shared instance.
+    pub fn shared() -> &'static Redis {
+        static R: OnceLock<Redis> = OnceLock::new();
+        R.get_or_init(|| Redis::start("redis"))
+    }
+
+    /// One of its own (for SHUTDOWN).
+    pub fn start(name: &str) -> Redis {
+        require("/usr/bin/redis-server");
+        let dir = scratch(name);
+        let port = free_port();
+        let sock = dir.join("redis.sock");
+        let child = Command::new("/usr/bin/redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--unixsocketperm", "777"])
+            .arg("--unixsocket")
+            .arg(&sock)
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        let pid = child.id() as i32;
+        stop_at_exit(pid, libc::SIGKILL);
+        let r = Redis { port, sock, pid };
+        wait_until("redis-server", || r.cli(&["PING"]).trim() == "PONG");
+        r
+    }
+
+    /// redis-cli against it, without pilot.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn alive(&self) -> bool {
+        self.cli(&["PING"]).trim() == "PONG"
+    }
+}
+
+pub struct Postgres {
+    pub port: u16,
+    pub sockdir: PathBuf,
+}
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl Postgres {
+    pub fn shared() -> &'static Postgres {
+        static P: OnceLock<Postgres> = OnceLock::new();
+        P.get_or_init(Postgres::start)
+    }
+
+    fn start() -> Postgres {
+        require(&format!("{PG_BIN}/postgres"));
+        let dir = scratch("pg");
+        let data = dir.join("data");
+        let st = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/initdb"), "-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(st.success(), "initdb failed");
+        let port = free_port();
+        let child = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/postgres"), "-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
+            .arg(&dir)
+            .arg("-D")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting postgres");
+        stop_at_exit(child.id() as i32, libc::SIGTERM);
+        let p = Postgres { port, sockdir: dir };
+        wait_until("postgres", || p.sql("SELECT 1").trim() == "1");
+        // The postmaster itself (runuser may sit between): stopped by its PID too.
+        if let Some(pid) = std::fs::read_to_string(data.join("postmaster.pid")).ok().and_then(|t| t.lines().next()?.trim().parse().ok()) {
+            stop_at_exit(pid, libc::SIGINT);
+        }
+        p
+    }
+
+    /// psql over TCP, without pilot: tuples only, unaligned.
+    pub fn sql(&self, q: &str) -> String {
+        let out = Command::new(format!("{PG_BIN}/psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-tAc", q])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+pub struct Dns {
+    pub addr: Ipv4Addr,
+    /// A resolv.conf naming it (bind-mounted over /etc/resolv.conf in a mount namespace).
+    pub resolv: PathBuf,
+    /// A name only it knows, and its address.
+    pub name: String,
+    pub answer: String,
+}
+
+impl Dns {
+    pub fn shared() -> &'static Dns {
+        static D: OnceLock<Dns> = OnceLock::new();
+        D.get_or_init(Dns::start)
+    }
+
+    fn start() -> Dns {
+        require("/usr/sbin/dnsmasq");
+        let dir = scratch("dns");
+        let p = std::process::id();
+        let addr = Ipv4Addr::new(127, 53, (p >> 8) as u8, (p & 0xff).max(2) as u8);
+        let name = format!("db-{p}.pilot-test.internal");
+        let answer = "127.9.8.7".to_string();
+        let child = Command::new("/usr/sbin/dnsmasq")
+            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", "--port=53", "--log-facility=-"])
+            .arg(format!("--listen-address={addr}"))
+            .arg(format!("--address=/{name}/{answer}"))
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting dnsmasq");
+        stop_at_exit(child.id() as i32, libc::SIGTERM);
+        let resolv = dir.join("resolv.conf");
+        std::fs::write(&resolv, format!("nameserver {addr}\noptions timeout:2 attempts:1\n")).unwrap();
+        let d = Dns { addr, resolv, name, answer };
+        wait_until("dnsmasq", || d.answers());
+        d
+    }
+
+    /// Does it answer an A query for its name (a hand-made query: header, name, A, IN)?
+    fn answers(&self) -> bool {
+        let mut q = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in self.name.split('.') {
+            q.push(label.len() as u8);
+            q.extend(label.as_bytes());
+        }
+        q.extend([0, 0, 1, 0, 1]);
+        let Ok(s) = std::net::UdpSocket::bind("127.0.0.1:0") else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+        let mut buf = [0u8; 512];
+        s.send_to(&q, (self.addr, 53)).is_ok() && s.recv(&mut buf).is_ok_and(|n| n > 12 && buf[0] == 0x12)
+    }
+}
+
+pub struct Http {
+    pub port: u16,
+}
+
+impl Http {
+    pub fn shared() -> &'static Http {
+        static H: OnceLock<Http> = OnceLock::new();
+        H.get_or_init(|| {
+            let port = free_port();
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/helpers/http_store.py");
+            let mut child = Command::new("/usr/bin/python3").arg(&script).arg(port.to_string()).stdout(Stdio::piped()).spawn().expect("python3");
+            stop_at_exit(child.id() as i32, libc::SIGKILL);
+            let mut out = child.stdout.take().unwrap();
+            let mut buf = [0u8; 6];
+            use std::io::Read;
+            let _ = out.read_exact(&mut buf);
+            Http { port }
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// curl without pilot: (status, body).
+    pub fn curl(&self, args: &[&str]) -> String {
+        let out = Command::new("curl").args(["-s"]).args(args).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}

@@ -1,0 +1,303 @@
+//! Dry runs of RPCs against real servers from Debian's packages (tests/common/servers.rs:
+//! Redis, PostgreSQL 15, dnsmasq, an HTTP key-value API), started once per test binary on
+//! loopback with ports chosen at run time. Per protocol: read-only admin commands run to
+//! completion under a plain `pilot run` and print the live values (over TCP, and over the
+//! server's Unix socket where it has one); mutating ones exit 3 with the server component,
+//! the operation and the resource in verdict.json and report.html, production unchanged;
+//! and each harmful command, run without pilot (the control), really changes production.
+//! Name lookups go to the test's dnsmasq only: the pilot runs in a mount namespace whose
+//! /etc/resolv.conf names it (`unshare -m`), never the machine's resolver.
+mod common;
+#[path = "common/servers.rs"]
+mod servers;
+
+use std::{path::Path, process::Command, time::Duration};
+
+use serde_json::Value;
+use servers::{Dns, Http, PG_BIN, Postgres, Redis};
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Outcome {
+    fn json(&self, name: &str) -> Value {
+        let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}\n--- verdict.json\n{}\n--- sink.json\n{}",
+            self.code,
+            self.stdout,
+            self.stderr,
+            self.json("verdict.json"),
+            self.json("sink.json")
+        )
+    }
+
+    /// Exit 3, with a blocking violation naming the component, the operation and resource,
+    /// in verdict.json and in report.html.
+    fn assert_blocked(&self, component: &str, operation: &str, resource: &str) {
+        assert_eq!(self.code, 3, "expected exit 3 (blocked)\n{}", self.dump());
+        let v = self.json("verdict.json");
+        let hit = v["violations"].as_array().into_iter().flatten().find(|x| {
+            x["action"] == "block"
+                && x["component"].as_str() == Some(component)
+                && x["why"].as_str().is_some_and(|w| w.contains(operation) && w.contains(resource))
+        });
+        assert!(hit.is_some(), "no blocking violation naming {component}, {operation}, {resource}\n{}", self.dump());
+        let html = std::fs::read_to_string(self.dir.path().join("report.html")).unwrap_or_default();
+        for needle in [component, operation, resource] {
+            assert!(html.contains(&html_escape(needle)), "report.html does not name {needle}\n{}", self.dump());
+        }
+    }
+
+    fn assert_passed(&self) {
+        assert_eq!(self.code, 0, "expected exit 0\n{}", self.dump());
+        assert_ne!(self.json("verdict.json")["verdict"], "block", "{}", self.dump());
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// `pilot run` of `cmd`, optionally inside `unshare -m` with `resolv` over /etc/resolv.conf.
+fn pilot(cmd: &[&str], resolv: Option<&Path>, extra: &[&str]) -> Outcome {
+    let dir = tempfile::Builder::new().prefix("pilot-rpc-run-").tempdir().unwrap();
+    let mut argv: Vec<String> = vec![common::pilot_bin().into(), "run".into(), "--out".into(), dir.path().display().to_string(), "--timeout".into(), "60s".into()];
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    argv.push("--".into());
+    argv.extend(cmd.iter().map(|s| s.to_string()));
+    let mut c = match resolv {
+        Some(r) => {
+            let mut c = Command::new("unshare");
+            c.args(["-m", "sh", "-c", r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#]).arg(r).args(&argv);
+            c
+        }
+        None => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    c.env("PILOT_NO_DAEMON", "1").env("PILOT_JOURNAL", dir.path().join("journal.jsonl"));
+    let out = c.output().expect("running pilot");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        dir,
+    }
+}
+
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("pilot-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+// ------------------------------------------------------------------------------------ DNS
+
+#[test]
+fn dns_lookups_resolve_under_pilot_as_live() {
+    let dns = Dns::shared();
+    let getent = ["getent", "hosts", dns.name.as_str()];
+    // Control: in the same kind of mount namespace, without pilot, the name resolves.
+    let live = Command::new("unshare")
+        .args(["-m", "sh", "-c", r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#])
+        .arg(&dns.resolv)
+        .args(getent)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&live.stdout).contains(&dns.answer), "control: dnsmasq does not answer {}", dns.name);
+    let started = std::time::Instant::now();
+    let run = pilot(&getent, Some(&dns.resolv), &[]);
+    run.assert_passed();
+    assert!(run.stdout.contains(&dns.answer), "the pilot's lookup did not resolve\n{}", run.dump());
+    let sink = run.json("sink.json");
+    let to = format!("{}:53", dns.addr);
+    let lookups: Vec<&Value> = sink.as_array().into_iter().flatten().filter(|c| c["to"] == to.as_str()).flat_map(|c| c["rpc"].as_array().into_iter().flatten()).collect();
+    assert!(
+        lookups.iter().any(|r| r["protocol"] == "dns" && r["operation"] == "A" && r["access"] == "read" && r["disposition"] == "forwarded"),
+        "sink.json has no forwarded A lookup to {to}\n{}",
+        run.dump()
+    );
+    eprintln!("ok dns: getent resolved {} under pilot in {:?}", dns.name, started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------- Redis
+
+#[test]
+fn redis_reads_pass_and_print_live_values_over_tcp_and_unix() {
+    let r = Redis::shared();
+    let key = unique("k");
+    r.cli(&["SET", &key, "live-value"]);
+    let port = r.port.to_string();
+    let sock = r.sock.display().to_string();
+    for (how, args) in [("tcp", vec!["redis-cli", "-p", &port, "GET", &key]), ("unix", vec!["redis-cli", "-s", &sock, "GET", &key])] {
+        let run = pilot(&args, None, &[]);
+        run.assert_passed();
+        assert!(run.stdout.contains("live-value"), "redis {how}: GET did not print the live value\n{}", run.dump());
+    }
+    let run = pilot(&["redis-cli", "-p", &port, "INFO", "server"], None, &[]);
+    run.assert_passed();
+    assert!(run.stdout.contains("redis_version"), "{}", run.dump());
+}
+
+#[test]
+fn redis_mutations_are_blocked_and_production_unchanged() {
+    let r = Redis::shared();
+    let port = r.port.to_string();
+    let sock = r.sock.display().to_string();
+    let component = format!("redis-server 127.0.0.1:{port}");
+    // (pilot command, operation, resource, whether production kept it, the control's effect)
+    let key = unique("del");
+    r.cli(&["SET", &key, "v"]);
+    let run = pilot(&["redis-cli", "-p", &port, "DEL", &key], None, &[]);
+    run.assert_blocked(&component, "DEL", &key);
+    assert_eq!(r.cli(&["GET", &key]).trim(), "v", "LEAK: DEL reached production");
+    r.cli(&["DEL", &key]);
+    assert_eq!(r.cli(&["EXISTS", &key]).trim(), "0", "control: DEL deletes");
+
+    // FLUSHDB of a database of its own, over the Unix socket.
+    let db = "7";
+    let key = unique("flush");
+    r.cli(&["-n", db, "SET", &key, "v"]);
+    let run = pilot(&["redis-cli", "-s", &sock, "-n", db, "FLUSHDB"], None, &[]);
+    run.assert_blocked(&component, "FLUSHDB", "unix:");
+    assert_eq!(r.cli(&["-n", db, "GET", &key]).trim(), "v", "LEAK: FLUSHDB reached production");
+    r.cli(&["-n", db, "FLUSHDB"]);
+    assert_eq!(r.cli(&["-n", db, "DBSIZE"]).trim(), "0", "control: FLUSHDB empties the database");
+
+    let before = r.cli(&["CONFIG", "GET", "maxmemory-policy"]);
+    let run = pilot(&["redis-cli", "-p", &port, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru"], None, &[]);
+    run.assert_blocked(&component, "CONFIG SET", "maxmemory-policy");
+    assert_eq!(r.cli(&["CONFIG", "GET", "maxmemory-policy"]), before, "LEAK: CONFIG SET reached production");
+    let policy = before.lines().nth(1).unwrap_or("noeviction").to_string();
+    r.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    assert!(r.cli(&["CONFIG", "GET", "maxmemory-policy"]).contains("allkeys-lru"), "control: CONFIG SET changes it");
+    r.cli(&["CONFIG", "SET", "maxmemory-policy", &policy]);
+}
+
+/// The live answer to SHUTDOWN is a closed connection, which redis-cli takes as success: the
+/// pilot's redis-cli exits 0, the verdict blocks, the server lives on.
+#[test]
+fn redis_shutdown_is_answered_by_closing_and_blocked() {
+    let r = Redis::start("redis-shutdown");
+    let port = r.port.to_string();
+    let run = pilot(&["redis-cli", "-p", &port, "SHUTDOWN", "NOSAVE"], None, &[]);
+    run.assert_blocked(&format!("redis-server 127.0.0.1:{port}"), "SHUTDOWN", "127.0.0.1");
+    assert_eq!(run.json("verdict.json")["pilot_exit"], 0, "redis-cli saw the connection close, as live\n{}", run.dump());
+    assert!(r.alive(), "LEAK: the server was shut down");
+    r.cli(&["SHUTDOWN", "NOSAVE"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!r.alive(), "control: SHUTDOWN stops the server");
+}
+
+/// Within a run, reads see the pilot's own writes (the shadow layer), production does not.
+#[test]
+fn redis_reads_after_a_captured_write_see_it() {
+    let r = Redis::shared();
+    let key = unique("shadow");
+    r.cli(&["SET", &key, "old"]);
+    let port = r.port.to_string();
+    let script = format!("redis-cli -p {port} SET {key} new >/dev/null; redis-cli -p {port} GET {key}; redis-cli -p {port} INCR {key}-n; redis-cli -p {port} GET {key}-n");
+    let run = pilot(&["sh", "-c", &script], None, &[]);
+    assert_eq!(run.code, 3, "{}", run.dump());
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines, ["new", "1", "1"], "reads in the pilot see its writes\n{}", run.dump());
+    assert_eq!(r.cli(&["GET", &key]).trim(), "old", "LEAK: SET reached production");
+    let sink = run.json("sink.json");
+    assert!(sink.to_string().contains("\"shadowed\""), "the GET was answered from the shadow\n{}", run.dump());
+}
+
+/// `--rpc off`: as before the protocol sessions, the sink answers nothing; the verdict line
+/// says a live component got traffic pilot could not judge.
+#[test]
+fn rpc_off_blackholes_and_says_so() {
+    let r = Redis::shared();
+    let port = r.port.to_string();
+    let run = pilot(&["redis-cli", "-p", &port, "PING"], None, &["--rpc", "off"]);
+    assert_ne!(run.code, 3, "{}", run.dump());
+    assert!(!run.stdout.contains("PONG"), "the sink answered with --rpc off\n{}", run.dump());
+    assert!(run.stderr.contains("could not judge"), "the verdict line does not say so\n{}", run.dump());
+    let bad = pilot(&["true"], None, &["--rpc", "nonsense"]);
+    assert_eq!(bad.code, 2, "a bad --rpc is bad usage\n{}", bad.dump());
+}
+
+// ----------------------------------------------------------------------------- PostgreSQL
+
+fn psql_tcp(p: &Postgres, q: &str) -> Vec<String> {
+    vec![format!("{PG_BIN}/psql"), "-h".into(), "127.0.0.1".into(), "-p".into(), p.port.to_string(), "-U".into(), "postgres".into(), "-tAc".into(), q.into()]
+}
+
+#[test]
+fn postgres_reads_pass_and_print_live_values_over_tcp_and_unix() {
+    let p = Postgres::shared();
+    let t = unique("t").replace('-', "_");
+    p.sql(&format!("CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1), (2), (3)"));
+    let q = format!("SELECT count(*) FROM {t}");
+    let tcp = psql_tcp(p, &q);
+    let run = pilot(&tcp.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
+    run.assert_passed();
+    assert_eq!(run.stdout.trim(), "3", "{}", run.dump());
+    // Without -h: the socket directory (PGHOST names the test's, as /var/run/postgresql is
+    // the default), the socket of the sink bind-mounted over the live one.
+    let unix = format!("PGHOST={} {PG_BIN}/psql -p {} -U postgres -tAc 'SHOW port'", p.sockdir.display(), p.port);
+    let run = pilot(&["sh", "-c", &unix], None, &[]);
+    run.assert_passed();
+    assert_eq!(run.stdout.trim(), p.port.to_string(), "{}", run.dump());
+    assert!(run.json("sink.json").to_string().contains("\"proto\":\"unix\""), "{}", run.dump());
+}
+
+#[test]
+fn postgres_mutations_are_blocked_and_production_unchanged() {
+    let p = Postgres::shared();
+    let t = unique("drop").replace('-', "_");
+    p.sql(&format!("CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1)"));
+    for (q, op) in [(format!("DROP TABLE {t}"), "DROP TABLE"), (format!("UPDATE {t} SET id = 2"), "UPDATE"), (format!("TRUNCATE {t}"), "TRUNCATE")] {
+        let argv = psql_tcp(p, &q);
+        let run = pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
+        run.assert_blocked("postgres", op, &t);
+        assert_eq!(run.json("verdict.json")["pilot_exit"], 0, "psql got a plausible answer\n{}", run.dump());
+        // `pilot check` re-evaluates the recorded rpc edges.
+        let check = Command::new(common::pilot_bin()).arg("check").arg(run.dir.path()).output().unwrap();
+        assert_eq!(check.status.code(), Some(3), "pilot check: {}", String::from_utf8_lossy(&check.stderr));
+        assert_eq!(p.sql(&format!("SELECT id FROM {t}")).trim(), "1", "LEAK: {q} reached production");
+    }
+    p.sql(&format!("UPDATE {t} SET id = 2"));
+    assert_eq!(p.sql(&format!("SELECT id FROM {t}")).trim(), "2", "control: UPDATE changes it");
+    p.sql(&format!("DROP TABLE {t}"));
+    assert!(p.sql(&format!("SELECT to_regclass('{t}') IS NULL")).trim() == "t", "control: DROP TABLE drops it");
+}
+
+// ----------------------------------------------------------------------------------- HTTP
+
+#[test]
+fn http_reads_pass_and_mutations_are_blocked() {
+    let h = Http::shared();
+    let key = unique("h");
+    let url = h.url(&format!("/keys/{key}"));
+    h.curl(&["-X", "PUT", "--data", "live-value", &url]);
+    let run = pilot(&["curl", "-sf", &url], None, &[]);
+    run.assert_passed();
+    assert_eq!(run.stdout, "live-value", "{}", run.dump());
+    let path = format!("/keys/{key}");
+    let run = pilot(&["curl", "-sf", "-X", "DELETE", &url], None, &[]);
+    let component = run.json("verdict.json")["violations"][0]["component"].as_str().unwrap_or("").to_string();
+    assert!(component.starts_with("python3"), "the HTTP server's component\n{}", run.dump());
+    run.assert_blocked(&component, "DELETE", &path);
+    assert_eq!(h.curl(&[&url]), "live-value", "LEAK: DELETE reached production");
+    // An API that mutates on GET: the unsafe-GET patterns capture it.
+    let run = pilot(&["curl", "-sf", &h.url("/admin/flush")], None, &[]);
+    run.assert_blocked(&component, "GET", "/admin/flush");
+    assert_eq!(h.curl(&[&url]), "live-value", "LEAK: GET /admin/flush reached production");
+    h.curl(&["-X", "DELETE", &url]);
+    assert_eq!(h.curl(&[&url]), "no such key\n", "control: DELETE deletes");
+}
