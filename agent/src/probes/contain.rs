@@ -1,6 +1,6 @@
 //! Network containment of one pilot cgroup: the sock_addr programs of agent-ebpf/contain.rs,
-//! their maps, and a Unix-socket deny program loaded by hand (aya 0.14 has no attach type for
-//! `cgroup/connect_unix`, which the kernel has since 6.7).
+//! their maps, and a Unix-socket deny program loaded through libbpf (aya 0.14 has no attach type
+//! for `cgroup/connect_unix`, which the kernel has since 6.7).
 use std::{
     fs::File,
     net::{IpAddr, SocketAddr},
@@ -90,14 +90,13 @@ pub fn attach(
 }
 
 /// enum bpf_attach_type values (stable uapi since 6.7).
-pub const BPF_CGROUP_UNIX_CONNECT: u32 = 49;
-pub const BPF_CGROUP_UNIX_SENDMSG: u32 = 50;
+pub use libbpf_sys::{BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG};
 
 /// Load `r0 = 0; exit` (reject: EPERM) as a cgroup Unix-socket hook and link it to the cgroup.
 /// Returns the program and link fds: closing them detaches.
 fn deny_unix(cgroup: &File, attach_type: u32) -> std::io::Result<Vec<OwnedFd>> {
     let prog = Prog { prog_type: raw::PROG_CGROUP_SOCK_ADDR, attach_type, attach_btf_id: 0 };
-    let prog = raw::load(prog, &raw::RETURN_0, "pilot_unix")?;
+    let prog = raw::load(prog, &raw::RETURN_0, c"pilot_unix")?;
     let link = raw::link_cgroup(&prog, cgroup, attach_type)?;
     Ok(vec![prog, link])
 }
