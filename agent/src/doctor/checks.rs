@@ -156,8 +156,10 @@ pub fn bpf_lsm() -> Outcome {
 }
 
 fn attach_by_btf(prog_type: u32, attach_type: u32, func: &str, lsms: Option<&str>) -> Outcome {
-    let blob = fs::read("/sys/kernel/btf/vmlinux").map_err(|e| format!("reading BTF: {e}"))?;
-    let id = super::btf::func_id(&blob, func).ok_or_else(|| format!("no function {func} in the kernel's BTF"))?;
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading BTF: {e}"))?;
+    let id = btf
+        .id_by_type_name_kind(func, aya_obj::btf::BtfKind::Func)
+        .map_err(|_| format!("no function {func} in the kernel's BTF"))?;
     let prog = raw::load(Prog { prog_type, attach_type, attach_btf_id: id }, &raw::RETURN_0, c"pilot_doctor")
         .map_err(|e| format!("loading on {func}: {}", bpf_err(e)))?;
     raw::raw_tracepoint_open(&prog, None::<&CStr>).map_err(|e| format!("attaching to {func}: {}", bpf_err(e)))?;

@@ -2,7 +2,6 @@
 //! and `pilot trace` can therefore guarantee. `pilot run` goes through the same probes before it
 //! starts (`require_run`): it refuses a kernel that cannot contain a pilot, and picks how Unix
 //! sockets are contained from what the probe found.
-mod btf;
 mod checks;
 
 use anyhow::Result;
