@@ -122,6 +122,8 @@ pub fn kprobes() -> Outcome {
     let pmu: u32 = pmu.trim().parse().map_err(|_| "unreadable kprobe PMU type".to_string())?;
     let prog = raw::load(Prog { prog_type: raw::PROG_KPROBE, ..Default::default() }, &raw::RETURN_0, c"pilot_doctor").map_err(bpf_err)?;
     let func = c"do_sys_openat2";
+    // perf_event_open by hand: libbpf opens a kprobe PMU event only inside
+    // bpf_program__attach_kprobe (a program of a bpf_object), not for a bare program fd.
     // perf_event_attr (PERF_ATTR_SIZE_VER5): type, size, ..., config1 (the function) at 56.
     let mut attr = [0u8; 112];
     attr[0..4].copy_from_slice(&pmu.to_ne_bytes());
