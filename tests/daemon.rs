@@ -68,7 +68,8 @@ impl Daemon {
 
     fn scrape(&self) -> String {
         let mut conn = TcpStream::connect(&self.metrics).expect("the metrics endpoint answers");
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        // HTTP/1.1, as Prometheus scrapes (hyper answers an HTTP/1.0 request in HTTP/1.0).
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut text = String::new();
         conn.read_to_string(&mut text).unwrap();
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");

@@ -57,11 +57,13 @@ fn unix_socket_containment_is_what_doctor_says() {
     let hooks = doctor_json()["unix_sockets"] == "cgroup hooks";
     let d = Scratch::new();
     let path = d.join("live.sock");
-    let _listener = UnixListener::bind(&path).unwrap();
+    let listener = UnixListener::bind(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
     // Control: without pilot the connect reaches the listener.
     let live = Command::new(PYTHON).args(["-c", UNIX_CONNECT, &path]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&live.stdout), "socket 0\nconnect 0\n");
+    assert!(listener.accept().is_ok(), "the control's connection reached the listener");
     let out = Command::new(pilot_bin())
         .args(["run", "--out"])
         .arg(d.path().join("run"))
@@ -70,8 +72,15 @@ fn unix_socket_containment_is_what_doctor_says() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let expected = if hooks { "socket 0\nconnect 1\n" } else { "socket 1\n" }; // EPERM
+    // With the hooks, a live listener's path leads to pilot's sink (the connect succeeds, as
+    // live, and reaches nothing live); without them no AF_UNIX socket can be made (EPERM).
+    let expected = if hooks { "socket 0\nconnect 0\n" } else { "socket 1\n" };
     assert!(stdout.starts_with(expected), "doctor says hooks={hooks}; the pilot printed {stdout:?}; stderr {}", String::from_utf8_lossy(&out.stderr));
+    assert!(listener.accept().is_err(), "the live listener got a connection from the pilot");
+    if hooks {
+        let sink = std::fs::read_to_string(d.path().join("run/sink.json")).unwrap();
+        assert!(sink.contains(&format!("unix:{path}")), "the sink caught the connect: {sink}");
+    }
 }
 
 #[test]

@@ -1,42 +1,43 @@
 //! What /proc says about a live process. Used for what started before tracing (the root's
 //! cwd and inherited fds, `--pid` trees) and as a fallback only: /proc races with the process,
 //! the kernel records do not.
+//!
+//! Files with a format (stat, maps, the /proc/net tables, mountinfo) are parsed by the `procfs`
+//! crate. Symlinks (cwd, root, exe, fd/N), directory listings (pids, tasks, fds) and existence
+//! are one std call each: `procfs::process::Process` opens /proc/PID first and, for fds, opens
+//! and stats every link too (2-4x the syscalls, measured: readlink of fd/N 0.9 us vs 2.1 us;
+//! listing every fd on the host 0.85 ms vs 1.3 ms), and would parse nothing we need.
 use std::{fs, path::PathBuf};
 
-/// Nanoseconds per clock tick in /proc/<pid>/stat (USER_HZ is 100 on Linux).
-fn ns_per_tick() -> u64 {
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { 1_000_000_000 / hz as u64 } else { 10_000_000 }
-}
+use procfs::process::{MMapPath, Process};
 
-/// Fields of /proc/<pid>/stat after the `(comm)`, which may itself hold spaces and parens.
-fn stat_fields(pid: u32) -> Option<(String, Vec<String>)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text[open + 1..close].to_string();
-    let rest = text[close + 1..].split_whitespace().map(str::to_string).collect();
-    Some((comm, rest))
+/// /proc/<pid>/stat, parsed (comm may itself hold spaces and parens).
+fn stat(pid: u32) -> Option<procfs::process::Stat> {
+    Process::new(pid as i32).ok()?.stat().ok()
 }
 
 /// Start time since boot in ns (tick precision): with the pid, a process's identity.
 pub fn start_ns(pid: u32) -> Option<u64> {
-    // starttime is field 22; `rest` starts at field 3 (state).
-    let (_, rest) = stat_fields(pid)?;
-    rest.get(19)?.parse::<u64>().ok().map(|t| t * ns_per_tick())
+    let ns_per_tick = 1_000_000_000 / procfs::ticks_per_second().max(1);
+    Some(stat(pid)?.starttime * ns_per_tick)
 }
 
 pub fn ppid(pid: u32) -> Option<u32> {
-    stat_fields(pid)?.1.get(1)?.parse().ok()
+    u32::try_from(stat(pid)?.ppid).ok()
 }
 
 /// Process group (field 5 of stat).
 pub fn pgid(pid: u32) -> Option<u32> {
-    stat_fields(pid)?.1.get(2)?.parse().ok()
+    u32::try_from(stat(pid)?.pgrp).ok()
 }
 
 pub fn comm(pid: u32) -> Option<String> {
-    Some(stat_fields(pid)?.0)
+    Some(stat(pid)?.comm)
+}
+
+/// Has the process exited but not been reaped yet?
+pub fn is_zombie(pid: u32) -> bool {
+    stat(pid).is_some_and(|s| s.state == 'Z')
 }
 
 pub fn exists(pid: u32) -> bool {
@@ -55,17 +56,21 @@ pub fn exe(pid: u32) -> Option<String> {
     link(&format!("/proc/{pid}/exe"))
 }
 
+/// What fd `fd` of `pid` points at. On the tracker's path (a dirfd it has not seen): one
+/// readlink, see the module comment.
 pub fn fd_target(pid: u32, fd: i32) -> Option<String> {
     link(&format!("/proc/{pid}/fd/{fd}"))
 }
 
+/// The arguments, lossy: procfs's `Process::cmdline` fails on an argument that is not UTF-8
+/// (a file name can be anything), and that process would lose its whole argv.
 pub fn cmdline(pid: u32) -> Vec<String> {
     fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| split_nul(&b))
         .unwrap_or_default()
 }
 
-/// Open fds and what they point at.
+/// Open fds and what they point at, as readlink gives them (`socket:[123]`, a path...).
 pub fn fds(pid: u32) -> Vec<(i32, String)> {
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
     let mut out: Vec<(i32, String)> = dir
@@ -84,7 +89,8 @@ pub fn threads(pid: u32) -> Vec<u32> {
     numeric_entries(&format!("/proc/{pid}/task"))
 }
 
-/// Every pid on the host.
+/// Every pid on the host. (procfs's `all_processes` opens every /proc/PID: 117 us for 89
+/// processes against 35 us for the listing; the daemon lists them 4 times a second.)
 pub fn pids() -> Vec<u32> {
     numeric_entries("/proc")
 }
@@ -119,49 +125,127 @@ fn link(path: &str) -> Option<String> {
     fs::read_link(path).ok().map(|p: PathBuf| p.to_string_lossy().into_owned())
 }
 
-/// Has the process exited but not been reaped yet?
-pub fn is_zombie(pid: u32) -> bool {
-    stat_fields(pid).and_then(|(_, rest)| rest.first().cloned()).is_some_and(|s| s == "Z")
+/// A `key:` field of /proc/<pid>/fdinfo/<fd> (`flags:` in octal, `prog_id:`...), as text.
+/// Hand-read: the procfs crate has no fdinfo parser.
+pub fn fdinfo_field(pid: u32, fd: i32, key: &str) -> Option<String> {
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    info.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string())
+}
+
+/// The open flags of an fd (fdinfo `flags:`, octal).
+pub fn fd_flags(pid: u32, fd: i32) -> Option<u64> {
+    u64::from_str_radix(&fdinfo_field(pid, fd, "flags:")?, 8).ok()
 }
 
 /// Is `fd` open for writing (O_WRONLY or O_RDWR in /proc/<pid>/fdinfo)?
 pub fn fd_writable(pid: u32, fd: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
-        .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("flags:").map(|f| f.trim().to_string())))
-        .and_then(|f| u64::from_str_radix(&f, 8).ok())
-        .is_some_and(|flags| flags & 3 != 0)
+    fd_flags(pid, fd).is_some_and(|flags| flags & 3 != 0)
 }
 
 /// Files a process maps (each once).
 pub fn mapped_files(pid: u32) -> Vec<String> {
-    let text = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    let mut out: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .filter(|p| p.starts_with('/'))
-        .map(str::to_string)
+    let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else { return Vec::new() };
+    let mut out: Vec<String> = maps
+        .into_iter()
+        .filter_map(|m| match m.pathname {
+            // The file's name as it was opened; a deleted one is still the file it was.
+            MMapPath::Path(p) => Some(p.to_string_lossy().trim_end_matches(" (deleted)").to_string()),
+            _ => None,
+        })
         .collect();
     out.sort();
     out.dedup();
     out
 }
 
-/// The local port of a process's socket fd, from /proc/net (for listen after bind to port 0).
+/// The local port of a process's socket fd, from its network namespace's /proc/net tables
+/// (for listen after bind to port 0).
 pub fn socket_port(pid: u32, fd: i32) -> Option<u16> {
     let target = fd_target(pid, fd)?;
-    let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
-    for table in ["tcp", "tcp6", "udp", "udp6"] {
-        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.get(9) == Some(&inode) {
-                let port = f.get(1)?.rsplit(':').next()?;
-                return u16::from_str_radix(port, 16).ok();
+    let inode: u64 = target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()?;
+    let process = Process::new(pid as i32).ok()?;
+    let tcp = || process.tcp().into_iter().chain(process.tcp6()).flatten().map(|e| (e.inode, e.local_address));
+    let udp = || process.udp().into_iter().chain(process.udp6()).flatten().map(|e| (e.inode, e.local_address));
+    tcp().chain(udp()).find(|(i, _)| *i == inode).map(|(_, addr)| addr.port())
+}
+
+/// A mount of this process's mount namespace, from /proc/self/mountinfo.
+pub struct Mount {
+    pub mount_point: String,
+    pub fstype: String,
+    pub read_only: bool,
+}
+
+/// The mounts a mountinfo text lists; a line that does not parse is skipped.
+pub fn mounts(mountinfo: &str) -> Vec<Mount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| procfs::process::MountInfo::from_line(line).ok())
+        .map(|m| Mount {
+            mount_point: unescape_mountinfo(&m.mount_point.to_string_lossy()),
+            read_only: m.mount_options.contains_key("ro"),
+            fstype: m.fs_type,
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal (`\040`); procfs leaves them
+/// (https://github.com/eminence/procfs/issues/262).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
             }
         }
     }
-    None
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_with_escapes_and_optional_fields() {
+        let text = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+29 22 0:25 / /mnt/my\\040data\\134x ro,nosuid master:3 propagate_from:2 - xfs /dev/vdb rw
+not a mountinfo line
+";
+        let m = mounts(text);
+        assert_eq!(m.len(), 2, "the bad line is skipped");
+        assert_eq!((m[0].mount_point.as_str(), m[0].fstype.as_str(), m[0].read_only), ("/", "ext4", false));
+        assert_eq!((m[1].mount_point.as_str(), m[1].fstype.as_str(), m[1].read_only), ("/mnt/my data\\x", "xfs", true));
+        assert_eq!(unescape_mountinfo("/a\\04"), "/a\\04", "a truncated escape stays");
+    }
+
+    #[test]
+    fn this_process_reads_back() {
+        let me = std::process::id();
+        assert_eq!(ppid(me), Some(std::os::unix::process::parent_id()));
+        assert!(start_ns(me).is_some_and(|s| s > 0));
+        assert!(comm(me).is_some_and(|c| !c.is_empty()));
+        assert!(!is_zombie(me));
+        assert!(mapped_files(me).iter().any(|f| f.starts_with('/')));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
+        assert_eq!(socket_port(me, fd), Some(l.local_addr().unwrap().port()));
+        let dir = tempfile::tempdir().unwrap();
+        let written = fs::File::create(dir.path().join("w")).unwrap();
+        let read = fs::File::open(dir.path().join("w")).unwrap();
+        assert!(fd_writable(me, std::os::fd::AsRawFd::as_raw_fd(&written)));
+        assert!(!fd_writable(me, std::os::fd::AsRawFd::as_raw_fd(&read)));
+    }
 }
 
 /// This host's name, as the kernel has it (one reader for the graph, the intent and the journal).

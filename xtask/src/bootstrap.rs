@@ -7,12 +7,16 @@ use anyhow::{Context as _, bail};
 use crate::Exit;
 use crate::cmd::{self, cargo, command, probe, run};
 
-/// Libraries bpf-linker links against, plus the tools the test suite shells out to.
+/// Libraries bpf-linker and libbpf-sys build against, plus the tools the test suite shells out to.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    // libbpf-sys builds its vendored libbpf (make, pkg-config, libelf and zlib headers)
+    "libelf-dev",
+    "pkg-config",
+    "make",
     "iproute2",
     "procps",
     // tests: the C effects helper, the JVM tracing test, DOT output checked with `dot -Tsvg`

@@ -155,7 +155,8 @@ fn wait_for_metrics(limit: Duration) -> anyhow::Result<String> {
 
 pub fn scrape() -> anyhow::Result<String> {
     let mut conn = TcpStream::connect(METRICS)?;
-    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    // HTTP/1.1, as Prometheus scrapes (the daemon's hyper answers HTTP/1.0 in HTTP/1.0).
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
     let mut text = String::new();
     conn.read_to_string(&mut text)?;
     if !text.starts_with("HTTP/1.1 200") {

@@ -1,127 +1,190 @@
-//! Prometheus text exposition on a localhost address: what the daemon's runs recorded (read
-//! from their run directories when they end) and what every pilot's BPF programs cost now
-//! (the kernel's BPF statistics, enabled while the daemon runs).
+//! Prometheus metrics on a localhost address: what the daemon's runs recorded (read from their
+//! run directories when they end) and what every pilot's BPF programs cost now (the kernel's
+//! BPF statistics, enabled while the daemon runs). prometheus-client holds and encodes them
+//! (text format 0.0.4, what the endpoint always served); hyper serves `/metrics`.
 use std::{
     collections::{BTreeMap, HashMap},
-    fmt::Write as _,
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    convert::Infallible,
+    net::SocketAddr,
     path::Path,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use serde_json::Value;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode, body::{Bytes, Incoming}, header::CONTENT_TYPE, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text},
+    metrics::{counter::{ConstCounter, Counter}, family::Family, gauge::{ConstGauge, Gauge}},
+    registry::Registry,
+};
+use crate::rundir::{RunDir, SinkLog, Summary, Verdict};
 
 use super::State;
 
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    command: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabel {
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabel {
+    cause: String,
+}
+
+/// The registry and the handles the daemon counts through. Counter names are registered
+/// without `_total` (the encoder adds it), help texts without their final period (the registry
+/// adds it): the exposition reads as it always did.
 pub struct Metrics {
-    /// By command (run, trace) and outcome (ok, failed).
-    runs: BTreeMap<(String, String), u64>,
-    verdicts: BTreeMap<String, u64>,
-    violations: BTreeMap<String, u64>,
-    events: BTreeMap<String, u64>,
-    lost: BTreeMap<String, u64>,
-    incomplete_runs: u64,
-    sink_bytes: u64,
-    /// Highest ring-buffer fill of the last run that reported it, as a ratio.
-    ringbuf_peak_fill: Option<f64>,
-    pub bpf: BpfTotals,
+    registry: Registry,
+    runs: Family<RunLabels, Counter>,
+    active: Gauge,
+    verdicts: Family<VerdictLabel, Counter>,
+    violations: Family<RuleLabel, Counter>,
+    events: Family<KindLabel, Counter>,
+    lost: Family<CauseLabel, Counter>,
+    incomplete_runs: Counter,
+    sink_bytes: Counter,
+    observed: Arc<Observed>,
 }
 
 impl Metrics {
+    pub fn new(bpf_stats_enabled: bool) -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            runs: Family::default(),
+            active: Gauge::default(),
+            verdicts: Family::default(),
+            violations: Family::default(),
+            events: Family::default(),
+            lost: Family::default(),
+            incomplete_runs: Counter::default(),
+            sink_bytes: Counter::default(),
+            observed: Arc::new(Observed { bpf_stats_enabled, ringbuf_peak_fill: Mutex::new(None), bpf: Mutex::new(BpfTotals::default()) }),
+            registry: Registry::default(),
+        };
+        registry.register("pilot_runs", "Runs the daemon served, by command and outcome", m.runs.clone());
+        registry.register("pilot_runs_active", "Runs in progress", m.active.clone());
+        registry.register("pilot_verdicts", "Verdicts of pilot runs", m.verdicts.clone());
+        registry.register("pilot_policy_violations", "Policy violations, by rule", m.violations.clone());
+        registry.register("pilot_events", "Events recorded, by kind", m.events.clone());
+        registry.register("pilot_events_lost", "Events the kernel could not deliver, by cause", m.lost.clone());
+        registry.register("pilot_incomplete_runs", "Runs that lost events", m.incomplete_runs.clone());
+        registry.register("pilot_sink_bytes", "Bytes pilots sent that the sink caught", m.sink_bytes.clone());
+        registry.register_collector(Box::new(m.observed.clone()));
+        Metrics { registry, ..m }
+    }
+
+    pub fn run_started(&self) {
+        self.active.inc();
+    }
+
+    pub fn run_ended(&self) {
+        self.active.dec();
+    }
+
     /// Count a finished run from what it wrote.
-    pub fn add_run(&mut self, command: &str, exit_ok: bool, run_dir: Option<&Path>) {
+    pub fn add_run(&self, command: &str, exit_ok: bool, run_dir: Option<&Path>) {
         let outcome = if exit_ok { "ok" } else { "failed" };
-        *self.runs.entry((command.to_string(), outcome.to_string())).or_default() += 1;
+        self.runs.get_or_create(&RunLabels { command: command.into(), outcome: outcome.into() }).inc();
         let Some(dir) = run_dir else { return };
-        if let Some(s) = read_json(&dir.join("summary.json")) {
-            add_counts(&mut self.events, &s["events_by_kind"]);
-            add_counts(&mut self.lost, &s["lost_by_cause"]);
-            if s["complete"] == false {
-                self.incomplete_runs += 1;
+        let dir = RunDir::at(dir);
+        // A file a run could not write (or a trace without a sink) just adds nothing.
+        let mut unreadable = Vec::new();
+        if let Some(s) = dir.read_optional::<Summary>(&mut unreadable) {
+            for (kind, n) in s.events_by_kind {
+                self.events.get_or_create(&KindLabel { kind }).inc_by(n);
             }
-            if let (Some(peak), Some(size)) = (s["ringbuf_peak_bytes"].as_u64(), s["ringbuf_bytes"].as_u64()) {
-                self.ringbuf_peak_fill = Some(peak as f64 / size.max(1) as f64);
+            for (cause, n) in s.lost_by_cause {
+                self.lost.get_or_create(&CauseLabel { cause }).inc_by(n);
+            }
+            if !s.complete {
+                self.incomplete_runs.inc();
+            }
+            *self.observed.ringbuf_peak_fill.lock().expect("fill lock") = Some(s.ringbuf_peak_bytes as f64 / s.ringbuf_bytes.max(1) as f64);
+        }
+        if let Some(v) = dir.read_optional::<Verdict>(&mut unreadable) {
+            self.verdicts.get_or_create(&VerdictLabel { verdict: v.evaluation.verdict.as_str().into() }).inc();
+            for x in &v.evaluation.violations {
+                self.violations.get_or_create(&RuleLabel { rule: x.rule.clone() }).inc();
             }
         }
-        if let Some(v) = read_json(&dir.join("verdict.json")) {
-            if let Some(verdict) = v["verdict"].as_str() {
-                *self.verdicts.entry(verdict.to_string()).or_default() += 1;
-            }
-            for rule in v["violations"].as_array().into_iter().flatten().filter_map(|x| x["rule"].as_str()) {
-                *self.violations.entry(rule.to_string()).or_default() += 1;
-            }
+        if let Some(sink) = dir.read_optional::<SinkLog>(&mut unreadable) {
+            self.sink_bytes.inc_by(sink.iter().map(|c| c.bytes).sum::<u64>());
         }
-        if let Some(sink) = read_json(&dir.join("sink.json")) {
-            self.sink_bytes += sink.as_array().into_iter().flatten().filter_map(|c| c["bytes"].as_u64()).sum::<u64>();
+        for problem in unreadable {
+            tracing::warn!("metrics of a finished run: {problem}");
         }
     }
-}
 
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
+    /// Sample pilots' BPF programs now (reads /proc: call it off the async threads).
+    pub fn refresh_bpf(&self) {
+        self.observed.bpf.lock().expect("bpf lock").refresh();
+    }
 
-fn add_counts(into: &mut BTreeMap<String, u64>, counts: &Value) {
-    for (k, v) in counts.as_object().into_iter().flatten() {
-        *into.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+    /// The exposition text (samples BPF programs: call it off the async threads).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        out
     }
 }
 
-/// The exposition text.
-pub fn render(state: &State) -> String {
-    let active = state.active_runs();
-    let mut m = state.metrics.lock().expect("metrics lock");
-    let bpf = m.bpf.refresh();
-    let mut out = String::new();
-    family(&mut out, "pilot_runs_total", "counter", "Runs the daemon served, by command and outcome.");
-    for ((command, outcome), n) in &m.runs {
-        let _ = writeln!(out, "pilot_runs_total{{command=\"{command}\",outcome=\"{outcome}\"}} {n}");
-    }
-    family(&mut out, "pilot_runs_active", "gauge", "Runs in progress.");
-    let _ = writeln!(out, "pilot_runs_active {active}");
-    labelled(&mut out, "pilot_verdicts_total", "counter", "Verdicts of pilot runs.", "verdict", &m.verdicts);
-    labelled(&mut out, "pilot_policy_violations_total", "counter", "Policy violations, by rule.", "rule", &m.violations);
-    labelled(&mut out, "pilot_events_total", "counter", "Events recorded, by kind.", "kind", &m.events);
-    labelled(&mut out, "pilot_events_lost_total", "counter", "Events the kernel could not deliver, by cause.", "cause", &m.lost);
-    family(&mut out, "pilot_incomplete_runs_total", "counter", "Runs that lost events.");
-    let _ = writeln!(out, "pilot_incomplete_runs_total {}", m.incomplete_runs);
-    family(&mut out, "pilot_sink_bytes_total", "counter", "Bytes pilots sent that the sink caught.");
-    let _ = writeln!(out, "pilot_sink_bytes_total {}", m.sink_bytes);
-    if let Some(fill) = m.ringbuf_peak_fill {
-        family(&mut out, "pilot_ringbuf_peak_fill_ratio", "gauge", "Highest ring-buffer fill of the last finished run (0-1).");
-        let _ = writeln!(out, "pilot_ringbuf_peak_fill_ratio {fill:.6}");
-    }
-    family(&mut out, "pilot_bpf_stats_enabled", "gauge", "1 when the kernel's BPF run-time statistics are on.");
-    let _ = writeln!(out, "pilot_bpf_stats_enabled {}", u8::from(state.bpf_stats_enabled));
-    family(&mut out, "pilot_bpf_program_run_seconds_total", "counter", "Time pilots' BPF programs ran, by program.");
-    for (name, (ns, _)) in &bpf {
-        let _ = writeln!(out, "pilot_bpf_program_run_seconds_total{{program=\"{name}\"}} {:.9}", *ns as f64 / 1e9);
-    }
-    family(&mut out, "pilot_bpf_program_runs_total", "counter", "Times pilots' BPF programs ran, by program.");
-    for (name, (_, cnt)) in &bpf {
-        let _ = writeln!(out, "pilot_bpf_program_runs_total{{program=\"{name}\"}} {cnt}");
-    }
-    out
+/// What is read, not counted, at each scrape: the last ring-buffer fill (absent until a run
+/// reported one) and the BPF statistics.
+#[derive(Debug)]
+struct Observed {
+    bpf_stats_enabled: bool,
+    /// Highest ring-buffer fill of the last run that reported it, as a ratio.
+    ringbuf_peak_fill: Mutex<Option<f64>>,
+    bpf: Mutex<BpfTotals>,
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn labelled(out: &mut String, name: &str, kind: &str, help: &str, label: &str, values: &BTreeMap<String, u64>) {
-    family(out, name, kind, help);
-    for (k, v) in values {
-        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", k.replace('\\', "\\\\").replace('"', "\\\""));
+impl Collector for Observed {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(fill) = *self.ringbuf_peak_fill.lock().expect("fill lock") {
+            let g = ConstGauge::new(fill);
+            g.encode(encoder.encode_descriptor("pilot_ringbuf_peak_fill_ratio", "Highest ring-buffer fill of the last finished run (0-1).", None, g.metric_type())?)?;
+        }
+        let g = ConstGauge::new(i64::from(self.bpf_stats_enabled));
+        g.encode(encoder.encode_descriptor("pilot_bpf_stats_enabled", "1 when the kernel's BPF run-time statistics are on.", None, g.metric_type())?)?;
+        let bpf = self.bpf.lock().expect("bpf lock").refresh();
+        let kind = ConstCounter::new(0u64).metric_type();
+        let mut seconds = encoder.encode_descriptor("pilot_bpf_program_run_seconds", "Time pilots' BPF programs ran, by program.", None, kind)?;
+        for (name, (ns, _)) in &bpf {
+            ConstCounter::new(*ns as f64 / 1e9).encode(seconds.encode_family(&[("program", name.as_str())])?)?;
+        }
+        let mut runs = encoder.encode_descriptor("pilot_bpf_program_runs", "Times pilots' BPF programs ran, by program.", None, kind)?;
+        for (name, (_, cnt)) in &bpf {
+            ConstCounter::new(*cnt).encode(runs.encode_family(&[("program", name.as_str())])?)?;
+        }
+        Ok(())
     }
 }
 
 /// Run time and count of every pilot's BPF programs, monotonic across runs: the daemon holds
 /// an fd on each program it sees, so a finished run's programs stay readable until their last
 /// counts are added to `retired`.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct BpfTotals {
     held: HashMap<u32, (String, aya::programs::ProgramFd)>,
     retired: BTreeMap<String, (u64, u64)>,
@@ -185,8 +248,7 @@ fn prog_stats(pid: u32, fd: i32) -> (u64, u64) {
 }
 
 fn fdinfo_field(pid: u32, fd: i32, key: &str) -> Option<u64> {
-    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
-    info.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse().ok())
+    crate::procfs::fdinfo_field(pid, fd, key)?.parse().ok()
 }
 
 fn is_pilot(pid: u32) -> bool {
@@ -194,41 +256,119 @@ fn is_pilot(pid: u32) -> bool {
         .is_ok_and(|exe| exe.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pilot")))
 }
 
-/// Serve `GET /metrics` until the process exits.
+/// Serve `/metrics` (HTTP/1.1) until the runtime stops.
 pub fn serve(addr: SocketAddr, state: Arc<State>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr)
+    let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| crate::error::UsageError::new(format!("metrics_listen {addr}: {e}: pick a free port in the config")))?;
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            if let Err(e) = answer(conn, &state) {
-                tracing::debug!("metrics request: {e}");
-            }
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    tokio::spawn(async move {
+        loop {
+            let conn = match listener.accept().await {
+                Ok((conn, _)) => conn,
+                Err(e) => {
+                    tracing::debug!("metrics accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| answer(request, state.clone()));
+                let served = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(5))
+                    .serve_connection(TokioIo::new(conn), service)
+                    .await;
+                if let Err(e) = served {
+                    tracing::debug!("metrics request: {e}");
+                }
+            });
         }
     });
     Ok(())
 }
 
-fn answer(mut conn: TcpStream, state: &State) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut request = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16384 {
-        let n = conn.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&request);
-    let path = line.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = if path == "/metrics" || path.starts_with("/metrics?") {
-        ("200 OK", render(state))
+async fn answer(request: Request<Incoming>, state: Arc<State>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, body) = if request.uri().path() == "/metrics" {
+        let text = tokio::task::spawn_blocking(move || state.metrics.render()).await.unwrap_or_default();
+        (StatusCode::OK, text)
     } else {
-        ("404 Not Found", "pilot serves /metrics\n".to_string())
+        (StatusCode::NOT_FOUND, "pilot serves /metrics\n".to_string())
     };
-    write!(
-        conn,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static(prometheus_text::CONTENT_TYPE));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_keeps_its_names_types_and_help() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::at(dir.path());
+        let summary = serde_json::json!({
+            "schema": "pilot.trace-summary/v1", "target": "t", "started_unix_ms": 0, "duration_ms": 0, "processes": 1,
+            "events": 3, "records": 3, "decode_errors": 0, "lost_events": 3,
+            "events_by_kind": {"unlink": 2, "exec": 1}, "lost_by_cause": {"ringbuf_full": 3},
+            "complete": false, "ringbuf_peak_bytes": 1024, "ringbuf_bytes": 4096,
+        });
+        run.write::<Summary>(&serde_json::from_value(summary).unwrap()).unwrap();
+        let violation = serde_json::json!({
+            "rule": "live-file-destroyed", "action": "block", "severity": 0.9, "target": "x", "target_id": "file:/x",
+            "effects": ["unlink"], "count": 1, "bytes": 0, "why": "", "edges": [], "events": [],
+        });
+        let verdict = serde_json::json!({
+            "schema": "pilot.verdict/v1", "pilot_exit": 0, "verdict": "block", "risk": 0.9, "containment": 1.0,
+            "affected_components": [], "components": 1, "complete": false, "violations": [violation], "gate_failures": [],
+            "gate": {"max_risk": 0.5, "min_containment": 0.0, "max_fidelity_error": 0.25, "require_complete": true},
+            "policies": [], "lost_events": 3, "timed_out": false, "command": ["x"], "cwd": "/",
+            "contained_by": {"files": "", "network": "", "unix_sockets": "", "signals": "", "capabilities_dropped": []},
+        });
+        run.write::<Verdict>(&serde_json::from_value(verdict).unwrap()).unwrap();
+        let caught = |bytes| crate::rundir::Caught { bytes, ..Default::default() };
+        run.write::<SinkLog>(&vec![caught(10), caught(5)]).unwrap();
+        let m = Metrics::new(true);
+        let before = m.render();
+        assert!(!before.contains("pilot_ringbuf_peak_fill_ratio"), "no fill before a run reported one:\n{before}");
+        m.run_started();
+        m.add_run("run", false, Some(dir.path()));
+        let text = m.render();
+        for line in [
+            "# HELP pilot_runs_total Runs the daemon served, by command and outcome.",
+            "# TYPE pilot_runs_total counter",
+            "pilot_runs_total{command=\"run\",outcome=\"failed\"} 1",
+            "# HELP pilot_runs_active Runs in progress.",
+            "# TYPE pilot_runs_active gauge",
+            "pilot_runs_active 1",
+            "# TYPE pilot_verdicts_total counter",
+            "pilot_verdicts_total{verdict=\"block\"} 1",
+            "pilot_policy_violations_total{rule=\"live-file-destroyed\"} 1",
+            "pilot_events_total{kind=\"unlink\"} 2",
+            "pilot_events_total{kind=\"exec\"} 1",
+            "# HELP pilot_events_lost_total Events the kernel could not deliver, by cause.",
+            "pilot_events_lost_total{cause=\"ringbuf_full\"} 3",
+            "# TYPE pilot_incomplete_runs_total counter",
+            "pilot_incomplete_runs_total 1",
+            "# HELP pilot_sink_bytes_total Bytes pilots sent that the sink caught.",
+            "pilot_sink_bytes_total 15",
+            "# HELP pilot_ringbuf_peak_fill_ratio Highest ring-buffer fill of the last finished run (0-1).",
+            "# TYPE pilot_ringbuf_peak_fill_ratio gauge",
+            "pilot_ringbuf_peak_fill_ratio 0.25",
+            "# HELP pilot_bpf_stats_enabled 1 when the kernel's BPF run-time statistics are on.",
+            "pilot_bpf_stats_enabled 1",
+            "# HELP pilot_bpf_program_run_seconds_total Time pilots' BPF programs ran, by program.",
+            "# TYPE pilot_bpf_program_run_seconds_total counter",
+            "# HELP pilot_bpf_program_runs_total Times pilots' BPF programs ran, by program.",
+            "# TYPE pilot_bpf_program_runs_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
+        assert!(!text.contains("# EOF"), "the 0.0.4 text format has no EOF marker");
+        m.run_ended();
+        assert!(m.render().lines().any(|l| l == "pilot_runs_active 0"));
+    }
 }

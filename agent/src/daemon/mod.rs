@@ -5,6 +5,10 @@
 //! `state_dir/<id>.log`. A client that goes away does not take its run along (or, with
 //! `on_client_disconnect = "kill"`, stops it as ^C would); `max_run` bounds every run; stopping
 //! the daemon stops its runs first. No run is left behind.
+//!
+//! One tokio runtime (a single thread: the daemon relays bytes and waits) serves the socket,
+//! the runs and the metrics endpoint; the /proc scans behind the BPF metrics run on its
+//! blocking pool.
 pub mod client;
 pub mod config;
 mod metrics;
@@ -12,26 +16,30 @@ mod proto;
 mod runs;
 
 use std::{
-    io::{BufRead, BufReader},
-    os::unix::{fs::PermissionsExt, net::{UnixListener, UnixStream}},
+    os::unix::{fs::PermissionsExt, net::UnixStream as StdUnixStream},
     path::Path,
-    sync::{Arc, Mutex, atomic::{AtomicU64, Ordering}},
-    time::{Duration, Instant},
+    sync::{Arc, Mutex, atomic::{AtomicU64, AtomicUsize, Ordering}},
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    signal::unix::{SignalKind, signal},
+    time::Instant,
+};
 
 use crate::{
     cli::DaemonArgs,
     error::{DAEMON_SOCKET, DAEMON_STATE, FileError, OnPath, UsageError},
-    session,
 };
 use config::Config;
 use proto::Request;
 pub use runs::RunInfo;
 
-/// What every connection's thread shares.
+/// What every connection's task shares.
 pub struct State {
     config: Config,
     exe: String,
@@ -39,10 +47,9 @@ pub struct State {
     /// Live runs: (run id, pid, a trace: ^C goes to its whole job), for cancel and shutdown.
     pids: Mutex<Vec<(u64, u32, bool)>>,
     /// Runs whose client has not been told the outcome yet (shutdown waits for them).
-    serving: std::sync::atomic::AtomicUsize,
-    metrics: Mutex<metrics::Metrics>,
+    serving: AtomicUsize,
+    metrics: metrics::Metrics,
     next_id: AtomicU64,
-    bpf_stats_enabled: bool,
     started_unix_ms: u128,
 }
 
@@ -101,7 +108,15 @@ pub fn run(args: DaemonArgs) -> Result<i32> {
     }
     crate::probes::preflight()?;
     std::fs::create_dir_all(&config.state_dir).on("creating", &config.state_dir, DAEMON_STATE).map_err(FileError::usage)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the daemon's runtime")?;
+    runtime.block_on(serve(config, max_run, metrics_addr))?;
+    Ok(0)
+}
+
+async fn serve(config: Config, max_run: Duration, metrics_addr: Option<std::net::SocketAddr>) -> Result<()> {
     let listener = bind(&config.socket)?;
+    // Before the first run: the daemon stops as soon as it is told to.
+    let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
     // The kernel counts BPF run time while this fd is open (BPF_ENABLE_STATS).
     let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime);
     if let Err(e) = &stats {
@@ -111,55 +126,58 @@ pub fn run(args: DaemonArgs) -> Result<i32> {
         exe: client::own_exe(),
         runs: Mutex::new(Vec::new()),
         pids: Mutex::new(Vec::new()),
-        serving: Default::default(),
-        metrics: Mutex::new(Default::default()),
+        serving: AtomicUsize::new(0),
+        metrics: metrics::Metrics::new(stats.is_ok()),
         next_id: AtomicU64::new(1),
-        bpf_stats_enabled: stats.is_ok(),
         started_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
         config,
     });
     if let Some(addr) = metrics_addr {
         metrics::serve(addr, state.clone())?;
     }
-    sample_bpf_stats(state.clone());
+    tokio::spawn(sample_bpf_stats(state.clone()));
     tracing::info!(socket = %state.config.socket.display(), metrics = %state.config.metrics_listen, "pilot daemon ready");
     eprintln!("pilot daemon: serving {} (metrics {})", state.config.socket.display(), if metrics_addr.is_some() { state.config.metrics_listen.as_str() } else { "off" });
-    session::catch_interrupts();
-    listener.set_nonblocking(true)?;
-    while session::SIGNALS.load(Ordering::SeqCst) == 0 {
-        match listener.accept() {
-            Ok((conn, _)) => {
-                let state = state.clone();
-                std::thread::spawn(move || {
-                    if let Err(e) = serve_client(conn, &state, max_run) {
-                        tracing::warn!("client: {e:#}");
-                    }
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => tracing::warn!("accept: {e}"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((conn, _)) => {
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_client(conn, &state, max_run).await {
+                            tracing::warn!("client: {e:#}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // E.g. EMFILE: do not spin on it.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
         }
     }
-    shutdown(&state);
+    shutdown(&state).await;
     let _ = std::fs::remove_file(&state.config.socket);
     drop(stats);
-    Ok(0)
+    Ok(())
 }
 
 /// Pick up pilots' BPF programs while they are loaded (4 times a second while runs are
 /// active, else once a second), so their counts survive them.
-fn sample_bpf_stats(state: Arc<State>) {
-    std::thread::spawn(move || {
-        loop {
-            let busy = state.active_runs() > 0;
-            std::thread::sleep(Duration::from_millis(if busy { 250 } else { 1000 }));
-            state.metrics.lock().expect("metrics lock").bpf.refresh();
-        }
-    });
+async fn sample_bpf_stats(state: Arc<State>) {
+    loop {
+        let busy = state.active_runs() > 0;
+        tokio::time::sleep(Duration::from_millis(if busy { 250 } else { 1000 })).await;
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.metrics.refresh_bpf()).await;
+    }
 }
 
 /// Stop every run (as ^C would) and wait for them, so none outlives the daemon.
-fn shutdown(state: &Arc<State>) {
+async fn shutdown(state: &Arc<State>) {
     let ids: Vec<u64> = state.pids.lock().expect("pids lock").iter().map(|(id, ..)| *id).collect();
     if ids.is_empty() {
         return;
@@ -171,7 +189,7 @@ fn shutdown(state: &Arc<State>) {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while state.serving.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -180,10 +198,11 @@ fn bind(path: &Path) -> Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).on("creating", dir, DAEMON_SOCKET)?;
     }
-    if UnixStream::connect(path).is_ok() {
+    if StdUnixStream::connect(path).is_ok() {
         return Err(UsageError::new(format!("a pilot daemon already serves {}: stop it first", path.display())).into());
     }
     let _ = std::fs::remove_file(path);
+    // Created 0600 (not chmod-ed after: no moment where another user could connect).
     let old = unsafe { libc::umask(0o177) };
     let listener = UnixListener::bind(path);
     unsafe { libc::umask(old) };
@@ -192,12 +211,12 @@ fn bind(path: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-fn serve_client(conn: UnixStream, state: &Arc<State>, max_run: Duration) -> Result<()> {
-    let mut reader = BufReader::new(conn.try_clone().context("duplicating a client's socket")?);
+async fn serve_client(conn: UnixStream, state: &Arc<State>, max_run: Duration) -> Result<()> {
+    let (read, mut write) = conn.into_split();
+    let mut reader = BufReader::new(read);
     let mut line = String::new();
-    reader.read_line(&mut line).context("reading a client's request")?;
+    reader.read_line(&mut line).await.context("reading a client's request")?;
     let request: Request = serde_json::from_str(&line).context("a request that is not pilot's")?;
-    let mut conn = conn;
     match request {
         Request::Status => {
             let status = Status {
@@ -207,16 +226,16 @@ fn serve_client(conn: UnixStream, state: &Arc<State>, max_run: Duration) -> Resu
                 started_unix_ms: state.started_unix_ms,
                 runs: state.runs.lock().expect("runs lock").clone(),
             };
-            proto::write_frame(&mut conn, proto::STATUS, &serde_json::to_vec(&status)?)?;
+            write.write_all(&proto::frame(proto::STATUS, &serde_json::to_vec(&status)?)).await?;
             Ok(())
         }
         Request::Run { args, cwd, env, exe } => {
             if exe != state.exe {
                 let why = format!("it runs {}, the client {exe}", state.exe);
-                return Ok(proto::write_frame(&mut conn, proto::REFUSED, why.as_bytes())?);
+                return Ok(write.write_all(&proto::frame(proto::REFUSED, why.as_bytes())).await?);
             }
             let id = state.next_id.fetch_add(1, Ordering::SeqCst);
-            runs::serve(state, id, runs::Spec { args, cwd, env }, conn, reader, max_run)
+            runs::serve(state, id, runs::Spec { args, cwd, env }, write, reader, max_run).await
         }
         Request::Cancel => Ok(()),
     }

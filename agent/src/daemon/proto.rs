@@ -1,7 +1,7 @@
 //! What client and daemon say over the socket: the client sends one JSON request line (and,
 //! for a run, later `cancel` lines); the daemon answers with frames: a tag byte, a
 //! little-endian u32 length and the payload (output is bytes, not necessarily UTF-8).
-use std::{io::{self, Read, Write}, path::PathBuf};
+use std::{io::{self, Read}, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,12 +24,13 @@ pub const REFUSED: u8 = 4;
 /// Payload: the status JSON.
 pub const STATUS: u8 = 5;
 
-pub fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> io::Result<()> {
+/// One frame, ready to write in one piece.
+pub fn frame(tag: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(5 + payload.len());
     frame.push(tag);
     frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     frame.extend_from_slice(payload);
-    w.write_all(&frame)
+    frame
 }
 
 /// Frames from a stream that may time out between reads (the client checks for ^C then).
@@ -75,9 +76,8 @@ mod tests {
 
     #[test]
     fn frames_survive_being_split_across_reads() {
-        let mut bytes = Vec::new();
-        write_frame(&mut bytes, STDERR, b"hello").unwrap();
-        write_frame(&mut bytes, EXIT, &3i32.to_le_bytes()).unwrap();
+        let mut bytes = frame(STDERR, b"hello");
+        bytes.extend(frame(EXIT, &3i32.to_le_bytes()));
         let mut r = FrameReader::default();
         let mut src: &[u8] = &bytes;
         let mut got = Vec::new();

@@ -2,17 +2,22 @@
 //! its output relayed to the client and kept in `state_dir/<id>.log`, stopped on cancel, on
 //! `max_run`, or (if so configured) when the client goes away; counted in the metrics.
 use std::{
-    fs::File,
-    io::{BufRead, Read, Write},
-    os::unix::net::UnixStream,
     path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use tokio::{
+    fs::File,
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::unix::{OwnedReadHalf, OwnedWriteHalf},
+    process::Child,
+    sync::Mutex,
+    time::Instant,
+};
 
 use super::{State, client::DAEMON_RUN_ENV, config::Disconnect, proto};
 use crate::error::{DAEMON_STATE, FileError, OnPath};
@@ -45,32 +50,40 @@ pub struct RunInfo {
 /// How long a run that was told to stop may take to write its results before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
-type Client = Arc<Mutex<Option<UnixStream>>>;
+/// The client's side of the connection while it is there.
+type Client = Arc<Mutex<Option<OwnedWriteHalf>>>;
 
-pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: impl BufRead + Send + 'static, max_run: Duration) -> Result<()> {
+pub async fn serve(
+    state: &Arc<State>,
+    id: u64,
+    spec: Spec,
+    conn: OwnedWriteHalf,
+    reader: BufReader<OwnedReadHalf>,
+    max_run: Duration,
+) -> Result<()> {
     let client: Client = Arc::new(Mutex::new(Some(conn)));
     let Some(command) = spec.args.iter().find(|a| *a == "run" || *a == "trace").cloned() else {
-        send(&client, proto::REFUSED, b"the daemon serves run and trace only");
+        send(&client, proto::REFUSED, b"the daemon serves run and trace only").await;
         return Ok(());
     };
     let log_path = state.config.state_dir.join(format!("{id}.log"));
-    let log = match File::create(&log_path).on("creating the run's log", &log_path, DAEMON_STATE) {
+    let log = match File::create(&log_path).await.on("creating the run's log", &log_path, DAEMON_STATE) {
         Ok(f) => Arc::new(Mutex::new(f)),
         Err(e) => {
-            send(&client, proto::STDERR, format!("pilot daemon: cannot start the run: {e}\n").as_bytes());
-            send(&client, proto::EXIT, &1i32.to_le_bytes());
+            send(&client, proto::STDERR, format!("pilot daemon: cannot start the run: {e}\n").as_bytes()).await;
+            send(&client, proto::EXIT, &1i32.to_le_bytes()).await;
             return Ok(());
         }
     };
     let mut child = match start(&spec, id) {
         Ok(c) => c,
         Err(e) => {
-            send(&client, proto::STDERR, format!("pilot daemon: cannot start the run: {e}\n").as_bytes());
-            send(&client, proto::EXIT, &1i32.to_le_bytes());
+            send(&client, proto::STDERR, format!("pilot daemon: cannot start the run: {e}\n").as_bytes()).await;
+            send(&client, proto::EXIT, &1i32.to_le_bytes()).await;
             return Ok(());
         }
     };
-    let pid = child.id();
+    let pid = child.id().expect("a child not yet waited for has its pid");
     state.runs.lock().expect("runs lock").push(RunInfo {
         id,
         pid,
@@ -84,18 +97,20 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
         log: log_path.display().to_string(),
     });
     state.pids.lock().expect("pids lock").push((id, pid, command == "trace"));
+    state.metrics.run_started();
     let _serving = Serving::new(state);
     tracing::info!(run = id, pid, args = ?spec.args, "run started");
     let relays = [
-        relay(child.stdout.take().expect("piped"), proto::STDOUT, client.clone(), (log.clone(), log_path.clone()), None),
-        relay(child.stderr.take().expect("piped"), proto::STDERR, client.clone(), (log, log_path), Some((state.clone(), id, spec.cwd.clone()))),
+        tokio::spawn(relay(child.stdout.take().expect("piped"), proto::STDOUT, client.clone(), (log.clone(), log_path.clone()), None)),
+        tokio::spawn(relay(child.stderr.take().expect("piped"), proto::STDERR, client.clone(), (log, log_path), Some((state.clone(), id, spec.cwd.clone())))),
     ];
-    watch_client(reader, state.clone(), client.clone(), id);
+    tokio::spawn(watch_client(reader, state.clone(), client.clone(), id));
 
     let started = Instant::now();
     let mut stop_sent: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     while !exited(pid) {
-        std::thread::sleep(Duration::from_millis(100));
+        tick.tick().await;
         if stop_sent.is_none() && started.elapsed() > max_run {
             tracing::warn!(run = id, "max_run reached: stopping the run");
             mark_stopped(state, id, "max_run");
@@ -111,10 +126,11 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
     unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     // Forget the pid before reaping it: nothing signals a recycled pid.
     state.pids.lock().expect("pids lock").retain(|(i, ..)| *i != id);
-    let status = child.wait().with_context(|| format!("waiting for run {id} (pid {pid})"))?;
+    state.metrics.run_ended();
+    let status = child.wait().await.with_context(|| format!("waiting for run {id} (pid {pid})"))?;
     let code = status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
     for r in relays {
-        let _ = r.join();
+        let _ = r.await;
     }
     let run_dir = {
         let mut runs = state.runs.lock().expect("runs lock");
@@ -122,9 +138,9 @@ pub fn serve(state: &Arc<State>, id: u64, spec: Spec, conn: UnixStream, reader: 
         r.exit_code = Some(code);
         r.run_dir.clone()
     };
-    state.metrics.lock().expect("metrics lock").add_run(&command, code == 0, run_dir.as_deref().map(std::path::Path::new));
+    state.metrics.add_run(&command, code == 0, run_dir.as_deref().map(std::path::Path::new));
     tracing::info!(run = id, exit = code, "run ended");
-    send(&client, proto::EXIT, &code.to_le_bytes());
+    send(&client, proto::EXIT, &code.to_le_bytes()).await;
     Ok(())
 }
 
@@ -146,9 +162,9 @@ impl Drop for Serving<'_> {
 
 fn start(spec: &Spec, id: u64) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt as _;
-    Command::new("/proc/self/exe")
-        // Its own process group, as a terminal's foreground job: a cancel reaches the whole job.
-        .process_group(0)
+    let mut cmd = Command::new("/proc/self/exe");
+    // Its own process group, as a terminal's foreground job: a cancel reaches the whole job.
+    cmd.process_group(0)
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
@@ -156,15 +172,15 @@ fn start(spec: &Spec, id: u64) -> std::io::Result<Child> {
         .env(DAEMON_RUN_ENV, id.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stderr(Stdio::piped());
+    tokio::process::Command::from(cmd).spawn()
 }
 
 /// Send a frame to the client, if it is still there.
-fn send(client: &Client, tag: u8, payload: &[u8]) {
-    let mut guard = client.lock().expect("client lock");
+async fn send(client: &Client, tag: u8, payload: &[u8]) {
+    let mut guard = client.lock().await;
     if let Some(conn) = guard.as_mut()
-        && proto::write_frame(conn, tag, payload).is_err()
+        && conn.write_all(&proto::frame(tag, payload)).await.is_err()
     {
         *guard = None;
     }
@@ -172,42 +188,42 @@ fn send(client: &Client, tag: u8, payload: &[u8]) {
 
 /// Copy a pipe of the run to the client and the log; the stderr relay also learns the run
 /// directory from pilot's own lines.
-fn relay(
-    mut pipe: impl Read + Send + 'static,
+async fn relay(
+    mut pipe: impl AsyncRead + Unpin,
     tag: u8,
     client: Client,
     (log, log_path): (Arc<Mutex<File>>, PathBuf),
     learn: Option<(Arc<State>, u64, PathBuf)>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16384];
-        let mut pending = Vec::new();
-        let mut logging = true;
-        loop {
-            let n = match pipe.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            // The client still gets everything; the log says once that it stops here.
-            if logging && let Err(e) = log.lock().expect("log lock").write_all(&buf[..n]) {
-                tracing::warn!("the run's output is no longer logged: {}", FileError::new("writing", &log_path, e, DAEMON_STATE));
-                logging = false;
-            }
-            send(&client, tag, &buf[..n]);
-            if let Some((state, id, cwd)) = &learn {
-                pending.extend_from_slice(&buf[..n]);
-                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
-                    if let Some(dir) = run_dir_of(&String::from_utf8_lossy(&line)) {
-                        let dir = cwd.join(dir.trim()).display().to_string();
-                        if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == *id) {
-                            r.run_dir = Some(dir);
-                        }
+) {
+    let mut buf = vec![0u8; 16384];
+    let mut pending = Vec::new();
+    let mut logging = true;
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // The client still gets everything; the log says once that it stops here.
+        if logging && let Err(e) = log.lock().await.write_all(&buf[..n]).await {
+            tracing::warn!("the run's output is no longer logged: {}", FileError::new("writing", &log_path, e, DAEMON_STATE));
+            logging = false;
+        }
+        send(&client, tag, &buf[..n]).await;
+        if let Some((state, id, cwd)) = &learn {
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if let Some(dir) = run_dir_of(&String::from_utf8_lossy(&line)) {
+                    let dir = cwd.join(dir.trim()).display().to_string();
+                    if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == *id) {
+                        r.run_dir = Some(dir);
                     }
                 }
             }
         }
-    })
+    }
+    // tokio's File writes on its blocking pool: wait for the last one.
+    let _ = log.lock().await.flush().await;
 }
 
 /// The run directory named by pilot run's or pilot trace's closing lines.
@@ -218,32 +234,30 @@ fn run_dir_of(line: &str) -> Option<&str> {
 
 /// The client's lines: `cancel` stops the run; the client going away stops it only when the
 /// configuration says so.
-fn watch_client(mut reader: impl BufRead + Send + 'static, state: Arc<State>, client: Client, id: u64) {
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(n) if n > 0 => {
-                    if matches!(serde_json::from_str(&line), Ok(proto::Request::Cancel)) {
-                        mark_stopped(&state, id, "cancel");
-                        stop(&state, id);
-                    }
+async fn watch_client(mut reader: BufReader<OwnedReadHalf>, state: Arc<State>, client: Client, id: u64) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(n) if n > 0 => {
+                if matches!(serde_json::from_str(&line), Ok(proto::Request::Cancel)) {
+                    mark_stopped(&state, id, "cancel");
+                    stop(&state, id);
                 }
-                _ => break,
             }
+            _ => break,
         }
-        *client.lock().expect("client lock") = None;
-        let running = state.pids.lock().expect("pids lock").iter().any(|(i, ..)| *i == id);
-        if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == id) {
-            r.client = "gone".into();
-        }
-        if running && state.config.on_client_disconnect == Disconnect::Kill {
-            tracing::info!(run = id, "client gone: stopping the run (on_client_disconnect = kill)");
-            mark_stopped(&state, id, "client-disconnect");
-            stop(&state, id);
-        }
-    });
+    }
+    *client.lock().await = None;
+    let running = state.pids.lock().expect("pids lock").iter().any(|(i, ..)| *i == id);
+    if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == id) {
+        r.client = "gone".into();
+    }
+    if running && state.config.on_client_disconnect == Disconnect::Kill {
+        tracing::info!(run = id, "client gone: stopping the run (on_client_disconnect = kill)");
+        mark_stopped(&state, id, "client-disconnect");
+        stop(&state, id);
+    }
 }
 
 pub fn mark_stopped(state: &State, id: u64, why: &str) {
@@ -269,8 +283,8 @@ pub fn stop(state: &Arc<State>, id: u64) {
         return terminate(state, id);
     }
     let state = state.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(TRACE_GRACE);
+    tokio::spawn(async move {
+        tokio::time::sleep(TRACE_GRACE).await;
         terminate(&state, id);
     });
 }

@@ -20,8 +20,7 @@ pub fn btf() -> Outcome {
 }
 
 pub fn ringbuf() -> Outcome {
-    const BPF_MAP_TYPE_RINGBUF: u32 = 27;
-    raw::create_map(BPF_MAP_TYPE_RINGBUF, 0, 0, 4096).map(|_| "created a ring buffer map".into()).map_err(bpf_err)
+    raw::create_map(libbpf_sys::BPF_MAP_TYPE_RINGBUF, 0, 0, 4096).map(|_| "created a ring buffer map".into()).map_err(bpf_err)
 }
 
 /// The four tracepoints the probes attach to, with their format files.
@@ -36,7 +35,7 @@ pub fn tracepoints() -> Outcome {
 }
 
 pub fn raw_tracepoints() -> Outcome {
-    let prog = raw::load(Prog { prog_type: raw::PROG_RAW_TRACEPOINT, ..Default::default() }, &raw::RETURN_0, "pilot_doctor").map_err(bpf_err)?;
+    let prog = raw::load(Prog { prog_type: raw::PROG_RAW_TRACEPOINT, ..Default::default() }, &raw::RETURN_0, c"pilot_doctor").map_err(bpf_err)?;
     raw::raw_tracepoint_open(&prog, Some(c"sys_enter")).map(|_| "attached to sys_enter".into()).map_err(bpf_err)
 }
 
@@ -50,7 +49,7 @@ pub fn cgroup2() -> Outcome {
 
 /// A cgroup program of `prog_type` loads with `attach_type`: the kernel knows that hook.
 pub fn cgroup_hook(prog_type: u32, attach_type: u32) -> Outcome {
-    raw::load(Prog { prog_type, attach_type, attach_btf_id: 0 }, &raw::RETURN_1, "pilot_doctor")
+    raw::load(Prog { prog_type, attach_type, attach_btf_id: 0 }, &raw::RETURN_1, c"pilot_doctor")
         .map(|_| "a hook program loads".into())
         .map_err(|e| match e.raw_os_error() {
             Some(libc::EINVAL) => "the kernel does not know this attach type".into(),
@@ -121,8 +120,10 @@ pub fn namespaces() -> Outcome {
 pub fn kprobes() -> Outcome {
     let pmu = fs::read_to_string("/sys/bus/event_source/devices/kprobe/type").map_err(|_| "no kprobe PMU (/sys/bus/event_source/devices/kprobe)".to_string())?;
     let pmu: u32 = pmu.trim().parse().map_err(|_| "unreadable kprobe PMU type".to_string())?;
-    let prog = raw::load(Prog { prog_type: raw::PROG_KPROBE, ..Default::default() }, &raw::RETURN_0, "pilot_doctor").map_err(bpf_err)?;
+    let prog = raw::load(Prog { prog_type: raw::PROG_KPROBE, ..Default::default() }, &raw::RETURN_0, c"pilot_doctor").map_err(bpf_err)?;
     let func = c"do_sys_openat2";
+    // perf_event_open by hand: libbpf opens a kprobe PMU event only inside
+    // bpf_program__attach_kprobe (a program of a bpf_object), not for a bare program fd.
     // perf_event_attr (PERF_ATTR_SIZE_VER5): type, size, ..., config1 (the function) at 56.
     let mut attr = [0u8; 112];
     attr[0..4].copy_from_slice(&pmu.to_ne_bytes());
@@ -143,25 +144,25 @@ pub fn kprobes() -> Outcome {
 
 /// An fentry program on a kernel function, attached for real.
 pub fn fentry() -> Outcome {
-    const BPF_TRACE_FENTRY: u32 = 24;
-    attach_by_btf(raw::PROG_TRACING, BPF_TRACE_FENTRY, "do_sys_openat2", None)
+    attach_by_btf(raw::PROG_TRACING, libbpf_sys::BPF_TRACE_FENTRY, "do_sys_openat2", None)
 }
 
 /// BPF LSM: enabled at boot (`lsm=` list includes bpf) and a hook program attaches.
 pub fn bpf_lsm() -> Outcome {
-    const BPF_LSM_MAC: u32 = 27;
     let lsms = fs::read_to_string("/sys/kernel/security/lsm")
         .map_err(|e| format!("/sys/kernel/security/lsm: {e} (securityfs not mounted, or no LSM support)"))?;
     if !lsms.trim().split(',').any(|l| l == "bpf") {
         return Err(format!("active LSMs are {}: bpf is not among them (boot with lsm=...,bpf)", lsms.trim()));
     }
-    attach_by_btf(raw::PROG_LSM, BPF_LSM_MAC, "bpf_lsm_file_open", Some(&lsms))
+    attach_by_btf(raw::PROG_LSM, libbpf_sys::BPF_LSM_MAC, "bpf_lsm_file_open", Some(&lsms))
 }
 
 fn attach_by_btf(prog_type: u32, attach_type: u32, func: &str, lsms: Option<&str>) -> Outcome {
-    let blob = fs::read("/sys/kernel/btf/vmlinux").map_err(|e| format!("reading BTF: {e}"))?;
-    let id = super::btf::func_id(&blob, func).ok_or_else(|| format!("no function {func} in the kernel's BTF"))?;
-    let prog = raw::load(Prog { prog_type, attach_type, attach_btf_id: id }, &raw::RETURN_0, "pilot_doctor")
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading BTF: {e}"))?;
+    let id = btf
+        .id_by_type_name_kind(func, aya_obj::btf::BtfKind::Func)
+        .map_err(|_| format!("no function {func} in the kernel's BTF"))?;
+    let prog = raw::load(Prog { prog_type, attach_type, attach_btf_id: id }, &raw::RETURN_0, c"pilot_doctor")
         .map_err(|e| format!("loading on {func}: {}", bpf_err(e)))?;
     raw::raw_tracepoint_open(&prog, None::<&CStr>).map_err(|e| format!("attaching to {func}: {}", bpf_err(e)))?;
     Ok(match lsms {

@@ -2,7 +2,6 @@
 //! and `pilot trace` can therefore guarantee. `pilot run` goes through the same probes before it
 //! starts (`require_run`): it refuses a kernel that cannot contain a pilot, and picks how Unix
 //! sockets are contained from what the probe found.
-mod btf;
 mod checks;
 
 use anyhow::Result;
@@ -70,18 +69,19 @@ fn checks() -> Vec<Check> {
         check("raw_tracepoints", RunAndTrace, "every syscall's arguments and result (sys_enter, sys_exit)", "no file, socket or signal effects: run and trace refuse", checks::raw_tracepoints),
         check("cgroup2", Run, "the pilot's processes form one cgroup the network hooks attach to", "run refuses; trace --cgroup is unavailable", checks::cgroup2),
     ];
+    use libbpf_sys as sys;
     const SOCK_ADDR: u32 = raw::PROG_CGROUP_SOCK_ADDR;
     for (name, prog_type, attach_type, used_for) in [
-        ("cgroup/connect4", SOCK_ADDR, 10, "TCP/UDP connects (IPv4) are redirected to the sink"),
-        ("cgroup/connect6", SOCK_ADDR, 11, "TCP/UDP connects (IPv6) are redirected to the sink"),
-        ("cgroup/sendmsg4", SOCK_ADDR, 14, "UDP datagrams with a destination (IPv4) go to the sink"),
-        ("cgroup/sendmsg6", SOCK_ADDR, 15, "UDP datagrams with a destination (IPv6) go to the sink"),
-        ("cgroup/getpeername4", SOCK_ADDR, 29, "a redirected socket shows its original peer (IPv4)"),
-        ("cgroup/getpeername6", SOCK_ADDR, 30, "a redirected socket shows its original peer (IPv6)"),
-        ("cgroup/bind4", SOCK_ADDR, 8, "binding a port a live service listens on is refused (IPv4)"),
-        ("cgroup/bind6", SOCK_ADDR, 9, "binding a port a live service listens on is refused (IPv6)"),
-        ("cgroup/post_bind4", raw::PROG_CGROUP_SOCK, 12, "the ports the pilot binds are recorded (IPv4)"),
-        ("cgroup/post_bind6", raw::PROG_CGROUP_SOCK, 13, "the ports the pilot binds are recorded (IPv6)"),
+        ("cgroup/connect4", SOCK_ADDR, sys::BPF_CGROUP_INET4_CONNECT, "TCP/UDP connects (IPv4) are redirected to the sink"),
+        ("cgroup/connect6", SOCK_ADDR, sys::BPF_CGROUP_INET6_CONNECT, "TCP/UDP connects (IPv6) are redirected to the sink"),
+        ("cgroup/sendmsg4", SOCK_ADDR, sys::BPF_CGROUP_UDP4_SENDMSG, "UDP datagrams with a destination (IPv4) go to the sink"),
+        ("cgroup/sendmsg6", SOCK_ADDR, sys::BPF_CGROUP_UDP6_SENDMSG, "UDP datagrams with a destination (IPv6) go to the sink"),
+        ("cgroup/getpeername4", SOCK_ADDR, sys::BPF_CGROUP_INET4_GETPEERNAME, "a redirected socket shows its original peer (IPv4)"),
+        ("cgroup/getpeername6", SOCK_ADDR, sys::BPF_CGROUP_INET6_GETPEERNAME, "a redirected socket shows its original peer (IPv6)"),
+        ("cgroup/bind4", SOCK_ADDR, sys::BPF_CGROUP_INET4_BIND, "binding a port a live service listens on is refused (IPv4)"),
+        ("cgroup/bind6", SOCK_ADDR, sys::BPF_CGROUP_INET6_BIND, "binding a port a live service listens on is refused (IPv6)"),
+        ("cgroup/post_bind4", raw::PROG_CGROUP_SOCK, sys::BPF_CGROUP_INET4_POST_BIND, "the ports the pilot binds are recorded (IPv4)"),
+        ("cgroup/post_bind6", raw::PROG_CGROUP_SOCK, sys::BPF_CGROUP_INET6_POST_BIND, "the ports the pilot binds are recorded (IPv6)"),
     ] {
         let if_missing = "run refuses: the pilot's traffic could reach production";
         list.push(Check { name, need: Run, used_for, if_missing, probe: Box::new(move || checks::cgroup_hook(prog_type, attach_type)) });

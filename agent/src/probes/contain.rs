@@ -1,6 +1,6 @@
 //! Network containment of one pilot cgroup: the sock_addr programs of agent-ebpf/contain.rs,
-//! their maps, and a Unix-socket deny program loaded by hand (aya 0.14 has no attach type for
-//! `cgroup/connect_unix`, which the kernel has since 6.7).
+//! their maps, and a Unix-socket deny program loaded through libbpf (aya 0.14 has no attach type
+//! for `cgroup/connect_unix`, which the kernel has since 6.7).
 use std::{
     fs::File,
     net::{IpAddr, SocketAddr},
@@ -91,8 +91,7 @@ pub fn attach(
 }
 
 /// enum bpf_attach_type values (stable uapi since 6.7).
-pub const BPF_CGROUP_UNIX_CONNECT: u32 = 49;
-pub const BPF_CGROUP_UNIX_SENDMSG: u32 = 50;
+pub use libbpf_sys::{BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG};
 
 /// One BPF instruction: opcode, registers, offset, immediate.
 const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
@@ -132,7 +131,7 @@ pub const UNIX_PATHS_ONLY: [u64; 20] = [
 /// closing them detaches.
 fn deny_unix(cgroup: &File, attach_type: u32) -> std::io::Result<Vec<OwnedFd>> {
     let prog = Prog { prog_type: raw::PROG_CGROUP_SOCK_ADDR, attach_type, attach_btf_id: 0 };
-    let prog = raw::load(prog, &UNIX_PATHS_ONLY, "pilot_unix")?;
+    let prog = raw::load(prog, &UNIX_PATHS_ONLY, c"pilot_unix")?;
     let link = raw::link_cgroup(&prog, cgroup, attach_type)?;
     Ok(vec![prog, link])
 }

@@ -314,31 +314,9 @@ fn build_config(opts: &Options) -> Result<Config> {
     })
 }
 
-/// Insert `pid` into the TRACKED map through its raw fd: a bare bpf(2) call, no allocation, so
+/// Insert `pid` into the TRACKED map through its raw fd: no allocation, async-signal-safe, so
 /// it is safe between fork and exec (the child tracks itself before its first instruction).
 pub fn track_pid(map_fd: RawFd, pid: u32) -> std::io::Result<()> {
-    #[repr(C)]
-    struct MapUpdate {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-    }
-    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
     let info = TaskInfo { start_ns: 0, exit_code: 0, exit_flags: 0, last_signal: 0 };
-    let attr = MapUpdate {
-        map_fd: map_fd as u32,
-        _pad: 0,
-        key: &pid as *const u32 as u64,
-        value: &info as *const TaskInfo as u64,
-        flags: 0,
-    };
-    let rc = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_ELEM, &attr as *const MapUpdate, std::mem::size_of::<MapUpdate>())
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    raw::map_update(map_fd, &pid, &info)
 }

@@ -40,36 +40,10 @@ const ABSENT: &[&str] = &[
 ];
 
 pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let f: Vec<&str> = left.split(' ').collect();
-            let r: Vec<&str> = right.split(' ').collect();
-            let opts = f.get(5)?;
-            Some(MountInfo {
-                mount_point: unescape(f.get(4)?),
-                fstype: r.first()?.to_string(),
-                read_only: opts.split(',').any(|o| o == "ro"),
-            })
-        })
+    crate::procfs::mounts(text)
+        .into_iter()
+        .map(|m| MountInfo { mount_point: m.mount_point, fstype: m.fstype, read_only: m.read_only })
         .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Decide, for every live mount, how the pilot sees it. `/` comes first, parents before

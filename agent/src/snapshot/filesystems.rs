@@ -19,15 +19,7 @@ pub struct Filesystem {
 /// Mount points of the host (this process's mount namespace), longest first.
 pub fn mounts() -> Vec<(String, String)> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out: Vec<(String, String)> = text
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let mount = unescape(f.nth(4)?);
-            let fstype = f.skip_while(|x| *x != "-").nth(1)?.to_string();
-            Some((mount, fstype))
-        })
-        .collect();
+    let mut out: Vec<(String, String)> = crate::procfs::mounts(&text).into_iter().map(|m| (m.mount_point, m.fstype)).collect();
     out.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
     out.dedup_by(|a, b| a.0 == b.0);
     out
@@ -73,26 +65,6 @@ fn space(mount: &str) -> Option<(u64, u64)> {
     Some((st.f_blocks as u64 * st.f_frsize as u64, st.f_bavail as u64 * st.f_frsize as u64))
 }
 
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let mut out = String::new();
-    let mut it = s.chars().peekable();
-    while let Some(c) = it.next() {
-        if c == '\\' {
-            let digits: String = (0..3).filter_map(|_| it.next()).collect();
-            if let Ok(b) = u8::from_str_radix(&digits, 8) {
-                out.push(b as char);
-                continue;
-            }
-            out.push(c);
-            out.push_str(&digits);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,10 +75,5 @@ mod tests {
         assert_eq!(mount_of("/srv/disk/a", &mounts).unwrap().0, "/srv/disk");
         assert_eq!(mount_of("/srv/diskette", &mounts).unwrap().0, "/srv");
         assert_eq!(mount_of("/etc/x", &mounts).unwrap().0, "/");
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
     }
 }

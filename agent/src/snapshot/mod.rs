@@ -8,7 +8,6 @@ pub mod sockets;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    fs,
     net::IpAddr,
 };
 
@@ -290,16 +289,12 @@ fn proc_info(pid: u32) -> Option<ProcInfo> {
 
 /// The process's cgroup path: the v2 (unified) one, else the systemd named hierarchy.
 fn cgroup_of(pid: u32) -> String {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let line = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix).map(str::to_string));
-    match line("0::") {
+    let groups = ::procfs::process::Process::new(pid as i32).and_then(|p| p.cgroups()).map(|g| g.0).unwrap_or_default();
+    let path = |found: Option<&::procfs::ProcessCGroup>| found.map(|g| g.pathname.clone());
+    match path(groups.iter().find(|g| g.hierarchy == 0 && g.controllers.is_empty())) {
         Some(p) if p != "/" => p,
-        _ => line_systemd(&text).unwrap_or_else(|| "/".into()),
+        _ => path(groups.iter().find(|g| g.controllers.iter().any(|c| c == "name=systemd"))).unwrap_or_else(|| "/".into()),
     }
-}
-
-fn line_systemd(text: &str) -> Option<String> {
-    text.lines().find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p.to_string()))
 }
 
 /// Component key, kind and name for every process.

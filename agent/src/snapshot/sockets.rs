@@ -45,24 +45,24 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Listening sockets by inode (matched against `socket:[inode]` fds of processes).
 pub fn listeners() -> HashMap<u64, Listener> {
+    use procfs::net::{TcpState, UdpState};
     let mut out = HashMap::new();
-    for (file, proto, listen_state) in
-        [("tcp", "tcp", "0A"), ("tcp6", "tcp", "0A"), ("udp", "udp", "07"), ("udp6", "udp", "07")]
-    {
-        let text = fs::read_to_string(format!("/proc/net/{file}")).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 10 || f[3] != listen_state {
-                continue;
-            }
-            let (Some((addr, port)), Ok(inode)) = (parse_hex_addr(f[1]), f[9].parse::<u64>()) else { continue };
-            out.insert(inode, Listener { proto: proto.into(), addr: addr.to_string(), port: Some(port) });
-        }
+    let mut add = |inode: u64, proto: &str, addr: std::net::SocketAddr| {
+        out.insert(inode, Listener { proto: proto.into(), addr: addr.ip().to_string(), port: Some(addr.port()) });
+    };
+    for e in table("tcp", procfs::net::tcp()).into_iter().chain(table("tcp6", procfs::net::tcp6())).filter(|e| e.state == TcpState::Listen) {
+        add(e.inode, "tcp", e.local_address);
     }
+    // A bound, unconnected UDP socket shows as TCP_CLOSE (7).
+    for e in table("udp", procfs::net::udp()).into_iter().chain(table("udp6", procfs::net::udp6())).filter(|e| e.state == UdpState::Close) {
+        add(e.inode, "udp", e.local_address);
+    }
+    // Hand-read: procfs's UnixNetEntry has no Flags column, and only its __SO_ACCEPTCON bit
+    // (00010000) tells a listening stream socket from a bound one.
     let text = fs::read_to_string("/proc/net/unix").unwrap_or_default();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
-        // Num RefCount Protocol Flags Type St Inode [Path]; Flags 00010000 = listening.
+        // Num RefCount Protocol Flags Type St Inode [Path]
         if f.len() < 8 || u32::from_str_radix(f[3], 16).unwrap_or(0) & 0x10000 == 0 {
             continue;
         }
@@ -73,23 +73,12 @@ pub fn listeners() -> HashMap<u64, Listener> {
     out
 }
 
-/// `0100007F:1F90` (little-endian words) -> 127.0.0.1:8080.
-fn parse_hex_addr(s: &str) -> Option<(IpAddr, u16)> {
-    let (a, p) = s.split_once(':')?;
-    let port = u16::from_str_radix(p, 16).ok()?;
-    let addr = match a.len() {
-        8 => IpAddr::from(u32::from_str_radix(a, 16).ok()?.to_le_bytes()),
-        32 => {
-            let mut bytes = [0u8; 16];
-            for i in 0..4 {
-                let word = u32::from_str_radix(&a[i * 8..i * 8 + 8], 16).ok()?;
-                bytes[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
-            }
-            IpAddr::from(bytes)
-        }
-        _ => return None,
-    };
-    Some((addr, port))
+/// A /proc/net table; one that does not parse is reported, not silently empty.
+fn table<T>(name: &str, entries: procfs::ProcResult<Vec<T>>) -> Vec<T> {
+    entries.unwrap_or_else(|e| {
+        tracing::warn!("/proc/net/{name}: {e}: its listeners are missing from the snapshot");
+        Vec::new()
+    })
 }
 
 /// Addresses of this host's interfaces (what a wildcard listener also answers on).
@@ -123,12 +112,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_proc_net_addresses() {
-        assert_eq!(parse_hex_addr("0100007F:1F90"), Some(("127.0.0.1".parse().unwrap(), 8080)));
-        assert_eq!(
-            parse_hex_addr("00000000000000000000000001000000:0050"),
-            Some(("::1".parse().unwrap(), 80))
-        );
+    fn finds_this_process_listening() {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp6 = std::net::TcpListener::bind("[::1]:0").ok();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let all: Vec<Listener> = listeners().into_values().collect();
+        let has = |proto: &str, addr: std::net::SocketAddr| {
+            all.contains(&Listener { proto: proto.into(), addr: addr.ip().to_string(), port: Some(addr.port()) })
+        };
+        assert!(has("tcp", tcp.local_addr().unwrap()), "{all:?}");
+        assert!(has("udp", udp.local_addr().unwrap()), "{all:?}");
+        if let Some(l) = tcp6 {
+            assert!(has("tcp", l.local_addr().unwrap()), "IPv6 addresses in kernel order: {all:?}");
+        }
     }
 
     #[test]
