@@ -1,7 +1,11 @@
-//! The pilot's kernel programs. One module per concern, as in Falco's modern_bpf:
-//! `process` (who is tracked: fork, exec, exit), `file`, `net`, `signal` (what they do),
-//! `syscall` (the raw sys_enter/sys_exit entry points that dispatch to them), `emit`
-//! (building records and counting loss) and `maps`.
+//! The pilot's kernel programs. One module per concern, as in Falco's modern_bpf, and
+//! dependencies that run one way (README.md draws the graph):
+//! - `syscall`: the raw sys_enter/sys_exit dispatcher; calls the concern modules;
+//! - `process` (fork, exec, exit), `file`, `net`, `signal` (what tracked tasks do), and
+//!   `contain` (the cgroup network hooks): they use only the shared layer below, never each
+//!   other;
+//! - the shared layer: `tracked` (the tracked set), `writes` (write aggregation), `emit`
+//!   (building and submitting records), `args` (syscall arguments), `maps`.
 //!
 //! Every program is a thin `#[...]` wrapper around a `try_<prog>() -> Result` function.
 #![no_std]
@@ -9,14 +13,20 @@
 // Inline asm for the BPF atomic add (file.rs); this crate is built with nightly anyway.
 #![feature(asm_experimental_arch)]
 
+// The dispatcher.
+mod syscall;
+// Concern modules.
 mod contain;
-mod emit;
 mod file;
-mod maps;
 mod net;
 mod process;
 mod signal;
-mod syscall;
+// Shared layer.
+mod args;
+mod emit;
+mod maps;
+mod tracked;
+mod writes;
 
 use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},

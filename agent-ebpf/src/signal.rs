@@ -4,16 +4,16 @@
 use agent_common::kind;
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 
-use crate::{emit, maps::config, process};
+use crate::{emit, maps::config, tracked};
 
 pub fn try_signal_generate(ctx: &TracePointContext) -> Result<(), i64> {
     let cfg = config();
     let sig: i32 = unsafe { ctx.read_at(cfg.sig_sig as usize) }.map_err(|e| e as i64)?;
     let target: i32 = unsafe { ctx.read_at(cfg.sig_pid as usize) }.map_err(|e| e as i64)?;
-    process::remember_signal(target as u32, sig as u32);
+    tracked::remember_signal(target as u32, sig as u32);
 
     let tid = bpf_get_current_pid_tgid() as u32;
-    if !process::current_tracked(tid) {
+    if !tracked::current_tracked(tid) {
         return Ok(());
     }
     let code: i32 = unsafe { ctx.read_at(cfg.sig_code as usize) }.map_err(|e| e as i64)?;
