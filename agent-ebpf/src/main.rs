@@ -7,7 +7,9 @@
 //! - the shared layer: `tracked` (the tracked set), `writes` (write aggregation), `emit`
 //!   (building and submitting records), `args` (syscall arguments), `maps`.
 //!
-//! Every program is a thin `#[...]` wrapper around a `try_<prog>() -> Result` function.
+//! Every program is a thin `#[...]` wrapper around a `try_<prog>() -> Result` function; an
+//! error there means a helper that should not fail did, and a record is lost without being
+//! counted, so the wrapper logs it (warn-level: shown by default, like any other warning).
 #![no_std]
 #![no_main]
 // Inline asm for the BPF atomic add (file.rs); this crate is built with nightly anyway.
@@ -23,7 +25,9 @@ mod process;
 mod signal;
 // Shared layer.
 mod args;
+mod diag;
 mod emit;
+mod layout;
 mod maps;
 mod tracked;
 mod writes;
@@ -35,19 +39,25 @@ use aya_ebpf::{
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    let _ = syscall::try_sys_enter(&ctx);
+    if let Err(err) = syscall::try_sys_enter(&ctx) {
+        diag::warning!("sys_enter: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    let _ = syscall::try_sys_exit(&ctx);
+    if let Err(err) = syscall::try_sys_exit(&ctx) {
+        diag::warning!("sys_exit: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 
 #[tracepoint]
 pub fn task_newtask(ctx: TracePointContext) -> u32 {
-    let _ = process::try_task_newtask(&ctx);
+    if let Err(err) = process::try_task_newtask(&ctx) {
+        diag::warning!("task_newtask: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 
@@ -55,19 +65,25 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
 // show): keep them distinct there.
 #[tracepoint]
 pub fn sched_exec(ctx: TracePointContext) -> u32 {
-    let _ = process::try_sched_process_exec(&ctx);
+    if let Err(err) = process::try_sched_process_exec(&ctx) {
+        diag::warning!("sched_exec: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 
 #[tracepoint]
 pub fn sched_exit(ctx: TracePointContext) -> u32 {
-    let _ = process::try_sched_process_exit(&ctx);
+    if let Err(err) = process::try_sched_process_exit(&ctx) {
+        diag::warning!("sched_exit: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 
 #[tracepoint]
 pub fn signal_generate(ctx: TracePointContext) -> u32 {
-    let _ = signal::try_signal_generate(&ctx);
+    if let Err(err) = signal::try_signal_generate(&ctx) {
+        diag::warning!("signal_generate: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 

@@ -11,7 +11,7 @@ use aya_ebpf::{
 
 use crate::{
     args::arg,
-    emit,
+    diag, emit,
     maps::{INFLIGHT, TRACKED, config, config_field},
     tracked::{current_tracked, in_tracked_cgroup, is_agent, track},
 };
@@ -70,7 +70,9 @@ pub fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
         // A non-leader thread exec'd and took over the leader's tid (the leader's exit already
         // dropped that tid from the map): move its entry to the tid it has now.
         if let Some(info) = unsafe { TRACKED.get(&(old_tid as u32)) }.copied() {
-            let _ = TRACKED.insert(&tid, &info, BPF_ANY as u64);
+            if TRACKED.insert(&tid, &info, BPF_ANY as u64).is_err() {
+                diag::debug!("tracked-task table full: task {} is not tracked after its exec", tid);
+            }
             let _ = TRACKED.remove(&(old_tid as u32));
         }
         let _ = INFLIGHT.remove(&(old_tid as u32));

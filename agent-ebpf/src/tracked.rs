@@ -7,7 +7,10 @@ use aya_ebpf::{
     helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid},
 };
 
-use crate::maps::{TRACKED, config_field, count_loss};
+use crate::{
+    diag,
+    maps::{TRACKED, config_field, count_loss},
+};
 
 /// Is the current task tracked? Adds it when it sits in the tracked cgroup.
 #[inline(always)]
@@ -42,6 +45,7 @@ pub fn track(tid: u32, start_ns: u64) -> bool {
     let info = TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0 };
     if TRACKED.insert(&tid, &info, BPF_ANY as u64).is_err() {
         count_loss(loss::TRACKED_FULL);
+        diag::debug!("tracked-task table full: task {} is not tracked", tid);
         return false;
     }
     true
