@@ -141,8 +141,7 @@ fn redirect<const V6: bool>(ctx: &SockAddrContext, datagram: bool) -> i32 {
     }
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut _) };
     if ORIGINAL.insert(&cookie, &dest, 0).is_err() {
-        // Not counted anywhere, and getpeername will show the sink.
-        diag::warning!("original-destination table insert failed: getpeername shows the sink");
+        diag::log_original_lost(u16::from_be(dest.port as u16) as u32);
     }
     if !V6 {
         sa.user_ip4 = u32::to_be(0x7f00_0001); // 127.0.0.1
@@ -220,9 +219,7 @@ fn remember_bound<const V6: bool>(ctx: &SockContext) -> i32 {
         Dest { family: AF_INET, port, ip: [sk.src_ip4, 0, 0, 0] }
     };
     if PILOT_BOUND.insert(&dest, &1, 0).is_err() {
-        // Not counted anywhere, and the pilot's own server on this port becomes unreachable
-        // to it (its loopback connects go to the sink).
-        diag::warning!("pilot-bound table full: loopback connects to port {} go to the sink", u16::from_be(port as u16));
+        diag::log_bound_lost(u16::from_be(port as u16) as u32);
     }
     ALLOW
 }

@@ -71,7 +71,7 @@ pub fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
         // dropped that tid from the map): move its entry to the tid it has now.
         if let Some(info) = unsafe { TRACKED.get(&(old_tid as u32)) }.copied() {
             if TRACKED.insert(&tid, &info, BPF_ANY as u64).is_err() {
-                diag::debug!("tracked-task table full: task {} is not tracked after its exec", tid);
+                diag::log_untracked(tid);
             }
             let _ = TRACKED.remove(&(old_tid as u32));
         }

@@ -45,7 +45,7 @@ pub fn track(tid: u32, start_ns: u64) -> bool {
     let info = TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0 };
     if TRACKED.insert(&tid, &info, BPF_ANY as u64).is_err() {
         count_loss(loss::TRACKED_FULL);
-        diag::debug!("tracked-task table full: task {} is not tracked", tid);
+        diag::log_untracked(tid);
         return false;
     }
     true
