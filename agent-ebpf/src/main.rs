@@ -5,14 +5,15 @@
 //!   `contain` (the cgroup network hooks): they use only the shared layer below, never each
 //!   other;
 //! - the shared layer: `tracked` (the tracked set), `writes` (write aggregation), `emit`
-//!   (building and submitting records), `args` (syscall arguments), `maps`.
+//!   (building and submitting records), `args` (syscall arguments), `maps`, `diag` (kernel
+//!   logs); `layout` only puts the shared records into the object's BTF.
 //!
 //! Every program is a thin `#[...]` wrapper around a `try_<prog>() -> Result` function; an
 //! error there means a helper that should not fail did, and a record is lost without being
 //! counted, so the wrapper logs it (warn-level: shown by default, like any other warning).
 #![no_std]
 #![no_main]
-// Inline asm for the BPF atomic add (file.rs); this crate is built with nightly anyway.
+// Inline asm for the BPF atomic add (writes.rs); this crate is built with nightly anyway.
 #![feature(asm_experimental_arch)]
 
 // The dispatcher.

@@ -58,24 +58,52 @@ pub struct Reader {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Start forwarding when `level` enables anything; the logger keeps the map open as long as
-/// the programs need it.
-pub fn start(ebpf: &mut Ebpf, level: u8) -> Result<Option<Reader>> {
+/// Start forwarding when `level` enables anything. A reader that cannot start is a warning,
+/// not a failed run.
+pub fn start(ebpf: &mut Ebpf, level: u8) -> Option<Reader> {
     if level == 0 {
-        return Ok(None);
+        return None;
     }
-    let mut logger = EbpfLogger::init(ebpf).context("reading the kernel programs' log buffer")?;
+    match try_start(ebpf) {
+        Ok(reader) => Some(reader),
+        Err(err) => {
+            tracing::warn!("kernel logs will not be shown: {err:#}");
+            None
+        }
+    }
+}
+
+/// The logger takes the map's fd out of `Ebpf`, and programs loaded later (the containment
+/// hooks) still name that fd: from then on it must stay open until `Reader` drops. So the
+/// thread is started first and handed the logger only once it runs, and it never lets go of
+/// the logger before it is told to stop.
+fn try_start(ebpf: &mut Ebpf) -> Result<Reader> {
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error()).context("eventfd for the kernel log reader");
     }
     let wake = unsafe { OwnedFd::from_raw_fd(fd) };
     let stop = wake.as_raw_fd();
+    let (give, take) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("pilot-klog".into())
-        .spawn(move || forward(&mut logger, stop))
+        .spawn(move || {
+            if let Ok(mut logger) = take.recv() {
+                forward(&mut logger, stop);
+            }
+        })
         .context("starting the kernel log reader")?;
-    Ok(Some(Reader { wake, thread: Some(thread) }))
+    let reader = Reader { wake, thread: Some(thread) };
+    match EbpfLogger::init(ebpf) {
+        Ok(logger) => {
+            let _ = give.send(logger); // the thread waits for it
+            Ok(reader)
+        }
+        Err(err) => {
+            drop(give); // ends the thread's wait before `reader` joins it
+            Err(err).context("reading the kernel programs' log buffer")
+        }
+    }
 }
 
 /// Flush records whenever the ring buffer is readable, until `stop` is.
@@ -90,7 +118,10 @@ fn forward<T: log::Log>(logger: &mut EbpfLogger<T>, stop: RawFd) {
             if err.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            tracing::warn!("kernel log reader stopped: poll: {err}");
+            tracing::warn!("kernel logs stop here: poll: {err}");
+            // Keep the logger (and the map's fd) until told to stop.
+            let mut buf = 0u64;
+            unsafe { libc::read(stop, &mut buf as *mut u64 as *mut libc::c_void, 8) };
             return;
         }
         logger.flush();

@@ -143,7 +143,7 @@ impl Probes {
             .load(PROBES_ELF)
             .context("loading the BPF programs")?;
         phases.mark("probes: maps created");
-        let _kernel_log = kernel_log::start(&mut ebpf, log_level)?;
+        let _kernel_log = kernel_log::start(&mut ebpf, log_level);
         let links = attach(&mut ebpf)?;
         phases.mark("probes: programs verified and attached");
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
