@@ -1,6 +1,7 @@
 //! Loss accounting: when the kernel cannot deliver events (here, a 4 KiB ring buffer and a burst
 //! of file creations), the trace must say it is incomplete and why; with the default buffer
-//! the same kind of burst is complete.
+//! the same kind of burst is complete. With RUST_LOG asking for them, the kernel programs log
+//! the losses themselves (aya-log).
 mod common;
 
 use std::time::Duration;
@@ -52,4 +53,41 @@ fn the_same_kind_of_burst_with_the_default_buffer_is_complete() {
     assert_eq!((opens.len(), unlinks.len()), (2000, 2000), "every creation and removal\n{s:#}");
     assert!(unlinks.iter().any(|e| e.path() == format!("{dir}/f1999")));
     assert!(run.stderr.contains("complete (0 events lost)") || !run.stderr.contains("INCOMPLETE"), "{}", run.stderr);
+}
+
+/// Kernel diagnostics (agent-ebpf/src/diag.rs) appear as `pilot::kernel` log lines when RUST_LOG
+/// asks for them: each cause of loss named, on a few lines however many events are lost (the
+/// 1st, 2nd, 4th... per cause and CPU). Control: the same burst under the default level loses
+/// events too, and logs none of them.
+#[test]
+fn kernel_logs_name_the_losses_only_when_rust_log_asks() {
+    let burst = |rust_log: &str| {
+        let d = Scratch::new();
+        let dir = d.mkdir("burst");
+        let run = Pilot::new()
+            .cwd(d.path())
+            .env("RUST_LOG", rust_log)
+            .args(["--ringbuf-kib", "4"])
+            .command(&[effects(), "burst", &dir, "5000"])
+            .timeout(Duration::from_secs(300))
+            .run();
+        run.assert_exit(0);
+        let lost = run.summary()["lost_by_cause"]["ringbuf_full"].as_u64().unwrap_or(0);
+        assert!(lost > 100, "a 4 KiB buffer loses events: {}", run.dump());
+        (run, lost)
+    };
+
+    let (run, lost) = burst("pilot::kernel=debug");
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains("pilot::kernel")).collect();
+    let named: Vec<&&str> = lines.iter().filter(|l| l.contains("lost an event: ringbuf_full (loss ")).collect();
+    assert!(
+        named.iter().any(|l| l.contains("(loss 1 of this cause on this CPU)")),
+        "the first loss is logged\n{}",
+        run.stderr
+    );
+    assert!(named.iter().any(|l| l.contains("DEBUG")), "{}", run.stderr);
+    assert!((named.len() as u64) * 4 < lost, "{} lines for {lost} losses: a few per CPU", named.len());
+
+    let (quiet, _) = burst("warn");
+    assert!(!quiet.stderr.contains("pilot::kernel"), "no kernel lines unless asked\n{}", quiet.stderr);
 }

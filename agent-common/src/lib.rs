@@ -63,6 +63,8 @@ pub mod arg {
     pub const EXIT_FLAGS: usize = 1;
     pub const EXIT_SIGNAL: usize = 2;
     pub const EXIT_GROUP_DEAD: usize = 3;
+    /// EXIT: the exiting process's start time.
+    pub const EXIT_START: usize = 4;
     /// WRITE: fd, calls, bytes, failed calls, first timestamp, last errno.
     pub const WRITE_FD: usize = 0;
     pub const WRITE_CALLS: usize = 1;

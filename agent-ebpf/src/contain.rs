@@ -12,6 +12,8 @@ use aya_ebpf::{
     programs::{SockAddrContext, SockContext},
 };
 
+use crate::diag;
+
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 const SOCK_STREAM: u32 = 1;
@@ -138,7 +140,9 @@ fn redirect<const V6: bool>(ctx: &SockAddrContext, datagram: bool) -> i32 {
         return REJECT;
     }
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut _) };
-    let _ = ORIGINAL.insert(&cookie, &dest, 0);
+    if ORIGINAL.insert(&cookie, &dest, 0).is_err() {
+        diag::log_original_lost(u16::from_be(dest.port as u16) as u32);
+    }
     if !V6 {
         sa.user_ip4 = u32::to_be(0x7f00_0001); // 127.0.0.1
     } else if dest.ip[2] == u32::from_be(0xffff) {
@@ -214,6 +218,8 @@ fn remember_bound<const V6: bool>(ctx: &SockContext) -> i32 {
     } else {
         Dest { family: AF_INET, port, ip: [sk.src_ip4, 0, 0, 0] }
     };
-    let _ = PILOT_BOUND.insert(&dest, &1, 0);
+    if PILOT_BOUND.insert(&dest, &1, 0).is_err() {
+        diag::log_bound_lost(u16::from_be(port as u16) as u32);
+    }
     ALLOW
 }

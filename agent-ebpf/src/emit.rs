@@ -1,5 +1,8 @@
 //! Building a record in the per-CPU scratch buffer and copying it to the ring buffer.
-use agent_common::{DATA_MAX, EventBuf, EventHeader, STR_MAX, flags, loss};
+use agent_common::{
+    DATA_MAX, EventBuf, EventHeader, STR_MAX, flags, kind, loss,
+    syscalls::{self, Spec},
+};
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     cty::c_void,
@@ -9,7 +12,10 @@ use aya_ebpf::{
     },
 };
 
-use crate::maps::{EVENTS, SCRATCH, config_field, count_loss};
+use crate::{
+    args::arg,
+    maps::{EVENTS, SCRATCH, config_field, count_loss},
+};
 
 const HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
 
@@ -32,6 +38,30 @@ pub fn start(kind: u16) -> Option<&'static mut EventBuf> {
     h._pad = 0;
     unsafe { bpf_get_current_comm(h.comm.as_mut_ptr() as *mut c_void, 16) };
     Some(buf)
+}
+
+/// The scratch record of a SYSCALL: number, raw arguments, return value.
+#[inline(always)]
+pub fn start_syscall(nr: u32, args: &[u64; 6], ret: i64) -> Result<&'static mut EventBuf, i64> {
+    let buf = start(kind::SYSCALL).ok_or(0)?;
+    buf.header.nr = nr;
+    buf.header.args = *args;
+    buf.header.ret = ret;
+    Ok(buf)
+}
+
+/// A SYSCALL record with the syscall's string arguments.
+#[inline(always)]
+pub fn record(nr: u32, args: &[u64; 6], spec: &Spec, ret: i64) -> Result<(), i64> {
+    let buf = start_syscall(nr, args, ret)?;
+    if spec.str1 != syscalls::NONE {
+        user_str1(buf, arg(args, spec.str1));
+    }
+    if spec.str2 != syscalls::NONE {
+        user_str2(buf, arg(args, spec.str2));
+    }
+    submit(buf);
+    Ok(())
 }
 
 /// Where data2 starts: right after data1, which is at most STR_MAX long.

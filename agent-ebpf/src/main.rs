@@ -1,22 +1,37 @@
-//! The pilot's kernel programs. One module per concern, as in Falco's modern_bpf:
-//! `process` (who is tracked: fork, exec, exit), `file`, `net`, `signal` (what they do),
-//! `syscall` (the raw sys_enter/sys_exit entry points that dispatch to them), `emit`
-//! (building records and counting loss) and `maps`.
+//! The pilot's kernel programs. One module per concern, as in Falco's modern_bpf, and
+//! dependencies that run one way (README.md draws the graph):
+//! - `syscall`: the raw sys_enter/sys_exit dispatcher; calls the concern modules;
+//! - `process` (fork, exec, exit), `file`, `net`, `signal` (what tracked tasks do), and
+//!   `contain` (the cgroup network hooks): they use only the shared layer below, never each
+//!   other;
+//! - the shared layer: `tracked` (the tracked set), `writes` (write aggregation), `emit`
+//!   (building and submitting records), `args` (syscall arguments), `maps`, `diag` (kernel
+//!   logs); `layout` only puts the shared records into the object's BTF.
 //!
-//! Every program is a thin `#[...]` wrapper around a `try_<prog>() -> Result` function.
+//! Every program is a thin `#[...]` wrapper around a `try_<prog>() -> Result` function; an
+//! error there means a helper that should not fail did, and a record is lost without being
+//! counted, so the wrapper logs it (warn-level: shown by default, like any other warning).
 #![no_std]
 #![no_main]
-// Inline asm for the BPF atomic add (file.rs); this crate is built with nightly anyway.
+// Inline asm for the BPF atomic add (writes.rs); this crate is built with nightly anyway.
 #![feature(asm_experimental_arch)]
 
+// The dispatcher.
+mod syscall;
+// Concern modules.
 mod contain;
-mod emit;
 mod file;
-mod maps;
 mod net;
 mod process;
 mod signal;
-mod syscall;
+// Shared layer.
+mod args;
+mod diag;
+mod emit;
+mod layout;
+mod maps;
+mod tracked;
+mod writes;
 
 use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
@@ -25,19 +40,25 @@ use aya_ebpf::{
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    let _ = syscall::try_sys_enter(&ctx);
+    if let Err(err) = syscall::try_sys_enter(&ctx) {
+        diag::warning!("sys_enter: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    let _ = syscall::try_sys_exit(&ctx);
+    if let Err(err) = syscall::try_sys_exit(&ctx) {
+        diag::warning!("sys_exit: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 
 #[tracepoint]
 pub fn task_newtask(ctx: TracePointContext) -> u32 {
-    let _ = process::try_task_newtask(&ctx);
+    if let Err(err) = process::try_task_newtask(&ctx) {
+        diag::warning!("task_newtask: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 
@@ -45,19 +66,25 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
 // show): keep them distinct there.
 #[tracepoint]
 pub fn sched_exec(ctx: TracePointContext) -> u32 {
-    let _ = process::try_sched_process_exec(&ctx);
+    if let Err(err) = process::try_sched_process_exec(&ctx) {
+        diag::warning!("sched_exec: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 
 #[tracepoint]
 pub fn sched_exit(ctx: TracePointContext) -> u32 {
-    let _ = process::try_sched_process_exit(&ctx);
+    if let Err(err) = process::try_sched_process_exit(&ctx) {
+        diag::warning!("sched_exit: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 
 #[tracepoint]
 pub fn signal_generate(ctx: TracePointContext) -> u32 {
-    let _ = signal::try_signal_generate(&ctx);
+    if let Err(err) = signal::try_signal_generate(&ctx) {
+        diag::warning!("signal_generate: a helper failed ({}): a record is lost", err);
+    }
     0
 }
 

@@ -5,6 +5,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
 };
 
+use crate::diag;
+
 /// Written by the loader before load (`EbpfLoader::set_global`); read-only here.
 #[unsafe(no_mangle)]
 pub(crate) static CONFIG: Config = Config::zeroed();
@@ -54,6 +56,12 @@ pub static LOSS: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::COUNT, 0
 #[inline(always)]
 pub fn count_loss(cause: u32) {
     if let Some(counter) = LOSS.get_ptr_mut(cause) {
-        unsafe { *counter += 1 };
+        let n = unsafe { *counter } + 1;
+        unsafe { *counter = n };
+        // Log the 1st, 2nd, 4th, 8th... loss of a cause on a CPU: a burst of a million losses
+        // logs twenty lines, not a million.
+        if n & (n - 1) == 0 {
+            diag::log_loss(cause, n);
+        }
     }
 }

@@ -194,6 +194,7 @@ pub struct Pilot {
     cwd: Option<PathBuf>,
     timeout: Duration,
     out: bool,
+    env: Vec<(String, String)>,
 }
 
 /// `pilot trace --out <tmp> -- CMD...`, run in `cwd`.
@@ -229,7 +230,7 @@ pub fn trace_sh(cwd: &Scratch, script: &str) -> Run {
 
 impl Pilot {
     pub fn new() -> Pilot {
-        Pilot { args: vec!["trace".into()], cwd: None, timeout: RUN_TIMEOUT, out: true }
+        Pilot { args: vec!["trace".into()], cwd: None, timeout: RUN_TIMEOUT, out: true, env: Vec::new() }
     }
 
     /// Add arguments after `pilot trace` (before `--out`).
@@ -257,6 +258,12 @@ impl Pilot {
         self
     }
 
+    /// Set an environment variable for pilot (e.g. RUST_LOG).
+    pub fn env(mut self, key: &str, value: &str) -> Pilot {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// Do not pass `--out` (for argument errors that must be reported before anything).
     pub fn no_out(mut self) -> Pilot {
         self.out = false;
@@ -280,7 +287,8 @@ impl Pilot {
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))
-            .env("RUST_BACKTRACE", "1");
+            .env("RUST_BACKTRACE", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(cwd) = &self.cwd {
             cmd.current_dir(cwd);
         }

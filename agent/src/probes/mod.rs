@@ -2,6 +2,7 @@
 //! attaches them, and exposes their maps (tracked tasks, aggregated writes, loss counters,
 //! ring buffer). Dropping `Probes` detaches every program and frees every map.
 pub mod contain;
+pub mod kernel_log;
 pub mod raw;
 mod tracefs;
 
@@ -25,6 +26,11 @@ pub use tracefs::ensure_mounted;
 
 /// The compiled kernel programs, built by build.rs.
 static PROBES_ELF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pilot-probes"));
+
+/// The eBPF object the agent loads, byte for byte (tests/layout.rs reads its BTF).
+pub fn probes_elf() -> &'static [u8] {
+    PROBES_ELF
+}
 
 /// What to track and how the transport behaves.
 pub struct Options {
@@ -51,6 +57,8 @@ pub struct Probes {
     ring_bytes: u64,
     /// The attachments, owned here so that dropping `Probes` detaches them all at once.
     links: Vec<Link>,
+    /// Forwards the programs' diagnostics when RUST_LOG asks for them.
+    _kernel_log: Option<kernel_log::Reader>,
 }
 
 /// An attachment of a program; dropping it detaches the program.
@@ -125,16 +133,19 @@ impl Probes {
         let _phase = tracing::debug_span!("phase", name = "probes load").entered();
         let config = build_config(opts)?;
         let mut loader = EbpfLoader::new();
+        let log_level = kernel_log::level();
+        kernel_log::configure(&mut loader, &log_level);
         let mut ebpf = loader
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
             .load(PROBES_ELF)
             .context("loading the BPF programs")?;
+        let _kernel_log = kernel_log::start(&mut ebpf, log_level);
         let links = attach(&mut ebpf)?;
         tracing::debug!("probes loaded and attached: {} links", links.len());
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
         let positions = RingPositions::map(ring.as_raw_fd());
-        Ok(Probes { ebpf, ring, positions, ring_bytes: opts.ringbuf_bytes as u64, links })
+        Ok(Probes { ebpf, ring, positions, ring_bytes: opts.ringbuf_bytes as u64, links, _kernel_log })
     }
 
     /// Contain the network of a pilot cgroup (see contain.rs). The returned fds hold the
@@ -253,7 +264,9 @@ fn attach(ebpf: &mut Ebpf) -> Result<Vec<Link>> {
 /// The benchmarks' floor: empty programs on the same hooks (`floor_tp`, `floor_raw`). They
 /// stay attached as long as the returned links live.
 pub fn load_floor() -> Result<(Ebpf, Vec<Link>)> {
-    let mut ebpf = EbpfLoader::new().load(PROBES_ELF).context("loading the BPF programs")?;
+    let mut loader = EbpfLoader::new();
+    kernel_log::configure(&mut loader, &0);
+    let mut ebpf = loader.load(PROBES_ELF).context("loading the BPF programs")?;
     let tracepoints: Vec<(&str, &str)> = TRACEPOINTS.iter().map(|(_, c, e)| (*c, *e)).collect();
     let mut links = attach_tracepoint(&mut ebpf, "floor_tp", &tracepoints)?;
     links.extend(attach_raw(&mut ebpf, "floor_raw", &RAW_TRACEPOINTS)?);
