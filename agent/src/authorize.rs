@@ -96,7 +96,7 @@ pub fn check(dir: &RunDir, intent: &Intent, verdict: &Verdict, force: bool) -> R
         max_age: gate.max_age,
     });
     for i in &drift.items {
-        eprintln!("pilot: drift: {}: {}{}", i.target, i.what, if i.refuses { "" } else { " (does not change the verdict)" });
+        eprintln!("pilot: drift: {}: {}", i.target, i.what);
     }
     if !drift.refusals.is_empty() {
         drift.forced = force;

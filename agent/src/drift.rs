@@ -151,7 +151,7 @@ fn target_drift(t: &Target, fresh: &Snapshot, items: &mut Vec<DriftItem>) {
                 let changed = if now.kind == "dir" && then.kind == "dir" { dir_drift(&now, then) } else { now.drifted_from(then) };
                 if !changed.is_empty() {
                     // The verdict and the changes the pilot showed were about the data then.
-                    add(format!("{} since the pilot ({})", changed.join(", "), t.effects.join("+")), true);
+                    add(format!("{} since the pilot (which made {} on it)", changed.join(", "), t.effects.join("+")), true);
                 }
             }
             let holder_then = t.owner.clone().zip(t.held);
@@ -207,9 +207,9 @@ fn holder_change(then: Option<(String, Hold)>, now: Option<(String, Hold)>, fres
         p.join(",")
     };
     match (then, now) {
-        (None, Some((c, h))) => format!("{c} (pid {}) {} it now: no live process did at the pilot", pids(&c), h.verb()),
-        (Some((c, h)), None) => format!("{c} {} it at the pilot, no longer", h.verb()),
-        (Some((a, ha)), Some((b, hb))) => format!("{b} (pid {}) {} it now; at the pilot {a} {}", pids(&b), hb.verb(), ha.verb()),
+        (None, Some((c, h))) => format!("now held by {c} (pid {}: {}); no live process held it at the pilot", pids(&c), h.verb()),
+        (Some((c, h)), None) => format!("held by {c} at the pilot ({}), by no live process now", h.verb()),
+        (Some((a, ha)), Some((b, hb))) => format!("now held by {b} (pid {}: {}); at the pilot by {a} ({})", pids(&b), hb.verb(), ha.verb()),
         (None, None) => String::new(),
     }
 }

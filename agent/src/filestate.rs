@@ -20,14 +20,14 @@ pub const HASH_LIMIT: u64 = 64 << 20;
 pub struct FileState {
     /// absent, file, dir, symlink, fifo, socket, char-device, block-device.
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub size: u64,
     /// Permission bits (with setuid, setgid, sticky).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub mode: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub uid: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub gid: u32,
     /// Regular files: SHA-256 of the content (None when over the size limit asked for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,21 +38,21 @@ pub struct FileState {
     /// Extended attributes (security.*, system.* ACLs, user.*, trusted.*), values as hex.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub xattrs: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub mtime_ns: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub ctime_ns: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub ino: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub dev: u64,
     /// Device nodes: the device.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rdev: u64,
 }
 
-fn is_zero(v: &u64) -> bool {
-    *v == 0
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 pub const ABSENT: &str = "absent";
@@ -128,7 +128,7 @@ impl FileState {
             out.push("replaced (another inode)".into());
         }
         if self.mtime_ns != then.mtime_ns && self.kind != "dir" {
-            out.push("modified since (mtime)".into());
+            out.push("modified (mtime)".into());
         }
         if (self.mode, self.uid, self.gid) != (then.mode, then.uid, then.gid) {
             out.push(format!("mode/owner {:o} {}:{} then, {:o} {}:{} now", then.mode, then.uid, then.gid, self.mode, self.uid, self.gid));

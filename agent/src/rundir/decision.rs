@@ -14,7 +14,7 @@ pub const APPROVAL_SCHEMA: &str = "pilot.approval/v1";
 /// by the wall clock.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Stamp {
-    pub wall_unix_ms: u128,
+    pub wall_unix_ms: u64,
     pub boottime_ns: u64,
     /// /proc/sys/kernel/random/boot_id: which boot `boottime_ns` counts from.
     pub boot_id: String,
@@ -24,7 +24,7 @@ impl Stamp {
     pub fn now() -> Stamp {
         let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         Stamp {
-            wall_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
+            wall_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             boottime_ns: t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64,
             boot_id: boot_id(),
         }
