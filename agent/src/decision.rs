@@ -162,6 +162,7 @@ pub fn approvals(dir: &RunDir, decision_sha256: &str, run_key: Option<&Verifying
             Err(why) => rejected.push(format!("{file} ({}): {why}", a.body.approver_name)),
         }
     }
+    counted.sort_by_key(|(k, _)| gate.approvers.iter().position(|n| n.key == *k));
     let missing = gate.approvers.iter().filter(|n| !counted.iter().any(|(k, _)| *k == n.key)).map(|n| n.name.clone()).collect();
     Approvals { counted: counted.into_iter().map(|(_, n)| n).collect(), rejected, missing }
 }
