@@ -95,8 +95,13 @@ pub fn check(dir: &RunDir, intent: &Intent, verdict: &Verdict, force: bool) -> R
         policies: &policies,
         max_age: gate.max_age,
     });
-    for i in &drift.items {
+    let churn = |what: &[String], how: &str| (!what.is_empty()).then(|| format!("{} component(s) {how}", what.len()));
+    for i in drift.items.iter().filter(|i| !i.target.starts_with("component:")) {
         eprintln!("pilot: drift: {}: {}", i.target, i.what);
+    }
+    let churned: Vec<String> = [churn(&drift.components_appeared, "appeared"), churn(&drift.components_gone, "went")].into_iter().flatten().collect();
+    if !churned.is_empty() {
+        eprintln!("pilot: drift: since the pilot, {} on the host (listed in drift.json)", churned.join(", "));
     }
     if !drift.refusals.is_empty() {
         drift.forced = force;

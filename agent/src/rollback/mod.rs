@@ -151,14 +151,25 @@ pub fn finish(dir: &RunDir, mut manifest: Manifest, live: Option<&Graph>) -> Res
     if let Some(g) = live {
         let known: BTreeSet<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
         let run_dir = dir.path().display().to_string();
-        let mut uncovered = BTreeSet::new();
+        // path -> the effects the live run had on it, for paths the manifest does not have.
+        let mut effects: std::collections::BTreeMap<&str, BTreeSet<EdgeKind>> = Default::default();
         for e in g.edges.iter().filter(|e| e.kind.is_destructive() || matches!(e.kind, EdgeKind::Create | EdgeKind::Mkdir | EdgeKind::Link | EdgeKind::Symlink)) {
             let from_traced = g.node(&e.from).is_some_and(|n| n.component.as_deref() == Some(TRACED));
             let Some(path) = g.node(&e.to).filter(|n| n.node_type == NodeKind::File).and_then(|n| n.path.as_deref()) else { continue };
             let pseudo = ["/proc/", "/sys/", "/dev/"].iter().any(|p| path.starts_with(p)) || path.starts_with(&run_dir);
             if from_traced && e.count > e.failed && !pseudo && !known.contains(path) {
-                uncovered.insert(format!("{} {path}", e.kind));
+                effects.entry(path).or_default().insert(e.kind);
             }
+        }
+        let mut uncovered = BTreeSet::new();
+        for (path, kinds) in effects {
+            // Made and gone within the live run (a tool's temporary file): nothing left to undo.
+            let gone = fs::symlink_metadata(path).is_err();
+            if gone && (kinds.contains(&EdgeKind::Create) || kinds.contains(&EdgeKind::Mkdir)) {
+                continue;
+            }
+            let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            uncovered.insert(format!("{} {path}: the live run did this, the pilot did not show it", kinds.join("+")));
         }
         manifest.uncovered = uncovered.into_iter().collect();
     }
