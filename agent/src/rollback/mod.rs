@@ -224,8 +224,8 @@ fn stand(e: &RollbackEntry, now: &FileState) -> Stand {
     }
     match &e.post {
         Some(post) if now.same_as(post) => Stand::Restore,
-        Some(post) => Stand::Conflict(format!("{} since the commit (the commit left: {})", now.describe(), post.describe())),
-        None => Stand::Conflict(format!("{} (the commit recorded no post-commit state)", now.describe())),
+        Some(post) => Stand::Conflict(format!("changed since the commit: {} now, the commit left {}", now.describe(), post.describe())),
+        None => Stand::Conflict(format!("{} now, and the commit recorded no post-commit state", now.describe())),
     }
 }
 
