@@ -297,8 +297,11 @@ fn commit_refuses_a_pilot_older_than_max_age_unless_forced() {
     assert!(journal.contains("\"kind\":\"force\"") && journal.contains("commit forced over drift"), "{journal}");
 }
 
+/// Content, mode, uid, gid, extended attributes, symlink target.
+type State = (Vec<u8>, u32, u32, u32, Vec<(String, Vec<u8>)>, Option<PathBuf>);
+
 /// What rollback must bring back: content, mode, owner, xattrs (and symlink targets).
-fn state(p: &Path) -> (Vec<u8>, u32, u32, u32, Vec<(String, Vec<u8>)>, Option<PathBuf>) {
+fn state(p: &Path) -> State {
     let m = fs::symlink_metadata(p).unwrap();
     let content = if m.is_file() { fs::read(p).unwrap() } else { Vec::new() };
     let mut names = vec![0u8; 4096];

@@ -49,14 +49,15 @@ pub fn check(dir: &RunDir, intent: &Intent, verdict: &Verdict, force: bool) -> R
         }
     }
     let gate = CommitGate::of(&policies)?;
-    let Some(checked) = decision::check(dir)? else {
+    let run_key = keys::run_public();
+    let Some(checked) = decision::check(dir, run_key.as_ref())? else {
         return refuse(&["the run directory has no decision.json (a pilot from before signed decisions)".into()]);
     };
     if !checked.problems.is_empty() {
         return refuse(&checked.problems);
     }
     if gate.required_approvals > 0 {
-        let a = decision::approvals(dir, &checked.sha256, keys::run_public().as_ref(), &gate);
+        let a = decision::approvals(dir, &checked.sha256, run_key.as_ref(), &gate);
         if (a.counted.len() as u32) < gate.required_approvals {
             let mut why = vec![format!(
                 "the gate requires {} approval(s) of this decision by distinct approvers ({}); it has {}{}; missing: {} (`pilot approve {} --key KEY`)",

@@ -85,9 +85,10 @@ pub struct Checked {
     pub problems: Vec<String>,
 }
 
-/// Read decision.json and check its signature, its signer against this host's run key (when
-/// known here), and every bound file's hash. None: the directory has no decision.
-pub fn check(dir: &RunDir) -> Result<Option<Checked>> {
+/// Read decision.json and check its signature, its signer against `host_key` (the run key of
+/// the host that commits; None where the decision is only read, e.g. an approver's
+/// workstation), and every bound file's hash. None: the directory has no decision.
+pub fn check(dir: &RunDir, host_key: Option<&VerifyingKey>) -> Result<Option<Checked>> {
     if !dir.file(DECISION).exists() {
         return Ok(None);
     }
@@ -100,11 +101,11 @@ pub fn check(dir: &RunDir) -> Result<Option<Checked>> {
             problems.push("decision.json's signature does not verify: the decision was edited".to_string())
         }
         Some(k) => {
-            if let Some(run) = keys::run_public().filter(|r| r != k) {
+            if let Some(run) = host_key.filter(|r| *r != k) {
                 problems.push(format!(
                     "decision.json is signed by {}, not by this host's run key {}",
                     keys::fingerprint(k),
-                    keys::fingerprint(&run)
+                    keys::fingerprint(run)
                 ));
             }
         }
@@ -210,7 +211,7 @@ pub fn cmd_approve(dir: &Path, key: &Path, note: Option<String>) -> Result<i32> 
     let secret = keys::load_secret(key)?;
     let public = secret.verifying_key();
     let name = keys::load_public(key).map(|n| n.name).unwrap_or_else(|_| keys::fingerprint(&public));
-    let Some(checked) = check(&dir)? else {
+    let Some(checked) = check(&dir, None)? else {
         return Err(UsageError::new(format!("{} has no decision.json: approve the run directory of a `pilot run`", dir.path().display())).into());
     };
     if !checked.problems.is_empty() {

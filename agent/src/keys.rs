@@ -125,10 +125,10 @@ pub fn load_secret(path: &Path) -> Result<SigningKey, UsageError> {
     let text = fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let hex = text.trim().strip_prefix(SECRET_TAG).map(str::trim).ok_or_else(|| bad("not a pilot secret key".into()))?;
     let bytes: [u8; 32] = hex::decode(hex).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| bad("malformed key".into()))?;
-    if let Ok(meta) = fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(bad(format!("mode {:o} lets others read it: chmod 600 it", meta.permissions().mode() & 0o777)));
-        }
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        return Err(bad(format!("mode {:o} lets others read it: chmod 600 it", meta.permissions().mode() & 0o777)));
     }
     Ok(SigningKey::from_bytes(&bytes))
 }

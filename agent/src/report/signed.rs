@@ -22,7 +22,8 @@ pub struct Signed {
 }
 
 pub fn load(run: &RunDir, problems: &mut Vec<String>) -> Signed {
-    let decision = decision::check(run).unwrap_or_else(|e| {
+    // Integrity and signature; who signed is shown (the page may be written on another host).
+    let decision = decision::check(run, None).unwrap_or_else(|e| {
         problems.push(format!("decision.json could not be read: {}", crate::error::one_line(&e)));
         None
     });

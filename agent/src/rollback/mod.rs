@@ -334,11 +334,12 @@ fn restore_all(dir: &RunDir, todo: &[(&RollbackEntry, FileState)], result: &mut 
         }
     }
     for (e, now) in sorted.iter().rev() {
-        if e.pre.exists() && !failed.contains(&e.path) {
-            if let Err(err) = restore(dir, e, now) {
-                result.failed.push(format!("{}: {err}", e.path));
-                failed.insert(e.path.clone());
-            }
+        if e.pre.exists()
+            && !failed.contains(&e.path)
+            && let Err(err) = restore(dir, e, now)
+        {
+            result.failed.push(format!("{}: {err}", e.path));
+            failed.insert(e.path.clone());
         }
     }
     for (e, _) in &sorted {
