@@ -148,7 +148,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
     dir.write(&verdict)?;
     // snapshot.json and the signed decision.json (the run key): what commit is bound to.
     let d = crate::decision::Pilot { snapshot: &snapshot, taken, listening_ports: &live_ports, graph: &finished.graph, intent: &intent, verdict: &verdict };
-    crate::decision::record(&dir, d)?;
+    {
+        let _signing = tracing::debug_span!("phase", name = "snapshot.json and signed decision").entered();
+        crate::decision::record(&dir, d)?;
+    }
     eprint!("{}", finished.session.account.render(&finished.session.tracker, &finished.summary.headline()));
     eprint!("{}", diff::render::text(&changes));
     if !caught.is_empty() {
