@@ -97,11 +97,65 @@ failed (nonzero exit, killed, timed out); 1 pilot itself failed; 2 bad usage or 
 Exit status: 0 pass or warn; 3 blocked; 2 bad input (policy syntax: file, line and key).")]
     Check(CheckArgs),
     /// Run a pilot's command live, traced, and measure how far it strays from the pilot.
-    #[command(after_help = "Refuses a pilot whose verdict was block; --force overrides that and the journal
-records it. Writes DIR/live/ (events, graph) and DIR/fidelity.json.
+    #[command(after_help = "Before anything runs live, the commit must be bound to the pilot:
+  - decision.json verifies (signed by this host's run key; intent, snapshot, events, graph,
+    changes and verdict unchanged) and the policies are the same files, unexpired;
+  - the gate's required_approvals are there (`pilot approve`), by listed approvers, not the run key;
+  - the verdict was not block;
+  - no drift: the targets the pilot changed or contacted are as they were, no new live process
+    holds them, the policy gives the same verdict on the host as it is now, and the pilot is
+    younger than the gate's max_age (default 1h);
+  - the gate's rollback_readiness_required: nothing a rollback could not undo.
+--force overrides the last three (never the decision or the approvals); the journal records it.
+Then it saves pre-images (DIR/rollback/), runs the intent live, and writes DIR/live/ (events,
+graph), DIR/drift.json, DIR/fidelity.json and the post-commit states for `pilot rollback`.
 
-Exit status: 0 done; 3 refused (blocked pilot); 4 the live command failed; 2 bad input.")]
+Examples:
+  pilot commit ./pilot-runs/1795306977-4242
+  pilot commit --force ./pilot-runs/1795306977-4242     over a block verdict or drift (journaled)
+
+Exit status: 0 done; 3 refused (decision, approvals, verdict, drift, age, readiness);
+4 the live command failed; 2 bad input (expired policy, bad gate).")]
     Commit(CommitArgs),
+    /// Approve a pilot's decision with your key: what `required_approvals` counts.
+    #[command(after_help = "Checks that the decision verifies (signature and every bound file), shows what is
+approved, and writes DIR/approvals/<key fingerprint>.json (journaled). The approval is of this
+exact decision: a changed verdict, graph, intent or policy, or another run, does not count.
+The run key cannot approve: approval is apart from execution.
+
+Examples:
+  pilot key new ~/.pilot/alice                   once: ~/.pilot/alice and ~/.pilot/alice.pub
+  pilot approve ./pilot-runs/1795306977-4242 --key ~/.pilot/alice --note \"INC-1234, checked the graph\"
+
+Exit status: 0 approved; 3 refused (the decision does not verify, or the key is the run key);
+2 bad input (no decision.json, unreadable key).")]
+    Approve(ApproveArgs),
+    /// Restore what a commit changed, from the pre-images it saved.
+    #[command(after_help = "Restores every path of DIR/rollback/manifest.json that is in the state the commit
+left: content, mode, owner, extended attributes, symlink targets, directories. A path that
+is in neither the post-commit state nor its pre-image was changed since the commit: then
+nothing is restored, and the paths are listed (--force restores over them). Journaled.
+Not undone (listed at the end, and in the manifest): signals delivered, messages sent to live
+services or other hosts, writes to kernel settings, changes the live run made that the pilot
+did not show.
+
+Examples:
+  pilot rollback ./pilot-runs/1795306977-4242
+  pilot rollback --force ./pilot-runs/1795306977-4242
+
+Exit status: 0 restored (or nothing to do); 3 refused (changed since the commit, no pre-image,
+manifest not signed by this host); 1 a restore failed; 2 not a committed run directory.")]
+    Rollback(RollbackArgs),
+    /// ed25519 keys: for approvers, policy signers and the host's run key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Policy governance: signatures.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// The tamper-evident journal of runs, verdicts and commits.
     Journal {
         #[command(subcommand)]
@@ -252,7 +306,8 @@ pub struct CheckArgs {
 pub struct CommitArgs {
     /// Run directory of the pilot to commit.
     pub dir: PathBuf,
-    /// Commit although the pilot's verdict was block (recorded in the journal).
+    /// Commit although the pilot's verdict was block, production drifted, the pilot is older
+    /// than max_age or a rollback could not undo it (each recorded in the journal).
     #[arg(long)]
     pub force: bool,
     /// Print every event of the live run as it happens.
@@ -262,12 +317,77 @@ pub struct CommitArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum JournalCommand {
-    /// Check every entry's hash and the chain; exit 1 naming the first bad entry.
-    #[command(after_help = "The journal is /var/lib/pilot/journal.jsonl unless PILOT_JOURNAL says otherwise.")]
+    /// Check every entry's hash, signature and the chain; exit 1 naming the first bad entry.
+    #[command(after_help = "The journal is /var/lib/pilot/journal.jsonl unless PILOT_JOURNAL says otherwise.
+Entries are signed with the host's run key (/etc/pilot/run.key, or PILOT_RUN_KEY): an entry
+edited and re-hashed, chain and head included, still fails its signature.
+
+Examples:
+  pilot journal verify
+  pilot journal verify /backup/journal.jsonl --key /backup/old-run.key.pub
+
+Exit status: 0 intact; 1 tampered (the first bad entry named); 2 no journal there.")]
     Verify {
         /// Journal file (default: $PILOT_JOURNAL or /var/lib/pilot/journal.jsonl).
         path: Option<PathBuf>,
+        /// Another public key entries may be signed by (a former run key), repeatable.
+        #[arg(long, value_name = "PUB")]
+        key: Vec<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Write a new ed25519 secret key to FILE (mode 600) and its public key to FILE.pub.
+    #[command(after_help = "Examples:
+  pilot key new ~/.pilot/alice          an approver's key: give alice.pub to the policy's approvers
+  pilot key new /etc/pilot/policy.key   a policy signer's key (policy_signers)
+
+The host's run key (/etc/pilot/run.key, PILOT_RUN_KEY overrides) is made at the first pilot.
+Exit status: 0 written; 2 FILE exists (never overwritten) or cannot be written.")]
+    New {
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Sign a policy file: writes FILE.sig (checked whenever the policy is loaded).
+    #[command(after_help = "A policy whose FILE.sig does not match it is refused. When the host's config
+(policy_signers in /etc/pilot/pilot.toml) or a policy's [gate] policy_signers lists keys, every
+policy in use must be signed by one of them: loosening max_risk then needs a signature.
+
+Examples:
+  pilot policy sign /etc/pilot/policies/site.toml --key /etc/pilot/policy.key
+
+Exit status: 0 signed; 2 bad policy (file, line, key) or bad key.")]
+    Sign {
+        file: PathBuf,
+        /// The signer's secret key (`pilot key new`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    /// Run directory of the pilot to approve.
+    pub dir: PathBuf,
+    /// Your secret key (`pilot key new FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Why you approve (kept in the approval and the journal).
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// Run directory of a committed pilot.
+    pub dir: PathBuf,
+    /// Restore over paths changed since the commit (recorded in the journal).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

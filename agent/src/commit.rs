@@ -1,15 +1,16 @@
 //! `pilot commit DIR`: run a pilot's intent live, traced the same way, and measure how far the
-//! live effect graph is from the pilot's (fidelity, seed essay eq. 3). Refuses a blocked pilot
-//! unless `--force`, which the journal records.
+//! live effect graph is from the pilot's (fidelity, seed essay eq. 3). Before it runs anything,
+//! `crate::authorize` binds the commit to the pilot's signed decision, its approvals and the
+//! host's state (drift); `crate::rollback` saves pre-images first and post-commit states after.
 use anyhow::Result;
 
 use crate::{
     cli::{CommitArgs, TraceArgs},
-    error::{EXIT_BLOCKED, EXIT_COMMAND_FAILED, UsageError},
+    error::{EXIT_COMMAND_FAILED, UsageError},
     fidelity,
     journal,
-    policy::eval::Verdict as Decision,
-    rundir::{FIDELITY, GRAPH, Intent, RunDir, Verdict},
+    rollback,
+    rundir::{Changes, DRIFT, FIDELITY, GRAPH, Intent, ROLLBACK_MANIFEST, RunDir, Verdict},
     trace::{self, Launch},
 };
 
@@ -17,30 +18,24 @@ pub fn run(args: CommitArgs) -> Result<i32> {
     let dir = RunDir::open(&args.dir)?;
     let intent: Intent = dir.read()?;
     let verdict: Verdict = dir.read()?;
-    let decision = verdict.evaluation.verdict;
-    if decision == Decision::Block {
-        if !args.force {
-            eprintln!(
-                "pilot: refusing to commit: the pilot's verdict was {} (see {}/verdict.json). \
-                 `pilot commit --force` overrides it, and the journal records that.",
-                decision.as_str(),
-                dir.path().display()
-            );
-            return Ok(EXIT_BLOCKED);
-        }
-        journal::append(journal::Record {
-            kind: "force",
-            run_dir: dir.path(),
-            intent: intent.for_journal(),
-            outputs: &["verdict.json"],
-            verdict: Some(decision.as_str()),
-            note: Some(format!("commit forced over a {} verdict by uid {}", decision.as_str(), rustix::process::getuid().as_raw())),
-        })?;
-    }
     let live = dir.live();
     if live.file(GRAPH).exists() {
         return Err(UsageError::new(format!("{} was already committed ({} exists)", dir.path().display(), live.path().display())).into());
     }
+    // Bound to the signed decision, approved, no drift (crate::authorize).
+    let auth = match crate::authorize::check(&dir, &intent, &verdict, args.force)? {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    let decision = verdict.evaluation.verdict;
+    let changes: Changes = dir.read()?;
+    let manifest = rollback::save(&dir, &changes, auth.cannot_undo.clone(), auth.gate.rollback_max_bytes)?;
+    eprintln!(
+        "pilot: rollback: pre-images of {} path(s) ({} B) saved in {}/rollback/",
+        manifest.entries.len(),
+        manifest.bytes,
+        dir.path().display()
+    );
     eprintln!("pilot: committing `{}` live (verdict {})", intent.argv.join(" "), decision.as_str());
     let trace_args = TraceArgs {
         out: Some(live.path().to_path_buf()),
@@ -50,10 +45,22 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         events: Default::default(),
         command: intent.argv.clone(),
     };
-    let status = trace::run_with(trace_args, Launch { cwd: Some(intent.cwd.clone()), env: Some(intent.env.clone()) })?;
+    let status = trace::run_with(trace_args, Launch { cwd: Some(intent.cwd.clone()), env: Some(intent.env.clone()) });
+    // The post-commit states are recorded whatever became of the live run: a rollback needs them.
+    let manifest = rollback::finish(&dir, manifest, live.graph().ok().as_ref())?;
+    let status = status?;
     let max = verdict.evaluation.gate.max_fidelity_error;
     let fidelity = fidelity::compare(&dir.graph()?, &live.graph()?, dir.path(), max);
     dir.write(&fidelity)?;
+    eprintln!(
+        "pilot: `pilot rollback {}` restores them{}",
+        dir.path().display(),
+        if manifest.cannot_undo.is_empty() && manifest.uncovered.is_empty() {
+            String::new()
+        } else {
+            format!("; it cannot undo {} effect(s) (see rollback/manifest.json)", manifest.cannot_undo.len() + manifest.uncovered.len())
+        }
+    );
     eprintln!(
         "pilot: fidelity error {:.3} (gate max {:.3}): {}; {} edges only in the pilot, {} only live, {} diverging",
         fidelity.error,
@@ -67,7 +74,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         kind: "commit",
         run_dir: dir.path(),
         intent: intent.for_journal(),
-        outputs: &["live/events.jsonl", "live/graph.json", FIDELITY],
+        outputs: &["live/events.jsonl", "live/graph.json", FIDELITY, DRIFT, ROLLBACK_MANIFEST],
         verdict: Some(if fidelity.within_gate { "fidelity-ok" } else { "fidelity-over-gate" }),
         note: Some(format!("live exit {status}")),
     })?;

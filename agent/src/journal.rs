@@ -1,7 +1,9 @@
 //! The tamper-evident journal: every run, verdict, commit and force, appended as one JSON line
 //! that binds its intent (argv, cwd, policy hashes, binary hash, host) to its outputs' hashes
 //! and to the previous entry's hash. A head file keeps the last (seq, hash), so cutting
-//! entries off the end is caught too.
+//! entries off the end is caught too. Each entry is signed with the host's run key
+//! (`crate::keys`): an edit that recomputes the hashes of the chain and its head is still
+//! caught, since it cannot re-sign.
 //!
 //! Default `/var/lib/pilot/journal.jsonl`; `PILOT_JOURNAL` overrides it.
 use std::{
@@ -45,14 +47,22 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub prev: String,
+    /// The run key that signed it (`ed25519:HEX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
     pub hash: String,
+    /// ed25519 over `hash` (domain `pilot.journal/v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 impl Entry {
-    /// The hash covers every field but `hash`, in a fixed order (struct order, sorted maps).
+    /// The hash covers every field but `hash` and `sig`, in a fixed order (sorted keys).
     fn compute_hash(&self) -> String {
         let mut v = serde_json::to_value(self).expect("entry serializes");
-        v.as_object_mut().expect("object").remove("hash");
+        let o = v.as_object_mut().expect("object");
+        o.remove("hash");
+        o.remove("sig");
         sha256_hex(v.to_string().as_bytes())
     }
 }
@@ -72,9 +82,11 @@ pub fn append(r: Record) -> Result<u64> {
     append_to(&path(), r)
 }
 
-/// Append one entry to the journal at `path`. An entry that cannot be written whole (a full
-/// disk) is taken back, so the journal and its head stay as they were and the chain intact.
+/// Append one entry to the journal at `path`, signed with the host's run key. An entry that
+/// cannot be written whole (a full disk) is taken back, so the journal and its head stay as
+/// they were and the chain intact.
 fn append_to(path: &Path, r: Record) -> Result<u64> {
+    let key = crate::keys::run_key()?;
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).on("creating", dir, JOURNAL)?;
     }
@@ -102,9 +114,12 @@ fn append_to(path: &Path, r: Record) -> Result<u64> {
         verdict: r.verdict.map(str::to_string),
         note: r.note,
         prev,
+        signer: Some(crate::keys::literal(&key.verifying_key())),
         hash: String::new(),
+        sig: None,
     };
     e.hash = e.compute_hash();
+    e.sig = Some(crate::keys::sign(key, crate::keys::JOURNAL, e.hash.as_bytes()));
     let mut line = serde_json::to_string(&e).context("encoding a journal entry")?;
     line.push('\n');
     let before = file.metadata().on("reading", path, JOURNAL)?.len();
@@ -167,15 +182,23 @@ pub fn entries_for(path: &Path, run_dir: &Path) -> Vec<Entry> {
     text.lines().filter_map(|l| serde_json::from_str::<Entry>(l).ok()).filter(|e| e.run_dir == run_dir).collect()
 }
 
-/// Check every entry's hash, the chain, the sequence and the head. Ok(count) or the first bad
-/// entry described.
+/// Check every entry's hash, signature, the chain, the sequence and the head against this
+/// host's run key. Ok(count) or the first bad entry described.
 pub fn verify(path: &Path) -> Result<u64, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    verify_text(path, &text)
+    let trusted: Vec<_> = crate::keys::run_public().into_iter().collect();
+    verify_with(path, &trusted)
 }
 
-/// [`verify`] of the journal at `path` whose content is `text`.
-fn verify_text(path: &Path, text: &str) -> Result<u64, String> {
+/// `verify` with the keys entries may be signed by (none: each entry's own signer is taken,
+/// which proves integrity but not who wrote it).
+pub fn verify_with(path: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<u64, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    verify_text(path, &text, trusted)
+}
+
+/// [`verify_with`] of the journal at `path` whose content is `text`.
+fn verify_text(path: &Path, text: &str, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<u64, String> {
+    let mut signed_seen = false;
     let mut prev = GENESIS.to_string();
     let mut expect_seq = 1;
     for (i, line) in text.lines().enumerate() {
@@ -189,6 +212,25 @@ fn verify_text(path: &Path, text: &str) -> Result<u64, String> {
         }
         if e.compute_hash() != e.hash {
             return Err(format!("line {lineno}: entry {} was edited (its hash does not match its content)", e.seq));
+        }
+        match (&e.signer, &e.sig) {
+            (Some(signer), Some(sig)) => {
+                let key = crate::keys::parse_literal(signer).ok_or_else(|| format!("line {lineno}: entry {}: malformed signer", e.seq))?;
+                if !crate::keys::verify(&key, crate::keys::JOURNAL, e.hash.as_bytes(), sig) {
+                    return Err(format!("line {lineno}: entry {}: its signature does not verify: the entry was forged or edited", e.seq));
+                }
+                if !trusted.is_empty() && !trusted.contains(&key) {
+                    return Err(format!(
+                        "line {lineno}: entry {} is signed by {}, not by this host's run key: it was written elsewhere or forged",
+                        e.seq,
+                        crate::keys::fingerprint(&key)
+                    ));
+                }
+                signed_seen = true;
+            }
+            // Entries from before journals were signed may open a journal, never follow a signed one.
+            _ if signed_seen => return Err(format!("line {lineno}: entry {} is not signed, after signed entries: its signature was stripped", e.seq)),
+            _ => {}
         }
         prev = e.hash.clone();
         expect_seq += 1;
@@ -211,17 +253,27 @@ fn verify_text(path: &Path, text: &str) -> Result<u64, String> {
     Ok(count)
 }
 
-/// `pilot journal verify`.
-pub fn verify_cmd(path: Option<PathBuf>) -> Result<i32> {
+/// `pilot journal verify [--key PUB]...`.
+pub fn verify_cmd(path: Option<PathBuf>, keys: &[PathBuf]) -> Result<i32> {
     let path = path.unwrap_or_else(self::path);
     if !path.exists() {
         bail!(crate::error::UsageError::new(format!("no journal at {}: nothing has been recorded there", path.display())));
     }
+    let mut trusted: Vec<_> = crate::keys::run_public().into_iter().collect();
+    for k in keys {
+        trusted.push(crate::keys::load_public(k)?.key);
+    }
     // Unreadable is not tampered: say why it cannot be read.
     let text = fs::read_to_string(&path).on("reading the journal", &path, JOURNAL)?;
-    match verify_text(&path, &text) {
+    match verify_text(&path, &text, &trusted) {
         Ok(n) => {
-            println!("journal {}: {n} entries, chain intact", path.display());
+            let by = if trusted.is_empty() {
+                "each by the key it names (no run key here to check them against: give --key)".to_string()
+            } else {
+                let names: Vec<String> = trusted.iter().map(crate::keys::fingerprint).collect();
+                format!("by {}", names.join(", "))
+            };
+            println!("journal {}: {n} entries, chain intact, signatures valid ({by})", path.display());
             Ok(0)
         }
         Err(why) => {
@@ -238,8 +290,9 @@ mod tests {
     fn journal_with(n: usize) -> (tempfile::TempDir, PathBuf) {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("j.jsonl");
-        // SAFETY: tests in this module run with their own journal path.
+        // SAFETY: tests in this module run with their own journal path and run key.
         unsafe { std::env::set_var("PILOT_JOURNAL", &path) };
+        unsafe { std::env::set_var("PILOT_RUN_KEY", d.path().join("run.key")) };
         for i in 0..n {
             append(Record {
                 kind: "run",

@@ -2,7 +2,7 @@
 //! and maps its errors to exit codes (src/error.rs).
 
 use clap::Parser;
-use pilot::{bench, cgroup, check, cli, commit, daemon, diff, doctor, error, generate, graph_cmd, journal, report, run, sandbox, session, trace};
+use pilot::{bench, cgroup, check, cli, commit, daemon, decision, diff, doctor, error, generate, governance, graph_cmd, journal, keys, report, rollback, run, sandbox, session, trace};
 
 fn main() {
     // A run the daemon started runs in-process, with exactly the client's environment.
@@ -39,7 +39,11 @@ fn main() {
         }),
         cli::Command::Commit(args) => commit::run(args),
         cli::Command::Report(args) => report::run(args),
-        cli::Command::Journal { command: cli::JournalCommand::Verify { path } } => journal::verify_cmd(path),
+        cli::Command::Journal { command: cli::JournalCommand::Verify { path, key } } => journal::verify_cmd(path, &key),
+        cli::Command::Approve(args) => decision::cmd_approve(&args.dir, &args.key, args.note),
+        cli::Command::Rollback(args) => rollback::cmd(&args.dir, args.force),
+        cli::Command::Key { command: cli::KeyCommand::New { file } } => keys::cmd_new(&file),
+        cli::Command::Policy { command: cli::PolicyCommand::Sign { file, key } } => governance::cmd_sign(&file, &key),
         cli::Command::Merge(args) => graph_cmd::merge(args),
         cli::Command::Doctor { json } => doctor::run(json),
         cli::Command::Generate(args) => generate::run(args),

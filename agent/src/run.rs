@@ -57,7 +57,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         // Every listening port of the host, the operator's own session included (an `ssh -R`
         // forward is production too), not only those of discovered components.
         let live: Vec<u16> = crate::snapshot::sockets::listeners().values().filter_map(|l| l.port).collect();
-        (Snapshot::take(&Default::default()), live)
+        (crate::rundir::Stamp::now(), Snapshot::take(&Default::default()), live)
     });
     let sink = Sink::start_with(sink_options)?;
     let opts = probes::Options { ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024), ..Default::default() };
@@ -74,7 +74,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         note: None,
     })
     .context("recording the run in the journal (nothing ran)")?;
-    let (snapshot, live_ports) = host.join().map_err(|_| anyhow!("the host snapshot panicked"))?;
+    let (taken, snapshot, live_ports) = host.join().map_err(|_| anyhow!("the host snapshot panicked"))?;
     sink.set_hints(crate::sink::hints(&snapshot));
     drop(after_probes);
     let containing = tracing::debug_span!("phase", name = "cgroup and containment").entered();
@@ -156,6 +156,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
         contained_by: containment(unix),
     };
     dir.write(&verdict)?;
+    // snapshot.json and the signed decision.json (the run key): what commit is bound to.
+    let d = crate::decision::Pilot { snapshot: &snapshot, taken, listening_ports: &live_ports, graph: &graph, intent: &intent, verdict: &verdict };
+    {
+        let _signing = tracing::debug_span!("phase", name = "snapshot.json and signed decision").entered();
+        crate::decision::record(&dir, d)?;
+    }
     eprint!("{}", finished.session.account.render(&finished.session.tracker, &finished.summary.headline()));
     eprint!("{}", diff::render::text(&changes));
     if !caught.is_empty() {
@@ -166,7 +172,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         kind: "verdict",
         run_dir: dir.path(),
         intent: intent.for_journal(),
-        outputs: &[EVENTS, SUMMARY, GRAPH, CHANGES, SINK, VERDICT],
+        outputs: &[EVENTS, SUMMARY, GRAPH, CHANGES, SINK, VERDICT, crate::rundir::SNAPSHOT, crate::rundir::DECISION],
         verdict: Some(verdict.evaluation.verdict.as_str()),
         note: Some(format!("pilot exit {pilot_exit}")),
     })?;

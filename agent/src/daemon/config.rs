@@ -25,6 +25,9 @@ pub struct Config {
     pub on_client_disconnect: Disconnect,
     /// Where the daemon keeps each run's output (`<id>.log`).
     pub state_dir: PathBuf,
+    /// Keys (`ed25519:HEX`, `.pub` files, directories of them) one of which must have signed
+    /// every policy a pilot on this host uses (`pilot policy sign`); empty: not required.
+    pub policy_signers: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
@@ -42,6 +45,7 @@ impl Default for Config {
             max_run: "1h".into(),
             on_client_disconnect: Disconnect::Continue,
             state_dir: "/var/lib/pilot/daemon".into(),
+            policy_signers: Vec::new(),
         }
     }
 }
@@ -66,6 +70,9 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
         config.max_run()?;
         config.metrics_addr()?;
+        for spec in &config.policy_signers {
+            crate::keys::load_keys(spec, Path::new("")).map_err(|e| format!("policy_signers: {e}"))?;
+        }
         Ok(config)
     }
 

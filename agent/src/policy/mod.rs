@@ -15,10 +15,19 @@ use crate::error::UsageError;
 
 /// The built-in policy, used when no `--policy` is given (also shipped as policies/default.toml).
 pub const DEFAULT: &str = include_str!("../../../policies/default.toml");
+/// How the built-in policy is named as a source.
+pub const BUILT_IN: &str = "(built-in default policy)";
 
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// The policy's version, recorded with every verdict, decision and journal entry.
+    #[serde(default)]
+    pub version: Option<Version>,
+    /// After this date (a TOML date, `2026-06-30`, meaning 00:00 UTC that day; or a date-time)
+    /// the policy is refused: thresholds are reviewed, not left to stand forever.
+    #[serde(default)]
+    pub expires: Option<toml::value::Datetime>,
     #[serde(default, rename = "component")]
     pub components: Vec<ComponentSpec>,
     #[serde(default)]
@@ -144,6 +153,43 @@ pub struct Gate {
     /// Block when events were lost (default true).
     #[serde(default)]
     pub require_complete: Option<bool>,
+    /// `pilot commit` needs this many approvals (`pilot approve`) of the exact decision, by
+    /// distinct keys among `approvers`, none of them the run key (default 0).
+    #[serde(default)]
+    pub required_approvals: Option<u32>,
+    /// Who may approve: `ed25519:HEX` keys, `.pub` files or directories of them (relative to
+    /// this policy's directory).
+    #[serde(default)]
+    pub approvers: Option<Vec<String>>,
+    /// A commit of a pilot older than this is refused (default 1h): production moves on.
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// Refuse a commit whose pilot shows effects a rollback cannot undo (default false).
+    #[serde(default)]
+    pub rollback_readiness_required: Option<bool>,
+    /// The most file content `pilot commit` saves as pre-images (default 1 GiB).
+    #[serde(default)]
+    pub rollback_max_bytes: Option<u64>,
+    /// Every policy used must be signed (`pilot policy sign`) by one of these keys.
+    #[serde(default)]
+    pub policy_signers: Option<Vec<String>>,
+}
+
+/// `version = 3` or `version = "2026.05-2"`: kept as text.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum Version {
+    Number(i64),
+    Text(String),
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Version::Number(n) => write!(f, "{n}"),
+            Version::Text(t) => f.write_str(t),
+        }
+    }
 }
 
 /// A policy as loaded, with where it came from and its hash (for the journal).
@@ -154,12 +200,19 @@ pub struct Loaded {
     pub policy: Policy,
     /// The same, ready to evaluate.
     pub compiled: compile::Compiled,
+    /// The key that signed it (`FILE.sig`, checked by `crate::governance::admit`).
+    pub signed_by: Option<String>,
 }
 
 impl Loaded {
     /// Where it came from and its hash, as the verdict, intent and journal cite it.
     pub fn reference(&self) -> eval::PolicyRef {
-        eval::PolicyRef { source: self.source.clone(), sha256: self.sha256.clone() }
+        eval::PolicyRef {
+            source: self.source.clone(),
+            sha256: self.sha256.clone(),
+            version: self.policy.version.as_ref().map(|v| v.to_string()),
+            signed_by: self.signed_by.clone(),
+        }
     }
 }
 
@@ -177,7 +230,7 @@ pub fn parse(source: &str, text: &str) -> Result<Loaded, UsageError> {
     })?;
     validate(source, text, &policy)?;
     let compiled = compile::compile(&policy).map_err(|e| UsageError::new(format!("{source}: {e}")))?;
-    Ok(Loaded { source: source.into(), sha256: sha256_hex(text.as_bytes()), policy, compiled })
+    Ok(Loaded { source: source.into(), sha256: sha256_hex(text.as_bytes()), policy, compiled, signed_by: None })
 }
 
 fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
@@ -235,6 +288,7 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
                 }
             }
         }
+        crate::governance::validate_gate(source, g).map_err(|(key, e)| UsageError::new(format!("{source}:{}: gate.{key}: {e}", line_of(key))))?;
     }
     Ok(())
 }
@@ -248,10 +302,17 @@ pub fn load(path: &Path) -> Result<Loaded, UsageError> {
 /// The policies to apply: the given files, or the built-in default.
 pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Loaded>, UsageError> {
     if paths.is_empty() {
-        return Ok(vec![parse("(built-in default policy)", DEFAULT)?]);
+        let mut loaded = vec![parse(BUILT_IN, DEFAULT)?];
+        crate::governance::admit(&mut loaded)?;
+        return Ok(loaded);
     }
     // `--policy default` layers the built-in policy under a site's own files.
-    paths.iter().map(|p| if p.as_os_str() == "default" { parse("(built-in default policy)", DEFAULT) } else { load(p) }).collect()
+    let mut loaded = paths
+        .iter()
+        .map(|p| if p.as_os_str() == "default" { parse(BUILT_IN, DEFAULT) } else { load(p) })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::governance::admit(&mut loaded)?;
+    Ok(loaded)
 }
 
 #[cfg(test)]
@@ -312,7 +373,15 @@ pub fn render(ev: &eval::Evaluation) -> String {
     for g in &ev.gate_failures {
         let _ = writeln!(out, "  [gate] {g}");
     }
-    let sources: Vec<String> = ev.policies.iter().map(|p| format!("{} ({})", p.source, &p.sha256[..12])).collect();
+    let sources: Vec<String> = ev
+        .policies
+        .iter()
+        .map(|p| {
+            let version = p.version.as_deref().map(|v| format!("version {v}, ")).unwrap_or_default();
+            let signed = p.signed_by.as_deref().map(|k| format!(", signed by {k}")).unwrap_or_default();
+            format!("{} ({version}{}{signed})", p.source, &p.sha256[..12])
+        })
+        .collect();
     let _ = writeln!(out, "  policies: {}", sources.join(", "));
     out
 }

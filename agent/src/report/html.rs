@@ -54,13 +54,14 @@ pub fn page(r: &Recorded, drawing: &Drawing, marks: &Marks) -> String {
         esc(verdict)
     );
     header(&mut out, r, verdict, &command, marks);
-    out.push_str("<nav><a href=\"#intent\">intent</a> <a href=\"#graph\">effect graph</a> <a href=\"#evidence\">evidence</a> <a href=\"#changes\">file changes</a> <a href=\"#network\">network</a> <a href=\"#commit\">pilot vs live</a> <a href=\"#journal\">journal</a></nav>\n<main>\n");
+    out.push_str("<nav><a href=\"#intent\">intent</a> <a href=\"#graph\">effect graph</a> <a href=\"#evidence\">evidence</a> <a href=\"#changes\">file changes</a> <a href=\"#network\">network</a> <a href=\"#commit\">pilot vs live</a> <a href=\"#decision\">decision</a> <a href=\"#journal\">journal</a></nav>\n<main>\n");
     intent(&mut out, r);
     graph(&mut out, r, drawing, marks);
     evidence(&mut out, r);
     changes(&mut out, r);
     network(&mut out, r);
     commit_section(&mut out, r);
+    super::signed::section(&mut out, &r.signed);
     journal(&mut out, r);
     let _ = writeln!(
         out,
@@ -474,7 +475,7 @@ fn journal(out: &mut String, r: &Recorded) {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of a Unix time in milliseconds (civil calendar from days).
-fn utc(ms: u128) -> String {
+pub(super) fn utc(ms: u128) -> String {
     let secs = (ms / 1000) as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     let z = days + 719_468;

@@ -7,6 +7,7 @@
 //! there but unreadable is named on the page, never skipped silently.
 mod html;
 mod layout;
+mod signed;
 
 use std::{
     collections::BTreeMap,
@@ -43,6 +44,8 @@ pub struct Recorded {
     pub journal: Journal,
     /// events.jsonl line number -> the line, for the lines the violations cite.
     pub evidence: BTreeMap<u64, String>,
+    /// decision.json, approvals, drift.json, the rollback manifest, each verified.
+    pub signed: signed::Signed,
     /// Files present but unreadable, and anything else the reader should know is missing.
     pub problems: Vec<String>,
 }
@@ -108,6 +111,7 @@ pub fn load(dir: &Path) -> Result<Recorded> {
         fidelity: run.read_optional::<Fidelity>(&mut problems),
         live: live_graph(&run.live(), &mut problems),
         live_summary: run.live().read_optional(&mut problems),
+        signed: signed::load(&run, &mut problems),
         verdict,
         graph,
         journal,
@@ -233,6 +237,7 @@ mod tests {
             live_summary: None,
             journal: Journal { path: PathBuf::from(EVIL), entries: vec![], verified: Some(Err(EVIL.into())) },
             evidence: [(1, format!("{{\"path\":\"{EVIL}\"}}"))].into(),
+            signed: Default::default(),
             problems: vec![EVIL.into()],
         }
     }

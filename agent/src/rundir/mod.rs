@@ -13,14 +13,23 @@
 //! | `changes.json` | [`Changes`] | run, diff |
 //! | `sink.json` | [`SinkLog`] | run |
 //! | `verdict.json` | [`Verdict`] | run |
+//! | `snapshot.json` | [`HostSnapshot`] | run |
+//! | `decision.json` | [`Decision`] (signed by the run key) | run |
+//! | `approvals/<fingerprint>.json` | [`Approval`] | approve |
+//! | `drift.json` | [`Drift`] | commit |
+//! | `rollback/manifest.json`, `rollback/blobs/`, `rollback/restored.json` | [`Manifest`], [`Restored`] | commit, rollback |
 //! | `fidelity.json` | [`Fidelity`] | commit |
 //! | `live/` | a run directory of the live run | commit |
 //! | `mounts.json`, `upper/`, `stdout.log`, `stderr.log`, `sandbox-error.txt` | the sandbox's | run |
 //! | `report.html` | | report |
 mod changes;
+mod decision;
+mod drift;
 mod fidelity;
 mod intent;
+mod rollback;
 mod sink;
+mod snapshot;
 mod summary;
 mod verdict;
 
@@ -33,6 +42,10 @@ use anyhow::{Context, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use changes::{CHANGES_SCHEMA, Change, Changes};
+pub use decision::{APPROVAL_SCHEMA, Approval, ApprovalBody, DECISION_SCHEMA, Decision, DecisionBody, Stamp, boot_id};
+pub use drift::{DRIFT_SCHEMA, Drift, DriftItem};
+pub use rollback::{Entry as RollbackEntry, Manifest, RESTORED_SCHEMA, ROLLBACK_SCHEMA, Restored};
+pub use snapshot::{HostSnapshot, SNAPSHOT_SCHEMA, Target};
 pub use fidelity::{Divergence, FIDELITY_SCHEMA, Fidelity};
 pub use intent::{INTENT_SCHEMA, Intent};
 pub use sink::{Access, Caught, Category, Disposition, Rpc, SinkLog};
@@ -62,6 +75,17 @@ pub const LIVE: &str = "live";
 pub const STDOUT_LOG: &str = "stdout.log";
 pub const STDERR_LOG: &str = "stderr.log";
 pub const SANDBOX_ERROR: &str = "sandbox-error.txt";
+pub const SNAPSHOT: &str = "snapshot.json";
+pub const DECISION: &str = "decision.json";
+pub const APPROVALS: &str = "approvals";
+pub const DRIFT: &str = "drift.json";
+pub const ROLLBACK: &str = "rollback";
+pub const ROLLBACK_MANIFEST: &str = "rollback/manifest.json";
+pub const ROLLBACK_BLOBS: &str = "rollback/blobs";
+pub const ROLLBACK_RESTORED: &str = "rollback/restored.json";
+
+/// The files a decision binds by hash: an edit of any breaks it (and every approval of it).
+pub const BOUND: [&str; 8] = [INTENT, SNAPSHOT, EVENTS, SUMMARY, GRAPH, CHANGES, SINK, VERDICT];
 
 /// A JSON file of the run directory: its name and type.
 pub trait RunFile: Serialize + DeserializeOwned {
@@ -85,6 +109,21 @@ impl RunFile for Verdict {
 }
 impl RunFile for Fidelity {
     const NAME: &'static str = FIDELITY;
+}
+impl RunFile for HostSnapshot {
+    const NAME: &'static str = SNAPSHOT;
+}
+impl RunFile for Decision {
+    const NAME: &'static str = DECISION;
+}
+impl RunFile for Drift {
+    const NAME: &'static str = DRIFT;
+}
+impl RunFile for Manifest {
+    const NAME: &'static str = ROLLBACK_MANIFEST;
+}
+impl RunFile for Restored {
+    const NAME: &'static str = ROLLBACK_RESTORED;
 }
 
 /// A run directory on disk.
@@ -159,7 +198,35 @@ impl RunDir {
     /// Written whole or not at all: a file cut short by a full disk is removed, and the
     /// error says what the directory kept.
     pub fn write_text(&self, name: &str, text: &str) -> Result<()> {
+        let path = self.file(name);
+        if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+            fs::create_dir_all(parent).on("creating", parent, RUN_DIR)?;
+        }
         Ok(crate::output::write_whole(&self.path, name, text)?)
+    }
+}
+
+impl RunDir {
+    /// `approvals/*.json`, each read or the reason it could not be, in name order.
+    pub fn approvals(&self) -> Vec<(PathBuf, Result<Approval, String>)> {
+        let mut files: Vec<PathBuf> = fs::read_dir(self.file(APPROVALS))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| {
+                let read = fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+                (p, read)
+            })
+            .collect()
+    }
+
+    /// Write `approvals/NAME.json`.
+    pub fn write_approval(&self, name: &str, a: &Approval) -> Result<PathBuf> {
+        let rel = format!("{APPROVALS}/{name}.json");
+        self.write_text(&rel, &pretty(a))?;
+        Ok(self.file(&rel))
     }
 }
 

@@ -5,6 +5,7 @@
 //! directories it writes in (its data directories).
 pub mod filesystems;
 pub mod sockets;
+mod stored;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},

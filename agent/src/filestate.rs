@@ -1,0 +1,218 @@
+//! The state of one path on the host, as the drift check and rollback compare it: what it is,
+//! its content hash, size, mode, owner, extended attributes, symlink target, and the identity
+//! facts (inode, device, mtime, ctime) that show it was replaced or touched.
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Read,
+    os::unix::fs::{FileTypeExt, MetadataExt},
+    path::Path,
+};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Regular files up to this size get a content hash in the drift check's fingerprints; bigger
+/// ones are compared by size, mtime and inode (a multi-GB data file would stall every pilot).
+pub const HASH_LIMIT: u64 = 64 << 20;
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileState {
+    /// absent, file, dir, symlink, fifo, socket, char-device, block-device.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// Permission bits (with setuid, setgid, sticky).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mode: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uid: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gid: u32,
+    /// Regular files: SHA-256 of the content (None when over the size limit asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Symlinks: where it points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Extended attributes (security.*, system.* ACLs, user.*, trusted.*), values as hex.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub xattrs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mtime_ns: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ctime_ns: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ino: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dev: u64,
+    /// Device nodes: the device.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rdev: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+pub const ABSENT: &str = "absent";
+
+impl FileState {
+    pub fn absent() -> FileState {
+        FileState { kind: ABSENT.into(), ..Default::default() }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.kind != ABSENT
+    }
+
+    /// Read `path` (not following a final symlink); content hashed up to `hash_limit` bytes.
+    pub fn capture(path: &Path, hash_limit: u64) -> std::io::Result<FileState> {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::absent()),
+            Err(e) => return Err(e),
+        };
+        let ft = meta.file_type();
+        let kind = if ft.is_file() {
+            "file"
+        } else if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else if ft.is_socket() {
+            "socket"
+        } else if ft.is_char_device() {
+            "char-device"
+        } else {
+            "block-device"
+        };
+        let sha256 = if ft.is_file() && meta.len() <= hash_limit { Some(sha256_file(path)?) } else { None };
+        Ok(FileState {
+            kind: kind.into(),
+            size: if ft.is_file() || ft.is_symlink() { meta.len() } else { 0 },
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            sha256,
+            target: ft.is_symlink().then(|| fs::read_link(path).map(|t| t.display().to_string())).transpose()?,
+            xattrs: xattrs(path),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            ino: meta.ino(),
+            dev: meta.dev(),
+            rdev: if ft.is_char_device() || ft.is_block_device() { meta.rdev() } else { 0 },
+        })
+    }
+
+    /// What differs from `then` in the facts the drift check watches (content hash, size,
+    /// mtime, inode, kind, mode, owner, symlink target); empty when none does.
+    pub fn drifted_from(&self, then: &FileState) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.kind != then.kind {
+            out.push(format!("{} then, {} now", then.kind, self.kind));
+            return out;
+        }
+        if !self.exists() {
+            return out;
+        }
+        if self.sha256 != then.sha256 && self.sha256.is_some() && then.sha256.is_some() {
+            out.push("content changed".into());
+        }
+        if self.size != then.size {
+            out.push(format!("size {} then, {} now", then.size, self.size));
+        }
+        if self.ino != then.ino || self.dev != then.dev {
+            out.push("replaced (another inode)".into());
+        }
+        if self.mtime_ns != then.mtime_ns && self.kind != "dir" {
+            out.push("modified (mtime)".into());
+        }
+        if (self.mode, self.uid, self.gid) != (then.mode, then.uid, then.gid) {
+            out.push(format!("mode/owner {:o} {}:{} then, {:o} {}:{} now", then.mode, then.uid, then.gid, self.mode, self.uid, self.gid));
+        }
+        if self.target != then.target {
+            out.push("points elsewhere".into());
+        }
+        out
+    }
+
+    /// Same content and metadata as `other` (what rollback compares: a restored file has
+    /// another inode and its own ctime, so identity facts do not count).
+    pub fn same_as(&self, other: &FileState) -> bool {
+        let content = match self.kind.as_str() {
+            "file" => self.sha256 == other.sha256 && self.size == other.size,
+            "symlink" => self.target == other.target,
+            "char-device" | "block-device" => self.rdev == other.rdev,
+            _ => true,
+        };
+        let meta = |s: &FileState| (s.mode, s.uid, s.gid, s.xattrs.clone());
+        self.kind == other.kind && (!self.exists() || (content && meta(self) == meta(other)))
+    }
+
+    /// One line: `file 12 B 644 0:0`.
+    pub fn describe(&self) -> String {
+        match self.kind.as_str() {
+            ABSENT => "absent".into(),
+            "symlink" => format!("symlink -> {}", self.target.as_deref().unwrap_or("?")),
+            "file" => format!("file {} B mode {:o} owner {}:{}", self.size, self.mode, self.uid, self.gid),
+            k => format!("{k} mode {:o} owner {}:{}", self.mode, self.uid, self.gid),
+        }
+    }
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Every extended attribute of `path` (not following a final symlink), values as hex.
+pub fn xattrs(path: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut names = vec![0u8; 64 << 10];
+    let Ok(len) = rustix::fs::llistxattr(path, &mut names[..]) else { return out };
+    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let mut value = vec![0u8; 64 << 10];
+        if let Ok(n) = rustix::fs::lgetxattr(path, name.as_str(), &mut value[..]) {
+            out.insert(name, hex::encode(&value[..n]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_and_compares_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a");
+        assert!(!FileState::capture(&p, HASH_LIMIT).unwrap().exists());
+        fs::write(&p, "one").unwrap();
+        let one = FileState::capture(&p, HASH_LIMIT).unwrap();
+        assert_eq!((one.kind.as_str(), one.size), ("file", 3));
+        assert!(one.drifted_from(&one).is_empty());
+        fs::write(&p, "two").unwrap();
+        let two = FileState::capture(&p, HASH_LIMIT).unwrap();
+        assert!(two.drifted_from(&one).iter().any(|d| d == "content changed"), "{:?}", two.drifted_from(&one));
+        assert!(!two.same_as(&one));
+        fs::write(&p, "one").unwrap();
+        assert!(FileState::capture(&p, HASH_LIMIT).unwrap().same_as(&one), "same content and metadata");
+        std::os::unix::fs::symlink("elsewhere", d.path().join("l")).unwrap();
+        let l = FileState::capture(&d.path().join("l"), HASH_LIMIT).unwrap();
+        assert_eq!(l.target.as_deref(), Some("elsewhere"));
+    }
+}
