@@ -116,7 +116,7 @@ pub fn check(dir: &RunDir, intent: &Intent, verdict: &Verdict, force: bool) -> R
     }
     dir.write(&drift)?;
     let changes: Changes = dir.read()?;
-    let mut cannot_undo = rollback::readiness::cannot_undo(&graph, &changes, dir.path(), &rollback::readiness::NotDecoded);
+    let mut cannot_undo = rollback::readiness::cannot_undo(&graph, &changes, dir.path(), &rollback::readiness::FromGraph(&graph));
     let needed = rollback::bytes_needed(&rollback::paths(&changes));
     if needed > gate.rollback_max_bytes {
         cannot_undo.push(format!(

@@ -36,6 +36,9 @@ use crate::{
     error::{DAEMON_SOCKET, DAEMON_STATE, FileError, OnPath, UsageError},
 };
 use config::Config;
+
+/// `--config FILE`, passed on to the runs the daemon starts (they read its policy signers).
+static CONFIG_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 use proto::Request;
 pub use runs::RunInfo;
 
@@ -100,6 +103,9 @@ impl Status {
 
 pub fn run(args: DaemonArgs) -> Result<i32> {
     let config = Config::load(args.config.as_deref())?;
+    if let Some(path) = &args.config {
+        let _ = CONFIG_PATH.set(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()));
+    }
     let max_run = config.max_run().map_err(UsageError::new)?;
     let metrics_addr = config.metrics_addr().map_err(UsageError::new)?;
     if args.check_config {

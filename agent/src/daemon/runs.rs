@@ -173,6 +173,10 @@ fn start(spec: &Spec, id: u64) -> std::io::Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // The daemon's configuration, not one a client names, says which policy signers count.
+    if let Some(path) = super::CONFIG_PATH.get() {
+        cmd.env("PILOT_CONFIG", path);
+    }
     tokio::process::Command::from(cmd).spawn()
 }
 

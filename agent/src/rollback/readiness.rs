@@ -8,21 +8,44 @@ use crate::{
     rundir::Changes,
 };
 
-/// What the RPC sink captured of the pilot's sessions with one endpoint. The RPC sink (branch
-/// `rpc`: DNS, Redis, PostgreSQL, HTTP sessions) implements it from its session records, so a
-/// read-only session (a GET, a SELECT, a DNS query) stops counting as irreversible.
+/// What the RPC sink made of the pilot's sessions with one endpoint, so a read-only session (a
+/// GET, a SELECT, a DNS query) does not count as irreversible.
 pub trait RpcSessions {
     /// The mutating requests sent to `endpoint` (`SET k`, `DELETE /x`); `Some(empty)`: the
     /// sessions were read-only; None: not decoded, so every send counts as a mutation.
     fn mutations(&self, run_dir: &Path, endpoint: &Node) -> Option<Vec<String>>;
 }
 
-/// Until the RPC sink lands: nothing decoded.
+/// Nothing decoded (`--rpc off`, graphs from before the protocol sessions).
 pub struct NotDecoded;
 
 impl RpcSessions for NotDecoded {
     fn mutations(&self, _run_dir: &Path, _endpoint: &Node) -> Option<Vec<String>> {
         None
+    }
+}
+
+/// The graph's `rpc` edges: what the sink's protocol sessions understood of each endpoint's
+/// traffic. Opaque bytes (a protocol the sink does not speak) are not decoded: None.
+pub struct FromGraph<'a>(pub &'a Graph);
+
+impl RpcSessions for FromGraph<'_> {
+    fn mutations(&self, _run_dir: &Path, endpoint: &Node) -> Option<Vec<String>> {
+        use crate::rundir::Access;
+        let mut mutations = Vec::new();
+        let mut decoded = false;
+        for e in self.0.edges.iter().filter(|e| e.kind == EdgeKind::Rpc && e.to == endpoint.id) {
+            let r = e.rpc.as_ref()?;
+            match r.access {
+                Some(Access::Read) => decoded = true,
+                Some(Access::Mutation | Access::Unclassified) => {
+                    decoded = true;
+                    mutations.push(format!("{} {}", r.operation, r.resource).trim_end().to_string());
+                }
+                Some(Access::Opaque) | None => return None,
+            }
+        }
+        decoded.then_some(mutations)
     }
 }
 
@@ -44,7 +67,7 @@ pub fn cannot_undo(graph: &Graph, changes: &Changes, run_dir: &Path, rpc: &dyn R
                 let sig = e.detail.as_deref().unwrap_or("a signal");
                 out.push(format!("{sig} to {} (by {by}): a signal to live processes cannot be taken back", to.label));
             }
-            (EdgeKind::Connect | EdgeKind::Send, NodeKind::Endpoint) => {
+            (EdgeKind::Connect | EdgeKind::Send | EdgeKind::Rpc, NodeKind::Endpoint) => {
                 if let Some(line) = network(e.kind, e.bytes, to, by, run_dir, rpc) {
                     out.push(line);
                 }
