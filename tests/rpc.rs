@@ -47,7 +47,8 @@ impl Outcome {
         let v = self.json("verdict.json");
         let hit = v["violations"].as_array().into_iter().flatten().find(|x| {
             x["action"] == "block"
-                && x["component"].as_str() == Some(component)
+                // Another server of the same name on the host gets its address appended.
+                && x["component"].as_str().is_some_and(|c| c == component || c.starts_with(&format!("{component} ")))
                 && x["why"].as_str().is_some_and(|w| w.contains(operation) && w.contains(resource))
         });
         assert!(hit.is_some(), "no blocking violation naming {component}, {operation}, {resource}\n{}", self.dump());

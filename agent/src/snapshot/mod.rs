@@ -395,6 +395,8 @@ fn basename(p: &str) -> &str {
 }
 
 /// Two components with the same name get their first pid appended.
+/// Two components of one name (two PostgreSQL clusters, two JVMs of one tool) are told apart
+/// as an SRE tells them apart: by where they listen, else by their first process.
 fn unique_names(components: &mut [Component]) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for c in components.iter() {
@@ -402,7 +404,10 @@ fn unique_names(components: &mut [Component]) {
     }
     for c in components.iter_mut() {
         if seen[&c.name] > 1 {
-            c.name = format!("{} [{}]", c.name, c.processes[0].pid);
+            c.name = match c.listens.iter().find(|l| l.port.is_some()) {
+                Some(l) => format!("{} {}", c.name, l.display()),
+                None => format!("{} [{}]", c.name, c.processes[0].pid),
+            };
         }
     }
 }
