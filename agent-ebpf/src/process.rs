@@ -1,7 +1,7 @@
 //! Who is tracked: the tree grows at task_newtask (in the parent's context, before the child
 //! can run), shrinks at sched_process_exit, and survives exec. A cgroup root tracks every task
 //! of the cgroup subtree lazily, on its first recorded syscall.
-use agent_common::{NO_OFFSET, TaskInfo, exit_flags, kind, loss};
+use agent_common::{NO_OFFSET, TaskInfo, arg, exit_flags, kind, loss};
 use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
@@ -103,8 +103,10 @@ pub fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     if !current_tracked(tid) {
         return Ok(());
     }
+    let start_ns = unsafe { TRACKED.get(&tid) }.map(|t| t.start_ns).unwrap_or(0);
     let buf = emit::start(kind::EXEC).ok_or(0)?;
-    buf.header.args[0] = old_tid as u64;
+    buf.header.args[arg::EXEC_OLD_TID] = old_tid as u64;
+    buf.header.args[arg::EXEC_START_NS] = start_ns;
     if let Ok(loc) = unsafe { field::<u32>(ctx, cfg.exec_filename) } {
         // __data_loc: low 16 bits offset from the record start, high 16 bits length.
         let src = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };

@@ -67,6 +67,8 @@ impl Builder {
             }
             // An exec that found nothing (a PATH lookup miss) touched nothing.
             Kind::Exec if e.ret != -2 => self.file_effect(&mut effects, EdgeKind::Exec, e.path.as_deref(), None),
+            // Output through the stdio the command was given is not an effect on that file.
+            Kind::Write if e.stdio == Some(true) => {}
             Kind::Write => {
                 if let Some(path) = e.path.as_deref().filter(|p| !is_terminal_or_null(p)) {
                     self.file_effect(&mut effects, EdgeKind::Write, Some(path), None);

@@ -311,6 +311,11 @@ fn build_config(opts: &Options) -> Result<Config> {
 /// Insert `pid` into the TRACKED map through its raw fd: a bare bpf(2) call, no allocation, so
 /// it is safe between fork and exec (the child tracks itself before its first instruction).
 pub fn track_pid(map_fd: RawFd, pid: u32) -> std::io::Result<()> {
+    track_pid_since(map_fd, pid, 0)
+}
+
+/// `track_pid` with the process's start time (0: unknown), which its exec record then carries.
+pub fn track_pid_since(map_fd: RawFd, pid: u32, start_ns: u64) -> std::io::Result<()> {
     #[repr(C)]
     struct MapUpdate {
         map_fd: u32,
@@ -320,7 +325,7 @@ pub fn track_pid(map_fd: RawFd, pid: u32) -> std::io::Result<()> {
         flags: u64,
     }
     const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-    let info = TaskInfo { start_ns: 0, exit_code: 0, exit_flags: 0, last_signal: 0 };
+    let info = TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0 };
     let attr = MapUpdate {
         map_fd: map_fd as u32,
         _pad: 0,
