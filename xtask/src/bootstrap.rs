@@ -24,6 +24,11 @@ const APT_PACKAGES: &[&str] = &[
     // the package test (xtask/src/package.rs) and the Ansible recipe test (a venv for PyPI)
     "python3-venv",
     "util-linux",
+    // the routine-operations suite (tests/scenarios/routine/): Debian's logrotate, rsync
+    // backups, and a live PostgreSQL 15 for pg_dump and pg_basebackup
+    "logrotate",
+    "rsync",
+    "postgresql-15",
 ];
 /// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
 pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];

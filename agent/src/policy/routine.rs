@@ -120,7 +120,7 @@ fn copytruncate(graph: &Graph, nodes: &HashMap<&NodeId, &Node>, e: &Edge, log: &
     let copied = copy.last_ts_ns.min(e.first_ts_ns);
     let window_ms = (e.first_ts_ns - copied) as f64 / 1e6;
     Some(format!(
-        "copytruncate: {} copied to {}, then truncated: lines appended in the {window_ms:.1} ms between the end of the copy and the truncate are lost",
+        "{} copied to {}, then truncated: lines appended in the {window_ms:.1} ms between the end of the copy and the truncate are lost",
         log.label,
         label(nodes, &copy.to)
     ))
@@ -143,7 +143,7 @@ fn rotation(graph: &Graph, nodes: &HashMap<&NodeId, &Node>, handled: &HashMap<us
             && nodes.get(&s.to).is_some_and(|t| t.component.is_some() && t.component == log.component)
     })?;
     Some(format!(
-        "log rotation: {} renamed to {new_name}, created anew, and {} told to reopen it with {}, which it handles",
+        "{} renamed to {new_name}, created anew, and {} told to reopen it with {}, which it handles",
         log.label,
         label(nodes, &signal.1.to),
         signal.1.detail.as_deref().unwrap_or("a signal")
