@@ -378,6 +378,11 @@ fn routine(name: &str) {
         if r.benign.xfail.is_some() { " (expected to fail, but never blocked)" } else { ", exit 0" },
         text(&good.out)
     );
+    // graph.json holds what the verdict needed (logs, signal dispositions, new files):
+    // `pilot check` of the run directory says the same.
+    let check = s.pilot(&["check".into(), "--json".into(), good.run.display().to_string()]);
+    let rechecked: Value = serde_json::from_slice(&check.stdout).unwrap_or(Value::Null);
+    assert_eq!(rechecked["verdict"], good.verdict["verdict"], "{name}: pilot check disagrees with the run:\n{}", text(&check));
     if xpass {
         eprintln!("{name}: expected to fail ({}), but it passes now: drop `xfail` from its scenario.toml", r.benign.xfail.as_deref().unwrap_or(""));
     }

@@ -240,18 +240,6 @@ impl Snapshot {
         self.index_paths();
     }
 
-    /// A snapshot as graph.json recorded it (its components), for re-evaluating a run.
-    pub fn from_components(components: Vec<Component>) -> Snapshot {
-        let mut snap = Snapshot { components, ..Default::default() };
-        for (i, c) in snap.components.iter().enumerate() {
-            for m in &c.processes {
-                snap.procs.insert(m.pid, (m.start_ns, i));
-            }
-        }
-        snap.index_paths();
-        snap
-    }
-
     /// Which data directories are log directories (they hold only live logs and their
     /// rotated siblings): read from the directories themselves.
     fn find_log_dirs(&mut self) {
