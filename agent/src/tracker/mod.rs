@@ -184,7 +184,14 @@ impl Tracker {
             Body::Exec { filename, old_tid, start_ns } => self.exec(rec, filename, *old_tid, *start_ns, &mut events),
             Body::Fork { child, clone_flags, child_start_ns } => self.fork(rec, *child, *clone_flags, *child_start_ns, &mut events),
             Body::Exit(x) => self.exit(rec, *x, &mut events),
-            Body::Writes(w) => self.write(rec.pid, rec.tid, rec.ts_ns, w, &mut events),
+            Body::Writes(w) => {
+                // A process gone before /proc could be read has its name from the record.
+                let p = self.proc_mut(rec.pid, rec.tid);
+                if p.comm.is_empty() {
+                    p.comm = decode::text(&rec.comm);
+                }
+                self.write(rec.pid, rec.tid, rec.ts_ns, w, &mut events)
+            }
             Body::Signal { target, signal, result } => self.signal_generated(rec, *target, *signal, *result, &mut events),
         }
         self.emit(events, out);
