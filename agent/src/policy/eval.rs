@@ -654,6 +654,8 @@ severity = 0.5
         assert_eq!(signal("SIGWINCH", HUP_CAUGHT).verdict, Verdict::Warn, "its default action is to ignore it");
         let everything = crate::snapshot::Signals { caught: u64::MAX, ignored: 0, blocked: 0 };
         assert_eq!(signal("SIGKILL", everything).verdict, Verdict::Block);
+        assert_eq!(signal("SIGTERM", everything).verdict, Verdict::Block, "a caught SIGTERM is still a shutdown");
+        assert_eq!(signal("SIGUSR1", everything).verdict, Verdict::Warn);
         assert_eq!(signal("SIGSTOP", everything).verdict, Verdict::Block);
         // A graph from before dispositions were read: blocked as before.
         let e = Edge { detail: Some("SIGHUP".into()), ..edge("signal", "process:50:9", 1, 1) };

@@ -3,8 +3,9 @@
 //! rules see every effect unless they say otherwise.
 //!
 //! - `handled-signal`: a signal to a live process that catches it (a handler or a signalfd),
-//!   ignores it, or whose default action is to ignore it; never SIGKILL or SIGSTOP. A SIGHUP to
-//!   a service that reloads on it is not a SIGHUP to one it terminates.
+//!   ignores it, or whose default action is to ignore it; never SIGKILL or SIGSTOP, nor a
+//!   caught SIGTERM, SIGINT or SIGQUIT (a request to exit, which the handler carries out). A
+//!   SIGHUP to a service that reloads on it is not a SIGHUP to one it terminates.
 //! - `log-rotation`: a live log renamed to a rotated name (`app.log.1`, `app.log-20261201`),
 //!   created anew under its name, and a process of the component that writes it told to reopen
 //!   it with a signal it handles, after the rename (logrotate's `create` + `postrotate`). The

@@ -1,7 +1,9 @@
 //! What a live process does with each signal, read when the snapshot is taken: caught (a
 //! handler, or read through a signalfd), ignored, or blocked, from /proc/<pid>/status (SigCgt,
 //! SigIgn, SigBlk) and the `sigmask:` of its signalfds. A SIGHUP the target catches is a
-//! reload; the same SIGHUP to a process that does not catch it ends it.
+//! reload; the same SIGHUP to a process that does not catch it ends it. SIGTERM, SIGINT and
+//! SIGQUIT ask a process to exit: a handler for them is how it shuts down cleanly (PostgreSQL,
+//! nginx, every JVM catch SIGTERM), so catching one does not make it harmless.
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::procfs;
@@ -25,6 +27,9 @@ pub struct Signals {
 pub enum Effect {
     /// The process catches it (its handler runs: a reload, a log reopen).
     Caught,
+    /// The process catches it, but it is a request to exit (SIGTERM, SIGINT, SIGQUIT): its
+    /// handler shuts it down, cleanly.
+    CaughtExit,
     /// It ignores it.
     Ignored,
     /// Neither, and the default action is to ignore it (SIGCHLD, SIGCONT, SIGURG, SIGWINCH).
@@ -37,12 +42,13 @@ pub enum Effect {
 impl Effect {
     /// The process handles it: nothing it did not ask for happens.
     pub fn handled(self) -> bool {
-        self != Effect::Default
+        !matches!(self, Effect::Default | Effect::CaughtExit)
     }
 
     pub fn describe(self) -> &'static str {
         match self {
             Effect::Caught => "the target catches it (a handler or a signalfd)",
+            Effect::CaughtExit => "the target catches it, but it asks the target to exit: its handler shuts it down",
             Effect::Ignored => "the target ignores it",
             Effect::DefaultIgnore => "the target does not catch it and its default action is to ignore it",
             Effect::Default => "the target does not catch it: its default action (terminate, core dump or stop) applies",
@@ -67,7 +73,7 @@ impl Signals {
         }
         let bit = 1u64 << (sig - 1);
         if self.caught & bit != 0 {
-            Effect::Caught
+            if exit_request(sig) { Effect::CaughtExit } else { Effect::Caught }
         } else if self.ignored & bit != 0 {
             Effect::Ignored
         } else if default_ignore(sig) {
@@ -76,6 +82,11 @@ impl Signals {
             Effect::Default
         }
     }
+}
+
+/// Signals that ask a process to exit (a handler makes the exit clean, not optional).
+fn exit_request(sig: i64) -> bool {
+    matches!(sig, 2 | 3 | 15) // SIGINT, SIGQUIT, SIGTERM
 }
 
 /// Signals whose default action is to do nothing (signal(7)).
@@ -113,6 +124,9 @@ mod tests {
         assert_eq!(s.effect(number("SIGHUP").unwrap()), Effect::Caught);
         assert_eq!(s.effect(2), Effect::Ignored);
         assert_eq!(s.effect(15), Effect::Default);
+        let jvm = Signals { caught: 1 << 14 | 1, ignored: 0, blocked: 0 };
+        assert_eq!(jvm.effect(15), Effect::CaughtExit, "a caught SIGTERM still ends the process");
+        assert!(!jvm.effect(15).handled());
         assert_eq!(s.effect(17), Effect::DefaultIgnore);
         let all = Signals { caught: u64::MAX, ignored: u64::MAX, blocked: u64::MAX };
         assert_eq!(all.effect(SIGKILL), Effect::Default);
