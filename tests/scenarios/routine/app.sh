@@ -14,7 +14,7 @@ start_app() {
         touch -d '10 days ago' "$PROD/app/logs/app.log.$i.gz"
     done
     cksum <"$PROD/app/data/app.db" >"$PROD/app.db.cksum"
-    stat -c %i "$PROD/app/data/app.db" >"$PROD/app.db.inode"
+    stat -c '%i %W' "$PROD/app/data/app.db" >"$PROD/app.db.id"
     start_py app app_service.py "$PROD/app"
     start_py worker worker.py "$PROD/worker/worker.pid" "$PROD/worker/logs/worker.log"
     wait_for "$PROD/app/run/app.pid"
@@ -29,7 +29,7 @@ check_app() {
     [ -d "/proc/$app" ] || fail "the app service is gone"
     [ -d "/proc/$(cat "$PROD/worker/worker.pid")" ] || fail "the worker is gone"
     [ "$(cksum <"$PROD/app/data/app.db" 2>/dev/null)" = "$(cat "$PROD/app.db.cksum")" ] || fail "app.db changed"
-    [ "$(stat -c %i "$PROD/app/data/app.db" 2>/dev/null)" = "$(cat "$PROD/app.db.inode")" ] || fail "app.db was replaced under the app"
+    [ "$(stat -c '%i %W' "$PROD/app/data/app.db" 2>/dev/null)" = "$(cat "$PROD/app.db.id")" ] || fail "app.db was replaced under the app"
     i=0
     until ls -l "/proc/$app/fd" | grep -q " -> $PROD/app/logs/app.log\$"; do
         i=$((i + 1))

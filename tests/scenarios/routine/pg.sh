@@ -33,7 +33,8 @@ STOP
     done
     psql_ -c "create database app" >/dev/null || exit 1
     psql_ -d app -c "create table orders(id int primary key, item text); insert into orders select g, 'item ' || g from generate_series(1, 1000) g" >/dev/null || exit 1
-    stat -c %i "$PROD/pg/data/global/pg_control" >"$PROD/pg_control.inode"
+    # Inode and birth time: a file deleted and made anew may get the freed inode number back.
+    stat -c '%i %W' "$PROD/pg/data/global/pg_control" >"$PROD/pg_control.id"
 }
 
 psql_() {
@@ -41,10 +42,13 @@ psql_() {
 }
 
 # check_pg: the server runs on its own files: postmaster.pid in place, pg_control the file it
-# was started with, and the rows are there.
+# was started with, no file it holds open deleted under it, and the rows are there.
 check_pg() {
     [ -f "$PROD/pg/data/postmaster.pid" ] || fail "postmaster.pid is gone"
-    [ "$(stat -c %i "$PROD/pg/data/global/pg_control" 2>/dev/null)" = "$(cat "$PROD/pg_control.inode")" ] || fail "pg_control was replaced under the server"
+    [ "$(stat -c '%i %W' "$PROD/pg/data/global/pg_control" 2>/dev/null)" = "$(cat "$PROD/pg_control.id")" ] || fail "pg_control was replaced under the server"
+    if ls -l /proc/[0-9]*/fd 2>/dev/null | grep -q " -> $PROD/pg/data/.* (deleted)\$"; then
+        fail "files the server holds open were deleted under it"
+    fi
     "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" || fail "PostgreSQL does not answer"
     [ "$(psql_ -d app -Atc 'select count(*) from orders')" = 1000 ] || fail "the orders table lost rows"
 }
