@@ -59,10 +59,11 @@ pub fn recognize(graph: &Graph) -> HashMap<usize, Recognized> {
     let traced = |e: &Edge| nodes.get(&e.from).is_some_and(|n| n.component.as_deref() == Some(TRACED));
     let mut out = HashMap::new();
     for (i, e) in graph.edges.iter().enumerate() {
-        if e.kind == EdgeKind::Signal && traced(e) {
-            if let Some(why) = nodes.get(&e.to).and_then(|t| handled(e, t)) {
-                out.insert(i, Recognized { routine: Routine::HandledSignal, why });
-            }
+        if e.kind == EdgeKind::Signal
+            && traced(e)
+            && let Some(why) = nodes.get(&e.to).and_then(|t| handled(e, t))
+        {
+            out.insert(i, Recognized { routine: Routine::HandledSignal, why });
         }
     }
     for (i, e) in graph.edges.iter().enumerate() {
@@ -85,10 +86,8 @@ pub fn recognize(graph: &Graph) -> HashMap<usize, Recognized> {
         .collect();
     let mut attrs = Vec::new();
     for (i, e) in graph.edges.iter().enumerate() {
-        if matches!(e.kind, EdgeKind::Chmod | EdgeKind::Chown) && traced(e) {
-            if rotated.iter().any(|(to, ts)| *to == &e.to && e.first_ts_ns >= *ts) {
-                attrs.push(i);
-            }
+        if matches!(e.kind, EdgeKind::Chmod | EdgeKind::Chown) && traced(e) && rotated.iter().any(|(to, ts)| *to == &e.to && e.first_ts_ns >= *ts) {
+            attrs.push(i);
         }
     }
     for i in attrs {

@@ -45,20 +45,12 @@ pub fn is_rotated(name: &str, live: &str) -> bool {
     }
     let name = COMPRESSED.iter().find_map(|c| name.strip_suffix(c)).unwrap_or(name);
     // app.log.1, app.log-20261201, app.log_2026-12-01T00:00
-    if let Some(rest) = name.strip_prefix(live) {
-        if let Some(id) = rest.strip_prefix(['.', '-', '_']) {
-            return is_rotation_id(id);
-        }
+    if let Some(id) = name.strip_prefix(live).and_then(|rest| rest.strip_prefix(['.', '-', '_'])) {
+        return is_rotation_id(id);
     }
     // app.1.log, app-20261201.log (the id before the extension)
-    if let Some((stem, ext)) = live.rsplit_once('.') {
-        if let Some(id) = name.strip_prefix(stem).and_then(|r| r.strip_suffix(ext)).and_then(|r| r.strip_suffix('.')) {
-            if let Some(id) = id.strip_prefix(['.', '-', '_']) {
-                return is_rotation_id(id);
-            }
-        }
-    }
-    false
+    let before_ext = live.rsplit_once('.').and_then(|(stem, ext)| name.strip_prefix(stem)?.strip_suffix(ext)?.strip_suffix('.'));
+    before_ext.and_then(|id| id.strip_prefix(['.', '-', '_'])).is_some_and(is_rotation_id)
 }
 
 /// A rotation number or date stamp: digits, with date and time separators.

@@ -74,10 +74,10 @@ impl FdTable {
     /// Files on fds 0, 1 and 2 become `Stdio`: the root's output, not its effects.
     pub fn mark_stdio(&mut self) {
         for fd in 0..=2 {
-            if let Some(entry) = self.fds.get_mut(&fd) {
-                if let Target::File(path) = &entry.target {
-                    entry.target = Target::Stdio(path.clone());
-                }
+            if let Some(entry) = self.fds.get_mut(&fd)
+                && let Target::File(path) = &entry.target
+            {
+                entry.target = Target::Stdio(path.clone());
             }
         }
     }
