@@ -88,7 +88,7 @@ pub fn report(results: &Path, whole_suite: bool) -> anyhow::Result<bool> {
     let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
     println!("scenarios: {caught} of {total} caught, {fixed_alarms} false alarms (of {fixed} fixed twins); PILOT (NSDI'26) caught 17 of 20");
     println!(
-        "routine operations: {} of {routine_total} pass or warn as expected, {routine_xfail} expected to fail (never blocked), {routine_alarms} false alarms, {routine_unexpected} otherwise off; their harmful twins: {twins_caught} of {routine_total} blocked",
+        "routine operations: {} of {routine_total} as expected ({routine_ok} pass or warn, {routine_xfail} expected to fail and never blocked), {routine_alarms} false alarms, {routine_unexpected} otherwise off; their harmful twins: {twins_caught} of {routine_total} blocked",
         routine_ok + routine_xfail
     );
     println!(

@@ -340,11 +340,6 @@ impl Snapshot {
         c.files_open.iter().chain(&c.files_mapped).find(|f| parent(f) == Some(dir) && logs::same_pattern(logs::file_name(f), name)).map(String::as_str)
     }
 
-    /// What live process (pid, start) does with signals, if the snapshot read it.
-    pub fn signals_of(&self, pid: u32, start_ns: u64) -> Option<Signals> {
-        let (_, i) = self.procs.get(&pid)?;
-        self.components[*i].processes.iter().find(|m| m.pid == pid && (start_ns == 0 || m.start_ns == start_ns))?.signals
-    }
 
     /// The component listening where a connection to (family, addr, port) would land.
     pub fn owner_of_endpoint(&self, family: &str, addr: &str, port: Option<u16>) -> Option<usize> {
