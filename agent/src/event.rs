@@ -153,8 +153,13 @@ pub struct Event {
     pub truncated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<bool>,
+    /// Written through the stdio the traced command was given (pilot's stdout.log and
+    /// stderr.log, the operator's redirection): its output, not an effect on that file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<bool>,
     /// How a relative path was made absolute when the trace alone could not: `proc`
-    /// (/proc/<pid>/fd, racy) or `unknown-fd`.
+    /// (/proc/<pid>/fd, read when the event was resolved: racy) or `unknown-fd` (a write to an
+    /// fd the trace never saw opened: no path).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_via: Option<&'static str>,
 }

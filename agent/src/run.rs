@@ -99,7 +99,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let (child, stdio) = spawn_sandbox(&spec, dir.path())?;
     // Readable the moment the sandbox exits, so the loop does not wait out its poll.
     let exited = session::pidfd(child.id());
-    lc.session.tracker.seed(crate::tracker::FdTable::of_files(&stdio), cwd.display().to_string());
+    lc.session.tracker.seed(crate::tracker::FdTable::of_stdio(&stdio), cwd.display().to_string());
     let root_pid = child.id();
     let mut rule = Pilot { child, exited, cgroup: &cgroup, timeout, started: Instant::now(), status: None, timed_out: false };
     {

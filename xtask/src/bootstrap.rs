@@ -39,6 +39,10 @@ const APT_PACKAGES: &[&str] = &[
     "postgresql",
     "dnsmasq-base",
     "curl",
+    // the routine-operations suite (tests/scenarios/routine/): Debian's logrotate, rsync
+    // backups, and a live PostgreSQL 15 for pg_dump and pg_basebackup
+    "logrotate",
+    "rsync",
 ];
 /// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
 pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];

@@ -67,6 +67,8 @@ impl Builder {
             }
             // An exec that found nothing (a PATH lookup miss) touched nothing.
             Kind::Exec if e.ret != -2 => self.file_effect(&mut effects, EdgeKind::Exec, e.path.as_deref(), None),
+            // Output through the stdio the command was given is not an effect on that file.
+            Kind::Write if e.stdio == Some(true) => {}
             Kind::Write => {
                 if let Some(path) = e.path.as_deref().filter(|p| !is_terminal_or_null(p)) {
                     self.file_effect(&mut effects, EdgeKind::Write, Some(path), None);
@@ -203,6 +205,9 @@ impl Builder {
                 .filter(|m| m.pgid == group)
                 .map(|m| (m.pid, m.start_ns))
                 .collect();
+            if let Some(&group_node) = self.others.get(&NodeId::new(NodeKind::ProcessGroup, group.to_string())) {
+                self.nodes[group_node as usize].members = Some(members.len() as u32);
+            }
             for (pid, start) in members {
                 if let Some(&to) = self.procs.get(&(pid, start)) {
                     if self.find_edge(from, to, EdgeKind::Signal, detail.as_deref()).is_some() {
@@ -435,6 +440,7 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
                         if let Some(m) = c.processes.iter().find(|m| m.pid == pid) {
                             n.start_ns = Some(m.start_ns);
                             n.argv = Some(m.argv.clone());
+                            n.signals = m.signals;
                         }
                         n.label = format!("{pid} {}", c.name);
                     }
@@ -442,12 +448,7 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
             }
             n.id = NodeId::process(pid, n.start_ns.unwrap_or(0));
         }
-        NodeKind::File => {
-            if let Some((i, hold)) = n.path.as_deref().and_then(|p| snap.owner_of_path(p)) {
-                n.component = Some(snap.components[i].name.clone());
-                n.held = Some(hold);
-            }
-        }
+        NodeKind::File => attach_file(n, snap),
         NodeKind::Endpoint => {
             let fam = n.family.as_deref().unwrap_or("");
             if let Some(i) = snap.owner_of_endpoint(fam, n.addr.as_deref().unwrap_or(""), n.port) {
@@ -456,5 +457,33 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
             }
         }
         _ => {}
+    }
+}
+
+/// A file node's owner and how it holds it, whether it is a log, and for a path in a data
+/// directory whether the traced tree made it and whether the owner reads files like it.
+pub(crate) fn attach_file(n: &mut Node, snap: &Snapshot) {
+    let Some(path) = n.path.as_deref() else { return };
+    n.log = snap.log_role(path);
+    let Some((i, hold)) = snap.owner_of_path(path) else { return };
+    n.component = Some(snap.components[i].name.clone());
+    n.held = Some(hold);
+    if hold == Hold::DataDir && n.log.is_none() {
+        if let Some(taken) = snap.taken_at {
+            n.created = Some(made_since(path, taken));
+        }
+        if n.created == Some(true) {
+            n.like = snap.like_held(path, i).map(str::to_string);
+        }
+    }
+}
+
+/// Was `path` made after `since`? It does not exist (a pilot's changes stay in its overlay:
+/// what production lacks, the pilot made), or it was born after (a live run made it). A
+/// filesystem without birth times says no: an existing file is taken as existing data.
+fn made_since(path: &str, since: std::time::SystemTime) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(m) => m.created().is_ok_and(|born| born >= since),
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{Component, filesystems::Filesystem};
+use crate::snapshot::{Component, LogRole, Signals, filesystems::Filesystem};
 pub use crate::snapshot::Hold;
 pub use build::Builder;
 pub use kinds::{EdgeKind, NodeId, NodeKind};
@@ -103,6 +103,25 @@ pub struct Node {
     /// Merged graphs: the host it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Files: a live log (live processes only append to it), a rotated sibling of one that
+    /// nobody holds, or a log directory. Absent: not a log, or a graph from before pilot knew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogRole>,
+    /// Files in a live data directory: true when the path did not exist when tracing started
+    /// (the traced tree made it), false when it did. Absent: not known (taken as existing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
+    /// A new file in a data directory named like a file the component holds open there
+    /// (`segments_2` beside `segments_1`): the component reads files like it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub like: Option<String>,
+    /// Live processes: what they do with each signal, as the snapshot read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<Signals>,
+    /// Process groups: how many live processes outside the pilot were in it (each has its own
+    /// signal edge, judged on its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 use super::{
     Action, Loaded, Rule,
     compile::{Recovery, Selector},
+    routine::{self, Recognized, Routine},
 };
-use crate::graph::{Edge, EdgeKind, Graph, Hold, Node, NodeId, NodeKind, TRACED};
+use crate::{
+    graph::{Edge, EdgeKind, Graph, Hold, Node, NodeId, NodeKind, TRACED},
+    snapshot::LogRole,
+};
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -54,6 +58,17 @@ pub struct Violation {
     pub events: Vec<u64>,
 }
 
+/// An effect recognized as part of a routine operation (policy/routine.rs): rules that say
+/// `unless` it let it pass, rules that say `when` it see it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct RoutineNote {
+    pub routine: Routine,
+    /// The graph edge (from, kind, to).
+    pub edge: [String; 3],
+    pub why: String,
+    pub events: Vec<u64>,
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct PolicyRef {
     pub source: String,
@@ -82,6 +97,9 @@ pub struct Evaluation {
     pub unjudged: Vec<String>,
     pub gate: GateValues,
     pub policies: Vec<PolicyRef>,
+    /// Effects recognized as routine operations (absent in verdicts from before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routines: Vec<RoutineNote>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -150,9 +168,22 @@ pub(crate) fn effective(edge: &Edge, target: &Node) -> u64 {
     if contained { edge.count } else { edge.count.saturating_sub(edge.failed) }
 }
 
+/// `effective`, less what cannot have happened: bytes written to a directory (a component's
+/// data or log directory). write(2) on a directory fails, so such an edge comes from an fd
+/// whose path was resolved wrongly (graphs from before the trace started at the command's exec
+/// hold these: pilot's own set-up write, named after a directory the command opened later).
+fn took_effect(edge: &Edge, target: &Node, ctx: &Ctx) -> u64 {
+    if edge.kind == EdgeKind::Write && target.path.as_deref().is_some_and(|p| ctx.dirs.contains(p)) {
+        return 0;
+    }
+    effective(edge, target)
+}
+
 struct Ctx<'a> {
     recovery: Vec<&'a Recovery>,
     components: HashMap<&'a NodeId, Option<String>>,
+    /// Directories the snapshot knew (data and log directories).
+    dirs: std::collections::HashSet<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -171,11 +202,17 @@ fn target_matches(sel: &Selector, node: &Node, ctx: &Ctx) -> bool {
     match sel {
         Selector::AnyOther => ctx.other(comp),
         Selector::Held => ctx.other(comp) && held.is_some_and(Hold::is_file_hold),
-        Selector::DataDir => ctx.other(comp) && held == Some(Hold::DataDir),
+        Selector::LiveLog => ctx.other(comp) && held.is_some_and(Hold::is_file_hold) && node.log == Some(LogRole::Live),
+        Selector::DataDir => {
+            ctx.other(comp) && held == Some(Hold::DataDir) && node.log != Some(LogRole::Rotated) && node.created != Some(true)
+        }
+        Selector::DataDirNew => ctx.other(comp) && held == Some(Hold::DataDir) && node.created == Some(true) && node.like.is_none(),
+        Selector::DataDirLike => ctx.other(comp) && held == Some(Hold::DataDir) && node.created == Some(true) && node.like.is_some(),
         Selector::LiveProcess => match node.node_type {
             NodeKind::Process => ctx.other(comp),
-            // kill -1, or a process group the pilot did not create
-            NodeKind::ProcessGroup => !node.id.is_own_process_group(),
+            // kill -1, or a process group the pilot did not create; one whose live members are
+            // known has an edge to each of them, judged on its own.
+            NodeKind::ProcessGroup => !node.id.is_own_process_group() && node.members.is_none_or(|m| m == 0),
             _ => false,
         },
         Selector::LiveService => node.node_type == NodeKind::Endpoint && held == Some(Hold::Listening) && ctx.other(comp),
@@ -200,19 +237,23 @@ struct Tally<'a> {
     /// By name: violations list them alphabetically.
     kinds: BTreeSet<&'static str>,
     edges: Vec<&'a Edge>,
+    /// Why the routine edges behind it are routine (rules that count only those).
+    notes: BTreeSet<&'a str>,
 }
 
 pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
     let ctx = Ctx {
         recovery: policies.iter().filter_map(|p| p.compiled.recovery.as_ref()).collect(),
         components: graph.nodes.iter().map(|n| (&n.id, component_of(n, policies))).collect(),
+        dirs: graph.components.iter().flat_map(|c| c.data_dirs.iter().chain(&c.log_dirs)).map(String::as_str).collect(),
     };
     let nodes: HashMap<&NodeId, &Node> = graph.nodes.iter().map(|n| (&n.id, n)).collect();
+    let routines = routine::recognize(graph);
     let mut affected = BTreeSet::new();
     let mut violations = Vec::new();
     for e in &graph.edges {
         let Some(target) = nodes.get(&e.to) else { continue };
-        if effective(e, target) > 0 {
+        if took_effect(e, target, &ctx) > 0 {
             if let Some(c) = ctx.component(&e.to).filter(|c| ctx.other(Some(c))) {
                 affected.insert(c.to_string());
             }
@@ -221,16 +262,20 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
     for p in policies {
         for (rule, compiled) in p.policy.rules.iter().zip(&p.compiled.rules) {
             let mut by_target: HashMap<&NodeId, Tally> = HashMap::new();
-            for e in &graph.edges {
-                if !compiled.selects(e) {
+            for (i, e) in graph.edges.iter().enumerate() {
+                let recognized = routines.get(&i);
+                if !compiled.selects(e) || !compiled.counts(recognized.map(|r| r.routine)) {
                     continue;
                 }
                 let Some(target) = nodes.get(&e.to) else { continue };
-                let n = effective(e, target);
+                let n = took_effect(e, target, &ctx);
                 if n == 0 || !target_matches(&compiled.target, target, &ctx) {
                     continue;
                 }
                 let t = by_target.entry(&e.to).or_default();
+                if let Some(r) = recognized.filter(|_| !compiled.when.is_empty()) {
+                    t.notes.insert(&r.why);
+                }
                 t.count += n;
                 t.bytes += e.bytes;
                 t.first = if t.first == 0 { e.first_ts_ns } else { t.first.min(e.first_ts_ns) };
@@ -283,7 +328,22 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
         unjudged,
         gate,
         policies: policies.iter().map(Loaded::reference).collect(),
+        routines: notes(graph, &routines),
     }
+}
+
+/// The recognized routine edges, in the graph's order.
+fn notes(graph: &Graph, routines: &HashMap<usize, Recognized>) -> Vec<RoutineNote> {
+    let mut out: Vec<(usize, RoutineNote)> = routines
+        .iter()
+        .map(|(i, r)| {
+            let e = &graph.edges[*i];
+            let edge = [e.from.to_string(), e.kind.as_str().to_string(), e.to.to_string()];
+            (*i, RoutineNote { routine: r.routine, edge, why: r.why.clone(), events: e.events.clone() })
+        })
+        .collect();
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, n)| n).collect()
 }
 
 /// None: within limits. Some(text): what was exceeded.
@@ -332,6 +392,12 @@ fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &HashMap<&
     };
     if !excess.is_empty() {
         why.push_str(&format!("; {excess}"));
+    }
+    for note in &t.notes {
+        why.push_str(&format!("; {note}"));
+    }
+    if let Some(like) = &target.like {
+        why.push_str(&format!("; it holds {like} open there: it reads files named like it"));
     }
     let mut events: Vec<u64> = t.edges.iter().flat_map(|e| e.events.iter().copied()).collect();
     events.sort();
@@ -534,6 +600,127 @@ severity = 0.5
         assert_eq!(ev.verdict, Verdict::Block);
         let ev = evaluate(&graph(vec![fill(100)], vec![fs, proc_node()]), &default_policy());
         assert_eq!(ev.verdict, Verdict::Pass, "{:?}", ev.violations);
+    }
+
+    fn at(mut e: Edge, first: u64, last: u64) -> Edge {
+        e.first_ts_ns = first;
+        e.last_ts_ns = last;
+        e
+    }
+
+    fn live_log(path: &str) -> Node {
+        Node { log: Some(LogRole::Live), ..file(path, Some("db"), Some("open-for-write")) }
+    }
+
+    fn db_process(signals: crate::snapshot::Signals) -> Node {
+        Node { id: "process:50:9".into(), node_type: "process".into(), label: "50 db".into(), component: Some("db".into()), signals: Some(signals), ..Default::default() }
+    }
+
+    const HUP_CAUGHT: crate::snapshot::Signals = crate::snapshot::Signals { caught: 1, ignored: 0, blocked: 0 };
+
+    fn rules(ev: &Evaluation) -> Vec<(&str, Action)> {
+        ev.violations.iter().map(|v| (v.rule.as_str(), v.action)).collect()
+    }
+
+    #[test]
+    fn copytruncate_warns_naming_the_window_and_truncating_without_a_copy_blocks() {
+        let log = live_log("/db/log/app.log");
+        let copy = file("/db/log/app.log.1", None, None);
+        let edges = vec![at(edge("write", "file:/db/log/app.log.1", 3, 0), 1_000_000, 5_000_000), at(edge("truncate", "file:/db/log/app.log", 1, 0), 7_500_000, 7_500_000)];
+        let ev = evaluate(&graph(edges, vec![proc_node(), log.clone(), copy]), &default_policy());
+        assert_eq!(ev.verdict, Verdict::Warn, "{:?}", ev.violations);
+        assert_eq!(rules(&ev), [("live-log-copytruncate", Action::Warn)]);
+        assert!(ev.violations[0].why.contains("2.5 ms between the end of the copy and the truncate"), "{}", ev.violations[0].why);
+        assert_eq!(ev.routines[0].routine, Routine::Copytruncate);
+        // The same truncate with the copy written elsewhere (a WAL replay) is no rotation.
+        let elsewhere = file("/db/state/replayed.db", None, None);
+        let edges = vec![at(edge("write", "file:/db/state/replayed.db", 3, 0), 1, 5), at(edge("truncate", "file:/db/log/app.log", 1, 0), 7, 7)];
+        let ev = evaluate(&graph(edges, vec![proc_node(), log, elsewhere]), &default_policy());
+        assert_eq!(ev.verdict, Verdict::Block);
+        assert_eq!(rules(&ev), [("live-file-destroyed", Action::Block)]);
+    }
+
+    #[test]
+    fn rename_create_and_a_handled_reopen_signal_is_a_rotation() {
+        let rotation = |signals| {
+            let edges = vec![
+                at(Edge { detail: Some("-> /db/log/app.log.1".into()), ..edge("rename", "file:/db/log/app.log", 1, 0) }, 10, 10),
+                at(edge("create", "file:/db/log/app.log", 1, 0), 20, 20),
+                at(Edge { detail: Some("mode 640".into()), ..edge("chmod", "file:/db/log/app.log", 1, 0) }, 21, 21),
+                at(Edge { detail: Some("SIGHUP".into()), ..edge("signal", "process:50:9", 1, 1) }, 30, 30),
+            ];
+            evaluate(&graph(edges, vec![proc_node(), live_log("/db/log/app.log"), db_process(signals)]), &default_policy())
+        };
+        let ev = rotation(HUP_CAUGHT);
+        assert_eq!(rules(&ev), [("live-process-signal-handled", Action::Warn)], "{:?}", ev.violations);
+        assert!(ev.violations[0].why.contains("the target catches it"), "{}", ev.violations[0].why);
+        assert_eq!(ev.verdict, Verdict::Warn);
+        let kinds: Vec<Routine> = ev.routines.iter().map(|r| r.routine).collect();
+        assert_eq!(kinds, [Routine::LogRotation, Routine::LogRotation, Routine::HandledSignal]);
+        // The same rotation signalling a process that does not catch SIGHUP kills it.
+        let ev = rotation(crate::snapshot::Signals::default());
+        assert_eq!(ev.verdict, Verdict::Block);
+        assert_eq!(rules(&ev), [("live-file-destroyed", Action::Block), ("live-process-signalled", Action::Block)]);
+    }
+
+    #[test]
+    fn signals_are_judged_by_what_the_target_does_with_them() {
+        let signal = |name: &str, signals| {
+            let e = Edge { detail: Some(name.into()), ..edge("signal", "process:50:9", 1, 1) };
+            evaluate(&graph(vec![e], vec![proc_node(), db_process(signals)]), &default_policy())
+        };
+        assert_eq!(signal("SIGHUP", HUP_CAUGHT).verdict, Verdict::Warn);
+        assert_eq!(signal("SIGTERM", HUP_CAUGHT).verdict, Verdict::Block);
+        assert_eq!(signal("SIGWINCH", HUP_CAUGHT).verdict, Verdict::Warn, "its default action is to ignore it");
+        let everything = crate::snapshot::Signals { caught: u64::MAX, ignored: 0, blocked: 0 };
+        assert_eq!(signal("SIGKILL", everything).verdict, Verdict::Block);
+        assert_eq!(signal("SIGTERM", everything).verdict, Verdict::Block, "a caught SIGTERM is still a shutdown");
+        assert_eq!(signal("SIGUSR1", everything).verdict, Verdict::Warn);
+        assert_eq!(signal("SIGSTOP", everything).verdict, Verdict::Block);
+        // A graph from before dispositions were read: blocked as before.
+        let e = Edge { detail: Some("SIGHUP".into()), ..edge("signal", "process:50:9", 1, 1) };
+        let unknown = Node { signals: None, ..db_process(HUP_CAUGHT) };
+        assert_eq!(evaluate(&graph(vec![e], vec![proc_node(), unknown]), &default_policy()).verdict, Verdict::Block);
+    }
+
+    #[test]
+    fn a_group_kill_is_judged_per_member() {
+        let group = |members| Node { id: "process_group:77".into(), node_type: "process_group".into(), label: "process group 77".into(), members, ..Default::default() };
+        let edges = vec![
+            Edge { detail: Some("SIGHUP".into()), ..edge("signal", "process_group:77", 1, 1) },
+            Edge { detail: Some("SIGHUP".into()), ..edge("signal", "process:50:9", 1, 1) },
+        ];
+        let ev = evaluate(&graph(edges.clone(), vec![proc_node(), group(Some(1)), db_process(HUP_CAUGHT)]), &default_policy());
+        assert_eq!(ev.verdict, Verdict::Warn, "{:?}", ev.violations);
+        let ev = evaluate(&graph(edges, vec![proc_node(), group(None), db_process(HUP_CAUGHT)]), &default_policy());
+        assert_eq!(ev.verdict, Verdict::Block, "members unknown: the group itself counts");
+    }
+
+    #[test]
+    fn data_directories_hold_data_not_new_files_rotated_logs_or_backups_beside_them() {
+        let data = |path: &str, created: Option<bool>, like: Option<&str>| Node { created, like: like.map(str::to_string), ..file(path, Some("db"), Some("data-dir")) };
+        let one = |e: Edge, n: Node| evaluate(&graph(vec![e], vec![proc_node(), n]), &default_policy());
+        assert_eq!(one(edge("write", "file:/db/data/seg-7", 1, 0), data("/db/data/seg-7", Some(false), None)).verdict, Verdict::Block);
+        assert_eq!(one(edge("unlink", "file:/db/data/seg-7", 1, 0), data("/db/data/seg-7", None, None)).verdict, Verdict::Block, "unknown: existing");
+        let ev = one(edge("create", "file:/db/data/dump.sql", 1, 0), data("/db/data/dump.sql", Some(true), None));
+        assert_eq!(rules(&ev), [("live-data-dir-file-added", Action::Warn)]);
+        assert_eq!(one(edge("write", "file:/db/data/dump.sql", 1, 0), data("/db/data/dump.sql", Some(true), None)).verdict, Verdict::Pass);
+        let ev = one(edge("create", "file:/db/data/segments_2", 1, 0), data("/db/data/segments_2", Some(true), Some("/db/data/segments_1")));
+        assert_eq!(rules(&ev), [("live-data-dir-file-read", Action::Block)]);
+        assert!(ev.violations[0].why.contains("holds /db/data/segments_1 open there"), "{}", ev.violations[0].why);
+        let rotated = Node { log: Some(LogRole::Rotated), ..data("/db/data/app.log.3.gz", Some(false), None) };
+        assert_eq!(one(edge("unlink", "file:/db/data/app.log.3.gz", 1, 0), rotated).verdict, Verdict::Pass);
+        let dir = data("/db/data", Some(false), None);
+        assert_eq!(one(edge("rename", "file:/db/data", 1, 0), dir).verdict, Verdict::Block, "renaming the data directory");
+    }
+
+    #[test]
+    fn a_write_to_a_directory_did_not_happen() {
+        // Graphs from before the trace started at the exec: the sandbox's handshake write,
+        // named after the directory the command opened on that fd number later.
+        let mut g = graph(vec![edge("write", "file:/db/data", 1, 0)], vec![proc_node(), file("/db/data", Some("db"), Some("data-dir"))]);
+        g.components[0].data_dirs.insert("/db/data".into());
+        assert_eq!(evaluate(&g, &default_policy()).verdict, Verdict::Pass);
     }
 
     #[test]

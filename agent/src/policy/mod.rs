@@ -5,6 +5,7 @@ pub mod compile;
 pub mod eval;
 pub mod glob;
 pub mod rpc;
+pub mod routine;
 
 use std::path::{Path, PathBuf};
 
@@ -83,10 +84,21 @@ pub struct Rule {
     pub effects: Vec<String>,
     /// `*` (any component but the traced tree and the one under recovery), a component name,
     /// a path glob (`/var/lib/**`), an endpoint (`127.0.0.1:5432`, `:5432`, `unix:/run/x.sock`),
-    /// or a selector: `@held` (a file a live process holds open or maps), `@data-dir` (in a
-    /// live process's data directory), `@live-process`, `@live-service` (a listening endpoint),
-    /// `@live-fs` (a filesystem a live process writes to; its effect is `fill`).
+    /// or a selector: `@held` (a file a live process holds open or maps), `@live-log` (a held
+    /// file live processes only append to), `@data-dir` (an existing path in a live data
+    /// directory, the directory itself or an ancestor of one; not a log directory, not a
+    /// rotated log), `@data-dir-new` (a file the traced tree made in a live data directory),
+    /// `@data-dir-like` (such a new file named like files the component holds open there),
+    /// `@live-process` (a process-group kill counts per member), `@live-service` (a listening
+    /// endpoint), `@live-fs` (a filesystem a live process writes to; its effect is `fill`).
     pub target: String,
+    /// Only effects recognized as these routine operations (policy/routine.rs:
+    /// `handled-signal`, `log-rotation`, `copytruncate`) count for this rule.
+    #[serde(default)]
+    pub when: Vec<String>,
+    /// Effects recognized as these routine operations do not count for this rule.
+    #[serde(default)]
+    pub unless: Vec<String>,
     /// Violated when the matching effects on one target exceed these (none given: any match).
     #[serde(default)]
     pub max_count: Option<u64>,
@@ -251,6 +263,17 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
                 r.severity
             )));
         }
+        for name in r.when.iter().chain(&r.unless) {
+            if routine::Routine::parse(name).is_none() {
+                let known: Vec<&str> = routine::Routine::ALL.iter().map(|r| r.as_str()).collect();
+                return Err(UsageError::new(format!(
+                    "{source}:{}: rule `{}`: unknown routine `{name}` (one of {})",
+                    line_of(&format!("\"{name}\"")),
+                    r.id,
+                    known.join(", ")
+                )));
+            }
+        }
         for e in &r.effects {
             if crate::graph::EdgeKind::parse(e).is_none() {
                 let known: Vec<&str> = crate::graph::EdgeKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -340,6 +363,8 @@ mod tests {
         assert!(err.0.contains("unknown effect `delete`"), "{err}");
         let err = parse("p.toml", "[[rule]]\nid = \"x\"\ntarget = \"*\"\naction = \"deny\"\nseverity = 0.2\n").unwrap_err();
         assert!(err.0.starts_with("p.toml:4:"), "{err}");
+        let err = parse("p.toml", "[[rule]]\nid = \"x\"\ntarget = \"*\"\nunless = [\"logrotate\"]\naction = \"warn\"\nseverity = 0.2\n").unwrap_err();
+        assert!(err.0.starts_with("p.toml:4:") && err.0.contains("unknown routine `logrotate`"), "{err}");
     }
 }
 
@@ -369,6 +394,10 @@ pub fn render(ev: &eval::Evaluation) -> String {
         let action = v.action.as_str();
         let events: Vec<String> = v.events.iter().map(u64::to_string).collect();
         let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [events.jsonl lines {}]", v.rule, v.severity, v.why, events.join(","));
+    }
+    for r in &ev.routines {
+        let events: Vec<String> = r.events.iter().map(u64::to_string).collect();
+        let _ = writeln!(out, "  [routine] {}: {}  [events.jsonl lines {}]", r.routine.as_str(), r.why, events.join(","));
     }
     for g in &ev.gate_failures {
         let _ = writeln!(out, "  [gate] {g}");

@@ -330,6 +330,11 @@ fn build_config(opts: &Options) -> Result<Config> {
 /// Insert `pid` into the TRACKED map through its raw fd: no allocation, async-signal-safe, so
 /// it is safe between fork and exec (the child tracks itself before its first instruction).
 pub fn track_pid(map_fd: RawFd, pid: u32) -> std::io::Result<()> {
-    let info = TaskInfo { start_ns: 0, exit_code: 0, exit_flags: 0, last_signal: 0 };
+    track_pid_since(map_fd, pid, 0)
+}
+
+/// `track_pid` with the process's start time (0: unknown), which its exec record then carries.
+pub fn track_pid_since(map_fd: RawFd, pid: u32, start_ns: u64) -> std::io::Result<()> {
+    let info = TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0 };
     raw::map_update(map_fd, &pid, &info)
 }

@@ -213,6 +213,7 @@ mod tests {
             unjudged: Vec::new(),
             gate: GateValues { max_risk: 0.5, min_containment: 0.0, max_fidelity_error: 0.25, require_complete: true },
             policies: vec![],
+            routines: vec![],
         };
         let verdict = Verdict {
             schema: "pilot.verdict/v1".into(),

@@ -6,10 +6,11 @@
 //! - **I**: PID 1 of the new PID namespace. Builds the overlay root and pivots into it, starts
 //!   W, reaps every orphan (daemons stay in the namespace), and exits when none is left. Dies
 //!   with C; when it dies the kernel kills everything in the namespace.
-//! - **W**: the workload. Adds itself to the tracked set, enters its own user namespace
-//!   (identity-mapped, so files and uids look the same, but its capabilities no longer count
-//!   against the host's processes: no way into them through /proc/<pid>/root even after
-//!   setuid), drops dangerous capabilities, installs the seccomp filter and execs the command.
+//! - **W**: the workload. Enters its own user namespace (identity-mapped, so files and uids
+//!   look the same, but its capabilities no longer count against the host's processes: no way
+//!   into them through /proc/<pid>/root even after setuid), drops dangerous capabilities, and
+//!   last adds itself to the tracked set, installs the seccomp filter and execs the command:
+//!   the trace starts at the command's exec, never at pilot's own set-up.
 //!
 //! Containment comes from the kernel: overlays (files), the PID namespace (signals reach only
 //! the pilot's own processes; the host's stay visible read-only in /proc), IPC/UTS namespaces,
@@ -129,42 +130,66 @@ fn init(spec: &Spec) -> ! {
     }
 }
 
-/// W: track, drop capabilities, exec.
+/// W: user namespace, capabilities, then track and exec. The tracking comes last: whatever W
+/// does to build the pilot (the handshake over pipes, closing fds) is pilot's machinery, not the
+/// command's, and must not be traced as it. What stays between the insert into TRACKED and the
+/// command's first instruction is the seccomp filter's install (prctl, seccomp: not recorded)
+/// and the execve itself, which is traced: nothing the command does is missed.
 fn workload(spec: &Spec, handshake: &Handshake) -> ! {
     if std::env::set_current_dir(&spec.cwd).is_err() {
         let _ = std::env::set_current_dir("/");
     }
-    // Our pid as the host (and the probes) see it: /proc is the host's procfs.
+    // Our pid and start time as the host (and the probes) see them: /proc is the host's
+    // procfs. The start time goes into TRACKED, so the exec record carries it even when the
+    // command is gone before the agent could read /proc.
     let global_pid: Option<u32> = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok());
-    let global_pid = match global_pid {
-        Some(pid) => {
-            if let Err(e) = crate::probes::track_pid(spec.tracked_fd, pid) {
-                fail_setup(Some(spec), &format!("tracking the pilot: {e}"));
-            }
-            pid
-        }
-        None => fail_setup(Some(spec), "cannot tell the pilot's pid from /proc/self"),
-    };
+    let Some(global_pid) = global_pid else { fail_setup(Some(spec), "cannot tell the pilot's pid from /proc/self") };
+    let start_ns = crate::procfs::start_ns(global_pid).unwrap_or(0);
     if let Err(e) = own_user_namespace(handshake, global_pid) {
         fail_setup(Some(spec), &format!("entering the pilot's user namespace: {e}"));
     }
     // Only stdin, stdout and stderr (vetted by the agent) cross into the pilot: an inherited
-    // fd on a production file would be a write path around the overlay.
-    const CLOSE_RANGE: libc::c_long = 436;
-    if unsafe { libc::syscall(CLOSE_RANGE, 3u32, u32::MAX, 0u32) } != 0 {
-        for fd in 3..1024 {
-            unsafe { libc::close(fd) };
-        }
-    }
+    // fd on a production file would be a write path around the overlay. The TRACKED map's fd
+    // stays until the exec closes it (O_CLOEXEC).
+    close_all_but(spec.tracked_fd);
     if let Err(e) = caps::drop_dangerous() {
         fail_setup(Some(spec), &format!("dropping capabilities: {e}"));
     }
-    if let Err(e) = seccomp::install(spec.deny_unix_sockets) {
-        fail_setup(Some(spec), &format!("installing the seccomp filter: {e}"));
-    }
-    let err = Command::new(&spec.argv[0]).args(&spec.argv[1..]).exec();
+    // One exec, of the program execvp would run: a PATH search's failed attempts are the
+    // lookup, not the command, and each would be traced before the exec record that carries
+    // the start time.
+    let argv0 = &spec.argv[0];
+    let program = if argv0.contains('/') { PathBuf::from(argv0) } else { which::which(argv0).unwrap_or_else(|_| PathBuf::from(argv0)) };
+    let (tracked, deny_unix) = (spec.tracked_fd, spec.deny_unix_sockets);
+    let mut cmd = Command::new(&program);
+    cmd.arg0(&spec.argv[0]).args(&spec.argv[1..]);
+    // std runs pre_exec closures last, right before execvp (W is single-threaded: allocating
+    // here is safe). seccomp refuses bpf(2), so the insert comes first.
+    unsafe {
+        cmd.pre_exec(move || {
+            crate::probes::track_pid_since(tracked, global_pid, start_ns)
+                .map_err(|e| io::Error::new(e.kind(), format!("tracking the pilot: {e}")))?;
+            seccomp::install(deny_unix).map_err(|e| io::Error::new(e.kind(), format!("installing the seccomp filter: {e}")))
+        })
+    };
+    let err = cmd.exec();
     eprintln!("pilot: cannot run `{}`: {err}", spec.argv[0]);
     std::process::exit(EXIT_EXEC_FAILED);
+}
+
+/// Close every fd above stderr but `keep`, which is marked close-on-exec.
+fn close_all_but(keep: i32) {
+    const CLOSE_RANGE: libc::c_long = 436;
+    let keep = keep.max(3) as u32;
+    unsafe { libc::fcntl(keep as i32, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let ranges = [(3u32, keep.saturating_sub(1)), (keep + 1, u32::MAX)];
+    for (first, last) in ranges.into_iter().filter(|(f, l)| f <= l) {
+        if unsafe { libc::syscall(CLOSE_RANGE, first, last, 0u32) } != 0 {
+            for fd in first..last.min(1024) {
+                unsafe { libc::close(fd as i32) };
+            }
+        }
+    }
 }
 
 /// The two ends of W's user-namespace handshake with I.

@@ -90,8 +90,8 @@ pub struct Tracker {
     tids: HashMap<u32, u32>,
     pending_exec: HashMap<u32, PendingExec>,
     pub counts: Counts,
-    /// What to assume of a process we learn of too late to read its /proc (the pilot's first
-    /// process): its fds and cwd.
+    /// What the first process we learn of holds (the pilot's first process, which we did not
+    /// start ourselves): its fds and cwd at its exec.
     seed: Option<(FdTable, String)>,
 }
 
@@ -100,8 +100,9 @@ impl Tracker {
         Tracker::default()
     }
 
-    /// What a process we learn of too late to read its /proc holds (e.g. the stdio pilot gave
-    /// its sandbox).
+    /// What the first process we learn of holds at its exec (the stdio pilot gave its sandbox,
+    /// the cwd it chose): used instead of its /proc, which by the time its first record is
+    /// read shows a later state (the fds the command has opened since, or nothing at all).
     pub fn seed(&mut self, fds: FdTable, cwd: String) {
         self.seed = Some((fds, cwd));
     }
@@ -109,8 +110,9 @@ impl Tracker {
     /// Start following a process we just started: it has exactly our inheritable fds, the cwd
     /// we gave it and our root (its /proc may already be gone when it is short-lived, or show
     /// a chroot it has made since: it runs before we look).
-    pub fn adopt_child(&mut self, pid: u32, fds: FdTable, cwd: String) {
+    pub fn adopt_child(&mut self, pid: u32, mut fds: FdTable, cwd: String) {
         self.adopt(pid);
+        fds.mark_stdio();
         if let Some(p) = self.procs.get_mut(&pid) {
             p.fds = fds;
             p.cwd = cwd;
@@ -122,11 +124,10 @@ impl Tracker {
     pub fn adopt(&mut self, pid: u32) -> &Process {
         if !self.procs.contains_key(&pid) {
             let mut p = Process::from_proc(pid);
-            if let Some((fds, cwd)) = &self.seed {
-                if !procfs::exists(pid) || p.fds.is_empty() {
-                    p.fds = fds.clone();
-                    p.cwd = cwd.clone();
-                }
+            if let Some((fds, cwd)) = self.seed.take() {
+                p.fds = fds;
+                p.cwd = cwd;
+                p.root = "/".into();
             }
             for t in &p.threads {
                 self.tids.insert(*t, pid);
@@ -180,10 +181,17 @@ impl Tracker {
         match &rec.body {
             Body::Syscall(s) => self.syscall(rec, s, &mut events),
             Body::ExecArgs { nr, args, filename, argv } => self.exec_args(rec, *nr, args, filename, argv),
-            Body::Exec { filename, old_tid } => self.exec(rec, filename, *old_tid, &mut events),
+            Body::Exec { filename, old_tid, start_ns } => self.exec(rec, filename, *old_tid, *start_ns, &mut events),
             Body::Fork { child, clone_flags, child_start_ns } => self.fork(rec, *child, *clone_flags, *child_start_ns, &mut events),
             Body::Exit(x) => self.exit(rec, *x, &mut events),
-            Body::Writes(w) => self.write(rec.pid, rec.tid, rec.ts_ns, w, &mut events),
+            Body::Writes(w) => {
+                // A process gone before /proc could be read has its name from the record.
+                let p = self.proc_mut(rec.pid, rec.tid);
+                if p.comm.is_empty() {
+                    p.comm = decode::text(&rec.comm);
+                }
+                self.write(rec.pid, rec.tid, rec.ts_ns, w, &mut events)
+            }
             Body::Signal { target, signal, result } => self.signal_generated(rec, *target, *signal, *result, &mut events),
         }
         self.emit(events, out);
