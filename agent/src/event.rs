@@ -15,7 +15,9 @@ pub struct Event {
     pub comm: String,
     /// exec, fork, exit, open, write, send, unlink, rmdir, mkdir, rename, truncate, chmod,
     /// chown, link, symlink, mknod, xattr, chdir, chroot, connect, bind, listen, accept,
-    /// signal (a kill-family syscall), signal_generated (each task the kernel signalled).
+    /// signal (a kill-family syscall), signal_generated (each task the kernel signalled);
+    /// changes to the host or to live processes (issue 16, see `host_kinds`): sysctl, sysfs,
+    /// cgroup, netconf, clock, swap, mount, module, setpriority, setaffinity, setrlimit.
     pub kind: &'static str,
     /// The syscall behind the event, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,8 +90,46 @@ pub struct Event {
     /// (/proc/<pid>/fd, racy) or `unknown-fd`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_via: Option<&'static str>,
+    // --- issue 16: effects the sandbox refuses or answers (sandbox/supervisor) ---------------
+    /// The sandbox's supervisor answered this call instead of the kernel: `held back` (the
+    /// live run would make this change; it was not made and the caller was told what the live
+    /// host would say), `refused` (the live run would make it; the sandbox refused it and the
+    /// caller saw the failure) or `answered` (a query about the live host, answered from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<&'static str>,
+    /// What a host-wide or live-process change names, when not a path or pid: a sysctl key,
+    /// an interface, a clock, a module, `uid N`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// What it sets: a sysctl's value, `nice 19`, `RLIMIT_NOFILE soft 10 hard 10`, `mtu 1400`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
+/// Issue 16: the effect kinds of changes to the host (`host`) or to live processes
+/// (`process`) that a pilot's sandbox refuses or holds back. One list, for the tracker, the
+/// graph, the policy and the diff.
+pub mod host_kinds {
+    /// Host-wide: the kernel (sysctl, sysfs), cgroups, network configuration, the clock,
+    /// swap, mounts, kernel modules.
+    pub const HOST: &[&str] = &["sysctl", "sysfs", "cgroup", "netconf", "clock", "swap", "mount", "module"];
+    /// A live process's scheduling priority (nice, I/O priority, policy), CPU affinity and
+    /// resource limits.
+    pub const PROCESS: &[&str] = &["setpriority", "setaffinity", "setrlimit"];
+
+    pub fn is_host(kind: &str) -> bool {
+        HOST.contains(&kind)
+    }
+
+    pub fn is_process(kind: &str) -> bool {
+        PROCESS.contains(&kind)
+    }
+
+    /// Any of them.
+    pub fn is_change(kind: &str) -> bool {
+        is_host(kind) || is_process(kind)
+    }
+}
 
 pub fn errno_name(errno: i64) -> &'static str {
     match errno {

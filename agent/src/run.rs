@@ -118,6 +118,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut session = Session::new();
     session::catch_interrupts();
     let cwd = std::env::current_dir()?;
+    // Issue 16: the supervisor that answers what the sandbox would answer differently from
+    // the live host (none where the kernel has no seccomp user notification).
+    let supervisor = sandbox::supervisor::Prepared::for_this_kernel();
     let spec = sandbox::Spec {
         run_dir: run_dir.clone(),
         cgroup: cgroup.path.clone(),
@@ -126,9 +129,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         tracked_fd: probes.tracked_fd(),
         agent_pid: std::process::id(),
         deny_unix_sockets: unix == UnixContainment::Unavailable,
+        supervisor_fd: supervisor.as_ref().map(|s| s.sandbox_fd()),
     };
     phases.mark("cgroup and containment");
     let (mut child, stdio) = spawn_sandbox(&spec, &run_dir)?;
+    let supervisor = supervisor.map(|s| s.start(cgroup.path.clone()));
     // Readable the moment the sandbox exits, so the loop below does not wait out its poll.
     let exited = session::pidfd(child.id());
     session.tracker.seed(crate::tracker::FdTable::of_files(&stdio), cwd.display().to_string());
@@ -140,6 +145,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     loop {
         let waiting_for_exit = if status.is_none() { exited.as_ref() } else { None };
         session::wait_readable(probes.ring_fd(), waiting_for_exit, POLL_MS);
+        sandbox::supervisor::deliver(supervisor.as_ref().map(|s| s.drain()), &mut session, &mut out)?;
         session.pump(&mut probes, &mut out)?;
         if status.is_none() {
             if let Some(s) = child.try_wait()? {
@@ -171,6 +177,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     phases.mark("pilot ran");
     session.pump(&mut probes, &mut out)?;
     session.collect_writes(&mut probes, None, &mut out)?;
+    let supervised = supervisor.map(|s| s.stop());
+    let supervised_stats = supervised.as_ref().map(|(_, stats)| stats.clone());
+    sandbox::supervisor::deliver(supervised.map(|(rest, _)| rest), &mut session, &mut out)?;
     session.tracker.reconcile_exited();
     let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
     if pilot_exit == sandbox::EXIT_SETUP_FAILED {
@@ -222,7 +231,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         command: args.command.clone(),
         cwd: cwd.display().to_string(),
         contained_by: Containment {
-            files: "overlay (every writable filesystem)".into(),
+            files: format!("overlay (every writable filesystem): {}", sandbox::mounts::features_in(&run_dir)),
             network: "cgroup hooks: TCP/UDP to the sink".into(),
             unix_sockets: if unix == UnixContainment::Denied {
                 "connect/sendmsg denied (cgroup hooks)"
@@ -230,7 +239,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
                 "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)"
             }
             .into(),
-            signals: "PID namespace".into(),
+            signals: sandbox::supervisor::containment(supervised_stats.as_ref()),
             capabilities_dropped: sandbox::caps::DROPPED.iter().map(|(_, n)| n.to_string()).collect(),
         },
     };
@@ -293,12 +302,15 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
             _ => cmd.stderr(stdio),
         };
     }
-    let tracked = spec.tracked_fd;
+    let inherited = [Some(spec.tracked_fd), spec.supervisor_fd];
     unsafe {
         cmd.pre_exec(move || {
-            // Keep the TRACKED map open across exec: W inserts itself through it.
-            if libc::fcntl(tracked, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
+            // Keep the TRACKED map (W inserts itself through it) and the supervisor's socket
+            // (W hands its seccomp listener over it) open across exec.
+            for fd in inherited.into_iter().flatten() {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         })

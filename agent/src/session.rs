@@ -156,6 +156,13 @@ impl Session {
         out.flush_export()
     }
 
+    /// Issue 16: what the sandbox's supervisor answered or held back (not in the ring
+    /// buffer), delivered like the kernel's events.
+    pub fn supervised(&mut self, n: crate::sandbox::supervisor::Notice, out: &mut Output) -> Result<()> {
+        let Session { tracker, account, graph, events, latency, .. } = self;
+        deliver(account, graph, events, latency, out, |sink| tracker.supervised(n, sink))
+    }
+
     fn handle(&mut self, rec: &decode::Record, out: &mut Output) -> Result<()> {
         let Session { tracker, account, graph, events, latency, .. } = self;
         deliver(account, graph, events, latency, out, |sink| tracker.handle(rec, sink))

@@ -13,6 +13,8 @@ const APT_PACKAGES: &[&str] = &[
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    // the agent links libseccomp (its sandbox's seccomp filter and user notification)
+    "libseccomp-dev",
     "iproute2",
     "procps",
     // tests: the C effects helper, the JVM tracing test, DOT output checked with `dot -Tsvg`

@@ -9,7 +9,7 @@ use std::{
     fs,
     io::{self, Read},
     os::unix::fs::{FileTypeExt, MetadataExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use serde::{Deserialize, Serialize};
@@ -80,31 +80,37 @@ pub fn compute(run_dir: &Path) -> io::Result<Changes> {
     };
     let mut changes = Vec::new();
     for plan in plans {
-        let Plan::Overlay { mount_point, key } = plan else { continue };
+        let Plan::Overlay { mount_point, key, .. } = plan else { continue };
         let upper = run_dir.join("upper").join(&key);
         if upper.is_dir() {
-            walk(&upper, &upper, Path::new(&mount_point), &mut changes)?;
+            let mp = Path::new(&mount_point);
+            walk(&upper, &upper, mp, mp, &mut changes)?;
         }
     }
+    drop_redirect_sources(&mut changes);
     fold_renames(&mut changes, &renames_from_trace(run_dir));
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Changes { schema: SCHEMA.into(), changes })
 }
 
-fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> io::Result<()> {
+/// `live_dir`: the live directory `dir` stands for (not its own path inside a directory the
+/// pilot renamed: its entries are the live ones of the redirect's source).
+fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut Vec<Change>) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.filter_map(|e| e.ok()).collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let upper = entry.path();
         let rel = upper.strip_prefix(root).map_err(io::Error::other)?;
-        let live = mount_point.join(rel);
+        // The path as the pilot names it, and the live file it was made from.
+        let shown = mount_point.join(rel);
+        let live = live_dir.join(entry.file_name());
         let meta = fs::symlink_metadata(&upper)?;
         let live_meta = fs::symlink_metadata(&live).ok();
         let ft = meta.file_type();
         if ft.is_char_device() && meta.rdev() == 0 {
             // A whiteout: deleted from the pilot's view.
             out.push(Change {
-                path: live.display().to_string(),
+                path: shown.display().to_string(),
                 change: "deleted".into(),
                 kind: live_meta.as_ref().map(kind_of).unwrap_or("file").into(),
                 live_size: live_meta.as_ref().filter(|m| m.is_file()).map(|m| m.len()),
@@ -112,7 +118,7 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> i
             });
             continue;
         }
-        let mut c = Change { path: live.display().to_string(), kind: kind_of(&meta).into(), ..Default::default() };
+        let mut c = Change { path: shown.display().to_string(), kind: kind_of(&meta).into(), ..Default::default() };
         c.mode = Some(format!("{:o}", meta.mode() & 0o7777));
         c.owner = Some(format!("{}:{}", meta.uid(), meta.gid()));
         if let Some(lm) = &live_meta {
@@ -120,9 +126,12 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> i
             c.live_owner = Some(format!("{}:{}", lm.uid(), lm.gid()));
         }
         if ft.is_dir() {
+            let mut live_here = live.clone();
             if let Some(from) = overlay_xattr(&upper, "redirect") {
+                let source = redirect_source(&from, &shown, mount_point);
+                live_here = PathBuf::from(&source);
                 c.change = "renamed".into();
-                c.from = Some(redirect_source(&from, &live, mount_point));
+                c.from = Some(source);
                 out.push(c);
             } else if live_meta.as_ref().is_some_and(|m| m.is_dir()) {
                 if overlay_xattr(&upper, "opaque").as_deref() == Some("y") {
@@ -139,7 +148,7 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> i
                 c.change = "created".into();
                 out.push(c);
             }
-            walk(root, &upper, mount_point, out)?;
+            walk(root, &upper, mount_point, &live_here, out)?;
             continue;
         }
         if ft.is_symlink() {
@@ -155,6 +164,16 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> i
             continue;
         }
         c.size = ft.is_file().then(|| meta.len());
+        // A file renamed by the pilot (metacopy keeps its data in the lower layer, named by a
+        // redirect): it stands for its source.
+        let mut live_meta = live_meta;
+        let mut live = live;
+        if let Some(from) = overlay_xattr(&upper, "redirect").filter(|_| ft.is_file()) {
+            let source = redirect_source(&from, &shown, mount_point);
+            c.from = Some(source.clone());
+            live = PathBuf::from(&source);
+            live_meta = fs::symlink_metadata(&live).ok();
+        }
         match &live_meta {
             None => c.change = "created".into(),
             Some(lm) => {
@@ -162,7 +181,9 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> i
                 let metacopy = overlay_xattr(&upper, "metacopy").is_some();
                 let content = !metacopy && ft.is_file() && !same_content(&upper, &live)?;
                 c.content_changed = Some(content);
-                if lm.file_type() != ft {
+                if c.from.is_some() {
+                    c.change = "renamed".into();
+                } else if lm.file_type() != ft {
                     c.change = "modified".into();
                     c.content_changed = Some(true);
                 } else if content {
@@ -276,6 +297,13 @@ fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
     }
 }
 
+/// A directory (or metacopy file) the pilot renamed leaves a whiteout at its old path: the
+/// `renamed` change already says it is gone from there.
+fn drop_redirect_sources(changes: &mut Vec<Change>) {
+    let sources: std::collections::HashSet<String> = changes.iter().filter(|c| c.change == "renamed").filter_map(|c| c.from.clone()).collect();
+    changes.retain(|c| !(c.change == "deleted" && sources.contains(&c.path)));
+}
+
 /// Successful renames the trace saw, in order: (old, new).
 fn renames_from_trace(run_dir: &Path) -> Vec<(String, String)> {
     let text = fs::read_to_string(run_dir.join("events.jsonl")).unwrap_or_default();
@@ -291,8 +319,11 @@ fn renames_from_trace(run_dir: &Path) -> Vec<(String, String)> {
 /// become one `renamed` change.
 fn fold_renames(changes: &mut Vec<Change>, renames: &[(String, String)]) {
     for (old, new) in renames {
-        let Some(gone) = changes.iter().position(|c| &c.path == old && c.change == "deleted") else { continue };
         let Some(arrived) = changes.iter().position(|c| &c.path == new && c.change != "deleted") else { continue };
+        if changes[arrived].change == "renamed" {
+            continue; // an overlay redirect said so already
+        }
+        let Some(gone) = changes.iter().position(|c| &c.path == old && c.change == "deleted") else { continue };
         changes[arrived].from = Some(old.clone());
         if changes[arrived].change == "created" {
             changes[arrived].change = "renamed".into();

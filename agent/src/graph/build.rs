@@ -51,6 +51,7 @@ impl Builder {
                 }
             }
             "open" => {
+                self.host_open(e, seq, &from); // issue 16: /proc/sys, /sys, cgroup files
                 let flags = e.flags.unwrap_or(0);
                 if flags & O_CREAT != 0 {
                     self.file_edge(e, seq, &from, "create", e.path.as_deref(), None);
@@ -81,7 +82,11 @@ impl Builder {
                 self.file_edge(e, seq, &from, "symlink", e.path.as_deref(), detail)
             }
             "connect" | "send" | "bind" | "listen" => self.endpoint_edge(e, seq, &from),
+            // A probe or a signal live would refuse too, answered by the sandbox's supervisor.
+            "signal" if e.supervisor == Some("answered") && e.ret < 0 => {}
             "signal" => self.signal_edge(e, seq, &from),
+            // Issue 16: changes to the host and to live processes.
+            k if crate::event::host_kinds::is_change(k) => self.host_change(e, seq, &from),
             "signal_generated" => self.generated.push((e.clone(), seq)),
             _ => {}
         }
@@ -238,7 +243,7 @@ impl Builder {
         self.edges.extend(fills);
     }
 
-    fn process_node(&mut self, id: &str, pid: u32, start_ns: u64) {
+    pub(super) fn process_node(&mut self, id: &str, pid: u32, start_ns: u64) {
         self.node(Node {
             id: id.to_string(),
             node_type: "process".into(),
@@ -249,7 +254,7 @@ impl Builder {
         });
     }
 
-    fn node(&mut self, n: Node) {
+    pub(super) fn node(&mut self, n: Node) {
         if !self.node_index.contains_key(&n.id) {
             self.node_index.insert(n.id.clone(), self.nodes.len());
             self.nodes.push(n);
@@ -309,7 +314,7 @@ impl Builder {
         }
     }
 
-    fn edge(&mut self, e: &Event, seq: u64, from: &str, to: &str, kind: &str, detail: Option<String>) {
+    pub(super) fn edge(&mut self, e: &Event, seq: u64, from: &str, to: &str, kind: &str, detail: Option<String>) {
         let key = (from.to_string(), to.to_string(), kind.to_string(), detail.clone().unwrap_or_default());
         let i = *self.edge_index.entry(key).or_insert_with(|| {
             self.edges.push(Edge {
@@ -359,7 +364,9 @@ fn is_terminal_or_null(path: &str) -> bool {
 fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
     match n.node_type.as_str() {
         "process" => {
-            let pid = n.pid.unwrap_or(0);
+            // A signal's target named by a pid of the pilot's namespace (issue 16).
+            let pid = tracker.host_pid(n.pid.unwrap_or(0) as i64) as u32;
+            n.pid = Some(pid);
             match tracker.process(pid).filter(|p| n.start_ns.is_none_or(|s| s == 0 || s == p.start_ns)) {
                 Some(p) => {
                     n.component = Some(TRACED.into());

@@ -5,6 +5,7 @@
 //!
 //! `graph.json` (schema `pilot.effect-graph/v1`) is a contract; `render` has the other views.
 mod build;
+mod host;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{Component, filesystems::Filesystem};
 pub use build::Builder;
+pub use host::HOST as HOST_NODE;
 
 pub mod merge;
 
@@ -63,7 +65,7 @@ pub struct HostGraph {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Node {
     pub id: String,
-    /// process, file, endpoint, process_group or component.
+    /// process, file, endpoint, process_group, component, or host (a host-wide setting).
     #[serde(rename = "type")]
     pub node_type: String,
     pub label: String,
@@ -103,7 +105,9 @@ pub struct Edge {
     pub from: String,
     pub to: String,
     /// spawn, exec, write, create, truncate, unlink, rename, mkdir, rmdir, chmod, chown,
-    /// link, symlink, xattr, connect, send, bind, listen, signal.
+    /// link, symlink, xattr, connect, send, bind, listen, signal; changes to the host
+    /// (sysctl, sysfs, cgroup, netconf, clock, swap, mount, module) and to live processes
+    /// (setpriority, setaffinity, setrlimit).
     pub kind: String,
     /// Syscalls aggregated into this edge, and how many of them failed.
     pub count: u64,
@@ -137,9 +141,11 @@ impl Edge {
 }
 
 /// Effect kinds in the order an SRE reads them: destructive first.
-pub const SEVERITY_ORDER: [&str; 20] = [
-    "unlink", "rmdir", "rename", "truncate", "fill", "write", "signal", "chmod", "chown", "xattr", "link",
-    "symlink", "create", "mkdir", "send", "connect", "bind", "listen", "exec", "spawn",
+pub const SEVERITY_ORDER: [&str; 31] = [
+    "unlink", "rmdir", "rename", "truncate", "fill", "write", "signal",
+    // issue 16: host-wide and live-process changes
+    "netconf", "sysctl", "sysfs", "clock", "mount", "module", "swap", "cgroup", "setrlimit", "setpriority", "setaffinity",
+    "chmod", "chown", "xattr", "link", "symlink", "create", "mkdir", "send", "connect", "bind", "listen", "exec", "spawn",
 ];
 
 pub fn severity_rank(kind: &str) -> usize {

@@ -134,7 +134,10 @@ fn component_of(node: &Node, policies: &[Loaded]) -> Option<String> {
 
 /// How many of the edge's calls took effect (see the module doc).
 pub(crate) fn effective(edge: &Edge, target: &Node) -> u64 {
-    let contained = edge.kind == "signal" || (target.family.as_deref() == Some("unix") && matches!(edge.kind.as_str(), "connect" | "send"));
+    let contained = edge.kind == "signal"
+        || (target.family.as_deref() == Some("unix") && matches!(edge.kind.as_str(), "connect" | "send"))
+        // issue 16: host and live-process changes the sandbox refused (EROFS, EPERM, ESRCH)
+        || crate::event::host_kinds::is_change(&edge.kind);
     if contained { edge.count } else { edge.count.saturating_sub(edge.failed) }
 }
 
@@ -165,6 +168,8 @@ fn target_matches(rule: &Rule, node: &Node, ctx: &Ctx) -> bool {
         },
         "@live-service" => node.node_type == "endpoint" && held == Some("listening") && ctx.other(&comp),
         "@live-fs" => node.node_type == "filesystem" && ctx.other(&comp),
+        // issue 16: a host-wide setting (kernel, network, clock, swap, mounts, modules, cgroups)
+        "@host" => node.node_type == crate::graph::HOST_NODE,
         _ if t.starts_with('/') || t.contains('*') => {
             node.node_type == "file" && node.path.as_deref().is_some_and(|p| glob::matches(t, p))
         }

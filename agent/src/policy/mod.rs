@@ -61,7 +61,8 @@ pub struct Rule {
     /// a path glob (`/var/lib/**`), an endpoint (`127.0.0.1:5432`, `:5432`, `unix:/run/x.sock`),
     /// or a selector: `@held` (a file a live process holds open or maps), `@data-dir` (in a
     /// live process's data directory), `@live-process`, `@live-service` (a listening endpoint),
-    /// `@live-fs` (a filesystem a live process writes to; its effect is `fill`).
+    /// `@live-fs` (a filesystem a live process writes to; its effect is `fill`), `@host` (a
+    /// host-wide setting: sysctl, sysfs, cgroup, netconf, clock, swap, mount, module).
     pub target: String,
     /// Violated when the matching effects on one target exceed these (none given: any match).
     #[serde(default)]

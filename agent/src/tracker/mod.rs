@@ -5,7 +5,9 @@
 //! The kernel side guarantees ordering where it matters: aggregated writes for an fd are
 //! emitted before the record of whatever changes that fd (close, dup2 over it, reuse).
 mod fds;
+mod host;
 mod paths;
+mod supervised;
 
 use std::collections::HashMap;
 
@@ -88,6 +90,8 @@ pub struct Tracker {
     /// What to assume of a process we learn of too late to read its /proc (the pilot's first
     /// process): its fds and cwd.
     seed: Option<(FdTable, String)>,
+    /// Issue 16: pids of the pilot's namespace a signal named, and their host pids.
+    ns_pids: HashMap<i64, u32>,
 }
 
 impl Tracker {
@@ -374,7 +378,7 @@ impl Tracker {
                     sc::PIDFD_SEND_SIGNAL => (self.procs[&pid].fds.pidfd_target(a[0] as i32 as i64), a[1]),
                     _ => (Some(a[0] as i32 as i64), a[1]),
                 };
-                e.target_pid = target;
+                e.target_pid = target.map(|t| if h.nr == sc::PIDFD_SEND_SIGNAL { t } else { self.host_pid(t) });
                 e.signal = Some(sig as i64);
                 e.signal_name = Some(event::signal_name(sig as i64));
                 out.push(e);
@@ -388,6 +392,7 @@ impl Tracker {
                 }
                 out.push(e);
             }
+            n if host::recorded(n) => self.host_change(rec, out),
             _ => self.counts.decode_errors += 1,
         }
     }
