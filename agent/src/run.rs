@@ -145,7 +145,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     loop {
         let waiting_for_exit = if status.is_none() { exited.as_ref() } else { None };
         session::wait_readable(probes.ring_fd(), waiting_for_exit, POLL_MS);
-        sandbox::supervisor::deliver(supervisor.as_ref().map(|s| s.drain()), &mut session, &mut out)?;
+        sandbox::supervisor::deliver(supervisor.as_ref().map(|s| s.drain()), &mut session);
         session.pump(&mut probes, &mut out)?;
         if status.is_none() {
             if let Some(s) = child.try_wait()? {
@@ -175,11 +175,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
     }
     phases.mark("pilot ran");
-    session.pump(&mut probes, &mut out)?;
-    session.collect_writes(&mut probes, None, &mut out)?;
     let supervised = supervisor.map(|s| s.stop());
     let supervised_stats = supervised.as_ref().map(|(_, stats)| stats.clone());
-    sandbox::supervisor::deliver(supervised.map(|(rest, _)| rest), &mut session, &mut out)?;
+    sandbox::supervisor::deliver(supervised.map(|(rest, _)| rest), &mut session);
+    session.pump(&mut probes, &mut out)?;
+    session.collect_writes(&mut probes, None, &mut out)?;
     session.tracker.reconcile_exited();
     let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
     if pilot_exit == sandbox::EXIT_SETUP_FAILED {

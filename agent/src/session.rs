@@ -75,6 +75,10 @@ pub struct Session {
     pub ring: (u64, u64),
     /// Per-event latency, kept only for `cargo xtask bench` (PILOT_BENCH_LATENCY).
     pub latency: Option<crate::bench::Latency>,
+    /// Issue 16: notices of the sandbox's supervisor not yet delivered, merged into the ring
+    /// buffer's records by time (a process's fork comes before its supervised call, a
+    /// descriptor the supervisor installed before the writes to it).
+    pub supervised: std::collections::VecDeque<crate::sandbox::supervisor::Notice>,
 }
 
 /// Who was traced, for the summary.
@@ -121,6 +125,7 @@ impl Session {
             events: 0,
             ring: (0, 0),
             latency: crate::bench::Latency::from_env(),
+            supervised: Default::default(),
         }
     }
 
@@ -133,13 +138,17 @@ impl Session {
             let (ending, owned) = {
                 let Some(item) = probes.ring().next() else { break };
                 match decode::decode(&item) {
-                    Ok(rec) => match self.tracker.ends_process(&rec) {
-                        Some(pid) => (Some(pid), item.to_vec()),
-                        None => {
-                            self.handle(&rec, out)?;
-                            continue;
+                    Ok(rec) => {
+                        // Issue 16: the supervisor's notices from before this record first.
+                        self.deliver_supervised(rec.h.ts_ns, out)?;
+                        match self.tracker.ends_process(&rec) {
+                            Some(pid) => (Some(pid), item.to_vec()),
+                            None => {
+                                self.handle(&rec, out)?;
+                                continue;
+                            }
                         }
-                    },
+                    }
                     Err(err) => {
                         tracing::warn!("dropping a record: {err}");
                         self.tracker.counts.decode_errors += 1;
@@ -152,8 +161,19 @@ impl Session {
                 self.handle(&rec, out)?;
             }
         }
+        // Everything the ring buffer held before these notices was read above.
+        self.deliver_supervised(u64::MAX, out)?;
         // A log shipper tailing the export sees events within one poll interval.
         out.flush_export()
+    }
+
+    /// Deliver the supervisor's notices up to time `until`.
+    fn deliver_supervised(&mut self, until: u64, out: &mut Output) -> Result<()> {
+        while self.supervised.front().is_some_and(|n| n.ts_ns() <= until) {
+            let n = self.supervised.pop_front().expect("checked");
+            self.supervised(n, out)?;
+        }
+        Ok(())
     }
 
     /// Issue 16: what the sandbox's supervisor answered or held back (not in the ring

@@ -36,6 +36,29 @@ pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
 pub struct Changes {
     pub schema: String,
     pub changes: Vec<Change>,
+    /// Issue 16: what the live run would change outside the files (the host's settings, live
+    /// processes) that the sandbox held back or refused, from events.jsonl.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<HeldBack>,
+}
+
+/// One change the sandbox held back or refused.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct HeldBack {
+    /// signal, sysctl, sysfs, cgroup, netconf, clock, swap, mount, module, setpriority,
+    /// setaffinity, setrlimit.
+    pub kind: String,
+    /// What it changes: a setting (`vm.swappiness`, `lo`), a path, `pid 1234`.
+    pub target: String,
+    /// To what (a value, `nice 19`, `SIGTERM`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `held back` (the pilot was told it succeeded) or `refused` (the pilot saw it fail).
+    pub how: String,
+    pub pid: u32,
+    pub comm: String,
+    /// Its line in events.jsonl.
+    pub event: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
@@ -90,7 +113,42 @@ pub fn compute(run_dir: &Path) -> io::Result<Changes> {
     drop_redirect_sources(&mut changes);
     fold_renames(&mut changes, &renames_from_trace(run_dir));
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Changes { schema: SCHEMA.into(), changes })
+    Ok(Changes { schema: SCHEMA.into(), changes, held_back: held_back(run_dir) })
+}
+
+/// Events the sandbox's supervisor held back or refused (signals to live processes, host
+/// and live-process changes), and write-opens of /proc/sys, /sys and cgroup files the
+/// read-only /proc and /sys refused (no supervisor), in order.
+fn held_back(run_dir: &Path) -> Vec<HeldBack> {
+    let text = fs::read_to_string(run_dir.join("events.jsonl")).unwrap_or_default();
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if !line.contains("\"supervisor\":\"held back\"") && !line.contains("\"supervisor\":\"refused\"") && !line.contains("\"EROFS\"") {
+            continue;
+        }
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let s = |k: &str| e[k].as_str().map(str::to_string);
+        let mut kind = s("kind").unwrap_or_default();
+        let how = match s("supervisor") {
+            Some(h) => h,
+            None => {
+                // EROFS on a write-open of a kernel setting: the pilot's read-only /proc, /sys.
+                let Some(k) = s("path").as_deref().and_then(crate::sandbox::supervisor::host_kind_of_path) else { continue };
+                kind = k.into();
+                "refused".into()
+            }
+        };
+        let target = match (e["target_pid"].as_i64(), s("target"), s("path")) {
+            (Some(p), _, _) if p < 0 => format!("process group {}", -p),
+            (Some(p), _, _) => format!("pid {p}"),
+            (None, Some(t), _) => t,
+            (None, None, Some(p)) => crate::sandbox::supervisor::sysctl_key(&p).unwrap_or(p),
+            _ => continue,
+        };
+        let value = s("value").or_else(|| s("signal_name"));
+        out.push(HeldBack { kind, target, value, how, pid: e["pid"].as_u64().unwrap_or(0) as u32, comm: s("comm").unwrap_or_default(), event: i as u64 + 1 });
+    }
+    out
 }
 
 /// `live_dir`: the live directory `dir` stands for (not its own path inside a directory the

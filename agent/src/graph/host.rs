@@ -10,6 +10,20 @@ use crate::event::{Event, host_kinds};
 /// Node type of a host-wide setting.
 pub const HOST: &str = "host";
 
+/// What a host node's kind changes, for its label.
+pub fn category(kind: &str) -> &'static str {
+    match kind {
+        "sysctl" | "sysfs" => "host kernel setting",
+        "cgroup" => "host cgroup",
+        "netconf" => "host network",
+        "clock" => "host clock",
+        "swap" => "host swap",
+        "mount" => "host mount table",
+        "module" => "host kernel modules",
+        _ => "host",
+    }
+}
+
 impl Builder {
     pub(super) fn host_change(&mut self, e: &Event, seq: u64, from: &str) {
         // A change the live host would refuse too (the supervisor answered with its error):
@@ -40,7 +54,7 @@ impl Builder {
         self.node(Node {
             id: id.clone(),
             node_type: HOST.into(),
-            label: format!("{} {object}", e.kind),
+            label: format!("{object} ({})", category(e.kind)),
             held: Some("host".into()),
             path: e.path.clone(),
             ..Default::default()

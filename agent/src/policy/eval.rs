@@ -321,7 +321,10 @@ fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &BTreeMap<
         (Some(c), true) => format!(": belongs to {c}"),
         (None, _) => String::new(),
     };
-    let mut why = format!("{} {}{owner} (by {})", kinds.join("+"), target.label, by.into_iter().collect::<Vec<_>>().join(", "));
+    // Issue 16: what a host or live-process change sets (a sysctl's value, `nice 19`).
+    let sets: BTreeSet<&str> = t.edges.iter().filter(|e| crate::event::host_kinds::is_change(&e.kind)).filter_map(|e| e.detail.as_deref()).collect();
+    let sets = if sets.is_empty() { String::new() } else { format!(" -> {}", sets.into_iter().collect::<Vec<_>>().join(", ")) };
+    let mut why = format!("{} {}{sets}{owner} (by {})", kinds.join("+"), target.label, by.into_iter().collect::<Vec<_>>().join(", "));
     if !excess.is_empty() {
         why.push_str(&format!("; {excess}"));
     }

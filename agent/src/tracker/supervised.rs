@@ -16,10 +16,10 @@ impl Tracker {
                 *self.counts.by_kind.entry(e.kind).or_default() += 1;
                 out(e);
             }
-            Notice::Fd { pid, fd, path } => {
+            Notice::Fd { pid, fd, path, .. } => {
                 self.proc_mut(pid, pid).fds.set(fd, Fd { target: Target::File(path), cloexec: false, closed: false });
             }
-            Notice::NsPid { ns, host } => {
+            Notice::NsPid { ns, host, .. } => {
                 self.ns_pids.insert(ns, host);
             }
         }

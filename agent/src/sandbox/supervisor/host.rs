@@ -134,7 +134,7 @@ fn open(ctx: &mut Ctx, call: &Call) -> Answer {
     let Some(fd) = ctx.answer(call, Answer::Fd { fd: ours, cloexec }) else {
         return Answer::Continue; // could not install it; the call was answered or is gone
     };
-    ctx.notice(Notice::Fd { pid: sender.tgid, fd, path: path.clone() });
+    ctx.notice(Notice::Fd { ts_ns: call.ts_ns, pid: sender.tgid, fd, path: path.clone() });
     ctx.stats.held_back += 1;
     ctx.held_writes.push(HeldWrite { memfd, call: call.clone(), sender, kind, path, prefilled });
     // Answered already (the descriptor is the answer).

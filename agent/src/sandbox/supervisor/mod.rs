@@ -54,10 +54,20 @@ pub enum Notice {
     /// the tracker fills in the process's start time).
     Event(Event),
     /// The supervisor installed `fd` in process `pid`; writes to it are writes to `path`.
-    Fd { pid: u32, fd: i64, path: String },
+    Fd { ts_ns: u64, pid: u32, fd: i64, path: String },
     /// Pid `ns` of the pilot's namespace is host pid `host` (a signal the kernel delivers
     /// names its target by the namespace pid).
-    NsPid { ns: i64, host: u32 },
+    NsPid { ts_ns: u64, ns: i64, host: u32 },
+}
+
+impl Notice {
+    /// When the supervisor got the call (boot clock, as the kernel's records).
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Notice::Event(e) => e.ts_ns,
+            Notice::Fd { ts_ns, .. } | Notice::NsPid { ts_ns, .. } => *ts_ns,
+        }
+    }
 }
 
 /// Per-run counts and the time spent answering, for the log and `cargo xtask bench`.
@@ -135,12 +145,12 @@ impl Supervisor {
 
 pub use host::{classify as host_kind_of_path, sysctl_key};
 
-/// Hand the supervisor's notices to the session (events.jsonl, the account, the graph).
-pub fn deliver(notices: Option<Vec<Notice>>, session: &mut crate::session::Session, out: &mut crate::output::Output) -> anyhow::Result<()> {
-    for n in notices.into_iter().flatten() {
-        session.supervised(n, out)?;
-    }
-    Ok(())
+/// Queue the supervisor's notices for the session, which merges them into the ring buffer's
+/// records by time (`Session::pump`).
+pub fn deliver(notices: Option<Vec<Notice>>, session: &mut crate::session::Session) {
+    let mut all: Vec<Notice> = session.supervised.drain(..).chain(notices.into_iter().flatten()).collect();
+    all.sort_by_key(Notice::ts_ns);
+    session.supervised.extend(all);
 }
 
 /// verdict.json's `contained_by.signals`.

@@ -27,7 +27,7 @@ fn kill(ctx: &mut Ctx, call: &Call, target: i64, sig: i64) -> Answer {
     if target > 0 {
         if pilot.has_process(target) {
             if let Some(host) = pilot.tgids.get(&target) {
-                ctx.notice(Notice::NsPid { ns: target, host: *host });
+                ctx.notice(Notice::NsPid { ts_ns: call.ts_ns, ns: target, host: *host });
             }
             return Answer::Continue;
         }
