@@ -237,6 +237,9 @@ pub struct Ctx {
     pidfds: HashMap<u32, OwnedFd>,
     pub waiting: Vec<locks::Waiting>,
     pub held_writes: Vec<host::HeldWrite>,
+    /// Changes held back on live processes, so later queries see them as live would:
+    /// (host pid, what, resource) -> the value set.
+    pub tuned: HashMap<(u32, &'static str, u64), Vec<u8>>,
     pub stats: Stats,
 }
 
@@ -248,7 +251,7 @@ impl Ctx {
                 names.insert(nr.as_raw_syscall(), name);
             }
         }
-        Ctx { listener, cgroup, tx, names, pidfds: HashMap::new(), waiting: Vec::new(), held_writes: Vec::new(), stats: Stats::default() }
+        Ctx { listener, cgroup, tx, names, pidfds: HashMap::new(), waiting: Vec::new(), held_writes: Vec::new(), tuned: HashMap::new(), stats: Stats::default() }
     }
 
     /// Receive one notification and answer it.

@@ -4,7 +4,9 @@
 //! (the agent asks the kernel the same question in the host's namespace: read-only); changes
 //! are held back, recorded as `setpriority`, `setaffinity` or `setrlimit` effects on that
 //! process, and the caller is told what live would say (0, ESRCH, or EPERM/EACCES where live
-//! it would be refused). Calls about the pilot's own processes go to the kernel.
+//! it would be refused); later queries of the same process see the held-back value (nice,
+//! RLIMIT_*, affinity), as they would live. Calls about the pilot's own processes go to the
+//! kernel.
 use super::{Call, Ctx, event, mem, notify::Answer, pids, set_result};
 
 const PRIO_PROCESS: u64 = 0;
@@ -63,6 +65,10 @@ fn query_who(ctx: &mut Ctx, call: &Call) -> Answer {
     match whom(ctx, call) {
         Whom::Own => Answer::Continue,
         Whom::Missing => Answer::Errno(libc::ESRCH),
+        Whom::Process(pid) if call.name == "getpriority" => match ctx.tuned.get(&(pid, "nice", 0)) {
+            Some(nice) => Answer::Value(20 - i32::from_ne_bytes(nice[..4].try_into().expect("4 bytes")) as i64),
+            None => raw(call, [call.args[0], call.args[1], 0, 0, 0, 0]),
+        },
         _ => raw(call, [call.args[0], call.args[1], 0, 0, 0, 0]),
     }
 }
@@ -82,7 +88,11 @@ fn change_who(ctx: &mut Ctx, call: &Call) -> Answer {
         Whom::Missing => return Answer::Errno(libc::ESRCH),
         Whom::Process(pid) => {
             let Some(t) = pids::host_process(pid) else { return Answer::Errno(libc::ESRCH) };
-            (Some(pid as i64), None, permitted(&sender, &t, call))
+            let answer = permitted(&sender, &t, call);
+            if call.name == "setpriority" && matches!(answer, Answer::Value(0)) {
+                ctx.tuned.insert((pid, "nice", 0), (call.int(2).clamp(-20, 19) as i32).to_ne_bytes().to_vec());
+            }
+            (Some(pid as i64), None, answer)
         }
         Whom::Group(pgid) => (Some(-(pgid as i64)), None, if sender.uids[1] == 0 { Answer::Value(0) } else { Answer::Errno(libc::EPERM) }),
         Whom::User(uid) => (None, Some(format!("uid {uid}")), if sender.uids[1] == 0 || sender.uids[1] == uid { Answer::Value(0) } else { Answer::Errno(libc::EPERM) }),
@@ -110,6 +120,11 @@ fn query_pid(ctx: &mut Ctx, call: &Call) -> Answer {
     args[0] = pid as u64;
     args[buf_arg] = buf.as_mut_ptr() as u64;
     let answer = raw(call, args);
+    if let (Answer::Value(_), Some(mask), "sched_getaffinity") = (&answer, ctx.tuned.get(&(pid, "affinity", 0)), call.name) {
+        buf.iter_mut().for_each(|b| *b = 0);
+        let n = mask.len().min(len);
+        buf[..n].copy_from_slice(&mask[..n]);
+    }
     if let Answer::Value(n) = answer {
         let copy = if call.name == "sched_getaffinity" { (n as usize).min(len) } else { len };
         let Some(mem) = ctx.mem(call) else { return Answer::Errno(libc::EFAULT) };
@@ -146,6 +161,10 @@ fn change_pid(ctx: &mut Ctx, call: &Call) -> Answer {
         }
     };
     let answer = permitted(&sender, &target, call);
+    if kind == "setaffinity" && matches!(answer, Answer::Value(0)) {
+        let mask = ctx.mem(call).and_then(|m| m.read(call.args[2], (call.args[1] as usize).min(8192)).ok()).unwrap_or_default();
+        ctx.tuned.insert((pid, "affinity", 0), mask);
+    }
     record(ctx, call, &sender, kind, Some(pid as i64), None, value, &answer);
     answer
 }
@@ -162,21 +181,34 @@ fn prlimit(ctx: &mut Ctx, call: &Call) -> Answer {
     let resource = call.args[1];
     let Some(mem) = ctx.mem(call) else { return Answer::Continue };
     let mut answer = Answer::Value(0);
+    let mut held_limit = None;
     if call.args[2] != 0 {
         let Ok(new) = mem.read(call.args[2], 16) else { return Answer::Errno(libc::EFAULT) };
         let limit = |v: u64| if v == u64::MAX { "unlimited".to_string() } else { v.to_string() };
         let value = format!("{} soft {} hard {}", rlimit_name(resource), limit(mem::u64_at(&new, 0)), limit(mem::u64_at(&new, 8)));
         answer = permitted(&sender, &target, call);
+        if matches!(answer, Answer::Value(0)) && new.len() == 16 {
+            held_limit = Some(new.clone());
+        }
         record(ctx, call, &sender, "setrlimit", Some(pid as i64), None, value, &answer);
     }
     if call.args[3] != 0 && matches!(answer, Answer::Value(0)) {
         let mut old = [0u8; 16];
-        if let Answer::Errno(e) = raw(call, [pid as u64, resource, 0, old.as_mut_ptr() as u64, 0, 0]) {
-            return Answer::Errno(e);
+        match ctx.tuned.get(&(pid, "rlimit", resource)) {
+            Some(held) => old.copy_from_slice(&held[..16]),
+            None => {
+                if let Answer::Errno(e) = raw(call, [pid as u64, resource, 0, old.as_mut_ptr() as u64, 0, 0]) {
+                    return Answer::Errno(e);
+                }
+            }
         }
         if mem.write(call.args[3], &old).is_err() {
             return Answer::Errno(libc::EFAULT);
         }
+    }
+    // After the old limits were read: prlimit(new, old) returns the limits before the change.
+    if let Some(new) = held_limit {
+        ctx.tuned.insert((pid, "rlimit", resource), new);
     }
     answer
 }
