@@ -226,11 +226,15 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut 
         // redirect): it stands for its source.
         let mut live_meta = live_meta;
         let mut live = live;
+        // A hard link of a metacopy file carries the redirect too (its data is the source's),
+        // but leaves no whiteout where the source was: only a rename does.
         if let Some(from) = overlay_xattr(&upper, "redirect").filter(|_| ft.is_file()) {
             let source = redirect_source(&from, &shown, mount_point);
-            c.from = Some(source.clone());
-            live = PathBuf::from(&source);
-            live_meta = fs::symlink_metadata(&live).ok();
+            if source != shown.display().to_string() && is_whiteout(&root.join(Path::new(&source).strip_prefix(mount_point).unwrap_or(Path::new("")))) {
+                c.from = Some(source.clone());
+                live = PathBuf::from(&source);
+                live_meta = fs::symlink_metadata(&live).ok();
+            }
         }
         match &live_meta {
             None => c.change = "created".into(),
@@ -259,6 +263,10 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut 
         out.push(c);
     }
     Ok(())
+}
+
+fn is_whiteout(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
 }
 
 fn kind_of(m: &fs::Metadata) -> &'static str {

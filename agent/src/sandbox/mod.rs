@@ -145,7 +145,9 @@ fn init(spec: &Spec) -> ! {
     drop(host_proc);
     let mut status = EXIT_EXEC_FAILED;
     loop {
-        match rustix::process::waitpid(None, WaitOptions::empty()) {
+        // Any child (wait(2): pid -1). rustix's waitpid(None) waits for the caller's process
+        // group only, which the workload leaves with setsid.
+        match rustix::process::wait(WaitOptions::empty()) {
             Ok(Some((pid, st))) if pid == workload => status = exit_code(st),
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}

@@ -31,7 +31,7 @@ fn kill(ctx: &mut Ctx, call: &Call, target: i64, sig: i64) -> Answer {
             }
             return Answer::Continue;
         }
-        return live_process(ctx, call, target as u32, sig);
+        return live_process(ctx, call, &pilot, target as u32, sig);
     }
     let group = -target;
     if pilot.pgids.contains(&group) {
@@ -62,14 +62,14 @@ fn thread_kill(ctx: &mut Ctx, call: &Call, tgid: Option<i64>, tid: i64, sig: i64
     }
     // The process the thread belongs to is what the effect graph names.
     let Some(target) = pids::host_process(tid as u32) else { return Answer::Errno(libc::ESRCH) };
-    live_process(ctx, call, target.tgid, sig)
+    live_process(ctx, call, &pilot, target.tgid, sig)
 }
 
 /// A signal (or probe) to live host process `pid`.
-fn live_process(ctx: &mut Ctx, call: &Call, pid: u32, sig: i64) -> Answer {
+fn live_process(ctx: &mut Ctx, call: &Call, pilot: &pids::Pilot, pid: u32, sig: i64) -> Answer {
     let Some(sender) = pids::host_process(call.tid) else { return Answer::Continue };
     let Some(target) = pids::host_process(pid) else { return Answer::Errno(libc::ESRCH) };
-    if ctx.pilot().host.contains(&target.tgid) {
+    if pilot.host.contains(&target.tgid) {
         // The pilot's own process named by its host pid (read from /proc/self, say): the
         // namespace does not know that number; deliver it ourselves, as live.
         let r = rustix::process::Pid::from_raw(pid as i32)
@@ -122,10 +122,11 @@ fn pidfd_send_signal(ctx: &mut Ctx, call: &Call) -> Answer {
     }
     let Some(fd) = ctx.caller_fd(call, call.int(0)) else { return Answer::Continue };
     let Some(pid) = pid_of_fd(&fd) else { return Answer::Continue };
-    if ctx.pilot().host.contains(&pid) {
+    let pilot = ctx.pilot();
+    if pilot.host.contains(&pid) {
         return Answer::Continue;
     }
-    live_process(ctx, call, pid, sig)
+    live_process(ctx, call, &pilot, pid, sig)
 }
 
 /// The host pid a pidfd (fdinfo `Pid:`, in our namespace: the host's) or a /proc/<pid>
