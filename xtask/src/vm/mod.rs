@@ -167,6 +167,9 @@ fn run_guest(
     let tests = &tests[..];
     let init = guest::init(&pilot.display().to_string(), tests, helpers, budget);
     let mut files = vec![pilot.to_path_buf(), PathBuf::from("/usr/bin/python3"), PathBuf::from("/usr/bin/setpriv"), PathBuf::from("/usr/sbin/mkfs.ext4")];
+    // The differential suite's actions as the host has them (busybox has no prlimit, and its
+    // renice and ip print otherwise).
+    files.extend(["/usr/bin/prlimit", "/usr/bin/renice", "/usr/bin/unshare", "/usr/bin/ip", "/usr/sbin/sysctl"].iter().map(PathBuf::from).filter(|p| p.exists()));
     files.extend(tests.iter().map(|t| PathBuf::from(&t.exe)));
     files.extend(helpers.iter().map(|(_, p)| PathBuf::from(p)));
     let contents = initramfs::Contents {
