@@ -635,3 +635,28 @@ fn cost_of_a_supervised_call() {
         assert!(p.stdout.lines().any(|x| x.starts_with(&format!("{op} ret=0"))), "{op}: calls failed in the pilot\n{}", p.dump());
     }
 }
+
+/// Moving a live process into a cgroup (a cgroup the test makes, a process it starts): the
+/// control moves it for real.
+#[test]
+fn a_cgroup_move_of_a_live_process_blocks() {
+    struct Cg(PathBuf);
+    impl Drop for Cg {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let cg = Cg(Path::new(common::cgroup2_root()).join(unique("pilot-diff-cg")));
+    fs::create_dir(&cg.0).unwrap();
+    let procs = cg.0.join("cgroup.procs").display().to_string();
+    let in_cg = |pid: u32| fs::read_to_string(&procs).unwrap_or_default().lines().any(|l| l == pid.to_string());
+    let mut control = sleeper();
+    assert_eq!(live(&sh(&format!("echo {} > {procs}", control.pid()))).code, Some(0));
+    assert!(in_cg(control.pid()), "control: the process was moved");
+    control.kill();
+    let target = sleeper();
+    let p = pilot(&sh(&format!("echo {} > {procs} && echo rc=0", target.pid())));
+    p.blocked_by("host-cgroup-changed", &format!("-> {}", target.pid()));
+    assert!(p.stdout.contains("rc=0"), "{}", p.dump());
+    assert!(!in_cg(target.pid()), "LEAK: the pilot moved the live process");
+}

@@ -90,7 +90,7 @@ fn change_who(ctx: &mut Ctx, call: &Call) -> Answer {
             let Some(t) = pids::host_process(pid) else { return Answer::Errno(libc::ESRCH) };
             let answer = permitted(&sender, &t, call);
             if call.name == "setpriority" && matches!(answer, Answer::Value(0)) {
-                ctx.tuned.insert((pid, "nice", 0), (call.int(2).clamp(-20, 19) as i32).to_ne_bytes().to_vec());
+                remember(ctx, (pid, "nice", 0), (call.int(2).clamp(-20, 19) as i32).to_ne_bytes().to_vec());
             }
             (Some(pid as i64), None, answer)
         }
@@ -163,7 +163,7 @@ fn change_pid(ctx: &mut Ctx, call: &Call) -> Answer {
     let answer = permitted(&sender, &target, call);
     if kind == "setaffinity" && matches!(answer, Answer::Value(0)) {
         let mask = ctx.mem(call).and_then(|m| m.read(call.args[2], (call.args[1] as usize).min(8192)).ok()).unwrap_or_default();
-        ctx.tuned.insert((pid, "affinity", 0), mask);
+        remember(ctx, (pid, "affinity", 0), mask);
     }
     record(ctx, call, &sender, kind, Some(pid as i64), None, value, &answer);
     answer
@@ -208,7 +208,7 @@ fn prlimit(ctx: &mut Ctx, call: &Call) -> Answer {
     }
     // After the old limits were read: prlimit(new, old) returns the limits before the change.
     if let Some(new) = held_limit {
-        ctx.tuned.insert((pid, "rlimit", resource), new);
+        remember(ctx, (pid, "rlimit", resource), new);
     }
     answer
 }
@@ -247,6 +247,17 @@ fn permitted(sender: &pids::HostProcess, target: &pids::HostProcess, call: &Call
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Most held-back values kept for later queries (then the oldest are forgotten: queries see
+/// the live values again).
+const MAX_TUNED: usize = 4096;
+
+fn remember(ctx: &mut Ctx, key: (u32, &'static str, u64), value: Vec<u8>) {
+    if ctx.tuned.len() >= MAX_TUNED {
+        ctx.tuned.clear();
+    }
+    ctx.tuned.insert(key, value);
+}
+
 fn record(ctx: &mut Ctx, call: &Call, sender: &pids::HostProcess, kind: &'static str, target_pid: Option<i64>, target: Option<String>, value: String, answer: &Answer) {
     let held = matches!(answer, Answer::Value(0));
     let mut e = event(call, sender, kind, if held { "held back" } else { "answered" });
