@@ -240,6 +240,7 @@ pub struct Ctx {
     /// Changes held back on live processes, so later queries see them as live would:
     /// (host pid, what, resource) -> the value set.
     pub tuned: HashMap<(u32, &'static str, u64), Vec<u8>>,
+    pilot_cache: Option<(String, std::rc::Rc<pids::Pilot>)>,
     pub stats: Stats,
 }
 
@@ -251,7 +252,7 @@ impl Ctx {
                 names.insert(nr.as_raw_syscall(), name);
             }
         }
-        Ctx { listener, cgroup, tx, names, pidfds: HashMap::new(), waiting: Vec::new(), held_writes: Vec::new(), tuned: HashMap::new(), stats: Stats::default() }
+        Ctx { listener, cgroup, tx, names, pidfds: HashMap::new(), waiting: Vec::new(), held_writes: Vec::new(), tuned: HashMap::new(), pilot_cache: None, stats: Stats::default() }
     }
 
     /// Receive one notification and answer it.
@@ -322,9 +323,10 @@ impl Ctx {
         self.notice(Notice::Event(e));
     }
 
-    /// The pilot's processes right now.
-    pub fn pilot(&self) -> pids::Pilot {
-        pids::Pilot::scan(&self.cgroup)
+    /// The pilot's processes right now (re-read only when the cgroup's thread list changed:
+    /// a thread's pids never change).
+    pub fn pilot(&mut self) -> std::rc::Rc<pids::Pilot> {
+        pids::Pilot::scan_cached(&self.cgroup, &mut self.pilot_cache)
     }
 
     /// A dup of fd `fd` of the caller (pidfd_getfd). None: not reachable.

@@ -27,10 +27,26 @@ pub struct Pilot {
 }
 
 impl Pilot {
+    /// The cgroup's threads now: `cached` again when its thread list is the same.
+    pub fn scan_cached(cgroup: &Path, cached: &mut Option<(String, std::rc::Rc<Pilot>)>) -> std::rc::Rc<Pilot> {
+        let text = fs::read_to_string(cgroup.join("cgroup.threads")).unwrap_or_default();
+        if let Some((seen, p)) = cached.as_ref().filter(|(seen, _)| *seen == text) {
+            let _ = seen;
+            return p.clone();
+        }
+        let p = std::rc::Rc::new(Pilot::from_threads(&text));
+        *cached = Some((text, p.clone()));
+        p
+    }
+
     /// Read the cgroup's threads now.
     pub fn scan(cgroup: &Path) -> Pilot {
+        Pilot::from_threads(&fs::read_to_string(cgroup.join("cgroup.threads")).unwrap_or_default())
+    }
+
+    /// From cgroup.threads' text: each thread's ids in the pilot's namespace.
+    fn from_threads(text: &str) -> Pilot {
         let mut p = Pilot::default();
-        let text = fs::read_to_string(cgroup.join("cgroup.threads")).unwrap_or_default();
         for tid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
             let Ok(status) = fs::read_to_string(format!("/proc/{tid}/status")) else { continue };
             let ns = |key: &str| -> Option<(i64, i64)> {

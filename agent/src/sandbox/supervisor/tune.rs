@@ -38,7 +38,7 @@ pub fn handle(ctx: &mut Ctx, call: &Call) -> Answer {
 }
 
 /// The (which, who) of getpriority/setpriority/ioprio_*.
-fn whom(ctx: &Ctx, call: &Call) -> Whom {
+fn whom(ctx: &mut Ctx, call: &Call) -> Whom {
     let (which, who) = (call.args[0], call.int(1));
     let (process, group) = if call.name.starts_with("ioprio") { (IOPRIO_WHO_PROCESS, IOPRIO_WHO_PGRP) } else { (PRIO_PROCESS, PRIO_PGRP) };
     let pilot = ctx.pilot();
@@ -215,7 +215,7 @@ fn prlimit(ctx: &mut Ctx, call: &Call) -> Answer {
 
 /// Ok(None): the caller's own process (0, or a pid of the pilot); Ok(Some(host pid)): a
 /// live process; Err: no such process.
-fn own_or_live(ctx: &Ctx, pid: i64) -> Result<Option<u32>, Answer> {
+fn own_or_live(ctx: &mut Ctx, pid: i64) -> Result<Option<u32>, Answer> {
     let pilot = ctx.pilot();
     if pid == 0 || pilot.has_process(pid) || pilot.has_thread(pid) {
         return Ok(None);
