@@ -7,7 +7,8 @@ use crate::{event::Event, sandbox::supervisor::Notice};
 impl Tracker {
     pub fn supervised(&mut self, n: Notice, out: &mut dyn FnMut(Event)) {
         match n {
-            Notice::Event(mut e) => {
+            Notice::Event(e) => {
+                let mut e = *e;
                 let p = self.proc_mut(e.pid, e.tid);
                 e.start_ns = p.start_ns;
                 if !p.comm.is_empty() {

@@ -42,14 +42,11 @@ fn root_or_eperm(sender: &pids::HostProcess) -> Answer {
     if sender.uids[1] == 0 { Answer::Value(0) } else { Answer::Errno(libc::EPERM) }
 }
 
-fn record(ctx: &mut Ctx, call: &Call, sender: &pids::HostProcess, kind: &'static str, path: Option<String>, target: Option<String>, value: Option<String>, answer: &Answer) {
-    let held = matches!(answer, Answer::Value(0));
-    let mut e = event(call, sender, kind, if held { "held back" } else { "answered" });
-    e.path = path;
-    e.target = target;
-    e.value = value;
-    super::set_result(&mut e, answer);
-    ctx.event(e);
+/// (path, target, value) of a host change.
+type Named = (Option<String>, Option<String>, Option<String>);
+
+fn record(ctx: &mut Ctx, call: &Call, sender: &pids::HostProcess, kind: &'static str, (path, target, value): Named, answer: &Answer) {
+    super::record(ctx, call, sender, kind, super::What { target_pid: None, path, target, value }, answer);
 }
 
 /// A path argument of the caller, absolute (relative to its cwd or `dirfd`), normalized.
@@ -158,7 +155,7 @@ pub fn finish(ctx: &mut Ctx) {
         e.path = Some(w.path);
         e.value = written.then_some(value);
         e.ret = 0;
-        ctx.notice(Notice::Event(e));
+        ctx.notice(Notice::Event(Box::new(e)));
     }
 }
 
@@ -207,7 +204,7 @@ fn clock(ctx: &mut Ctx, call: &Call) -> Answer {
         return Answer::Continue;
     }
     let answer = root_or_eperm(&sender);
-    record(ctx, call, &sender, "clock", None, Some(target), Some(value), &answer);
+    record(ctx, call, &sender, "clock", (None, Some(target), Some(value)), &answer);
     answer
 }
 
@@ -229,7 +226,7 @@ fn swap(ctx: &mut Ctx, call: &Call) -> Answer {
     }
     let answer = root_or_eperm(&sender);
     let value = if call.name == "swapon" { "on" } else { "off" };
-    record(ctx, call, &sender, "swap", Some(path.clone()), Some(path), Some(value.into()), &answer);
+    record(ctx, call, &sender, "swap", (Some(path.clone()), Some(path), Some(value.into())), &answer);
     answer
 }
 
@@ -254,7 +251,7 @@ fn module(ctx: &mut Ctx, call: &Call) -> Answer {
         return Answer::Continue;
     }
     let answer = root_or_eperm(&sender);
-    record(ctx, call, &sender, "module", path, Some(target), Some(value), &answer);
+    record(ctx, call, &sender, "module", (path, Some(target), Some(value)), &answer);
     answer
 }
 
@@ -277,7 +274,7 @@ fn mount(ctx: &mut Ctx, call: &Call) -> Answer {
         return Answer::Errno(libc::ENOENT);
     }
     let answer = root_or_eperm(&sender);
-    record(ctx, call, &sender, "mount", Some(target.clone()), Some(target), Some(value), &answer);
+    record(ctx, call, &sender, "mount", (Some(target.clone()), Some(target), Some(value)), &answer);
     answer
 }
 

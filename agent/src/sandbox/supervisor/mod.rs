@@ -52,7 +52,7 @@ use notify::Answer;
 pub enum Notice {
     /// An effect or answer the supervisor made instead of the kernel (pid/tid are host ids;
     /// the tracker fills in the process's start time).
-    Event(Event),
+    Event(Box<Event>),
     /// The supervisor installed `fd` in process `pid`; writes to it are writes to `path`.
     Fd { ts_ns: u64, pid: u32, fd: i64, path: String },
     /// Pid `ns` of the pilot's namespace is host pid `host` (a signal the kernel delivers
@@ -320,7 +320,7 @@ impl Ctx {
         if matches!(e.supervisor, Some("held back" | "refused")) {
             self.stats.held_back += 1;
         }
-        self.notice(Notice::Event(e));
+        self.notice(Notice::Event(Box::new(e)));
     }
 
     /// The pilot's processes right now (re-read only when the cgroup's thread list changed:
@@ -375,6 +375,28 @@ pub fn event(call: &Call, sender: &pids::HostProcess, kind: &'static str, superv
         supervisor: Some(supervisor),
         ..Default::default()
     }
+}
+
+/// What a held-back change names and sets (the fields of its event).
+#[derive(Default)]
+pub struct What {
+    pub target_pid: Option<i64>,
+    pub path: Option<String>,
+    pub target: Option<String>,
+    pub value: Option<String>,
+}
+
+/// Record a change the supervisor answered: held back when the caller was told it
+/// succeeded, answered otherwise (live would refuse it too).
+pub fn record(ctx: &mut Ctx, call: &Call, sender: &pids::HostProcess, kind: &'static str, what: What, answer: &Answer) {
+    let held = matches!(answer, Answer::Value(0));
+    let mut e = event(call, sender, kind, if held { "held back" } else { "answered" });
+    e.target_pid = what.target_pid;
+    e.path = what.path;
+    e.target = what.target;
+    e.value = what.value;
+    set_result(&mut e, answer);
+    ctx.event(e);
 }
 
 /// The result the caller sees, on an event.

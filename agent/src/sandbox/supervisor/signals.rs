@@ -134,10 +134,10 @@ fn pidfd_send_signal(ctx: &mut Ctx, call: &Call) -> Answer {
 fn pid_of_fd(fd: &std::os::fd::OwnedFd) -> Option<u32> {
     use std::os::fd::AsRawFd;
     let n = fd.as_raw_fd();
-    if let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{n}")) {
-        if let Some(pid) = info.lines().find_map(|l| l.strip_prefix("Pid:")) {
-            return pid.trim().parse::<i64>().ok().filter(|p| *p > 0).map(|p| p as u32);
-        }
+    if let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{n}"))
+        && let Some(pid) = info.lines().find_map(|l| l.strip_prefix("Pid:"))
+    {
+        return pid.trim().parse::<i64>().ok().filter(|p| *p > 0).map(|p| p as u32);
     }
     let link = std::fs::read_link(format!("/proc/self/fd/{n}")).ok()?;
     let rest = link.to_str()?.strip_prefix("/proc/")?;

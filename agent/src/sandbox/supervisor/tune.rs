@@ -7,7 +7,7 @@
 //! it would be refused); later queries of the same process see the held-back value (nice,
 //! RLIMIT_*, affinity), as they would live. Calls about the pilot's own processes go to the
 //! kernel.
-use super::{Call, Ctx, event, mem, notify::Answer, pids, set_result};
+use super::{Call, Ctx, mem, notify::Answer, pids};
 
 const PRIO_PROCESS: u64 = 0;
 const PRIO_PGRP: u64 = 1;
@@ -97,7 +97,7 @@ fn change_who(ctx: &mut Ctx, call: &Call) -> Answer {
         Whom::Group(pgid) => (Some(-(pgid as i64)), None, if sender.uids[1] == 0 { Answer::Value(0) } else { Answer::Errno(libc::EPERM) }),
         Whom::User(uid) => (None, Some(format!("uid {uid}")), if sender.uids[1] == 0 || sender.uids[1] == uid { Answer::Value(0) } else { Answer::Errno(libc::EPERM) }),
     };
-    record(ctx, call, &sender, "setpriority", target_pid, label, value, &answer);
+    record(ctx, call, &sender, "setpriority", (target_pid, label), value, &answer);
     answer
 }
 
@@ -165,7 +165,7 @@ fn change_pid(ctx: &mut Ctx, call: &Call) -> Answer {
         let mask = ctx.mem(call).and_then(|m| m.read(call.args[2], (call.args[1] as usize).min(8192)).ok()).unwrap_or_default();
         remember(ctx, (pid, "affinity", 0), mask);
     }
-    record(ctx, call, &sender, kind, Some(pid as i64), None, value, &answer);
+    record(ctx, call, &sender, kind, (Some(pid as i64), None), value, &answer);
     answer
 }
 
@@ -190,7 +190,7 @@ fn prlimit(ctx: &mut Ctx, call: &Call) -> Answer {
         if matches!(answer, Answer::Value(0)) && new.len() == 16 {
             held_limit = Some(new.clone());
         }
-        record(ctx, call, &sender, "setrlimit", Some(pid as i64), None, value, &answer);
+        record(ctx, call, &sender, "setrlimit", (Some(pid as i64), None), value, &answer);
     }
     if call.args[3] != 0 && matches!(answer, Answer::Value(0)) {
         let mut old = [0u8; 16];
@@ -258,14 +258,8 @@ fn remember(ctx: &mut Ctx, key: (u32, &'static str, u64), value: Vec<u8>) {
     ctx.tuned.insert(key, value);
 }
 
-fn record(ctx: &mut Ctx, call: &Call, sender: &pids::HostProcess, kind: &'static str, target_pid: Option<i64>, target: Option<String>, value: String, answer: &Answer) {
-    let held = matches!(answer, Answer::Value(0));
-    let mut e = event(call, sender, kind, if held { "held back" } else { "answered" });
-    e.target_pid = target_pid;
-    e.target = target;
-    e.value = Some(value);
-    set_result(&mut e, answer);
-    ctx.event(e);
+fn record(ctx: &mut Ctx, call: &Call, sender: &pids::HostProcess, kind: &'static str, (target_pid, target): (Option<i64>, Option<String>), value: String, answer: &Answer) {
+    super::record(ctx, call, sender, kind, super::What { target_pid, target, value: Some(value), path: None }, answer);
 }
 
 /// The same syscall with `args`, made by the agent (a query in the host's namespace).
