@@ -97,8 +97,7 @@ pub fn seccomp_notify() -> Outcome {
         pid => {
             drop(theirs);
             let got = crate::sandbox::supervisor::handover::receive(std::os::fd::AsFd::as_fd(&mine), std::time::Duration::from_secs(5));
-            let mut status = 0;
-            unsafe { libc::waitpid(pid, &mut status, 0) };
+            wait_child(pid);
             match got {
                 Ok(Some(listener)) if crate::sandbox::supervisor::notify::add_fd_send_supported(std::os::fd::AsFd::as_fd(&listener)) => {
                     Ok("a filter with a listener loads; SECCOMP_ADDFD_FLAG_SEND works (libseccomp)".into())
@@ -141,10 +140,9 @@ pub fn overlay_features() -> Outcome {
                 unsafe { libc::_exit(code) }
             }
             pid => {
-                let mut status = 0;
-                unsafe { libc::waitpid(pid, &mut status, 0) };
+                let code = wait_child(pid);
                 let fstype = fs_type(&base);
-                match libc::WEXITSTATUS(status) {
+                match code {
                     0 => Ok(format!("redirect_dir=on,metacopy=on with the upper layer on {fstype} ({}): directory renames and metadata-only copy-up", base.display())),
                     1 => Ok(format!("redirect_dir=on (no metacopy) with the upper layer on {fstype}: a chmod/chown of a live file copies it whole")),
                     2 => Err(format!("neither redirect_dir nor metacopy with the upper layer on {fstype}: rename(2) of a live directory fails with EXDEV in a pilot (mv copies it)")),
@@ -155,6 +153,15 @@ pub fn overlay_features() -> Outcome {
     })();
     let _ = fs::remove_dir_all(&base);
     result
+}
+
+/// Wait for child `pid` (rustix); its exit code, as a shell shows it.
+fn wait_child(pid: libc::pid_t) -> i32 {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else { return -1 };
+    match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+        Ok(Some((_, st))) => crate::sandbox::exit_code(st),
+        _ => -1,
+    }
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
