@@ -10,7 +10,7 @@
 use std::{
     collections::{HashMap, HashSet},
     fs,
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 /// The pilot's processes, as the host and the pilot's namespace number them.
@@ -157,12 +157,6 @@ fn widest_gap(mut used: Vec<u32>, max: u32) -> Option<u32> {
     used.dedup();
     let (lo, hi) = used.windows(2).map(|w| (w[0], w[1])).max_by_key(|(a, b)| b - a)?;
     (hi - lo > 64).then(|| lo + (hi - lo) / 4)
-}
-
-/// The cgroup path a host pid is in (v2), for the account.
-pub fn cgroup_of(pid: u32) -> Option<PathBuf> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("0::")).map(PathBuf::from)
 }
 
 #[cfg(test)]
