@@ -33,7 +33,7 @@ const MEMORY_MIB: u32 = 3072;
 
 /// The default test set: what runs in the time a CI job has under TCG (see vagrant/README.md
 /// and xtask/README.md). `binary` or `binary:libtest-filter`.
-pub const DEFAULT_TESTS: &[&str] = &["doctor", "trace_signals", "trace_net", "run_lifecycle", "leak"];
+pub const DEFAULT_TESTS: &[&str] = &["doctor", "trace_signals", "trace_net", "run_lifecycle", "leak", "differential"];
 
 /// The set CI runs (`cargo xtask test`): every kernel-facing binary but the leak suite, which
 /// takes 10-17 minutes per kernel under TCG and once locked up a 6.1 guest on a loaded machine
