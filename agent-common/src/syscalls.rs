@@ -74,6 +74,24 @@ pub const PIDFD_OPEN: u32 = 434;
 pub const CLOSE_RANGE: u32 = 436;
 pub const OPENAT2: u32 = 437;
 pub const FCHMODAT2: u32 = 452;
+// Issue 16: changes to the host and to other processes (priority, affinity, limits, the
+// clock, swap, modules, mounts). Table entries only: the kernel records them like the rest.
+pub const SETPRIORITY: u32 = 141;
+pub const SCHED_SETPARAM: u32 = 142;
+pub const SCHED_SETSCHEDULER: u32 = 144;
+pub const SETTIMEOFDAY: u32 = 164;
+pub const MOUNT: u32 = 165;
+pub const UMOUNT2: u32 = 166;
+pub const SWAPON: u32 = 167;
+pub const SWAPOFF: u32 = 168;
+pub const INIT_MODULE: u32 = 175;
+pub const DELETE_MODULE: u32 = 176;
+pub const SCHED_SETAFFINITY: u32 = 203;
+pub const CLOCK_SETTIME: u32 = 227;
+pub const IOPRIO_SET: u32 = 251;
+pub const PRLIMIT64: u32 = 302;
+pub const FINIT_MODULE: u32 = 313;
+pub const SCHED_SETATTR: u32 = 314;
 // Syscalls that only create an fd: recorded so a reused fd number is never taken for the file
 // it named before.
 pub const EPOLL_CREATE: u32 = 213;
@@ -199,6 +217,11 @@ pub const fn spec(nr: u32) -> Spec {
         EXECVE => Spec { str1: 0, addr_arg: 1, ..s(Class::Exec) },
         EXECVEAT => Spec { str1: 1, addr_arg: 2, ..s(Class::Exec) },
         EXIT | EXIT_GROUP => s(Class::Exit),
+        // Issue 16.
+        SETPRIORITY | SCHED_SETPARAM | SCHED_SETSCHEDULER | SETTIMEOFDAY | INIT_MODULE | SCHED_SETAFFINITY
+        | CLOCK_SETTIME | IOPRIO_SET | PRLIMIT64 | FINIT_MODULE | SCHED_SETATTR => s(Class::Plain),
+        SWAPON | SWAPOFF | DELETE_MODULE | UMOUNT2 => path1(0),
+        MOUNT => path2(0, 1),
         _ => s(Class::Ignore),
     }
 }
@@ -318,6 +341,22 @@ pub const fn name(nr: u32) -> &'static str {
         IO_URING_SETUP => "io_uring_setup",
         PIDFD_GETFD => "pidfd_getfd",
         MEMFD_SECRET => "memfd_secret",
+        SETPRIORITY => "setpriority",
+        SCHED_SETPARAM => "sched_setparam",
+        SCHED_SETSCHEDULER => "sched_setscheduler",
+        SETTIMEOFDAY => "settimeofday",
+        MOUNT => "mount",
+        UMOUNT2 => "umount2",
+        SWAPON => "swapon",
+        SWAPOFF => "swapoff",
+        INIT_MODULE => "init_module",
+        DELETE_MODULE => "delete_module",
+        SCHED_SETAFFINITY => "sched_setaffinity",
+        CLOCK_SETTIME => "clock_settime",
+        IOPRIO_SET => "ioprio_set",
+        PRLIMIT64 => "prlimit64",
+        FINIT_MODULE => "finit_module",
+        SCHED_SETATTR => "sched_setattr",
         _ => "unknown",
     }
 }

@@ -84,6 +84,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let out = Output::create(Some(dir.path()), args.events.export.as_deref(), args.verbose)?;
     session::catch_interrupts();
     let cwd = std::env::current_dir().context("reading the working directory (was it removed?)")?;
+    // Issue 16: the supervisor that answers what the sandbox would answer differently from
+    // the live host (none where the kernel has no seccomp user notification).
+    let supervisor = sandbox::supervisor::Prepared::for_this_kernel();
     let spec = sandbox::Spec {
         run_dir: dir.path().to_path_buf(),
         cgroup: cgroup.path.clone(),
@@ -93,20 +96,26 @@ pub fn run(args: RunArgs) -> Result<i32> {
         agent_pid: std::process::id(),
         deny_unix_sockets: unix == UnixContainment::Unavailable,
         unix_sinks: sink.unix_sockets().to_vec(),
+        supervisor_fd: supervisor.as_ref().map(|s| s.sandbox_fd()),
     };
     drop(containing);
     let mut lc = Lifecycle::new(probes, out);
     let (child, stdio) = spawn_sandbox(&spec, dir.path())?;
+    let supervisor = supervisor.map(|s| s.start(cgroup.path.clone(), spec.tracked_fd));
     // Readable the moment the sandbox exits, so the loop does not wait out its poll.
     let exited = session::pidfd(child.id());
     lc.session.tracker.seed(crate::tracker::FdTable::of_stdio(&stdio), cwd.display().to_string());
     let root_pid = child.id();
-    let mut rule = Pilot { child, exited, cgroup: &cgroup, timeout, started: Instant::now(), status: None, timed_out: false };
+    let mut rule = Pilot { child, exited, cgroup: &cgroup, timeout, started: Instant::now(), status: None, timed_out: false, supervisor };
     {
         let _ran = tracing::debug_span!("phase", name = "pilot ran").entered();
         lc.poll_until(&mut rule)?;
     }
     let (status, timed_out) = (rule.status, rule.timed_out);
+    // The supervisor's last notices, merged with the ring buffer's by time in the drain.
+    let supervised = rule.supervisor.take().map(|s| s.stop());
+    let supervised_stats = supervised.as_ref().map(|(_, stats)| stats.clone());
+    sandbox::supervisor::deliver(supervised.map(|(rest, _)| rest), &mut lc.session);
     lc.drain()?;
     let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
     if pilot_exit == sandbox::EXIT_SETUP_FAILED {
@@ -153,7 +162,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         timed_out,
         command: args.command.clone(),
         cwd: cwd.display().to_string(),
-        contained_by: containment(unix),
+        contained_by: containment(unix, dir.path(), supervised_stats.as_ref()),
     };
     dir.write(&verdict)?;
     // snapshot.json and the signed decision.json (the run key): what commit is bound to.
@@ -199,9 +208,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
 }
 
 /// verdict.json's `contained_by`: what kept this pilot in.
-fn containment(unix: UnixContainment) -> Containment {
+fn containment(unix: UnixContainment, dir: &Path, supervised: Option<&sandbox::supervisor::Stats>) -> Containment {
     Containment {
-        files: "overlay (every writable filesystem)".into(),
+        files: format!("overlay (every writable filesystem): {}", sandbox::mounts::features_in(dir)),
         network: "cgroup hooks: TCP/UDP to the sink".into(),
         unix_sockets: if unix == UnixContainment::Denied {
             "abstract addresses denied (cgroup hooks); live listeners' paths lead to the sink, other live sockets are hidden by the overlays"
@@ -209,7 +218,7 @@ fn containment(unix: UnixContainment) -> Containment {
             "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)"
         }
         .into(),
-        signals: "PID namespace".into(),
+        signals: sandbox::supervisor::containment(supervised),
         capabilities_dropped: sandbox::caps::DROPPED.iter().map(|(_, n)| n.to_string()).collect(),
     }
 }
@@ -224,9 +233,16 @@ struct Pilot<'a> {
     started: Instant,
     status: Option<i32>,
     timed_out: bool,
+    /// Issue 16: the sandbox's supervisor, while the pilot runs.
+    supervisor: Option<sandbox::supervisor::Supervisor>,
 }
 
 impl StopRule for Pilot<'_> {
+    /// The supervisor's notices so far, merged into the ring buffer's records by time.
+    fn before_pump(&mut self, session: &mut Session) {
+        sandbox::supervisor::deliver(self.supervisor.as_ref().map(|s| s.drain()), session);
+    }
+
     fn wake(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         if self.status.is_none() { session::wake_fd(&self.exited) } else { None }
     }
@@ -280,12 +296,15 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
             _ => cmd.stderr(stdio),
         };
     }
-    let tracked = spec.tracked_fd;
+    let inherited = [Some(spec.tracked_fd), spec.supervisor_fd];
     unsafe {
         cmd.pre_exec(move || {
-            // Keep the TRACKED map open across exec: W inserts itself through it.
-            if libc::fcntl(tracked, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
+            // Keep the TRACKED map (W inserts itself through it) and the supervisor's socket
+            // (W hands its seccomp listener over it) open across exec.
+            for fd in inherited.into_iter().flatten() {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         })

@@ -17,6 +17,8 @@ const APT_PACKAGES: &[&str] = &[
     "libelf-dev",
     "pkg-config",
     "make",
+    // the agent links libseccomp (its sandbox's seccomp filter and user notification)
+    "libseccomp-dev",
     "iproute2",
     "procps",
     // tests: the C effects helper, the JVM tracing test, DOT output checked with `dot -Tsvg`

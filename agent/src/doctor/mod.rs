@@ -91,6 +91,11 @@ fn checks() -> Vec<Check> {
             "fallback: the seccomp filter refuses creating AF_UNIX sockets at all in the pilot", checks::unix_hooks),
         check("seccomp", Run, "refuses ptrace, modules, bpf, keyring... (and AF_UNIX without the Unix hooks)", "run refuses", checks::seccomp),
         check("overlayfs", Run, "every writable filesystem is an overlay: writes land in the run directory", "run refuses: writes would reach production", checks::overlayfs),
+        check("overlay redirect_dir+metacopy", RunPrefers, "a pilot renames live directories as live (not EXDEV) and chmods live files without copying their data",
+            "fallback: each run mounts what its filesystem takes; without redirect_dir, mv of a live directory copies it", checks::overlay_features),
+        check("seccomp user notification", RunPrefers,
+            "the supervisor: live processes answer probes as live, signals to them and refused host changes are held back and judged, live locks conflict",
+            "fallback: probes of live processes fail with ESRCH, live locks do not conflict, refused changes are still judged from the trace", checks::seccomp_notify),
         check("namespaces", Run, "mount, PID, IPC, UTS and user namespaces of the sandbox", "run refuses: signals and /proc/PID/root would reach host processes", checks::namespaces),
         check("kprobes", Unused, "not used: tracepoints and raw tracepoints cover what pilot traces", "nothing", checks::kprobes),
         check("fentry", Unused, "not used: raw tracepoints cover what pilot traces", "nothing", checks::fentry),
@@ -117,7 +122,7 @@ impl Report {
             })
             .collect();
         let all = |needs: &[Need]| features.iter().filter(|f| needs.contains(&f.need)).all(|f| f.present);
-        let unix_hooks = features.iter().any(|f| f.need == Need::RunPrefers && f.present);
+        let unix_hooks = features.iter().any(|f| f.name == "cgroup/connect_unix+sendmsg_unix" && f.present);
         Report {
             schema: "pilot.doctor/v1",
             kernel: kernel_release(),

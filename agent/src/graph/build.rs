@@ -48,7 +48,7 @@ pub struct Builder {
 
 /// The target of one effect of an event, found before the event's own process node is added
 /// (node order in graph.json is: targets, then the process, as events first name them).
-type Effect = (u32, EdgeKind, Option<String>);
+pub(super) type Effect = (u32, EdgeKind, Option<String>);
 
 impl Builder {
     pub fn new() -> Builder {
@@ -75,6 +75,7 @@ impl Builder {
                 }
             }
             Kind::Open => {
+                self.host_open(&mut effects, e); // issue 16: /proc/sys, /sys, cgroup files
                 let flags = e.flags.unwrap_or(0);
                 if flags & O_CREAT != 0 {
                     self.file_effect(&mut effects, EdgeKind::Create, e.path.as_deref(), None);
@@ -111,8 +112,12 @@ impl Builder {
             Kind::Send => self.endpoint_effect(&mut effects, e, EdgeKind::Send),
             Kind::Bind => self.endpoint_effect(&mut effects, e, EdgeKind::Bind),
             Kind::Listen => self.endpoint_effect(&mut effects, e, EdgeKind::Listen),
+            // A probe or a signal live would refuse too, answered by the sandbox's supervisor.
+            Kind::Signal if e.supervisor == Some("answered") && e.ret < 0 => {}
             Kind::Signal => self.signal_effect(&mut effects, e, seq),
             Kind::SignalGenerated => self.generated.push((e.clone(), seq)),
+            // Issue 16: changes to the host and to live processes.
+            k if k.is_change() => self.host_effect(&mut effects, e),
             _ => {}
         }
         let from = match self.procs.get(&(e.pid, e.start_ns)) {
@@ -221,7 +226,7 @@ impl Builder {
     }
 
     /// The node of process (pid, start), added if new.
-    fn process_node(&mut self, pid: u32, start_ns: u64) -> u32 {
+    pub(super) fn process_node(&mut self, pid: u32, start_ns: u64) -> u32 {
         if let Some(&i) = self.procs.get(&(pid, start_ns)) {
             return i;
         }
@@ -240,6 +245,16 @@ impl Builder {
     fn push(&mut self, n: Node) -> u32 {
         self.nodes.push(n);
         (self.nodes.len() - 1) as u32
+    }
+
+    /// A node other than a process, file or endpoint, made by `make` if new.
+    pub(super) fn other_node(&mut self, id: NodeId, make: impl FnOnce(NodeId) -> Node) -> u32 {
+        if let Some(&i) = self.others.get(&id) {
+            return i;
+        }
+        let i = self.push(make(id.clone()));
+        self.others.insert(id, i);
+        i
     }
 
     fn file_effect(&mut self, effects: &mut Vec<Effect>, kind: EdgeKind, path: Option<&str>, detail: Option<String>) {
@@ -422,7 +437,9 @@ fn is_terminal_or_null(path: &str) -> bool {
 fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
     match n.node_type {
         NodeKind::Process => {
-            let pid = n.pid.unwrap_or(0);
+            // A signal's target named by a pid of the pilot's namespace (issue 16).
+            let pid = tracker.host_pid(n.pid.unwrap_or(0) as i64) as u32;
+            n.pid = Some(pid);
             match tracker.process(pid).filter(|p| n.start_ns.is_none_or(|s| s == 0 || s == p.start_ns)) {
                 Some(p) => {
                     n.component = Some(TRACED.into());

@@ -6,6 +6,7 @@
 //! `graph.json` (schema `pilot.effect-graph/v1`) is a contract; `render` has the other views.
 mod build;
 mod kinds;
+mod host;
 pub mod render;
 pub mod rpc;
 

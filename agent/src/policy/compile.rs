@@ -27,6 +27,8 @@ pub enum Selector {
     LiveService,
     /// `@live-fs`: a filesystem live processes write to.
     LiveFs,
+    /// `@host`: a host-wide setting (issue 16).
+    Host,
     /// `@endpoint`: any destination outside the pilot, a live local service or another
     /// host's (issue 18).
     AnyEndpoint,
@@ -52,6 +54,7 @@ impl Selector {
             "@live-process" => Selector::LiveProcess,
             "@live-service" => Selector::LiveService,
             "@live-fs" => Selector::LiveFs,
+            "@host" => Selector::Host,
             "@endpoint" => Selector::AnyEndpoint,
             _ if t.starts_with('/') || t.contains('*') => Selector::Path(glob::matcher(t)?),
             _ if t.starts_with("unix:") => Selector::Unix(t[5..].to_string()),

@@ -164,7 +164,10 @@ fn component_of(node: &Node, policies: &[Loaded]) -> Option<String> {
 
 /// How many of the edge's calls took effect (see the module doc).
 pub(crate) fn effective(edge: &Edge, target: &Node) -> u64 {
-    let contained = edge.kind == EdgeKind::Signal || (target.family.as_deref() == Some("unix") && edge.kind.is_network());
+    let contained = edge.kind == EdgeKind::Signal
+        || (target.family.as_deref() == Some("unix") && edge.kind.is_network())
+        // issue 16: host and live-process changes the sandbox refused (EROFS, EPERM, ESRCH)
+        || edge.kind.is_host_change();
     if contained { edge.count } else { edge.count.saturating_sub(edge.failed) }
 }
 
@@ -219,6 +222,8 @@ fn target_matches(sel: &Selector, node: &Node, ctx: &Ctx) -> bool {
         // issue 18: any destination outside the pilot, a live local service or another host's.
         Selector::AnyEndpoint => node.node_type == NodeKind::Endpoint && (comp.is_none() || ctx.other(comp)),
         Selector::LiveFs => node.node_type == NodeKind::Filesystem && ctx.other(comp),
+        // issue 16: a host-wide setting (kernel, network, clock, swap, mounts, modules, cgroups)
+        Selector::Host => node.node_type == NodeKind::Host,
         Selector::Path(glob) => node.node_type == NodeKind::File && node.path.as_deref().is_some_and(|p| glob.is_match(p)),
         Selector::Unix(path) => node.family.as_deref() == Some("unix") && node.addr.as_deref() == Some(path.as_str()),
         Selector::Endpoint { addr, port } => {
@@ -385,8 +390,11 @@ fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &HashMap<&
     };
     // issue 18: an rpc violation names its requests (protocol, operation, resource).
     let rpcs: BTreeSet<String> = t.edges.iter().filter_map(|e| e.rpc.as_ref().map(|_| e.detail.clone().unwrap_or_default())).collect();
+    // Issue 16: what a host or live-process change sets (a sysctl's value, `nice 19`).
+    let sets: BTreeSet<&str> = t.edges.iter().filter(|e| e.kind.is_host_change()).filter_map(|e| e.detail.as_deref()).collect();
+    let sets = if sets.is_empty() { String::new() } else { format!(" -> {}", sets.into_iter().collect::<Vec<_>>().join(", ")) };
     let mut why = if rpcs.is_empty() {
-        format!("{} {}{owner} (by {by})", kinds.join("+"), target.label)
+        format!("{} {}{sets}{owner} (by {by})", kinds.join("+"), target.label)
     } else {
         format!("rpc {} to {}{owner} (by {by})", rpcs.into_iter().collect::<Vec<_>>().join(", "), target.label)
     };

@@ -90,7 +90,8 @@ pub struct Rule {
     /// rotated log), `@data-dir-new` (a file the traced tree made in a live data directory),
     /// `@data-dir-like` (such a new file named like files the component holds open there),
     /// `@live-process` (a process-group kill counts per member), `@live-service` (a listening
-    /// endpoint), `@live-fs` (a filesystem a live process writes to; its effect is `fill`).
+    /// endpoint), `@live-fs` (a filesystem a live process writes to; its effect is `fill`), `@host` (a
+    /// host-wide setting: sysctl, sysfs, cgroup, netconf, clock, swap, mount, module).
     pub target: String,
     /// Only effects recognized as these routine operations (policy/routine.rs:
     /// `handled-signal`, `log-rotation`, `copytruncate`) count for this rule.

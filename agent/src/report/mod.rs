@@ -231,7 +231,7 @@ mod tests {
             summary: None,
             verdict: Some(verdict),
             intent: None,
-            changes: Some(Changes { schema: "pilot.changes/v1".into(), changes: vec![Change { path: EVIL.into(), change: "deleted".into(), kind: "file".into(), ..Default::default() }] }),
+            changes: Some(Changes { schema: "pilot.changes/v1".into(), changes: vec![Change { path: EVIL.into(), change: "deleted".into(), kind: "file".into(), ..Default::default() }], held_back: vec![] }),
             sink: Some(vec![Caught { proto: "tcp".into(), from: EVIL.into(), bytes: 5, count: 1, first_unix_ms: 0, head: EVIL.into(), ..Default::default() }]),
             fidelity: None,
             live: None,

@@ -41,7 +41,7 @@ use std::{
 use anyhow::{Context, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
-pub use changes::{CHANGES_SCHEMA, Change, Changes};
+pub use changes::{CHANGES_SCHEMA, Change, Changes, HeldBack};
 pub use decision::{APPROVAL_SCHEMA, Approval, ApprovalBody, DECISION_SCHEMA, Decision, DecisionBody, Stamp, boot_id};
 pub use drift::{DRIFT_SCHEMA, Drift, DriftItem};
 pub use rollback::{Entry as RollbackEntry, Manifest, RESTORED_SCHEMA, ROLLBACK_SCHEMA, Restored};

@@ -83,6 +83,8 @@ pub enum Hold {
     DataDir,
     Listening,
     LiveFs,
+    /// A host-wide setting: every live process depends on it.
+    Host,
 }
 
 impl Hold {
@@ -100,6 +102,7 @@ impl Hold {
             Hold::DataDir => "data-dir",
             Hold::Listening => "listening",
             Hold::LiveFs => "live-fs",
+            Hold::Host => "host",
         }
     }
 
@@ -111,7 +114,7 @@ impl Hold {
             Hold::Mapped => "maps",
             Hold::DataDir => "writes in this directory",
             Hold::Listening => "listens here",
-            Hold::LiveFs => "",
+            Hold::LiveFs | Hold::Host => "",
         }
     }
 }

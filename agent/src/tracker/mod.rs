@@ -14,6 +14,8 @@ mod net;
 mod paths;
 mod process;
 mod signal;
+mod host;
+mod supervised;
 
 use std::collections::HashMap;
 
@@ -93,6 +95,8 @@ pub struct Tracker {
     /// What the first process we learn of holds (the pilot's first process, which we did not
     /// start ourselves): its fds and cwd at its exec.
     seed: Option<(FdTable, String)>,
+    /// Issue 16: pids of the pilot's namespace a signal named, and their host pids.
+    ns_pids: HashMap<i64, u32>,
 }
 
 impl Tracker {
@@ -218,6 +222,7 @@ impl Tracker {
             sc::CONNECT | sc::BIND | sc::ACCEPT | sc::ACCEPT4 | sc::SENDTO | sc::SENDMSG | sc::LISTEN => self.socket(rec, s, out),
             sc::KILL | sc::TKILL | sc::TGKILL | sc::PIDFD_SEND_SIGNAL => self.kill(rec, s, out),
             sc::EXECVE | sc::EXECVEAT => self.exec_failed(rec, out),
+            n if host::recorded(n) => self.host_change(rec, s, out),
             _ => {
                 if !self.file_syscall(rec, s, out) {
                     self.counts.decode_errors += 1;
