@@ -469,11 +469,16 @@ pub fn run_options(rpc: &[String], policies: &[crate::policy::Loaded], run_dir: 
 }
 
 /// Paths of the host's listening Unix sockets (abstract ones have none; those inside other
-/// mount namespaces are not at their path here, and stay hidden by the overlay).
+/// mount namespaces are not at their path here, and stay hidden by the overlay). Other
+/// pilots' sinks are not production: standing in for their sockets too would grow every
+/// concurrent pilot's sink by the others' (and the sandbox's spec past ARG_MAX).
 fn live_unix_paths(run_dir: &Path) -> Vec<String> {
     use std::os::unix::fs::FileTypeExt;
+    let agents = pilot_socket_inodes();
     let mut paths: Vec<String> = crate::snapshot::sockets::listeners()
-        .into_values()
+        .into_iter()
+        .filter(|(inode, _)| !agents.contains(inode))
+        .map(|(_, l)| l)
         .filter(|l| l.proto == "unix" && l.addr.starts_with('/'))
         .map(|l| l.addr)
         .filter(|p| !Path::new(p).starts_with(run_dir))
@@ -482,6 +487,23 @@ fn live_unix_paths(run_dir: &Path) -> Vec<String> {
     paths.sort();
     paths.dedup();
     paths
+}
+
+/// Socket inodes held by pilot agents (this one and any other running on the host).
+fn pilot_socket_inodes() -> std::collections::HashSet<u64> {
+    let mut out = std::collections::HashSet::new();
+    for pid in crate::procfs::pids() {
+        let is_pilot = crate::procfs::exe(pid).is_some_and(|e| Path::new(&e).file_name().is_some_and(|n| n.to_string_lossy().starts_with("pilot")));
+        if !is_pilot {
+            continue;
+        }
+        for (_, target) in crate::procfs::fds(pid) {
+            if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')).and_then(|s| s.parse().ok()) {
+                out.insert(inode);
+            }
+        }
+    }
+    out
 }
 
 /// The sink's requests as the account on stderr lists them (at most 20 lines).
