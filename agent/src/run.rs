@@ -101,12 +101,15 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let exited = session::pidfd(child.id());
     lc.session.tracker.seed(crate::tracker::FdTable::of_files(&stdio), cwd.display().to_string());
     let root_pid = child.id();
-    let mut rule = Pilot { child, exited, cgroup: &cgroup, timeout, started: Instant::now(), status: None, timed_out: false };
+    // issue 15: the cgroup's own account of the pilot's processes, sampled every round.
+    let sampler = crate::channels::process::Sampler::new(cgroup.path.clone());
+    let mut rule = Pilot { child, exited, cgroup: &cgroup, timeout, started: Instant::now(), status: None, timed_out: false, sampler };
     {
         let _ran = tracing::debug_span!("phase", name = "pilot ran").entered();
         lc.poll_until(&mut rule)?;
     }
     let (status, timed_out) = (rule.status, rule.timed_out);
+    rule.sampler.sample(&lc.session.tracker);
     lc.drain()?;
     let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
     if pilot_exit == sandbox::EXIT_SETUP_FAILED {
@@ -123,7 +126,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         started_at: lc.started_at,
         started: lc.started,
     };
-    let finished = lc.finish(traced, &snapshot)?;
+    let mut finished = lc.finish(traced, &snapshot)?;
+    let unseen_processes = rule.sampler.unseen(&finished.session.tracker);
     drop(summarizing);
     let lost = finished.lost;
     // Detaching waits for RCU grace periods (tens of ms): let it overlap the work below.
@@ -139,10 +143,22 @@ pub fn run(args: RunArgs) -> Result<i32> {
     drop(stopping);
 
     let judging = tracing::debug_span!("phase", name = "graph, diff, verdict and journal").entered();
-    let mut graph = finished.graph;
+    let mut graph = std::mem::take(&mut finished.graph);
     crate::graph::rpc::add(&mut graph, &caught);
-    crate::session::write_graph(&out, &graph)?;
     let changes = diff::compute(dir.path()).context("reading the overlay's changes")?;
+    // issue 15: the overlay, the sink and the cgroup against the trace; summary.json again,
+    // now with the blind spots.
+    let observers = crate::channels::Observers {
+        changes: &changes.changes,
+        caught: &caught,
+        unseen_processes,
+        snapshot: &snapshot,
+        root_pid: Some(root_pid),
+    };
+    let observed = crate::channels::reconcile(&mut graph, observers);
+    finished.summary.add_observed(&observed);
+    dir.write(&finished.summary)?;
+    crate::session::write_graph(&out, &graph)?;
     dir.write(&changes)?;
     let evaluation = policy::eval::evaluate(&graph, &policies);
     let verdict = Verdict {
@@ -164,6 +180,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     eprint!("{}", finished.session.account.render(&finished.session.tracker, &finished.summary.headline()));
     eprint!("{}", diff::render::text(&changes));
+    eprint!("{}", crate::channels::render(&observed));
     if !caught.is_empty() {
         eprintln!("network caught by the sink: {} connection(s)/source(s), {} bytes", caught.len(), caught.iter().map(|c| c.bytes).sum::<u64>());
         eprint!("{}", crate::sink::render(&caught));
@@ -224,6 +241,7 @@ struct Pilot<'a> {
     started: Instant,
     status: Option<i32>,
     timed_out: bool,
+    sampler: crate::channels::process::Sampler,
 }
 
 impl StopRule for Pilot<'_> {
@@ -231,7 +249,8 @@ impl StopRule for Pilot<'_> {
         if self.status.is_none() { session::wake_fd(&self.exited) } else { None }
     }
 
-    fn done(&mut self, probes: &mut Probes, _session: &mut Session) -> Result<bool> {
+    fn done(&mut self, probes: &mut Probes, session: &mut Session) -> Result<bool> {
+        self.sampler.sample(&session.tracker);
         if self.status.is_none() {
             if let Some(s) = self.child.try_wait()? {
                 self.status = Some(s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)));

@@ -58,6 +58,9 @@ pub enum EdgeKind {
     Chmod,
     Chown,
     Xattr,
+    /// A file's times set (utimensat...): no data changed, but backups, `make` and rotation
+    /// by age read them (issue 15).
+    Utime,
     Link,
     Symlink,
     Create,
@@ -75,7 +78,7 @@ pub enum EdgeKind {
 
 impl EdgeKind {
     /// Every kind, in severity order.
-    pub const ALL: [EdgeKind; 21] = [
+    pub const ALL: [EdgeKind; 22] = [
         EdgeKind::Unlink,
         EdgeKind::Rmdir,
         EdgeKind::Rename,
@@ -86,6 +89,7 @@ impl EdgeKind {
         EdgeKind::Chmod,
         EdgeKind::Chown,
         EdgeKind::Xattr,
+        EdgeKind::Utime,
         EdgeKind::Link,
         EdgeKind::Symlink,
         EdgeKind::Create,
@@ -111,6 +115,7 @@ impl EdgeKind {
             EdgeKind::Chmod => "chmod",
             EdgeKind::Chown => "chown",
             EdgeKind::Xattr => "xattr",
+            EdgeKind::Utime => "utime",
             EdgeKind::Link => "link",
             EdgeKind::Symlink => "symlink",
             EdgeKind::Create => "create",

@@ -10,6 +10,7 @@
 //! emitted before the record of whatever changes that fd (close, dup2 over it, reuse).
 mod fds;
 mod file;
+mod mapped;
 mod net;
 mod paths;
 mod process;
@@ -25,6 +26,7 @@ use crate::{
     procfs,
 };
 pub use fds::{Fd, FdTable, Target};
+pub use mapped::{FALLOC_DESTROYS, Mapping};
 
 const AT_FDCWD: i64 = -100;
 
@@ -44,6 +46,8 @@ pub struct Process {
     pub alive: bool,
     pub exit_code: Option<i64>,
     pub exit_signal: Option<i64>,
+    /// Shared mappings of files (issue 15): what an mprotect or msync on an address names.
+    pub maps: Vec<mapped::Mapping>,
 }
 
 impl Process {
@@ -64,6 +68,7 @@ impl Process {
             alive: true,
             exit_code: None,
             exit_signal: None,
+            maps: Vec::new(),
         }
     }
 }
@@ -210,6 +215,7 @@ impl Tracker {
             sc::CONNECT | sc::BIND | sc::ACCEPT | sc::ACCEPT4 | sc::SENDTO | sc::SENDMSG | sc::LISTEN => self.socket(rec, s, out),
             sc::KILL | sc::TKILL | sc::TGKILL | sc::PIDFD_SEND_SIGNAL => self.kill(rec, s, out),
             sc::EXECVE | sc::EXECVEAT => self.exec_failed(rec, out),
+            n if mapped::handles(n) => self.mapped_syscall(rec, s, out),
             _ => {
                 if !self.file_syscall(rec, s, out) {
                     self.counts.decode_errors += 1;
