@@ -13,6 +13,10 @@ use crate::{graph::channels::UnseenProcess, procfs, tracker::Tracker};
 
 pub struct Sampler {
     cgroup: PathBuf,
+    /// The pilot binary: the sandbox and pilot-init run it, outside the trace by design
+    /// (tracking starts with the command). By path: in the sandbox's mount namespace the same
+    /// file is reached through the overlay (another st_dev).
+    own_exe: Option<PathBuf>,
     /// Processes seen in the cgroup while the trace did not know them yet: (start, comm).
     pending: BTreeMap<u32, (u64, String)>,
     pub samples: u64,
@@ -20,7 +24,7 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(cgroup: PathBuf) -> Sampler {
-        Sampler { cgroup, pending: BTreeMap::new(), samples: 0 }
+        Sampler { cgroup, own_exe: std::fs::read_link("/proc/self/exe").ok(), pending: BTreeMap::new(), samples: 0 }
     }
 
     /// One look at the cgroup: remember who is there that the trace does not know (yet: its
@@ -31,9 +35,21 @@ impl Sampler {
             if tracker.process(pid).is_some() || self.pending.contains_key(&pid) {
                 continue;
             }
-            let start = procfs::start_ns(pid).unwrap_or(0);
             let comm = procfs::comm(pid).unwrap_or_default();
+            if self.own(pid, &comm) {
+                continue;
+            }
+            let start = procfs::start_ns(pid).unwrap_or(0);
             self.pending.insert(pid, (start, comm));
+        }
+    }
+
+    /// The sandbox's own processes: they run the pilot binary (a dying one's exe link is gone:
+    /// then its comm says, `exe` for /proc/self/exe, or `pilot-init`).
+    fn own(&self, pid: u32, comm: &str) -> bool {
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) => Some(exe) == self.own_exe,
+            Err(_) => comm == "exe" || comm == "pilot-init",
         }
     }
 

@@ -381,7 +381,14 @@ pub fn render(ev: &eval::Evaluation) -> String {
     for v in &ev.violations {
         let action = v.action.as_str();
         let events: Vec<String> = v.events.iter().map(u64::to_string).collect();
-        let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [events.jsonl lines {}]", v.rule, v.severity, v.why, events.join(","));
+        // issue 15: a blind spot has no syscall behind it, only the channel that saw it.
+        let names: Vec<&str> = v.channels.iter().map(|c| c.as_str()).collect();
+        let evidence = match (events.is_empty(), names.is_empty()) {
+            (true, false) => format!("seen by: {}", names.join(", ")),
+            (false, false) => format!("events.jsonl lines {}; seen by: {}", events.join(","), names.join(", ")),
+            _ => format!("events.jsonl lines {}", events.join(",")),
+        };
+        let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [{evidence}]", v.rule, v.severity, v.why);
     }
     for g in &ev.gate_failures {
         let _ = writeln!(out, "  [gate] {g}");

@@ -86,7 +86,8 @@ impl Tracker {
                     let m = Mapping { start: ret as u64, len: a[1], path, writable };
                     self.proc_mut(pid, rec.tid).maps.push(m);
                 }
-                if writable {
+                // Shared mappings of anonymous fds (an io_uring's rings, a memfd) change no file.
+                if writable && e.path.is_some() {
                     e.flags = Some(a[2]);
                     e.flag_names = Some(format!("{}, MAP_SHARED", prot_names(a[2])));
                     e.offset = Some(a[5]);
