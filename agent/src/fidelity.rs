@@ -45,6 +45,7 @@ pub fn compare(pilot: &Graph, live: &Graph, run_dir: &Path, max: f64) -> Fidelit
         only_pilot,
         only_live,
         diverging,
+        files: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! edges (`seen_by`), what only an observer saw becomes an effect of its own (so every rule
 //! judges it) and a named blind spot (summary.json, the account, `pilot diff`, the verdict,
 //! report.html). The policy's gate (`required_observers`) turns blind spots into violations.
+pub mod live;
 pub mod network;
 pub mod overlay;
 pub mod process;

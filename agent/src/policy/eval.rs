@@ -640,6 +640,46 @@ severity = 0.5
     }
 
     #[test]
+    fn blind_spots_block_on_live_targets_and_warn_elsewhere() {
+        let seen_by_overlay = |to: &str| Edge { seen_by: vec![Channel::Overlay], events: vec![], ..edge("write", to, 1, 0) };
+        let g = graph(vec![seen_by_overlay("file:/db/data")], vec![proc_node(), file("/db/data", Some("db"), Some("open-for-write"))]);
+        let ev = evaluate(&g, &default_policy());
+        assert_eq!(ev.verdict, Verdict::Block);
+        let v = ev.violations.iter().find(|v| v.rule == BLIND_SPOT_RULE).expect("a blind-spot violation");
+        assert_eq!((v.action, v.channels.as_slice()), (Action::Block, &[Channel::Overlay][..]));
+        assert!(v.why.contains("seen in the overlay, no syscall traced"), "{}", v.why);
+        let rule = ev.violations.iter().find(|v| v.rule == "live-file-destroyed").expect("the rules judge it as an effect");
+        assert!(rule.why.contains("seen in the overlay"), "{}", rule.why);
+        // The pilot's own file: a warning.
+        let g = graph(vec![seen_by_overlay("file:/tmp/mine")], vec![proc_node(), file("/tmp/mine", None, None)]);
+        let ev = evaluate(&g, &default_policy());
+        assert_eq!(ev.verdict, Verdict::Warn);
+        // One observer required: the rules alone judge it.
+        let lenient = vec![parse("p", "[gate]\nrequired_observers = 1\n").unwrap()];
+        assert_eq!(evaluate(&g, &lenient).verdict, Verdict::Pass);
+        assert!(parse("p", "[gate]\nrequired_observers = 3\n").is_err());
+        // Confirmed by both channels: no blind spot.
+        let both = Edge { seen_by: vec![Channel::Trace, Channel::Overlay], ..edge("write", "file:/tmp/mine", 1, 0) };
+        assert_eq!(evaluate(&graph(vec![both], vec![proc_node(), file("/tmp/mine", None, None)]), &default_policy()).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn an_unseen_process_makes_the_run_incomplete_and_io_uring_is_noted() {
+        let mut g = graph(vec![], vec![proc_node()]);
+        g.complete = false;
+        g.channels = Some(crate::graph::Observed {
+            unseen_processes: vec![crate::graph::channels::UnseenProcess { pid: 9, start_ns: 1, comm: "x".into() }],
+            io_uring: vec!["1 sh".into()],
+            ..Default::default()
+        });
+        let ev = evaluate(&g, &default_policy());
+        assert_eq!(ev.verdict, Verdict::Block);
+        assert_eq!(ev.gate_failures.len(), 1, "{:?}", ev.gate_failures);
+        assert!(ev.gate_failures[0].contains("1 process(es) the trace never saw (9 x)"));
+        assert!(ev.notes[0].starts_with(crate::graph::channels::IO_URING_NOTE));
+    }
+
+    #[test]
     fn traffic_to_a_live_service_warns() {
         let ep = Node { id: "endpoint:inet:127.0.0.1:80".into(), node_type: "endpoint".into(), label: "127.0.0.1:80".into(), component: Some("web".into()), held: Some("listening".into()), ..Default::default() };
         let g = graph(vec![edge("connect", &ep.id, 1, 0)], vec![proc_node(), ep]);

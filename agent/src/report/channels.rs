@@ -42,3 +42,27 @@ pub fn section(out: &mut String, r: &Recorded) {
     }
     out.push_str("</tbody></table></section>\n");
 }
+
+/// The pilot-vs-live section's file channel (fidelity.json `files`).
+pub fn files(out: &mut String, f: &crate::rundir::Fidelity) {
+    let Some(c) = &f.files else { return };
+    let bad = !c.live_not_shown.is_empty();
+    let _ = writeln!(
+        out,
+        "<p id=\"files-channel\" class=\"{}\">The files as the second channel ({} watched, content hashed up to {} MiB): {} agree, <b>{}</b> changed live that the pilot did not show, {} the pilot changed that live did not.</p>",
+        if bad { "bad" } else { "ok" },
+        c.watched,
+        c.hash_limit >> 20,
+        c.agree,
+        c.live_not_shown.len(),
+        c.pilot_not_made.len()
+    );
+    if c.live_not_shown.is_empty() && c.pilot_not_made.is_empty() {
+        return;
+    }
+    out.push_str("<table id=\"files-mismatch\"><thead><tr><th>path</th><th>pilot</th><th>live</th></tr></thead><tbody>\n");
+    for m in c.live_not_shown.iter().chain(&c.pilot_not_made) {
+        let _ = writeln!(out, "<tr class=\"diverges\"><td><code>{}</code></td><td>{}</td><td>{}</td></tr>", esc(&m.path), esc(&m.pilot), esc(&m.live));
+    }
+    out.push_str("</tbody></table>\n");
+}

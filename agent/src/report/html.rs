@@ -438,6 +438,7 @@ fn commit_section(out: &mut String, r: &Recorded) {
         );
     }
     table_end(out, rows.len().min(MAX_ROWS), rows.len());
+    super::channels::files(out, f);
     out.push_str("</section>\n");
 }
 
