@@ -394,3 +394,53 @@ fn fallocate_modes_mappings_msync_times_and_io_uring_setup_are_traced() {
     assert!(u["fd"].as_i64().unwrap() >= 0);
     assert!(events(&run, "write").iter().all(|w| w["path"] != f.as_str()), "the ring's write is no syscall: {}", run.dump());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Commit's second channel: the files, before and after the live run.
+
+/// The pilot touches a live-held file (its times) and writes its own file through io_uring,
+/// by a symlink; before the commit, the symlink is turned to the held file (production moved
+/// on in a way the drift check does not watch), so live the io_uring write lands there. No
+/// trace shows the difference (the same edges both times); the file channel does.
+fn commit_with_flag(flag: bool) -> (Scratch, Value) {
+    let d = Scratch::new();
+    let (live, before) = live_file(&d);
+    let mut holder = hold(&live);
+    let own = d.path().join("work/own.db");
+    fs::create_dir_all(own.parent().unwrap()).unwrap();
+    fs::write(&own, "own").unwrap();
+    let link = d.path().join("work/target.db");
+    std::os::unix::fs::symlink(&own, &link).unwrap();
+    let script = format!("{h} utimens {live}; {h} uring_write {link} URING", h = helper(), live = live.display(), link = link.display());
+    let run = pilot_run(&d, "run", &["sh", "-c", &script]);
+    assert_eq!(run.code(), Some(0), "{}", run.text());
+    assert_eq!(run.verdict()["verdict"], "warn", "the io_uring write to its own file: {}", run.text());
+    if flag {
+        fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&live, &link).unwrap();
+    }
+    let o = Command::new(PILOT).arg("commit").arg(&run.dir).env("PILOT_JOURNAL", d.path().join("journal.jsonl")).stdin(Stdio::null()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_eq!(fs::read(&live).unwrap() != before, flag, "the live run changed the held file only when the link was turned");
+    holder.kill();
+    let f = run.json("fidelity.json");
+    (d, f)
+}
+
+#[test]
+fn a_live_change_the_pilot_did_not_show_puts_the_commit_outside_the_gate() {
+    let (d, f) = commit_with_flag(true);
+    let files = &f["files"];
+    assert_eq!(f["error"], 0.0, "the traces agree: {f:#}");
+    assert_eq!(f["within_gate"], false, "{f:#}");
+    let miss = &files["live_not_shown"][0];
+    assert!(miss["path"].as_str().unwrap().ends_with("live/segment.db") && miss["live"].as_str().unwrap().contains("content changed"), "{f:#}");
+    assert_eq!(files["hash_limit"], 64 << 20);
+    let html = fs::read_to_string(d.path().join("run/report.html")).unwrap();
+    assert!(html.contains("id=\"files-channel\" class=\"bad\"") && html.contains("files-mismatch"), "report.html's pilot-vs-live section");
+    // Control: without the flag the live run does what the pilot showed.
+    let (_d, f) = commit_with_flag(false);
+    assert_eq!(f["within_gate"], true, "{f:#}");
+    assert_eq!(f["files"]["live_not_shown"], serde_json::json!([]), "{f:#}");
+}
