@@ -84,7 +84,10 @@ impl Tracker {
                 let writable = a[2] & sc::PROT_WRITE != 0;
                 if let (false, Some(path)) = (mmap_failed(ret), e.path.clone()) {
                     let m = Mapping { start: ret as u64, len: a[1], path, writable };
-                    self.proc_mut(pid, rec.tid).maps.push(m);
+                    let maps = &mut self.proc_mut(pid, rec.tid).maps;
+                    // A new mapping replaces what was at its addresses (munmap is not traced).
+                    maps.retain(|o| !(o.start < m.start + m.len && m.start < o.start + o.len));
+                    maps.push(m);
                 }
                 // Shared mappings of anonymous fds (an io_uring's rings, a memfd) change no file.
                 if writable && e.path.is_some() {
@@ -97,6 +100,7 @@ impl Tracker {
             }
             sc::MPROTECT => {
                 let (start, end) = (a[0], a[0].saturating_add(a[1]));
+                forget_unmapped(self.proc_mut(pid, rec.tid), start, end);
                 let hits: Vec<(String, u64)> = {
                     let p = self.proc_mut(pid, rec.tid);
                     let mut hits = Vec::new();
@@ -119,6 +123,7 @@ impl Tracker {
             }
             sc::MSYNC => {
                 let (start, end) = (a[0], a[0].saturating_add(a[1]));
+                forget_unmapped(self.proc_mut(pid, rec.tid), start, end);
                 let paths: Vec<String> = self
                     .procs
                     .get(&pid)
@@ -191,6 +196,25 @@ impl Tracker {
             _ => {}
         }
     }
+}
+
+/// munmap is not traced (malloc calls it all the time): before an address range is taken for
+/// a file's mapping, ask /proc what is mapped there now. When something else is (the range
+/// was unmapped and reused, e.g. by malloc's anonymous arenas), forget the old entry. Nothing
+/// mapped there (unmapped since, after the stores), the process gone or /proc unreadable: keep
+/// it, better a write intent too many than one missed.
+fn forget_unmapped(p: &mut super::Process, start: u64, end: u64) {
+    let hit = |m: &Mapping| m.start < end && start < m.start + m.len;
+    if !p.maps.iter().any(hit) {
+        return;
+    }
+    let now = crate::procfs::mappings(p.pid, start, end);
+    if now.is_empty() {
+        return;
+    }
+    // Paths in /proc/PID/maps are as the reader sees them (the sandbox's root may differ):
+    // compare the end of the path.
+    p.maps.retain(|m| !hit(m) || now.iter().any(|f| f.as_deref().is_some_and(|f| f.ends_with(m.path.as_str()) || m.path.ends_with(f))));
 }
 
 #[cfg(test)]
