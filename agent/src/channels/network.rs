@@ -34,10 +34,14 @@ fn of_sink(to: &str) -> String {
     }
 }
 
+/// Per destination, what the sink caught: bytes, the sender it found (pid, start), the live
+/// component there.
+type SinkSide = (u64, Option<(u32, u64)>, Option<String>);
+
 /// Reconcile the sink's record with the traced sends. Returns the blind spots.
 pub fn reconcile(graph: &mut Graph, caught: &[Caught], root: &NodeId) -> Vec<BlindSpot> {
     // Per destination: bytes caught, and who the sink says sent them.
-    let mut sink: BTreeMap<String, (u64, Option<(u32, u64)>, Option<String>)> = BTreeMap::new();
+    let mut sink: BTreeMap<String, SinkSide> = BTreeMap::new();
     for c in caught {
         let Some(to) = c.to.as_deref() else { continue };
         let s = sink.entry(of_sink(to)).or_default();

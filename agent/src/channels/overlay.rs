@@ -24,12 +24,15 @@ impl Seen {
     }
 }
 
+/// The effects an unexplained change stands for: (kind, detail, path).
+type Effects = Vec<(EdgeKind, Option<String>, String)>;
+
 /// Reconcile `changes` with the graph's file effects: mark what both saw, add what only the
 /// overlay saw. Returns the blind spots.
 pub fn reconcile(graph: &mut Graph, changes: &[Change], snap: &Snapshot, root: &NodeId) -> Vec<BlindSpot> {
     let seen = traced_by_path(graph);
     let mut confirmed: Vec<usize> = Vec::new();
-    let mut spots: Vec<(Change, Vec<(EdgeKind, Option<String>, String)>)> = Vec::new();
+    let mut spots: Vec<(Change, Effects)> = Vec::new();
     for c in changes {
         let mut on_path = lookup(&seen, &c.path);
         if let Some(from) = &c.from {
@@ -146,7 +149,7 @@ fn lookup<'a>(seen: &'a HashMap<String, Seen>, path: &str) -> Vec<&'a Seen> {
 
 /// None when the traced effects on the path explain the change; else the effects the change
 /// stands for: (kind, detail, path).
-fn unexplained(c: &Change, traced: &[&Seen]) -> Option<Vec<(EdgeKind, Option<String>, String)>> {
+fn unexplained(c: &Change, traced: &[&Seen]) -> Option<Effects> {
     use EdgeKind::*;
     let has = |k: &[EdgeKind]| traced.iter().any(|s| s.has(k));
     // Gone and made again, or moved over: whatever the overlay shows of it is explained.
