@@ -456,6 +456,7 @@ scenarios! {
     jvm_tool_damages_a_native_service => "jvm-tool-damages-native",
     harm_in_a_daemonized_grandchild => "daemonized-grandchild",
     recovery_fills_a_shared_disk => "recovery-fills-shared-disk",
+    io_uring_compaction_rewrites_a_live_segment => "uring-compaction-rewrites-live-segment",
 }
 
 routine! {

@@ -36,6 +36,8 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         manifest.bytes,
         dir.path().display()
     );
+    // issue 15: the files as the second channel of the live run (no overlay there).
+    let watch = crate::channels::live::Watch::before(&changes, &dir.graph()?);
     eprintln!("pilot: committing `{}` live (verdict {})", intent.argv.join(" "), decision.as_str());
     let trace_args = TraceArgs {
         out: Some(live.path().to_path_buf()),
@@ -50,7 +52,8 @@ pub fn run(args: CommitArgs) -> Result<i32> {
     let manifest = rollback::finish(&dir, manifest, live.graph().ok().as_ref())?;
     let status = status?;
     let max = verdict.evaluation.gate.max_fidelity_error;
-    let fidelity = fidelity::compare(&dir.graph()?, &live.graph()?, dir.path(), max);
+    let mut fidelity = fidelity::compare(&dir.graph()?, &live.graph()?, dir.path(), max);
+    crate::channels::live::judge(&mut fidelity, watch.after());
     dir.write(&fidelity)?;
     eprintln!(
         "pilot: `pilot rollback {}` restores them{}",

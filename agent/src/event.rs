@@ -49,6 +49,20 @@ pub enum Kind {
     Setpriority,
     Setaffinity,
     Setrlimit,
+    // --- issue 15 (channels): effects the first channel learned to see ---
+    /// fallocate, any mode (`flag_names`: FALLOC_FL_PUNCH_HOLE...; `offset`, `bytes`: the range).
+    Fallocate,
+    /// A shared mapping of a file made writable (mmap with PROT_WRITE|MAP_SHARED, or mprotect
+    /// raising one): stores to it reach the file, no write(2) needed. Write intent.
+    Mmap,
+    /// msync of a shared file mapping: its stores written back.
+    Msync,
+    /// FICLONE/FICLONERANGE: `path` (the destination) now shares `path2`'s content.
+    Reflink,
+    /// utimensat, futimesat, utime, utimes: a file's times set.
+    Utime,
+    /// io_uring_setup: operations submitted through the ring are not syscalls the trace sees.
+    IoUring,
 }
 
 impl Kind {
@@ -90,6 +104,12 @@ impl Kind {
             Kind::Setpriority => "setpriority",
             Kind::Setaffinity => "setaffinity",
             Kind::Setrlimit => "setrlimit",
+            Kind::Fallocate => "fallocate",
+            Kind::Mmap => "mmap",
+            Kind::Msync => "msync",
+            Kind::Reflink => "reflink",
+            Kind::Utime => "utime",
+            Kind::IoUring => "io_uring",
         }
     }
 
@@ -166,6 +186,9 @@ pub struct Event {
     pub count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed: Option<u64>,
+    /// fallocate, reflink and mapping ranges: where in the file the range starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// First call aggregated into this event (writes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_ts_ns: Option<u64>,

@@ -199,6 +199,19 @@ pub fn mapped_files(pid: u32) -> Vec<String> {
     out
 }
 
+/// What a process maps in [start, end) now: per mapping, its file (None: anonymous, stack...).
+/// Empty when nothing is mapped there or /proc cannot say.
+pub fn mappings(pid: u32, start: u64, end: u64) -> Vec<Option<String>> {
+    let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else { return Vec::new() };
+    maps.into_iter()
+        .filter(|m| m.address.0 < end && start < m.address.1)
+        .map(|m| match m.pathname {
+            MMapPath::Path(p) => Some(p.to_string_lossy().trim_end_matches(" (deleted)").to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The local port of a process's socket fd, from its network namespace's /proc/net tables
 /// (for listen after bind to port 0).
 pub fn socket_port(pid: u32, fd: i32) -> Option<u16> {

@@ -106,7 +106,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let exited = session::pidfd(child.id());
     lc.session.tracker.seed(crate::tracker::FdTable::of_stdio(&stdio), cwd.display().to_string());
     let root_pid = child.id();
-    let mut rule = Pilot { child, exited, cgroup: &cgroup, timeout, started: Instant::now(), status: None, timed_out: false, supervisor };
+    // issue 15: the cgroup's own account of the pilot's processes, sampled every round.
+    let sampler = crate::channels::process::Sampler::new(cgroup.path.clone());
+    let mut rule = Pilot { child, exited, cgroup: &cgroup, timeout, started: Instant::now(), status: None, timed_out: false, supervisor, sampler };
     {
         let _ran = tracing::debug_span!("phase", name = "pilot ran").entered();
         lc.poll_until(&mut rule)?;
@@ -116,6 +118,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let supervised = rule.supervisor.take().map(|s| s.stop());
     let supervised_stats = supervised.as_ref().map(|(_, stats)| stats.clone());
     sandbox::supervisor::deliver(supervised.map(|(rest, _)| rest), &mut lc.session);
+    rule.sampler.sample(&lc.session.tracker);
     lc.drain()?;
     let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
     if pilot_exit == sandbox::EXIT_SETUP_FAILED {
@@ -132,7 +135,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         started_at: lc.started_at,
         started: lc.started,
     };
-    let finished = lc.finish(traced, &snapshot)?;
+    let mut finished = lc.finish(traced, &snapshot)?;
+    let unseen_processes = rule.sampler.unseen(&finished.session.tracker);
     drop(summarizing);
     let lost = finished.lost;
     // Detaching waits for RCU grace periods (tens of ms): let it overlap the work below.
@@ -148,10 +152,22 @@ pub fn run(args: RunArgs) -> Result<i32> {
     drop(stopping);
 
     let judging = tracing::debug_span!("phase", name = "graph, diff, verdict and journal").entered();
-    let mut graph = finished.graph;
+    let mut graph = std::mem::take(&mut finished.graph);
     crate::graph::rpc::add(&mut graph, &caught);
-    crate::session::write_graph(&out, &graph)?;
     let changes = diff::compute(dir.path()).context("reading the overlay's changes")?;
+    // issue 15: the overlay, the sink and the cgroup against the trace; summary.json again,
+    // now with the blind spots.
+    let observers = crate::channels::Observers {
+        changes: &changes.changes,
+        caught: &caught,
+        unseen_processes,
+        snapshot: &snapshot,
+        root_pid: Some(root_pid),
+    };
+    let observed = crate::channels::reconcile(&mut graph, observers);
+    finished.summary.add_observed(&observed);
+    dir.write(&finished.summary)?;
+    crate::session::write_graph(&out, &graph)?;
     dir.write(&changes)?;
     let evaluation = policy::eval::evaluate(&graph, &policies);
     let verdict = Verdict {
@@ -173,6 +189,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     eprint!("{}", finished.session.account.render(&finished.session.tracker, &finished.summary.headline()));
     eprint!("{}", diff::render::text(&changes));
+    eprint!("{}", crate::channels::render(&observed));
     if !caught.is_empty() {
         eprintln!("network caught by the sink: {} connection(s)/source(s), {} bytes", caught.len(), caught.iter().map(|c| c.bytes).sum::<u64>());
         eprint!("{}", crate::sink::render(&caught));
@@ -235,6 +252,8 @@ struct Pilot<'a> {
     timed_out: bool,
     /// Issue 16: the sandbox's supervisor, while the pilot runs.
     supervisor: Option<sandbox::supervisor::Supervisor>,
+    /// Issue 15: the cgroup's own account of the pilot's processes.
+    sampler: crate::channels::process::Sampler,
 }
 
 impl StopRule for Pilot<'_> {
@@ -247,7 +266,8 @@ impl StopRule for Pilot<'_> {
         if self.status.is_none() { session::wake_fd(&self.exited) } else { None }
     }
 
-    fn done(&mut self, probes: &mut Probes, _session: &mut Session) -> Result<bool> {
+    fn done(&mut self, probes: &mut Probes, session: &mut Session) -> Result<bool> {
+        self.sampler.sample(&session.tracker);
         if self.status.is_none() {
             if let Some(s) = self.child.try_wait()? {
                 self.status = Some(s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)));

@@ -30,7 +30,29 @@ pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
         .into());
     }
     let changes = compute(&args.dir)?;
-    print!("{}", if args.json { render::json(&changes) } else { render::text(&changes) });
+    // issue 15: the blind spots the run found (graph.json), after the changes.
+    let observed = crate::rundir::RunDir::at(&args.dir).graph().ok().and_then(|g| g.channels);
+    if args.json {
+        match &observed {
+            // changes.json's fields, and the blind spots (an additional field).
+            Some(o) => {
+                #[derive(serde::Serialize)]
+                struct WithBlindSpots<'a> {
+                    #[serde(flatten)]
+                    changes: &'a Changes,
+                    blind_spots: crate::graph::BlindSpots,
+                }
+                let v = WithBlindSpots { changes: &changes, blind_spots: o.summary() };
+                println!("{}", serde_json::to_string_pretty(&v).expect("changes serialize"));
+            }
+            None => print!("{}", render::json(&changes)),
+        }
+    } else {
+        print!("{}", render::text(&changes));
+        if let Some(o) = &observed {
+            print!("{}", crate::channels::render(o));
+        }
+    }
     Ok(0)
 }
 

@@ -44,6 +44,8 @@ pub struct Builder {
     group_signals: Vec<(Event, u64, u32)>,
     /// Reused to build endpoint keys.
     scratch: String,
+    /// issue 15: processes that set up io_uring (`pid comm`).
+    io_uring: Vec<String>,
 }
 
 /// The target of one effect of an event, found before the event's own process node is added
@@ -108,6 +110,20 @@ impl Builder {
                 let detail = e.path2.as_ref().map(|t| format!("-> {t}"));
                 self.file_effect(&mut effects, EdgeKind::Symlink, e.path.as_deref(), detail)
             }
+            // issue 15: what changes a file without write(2).
+            Kind::Fallocate => {
+                let mode = e.flags.unwrap_or(0);
+                let kind = if mode & crate::tracker::FALLOC_DESTROYS != 0 { EdgeKind::Truncate } else { EdgeKind::Write };
+                let detail = format!("fallocate {}", e.flag_names.as_deref().unwrap_or(""));
+                self.file_effect(&mut effects, kind, e.path.as_deref(), Some(detail))
+            }
+            Kind::Mmap => self.file_effect(&mut effects, EdgeKind::Write, e.path.as_deref(), Some("shared writable mapping".into())),
+            Kind::Msync => self.file_effect(&mut effects, EdgeKind::Write, e.path.as_deref(), Some("msync".into())),
+            Kind::Reflink => {
+                let detail = format!("reflink <- {}", e.path2.as_deref().unwrap_or("?"));
+                self.file_effect(&mut effects, EdgeKind::Write, e.path.as_deref(), Some(detail))
+            }
+            Kind::Utime => self.file_effect(&mut effects, EdgeKind::Utime, e.path.as_deref(), None),
             Kind::Connect => self.endpoint_effect(&mut effects, e, EdgeKind::Connect),
             Kind::Send => self.endpoint_effect(&mut effects, e, EdgeKind::Send),
             Kind::Bind => self.endpoint_effect(&mut effects, e, EdgeKind::Bind),
@@ -118,6 +134,12 @@ impl Builder {
             Kind::SignalGenerated => self.generated.push((e.clone(), seq)),
             // Issue 16: changes to the host and to live processes.
             k if k.is_change() => self.host_effect(&mut effects, e),
+            Kind::IoUring if e.ret >= 0 => {
+                let who = format!("{} {}", e.pid, e.comm);
+                if !self.io_uring.contains(&who) {
+                    self.io_uring.push(who);
+                }
+            }
             _ => {}
         }
         let from = match self.procs.get(&(e.pid, e.start_ns)) {
@@ -176,6 +198,7 @@ impl Builder {
             components: snap.components.clone(),
             filesystems: snap.filesystems.clone(),
             local_addrs: snap.local.iter().map(|a| a.to_string()).collect(),
+            channels: (!self.io_uring.is_empty()).then(|| super::Observed { io_uring: std::mem::take(&mut self.io_uring), ..Default::default() }),
             ..Default::default()
         }
     }
@@ -360,7 +383,10 @@ impl Builder {
         let failed = e.failed.unwrap_or(if e.ret < 0 && e.ret != EINPROGRESS { calls } else { 0 });
         edge.count += calls;
         edge.failed += failed;
-        edge.bytes += e.bytes.filter(|_| matches!(kind, EdgeKind::Write | EdgeKind::Send)).unwrap_or(0);
+        // Bytes written or sent; a fallocate's allocation fills the disk like a write. A
+        // mapping's or a reflink's length is no bytes written.
+        let counts_bytes = matches!(kind, EdgeKind::Write | EdgeKind::Send) && !matches!(e.kind, Kind::Mmap | Kind::Msync | Kind::Reflink);
+        edge.bytes += e.bytes.filter(|_| counts_bytes).unwrap_or(0);
         edge.first_ts_ns = edge.first_ts_ns.min(e.first_ts_ns.unwrap_or(e.ts_ns));
         edge.last_ts_ns = edge.last_ts_ns.max(e.ts_ns);
         if edge.events.len() < EVIDENCE_MAX {

@@ -80,6 +80,9 @@ pub enum EdgeKind {
     Chmod,
     Chown,
     Xattr,
+    /// A file's times set (utimensat...): no data changed, but backups, `make` and rotation
+    /// by age read them (issue 15).
+    Utime,
     Link,
     Symlink,
     Create,
@@ -97,7 +100,7 @@ pub enum EdgeKind {
 
 impl EdgeKind {
     /// Every kind, in severity order.
-    pub const ALL: [EdgeKind; 32] = [
+    pub const ALL: [EdgeKind; 33] = [
         EdgeKind::Unlink,
         EdgeKind::Rmdir,
         EdgeKind::Rename,
@@ -119,6 +122,7 @@ impl EdgeKind {
         EdgeKind::Chmod,
         EdgeKind::Chown,
         EdgeKind::Xattr,
+        EdgeKind::Utime,
         EdgeKind::Link,
         EdgeKind::Symlink,
         EdgeKind::Create,
@@ -155,6 +159,7 @@ impl EdgeKind {
             EdgeKind::Chmod => "chmod",
             EdgeKind::Chown => "chown",
             EdgeKind::Xattr => "xattr",
+            EdgeKind::Utime => "utime",
             EdgeKind::Link => "link",
             EdgeKind::Symlink => "symlink",
             EdgeKind::Create => "create",

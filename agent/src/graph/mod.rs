@@ -5,6 +5,7 @@
 //!
 //! `graph.json` (schema `pilot.effect-graph/v1`) is a contract; `render` has the other views.
 mod build;
+pub mod channels;
 mod kinds;
 mod host;
 pub mod render;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::snapshot::{Component, LogRole, Signals, filesystems::Filesystem};
 pub use crate::snapshot::Hold;
 pub use build::Builder;
+pub use channels::{BlindSpot, BlindSpots, Channel, Observed};
 pub use kinds::{EdgeKind, NodeId, NodeKind};
 
 pub mod merge;
@@ -51,6 +53,9 @@ pub struct Graph {
     /// Merged graphs (v2): the graphs it was joined from, one per host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostGraph>,
+    /// issue 15: what the overlay, the sink and the cgroup saw beside the trace (`pilot run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Observed>,
     /// Node id -> position in `nodes`, for `node()`; built when first needed (reset it after
     /// changing `nodes`).
     #[serde(skip)]
@@ -160,6 +165,18 @@ pub struct Edge {
     /// request by request, or marked opaque), so it needs no look of its own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub via_sink: bool,
+    /// issue 15: the channels that saw this effect (`pilot run`): `["trace", "overlay"]` when
+    /// the overlay confirms a traced change, `["overlay"]` for a blind spot of the trace.
+    /// Absent: the trace alone (`pilot trace`, and effects no second channel watches).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen_by: Vec<Channel>,
+}
+
+impl Edge {
+    /// Seen by a second channel and by no traced syscall.
+    pub fn blind_spot(&self) -> bool {
+        !self.seen_by.is_empty() && !self.seen_by.contains(&Channel::Trace)
+    }
 }
 
 impl Edge {

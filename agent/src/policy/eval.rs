@@ -19,6 +19,7 @@ use crate::{
     graph::{Edge, EdgeKind, Graph, Hold, Node, NodeId, NodeKind, TRACED},
     snapshot::LogRole,
 };
+use crate::graph::Channel;
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +57,10 @@ pub struct Violation {
     pub edges: Vec<[String; 3]>,
     /// Line numbers in events.jsonl of the evidence events.
     pub events: Vec<u64>,
+    /// issue 15: the channels that saw its effects, when a second channel watched them
+    /// (`["overlay"]`: seen in the overlay, no syscall traced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<Channel>,
 }
 
 /// An effect recognized as part of a routine operation (policy/routine.rs): rules that say
@@ -100,6 +105,9 @@ pub struct Evaluation {
     /// Effects recognized as routine operations (absent in verdicts from before).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routines: Vec<RoutineNote>,
+    /// issue 15: what the verdict must say although no rule judges it (io_uring in use).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -108,11 +116,25 @@ pub struct GateValues {
     pub min_containment: f64,
     pub max_fidelity_error: f64,
     pub require_complete: bool,
+    /// issue 15: channels that must have seen a change (see `policy::Gate`).
+    #[serde(default = "two")]
+    pub required_observers: u8,
 }
+
+fn two() -> u8 {
+    REQUIRED_OBSERVERS
+}
+
+/// The default of `required_observers`: the trace and the observer that saw the change.
+pub const REQUIRED_OBSERVERS: u8 = 2;
+
+/// The built-in rule blind spots violate (from the gate's `required_observers`).
+pub const BLIND_SPOT_RULE: &str = "blind-spot";
 
 /// Gate values of several policies together: the strictest of each.
 pub fn gate_of(policies: &[Loaded]) -> GateValues {
-    let mut g = GateValues { max_risk: 1.0, min_containment: 0.0, max_fidelity_error: 1.0, require_complete: true };
+    let mut g = GateValues { max_risk: 1.0, min_containment: 0.0, max_fidelity_error: 1.0, require_complete: true, required_observers: REQUIRED_OBSERVERS };
+    let mut observers: Option<u8> = None;
     let mut any_complete_setting = false;
     let mut require = false;
     for p in policies {
@@ -130,7 +152,13 @@ pub fn gate_of(policies: &[Loaded]) -> GateValues {
                 any_complete_setting = true;
                 require |= v;
             }
+            if let Some(v) = gate.required_observers {
+                observers = Some(observers.map_or(v, |o| o.max(v)));
+            }
         }
+    }
+    if let Some(v) = observers {
+        g.required_observers = v;
     }
     if any_complete_setting {
         g.require_complete = require;
@@ -299,6 +327,7 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
             }
         }
     }
+    violations.extend(blind_spots(graph, &ctx, &nodes, gate_of(policies).required_observers));
     let risk = risk_of(&violations);
     let total = component_count(graph, policies);
     let containment = if total == 0 { 1.0 } else { 1.0 - affected.len() as f64 / total as f64 };
@@ -310,8 +339,23 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
     if containment < gate.min_containment {
         gate_failures.push(format!("containment {containment:.2} is under the gate's min_containment {:.2}", gate.min_containment));
     }
+    let unseen = graph.channels.as_ref().map_or(&[][..], |c| &c.unseen_processes[..]);
     if gate.require_complete && !graph.complete {
-        gate_failures.push(format!("the trace lost {} events: what the pilot did is not fully known", graph.lost_events));
+        if graph.lost_events > 0 || unseen.is_empty() {
+            gate_failures.push(format!("the trace lost {} events: what the pilot did is not fully known", graph.lost_events));
+        }
+        if !unseen.is_empty() {
+            let who: Vec<String> = unseen.iter().map(|p| format!("{} {}", p.pid, p.comm)).collect();
+            gate_failures.push(format!(
+                "the pilot cgroup had {} process(es) the trace never saw ({}): what they did is not known",
+                unseen.len(),
+                who.join(", ")
+            ));
+        }
+    }
+    let mut notes = Vec::new();
+    if let Some(c) = graph.channels.as_ref().filter(|c| !c.io_uring.is_empty()) {
+        notes.push(format!("{} ({})", crate::graph::channels::IO_URING_NOTE, c.io_uring.join(", ")));
     }
     let unjudged = super::rpc::unjudged(graph);
     let verdict = if !gate_failures.is_empty() || violations.iter().any(|v| v.action == Action::Block) {
@@ -333,12 +377,13 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
         unjudged,
         gate,
         policies: policies.iter().map(Loaded::reference).collect(),
-        routines: notes(graph, &routines),
+        routines: routine_notes(graph, &routines),
+        notes,
     }
 }
 
 /// The recognized routine edges, in the graph's order.
-fn notes(graph: &Graph, routines: &HashMap<usize, Recognized>) -> Vec<RoutineNote> {
+fn routine_notes(graph: &Graph, routines: &HashMap<usize, Recognized>) -> Vec<RoutineNote> {
     let mut out: Vec<(usize, RoutineNote)> = routines
         .iter()
         .map(|(i, r)| {
@@ -349,6 +394,56 @@ fn notes(graph: &Graph, routines: &HashMap<usize, Recognized>) -> Vec<RoutineNot
         .collect();
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, n)| n).collect()
+}
+
+/// issue 15: effects only a second channel saw, when the gate requires two. On anything a
+/// live component holds (a file it has open, maps or keeps in its data directory, an endpoint
+/// it listens on) the change is blocked: the trace cannot say what else such a path did, and
+/// a commit would make it live. Elsewhere (the pilot's own files) it is a warning.
+fn blind_spots(graph: &Graph, ctx: &Ctx, nodes: &HashMap<&NodeId, &Node>, required: u8) -> Vec<Violation> {
+    if required < 2 {
+        return Vec::new();
+    }
+    let mut by_target: BTreeMap<String, (&NodeId, Tally)> = BTreeMap::new();
+    for e in graph.edges.iter().filter(|e| e.blind_spot()) {
+        let Some(target) = nodes.get(&e.to) else { continue };
+        if effective(e, target) == 0 {
+            continue;
+        }
+        let (_, t) = by_target.entry(e.to.to_string()).or_insert((&e.to, Tally::default()));
+        t.count += effective(e, target);
+        t.bytes += e.bytes;
+        t.kinds.insert(e.kind.as_str());
+        t.edges.push(e);
+    }
+    by_target
+        .into_values()
+        .map(|(id, t)| {
+            let target = nodes[id];
+            let live = ctx.other(ctx.component(id));
+            let rule = Rule {
+                id: BLIND_SPOT_RULE.into(),
+                effects: Vec::new(),
+                target: "@held".into(),
+                max_count: None,
+                max_bytes: None,
+                max_rate: None,
+                max_fill: None,
+                protocols: Vec::new(),
+                operations: Vec::new(),
+                resources: Vec::new(),
+                access: Vec::new(),
+                categories: Vec::new(),
+                dispositions: Vec::new(),
+                unseen_by_sink: false,
+                when: Vec::new(),
+                unless: Vec::new(),
+                action: if live { Action::Block } else { Action::Warn },
+                severity: if live { 0.9 } else { 0.2 },
+            };
+            violation(&rule, target, ctx, &t, nodes, String::new())
+        })
+        .collect()
 }
 
 /// None: within limits. Some(text): what was exceeded.
@@ -407,6 +502,16 @@ fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &HashMap<&
     if let Some(like) = &target.like {
         why.push_str(&format!("; it holds {like} open there: it reads files named like it"));
     }
+    // issue 15: which channel saw it, and the evidence when the trace did not.
+    let mut channels: Vec<Channel> = t.edges.iter().flat_map(|e| e.seen_by.iter().copied()).collect();
+    channels.sort();
+    channels.dedup();
+    let mut blind: Vec<&'static str> = t.edges.iter().filter(|e| e.blind_spot()).flat_map(|e| e.seen_by.iter().map(|c| c.evidence())).collect();
+    blind.sort();
+    blind.dedup();
+    if !blind.is_empty() {
+        why.push_str(&format!("; {}", blind.join("; ")));
+    }
     let mut events: Vec<u64> = t.edges.iter().flat_map(|e| e.events.iter().copied()).collect();
     events.sort();
     events.dedup();
@@ -423,6 +528,7 @@ fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &HashMap<&
         why,
         edges: t.edges.iter().map(|e| [e.from.to_string(), e.kind.as_str().to_string(), e.to.to_string()]).collect(),
         events,
+        channels,
     }
 }
 
@@ -729,6 +835,46 @@ severity = 0.5
         let mut g = graph(vec![edge("write", "file:/db/data", 1, 0)], vec![proc_node(), file("/db/data", Some("db"), Some("data-dir"))]);
         g.components[0].data_dirs.insert("/db/data".into());
         assert_eq!(evaluate(&g, &default_policy()).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn blind_spots_block_on_live_targets_and_warn_elsewhere() {
+        let seen_by_overlay = |to: &str| Edge { seen_by: vec![Channel::Overlay], events: vec![], ..edge("write", to, 1, 0) };
+        let g = graph(vec![seen_by_overlay("file:/db/data")], vec![proc_node(), file("/db/data", Some("db"), Some("open-for-write"))]);
+        let ev = evaluate(&g, &default_policy());
+        assert_eq!(ev.verdict, Verdict::Block);
+        let v = ev.violations.iter().find(|v| v.rule == BLIND_SPOT_RULE).expect("a blind-spot violation");
+        assert_eq!((v.action, v.channels.as_slice()), (Action::Block, &[Channel::Overlay][..]));
+        assert!(v.why.contains("seen in the overlay, no syscall traced"), "{}", v.why);
+        let rule = ev.violations.iter().find(|v| v.rule == "live-file-destroyed").expect("the rules judge it as an effect");
+        assert!(rule.why.contains("seen in the overlay"), "{}", rule.why);
+        // The pilot's own file: a warning.
+        let g = graph(vec![seen_by_overlay("file:/tmp/mine")], vec![proc_node(), file("/tmp/mine", None, None)]);
+        let ev = evaluate(&g, &default_policy());
+        assert_eq!(ev.verdict, Verdict::Warn);
+        // One observer required: the rules alone judge it.
+        let lenient = vec![parse("p", "[gate]\nrequired_observers = 1\n").unwrap()];
+        assert_eq!(evaluate(&g, &lenient).verdict, Verdict::Pass);
+        assert!(parse("p", "[gate]\nrequired_observers = 3\n").is_err());
+        // Confirmed by both channels: no blind spot.
+        let both = Edge { seen_by: vec![Channel::Trace, Channel::Overlay], ..edge("write", "file:/tmp/mine", 1, 0) };
+        assert_eq!(evaluate(&graph(vec![both], vec![proc_node(), file("/tmp/mine", None, None)]), &default_policy()).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn an_unseen_process_makes_the_run_incomplete_and_io_uring_is_noted() {
+        let mut g = graph(vec![], vec![proc_node()]);
+        g.complete = false;
+        g.channels = Some(crate::graph::Observed {
+            unseen_processes: vec![crate::graph::channels::UnseenProcess { pid: 9, start_ns: 1, comm: "x".into() }],
+            io_uring: vec!["1 sh".into()],
+            ..Default::default()
+        });
+        let ev = evaluate(&g, &default_policy());
+        assert_eq!(ev.verdict, Verdict::Block);
+        assert_eq!(ev.gate_failures.len(), 1, "{:?}", ev.gate_failures);
+        assert!(ev.gate_failures[0].contains("1 process(es) the trace never saw (9 x)"));
+        assert!(ev.notes[0].starts_with(crate::graph::channels::IO_URING_NOTE));
     }
 
     #[test]

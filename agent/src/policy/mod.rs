@@ -186,6 +186,13 @@ pub struct Gate {
     /// Every policy used must be signed (`pilot policy sign`) by one of these keys.
     #[serde(default)]
     pub policy_signers: Option<Vec<String>>,
+    /// issue 15 (the essay's dual-channel verification): how many channels must have seen a
+    /// change for it to count as known (default 2: the trace and the out-of-band observer that
+    /// saw it). A change only the overlay, the sink or the cgroup saw is then a `blind-spot`
+    /// violation: blocked on anything a live component holds, a warning elsewhere. 1: a
+    /// blind spot is judged by the rules alone, like any effect.
+    #[serde(default)]
+    pub required_observers: Option<u8>,
 }
 
 /// `version = 3` or `version = "2026.05-2"`: kept as text.
@@ -312,6 +319,12 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
                 }
             }
         }
+        if let Some(n) = g.required_observers.filter(|n| !(1..=2).contains(n)) {
+            return Err(UsageError::new(format!(
+                "{source}:{}: gate.required_observers must be 1 (one channel suffices) or 2 (the trace and an observer), not {n}",
+                line_of("required_observers")
+            )));
+        }
         crate::governance::validate_gate(source, g).map_err(|(key, e)| UsageError::new(format!("{source}:{}: gate.{key}: {e}", line_of(key))))?;
     }
     Ok(())
@@ -394,7 +407,14 @@ pub fn render(ev: &eval::Evaluation) -> String {
     for v in &ev.violations {
         let action = v.action.as_str();
         let events: Vec<String> = v.events.iter().map(u64::to_string).collect();
-        let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [events.jsonl lines {}]", v.rule, v.severity, v.why, events.join(","));
+        // issue 15: a blind spot has no syscall behind it, only the channel that saw it.
+        let names: Vec<&str> = v.channels.iter().map(|c| c.as_str()).collect();
+        let evidence = match (events.is_empty(), names.is_empty()) {
+            (true, false) => format!("seen by: {}", names.join(", ")),
+            (false, false) => format!("events.jsonl lines {}; seen by: {}", events.join(","), names.join(", ")),
+            _ => format!("events.jsonl lines {}", events.join(",")),
+        };
+        let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [{evidence}]", v.rule, v.severity, v.why);
     }
     for r in &ev.routines {
         let events: Vec<String> = r.events.iter().map(u64::to_string).collect();
@@ -402,6 +422,9 @@ pub fn render(ev: &eval::Evaluation) -> String {
     }
     for g in &ev.gate_failures {
         let _ = writeln!(out, "  [gate] {g}");
+    }
+    for n in &ev.notes {
+        let _ = writeln!(out, "  [note] {n}");
     }
     let sources: Vec<String> = ev
         .policies

@@ -54,11 +54,12 @@ pub fn page(r: &Recorded, drawing: &Drawing, marks: &Marks) -> String {
         esc(verdict)
     );
     header(&mut out, r, verdict, &command, marks);
-    out.push_str("<nav><a href=\"#intent\">intent</a> <a href=\"#graph\">effect graph</a> <a href=\"#evidence\">evidence</a> <a href=\"#changes\">file changes</a> <a href=\"#network\">network</a> <a href=\"#commit\">pilot vs live</a> <a href=\"#decision\">decision</a> <a href=\"#journal\">journal</a></nav>\n<main>\n");
+    out.push_str("<nav><a href=\"#intent\">intent</a> <a href=\"#graph\">effect graph</a> <a href=\"#evidence\">evidence</a> <a href=\"#changes\">file changes</a> <a href=\"#blind-spots\">blind spots</a> <a href=\"#network\">network</a> <a href=\"#commit\">pilot vs live</a> <a href=\"#decision\">decision</a> <a href=\"#journal\">journal</a></nav>\n<main>\n");
     intent(&mut out, r);
     graph(&mut out, r, drawing, marks);
     evidence(&mut out, r);
     changes(&mut out, r);
+    super::channels::section(&mut out, r);
     network(&mut out, r);
     commit_section(&mut out, r);
     super::signed::section(&mut out, &r.signed);
@@ -465,6 +466,7 @@ fn commit_section(out: &mut String, r: &Recorded) {
         );
     }
     table_end(out, rows.len().min(MAX_ROWS), rows.len());
+    super::channels::files(out, f);
     out.push_str("</section>\n");
 }
 

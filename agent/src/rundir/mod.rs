@@ -46,7 +46,7 @@ pub use decision::{APPROVAL_SCHEMA, Approval, ApprovalBody, DECISION_SCHEMA, Dec
 pub use drift::{DRIFT_SCHEMA, Drift, DriftItem};
 pub use rollback::{Entry as RollbackEntry, Manifest, RESTORED_SCHEMA, ROLLBACK_SCHEMA, Restored};
 pub use snapshot::{HostSnapshot, SNAPSHOT_SCHEMA, Target};
-pub use fidelity::{Divergence, FIDELITY_SCHEMA, Fidelity};
+pub use fidelity::{Divergence, FIDELITY_SCHEMA, FileChannel, FileMismatch, Fidelity};
 pub use intent::{INTENT_SCHEMA, Intent};
 pub use sink::{Access, Caught, Category, Disposition, Rpc, SinkLog};
 pub use summary::{SUMMARY_SCHEMA, Summary};

@@ -92,6 +92,8 @@ impl Session {
             complete: lost == 0 && counts.decode_errors == 0,
             ringbuf_bytes: self.ring.0,
             ringbuf_peak_bytes: self.ring.1,
+            blind_spots: None,
+            io_uring: None,
         }
     }
 

@@ -10,6 +10,7 @@
 //! emitted before the record of whatever changes that fd (close, dup2 over it, reuse).
 mod fds;
 mod file;
+mod mapped;
 mod net;
 mod paths;
 mod process;
@@ -27,6 +28,7 @@ use crate::{
     procfs,
 };
 pub use fds::{Fd, FdTable, Target};
+pub use mapped::{FALLOC_DESTROYS, Mapping};
 
 const AT_FDCWD: i64 = -100;
 
@@ -46,6 +48,8 @@ pub struct Process {
     pub alive: bool,
     pub exit_code: Option<i64>,
     pub exit_signal: Option<i64>,
+    /// Shared mappings of files (issue 15): what an mprotect or msync on an address names.
+    pub maps: Vec<mapped::Mapping>,
 }
 
 impl Process {
@@ -66,6 +70,7 @@ impl Process {
             alive: true,
             exit_code: None,
             exit_signal: None,
+            maps: Vec::new(),
         }
     }
 }
@@ -223,6 +228,7 @@ impl Tracker {
             sc::KILL | sc::TKILL | sc::TGKILL | sc::PIDFD_SEND_SIGNAL => self.kill(rec, s, out),
             sc::EXECVE | sc::EXECVEAT => self.exec_failed(rec, out),
             n if host::recorded(n) => self.host_change(rec, s, out),
+            n if mapped::handles(n) => self.mapped_syscall(rec, s, out),
             _ => {
                 if !self.file_syscall(rec, s, out) {
                     self.counts.decode_errors += 1;

@@ -64,6 +64,7 @@ impl Tracker {
         p.argv = argv.clone();
         p.comm = decode::text(&rec.comm);
         p.fds.close_on_exec();
+        p.maps.clear();
         e.path = Some(filename);
         e.argv = Some(argv);
         out.push(e);
