@@ -301,3 +301,182 @@ fn http_reads_pass_and_mutations_are_blocked() {
     h.curl(&["-X", "DELETE", &url]);
     assert_eq!(h.curl(&[&url]), "no such key\n", "control: DELETE deletes");
 }
+
+// ----------------------------------------------------------------------------------- etcd
+
+use servers::{Etcd, ZK_JVM, ZooKeeper};
+
+fn etcdctl(e: &Etcd, args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec!["env".into(), "ETCDCTL_API=3".into(), "/usr/bin/etcdctl".into(), format!("--endpoints={}", e.endpoints()), "--dial-timeout=5s".into(), "--command-timeout=10s".into()];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_etcdctl(e: &Etcd, args: &[&str]) -> Outcome {
+    let argv = etcdctl(e, args);
+    pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[])
+}
+
+/// The component a blocking violation names (the server as the snapshot names it).
+fn blocked_component(run: &Outcome) -> String {
+    let v = run.json("verdict.json");
+    v["violations"].as_array().into_iter().flatten().find(|x| x["action"] == "block").and_then(|x| x["component"].as_str()).unwrap_or("").to_string()
+}
+
+#[test]
+fn etcd_reads_pass_and_print_live_values() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-read"));
+    e.ctl(&["put", &key, "live-value"]);
+    let run = run_etcdctl(e, &["get", &key]);
+    run.assert_passed();
+    assert!(run.stdout.contains("live-value"), "etcdctl get did not print the live value\n{}", run.dump());
+    let run = run_etcdctl(e, &["member", "list"]);
+    run.assert_passed();
+    for name in &e.names {
+        assert!(run.stdout.contains(name.as_str()), "member list does not name {name}\n{}", run.dump());
+    }
+    let run = run_etcdctl(e, &["endpoint", "status", "-w", "table"]);
+    run.assert_passed();
+    assert!(run.stdout.contains("3.4."), "endpoint status shows the live version\n{}", run.dump());
+    let run = run_etcdctl(e, &["alarm", "list"]);
+    run.assert_passed();
+    let sink = run.json("sink.json").to_string();
+    assert!(sink.contains("\"Alarm GET\"") && sink.contains("\"forwarded\""), "{}", run.dump());
+}
+
+#[test]
+fn etcd_mutations_are_blocked_and_production_unchanged() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-put"));
+    e.ctl(&["put", &key, "old"]);
+    let run = run_etcdctl(e, &["put", &key, "new"]);
+    assert!(run.stdout.contains("OK"), "etcdctl put went on as live\n{}", run.dump());
+    let component = blocked_component(&run);
+    assert!(component.starts_with("etcd"), "the etcd member's component\n{}", run.dump());
+    run.assert_blocked(&component, "Put", &key);
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("old"), "LEAK: Put reached production");
+
+    // A keyspace wipe from an empty prefix variable: `etcdctl del --prefix "$APP"`.
+    let run = pilot(&["sh", "-c", &format!("APP=; {} del --prefix \"$APP\"", etcdctl(e, &[]).join(" "))], None, &[]);
+    run.assert_blocked(&blocked_component(&run), "DeleteRange", "*");
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("old"), "LEAK: the wipe reached production");
+    let deleted: u64 = run.stdout.trim().parse().unwrap_or(0);
+    assert!(deleted >= 1, "etcdctl del printed how many keys it would have deleted\n{}", run.dump());
+
+    // Membership: removing a member is captured (answered with the members left).
+    let id = e.member_id(2);
+    let run = run_etcdctl(e, &["member", "remove", &id]);
+    assert!(run.stdout.contains("removed from cluster"), "{}", run.dump());
+    run.assert_blocked(&blocked_component(&run), "MemberRemove", &id);
+    assert!(e.ctl(&["member", "list"]).contains(&e.names[2]), "LEAK: MemberRemove reached production");
+
+    for (args, op) in [(vec!["defrag"], "Defragment"), (vec!["alarm", "disarm"], "Alarm"), (vec!["lease", "grant", "60"], "LeaseGrant"), (vec!["compaction", "1"], "Compact")] {
+        let run = run_etcdctl(e, &args);
+        assert_eq!(run.code, 3, "{op}: blocked\n{}", run.dump());
+        assert!(run.json("verdict.json")["violations"].to_string().contains(op), "{op} in the violations\n{}", run.dump());
+    }
+
+    // Controls: without pilot the same commands change production.
+    e.ctl(&["put", &key, "new"]);
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("new"), "control: put writes");
+    e.ctl(&["del", &key]);
+    assert!(!e.ctl(&["get", &key, "--print-value-only"]).contains("new"), "control: del deletes");
+}
+
+/// A member remove really shrinks a cluster (the control of the captured one above), on a
+/// cluster of its own.
+#[test]
+fn etcd_member_remove_really_removes_without_pilot() {
+    let e = Etcd::start("etcd-members", 3, &[]);
+    let id = e.member_id(2);
+    // The cluster refuses to remove members until every one has been connected for 5 s.
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while !e.ctl(&["member", "remove", &id]).contains("removed") && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(!e.ctl(&["member", "list"]).contains(&e.names[2]), "control: member remove removes");
+}
+
+#[test]
+fn etcd_reads_after_a_captured_write_see_it() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-shadow"));
+    e.ctl(&["put", &key, "old"]);
+    let ctl = etcdctl(e, &[]).join(" ");
+    let script = format!("{ctl} put {key} new >/dev/null; {ctl} get {key} --print-value-only; {ctl} del {key} >/dev/null; {ctl} get {key} --print-value-only; echo end");
+    let run = pilot(&["sh", "-c", &script], None, &[]);
+    assert_eq!(run.code, 3, "{}", run.dump());
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines, ["new", "end"], "reads in the pilot see its writes and deletes\n{}", run.dump());
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("old"), "LEAK: Put reached production");
+    assert!(run.json("sink.json").to_string().contains("\"shadowed\""), "{}", run.dump());
+}
+
+// ------------------------------------------------------------------------------ ZooKeeper
+
+fn zkcli(z: &ZooKeeper, i: usize, args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec!["env".into(), format!("CLIENT_JVMFLAGS={ZK_JVM}"), "/usr/share/zookeeper/bin/zkCli.sh".into(), "-server".into(), z.server(i)];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_zkcli(z: &ZooKeeper, i: usize, args: &[&str]) -> Outcome {
+    let argv = zkcli(z, i, args);
+    pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[])
+}
+
+#[test]
+fn zookeeper_reads_pass_and_print_live_values() {
+    let z = ZooKeeper::shared();
+    let path = format!("/{}", unique("zk-read"));
+    z.cli(0, &["create", &path, "live-data"]);
+    let run = run_zkcli(z, 1, &["get", &path]);
+    run.assert_passed();
+    assert!(run.stdout.contains("live-data"), "zkCli get did not print the live data\n{}", run.dump());
+    let run = run_zkcli(z, 2, &["ls", "/"]);
+    run.assert_passed();
+    assert!(run.stdout.contains(&path[1..]), "zkCli ls / lists the live znode\n{}", run.dump());
+    let sink = run.json("sink.json").to_string();
+    assert!(sink.contains("\"getChildren") && sink.contains("\"forwarded\""), "{}", run.dump());
+    // The JVM's dual-stack socket: the trace's connect (::ffff:127.0.0.1) is the one the sink saw.
+    let graph = run.json("graph.json").to_string();
+    assert!(!graph.contains("\"via_sink\":false"), "a connect the sink judged is marked so\n{graph}");
+}
+
+#[test]
+fn zookeeper_mutations_are_blocked_and_production_unchanged() {
+    let z = ZooKeeper::shared();
+    let path = format!("/{}", unique("zk-set"));
+    z.cli(0, &["create", &path, "old"]);
+    z.cli(0, &["create", &format!("{path}/child"), "c"]);
+    let run = run_zkcli(z, 0, &["set", &path, "new"]);
+    let component = blocked_component(&run);
+    run.assert_blocked(&component, "setData", &path);
+    assert!(z.cli(0, &["get", &path]).contains("old"), "LEAK: setData reached production");
+    let run = run_zkcli(z, 1, &["deleteall", &path]);
+    run.assert_blocked(&blocked_component(&run), "multi", &path);
+    assert!(z.cli(1, &["ls", &path]).contains("child"), "LEAK: deleteall reached production");
+    let run = run_zkcli(z, 2, &["create", &format!("{path}/new"), "x"]);
+    run.assert_blocked(&blocked_component(&run), "create", &format!("{path}/new"));
+    assert!(!z.cli(2, &["ls", &path]).contains("new"), "LEAK: create reached production");
+    // Controls.
+    z.cli(0, &["set", &path, "new"]);
+    assert!(z.cli(0, &["get", &path]).contains("new"), "control: set writes");
+    z.cli(0, &["deleteall", &path]);
+    assert!(z.cli(0, &["ls", "/"]).contains(&path[1..]) == false, "control: deleteall deletes");
+}
+
+#[test]
+fn zookeeper_reads_after_captured_writes_see_them() {
+    let z = ZooKeeper::shared();
+    let path = format!("/{}", unique("zk-shadow"));
+    z.cli(0, &["create", &path, "old"]);
+    let cli = zkcli(z, 0, &[]).join(" ");
+    let script = format!("{cli} create {path}/made m >/dev/null 2>&1; {cli} set {path} new >/dev/null 2>&1; {cli} ls {path}; {cli} get {path}");
+    let run = pilot(&["sh", "-c", &script], None, &[]);
+    assert_eq!(run.code, 3, "{}", run.dump());
+    assert!(run.stdout.contains("[made]"), "ls sees the pilot's znode\n{}", run.dump());
+    assert!(run.stdout.lines().any(|l| l.trim() == "new"), "get sees the pilot's data\n{}", run.dump());
+    assert!(z.cli(0, &["get", &path]).contains("old") && !z.cli(0, &["ls", &path]).contains("made"), "LEAK: the writes reached production");
+}

@@ -6,7 +6,7 @@ use std::{
 };
 
 use crate::{
-    graph::{Graph, NodeId, NodeKind, TRACED},
+    graph::{EdgeKind, Graph, NodeId, NodeKind, TRACED},
     rundir::{Divergence, FIDELITY_SCHEMA, Fidelity},
 };
 
@@ -67,6 +67,12 @@ pub fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
         if target.starts_with(&run_dir) || is_output_channel(&target) {
             continue;
         }
+        // rpc edges compare operation by operation: protocol, operation and resource (a captured
+        // mutation in the pilot is the same effect as the forwarded one live).
+        let target = match (&e.kind, &e.detail) {
+            (EdgeKind::Rpc, Some(d)) => format!("{target} {d}"),
+            _ => target,
+        };
         let key = format!("{} {} {}", label(&e.from), e.kind, without_pids(&target));
         let v = out.entry(key).or_default();
         // A signal the pilot's PID namespace stopped counts as sent, as the gate counts it.

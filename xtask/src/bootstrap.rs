@@ -39,6 +39,11 @@ const APT_PACKAGES: &[&str] = &[
     "postgresql",
     "dnsmasq-base",
     "curl",
+    // (etcd-server 3.4: etcd; etcd-client: etcdctl; zookeeper: the server and zkCli.sh in
+    // /usr/share/zookeeper/bin, no service started, unlike zookeeperd)
+    "etcd-server",
+    "etcd-client",
+    "zookeeper",
 ];
 /// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
 pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];

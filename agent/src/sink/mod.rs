@@ -9,13 +9,16 @@
 //! Bytes of a protocol no module speaks are blackholed as before: read, recorded, unanswered.
 //! See README.md in this folder for the module interface.
 pub mod dns;
+pub mod etcd;
 pub mod http;
+pub mod live;
 pub mod origin;
 pub mod postgres;
 pub mod redis;
 pub mod session;
 pub mod shadow;
 pub mod sql;
+pub mod zookeeper;
 
 use std::{
     collections::HashMap,
@@ -95,7 +98,7 @@ pub enum Sniff {
 
 /// Every protocol the sink speaks, in sniffing order (binary framings first).
 pub fn modules() -> &'static [Module] {
-    static MODULES: [Module; 4] = [postgres::MODULE, http::MODULE, redis::MODULE, dns::MODULE];
+    static MODULES: [Module; 6] = [etcd::MODULE, postgres::MODULE, zookeeper::MODULE, http::MODULE, redis::MODULE, dns::MODULE];
     &MODULES
 }
 
@@ -108,6 +111,8 @@ pub struct Ctx {
     pub options: Options,
     pub origins: origin::Origins,
     pub shadow: shadow::Shadow,
+    /// What etcd pilots changed beside keys (leases, members), per cluster.
+    pub etcd: etcd::Clusters,
     caught: Mutex<Vec<Caught>>,
     /// The protocol each live listener is known to speak (from the host snapshot).
     hints: RwLock<HashMap<String, String>>,
@@ -169,6 +174,7 @@ impl Sink {
             options,
             origins: Default::default(),
             shadow: Default::default(),
+            etcd: Default::default(),
             caught: Mutex::new(Vec::new()),
             hints: RwLock::new(HashMap::new()),
         });
@@ -383,6 +389,10 @@ pub fn hints(snap: &crate::snapshot::Snapshot) -> HashMap<String, String> {
             "postgresql"
         } else if ["dnsmasq", "named", "unbound", "systemd-resolved"].iter().any(|d| name.starts_with(d)) {
             "dns"
+        } else if name.starts_with("etcd") || exe.ends_with("/etcd") {
+            "etcd"
+        } else if name.contains("zookeeper") || name.contains("quorumpeermain") {
+            "zookeeper"
         } else {
             continue;
         };
