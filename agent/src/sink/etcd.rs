@@ -208,7 +208,8 @@ impl Conn {
 }
 
 async fn serve_async(mut s: Session) -> io::Result<()> {
-    let io = s.client_io();
+    // Through the shim: header blocks h2 would refuse (grpc-go's authorities) are re-encoded.
+    let io = super::h2c::shim(s.client_io());
     let endpoint = s.to.as_ref().map(|t| t.label()).unwrap_or_default();
     let ctx = s.ctx.clone();
     let conn = Arc::new(Conn { session: Mutex::new(s), ctx, endpoint, upstream: tokio::sync::Mutex::new(None), header: Default::default() });

@@ -10,6 +10,7 @@
 //! See README.md in this folder for the module interface.
 pub mod dns;
 pub mod etcd;
+pub mod h2c;
 pub mod http;
 pub mod live;
 pub mod origin;
