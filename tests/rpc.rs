@@ -69,6 +69,11 @@ fn html_escape(s: &str) -> String {
 
 /// `pilot run` of `cmd`, optionally inside `unshare -m` with `resolv` over /etc/resolv.conf.
 fn pilot(cmd: &[&str], resolv: Option<&Path>, extra: &[&str]) -> Outcome {
+    pilot_env(cmd, resolv, extra, &[])
+}
+
+/// `pilot` with variables in pilot's own environment.
+fn pilot_env(cmd: &[&str], resolv: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Outcome {
     let dir = tempfile::Builder::new().prefix("pilot-rpc-run-").tempdir().unwrap();
     let mut argv: Vec<String> = vec![common::pilot_bin().into(), "run".into(), "--out".into(), dir.path().display().to_string(), "--timeout".into(), "60s".into()];
     argv.extend(extra.iter().map(|s| s.to_string()));
@@ -87,6 +92,7 @@ fn pilot(cmd: &[&str], resolv: Option<&Path>, extra: &[&str]) -> Outcome {
         }
     };
     c.env("PILOT_NO_DAEMON", "1").env("PILOT_JOURNAL", dir.path().join("journal.jsonl"));
+    c.envs(env.iter().copied());
     let out = c.output().expect("running pilot");
     Outcome {
         code: out.status.code().unwrap_or(-1),
@@ -479,4 +485,34 @@ fn zookeeper_reads_after_captured_writes_see_them() {
     assert!(run.stdout.contains("[made]"), "ls sees the pilot's znode\n{}", run.dump());
     assert!(run.stdout.lines().any(|l| l.trim() == "new"), "get sees the pilot's data\n{}", run.dump());
     assert!(z.cli(0, &["get", &path]).contains("old") && !z.cli(0, &["ls", &path]).contains("made"), "LEAK: the writes reached production");
+}
+
+// ------------------------------------------------- Unix sockets without the cgroup hooks
+
+/// Before Linux 6.7 the pilot gets a network namespace of its own (sink/netns.rs);
+/// PILOT_UNIX_NETNS=1 makes this kernel use it too. A host abstract listener is not reached
+/// from the pilot (control: it is without pilot), the sink's socket at a live listener's path
+/// serves redis-cli -s, TCP goes through the sink from the namespace, the pilot sees only lo.
+#[test]
+fn unix_sockets_in_the_pilots_own_network_namespace() {
+    let r = Redis::shared();
+    let key = unique("netns");
+    r.cli(&["SET", &key, "live-value"]);
+    let name = unique("abstract");
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    use std::os::linux::net::SocketAddrExt;
+    let host = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    host.set_nonblocking(true).unwrap();
+    let probe = format!("import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(b'\\0{name}')\n    print('reached')\nexcept OSError as e:\n    print('refused', e.errno)\n");
+    let live = Command::new(common::PYTHON).args(["-c", &probe]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&live.stdout).trim(), "reached", "control: the abstract listener is reachable without pilot");
+    assert!(host.accept().is_ok(), "control: the connection arrived");
+    let sock = r.sock.display().to_string();
+    let script = format!("redis-cli -s {sock} GET {key}; redis-cli -p {} GET {key}; {} -c \"$0\"; ip -o link | wc -l", r.port, common::PYTHON);
+    let run = pilot_env(&["sh", "-c", &script, &probe], None, &[], &[("PILOT_UNIX_NETNS", "1")]);
+    run.assert_passed();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines, ["live-value", "live-value", "refused 111", "1"], "unix and tcp reads, the abstract name not there, only lo\n{}", run.dump());
+    assert!(host.accept().is_err(), "LEAK: the host's abstract listener got a connection");
+    assert!(run.json("verdict.json")["contained_by"]["unix_sockets"].as_str().unwrap_or("").contains("network namespace"), "{}", run.dump());
 }

@@ -59,6 +59,14 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let live: Vec<u16> = crate::snapshot::sockets::listeners().values().filter_map(|l| l.port).collect();
         (crate::rundir::Stamp::now(), Snapshot::take(&Default::default()), live)
     });
+    // Before 6.7 (no cgroup Unix hooks): a network namespace of the pilot's own isolates
+    // abstract Unix names; the sink listens inside it too (sink/netns.rs).
+    let (unix, netns) = crate::sink::netns::for_run(unix);
+    let mut sink_options = sink_options;
+    if let Some(ns) = &netns {
+        sink_options.netns = Some(ns.clone());
+        sink_options.allow = allowed.clone();
+    }
     let sink = Sink::start_with(sink_options)?;
     let opts = probes::Options { ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     let mut probes = Probes::load(&opts)?;
@@ -79,7 +87,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     drop(after_probes);
     let containing = tracing::debug_span!("phase", name = "cgroup and containment").entered();
     let cgroup = PilotCgroup::create(&id)?;
-    let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
+    // With a namespace of its own the pilot reaches --allow'ed destinations through the sink.
+    let hook_allowed: &[std::net::SocketAddr] = if netns.is_some() { &[] } else { &allowed };
+    let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), hook_allowed, &live_ports)?;
     sink.ctx().origins.attach(probes.take_origins()?, cgroup.path.clone());
     let out = Output::create(Some(dir.path()), args.events.export.as_deref(), args.verbose)?;
     session::catch_interrupts();
@@ -93,6 +103,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         agent_pid: std::process::id(),
         deny_unix_sockets: unix == UnixContainment::Unavailable,
         unix_sinks: sink.unix_sockets().to_vec(),
+        netns_fd: netns.as_ref().map(|n| n.raw_fd()),
     };
     drop(containing);
     let mut lc = Lifecycle::new(probes, out);
@@ -203,10 +214,10 @@ fn containment(unix: UnixContainment) -> Containment {
     Containment {
         files: "overlay (every writable filesystem)".into(),
         network: "cgroup hooks: TCP/UDP to the sink".into(),
-        unix_sockets: if unix == UnixContainment::Denied {
-            "abstract addresses denied (cgroup hooks); live listeners' paths lead to the sink, other live sockets are hidden by the overlays"
-        } else {
-            "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)"
+        unix_sockets: match unix {
+            UnixContainment::Denied => "abstract addresses denied (cgroup hooks); live listeners' paths lead to the sink, other live sockets are hidden by the overlays",
+            UnixContainment::Netns => "abstract addresses isolated (the pilot's own network namespace; no cgroup Unix hooks before Linux 6.7); live listeners' paths lead to the sink, other live sockets are hidden by the overlays",
+            UnixContainment::Unavailable => "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)",
         }
         .into(),
         signals: "PID namespace".into(),
@@ -281,11 +292,15 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
         };
     }
     let tracked = spec.tracked_fd;
+    let netns = spec.netns_fd;
     unsafe {
         cmd.pre_exec(move || {
-            // Keep the TRACKED map open across exec: W inserts itself through it.
-            if libc::fcntl(tracked, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
+            // Keep the TRACKED map open across exec: W inserts itself through it (and the
+            // pilot's network namespace, which C joins).
+            for fd in std::iter::once(tracked).chain(netns) {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         })

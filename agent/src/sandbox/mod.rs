@@ -42,6 +42,10 @@ pub struct Spec {
     /// path in the pilot's root (issue 18; `mounts::bind_unix_sinks`).
     #[serde(default)]
     pub unix_sinks: Vec<(String, PathBuf)>,
+    /// Before Linux 6.7: the inherited fd of the pilot's own network namespace (abstract Unix
+    /// names isolated: sink/netns.rs), joined before the other namespaces.
+    #[serde(default)]
+    pub netns_fd: Option<i32>,
 }
 
 /// Entry of C. Never returns: exits with the workload's status.
@@ -69,6 +73,10 @@ fn enter(spec: &Spec) -> io::Result<()> {
     std::fs::write(spec.cgroup.join("cgroup.procs"), "0\n")
         .map_err(|e| io::Error::new(e.kind(), format!("joining {}: {e}", spec.cgroup.display())))?;
     unsafe { libc::setsid() };
+    if let Some(fd) = spec.netns_fd {
+        crate::sink::netns::join(fd)?;
+        unsafe { libc::close(fd) };
+    }
     let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if unsafe { libc::unshare(flags) } != 0 {
         return Err(io::Error::new(io::Error::last_os_error().kind(), format!("unshare: {}", io::Error::last_os_error())));

@@ -13,6 +13,7 @@ pub mod etcd;
 pub mod h2c;
 pub mod http;
 pub mod live;
+pub mod netns;
 pub mod origin;
 pub mod postgres;
 pub mod redis;
@@ -70,11 +71,17 @@ pub struct Options {
     pub unix_paths: Vec<String>,
     /// Where the sink's own Unix sockets live (inside the run directory).
     pub dir: PathBuf,
+    /// Before Linux 6.7: the pilot's own network namespace, where the sink listens too
+    /// (netns.rs).
+    pub netns: Option<Arc<netns::PilotNetns>>,
+    /// `--allow`ed destinations when the pilot has a network namespace of its own (they are not
+    /// reachable from it): everything to them goes through the sink, recorded.
+    pub allow: Vec<SocketAddr>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { mode: Mode::Dry, protocols: Vec::new(), unsafe_get: Vec::new(), unix_paths: Vec::new(), dir: std::env::temp_dir() }
+        Options { mode: Mode::Dry, protocols: Vec::new(), unsafe_get: Vec::new(), unix_paths: Vec::new(), dir: std::env::temp_dir(), netns: None, allow: Vec::new() }
     }
 }
 
@@ -169,11 +176,27 @@ impl Sink {
             tcp.push(t);
             udp.push(u);
         }
+        if let Some(ns) = &options.netns {
+            let addrs = |v: &[SocketAddr]| v.to_vec();
+            let t: Vec<SocketAddr> = tcp.iter().filter_map(|l: &TcpListener| l.local_addr().ok()).collect();
+            let u: Vec<SocketAddr> = udp.iter().filter_map(|s: &UdpSocket| s.local_addr().ok()).collect();
+            let (t, u) = ns.listen(&addrs(&t), &addrs(&u)).context("the sink's listeners in the pilot's network namespace")?;
+            for l in &t {
+                l.set_nonblocking(true)?;
+            }
+            for s in &u {
+                s.set_nonblocking(true)?;
+            }
+            tcp.extend(t);
+            udp.extend(u);
+        }
         let (unix, listeners) = unix_listeners(&options)?;
+        let origins = origin::Origins::default();
+        origins.set_netns(options.netns.clone());
         let ctx = Arc::new(Ctx {
             unix_targets: unix.iter().map(|(live, own)| (own.clone(), live.clone())).collect(),
             options,
-            origins: Default::default(),
+            origins,
             shadow: Default::default(),
             etcd: Default::default(),
             caught: Mutex::new(Vec::new()),

@@ -141,9 +141,15 @@ impl Session {
     pub fn may_forward(&self, access: Access) -> bool {
         match self.ctx.options.mode {
             Mode::PassThrough => true,
-            Mode::Dry => access == Access::Read,
+            Mode::Dry => access == Access::Read || self.allowed(),
             Mode::Off => false,
         }
+    }
+
+    /// An `--allow`ed destination reached through the sink (the pilot's own network namespace):
+    /// everything goes through, recorded.
+    pub fn allowed(&self) -> bool {
+        matches!(&self.to, Some(Target::Inet(a)) if self.ctx.options.allow.contains(a))
     }
 
     /// The agent's own connection to the original destination (opened on first use).
@@ -403,7 +409,7 @@ fn is_tls(b: &[u8]) -> bool {
 /// A protocol the sink does not speak: blackholed (read and recorded until the client stops
 /// or is silent for IDLE), or in a commit relayed both ways.
 async fn opaque(mut s: Session) -> io::Result<()> {
-    if s.ctx.options.mode == Mode::PassThrough && s.to.is_some() {
+    if (s.ctx.options.mode == Mode::PassThrough || s.allowed()) && s.to.is_some() {
         return relay(s).await;
     }
     loop {
