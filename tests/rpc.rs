@@ -384,6 +384,13 @@ fn etcd_mutations_are_blocked_and_production_unchanged() {
     }
 
     // Controls: without pilot the same commands change production.
+    let granted = e.ctl(&["lease", "grant", "60"]);
+    let lease = granted.split_whitespace().nth(1).unwrap_or("?").to_string();
+    assert!(e.ctl(&["lease", "list"]).contains(&lease), "control: lease grant grants {lease}: {granted}");
+    e.ctl(&["lease", "revoke", &lease]);
+    let rev: u64 = e.ctl(&["get", &key, "-w", "json"]).split("\"revision\":").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).unwrap_or(0);
+    e.ctl(&["compaction", &rev.to_string()]);
+    assert!(e.ctl(&["get", &key, &format!("--rev={}", rev.saturating_sub(1).max(1))]).contains("compacted"), "control: compaction drops old revisions");
     e.ctl(&["put", &key, "new"]);
     assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("new"), "control: put writes");
     e.ctl(&["del", &key]);
@@ -469,6 +476,8 @@ fn zookeeper_mutations_are_blocked_and_production_unchanged() {
     // Controls.
     z.cli(0, &["set", &path, "new"]);
     assert!(z.cli(0, &["get", &path]).contains("new"), "control: set writes");
+    z.cli(2, &["create", &format!("{path}/new"), "x"]);
+    assert!(z.cli(2, &["ls", &path]).contains("new"), "control: create creates");
     z.cli(0, &["deleteall", &path]);
     assert!(z.cli(0, &["ls", "/"]).contains(&path[1..]) == false, "control: deleteall deletes");
 }
