@@ -452,9 +452,16 @@ fn zookeeper_reads_pass_and_print_live_values() {
     assert!(run.stdout.contains(&path[1..]), "zkCli ls / lists the live znode\n{}", run.dump());
     let sink = run.json("sink.json").to_string();
     assert!(sink.contains("\"getChildren") && sink.contains("\"forwarded\""), "{}", run.dump());
-    // The JVM's dual-stack socket: the trace's connect (::ffff:127.0.0.1) is the one the sink saw.
-    let graph = run.json("graph.json").to_string();
-    assert!(!graph.contains("\"via_sink\":false"), "a connect the sink judged is marked so\n{graph}");
+    // The JVM's dual-stack socket: the trace's connect (to ::ffff:127.0.0.1) is the one the
+    // sink saw: its rpc edges go to the same endpoint, the connect is marked as judged by them.
+    let graph = run.json("graph.json");
+    let edges = graph["edges"].as_array().cloned().unwrap_or_default();
+    let port = format!(":{}", z.ports[2]);
+    let connect = edges.iter().find(|e| e["kind"] == "connect" && e["to"].as_str().is_some_and(|t| t.ends_with(&port))).unwrap_or_else(|| panic!("no connect to {port}\n{graph}"));
+    assert!(connect["to"].as_str().unwrap_or("").contains("::ffff:127.0.0.1"), "the JVM connects through a mapped address: {connect}");
+    assert_eq!(connect["via_sink"], true, "the connect is marked as seen by the sink: {connect}");
+    assert!(edges.iter().any(|e| e["kind"] == "rpc" && e["to"] == connect["to"]), "the rpc edges go to the trace's endpoint\n{graph}");
+    assert!(!run.json("verdict.json")["violations"].to_string().contains("live-service-contacted"), "no unjudged-traffic warning\n{}", run.dump());
 }
 
 #[test]
