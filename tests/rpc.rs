@@ -486,7 +486,7 @@ fn zookeeper_mutations_are_blocked_and_production_unchanged() {
     z.cli(2, &["create", &format!("{path}/new"), "x"]);
     assert!(z.cli(2, &["ls", &path]).contains("new"), "control: create creates");
     z.cli(0, &["deleteall", &path]);
-    assert!(z.cli(0, &["ls", "/"]).contains(&path[1..]) == false, "control: deleteall deletes");
+    assert!(!z.cli(0, &["ls", "/"]).contains(&path[1..]), "control: deleteall deletes");
 }
 
 #[test]

@@ -185,7 +185,7 @@ impl Conn {
         self.ctx.etcd.learn(&self.endpoint, h);
         let mut mine = self.header.lock().unwrap_or_else(|e| e.into_inner());
         if h.cluster_id != 0 {
-            *mine = h.clone();
+            *mine = *h;
         }
     }
 
@@ -201,7 +201,7 @@ impl Conn {
 
     /// A header for a made-up answer, at `revision` (None: the pilot's current one).
     fn made_header(&self, cluster: u64, revision: Option<i64>) -> pb::ResponseHeader {
-        let mine = self.header.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mine = *self.header.lock().unwrap_or_else(|e| e.into_inner());
         let term = self.ctx.etcd.with(cluster, |c| c.raft_term);
         pb::ResponseHeader { cluster_id: cluster, member_id: mine.member_id, revision: revision.unwrap_or_else(|| self.revision(cluster)), raft_term: term.max(mine.raft_term) }
     }
@@ -354,12 +354,8 @@ async fn call_raw(conn: &Conn, like: &Parts, path: &str, body: Bytes) -> Result<
     }
     let trailers = rx.trailers().await?;
     let reply = Reply { head, data: data.freeze(), trailers };
-    if let Some(m) = reply.message() {
-        if let Ok(h) = HeaderOnly::decode(m) {
-            if let Some(h) = h.header {
-                conn.learn(&h);
-            }
-        }
+    if let Some(h) = reply.message().and_then(|m| HeaderOnly::decode(m).ok()).and_then(|h| h.header) {
+        conn.learn(&h);
     }
     Ok(reply)
 }
@@ -683,7 +679,7 @@ enum Answer {
     /// Made from the member's answer merged with the pilot's changes.
     Merged(Vec<u8>),
     /// The member's reply, with its message replaced when given.
-    Relayed(Reply, Option<Bytes>),
+    Relayed(Box<Reply>, Option<Bytes>),
     Error(Status),
 }
 
@@ -938,7 +934,7 @@ impl Kv<'_> {
             None => {
                 let reply = call_raw(self.conn, self.parts, "/etcdserverpb.KV/Range", raw).await?;
                 op.may_differ = self.conn.ctx.shadow.get(&self.space, &r.key) == Lookup::Changed;
-                Ok(Answer::Relayed(reply, None))
+                Ok(Answer::Relayed(Box::new(reply), None))
             }
         }
     }
@@ -1065,14 +1061,14 @@ impl Kv<'_> {
         let reply = call_raw(self.conn, parts, "/etcdserverpb.Cluster/MemberList", raw).await?;
         let (removed, added) = self.conn.ctx.etcd.with(self.cluster, |c| (c.removed.clone(), c.added.clone()));
         if removed.is_empty() && added.is_empty() || reply.status() != 0 {
-            return Ok(Answer::Relayed(reply, None));
+            return Ok(Answer::Relayed(Box::new(reply), None));
         }
         let mut list = reply.message().and_then(|m| decode::<pb::MemberListResponse>(&m)).unwrap_or_default();
         list.members.retain(|m| !removed.contains(&m.id));
         list.members.extend(added);
         op.may_differ = true;
         let data = frame(&list.encode_to_vec());
-        Ok(Answer::Relayed(reply, Some(data)))
+        Ok(Answer::Relayed(Box::new(reply), Some(data)))
     }
 
     /// (TTL left, granted TTL) of a lease in the pilot's eyes: -1 when it does not exist.
@@ -1098,18 +1094,18 @@ impl Kv<'_> {
                 let resp = pb::LeaseTimeToLiveResponse { header: self.header(None), id: r.id, ttl, granted_ttl: ttl.max(0), keys: Vec::new() };
                 return Ok(Answer::Made(resp.encode_to_vec()));
             }
-            return Ok(Answer::Relayed(call_raw(self.conn, self.parts, &path, raw).await?, None));
+            return Ok(Answer::Relayed(Box::new(call_raw(self.conn, self.parts, &path, raw).await?), None));
         }
         let reply = call_raw(self.conn, self.parts, &path, raw).await?;
         if granted.is_empty() && revoked.is_empty() || reply.status() != 0 {
-            return Ok(Answer::Relayed(reply, None));
+            return Ok(Answer::Relayed(Box::new(reply), None));
         }
         let mut list = reply.message().and_then(|m| decode::<pb::LeaseLeasesResponse>(&m)).unwrap_or_default();
         list.leases.retain(|l| !revoked.contains(&l.id));
         list.leases.extend(granted.keys().map(|&id| pb::LeaseStatus { id }));
         op.may_differ = true;
         let data = frame(&list.encode_to_vec());
-        Ok(Answer::Relayed(reply, Some(data)))
+        Ok(Answer::Relayed(Box::new(reply), Some(data)))
     }
 
     async fn live_members(&self) -> Result<Vec<pb::Member>, Status> {
