@@ -272,7 +272,10 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
     // /proc/self/exe, not its path: a pilot binary replaced on disk (an upgrade, a rebuild)
     // still starts the sandbox with the code that is running.
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("__sandbox").arg(serde_json::to_string(spec)?);
+    // The spec through a memfd, not argv: with a sink socket per live Unix listener it outgrows
+    // one argument's limit (MAX_ARG_STRLEN, 128 KiB) on hosts with many of them.
+    let spec_fd = sandbox::spec_memfd(&serde_json::to_string(spec)?).context("passing the sandbox its spec")?;
+    cmd.arg("__sandbox").arg(format!("fd:{}", std::os::fd::AsRawFd::as_raw_fd(&spec_fd)));
     let mut stdio_paths = Vec::new();
     for (fd, name) in [(0, "stdin"), (1, STDOUT_LOG), (2, STDERR_LOG)] {
         if passes(fd) {
@@ -293,11 +296,12 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
     }
     let tracked = spec.tracked_fd;
     let netns = spec.netns_fd;
+    let spec_raw = std::os::fd::AsRawFd::as_raw_fd(&spec_fd);
     unsafe {
         cmd.pre_exec(move || {
             // Keep the TRACKED map open across exec: W inserts itself through it (and the
             // pilot's network namespace, which C joins).
-            for fd in std::iter::once(tracked).chain(netns) {
+            for fd in [tracked, spec_raw].into_iter().chain(netns) {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -305,7 +309,9 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
             Ok(())
         })
     };
-    Ok((cmd.spawn().context("starting the sandbox")?, stdio_paths))
+    let child = cmd.spawn().context("starting the sandbox")?;
+    drop(spec_fd);
+    Ok((child, stdio_paths))
 }
 
 /// Only a terminal, a pipe or /dev/null may be the pilot's stdio.
