@@ -70,6 +70,11 @@ fn html_escape(s: &str) -> String {
 
 /// `pilot run` of `cmd`, optionally inside `unshare -m` with `resolv` over /etc/resolv.conf.
 fn pilot(cmd: &[&str], resolv: Option<&Path>, extra: &[&str]) -> Outcome {
+    pilot_env(cmd, resolv, extra, &[])
+}
+
+/// `pilot` with variables in pilot's own environment.
+fn pilot_env(cmd: &[&str], resolv: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Outcome {
     let dir = tempfile::Builder::new().prefix("pilot-rpc-run-").tempdir().unwrap();
     let mut argv: Vec<String> = vec![common::pilot_bin().into(), "run".into(), "--out".into(), dir.path().display().to_string(), "--timeout".into(), "60s".into()];
     argv.extend(extra.iter().map(|s| s.to_string()));
@@ -88,6 +93,7 @@ fn pilot(cmd: &[&str], resolv: Option<&Path>, extra: &[&str]) -> Outcome {
         }
     };
     c.env("PILOT_NO_DAEMON", "1").env("PILOT_JOURNAL", dir.path().join("journal.jsonl"));
+    c.envs(env.iter().copied());
     let out = c.output().expect("running pilot");
     Outcome {
         code: out.status.code().unwrap_or(-1),
@@ -265,7 +271,10 @@ fn postgres_mutations_are_blocked_and_production_unchanged() {
     for (q, op) in [(format!("DROP TABLE {t}"), "DROP TABLE"), (format!("UPDATE {t} SET id = 2"), "UPDATE"), (format!("TRUNCATE {t}"), "TRUNCATE")] {
         let argv = psql_tcp(p, &q);
         let run = pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
-        run.assert_blocked("postgres", op, &t);
+        // "postgres", or "postgres [PID]" when the host runs other instances too.
+        let component = blocked_component(&run);
+        assert!(component.starts_with("postgres"), "{}", run.dump());
+        run.assert_blocked(&component, op, &t);
         assert_eq!(run.json("verdict.json")["pilot_exit"], 0, "psql got a plausible answer\n{}", run.dump());
         // `pilot check` re-evaluates the recorded rpc edges.
         let check = Command::new(common::pilot_bin()).arg("check").arg(run.dir.path()).output().unwrap();
@@ -301,4 +310,263 @@ fn http_reads_pass_and_mutations_are_blocked() {
     assert_eq!(h.curl(&[&url]), "live-value", "LEAK: GET /admin/flush reached production");
     h.curl(&["-X", "DELETE", &url]);
     assert_eq!(h.curl(&[&url]), "no such key\n", "control: DELETE deletes");
+}
+
+// ----------------------------------------------------------------------------------- etcd
+
+use servers::{Etcd, ZK_JVM, ZooKeeper};
+
+fn etcdctl(e: &Etcd, args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec!["env".into(), "ETCDCTL_API=3".into(), "/usr/bin/etcdctl".into(), format!("--endpoints={}", e.endpoints()), "--dial-timeout=5s".into(), "--command-timeout=10s".into()];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_etcdctl(e: &Etcd, args: &[&str]) -> Outcome {
+    let argv = etcdctl(e, args);
+    pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[])
+}
+
+/// The component a blocking violation names (the server as the snapshot names it).
+fn blocked_component(run: &Outcome) -> String {
+    let v = run.json("verdict.json");
+    v["violations"].as_array().into_iter().flatten().find(|x| x["action"] == "block").and_then(|x| x["component"].as_str()).unwrap_or("").to_string()
+}
+
+#[test]
+fn etcd_reads_pass_and_print_live_values() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-read"));
+    e.ctl(&["put", &key, "live-value"]);
+    let run = run_etcdctl(e, &["get", &key]);
+    run.assert_passed();
+    assert!(run.stdout.contains("live-value"), "etcdctl get did not print the live value\n{}", run.dump());
+    let run = run_etcdctl(e, &["member", "list"]);
+    run.assert_passed();
+    for name in &e.names {
+        assert!(run.stdout.contains(name.as_str()), "member list does not name {name}\n{}", run.dump());
+    }
+    let run = run_etcdctl(e, &["endpoint", "status", "-w", "table"]);
+    run.assert_passed();
+    assert!(run.stdout.contains("3.4."), "endpoint status shows the live version\n{}", run.dump());
+    let run = run_etcdctl(e, &["alarm", "list"]);
+    run.assert_passed();
+    let sink = run.json("sink.json").to_string();
+    assert!(sink.contains("\"Alarm GET\"") && sink.contains("\"forwarded\""), "{}", run.dump());
+}
+
+#[test]
+fn etcd_mutations_are_blocked_and_production_unchanged() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-put"));
+    e.ctl(&["put", &key, "old"]);
+    let run = run_etcdctl(e, &["put", &key, "new"]);
+    assert!(run.stdout.contains("OK"), "etcdctl put went on as live\n{}", run.dump());
+    let component = blocked_component(&run);
+    assert!(component.starts_with("etcd"), "the etcd member's component\n{}", run.dump());
+    run.assert_blocked(&component, "Put", &key);
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("old"), "LEAK: Put reached production");
+
+    // A keyspace wipe from an empty prefix variable: `etcdctl del --prefix "$APP"`.
+    let run = pilot(&["sh", "-c", &format!("APP=; {} del --prefix \"$APP\"", etcdctl(e, &[]).join(" "))], None, &[]);
+    run.assert_blocked(&blocked_component(&run), "DeleteRange", "*");
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("old"), "LEAK: the wipe reached production");
+    let deleted: u64 = run.stdout.trim().parse().unwrap_or(0);
+    assert!(deleted >= 1, "etcdctl del printed how many keys it would have deleted\n{}", run.dump());
+
+    // Membership: removing a member is captured (answered with the members left).
+    let id = e.member_id(2);
+    let run = run_etcdctl(e, &["member", "remove", &id]);
+    assert!(run.stdout.contains("removed from cluster"), "{}", run.dump());
+    run.assert_blocked(&blocked_component(&run), "MemberRemove", &id);
+    assert!(e.ctl(&["member", "list"]).contains(&e.names[2]), "LEAK: MemberRemove reached production");
+
+    for (args, op) in [(vec!["defrag"], "Defragment"), (vec!["lease", "grant", "60"], "LeaseGrant"), (vec!["compaction", "1"], "Compact")] {
+        let run = run_etcdctl(e, &args);
+        assert_eq!(run.code, 3, "{op}: blocked\n{}", run.dump());
+        assert!(run.json("verdict.json")["violations"].to_string().contains(op), "{op} in the violations\n{}", run.dump());
+    }
+
+    // Controls: without pilot the same commands change production.
+    let granted = e.ctl(&["lease", "grant", "60"]);
+    let lease = granted.split_whitespace().nth(1).unwrap_or("?").to_string();
+    assert!(e.ctl(&["lease", "list"]).contains(&lease), "control: lease grant grants {lease}: {granted}");
+    e.ctl(&["lease", "revoke", &lease]);
+    let rev: u64 = e.ctl(&["get", &key, "-w", "json"]).split("\"revision\":").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).unwrap_or(0);
+    e.ctl(&["compaction", &rev.to_string()]);
+    assert!(e.ctl(&["get", &key, &format!("--rev={}", rev.saturating_sub(1).max(1))]).contains("compacted"), "control: compaction drops old revisions");
+    e.ctl(&["put", &key, "new"]);
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("new"), "control: put writes");
+    e.ctl(&["del", &key]);
+    assert!(!e.ctl(&["get", &key, "--print-value-only"]).contains("new"), "control: del deletes");
+}
+
+/// A member remove really shrinks a cluster (the control of the captured one above), on a
+/// cluster of its own.
+#[test]
+fn etcd_member_remove_really_removes_without_pilot() {
+    let e = Etcd::start("etcd-members", 3, &[]);
+    let id = e.member_id(2);
+    // The cluster refuses to remove members until every one has been connected for 5 s.
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while !e.ctl(&["member", "remove", &id]).contains("removed") && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(!e.ctl(&["member", "list"]).contains(&e.names[2]), "control: member remove removes");
+}
+
+#[test]
+fn etcd_reads_after_a_captured_write_see_it() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-shadow"));
+    e.ctl(&["put", &key, "old"]);
+    let ctl = etcdctl(e, &[]).join(" ");
+    let script = format!("{ctl} put {key} new >/dev/null; {ctl} get {key} --print-value-only; {ctl} del {key} >/dev/null; {ctl} get {key} --print-value-only; echo end");
+    let run = pilot(&["sh", "-c", &script], None, &[]);
+    assert_eq!(run.code, 3, "{}", run.dump());
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines, ["new", "end"], "reads in the pilot see its writes and deletes\n{}", run.dump());
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("old"), "LEAK: Put reached production");
+    assert!(run.json("sink.json").to_string().contains("\"shadowed\""), "{}", run.dump());
+}
+
+// ------------------------------------------------------------------------------ ZooKeeper
+
+fn zkcli(z: &ZooKeeper, i: usize, args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec!["env".into(), format!("CLIENT_JVMFLAGS={ZK_JVM}"), "/usr/share/zookeeper/bin/zkCli.sh".into(), "-server".into(), z.server(i)];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_zkcli(z: &ZooKeeper, i: usize, args: &[&str]) -> Outcome {
+    let argv = zkcli(z, i, args);
+    pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[])
+}
+
+#[test]
+fn zookeeper_reads_pass_and_print_live_values() {
+    let z = ZooKeeper::shared();
+    let path = format!("/{}", unique("zk-read"));
+    z.cli(0, &["create", &path, "live-data"]);
+    let run = run_zkcli(z, 1, &["get", &path]);
+    run.assert_passed();
+    assert!(run.stdout.contains("live-data"), "zkCli get did not print the live data\n{}", run.dump());
+    let run = run_zkcli(z, 2, &["ls", "/"]);
+    run.assert_passed();
+    assert!(run.stdout.contains(&path[1..]), "zkCli ls / lists the live znode\n{}", run.dump());
+    let sink = run.json("sink.json").to_string();
+    assert!(sink.contains("\"getChildren") && sink.contains("\"forwarded\""), "{}", run.dump());
+    // The JVM's dual-stack socket: the trace's connect (to ::ffff:127.0.0.1) is the one the
+    // sink saw: its rpc edges go to the same endpoint, the connect is marked as judged by them.
+    let graph = run.json("graph.json");
+    let edges = graph["edges"].as_array().cloned().unwrap_or_default();
+    let port = format!(":{}", z.ports[2]);
+    let connect = edges.iter().find(|e| e["kind"] == "connect" && e["to"].as_str().is_some_and(|t| t.ends_with(&port))).unwrap_or_else(|| panic!("no connect to {port}\n{graph}"));
+    assert!(connect["to"].as_str().unwrap_or("").contains("::ffff:127.0.0.1"), "the JVM connects through a mapped address: {connect}");
+    assert_eq!(connect["via_sink"], true, "the connect is marked as seen by the sink: {connect}");
+    assert!(edges.iter().any(|e| e["kind"] == "rpc" && e["to"] == connect["to"]), "the rpc edges go to the trace's endpoint\n{graph}");
+    assert!(!run.json("verdict.json")["violations"].to_string().contains("live-service-contacted"), "no unjudged-traffic warning\n{}", run.dump());
+}
+
+#[test]
+fn zookeeper_mutations_are_blocked_and_production_unchanged() {
+    let z = ZooKeeper::shared();
+    let path = format!("/{}", unique("zk-set"));
+    z.cli(0, &["create", &path, "old"]);
+    z.cli(0, &["create", &format!("{path}/child"), "c"]);
+    let run = run_zkcli(z, 0, &["set", &path, "new"]);
+    let component = blocked_component(&run);
+    run.assert_blocked(&component, "setData", &path);
+    assert!(z.cli(0, &["get", &path]).contains("old"), "LEAK: setData reached production");
+    let run = run_zkcli(z, 1, &["deleteall", &path]);
+    run.assert_blocked(&blocked_component(&run), "multi", &path);
+    assert!(z.cli(1, &["ls", &path]).contains("child"), "LEAK: deleteall reached production");
+    let run = run_zkcli(z, 2, &["create", &format!("{path}/new"), "x"]);
+    run.assert_blocked(&blocked_component(&run), "create", &format!("{path}/new"));
+    assert!(!z.cli(2, &["ls", &path]).contains("new"), "LEAK: create reached production");
+    // Controls.
+    z.cli(0, &["set", &path, "new"]);
+    assert!(z.cli(0, &["get", &path]).contains("new"), "control: set writes");
+    z.cli(2, &["create", &format!("{path}/new"), "x"]);
+    assert!(z.cli(2, &["ls", &path]).contains("new"), "control: create creates");
+    z.cli(0, &["deleteall", &path]);
+    assert!(!z.cli(0, &["ls", "/"]).contains(&path[1..]), "control: deleteall deletes");
+}
+
+#[test]
+fn zookeeper_reads_after_captured_writes_see_them() {
+    let z = ZooKeeper::shared();
+    let path = format!("/{}", unique("zk-shadow"));
+    z.cli(0, &["create", &path, "old"]);
+    let cli = format!("env CLIENT_JVMFLAGS='{ZK_JVM}' /usr/share/zookeeper/bin/zkCli.sh -server {}", z.server(0));
+    let script = format!("{cli} create {path}/made m >/dev/null 2>&1; {cli} set {path} new >/dev/null 2>&1; {cli} ls {path}; {cli} get {path}");
+    let run = pilot(&["sh", "-c", &script], None, &[]);
+    assert_eq!(run.code, 3, "{}", run.dump());
+    assert!(run.stdout.contains("[made]"), "ls sees the pilot's znode\n{}", run.dump());
+    assert!(run.stdout.lines().any(|l| l.trim() == "new"), "get sees the pilot's data\n{}", run.dump());
+    assert!(z.cli(0, &["get", &path]).contains("old") && !z.cli(0, &["ls", &path]).contains("made"), "LEAK: the writes reached production");
+}
+
+// ------------------------------------------------- Unix sockets without the cgroup hooks
+
+/// Before Linux 6.7 the pilot gets a network namespace of its own (sink/netns.rs);
+/// PILOT_UNIX_NETNS=1 makes this kernel use it too. A host abstract listener is not reached
+/// from the pilot (control: it is without pilot), the sink's socket at a live listener's path
+/// serves redis-cli -s, TCP goes through the sink from the namespace, the pilot sees only lo.
+#[test]
+fn unix_sockets_in_the_pilots_own_network_namespace() {
+    let r = Redis::shared();
+    let key = unique("netns");
+    r.cli(&["SET", &key, "live-value"]);
+    let name = unique("abstract");
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    use std::os::linux::net::SocketAddrExt;
+    let host = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    host.set_nonblocking(true).unwrap();
+    let probe = format!("import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(b'\\0{name}')\n    print('reached')\nexcept OSError as e:\n    print('refused', e.errno)\n");
+    let live = Command::new(common::PYTHON).args(["-c", &probe]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&live.stdout).trim(), "reached", "control: the abstract listener is reachable without pilot");
+    assert!(host.accept().is_ok(), "control: the connection arrived");
+    let sock = r.sock.display().to_string();
+    let script = format!("redis-cli -s {sock} GET {key}; redis-cli -p {} GET {key}; {} -c \"$0\"; ip -o link | wc -l", r.port, common::PYTHON);
+    let run = pilot_env(&["sh", "-c", &script, &probe], None, &[], &[("PILOT_UNIX_NETNS", "1")]);
+    run.assert_passed();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines, ["live-value", "live-value", "refused 111", "1"], "unix and tcp reads, the abstract name not there, only lo\n{}", run.dump());
+    assert!(host.accept().is_err(), "LEAK: the host's abstract listener got a connection");
+    assert!(run.json("verdict.json")["contained_by"]["unix_sockets"].as_str().unwrap_or("").contains("network namespace"), "{}", run.dump());
+}
+
+/// `pilot commit` runs the live command through the sink as a recording pass-through proxy:
+/// the live run's sink.json has the same operations, forwarded, and fidelity compares them
+/// operation by operation.
+#[test]
+fn commit_records_the_live_rpc_effects_operation_by_operation() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-commit"));
+    e.ctl(&["put", &key, "live-value"]);
+    // One endpoint: with several, etcdctl's balancer picks one at random, live and in the pilot.
+    let argv = ["env", "ETCDCTL_API=3", "/usr/bin/etcdctl", &format!("--endpoints={}", e.clients[0]), "get", &key];
+    let run = pilot(&argv, None, &[]);
+    run.assert_passed();
+    let commit = Command::new(common::pilot_bin())
+        .arg("commit")
+        .arg(run.dir.path())
+        .env("PILOT_NO_DAEMON", "1")
+        .env("PILOT_JOURNAL", run.dir.path().join("journal.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&commit.stderr);
+    assert_eq!(commit.status.code(), Some(0), "commit: {stderr}");
+    assert!(String::from_utf8_lossy(&commit.stdout).contains("live-value"), "the live run printed the value: {stderr}");
+    let live = run.json("live/sink.json");
+    let ops: Vec<&Value> = live.as_array().into_iter().flatten().flat_map(|c| c["rpc"].as_array().into_iter().flatten()).collect();
+    assert!(
+        ops.iter().any(|r| r["protocol"] == "etcd" && r["operation"] == "Range" && r["resource"] == key.as_str() && r["disposition"] == "forwarded"),
+        "the live run's Range went through the recording proxy: {live}"
+    );
+    let f = run.json("fidelity.json");
+    let rpc_mismatch = |k: &str| f[k].as_array().into_iter().flatten().any(|x| x.as_str().is_some_and(|s| s.contains(" rpc ")));
+    assert!(!rpc_mismatch("only_pilot") && !rpc_mismatch("only_live"), "the pilot's and the live rpc effects match: {f}");
+    assert_eq!(f["within_gate"], true, "{f}");
 }

@@ -457,6 +457,9 @@ scenarios! {
     harm_in_a_daemonized_grandchild => "daemonized-grandchild",
     recovery_fills_a_shared_disk => "recovery-fills-shared-disk",
     io_uring_compaction_rewrites_a_live_segment => "uring-compaction-rewrites-live-segment",
+    member_remove_loses_etcd_quorum => "etcd-member-remove-quorum",
+    empty_prefix_wipes_the_etcd_keyspace => "etcd-keyspace-wipe-prefix",
+    config_push_lands_on_the_fleets_znode => "zookeeper-config-wrong-node",
 }
 
 routine! {

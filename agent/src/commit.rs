@@ -47,7 +47,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         events: Default::default(),
         command: intent.argv.clone(),
     };
-    let status = trace::run_with(trace_args, Launch { cwd: Some(intent.cwd.clone()), env: Some(intent.env.clone()) });
+    let status = trace::run_with(trace_args, Launch { cwd: Some(intent.cwd.clone()), env: Some(intent.env.clone()), proxy: true });
     // The post-commit states are recorded whatever became of the live run: a rollback needs them.
     let manifest = rollback::finish(&dir, manifest, live.graph().ok().as_ref())?;
     let status = status?;

@@ -6,7 +6,7 @@ use std::{
 };
 
 use crate::{
-    graph::{Graph, NodeId, NodeKind, TRACED},
+    graph::{EdgeKind, Graph, NodeId, NodeKind, TRACED},
     rundir::{Divergence, FIDELITY_SCHEMA, Fidelity},
 };
 
@@ -69,10 +69,21 @@ pub fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
         if e.blind_spot() {
             continue;
         }
+        // Go programs (etcdctl, kubectl...) preempt their goroutines with SIGURG to their own
+        // threads (golang/go#24543): how many depends on scheduling, not on what they change.
+        if e.kind == EdgeKind::Signal && e.detail.as_deref() == Some("SIGURG") {
+            continue;
+        }
         let target = label(&e.to);
         if target.starts_with(&run_dir) || is_output_channel(&target) {
             continue;
         }
+        // rpc edges compare operation by operation: protocol, operation and resource (a captured
+        // mutation in the pilot is the same effect as the forwarded one live).
+        let target = match (&e.kind, &e.detail) {
+            (EdgeKind::Rpc, Some(d)) => format!("{target} {d}"),
+            _ => target,
+        };
         let key = format!("{} {} {}", label(&e.from), e.kind, without_pids(&target));
         let v = out.entry(key).or_default();
         // A signal the pilot's PID namespace stopped counts as sent, as the gate counts it.

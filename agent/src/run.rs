@@ -59,6 +59,14 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let live: Vec<u16> = crate::snapshot::sockets::listeners().values().filter_map(|l| l.port).collect();
         (crate::rundir::Stamp::now(), Snapshot::take(&Default::default()), live)
     });
+    // Before 6.7 (no cgroup Unix hooks): a network namespace of the pilot's own isolates
+    // abstract Unix names; the sink listens inside it too (sink/netns.rs).
+    let (unix, netns) = crate::sink::netns::for_run(unix);
+    let mut sink_options = sink_options;
+    if let Some(ns) = &netns {
+        sink_options.netns = Some(ns.clone());
+        sink_options.allow = allowed.clone();
+    }
     let sink = Sink::start_with(sink_options)?;
     let opts = probes::Options { ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     let mut probes = Probes::load(&opts)?;
@@ -79,7 +87,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     drop(after_probes);
     let containing = tracing::debug_span!("phase", name = "cgroup and containment").entered();
     let cgroup = PilotCgroup::create(&id)?;
-    let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
+    // With a namespace of its own the pilot reaches --allow'ed destinations through the sink.
+    let hook_allowed: &[std::net::SocketAddr] = if netns.is_some() { &[] } else { &allowed };
+    let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), hook_allowed, &live_ports)?;
     sink.ctx().origins.attach(probes.take_origins()?, cgroup.path.clone());
     let out = Output::create(Some(dir.path()), args.events.export.as_deref(), args.verbose)?;
     session::catch_interrupts();
@@ -97,6 +107,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         deny_unix_sockets: unix == UnixContainment::Unavailable,
         unix_sinks: sink.unix_sockets().to_vec(),
         supervisor_fd: supervisor.as_ref().map(|s| s.sandbox_fd()),
+        netns_fd: netns.as_ref().map(|n| n.raw_fd()),
     };
     drop(containing);
     let mut lc = Lifecycle::new(probes, out);
@@ -229,10 +240,10 @@ fn containment(unix: UnixContainment, dir: &Path, supervised: Option<&sandbox::s
     Containment {
         files: format!("overlay (every writable filesystem): {}", sandbox::mounts::features_in(dir)),
         network: "cgroup hooks: TCP/UDP to the sink".into(),
-        unix_sockets: if unix == UnixContainment::Denied {
-            "abstract addresses denied (cgroup hooks); live listeners' paths lead to the sink, other live sockets are hidden by the overlays"
-        } else {
-            "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)"
+        unix_sockets: match unix {
+            UnixContainment::Denied => "abstract addresses denied (cgroup hooks); live listeners' paths lead to the sink, other live sockets are hidden by the overlays",
+            UnixContainment::Netns => "abstract addresses isolated (the pilot's own network namespace; no cgroup Unix hooks before Linux 6.7); live listeners' paths lead to the sink, other live sockets are hidden by the overlays",
+            UnixContainment::Unavailable => "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)",
         }
         .into(),
         signals: sandbox::supervisor::containment(supervised),
@@ -297,7 +308,10 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
     // /proc/self/exe, not its path: a pilot binary replaced on disk (an upgrade, a rebuild)
     // still starts the sandbox with the code that is running.
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("__sandbox").arg(serde_json::to_string(spec)?);
+    // The spec through a memfd, not argv: with a sink socket per live Unix listener it outgrows
+    // one argument's limit (MAX_ARG_STRLEN, 128 KiB) on hosts with many of them.
+    let spec_fd = sandbox::spec_memfd(&serde_json::to_string(spec)?).context("passing the sandbox its spec")?;
+    cmd.arg("__sandbox").arg(format!("fd:{}", std::os::fd::AsRawFd::as_raw_fd(&spec_fd)));
     let mut stdio_paths = Vec::new();
     for (fd, name) in [(0, "stdin"), (1, STDOUT_LOG), (2, STDERR_LOG)] {
         if passes(fd) {
@@ -316,11 +330,12 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
             _ => cmd.stderr(stdio),
         };
     }
-    let inherited = [Some(spec.tracked_fd), spec.supervisor_fd];
+    let inherited = [Some(spec.tracked_fd), Some(std::os::fd::AsRawFd::as_raw_fd(&spec_fd)), spec.supervisor_fd, spec.netns_fd];
     unsafe {
         cmd.pre_exec(move || {
-            // Keep the TRACKED map (W inserts itself through it) and the supervisor's socket
-            // (W hands its seccomp listener over it) open across exec.
+            // Keep open across exec: the TRACKED map (W inserts itself through it), the spec's
+            // memfd, the supervisor's socket (W hands its seccomp listener over it) and the
+            // pilot's network namespace (C joins it).
             for fd in inherited.into_iter().flatten() {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -329,7 +344,9 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
             Ok(())
         })
     };
-    Ok((cmd.spawn().context("starting the sandbox")?, stdio_paths))
+    let child = cmd.spawn().context("starting the sandbox")?;
+    drop(spec_fd);
+    Ok((child, stdio_paths))
 }
 
 /// Only a terminal, a pipe or /dev/null may be the pilot's stdio.

@@ -45,6 +45,11 @@ const APT_PACKAGES: &[&str] = &[
     // backups, and a live PostgreSQL 15 for pg_dump and pg_basebackup
     "logrotate",
     "rsync",
+    // (etcd-server 3.4: etcd; etcd-client: etcdctl; zookeeper: the server and zkCli.sh in
+    // /usr/share/zookeeper/bin, no service started, unlike zookeeperd)
+    "etcd-server",
+    "etcd-client",
+    "zookeeper",
 ];
 /// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
 pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];

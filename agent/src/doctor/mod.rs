@@ -56,7 +56,7 @@ pub struct Report {
     pub run_contained: bool,
     /// `pilot trace` works here.
     pub trace_available: bool,
-    /// How Unix sockets are contained: "cgroup hooks" or "seccomp (no AF_UNIX sockets)".
+    /// How Unix sockets are contained: "cgroup hooks", or before 6.7 `NETNS`.
     pub unix_sockets: &'static str,
 }
 
@@ -88,7 +88,7 @@ fn checks() -> Vec<Check> {
     }
     list.extend([
         check("cgroup/connect_unix+sendmsg_unix", RunPrefers, "connects and datagrams to Unix sockets are refused in the kernel (6.7+)",
-            "fallback: the seccomp filter refuses creating AF_UNIX sockets at all in the pilot", checks::unix_hooks),
+            "fallback: the pilot gets a network namespace of its own, where no host abstract socket is (seccomp refuses AF_UNIX sockets if none can be made)", checks::unix_hooks),
         check("seccomp", Run, "refuses ptrace, modules, bpf, keyring... (and AF_UNIX without the Unix hooks)", "run refuses", checks::seccomp),
         check("overlayfs", Run, "every writable filesystem is an overlay: writes land in the run directory", "run refuses: writes would reach production", checks::overlayfs),
         check("overlay redirect_dir+metacopy", RunPrefers, "a pilot renames live directories as live (not EXDEV) and chmods live files without copying their data",
@@ -128,7 +128,7 @@ impl Report {
             kernel: kernel_release(),
             run_contained: all(&[Need::RunAndTrace, Need::Run]),
             trace_available: all(&[Need::RunAndTrace]),
-            unix_sockets: if unix_hooks { "cgroup hooks" } else { "seccomp (no AF_UNIX sockets)" },
+            unix_sockets: if unix_hooks { "cgroup hooks" } else { NETNS },
             features,
         }
     }
@@ -138,9 +138,13 @@ impl Report {
     }
 
     pub fn unix(&self) -> UnixContainment {
-        if self.unix_sockets == "cgroup hooks" { UnixContainment::Denied } else { UnixContainment::Unavailable }
+        if self.unix_sockets == "cgroup hooks" { UnixContainment::Denied } else { UnixContainment::Netns }
     }
 }
+
+/// Unix containment without the cgroup Unix hooks (before 6.7): the pilot's own network
+/// namespace, where no host abstract socket exists; paths lead to the sink's sockets.
+pub const NETNS: &str = "network namespace (abstract names isolated; paths to the sink)";
 
 /// `pilot doctor [--json]`.
 pub fn run(json: bool) -> Result<i32> {

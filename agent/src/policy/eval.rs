@@ -432,6 +432,7 @@ fn blind_spots(graph: &Graph, ctx: &Ctx, nodes: &HashMap<&NodeId, &Node>, requir
                 protocols: Vec::new(),
                 operations: Vec::new(),
                 resources: Vec::new(),
+                except_resources: Vec::new(),
                 access: Vec::new(),
                 categories: Vec::new(),
                 dispositions: Vec::new(),

@@ -113,7 +113,7 @@ pub struct Rule {
     #[serde(default)]
     pub max_fill: Option<f64>,
     // --- issue 18: rpc effects (a rule with any of these matches only `rpc` edges) ---
-    /// Protocols: dns, redis, postgresql, http (etcd, zookeeper from their modules).
+    /// Protocols: dns, redis, postgresql, http, etcd, zookeeper.
     #[serde(default)]
     pub protocols: Vec<String>,
     /// Operation globs as the protocol names them: `FLUSH*`, `CONFIG SET`, `DROP *`, `POST`.
@@ -122,6 +122,9 @@ pub struct Rule {
     /// Resource globs: keys, tables, paths (`session:*`, `public.*`, `/v1/members*`).
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Resource globs the rule leaves out (`/app/cache/*`: a cleanup may delete its own cache).
+    #[serde(default)]
+    pub except_resources: Vec<String>,
     /// read, mutation, unclassified, opaque.
     #[serde(default)]
     pub access: Vec<String>,

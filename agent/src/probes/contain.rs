@@ -41,8 +41,12 @@ pub enum UnixContainment {
     /// hooks); paths reach only what the pilot's mount view holds (the sink's sockets).
     Denied,
     /// The kernel has no cgroup hooks for Unix sockets (before 6.7): the sandbox's seccomp
-    /// filter refuses creating AF_UNIX sockets instead.
+    /// filter refuses creating AF_UNIX sockets instead (when no network namespace could be
+    /// made for the pilot).
     Unavailable,
+    /// No cgroup Unix hooks (before 6.7): the pilot has a network namespace of its own, where
+    /// no host abstract socket exists (sink/netns.rs); paths as with `Denied`.
+    Netns,
 }
 
 /// Attach every containment program to the pilot's cgroup and fill their maps; the Unix
@@ -79,7 +83,7 @@ pub fn attach(
         prog.load().with_context(|| format!("loading {name}"))?;
         prog.attach(cgroup.as_fd(), CgroupAttachMode::Single).with_context(|| format!("attaching {name}"))?;
     }
-    if unix == UnixContainment::Unavailable {
+    if unix != UnixContainment::Denied {
         return Ok((unix, Vec::new()));
     }
     let mut links = Vec::new();

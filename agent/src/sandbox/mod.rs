@@ -67,11 +67,19 @@ pub struct Spec {
     /// None: no supervisor (the kernel has no user notification).
     #[serde(default)]
     pub supervisor_fd: Option<i32>,
+    /// Before Linux 6.7: the inherited fd of the pilot's own network namespace (abstract Unix
+    /// names isolated: sink/netns.rs), joined before the other namespaces.
+    #[serde(default)]
+    pub netns_fd: Option<i32>,
 }
 
 /// Entry of C. Never returns: exits with the workload's status.
-pub fn main(spec_json: &str) -> ! {
-    let spec: Spec = match serde_json::from_str(spec_json) {
+pub fn main(spec_arg: &str) -> ! {
+    let spec_json = match read_spec(spec_arg) {
+        Ok(s) => s,
+        Err(e) => fail_setup(None, &format!("reading the sandbox spec: {e}")),
+    };
+    let spec: Spec = match serde_json::from_str(&spec_json) {
         Ok(s) => s,
         Err(e) => fail_setup(None, &format!("bad sandbox spec: {e}")),
     };
@@ -95,6 +103,32 @@ fn fork() -> io::Result<Option<rustix::process::Pid>> {
     }
 }
 
+/// The spec in a memfd for `pilot __sandbox fd:N` (argv has a 128 KiB limit per argument).
+pub fn spec_memfd(json: &str) -> io::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    use std::os::fd::FromRawFd;
+    let fd = unsafe { libc::memfd_create(c"pilot-sandbox-spec".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    f.write_all(json.as_bytes())?;
+    f.rewind()?;
+    Ok(f)
+}
+
+/// `fd:N` (the memfd above, read and closed) or the JSON itself.
+fn read_spec(arg: &str) -> io::Result<String> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let Some(n) = arg.strip_prefix("fd:") else { return Ok(arg.to_string()) };
+    let fd: i32 = n.parse().map_err(|_| io::Error::other(format!("bad spec fd {n}")))?;
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut s = String::new();
+    f.read_to_string(&mut s)?;
+    Ok(s)
+}
+
 /// C: cgroup, session, namespaces. The agent stays reachable through PDEATHSIG.
 fn enter(spec: &Spec) -> io::Result<()> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
@@ -104,6 +138,10 @@ fn enter(spec: &Spec) -> io::Result<()> {
     std::fs::write(spec.cgroup.join("cgroup.procs"), "0\n")
         .map_err(|e| io::Error::new(e.kind(), format!("joining {}: {e}", spec.cgroup.display())))?;
     let _ = rustix::process::setsid();
+    if let Some(fd) = spec.netns_fd {
+        crate::sink::netns::join(fd)?;
+        unsafe { libc::close(fd) };
+    }
     let flags = UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
     // SAFETY: no CLONE_FILES: the fd table stays shared with nothing (single thread).
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare: {e}")))?;

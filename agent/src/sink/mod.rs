@@ -9,13 +9,18 @@
 //! Bytes of a protocol no module speaks are blackholed as before: read, recorded, unanswered.
 //! See README.md in this folder for the module interface.
 pub mod dns;
+pub mod etcd;
+pub mod h2c;
 pub mod http;
+pub mod live;
+pub mod netns;
 pub mod origin;
 pub mod postgres;
 pub mod redis;
 pub mod session;
 pub mod shadow;
 pub mod sql;
+pub mod zookeeper;
 
 use std::{
     collections::HashMap,
@@ -66,11 +71,17 @@ pub struct Options {
     pub unix_paths: Vec<String>,
     /// Where the sink's own Unix sockets live (inside the run directory).
     pub dir: PathBuf,
+    /// Before Linux 6.7: the pilot's own network namespace, where the sink listens too
+    /// (netns.rs).
+    pub netns: Option<Arc<netns::PilotNetns>>,
+    /// `--allow`ed destinations when the pilot has a network namespace of its own (they are not
+    /// reachable from it): everything to them goes through the sink, recorded.
+    pub allow: Vec<SocketAddr>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { mode: Mode::Dry, protocols: Vec::new(), unsafe_get: Vec::new(), unix_paths: Vec::new(), dir: std::env::temp_dir() }
+        Options { mode: Mode::Dry, protocols: Vec::new(), unsafe_get: Vec::new(), unix_paths: Vec::new(), dir: std::env::temp_dir(), netns: None, allow: Vec::new() }
     }
 }
 
@@ -95,7 +106,7 @@ pub enum Sniff {
 
 /// Every protocol the sink speaks, in sniffing order (binary framings first).
 pub fn modules() -> &'static [Module] {
-    static MODULES: [Module; 4] = [postgres::MODULE, http::MODULE, redis::MODULE, dns::MODULE];
+    static MODULES: [Module; 6] = [etcd::MODULE, postgres::MODULE, zookeeper::MODULE, http::MODULE, redis::MODULE, dns::MODULE];
     &MODULES
 }
 
@@ -108,6 +119,8 @@ pub struct Ctx {
     pub options: Options,
     pub origins: origin::Origins,
     pub shadow: shadow::Shadow,
+    /// What etcd pilots changed beside keys (leases, members), per cluster.
+    pub etcd: etcd::Clusters,
     caught: Mutex<Vec<Caught>>,
     /// The protocol each live listener is known to speak (from the host snapshot).
     hints: RwLock<HashMap<String, String>>,
@@ -163,12 +176,29 @@ impl Sink {
             tcp.push(t);
             udp.push(u);
         }
+        if let Some(ns) = &options.netns {
+            let addrs = |v: &[SocketAddr]| v.to_vec();
+            let t: Vec<SocketAddr> = tcp.iter().filter_map(|l: &TcpListener| l.local_addr().ok()).collect();
+            let u: Vec<SocketAddr> = udp.iter().filter_map(|s: &UdpSocket| s.local_addr().ok()).collect();
+            let (t, u) = ns.listen(&addrs(&t), &addrs(&u)).context("the sink's listeners in the pilot's network namespace")?;
+            for l in &t {
+                l.set_nonblocking(true)?;
+            }
+            for s in &u {
+                s.set_nonblocking(true)?;
+            }
+            tcp.extend(t);
+            udp.extend(u);
+        }
         let (unix, listeners) = unix_listeners(&options)?;
+        let origins = origin::Origins::default();
+        origins.set_netns(options.netns.clone());
         let ctx = Arc::new(Ctx {
             unix_targets: unix.iter().map(|(live, own)| (own.clone(), live.clone())).collect(),
             options,
-            origins: Default::default(),
+            origins,
             shadow: Default::default(),
+            etcd: Default::default(),
             caught: Mutex::new(Vec::new()),
             hints: RwLock::new(HashMap::new()),
         });
@@ -383,6 +413,10 @@ pub fn hints(snap: &crate::snapshot::Snapshot) -> HashMap<String, String> {
             "postgresql"
         } else if ["dnsmasq", "named", "unbound", "systemd-resolved"].iter().any(|d| name.starts_with(d)) {
             "dns"
+        } else if name.starts_with("etcd") || exe.ends_with("/etcd") {
+            "etcd"
+        } else if name.contains("zookeeper") || name.contains("quorumpeermain") {
+            "zookeeper"
         } else {
             continue;
         };

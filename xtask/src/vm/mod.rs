@@ -409,7 +409,7 @@ mod tests {
 
     #[test]
     fn doctor_must_match_the_kernel() {
-        let d = serde_json::json!({"run_contained": true, "unix_sockets": "seccomp (no AF_UNIX sockets)", "features": []});
+        let d = serde_json::json!({"run_contained": true, "unix_sockets": "network namespace (abstract names isolated; paths to the sink)", "features": []});
         assert!(doctor_problems("6.1.0-56-cloud-amd64", Some(&d), Some(0), false).is_empty());
         assert_eq!(doctor_problems("6.12.1", Some(&d), Some(0), false).len(), 1);
         assert_eq!(doctor_problems("6.1.0", Some(&d), Some(0), true).len(), 3, "kprobes, fentry, bpf_lsm");
