@@ -287,6 +287,148 @@ fn postgres_mutations_are_blocked_and_production_unchanged() {
     assert!(p.sql(&format!("SELECT to_regclass('{t}') IS NULL")).trim() == "t", "control: DROP TABLE drops it");
 }
 
+/// The sink's rpc entries of a run: (operation, resource, access, disposition, note).
+fn rpcs(run: &Outcome) -> Vec<(String, String, String, String, String)> {
+    let sink = run.json("sink.json");
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    sink.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["rpc"].as_array().cloned().unwrap_or_default())
+        .map(|r| (s(&r["operation"]), s(&r["resource"]), s(&r["access"]), s(&r["disposition"]), s(&r["note"])))
+        .collect()
+}
+
+fn replication_slots(p: &Postgres) -> String {
+    p.sql("SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots").trim().to_string()
+}
+
+#[test]
+fn pg_dump_passes_and_writes_the_live_rows_into_the_overlay() {
+    let p = Postgres::shared();
+    let t = unique("dump").replace('-', "_");
+    p.sql(&format!("CREATE TABLE {t} (id int, item text); INSERT INTO {t} SELECT g, 'item ' || g FROM generate_series(1, 500) g"));
+    let out = servers::scratch(&t).join("dump.sql");
+    let port = p.port.to_string();
+    let argv = [&format!("{PG_BIN}/pg_dump"), "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-t", &t, "-f", &out.display().to_string(), "postgres"];
+    let run = pilot(&argv, None, &[]);
+    run.assert_passed();
+    // set_config, BEGIN, SET TRANSACTION ... READ ONLY, LOCK TABLE ... IN ACCESS SHARE MODE,
+    // the catalog queries and COPY TO stdout: all reads, all forwarded.
+    let r = rpcs(&run);
+    let not_forwarded: Vec<_> = r.iter().filter(|x| x.3 != "forwarded" && x.0 != "SSLRequest").collect();
+    assert!(not_forwarded.is_empty(), "everything pg_dump sends reads: {not_forwarded:?}\n{}", run.dump());
+    for op in ["BEGIN", "LOCK TABLE", "COPY"] {
+        assert!(r.iter().any(|x| x.0 == op && x.2 == "read"), "{op} forwarded as a read\n{}", run.dump());
+    }
+    let copy = common::upper_of(run.dir.path(), &out).expect("an overlay holds the dump");
+    let dump = std::fs::read_to_string(&copy).unwrap_or_default();
+    assert!(dump.contains(&format!("COPY public.{t} (id, item) FROM stdin;")) && dump.contains("500\titem 500"), "the dump holds the live rows\n{dump}");
+    assert!(!out.exists(), "LEAK: the pilot's dump reached production");
+    assert_eq!(p.sql(&format!("SELECT count(*) FROM {t}")).trim(), "500");
+    // Control: live, pg_dump writes it.
+    let live = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(live.status.success() && std::fs::read_to_string(&out).unwrap_or_default().contains("500\titem 500"), "control: pg_dump live writes the dump");
+}
+
+#[test]
+fn postgres_transactions_go_through_and_mutations_inside_them_are_captured() {
+    let p = Postgres::shared();
+    let t = unique("txn").replace('-', "_");
+    p.sql(&format!("CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1), (2)"));
+    let dir = servers::scratch(&t);
+    let port = p.port.to_string();
+    let psql = |file: &Path| -> Vec<String> {
+        [&format!("{PG_BIN}/psql"), "-X", "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-tA", "-f", &file.display().to_string()].map(|s| s.to_string()).to_vec()
+    };
+    let requests = |run: &Outcome, op: &str| -> u64 {
+        let sink = run.json("sink.json");
+        sink.as_array().into_iter().flatten().flat_map(|c| c["rpc"].as_array().cloned().unwrap_or_default()).filter(|r| r["operation"] == op && r["disposition"] == "forwarded").map(|r| r["requests"].as_u64().unwrap_or(0)).sum()
+    };
+    // ON_ERROR_ROLLBACK makes psql read the transaction status of every answer: it wraps
+    // each statement in a savepoint (and releases it) only while the server says it is in a
+    // transaction (none is released around COMMIT). Four statements after BEGIN: four
+    // SAVEPOINTs and three RELEASEs when the captured DELETE's ReadyForQuery said `T`, as the
+    // server's would; two and one had it said `I`.
+    let ok = dir.join("txn.sql");
+    std::fs::write(&ok, format!("\\set ON_ERROR_ROLLBACK on\nBEGIN;\nSELECT count(*) FROM {t};\nDELETE FROM {t};\nSELECT 'after';\nCOMMIT;\n")).unwrap();
+    let argv = psql(&ok);
+    let run = pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
+    run.assert_blocked("postgres", "DELETE", &t);
+    assert!(run.stdout.contains("\n2\n") && run.stdout.contains("after"), "psql went on\n{}", run.dump());
+    assert_eq!((requests(&run, "SAVEPOINT"), requests(&run, "RELEASE")), (4, 3), "psql saw the transaction go on after the captured DELETE\n{}", run.dump());
+    assert_eq!((requests(&run, "BEGIN"), requests(&run, "COMMIT")), (1, 1), "transaction control went through\n{}", run.dump());
+    // In a failed transaction a captured statement is answered as the server answers it.
+    let failed = dir.join("failed.sql");
+    std::fs::write(&failed, format!("BEGIN;\nSELECT 1/0;\nDELETE FROM {t} WHERE id = 1;\nROLLBACK;\n")).unwrap();
+    let argv2 = psql(&failed);
+    let run = pilot(&argv2.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
+    run.assert_blocked("postgres", "DELETE", &t);
+    assert!(run.stderr.contains("current transaction is aborted"), "{}", run.dump());
+    assert_eq!(p.sql(&format!("SELECT count(*) FROM {t}")).trim(), "2", "LEAK: a DELETE reached production");
+    // Control: live, the first script deletes the rows.
+    let live = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(live.status.success(), "control ran: {}", String::from_utf8_lossy(&live.stderr));
+    assert_eq!(p.sql(&format!("SELECT count(*) FROM {t}")).trim(), "0", "control: the script live deletes the rows");
+}
+
+#[test]
+fn pg_basebackup_streams_wal_and_passes() {
+    let p = Postgres::shared();
+    let dir = servers::scratch(&unique("base"));
+    let base = dir.join("base");
+    let port = p.port.to_string();
+    // The default `-X stream`: a second replication connection with a temporary slot.
+    let argv = [&format!("{PG_BIN}/pg_basebackup"), "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", &base.display().to_string(), "-c", "fast"];
+    let run = pilot(&argv, None, &[]);
+    run.assert_passed();
+    let r = rpcs(&run);
+    for op in ["IDENTIFY_SYSTEM", "BASE_BACKUP", "CREATE_REPLICATION_SLOT", "START_REPLICATION"] {
+        assert!(r.iter().any(|x| x.0 == op && x.2 == "read" && x.3 == "forwarded"), "{op} forwarded as a read\n{}", run.dump());
+    }
+    assert!(r.iter().any(|x| x.0 == "CREATE_REPLICATION_SLOT" && x.4.contains("temporary")), "the temporary slot is noted\n{}", run.dump());
+    let copy = common::upper_of(run.dir.path(), &base).expect("an overlay holds the backup");
+    assert!(copy.join("backup_label").is_file() && copy.join("global/pg_control").is_file(), "the backup is in the overlay\n{}", run.dump());
+    let wal = std::fs::read_dir(copy.join("pg_wal")).map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().len() == 24).count()).unwrap_or(0);
+    assert!(wal > 0, "the streamed WAL is in the overlay\n{}", run.dump());
+    assert!(!base.exists(), "LEAK: the pilot's backup reached production");
+    assert_eq!(replication_slots(p), "", "no slot left on the server");
+    // Control: live, the backup is written.
+    let live = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(live.status.success() && base.join("backup_label").is_file(), "control: {}", String::from_utf8_lossy(&live.stderr));
+}
+
+#[test]
+fn replication_slot_changes_are_blocked_with_valid_answers() {
+    let p = Postgres::shared();
+    let port = p.port.to_string();
+    // pg_basebackup -C -S: a permanent slot (the server keeps WAL for it until it is dropped).
+    let slot = unique("slot").replace('-', "_");
+    let dir = servers::scratch(&slot);
+    let base = dir.join("base").display().to_string();
+    let argv = [&format!("{PG_BIN}/pg_basebackup"), "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", &base, "-c", "fast", "-C", "-S", &slot];
+    let run = pilot(&argv, None, &[]);
+    run.assert_blocked("postgres", "CREATE_REPLICATION_SLOT", &slot);
+    assert_eq!(run.json("verdict.json")["pilot_exit"], 0, "pg_basebackup went on (streamed without the captured slot)\n{}", run.dump());
+    assert_eq!(replication_slots(p), "", "LEAK: the slot was created");
+    // DROP_REPLICATION_SLOT of a live slot, on a replication connection psql opens.
+    p.sql(&format!("SELECT pg_create_physical_replication_slot('{slot}')"));
+    let conn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres replication=database");
+    let drop = [&format!("{PG_BIN}/psql"), "-X", &conn, "-c", &format!("DROP_REPLICATION_SLOT {slot}")];
+    let run = pilot(&drop, None, &[]);
+    run.assert_blocked("postgres", "DROP_REPLICATION_SLOT", &slot);
+    assert_eq!(run.json("verdict.json")["pilot_exit"], 0, "psql got CommandComplete\n{}", run.dump());
+    assert_eq!(replication_slots(p), slot, "LEAK: the slot was dropped");
+    // Controls: live, the drop drops it and -C creates one.
+    let live = Command::new(drop[0]).args(&drop[1..]).output().unwrap();
+    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
+    assert_eq!(replication_slots(p), "", "control: DROP_REPLICATION_SLOT live drops it");
+    let live = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
+    assert_eq!(replication_slots(p), slot, "control: pg_basebackup -C live creates the slot");
+    p.sql(&format!("SELECT pg_drop_replication_slot('{slot}')"));
+}
+
 // ----------------------------------------------------------------------------------- HTTP
 
 #[test]

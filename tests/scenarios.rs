@@ -110,6 +110,10 @@ struct Benign {
     /// and harm nothing; its fidelity error is recorded, not gated).
     #[serde(default)]
     fidelity_exempt: Option<String>,
+    /// Files (relative to production) the operation writes: after its pilot each is in the
+    /// run's overlay, not empty, and not in production; after the commit, in production.
+    #[serde(default)]
+    writes: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -387,6 +391,13 @@ fn routine(name: &str) {
         eprintln!("{name}: expected to fail ({}), but it passes now: drop `xfail` from its scenario.toml", r.benign.xfail.as_deref().unwrap_or(""));
     }
     s.healthy().unwrap_or_else(|e| panic!("{name}: the pilot of the routine operation changed production: {e}"));
+    for w in &r.benign.writes {
+        let live = s.prod.join(w);
+        let copy = common::upper_of(&good.run, &live).unwrap_or_else(|| panic!("{name}: no overlay holds {}", live.display()));
+        let size = fs::metadata(&copy).map(|m| if m.is_dir() { fs::read_dir(&copy).map_or(0, |d| d.count() as u64) } else { m.len() }).unwrap_or(0);
+        assert!(size > 0, "{name}: the pilot's {w} is not in its overlay ({}), or empty", copy.display());
+        assert!(!live.exists(), "{name}: the pilot's {w} reached production");
+    }
     if r.benign.commit && r.benign.xfail.is_none() {
         let commit = s.pilot(&["commit".into(), good.run.display().to_string()]);
         assert_eq!(commit.status.code(), Some(0), "{name}: commit of the routine operation:\n{}", text(&commit));
@@ -396,6 +407,9 @@ fn routine(name: &str) {
             "{name}: fidelity outside the gate: {fidelity}"
         );
         s.healthy().unwrap_or_else(|e| panic!("{name}: the routine operation, run live, harmed production: {e}"));
+        for w in &r.benign.writes {
+            assert!(s.prod.join(w).exists(), "{name}: the commit did not write {w}");
+        }
     }
 
     // The control: without the pilot the harmful twin really does harm production.

@@ -123,6 +123,22 @@ impl Scratch {
     }
 }
 
+/// Where a production path's copy lands in a run directory's overlay: upper/<key>/<rel>, from
+/// mounts.json (the longest overlaid mount point holding it). None: no overlay holds it.
+pub fn upper_of(run: &Path, path: &Path) -> Option<PathBuf> {
+    let plans: Vec<serde_json::Value> = serde_json::from_str(&fs::read_to_string(run.join("mounts.json")).ok()?).ok()?;
+    let mut best: Option<(String, String)> = None;
+    for p in plans {
+        let Some(o) = p.get("Overlay") else { continue };
+        let (Some(mp), Some(key)) = (o["mount_point"].as_str(), o["key"].as_str()) else { continue };
+        if path.starts_with(mp) && best.as_ref().is_none_or(|(b, _)| mp.len() > b.len()) {
+            best = Some((mp.to_string(), key.to_string()));
+        }
+    }
+    let (mp, key) = best?;
+    Some(run.join("upper").join(key).join(path.strip_prefix(&mp).ok()?))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Events
 

@@ -24,6 +24,9 @@ pub struct RpcEffect {
     pub reply_bytes: u64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub may_differ: bool,
+    /// The sink's note on it (sink.json's `note`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Add the sink's requests to a finished graph.
@@ -65,6 +68,7 @@ pub fn add(graph: &mut Graph, caught: &[Caught]) {
                         access: Some(r.access),
                         category: r.category,
                         disposition: Some(r.disposition),
+                        note: r.note.clone(),
                         ..Default::default()
                     }),
                     ..Default::default()

@@ -382,6 +382,9 @@ fn merge(r: &mut Rpc, op: &Rpc) {
     r.bytes += op.bytes;
     r.reply_bytes += op.reply_bytes;
     r.may_differ |= op.may_differ;
+    if r.note.is_none() {
+        r.note = op.note.clone();
+    }
     r.last_unix_ms = r.last_unix_ms.max(op.first_unix_ms);
 }
 
@@ -448,6 +451,7 @@ mod tests {
             bytes: 10,
             reply_bytes: 5,
             may_differ: false,
+            note: None,
             first_unix_ms: 0,
             last_unix_ms: 0,
         }
@@ -560,7 +564,8 @@ pub fn render(caught: &[Caught]) -> String {
             let access = serde_json::to_value(r.access).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             let disp = serde_json::to_value(r.disposition).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             let differ = if r.may_differ { " (may differ from live: the pilot changed it)" } else { "" };
-            let _ = writeln!(out, "  rpc {} {} {} -> {to}: {access}, {disp}, {} request(s){differ}", r.protocol, r.operation, r.resource, r.requests);
+            let note = r.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            let _ = writeln!(out, "  rpc {} {} {} -> {to}: {access}, {disp}, {} request(s){differ}{note}", r.protocol, r.operation, r.resource, r.requests);
             lines += 1;
         }
     }

@@ -94,6 +94,13 @@ impl Stream {
     }
 }
 
+/// Which end of a session sent bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+}
+
 /// One request as a module reports it.
 pub struct Op {
     pub operation: String,
@@ -104,6 +111,8 @@ pub struct Op {
     pub bytes: u64,
     pub reply_bytes: u64,
     pub may_differ: bool,
+    /// Why a read that looks like more is one, or what a captured request would do live.
+    pub note: Option<String>,
 }
 
 impl Op {
@@ -117,6 +126,7 @@ impl Op {
             bytes: 0,
             reply_bytes: 0,
             may_differ: false,
+            note: None,
         }
     }
 }
@@ -203,6 +213,29 @@ impl Session {
         }
     }
 
+    /// Read more of the destination's answer, as long as it takes (a query that runs for
+    /// minutes, a base backup waiting for its checkpoint, a replication stream idle between
+    /// keepalives: the client waits as long live; the run's `--timeout` bounds it): Ok(0) when
+    /// it closed.
+    pub async fn wait_upstream(&mut self) -> io::Result<usize> {
+        self.upstream().await?.fill().await
+    }
+
+    /// Read more from whichever side sends first, of those asked for (`client`, `upstream`):
+    /// a protocol whose both ends talk at once (PostgreSQL's CopyBoth replication streams).
+    pub async fn fill_either(&mut self, client: bool, upstream: bool) -> io::Result<(Side, usize)> {
+        self.upstream().await?;
+        let up = self.upstream.as_mut().expect("opened above");
+        match (client, upstream) {
+            (true, true) => tokio::select! {
+                r = self.client.fill() => r.map(|n| (Side::Client, n)),
+                r = up.fill() => r.map(|n| (Side::Upstream, n)),
+            },
+            (true, false) => self.client.fill().await.map(|n| (Side::Client, n)),
+            (false, _) => up.fill().await.map(|n| (Side::Upstream, n)),
+        }
+    }
+
     /// Answer the pilot (relayed or made up).
     pub async fn reply(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.client.write_all(bytes).await?;
@@ -246,6 +279,7 @@ impl Session {
             bytes: op.bytes,
             reply_bytes: op.reply_bytes,
             may_differ: op.may_differ,
+            note: op.note,
             first_unix_ms: now_ms(),
             last_unix_ms: now_ms(),
         };

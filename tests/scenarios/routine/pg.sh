@@ -42,7 +42,8 @@ psql_() {
 }
 
 # check_pg: the server runs on its own files: postmaster.pid in place, pg_control the file it
-# was started with, no file it holds open deleted under it, and the rows are there.
+# was started with, no file it holds open deleted under it, the rows are there, and no
+# replication slot was left behind (a permanent slot keeps WAL until the disk fills).
 check_pg() {
     [ -f "$PROD/pg/data/postmaster.pid" ] || fail "postmaster.pid is gone"
     [ "$(stat -c '%i %W' "$PROD/pg/data/global/pg_control" 2>/dev/null)" = "$(cat "$PROD/pg_control.id")" ] || fail "pg_control was replaced under the server"
@@ -51,4 +52,5 @@ check_pg() {
     fi
     "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" || fail "PostgreSQL does not answer"
     [ "$(psql_ -d app -Atc 'select count(*) from orders')" = 1000 ] || fail "the orders table lost rows"
+    [ "$(psql_ -d app -Atc 'select count(*) from pg_replication_slots')" = 0 ] || fail "a replication slot was left behind"
 }
