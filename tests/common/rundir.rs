@@ -71,17 +71,7 @@ impl Run {
     /// Where a production path's copy lands in the run's overlay: upper/<key>/<rel>, from
     /// mounts.json (the longest overlaid mount point containing it).
     pub fn upper_of(&self, path: &Path) -> PathBuf {
-        let plans: Vec<Value> = serde_json::from_str(&self.read("mounts.json")).unwrap_or_default();
-        let mut best: Option<(String, String)> = None;
-        for p in plans {
-            let Some(o) = p.get("Overlay") else { continue };
-            let (Some(mp), Some(key)) = (o["mount_point"].as_str(), o["key"].as_str()) else { continue };
-            if path.starts_with(mp) && best.as_ref().is_none_or(|(b, _)| mp.len() > b.len()) {
-                best = Some((mp.to_string(), key.to_string()));
-            }
-        }
-        let (mp, key) = best.unwrap_or_else(|| panic!("no overlay holds {}\n{}", path.display(), self.dump()));
-        self.dir.join("upper").join(key).join(path.strip_prefix(&mp).unwrap())
+        super::upper_of(&self.dir, path).unwrap_or_else(|| panic!("no overlay holds {}\n{}", path.display(), self.dump()))
     }
 
     /// pilot ran (exit 0 pass, 3 blocked by policy, 4 command failed), never 1 or 2, and
