@@ -88,17 +88,7 @@ fn unix_socket_containment_is_what_doctor_says() {
 
 #[test]
 fn doctor_needs_root() {
-    let d = Scratch::new();
-    let bin = d.path().join("pilot");
-    std::fs::copy(pilot_bin(), &bin).unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&bin)
-        .arg("doctor")
-        .current_dir("/")
-        .output()
-        .expect("running setpriv (util-linux)");
+    let out = common::pilot_as_nobody(&["doctor"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -3,7 +3,7 @@
 //! contain.
 mod common;
 
-use std::{fs, os::unix::fs::PermissionsExt as _, process::Command};
+use std::fs;
 
 use common::*;
 
@@ -60,17 +60,7 @@ fn a_ring_buffer_size_that_is_not_a_power_of_two_is_bad_input() {
 
 #[test]
 fn not_being_root_is_bad_input() {
-    // A copy of pilot that user nobody can reach (the build tree may not be readable).
-    let d = Scratch::new();
-    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = d.join("pilot");
-    fs::copy(pilot_bin(), &bin).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", &bin, "trace", "--", "/bin/true"])
-        .current_dir("/")
-        .output()
-        .expect("running setpriv (util-linux)");
+    let out = common::pilot_as_nobody(&["trace", "--", "/bin/true"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();

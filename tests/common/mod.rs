@@ -30,6 +30,37 @@ pub fn pilot_bin() -> &'static str {
     env!("CARGO_BIN_EXE_pilot")
 }
 
+/// `pilot ARGS` run as user nobody, from a copy of pilot in a fresh directory nobody can
+/// reach (the build tree may not be readable), with its output.
+pub fn pilot_as_nobody(args: &[&str]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Scratch::new();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = d.path().join("pilot");
+    fs::copy(pilot_bin(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let run = || {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(args)
+            .current_dir("/")
+            .output()
+            .expect("running setpriv (util-linux)")
+    };
+    // ETXTBSY: a test thread that forked during the copy holds its write fd until its child
+    // execs (O_CLOEXEC closes it only then); the exec succeeds once that child has.
+    let mut out = run();
+    for _ in 0..50 {
+        if !String::from_utf8_lossy(&out.stderr).contains("Text file busy") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        out = run();
+    }
+    out
+}
+
 /// A real Python (the `python3` on PATH may be a pyenv shim script, which adds processes).
 pub const PYTHON: &str = "/usr/bin/python3";
 
