@@ -16,6 +16,21 @@ start() {
     echo $! >>"$PROD/pids"
 }
 
+# up WHAT CMD...: until CMD succeeds, at most 60 s (a cluster electing a leader on a loaded
+# machine), then fail showing the end of each service's log.
+up() {
+    what=$1; shift
+    deadline=$(($(date +%s) + 60))
+    until "$@" >/dev/null 2>&1; do
+        if [ "$(date +%s)" -ge $deadline ]; then
+            echo "$what did not come up within 60 s" >&2
+            tail -n 5 "$PROD"/log/*.log >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
 # wait_for FILE: until a service says it is ready (it creates FILE), at most 10 s.
 wait_for() {
     i=0

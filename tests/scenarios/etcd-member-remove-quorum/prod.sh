@@ -11,11 +11,6 @@ for i in 1 2 3; do
         --initial-cluster "$CLUSTER" --initial-cluster-token "scn-$$" --initial-cluster-state new \
         --strict-reconfig-check=false --log-level error
 done
-i=0
-until ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:$C1" --command-timeout=2s endpoint health >/dev/null 2>&1; do
-    i=$((i + 1))
-    [ $i -gt 100 ] && { echo "etcd did not come up" >&2; exit 1; }
-    sleep 0.2
-done
+up etcd env ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:$C1" --command-timeout=2s endpoint health
 # m3's disk failed.
 kill -s KILL "$(sed -n 3p "$PROD/pids")"
