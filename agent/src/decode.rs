@@ -11,6 +11,8 @@ pub struct Record<'a> {
     pub ts_ns: u64,
     pub pid: u32,
     pub tid: u32,
+    /// The run whose task made it.
+    pub run: u32,
     pub comm: [u8; 16],
     /// TRUNC*/FAULT* bits: a string was cut or unreadable.
     pub flags: u16,
@@ -142,7 +144,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
             result: a[arg::SIGNAL_RESULT] as i64,
         },
     };
-    Ok(Record { ts_ns: h.ts_ns, pid: h.pid, tid: h.tid, comm: h.comm, flags: h.flags, body })
+    Ok(Record { ts_ns: h.ts_ns, pid: h.pid, tid: h.tid, run: h.run, comm: h.comm, flags: h.flags, body })
 }
 
 /// A kernel string without its NUL.

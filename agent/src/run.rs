@@ -90,6 +90,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         cwd: cwd.clone(),
         argv: args.command.clone(),
         tracked_fd: probes.tracked_fd(),
+        run: probes.run_id(),
         agent_pid: std::process::id(),
         deny_unix_sockets: unix == UnixContainment::Unavailable,
         unix_sinks: sink.unix_sockets().to_vec(),

@@ -171,7 +171,7 @@ impl StopRule for Until<'_> {
 fn start(target: &Target, launch: &Launch, probes: &mut Probes, tracker: &mut Tracker) -> Result<Option<u32>> {
     match target {
         Target::Command(argv) => {
-            let map_fd = probes.tracked_fd();
+            let (map_fd, run) = (probes.tracked_fd(), probes.run_id());
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
             if let Some(cwd) = &launch.cwd {
@@ -182,7 +182,7 @@ fn start(target: &Target, launch: &Launch, probes: &mut Probes, tracker: &mut Tr
             }
             // The child adds itself to the kernel's tracked set between fork and exec, so its
             // exec and everything after are seen with no race and no round trip.
-            unsafe { cmd.pre_exec(move || probes::track_pid(map_fd, libc::getpid() as u32)) };
+            unsafe { cmd.pre_exec(move || probes::track_pid(map_fd, libc::getpid() as u32, run)) };
             let fds = crate::tracker::FdTable::inherited_from_self();
             let child = cmd.spawn().map_err(|e| {
                 UsageError::new(format!("cannot start `{}`: {e}", argv[0]))

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 mod metrics;
 mod proto;
+mod resident;
 mod runs;
 
 use std::{
@@ -52,6 +53,9 @@ pub struct State {
     /// Runs whose client has not been told the outcome yet (shutdown waits for them).
     serving: AtomicUsize,
     metrics: metrics::Metrics,
+    /// The host's probe set, shared by every run (None: it could not be loaded; runs load
+    /// their own).
+    resident: Option<Arc<resident::Resident>>,
     next_id: AtomicU64,
     started_unix_ms: u128,
 }
@@ -120,6 +124,14 @@ pub fn run(args: DaemonArgs) -> Result<i32> {
 }
 
 async fn serve(config: Config, max_run: Duration, metrics_addr: Option<std::net::SocketAddr>) -> Result<()> {
+    // Loaded before the socket answers: the first run is already served by it.
+    let resident = match resident::Resident::load() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("loading the resident probe set: {e:#}: each run loads its own");
+            None
+        }
+    };
     let listener = bind(&config.socket)?;
     // Before the first run: the daemon stops as soon as it is told to.
     let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
@@ -134,6 +146,7 @@ async fn serve(config: Config, max_run: Duration, metrics_addr: Option<std::net:
         pids: Mutex::new(Vec::new()),
         serving: AtomicUsize::new(0),
         metrics: metrics::Metrics::new(stats.is_ok()),
+        resident,
         next_id: AtomicU64::new(1),
         started_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
         config,

@@ -33,8 +33,9 @@ pub struct Spec {
     pub cgroup: PathBuf,
     pub cwd: PathBuf,
     pub argv: Vec<String>,
-    /// Inherited fd of the kernel's TRACKED map.
+    /// Inherited fd of the kernel's TRACKED map, and the run W tracks itself for.
     pub tracked_fd: i32,
+    pub run: u32,
     pub agent_pid: u32,
     /// The kernel has no cgroup hooks for Unix sockets: refuse creating them instead.
     pub deny_unix_sockets: bool,
@@ -138,7 +139,7 @@ fn workload(spec: &Spec, handshake: &Handshake) -> ! {
     let global_pid: Option<u32> = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok());
     let global_pid = match global_pid {
         Some(pid) => {
-            if let Err(e) = crate::probes::track_pid(spec.tracked_fd, pid) {
+            if let Err(e) = crate::probes::track_pid(spec.tracked_fd, pid, spec.run) {
                 fail_setup(Some(spec), &format!("tracking the pilot: {e}"));
             }
             pid

@@ -100,8 +100,9 @@ impl Lifecycle {
     /// it knows, then writes it with `write_graph`).
     pub fn finish(mut self, traced: Traced, snapshot: &Snapshot) -> Result<Finished> {
         let losses = self.probes.losses()?;
-        let lost = losses.iter().sum::<u64>() + self.session.tracker.counts.decode_errors;
-        let summary = self.session.summary(&traced, losses);
+        let mut lost = losses.iter().sum::<u64>() + self.session.tracker.counts.decode_errors;
+        let mut summary = self.session.summary(&traced, losses);
+        super::account_run(&mut summary, &mut lost, &self.probes, &self.session);
         self.out.finish(&summary)?;
         self.session.observer_finished()?;
         let builder = std::mem::take(&mut self.session.graph);
