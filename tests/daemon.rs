@@ -52,7 +52,8 @@ fn text(o: &Output) -> String {
 #[test]
 fn a_run_through_the_daemon_matches_one_in_process_and_is_counted() {
     let d = Scratch::new();
-    let daemon = Daemon::start();
+    // Statistics on all the time (the default samples them in windows: see below).
+    let daemon = Daemon::start_with("bpf_stats = \"on\"\n");
     let held = d.file("held.db", "live data\n");
     let _holder = hold(&held);
     let script = format!("echo note > {dir}/note.txt; rm {held}", dir = d.s());
@@ -244,4 +245,25 @@ fn the_socket_is_root_only_and_a_bad_config_is_a_usage_error() {
     let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/pilot.toml");
     let check = Command::new(pilot_bin()).args(["daemon", "--check-config", "--config"]).arg(&packaged).output().unwrap();
     assert!(check.status.success(), "the shipped config is valid: {}", text(&check));
+}
+
+/// By default the kernel's BPF statistics (which tax every BPF program on the host) are on only
+/// in short windows: the metrics say how long, and count what the programs did then.
+#[test]
+fn bpf_statistics_are_sampled_in_windows_by_default_and_can_be_off() {
+    let d = Scratch::new();
+    let daemon = Daemon::start_with("bpf_stats_window = \"300ms\"\nbpf_stats_every = \"600ms\"\n");
+    let out = daemon.client(&["trace", "--", "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.1; done"], &d).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let sampled = |m: &str| m.lines().find_map(|l| l.strip_prefix("pilot_bpf_stats_sampled_seconds_total ")).and_then(|v| v.parse::<f64>().ok());
+    assert!(wait_until(Duration::from_secs(10), || sampled(&daemon.scrape()).is_some_and(|s| s > 0.0)), "windows were sampled:\n{}", daemon.scrape());
+    let m = daemon.scrape();
+    assert!(m.lines().any(|l| l == "pilot_bpf_stats_mode{mode=\"sampled\"} 1"), "{m}");
+    let runs = m.lines().find_map(|l| l.strip_prefix("pilot_bpf_program_runs_total{program=\"sys_enter\"} ")).and_then(|n| n.parse::<u64>().ok());
+    assert!(runs.is_some_and(|n| n > 0), "the resident sys_enter was counted in a window:\n{m}");
+    drop(daemon);
+    let off = Daemon::start_with("bpf_stats = \"off\"\n");
+    let m = off.scrape();
+    assert!(m.lines().any(|l| l == "pilot_bpf_stats_enabled 0") && m.lines().any(|l| l == "pilot_bpf_stats_mode{mode=\"off\"} 1"), "{m}");
+    assert_eq!(sampled(&m), Some(0.0), "never sampled: {m}");
 }

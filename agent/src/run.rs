@@ -262,7 +262,10 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
     // /proc/self/exe, not its path: a pilot binary replaced on disk (an upgrade, a rebuild)
     // still starts the sandbox with the code that is running.
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("__sandbox").arg(serde_json::to_string(spec)?);
+    // The spec travels in a memfd the sandbox inherits: as an argument it can pass the
+    // kernel's 128 KiB limit on one string (a host with many live Unix listeners).
+    let spec_fd = crate::sandbox::spec_memfd(&serde_json::to_string(spec)?).context("passing the sandbox its spec")?;
+    cmd.arg("__sandbox").arg(format!("fd:{}", std::os::fd::AsRawFd::as_raw_fd(&spec_fd)));
     let mut stdio_paths = Vec::new();
     for (fd, name) in [(0, "stdin"), (1, STDOUT_LOG), (2, STDERR_LOG)] {
         if passes(fd) {
@@ -291,7 +294,9 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
             Ok(())
         })
     };
-    Ok((cmd.spawn().context("starting the sandbox")?, stdio_paths))
+    let child = cmd.spawn().context("starting the sandbox")?;
+    drop(spec_fd);
+    Ok((child, stdio_paths))
 }
 
 /// Only a terminal, a pipe or /dev/null may be the pilot's stdio.

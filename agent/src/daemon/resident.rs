@@ -45,6 +45,12 @@ impl Lease {
     }
 }
 
+impl std::fmt::Debug for Resident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resident").field("active", &self.active()).finish()
+    }
+}
+
 impl Resident {
     pub fn load() -> Result<Arc<Resident>> {
         let set = ProbeSet::load(&probes::Options::default())?;
@@ -124,12 +130,6 @@ impl Resident {
     /// Records the kernel dropped because their run had ended (tasks a run left behind).
     pub fn orphans(&self) -> u64 {
         self.set.lock().expect("set lock").maps.orphans().map(|o| o.iter().sum()).unwrap_or(0)
-    }
-
-    /// The resident programs' fds by name, for the BPF statistics.
-    pub fn with_programs<T>(&self, f: impl FnOnce(&[(String, std::os::fd::BorrowedFd<'_>)]) -> T) -> T {
-        let set = self.set.lock().expect("set lock");
-        f(&set.program_fds())
     }
 
     /// Load containment sets up to SPARE_CONTAIN, on a thread of their own (each load parses

@@ -275,13 +275,6 @@ impl ProbeSet {
         Ok(ProbeSet { ebpf, maps, links, _kernel_log })
     }
 
-    /// Ids of the set's attached programs (the daemon's BPF metrics).
-    pub fn program_fds(&self) -> Vec<(String, BorrowedFd<'_>)> {
-        self.ebpf
-            .programs()
-            .filter_map(|(name, p)| p.fd().ok().map(|fd| (name.to_string(), fd.as_fd())))
-            .collect()
-    }
 }
 
 impl Drop for ProbeSet {

@@ -45,9 +45,32 @@ pub struct Spec {
     pub unix_sinks: Vec<(String, PathBuf)>,
 }
 
+/// The spec as a memfd the sandbox inherits (it is not close-on-exec), for `fd:N`.
+pub fn spec_memfd(json: &str) -> io::Result<std::os::fd::OwnedFd> {
+    use std::io::{Seek, Write};
+    let fd = rustix::fs::memfd_create("pilot-sandbox-spec", rustix::fs::MemfdFlags::empty())?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(json.as_bytes())?;
+    file.rewind()?;
+    Ok(file.into())
+}
+
+/// `fd:N` (the spec in inherited fd N, read and closed) or the spec's JSON itself.
+fn read_spec(arg: &str) -> io::Result<String> {
+    use std::{io::Read, os::fd::FromRawFd};
+    let Some(fd) = arg.strip_prefix("fd:").and_then(|n| n.parse::<i32>().ok()) else { return Ok(arg.to_string()) };
+    let mut text = String::new();
+    unsafe { std::fs::File::from_raw_fd(fd) }.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Entry of C. Never returns: exits with the workload's status.
-pub fn main(spec_json: &str) -> ! {
-    let spec: Spec = match serde_json::from_str(spec_json) {
+pub fn main(spec_arg: &str) -> ! {
+    let spec_json = match read_spec(spec_arg) {
+        Ok(json) => json,
+        Err(e) => fail_setup(None, &format!("reading the sandbox spec: {e}")),
+    };
+    let spec: Spec = match serde_json::from_str(&spec_json) {
         Ok(s) => s,
         Err(e) => fail_setup(None, &format!("bad sandbox spec: {e}")),
     };
