@@ -39,6 +39,9 @@ use crate::{
 };
 use config::Config;
 
+/// sha256 of the daemon's binary, hashed once: its runs run it, and record it in their intent.
+static EXE_SHA256: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// `--config FILE`, passed on to the runs the daemon starts (they read its policy signers).
 static CONFIG_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 use proto::Request;
@@ -125,6 +128,7 @@ pub fn run(args: DaemonArgs) -> Result<i32> {
 }
 
 async fn serve(config: Config, max_run: Duration, metrics_addr: Option<std::net::SocketAddr>) -> Result<()> {
+    let _ = EXE_SHA256.set(client::exe_sha256());
     // Loaded before the socket answers: the first run is already served by it.
     let resident = match resident::Resident::load() {
         Ok(r) => Some(r),

@@ -154,9 +154,6 @@ pub async fn serve(
     // Whatever of its job is left (a traced command that outlived an interrupted trace) goes
     // with it; the exited leader still holds the group, so the id is not recycled yet.
     unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-    if let (Some(r), Some(run)) = (&state.resident, leased) {
-        r.release(run);
-    }
     // Forget the pid before reaping it: nothing signals a recycled pid.
     state.pids.lock().expect("pids lock").retain(|(i, ..)| *i != id);
     state.metrics.run_ended();
@@ -174,6 +171,11 @@ pub async fn serve(
     state.metrics.add_run(&command, code == 0, run_dir.as_deref().map(std::path::Path::new));
     tracing::info!(run = id, exit = code, "run ended");
     send(&client, proto::EXIT, &code.to_le_bytes()).await;
+    // After the client has its answer: what the run left in the shared maps (a task it still
+    // tracked, writes of a process killed mid-run) is removed and its slot freed.
+    if let (Some(r), Some(run)) = (state.resident.clone(), leased) {
+        let _ = tokio::task::spawn_blocking(move || r.release(run)).await;
+    }
     Ok(())
 }
 
@@ -222,6 +224,9 @@ fn start(spec: &Spec, id: u64, lease: Option<&super::resident::Lease>) -> std::i
         .stderr(Stdio::piped());
     if let Some(lease) = lease {
         cmd.env(crate::probes::handoff::ENV, &lease.env);
+    }
+    if let Some(sha) = super::EXE_SHA256.get() {
+        cmd.env(super::client::EXE_SHA256_ENV, sha);
     }
     // The daemon's configuration, not one a client names, says which policy signers count.
     if let Some(path) = super::CONFIG_PATH.get() {

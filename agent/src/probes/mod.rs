@@ -98,8 +98,10 @@ pub type Link = Box<dyn std::any::Any + Send>;
 
 impl Drop for Probes {
     fn drop(&mut self) {
+        // Stop the kernel sending to the slot. What the run left in the shared maps goes with
+        // its own set, or is removed by the daemon once this process has exited.
         let run = self.run;
-        self.source.maps().unregister(run);
+        self.source.maps().free_slot(run);
     }
 }
 
@@ -167,7 +169,7 @@ impl Probes {
         if opts.ringbuf_bytes.count_ones() != 1 || opts.ringbuf_bytes < 4096 {
             bail!(UsageError::new("the ring buffer size must be a power of two of at least 4096 bytes"));
         }
-        let (source, run, contain) = match handoff::Handoff::from_env()? {
+        let (source, run, contain, ring) = match handoff::Handoff::from_env()? {
             Some(mut h) => {
                 let maps = SetMaps {
                     tracked: h.map("TRACKED")?,
@@ -179,17 +181,22 @@ impl Probes {
                     levels: h.map("CGROUP_LEVELS")?,
                 };
                 let contain = contain::ContainSet::from_handoff(&mut h)?;
-                (Source::Resident { maps, daemon: h.daemon }, h.run, contain)
+                // The daemon's ready-made ring buffer, when it is the size this run asks for.
+                let ring = h.fds.remove("ring").filter(|_| h.ring_bytes == opts.ringbuf_bytes);
+                (Source::Resident { maps, daemon: h.daemon }, h.run, contain, ring)
             }
-            None => (Source::Own(ProbeSet::load(opts)?), OWN_RUN, None),
+            None => (Source::Own(ProbeSet::load(opts)?), OWN_RUN, None, None),
         };
         let _phase = tracing::debug_span!("phase", name = "probes: run registered").entered();
-        let ring_fd = raw::create_map(libbpf_sys::BPF_MAP_TYPE_RINGBUF, 0, 0, opts.ringbuf_bytes)
-            .context("creating the run's ring buffer (out of locked memory?)")?;
+        // The daemon's ring is in the run's slot already; one made here is put there.
+        let (ring_fd, install) = match ring {
+            Some(fd) => (fd, false),
+            None => (new_ring(opts.ringbuf_bytes)?, true),
+        };
         let positions = RingPositions::map(ring_fd.as_raw_fd());
         let ring = RingBuf::try_from(Map::RingBuf(MapData::from_fd(ring_fd)?))?;
         let mut probes = Probes { positions, ring, ring_bytes: opts.ringbuf_bytes as u64, source, run, contain, origins: None };
-        let ring = probes.ring.as_raw_fd();
+        let ring = install.then(|| probes.ring.as_raw_fd());
         probes.source.maps().register(run, ring)?;
         if let Some((id, level)) = opts.cgroup {
             probes.source.maps().add_cgroup(run, id, level, std::process::id())?;
@@ -285,6 +292,12 @@ impl Probes {
     pub fn losses(&self) -> Result<[u64; loss::COUNT as usize]> {
         self.source.maps_ref().losses(self.run)
     }
+}
+
+/// A run's ring buffer of `bytes` (a power of two, a page at least): what the kernel sends the
+/// run's records to once it is in the run's slot.
+pub fn new_ring(bytes: u32) -> Result<std::os::fd::OwnedFd> {
+    raw::create_map(libbpf_sys::BPF_MAP_TYPE_RINGBUF, 0, 0, bytes).context("creating the run's ring buffer (out of locked memory?)")
 }
 
 /// The run id of a run that loads its own probe set (it is the set's only run).

@@ -135,9 +135,10 @@ impl SetMaps {
         Ok(out)
     }
 
-    /// Serve `run` from its slot: its loss counters zeroed, then its ring, then its id (the
-    /// kernel sends a record only to a slot whose id is the record's run).
-    pub fn register(&mut self, run: u32, ring: RawFd) -> Result<()> {
+    /// Serve `run` from its slot: its loss counters zeroed, then its ring (unless the daemon
+    /// installed it there already), then its id (the kernel sends a record only to a slot
+    /// whose id is the record's run).
+    pub fn register(&mut self, run: u32, ring: Option<RawFd>) -> Result<()> {
         let slot = run % MAX_RUNS;
         if run == 0 {
             bail!("run id 0 is reserved");
@@ -152,8 +153,9 @@ impl SetMaps {
             let zeros = PerCpuValues::try_from(vec![0u64; cpus]).context("zeroed loss counters")?;
             loss.set(loss::index(run, cause), zeros, 0)?;
         }
-        raw::map_update(map_data(&self.rings).fd().as_fd().as_raw_fd(), &slot, &ring)
-            .context("installing the run's ring buffer")?;
+        if let Some(ring) = ring {
+            self.install_ring(slot, ring)?;
+        }
         let mut ids: Array<&mut MapData, u32> = Array::try_from(&mut self.run_ids)?;
         ids.set(slot, run, 0).context("publishing the run's id")?;
         Ok(())
@@ -163,14 +165,27 @@ impl SetMaps {
     /// then what is left of it in the shared maps: tracked tasks, aggregated writes, its
     /// cgroup target.
     pub fn unregister(&mut self, run: u32) {
+        self.free_slot(run);
+        self.forget(run);
+    }
+
+    /// Free `run`'s slot: the kernel stops sending at once. Its ring stays in the slot until a
+    /// fresh one replaces it (the daemon's, or the next run's).
+    pub fn free_slot(&mut self, run: u32) {
         let slot = run % MAX_RUNS;
         if let Ok(mut ids) = Array::<&mut MapData, u32>::try_from(&mut self.run_ids)
             && ids.get(&slot, 0).is_ok_and(|id| id == run)
         {
             let _ = ids.set(slot, 0, 0);
-            let _ = raw::map_delete(map_data(&self.rings).fd().as_fd().as_raw_fd(), &slot);
         }
-        self.forget(run);
+    }
+
+    /// Put ring buffer `ring` in `slot`. The kernel waits out an RCU grace period on every
+    /// update of an array of maps (so that no program still uses the old one): milliseconds,
+    /// which the daemon pays ahead of a run's start.
+    pub fn install_ring(&mut self, slot: u32, ring: RawFd) -> Result<()> {
+        raw::map_update(map_data(&self.rings).fd().as_fd().as_raw_fd(), &slot, &ring).context("installing a run's ring buffer")?;
+        Ok(())
     }
 
     /// Remove `run`'s tracked tasks, aggregated writes and cgroup targets (a run that ended,
