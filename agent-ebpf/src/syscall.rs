@@ -42,7 +42,11 @@ pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
         Class::Open => {
             file::open_flags(nr, &mut args);
         }
-        Class::Close => file::flush_on_close(nr, (pid_tgid >> 32) as u32, &args),
+        Class::Close => {
+            // Reporting the writes is all a close needs: it is not recorded itself.
+            file::flush_on_close(nr, (pid_tgid >> 32) as u32, &args);
+            return Ok(());
+        }
         Class::Plain if nr == syscalls::FCNTL && args[1] != F_DUPFD && args[1] != F_DUPFD_CLOEXEC => {
             return Ok(());
         }

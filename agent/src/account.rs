@@ -1,6 +1,8 @@
 //! The account `pilot trace` prints when it ends: the process tree, then every effect in the
 //! order it first happened, repeated effects on one object merged into one line.
-use std::{collections::HashMap, fmt::Write as _};
+use std::fmt::Write as _;
+
+use foldhash::HashMap;
 
 use crate::{
     event::{Event, Kind},
@@ -23,7 +25,9 @@ struct Entry {
 #[derive(Default)]
 pub struct Account {
     entries: Vec<Entry>,
-    index: HashMap<(u32, Kind, String), usize>,
+    /// (pid, kind, fingerprint of what the line shows): repeated effects find their line
+    /// without building its text (the line's strings are made once, for the first one).
+    index: HashMap<(u32, Kind, u128), usize>,
     base_ts: Option<u64>,
 }
 
@@ -33,8 +37,7 @@ impl Account {
             return;
         }
         self.base_ts.get_or_insert(e.ts_ns);
-        let object = object(e);
-        let key = (e.pid, e.kind, format!("{object}|{}|{}", detail(e), e.error.unwrap_or("")));
+        let key = (e.pid, e.kind, fingerprint(e));
         let calls = e.count.unwrap_or(1);
         let failed = e.failed.unwrap_or(if e.ret < 0 { 1 } else { 0 });
         if let Some(&i) = self.index.get(&key) {
@@ -44,6 +47,7 @@ impl Account {
             entry.failed += failed;
             return;
         }
+        let object = object(e);
         self.index.insert(key, self.entries.len());
         self.entries.push(Entry {
             first_ts: e.first_ts_ns.unwrap_or(e.ts_ns),
@@ -120,6 +124,43 @@ fn object(e: &Event) -> String {
             _ => format!("fd {}", e.fd.unwrap_or(-1)),
         },
     }
+}
+
+/// What `object`, `detail` and the error of `e` say, as 128 bits (two seeded hashes of the
+/// same fields: the chance that two different lines share one is nil for any trace).
+fn fingerprint(e: &Event) -> u128 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let fields = |h: &mut foldhash::fast::FoldHasher<'_>| {
+        match e.kind {
+            Kind::Connect | Kind::Bind | Kind::Listen | Kind::Accept | Kind::Send => {
+                (e.family, &e.addr, e.port).hash(h);
+                if e.addr.is_none() {
+                    e.fd.hash(h);
+                }
+            }
+            Kind::Signal | Kind::SignalGenerated => (e.signal_name, e.target_pid).hash(h),
+            _ => {
+                (&e.path, &e.path2).hash(h);
+                if e.path.is_none() {
+                    e.fd.hash(h);
+                }
+            }
+        }
+        match e.kind {
+            Kind::Open | Kind::Rename => e.flag_names.hash(h),
+            Kind::Chmod | Kind::Mkdir | Kind::Mknod => e.mode.hash(h),
+            Kind::Chown => (e.uid, e.gid).hash(h),
+            Kind::Truncate => e.bytes.hash(h),
+            _ => {}
+        }
+        e.error.hash(h);
+    };
+    let half = |seed: u64| {
+        let mut h = foldhash::fast::FixedState::with_seed(seed).build_hasher();
+        fields(&mut h);
+        h.finish() as u128
+    };
+    half(0x5eed_0001) << 64 | half(0x5eed_0002)
 }
 
 fn detail(e: &Event) -> String {

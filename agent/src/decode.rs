@@ -149,8 +149,13 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
 
 /// A kernel string without its NUL.
 pub fn text(bytes: &[u8]) -> String {
+    text_ref(bytes).into_owned()
+}
+
+/// A kernel string without its NUL, borrowed when it is UTF-8.
+pub fn text_ref(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    String::from_utf8_lossy(&bytes[..end])
 }
 
 #[cfg(test)]
