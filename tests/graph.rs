@@ -269,3 +269,54 @@ fn graph_of_a_directory_without_a_run_is_bad_input() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("no graph.json"), "{err}");
 }
+
+/// A service that appends to its log, catches SIGHUP and holds its data read-write, as the
+/// snapshot records it (graph.json components) and the nodes the trace touched carry it.
+#[test]
+fn the_snapshot_knows_logs_log_directories_and_what_a_process_does_with_signals() {
+    let d = Scratch::new();
+    let (logs, data) = (d.path().join("app/logs"), d.path().join("app/data"));
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(logs.join("app.log.1"), "yesterday\n").unwrap();
+    std::fs::write(data.join("app.db"), "rows\n").unwrap();
+    let script = format!(
+        r#"
+import signal, time
+db = open({db:?}, "r+")
+log = open({log:?}, "a")
+signal.signal(signal.SIGHUP, lambda *_: None)
+print("up", flush=True)
+while True:
+    log.write("line\n"); log.flush(); time.sleep(0.05)
+"#,
+        db = data.join("app.db").display().to_string(),
+        log = logs.join("app.log").display().to_string()
+    );
+    std::fs::write(d.path().join("app_svc.py"), script).unwrap();
+    let mut child = Command::new(PYTHON).arg(d.path().join("app_svc.py")).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let pid = child.id();
+    let cmd = format!("kill -HUP {pid}; echo old | gzip > {logs}/app.log.2.gz; touch {data}/new.db", logs = logs.display(), data = data.display());
+    let run = trace(&d.path().join("run"), &cmd);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let g = run.graph();
+    let c = component(&g, pid);
+    let log = logs.join("app.log").display().to_string();
+    let appended = c["files_appended"].as_array().unwrap();
+    assert!(appended.contains(&Value::from(log.as_str())), "the log is appended to: {c}");
+    assert!(!appended.contains(&Value::from(data.join("app.db").to_str().unwrap())), "the data file is not: {c}");
+    assert_eq!(c["log_dirs"], serde_json::json!([logs.display().to_string()]), "logs/ holds the log and a rotation: {c}");
+    assert!(c["data_dirs"].as_array().unwrap().iter().any(|v| v == data.to_str().unwrap()), "{c}");
+    let caught = c["processes"][0]["signals"]["caught"].as_str().expect("dispositions read");
+    assert_eq!(u64::from_str_radix(caught, 16).unwrap() & 1, 1, "SIGHUP (bit 0) caught: {c}");
+    // The nodes the trace touched say so too.
+    let target = g["nodes"].as_array().unwrap().iter().find(|n| n["pid"] == pid).expect("the signalled process");
+    assert_eq!(target["signals"]["caught"], caught);
+    assert_eq!(node(&g, &format!("file:{}/app.log.2.gz", logs.display()))["log"], "rotated");
+    let new = node(&g, &format!("file:{}/new.db", data.display()));
+    assert_eq!((new["held"].as_str(), new["created"].as_bool()), (Some("data-dir"), Some(true)), "made after the snapshot: {new}");
+}

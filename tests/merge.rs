@@ -24,7 +24,9 @@ struct TwoHosts {
 
 impl TwoHosts {
     fn create() -> TwoHosts {
-        let id = std::process::id();
+        // Unique per test of this binary too (tests run in parallel).
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let id = format!("{}{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
         let hosts = TwoHosts { a: format!("pilot-m{id}a"), b: format!("pilot-m{id}b") };
         let (va, vb) = (format!("pm{id}a"), format!("pm{id}b"));
         ip(&["netns", "add", &hosts.a]);
@@ -138,5 +140,106 @@ fn a_connect_to_another_hosts_service_becomes_a_cross_host_edge() {
         assert!(out.status.success(), "pilot {view:?} reads the merged graph: {}", String::from_utf8_lossy(&out.stderr));
     }
     drop(svc);
+    drop(hosts);
+}
+
+/// ansible-playbook from the venv `cargo xtask ansible-test` makes (ansible-core from PyPI),
+/// made here when missing.
+fn ansible_playbook() -> std::path::PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ansible-venv");
+    let bin = venv.join("bin/ansible-playbook");
+    if !bin.exists() {
+        let ok = Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip")).args(["install", "--quiet", "ansible-core>=2.17,<2.18"]).status().is_ok_and(|s| s.success());
+        assert!(ok, "could not make the ansible venv in {} (apt-get install python3-venv; PyPI reachable?)", venv.display());
+    }
+    bin
+}
+
+/// deploy/ansible/fleet-pilot.yml on two network-namespace hosts (connection local, each run
+/// entered into its namespace with nsenter): the same redis-cli command piloted on both at
+/// once, the run directories fetched and merged, so host A's call to host B's Redis is a
+/// cross-host rpc edge; then a mutation from A: the playbook fails, naming host A.
+#[test]
+fn the_fleet_playbook_pilots_hosts_at_once_and_merges_their_graphs() {
+    let hosts = TwoHosts::create();
+    let dir = Scratch::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let redis_dir = dir.path().join("redis-b");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+    let _redis = Proc::spawn(
+        TwoHosts::command(&hosts.b, "pilot-host-b", &["/usr/bin/redis-server", "--port", &port, "--bind", "0.0.0.0", "--save", "", "--protected-mode", "no", "--dir", redis_dir.to_str().unwrap()])
+            .stdout(Stdio::null()),
+    );
+    let cli = |ns: &str, args: &[&str]| {
+        let out = Command::new("nsenter").arg(format!("--net=/run/netns/{ns}")).arg("redis-cli").args(["-h", ADDR_B, "-p", &port]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(common::wait_until(std::time::Duration::from_secs(20), || cli(&hosts.b, &["PING"]) == "PONG"), "redis on host B did not come up");
+    cli(&hosts.b, &["SET", "fleet-key", "live-value"]);
+
+    let wrap = |ns: &str, host: &str| {
+        serde_json::json!(["nsenter", format!("--net=/run/netns/{ns}"), "unshare", "--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"", host])
+    };
+    let inventory = dir.file(
+        "fleet.json",
+        &serde_json::json!({
+            "all": {
+                "vars": {
+                    "ansible_python_interpreter": "/usr/bin/python3",
+                    "pilot_bin": pilot_bin(),
+                    "pilot_fetch_dir": dir.path().join("fetched").display().to_string(),
+                },
+            },
+            "pilot_hosts": {
+                "hosts": {
+                    "host-a": {"pilot_exec_prefix": wrap(&hosts.a, "pilot-host-a")},
+                    "host-b": {"pilot_exec_prefix": wrap(&hosts.b, "pilot-host-b")},
+                },
+                "vars": {
+                    "ansible_connection": "local",
+                    "pilot_run_root": dir.path().join("hosts").display().to_string(),
+                    "pilot_environment": {"PILOT_NO_DAEMON": "1", "PILOT_JOURNAL": dir.path().join("journal.jsonl").display().to_string(), "PILOT_RUN_KEY": std::env::var("PILOT_RUN_KEY").unwrap_or_default()},
+                },
+            }
+        })
+        .to_string(),
+    );
+    let playbook = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ansible/fleet-pilot.yml");
+    let play = |run_id: &str, command: &[&str]| {
+        let extra = serde_json::json!({"pilot_command": command, "pilot_run_id": run_id}).to_string();
+        let out = Command::new(ansible_playbook())
+            .env("ANSIBLE_CONFIG", Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ansible/ansible.cfg"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_LOCALHOST_WARNING", "0")
+            .args(["-i", &inventory])
+            .arg(&playbook)
+            .args(["-e", &extra])
+            .output()
+            .unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let get = ["redis-cli", "-h", ADDR_B, "-p", &port, "GET", "fleet-key"];
+    let (code, log) = play("read", &get);
+    assert_eq!(code, Some(0), "the fleet pilot of a read passes:\n{log}");
+    let merged = dir.path().join("fetched/read/merged/graph.json");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&merged).unwrap_or_else(|e| panic!("{}: {e}\n{log}", merged.display()))).unwrap();
+    let rpc: Vec<&Value> = m["edges"].as_array().unwrap().iter().filter(|e| e["kind"] == "rpc" && e["host"] == "pilot-host-a").collect();
+    assert_eq!(rpc.len(), 1, "host A's GET is one rpc edge: {}", m["edges"]);
+    assert_eq!(rpc[0]["to_host"], "pilot-host-b", "it crosses to host B: {}", rpc[0]);
+    assert!(rpc[0]["component"].as_str().is_some_and(|c| c.starts_with("redis-server")), "to B's Redis: {}", rpc[0]);
+    assert_eq!(rpc[0]["rpc"]["operation"], "GET");
+    for h in ["host-a", "host-b"] {
+        assert!(dir.path().join(format!("fetched/read/{h}/verdict.json")).exists(), "{h}'s verdict was fetched");
+    }
+    // A mutation: blocked on both hosts, the play fails naming them; production unchanged.
+    let del = ["redis-cli", "-h", ADDR_B, "-p", &port, "DEL", "fleet-key"];
+    let (code, log) = play("del", &del);
+    assert_ne!(code, Some(0), "a blocked fleet pilot fails the play:\n{log}");
+    assert!(log.contains("blocked on host-a, host-b"), "the failure names the hosts:\n{log}");
+    assert!(dir.path().join("fetched/del/merged/graph.json").exists(), "merged all the same:\n{log}");
+    assert_eq!(cli(&hosts.b, &["GET", "fleet-key"]), "live-value", "LEAK: DEL reached host B's Redis");
+    cli(&hosts.a, &["DEL", "fleet-key"]);
+    assert_eq!(cli(&hosts.b, &["EXISTS", "fleet-key"]), "0", "control: DEL from host A deletes on host B");
     drop(hosts);
 }

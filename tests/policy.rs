@@ -12,6 +12,7 @@ use serde_json::Value;
 
 const PILOT: &str = env!("CARGO_BIN_EXE_pilot");
 const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
 
 
 fn pilot(journal: &Path, cwd: &Path, args: &[&str]) -> Output {
@@ -210,4 +211,70 @@ fn a_liveness_probe_is_not_a_signal_but_a_kill_is() {
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the pilot's SIGTERM did not reach the service");
     drop(svc);
     let _ = std::fs::remove_dir_all(&svc_dir);
+}
+
+/// The run directory under a live data directory, pilot's stdout.log there, and a command that
+/// holds that directory as fd 5 (the fd the sandbox's own handshake wrote on before the trace
+/// started at the exec): none of pilot's machinery is the command's effect.
+#[test]
+fn pilots_own_machinery_is_not_the_commands_effect() {
+    let d = Scratch::new();
+    let (svc_dir, data) = store(&d);
+    let svc = Service::start(&svc_dir, &data);
+    let journal = d.path().join("journal.jsonl");
+    let run = svc_dir.join("pilot-run");
+    let script = format!("exec 5<{}; echo hello from the pilot", svc_dir.display());
+    // A file as pilot's stdout: the sandbox gets run/stdout.log instead.
+    let out = std::fs::File::create(d.path().join("pilot.stdout")).unwrap();
+    let o = Command::new(PILOT)
+        .args(["run", "--out", run.to_str().unwrap(), "--", "sh", "-c", &script])
+        .current_dir(d.path())
+        .env("PILOT_JOURNAL", &journal)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(json(&run.join("verdict.json"))["verdict"], "pass");
+    assert_eq!(std::fs::read_to_string(run.join("stdout.log")).unwrap(), "hello from the pilot\n");
+    let events: Vec<Value> = std::fs::read_to_string(run.join("events.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let first = &events[0];
+    assert_eq!((first["kind"].as_str(), first["comm"].as_str()), (Some("exec"), Some("sh")), "the trace starts at the exec: {first}");
+    assert!(first["start_ns"].as_u64().unwrap() > 0, "the root's identity is known from its first event: {first}");
+    assert!(events.iter().all(|e| e["start_ns"] == first["start_ns"] || e["pid"] != first["pid"]), "one identity for the root");
+    let stdout_log = run.join("stdout.log").display().to_string();
+    let writes: Vec<&Value> = events.iter().filter(|e| e["kind"] == "write").collect();
+    assert!(writes.iter().all(|w| w["fd"] != 5), "no write on fd 5: {writes:?}");
+    assert!(writes.iter().any(|w| w["path"] == stdout_log.as_str() && w["stdio"] == true), "{writes:?}");
+    let graph = json(&run.join("graph.json"));
+    assert!(graph["edges"].as_array().unwrap().iter().all(|e| e["kind"] != "write"), "output is not an effect: {graph}");
+    // Control: the directory is a live data directory: changing a file there is blocked.
+    std::fs::write(svc_dir.join("notes.txt"), "keep\n").unwrap();
+    let run2 = d.path().join("run2");
+    let o = pilot(&journal, &svc_dir, &["run", "--out", run2.to_str().unwrap(), "--", "sh", "-c", "echo more >> notes.txt"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(json(&run2.join("verdict.json"))["violations"].as_array().unwrap().iter().any(|v| v["rule"] == "live-data-dir-changed"));
+    drop(svc);
+    let _ = std::fs::remove_dir_all(&svc_dir);
+}
+
+/// `pilot check` of run directories written before pilot knew logs, signals and its own
+/// machinery: the new policy, with what the old graph.json has.
+#[test]
+fn check_of_a_run_from_before_routine_operations_shows_the_new_verdict() {
+    let d = Scratch::new();
+    let journal = d.path().join("journal.jsonl");
+    let check = |name: &str| pilot(&journal, d.path(), &["check", "--json", &format!("{FIXTURES}/pre-routine/{name}")]);
+    // Blocked then as `write DATA_DIR` by tar: the sandbox's handshake write, resolved to the
+    // directory the command held as fd 5. A write to a directory did not happen: it passes.
+    let o = check("tar-backup");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let ev: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ev["verdict"], "pass", "{ev}");
+    // copytruncate: the old graph does not say which files are logs, so the truncate of a file
+    // a live process holds open for writing is still blocked.
+    let o = check("logrotate-copytruncate");
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let ev: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(ev["violations"].as_array().unwrap().iter().any(|v| v["rule"] == "live-file-destroyed" && v["effects"] == serde_json::json!(["truncate"])), "{ev}");
 }

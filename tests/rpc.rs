@@ -47,7 +47,8 @@ impl Outcome {
         let v = self.json("verdict.json");
         let hit = v["violations"].as_array().into_iter().flatten().find(|x| {
             x["action"] == "block"
-                && x["component"].as_str() == Some(component)
+                // Another server of the same name on the host gets its address appended.
+                && x["component"].as_str().is_some_and(|c| c == component || c.starts_with(&format!("{component} ")))
                 && x["why"].as_str().is_some_and(|w| w.contains(operation) && w.contains(resource))
         });
         assert!(hit.is_some(), "no blocking violation naming {component}, {operation}, {resource}\n{}", self.dump());
@@ -69,6 +70,11 @@ fn html_escape(s: &str) -> String {
 
 /// `pilot run` of `cmd`, optionally inside `unshare -m` with `resolv` over /etc/resolv.conf.
 fn pilot(cmd: &[&str], resolv: Option<&Path>, extra: &[&str]) -> Outcome {
+    pilot_env(cmd, resolv, extra, &[])
+}
+
+/// `pilot` with variables in pilot's own environment.
+fn pilot_env(cmd: &[&str], resolv: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Outcome {
     let dir = tempfile::Builder::new().prefix("pilot-rpc-run-").tempdir().unwrap();
     let mut argv: Vec<String> = vec![common::pilot_bin().into(), "run".into(), "--out".into(), dir.path().display().to_string(), "--timeout".into(), "60s".into()];
     argv.extend(extra.iter().map(|s| s.to_string()));
@@ -87,6 +93,7 @@ fn pilot(cmd: &[&str], resolv: Option<&Path>, extra: &[&str]) -> Outcome {
         }
     };
     c.env("PILOT_NO_DAEMON", "1").env("PILOT_JOURNAL", dir.path().join("journal.jsonl"));
+    c.envs(env.iter().copied());
     let out = c.output().expect("running pilot");
     Outcome {
         code: out.status.code().unwrap_or(-1),
@@ -264,7 +271,10 @@ fn postgres_mutations_are_blocked_and_production_unchanged() {
     for (q, op) in [(format!("DROP TABLE {t}"), "DROP TABLE"), (format!("UPDATE {t} SET id = 2"), "UPDATE"), (format!("TRUNCATE {t}"), "TRUNCATE")] {
         let argv = psql_tcp(p, &q);
         let run = pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
-        run.assert_blocked("postgres", op, &t);
+        // "postgres", or "postgres [PID]" when the host runs other instances too.
+        let component = blocked_component(&run);
+        assert!(component.starts_with("postgres"), "{}", run.dump());
+        run.assert_blocked(&component, op, &t);
         assert_eq!(run.json("verdict.json")["pilot_exit"], 0, "psql got a plausible answer\n{}", run.dump());
         // `pilot check` re-evaluates the recorded rpc edges.
         let check = Command::new(common::pilot_bin()).arg("check").arg(run.dir.path()).output().unwrap();
@@ -275,6 +285,148 @@ fn postgres_mutations_are_blocked_and_production_unchanged() {
     assert_eq!(p.sql(&format!("SELECT id FROM {t}")).trim(), "2", "control: UPDATE changes it");
     p.sql(&format!("DROP TABLE {t}"));
     assert!(p.sql(&format!("SELECT to_regclass('{t}') IS NULL")).trim() == "t", "control: DROP TABLE drops it");
+}
+
+/// The sink's rpc entries of a run: (operation, resource, access, disposition, note).
+fn rpcs(run: &Outcome) -> Vec<(String, String, String, String, String)> {
+    let sink = run.json("sink.json");
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    sink.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["rpc"].as_array().cloned().unwrap_or_default())
+        .map(|r| (s(&r["operation"]), s(&r["resource"]), s(&r["access"]), s(&r["disposition"]), s(&r["note"])))
+        .collect()
+}
+
+fn replication_slots(p: &Postgres) -> String {
+    p.sql("SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots").trim().to_string()
+}
+
+#[test]
+fn pg_dump_passes_and_writes_the_live_rows_into_the_overlay() {
+    let p = Postgres::shared();
+    let t = unique("dump").replace('-', "_");
+    p.sql(&format!("CREATE TABLE {t} (id int, item text); INSERT INTO {t} SELECT g, 'item ' || g FROM generate_series(1, 500) g"));
+    let out = servers::scratch(&t).join("dump.sql");
+    let port = p.port.to_string();
+    let argv = [&format!("{PG_BIN}/pg_dump"), "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-t", &t, "-f", &out.display().to_string(), "postgres"];
+    let run = pilot(&argv, None, &[]);
+    run.assert_passed();
+    // set_config, BEGIN, SET TRANSACTION ... READ ONLY, LOCK TABLE ... IN ACCESS SHARE MODE,
+    // the catalog queries and COPY TO stdout: all reads, all forwarded.
+    let r = rpcs(&run);
+    let not_forwarded: Vec<_> = r.iter().filter(|x| x.3 != "forwarded" && x.0 != "SSLRequest").collect();
+    assert!(not_forwarded.is_empty(), "everything pg_dump sends reads: {not_forwarded:?}\n{}", run.dump());
+    for op in ["BEGIN", "LOCK TABLE", "COPY"] {
+        assert!(r.iter().any(|x| x.0 == op && x.2 == "read"), "{op} forwarded as a read\n{}", run.dump());
+    }
+    let copy = common::upper_of(run.dir.path(), &out).expect("an overlay holds the dump");
+    let dump = std::fs::read_to_string(&copy).unwrap_or_default();
+    assert!(dump.contains(&format!("COPY public.{t} (id, item) FROM stdin;")) && dump.contains("500\titem 500"), "the dump holds the live rows\n{dump}");
+    assert!(!out.exists(), "LEAK: the pilot's dump reached production");
+    assert_eq!(p.sql(&format!("SELECT count(*) FROM {t}")).trim(), "500");
+    // Control: live, pg_dump writes it.
+    let live = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(live.status.success() && std::fs::read_to_string(&out).unwrap_or_default().contains("500\titem 500"), "control: pg_dump live writes the dump");
+}
+
+#[test]
+fn postgres_transactions_go_through_and_mutations_inside_them_are_captured() {
+    let p = Postgres::shared();
+    let t = unique("txn").replace('-', "_");
+    p.sql(&format!("CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1), (2)"));
+    let dir = servers::scratch(&t);
+    let port = p.port.to_string();
+    let psql = |file: &Path| -> Vec<String> {
+        [&format!("{PG_BIN}/psql"), "-X", "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-tA", "-f", &file.display().to_string()].map(|s| s.to_string()).to_vec()
+    };
+    let requests = |run: &Outcome, op: &str| -> u64 {
+        let sink = run.json("sink.json");
+        sink.as_array().into_iter().flatten().flat_map(|c| c["rpc"].as_array().cloned().unwrap_or_default()).filter(|r| r["operation"] == op && r["disposition"] == "forwarded").map(|r| r["requests"].as_u64().unwrap_or(0)).sum()
+    };
+    // ON_ERROR_ROLLBACK makes psql read the transaction status of every answer: it wraps
+    // each statement in a savepoint (and releases it) only while the server says it is in a
+    // transaction (none is released around COMMIT). Four statements after BEGIN: four
+    // SAVEPOINTs and three RELEASEs when the captured DELETE's ReadyForQuery said `T`, as the
+    // server's would; two and one had it said `I`.
+    let ok = dir.join("txn.sql");
+    std::fs::write(&ok, format!("\\set ON_ERROR_ROLLBACK on\nBEGIN;\nSELECT count(*) FROM {t};\nDELETE FROM {t};\nSELECT 'after';\nCOMMIT;\n")).unwrap();
+    let argv = psql(&ok);
+    let run = pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
+    run.assert_blocked("postgres", "DELETE", &t);
+    assert!(run.stdout.contains("\n2\n") && run.stdout.contains("after"), "psql went on\n{}", run.dump());
+    assert_eq!((requests(&run, "SAVEPOINT"), requests(&run, "RELEASE")), (4, 3), "psql saw the transaction go on after the captured DELETE\n{}", run.dump());
+    assert_eq!((requests(&run, "BEGIN"), requests(&run, "COMMIT")), (1, 1), "transaction control went through\n{}", run.dump());
+    // In a failed transaction a captured statement is answered as the server answers it.
+    let failed = dir.join("failed.sql");
+    std::fs::write(&failed, format!("BEGIN;\nSELECT 1/0;\nDELETE FROM {t} WHERE id = 1;\nROLLBACK;\n")).unwrap();
+    let argv2 = psql(&failed);
+    let run = pilot(&argv2.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
+    run.assert_blocked("postgres", "DELETE", &t);
+    assert!(run.stderr.contains("current transaction is aborted"), "{}", run.dump());
+    assert_eq!(p.sql(&format!("SELECT count(*) FROM {t}")).trim(), "2", "LEAK: a DELETE reached production");
+    // Control: live, the first script deletes the rows.
+    let live = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(live.status.success(), "control ran: {}", String::from_utf8_lossy(&live.stderr));
+    assert_eq!(p.sql(&format!("SELECT count(*) FROM {t}")).trim(), "0", "control: the script live deletes the rows");
+}
+
+#[test]
+fn pg_basebackup_streams_wal_and_passes() {
+    let p = Postgres::shared();
+    let dir = servers::scratch(&unique("base"));
+    let base = dir.join("base");
+    let port = p.port.to_string();
+    // The default `-X stream`: a second replication connection with a temporary slot.
+    let argv = [&format!("{PG_BIN}/pg_basebackup"), "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", &base.display().to_string(), "-c", "fast"];
+    let run = pilot(&argv, None, &[]);
+    run.assert_passed();
+    let r = rpcs(&run);
+    for op in ["IDENTIFY_SYSTEM", "BASE_BACKUP", "CREATE_REPLICATION_SLOT", "START_REPLICATION"] {
+        assert!(r.iter().any(|x| x.0 == op && x.2 == "read" && x.3 == "forwarded"), "{op} forwarded as a read\n{}", run.dump());
+    }
+    assert!(r.iter().any(|x| x.0 == "CREATE_REPLICATION_SLOT" && x.4.contains("temporary")), "the temporary slot is noted\n{}", run.dump());
+    let copy = common::upper_of(run.dir.path(), &base).expect("an overlay holds the backup");
+    assert!(copy.join("backup_label").is_file() && copy.join("global/pg_control").is_file(), "the backup is in the overlay\n{}", run.dump());
+    let wal = std::fs::read_dir(copy.join("pg_wal")).map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().len() == 24).count()).unwrap_or(0);
+    assert!(wal > 0, "the streamed WAL is in the overlay\n{}", run.dump());
+    assert!(!base.exists(), "LEAK: the pilot's backup reached production");
+    assert_eq!(replication_slots(p), "", "no slot left on the server");
+    // Control: live, the backup is written.
+    let live = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(live.status.success() && base.join("backup_label").is_file(), "control: {}", String::from_utf8_lossy(&live.stderr));
+}
+
+#[test]
+fn replication_slot_changes_are_blocked_with_valid_answers() {
+    let p = Postgres::shared();
+    let port = p.port.to_string();
+    // pg_basebackup -C -S: a permanent slot (the server keeps WAL for it until it is dropped).
+    let slot = unique("slot").replace('-', "_");
+    let dir = servers::scratch(&slot);
+    let base = dir.join("base").display().to_string();
+    let argv = [&format!("{PG_BIN}/pg_basebackup"), "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", &base, "-c", "fast", "-C", "-S", &slot];
+    let run = pilot(&argv, None, &[]);
+    run.assert_blocked("postgres", "CREATE_REPLICATION_SLOT", &slot);
+    assert_eq!(run.json("verdict.json")["pilot_exit"], 0, "pg_basebackup went on (streamed without the captured slot)\n{}", run.dump());
+    assert_eq!(replication_slots(p), "", "LEAK: the slot was created");
+    // DROP_REPLICATION_SLOT of a live slot, on a replication connection psql opens.
+    p.sql(&format!("SELECT pg_create_physical_replication_slot('{slot}')"));
+    let conn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres replication=database");
+    let drop = [&format!("{PG_BIN}/psql"), "-X", &conn, "-c", &format!("DROP_REPLICATION_SLOT {slot}")];
+    let run = pilot(&drop, None, &[]);
+    run.assert_blocked("postgres", "DROP_REPLICATION_SLOT", &slot);
+    assert_eq!(run.json("verdict.json")["pilot_exit"], 0, "psql got CommandComplete\n{}", run.dump());
+    assert_eq!(replication_slots(p), slot, "LEAK: the slot was dropped");
+    // Controls: live, the drop drops it and -C creates one.
+    let live = Command::new(drop[0]).args(&drop[1..]).output().unwrap();
+    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
+    assert_eq!(replication_slots(p), "", "control: DROP_REPLICATION_SLOT live drops it");
+    let live = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
+    assert_eq!(replication_slots(p), slot, "control: pg_basebackup -C live creates the slot");
+    p.sql(&format!("SELECT pg_drop_replication_slot('{slot}')"));
 }
 
 // ----------------------------------------------------------------------------------- HTTP
@@ -300,4 +452,263 @@ fn http_reads_pass_and_mutations_are_blocked() {
     assert_eq!(h.curl(&[&url]), "live-value", "LEAK: GET /admin/flush reached production");
     h.curl(&["-X", "DELETE", &url]);
     assert_eq!(h.curl(&[&url]), "no such key\n", "control: DELETE deletes");
+}
+
+// ----------------------------------------------------------------------------------- etcd
+
+use servers::{Etcd, ZK_JVM, ZooKeeper};
+
+fn etcdctl(e: &Etcd, args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec!["env".into(), "ETCDCTL_API=3".into(), "/usr/bin/etcdctl".into(), format!("--endpoints={}", e.endpoints()), "--dial-timeout=5s".into(), "--command-timeout=10s".into()];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_etcdctl(e: &Etcd, args: &[&str]) -> Outcome {
+    let argv = etcdctl(e, args);
+    pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[])
+}
+
+/// The component a blocking violation names (the server as the snapshot names it).
+fn blocked_component(run: &Outcome) -> String {
+    let v = run.json("verdict.json");
+    v["violations"].as_array().into_iter().flatten().find(|x| x["action"] == "block").and_then(|x| x["component"].as_str()).unwrap_or("").to_string()
+}
+
+#[test]
+fn etcd_reads_pass_and_print_live_values() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-read"));
+    e.ctl(&["put", &key, "live-value"]);
+    let run = run_etcdctl(e, &["get", &key]);
+    run.assert_passed();
+    assert!(run.stdout.contains("live-value"), "etcdctl get did not print the live value\n{}", run.dump());
+    let run = run_etcdctl(e, &["member", "list"]);
+    run.assert_passed();
+    for name in &e.names {
+        assert!(run.stdout.contains(name.as_str()), "member list does not name {name}\n{}", run.dump());
+    }
+    let run = run_etcdctl(e, &["endpoint", "status", "-w", "table"]);
+    run.assert_passed();
+    assert!(run.stdout.contains("3.4."), "endpoint status shows the live version\n{}", run.dump());
+    let run = run_etcdctl(e, &["alarm", "list"]);
+    run.assert_passed();
+    let sink = run.json("sink.json").to_string();
+    assert!(sink.contains("\"Alarm GET\"") && sink.contains("\"forwarded\""), "{}", run.dump());
+}
+
+#[test]
+fn etcd_mutations_are_blocked_and_production_unchanged() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-put"));
+    e.ctl(&["put", &key, "old"]);
+    let run = run_etcdctl(e, &["put", &key, "new"]);
+    assert!(run.stdout.contains("OK"), "etcdctl put went on as live\n{}", run.dump());
+    let component = blocked_component(&run);
+    assert!(component.starts_with("etcd"), "the etcd member's component\n{}", run.dump());
+    run.assert_blocked(&component, "Put", &key);
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("old"), "LEAK: Put reached production");
+
+    // A keyspace wipe from an empty prefix variable: `etcdctl del --prefix "$APP"`.
+    let run = pilot(&["sh", "-c", &format!("APP=; {} del --prefix \"$APP\"", etcdctl(e, &[]).join(" "))], None, &[]);
+    run.assert_blocked(&blocked_component(&run), "DeleteRange", "*");
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("old"), "LEAK: the wipe reached production");
+    let deleted: u64 = run.stdout.trim().parse().unwrap_or(0);
+    assert!(deleted >= 1, "etcdctl del printed how many keys it would have deleted\n{}", run.dump());
+
+    // Membership: removing a member is captured (answered with the members left).
+    let id = e.member_id(2);
+    let run = run_etcdctl(e, &["member", "remove", &id]);
+    assert!(run.stdout.contains("removed from cluster"), "{}", run.dump());
+    run.assert_blocked(&blocked_component(&run), "MemberRemove", &id);
+    assert!(e.ctl(&["member", "list"]).contains(&e.names[2]), "LEAK: MemberRemove reached production");
+
+    for (args, op) in [(vec!["defrag"], "Defragment"), (vec!["lease", "grant", "60"], "LeaseGrant"), (vec!["compaction", "1"], "Compact")] {
+        let run = run_etcdctl(e, &args);
+        assert_eq!(run.code, 3, "{op}: blocked\n{}", run.dump());
+        assert!(run.json("verdict.json")["violations"].to_string().contains(op), "{op} in the violations\n{}", run.dump());
+    }
+
+    // Controls: without pilot the same commands change production.
+    let granted = e.ctl(&["lease", "grant", "60"]);
+    let lease = granted.split_whitespace().nth(1).unwrap_or("?").to_string();
+    assert!(e.ctl(&["lease", "list"]).contains(&lease), "control: lease grant grants {lease}: {granted}");
+    e.ctl(&["lease", "revoke", &lease]);
+    let rev: u64 = e.ctl(&["get", &key, "-w", "json"]).split("\"revision\":").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).unwrap_or(0);
+    e.ctl(&["compaction", &rev.to_string()]);
+    assert!(e.ctl(&["get", &key, &format!("--rev={}", rev.saturating_sub(1).max(1))]).contains("compacted"), "control: compaction drops old revisions");
+    e.ctl(&["put", &key, "new"]);
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("new"), "control: put writes");
+    e.ctl(&["del", &key]);
+    assert!(!e.ctl(&["get", &key, "--print-value-only"]).contains("new"), "control: del deletes");
+}
+
+/// A member remove really shrinks a cluster (the control of the captured one above), on a
+/// cluster of its own.
+#[test]
+fn etcd_member_remove_really_removes_without_pilot() {
+    let e = Etcd::start("etcd-members", 3, &[]);
+    let id = e.member_id(2);
+    // The cluster refuses to remove members until every one has been connected for 5 s.
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while !e.ctl(&["member", "remove", &id]).contains("removed") && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(!e.ctl(&["member", "list"]).contains(&e.names[2]), "control: member remove removes");
+}
+
+#[test]
+fn etcd_reads_after_a_captured_write_see_it() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-shadow"));
+    e.ctl(&["put", &key, "old"]);
+    let ctl = etcdctl(e, &[]).join(" ");
+    let script = format!("{ctl} put {key} new >/dev/null; {ctl} get {key} --print-value-only; {ctl} del {key} >/dev/null; {ctl} get {key} --print-value-only; echo end");
+    let run = pilot(&["sh", "-c", &script], None, &[]);
+    assert_eq!(run.code, 3, "{}", run.dump());
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines, ["new", "end"], "reads in the pilot see its writes and deletes\n{}", run.dump());
+    assert!(e.ctl(&["get", &key, "--print-value-only"]).contains("old"), "LEAK: Put reached production");
+    assert!(run.json("sink.json").to_string().contains("\"shadowed\""), "{}", run.dump());
+}
+
+// ------------------------------------------------------------------------------ ZooKeeper
+
+fn zkcli(z: &ZooKeeper, i: usize, args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec!["env".into(), format!("CLIENT_JVMFLAGS={ZK_JVM}"), "/usr/share/zookeeper/bin/zkCli.sh".into(), "-server".into(), z.server(i)];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_zkcli(z: &ZooKeeper, i: usize, args: &[&str]) -> Outcome {
+    let argv = zkcli(z, i, args);
+    pilot(&argv.iter().map(String::as_str).collect::<Vec<_>>(), None, &[])
+}
+
+#[test]
+fn zookeeper_reads_pass_and_print_live_values() {
+    let z = ZooKeeper::shared();
+    let path = format!("/{}", unique("zk-read"));
+    z.cli(0, &["create", &path, "live-data"]);
+    let run = run_zkcli(z, 1, &["get", &path]);
+    run.assert_passed();
+    assert!(run.stdout.contains("live-data"), "zkCli get did not print the live data\n{}", run.dump());
+    let run = run_zkcli(z, 2, &["ls", "/"]);
+    run.assert_passed();
+    assert!(run.stdout.contains(&path[1..]), "zkCli ls / lists the live znode\n{}", run.dump());
+    let sink = run.json("sink.json").to_string();
+    assert!(sink.contains("\"getChildren") && sink.contains("\"forwarded\""), "{}", run.dump());
+    // The JVM's dual-stack socket: the trace's connect (to ::ffff:127.0.0.1) is the one the
+    // sink saw: its rpc edges go to the same endpoint, the connect is marked as judged by them.
+    let graph = run.json("graph.json");
+    let edges = graph["edges"].as_array().cloned().unwrap_or_default();
+    let port = format!(":{}", z.ports[2]);
+    let connect = edges.iter().find(|e| e["kind"] == "connect" && e["to"].as_str().is_some_and(|t| t.ends_with(&port))).unwrap_or_else(|| panic!("no connect to {port}\n{graph}"));
+    assert!(connect["to"].as_str().unwrap_or("").contains("::ffff:127.0.0.1"), "the JVM connects through a mapped address: {connect}");
+    assert_eq!(connect["via_sink"], true, "the connect is marked as seen by the sink: {connect}");
+    assert!(edges.iter().any(|e| e["kind"] == "rpc" && e["to"] == connect["to"]), "the rpc edges go to the trace's endpoint\n{graph}");
+    assert!(!run.json("verdict.json")["violations"].to_string().contains("live-service-contacted"), "no unjudged-traffic warning\n{}", run.dump());
+}
+
+#[test]
+fn zookeeper_mutations_are_blocked_and_production_unchanged() {
+    let z = ZooKeeper::shared();
+    let path = format!("/{}", unique("zk-set"));
+    z.cli(0, &["create", &path, "old"]);
+    z.cli(0, &["create", &format!("{path}/child"), "c"]);
+    let run = run_zkcli(z, 0, &["set", &path, "new"]);
+    let component = blocked_component(&run);
+    run.assert_blocked(&component, "setData", &path);
+    assert!(z.cli(0, &["get", &path]).contains("old"), "LEAK: setData reached production");
+    let run = run_zkcli(z, 1, &["deleteall", &path]);
+    run.assert_blocked(&blocked_component(&run), "multi", &path);
+    assert!(z.cli(1, &["ls", &path]).contains("child"), "LEAK: deleteall reached production");
+    let run = run_zkcli(z, 2, &["create", &format!("{path}/new"), "x"]);
+    run.assert_blocked(&blocked_component(&run), "create", &format!("{path}/new"));
+    assert!(!z.cli(2, &["ls", &path]).contains("new"), "LEAK: create reached production");
+    // Controls.
+    z.cli(0, &["set", &path, "new"]);
+    assert!(z.cli(0, &["get", &path]).contains("new"), "control: set writes");
+    z.cli(2, &["create", &format!("{path}/new"), "x"]);
+    assert!(z.cli(2, &["ls", &path]).contains("new"), "control: create creates");
+    z.cli(0, &["deleteall", &path]);
+    assert!(!z.cli(0, &["ls", "/"]).contains(&path[1..]), "control: deleteall deletes");
+}
+
+#[test]
+fn zookeeper_reads_after_captured_writes_see_them() {
+    let z = ZooKeeper::shared();
+    let path = format!("/{}", unique("zk-shadow"));
+    z.cli(0, &["create", &path, "old"]);
+    let cli = format!("env CLIENT_JVMFLAGS='{ZK_JVM}' /usr/share/zookeeper/bin/zkCli.sh -server {}", z.server(0));
+    let script = format!("{cli} create {path}/made m >/dev/null 2>&1; {cli} set {path} new >/dev/null 2>&1; {cli} ls {path}; {cli} get {path}");
+    let run = pilot(&["sh", "-c", &script], None, &[]);
+    assert_eq!(run.code, 3, "{}", run.dump());
+    assert!(run.stdout.contains("[made]"), "ls sees the pilot's znode\n{}", run.dump());
+    assert!(run.stdout.lines().any(|l| l.trim() == "new"), "get sees the pilot's data\n{}", run.dump());
+    assert!(z.cli(0, &["get", &path]).contains("old") && !z.cli(0, &["ls", &path]).contains("made"), "LEAK: the writes reached production");
+}
+
+// ------------------------------------------------- Unix sockets without the cgroup hooks
+
+/// Before Linux 6.7 the pilot gets a network namespace of its own (sink/netns.rs);
+/// PILOT_UNIX_NETNS=1 makes this kernel use it too. A host abstract listener is not reached
+/// from the pilot (control: it is without pilot), the sink's socket at a live listener's path
+/// serves redis-cli -s, TCP goes through the sink from the namespace, the pilot sees only lo.
+#[test]
+fn unix_sockets_in_the_pilots_own_network_namespace() {
+    let r = Redis::shared();
+    let key = unique("netns");
+    r.cli(&["SET", &key, "live-value"]);
+    let name = unique("abstract");
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    use std::os::linux::net::SocketAddrExt;
+    let host = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    host.set_nonblocking(true).unwrap();
+    let probe = format!("import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(b'\\0{name}')\n    print('reached')\nexcept OSError as e:\n    print('refused', e.errno)\n");
+    let live = Command::new(common::PYTHON).args(["-c", &probe]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&live.stdout).trim(), "reached", "control: the abstract listener is reachable without pilot");
+    assert!(host.accept().is_ok(), "control: the connection arrived");
+    let sock = r.sock.display().to_string();
+    let script = format!("redis-cli -s {sock} GET {key}; redis-cli -p {} GET {key}; {} -c \"$0\"; ip -o link | wc -l", r.port, common::PYTHON);
+    let run = pilot_env(&["sh", "-c", &script, &probe], None, &[], &[("PILOT_UNIX_NETNS", "1")]);
+    run.assert_passed();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines, ["live-value", "live-value", "refused 111", "1"], "unix and tcp reads, the abstract name not there, only lo\n{}", run.dump());
+    assert!(host.accept().is_err(), "LEAK: the host's abstract listener got a connection");
+    assert!(run.json("verdict.json")["contained_by"]["unix_sockets"].as_str().unwrap_or("").contains("network namespace"), "{}", run.dump());
+}
+
+/// `pilot commit` runs the live command through the sink as a recording pass-through proxy:
+/// the live run's sink.json has the same operations, forwarded, and fidelity compares them
+/// operation by operation.
+#[test]
+fn commit_records_the_live_rpc_effects_operation_by_operation() {
+    let e = Etcd::shared();
+    let key = format!("/{}", unique("etcd-commit"));
+    e.ctl(&["put", &key, "live-value"]);
+    // One endpoint: with several, etcdctl's balancer picks one at random, live and in the pilot.
+    let argv = ["env", "ETCDCTL_API=3", "/usr/bin/etcdctl", &format!("--endpoints={}", e.clients[0]), "get", &key];
+    let run = pilot(&argv, None, &[]);
+    run.assert_passed();
+    let commit = Command::new(common::pilot_bin())
+        .arg("commit")
+        .arg(run.dir.path())
+        .env("PILOT_NO_DAEMON", "1")
+        .env("PILOT_JOURNAL", run.dir.path().join("journal.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&commit.stderr);
+    assert_eq!(commit.status.code(), Some(0), "commit: {stderr}");
+    assert!(String::from_utf8_lossy(&commit.stdout).contains("live-value"), "the live run printed the value: {stderr}");
+    let live = run.json("live/sink.json");
+    let ops: Vec<&Value> = live.as_array().into_iter().flatten().flat_map(|c| c["rpc"].as_array().into_iter().flatten()).collect();
+    assert!(
+        ops.iter().any(|r| r["protocol"] == "etcd" && r["operation"] == "Range" && r["resource"] == key.as_str() && r["disposition"] == "forwarded"),
+        "the live run's Range went through the recording proxy: {live}"
+    );
+    let f = run.json("fidelity.json");
+    let rpc_mismatch = |k: &str| f[k].as_array().into_iter().flatten().any(|x| x.as_str().is_some_and(|s| s.contains(" rpc ")));
+    assert!(!rpc_mismatch("only_pilot") && !rpc_mismatch("only_live"), "the pilot's and the live rpc effects match: {f}");
+    assert_eq!(f["within_gate"], true, "{f}");
 }

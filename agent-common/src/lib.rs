@@ -35,7 +35,8 @@ pub mod kind {
     /// `args[0]` = argc seen. Paired with EXEC (success) or a failed SYSCALL of the same tid.
     pub const EXEC_ARGS: u16 = 2;
     /// sched_process_exec: the exec succeeded. data1 = filename the kernel opened,
-    /// `args[0]` = old tid (differs from tid when a non-leader thread exec'd).
+    /// `args[0]` = old tid (differs from tid when a non-leader thread exec'd), `args[1]` = the
+    /// process's start time as its TRACKED entry has it (0: unknown).
     pub const EXEC: u16 = 3;
     /// task_newtask from a tracked parent: `args[0]` = child tid, `args[1]` = clone flags,
     /// `args[2]` = child start time (boot ns, the child's identity with its pid).
@@ -59,6 +60,9 @@ pub mod kind {
 pub mod arg {
     /// EXEC: the tid before the exec (a non-leader thread's exec changes it).
     pub const EXEC_OLD_TID: usize = 0;
+    /// EXEC: the start time in the task's TRACKED entry (a pilot's first process sets its own
+    /// before its exec: it may be gone before the agent could read /proc).
+    pub const EXEC_START_NS: usize = 1;
     /// EXEC_ARGS: argc seen.
     pub const EXEC_ARGC: usize = 0;
     /// FORK: the child's tid, its clone flags, its start time.

@@ -6,9 +6,13 @@
 pub const WRITE: u32 = 1;
 pub const OPEN: u32 = 2;
 pub const CLOSE: u32 = 3;
+pub const MMAP: u32 = 9;
+pub const MPROTECT: u32 = 10;
+pub const IOCTL: u32 = 16;
 pub const PWRITE64: u32 = 18;
 pub const WRITEV: u32 = 20;
 pub const PIPE: u32 = 22;
+pub const MSYNC: u32 = 26;
 pub const DUP: u32 = 32;
 pub const DUP2: u32 = 33;
 pub const SENDFILE: u32 = 40;
@@ -40,6 +44,7 @@ pub const FCHMOD: u32 = 91;
 pub const CHOWN: u32 = 92;
 pub const FCHOWN: u32 = 93;
 pub const LCHOWN: u32 = 94;
+pub const UTIME: u32 = 132;
 pub const MKNOD: u32 = 133;
 pub const CHROOT: u32 = 161;
 pub const SETXATTR: u32 = 188;
@@ -51,20 +56,26 @@ pub const FREMOVEXATTR: u32 = 199;
 pub const TKILL: u32 = 200;
 pub const EXIT_GROUP: u32 = 231;
 pub const TGKILL: u32 = 234;
+pub const UTIMES: u32 = 235;
 pub const OPENAT: u32 = 257;
 pub const MKDIRAT: u32 = 258;
 pub const MKNODAT: u32 = 259;
 pub const FCHOWNAT: u32 = 260;
+pub const FUTIMESAT: u32 = 261;
 pub const UNLINKAT: u32 = 263;
 pub const RENAMEAT: u32 = 264;
 pub const LINKAT: u32 = 265;
 pub const SYMLINKAT: u32 = 266;
 pub const FCHMODAT: u32 = 268;
 pub const SPLICE: u32 = 275;
+pub const VMSPLICE: u32 = 278;
+pub const UTIMENSAT: u32 = 280;
+pub const FALLOCATE: u32 = 285;
 pub const ACCEPT4: u32 = 288;
 pub const DUP3: u32 = 292;
 pub const PIPE2: u32 = 293;
 pub const PWRITEV: u32 = 296;
+pub const SENDMMSG: u32 = 307;
 pub const RENAMEAT2: u32 = 316;
 pub const EXECVEAT: u32 = 322;
 pub const COPY_FILE_RANGE: u32 = 326;
@@ -74,6 +85,24 @@ pub const PIDFD_OPEN: u32 = 434;
 pub const CLOSE_RANGE: u32 = 436;
 pub const OPENAT2: u32 = 437;
 pub const FCHMODAT2: u32 = 452;
+// Issue 16: changes to the host and to other processes (priority, affinity, limits, the
+// clock, swap, modules, mounts). Table entries only: the kernel records them like the rest.
+pub const SETPRIORITY: u32 = 141;
+pub const SCHED_SETPARAM: u32 = 142;
+pub const SCHED_SETSCHEDULER: u32 = 144;
+pub const SETTIMEOFDAY: u32 = 164;
+pub const MOUNT: u32 = 165;
+pub const UMOUNT2: u32 = 166;
+pub const SWAPON: u32 = 167;
+pub const SWAPOFF: u32 = 168;
+pub const INIT_MODULE: u32 = 175;
+pub const DELETE_MODULE: u32 = 176;
+pub const SCHED_SETAFFINITY: u32 = 203;
+pub const CLOCK_SETTIME: u32 = 227;
+pub const IOPRIO_SET: u32 = 251;
+pub const PRLIMIT64: u32 = 302;
+pub const FINIT_MODULE: u32 = 313;
+pub const SCHED_SETATTR: u32 = 314;
 // Syscalls that only create an fd: recorded so a reused fd number is never taken for the file
 // it named before.
 pub const EPOLL_CREATE: u32 = 213;
@@ -126,6 +155,9 @@ pub enum Class {
     SendTo,
     /// sendmsg: the address is inside the user's msghdr.
     SendMsg,
+    /// sendmmsg: the bytes of each message sent (`msg_len` of the user's mmsghdr array),
+    /// aggregated like writes to the fd.
+    SendMmsg,
     /// accept/accept4: the peer address is written back to the user's buffer.
     Accept,
     /// pipe/pipe2/socketpair: two new fds written to the user's int[2].
@@ -177,8 +209,16 @@ pub const fn spec(nr: u32) -> Spec {
     match nr {
         OPEN | CREAT => Spec { str1: 0, returns_fd: true, ..s(Class::Open) },
         OPENAT | OPENAT2 => Spec { str1: 1, returns_fd: true, ..s(Class::Open) },
-        WRITE | PWRITE64 | WRITEV | PWRITEV | PWRITEV2 | SENDFILE => write(0),
+        // sendfile(out_fd, in_fd, ...), vmsplice(pipe_fd, ...): the written fd is the first;
+        // copy_file_range(in, off_in, out, ...), splice(in, off_in, out, ...): the third.
+        WRITE | PWRITE64 | WRITEV | PWRITEV | PWRITEV2 | SENDFILE | VMSPLICE => write(0),
         COPY_FILE_RANGE | SPLICE => write(2),
+        // Filtered at entry (`plain_recorded`): shared file mappings, writable protections,
+        // reflink ioctls.
+        MMAP | MPROTECT | IOCTL | MSYNC | FALLOCATE => s(Class::Plain),
+        // utimensat(dirfd, NULL, ...) is futimens(dirfd): the path may be absent.
+        UTIMENSAT | FUTIMESAT => path1(1),
+        UTIME | UTIMES => path1(0),
         CLOSE | CLOSE_RANGE => s(Class::Close),
         UNLINK | RMDIR | MKDIR | TRUNCATE | CHMOD | CHOWN | LCHOWN | MKNOD | CHDIR | CHROOT
         | SETXATTR | LSETXATTR | REMOVEXATTR | LREMOVEXATTR => path1(0),
@@ -195,12 +235,18 @@ pub const fn spec(nr: u32) -> Spec {
         CONNECT | BIND => Spec { addr_arg: 1, addr_len_arg: 2, ..s(Class::SockAddr) },
         SENDTO => Spec { fd_arg: 0, addr_arg: 4, addr_len_arg: 5, ..s(Class::SendTo) },
         SENDMSG => Spec { fd_arg: 0, addr_arg: 1, ..s(Class::SendMsg) },
+        SENDMMSG => Spec { fd_arg: 0, addr_arg: 1, ..s(Class::SendMmsg) },
         ACCEPT | ACCEPT4 => Spec { addr_arg: 1, addr_len_arg: 2, returns_fd: true, ..s(Class::Accept) },
         PIPE | PIPE2 => Spec { addr_arg: 0, ..s(Class::FdPair) },
         SOCKETPAIR => Spec { addr_arg: 3, ..s(Class::FdPair) },
         EXECVE => Spec { str1: 0, addr_arg: 1, ..s(Class::Exec) },
         EXECVEAT => Spec { str1: 1, addr_arg: 2, ..s(Class::Exec) },
         EXIT | EXIT_GROUP => s(Class::Exit),
+        // Issue 16.
+        SETPRIORITY | SCHED_SETPARAM | SCHED_SETSCHEDULER | SETTIMEOFDAY | INIT_MODULE | SCHED_SETAFFINITY
+        | CLOCK_SETTIME | IOPRIO_SET | PRLIMIT64 | FINIT_MODULE | SCHED_SETATTR => s(Class::Plain),
+        SWAPON | SWAPOFF | DELETE_MODULE | UMOUNT2 => path1(0),
+        MOUNT => path2(0, 1),
         _ => s(Class::Ignore),
     }
 }
@@ -235,6 +281,17 @@ pub const fn name(nr: u32) -> &'static str {
         WRITE => "write",
         OPEN => "open",
         CLOSE => "close",
+        MMAP => "mmap",
+        MPROTECT => "mprotect",
+        IOCTL => "ioctl",
+        MSYNC => "msync",
+        UTIME => "utime",
+        UTIMES => "utimes",
+        FUTIMESAT => "futimesat",
+        VMSPLICE => "vmsplice",
+        UTIMENSAT => "utimensat",
+        FALLOCATE => "fallocate",
+        SENDMMSG => "sendmmsg",
         PWRITE64 => "pwrite64",
         WRITEV => "writev",
         PIPE => "pipe",
@@ -320,6 +377,22 @@ pub const fn name(nr: u32) -> &'static str {
         IO_URING_SETUP => "io_uring_setup",
         PIDFD_GETFD => "pidfd_getfd",
         MEMFD_SECRET => "memfd_secret",
+        SETPRIORITY => "setpriority",
+        SCHED_SETPARAM => "sched_setparam",
+        SCHED_SETSCHEDULER => "sched_setscheduler",
+        SETTIMEOFDAY => "settimeofday",
+        MOUNT => "mount",
+        UMOUNT2 => "umount2",
+        SWAPON => "swapon",
+        SWAPOFF => "swapoff",
+        INIT_MODULE => "init_module",
+        DELETE_MODULE => "delete_module",
+        SCHED_SETAFFINITY => "sched_setaffinity",
+        CLOCK_SETTIME => "clock_settime",
+        IOPRIO_SET => "ioprio_set",
+        PRLIMIT64 => "prlimit64",
+        FINIT_MODULE => "finit_module",
+        SCHED_SETATTR => "sched_setattr",
         _ => "unknown",
     }
 }
@@ -346,6 +419,37 @@ pub const fn open_recorded(flags: u64) -> bool {
 pub const F_DUPFD: u64 = 0;
 pub const F_DUPFD_CLOEXEC: u64 = 1030;
 
+/// mmap/mprotect protections and flags.
+pub const PROT_WRITE: u64 = 0x2;
+pub const MAP_SHARED: u64 = 0x1;
+/// MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE: the mapping's type.
+pub const MAP_TYPE: u64 = 0xf;
+pub const MAP_SHARED_VALIDATE: u64 = 0x3;
+pub const MAP_ANONYMOUS: u64 = 0x20;
+/// Reflink ioctls (linux/fs.h): the destination fd's content becomes the source's.
+pub const FICLONE: u64 = 0x4004_9409;
+pub const FICLONERANGE: u64 = 0x4020_940d;
+
+/// Is a shared mapping of a file (its stores reach the file)? Recorded whatever its
+/// protection: an mprotect may make it writable later.
+pub const fn shared_file_mapping(flags: u64, fd: u64) -> bool {
+    let ty = flags & MAP_TYPE;
+    (ty == MAP_SHARED || ty == MAP_SHARED_VALIDATE) && flags & MAP_ANONYMOUS == 0 && fd as i32 >= 0
+}
+
+/// For the Plain syscalls that are frequent and mostly no effect: is this call recorded?
+/// (Decided at entry from the arguments alone: fcntl only when it makes an fd, mmap only of a
+/// shared file mapping, mprotect only when it grants write, ioctl only for reflinks.)
+pub const fn plain_recorded(nr: u32, args: &[u64; 6]) -> bool {
+    match nr {
+        FCNTL => args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC,
+        MMAP => shared_file_mapping(args[3], args[4]),
+        MPROTECT => args[2] & PROT_WRITE != 0,
+        IOCTL => args[1] & 0xffff_ffff == FICLONE || args[1] & 0xffff_ffff == FICLONERANGE,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +462,20 @@ mod tests {
         assert!(!interesting(0)); // read
         assert!(interesting(OPENAT as u64));
         assert!(!interesting(10_000));
+    }
+
+    #[test]
+    fn frequent_plain_syscalls_are_filtered_at_entry() {
+        // ld.so's mappings: private, or anonymous.
+        assert!(!plain_recorded(MMAP, &[0, 4096, 5, 2, 3, 0]));
+        assert!(!plain_recorded(MMAP, &[0, 4096, 3, 0x21, u32::MAX as u64, 0]));
+        assert!(plain_recorded(MMAP, &[0, 4096, 3, 1, 3, 0]));
+        assert!(plain_recorded(MMAP, &[0, 4096, 1, 3, 3, 0]), "read-only shared: mprotect may raise it");
+        assert!(!plain_recorded(MPROTECT, &[0, 4096, 1, 0, 0, 0]));
+        assert!(plain_recorded(MPROTECT, &[0, 4096, 3, 0, 0, 0]));
+        assert!(!plain_recorded(IOCTL, &[1, 0x5401, 0, 0, 0, 0]), "TCGETS");
+        assert!(plain_recorded(IOCTL, &[4, FICLONE, 3, 0, 0, 0]));
+        assert!(!plain_recorded(FCNTL, &[4, 3, 0, 0, 0, 0]), "F_GETFL");
     }
 
     #[test]

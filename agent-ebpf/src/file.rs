@@ -74,3 +74,17 @@ pub fn fd_pair(pid: u32, run: u32, nr: u32, args: &[u64; 6], spec: &Spec, ret: i
     emit::submit(buf);
     Ok(())
 }
+
+/// FICLONERANGE names its source in a struct (`file_clone_range`: src_fd, src_offset,
+/// src_length, dest_offset): copied into the free argument slots 3..6 at entry.
+#[inline(always)]
+pub fn clone_range_args(args: &mut [u64; 6]) {
+    if args[1] & 0xffff_ffff != syscalls::FICLONERANGE {
+        return;
+    }
+    if let Ok(r) = unsafe { bpf_probe_read_user(args[2] as *const [u64; 4]) } {
+        args[3] = r[0];
+        args[4] = r[2];
+        args[5] = r[3];
+    }
+}

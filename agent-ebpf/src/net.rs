@@ -42,3 +42,26 @@ pub fn send(pid: u32, tid: u32, run: u32, nr: u32, args: &[u64; 6], spec: &Spec,
     emit::submit(buf);
     Ok(())
 }
+
+/// sendmmsg(fd, msgvec, vlen, flags): the bytes of the messages it sent (the kernel wrote
+/// each one's `msg_len` back), aggregated as writes to the fd: its peer is the destination.
+/// Destinations inside the messages (unconnected sockets) are not read: the sink's record
+/// names them, and its reconciliation counts what no traced send explains.
+pub fn sendmmsg(pid: u32, tid: u32, run: u32, args: &[u64; 6], ret: i64) -> Result<(), i64> {
+    if ret <= 0 {
+        return writes::aggregate(((pid as u64) << 32) | tid as u64, run, args[0], ret);
+    }
+    // struct mmsghdr { struct msghdr msg_hdr (56 bytes); unsigned int msg_len; }: 64 bytes.
+    let mut bytes = 0u64;
+    for i in 0..MMSG_MAX {
+        if i >= ret as u64 {
+            break;
+        }
+        let at = args[1] + i * 64 + 56;
+        bytes += unsafe { bpf_probe_read_user(at as *const u32) }.unwrap_or(0) as u64;
+    }
+    writes::aggregate(((pid as u64) << 32) | tid as u64, run, args[0], bytes as i64)
+}
+
+/// Messages of one sendmmsg whose bytes are counted (glibc's resolver sends 2).
+const MMSG_MAX: u64 = 16;

@@ -1,6 +1,6 @@
-//! Process lifecycle: the tracked tree grows at task_newtask (in the parent's context, before
-//! the child can run), shrinks at sched_process_exit, and survives exec. The tracked set itself
-//! is in `tracked`.
+//! Who is tracked: the tree grows at task_newtask (in the parent's context, before the child
+//! can run), shrinks at sched_process_exit, and survives exec. A cgroup root tracks every task
+//! of the cgroup subtree lazily, on its first recorded syscall.
 use agent_common::{NO_OFFSET, TaskInfo, arg, kind, syscalls::Spec};
 use aya_ebpf::{
     bindings::BPF_ANY,
@@ -77,8 +77,10 @@ pub fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
         let _ = INFLIGHT.remove(&(old_tid as u32));
     }
     let Some(run) = current_run(tid) else { return Ok(()) };
+    let start_ns = unsafe { TRACKED.get(&tid) }.map(|t| t.start_ns).unwrap_or(0);
     let buf = emit::start(kind::EXEC, run).ok_or(0)?;
     buf.header.args[arg::EXEC_OLD_TID] = old_tid as u64;
+    buf.header.args[arg::EXEC_START_NS] = start_ns;
     if let Ok(loc) = unsafe { field::<u32>(ctx, cfg.exec_filename) } {
         // __data_loc: low 16 bits offset from the record start, high 16 bits length.
         let src = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };

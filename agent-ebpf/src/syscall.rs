@@ -7,7 +7,7 @@
 //! sys_exit: one read of orig_rax) and, for recorded syscalls only, one hash lookup.
 use agent_common::{
     Inflight, loss,
-    syscalls::{self, Class, F_DUPFD, F_DUPFD_CLOEXEC},
+    syscalls::{self, Class},
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, pt_regs},
@@ -47,9 +47,8 @@ pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
             file::flush_on_close(nr, (pid_tgid >> 32) as u32, &args);
             return Ok(());
         }
-        Class::Plain if nr == syscalls::FCNTL && args[1] != F_DUPFD && args[1] != F_DUPFD_CLOEXEC => {
-            return Ok(());
-        }
+        Class::Plain if !syscalls::plain_recorded(nr, &args) => return Ok(()),
+        Class::Plain if nr == syscalls::IOCTL => file::clone_range_args(&mut args),
         _ => {}
     }
     let inflight = Inflight { args, nr, run };
@@ -92,6 +91,7 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     match spec.class {
         Class::Write => writes::aggregate(((pid as u64) << 32) | tid as u64, run, arg(args, spec.fd_arg), ret),
         Class::SendTo | Class::SendMsg => net::send(pid, tid, run, inflight.nr, args, &spec, ret),
+        Class::SendMmsg => net::sendmmsg(pid, tid, run, args, ret),
         Class::Exec if ret >= 0 => Ok(()), // sched_process_exec reported it
         Class::SockAddr | Class::Accept => net::with_address(pid, run, inflight.nr, args, &spec, ret),
         Class::FdPair => file::fd_pair(pid, run, inflight.nr, args, &spec, ret),

@@ -113,6 +113,14 @@ fn object(e: &Event) -> String {
             (Some(a), None, _) => format!("{} {a}", e.family.unwrap_or("")),
             _ => format!("fd {}", e.fd.unwrap_or(-1)),
         },
+        // Issue 16: changes to the host and to live processes.
+        k if k.is_change() => match (e.target_pid, &e.target, &e.path) {
+            (Some(p), _, _) if p < 0 => format!("process group {}", -p),
+            (Some(p), _, _) => format!("pid {p}"),
+            (None, Some(t), _) => t.clone(),
+            (None, None, Some(p)) => p.clone(),
+            _ => "?".into(),
+        },
         Kind::Signal | Kind::SignalGenerated => format!(
             "{} -> pid {}",
             e.signal_name.unwrap_or("?"),
@@ -170,6 +178,15 @@ fn detail(e: &Event) -> String {
         Kind::Chown => format!("uid {} gid {}", e.uid.unwrap_or(-1), e.gid.unwrap_or(-1)),
         Kind::Truncate => e.bytes.map(|b| format!("to {b} bytes")).unwrap_or_default(),
         Kind::Rename => e.flag_names.clone().unwrap_or_default(),
+        _ if e.supervisor.is_some() || e.kind.is_change() => {
+            let mut d = e.value.clone().unwrap_or_default();
+            match e.supervisor {
+                Some("held back") => d.push_str("  (HELD BACK: the live run would make this change)"),
+                Some("refused") => d.push_str("  (REFUSED by the sandbox: the live run would make this change)"),
+                _ => {}
+            }
+            d.trim().to_string()
+        }
         _ => String::new(),
     }
 }

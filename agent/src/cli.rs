@@ -69,10 +69,11 @@ Exit status 2: bad input (missing pid, unknown cgroup, not root, kernel without 
   files    every writable filesystem is an overlay: writes, deletes, renames, chmods land in
            the run directory's upper/ layer, never in production
   network  TCP/UDP connects and sends go to pilot's sink (they succeed), and so do Unix
-           connects to live listeners; the sink speaks DNS, Redis, PostgreSQL and HTTP/1.1:
-           reads (a lookup, GET, SELECT) go through to the live server and its answer comes
-           back, mutations (SET, DROP TABLE, POST, SHUTDOWN) are captured, answered as the
-           server would, and judged by the policy; other bytes are recorded and unanswered.
+           connects to live listeners; the sink speaks DNS, Redis, PostgreSQL, HTTP/1.1,
+           etcd v3 (gRPC) and ZooKeeper: reads (a lookup, GET, SELECT, etcdctl get) go through
+           to the live server and its answer comes back, mutations (SET, DROP TABLE, POST,
+           SHUTDOWN, etcdctl member remove, zkCli set) are captured, answered as the server
+           would, and judged by the policy; other bytes are recorded and unanswered.
            --allow ADDR:PORT lets a destination through untouched (recorded by the trace);
            --rpc off turns the protocol sessions off; --rpc ADDR:PORT=PROTO names a protocol
   signals  reach only the pilot's own processes (it sees the host's, read-only, in /proc)
@@ -273,7 +274,7 @@ pub struct RunArgs {
     pub allow: Vec<String>,
     /// Protocol sessions of the sink (repeatable): `off` records and answers nothing, as
     /// before; `ADDR:PORT=PROTO` names the protocol of a destination where sniffing cannot
-    /// tell (dns, redis, postgresql, http).
+    /// tell (dns, redis, postgresql, http, etcd, zookeeper).
     #[arg(long, value_name = "off|ADDR:PORT=PROTO")]
     pub rpc: Vec<String>,
     /// Kill the pilot after this long (90, 30s, 5m, 1h).

@@ -36,6 +36,8 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         manifest.bytes,
         dir.path().display()
     );
+    // issue 15: the files as the second channel of the live run (no overlay there).
+    let watch = crate::channels::live::Watch::before(&changes, &dir.graph()?);
     eprintln!("pilot: committing `{}` live (verdict {})", intent.argv.join(" "), decision.as_str());
     let trace_args = TraceArgs {
         out: Some(live.path().to_path_buf()),
@@ -45,12 +47,13 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         events: Default::default(),
         command: intent.argv.clone(),
     };
-    let status = trace::run_with(trace_args, Launch { cwd: Some(intent.cwd.clone()), env: Some(intent.env.clone()) });
+    let status = trace::run_with(trace_args, Launch { cwd: Some(intent.cwd.clone()), env: Some(intent.env.clone()), proxy: true });
     // The post-commit states are recorded whatever became of the live run: a rollback needs them.
     let manifest = rollback::finish(&dir, manifest, live.graph().ok().as_ref())?;
     let status = status?;
     let max = verdict.evaluation.gate.max_fidelity_error;
-    let fidelity = fidelity::compare(&dir.graph()?, &live.graph()?, dir.path(), max);
+    let mut fidelity = fidelity::compare(&dir.graph()?, &live.graph()?, dir.path(), max);
+    crate::channels::live::judge(&mut fidelity, watch.after());
     dir.write(&fidelity)?;
     eprintln!(
         "pilot: `pilot rollback {}` restores them{}",

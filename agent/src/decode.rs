@@ -25,8 +25,9 @@ pub enum Body<'a> {
     Syscall(Syscall<'a>),
     /// An exec about to run: the filename as passed and the argv (NUL-separated).
     ExecArgs { nr: u32, args: [u64; 6], filename: &'a [u8], argv: &'a [u8] },
-    /// The exec succeeded: the file the kernel opened, and the tid before it.
-    Exec { filename: &'a [u8], old_tid: u32 },
+    /// The exec succeeded: the file the kernel opened, the tid before it, and the start time
+    /// the kernel's tracked set has for the process (0: unknown).
+    Exec { filename: &'a [u8], old_tid: u32, start_ns: u64 },
     Fork { child: u32, clone_flags: u64, child_start_ns: u64 },
     Exit(Exit),
     Writes(Writes),
@@ -118,7 +119,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
     let body = match h.kind {
         kind::SYSCALL => Body::Syscall(Syscall { nr: h.nr, args: a, ret: h.ret, data1, data2 }),
         kind::EXEC_ARGS => Body::ExecArgs { nr: h.nr, args: a, filename: data1, argv: data2 },
-        kind::EXEC => Body::Exec { filename: data1, old_tid: a[arg::EXEC_OLD_TID] as u32 },
+        kind::EXEC => Body::Exec { filename: data1, old_tid: a[arg::EXEC_OLD_TID] as u32, start_ns: a[arg::EXEC_START_NS] },
         kind::FORK => Body::Fork { child: a[arg::FORK_CHILD] as u32, clone_flags: a[arg::FORK_FLAGS], child_start_ns: a[arg::FORK_START] },
         kind::EXIT => Body::Exit(Exit {
             code: a[arg::EXIT_CODE] as i64,

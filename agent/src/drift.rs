@@ -15,14 +15,14 @@ use std::{
 };
 
 use crate::{
-    filestate::{FileState, HASH_LIMIT},
+    filestate::{FileState, HASH_LIMIT, prefix_sha256},
     graph::{EdgeKind, Graph, Hold, NodeId, NodeKind, TRACED},
     policy::{
         Loaded,
         eval::{self, Evaluation},
     },
     rundir::{DRIFT_SCHEMA, Drift, DriftItem, HostSnapshot, Stamp, Target},
-    snapshot::Snapshot,
+    snapshot::{LogRole, Snapshot},
 };
 
 /// Files, endpoints and processes the traced tree changed or contacted, as production has them
@@ -53,6 +53,7 @@ pub fn targets(graph: &Graph, run_dir: &Path) -> Vec<Target> {
             owner: n.component.clone(),
             held: n.held,
             state,
+            log: n.log,
         });
     }
     out
@@ -149,7 +150,11 @@ fn target_drift(t: &Target, fresh: &Snapshot, items: &mut Vec<DriftItem>) {
             if let Some(then) = &t.state {
                 let now = FileState::capture(Path::new(path), HASH_LIMIT).unwrap_or_else(|_| FileState::absent());
                 let changed = if now.kind == "dir" && then.kind == "dir" { dir_drift(&now, then) } else { now.drifted_from(then) };
-                if !changed.is_empty() {
+                let growth = (t.log == Some(LogRole::Live) && !changed.is_empty()).then(|| log_growth(Path::new(path), &now, then)).flatten();
+                if let Some(g) = growth {
+                    // Its appender wrote on: the same file the verdict was about, longer.
+                    add(g, false);
+                } else if !changed.is_empty() {
                     // The verdict and the changes the pilot showed were about the data then.
                     add(format!("{} since the pilot (which made {} on it)", changed.join(", "), t.effects.join("+")), true);
                 }
@@ -186,6 +191,28 @@ fn target_drift(t: &Target, fresh: &Snapshot, items: &mut Vec<DriftItem>) {
         }
         _ => {}
     }
+}
+
+/// A live log that only grew since the pilot: the same file (kind, inode, device, mode,
+/// owner), longer, its first bytes as they were (the pilot's hash of the whole file against
+/// the same length now; a log over the hash limit is judged by the rest). Anything else
+/// (replaced, truncated, rewritten) is drift like any other file's.
+fn log_growth(path: &Path, now: &FileState, then: &FileState) -> Option<String> {
+    let same_file = now.kind == "file" && then.kind == "file" && (now.ino, now.dev) == (then.ino, then.dev);
+    let same_meta = (now.mode, now.uid, now.gid) == (then.mode, then.uid, then.gid);
+    if !same_file || !same_meta || now.size <= then.size {
+        return None;
+    }
+    let prefix = match &then.sha256 {
+        Some(h) => {
+            if prefix_sha256(path, then.size).ok()? != *h {
+                return None;
+            }
+            format!("its first {} unchanged", then.size)
+        }
+        None => "its first bytes not compared (over the hash limit)".into(),
+    };
+    Some(format!("a live log, grew from {} to {} bytes since the pilot, {prefix}: expected growth", then.size, now.size))
 }
 
 /// Directories: what replaces or re-owns them, not their changing size or mtime (entries come
@@ -271,6 +298,31 @@ pub fn reattach(graph: &Graph, fresh: &Snapshot) -> Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_log_that_only_grew_is_not_drift() {
+        use std::io::Write as _;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("app.log");
+        std::fs::write(&p, "line 1\n").unwrap();
+        let then = FileState::capture(&p, HASH_LIMIT).unwrap();
+        let now = |p: &Path| FileState::capture(p, HASH_LIMIT).unwrap();
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"line 2\n").unwrap();
+        assert!(!now(&p).drifted_from(&then).is_empty(), "it did change");
+        let g = log_growth(&p, &now(&p), &then).expect("appended: growth");
+        assert!(g.contains("grew from 7 to 14 bytes"), "{g}");
+        // Rewritten in place (same inode, longer, other first bytes): drift.
+        std::fs::write(&p, "LINE 1\nline 2\nline 3\n").unwrap();
+        assert_eq!(log_growth(&p, &now(&p), &then), None);
+        // Truncated: drift.
+        std::fs::write(&p, "").unwrap();
+        assert_eq!(log_growth(&p, &now(&p), &then), None);
+        // Replaced by a longer file with the same first bytes (another inode): drift.
+        let q = d.path().join("new.log");
+        std::fs::write(&q, "line 1\nline 2\n").unwrap();
+        std::fs::rename(&q, &p).unwrap();
+        assert_eq!(log_growth(&p, &now(&p), &then), None);
+    }
 
     #[test]
     fn endpoint_keys_split() {

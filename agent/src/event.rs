@@ -36,6 +36,33 @@ pub enum Kind {
     Signal,
     /// Each task the kernel signalled (signal_generate).
     SignalGenerated,
+    // Issue 16: changes to the host (`is_host`) and to live processes (`is_process_change`)
+    // that a pilot's sandbox refuses or holds back.
+    Sysctl,
+    Sysfs,
+    Cgroup,
+    Netconf,
+    Clock,
+    Swap,
+    Mount,
+    Module,
+    Setpriority,
+    Setaffinity,
+    Setrlimit,
+    // --- issue 15 (channels): effects the first channel learned to see ---
+    /// fallocate, any mode (`flag_names`: FALLOC_FL_PUNCH_HOLE...; `offset`, `bytes`: the range).
+    Fallocate,
+    /// A shared mapping of a file made writable (mmap with PROT_WRITE|MAP_SHARED, or mprotect
+    /// raising one): stores to it reach the file, no write(2) needed. Write intent.
+    Mmap,
+    /// msync of a shared file mapping: its stores written back.
+    Msync,
+    /// FICLONE/FICLONERANGE: `path` (the destination) now shares `path2`'s content.
+    Reflink,
+    /// utimensat, futimesat, utime, utimes: a file's times set.
+    Utime,
+    /// io_uring_setup: operations submitted through the ring are not syscalls the trace sees.
+    IoUring,
 }
 
 impl Kind {
@@ -66,7 +93,46 @@ impl Kind {
             Kind::Accept => "accept",
             Kind::Signal => "signal",
             Kind::SignalGenerated => "signal_generated",
+            Kind::Sysctl => "sysctl",
+            Kind::Sysfs => "sysfs",
+            Kind::Cgroup => "cgroup",
+            Kind::Netconf => "netconf",
+            Kind::Clock => "clock",
+            Kind::Swap => "swap",
+            Kind::Mount => "mount",
+            Kind::Module => "module",
+            Kind::Setpriority => "setpriority",
+            Kind::Setaffinity => "setaffinity",
+            Kind::Setrlimit => "setrlimit",
+            Kind::Fallocate => "fallocate",
+            Kind::Mmap => "mmap",
+            Kind::Msync => "msync",
+            Kind::Reflink => "reflink",
+            Kind::Utime => "utime",
+            Kind::IoUring => "io_uring",
         }
+    }
+
+    /// Host-wide: the kernel (sysctl, sysfs), cgroups, network configuration, the clock,
+    /// swap, mounts, kernel modules.
+    pub fn is_host(self) -> bool {
+        matches!(self, Kind::Sysctl | Kind::Sysfs | Kind::Cgroup | Kind::Netconf | Kind::Clock | Kind::Swap | Kind::Mount | Kind::Module)
+    }
+
+    /// A live process's scheduling priority (nice, I/O priority, policy), CPU affinity and
+    /// resource limits.
+    pub fn is_process_change(self) -> bool {
+        matches!(self, Kind::Setpriority | Kind::Setaffinity | Kind::Setrlimit)
+    }
+
+    /// Either (issue 16): a change the sandbox refuses or holds back.
+    pub fn is_change(self) -> bool {
+        self.is_host() || self.is_process_change()
+    }
+
+    /// The graph's effect of the same name, for the issue-16 kinds.
+    pub fn as_edge(self) -> Option<crate::graph::EdgeKind> {
+        crate::graph::EdgeKind::parse(self.as_str()).filter(|_| self.is_change())
     }
 }
 
@@ -120,6 +186,9 @@ pub struct Event {
     pub count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed: Option<u64>,
+    /// fallocate, reflink and mapping ranges: where in the file the range starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// First call aggregated into this event (writes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_ts_ns: Option<u64>,
@@ -153,12 +222,30 @@ pub struct Event {
     pub truncated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<bool>,
+    /// Written through the stdio the traced command was given (pilot's stdout.log and
+    /// stderr.log, the operator's redirection): its output, not an effect on that file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<bool>,
     /// How a relative path was made absolute when the trace alone could not: `proc`
-    /// (/proc/<pid>/fd, racy) or `unknown-fd`.
+    /// (/proc/<pid>/fd, read when the event was resolved: racy) or `unknown-fd` (a write to an
+    /// fd the trace never saw opened: no path).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_via: Option<&'static str>,
+    // --- issue 16: effects the sandbox refuses or answers (sandbox/supervisor) ---------------
+    /// The sandbox's supervisor answered this call instead of the kernel: `held back` (the
+    /// live run would make this change; it was not made and the caller was told what the live
+    /// host would say), `refused` (the live run would make it; the sandbox refused it and the
+    /// caller saw the failure) or `answered` (a query about the live host, answered from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<&'static str>,
+    /// What a host-wide or live-process change names, when not a path or pid: a sysctl key,
+    /// an interface, a clock, a module, `uid N`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// What it sets: a sysctl's value, `nice 19`, `RLIMIT_NOFILE soft 10 hard 10`, `mtu 1400`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
-
 
 pub fn errno_name(errno: i64) -> &'static str {
     match errno {

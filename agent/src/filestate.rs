@@ -177,6 +177,26 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// SHA-256 of the first `len` bytes of `path` (what a file that only grew hashed to before).
+pub fn prefix_sha256(path: &Path, len: u64) -> std::io::Result<String> {
+    let mut f = fs::File::open(path)?.take(len);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut read = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        read += n as u64;
+    }
+    if read < len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file is shorter now"));
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// Every extended attribute of `path` (not following a final symlink), values as hex.
 pub fn xattrs(path: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();

@@ -6,6 +6,7 @@ pub mod account;
 pub mod authorize;
 pub mod bench;
 pub mod cgroup;
+pub mod channels;
 #[cfg(test)]
 mod build_version;
 pub mod check;

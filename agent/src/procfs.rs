@@ -142,6 +142,47 @@ pub fn fd_writable(pid: u32, fd: i32) -> bool {
     fd_flags(pid, fd).is_some_and(|flags| flags & 3 != 0)
 }
 
+/// `flags:` (octal open flags) and `pos:` (the file offset) of an fd, from /proc/<pid>/fdinfo.
+pub fn fd_flags_pos(pid: u32, fd: i32) -> Option<(u64, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()));
+    let flags = u64::from_str_radix(&field("flags:")?, 8).ok()?;
+    let pos = field("pos:")?.parse().ok()?;
+    Some((flags, pos))
+}
+
+/// The signals a signalfd fd reads (`sigmask:` in its fdinfo): they are handled, not acted on.
+pub fn signalfd_mask(pid: u32, fd: i32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let mask = text.lines().find_map(|l| l.strip_prefix("sigmask:"))?;
+    u64::from_str_radix(mask.trim(), 16).ok()
+}
+
+/// Signal masks of a process from /proc/<pid>/status: (SigCgt caught, SigIgn ignored, SigBlk
+/// blocked by its main thread), bit N-1 for signal N.
+pub fn signal_masks(pid: u32) -> Option<(u64, u64, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    Some((mask("SigCgt:")?, mask("SigIgn:")?, mask("SigBlk:")?))
+}
+
+/// Files a process maps shared and writable (`rw-s`): data it changes through memory.
+pub fn mapped_writable_files(pid: u32) -> Vec<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let perms = f.nth(1)?;
+            let path = f.nth(3)?;
+            (perms.as_bytes().get(1) == Some(&b'w') && perms.as_bytes().get(3) == Some(&b's') && path.starts_with('/')).then(|| path.to_string())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Files a process maps (each once).
 pub fn mapped_files(pid: u32) -> Vec<String> {
     let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else { return Vec::new() };
@@ -156,6 +197,19 @@ pub fn mapped_files(pid: u32) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// What a process maps in [start, end) now: per mapping, its file (None: anonymous, stack...).
+/// Empty when nothing is mapped there or /proc cannot say.
+pub fn mappings(pid: u32, start: u64, end: u64) -> Vec<Option<String>> {
+    let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else { return Vec::new() };
+    maps.into_iter()
+        .filter(|m| m.address.0 < end && start < m.address.1)
+        .map(|m| match m.pathname {
+            MMapPath::Path(p) => Some(p.to_string_lossy().trim_end_matches(" (deleted)").to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The local port of a process's socket fd, from its network namespace's /proc/net tables

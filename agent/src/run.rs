@@ -59,6 +59,14 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let live: Vec<u16> = crate::snapshot::sockets::listeners().values().filter_map(|l| l.port).collect();
         (crate::rundir::Stamp::now(), Snapshot::take(&Default::default()), live)
     });
+    // Before 6.7 (no cgroup Unix hooks): a network namespace of the pilot's own isolates
+    // abstract Unix names; the sink listens inside it too (sink/netns.rs).
+    let (unix, netns) = crate::sink::netns::for_run(unix);
+    let mut sink_options = sink_options;
+    if let Some(ns) = &netns {
+        sink_options.netns = Some(ns.clone());
+        sink_options.allow = allowed.clone();
+    }
     let sink = Sink::start_with(sink_options)?;
     let opts = probes::Options { ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     let mut probes = Probes::load(&opts)?;
@@ -79,11 +87,16 @@ pub fn run(args: RunArgs) -> Result<i32> {
     drop(after_probes);
     let containing = tracing::debug_span!("phase", name = "cgroup and containment").entered();
     let cgroup = PilotCgroup::create(&id)?;
-    let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), &allowed, &live_ports)?;
+    // With a namespace of its own the pilot reaches --allow'ed destinations through the sink.
+    let hook_allowed: &[std::net::SocketAddr] = if netns.is_some() { &[] } else { &allowed };
+    let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), hook_allowed, &live_ports)?;
     sink.ctx().origins.attach(probes.take_origins()?, cgroup.path.clone());
     let out = Output::create(Some(dir.path()), args.events.export.as_deref(), args.verbose)?;
     session::catch_interrupts();
     let cwd = std::env::current_dir().context("reading the working directory (was it removed?)")?;
+    // Issue 16: the supervisor that answers what the sandbox would answer differently from
+    // the live host (none where the kernel has no seccomp user notification).
+    let supervisor = sandbox::supervisor::Prepared::for_this_kernel();
     let spec = sandbox::Spec {
         run_dir: dir.path().to_path_buf(),
         cgroup: cgroup.path.clone(),
@@ -94,20 +107,30 @@ pub fn run(args: RunArgs) -> Result<i32> {
         agent_pid: std::process::id(),
         deny_unix_sockets: unix == UnixContainment::Unavailable,
         unix_sinks: sink.unix_sockets().to_vec(),
+        supervisor_fd: supervisor.as_ref().map(|s| s.sandbox_fd()),
+        netns_fd: netns.as_ref().map(|n| n.raw_fd()),
     };
     drop(containing);
     let mut lc = Lifecycle::new(probes, out);
     let (child, stdio) = spawn_sandbox(&spec, dir.path())?;
+    let supervisor = supervisor.map(|s| s.start(cgroup.path.clone(), spec.tracked_fd, spec.run));
     // Readable the moment the sandbox exits, so the loop does not wait out its poll.
     let exited = session::pidfd(child.id());
-    lc.session.tracker.seed(crate::tracker::FdTable::of_files(&stdio), cwd.display().to_string());
+    lc.session.tracker.seed(crate::tracker::FdTable::of_stdio(&stdio), cwd.display().to_string());
     let root_pid = child.id();
-    let mut rule = Pilot { child, exited, cgroup: &cgroup, timeout, started: Instant::now(), status: None, timed_out: false };
+    // issue 15: the cgroup's own account of the pilot's processes, sampled every round.
+    let sampler = crate::channels::process::Sampler::new(cgroup.path.clone());
+    let mut rule = Pilot { child, exited, cgroup: &cgroup, timeout, started: Instant::now(), status: None, timed_out: false, supervisor, sampler };
     {
         let _ran = tracing::debug_span!("phase", name = "pilot ran").entered();
         lc.poll_until(&mut rule)?;
     }
     let (status, timed_out) = (rule.status, rule.timed_out);
+    // The supervisor's last notices, merged with the ring buffer's by time in the drain.
+    let supervised = rule.supervisor.take().map(|s| s.stop());
+    let supervised_stats = supervised.as_ref().map(|(_, stats)| stats.clone());
+    sandbox::supervisor::deliver(supervised.map(|(rest, _)| rest), &mut lc.session);
+    rule.sampler.sample(&lc.session.tracker);
     lc.drain()?;
     let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
     if pilot_exit == sandbox::EXIT_SETUP_FAILED {
@@ -124,7 +147,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         started_at: lc.started_at,
         started: lc.started,
     };
-    let finished = lc.finish(traced, &snapshot)?;
+    let mut finished = lc.finish(traced, &snapshot)?;
+    let unseen_processes = rule.sampler.unseen(&finished.session.tracker);
     drop(summarizing);
     let lost = finished.lost;
     // Detaching waits for RCU grace periods (tens of ms): let it overlap the work below.
@@ -140,10 +164,22 @@ pub fn run(args: RunArgs) -> Result<i32> {
     drop(stopping);
 
     let judging = tracing::debug_span!("phase", name = "graph, diff, verdict and journal").entered();
-    let mut graph = finished.graph;
+    let mut graph = std::mem::take(&mut finished.graph);
     crate::graph::rpc::add(&mut graph, &caught);
-    crate::session::write_graph(&out, &graph)?;
     let changes = diff::compute(dir.path()).context("reading the overlay's changes")?;
+    // issue 15: the overlay, the sink and the cgroup against the trace; summary.json again,
+    // now with the blind spots.
+    let observers = crate::channels::Observers {
+        changes: &changes.changes,
+        caught: &caught,
+        unseen_processes,
+        snapshot: &snapshot,
+        root_pid: Some(root_pid),
+    };
+    let observed = crate::channels::reconcile(&mut graph, observers);
+    finished.summary.add_observed(&observed);
+    dir.write(&finished.summary)?;
+    crate::session::write_graph(&out, &graph)?;
     dir.write(&changes)?;
     let evaluation = policy::eval::evaluate(&graph, &policies);
     let verdict = Verdict {
@@ -154,7 +190,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         timed_out,
         command: args.command.clone(),
         cwd: cwd.display().to_string(),
-        contained_by: containment(unix),
+        contained_by: containment(unix, dir.path(), supervised_stats.as_ref()),
     };
     dir.write(&verdict)?;
     // snapshot.json and the signed decision.json (the run key): what commit is bound to.
@@ -165,6 +201,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     eprint!("{}", finished.session.account.render(&finished.session.tracker, &finished.summary.headline()));
     eprint!("{}", diff::render::text(&changes));
+    eprint!("{}", crate::channels::render(&observed));
     if !caught.is_empty() {
         eprintln!("network caught by the sink: {} connection(s)/source(s), {} bytes", caught.len(), caught.iter().map(|c| c.bytes).sum::<u64>());
         eprint!("{}", crate::sink::render(&caught));
@@ -200,17 +237,17 @@ pub fn run(args: RunArgs) -> Result<i32> {
 }
 
 /// verdict.json's `contained_by`: what kept this pilot in.
-fn containment(unix: UnixContainment) -> Containment {
+fn containment(unix: UnixContainment, dir: &Path, supervised: Option<&sandbox::supervisor::Stats>) -> Containment {
     Containment {
-        files: "overlay (every writable filesystem)".into(),
+        files: format!("overlay (every writable filesystem): {}", sandbox::mounts::features_in(dir)),
         network: "cgroup hooks: TCP/UDP to the sink".into(),
-        unix_sockets: if unix == UnixContainment::Denied {
-            "abstract addresses denied (cgroup hooks); live listeners' paths lead to the sink, other live sockets are hidden by the overlays"
-        } else {
-            "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)"
+        unix_sockets: match unix {
+            UnixContainment::Denied => "abstract addresses denied (cgroup hooks); live listeners' paths lead to the sink, other live sockets are hidden by the overlays",
+            UnixContainment::Netns => "abstract addresses isolated (the pilot's own network namespace; no cgroup Unix hooks before Linux 6.7); live listeners' paths lead to the sink, other live sockets are hidden by the overlays",
+            UnixContainment::Unavailable => "socket(AF_UNIX) denied (seccomp; no cgroup Unix hooks before Linux 6.7)",
         }
         .into(),
-        signals: "PID namespace".into(),
+        signals: sandbox::supervisor::containment(supervised),
         capabilities_dropped: sandbox::caps::DROPPED.iter().map(|(_, n)| n.to_string()).collect(),
     }
 }
@@ -225,14 +262,24 @@ struct Pilot<'a> {
     started: Instant,
     status: Option<i32>,
     timed_out: bool,
+    /// Issue 16: the sandbox's supervisor, while the pilot runs.
+    supervisor: Option<sandbox::supervisor::Supervisor>,
+    /// Issue 15: the cgroup's own account of the pilot's processes.
+    sampler: crate::channels::process::Sampler,
 }
 
 impl StopRule for Pilot<'_> {
+    /// The supervisor's notices so far, merged into the ring buffer's records by time.
+    fn before_pump(&mut self, session: &mut Session) {
+        sandbox::supervisor::deliver(self.supervisor.as_ref().map(|s| s.drain()), session);
+    }
+
     fn wake(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         if self.status.is_none() { session::wake_fd(&self.exited) } else { None }
     }
 
-    fn done(&mut self, probes: &mut Probes, _session: &mut Session) -> Result<bool> {
+    fn done(&mut self, probes: &mut Probes, session: &mut Session) -> Result<bool> {
+        self.sampler.sample(&session.tracker);
         if self.status.is_none() {
             if let Some(s) = self.child.try_wait()? {
                 self.status = Some(s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)));
@@ -262,9 +309,9 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
     // /proc/self/exe, not its path: a pilot binary replaced on disk (an upgrade, a rebuild)
     // still starts the sandbox with the code that is running.
     let mut cmd = Command::new("/proc/self/exe");
-    // The spec travels in a memfd the sandbox inherits: as an argument it can pass the
-    // kernel's 128 KiB limit on one string (a host with many live Unix listeners).
-    let spec_fd = crate::sandbox::spec_memfd(&serde_json::to_string(spec)?).context("passing the sandbox its spec")?;
+    // The spec through a memfd, not argv: with a sink socket per live Unix listener it outgrows
+    // one argument's limit (MAX_ARG_STRLEN, 128 KiB) on hosts with many of them.
+    let spec_fd = sandbox::spec_memfd(&serde_json::to_string(spec)?).context("passing the sandbox its spec")?;
     cmd.arg("__sandbox").arg(format!("fd:{}", std::os::fd::AsRawFd::as_raw_fd(&spec_fd)));
     let mut stdio_paths = Vec::new();
     for (fd, name) in [(0, "stdin"), (1, STDOUT_LOG), (2, STDERR_LOG)] {
@@ -284,12 +331,16 @@ fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::
             _ => cmd.stderr(stdio),
         };
     }
-    let tracked = spec.tracked_fd;
+    let inherited = [Some(spec.tracked_fd), Some(std::os::fd::AsRawFd::as_raw_fd(&spec_fd)), spec.supervisor_fd, spec.netns_fd];
     unsafe {
         cmd.pre_exec(move || {
-            // Keep the TRACKED map open across exec: W inserts itself through it.
-            if libc::fcntl(tracked, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
+            // Keep open across exec: the TRACKED map (W inserts itself through it), the spec's
+            // memfd, the supervisor's socket (W hands its seccomp listener over it) and the
+            // pilot's network namespace (C joins it).
+            for fd in inherited.into_iter().flatten() {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         })

@@ -73,6 +73,9 @@ impl Target {
 pub struct Launch {
     pub cwd: Option<PathBuf>,
     pub env: Option<Vec<(String, String)>>,
+    /// `pilot commit`: the command's connects go through the sink as a recording
+    /// pass-through proxy (sink/live.rs), so its rpc effects are in the live graph.
+    pub proxy: bool,
 }
 
 pub fn run(args: TraceArgs) -> Result<i32> {
@@ -86,19 +89,20 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
     if let Target::Cgroup { id, level, .. } = &target {
         opts.cgroup = Some((*id, *level));
     }
-    let probes = Probes::load(&opts)?;
+    let mut probes = Probes::load(&opts)?;
     let out = Output::create(args.out.as_deref(), args.events.export.as_deref(), args.verbose)?;
     let snapshot = {
         let _phase = tracing::debug_span!("phase", name = "host snapshot").entered();
         Snapshot::take(&target.existing_tree())
     };
     tracing::debug!("host snapshot: {} components", snapshot.components.len());
+    let proxy = if launch.proxy { Some(crate::sink::live::LiveProxy::start(&mut probes, &snapshot)?) } else { None };
     session::catch_interrupts();
     // Orphaned descendants (daemons) are re-parented to us, so we reap them and know when the
     // tree is gone.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let mut lc = Lifecycle::new(probes, out);
-    let root = start(&target, &launch, &mut lc.probes, &mut lc.session.tracker)?;
+    let root = start(&target, &launch, proxy.as_ref().map(|p| p.procs_fd()), &mut lc.probes, &mut lc.session.tracker)?;
     // Readable the moment the command exits, so the loop does not wait out its poll.
     let exited = match &target {
         Target::Command(_) => root.and_then(session::pidfd),
@@ -121,7 +125,10 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
         started_at: lc.started_at,
         started: lc.started,
     };
-    let finished = lc.finish(traced, &snapshot)?;
+    let mut finished = lc.finish(traced, &snapshot)?;
+    if let Some(p) = proxy {
+        p.finish(&finished.out, &snapshot, &mut finished.graph)?;
+    }
     session::write_graph(&finished.out, &finished.graph)?;
     finished.print_account();
     if let Some(dir) = &args.out {
@@ -168,7 +175,7 @@ impl StopRule for Until<'_> {
 }
 
 /// Start the command (tracked before its first instruction) or adopt what already runs.
-fn start(target: &Target, launch: &Launch, probes: &mut Probes, tracker: &mut Tracker) -> Result<Option<u32>> {
+fn start(target: &Target, launch: &Launch, join_cgroup: Option<std::os::fd::RawFd>, probes: &mut Probes, tracker: &mut Tracker) -> Result<Option<u32>> {
     match target {
         Target::Command(argv) => {
             let (map_fd, run) = (probes.tracked_fd(), probes.run_id());
@@ -182,7 +189,14 @@ fn start(target: &Target, launch: &Launch, probes: &mut Probes, tracker: &mut Tr
             }
             // The child adds itself to the kernel's tracked set between fork and exec, so its
             // exec and everything after are seen with no race and no round trip.
-            unsafe { cmd.pre_exec(move || probes::track_pid(map_fd, libc::getpid() as u32, run)) };
+            unsafe {
+                cmd.pre_exec(move || {
+                    if let Some(fd) = join_cgroup {
+                        crate::sink::live::join(fd)?;
+                    }
+                    probes::track_pid(map_fd, libc::getpid() as u32, run)
+                })
+            };
             let fds = crate::tracker::FdTable::inherited_from_self();
             let child = cmd.spawn().map_err(|e| {
                 UsageError::new(format!("cannot start `{}`: {e}", argv[0]))

@@ -251,3 +251,172 @@ impl Http {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
+
+/// An etcd cluster of `n` members (etcd-server 3.4), each on loopback ports of its own, data in
+/// a scratch directory, stopped by PID at exit.
+pub struct Etcd {
+    /// Client URLs, one per member (`http://127.0.0.1:PORT`).
+    pub clients: Vec<String>,
+    pub client_ports: Vec<u16>,
+    pub names: Vec<String>,
+    pub pids: Vec<i32>,
+}
+
+impl Etcd {
+    /// The binary's shared 3-member cluster.
+    pub fn shared() -> &'static Etcd {
+        static E: OnceLock<Etcd> = OnceLock::new();
+        E.get_or_init(|| Etcd::start("etcd", 3, &[]))
+    }
+
+    /// A cluster of its own (membership changes in controls).
+    pub fn start(name: &str, n: usize, extra: &[&str]) -> Etcd {
+        require("/usr/bin/etcd");
+        let dir = scratch(name);
+        let peers: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let names: Vec<String> = (0..n).map(|i| format!("{name}-m{i}")).collect();
+        let initial: Vec<String> = (0..n).map(|i| format!("{}=http://127.0.0.1:{}", names[i], peers[i])).collect();
+        let mut pids = Vec::new();
+        for i in 0..n {
+            let child = Command::new("/usr/bin/etcd")
+                .arg("--name")
+                .arg(&names[i])
+                .arg("--data-dir")
+                .arg(dir.join(&names[i]))
+                .arg(format!("--listen-client-urls=http://127.0.0.1:{}", client_ports[i]))
+                .arg(format!("--advertise-client-urls=http://127.0.0.1:{}", client_ports[i]))
+                .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", peers[i]))
+                .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{}", peers[i]))
+                .arg(format!("--initial-cluster={}", initial.join(",")))
+                .arg(format!("--initial-cluster-token={name}-{}", std::process::id()))
+                .args(["--initial-cluster-state=new", "--log-level=error"])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting etcd");
+            let pid = child.id() as i32;
+            stop_at_exit(pid, libc::SIGKILL);
+            pids.push(pid);
+        }
+        let e = Etcd { clients: client_ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(), client_ports, names, pids };
+        wait_until("etcd cluster", || e.ctl(&["endpoint", "health", "--cluster"]).matches("is healthy").count() == n);
+        e
+    }
+
+    /// Every member's client URL, comma-separated (etcdctl --endpoints).
+    pub fn endpoints(&self) -> String {
+        self.clients.join(",")
+    }
+
+    /// etcdctl (API 3) against the cluster, without pilot: stdout and stderr.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = Command::new("/usr/bin/etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints()))
+            .args(["--dial-timeout=3s", "--command-timeout=5s"])
+            .args(args)
+            .output()
+            .expect("etcdctl");
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
+    /// The id (hex) of member `i`, from `member list`.
+    pub fn member_id(&self, i: usize) -> String {
+        let list = self.ctl(&["member", "list"]);
+        list.lines().find(|l| l.contains(&format!(", {},", self.names[i]))).and_then(|l| l.split(',').next()).unwrap_or("").trim().to_string()
+    }
+
+    /// Stop member `i` (SIGKILL, by PID).
+    pub fn kill(&self, i: usize) {
+        unsafe { libc::kill(self.pids[i], libc::SIGKILL) };
+    }
+}
+
+/// The classpath Debian's zookeeper scripts use (zkEnv.sh).
+pub const ZK_CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar";
+/// JVM flags that start it faster and keep it out of /tmp/hsperfdata.
+pub const ZK_JVM: &str = "-Xmx128m -XX:-UsePerfData -XX:TieredStopAtLevel=1";
+
+/// A ZooKeeper ensemble of `n` servers (zookeeper 3.8), loopback ports chosen at run time, data
+/// in a scratch directory, stopped by PID at exit.
+pub struct ZooKeeper {
+    pub ports: Vec<u16>,
+    pub pids: Vec<i32>,
+}
+
+impl ZooKeeper {
+    pub fn shared() -> &'static ZooKeeper {
+        static Z: OnceLock<ZooKeeper> = OnceLock::new();
+        Z.get_or_init(|| ZooKeeper::start("zk", 3))
+    }
+
+    pub fn start(name: &str, n: usize) -> ZooKeeper {
+        require("/usr/share/java/zookeeper.jar");
+        let dir = scratch(name);
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let quorum: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let servers: String = quorum.iter().enumerate().map(|(i, (q, e))| format!("server.{}=127.0.0.1:{q}:{e}\n", i + 1)).collect();
+        let mut pids = Vec::new();
+        for i in 0..n {
+            let data = dir.join(format!("zk{}", i + 1));
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::write(data.join("myid"), format!("{}\n", i + 1)).unwrap();
+            let cfg = dir.join(format!("zoo{}.cfg", i + 1));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "tickTime=500\ninitLimit=20\nsyncLimit=10\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=*\n{servers}",
+                    data.display(),
+                    ports[i]
+                ),
+            )
+            .unwrap();
+            let child = Command::new("/usr/bin/java")
+                .args(["-cp", ZK_CLASSPATH])
+                .args(ZK_JVM.split(' '))
+                .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
+                .arg("-Dzookeeper.root.logger=WARN,CONSOLE")
+                .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+                .arg(&cfg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting zookeeper");
+            let pid = child.id() as i32;
+            stop_at_exit(pid, libc::SIGKILL);
+            pids.push(pid);
+        }
+        let z = ZooKeeper { ports, pids };
+        wait_until("zookeeper ensemble", || (0..n).all(|i| z.word(i, "srvr").contains("Mode: ")));
+        z
+    }
+
+    /// A four-letter word to server `i`.
+    pub fn word(&self, i: usize, w: &str) -> String {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.ports[i])) else { return String::new() };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.write_all(w.as_bytes());
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    /// `-server` of server `i`.
+    pub fn server(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i])
+    }
+
+    /// zkCli.sh against server `i`, without pilot: stdout.
+    pub fn cli(&self, i: usize, args: &[&str]) -> String {
+        let out = Command::new("/usr/share/zookeeper/bin/zkCli.sh")
+            .env("CLIENT_JVMFLAGS", ZK_JVM)
+            .args(["-server", &self.server(i)])
+            .args(args)
+            .output()
+            .expect("zkCli.sh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}

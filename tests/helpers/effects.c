@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
+#include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
@@ -115,6 +118,71 @@ static int dirfd_of(const char *dir) {
 
 static void close_dirfd(int fd) {
     if (fd >= 0) close(fd);
+}
+
+// ---- `tree DIR`: the observable state of a directory tree, one line per entry, sorted, with
+// paths relative to DIR (so two copies of a fixture print the same). ----
+static int tree_base_len;
+static char **tree_lines;
+static size_t tree_count, tree_cap;
+
+static int tree_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)type;
+    (void)ftw;
+    char line[8192];
+    const char *rel = path + tree_base_len;
+    if (*rel == '/') rel++;
+    if (!*rel) rel = ".";
+    const char *kind = S_ISDIR(st->st_mode) ? "dir" : S_ISLNK(st->st_mode) ? "symlink" : S_ISREG(st->st_mode) ? "file" : "other";
+    int n = snprintf(line, sizeof line, "tree %s %s mode=%o owner=%d:%d", rel, kind, st->st_mode & 07777, st->st_uid, st->st_gid);
+    if (S_ISREG(st->st_mode)) {
+        char content[65] = {0};
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t got = fd >= 0 ? read(fd, content, 64) : -1;
+        if (fd >= 0) close(fd);
+        for (ssize_t i = 0; i < got; i++)
+            if (content[i] == '\n' || content[i] == ' ' || (unsigned char)content[i] < 32) content[i] = '_';
+        n += snprintf(line + n, sizeof line - n, " nlink=%lu size=%lld content=%s", (unsigned long)st->st_nlink, (long long)st->st_size, got > 0 ? content : "");
+    }
+    if (S_ISLNK(st->st_mode)) {
+        char target[4096] = {0};
+        if (readlink(path, target, sizeof target - 1) > 0) n += snprintf(line + n, sizeof line - n, " -> %s", target);
+    }
+    char names[4096];
+    ssize_t len = llistxattr(path, names, sizeof names);
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(names + i) + 1) {
+        if (strncmp(names + i, "user.", 5) != 0) continue;
+        char value[256] = {0};
+        ssize_t v = lgetxattr(path, names + i, value, sizeof value - 1);
+        n += snprintf(line + n, sizeof line - n, " xattr:%s=%s", names + i, v >= 0 ? value : "?");
+    }
+    if (tree_count == tree_cap) {
+        tree_cap = tree_cap ? tree_cap * 2 : 64;
+        tree_lines = realloc(tree_lines, tree_cap * sizeof *tree_lines);
+    }
+    tree_lines[tree_count++] = strdup(line);
+    return 0;
+}
+
+static int cmp_lines(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void tree(const char *dir) {
+    tree_base_len = (int)strlen(dir);
+    tree_count = 0;
+    if (nftw(dir, tree_entry, 32, FTW_PHYS) != 0) die("nftw");
+    qsort(tree_lines, tree_count, sizeof *tree_lines, cmp_lines);
+    for (size_t i = 0; i < tree_count; i++) {
+        dprintf(1, "%s\n", tree_lines[i]);
+        free(tree_lines[i]);
+    }
+}
+
+static long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
 }
 
 static int open_or_die(const char *path, int flags, mode_t mode) {
@@ -583,6 +651,118 @@ static void run(int argc, char **argv) {
         if (pfd < 0) die("pidfd_open");
         report(op, syscall(SYS_pidfd_send_signal, pfd, num(argv[2]), NULL, 0));
         close((int)pfd);
+    } else if (!strcmp(op, "pidfd-open")) { // PID: pidfd_open(PID, 0); prints ret=fd (close-on-exec)
+        NEED(1);
+        long pfd = syscall(SYS_pidfd_open, num(argv[1]), 0);
+        report(op, pfd < 0 ? pfd : 0);
+        if (pfd >= 0) close((int)pfd);
+    } else if (!strcmp(op, "sigqueue")) { // PID SIG: rt_sigqueueinfo(PID, SIG, info)
+        NEED(2);
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        info.si_code = SI_QUEUE;
+        info.si_pid = getpid();
+        info.si_uid = getuid();
+        report(op, syscall(SYS_rt_sigqueueinfo, num(argv[1]), num(argv[2]), &info));
+    } else if (!strcmp(op, "waitid")) { // PID: waitid(P_PID, PID, WEXITED|WNOHANG)
+        NEED(1);
+        siginfo_t info;
+        report(op, syscall(SYS_waitid, P_PID, num(argv[1]), &info, WEXITED | WNOHANG, NULL));
+
+    // ---- priority, affinity, limits of a process ----
+    } else if (!strcmp(op, "getpriority")) { // PID: prints ret=20-nice (the raw syscall)
+        NEED(1);
+        report(op, syscall(SYS_getpriority, PRIO_PROCESS, num(argv[1])));
+    } else if (!strcmp(op, "setpriority")) { // PID NICE
+        NEED(2);
+        report(op, syscall(SYS_setpriority, PRIO_PROCESS, num(argv[1]), num(argv[2])));
+    } else if (!strcmp(op, "getaffinity")) { // PID: ret=bytes copied, cpus=N
+        NEED(1);
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        long r = syscall(SYS_sched_getaffinity, num(argv[1]), sizeof set, &set);
+        report(op, r < 0 ? r : 0);
+        if (r >= 0) dprintf(1, "getaffinity cpus=%d\n", CPU_COUNT(&set));
+    } else if (!strcmp(op, "setaffinity")) { // PID CPU: pin PID to CPU
+        NEED(2);
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET((int)num(argv[2]), &set);
+        report(op, syscall(SYS_sched_setaffinity, num(argv[1]), sizeof set, &set));
+    } else if (!strcmp(op, "getrlimit")) { // PID: prlimit64(PID, RLIMIT_NOFILE, NULL, &old); soft= hard=
+        NEED(1);
+        struct rlimit old;
+        long r = syscall(SYS_prlimit64, num(argv[1]), RLIMIT_NOFILE, NULL, &old);
+        report(op, r);
+        if (r == 0) dprintf(1, "getrlimit soft=%llu hard=%llu\n", (unsigned long long)old.rlim_cur, (unsigned long long)old.rlim_max);
+    } else if (!strcmp(op, "setrlimit")) { // PID SOFT HARD: prlimit64(PID, RLIMIT_NOFILE, &new, NULL)
+        NEED(3);
+        struct rlimit new_limit = {(rlim_t)num(argv[2]), (rlim_t)num(argv[3])};
+        report(op, syscall(SYS_prlimit64, num(argv[1]), RLIMIT_NOFILE, &new_limit, NULL));
+
+    // ---- locks ----
+    } else if (!strcmp(op, "flock")) { // PATH sh|ex|sh-nb|ex-nb: flock, keeps the fd open
+        NEED(2);
+        int fd = open_or_die(argv[1], O_RDONLY | O_CLOEXEC, 0);
+        int how = strncmp(argv[2], "ex", 2) == 0 ? LOCK_EX : LOCK_SH;
+        if (strstr(argv[2], "-nb")) how |= LOCK_NB;
+        report(op, syscall(SYS_flock, fd, how));
+    } else if (!strcmp(op, "fcntl-lock")) { // PATH r|w START LEN nb|wait [ofd]: F_SETLK(W) or F_OFD_SETLK(W)
+        NEED_AT_LEAST(5);
+        int fd = open_or_die(argv[1], O_RDWR | O_CLOEXEC, 0);
+        struct flock fl = {.l_type = argv[2][0] == 'w' ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET, .l_start = num(argv[3]), .l_len = num(argv[4])};
+        int ofd = argc > 6 && !strcmp(argv[6], "ofd");
+        int wait = !strcmp(argv[5], "wait");
+        int cmd = ofd ? (wait ? F_OFD_SETLKW : F_OFD_SETLK) : (wait ? F_SETLKW : F_SETLK);
+        report(op, syscall(SYS_fcntl, fd, cmd, &fl));
+    } else if (!strcmp(op, "getlk")) { // PATH: F_GETLK for a whole-file write lock; prints type= (0 rd, 1 wr, 2 none)
+        NEED(1);
+        int fd = open_or_die(argv[1], O_RDWR | O_CLOEXEC, 0);
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+        report(op, syscall(SYS_fcntl, fd, F_GETLK, &fl));
+        dprintf(1, "getlk type=%d\n", fl.l_type);
+        close(fd);
+
+    // ---- more file operations ----
+    } else if (!strcmp(op, "tmpfile-link")) { // DIR NAME: open(DIR, O_TMPFILE), write, linkat it to DIR/NAME
+        NEED(2);
+        long fd = syscall(SYS_openat, AT_FDCWD, argv[1], O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+        report("tmpfile", fd);
+        if (fd >= 0) {
+            if (write((int)fd, "tmp\n", 4) != 4) die("write");
+            char proc[64], dest[4096];
+            snprintf(proc, sizeof proc, "/proc/self/fd/%ld", fd);
+            snprintf(dest, sizeof dest, "%s/%s", argv[1], argv[2]);
+            report("linkat", syscall(SYS_linkat, AT_FDCWD, proc, AT_FDCWD, dest, AT_SYMLINK_FOLLOW));
+            close((int)fd);
+        }
+    } else if (!strcmp(op, "tree")) { // DIR
+        NEED(1);
+        tree(argv[1]);
+
+    // ---- cost of a call (cargo xtask bench-like numbers; not asserted) ----
+    } else if (!strcmp(op, "time-kill")) { // PID N: N kill(PID, 0); prints ns= per call
+        NEED(2);
+        long n = num(argv[2]), t0 = now_ns(), fails = 0;
+        for (long i = 0; i < n; i++) fails += syscall(SYS_kill, num(argv[1]), 0) != 0;
+        dprintf(1, "time-kill ret=%ld ns=%ld\n", -fails, (now_ns() - t0) / n);
+    } else if (!strcmp(op, "time-flock")) { // PATH N: N flock(LOCK_SH) + flock(LOCK_UN); prints ns= per pair
+        NEED(2);
+        int fd = open_or_die(argv[1], O_RDONLY | O_CLOEXEC, 0);
+        long n = num(argv[2]), t0 = now_ns(), fails = 0;
+        for (long i = 0; i < n; i++) {
+            fails += syscall(SYS_flock, fd, LOCK_SH) != 0;
+            fails += syscall(SYS_flock, fd, LOCK_UN) != 0;
+        }
+        dprintf(1, "time-flock ret=%ld ns=%ld\n", -fails, (now_ns() - t0) / n);
+    } else if (!strcmp(op, "time-open")) { // PATH N: N open(O_WRONLY) + close; prints ns= per open
+        NEED(2);
+        long n = num(argv[2]), t0 = now_ns(), fails = 0;
+        for (long i = 0; i < n; i++) {
+            long fd = syscall(SYS_openat, AT_FDCWD, argv[1], O_WRONLY | O_CLOEXEC);
+            if (fd < 0) fails++; else close((int)fd);
+        }
+        dprintf(1, "time-open ret=%ld ns=%ld\n", -fails, (now_ns() - t0) / n);
     } else if (!strcmp(op, "fork-kill")) { // SIG: fork a child that waits, kill it with SIG, reap it
         NEED(1);
         pid_t child = fork();

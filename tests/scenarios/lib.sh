@@ -3,6 +3,8 @@
 PROD=${1:?usage: $0 PROD_DIR}
 SCN=$(cd "$(dirname "$0")" && pwd)
 LIB=$(cd "$SCN/.." && pwd)/lib
+# routine/NAME/: one level deeper
+[ -d "$LIB" ] || LIB=$(cd "$SCN/../.." && pwd)/lib
 [ -f "$PROD/scenario.env" ] && . "$PROD/scenario.env"
 
 # start NAME CMD...: a live service in its own session, logging to $PROD/log/NAME.log; its

@@ -3,6 +3,8 @@
 # services prod.sh started, by the pids it recorded (each leads its own session and group, so
 # its group is ours too), then what prod.sh mounted under PROD, then PROD itself.
 PROD=${1:?usage: teardown.sh PROD_DIR}
+# A service that must be stopped its own way first (PostgreSQL: its shared memory).
+[ -f "$PROD/stop.sh" ] && sh "$PROD/stop.sh" >/dev/null 2>&1
 pids=$(cat "$PROD/pids" 2>/dev/null)
 for pid in $pids; do
     kill -s KILL -- "-$pid" "$pid" 2>/dev/null

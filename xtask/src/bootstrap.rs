@@ -17,6 +17,8 @@ const APT_PACKAGES: &[&str] = &[
     "libelf-dev",
     "pkg-config",
     "make",
+    // the agent links libseccomp (its sandbox's seccomp filter and user notification)
+    "libseccomp-dev",
     "iproute2",
     "procps",
     // tests: the C effects helper, the JVM tracing test, DOT output checked with `dot -Tsvg`
@@ -39,6 +41,15 @@ const APT_PACKAGES: &[&str] = &[
     "postgresql",
     "dnsmasq-base",
     "curl",
+    // the routine-operations suite (tests/scenarios/routine/): Debian's logrotate, rsync
+    // backups, and a live PostgreSQL 15 for pg_dump and pg_basebackup
+    "logrotate",
+    "rsync",
+    // (etcd-server 3.4: etcd; etcd-client: etcdctl; zookeeper: the server and zkCli.sh in
+    // /usr/share/zookeeper/bin, no service started, unlike zookeeperd)
+    "etcd-server",
+    "etcd-client",
+    "zookeeper",
 ];
 /// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
 pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];

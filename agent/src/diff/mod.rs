@@ -9,13 +9,13 @@ use std::{
     fs,
     io::{self, Read},
     os::unix::fs::{FileTypeExt, MetadataExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 
 use crate::{
-    error::{FileError, INPUT, OnPath},
-    rundir::{CHANGES_SCHEMA, Change, Changes},
+    error::{FileError, INPUT},
+    rundir::{CHANGES_SCHEMA, Change, Changes, HeldBack},
     sandbox::mounts::Plan,
 };
 
@@ -30,47 +30,110 @@ pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
         .into());
     }
     let changes = compute(&args.dir)?;
-    print!("{}", if args.json { render::json(&changes) } else { render::text(&changes) });
+    // issue 15: the blind spots the run found (graph.json), after the changes.
+    let observed = crate::rundir::RunDir::at(&args.dir).graph().ok().and_then(|g| g.channels);
+    if args.json {
+        match &observed {
+            // changes.json's fields, and the blind spots (an additional field).
+            Some(o) => {
+                #[derive(serde::Serialize)]
+                struct WithBlindSpots<'a> {
+                    #[serde(flatten)]
+                    changes: &'a Changes,
+                    blind_spots: crate::graph::BlindSpots,
+                }
+                let v = WithBlindSpots { changes: &changes, blind_spots: o.summary() };
+                println!("{}", serde_json::to_string_pretty(&v).expect("changes serialize"));
+            }
+            None => print!("{}", render::json(&changes)),
+        }
+    } else {
+        print!("{}", render::text(&changes));
+        if let Some(o) = &observed {
+            print!("{}", crate::channels::render(o));
+        }
+    }
     Ok(0)
 }
 
 /// Read the changes of the run in `run_dir` (its `upper/`, `mounts.json` and `events.jsonl`).
 pub fn compute(run_dir: &Path) -> Result<Changes, FileError> {
-    let mounts = run_dir.join("mounts.json");
-    let plans: Vec<Plan> = match fs::read_to_string(&mounts) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("not a mounts.json of pilot ({e})")))
-            .on("reading", &mounts, INPUT)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(FileError::new("reading", &mounts, e, INPUT)),
+    compute_io(run_dir).map_err(|e| FileError::new("reading the overlay of", run_dir, e, INPUT))
+}
+
+fn compute_io(run_dir: &Path) -> io::Result<Changes> {
+    let plans: Vec<Plan> = match fs::read_to_string(run_dir.join("mounts.json")) {
+        Ok(text) => serde_json::from_str(&text).map_err(io::Error::other)?,
+        Err(_) => Vec::new(),
     };
     let mut changes = Vec::new();
     for plan in plans {
-        let Plan::Overlay { mount_point, key } = plan else { continue };
+        let Plan::Overlay { mount_point, key, .. } = plan else { continue };
         let upper = run_dir.join("upper").join(&key);
         if upper.is_dir() {
-            walk(&upper, &upper, Path::new(&mount_point), &mut changes)?;
+            let mp = Path::new(&mount_point);
+            walk(&upper, &upper, mp, mp, &mut changes)?;
         }
     }
+    drop_redirect_sources(&mut changes);
     fold_renames(&mut changes, &renames_from_trace(run_dir));
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Changes { schema: CHANGES_SCHEMA.into(), changes })
+    Ok(Changes { schema: CHANGES_SCHEMA.into(), changes, held_back: held_back(run_dir) })
 }
 
-fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> Result<(), FileError> {
-    let mut entries: Vec<_> = fs::read_dir(dir).on("reading", dir, INPUT)?.filter_map(|e| e.ok()).collect();
+/// Events the sandbox's supervisor held back or refused (signals to live processes, host
+/// and live-process changes), and write-opens of /proc/sys, /sys and cgroup files the
+/// read-only /proc and /sys refused (no supervisor), in order.
+fn held_back(run_dir: &Path) -> Vec<HeldBack> {
+    let text = fs::read_to_string(run_dir.join("events.jsonl")).unwrap_or_default();
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if !line.contains("\"supervisor\":\"held back\"") && !line.contains("\"supervisor\":\"refused\"") && !line.contains("\"EROFS\"") {
+            continue;
+        }
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let s = |k: &str| e[k].as_str().map(str::to_string);
+        let mut kind = s("kind").unwrap_or_default();
+        let how = match s("supervisor") {
+            Some(h) => h,
+            None => {
+                // EROFS on a write-open of a kernel setting: the pilot's read-only /proc, /sys.
+                let Some(k) = s("path").as_deref().and_then(crate::sandbox::supervisor::host_kind_of_path) else { continue };
+                kind = k.as_str().into();
+                "refused".into()
+            }
+        };
+        let target = match (e["target_pid"].as_i64(), s("target"), s("path")) {
+            (Some(p), _, _) if p < 0 => format!("process group {}", -p),
+            (Some(p), _, _) => format!("pid {p}"),
+            (None, Some(t), _) => t,
+            (None, None, Some(p)) => crate::sandbox::supervisor::sysctl_key(&p).unwrap_or(p),
+            _ => continue,
+        };
+        let value = s("value").or_else(|| s("signal_name"));
+        out.push(HeldBack { kind, target, value, how, pid: e["pid"].as_u64().unwrap_or(0) as u32, comm: s("comm").unwrap_or_default(), event: i as u64 + 1 });
+    }
+    out
+}
+
+/// `live_dir`: the live directory `dir` stands for (not its own path inside a directory the
+/// pilot renamed: its entries are the live ones of the redirect's source).
+fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut Vec<Change>) -> io::Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir)?.filter_map(|e| e.ok()).collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let upper = entry.path();
-        let Ok(rel) = upper.strip_prefix(root) else { continue };
-        let live = mount_point.join(rel);
-        let meta = fs::symlink_metadata(&upper).on("reading", &upper, INPUT)?;
+        let rel = upper.strip_prefix(root).map_err(io::Error::other)?;
+        // The path as the pilot names it, and the live file it was made from.
+        let shown = mount_point.join(rel);
+        let live = live_dir.join(entry.file_name());
+        let meta = fs::symlink_metadata(&upper)?;
         let live_meta = fs::symlink_metadata(&live).ok();
         let ft = meta.file_type();
         if ft.is_char_device() && meta.rdev() == 0 {
             // A whiteout: deleted from the pilot's view.
             out.push(Change {
-                path: live.display().to_string(),
+                path: shown.display().to_string(),
                 change: "deleted".into(),
                 kind: live_meta.as_ref().map(kind_of).unwrap_or("file").into(),
                 live_size: live_meta.as_ref().filter(|m| m.is_file()).map(|m| m.len()),
@@ -78,7 +141,7 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> R
             });
             continue;
         }
-        let mut c = Change { path: live.display().to_string(), kind: kind_of(&meta).into(), ..Default::default() };
+        let mut c = Change { path: shown.display().to_string(), kind: kind_of(&meta).into(), ..Default::default() };
         c.mode = Some(format!("{:o}", meta.mode() & 0o7777));
         c.owner = Some(format!("{}:{}", meta.uid(), meta.gid()));
         if let Some(lm) = &live_meta {
@@ -86,9 +149,12 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> R
             c.live_owner = Some(format!("{}:{}", lm.uid(), lm.gid()));
         }
         if ft.is_dir() {
+            let mut live_here = live.clone();
             if let Some(from) = overlay_xattr(&upper, "redirect") {
+                let source = redirect_source(&from, &shown, mount_point);
+                live_here = PathBuf::from(&source);
                 c.change = "renamed".into();
-                c.from = Some(redirect_source(&from, &live, mount_point));
+                c.from = Some(source);
                 out.push(c);
             } else if live_meta.as_ref().is_some_and(|m| m.is_dir()) {
                 if overlay_xattr(&upper, "opaque").as_deref() == Some("y") {
@@ -105,7 +171,7 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> R
                 c.change = "created".into();
                 out.push(c);
             }
-            walk(root, &upper, mount_point, out)?;
+            walk(root, &upper, mount_point, &live_here, out)?;
             continue;
         }
         if ft.is_symlink() {
@@ -121,6 +187,20 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> R
             continue;
         }
         c.size = ft.is_file().then(|| meta.len());
+        // A file renamed by the pilot (metacopy keeps its data in the lower layer, named by a
+        // redirect): it stands for its source.
+        let mut live_meta = live_meta;
+        let mut live = live;
+        // A hard link of a metacopy file carries the redirect too (its data is the source's),
+        // but leaves no whiteout where the source was: only a rename does.
+        if let Some(from) = overlay_xattr(&upper, "redirect").filter(|_| ft.is_file()) {
+            let source = redirect_source(&from, &shown, mount_point);
+            if source != shown.display().to_string() && is_whiteout(&root.join(Path::new(&source).strip_prefix(mount_point).unwrap_or(Path::new("")))) {
+                c.from = Some(source.clone());
+                live = PathBuf::from(&source);
+                live_meta = fs::symlink_metadata(&live).ok();
+            }
+        }
         match &live_meta {
             None => c.change = "created".into(),
             Some(lm) => {
@@ -128,7 +208,9 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> R
                 let metacopy = overlay_xattr(&upper, "metacopy").is_some();
                 let content = !metacopy && ft.is_file() && !same_content(&upper, &live)?;
                 c.content_changed = Some(content);
-                if lm.file_type() != ft {
+                if c.from.is_some() {
+                    c.change = "renamed".into();
+                } else if lm.file_type() != ft {
                     c.change = "modified".into();
                     c.content_changed = Some(true);
                 } else if content {
@@ -146,6 +228,10 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, out: &mut Vec<Change>) -> R
         out.push(c);
     }
     Ok(())
+}
+
+fn is_whiteout(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
 }
 
 fn kind_of(m: &fs::Metadata) -> &'static str {
@@ -223,23 +309,30 @@ fn redirect_source(redirect: &str, live: &Path, mount_point: &Path) -> String {
     }
 }
 
-fn same_content(a: &Path, b: &Path) -> Result<bool, FileError> {
-    let (ma, mb) = (fs::metadata(a).on("reading", a, INPUT)?, fs::metadata(b).on("reading", b, INPUT)?);
+fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    let (ma, mb) = (fs::metadata(a)?, fs::metadata(b)?);
     if ma.len() != mb.len() {
         return Ok(false);
     }
-    let (mut fa, mut fb) = (fs::File::open(a).on("reading", a, INPUT)?, fs::File::open(b).on("reading", b, INPUT)?);
+    let (mut fa, mut fb) = (fs::File::open(a)?, fs::File::open(b)?);
     let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     loop {
-        let n = fa.read(&mut ba).on("reading", a, INPUT)?;
+        let n = fa.read(&mut ba)?;
         if n == 0 {
             return Ok(true);
         }
-        fb.read_exact(&mut bb[..n]).on("reading", b, INPUT)?;
+        fb.read_exact(&mut bb[..n])?;
         if ba[..n] != bb[..n] {
             return Ok(false);
         }
     }
+}
+
+/// A directory (or metacopy file) the pilot renamed leaves a whiteout at its old path: the
+/// `renamed` change already says it is gone from there.
+fn drop_redirect_sources(changes: &mut Vec<Change>) {
+    let sources: std::collections::HashSet<String> = changes.iter().filter(|c| c.change == "renamed").filter_map(|c| c.from.clone()).collect();
+    changes.retain(|c| !(c.change == "deleted" && sources.contains(&c.path)));
 }
 
 /// Successful renames the trace saw, in order: (old, new).
@@ -257,8 +350,11 @@ fn renames_from_trace(run_dir: &Path) -> Vec<(String, String)> {
 /// become one `renamed` change.
 fn fold_renames(changes: &mut Vec<Change>, renames: &[(String, String)]) {
     for (old, new) in renames {
-        let Some(gone) = changes.iter().position(|c| &c.path == old && c.change == "deleted") else { continue };
         let Some(arrived) = changes.iter().position(|c| &c.path == new && c.change != "deleted") else { continue };
+        if changes[arrived].change == "renamed" {
+            continue; // an overlay redirect said so already
+        }
+        let Some(gone) = changes.iter().position(|c| &c.path == old && c.change == "deleted") else { continue };
         changes[arrived].from = Some(old.clone());
         if changes[arrived].change == "created" {
             changes[arrived].change = "renamed".into();

@@ -28,6 +28,13 @@ pub fn text(c: &Changes) -> String {
         }
         let _ = writeln!(out, "{line}");
     }
+    if !c.held_back.is_empty() {
+        let _ = writeln!(out, "changes the live run would make that the sandbox held back or refused (not made): {}", c.held_back.len());
+        for h in &c.held_back {
+            let value = h.value.as_deref().map(|v| format!(" -> {v}")).unwrap_or_default();
+            let _ = writeln!(out, "  ! {:<11} {}{value}  ({}, by {} {}, events.jsonl line {})", h.kind, h.target, h.how, h.pid, h.comm, h.event);
+        }
+    }
     out
 }
 

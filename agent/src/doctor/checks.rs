@@ -71,6 +71,119 @@ pub fn seccomp() -> Outcome {
     }
 }
 
+/// Issue 16: seccomp user notification (a filter with a listener loads in a child), and
+/// whether the listener takes SECCOMP_ADDFD_FLAG_SEND (5.14+: answering pidfd_open and
+/// /proc/sys write-opens of a pilot with a descriptor).
+pub fn seccomp_notify() -> Outcome {
+    if !crate::sandbox::seccomp::notify_supported() {
+        return Err("libseccomp reports no user notification (API level < 6: kernel before 5.7, or libseccomp before 2.5)".into());
+    }
+    let (mine, theirs) = crate::sandbox::supervisor::handover::pair().map_err(|e| format!("socketpair: {e}"))?;
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            // A filter that notifies on nothing the child calls, then the listener handed over.
+            let code = (|| -> Option<()> {
+                let mut ctx = libseccomp::ScmpFilterContext::new(libseccomp::ScmpAction::Allow).ok()?;
+                ctx.add_rule(libseccomp::ScmpAction::Notify, libseccomp::ScmpSyscall::from_name("getpgid").ok()?).ok()?;
+                ctx.load().ok()?;
+                let fd = ctx.get_notify_fd().ok()?;
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                crate::sandbox::supervisor::handover::send(std::os::fd::AsFd::as_fd(&theirs), fd, std::process::id()).ok()
+            })();
+            unsafe { libc::_exit(if code.is_some() { 0 } else { 1 }) }
+        }
+        pid => {
+            drop(theirs);
+            let got = crate::sandbox::supervisor::handover::receive(std::os::fd::AsFd::as_fd(&mine), std::time::Duration::from_secs(5), |_| Ok(()));
+            wait_child(pid);
+            match got {
+                Ok(Some(listener)) if crate::sandbox::supervisor::notify::add_fd_send_supported(std::os::fd::AsFd::as_fd(&listener)) => {
+                    Ok("a filter with a listener loads; SECCOMP_ADDFD_FLAG_SEND works (libseccomp)".into())
+                }
+                Ok(Some(_)) => Ok("a filter with a listener loads; no SECCOMP_ADDFD_FLAG_SEND (before 5.14): pidfd_open of live processes and /proc/sys writes fail as in the sandbox".into()),
+                Ok(None) => Err("no listener came back from a child that loaded a notifying filter".into()),
+                Err(e) => Err(format!("taking the child's listener: {e}")),
+            }
+        }
+    }
+}
+
+/// Issue 16: which overlay features a pilot gets on the filesystem of the temporary
+/// directory (where run directories of tests go; each run picks its own on its filesystem).
+pub fn overlay_features() -> Outcome {
+    let base = tempfile_dir().map_err(|e| format!("a scratch directory: {e}"))?;
+    let result = (|| -> Result<String, String> {
+        for d in ["lower", "upper", "work", "merged"] {
+            fs::create_dir(base.join(d)).map_err(|e| e.to_string())?;
+        }
+        match unsafe { libc::fork() } {
+            -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+            0 => {
+                // In a mount namespace of its own, so nothing reaches the host's mount table.
+                let code = if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+                    9
+                } else {
+                    let _ = crate::sandbox::mounts::make_private();
+                    let opts = format!("lowerdir={},upperdir={},workdir={}", base.join("lower").display(), base.join("upper").display(), base.join("work").display());
+                    let mut code = 8;
+                    for (i, f) in crate::sandbox::mounts::OVERLAY_FEATURES.iter().enumerate() {
+                        let o = if f.is_empty() { opts.clone() } else { format!("{opts},{f}") };
+                        if crate::sandbox::mounts::mount(Some("overlay"), &base.join("merged"), Some("overlay"), rustix::mount::MountFlags::empty(), Some(&o)).is_ok() {
+                            code = i as i32;
+                            break;
+                        }
+                    }
+                    code
+                };
+                unsafe { libc::_exit(code) }
+            }
+            pid => {
+                let code = wait_child(pid);
+                let fstype = fs_type(&base);
+                match code {
+                    0 => Ok(format!("redirect_dir=on,metacopy=on with the upper layer on {fstype} ({}): directory renames and metadata-only copy-up", base.display())),
+                    1 => Ok(format!("redirect_dir=on (no metacopy) with the upper layer on {fstype}: a chmod/chown of a live file copies it whole")),
+                    2 => Err(format!("neither redirect_dir nor metacopy with the upper layer on {fstype}: rename(2) of a live directory fails with EXDEV in a pilot (mv copies it)")),
+                    _ => Err("no overlay could be mounted in a child".into()),
+                }
+            }
+        }
+    })();
+    let _ = fs::remove_dir_all(&base);
+    result
+}
+
+/// Wait for child `pid` (rustix); its exit code, as a shell shows it.
+fn wait_child(pid: libc::pid_t) -> i32 {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else { return -1 };
+    match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+        Ok(Some((_, st))) => crate::sandbox::exit_code(st),
+        _ => -1,
+    }
+}
+
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("pilot-doctor-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+/// The filesystem type a path is on (from /proc/self/mountinfo: the longest mount point).
+fn fs_type(path: &Path) -> String {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut best = ("".to_string(), "?".to_string());
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some(mp) = left.split(' ').nth(4) else { continue };
+        if path.starts_with(mp) && mp.len() >= best.0.len() {
+            best = (mp.to_string(), right.split(' ').next().unwrap_or("?").to_string());
+        }
+    }
+    best.1
+}
+
 /// overlayfs registered, or loadable with modprobe.
 pub fn overlayfs() -> Outcome {
     let registered = || fs::read_to_string("/proc/filesystems").unwrap_or_default().lines().any(|l| l.trim_end().ends_with("\toverlay"));

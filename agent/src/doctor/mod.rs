@@ -56,7 +56,7 @@ pub struct Report {
     pub run_contained: bool,
     /// `pilot trace` works here.
     pub trace_available: bool,
-    /// How Unix sockets are contained: "cgroup hooks" or "seccomp (no AF_UNIX sockets)".
+    /// How Unix sockets are contained: "cgroup hooks", or before 6.7 `NETNS`.
     pub unix_sockets: &'static str,
 }
 
@@ -88,9 +88,14 @@ fn checks() -> Vec<Check> {
     }
     list.extend([
         check("cgroup/connect_unix+sendmsg_unix", RunPrefers, "connects and datagrams to Unix sockets are refused in the kernel (6.7+)",
-            "fallback: the seccomp filter refuses creating AF_UNIX sockets at all in the pilot", checks::unix_hooks),
+            "fallback: the pilot gets a network namespace of its own, where no host abstract socket is (seccomp refuses AF_UNIX sockets if none can be made)", checks::unix_hooks),
         check("seccomp", Run, "refuses ptrace, modules, bpf, keyring... (and AF_UNIX without the Unix hooks)", "run refuses", checks::seccomp),
         check("overlayfs", Run, "every writable filesystem is an overlay: writes land in the run directory", "run refuses: writes would reach production", checks::overlayfs),
+        check("overlay redirect_dir+metacopy", RunPrefers, "a pilot renames live directories as live (not EXDEV) and chmods live files without copying their data",
+            "fallback: each run mounts what its filesystem takes; without redirect_dir, mv of a live directory copies it", checks::overlay_features),
+        check("seccomp user notification", RunPrefers,
+            "the supervisor: live processes answer probes as live, signals to them and refused host changes are held back and judged, live locks conflict",
+            "fallback: probes of live processes fail with ESRCH, live locks do not conflict, refused changes are still judged from the trace", checks::seccomp_notify),
         check("namespaces", Run, "mount, PID, IPC, UTS and user namespaces of the sandbox", "run refuses: signals and /proc/PID/root would reach host processes", checks::namespaces),
         check("kprobes", Unused, "not used: tracepoints and raw tracepoints cover what pilot traces", "nothing", checks::kprobes),
         check("fentry", Unused, "not used: raw tracepoints cover what pilot traces", "nothing", checks::fentry),
@@ -117,13 +122,13 @@ impl Report {
             })
             .collect();
         let all = |needs: &[Need]| features.iter().filter(|f| needs.contains(&f.need)).all(|f| f.present);
-        let unix_hooks = features.iter().any(|f| f.need == Need::RunPrefers && f.present);
+        let unix_hooks = features.iter().any(|f| f.name == "cgroup/connect_unix+sendmsg_unix" && f.present);
         Report {
             schema: "pilot.doctor/v1",
             kernel: kernel_release(),
             run_contained: all(&[Need::RunAndTrace, Need::Run]),
             trace_available: all(&[Need::RunAndTrace]),
-            unix_sockets: if unix_hooks { "cgroup hooks" } else { "seccomp (no AF_UNIX sockets)" },
+            unix_sockets: if unix_hooks { "cgroup hooks" } else { NETNS },
             features,
         }
     }
@@ -133,9 +138,13 @@ impl Report {
     }
 
     pub fn unix(&self) -> UnixContainment {
-        if self.unix_sockets == "cgroup hooks" { UnixContainment::Denied } else { UnixContainment::Unavailable }
+        if self.unix_sockets == "cgroup hooks" { UnixContainment::Denied } else { UnixContainment::Netns }
     }
 }
+
+/// Unix containment without the cgroup Unix hooks (before 6.7): the pilot's own network
+/// namespace, where no host abstract socket exists; paths lead to the sink's sockets.
+pub const NETNS: &str = "network namespace (abstract names isolated; paths to the sink)";
 
 /// `pilot doctor [--json]`.
 pub fn run(json: bool) -> Result<i32> {

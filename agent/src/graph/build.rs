@@ -46,11 +46,13 @@ pub struct Builder {
     scratch: String,
     /// Reused for each event's effects.
     effects: Vec<Effect>,
+    /// issue 15: processes that set up io_uring (`pid comm`).
+    io_uring: Vec<String>,
 }
 
 /// The target of one effect of an event, found before the event's own process node is added
 /// (node order in graph.json is: targets, then the process, as events first name them).
-type Effect = (u32, EdgeKind, Option<String>);
+pub(super) type Effect = (u32, EdgeKind, Option<String>);
 
 impl Builder {
     pub fn new() -> Builder {
@@ -70,12 +72,15 @@ impl Builder {
             }
             // An exec that found nothing (a PATH lookup miss) touched nothing.
             Kind::Exec if e.ret != -2 => self.file_effect(&mut effects, EdgeKind::Exec, e.path.as_deref(), None),
+            // Output through the stdio the command was given is not an effect on that file.
+            Kind::Write if e.stdio == Some(true) => {}
             Kind::Write => {
                 if let Some(path) = e.path.as_deref().filter(|p| !is_terminal_or_null(p)) {
                     self.file_effect(&mut effects, EdgeKind::Write, Some(path), None);
                 }
             }
             Kind::Open => {
+                self.host_open(&mut effects, e); // issue 16: /proc/sys, /sys, cgroup files
                 let flags = e.flags.unwrap_or(0);
                 if flags & O_CREAT != 0 {
                     self.file_effect(&mut effects, EdgeKind::Create, e.path.as_deref(), None);
@@ -108,12 +113,36 @@ impl Builder {
                 let detail = e.path2.as_ref().map(|t| format!("-> {t}"));
                 self.file_effect(&mut effects, EdgeKind::Symlink, e.path.as_deref(), detail)
             }
+            // issue 15: what changes a file without write(2).
+            Kind::Fallocate => {
+                let mode = e.flags.unwrap_or(0);
+                let kind = if mode & crate::tracker::FALLOC_DESTROYS != 0 { EdgeKind::Truncate } else { EdgeKind::Write };
+                let detail = format!("fallocate {}", e.flag_names.as_deref().unwrap_or(""));
+                self.file_effect(&mut effects, kind, e.path.as_deref(), Some(detail))
+            }
+            Kind::Mmap => self.file_effect(&mut effects, EdgeKind::Write, e.path.as_deref(), Some("shared writable mapping".into())),
+            Kind::Msync => self.file_effect(&mut effects, EdgeKind::Write, e.path.as_deref(), Some("msync".into())),
+            Kind::Reflink => {
+                let detail = format!("reflink <- {}", e.path2.as_deref().unwrap_or("?"));
+                self.file_effect(&mut effects, EdgeKind::Write, e.path.as_deref(), Some(detail))
+            }
+            Kind::Utime => self.file_effect(&mut effects, EdgeKind::Utime, e.path.as_deref(), None),
             Kind::Connect => self.endpoint_effect(&mut effects, e, EdgeKind::Connect),
             Kind::Send => self.endpoint_effect(&mut effects, e, EdgeKind::Send),
             Kind::Bind => self.endpoint_effect(&mut effects, e, EdgeKind::Bind),
             Kind::Listen => self.endpoint_effect(&mut effects, e, EdgeKind::Listen),
+            // A probe or a signal live would refuse too, answered by the sandbox's supervisor.
+            Kind::Signal if e.supervisor == Some("answered") && e.ret < 0 => {}
             Kind::Signal => self.signal_effect(&mut effects, e, seq),
             Kind::SignalGenerated => self.generated.push((e.clone(), seq)),
+            // Issue 16: changes to the host and to live processes.
+            k if k.is_change() => self.host_effect(&mut effects, e),
+            Kind::IoUring if e.ret >= 0 => {
+                let who = format!("{} {}", e.pid, e.comm);
+                if !self.io_uring.contains(&who) {
+                    self.io_uring.push(who);
+                }
+            }
             _ => {}
         }
         let from = match self.procs.get(&(e.pid, e.start_ns)) {
@@ -173,6 +202,7 @@ impl Builder {
             components: snap.components.clone(),
             filesystems: snap.filesystems.clone(),
             local_addrs: snap.local.iter().map(|a| a.to_string()).collect(),
+            channels: (!self.io_uring.is_empty()).then(|| super::Observed { io_uring: std::mem::take(&mut self.io_uring), ..Default::default() }),
             ..Default::default()
         }
     }
@@ -207,6 +237,9 @@ impl Builder {
                 .filter(|m| m.pgid == group)
                 .map(|m| (m.pid, m.start_ns))
                 .collect();
+            if let Some(&group_node) = self.others.get(&NodeId::new(NodeKind::ProcessGroup, group.to_string())) {
+                self.nodes[group_node as usize].members = Some(members.len() as u32);
+            }
             for (pid, start) in members {
                 if let Some(&to) = self.procs.get(&(pid, start)) {
                     if self.find_edge(from, to, EdgeKind::Signal, detail.as_deref()).is_some() {
@@ -220,7 +253,7 @@ impl Builder {
     }
 
     /// The node of process (pid, start), added if new.
-    fn process_node(&mut self, pid: u32, start_ns: u64) -> u32 {
+    pub(super) fn process_node(&mut self, pid: u32, start_ns: u64) -> u32 {
         if let Some(&i) = self.procs.get(&(pid, start_ns)) {
             return i;
         }
@@ -239,6 +272,16 @@ impl Builder {
     fn push(&mut self, n: Node) -> u32 {
         self.nodes.push(n);
         (self.nodes.len() - 1) as u32
+    }
+
+    /// A node other than a process, file or endpoint, made by `make` if new.
+    pub(super) fn other_node(&mut self, id: NodeId, make: impl FnOnce(NodeId) -> Node) -> u32 {
+        if let Some(&i) = self.others.get(&id) {
+            return i;
+        }
+        let i = self.push(make(id.clone()));
+        self.others.insert(id, i);
+        i
     }
 
     fn file_effect(&mut self, effects: &mut Vec<Effect>, kind: EdgeKind, path: Option<&str>, detail: Option<String>) {
@@ -344,7 +387,10 @@ impl Builder {
         let failed = e.failed.unwrap_or(if e.ret < 0 && e.ret != EINPROGRESS { calls } else { 0 });
         edge.count += calls;
         edge.failed += failed;
-        edge.bytes += e.bytes.filter(|_| matches!(kind, EdgeKind::Write | EdgeKind::Send)).unwrap_or(0);
+        // Bytes written or sent; a fallocate's allocation fills the disk like a write. A
+        // mapping's or a reflink's length is no bytes written.
+        let counts_bytes = matches!(kind, EdgeKind::Write | EdgeKind::Send) && !matches!(e.kind, Kind::Mmap | Kind::Msync | Kind::Reflink);
+        edge.bytes += e.bytes.filter(|_| counts_bytes).unwrap_or(0);
         edge.first_ts_ns = edge.first_ts_ns.min(e.first_ts_ns.unwrap_or(e.ts_ns));
         edge.last_ts_ns = edge.last_ts_ns.max(e.ts_ns);
         if edge.events.len() < EVIDENCE_MAX {
@@ -421,7 +467,9 @@ fn is_terminal_or_null(path: &str) -> bool {
 fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
     match n.node_type {
         NodeKind::Process => {
-            let pid = n.pid.unwrap_or(0);
+            // A signal's target named by a pid of the pilot's namespace (issue 16).
+            let pid = tracker.host_pid(n.pid.unwrap_or(0) as i64) as u32;
+            n.pid = Some(pid);
             match tracker.process(pid).filter(|p| n.start_ns.is_none_or(|s| s == 0 || s == p.start_ns)) {
                 Some(p) => {
                     n.component = Some(TRACED.into());
@@ -439,6 +487,7 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
                         if let Some(m) = c.processes.iter().find(|m| m.pid == pid) {
                             n.start_ns = Some(m.start_ns);
                             n.argv = Some(m.argv.clone());
+                            n.signals = m.signals;
                         }
                         n.label = format!("{pid} {}", c.name);
                     }
@@ -446,12 +495,7 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
             }
             n.id = NodeId::process(pid, n.start_ns.unwrap_or(0));
         }
-        NodeKind::File => {
-            if let Some((i, hold)) = n.path.as_deref().and_then(|p| snap.owner_of_path(p)) {
-                n.component = Some(snap.components[i].name.clone());
-                n.held = Some(hold);
-            }
-        }
+        NodeKind::File => attach_file(n, snap),
         NodeKind::Endpoint => {
             let fam = n.family.as_deref().unwrap_or("");
             if let Some(i) = snap.owner_of_endpoint(fam, n.addr.as_deref().unwrap_or(""), n.port) {
@@ -460,5 +504,33 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
             }
         }
         _ => {}
+    }
+}
+
+/// A file node's owner and how it holds it, whether it is a log, and for a path in a data
+/// directory whether the traced tree made it and whether the owner reads files like it.
+pub(crate) fn attach_file(n: &mut Node, snap: &Snapshot) {
+    let Some(path) = n.path.as_deref() else { return };
+    n.log = snap.log_role(path);
+    let Some((i, hold)) = snap.owner_of_path(path) else { return };
+    n.component = Some(snap.components[i].name.clone());
+    n.held = Some(hold);
+    if hold == Hold::DataDir && n.log.is_none() {
+        if let Some(taken) = snap.taken_at {
+            n.created = Some(made_since(path, taken));
+        }
+        if n.created == Some(true) {
+            n.like = snap.like_held(path, i).map(str::to_string);
+        }
+    }
+}
+
+/// Was `path` made after `since`? It does not exist (a pilot's changes stay in its overlay:
+/// what production lacks, the pilot made), or it was born after (a live run made it). A
+/// filesystem without birth times says no: an existing file is taken as existing data.
+fn made_since(path: &str, since: std::time::SystemTime) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(m) => m.created().is_ok_and(|born| born >= since),
     }
 }

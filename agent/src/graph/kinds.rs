@@ -15,6 +15,8 @@ pub enum NodeKind {
     ProcessGroup,
     Component,
     Filesystem,
+    /// A host-wide setting (a sysctl, the clock, an interface, the mount table...).
+    Host,
 }
 
 impl NodeKind {
@@ -26,6 +28,7 @@ impl NodeKind {
             NodeKind::ProcessGroup => "process_group",
             NodeKind::Component => "component",
             NodeKind::Filesystem => "filesystem",
+            NodeKind::Host => "host",
         }
     }
 
@@ -33,8 +36,15 @@ impl NodeKind {
         NodeKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    const ALL: [NodeKind; 6] =
-        [NodeKind::Process, NodeKind::File, NodeKind::Endpoint, NodeKind::ProcessGroup, NodeKind::Component, NodeKind::Filesystem];
+    const ALL: [NodeKind; 7] = [
+        NodeKind::Process,
+        NodeKind::File,
+        NodeKind::Endpoint,
+        NodeKind::ProcessGroup,
+        NodeKind::Component,
+        NodeKind::Filesystem,
+        NodeKind::Host,
+    ];
 }
 
 impl fmt::Display for NodeKind {
@@ -55,9 +65,24 @@ pub enum EdgeKind {
     Fill,
     Write,
     Signal,
+    // Issue 16: changes to the host and to live processes, worst first.
+    Netconf,
+    Sysctl,
+    Sysfs,
+    Clock,
+    Mount,
+    Module,
+    Swap,
+    Cgroup,
+    Setrlimit,
+    Setpriority,
+    Setaffinity,
     Chmod,
     Chown,
     Xattr,
+    /// A file's times set (utimensat...): no data changed, but backups, `make` and rotation
+    /// by age read them (issue 15).
+    Utime,
     Link,
     Symlink,
     Create,
@@ -75,7 +100,7 @@ pub enum EdgeKind {
 
 impl EdgeKind {
     /// Every kind, in severity order.
-    pub const ALL: [EdgeKind; 21] = [
+    pub const ALL: [EdgeKind; 33] = [
         EdgeKind::Unlink,
         EdgeKind::Rmdir,
         EdgeKind::Rename,
@@ -83,9 +108,21 @@ impl EdgeKind {
         EdgeKind::Fill,
         EdgeKind::Write,
         EdgeKind::Signal,
+        EdgeKind::Netconf,
+        EdgeKind::Sysctl,
+        EdgeKind::Sysfs,
+        EdgeKind::Clock,
+        EdgeKind::Mount,
+        EdgeKind::Module,
+        EdgeKind::Swap,
+        EdgeKind::Cgroup,
+        EdgeKind::Setrlimit,
+        EdgeKind::Setpriority,
+        EdgeKind::Setaffinity,
         EdgeKind::Chmod,
         EdgeKind::Chown,
         EdgeKind::Xattr,
+        EdgeKind::Utime,
         EdgeKind::Link,
         EdgeKind::Symlink,
         EdgeKind::Create,
@@ -108,9 +145,21 @@ impl EdgeKind {
             EdgeKind::Fill => "fill",
             EdgeKind::Write => "write",
             EdgeKind::Signal => "signal",
+            EdgeKind::Netconf => "netconf",
+            EdgeKind::Sysctl => "sysctl",
+            EdgeKind::Sysfs => "sysfs",
+            EdgeKind::Clock => "clock",
+            EdgeKind::Mount => "mount",
+            EdgeKind::Module => "module",
+            EdgeKind::Swap => "swap",
+            EdgeKind::Cgroup => "cgroup",
+            EdgeKind::Setrlimit => "setrlimit",
+            EdgeKind::Setpriority => "setpriority",
+            EdgeKind::Setaffinity => "setaffinity",
             EdgeKind::Chmod => "chmod",
             EdgeKind::Chown => "chown",
             EdgeKind::Xattr => "xattr",
+            EdgeKind::Utime => "utime",
             EdgeKind::Link => "link",
             EdgeKind::Symlink => "symlink",
             EdgeKind::Create => "create",
@@ -132,6 +181,11 @@ impl EdgeKind {
     /// Changes data or a process: marked `!` in the text view and drawn as harm in the report.
     pub fn is_destructive(self) -> bool {
         self <= EdgeKind::Xattr
+    }
+
+    /// Issue 16: a change to the host (a `host` node) or to live processes.
+    pub fn is_host_change(self) -> bool {
+        (EdgeKind::Netconf..=EdgeKind::Setaffinity).contains(&self)
     }
 
     /// Effects on the network (a merge can move their target to another host's component).

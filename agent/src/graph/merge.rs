@@ -7,7 +7,7 @@ use std::{
     net::IpAddr,
 };
 
-use super::{Edge, Graph, Hold, HostGraph, Node, NodeId, NodeKind, SCHEMA_MERGED};
+use super::{Edge, EdgeKind, Graph, Hold, HostGraph, Node, NodeId, NodeKind, SCHEMA_MERGED};
 use crate::snapshot::Component;
 
 /// Join `inputs` (source name, graph), in order.
@@ -59,7 +59,8 @@ fn join_across_hosts(g: &mut Graph) {
     let nodes: HashMap<&NodeId, &Node> = g.nodes.iter().map(|n| (&n.id, n)).collect();
     let mut repoint = Vec::new();
     for (i, e) in g.edges.iter().enumerate() {
-        if !e.kind.is_network() {
+        // rpc edges too: a call to another host's service is a cross-host rpc edge (issue 18).
+        if !(e.kind.is_network() || e.kind == EdgeKind::Rpc) {
             continue;
         }
         let Some(n) = nodes.get(&e.to).filter(|n| n.node_type == NodeKind::Endpoint && n.component.is_none()) else {

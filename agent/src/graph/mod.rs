@@ -5,7 +5,9 @@
 //!
 //! `graph.json` (schema `pilot.effect-graph/v1`) is a contract; `render` has the other views.
 mod build;
+pub mod channels;
 mod kinds;
+mod host;
 pub mod render;
 pub mod rpc;
 
@@ -13,9 +15,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{Component, filesystems::Filesystem};
+use crate::snapshot::{Component, LogRole, Signals, filesystems::Filesystem};
 pub use crate::snapshot::Hold;
 pub use build::Builder;
+pub use channels::{BlindSpot, BlindSpots, Channel, Observed};
 pub use kinds::{EdgeKind, NodeId, NodeKind};
 
 pub mod merge;
@@ -50,6 +53,9 @@ pub struct Graph {
     /// Merged graphs (v2): the graphs it was joined from, one per host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostGraph>,
+    /// issue 15: what the overlay, the sink and the cgroup saw beside the trace (`pilot run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Observed>,
     /// Node id -> position in `nodes`, for `node()`; built when first needed (reset it after
     /// changing `nodes`).
     #[serde(skip)]
@@ -103,6 +109,25 @@ pub struct Node {
     /// Merged graphs: the host it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Files: a live log (live processes only append to it), a rotated sibling of one that
+    /// nobody holds, or a log directory. Absent: not a log, or a graph from before pilot knew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogRole>,
+    /// Files in a live data directory: true when the path did not exist when tracing started
+    /// (the traced tree made it), false when it did. Absent: not known (taken as existing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
+    /// A new file in a data directory named like a file the component holds open there
+    /// (`segments_2` beside `segments_1`): the component reads files like it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub like: Option<String>,
+    /// Live processes: what they do with each signal, as the snapshot read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<Signals>,
+    /// Process groups: how many live processes outside the pilot were in it (each has its own
+    /// signal edge, judged on its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -140,6 +165,18 @@ pub struct Edge {
     /// request by request, or marked opaque), so it needs no look of its own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub via_sink: bool,
+    /// issue 15: the channels that saw this effect (`pilot run`): `["trace", "overlay"]` when
+    /// the overlay confirms a traced change, `["overlay"]` for a blind spot of the trace.
+    /// Absent: the trace alone (`pilot trace`, and effects no second channel watches).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen_by: Vec<Channel>,
+}
+
+impl Edge {
+    /// Seen by a second channel and by no traced syscall.
+    pub fn blind_spot(&self) -> bool {
+        !self.seen_by.is_empty() && !self.seen_by.contains(&Channel::Trace)
+    }
 }
 
 impl Edge {

@@ -24,6 +24,9 @@ pub struct RpcEffect {
     pub reply_bytes: u64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub may_differ: bool,
+    /// The sink's note on it (sink.json's `note`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Add the sink's requests to a finished graph.
@@ -33,9 +36,15 @@ pub fn add(graph: &mut Graph, caught: &[Caught]) {
     for c in caught {
         let Some(to) = c.to.as_deref() else { continue };
         let endpoint = endpoint_node(to, c.component.as_deref());
-        let id = endpoint.id.clone();
+        let id = match mapped_twin(graph, &endpoint) {
+            Some(twin) => twin,
+            None => endpoint.id.clone(),
+        };
         if graph.node(&id).is_none() {
             graph.push_node(endpoint);
+        } else if let Some(n) = graph.nodes.iter_mut().find(|n| n.id == id && n.component.is_none() && c.component.is_some()) {
+            n.component = c.component.clone();
+            n.held = Some(Hold::Listening);
         }
         let from = sender(graph, c, &id);
         for r in &c.rpc {
@@ -59,6 +68,7 @@ pub fn add(graph: &mut Graph, caught: &[Caught]) {
                         access: Some(r.access),
                         category: r.category,
                         disposition: Some(r.disposition),
+                        note: r.note.clone(),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -102,6 +112,18 @@ fn mark_judged(graph: &mut Graph) {
     for e in graph.edges.iter_mut().filter(|e| e.kind.is_network()) {
         e.via_sink = seen.contains(&e.to);
     }
+}
+
+/// The trace's node for the same IPv4 destination reached through a dual-stack socket: a JVM
+/// connects to 127.0.0.1 as `::ffff:127.0.0.1` (connect6), which the trace records as such
+/// while the sink names the IPv4 address meant. The rpc edges go to the trace's node, so its
+/// connect is marked as seen by the sink and both stand for one endpoint.
+fn mapped_twin(graph: &Graph, endpoint: &Node) -> Option<NodeId> {
+    if endpoint.family.as_deref() != Some("inet") {
+        return None;
+    }
+    let twin = NodeId::new(NodeKind::Endpoint, format!("inet6:[::ffff:{}]:{}", endpoint.addr.as_deref()?, endpoint.port?));
+    graph.node(&twin).is_some().then_some(twin)
 }
 
 /// The endpoint node the trace makes for a connect to `to` (same id), with its owner.

@@ -2,7 +2,7 @@
 //! into globset matchers, effect names into edge kinds. Evaluation then never re-parses a rule.
 use globset::{GlobMatcher, GlobSet};
 
-use super::{Policy, glob};
+use super::{Policy, glob, routine::Routine};
 use crate::graph::EdgeKind;
 
 /// What a rule's `target` selects.
@@ -12,14 +12,23 @@ pub enum Selector {
     AnyOther,
     /// `@held`: a file a live process holds open or maps.
     Held,
-    /// `@data-dir`: in a live process's data directory.
+    /// `@live-log`: a file live processes hold and only append to.
+    LiveLog,
+    /// `@data-dir`: an existing path in a live data directory (or the directory, or an
+    /// ancestor of it); not a log directory, not a rotated log.
     DataDir,
+    /// `@data-dir-new`: a file the traced tree made in a live data directory.
+    DataDirNew,
+    /// `@data-dir-like`: such a new file, named like a file the component holds open there.
+    DataDirLike,
     /// `@live-process`: a live process, or a process group the pilot did not create.
     LiveProcess,
     /// `@live-service`: an endpoint a live process listens on.
     LiveService,
     /// `@live-fs`: a filesystem live processes write to.
     LiveFs,
+    /// `@host`: a host-wide setting (issue 16).
+    Host,
     /// `@endpoint`: any destination outside the pilot, a live local service or another
     /// host's (issue 18).
     AnyEndpoint,
@@ -38,10 +47,14 @@ impl Selector {
         Ok(match t {
             "*" => Selector::AnyOther,
             "@held" => Selector::Held,
+            "@live-log" => Selector::LiveLog,
             "@data-dir" => Selector::DataDir,
+            "@data-dir-new" => Selector::DataDirNew,
+            "@data-dir-like" => Selector::DataDirLike,
             "@live-process" => Selector::LiveProcess,
             "@live-service" => Selector::LiveService,
             "@live-fs" => Selector::LiveFs,
+            "@host" => Selector::Host,
             "@endpoint" => Selector::AnyEndpoint,
             _ if t.starts_with('/') || t.contains('*') => Selector::Path(glob::matcher(t)?),
             _ if t.starts_with("unix:") => Selector::Unix(t[5..].to_string()),
@@ -67,11 +80,21 @@ pub struct Rule {
     pub target: Selector,
     /// Protocol, operation, resource... of rpc effects (issue 18).
     pub rpc: super::rpc::RpcKeys,
+    /// Only edges recognized as one of these (empty: any edge).
+    pub when: Vec<Routine>,
+    /// Not edges recognized as one of these.
+    pub unless: Vec<Routine>,
 }
 
 impl Rule {
     pub fn selects(&self, e: &crate::graph::Edge) -> bool {
         (self.effects.is_empty() || self.effects.contains(&e.kind)) && self.rpc.selects(e)
+    }
+
+    /// Does an edge recognized as `routine` (None: no routine) count for this rule?
+    pub fn counts(&self, routine: Option<Routine>) -> bool {
+        let when = self.when.is_empty() || routine.is_some_and(|r| self.when.contains(&r));
+        when && !routine.is_some_and(|r| self.unless.contains(&r))
     }
 }
 
@@ -115,7 +138,8 @@ pub fn compile(p: &Policy) -> Result<Compiled, String> {
             let target = Selector::parse(&r.target).map_err(|e| format!("rule `{}`: target `{}`: {e}", r.id, r.target))?;
             let effects = r.effects.iter().filter_map(|e| EdgeKind::parse(e)).collect();
             let rpc = super::rpc::RpcKeys::compile(r).map_err(|e| format!("rule `{}`: operations/resources: {e}", r.id))?;
-            Ok(Rule { effects, target, rpc })
+            let routines = |names: &[String]| names.iter().filter_map(|n| Routine::parse(n)).collect();
+            Ok(Rule { effects, target, rpc, when: routines(&r.when), unless: routines(&r.unless) })
         })
         .collect::<Result<_, String>>()?;
     let components = p

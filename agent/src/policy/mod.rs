@@ -5,6 +5,7 @@ pub mod compile;
 pub mod eval;
 pub mod glob;
 pub mod rpc;
+pub mod routine;
 
 use std::path::{Path, PathBuf};
 
@@ -83,10 +84,22 @@ pub struct Rule {
     pub effects: Vec<String>,
     /// `*` (any component but the traced tree and the one under recovery), a component name,
     /// a path glob (`/var/lib/**`), an endpoint (`127.0.0.1:5432`, `:5432`, `unix:/run/x.sock`),
-    /// or a selector: `@held` (a file a live process holds open or maps), `@data-dir` (in a
-    /// live process's data directory), `@live-process`, `@live-service` (a listening endpoint),
-    /// `@live-fs` (a filesystem a live process writes to; its effect is `fill`).
+    /// or a selector: `@held` (a file a live process holds open or maps), `@live-log` (a held
+    /// file live processes only append to), `@data-dir` (an existing path in a live data
+    /// directory, the directory itself or an ancestor of one; not a log directory, not a
+    /// rotated log), `@data-dir-new` (a file the traced tree made in a live data directory),
+    /// `@data-dir-like` (such a new file named like files the component holds open there),
+    /// `@live-process` (a process-group kill counts per member), `@live-service` (a listening
+    /// endpoint), `@live-fs` (a filesystem a live process writes to; its effect is `fill`), `@host` (a
+    /// host-wide setting: sysctl, sysfs, cgroup, netconf, clock, swap, mount, module).
     pub target: String,
+    /// Only effects recognized as these routine operations (policy/routine.rs:
+    /// `handled-signal`, `log-rotation`, `copytruncate`) count for this rule.
+    #[serde(default)]
+    pub when: Vec<String>,
+    /// Effects recognized as these routine operations do not count for this rule.
+    #[serde(default)]
+    pub unless: Vec<String>,
     /// Violated when the matching effects on one target exceed these (none given: any match).
     #[serde(default)]
     pub max_count: Option<u64>,
@@ -100,7 +113,7 @@ pub struct Rule {
     #[serde(default)]
     pub max_fill: Option<f64>,
     // --- issue 18: rpc effects (a rule with any of these matches only `rpc` edges) ---
-    /// Protocols: dns, redis, postgresql, http (etcd, zookeeper from their modules).
+    /// Protocols: dns, redis, postgresql, http, etcd, zookeeper.
     #[serde(default)]
     pub protocols: Vec<String>,
     /// Operation globs as the protocol names them: `FLUSH*`, `CONFIG SET`, `DROP *`, `POST`.
@@ -109,6 +122,9 @@ pub struct Rule {
     /// Resource globs: keys, tables, paths (`session:*`, `public.*`, `/v1/members*`).
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Resource globs the rule leaves out (`/app/cache/*`: a cleanup may delete its own cache).
+    #[serde(default)]
+    pub except_resources: Vec<String>,
     /// read, mutation, unclassified, opaque.
     #[serde(default)]
     pub access: Vec<String>,
@@ -173,6 +189,13 @@ pub struct Gate {
     /// Every policy used must be signed (`pilot policy sign`) by one of these keys.
     #[serde(default)]
     pub policy_signers: Option<Vec<String>>,
+    /// issue 15 (the essay's dual-channel verification): how many channels must have seen a
+    /// change for it to count as known (default 2: the trace and the out-of-band observer that
+    /// saw it). A change only the overlay, the sink or the cgroup saw is then a `blind-spot`
+    /// violation: blocked on anything a live component holds, a warning elsewhere. 1: a
+    /// blind spot is judged by the rules alone, like any effect.
+    #[serde(default)]
+    pub required_observers: Option<u8>,
 }
 
 /// `version = 3` or `version = "2026.05-2"`: kept as text.
@@ -251,6 +274,17 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
                 r.severity
             )));
         }
+        for name in r.when.iter().chain(&r.unless) {
+            if routine::Routine::parse(name).is_none() {
+                let known: Vec<&str> = routine::Routine::ALL.iter().map(|r| r.as_str()).collect();
+                return Err(UsageError::new(format!(
+                    "{source}:{}: rule `{}`: unknown routine `{name}` (one of {})",
+                    line_of(&format!("\"{name}\"")),
+                    r.id,
+                    known.join(", ")
+                )));
+            }
+        }
         for e in &r.effects {
             if crate::graph::EdgeKind::parse(e).is_none() {
                 let known: Vec<&str> = crate::graph::EdgeKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -287,6 +321,12 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
                     return Err(UsageError::new(format!("{source}:{}: gate.{key} must be between 0 and 1", line_of(key))));
                 }
             }
+        }
+        if let Some(n) = g.required_observers.filter(|n| !(1..=2).contains(n)) {
+            return Err(UsageError::new(format!(
+                "{source}:{}: gate.required_observers must be 1 (one channel suffices) or 2 (the trace and an observer), not {n}",
+                line_of("required_observers")
+            )));
         }
         crate::governance::validate_gate(source, g).map_err(|(key, e)| UsageError::new(format!("{source}:{}: gate.{key}: {e}", line_of(key))))?;
     }
@@ -340,6 +380,8 @@ mod tests {
         assert!(err.0.contains("unknown effect `delete`"), "{err}");
         let err = parse("p.toml", "[[rule]]\nid = \"x\"\ntarget = \"*\"\naction = \"deny\"\nseverity = 0.2\n").unwrap_err();
         assert!(err.0.starts_with("p.toml:4:"), "{err}");
+        let err = parse("p.toml", "[[rule]]\nid = \"x\"\ntarget = \"*\"\nunless = [\"logrotate\"]\naction = \"warn\"\nseverity = 0.2\n").unwrap_err();
+        assert!(err.0.starts_with("p.toml:4:") && err.0.contains("unknown routine `logrotate`"), "{err}");
     }
 }
 
@@ -368,10 +410,24 @@ pub fn render(ev: &eval::Evaluation) -> String {
     for v in &ev.violations {
         let action = v.action.as_str();
         let events: Vec<String> = v.events.iter().map(u64::to_string).collect();
-        let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [events.jsonl lines {}]", v.rule, v.severity, v.why, events.join(","));
+        // issue 15: a blind spot has no syscall behind it, only the channel that saw it.
+        let names: Vec<&str> = v.channels.iter().map(|c| c.as_str()).collect();
+        let evidence = match (events.is_empty(), names.is_empty()) {
+            (true, false) => format!("seen by: {}", names.join(", ")),
+            (false, false) => format!("events.jsonl lines {}; seen by: {}", events.join(","), names.join(", ")),
+            _ => format!("events.jsonl lines {}", events.join(",")),
+        };
+        let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [{evidence}]", v.rule, v.severity, v.why);
+    }
+    for r in &ev.routines {
+        let events: Vec<String> = r.events.iter().map(u64::to_string).collect();
+        let _ = writeln!(out, "  [routine] {}: {}  [events.jsonl lines {}]", r.routine.as_str(), r.why, events.join(","));
     }
     for g in &ev.gate_failures {
         let _ = writeln!(out, "  [gate] {g}");
+    }
+    for n in &ev.notes {
+        let _ = writeln!(out, "  [note] {n}");
     }
     let sources: Vec<String> = ev
         .policies

@@ -34,6 +34,7 @@ pub struct RpcKeys {
     protocols: Vec<String>,
     operations: Patterns,
     resources: Patterns,
+    except_resources: Option<GlobSet>,
     access: Vec<String>,
     categories: Vec<String>,
     dispositions: Vec<String>,
@@ -48,6 +49,7 @@ impl RpcKeys {
             protocols: rule.protocols.clone(),
             operations: Patterns::new(&rule.operations)?,
             resources: Patterns::new(&rule.resources)?,
+            except_resources: if rule.except_resources.is_empty() { None } else { Some(glob::set(&rule.except_resources)?) },
             access: rule.access.clone(),
             categories: rule.categories.clone(),
             dispositions: rule.dispositions.clone(),
@@ -55,6 +57,7 @@ impl RpcKeys {
             keyed: !(rule.protocols.is_empty()
                 && rule.operations.is_empty()
                 && rule.resources.is_empty()
+                && rule.except_resources.is_empty()
                 && rule.access.is_empty()
                 && rule.categories.is_empty()
                 && rule.dispositions.is_empty()),
@@ -76,6 +79,7 @@ impl RpcKeys {
         any_of(&self.protocols, &r.protocol)
             && self.operations.matches(&r.operation)
             && self.resources.matches(&r.resource)
+            && !self.except_resources.as_ref().is_some_and(|x| x.is_match(&r.resource))
             && any_of(&self.access, &name(&r.access))
             && any_of(&self.categories, &name(&r.category))
             && any_of(&self.dispositions, &name(&r.disposition))
@@ -192,5 +196,23 @@ severity = 0.5
         assert!(miss.violations.is_empty());
         let err = parse("p", "[[rule]]\nid = \"x\"\ntarget = \"*\"\naccess = [\"write\"]\naction = \"block\"\nseverity = 0.5\n").unwrap_err();
         assert!(err.0.contains("access `write`"), "{err}");
+    }
+
+    #[test]
+    fn except_resources_leave_a_subtree_out() {
+        let p = vec![parse("p", r#"
+[[rule]]
+id = "deletes-outside-the-cache"
+effects = ["rpc"]
+categories = ["delete"]
+except_resources = ["/app/cache/*"]
+target = "@endpoint"
+action = "block"
+severity = 0.9
+"#).unwrap()];
+        let wipe = evaluate(&graph("DeleteRange", "*", Access::Mutation, Some(Category::Delete), Disposition::Captured), &p);
+        assert_eq!(wipe.violations.len(), 1);
+        let cache = evaluate(&graph("DeleteRange", "/app/cache/*", Access::Mutation, Some(Category::Delete), Disposition::Captured), &p);
+        assert!(cache.violations.is_empty(), "{:?}", cache.violations);
     }
 }

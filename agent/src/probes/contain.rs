@@ -43,8 +43,12 @@ pub enum UnixContainment {
     /// hooks); paths reach only what the pilot's mount view holds (the sink's sockets).
     Denied,
     /// The kernel has no cgroup hooks for Unix sockets (before 6.7): the sandbox's seccomp
-    /// filter refuses creating AF_UNIX sockets instead.
+    /// filter refuses creating AF_UNIX sockets instead (when no network namespace could be
+    /// made for the pilot).
     Unavailable,
+    /// No cgroup Unix hooks (before 6.7): the pilot has a network namespace of its own, where
+    /// no host abstract socket exists (sink/netns.rs); paths as with `Denied`.
+    Netns,
 }
 
 /// The sock_addr programs and where each attaches (enum bpf_attach_type, stable uapi).
@@ -160,7 +164,7 @@ impl ContainSet {
             links.push(raw::link_cgroup(prog, cgroup, *attach_type).with_context(|| format!("attaching {name} to the pilot cgroup"))?);
         }
         let origins = map(&mut self.maps, "ORIGINAL")?;
-        if unix == UnixContainment::Unavailable {
+        if unix != UnixContainment::Denied {
             return Ok((unix, links, origins));
         }
         for attach_type in [BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG] {

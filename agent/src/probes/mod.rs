@@ -319,5 +319,10 @@ pub fn load_floor() -> Result<(Ebpf, Vec<Link>)> {
 /// async-signal-safe, so it is safe between fork and exec (the child tracks itself before its
 /// first instruction).
 pub fn track_pid(map_fd: RawFd, pid: u32, run: u32) -> std::io::Result<()> {
-    raw::map_update(map_fd, &pid, &TaskInfo::new(run, 0))
+    track_pid_since(map_fd, pid, run, 0)
+}
+
+/// `track_pid` with the process's start time (0: unknown), which its exec record then carries.
+pub fn track_pid_since(map_fd: RawFd, pid: u32, run: u32, start_ns: u64) -> std::io::Result<()> {
+    raw::map_update(map_fd, &pid, &TaskInfo::new(run, start_ns))
 }

@@ -54,11 +54,12 @@ pub fn page(r: &Recorded, drawing: &Drawing, marks: &Marks) -> String {
         esc(verdict)
     );
     header(&mut out, r, verdict, &command, marks);
-    out.push_str("<nav><a href=\"#intent\">intent</a> <a href=\"#graph\">effect graph</a> <a href=\"#evidence\">evidence</a> <a href=\"#changes\">file changes</a> <a href=\"#network\">network</a> <a href=\"#commit\">pilot vs live</a> <a href=\"#decision\">decision</a> <a href=\"#journal\">journal</a></nav>\n<main>\n");
+    out.push_str("<nav><a href=\"#intent\">intent</a> <a href=\"#graph\">effect graph</a> <a href=\"#evidence\">evidence</a> <a href=\"#changes\">file changes</a> <a href=\"#blind-spots\">blind spots</a> <a href=\"#network\">network</a> <a href=\"#commit\">pilot vs live</a> <a href=\"#decision\">decision</a> <a href=\"#journal\">journal</a></nav>\n<main>\n");
     intent(&mut out, r);
     graph(&mut out, r, drawing, marks);
     evidence(&mut out, r);
     changes(&mut out, r);
+    super::channels::section(&mut out, r);
     network(&mut out, r);
     commit_section(&mut out, r);
     super::signed::section(&mut out, &r.signed);
@@ -343,7 +344,35 @@ fn changes(out: &mut String, r: &Recorded) {
         );
     }
     table_end(out, c.changes.len().min(MAX_ROWS), c.changes.len());
+    held_back(out, c);
     out.push_str("</section>\n");
+}
+
+/// Issue 16: what the live run would change that the sandbox held back or refused.
+fn held_back(out: &mut String, c: &crate::rundir::Changes) {
+    if c.held_back.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<h3 id=\"held-back\">Held back by the sandbox</h3>\n<p>{} change(s) the live run would make to the host or to live processes; the sandbox did not make them.</p>",
+        c.held_back.len()
+    );
+    table_head(out, "held-back-table", &["kind", "target", "value", "how", "by", "event"]);
+    for h in c.held_back.iter().take(MAX_ROWS) {
+        let _ = writeln!(
+            out,
+            "<tr class=\"held\"><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
+            esc(&h.kind),
+            esc(&h.target),
+            esc(h.value.as_deref().unwrap_or("")),
+            esc(&h.how),
+            h.pid,
+            esc(&h.comm),
+            h.event
+        );
+    }
+    table_end(out, c.held_back.len().min(MAX_ROWS), c.held_back.len());
 }
 
 fn network(out: &mut String, r: &Recorded) {
@@ -437,6 +466,7 @@ fn commit_section(out: &mut String, r: &Recorded) {
         );
     }
     table_end(out, rows.len().min(MAX_ROWS), rows.len());
+    super::channels::files(out, f);
     out.push_str("</section>\n");
 }
 

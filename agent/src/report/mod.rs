@@ -5,6 +5,7 @@
 //!
 //! Everything is read back from the run directory with the types that wrote it; a file that is
 //! there but unreadable is named on the page, never skipped silently.
+mod channels;
 mod html;
 mod layout;
 mod signed;
@@ -200,6 +201,7 @@ mod tests {
             why: EVIL.into(),
             edges: vec![["process:1:1".into(), "unlink".into(), format!("file:{EVIL}")]],
             events: vec![1],
+            channels: vec![],
         };
         let evaluation = Evaluation {
             verdict: Decision::Block,
@@ -211,8 +213,10 @@ mod tests {
             violations: vec![violation],
             gate_failures: vec![EVIL.into()],
             unjudged: Vec::new(),
-            gate: GateValues { max_risk: 0.5, min_containment: 0.0, max_fidelity_error: 0.25, require_complete: true },
+            gate: GateValues { max_risk: 0.5, min_containment: 0.0, max_fidelity_error: 0.25, require_complete: true, required_observers: 2 },
             policies: vec![],
+            routines: vec![],
+            notes: vec![],
         };
         let verdict = Verdict {
             schema: "pilot.verdict/v1".into(),
@@ -230,7 +234,7 @@ mod tests {
             summary: None,
             verdict: Some(verdict),
             intent: None,
-            changes: Some(Changes { schema: "pilot.changes/v1".into(), changes: vec![Change { path: EVIL.into(), change: "deleted".into(), kind: "file".into(), ..Default::default() }] }),
+            changes: Some(Changes { schema: "pilot.changes/v1".into(), changes: vec![Change { path: EVIL.into(), change: "deleted".into(), kind: "file".into(), ..Default::default() }], held_back: vec![] }),
             sink: Some(vec![Caught { proto: "tcp".into(), from: EVIL.into(), bytes: 5, count: 1, first_unix_ms: 0, head: EVIL.into(), ..Default::default() }]),
             fidelity: None,
             live: None,

@@ -7,6 +7,29 @@ pub const CHANGES_SCHEMA: &str = "pilot.changes/v1";
 pub struct Changes {
     pub schema: String,
     pub changes: Vec<Change>,
+    /// Issue 16: what the live run would change outside the files (the host's settings, live
+    /// processes) that the sandbox held back or refused, from events.jsonl.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<HeldBack>,
+}
+
+/// One change the sandbox held back or refused.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct HeldBack {
+    /// signal, sysctl, sysfs, cgroup, netconf, clock, swap, mount, module, setpriority,
+    /// setaffinity, setrlimit.
+    pub kind: String,
+    /// What it changes: a setting (`vm.swappiness`, `lo`), a path, `pid 1234`.
+    pub target: String,
+    /// To what (a value, `nice 19`, `SIGTERM`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `held back` (the pilot was told it succeeded) or `refused` (the pilot saw it fail).
+    pub how: String,
+    pub pid: u32,
+    pub comm: String,
+    /// Its line in events.jsonl.
+    pub event: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]

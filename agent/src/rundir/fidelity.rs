@@ -16,6 +16,31 @@ pub struct Fidelity {
     pub only_pilot: Vec<String>,
     pub only_live: Vec<String>,
     pub diverging: Vec<Divergence>,
+    /// issue 15: commit's second channel, the files themselves (see `crate::channels::live`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FileChannel>,
+}
+
+/// The paths the pilot changed and the live-held files it touched, before and after the live
+/// run: a live change the pilot did not show puts the commit outside the gate.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct FileChannel {
+    pub watched: usize,
+    /// Content hashed up to this size; bigger files compared by size, mtime and inode.
+    pub hash_limit: u64,
+    /// Changed in both runs, or in neither.
+    pub agree: usize,
+    pub live_not_shown: Vec<FileMismatch>,
+    pub pilot_not_made: Vec<FileMismatch>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct FileMismatch {
+    pub path: String,
+    /// What the pilot's overlay showed (`modified`, `deleted`..., or `unchanged`).
+    pub pilot: String,
+    /// What happened to it live (`content changed, size 10 then, 0 now`..., or `unchanged`).
+    pub live: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]

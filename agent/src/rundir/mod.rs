@@ -41,12 +41,12 @@ use std::{
 use anyhow::{Context, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
-pub use changes::{CHANGES_SCHEMA, Change, Changes};
+pub use changes::{CHANGES_SCHEMA, Change, Changes, HeldBack};
 pub use decision::{APPROVAL_SCHEMA, Approval, ApprovalBody, DECISION_SCHEMA, Decision, DecisionBody, Stamp, boot_id};
 pub use drift::{DRIFT_SCHEMA, Drift, DriftItem};
 pub use rollback::{Entry as RollbackEntry, Manifest, RESTORED_SCHEMA, ROLLBACK_SCHEMA, Restored};
 pub use snapshot::{HostSnapshot, SNAPSHOT_SCHEMA, Target};
-pub use fidelity::{Divergence, FIDELITY_SCHEMA, Fidelity};
+pub use fidelity::{Divergence, FIDELITY_SCHEMA, FileChannel, FileMismatch, Fidelity};
 pub use intent::{INTENT_SCHEMA, Intent};
 pub use sink::{Access, Caught, Category, Disposition, Rpc, SinkLog};
 pub use summary::{SUMMARY_SCHEMA, Summary};
@@ -92,38 +92,27 @@ pub trait RunFile: Serialize + DeserializeOwned {
     const NAME: &'static str;
 }
 
-impl RunFile for Intent {
-    const NAME: &'static str = INTENT;
+/// Each JSON file of the run directory: its type and its name.
+macro_rules! run_files {
+    ($($ty:ty => $name:expr),* $(,)?) => {
+        $(impl RunFile for $ty {
+            const NAME: &'static str = $name;
+        })*
+    };
 }
-impl RunFile for Summary {
-    const NAME: &'static str = SUMMARY;
-}
-impl RunFile for Changes {
-    const NAME: &'static str = CHANGES;
-}
-impl RunFile for SinkLog {
-    const NAME: &'static str = SINK;
-}
-impl RunFile for Verdict {
-    const NAME: &'static str = VERDICT;
-}
-impl RunFile for Fidelity {
-    const NAME: &'static str = FIDELITY;
-}
-impl RunFile for HostSnapshot {
-    const NAME: &'static str = SNAPSHOT;
-}
-impl RunFile for Decision {
-    const NAME: &'static str = DECISION;
-}
-impl RunFile for Drift {
-    const NAME: &'static str = DRIFT;
-}
-impl RunFile for Manifest {
-    const NAME: &'static str = ROLLBACK_MANIFEST;
-}
-impl RunFile for Restored {
-    const NAME: &'static str = ROLLBACK_RESTORED;
+
+run_files! {
+    Intent => INTENT,
+    Summary => SUMMARY,
+    Changes => CHANGES,
+    SinkLog => SINK,
+    Verdict => VERDICT,
+    Fidelity => FIDELITY,
+    HostSnapshot => SNAPSHOT,
+    Decision => DECISION,
+    Drift => DRIFT,
+    Manifest => ROLLBACK_MANIFEST,
+    Restored => ROLLBACK_RESTORED,
 }
 
 /// A run directory on disk.

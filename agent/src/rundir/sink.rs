@@ -66,6 +66,10 @@ pub struct Rpc {
     /// (no shadow for it): its answer may differ from what a live run would see.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub may_differ: bool,
+    /// Why a read that looks like more is one (a temporary replication slot: dropped with its
+    /// session), or what a captured request would have done live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub first_unix_ms: u128,
     #[serde(default)]
     pub last_unix_ms: u128,

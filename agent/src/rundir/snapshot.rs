@@ -9,7 +9,7 @@ use super::decision::Stamp;
 use crate::{
     filestate::FileState,
     graph::Hold,
-    snapshot::{Component, filesystems::Filesystem},
+    snapshot::{Component, LogRole, filesystems::Filesystem},
 };
 
 pub const SNAPSHOT_SCHEMA: &str = "pilot.snapshot/v1";
@@ -45,4 +45,7 @@ pub struct Target {
     /// Files: the production file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<FileState>,
+    /// Files: a live log (graph.json's `log`): its growth since the pilot is expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogRole>,
 }

@@ -2,83 +2,68 @@
 //! process control: no ptrace, no module loading, no reboot, no clock changes, no raw or
 //! admin networking, no mknod, no way back through /proc/<pid>/root (CAP_SYS_PTRACE), no
 //! open_by_handle_at escape (CAP_DAC_READ_SEARCH), no BPF. Dropped from the bounding set too,
-//! so a setuid-root binary cannot bring them back.
+//! so a setuid-root binary cannot bring them back. Through the `caps` crate.
 use std::io;
 
-/// (number, name) of each dropped capability.
-pub const DROPPED: &[(u32, &str)] = &[
-    (2, "CAP_DAC_READ_SEARCH"),
-    (5, "CAP_KILL"),
-    (12, "CAP_NET_ADMIN"),
-    (13, "CAP_NET_RAW"),
-    (16, "CAP_SYS_MODULE"),
-    (17, "CAP_SYS_RAWIO"),
-    (19, "CAP_SYS_PTRACE"),
-    (20, "CAP_SYS_PACCT"),
-    (21, "CAP_SYS_ADMIN"),
-    (22, "CAP_SYS_BOOT"),
-    (23, "CAP_SYS_NICE"),
-    (25, "CAP_SYS_TIME"),
-    (26, "CAP_SYS_TTY_CONFIG"),
-    (27, "CAP_MKNOD"),
-    (29, "CAP_AUDIT_WRITE"),
-    (30, "CAP_AUDIT_CONTROL"),
-    (32, "CAP_MAC_OVERRIDE"),
-    (33, "CAP_MAC_ADMIN"),
-    (34, "CAP_SYSLOG"),
-    (35, "CAP_WAKE_ALARM"),
-    (36, "CAP_BLOCK_SUSPEND"),
-    (37, "CAP_AUDIT_READ"),
-    (38, "CAP_PERFMON"),
-    (39, "CAP_BPF"),
-    (40, "CAP_CHECKPOINT_RESTORE"),
+use caps::{CapSet, Capability};
+
+/// Each dropped capability and its name (verdict.json lists the names).
+pub const DROPPED: &[(Capability, &str)] = &[
+    (Capability::CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
+    (Capability::CAP_KILL, "CAP_KILL"),
+    (Capability::CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+    (Capability::CAP_NET_RAW, "CAP_NET_RAW"),
+    (Capability::CAP_SYS_MODULE, "CAP_SYS_MODULE"),
+    (Capability::CAP_SYS_RAWIO, "CAP_SYS_RAWIO"),
+    (Capability::CAP_SYS_PTRACE, "CAP_SYS_PTRACE"),
+    (Capability::CAP_SYS_PACCT, "CAP_SYS_PACCT"),
+    (Capability::CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+    (Capability::CAP_SYS_BOOT, "CAP_SYS_BOOT"),
+    (Capability::CAP_SYS_NICE, "CAP_SYS_NICE"),
+    (Capability::CAP_SYS_TIME, "CAP_SYS_TIME"),
+    (Capability::CAP_SYS_TTY_CONFIG, "CAP_SYS_TTY_CONFIG"),
+    (Capability::CAP_MKNOD, "CAP_MKNOD"),
+    (Capability::CAP_AUDIT_WRITE, "CAP_AUDIT_WRITE"),
+    (Capability::CAP_AUDIT_CONTROL, "CAP_AUDIT_CONTROL"),
+    (Capability::CAP_MAC_OVERRIDE, "CAP_MAC_OVERRIDE"),
+    (Capability::CAP_MAC_ADMIN, "CAP_MAC_ADMIN"),
+    (Capability::CAP_SYSLOG, "CAP_SYSLOG"),
+    (Capability::CAP_WAKE_ALARM, "CAP_WAKE_ALARM"),
+    (Capability::CAP_BLOCK_SUSPEND, "CAP_BLOCK_SUSPEND"),
+    (Capability::CAP_AUDIT_READ, "CAP_AUDIT_READ"),
+    (Capability::CAP_PERFMON, "CAP_PERFMON"),
+    (Capability::CAP_BPF, "CAP_BPF"),
+    (Capability::CAP_CHECKPOINT_RESTORE, "CAP_CHECKPOINT_RESTORE"),
     // Last: dropping from the bounding set needs it.
-    (8, "CAP_SETPCAP"),
+    (Capability::CAP_SETPCAP, "CAP_SETPCAP"),
 ];
 
-const PR_CAPBSET_DROP: libc::c_int = 24;
-const PR_CAP_AMBIENT: libc::c_int = 47;
-const PR_CAP_AMBIENT_CLEAR_ALL: libc::c_ulong = 4;
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct Header {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Data {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 pub fn drop_dangerous() -> io::Result<()> {
-    for (cap, _) in DROPPED {
-        // EINVAL: a capability this kernel does not know; nothing to drop.
-        if unsafe { libc::prctl(PR_CAPBSET_DROP, *cap as libc::c_ulong, 0, 0, 0) } != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINVAL) {
-                return Err(err);
-            }
+    // A capability this kernel does not know has nothing to drop (and the bounding-set drop
+    // would fail with EINVAL).
+    let known = caps::runtime::thread_all_supported();
+    for (cap, _) in DROPPED.iter().filter(|(c, _)| known.contains(c)) {
+        caps::drop(None, CapSet::Bounding, *cap).map_err(io::Error::other)?;
+    }
+    caps::clear(None, CapSet::Ambient).map_err(io::Error::other)?;
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
+        let mut have = caps::read(None, set).map_err(io::Error::other)?;
+        for (cap, _) in DROPPED {
+            have.remove(cap);
         }
-    }
-    unsafe { libc::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
-    let mut header = Header { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-    let mut data = [Data::default(); 2];
-    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for (cap, _) in DROPPED {
-        let (word, bit) = ((*cap / 32) as usize, 1u32 << (cap % 32));
-        data[word].effective &= !bit;
-        data[word].permitted &= !bit;
-        data[word].inheritable &= !bit;
-    }
-    if unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
+        caps::set(None, set, &have).map_err(io::Error::other)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_crate() {
+        for (cap, name) in DROPPED {
+            assert_eq!(cap.to_string(), *name);
+        }
+    }
 }

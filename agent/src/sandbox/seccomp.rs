@@ -1,129 +1,256 @@
-//! A seccomp filter for the pilot: syscalls that reach state no namespace covers (the kernel
-//! keyring, other processes' memory, the kernel itself) fail with EPERM. Most are also refused
-//! by the dropped capabilities; the filter makes that independent of them. 32-bit (ia32 and
-//! x32) syscalls are refused outright: their numbers differ and the probes do not decode them.
-use std::io;
+//! The pilot's seccomp filter, built with libseccomp (the crate and the C library: it writes the
+//! BPF program, the architecture checks and the jumps, and supports user notification).
+//!
+//! - Refused (EPERM): syscalls that reach state no namespace covers (the kernel keyring, other
+//!   processes' memory, the kernel itself). Most are also refused by the dropped
+//!   capabilities; the filter makes that independent of them. 32-bit (ia32) and x32 syscalls
+//!   are refused outright: their numbers differ and the probes do not decode them.
+//! - Supervised (SECCOMP_RET_USER_NOTIF): syscalls whose answer inside the sandbox differs from
+//!   the live host's (signals and liveness probes of live processes, locks live processes
+//!   hold, changes to the host or to live processes the sandbox refuses). The agent's
+//!   supervisor (sandbox/supervisor) answers them as the live host would, records what the
+//!   live run would change, and lets the kernel run the rest (SECCOMP_USER_NOTIF_FLAG_CONTINUE:
+//!   the namespaces and dropped capabilities still hold then). Without user notification
+//!   (`Options::supervise` false) the held syscalls below are refused like the first group.
+use std::{
+    io,
+    os::fd::{FromRawFd, OwnedFd},
+};
 
-/// (number, name): x86_64 syscalls a pilot may not make.
-pub const DENIED: &[(u32, &str)] = &[
-    (101, "ptrace"),
-    (103, "syslog"),
-    (159, "adjtimex"),
-    (163, "acct"),
-    (164, "settimeofday"),
-    (167, "swapon"),
-    (168, "swapoff"),
-    (169, "reboot"),
-    (172, "iopl"),
-    (173, "ioperm"),
-    (175, "init_module"),
-    (176, "delete_module"),
-    (179, "quotactl"),
-    (227, "clock_settime"),
-    (246, "kexec_load"),
-    (248, "add_key"),
-    (249, "request_key"),
-    (250, "keyctl"),
-    (298, "perf_event_open"),
-    (304, "open_by_handle_at"),
-    (305, "clock_adjtime"),
-    (308, "setns"),
-    (310, "process_vm_readv"),
-    (311, "process_vm_writev"),
-    (313, "finit_module"),
-    (320, "kexec_file_load"),
-    (321, "bpf"),
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+
+/// x86_64 syscalls a pilot may not make (EPERM).
+pub const DENIED: &[&str] = &[
+    "ptrace",
+    "syslog",
+    "acct",
+    "reboot",
+    "iopl",
+    "ioperm",
+    "quotactl",
+    "kexec_load",
+    "add_key",
+    "request_key",
+    "keyctl",
+    "perf_event_open",
+    "open_by_handle_at",
+    "setns",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kexec_file_load",
+    "bpf",
 ];
 
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-const RET_ALLOW: u32 = 0x7fff_0000;
-const RET_EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
+/// Host-wide changes: refused (EPERM) without a supervisor; with one, the supervisor records
+/// them as the live run's effect and tells the pilot they succeeded (the kernel never runs
+/// them).
+pub const HELD: &[&str] = &[
+    "adjtimex",
+    "clock_adjtime",
+    "clock_settime",
+    "settimeofday",
+    "swapon",
+    "swapoff",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "mount",
+    "umount2",
+];
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Insn {
-    code: u16,
-    jt: u8,
-    jf: u8,
-    k: u32,
+/// When a supervised syscall goes to the supervisor.
+#[derive(Clone, Copy, Debug)]
+pub enum When {
+    Always,
+    /// Argument `i` is not 0 (a pid argument naming another process than the caller).
+    NonZero(u32),
+    /// Argument `i`, as a 32-bit value, is one of these.
+    OneOf(u32, &'static [u64]),
+    /// Argument `i` has one of these bit patterns: (mask, value).
+    Bits(u32, &'static [(u64, u64)]),
 }
 
-const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const JGE: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
-const RET: u16 = 0x06; // BPF_RET | BPF_K
+/// open(2) flags with write intent: O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND.
+const WRITE_INTENT: &[(u64, u64)] = &[(0o3, 0o1), (0o3, 0o2), (0o100, 0o100), (0o1000, 0o1000), (0o2000, 0o2000)];
+/// fcntl commands that take or test a lock: F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK,
+/// F_OFD_SETLK, F_OFD_SETLKW.
+pub const LOCK_CMDS: &[u64] = &[5, 6, 7, 36, 37, 38];
+/// Socket ioctls that change an interface, a route or the ARP table (SIOCS*, SIOCADD*,
+/// SIOCDEL*, bridges and bonds).
+pub const NETCONF_IOCTLS: &[u64] = &[
+    0x890B, 0x890C, 0x8911, 0x8914, 0x8916, 0x8918, 0x891a, 0x891c, 0x891e, 0x8920, 0x8922, 0x8923, 0x8924,
+    0x8931, 0x8932, 0x8934, 0x8936, 0x8937, 0x8943, 0x8949, 0x8953, 0x8955, 0x8960, 0x8962, 0x8971, 0x8990,
+    0x8991, 0x8992, 0x8995, 0x89a0, 0x89a1, 0x89a2, 0x89a3,
+];
 
-/// `deny_unix`: also refuse socket(AF_UNIX, ...), where the kernel has no cgroup hooks for
-/// Unix sockets (before 6.7): no path to a live Unix server then.
-fn program(deny_unix: bool) -> Vec<Insn> {
-    let n = DENIED.len() as u8;
-    let extra: u8 = if deny_unix { 3 } else { 0 };
-    let mut p = vec![
-        Insn { code: LD_ABS, jt: 0, jf: 0, k: 4 }, // seccomp_data.arch
-        Insn { code: JEQ, jt: 1, jf: 0, k: AUDIT_ARCH_X86_64 },
-        Insn { code: RET, jt: 0, jf: 0, k: RET_EPERM },
-        Insn { code: LD_ABS, jt: 0, jf: 0, k: 0 }, // seccomp_data.nr
-        Insn { code: JGE, jt: n + 1 + extra, jf: 0, k: X32_SYSCALL_BIT },
-    ];
-    for (i, (nr, _)) in DENIED.iter().enumerate() {
-        // Match: jump to the EPERM return at the end; else fall through.
-        p.push(Insn { code: JEQ, jt: n - i as u8 + extra, jf: 0, k: *nr });
-    }
-    if deny_unix {
-        const SOCKET: u32 = 41;
-        const AF_UNIX: u32 = 1;
-        p.push(Insn { code: JEQ, jt: 0, jf: 2, k: SOCKET });
-        p.push(Insn { code: LD_ABS, jt: 0, jf: 0, k: 16 }); // args[0], low 32 bits
-        p.push(Insn { code: JEQ, jt: 1, jf: 0, k: AF_UNIX });
-    }
-    p.push(Insn { code: RET, jt: 0, jf: 0, k: RET_ALLOW });
-    p.push(Insn { code: RET, jt: 0, jf: 0, k: RET_EPERM });
-    p
+/// Syscalls the supervisor answers (besides `HELD`), and when.
+pub const SUPERVISED: &[(&str, When)] = &[
+    // Signals and liveness probes: a live process must look alive, and a signal to it is held
+    // back (the PID namespace already keeps it from being delivered).
+    ("kill", When::Always),
+    ("tkill", When::Always),
+    ("tgkill", When::Always),
+    ("rt_sigqueueinfo", When::Always),
+    ("rt_tgsigqueueinfo", When::Always),
+    ("pidfd_send_signal", When::Always),
+    ("pidfd_open", When::Always),
+    // Priority, affinity and limits of other processes: queries answered from the live
+    // process, changes held back.
+    ("getpriority", When::Always),
+    ("setpriority", When::Always),
+    ("ioprio_get", When::Always),
+    ("ioprio_set", When::Always),
+    ("sched_getaffinity", When::NonZero(0)),
+    ("sched_setaffinity", When::NonZero(0)),
+    ("sched_getscheduler", When::NonZero(0)),
+    ("sched_getparam", When::NonZero(0)),
+    ("sched_getattr", When::NonZero(0)),
+    ("sched_setscheduler", When::NonZero(0)),
+    ("sched_setparam", When::NonZero(0)),
+    ("sched_setattr", When::NonZero(0)),
+    ("prlimit64", When::NonZero(0)),
+    // Locks: conflict with the live processes' locks on the live file.
+    ("flock", When::Always),
+    ("fcntl", When::OneOf(1, LOCK_CMDS)),
+    // Writes to /proc/sys, /sys and cgroup files: the pilot's /proc and /sys are read-only.
+    ("open", When::Bits(1, WRITE_INTENT)),
+    ("openat", When::Bits(2, WRITE_INTENT)),
+    ("creat", When::Always),
+    ("openat2", When::Always),
+    // Network configuration: interface ioctls, and netlink messages (sendmsg, sendto with an
+    // address: a netlink socket's messages go through these).
+    ("ioctl", When::OneOf(1, NETCONF_IOCTLS)),
+    ("sendmsg", When::Always),
+    ("sendmmsg", When::Always),
+    ("sendto", When::NonZero(4)),
+];
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Also refuse socket(AF_UNIX, ...), where the kernel has no cgroup hooks for Unix
+    /// sockets (before 6.7): no path to a live Unix server then.
+    pub deny_unix: bool,
+    /// Send `SUPERVISED` and `HELD` syscalls to a supervisor (user notification).
+    pub supervise: bool,
 }
 
-pub fn install(deny_unix: bool) -> io::Result<()> {
-    let prog = program(deny_unix);
-    #[repr(C)]
-    struct Fprog {
-        len: u16,
-        filter: *const Insn,
+/// The filter (not loaded).
+pub fn filter(opts: Options) -> Result<ScmpFilterContext, libseccomp::error::SeccompError> {
+    let mut ctx = ScmpFilterContext::new(ScmpAction::Allow)?;
+    // Only x86_64 is in the filter: ia32 and x32 syscalls get this action.
+    ctx.set_act_badarch(ScmpAction::Errno(libc::EPERM))?;
+    ctx.add_arch(ScmpArch::X8664)?;
+    let eperm = ScmpAction::Errno(libc::EPERM);
+    for name in DENIED {
+        ctx.add_rule(eperm, ScmpSyscall::from_name(name)?)?;
     }
-    let fprog = Fprog { len: prog.len() as u16, filter: prog.as_ptr() };
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
+    if opts.deny_unix {
+        ctx.add_rule_conditional(eperm, ScmpSyscall::from_name("socket")?, &[ScmpArgCompare::new(0, ScmpCompareOp::Equal, libc::AF_UNIX as u64)])?;
     }
-    const SECCOMP_SET_MODE_FILTER: libc::c_long = 1;
-    if unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog as *const Fprog) } != 0 {
-        return Err(io::Error::last_os_error());
+    if !opts.supervise {
+        for name in HELD.iter().filter(|n| !matches!(**n, "mount" | "umount2")) {
+            ctx.add_rule(eperm, ScmpSyscall::from_name(name)?)?;
+        }
+        return Ok(ctx);
     }
-    Ok(())
+    for name in HELD {
+        ctx.add_rule(ScmpAction::Notify, ScmpSyscall::from_name(name)?)?;
+    }
+    for (name, when) in SUPERVISED {
+        let nr = ScmpSyscall::from_name(name)?;
+        match *when {
+            When::Always => {
+                ctx.add_rule(ScmpAction::Notify, nr)?;
+            }
+            When::NonZero(i) => {
+                ctx.add_rule_conditional(ScmpAction::Notify, nr, &[ScmpArgCompare::new(i, ScmpCompareOp::NotEqual, 0)])?;
+            }
+            When::OneOf(i, values) => {
+                for v in values {
+                    let cmp = ScmpArgCompare::new(i, ScmpCompareOp::MaskedEqual(0xffff_ffff), *v);
+                    ctx.add_rule_conditional(ScmpAction::Notify, nr, &[cmp])?;
+                }
+            }
+            When::Bits(i, patterns) => {
+                for (mask, value) in patterns {
+                    ctx.add_rule_conditional(ScmpAction::Notify, nr, &[ScmpArgCompare::new(i, ScmpCompareOp::MaskedEqual(*mask), *value)])?;
+                }
+            }
+        }
+    }
+    Ok(ctx)
+}
+
+/// Load the filter into the calling process (no_new_privs is set first); returns the user
+/// notification listener when `opts.supervise`.
+pub fn install(opts: Options) -> io::Result<Option<OwnedFd>> {
+    let ctx = filter(opts).map_err(io::Error::other)?;
+    ctx.load().map_err(io::Error::other)?;
+    if !opts.supervise {
+        return Ok(None);
+    }
+    let fd = ctx.get_notify_fd().map_err(io::Error::other)?;
+    // SAFETY: libseccomp hands over the listener it created at load; nothing else owns it.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Can this kernel and libseccomp deliver user notifications? (API level 6: kernel 5.7+.)
+pub fn notify_supported() -> bool {
+    libseccomp::check_api(6, libseccomp::ScmpVersion::from((2, 5, 0))).unwrap_or(false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_jump_lands_on_a_return() {
-        for deny_unix in [false, true] {
-            check(deny_unix);
-        }
+    fn pfc(opts: Options) -> String {
+        let ctx = filter(opts).expect("the filter builds");
+        let mut file = tempfile::tempfile().unwrap();
+        ctx.export_pfc(&file).unwrap();
+        use std::io::{Read, Seek};
+        file.rewind().unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        text
     }
 
-    fn check(deny_unix: bool) {
-        let p = program(deny_unix);
-        for (i, insn) in p.iter().enumerate() {
-            if insn.code == JEQ || insn.code == JGE {
-                for target in [i + 1 + insn.jt as usize, i + 1 + insn.jf as usize] {
-                    assert!(target < p.len(), "insn {i} jumps out of the program");
-                }
-            }
+    #[test]
+    fn denies_and_supervises_by_name() {
+        let text = pfc(Options { deny_unix: true, supervise: true });
+        for name in DENIED {
+            assert!(text.contains(&format!("if ($syscall == {})", ScmpSyscall::from_name(name).unwrap().as_raw_syscall())), "{name} missing:\n{text}");
         }
-        let deny_at = p.len() - 1;
-        for (i, insn) in p.iter().enumerate().skip(5).take(DENIED.len()) {
-            assert_eq!(i + 1 + insn.jt as usize, deny_at, "a denied syscall returns EPERM");
-        }
-        assert_eq!(p[4].jt as usize + 5, deny_at, "x32 syscalls are refused");
+        assert!(text.contains("action ERRNO(1)"), "{text}");
+        // SCMP_ACT_NOTIFY (libseccomp 2.5 prints it as a number).
+        assert!(text.contains("action NOTIFY") || text.contains("action 0x7fc00000"), "{text}");
+        assert!(text.contains("# invalid architecture action\naction ERRNO(1)"), "{text}");
+    }
+
+    /// x32 syscalls (nr | 0x40000000) on the x86_64 ABI fail like other architectures':
+    /// libseccomp's program compares the number against the x32 bit before any rule.
+    #[test]
+    fn x32_syscalls_are_refused() {
+        let ctx = filter(Options { deny_unix: false, supervise: true }).unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        ctx.export_bpf(&file).unwrap();
+        use std::io::{Read, Seek};
+        file.rewind().unwrap();
+        let mut prog = Vec::new();
+        file.read_to_end(&mut prog).unwrap();
+        let insns: Vec<(u16, u32)> = prog.chunks(8).map(|i| (u16::from_ne_bytes([i[0], i[1]]), u32::from_ne_bytes([i[4], i[5], i[6], i[7]]))).collect();
+        const JGT: u16 = 0x25;
+        const JGE: u16 = 0x35;
+        assert!(
+            insns.iter().any(|(code, k)| (*code == JGT && *k == 0x3fff_ffff) || (*code == JGE && *k == 0x4000_0000)),
+            "no x32 check in {insns:x?}"
+        );
+    }
+
+    #[test]
+    fn without_a_supervisor_held_syscalls_are_refused() {
+        let text = pfc(Options { deny_unix: false, supervise: false });
+        assert!(!text.contains("NOTIFY"), "{text}");
+        let settime = ScmpSyscall::from_name("clock_settime").unwrap().as_raw_syscall();
+        assert!(text.contains(&format!("if ($syscall == {settime})")), "{text}");
     }
 }

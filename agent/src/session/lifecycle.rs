@@ -30,6 +30,8 @@ pub trait StopRule {
     fn wake(&self) -> Option<BorrowedFd<'_>> {
         None
     }
+    /// Called before every pump (a pilot's supervisor hands over its notices here).
+    fn before_pump(&mut self, _session: &mut Session) {}
     /// Called after every pump: true once everything traced is gone (or must stop).
     fn done(&mut self, probes: &mut Probes, session: &mut Session) -> Result<bool>;
 }
@@ -76,6 +78,7 @@ impl Lifecycle {
         let mut last_forget = Instant::now();
         loop {
             wait_readable(self.probes.ring_fd(), rule.wake(), POLL);
+            rule.before_pump(&mut self.session);
             self.session.pump(&mut self.probes, &mut self.out)?;
             if last_forget.elapsed() > FORGET_EVERY {
                 forget_dead_tasks(&mut self.probes)?;

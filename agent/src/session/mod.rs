@@ -47,6 +47,10 @@ pub struct Session {
     /// Records of another run found in this run's ring (never expected: dropped, and said).
     pub foreign: u64,
     observer: Option<Box<dyn Observer>>,
+    /// Issue 16: notices of the sandbox's supervisor not yet delivered, merged into the ring
+    /// buffer's records by time (a process's fork comes before its supervised call, a
+    /// descriptor the supervisor installed before the writes to it).
+    pub supervised: std::collections::VecDeque<crate::sandbox::supervisor::Notice>,
 }
 
 impl Default for Session {
@@ -65,6 +69,7 @@ impl Session {
             ring: (0, 0),
             foreign: 0,
             observer: OBSERVER.get().and_then(|f| f()),
+            supervised: Default::default(),
         }
     }
 
@@ -90,6 +95,8 @@ impl Session {
             complete: lost == 0 && counts.decode_errors == 0,
             ringbuf_bytes: self.ring.0,
             ringbuf_peak_bytes: self.ring.1,
+            blind_spots: None,
+            io_uring: None,
         }
     }
 
@@ -108,13 +115,17 @@ impl Session {
                         self.foreign += 1;
                         continue;
                     }
-                    Ok(rec) => match self.tracker.ends_process(&rec) {
-                        Some(pid) => (Some(pid), item.to_vec()),
-                        None => {
-                            self.handle(&rec, out)?;
-                            continue;
+                    Ok(rec) => {
+                        // Issue 16: the supervisor's notices from before this record first.
+                        self.deliver_supervised(rec.ts_ns, out)?;
+                        match self.tracker.ends_process(&rec) {
+                            Some(pid) => (Some(pid), item.to_vec()),
+                            None => {
+                                self.handle(&rec, out)?;
+                                continue;
+                            }
                         }
-                    },
+                    }
                     Err(err) => {
                         tracing::warn!("dropping a record: {err}");
                         self.tracker.counts.decode_errors += 1;
@@ -127,8 +138,26 @@ impl Session {
                 self.handle(&rec, out)?;
             }
         }
+        // Everything the ring buffer held before these notices was read above.
+        self.deliver_supervised(u64::MAX, out)?;
         // A log shipper tailing the export sees events within one poll interval.
         out.flush_export()
+    }
+
+    /// Deliver the supervisor's notices up to time `until`.
+    fn deliver_supervised(&mut self, until: u64, out: &mut Output) -> Result<()> {
+        while self.supervised.front().is_some_and(|n| n.ts_ns() <= until) {
+            let n = self.supervised.pop_front().expect("checked");
+            self.supervised(n, out)?;
+        }
+        Ok(())
+    }
+
+    /// Issue 16: what the sandbox's supervisor answered or held back (not in the ring
+    /// buffer), delivered like the kernel's events.
+    pub fn supervised(&mut self, n: crate::sandbox::supervisor::Notice, out: &mut Output) -> Result<()> {
+        let Session { tracker, account, graph, events, observer, .. } = self;
+        deliver(account, graph, events, observer, out, |sink| tracker.supervised(n, sink))
     }
 
     fn handle(&mut self, rec: &decode::Record, out: &mut Output) -> Result<()> {

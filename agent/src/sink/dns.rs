@@ -147,6 +147,7 @@ pub async fn serve_udp(ctx: Arc<Ctx>, sock: Arc<tokio::net::UdpSocket>) {
                 bytes: data.len() as u64,
                 reply_bytes: answer.len() as u64,
                 may_differ: false,
+                note: None,
                 first_unix_ms: now_ms(),
                 last_unix_ms: now_ms(),
             });
@@ -174,6 +175,7 @@ fn blackholed(bytes: usize) -> Rpc {
         bytes: bytes as u64,
         reply_bytes: 0,
         may_differ: false,
+        note: None,
         first_unix_ms: now_ms(),
         last_unix_ms: now_ms(),
     }

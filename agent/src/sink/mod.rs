@@ -9,13 +9,18 @@
 //! Bytes of a protocol no module speaks are blackholed as before: read, recorded, unanswered.
 //! See README.md in this folder for the module interface.
 pub mod dns;
+pub mod etcd;
+pub mod h2c;
 pub mod http;
+pub mod live;
+pub mod netns;
 pub mod origin;
 pub mod postgres;
 pub mod redis;
 pub mod session;
 pub mod shadow;
 pub mod sql;
+pub mod zookeeper;
 
 use std::{
     collections::HashMap,
@@ -66,11 +71,17 @@ pub struct Options {
     pub unix_paths: Vec<String>,
     /// Where the sink's own Unix sockets live (inside the run directory).
     pub dir: PathBuf,
+    /// Before Linux 6.7: the pilot's own network namespace, where the sink listens too
+    /// (netns.rs).
+    pub netns: Option<Arc<netns::PilotNetns>>,
+    /// `--allow`ed destinations when the pilot has a network namespace of its own (they are not
+    /// reachable from it): everything to them goes through the sink, recorded.
+    pub allow: Vec<SocketAddr>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { mode: Mode::Dry, protocols: Vec::new(), unsafe_get: Vec::new(), unix_paths: Vec::new(), dir: std::env::temp_dir() }
+        Options { mode: Mode::Dry, protocols: Vec::new(), unsafe_get: Vec::new(), unix_paths: Vec::new(), dir: std::env::temp_dir(), netns: None, allow: Vec::new() }
     }
 }
 
@@ -95,7 +106,7 @@ pub enum Sniff {
 
 /// Every protocol the sink speaks, in sniffing order (binary framings first).
 pub fn modules() -> &'static [Module] {
-    static MODULES: [Module; 4] = [postgres::MODULE, http::MODULE, redis::MODULE, dns::MODULE];
+    static MODULES: [Module; 6] = [etcd::MODULE, postgres::MODULE, zookeeper::MODULE, http::MODULE, redis::MODULE, dns::MODULE];
     &MODULES
 }
 
@@ -108,6 +119,8 @@ pub struct Ctx {
     pub options: Options,
     pub origins: origin::Origins,
     pub shadow: shadow::Shadow,
+    /// What etcd pilots changed beside keys (leases, members), per cluster.
+    pub etcd: etcd::Clusters,
     caught: Mutex<Vec<Caught>>,
     /// The protocol each live listener is known to speak (from the host snapshot).
     hints: RwLock<HashMap<String, String>>,
@@ -181,12 +194,29 @@ impl Sink {
             tcp.push(t);
             udp.push(u);
         }
+        if let Some(ns) = &options.netns {
+            let addrs = |v: &[SocketAddr]| v.to_vec();
+            let t: Vec<SocketAddr> = tcp.iter().filter_map(|l: &TcpListener| l.local_addr().ok()).collect();
+            let u: Vec<SocketAddr> = udp.iter().filter_map(|s: &UdpSocket| s.local_addr().ok()).collect();
+            let (t, u) = ns.listen(&addrs(&t), &addrs(&u)).context("the sink's listeners in the pilot's network namespace")?;
+            for l in &t {
+                l.set_nonblocking(true)?;
+            }
+            for s in &u {
+                s.set_nonblocking(true)?;
+            }
+            tcp.extend(t);
+            udp.extend(u);
+        }
         let (unix, listeners) = unix_listeners(&options)?;
+        let origins = origin::Origins::default();
+        origins.set_netns(options.netns.clone());
         let ctx = Arc::new(Ctx {
             unix_targets: unix.iter().map(|(live, own)| (own.clone(), live.clone())).collect(),
             options,
-            origins: Default::default(),
+            origins,
             shadow: Default::default(),
+            etcd: Default::default(),
             caught: Mutex::new(Vec::new()),
             hints: RwLock::new(HashMap::new()),
             sessions: Default::default(),
@@ -379,6 +409,9 @@ fn merge(r: &mut Rpc, op: &Rpc) {
     r.bytes += op.bytes;
     r.reply_bytes += op.reply_bytes;
     r.may_differ |= op.may_differ;
+    if r.note.is_none() {
+        r.note = op.note.clone();
+    }
     r.last_unix_ms = r.last_unix_ms.max(op.first_unix_ms);
 }
 
@@ -410,6 +443,10 @@ pub fn hints(snap: &crate::snapshot::Snapshot) -> HashMap<String, String> {
             "postgresql"
         } else if ["dnsmasq", "named", "unbound", "systemd-resolved"].iter().any(|d| name.starts_with(d)) {
             "dns"
+        } else if name.starts_with("etcd") || exe.ends_with("/etcd") {
+            "etcd"
+        } else if name.contains("zookeeper") || name.contains("quorumpeermain") {
+            "zookeeper"
         } else {
             continue;
         };
@@ -441,6 +478,7 @@ mod tests {
             bytes: 10,
             reply_bytes: 5,
             may_differ: false,
+            note: None,
             first_unix_ms: 0,
             last_unix_ms: 0,
         }
@@ -496,11 +534,16 @@ pub fn run_options(rpc: &[String], policies: &[crate::policy::Loaded], run_dir: 
 }
 
 /// Paths of the host's listening Unix sockets (abstract ones have none; those inside other
-/// mount namespaces are not at their path here, and stay hidden by the overlay).
+/// mount namespaces are not at their path here, and stay hidden by the overlay). Other
+/// pilots' sinks are not production: standing in for their sockets too would grow every
+/// concurrent pilot's sink by the others' (and the sandbox's spec past ARG_MAX).
 fn live_unix_paths(run_dir: &Path) -> Vec<String> {
     use std::os::unix::fs::FileTypeExt;
+    let agents = pilot_socket_inodes();
     let mut paths: Vec<String> = crate::snapshot::sockets::listeners()
-        .into_values()
+        .into_iter()
+        .filter(|(inode, _)| !agents.contains(inode))
+        .map(|(_, l)| l)
         .filter(|l| l.proto == "unix" && l.addr.starts_with('/'))
         .map(|l| l.addr)
         .filter(|p| !Path::new(p).starts_with(run_dir))
@@ -509,6 +552,23 @@ fn live_unix_paths(run_dir: &Path) -> Vec<String> {
     paths.sort();
     paths.dedup();
     paths
+}
+
+/// Socket inodes held by pilot agents (this one and any other running on the host).
+fn pilot_socket_inodes() -> std::collections::HashSet<u64> {
+    let mut out = std::collections::HashSet::new();
+    for pid in crate::procfs::pids() {
+        let is_pilot = crate::procfs::exe(pid).is_some_and(|e| Path::new(&e).file_name().is_some_and(|n| n.to_string_lossy().starts_with("pilot")));
+        if !is_pilot {
+            continue;
+        }
+        for (_, target) in crate::procfs::fds(pid) {
+            if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')).and_then(|s| s.parse().ok()) {
+                out.insert(inode);
+            }
+        }
+    }
+    out
 }
 
 /// The sink's requests as the account on stderr lists them (at most 20 lines).
@@ -531,7 +591,8 @@ pub fn render(caught: &[Caught]) -> String {
             let access = serde_json::to_value(r.access).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             let disp = serde_json::to_value(r.disposition).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             let differ = if r.may_differ { " (may differ from live: the pilot changed it)" } else { "" };
-            let _ = writeln!(out, "  rpc {} {} {} -> {to}: {access}, {disp}, {} request(s){differ}", r.protocol, r.operation, r.resource, r.requests);
+            let note = r.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            let _ = writeln!(out, "  rpc {} {} {} -> {to}: {access}, {disp}, {} request(s){differ}{note}", r.protocol, r.operation, r.resource, r.requests);
             lines += 1;
         }
     }

@@ -27,6 +27,8 @@ pub type Sender = (u32, u64);
 pub struct Origins {
     map: Mutex<Option<HashMap<MapData, u64, Dest>>>,
     cgroup: Mutex<Option<PathBuf>>,
+    /// The pilot's network namespace (before 6.7): its sockets are found there.
+    netns: Mutex<Option<std::sync::Arc<super::netns::PilotNetns>>>,
 }
 
 /// What the kernel says about the pilot's socket.
@@ -42,10 +44,20 @@ impl Origins {
         *self.cgroup.lock().unwrap_or_else(|e| e.into_inner()) = Some(cgroup);
     }
 
+    pub fn set_netns(&self, ns: Option<std::sync::Arc<super::netns::PilotNetns>>) {
+        *self.netns.lock().unwrap_or_else(|e| e.into_inner()) = ns;
+    }
+
     /// Original destination and sender of a TCP connection from `peer` (the pilot's side) to
     /// `local` (the sink), or of UDP datagrams from `peer`.
     pub fn lookup(&self, udp: bool, peer: SocketAddr, local: SocketAddr) -> (Option<SocketAddr>, Option<Sender>) {
-        let Some(sock) = diag(udp, peer, local) else { return (None, None) };
+        let ns = self.netns.lock().ok().and_then(|n| n.clone());
+        let sock = match ns {
+            // sock_diag answers for the namespace its netlink socket was made in.
+            Some(ns) => ns.within(|| Ok(diag(udp, peer, local))).ok().flatten(),
+            None => diag(udp, peer, local),
+        };
+        let Some(sock) = sock else { return (None, None) };
         let dest = self.map.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(&sock.cookie, 0).ok())).map(|d| from_dest(&d));
         (dest, self.holder(sock.inode as u64))
     }

@@ -2,9 +2,21 @@
 //! and, when a read goes through, the agent's own connection to it. Protocol modules drive it
 //! with a handful of calls (see README.md): read the client's next bytes, `forward` a request
 //! and relay its answer, `reply` with a made-up answer, `record` each request.
-use std::{future::Future, io, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    path::PathBuf,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::{Access, Caught, Category, Ctx, Disposition, IDLE, Mode, Rpc, Sniff, keep_head, now_ms, printable};
 use super::origin::Sender;
@@ -82,6 +94,13 @@ impl Stream {
     }
 }
 
+/// Which end of a session sent bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+}
+
 /// One request as a module reports it.
 pub struct Op {
     pub operation: String,
@@ -92,6 +111,8 @@ pub struct Op {
     pub bytes: u64,
     pub reply_bytes: u64,
     pub may_differ: bool,
+    /// Why a read that looks like more is one, or what a captured request would do live.
+    pub note: Option<String>,
 }
 
 impl Op {
@@ -105,6 +126,7 @@ impl Op {
             bytes: 0,
             reply_bytes: 0,
             may_differ: false,
+            note: None,
         }
     }
 }
@@ -118,6 +140,9 @@ pub struct Session {
     upstream: Option<Stream>,
     /// The connection's sink.json entry, pushed when the session ends (or is dropped).
     caught: Option<Caught>,
+    /// Bytes through streams handed to a module with framing of its own (`client_io`,
+    /// `upstream_io`): client read, client written, upstream written, upstream read.
+    raw: Arc<[AtomicU64; 4]>,
 }
 
 impl Session {
@@ -126,26 +151,48 @@ impl Session {
     pub fn may_forward(&self, access: Access) -> bool {
         match self.ctx.options.mode {
             Mode::PassThrough => true,
-            Mode::Dry => access == Access::Read,
+            Mode::Dry => access == Access::Read || self.allowed(),
             Mode::Off => false,
         }
+    }
+
+    /// An `--allow`ed destination reached through the sink (the pilot's own network namespace):
+    /// everything goes through, recorded.
+    pub fn allowed(&self) -> bool {
+        matches!(&self.to, Some(Target::Inet(a)) if self.ctx.options.allow.contains(a))
     }
 
     /// The agent's own connection to the original destination (opened on first use).
     pub async fn upstream(&mut self) -> io::Result<&mut Stream> {
         if self.upstream.is_none() {
-            let io: Box<dyn Io> = match &self.to {
-                Some(Target::Inet(a)) => {
-                    let s = tokio::time::timeout(UPSTREAM_TIMEOUT, tokio::net::TcpStream::connect(a)).await.map_err(|_| timed_out())??;
-                    let _ = s.set_nodelay(true);
-                    Box::new(s)
-                }
-                Some(Target::Unix(p)) => Box::new(tokio::time::timeout(UPSTREAM_TIMEOUT, tokio::net::UnixStream::connect(p)).await.map_err(|_| timed_out())??),
-                None => return Err(io::Error::new(io::ErrorKind::NotFound, "the connection's original destination is unknown")),
-            };
-            self.upstream = Some(Stream::new(io));
+            self.upstream = Some(Stream::new(connect(self.to.as_ref()).await?));
         }
         Ok(self.upstream.as_mut().expect("just set"))
+    }
+
+    /// The pilot's stream for a module with a framing of its own (h2): the bytes read so far
+    /// come first; what passes is counted into sink.json.
+    pub fn client_io(&mut self) -> Box<dyn Io> {
+        let pending = std::mem::take(&mut self.client.buf);
+        let io = std::mem::replace(&mut self.client.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
+        Box::new(Counted { io, pending, at: 0, raw: self.raw.clone(), read: 0, written: 1 })
+    }
+
+    /// A connection of the agent's own to the original destination, for a module with a
+    /// framing of its own (each call opens one); what passes is counted into sink.json.
+    pub async fn upstream_io(&self) -> io::Result<Box<dyn Io>> {
+        let io = connect(self.to.as_ref()).await?;
+        Ok(Box::new(Counted { io, pending: Vec::new(), at: 0, raw: self.raw.clone(), read: 3, written: 2 }))
+    }
+
+    /// `upstream_io` as a future that does not borrow the session (opened outside its lock).
+    pub fn upstream_opener(&self) -> impl Future<Output = io::Result<Box<dyn Io>>> + Send + 'static {
+        let to = self.to.clone();
+        let raw = self.raw.clone();
+        async move {
+            let io = connect(to.as_ref()).await?;
+            Ok(Box::new(Counted { io, pending: Vec::new(), at: 0, raw, read: 3, written: 2 }) as Box<dyn Io>)
+        }
     }
 
     /// Send request bytes to the original destination.
@@ -163,6 +210,29 @@ impl Session {
         match tokio::time::timeout(UPSTREAM_TIMEOUT, up.fill()).await {
             Ok(r) => r,
             Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// Read more of the destination's answer, as long as it takes (a query that runs for
+    /// minutes, a base backup waiting for its checkpoint, a replication stream idle between
+    /// keepalives: the client waits as long live; the run's `--timeout` bounds it): Ok(0) when
+    /// it closed.
+    pub async fn wait_upstream(&mut self) -> io::Result<usize> {
+        self.upstream().await?.fill().await
+    }
+
+    /// Read more from whichever side sends first, of those asked for (`client`, `upstream`):
+    /// a protocol whose both ends talk at once (PostgreSQL's CopyBoth replication streams).
+    pub async fn fill_either(&mut self, client: bool, upstream: bool) -> io::Result<(Side, usize)> {
+        self.upstream().await?;
+        let up = self.upstream.as_mut().expect("opened above");
+        match (client, upstream) {
+            (true, true) => tokio::select! {
+                r = self.client.fill() => r.map(|n| (Side::Client, n)),
+                r = up.fill() => r.map(|n| (Side::Upstream, n)),
+            },
+            (true, false) => self.client.fill().await.map(|n| (Side::Client, n)),
+            (false, _) => up.fill().await.map(|n| (Side::Upstream, n)),
         }
     }
 
@@ -209,6 +279,7 @@ impl Session {
             bytes: op.bytes,
             reply_bytes: op.reply_bytes,
             may_differ: op.may_differ,
+            note: op.note,
             first_unix_ms: now_ms(),
             last_unix_ms: now_ms(),
         };
@@ -222,7 +293,10 @@ impl Session {
 
     fn finish(&mut self) {
         let Some(mut c) = self.caught.take() else { return };
-        c.bytes = self.client.read;
+        let raw = |i: usize| self.raw[i].load(Ordering::Relaxed);
+        c.bytes = self.client.read + raw(0);
+        c.bytes_answered += raw(1);
+        c.bytes_forwarded += raw(2);
         c.head = printable(&self.client.head);
         c.protocol = Some(self.protocol.to_string());
         self.ctx.push(c);
@@ -232,6 +306,64 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// The agent's own connection to `to` (outside the pilot's cgroup: the agent is not in it).
+async fn connect(to: Option<&Target>) -> io::Result<Box<dyn Io>> {
+    Ok(match to {
+        Some(Target::Inet(a)) => {
+            let s = tokio::time::timeout(UPSTREAM_TIMEOUT, tokio::net::TcpStream::connect(a)).await.map_err(|_| timed_out())??;
+            let _ = s.set_nodelay(true);
+            Box::new(s)
+        }
+        Some(Target::Unix(p)) => Box::new(tokio::time::timeout(UPSTREAM_TIMEOUT, tokio::net::UnixStream::connect(p)).await.map_err(|_| timed_out())??),
+        None => return Err(io::Error::new(io::ErrorKind::NotFound, "the connection's original destination is unknown")),
+    })
+}
+
+/// A stream that replays `pending` first and counts what passes into `raw[read]`/`raw[written]`.
+struct Counted {
+    io: Box<dyn Io>,
+    pending: Vec<u8>,
+    at: usize,
+    raw: Arc<[AtomicU64; 4]>,
+    read: usize,
+    written: usize,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let me = &mut *self;
+        if me.at < me.pending.len() {
+            let n = buf.remaining().min(me.pending.len() - me.at);
+            buf.put_slice(&me.pending[me.at..me.at + n]);
+            me.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut me.io).poll_read(cx, buf);
+        me.raw[me.read].fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        let me = &mut *self;
+        let r = Pin::new(&mut me.io).poll_write(cx, b);
+        if let Poll::Ready(Ok(n)) = r {
+            me.raw[me.written].fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -251,7 +383,7 @@ pub async fn run(ctx: Arc<Ctx>, io: Box<dyn Io>, proto: &str, from: String, to: 
         start_ns: sender.map(|s| s.1),
         ..Default::default()
     };
-    let mut s = Session { ctx, client: Stream::new(io), to, protocol: "opaque", upstream: None, caught: Some(caught) };
+    let mut s = Session { ctx, client: Stream::new(io), to, protocol: "opaque", upstream: None, caught: Some(caught), raw: Default::default() };
     let module = match choose(&mut s).await {
         Ok(m) => m,
         Err(_) => None,
@@ -311,7 +443,7 @@ fn is_tls(b: &[u8]) -> bool {
 /// A protocol the sink does not speak: blackholed (read and recorded until the client stops
 /// or is silent for IDLE), or in a commit relayed both ways.
 async fn opaque(mut s: Session) -> io::Result<()> {
-    if s.ctx.options.mode == Mode::PassThrough && s.to.is_some() {
+    if (s.ctx.options.mode == Mode::PassThrough || s.allowed()) && s.to.is_some() {
         return relay(s).await;
     }
     loop {

@@ -26,8 +26,28 @@ pub enum Lookup {
 #[derive(Default)]
 struct Space {
     keys: BTreeMap<Vec<u8>, Lookup>,
-    /// Prefixes deleted as a whole (empty: everything), in order.
-    deleted_prefixes: Vec<Vec<u8>>,
+    /// Key ranges deleted as a whole, `[from, to)` (`to` None: no end), in order.
+    deleted: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Revisions the pilot's captured writes made (etcd's revision, ZooKeeper's zxid).
+    bumps: u64,
+}
+
+/// Is `k` in `[from, to)` (`to` None: no end)?
+fn in_range(k: &[u8], from: &[u8], to: Option<&[u8]>) -> bool {
+    k >= from && to.is_none_or(|t| k < t)
+}
+
+/// The first key after every key starting with `p` (None: no such key, the prefix covers the
+/// rest of the keyspace), as etcd's `WithPrefix` computes a range end.
+pub fn prefix_end(p: &[u8]) -> Option<Vec<u8>> {
+    let mut end = p.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 #[derive(Default)]
@@ -60,10 +80,45 @@ impl Shadow {
 
     /// Delete every key under `prefix` (empty: the whole space).
     pub fn delete_prefix(&self, space: &str, prefix: &[u8]) {
+        self.delete_range(space, prefix, prefix_end(prefix).as_deref());
+    }
+
+    /// Delete every key in `[from, to)` (`to` None: no end).
+    pub fn delete_range(&self, space: &str, from: &[u8], to: Option<&[u8]>) {
         self.with(space, |s| {
-            s.keys.retain(|k, _| !k.starts_with(prefix));
-            s.deleted_prefixes.push(prefix.to_vec());
+            s.keys.retain(|k, _| !in_range(k, from, to));
+            s.deleted.push((from.to_vec(), to.map(<[u8]>::to_vec)));
         });
+    }
+
+    /// One more revision made by the pilot in this space: how many so far, this one included.
+    pub fn bump(&self, space: &str) -> u64 {
+        let mut n = 0;
+        self.with(space, |s| {
+            s.bumps += 1;
+            n = s.bumps;
+        });
+        n
+    }
+
+    /// Revisions the pilot made in this space.
+    pub fn bumps(&self, space: &str) -> u64 {
+        self.spaces.lock().unwrap_or_else(|e| e.into_inner()).get(space).map_or(0, |s| s.bumps)
+    }
+
+    /// Was anything in `[from, to)` deleted as part of a range?
+    pub fn range_deleted(&self, space: &str, from: &[u8], to: Option<&[u8]>) -> bool {
+        let spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = spaces.get(space) else { return false };
+        // Two ranges overlap when each starts before the other ends.
+        s.deleted.iter().any(|(f, t)| to.is_none_or(|to| f.as_slice() < to) && t.as_deref().is_none_or(|t| from < t))
+    }
+
+    /// What the shadow knows of each key in `[from, to)` it holds an entry for.
+    pub fn written_in(&self, space: &str, from: &[u8], to: Option<&[u8]>) -> Vec<(Vec<u8>, Lookup)> {
+        let spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = spaces.get(space) else { return Vec::new() };
+        s.keys.range(from.to_vec()..).take_while(|(k, _)| to.is_none_or(|t| k.as_slice() < t)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn get(&self, space: &str, key: &[u8]) -> Lookup {
@@ -72,7 +127,7 @@ impl Shadow {
         if let Some(l) = s.keys.get(key) {
             return l.clone();
         }
-        if s.deleted_prefixes.iter().any(|p| key.starts_with(p)) {
+        if s.deleted.iter().any(|(f, t)| in_range(key, f, t.as_deref())) {
             return Lookup::Deleted;
         }
         Lookup::Live
@@ -80,7 +135,7 @@ impl Shadow {
 
     /// Did the pilot change anything in this space (a range read may then differ)?
     pub fn any(&self, space: &str) -> bool {
-        self.spaces.lock().unwrap_or_else(|e| e.into_inner()).get(space).is_some_and(|s| !s.keys.is_empty() || !s.deleted_prefixes.is_empty())
+        self.spaces.lock().unwrap_or_else(|e| e.into_inner()).get(space).is_some_and(|s| !s.keys.is_empty() || !s.deleted.is_empty())
     }
 
     /// Keys the pilot wrote under `prefix` (for range reads merged with live answers).
@@ -114,5 +169,24 @@ mod tests {
         s.touch("r", b"h");
         assert_eq!(s.get("r", b"h"), Lookup::Changed);
         assert_eq!(s.written_under("r", b"").len(), 2);
+    }
+
+    #[test]
+    fn ranges_and_prefix_ends() {
+        assert_eq!(prefix_end(b"/app/"), Some(b"/app0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b""), None);
+        let s = Shadow::default();
+        s.put("e", b"/app/x", b"1".to_vec());
+        s.put("e", b"/b", b"2".to_vec());
+        s.delete_prefix("e", b"/app/");
+        assert_eq!(s.get("e", b"/app/x"), Lookup::Deleted);
+        assert_eq!(s.get("e", b"/b"), Lookup::Value(b"2".to_vec()));
+        assert!(s.range_deleted("e", b"/a", Some(b"/b")));
+        assert!(!s.range_deleted("e", b"/b", None));
+        s.delete_range("e", b"/b", None);
+        assert_eq!(s.get("e", b"/zzz"), Lookup::Deleted);
+        assert_eq!(s.written_in("e", b"", None), Vec::new());
+        assert_eq!((s.bump("e"), s.bump("e"), s.bumps("e"), s.bumps("other")), (1, 2, 2, 0));
     }
 }

@@ -1,9 +1,11 @@
 //! What a PostgreSQL statement does, from its tokens (sqlparser's tokenizer, PostgreSQL dialect:
 //! quoting, dollar quotes, comments and `;` handled as the server does; no full parse, so any
 //! SQL the server accepts splits and classifies). Reads: SELECT/VALUES/TABLE/WITH without a
-//! data-changing part, SHOW, EXPLAIN without ANALYZE, BEGIN/START TRANSACTION READ ONLY, session
-//! settings (SET, RESET), cursors over reads. Everything else is a mutation; a SELECT calling a
-//! function the lists below do not know is unclassified (a function can do anything).
+//! data-changing part, SHOW, EXPLAIN without ANALYZE, transaction control (not two-phase),
+//! session settings (SET, RESET), cursors over reads, LOCK in ACCESS SHARE mode, PREPARE.
+//! Everything else is a mutation; a SELECT calling a function the lists below do not know is
+//! unclassified (a function can do anything). Also the replication protocol's commands
+//! (`replication`).
 use sqlparser::{
     dialect::PostgreSqlDialect,
     tokenizer::{Token, Tokenizer},
@@ -24,6 +26,8 @@ pub struct Stmt {
     pub tag: String,
     /// Columns of a captured SELECT's one made-up row (function name, value or NULL).
     pub columns: Vec<(String, Option<String>)>,
+    /// PREPARE: the statement it prepares, classified.
+    pub prepared: Option<Box<Stmt>>,
 }
 
 /// Functions that change the server or other sessions (admin, via SELECT).
@@ -34,7 +38,7 @@ const SIDE_EFFECTS: &[&str] = &[
     "pg_copy_logical_replication_slot", "pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
     "pg_stat_reset_single_function_counters", "pg_stat_reset_slru", "pg_stat_reset_replication_slot", "pg_backup_start",
     "pg_backup_stop", "pg_start_backup", "pg_stop_backup", "pg_wal_replay_pause", "pg_wal_replay_resume", "setval", "nextval",
-    "set_config", "lo_unlink", "lo_import", "lo_export", "lo_create", "lo_put", "lo_truncate", "pg_file_write", "pg_file_unlink",
+    "lo_unlink", "lo_import", "lo_export", "lo_create", "lo_put", "lo_truncate", "pg_file_write", "pg_file_unlink",
     "pg_file_rename", "pg_advisory_lock", "pg_advisory_xact_lock", "pg_try_advisory_lock", "pg_advisory_unlock",
     "pg_advisory_unlock_all", "pg_notify", "pg_log_backend_memory_contexts", "pg_replication_origin_create",
     "pg_replication_origin_drop", "pg_logical_emit_message", "pg_import_system_collations", "dblink", "dblink_exec",
@@ -58,10 +62,48 @@ const READS: &[&str] = &[
     "as", "on", "using", "from", "join", "where", "select", "with", "row", "cube", "rollup", "grouping", "into", "table", "window",
     "partition", "by", "when", "then", "else", "by", "set", "recursive", "materialized", "distinct", "interval", "numeric", "decimal",
     "varchar", "char", "timestamp", "time", "float", "bit", "union", "intersect", "except", "returning", "limit", "offset",
+    "operator", "collate", "only", "nulls", "some",
+];
+
+/// PostgreSQL's system information and catalog functions (the manual's "System Information
+/// Functions and Operators": session information, access privilege inquiry, schema
+/// visibility, catalog information, object information, comments, transaction snapshots,
+/// control data) and the array and cast functions pg_dump, pg_basebackup and psql's `\d`
+/// commands call. Each only reads the catalogs or the session; none changes server state.
+/// Not here on purpose: `pg_current_xact_id`/`txid_current` (they assign a transaction id),
+/// `nextval`/`setval`, the advisory locks (SIDE_EFFECTS).
+const CATALOG_READS: &[&str] = &[
+    // Session information.
+    "current_catalog", "current_query", "getdatabaseencoding", "pg_client_encoding", "current_role", "inet_client_port", "pg_current_logfile", "pg_listening_channels",
+    "pg_notification_queue_usage", "pg_safe_snapshot_blocking_pids", "user", "row_security_active",
+    // Access privileges: acldefault(type, owner) is the default ACL, makeaclitem builds one.
+    "acldefault", "aclexplode", "makeaclitem", "pg_has_role",
+    // Schema visibility (the pg_*_is_visible family is matched by prefix as well).
+    "pg_opfamily_is_visible", "pg_statistics_obj_is_visible",
+    // Catalog information.
+    "pg_char_to_encoding", "pg_typeof", "pg_indexam_has_property", "pg_identify_object", "pg_identify_object_as_address",
+    "pg_sequence_last_value", "pg_sequence_parameters", "pg_filenode_relation", "pg_partition_root", "pg_partition_tree",
+    "pg_partition_ancestors", "pg_relation_is_publishable", "pg_input_is_valid", "pg_input_error_info", "unicode_version",
+    // Transaction ids and snapshots that assign nothing; pg_export_snapshot exports the
+    // transaction's own snapshot for as long as it lasts (pg_dump -j).
+    "pg_current_xact_id_if_assigned", "pg_current_snapshot", "pg_snapshot_xip", "pg_snapshot_xmax", "pg_snapshot_xmin",
+    "pg_visible_in_snapshot", "pg_xact_status", "txid_snapshot_xip", "txid_snapshot_xmax", "txid_snapshot_xmin",
+    "txid_visible_in_snapshot", "txid_status", "pg_xact_commit_timestamp", "pg_xact_commit_timestamp_origin", "pg_export_snapshot",
+    "pg_walfile_name", "pg_walfile_name_offset", "pg_split_walfile_name",
+    // Arrays and sets (the array_* family by prefix).
+    "trim_array", "generate_subscripts", "string_to_array",
+    // Object-identifier casts written as calls (regclass('t')), and functional casts.
+    "regclass", "regtype", "regproc", "regprocedure", "regoper", "regoperator", "regnamespace", "regrole", "regconfig",
+    "regdictionary", "regcollation", "oid", "text", "name", "int2", "int4", "int8", "integer", "bigint", "smallint", "bool",
+    "boolean", "float4", "float8", "bpchar", "date",
+    // set_config(name, value, is_local) is SET in a function's clothes: it changes the
+    // session's (or the transaction's) setting only, as SET does (a read here).
+    "set_config",
 ];
 
 fn reads_only(f: &str) -> bool {
     READS.contains(&f)
+        || CATALOG_READS.contains(&f)
         || ["pg_get_", "pg_stat_get_", "pg_size_", "pg_is_", "has_", "pg_table_", "pg_relation_", "pg_total_relation_", "pg_indexes_",
             "pg_database_", "pg_tablespace_", "pg_last_", "pg_current_wal_", "pg_wal_lsn_", "pg_ls_", "pg_postmaster_", "pg_conf_",
             "pg_backend_", "pg_blocking_", "pg_column_", "pg_encoding_", "pg_describe_", "pg_function_", "pg_type_", "pg_opclass_",
@@ -94,7 +136,21 @@ pub fn statements(sql: &str) -> Vec<Stmt> {
 }
 
 fn unclassified(text: &str, op: &str) -> Stmt {
-    Stmt { text: text.into(), operation: op.into(), resource: String::new(), access: Access::Unclassified, category: None, tag: "SELECT 0".into(), columns: Vec::new() }
+    Stmt { text: text.into(), operation: op.into(), resource: String::new(), access: Access::Unclassified, category: None, tag: "SELECT 0".into(), columns: Vec::new(), prepared: None }
+}
+
+/// A name as the server folds it: unquoted lower-cased, quoted kept.
+fn ident(t: &Token) -> Option<String> {
+    match t {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_lowercase()),
+        Token::Word(w) => Some(w.value.clone()),
+        _ => None,
+    }
+}
+
+/// The transaction id of PREPARE TRANSACTION / COMMIT PREPARED: its string literal.
+fn prepared_gid(t: &[Token]) -> String {
+    t.iter().find_map(|x| if let Token::SingleQuotedString(g) = x { Some(g.clone()) } else { None }).unwrap_or_default()
 }
 
 /// The keyword a token is (unquoted words only, upper-cased).
@@ -118,6 +174,7 @@ fn classify(text: &str, t: &[Token]) -> Stmt {
         category: Some(Category::Admin),
         tag: first.clone(),
         columns: Vec::new(),
+        prepared: None,
     };
     let read = |mut s: Stmt| {
         s.access = Access::Read;
@@ -183,21 +240,37 @@ fn classify(text: &str, t: &[Token]) -> Stmt {
             s.category = inner.and_then(|i| i.category);
             s
         }
+        // Transaction control goes to the server, so its transaction state stays true (a
+        // pg_dump's REPEATABLE READ snapshot is the server's): by itself it changes no data,
+        // and the mutations inside are judged (and captured) one by one. Two-phase commit is
+        // not: a prepared transaction outlives the session and holds its locks.
         "BEGIN" | "START" => {
             s.operation = if first == "START" { "START TRANSACTION".into() } else { "BEGIN".into() };
             s.tag = if first == "START" { "START TRANSACTION".into() } else { "BEGIN".into() };
-            let ro = k.windows(2).any(|w| w[0].as_deref() == Some("READ") && w[1].as_deref() == Some("ONLY"));
-            if ro {
-                return read(s);
-            }
-            // Transaction control changes no data by itself: its statements are judged.
-            s.category = None;
+            read(s)
+        }
+        "COMMIT" | "END" | "ROLLBACK" | "ABORT" if word(1) == "PREPARED" => {
+            // Finishes a transaction another session prepared: its writes made visible, or
+            // thrown away.
+            let commit = first == "COMMIT";
+            s.operation = if commit { "COMMIT PREPARED".into() } else { "ROLLBACK PREPARED".into() };
+            s.tag = s.operation.clone();
+            s.resource = prepared_gid(t);
+            s.category = Some(if commit { Category::Write } else { Category::Delete });
             s
+        }
+        "ROLLBACK" | "ABORT" if has("TO") => {
+            s.operation = "ROLLBACK TO SAVEPOINT".into();
+            s.tag = "ROLLBACK".into();
+            read(s)
         }
         "COMMIT" | "END" | "ROLLBACK" | "ABORT" => {
             s.tag = if matches!(first.as_str(), "COMMIT" | "END") { "COMMIT".into() } else { "ROLLBACK".into() };
-            s.category = None;
-            s
+            read(s)
+        }
+        "SAVEPOINT" | "RELEASE" => {
+            s.resource = t.iter().skip(1).filter_map(ident).find(|w| !w.eq_ignore_ascii_case("SAVEPOINT")).unwrap_or_default();
+            read(s)
         }
         "COPY" => {
             s.resource = object_after(t, &["COPY"]);
@@ -244,10 +317,47 @@ fn classify(text: &str, t: &[Token]) -> Stmt {
             s.category = Some(if first == "DROP" { Category::Delete } else { Category::Admin });
             s
         }
-        "GRANT" | "REVOKE" | "REINDEX" | "CLUSTER" | "VACUUM" | "ANALYZE" | "ANALYSE" | "CHECKPOINT" | "LOCK" | "REASSIGN" | "CALL" | "DO"
-        | "LOAD" | "NOTIFY" | "PREPARE" | "EXECUTE" => {
+        "LOCK" => {
+            // ACCESS SHARE is what every SELECT takes (pg_dump takes it explicitly, inside its
+            // read-only transaction): it blocks only ACCESS EXCLUSIVE (DROP, ALTER, VACUUM
+            // FULL). Any stronger mode (LOCK without a mode is ACCESS EXCLUSIVE) holds live
+            // writers or readers off for as long as the transaction lasts.
+            s.resource = object_after(t, &["LOCK"]);
+            s.operation = "LOCK TABLE".into();
+            s.tag = "LOCK TABLE".into();
+            let mode: Vec<&str> = k.iter().flatten().map(String::as_str).skip_while(|w| *w != "IN").skip(1).take_while(|w| *w != "MODE").collect();
+            if mode == ["ACCESS", "SHARE"] {
+                return read(s);
+            }
+            s
+        }
+        "PREPARE" if word(1) == "TRANSACTION" => {
+            // The transaction outlives the session, holding its locks, until someone commits it.
+            s.operation = "PREPARE TRANSACTION".into();
+            s.tag = "PREPARE TRANSACTION".into();
+            s.resource = prepared_gid(t);
+            s
+        }
+        "PREPARE" => {
+            // A named statement of the session: parsed, not run. Its EXECUTE is judged by what
+            // it prepared (the session remembers it).
+            s.resource = ident(t.get(1).unwrap_or(&Token::EOF)).unwrap_or_default();
+            let body = t.iter().position(|x| kw(x).as_deref() == Some("AS")).map(|i| classify(text, &t[i + 1..]));
+            s.prepared = body.map(Box::new);
+            read(s)
+        }
+        "EXECUTE" => {
+            // Unknown unless the session prepared it (postgres.rs looks it up).
+            s.resource = ident(t.get(1).unwrap_or(&Token::EOF)).unwrap_or_default();
+            s.access = Access::Unclassified;
+            s.category = None;
+            s.tag = "SELECT 0".into();
+            s
+        }
+        "GRANT" | "REVOKE" | "REINDEX" | "CLUSTER" | "VACUUM" | "ANALYZE" | "ANALYSE" | "CHECKPOINT" | "REASSIGN" | "CALL" | "DO"
+        | "LOAD" | "NOTIFY" => {
             s.resource = word(1).to_lowercase();
-            if matches!(first.as_str(), "PREPARE" | "EXECUTE" | "CALL" | "DO") {
+            if matches!(first.as_str(), "CALL" | "DO") {
                 s.access = Access::Unclassified;
                 s.category = None;
             }
@@ -256,6 +366,76 @@ fn classify(text: &str, t: &[Token]) -> Stmt {
         }
         _ => unclassified(text, &first),
     }
+}
+
+/// A command of the replication protocol (a connection with `replication=true` or
+/// `replication=database`: pg_basebackup, pg_receivewal, standbys, logical subscribers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplCmd {
+    /// `IDENTIFY_SYSTEM`, `BASE_BACKUP`, `START_REPLICATION`, `CREATE_REPLICATION_SLOT`...
+    pub operation: String,
+    pub kind: Repl,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Repl {
+    /// IDENTIFY_SYSTEM, TIMELINE_HISTORY, READ_REPLICATION_SLOT, BASE_BACKUP streamed to the
+    /// client, UPLOAD_MANIFEST (kept for the session): they change nothing on the server.
+    Read,
+    /// BASE_BACKUP ... TARGET 'server': the server writes a backup on its own host.
+    BackupOnServer,
+    /// CREATE_REPLICATION_SLOT: a temporary slot is dropped when its session ends; a permanent
+    /// one makes the server keep WAL (and, logical, catalog rows) for it until dropped.
+    CreateSlot { name: String, temporary: bool, plugin: Option<String> },
+    DropSlot { name: String },
+    AlterSlot { name: String },
+    /// START_REPLICATION: a stream of WAL (physical) or decoded changes (logical), from a slot
+    /// or not. `without_slot`: the same physical command without its `SLOT name`.
+    Start { slot: Option<String>, logical: bool, without_slot: String },
+}
+
+/// The replication command `text` is, if it is one.
+pub fn replication(text: &str) -> Option<ReplCmd> {
+    let dialect = PostgreSqlDialect {};
+    let all = Tokenizer::new(&dialect, text.trim().trim_end_matches(';')).tokenize().ok()?;
+    let t: Vec<&Token> = all.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    let word = |i: usize| t.get(i).and_then(|x| kw(x)).unwrap_or_default();
+    let has = |w: &str| t.iter().any(|x| kw(x).as_deref() == Some(w));
+    let name = |i: usize| t.get(i).and_then(|x| ident(x)).unwrap_or_default();
+    let operation = word(0);
+    let kind = match operation.as_str() {
+        "IDENTIFY_SYSTEM" | "TIMELINE_HISTORY" | "READ_REPLICATION_SLOT" | "UPLOAD_MANIFEST" => Repl::Read,
+        "BASE_BACKUP" => {
+            let target = t.iter().position(|x| kw(x).as_deref() == Some("TARGET")).and_then(|i| match t.get(i + 1) {
+                Some(Token::SingleQuotedString(v)) => Some(v.clone()),
+                _ => None,
+            });
+            match target.as_deref() {
+                None | Some("client") | Some("blackhole") => Repl::Read,
+                Some(_) => Repl::BackupOnServer,
+            }
+        }
+        "CREATE_REPLICATION_SLOT" => {
+            let plugin = t.iter().position(|x| kw(x).as_deref() == Some("LOGICAL")).map(|i| name(i + 1));
+            Repl::CreateSlot { name: name(1), temporary: word(2) == "TEMPORARY", plugin }
+        }
+        "DROP_REPLICATION_SLOT" => Repl::DropSlot { name: name(1) },
+        "ALTER_REPLICATION_SLOT" => Repl::AlterSlot { name: name(1) },
+        "START_REPLICATION" => {
+            let slot = (word(1) == "SLOT").then(|| name(2));
+            let mut rest: Vec<&Token> = all.iter().collect();
+            if slot.is_some() {
+                // Drop `SLOT name` (the words at 1 and 2 of the unspaced list).
+                let at = all.iter().position(|x| kw(x).as_deref() == Some("SLOT")).unwrap_or(0);
+                let after = all.iter().enumerate().skip(at + 1).find(|(_, x)| !matches!(x, Token::Whitespace(_))).map(|(i, _)| i).unwrap_or(at);
+                rest = all.iter().take(at).chain(all.iter().skip(after + 1)).collect();
+            }
+            let without_slot = rest.iter().map(|x| x.to_string()).collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ");
+            Repl::Start { slot, logical: has("LOGICAL"), without_slot }
+        }
+        _ => return None,
+    };
+    Some(ReplCmd { operation, kind })
 }
 
 fn for_update(k: &[Option<String>]) -> bool {
@@ -278,10 +458,12 @@ fn object_after(t: &[Token], after: &[&str]) -> String {
 }
 
 /// Names of the functions a statement calls (a word followed by `(`), unqualified, lower case.
+/// A word after `AS` or `)` is an alias with its column list (`unnest(a) AS t(x)`), not a call.
 fn functions(t: &[Token]) -> Vec<String> {
     let mut out = Vec::new();
-    for w in t.windows(2) {
-        if let (Token::Word(word), Token::LParen) = (&w[0], &w[1]) {
+    for (i, w) in t.windows(2).enumerate() {
+        let alias = i > 0 && (matches!(t[i - 1], Token::RParen) || kw(&t[i - 1]).as_deref() == Some("AS"));
+        if let (Token::Word(word), Token::LParen, false) = (&w[0], &w[1], alias) {
             let name = word.value.to_lowercase();
             if !out.contains(&name) {
                 out.push(name);
@@ -332,13 +514,90 @@ mod tests {
         assert_eq!(one("DELETE FROM t WHERE id = 1").resource, "t");
         assert_eq!(one("EXPLAIN ANALYZE DELETE FROM t").access, Access::Mutation, "EXPLAIN ANALYZE runs it");
         assert_eq!(one("EXPLAIN ANALYZE SELECT 1").access, Access::Read);
-        assert_eq!(one("BEGIN").access, Access::Mutation);
+        assert_eq!(one("BEGIN").access, Access::Read, "transaction control goes to the server");
         assert_eq!(one("ALTER SYSTEM SET work_mem = '1GB'").operation, "ALTER SYSTEM");
         assert_eq!(one("SELECT pg_terminate_backend(42)").operation, "SELECT pg_terminate_backend()");
         assert_eq!(one("SELECT my_cleanup()").access, Access::Unclassified, "an unknown function may do anything");
         assert_eq!(one("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d").category, Some(Category::Delete));
         assert_eq!(one("SELECT * FROM t FOR UPDATE").access, Access::Mutation);
         assert_eq!(one("TRUNCATE accounts").resource, "accounts");
+    }
+
+    #[test]
+    fn what_pg_dump_and_psql_send_reads() {
+        // As PostgreSQL 15's pg_dump and psql's \d commands send them (the server's log).
+        for r in [
+            "SELECT pg_catalog.set_config('search_path', '', false);",
+            "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'",
+            "BEGIN",
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            "SELECT n.tableoid, n.oid, n.nspname, n.nspowner, n.nspacl, acldefault('n', n.nspowner) AS acldefault FROM pg_namespace n",
+            "LOCK TABLE public.orders IN ACCESS SHARE MODE",
+            "SELECT e.oid, array_to_string(array(select quote_literal(x) from unnest(evttags) as t(x)), ', ') as evttags, e.evtfoid::regproc FROM pg_event_trigger e",
+            "SELECT c.oid FROM unnest('{}'::pg_catalog.oid[]) AS src(tbloid) JOIN pg_catalog.pg_constraint c ON (src.tbloid = c.conrelid)",
+            "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(orders)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid)",
+            "SELECT pg_catalog.pg_encoding_to_char(c.conforencoding), pg_catalog.getdatabaseencoding() FROM pg_catalog.pg_conversion c",
+            "SELECT pg_catalog.pg_has_role('postgres', 'MEMBER'), pg_catalog.format_type('23'::pg_catalog.oid, NULL), pg_typeof(1)",
+            "PREPARE dumpFunc(pg_catalog.oid) AS SELECT proretset, pg_catalog.pg_get_function_arguments(p.oid) FROM pg_catalog.pg_proc p WHERE p.oid = $1",
+            "SAVEPOINT s1", "RELEASE SAVEPOINT s1", "ROLLBACK TO SAVEPOINT s1", "COMMIT", "END", "ROLLBACK", "START TRANSACTION",
+        ] {
+            assert_eq!(one(r).access, Access::Read, "{r}");
+        }
+        let p = one("PREPARE d(oid) AS SELECT oid FROM pg_enum WHERE enumtypid = $1");
+        assert_eq!((p.resource.as_str(), p.prepared.as_ref().map(|x| x.access)), ("d", Some(Access::Read)));
+        let p = one("PREPARE zap AS DELETE FROM orders");
+        assert_eq!(p.access, Access::Read, "preparing runs nothing");
+        assert_eq!(p.prepared.as_ref().and_then(|x| x.category), Some(Category::Delete), "its EXECUTE deletes");
+        assert_eq!(one("EXECUTE zap").access, Access::Unclassified, "unknown without the session");
+        for (m, op) in [
+            ("LOCK TABLE orders", "LOCK TABLE"),
+            ("LOCK orders IN SHARE ROW EXCLUSIVE MODE", "LOCK TABLE"),
+            ("LOCK TABLE orders IN ROW SHARE MODE NOWAIT", "LOCK TABLE"),
+            ("PREPARE TRANSACTION 'x'", "PREPARE TRANSACTION"),
+            ("COMMIT PREPARED 'x'", "COMMIT PREPARED"),
+            ("ROLLBACK PREPARED 'x'", "ROLLBACK PREPARED"),
+        ] {
+            let x = one(m);
+            assert_eq!((x.access, x.operation.as_str()), (Access::Mutation, op), "{m}");
+        }
+        assert_eq!(one("LOCK TABLE orders").category, Some(Category::Admin));
+        assert_eq!(one("LOCK TABLE orders").resource, "orders");
+        assert_eq!(one("ROLLBACK PREPARED 'x'").resource, "x");
+        assert_eq!(one("SELECT txid_current()").access, Access::Mutation, "it assigns a transaction id");
+    }
+
+    #[test]
+    fn replication_commands() {
+        let cmd = |t: &str| replication(t).map(|c| c.kind);
+        assert_eq!(cmd("IDENTIFY_SYSTEM"), Some(Repl::Read));
+        assert_eq!(cmd("TIMELINE_HISTORY 2"), Some(Repl::Read));
+        assert_eq!(cmd("READ_REPLICATION_SLOT s"), Some(Repl::Read));
+        assert_eq!(
+            cmd("BASE_BACKUP ( LABEL 'pg_basebackup base backup',  PROGRESS,  CHECKPOINT 'fast',  WAIT 0,  MANIFEST 'yes',  TARGET 'client')"),
+            Some(Repl::Read)
+        );
+        assert_eq!(cmd("BASE_BACKUP LABEL 'x' FAST WAL NOWAIT"), Some(Repl::Read), "the pre-15 syntax");
+        assert_eq!(cmd("BASE_BACKUP (TARGET 'server', TARGET_DETAIL '/srv/b')"), Some(Repl::BackupOnServer));
+        assert_eq!(
+            cmd("CREATE_REPLICATION_SLOT \"pg_basebackup_13316\" TEMPORARY PHYSICAL ( RESERVE_WAL)"),
+            Some(Repl::CreateSlot { name: "pg_basebackup_13316".into(), temporary: true, plugin: None })
+        );
+        assert_eq!(
+            cmd("CREATE_REPLICATION_SLOT Sub LOGICAL pgoutput (SNAPSHOT 'nothing')"),
+            Some(Repl::CreateSlot { name: "sub".into(), temporary: false, plugin: Some("pgoutput".into()) })
+        );
+        assert_eq!(cmd("DROP_REPLICATION_SLOT standby1 WAIT"), Some(Repl::DropSlot { name: "standby1".into() }));
+        assert_eq!(
+            cmd("START_REPLICATION SLOT \"pg_basebackup_13316\" 0/2000000 TIMELINE 1"),
+            Some(Repl::Start { slot: Some("pg_basebackup_13316".into()), logical: false, without_slot: "START_REPLICATION 0/2000000 TIMELINE 1".into() })
+        );
+        assert_eq!(
+            cmd("START_REPLICATION 0/2000000 TIMELINE 1"),
+            Some(Repl::Start { slot: None, logical: false, without_slot: "START_REPLICATION 0/2000000 TIMELINE 1".into() })
+        );
+        assert!(matches!(cmd("START_REPLICATION SLOT sub LOGICAL 0/0 (proto_version '1')"), Some(Repl::Start { logical: true, .. })));
+        assert_eq!(cmd("SHOW wal_segment_size"), None, "SQL's SHOW");
+        assert_eq!(cmd("SELECT 1"), None);
     }
 
     #[test]

@@ -1,20 +1,26 @@
 //! Zero-configuration discovery of the host's components, taken when tracing starts: every live
 //! process outside the traced tree joins a component (its systemd unit or container cgroup;
 //! else the program it runs, grouped with the children it spawned), and each component owns
-//! what its processes hold: listening ports and Unix sockets, open and mapped files, and the
-//! directories it writes in (its data directories).
+//! what its processes hold: listening ports and Unix sockets, open and mapped files, the
+//! directories it writes in (its data directories), which of its files are logs (`logs.rs`),
+//! and what each process does with each signal (`signals.rs`).
 pub mod filesystems;
+pub mod logs;
+pub mod signals;
 pub mod sockets;
 mod stored;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     net::IpAddr,
+    time::SystemTime,
 };
 
 use serde::{Deserialize, Serialize};
 
 use crate::procfs;
+pub use logs::LogRole;
+pub use signals::Signals;
 pub use sockets::Listener;
 
 /// A live process of a component, identified by (pid, start time).
@@ -26,6 +32,9 @@ pub struct Member {
     /// Its process group: a `kill -- -PGID` reaches it.
     #[serde(default)]
     pub pgid: u32,
+    /// What it does with each signal (absent in graphs from before pilot read them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<Signals>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -47,8 +56,17 @@ pub struct Component {
     pub files_written: BTreeSet<String>,
     /// Mapped files outside the system's library and binary directories (data mmaps).
     pub files_mapped: BTreeSet<String>,
-    /// Directories it holds files open for writing in: what lies there is its data.
+    /// Files among `files_written` it only appends to (O_APPEND, or write-only at the end of
+    /// the file): logs, when no one writes them otherwise (logs.rs).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub files_appended: BTreeSet<String>,
+    /// Directories it holds files open for writing (or maps writable) in: what lies there is
+    /// its data, unless the directory is one of `log_dirs`.
     pub data_dirs: BTreeSet<String>,
+    /// Its `data_dirs` that hold only live logs and their rotated siblings: log directories,
+    /// not data directories.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub log_dirs: BTreeSet<String>,
     /// Working directories of its processes (described, not owned: an operator's shell or
     /// `tail` sits in directories it does not own).
     pub cwds: BTreeSet<String>,
@@ -65,6 +83,8 @@ pub enum Hold {
     DataDir,
     Listening,
     LiveFs,
+    /// A host-wide setting: every live process depends on it.
+    Host,
 }
 
 impl Hold {
@@ -82,6 +102,7 @@ impl Hold {
             Hold::DataDir => "data-dir",
             Hold::Listening => "listening",
             Hold::LiveFs => "live-fs",
+            Hold::Host => "host",
         }
     }
 
@@ -93,7 +114,7 @@ impl Hold {
             Hold::Mapped => "maps",
             Hold::DataDir => "writes in this directory",
             Hold::Listening => "listens here",
-            Hold::LiveFs => "",
+            Hold::LiveFs | Hold::Host => "",
         }
     }
 }
@@ -115,7 +136,13 @@ pub struct Snapshot {
     /// Directories that contain what a component holds (its data directory or an ancestor):
     /// renaming, removing or chmod-ing one pulls the data from under it.
     containers: HashMap<String, usize>,
+    /// Live logs: files live processes only append to (logs.rs).
+    logs: HashSet<String>,
+    /// Log directories (every component's `log_dirs`).
+    log_dirs: HashSet<String>,
     pub local: Vec<IpAddr>,
+    /// When the snapshot was taken: files born after it were made by the traced tree.
+    pub taken_at: Option<SystemTime>,
 }
 
 struct ProcInfo {
@@ -138,9 +165,10 @@ impl Snapshot {
             skip.insert(p);
             p = procfs::ppid(p).unwrap_or(0);
         }
+        let taken_at = Some(SystemTime::now());
         let procs: Vec<ProcInfo> = procfs::pids().into_iter().filter(|p| !skip.contains(p)).filter_map(proc_info).collect();
         let listeners = sockets::listeners();
-        let mut snap = Snapshot { local: sockets::local_addrs(), ..Default::default() };
+        let mut snap = Snapshot { local: sockets::local_addrs(), taken_at, ..Default::default() };
         let keys = group(&procs);
         let mut index: HashMap<String, usize> = HashMap::new();
         for p in &procs {
@@ -165,11 +193,13 @@ impl Snapshot {
                     c.exe = Some(p.exe.clone());
                 }
             }
-            c.processes.push(Member { pid: p.pid, start_ns: p.start_ns, argv: p.argv.clone(), pgid: p.pgid });
-            holdings(p.pid, c, &listeners);
+            let signalfd = holdings(p.pid, c, &listeners);
+            let signals = Signals::read(p.pid, signalfd);
+            c.processes.push(Member { pid: p.pid, start_ns: p.start_ns, argv: p.argv.clone(), pgid: p.pgid, signals });
         }
         unique_names(&mut snap.components);
         snap.index_paths();
+        snap.find_log_dirs();
         snap.filesystems = filesystems::written_by(&snap.components);
         snap
     }
@@ -189,7 +219,9 @@ impl Snapshot {
                     e.files_open.extend(c.files_open);
                     e.files_written.extend(c.files_written);
                     e.files_mapped.extend(c.files_mapped);
+                    e.files_appended.extend(c.files_appended);
                     e.data_dirs.extend(c.data_dirs);
+                    e.log_dirs.extend(c.log_dirs);
                     e.cwds.extend(c.cwds);
                     i
                 }
@@ -211,9 +243,36 @@ impl Snapshot {
         self.index_paths();
     }
 
+    /// Which data directories are log directories (they hold only live logs and their
+    /// rotated siblings): read from the directories themselves.
+    fn find_log_dirs(&mut self) {
+        for i in 0..self.components.len() {
+            let dirs: Vec<String> = self.components[i].data_dirs.iter().cloned().collect();
+            for dir in dirs {
+                let live: Vec<&str> = self.logs.iter().filter(|l| parent(l) == Some(dir.as_str())).map(|l| logs::file_name(l)).collect();
+                if logs::is_log_dir(&dir, &live) {
+                    self.components[i].log_dirs.insert(dir.clone());
+                    self.log_dirs.insert(dir);
+                }
+            }
+        }
+    }
+
     fn index_paths(&mut self) {
         self.paths.clear();
         self.containers.clear();
+        self.logs.clear();
+        self.log_dirs.clear();
+        // A live log: some process only appends to it, none writes it otherwise or maps it.
+        let rewritten: HashSet<&String> = self
+            .components
+            .iter()
+            .flat_map(|c| c.files_written.iter().filter(|f| !c.files_appended.contains(*f)).chain(&c.files_mapped))
+            .collect();
+        for c in &self.components {
+            self.logs.extend(c.files_appended.iter().filter(|f| !rewritten.contains(f)).cloned());
+            self.log_dirs.extend(c.log_dirs.iter().cloned());
+        }
         for (i, c) in self.components.iter().enumerate() {
             for held in c.files_written.iter().chain(&c.files_open).chain(&c.files_mapped).chain(&c.data_dirs) {
                 let mut dir = held.as_str();
@@ -239,21 +298,51 @@ impl Snapshot {
     }
 
     /// The component that owns `path`, and how: held open or mapped, else the longest data
-    /// directory containing it, else a directory that contains its data (as a data directory).
+    /// directory containing it (a log directory holds no data), else a directory that contains
+    /// its data (as a data directory: removing or renaming it pulls the data from under it).
     pub fn owner_of_path(&self, path: &str) -> Option<(usize, Hold)> {
         if let Some((hold, i)) = self.paths.get(path) {
             return Some((*i, *hold));
         }
-        let mut best: Option<(usize, usize)> = None;
+        let mut best: Option<(&str, usize)> = None;
         for (i, c) in self.components.iter().enumerate() {
             for dir in &c.data_dirs {
-                if is_under(path, dir) && best.is_none_or(|(len, _)| dir.len() > len) {
-                    best = Some((dir.len(), i));
+                if is_under(path, dir) && best.is_none_or(|(b, _)| dir.len() > b.len()) {
+                    best = Some((dir, i));
                 }
             }
         }
-        best.map(|(_, i)| (i, Hold::DataDir)).or_else(|| self.containers.get(path).map(|i| (*i, Hold::DataDir)))
+        match best {
+            Some((dir, i)) if !self.log_dirs.contains(dir) => Some((i, Hold::DataDir)),
+            _ => self.containers.get(path).map(|i| (*i, Hold::DataDir)),
+        }
     }
+
+    /// Is `path` a log: a live log, a rotated sibling of one in its directory that nobody
+    /// holds, or a log directory?
+    pub fn log_role(&self, path: &str) -> Option<LogRole> {
+        if self.logs.contains(path) {
+            return Some(LogRole::Live);
+        }
+        if self.log_dirs.contains(path) {
+            return Some(LogRole::LogDir);
+        }
+        if self.paths.contains_key(path) {
+            return None;
+        }
+        let (dir, name) = (parent(path)?, logs::file_name(path));
+        let rotated = self.logs.iter().any(|l| parent(l) == Some(dir) && logs::is_rotated(name, logs::file_name(l)));
+        rotated.then_some(LogRole::Rotated)
+    }
+
+    /// A file component `i` holds open beside `path` whose name follows the same pattern
+    /// (`segments_1` for a new `segments_2`): the component reads files like it.
+    pub fn like_held(&self, path: &str, i: usize) -> Option<&str> {
+        let (dir, name) = (parent(path)?, logs::file_name(path));
+        let c = self.components.get(i)?;
+        c.files_open.iter().chain(&c.files_mapped).find(|f| parent(f) == Some(dir) && logs::same_pattern(logs::file_name(f), name)).map(String::as_str)
+    }
+
 
     /// The component listening where a connection to (family, addr, port) would land.
     pub fn owner_of_endpoint(&self, family: &str, addr: &str, port: Option<u16>) -> Option<usize> {
@@ -395,6 +484,8 @@ fn basename(p: &str) -> &str {
 }
 
 /// Two components with the same name get their first pid appended.
+/// Two components of one name (two PostgreSQL clusters, two JVMs of one tool) are told apart
+/// as an SRE tells them apart: by where they listen, else by their first process.
 fn unique_names(components: &mut [Component]) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for c in components.iter() {
@@ -402,13 +493,18 @@ fn unique_names(components: &mut [Component]) {
     }
     for c in components.iter_mut() {
         if seen[&c.name] > 1 {
-            c.name = format!("{} [{}]", c.name, c.processes[0].pid);
+            c.name = match c.listens.iter().find(|l| l.port.is_some()) {
+                Some(l) => format!("{} {}", c.name, l.display()),
+                None => format!("{} [{}]", c.name, c.processes[0].pid),
+            };
         }
     }
 }
 
 /// Ports, sockets, files and directories process `pid` holds, added to its component.
-fn holdings(pid: u32, c: &mut Component, listeners: &HashMap<u64, Listener>) {
+/// Returns the signals its signalfds read.
+fn holdings(pid: u32, c: &mut Component, listeners: &HashMap<u64, Listener>) -> u64 {
+    let mut signalfd = 0;
     for (fd, target) in procfs::fds(pid) {
         if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
             if let Some(l) = inode.parse().ok().and_then(|i: u64| listeners.get(&i)) {
@@ -416,18 +512,23 @@ fn holdings(pid: u32, c: &mut Component, listeners: &HashMap<u64, Listener>) {
             }
             continue;
         }
+        if target == "anon_inode:[signalfd]" {
+            signalfd |= procfs::signalfd_mask(pid, fd).unwrap_or(0);
+            continue;
+        }
         let path = target.trim_end_matches(" (deleted)");
         if !is_data_path(path) {
             continue;
         }
         c.files_open.insert(path.to_string());
-        if procfs::fd_writable(pid, fd) {
+        let Some((flags, pos)) = procfs::fd_flags_pos(pid, fd) else { continue };
+        if flags & 3 != 0 {
             c.files_written.insert(path.to_string());
-            if let Some(dir) = parent(path) {
-                if is_data_dir(dir) {
-                    c.data_dirs.insert(dir.to_string());
-                }
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+            if logs::appends(flags, pos, size) {
+                c.files_appended.insert(path.to_string());
             }
+            add_data_dir(c, path);
         }
     }
     for path in procfs::mapped_files(pid) {
@@ -435,8 +536,23 @@ fn holdings(pid: u32, c: &mut Component, listeners: &HashMap<u64, Listener>) {
             c.files_mapped.insert(path);
         }
     }
+    // Changed through memory: its directory holds data as much as one written with write(2).
+    for path in procfs::mapped_writable_files(pid) {
+        if is_data_path(&path) && !is_system_path(&path) {
+            add_data_dir(c, &path);
+        }
+    }
     if let Some(cwd) = procfs::cwd(pid) {
         c.cwds.insert(cwd);
+    }
+    signalfd
+}
+
+fn add_data_dir(c: &mut Component, path: &str) {
+    if let Some(dir) = parent(path) {
+        if is_data_dir(dir) {
+            c.data_dirs.insert(dir.to_string());
+        }
     }
 }
 
@@ -445,9 +561,12 @@ fn parent(path: &str) -> Option<&str> {
     Some(if i == 0 { "/" } else { &path[..i] })
 }
 
-/// Files worth owning: not devices, pseudo files or anonymous memory.
+/// Files worth owning: not devices, pseudo files or anonymous memory; not a JVM's performance
+/// counters (every JVM maps its own file in /tmp/hsperfdata_USER: another JVM adding its own
+/// there harms none).
 fn is_data_path(p: &str) -> bool {
-    p.starts_with('/') && !["/dev/", "/proc/", "/sys/", "/memfd:", "/anon_hugepage"].iter().any(|x| p.starts_with(x))
+    p.starts_with('/')
+        && !["/dev/", "/proc/", "/sys/", "/memfd:", "/anon_hugepage", "/tmp/hsperfdata_"].iter().any(|x| p.starts_with(x))
 }
 
 /// Libraries and binaries every process maps: not a component's data.

@@ -16,6 +16,15 @@ pub struct Listener {
 
 impl Listener {
     /// Would a connection to (`family`, `addr`, `port`) reach this listener?
+    /// `127.0.0.1:5432`, `[::1]:6379`, `/run/x.sock`.
+    pub fn display(&self) -> String {
+        match self.port {
+            Some(p) if self.addr.contains(':') => format!("[{}]:{p}", self.addr),
+            Some(p) => format!("{}:{p}", self.addr),
+            None => self.addr.clone(),
+        }
+    }
+
     pub fn serves(&self, family: &str, addr: &str, port: Option<u16>, local: &[IpAddr]) -> bool {
         if family == "unix" {
             return self.proto == "unix" && self.addr == addr;

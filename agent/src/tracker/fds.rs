@@ -10,6 +10,10 @@ use crate::{event::SockAddr, procfs};
 #[derive(Clone, Debug)]
 pub enum Target {
     File(String),
+    /// A stdio file the traced command was given (pilot's stdout.log and stderr.log, the
+    /// operator's `>` redirection of `pilot trace`/`commit`): what it writes there is its
+    /// output, made on its behalf, not an effect on that file.
+    Stdio(String),
     Dir(String),
     Socket { family: u64, local: Option<SockAddr>, peer: Option<SockAddr> },
     Pipe,
@@ -57,13 +61,25 @@ impl FdTable {
         self.fds.is_empty()
     }
 
-    /// A table of plain files (e.g. the stdio a sandbox was given).
-    pub fn of_files(files: &[(i64, String)]) -> FdTable {
+    /// The stdio a sandbox was given (fd, path).
+    pub fn of_stdio(files: &[(i64, String)]) -> FdTable {
         let mut t = FdTable::default();
         for (fd, path) in files {
             t.set(*fd, Fd { target: Target::File(path.clone()), cloexec: false, closed: false });
         }
+        t.mark_stdio();
         t
+    }
+
+    /// Files on fds 0, 1 and 2 become `Stdio`: the root's output, not its effects.
+    pub fn mark_stdio(&mut self) {
+        for fd in 0..=2 {
+            if let Some(entry) = self.fds.get_mut(&fd)
+                && let Target::File(path) = &entry.target
+            {
+                entry.target = Target::Stdio(path.clone());
+            }
+        }
     }
 
     /// The fds a child of this process inherits (those without O_CLOEXEC).
@@ -97,7 +113,7 @@ impl FdTable {
     /// The path an fd refers to, when it is a file or directory.
     pub fn path_of(&self, fd: i64) -> Option<String> {
         match &self.fds.get(&fd)?.target {
-            Target::File(p) | Target::Dir(p) => Some(p.clone()),
+            Target::File(p) | Target::Dir(p) | Target::Stdio(p) => Some(p.clone()),
             _ => None,
         }
     }
@@ -228,6 +244,17 @@ mod tests {
         t.apply(sc::CLOSE, &[3, 0, 0, 0, 0, 0], 0);
         assert_eq!(t.path_of(3).as_deref(), Some("/data/log"), "late writes still resolve");
         assert!(t.get(3).unwrap().closed);
+    }
+
+    #[test]
+    fn stdio_stays_stdio_through_dup_but_not_a_file_dup2ed_over_it() {
+        let mut t = FdTable::of_stdio(&[(1, "/run/out.log".into()), (2, "/run/err.log".into())]);
+        assert!(matches!(t.get(1).unwrap().target, Target::Stdio(_)));
+        t.apply(sc::DUP2, &[1, 2, 0, 0, 0, 0], 2); // 2>&1
+        assert!(matches!(&t.get(2).unwrap().target, Target::Stdio(p) if p == "/run/out.log"));
+        t.set(3, file("/data/db"));
+        t.apply(sc::DUP2, &[3, 1, 0, 0, 0, 0], 1); // >/data/db
+        assert!(matches!(&t.get(1).unwrap().target, Target::File(p) if p == "/data/db"));
     }
 
     #[test]

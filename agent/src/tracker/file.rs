@@ -167,10 +167,16 @@ impl Tracker {
                 }
             }
             Some(Target::File(path) | Target::Dir(path)) => e.path = Some(path),
+            Some(Target::Stdio(path)) => {
+                e.path = Some(path);
+                e.stdio = Some(true);
+            }
             Some(Target::Pipe) => e.path = Some("pipe".into()),
             Some(Target::Memfd(name)) => e.path = Some(name),
             Some(Target::PidFd(_)) | Some(Target::Other) => {}
-            None => e.path = self.fd_path(pid, fd, &mut e),
+            // An fd the trace never saw opened: /proc now shows whatever the fd number names
+            // since (the writes may be a second old), so the path stays unknown.
+            None => e.resolved_via = Some("unknown-fd"),
         }
         out.push(e);
     }

@@ -10,10 +10,13 @@
 //! emitted before the record of whatever changes that fd (close, dup2 over it, reuse).
 mod fds;
 mod file;
+mod mapped;
 mod net;
 mod paths;
 mod process;
 mod signal;
+mod host;
+mod supervised;
 
 use foldhash::HashMap;
 
@@ -25,6 +28,7 @@ use crate::{
     procfs,
 };
 pub use fds::{Fd, FdTable, Target};
+pub use mapped::{FALLOC_DESTROYS, Mapping};
 
 const AT_FDCWD: i64 = -100;
 
@@ -44,6 +48,8 @@ pub struct Process {
     pub alive: bool,
     pub exit_code: Option<i64>,
     pub exit_signal: Option<i64>,
+    /// Shared mappings of files (issue 15): what an mprotect or msync on an address names.
+    pub maps: Vec<mapped::Mapping>,
 }
 
 impl Process {
@@ -64,6 +70,7 @@ impl Process {
             alive: true,
             exit_code: None,
             exit_signal: None,
+            maps: Vec::new(),
         }
     }
 }
@@ -90,11 +97,13 @@ pub struct Tracker {
     tids: HashMap<u32, u32>,
     pending_exec: HashMap<u32, PendingExec>,
     pub counts: Counts,
-    /// What to assume of a process we learn of too late to read its /proc (the pilot's first
-    /// process): its fds and cwd.
+    /// What the first process we learn of holds (the pilot's first process, which we did not
+    /// start ourselves): its fds and cwd at its exec.
     seed: Option<(FdTable, String)>,
     /// The events of the record being handled (kept to reuse its allocation).
     scratch: Vec<Event>,
+    /// Issue 16: pids of the pilot's namespace a signal named, and their host pids.
+    ns_pids: HashMap<i64, u32>,
 }
 
 impl Tracker {
@@ -102,8 +111,9 @@ impl Tracker {
         Tracker::default()
     }
 
-    /// What a process we learn of too late to read its /proc holds (e.g. the stdio pilot gave
-    /// its sandbox).
+    /// What the first process we learn of holds at its exec (the stdio pilot gave its sandbox,
+    /// the cwd it chose): used instead of its /proc, which by the time its first record is
+    /// read shows a later state (the fds the command has opened since, or nothing at all).
     pub fn seed(&mut self, fds: FdTable, cwd: String) {
         self.seed = Some((fds, cwd));
     }
@@ -111,8 +121,9 @@ impl Tracker {
     /// Start following a process we just started: it has exactly our inheritable fds, the cwd
     /// we gave it and our root (its /proc may already be gone when it is short-lived, or show
     /// a chroot it has made since: it runs before we look).
-    pub fn adopt_child(&mut self, pid: u32, fds: FdTable, cwd: String) {
+    pub fn adopt_child(&mut self, pid: u32, mut fds: FdTable, cwd: String) {
         self.adopt(pid);
+        fds.mark_stdio();
         if let Some(p) = self.procs.get_mut(&pid) {
             p.fds = fds;
             p.cwd = cwd;
@@ -124,11 +135,10 @@ impl Tracker {
     pub fn adopt(&mut self, pid: u32) -> &Process {
         if !self.procs.contains_key(&pid) {
             let mut p = Process::from_proc(pid);
-            if let Some((fds, cwd)) = &self.seed {
-                if !procfs::exists(pid) || p.fds.is_empty() {
-                    p.fds = fds.clone();
-                    p.cwd = cwd.clone();
-                }
+            if let Some((fds, cwd)) = self.seed.take() {
+                p.fds = fds;
+                p.cwd = cwd;
+                p.root = "/".into();
             }
             for t in &p.threads {
                 self.tids.insert(*t, pid);
@@ -183,10 +193,17 @@ impl Tracker {
         match &rec.body {
             Body::Syscall(s) => self.syscall(rec, s, &mut events),
             Body::ExecArgs { nr, args, filename, argv } => self.exec_args(rec, *nr, args, filename, argv),
-            Body::Exec { filename, old_tid } => self.exec(rec, filename, *old_tid, &mut events),
+            Body::Exec { filename, old_tid, start_ns } => self.exec(rec, filename, *old_tid, *start_ns, &mut events),
             Body::Fork { child, clone_flags, child_start_ns } => self.fork(rec, *child, *clone_flags, *child_start_ns, &mut events),
             Body::Exit(x) => self.exit(rec, *x, &mut events),
-            Body::Writes(w) => self.write(rec.pid, rec.tid, rec.ts_ns, w, &mut events),
+            Body::Writes(w) => {
+                // A process gone before /proc could be read has its name from the record.
+                let p = self.proc_mut(rec.pid, rec.tid);
+                if p.comm.is_empty() {
+                    p.comm = decode::text(&rec.comm);
+                }
+                self.write(rec.pid, rec.tid, rec.ts_ns, w, &mut events)
+            }
             Body::Signal { target, signal, result } => self.signal_generated(rec, *target, *signal, *result, &mut events),
         }
         self.emit(events, out);
@@ -214,6 +231,8 @@ impl Tracker {
             sc::CONNECT | sc::BIND | sc::ACCEPT | sc::ACCEPT4 | sc::SENDTO | sc::SENDMSG | sc::LISTEN => self.socket(rec, s, out),
             sc::KILL | sc::TKILL | sc::TGKILL | sc::PIDFD_SEND_SIGNAL => self.kill(rec, s, out),
             sc::EXECVE | sc::EXECVEAT => self.exec_failed(rec, out),
+            n if host::recorded(n) => self.host_change(rec, s, out),
+            n if mapped::handles(n) => self.mapped_syscall(rec, s, out),
             _ => {
                 if !self.file_syscall(rec, s, out) {
                     self.counts.decode_errors += 1;

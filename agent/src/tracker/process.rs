@@ -31,8 +31,14 @@ impl Tracker {
         out.push(e);
     }
 
-    pub(super) fn exec(&mut self, rec: &Record, filename: &[u8], old_tid: u32, out: &mut Vec<Event>) {
+    pub(super) fn exec(&mut self, rec: &Record, filename: &[u8], old_tid: u32, start_ns: u64, out: &mut Vec<Event>) {
         let pending = self.pending_exec.remove(&old_tid).or_else(|| self.pending_exec.remove(&rec.tid));
+        // A root that set its own start time before its exec (the pilot's first process): its
+        // /proc may be gone by now, the kernel's entry is not.
+        let p = self.proc_mut(rec.pid, rec.tid);
+        if p.start_ns == 0 {
+            p.start_ns = start_ns;
+        }
         let mut e = self.base(rec, Kind::Exec);
         let mut filename = self.resolve(rec.pid, AT_FDCWD, filename, &mut e);
         // execveat(fd, ...) and fexecve run "/dev/fd/N[/name]": the program is what the fd names.
@@ -58,6 +64,7 @@ impl Tracker {
         p.argv = argv.clone();
         p.comm = decode::text(&rec.comm);
         p.fds.close_on_exec();
+        p.maps.clear();
         e.path = Some(filename);
         e.argv = Some(argv);
         out.push(e);

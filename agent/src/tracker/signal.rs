@@ -17,7 +17,8 @@ impl Tracker {
             sc::PIDFD_SEND_SIGNAL => (self.procs[&rec.pid].fds.pidfd_target(a[0] as i32 as i64), a[1]),
             _ => (Some(a[0] as i32 as i64), a[1]),
         };
-        e.target_pid = target;
+        // Issue 16: a pid of the pilot's namespace names a host pid.
+        e.target_pid = target.map(|t| if s.nr == sc::PIDFD_SEND_SIGNAL { t } else { self.host_pid(t) });
         e.signal = Some(sig as i64);
         e.signal_name = Some(event::signal_name(sig as i64));
         out.push(e);

@@ -1,0 +1,64 @@
+//! The pilot cgroup as a channel: the kernel keeps every process of the pilot in it (the
+//! sandbox joins it before anything runs, and children are born in their parent's cgroup), so
+//! its membership is an account of processes the trace does not keep. Sampled every poll round
+//! of the run (`cgroup.procs`, the whole subtree); a pid that was there and that the trace never
+//! saw is a blind spot, and the run is incomplete: what that process did is not known.
+//!
+//! What it cannot see: a process that starts and ends between two samples (20 ms apart) leaves
+//! no trace here. On this machine's hybrid layout the v2 hierarchy has no `pids` controller
+//! (pids.peak is not there); cgroup.stat counts cgroups, not processes.
+use std::{collections::BTreeMap, path::PathBuf};
+
+use crate::{graph::channels::UnseenProcess, procfs, tracker::Tracker};
+
+pub struct Sampler {
+    cgroup: PathBuf,
+    /// The pilot binary: the sandbox and pilot-init run it, outside the trace by design
+    /// (tracking starts with the command). By path: in the sandbox's mount namespace the same
+    /// file is reached through the overlay (another st_dev).
+    own_exe: Option<PathBuf>,
+    /// Processes seen in the cgroup while the trace did not know them yet: (start, comm).
+    pending: BTreeMap<u32, (u64, String)>,
+    pub samples: u64,
+}
+
+impl Sampler {
+    pub fn new(cgroup: PathBuf) -> Sampler {
+        Sampler { cgroup, own_exe: std::fs::read_link("/proc/self/exe").ok(), pending: BTreeMap::new(), samples: 0 }
+    }
+
+    /// One look at the cgroup: remember who is there that the trace does not know (yet: its
+    /// fork record may still be in the ring buffer; `unseen` asks again at the end).
+    pub fn sample(&mut self, tracker: &Tracker) {
+        self.samples += 1;
+        for pid in crate::cgroup::pids(&self.cgroup) {
+            if tracker.process(pid).is_some() || self.pending.contains_key(&pid) {
+                continue;
+            }
+            let comm = procfs::comm(pid).unwrap_or_default();
+            if self.own(pid, &comm) {
+                continue;
+            }
+            let start = procfs::start_ns(pid).unwrap_or(0);
+            self.pending.insert(pid, (start, comm));
+        }
+    }
+
+    /// The sandbox's own processes: they run the pilot binary (a dying one's exe link is gone:
+    /// then its comm says, `exe` for /proc/self/exe, or `pilot-init`).
+    fn own(&self, pid: u32, comm: &str) -> bool {
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) => Some(exe) == self.own_exe,
+            Err(_) => comm == "exe" || comm == "pilot-init",
+        }
+    }
+
+    /// The processes the cgroup had and the trace never saw, once the trace is drained.
+    pub fn unseen(&self, tracker: &Tracker) -> Vec<UnseenProcess> {
+        self.pending
+            .iter()
+            .filter(|(pid, _)| tracker.process(**pid).is_none())
+            .map(|(pid, (start_ns, comm))| UnseenProcess { pid: *pid, start_ns: *start_ns, comm: comm.clone() })
+            .collect()
+    }
+}
