@@ -102,6 +102,7 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
     // tree is gone.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let mut lc = Lifecycle::new(probes, out);
+    lc.session.account.group_by(snapshot.clone().owner_of_event(), args.verbose);
     let root = start(&target, &launch, proxy.as_ref().map(|p| p.procs_fd()), &mut lc.probes, &mut lc.session.tracker)?;
     // Readable the moment the command exits, so the loop does not wait out its poll.
     let exited = match &target {

@@ -191,7 +191,7 @@ impl Builder {
             .collect();
         all.extend(nodes);
         edges.sort_by_key(|e| e.first_ts_ns);
-        Graph {
+        let mut graph = Graph {
             schema: SCHEMA.into(),
             target,
             host: crate::procfs::hostname(),
@@ -204,7 +204,9 @@ impl Builder {
             local_addrs: snap.local.iter().map(|a| a.to_string()).collect(),
             channels: (!self.io_uring.is_empty()).then(|| super::Observed { io_uring: std::mem::take(&mut self.io_uring), ..Default::default() }),
             ..Default::default()
-        }
+        };
+        graph.aggregates = super::aggregate::find(&graph);
+        graph
     }
 
     /// Targets named by a syscall already have their edge; add the ones only the kernel saw

@@ -123,7 +123,7 @@ impl Finished {
 
 /// graph.json and graph.dot.
 pub fn write_graph(out: &Output, graph: &Graph) -> Result<()> {
-    out.write_file(GRAPH, &graph::render::json(graph))?;
+    out.write_file_with(GRAPH, |w| graph::render::write_json(graph, w))?;
     out.write_file(GRAPH_DOT, &graph::render::dot(graph))
 }
 
