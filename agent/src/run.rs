@@ -126,6 +126,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let _ran = tracing::debug_span!("phase", name = "pilot ran").entered();
         lc.poll_until(&mut rule)?;
     }
+    let post_processing = crate::bench::Since::now("post-processing");
     let (status, timed_out) = (rule.status, rule.timed_out);
     // The supervisor's last notices, merged with the ring buffer's by time in the drain.
     let supervised = rule.supervisor.take().map(|s| s.stop());
@@ -203,7 +204,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     timed("account printed", || {
         eprint!("{}", finished.session.account.render(&finished.session.tracker, &finished.summary.headline()));
-        eprint!("{}", diff::render::text(&changes));
+        let trees = if args.verbose { &[][..] } else { &graph.aggregates[..] };
+        eprint!("{}", diff::render::text_folded(&changes, trees));
         eprint!("{}", crate::channels::render(&observed));
     });
     if !caught.is_empty() {
@@ -228,6 +230,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     // What the report does not need goes first: a big run's tracker and account.
     drop(finished.session);
     timed("report", || crate::report::write_into_with(dir.path(), Some(graph)));
+    post_processing.log();
     eprintln!(
         "pilot: {} (pilot exit {pilot_exit}); run directory {}",
         verdict.evaluation.verdict.as_str(),

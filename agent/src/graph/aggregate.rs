@@ -228,7 +228,7 @@ fn excluded(g: &Graph) -> HashSet<usize> {
 }
 
 /// The tree (of `roots`, by path) `path` is in, the root itself included.
-fn root_of(path: &str, roots: &HashMap<&str, usize>) -> Option<usize> {
+pub fn root_of(path: &str, roots: &HashMap<&str, usize>) -> Option<usize> {
     if roots.is_empty() {
         return None;
     }
