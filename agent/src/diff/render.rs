@@ -95,3 +95,37 @@ fn metadata(ch: &super::Change) -> String {
     }
     parts.join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rundir::Change;
+
+    fn change(path: &str, how: &str, kind: &str) -> Change {
+        Change { path: path.into(), change: how.into(), kind: kind.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_tree_created_or_deleted_wholesale_is_one_line() {
+        let mut changes = vec![change("/x/new", "created", "dir"), change("/x/new/d", "created", "dir")];
+        changes.extend((0..30).map(|i| change(&format!("/x/new/d/f{i}"), "created", "file")));
+        changes.extend((0..3).map(|i| change(&format!("/x/gone/f{i}"), "deleted", "file")));
+        changes.push(change("/x/new/d/f0", "modified", "file"));
+        changes.push(change("/x/other", "created", "file"));
+        let c = Changes { schema: String::new(), changes, held_back: Vec::new() };
+        let trees = [
+            Aggregate { path: "/x/new".into(), how: "created".into(), ..Default::default() },
+            Aggregate { path: "/x/gone".into(), how: "deleted".into(), ..Default::default() },
+        ];
+        let text = text_folded(&c, &trees);
+        assert!(text.starts_with("changes the pilot made (kept in its overlay; production untouched): 37\n"), "{text}");
+        assert!(text.contains("  + created   tree    /x/new/  (2 directories, 30 files and others; `pilot diff` lists each)\n"), "{text}");
+        assert!(text.contains("  - deleted   tree    /x/gone/  (0 directories, 3 files and others;"), "{text}");
+        assert!(text.contains("  ~ modified  file    /x/new/d/f0"), "a change other than the tree's own stays listed: {text}");
+        assert!(text.contains("  + created   file    /x/other\n"), "{text}");
+        assert_eq!(text.lines().count(), 5, "{text}");
+        // No trees (`-v`, `pilot diff`): every change listed.
+        assert_eq!(text_folded(&c, &[]).lines().count(), 38);
+        assert_eq!(text_folded(&c, &[]), super::text(&c));
+    }
+}

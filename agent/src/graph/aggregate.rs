@@ -288,6 +288,104 @@ mod tests {
         assert!(find(&graph(5)).is_empty(), "a small tree stays node by node");
     }
 
+    /// A graph of `edges` (path, kind, count, failed), one process doing them all.
+    fn graph_of(edges: &[(&str, &str, u64, u64)]) -> Graph {
+        let mut g = Graph { schema: SCHEMA.into(), complete: true, ..Default::default() };
+        g.nodes.push(Node { id: "process:1:1".into(), node_type: NodeKind::Process, label: "1 sh".into(), component: Some(TRACED.into()), ..Default::default() });
+        let mut seen = HashSet::default();
+        for (i, (path, kind, count, failed)) in edges.iter().enumerate() {
+            let id = format!("file:{path}");
+            if seen.insert(id.clone()) {
+                g.nodes.push(Node { id: id.as_str().into(), node_type: NodeKind::File, label: path.to_string(), path: Some(path.to_string()), ..Default::default() });
+            }
+            let ts = 10 + i as u64;
+            g.edges.push(Edge { from: "process:1:1".into(), to: id.as_str().into(), kind: (*kind).into(), count: *count, failed: *failed, first_ts_ns: ts, last_ts_ns: ts, ..Default::default() });
+        }
+        g
+    }
+
+    fn files(root: &str, n: usize, kind: &'static str) -> Vec<(String, &'static str, u64, u64)> {
+        (0..n).map(|i| (format!("{root}/f{i}"), kind, 1, 0)).collect()
+    }
+
+    fn borrowed<'a>(v: &'a [(String, &'static str, u64, u64)]) -> Vec<(&'a str, &'static str, u64, u64)> {
+        v.iter().map(|(p, k, c, f)| (p.as_str(), *k, *c, *f)).collect()
+    }
+
+    #[test]
+    fn a_deleted_tree_and_a_scratch_tree_say_how() {
+        let mut e = vec![("/d/old".to_string(), "rmdir", 1, 0)];
+        e.extend(files("/d/old", 25, "unlink"));
+        e.push(("/s/tmp".to_string(), "mkdir", 1, 0));
+        e.extend(files("/s/tmp", 25, "create"));
+        e.push(("/s/tmp".to_string(), "rmdir", 1, 0));
+        let g = graph_of(&borrowed(&e));
+        let aggs = find(&g);
+        let how: Vec<(&str, &str, u64)> = aggs.iter().map(|a| (a.path.as_str(), a.how.as_str(), a.nodes)).collect();
+        assert_eq!(how, [("/d/old", "deleted", 26), ("/s/tmp", "created and removed", 26)]);
+        assert_eq!(aggs[0].effects[&EdgeKind::Unlink], 25);
+        assert_eq!((aggs[1].first_ts_ns, aggs[1].last_ts_ns), (36, 62), "first and last call into the tree");
+    }
+
+    #[test]
+    fn a_mkdir_that_failed_makes_no_tree_and_nested_trees_are_one() {
+        // mkdir of an existing directory (EEXIST): the files in it are not a tree the run made.
+        let mut e = vec![("/x/there".to_string(), "mkdir", 1, 1)];
+        e.extend(files("/x/there", 30, "create"));
+        assert!(find(&graph_of(&borrowed(&e))).is_empty(), "a failed mkdir made nothing");
+        // /y/a made, then /y/a/b made inside it: one tree at /y/a.
+        let mut e = vec![("/y/a".to_string(), "mkdir", 1, 0), ("/y/a/b".to_string(), "mkdir", 1, 0)];
+        e.extend(files("/y/a/b", 30, "create"));
+        let aggs = find(&graph_of(&borrowed(&e)));
+        assert_eq!(aggs.iter().map(|a| a.path.as_str()).collect::<Vec<_>>(), ["/y/a"]);
+        assert_eq!(aggs[0].nodes, 32);
+    }
+
+    #[test]
+    fn a_view_folds_the_edges_into_a_tree_by_kind_and_keeps_the_rest() {
+        let mut e = vec![("/x/new".to_string(), "mkdir", 1, 0)];
+        e.extend(files("/x/new", 30, "create"));
+        e.extend(files("/x/new", 30, "write"));
+        e.push(("/x/outside".to_string(), "write", 1, 0));
+        let mut g = graph_of(&borrowed(&e));
+        g.aggregates = find(&g);
+        let view = View::of(&g);
+        let mut kinds: Vec<(EdgeKind, u64, usize)> = view.folded.iter().map(|f| (f.kind, f.count, f.edges.len())).collect();
+        kinds.sort();
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
+        assert!(kinds.contains(&(EdgeKind::Create, 30, 30)) && kinds.contains(&(EdgeKind::Write, 30, 30)) && kinds.contains(&(EdgeKind::Mkdir, 1, 1)));
+        assert_eq!(view.edge_folded.len(), 61, "every edge into the tree is folded, the one outside is not");
+        // Drawn: the process, /x/outside, and the tree.
+        assert_eq!(view.drawn_nodes(&g, |_| true), 3);
+        // A merged graph (several hosts) is drawn node by node.
+        g.hosts = vec![Default::default()];
+        assert!(View::of(&g).folded.is_empty());
+    }
+
+    #[test]
+    fn renames_are_those_that_took_effect_in_order() {
+        let mut g = graph_of(&[("/a", "rename", 1, 0), ("/b", "rename", 1, 1), ("/c", "rename", 2, 1)]);
+        g.edges[0].detail = Some("-> /a2".into());
+        g.edges[1].detail = Some("-> /b2".into());
+        g.edges[2].detail = Some("-> /c2".into());
+        g.edges[2].first_ts_ns = 1;
+        assert_eq!(renames(&g), [("/c".to_string(), "/c2".to_string()), ("/a".to_string(), "/a2".to_string())]);
+    }
+
+    #[test]
+    fn a_tree_of_many_directories_is_one_aggregate() {
+        let mut e = vec![("/big".to_string(), "mkdir", 1, 0)];
+        for d in 0..200 {
+            e.push((format!("/big/d{d}"), "mkdir", 1, 0));
+            e.extend((0..100).map(|i| (format!("/big/d{d}/f{i}"), "create", 1, 0)));
+        }
+        let g = graph_of(&borrowed(&e));
+        let aggs = find(&g);
+        assert_eq!(aggs.len(), 1);
+        assert_eq!(aggs[0].nodes, 20_201);
+        assert_eq!(membership(&g, &aggs).len(), 20_201);
+    }
+
     #[test]
     fn ancestors_walk_up_to_the_top() {
         assert_eq!(ancestors("/a/b/c").collect::<Vec<_>>(), ["/a/b", "/a"]);

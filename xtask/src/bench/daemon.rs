@@ -329,9 +329,17 @@ fn outcome(env: &Env, mut child: Child, name: &str, i: usize) -> anyhow::Result<
     Ok(Outcome { exit, verdict, complete, foreign: foreign_markers(&graph, i) })
 }
 
-/// How many of the other pilots' marker directories (`mine-J/`) `graph` names.
+/// How many of the other pilots' marker directories (`mine-J`) the effects in `graph` reach:
+/// the targets of its edges, not its component nodes (the other pilots, live processes on the
+/// host while this one ran, name theirs in their command lines).
 fn foreign_markers(graph: &str, own: usize) -> usize {
-    (0..8).filter(|j| *j != own).filter(|j| graph.contains(&format!("mine-{j}/")) || graph.contains(&format!("mine-{j}\""))).count()
+    let g: Value = serde_json::from_str(graph).unwrap_or_default();
+    let empty = Vec::new();
+    let nodes = g["nodes"].as_array().unwrap_or(&empty);
+    let path_of: std::collections::HashMap<&str, &str> = nodes.iter().filter_map(|n| Some((n["id"].as_str()?, n["path"].as_str()?))).collect();
+    let reached: Vec<&str> = g["edges"].as_array().unwrap_or(&empty).iter().filter_map(|e| path_of.get(e["to"].as_str()?).copied()).collect();
+    let names = |p: &str, j: usize| p.contains(&format!("/mine-{j}/")) || p.ends_with(&format!("/mine-{j}"));
+    (0..8).filter(|j| *j != own).filter(|j| reached.iter().any(|p| names(p, *j))).count()
 }
 
 #[cfg(test)]
@@ -348,9 +356,10 @@ mod tests {
 
     #[test]
     fn markers_of_other_pilots_are_found() {
-        let g = r#"{"nodes":[{"path":"/w/mine-3/f1"},{"path":"/w/mine-1"}]}"#;
+        let g = r#"{"nodes":[{"id":"a","path":"/w/mine-3/f1"},{"id":"b","path":"/w/mine-1"},{"id":"c","path":"/w/mine-2"}],
+                    "edges":[{"to":"a"},{"to":"b"}]}"#;
         assert_eq!(foreign_markers(g, 3), 1);
         assert_eq!(foreign_markers(g, 1), 1);
-        assert_eq!(foreign_markers(g, 5), 2);
+        assert_eq!(foreign_markers(g, 5), 2, "a node no edge reaches is not an effect");
     }
 }
