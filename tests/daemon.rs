@@ -3,98 +3,20 @@
 //! its run to finish, collected by `pilot status` and the run directory, with nothing left
 //! running; the metrics endpoint counts it all, BPF run time included.
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
 use std::{
     collections::BTreeSet,
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    io::Read,
+    path::Path,
     process::{Child, Command, Output, Stdio},
     time::Duration,
 };
 
 use common::{PYTHON, Proc, RUN_TIMEOUT, Scratch, pids_with, pilot_bin, wait_until};
+use daemon::Daemon;
 use serde_json::Value;
-
-/// A daemon on a socket and metrics port of its own; stopped (SIGTERM, by pid) on drop.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    metrics: String,
-    /// Its socket, config, log and state, apart from the runs' directories: a live process
-    /// writing in a directory makes it that process's data directory.
-    _dir: Scratch,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        Daemon::start_with("")
-    }
-
-    /// With `extra` lines of config.
-    fn start_with(extra: &str) -> Daemon {
-        let dir = Scratch::new();
-        let metrics = free_port();
-        let socket = dir.path().join("pilot.sock");
-        let config = dir.file(
-            "pilot.toml",
-            &format!("socket = {:?}\nmetrics_listen = {metrics:?}\nstate_dir = {:?}\n{extra}", socket, dir.join("state")),
-        );
-        let child = Command::new(pilot_bin())
-            .args(["daemon", "--config", &config])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.join("daemon.log")).unwrap()))
-            .spawn()
-            .expect("starting pilot daemon");
-        let d = Daemon { child, socket, metrics, _dir: dir };
-        assert!(wait_until(RUN_TIMEOUT, || d.socket.exists()), "the daemon listens");
-        d
-    }
-
-    /// pilot with this daemon's socket (the client goes through it).
-    fn client(&self, args: &[&str], cwd: &Scratch) -> Command {
-        let mut c = Command::new(pilot_bin());
-        c.args(args).env("PILOT_SOCKET", &self.socket).env("PILOT_JOURNAL", cwd.join("journal.jsonl")).current_dir(cwd.path());
-        c
-    }
-
-    fn status(&self, cwd: &Scratch) -> Value {
-        let out = self.client(&["status", "--json"], cwd).output().unwrap();
-        let log = std::fs::read_to_string(self._dir.path().join("daemon.log")).unwrap_or_default();
-        assert!(out.status.success(), "pilot status: {}\ndaemon log:\n{log}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn scrape(&self) -> String {
-        let mut conn = TcpStream::connect(&self.metrics).expect("the metrics endpoint answers");
-        // HTTP/1.1, as Prometheus scrapes (hyper answers an HTTP/1.0 request in HTTP/1.0).
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut text = String::new();
-        conn.read_to_string(&mut text).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-        text
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // Only while it is ours: once reaped, its pid may be another test's process.
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        if !wait_until(Duration::from_secs(40), || matches!(self.child.try_wait(), Ok(Some(_)))) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
 
 /// A live process holding `path` open for writing; killed by pid on drop.
 fn hold(path: &str) -> Proc {
@@ -130,7 +52,8 @@ fn text(o: &Output) -> String {
 #[test]
 fn a_run_through_the_daemon_matches_one_in_process_and_is_counted() {
     let d = Scratch::new();
-    let daemon = Daemon::start();
+    // Statistics on all the time (the default samples them in windows: see below).
+    let daemon = Daemon::start_with("bpf_stats = \"on\"\n");
     let held = d.file("held.db", "live data\n");
     // More than logs in held.db's directory from the start (the journal the first run writes
     // there would make it so for the second only): both runs see the same data directory.
@@ -325,4 +248,25 @@ fn the_socket_is_root_only_and_a_bad_config_is_a_usage_error() {
     let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/pilot.toml");
     let check = Command::new(pilot_bin()).args(["daemon", "--check-config", "--config"]).arg(&packaged).output().unwrap();
     assert!(check.status.success(), "the shipped config is valid: {}", text(&check));
+}
+
+/// By default the kernel's BPF statistics (which tax every BPF program on the host) are on only
+/// in short windows: the metrics say how long, and count what the programs did then.
+#[test]
+fn bpf_statistics_are_sampled_in_windows_by_default_and_can_be_off() {
+    let d = Scratch::new();
+    let daemon = Daemon::start_with("bpf_stats_window = \"300ms\"\nbpf_stats_every = \"600ms\"\n");
+    let out = daemon.client(&["trace", "--", "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.1; done"], &d).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let sampled = |m: &str| m.lines().find_map(|l| l.strip_prefix("pilot_bpf_stats_sampled_seconds_total ")).and_then(|v| v.parse::<f64>().ok());
+    assert!(wait_until(Duration::from_secs(10), || sampled(&daemon.scrape()).is_some_and(|s| s > 0.0)), "windows were sampled:\n{}", daemon.scrape());
+    let m = daemon.scrape();
+    assert!(m.lines().any(|l| l == "pilot_bpf_stats_mode{mode=\"sampled\"} 1"), "{m}");
+    let runs = m.lines().find_map(|l| l.strip_prefix("pilot_bpf_program_runs_total{program=\"sys_enter\"} ")).and_then(|n| n.parse::<u64>().ok());
+    assert!(runs.is_some_and(|n| n > 0), "the resident sys_enter was counted in a window:\n{m}");
+    drop(daemon);
+    let off = Daemon::start_with("bpf_stats = \"off\"\n");
+    let m = off.scrape();
+    assert!(m.lines().any(|l| l == "pilot_bpf_stats_enabled 0") && m.lines().any(|l| l == "pilot_bpf_stats_mode{mode=\"off\"} 1"), "{m}");
+    assert_eq!(sampled(&m), Some(0.0), "never sampled: {m}");
 }

@@ -17,6 +17,14 @@ pub const STR_MAX: usize = 4096;
 pub const ARGV_MAX: usize = 64;
 /// Socket address bytes kept (sizeof(struct sockaddr_storage)).
 pub const SOCKADDR_MAX: usize = 128;
+/// Runs one probe set serves at once. A run's id picks its slot (`id % MAX_RUNS`) in the
+/// per-run maps: its ring buffer (`RUN_RINGS`), its id (`RUN_IDS`) and its loss counters.
+pub const MAX_RUNS: u32 = 64;
+/// Loss counters of records whose run had already ended (no slot holds their id): index
+/// `MAX_RUNS` of the loss table, counted for no run.
+pub const ORPHAN_SLOT: u32 = MAX_RUNS;
+/// cgroup levels a `pilot trace --cgroup` target may sit at (root = 0).
+pub const CGROUP_LEVELS: u32 = 16;
 
 /// What a record describes. `kind` in [`EventHeader`].
 pub mod kind {
@@ -102,7 +110,8 @@ pub mod exit_flags {
     pub const CALLED_EXIT: u64 = 1 << 0;
 }
 
-/// Causes of lost events, indices into the per-CPU `LOSS` array. Each is a counter.
+/// Causes of lost events. Each is a counter per run: index `slot * COUNT + cause` of the
+/// per-CPU `LOSS` array (`slot` = run id % MAX_RUNS), so a run's losses are its own.
 pub mod loss {
     /// The ring buffer had no room for a record.
     pub const RINGBUF_FULL: u32 = 0;
@@ -116,6 +125,15 @@ pub mod loss {
     pub const COUNT: u32 = 4;
     pub const NAMES: [&str; COUNT as usize] =
         ["ringbuf_full", "inflight_full", "tracked_full", "write_agg_full"];
+    /// Entries of the `LOSS` array: one row per run slot, and the orphans' row.
+    pub const ENTRIES: u32 = (super::MAX_RUNS + 1) * COUNT;
+
+    /// The counter of `cause` for run `run` (0: no run, the orphans' row).
+    #[inline(always)]
+    pub const fn index(run: u32, cause: u32) -> u32 {
+        let slot = if run == 0 { super::ORPHAN_SLOT } else { run % super::MAX_RUNS };
+        slot * COUNT + cause
+    }
 }
 
 /// Fixed part of every record in the ring buffer; `len1` bytes of data1 then `len2` bytes of
@@ -140,7 +158,8 @@ pub struct EventHeader {
     pub flags: u16,
     pub len1: u16,
     pub len2: u16,
-    pub _pad: u32,
+    /// The run whose task made the record (its id in the tracked-task map).
+    pub run: u32,
     pub comm: [u8; 16],
 }
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 104);
@@ -168,8 +187,18 @@ pub struct TaskInfo {
     pub exit_flags: u32,
     /// Last signal generated for this task (0 if none).
     pub last_signal: u32,
+    /// The run tracking it (never 0): a child inherits its parent's, as it inherits tracking.
+    pub run: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<TaskInfo>() == 24);
+const _: () = assert!(core::mem::size_of::<TaskInfo>() == 32);
+
+impl TaskInfo {
+    /// A task `run` starts tracking (`start_ns` 0: unknown, userspace reads /proc).
+    pub const fn new(run: u32, start_ns: u64) -> TaskInfo {
+        TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0, run, _pad: 0 }
+    }
+}
 
 /// A syscall between its entry and its exit (key: tid).
 #[repr(C)]
@@ -177,7 +206,8 @@ const _: () = assert!(core::mem::size_of::<TaskInfo>() == 24);
 pub struct Inflight {
     pub args: [u64; 6],
     pub nr: u32,
-    pub _pad: u32,
+    /// The run of the task, from its tracked-task entry at syscall entry.
+    pub run: u32,
 }
 const _: () = assert!(core::mem::size_of::<Inflight>() == 56);
 
@@ -204,9 +234,26 @@ pub struct WriteAgg {
     pub last_errno: i64,
     /// Thread that made the first write (the record's tid).
     pub tid: u32,
-    pub _pad: u32,
+    /// The writer's run.
+    pub run: u32,
 }
 const _: () = assert!(core::mem::size_of::<WriteAgg>() == 56);
+
+/// Value of the cgroup-target map (key: cgroup v2 id): every task of that cgroup subtree is
+/// tracked by `run`, lazily, at its first recorded syscall (`pilot trace --cgroup`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct CgroupTarget {
+    pub run: u32,
+    /// Level of the cgroup in the hierarchy (root = 0), below CGROUP_LEVELS.
+    pub level: u32,
+    /// The tgid of the run's agent, which may sit in the cgroup: never tracked (its own
+    /// writes would feed back).
+    pub agent_pid: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<CgroupTarget>() == 16);
 
 /// No offset: the field does not exist on this kernel.
 pub const NO_OFFSET: u16 = u16::MAX;
@@ -218,16 +265,10 @@ pub const NO_OFFSET: u16 = u16::MAX;
 #[derive(Clone, Copy)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct Config {
-    /// cgroup v2 id (inode) whose processes are all tracked; 0 = none.
-    pub cgroup_id: u64,
     /// Flush aggregated writes at least this often (ns) while the fd stays open.
     pub write_flush_ns: u64,
-    /// Wake the reader once this many bytes wait in the ring buffer (batched wakeups).
+    /// Wake the reader once this many bytes wait in a run's ring buffer (batched wakeups).
     pub wakeup_bytes: u64,
-    /// Level of `cgroup_id` in the cgroup v2 hierarchy (root = 0).
-    pub cgroup_level: u32,
-    /// The agent's own tgid: never tracked.
-    pub agent_pid: u32,
     pub newtask_pid: u16,
     pub newtask_clone_flags: u16,
     pub exec_filename: u16,
@@ -241,16 +282,13 @@ pub struct Config {
     pub sig_group: u16,
     pub sig_result: u16,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 56);
+const _: () = assert!(core::mem::size_of::<Config>() == 40);
 
 impl Config {
     pub const fn zeroed() -> Self {
         Config {
-            cgroup_id: 0,
             write_flush_ns: 0,
             wakeup_bytes: 0,
-            cgroup_level: 0,
-            agent_pid: 0,
             newtask_pid: NO_OFFSET,
             newtask_clone_flags: NO_OFFSET,
             exec_filename: NO_OFFSET,
@@ -274,6 +312,7 @@ mod pod {
     unsafe impl aya::Pod for super::FdKey {}
     unsafe impl aya::Pod for super::WriteAgg {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::CgroupTarget {}
 }
 
 /// Where the contained network sends what a pilot tries to send (the agent's sink), and what

@@ -162,7 +162,9 @@ pub enum Class {
     Accept,
     /// pipe/pipe2/socketpair: two new fds written to the user's int[2].
     FdPair,
-    /// close/close_range: flush aggregated writes first.
+    /// close/close_range: flush aggregated writes, at entry; not recorded themselves (the
+    /// agent's fd table keeps a closed fd's target until the number is reused, which is
+    /// recorded: one ring-buffer submission fewer per close).
     Close,
     /// execve/execveat: argv copied at entry.
     Exec,

@@ -1,6 +1,6 @@
-//! Building a record in the per-CPU scratch buffer and copying it to the ring buffer.
+//! Building a record in the per-CPU scratch buffer and copying it to its run's ring buffer.
 use agent_common::{
-    DATA_MAX, EventBuf, EventHeader, STR_MAX, flags, kind, loss,
+    DATA_MAX, EventBuf, EventHeader, MAX_RUNS, STR_MAX, flags, kind, loss,
     syscalls::{self, Spec},
 };
 use aya_ebpf::{
@@ -8,20 +8,23 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns,
-        generated::{bpf_get_current_comm, bpf_probe_read_kernel_str, bpf_probe_read_user_str},
+        generated::{
+            bpf_get_current_comm, bpf_probe_read_kernel_str, bpf_probe_read_user_str, bpf_ringbuf_output,
+            bpf_ringbuf_query,
+        },
     },
 };
 
 use crate::{
     args::arg,
-    maps::{EVENTS, SCRATCH, config_field, count_loss},
+    maps::{RUN_IDS, RUN_RINGS, SCRATCH, config_field, count_loss},
 };
 
 const HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
 
-/// The scratch record, with its header filled for the current task.
+/// The scratch record, with its header filled for the current task of run `run`.
 #[inline(always)]
-pub fn start(kind: u16) -> Option<&'static mut EventBuf> {
+pub fn start(kind: u16, run: u32) -> Option<&'static mut EventBuf> {
     let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     let pid_tgid = bpf_get_current_pid_tgid();
     let h = &mut buf.header;
@@ -35,15 +38,15 @@ pub fn start(kind: u16) -> Option<&'static mut EventBuf> {
     h.flags = 0;
     h.len1 = 0;
     h.len2 = 0;
-    h._pad = 0;
+    h.run = run;
     unsafe { bpf_get_current_comm(h.comm.as_mut_ptr() as *mut c_void, 16) };
     Some(buf)
 }
 
 /// The scratch record of a SYSCALL: number, raw arguments, return value.
 #[inline(always)]
-pub fn start_syscall(nr: u32, args: &[u64; 6], ret: i64) -> Result<&'static mut EventBuf, i64> {
-    let buf = start(kind::SYSCALL).ok_or(0)?;
+pub fn start_syscall(nr: u32, args: &[u64; 6], ret: i64, run: u32) -> Result<&'static mut EventBuf, i64> {
+    let buf = start(kind::SYSCALL, run).ok_or(0)?;
     buf.header.nr = nr;
     buf.header.args = *args;
     buf.header.ret = ret;
@@ -52,8 +55,8 @@ pub fn start_syscall(nr: u32, args: &[u64; 6], ret: i64) -> Result<&'static mut 
 
 /// A SYSCALL record with the syscall's string arguments.
 #[inline(always)]
-pub fn record(nr: u32, args: &[u64; 6], spec: &Spec, ret: i64) -> Result<(), i64> {
-    let buf = start_syscall(nr, args, ret)?;
+pub fn record(nr: u32, args: &[u64; 6], spec: &Spec, ret: i64, run: u32) -> Result<(), i64> {
+    let buf = start_syscall(nr, args, ret, run)?;
     if spec.str1 != syscalls::NONE {
         user_str1(buf, arg(args, spec.str1));
     }
@@ -176,21 +179,34 @@ pub fn user_argv(buf: &mut EventBuf, argv: u64) -> u64 {
     argc
 }
 
-/// Copy `header + data1 + data2` to the ring buffer. Wakes the reader only once enough bytes
-/// wait, so a busy tracee does not pay a wakeup per event; the reader also polls on a timer.
+/// Copy `header + data1 + data2` to the ring buffer of the record's run. Wakes the reader only
+/// once enough bytes wait, so a busy tracee does not pay a wakeup per event; the reader also
+/// polls on a timer. A record of a run whose slot no longer serves it is counted lost in the
+/// orphans' row: it reaches no other run.
 #[inline(always)]
 pub fn submit(buf: &EventBuf) {
     let total = HEADER_LEN + data2_offset(buf) + buf.header.len2 as usize;
     if total > core::mem::size_of::<EventBuf>() {
         return;
     }
-    let bytes = unsafe { core::slice::from_raw_parts(buf as *const EventBuf as *const u8, total) };
-    let wake = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= config_field!(wakeup_bytes) {
+    let run = buf.header.run;
+    let slot = run % MAX_RUNS;
+    if RUN_IDS.get(slot).is_none_or(|id| *id != run) {
+        count_loss(0, loss::RINGBUF_FULL);
+        return;
+    }
+    let Some(ring) = RUN_RINGS.get(slot) else {
+        count_loss(0, loss::RINGBUF_FULL);
+        return;
+    };
+    let ring = ring as *const _ as *mut c_void;
+    let wake = if unsafe { bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA as u64) } >= config_field!(wakeup_bytes) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     };
-    if EVENTS.output::<[u8]>(bytes, wake as u64).is_err() {
-        count_loss(loss::RINGBUF_FULL);
+    let data = buf as *const EventBuf as *mut c_void;
+    if unsafe { bpf_ringbuf_output(ring, data, total as u64, wake as u64) } < 0 {
+        count_loss(run, loss::RINGBUF_FULL);
     }
 }

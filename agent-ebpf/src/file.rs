@@ -60,7 +60,7 @@ pub fn flush_on_close(nr: u32, pid: u32, args: &[u64; 6]) {
 }
 
 /// pipe/pipe2/socketpair: two new fds; args[4] and args[5] carry them in the record.
-pub fn fd_pair(pid: u32, nr: u32, args: &[u64; 6], spec: &Spec, ret: i64) -> Result<(), i64> {
+pub fn fd_pair(pid: u32, run: u32, nr: u32, args: &[u64; 6], spec: &Spec, ret: i64) -> Result<(), i64> {
     let mut args = *args;
     if ret == 0 {
         if let Ok(fds) = unsafe { bpf_probe_read_user(arg(&args, spec.addr_arg) as *const [i32; 2]) } {
@@ -70,7 +70,7 @@ pub fn fd_pair(pid: u32, nr: u32, args: &[u64; 6], spec: &Spec, ret: i64) -> Res
             args[5] = fds[1] as u64;
         }
     }
-    let buf = emit::start_syscall(nr, &args, ret)?;
+    let buf = emit::start_syscall(nr, &args, ret, run)?;
     emit::submit(buf);
     Ok(())
 }

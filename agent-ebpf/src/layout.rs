@@ -2,7 +2,7 @@
 //! BTF, where tests/layout.rs compares each size and field offset with the agent's build (as
 //! Tetragon's alignchecker does). Without this most would be missing: aya-ebpf's map
 //! definitions name their key and value types only as type parameters, which BTF drops.
-use agent_common::{Config, Dest, EventBuf, EventHeader, FdKey, Inflight, SinkConfig, TaskInfo, WriteAgg};
+use agent_common::{CgroupTarget, Config, Dest, EventBuf, EventHeader, FdKey, Inflight, SinkConfig, TaskInfo, WriteAgg};
 
 /// Zero-length arrays: the full types reach the BTF (a pointer would only bring a forward
 /// declaration) and take no room. `present` keeps the global from being empty, which the
@@ -15,6 +15,7 @@ pub struct Layout {
     inflight: [Inflight; 0],
     fd_key: [FdKey; 0],
     write_agg: [WriteAgg; 0],
+    cgroup_target: [CgroupTarget; 0],
     config: [Config; 0],
     sink_config: [SinkConfig; 0],
     dest: [Dest; 0],
@@ -30,6 +31,7 @@ static PILOT_LAYOUT: Layout = Layout {
     inflight: [],
     fd_key: [],
     write_agg: [],
+    cgroup_target: [],
     config: [],
     sink_config: [],
     dest: [],

@@ -1,8 +1,13 @@
 //! Maps and the loader-written configuration. Sizes here are defaults; the loader may resize.
-use agent_common::{Config, EventBuf, FdKey, Inflight, TaskInfo, WriteAgg, loss};
+//!
+//! One probe set serves every run on the host (the daemon keeps it loaded): the tracked-task
+//! table names each task's run, and each run has its own ring buffer and loss counters, so
+//! runs never share records and one run's flood is never another run's loss.
+use agent_common::{CgroupTarget, Config, EventBuf, FdKey, Inflight, MAX_RUNS, TaskInfo, WriteAgg, loss};
 use aya_ebpf::{
-    macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    btf_maps::{ArrayOfMaps, RingBuf},
+    macros::{btf_map, map},
+    maps::{Array, HashMap, PerCpuArray},
 };
 
 use crate::diag;
@@ -26,14 +31,30 @@ macro_rules! config_field {
 }
 pub(crate) use config_field;
 
-/// Records to userspace. Sized by the loader (default 16 MiB, shared by all CPUs).
-#[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+/// Records to userspace: each run's own ring buffer, at its slot (run id % MAX_RUNS), created
+/// by that run at the size it asks for (the one-page template only gives the type).
+#[btf_map]
+pub static RUN_RINGS: ArrayOfMaps<RingBuf<u8, 4096>, { MAX_RUNS as usize }> = ArrayOfMaps::new();
 
-/// Tasks (key: tid) whose effects are recorded. Children are added here in the kernel, at
-/// task_newtask, before they can run, so no userspace round trip can miss their first syscall.
+/// The run each slot serves now (0: none). A record goes to its slot's ring only when the
+/// slot still serves its run: a task left over from a run that ended reaches no other run.
+#[map]
+pub static RUN_IDS: Array<u32> = Array::with_max_entries(MAX_RUNS, 0);
+
+/// Tasks (key: tid) whose effects are recorded, with their run. Children are added here in
+/// the kernel, at task_newtask, before they can run, so no userspace round trip can miss
+/// their first syscall.
 #[map]
 pub static TRACKED: HashMap<u32, TaskInfo> = HashMap::with_max_entries(65536, 0);
+
+/// cgroups whose every task is tracked by a run (`pilot trace --cgroup`), by cgroup id.
+#[map]
+pub static CGROUPS: HashMap<u64, CgroupTarget> = HashMap::with_max_entries(256, 0);
+
+/// Which levels of the cgroup hierarchy hold a target (1: some), and at index CGROUP_LEVELS
+/// whether any does: with none, an untracked task's syscall costs one array read here.
+#[map]
+pub static CGROUP_LEVELS: Array<u32> = Array::with_max_entries(agent_common::CGROUP_LEVELS + 1, 0);
 
 /// Syscall arguments between sys_enter and sys_exit (key: tid). An entry lives as long as its
 /// task (removed at sched_process_exit); `nr` is CONSUMED once its syscall is recorded.
@@ -48,14 +69,14 @@ pub static WRITES: HashMap<FdKey, WriteAgg> = HashMap::with_max_entries(65536, 0
 #[map]
 pub static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
 
-/// Lost events per cause (agent_common::loss).
+/// Lost events per run and cause (agent_common::loss::index).
 #[map]
-pub static LOSS: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::COUNT, 0);
+pub static LOSS: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::ENTRIES, 0);
 
-/// Count one lost event of `cause`.
+/// Count one lost event of `cause` against `run` (0: a run that has ended).
 #[inline(always)]
-pub fn count_loss(cause: u32) {
-    if let Some(counter) = LOSS.get_ptr_mut(cause) {
+pub fn count_loss(run: u32, cause: u32) {
+    if let Some(counter) = LOSS.get_ptr_mut(loss::index(run, cause)) {
         let n = unsafe { *counter } + 1;
         unsafe { *counter = n };
         // Log the 1st, 2nd, 4th, 8th... loss of a cause on a CPU: a burst of a million losses

@@ -13,7 +13,7 @@ use crate::{
     args::arg,
     diag, emit,
     maps::{INFLIGHT, TRACKED, config, config_field},
-    tracked::{current_tracked, in_tracked_cgroup, is_agent, track},
+    tracked::{cgroup_run, current_run, track},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -26,12 +26,11 @@ unsafe fn field<T>(ctx: &TracePointContext, offset: u16) -> Result<T, i64> {
     unsafe { ctx.read_at::<T>(offset as usize) }.map_err(|e| e as i64)
 }
 
-/// task_newtask fires in the parent. A tracked parent's child (process or thread) is tracked.
+/// task_newtask fires in the parent. A tracked parent's child (process or thread) is tracked,
+/// by the parent's run.
 pub fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
     let parent_tid = bpf_get_current_pid_tgid() as u32;
-    if !current_tracked(parent_tid) {
-        return Ok(());
-    }
+    let Some(run) = current_run(parent_tid) else { return Ok(()) };
     let cfg = config();
     let child: i32 = unsafe { field(ctx, cfg.newtask_pid)? };
     let clone_flags: u64 = unsafe { field(ctx, cfg.newtask_clone_flags) }.unwrap_or(0);
@@ -41,8 +40,8 @@ pub fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
     } else {
         unsafe { bpf_ktime_get_boot_ns() }
     };
-    track(child as u32, start_ns);
-    let buf = emit::start(kind::FORK).ok_or(0)?;
+    track(child as u32, start_ns, run);
+    let buf = emit::start(kind::FORK, run).ok_or(0)?;
     buf.header.args[arg::FORK_CHILD] = child as u64;
     buf.header.args[arg::FORK_FLAGS] = clone_flags;
     buf.header.args[arg::FORK_START] = start_ns;
@@ -52,8 +51,8 @@ pub fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
 
 /// EXEC_ARGS at execve entry: after a successful exec the old argv is gone.
 #[inline(always)]
-pub fn exec_args(nr: u32, args: &[u64; 6], spec: &Spec) {
-    let Some(buf) = emit::start(kind::EXEC_ARGS) else { return };
+pub fn exec_args(nr: u32, args: &[u64; 6], spec: &Spec, run: u32) {
+    let Some(buf) = emit::start(kind::EXEC_ARGS, run) else { return };
     buf.header.nr = nr;
     buf.header.args = *args;
     emit::user_str1(buf, arg(args, spec.str1));
@@ -77,11 +76,9 @@ pub fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
         }
         let _ = INFLIGHT.remove(&(old_tid as u32));
     }
-    if !current_tracked(tid) {
-        return Ok(());
-    }
+    let Some(run) = current_run(tid) else { return Ok(()) };
     let start_ns = unsafe { TRACKED.get(&tid) }.map(|t| t.start_ns).unwrap_or(0);
-    let buf = emit::start(kind::EXEC).ok_or(0)?;
+    let buf = emit::start(kind::EXEC, run).ok_or(0)?;
     buf.header.args[arg::EXEC_OLD_TID] = old_tid as u64;
     buf.header.args[arg::EXEC_START_NS] = start_ns;
     if let Ok(loc) = unsafe { field::<u32>(ctx, cfg.exec_filename) } {
@@ -99,8 +96,10 @@ pub fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let info = match unsafe { TRACKED.get(&tid) } {
         Some(info) => *info,
         // A task of the tracked cgroup that never made a recorded syscall still ends.
-        None if in_tracked_cgroup() && !is_agent() => TaskInfo { start_ns: 0, exit_code: 0, exit_flags: 0, last_signal: 0 },
-        None => return Ok(()),
+        None => match cgroup_run() {
+            Some(run) => TaskInfo::new(run, 0),
+            None => return Ok(()),
+        },
     };
     let _ = TRACKED.remove(&tid);
     let _ = INFLIGHT.remove(&tid);
@@ -109,7 +108,7 @@ pub fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
         Ok(v) => v as u64,
         Err(_) => 2,
     };
-    let buf = emit::start(kind::EXIT).ok_or(0)?;
+    let buf = emit::start(kind::EXIT, info.run).ok_or(0)?;
     buf.header.args[arg::EXIT_CODE] = info.exit_code as u64;
     buf.header.args[arg::EXIT_FLAGS] = info.exit_flags as u64;
     buf.header.args[arg::EXIT_SIGNAL] = info.last_signal as u64;

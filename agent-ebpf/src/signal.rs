@@ -13,9 +13,7 @@ pub fn try_signal_generate(ctx: &TracePointContext) -> Result<(), i64> {
     tracked::remember_signal(target as u32, sig as u32);
 
     let tid = bpf_get_current_pid_tgid() as u32;
-    if !tracked::current_tracked(tid) {
-        return Ok(());
-    }
+    let Some(run) = tracked::current_run(tid) else { return Ok(()) };
     let code: i32 = unsafe { ctx.read_at(cfg.sig_code as usize) }.map_err(|e| e as i64)?;
     // si_code <= 0 is a signal a process sent (SI_USER, SI_QUEUE, SI_TKILL...); positive codes
     // are the kernel's own (SIGCHLD on exit, faults), not an effect of the tracee.
@@ -24,7 +22,7 @@ pub fn try_signal_generate(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let group: i32 = unsafe { ctx.read_at(cfg.sig_group as usize) }.unwrap_or(0);
     let result: i32 = unsafe { ctx.read_at(cfg.sig_result as usize) }.unwrap_or(0);
-    let buf = emit::start(kind::SIGNAL).ok_or(0)?;
+    let buf = emit::start(kind::SIGNAL, run).ok_or(0)?;
     let a = &mut buf.header.args;
     a[arg::SIGNAL_TARGET] = target as u64;
     a[arg::SIGNAL_SIG] = sig as u64;

@@ -29,9 +29,7 @@ pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
-    if !tracked::current_tracked(tid) {
-        return Ok(());
-    }
+    let Some(run) = tracked::current_run(tid) else { return Ok(()) };
     let nr = nr as u32;
     let mut args = args::read(ctx.arg(0))?;
     let spec = syscalls::spec(nr);
@@ -40,22 +38,26 @@ pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
             tracked::remember_exit_code(tid, args[0]);
             return Ok(());
         }
-        Class::Exec => process::exec_args(nr, &args, &spec),
+        Class::Exec => process::exec_args(nr, &args, &spec, run),
         Class::Open => {
             file::open_flags(nr, &mut args);
         }
-        Class::Close => file::flush_on_close(nr, (pid_tgid >> 32) as u32, &args),
+        Class::Close => {
+            // Reporting the writes is all a close needs: it is not recorded itself.
+            file::flush_on_close(nr, (pid_tgid >> 32) as u32, &args);
+            return Ok(());
+        }
         Class::Plain if !syscalls::plain_recorded(nr, &args) => return Ok(()),
         Class::Plain if nr == syscalls::IOCTL => file::clone_range_args(&mut args),
         _ => {}
     }
-    let inflight = Inflight { args, nr, _pad: 0 };
+    let inflight = Inflight { args, nr, run };
     // A task's entry stays from one syscall to the next (sched_process_exit removes it):
     // writing it in place costs a lookup, where insert + delete cost two allocating updates.
     if let Some(slot) = INFLIGHT.get_ptr_mut(&tid) {
         unsafe { *slot = inflight };
     } else if INFLIGHT.insert(&tid, &inflight, BPF_ANY as u64).is_err() {
-        count_loss(loss::INFLIGHT_FULL);
+        count_loss(run, loss::INFLIGHT_FULL);
     }
     Ok(())
 }
@@ -85,20 +87,20 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let ret: i64 = ctx.arg(1);
     let pid = (pid_tgid >> 32) as u32;
     let spec = syscalls::spec(inflight.nr);
-    let args = &inflight.args;
+    let (args, run) = (&inflight.args, inflight.run);
     match spec.class {
-        Class::Write => writes::aggregate(pid, tid, arg(args, spec.fd_arg), ret),
-        Class::SendTo | Class::SendMsg => net::send(pid, tid, inflight.nr, args, &spec, ret),
-        Class::SendMmsg => net::sendmmsg(pid, tid, args, ret),
+        Class::Write => writes::aggregate(((pid as u64) << 32) | tid as u64, run, arg(args, spec.fd_arg), ret),
+        Class::SendTo | Class::SendMsg => net::send(pid, tid, run, inflight.nr, args, &spec, ret),
+        Class::SendMmsg => net::sendmmsg(pid, tid, run, args, ret),
         Class::Exec if ret >= 0 => Ok(()), // sched_process_exec reported it
-        Class::SockAddr | Class::Accept => net::with_address(pid, inflight.nr, args, &spec, ret),
-        Class::FdPair => file::fd_pair(pid, inflight.nr, args, &spec, ret),
+        Class::SockAddr | Class::Accept => net::with_address(pid, run, inflight.nr, args, &spec, ret),
+        Class::FdPair => file::fd_pair(pid, run, inflight.nr, args, &spec, ret),
         Class::Open if !file::open_wanted(inflight.nr, args, ret) => Ok(()),
         _ => {
             if spec.returns_fd && ret >= 0 {
                 writes::flush(pid, ret as u64);
             }
-            emit::record(inflight.nr, args, &spec, ret)
+            emit::record(inflight.nr, args, &spec, ret, run)
         }
     }
 }

@@ -1,7 +1,7 @@
-//! The tracked set (the `TRACKED` map): is the current task tracked, start tracking one, and
-//! what its exit record will say. A cgroup root tracks every task of the cgroup subtree lazily,
-//! on its first recorded syscall.
-use agent_common::{TaskInfo, exit_flags, loss};
+//! The tracked set (the `TRACKED` map): which run tracks the current task, start tracking one,
+//! and what its exit record will say. A cgroup target tracks every task of its cgroup subtree
+//! lazily, on its first recorded syscall.
+use agent_common::{CGROUP_LEVELS, TaskInfo, exit_flags, loss};
 use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid},
@@ -9,42 +9,46 @@ use aya_ebpf::{
 
 use crate::{
     diag,
-    maps::{TRACKED, config_field, count_loss},
+    maps::{CGROUP_LEVELS as LEVELS, CGROUPS, TRACKED, count_loss},
 };
 
-/// Is the current task tracked? Adds it when it sits in the tracked cgroup.
+/// The run tracking the current task, if any. Adds the task when it sits in a tracked cgroup.
 #[inline(always)]
-pub fn current_tracked(tid: u32) -> bool {
-    if unsafe { TRACKED.get(&tid) }.is_some() {
-        return true;
+pub fn current_run(tid: u32) -> Option<u32> {
+    if let Some(info) = unsafe { TRACKED.get(&tid) } {
+        return Some(info.run);
     }
-    in_tracked_cgroup() && !is_agent() && track(tid, 0)
+    let run = cgroup_run()?;
+    track(tid, 0, run).then_some(run)
 }
 
-/// The agent itself may sit in the traced cgroup: tracing its own writes would feed back.
+/// The run whose cgroup target holds the current task (never the run's own agent: tracing its
+/// own writes would feed back).
 #[inline(always)]
-pub fn is_agent() -> bool {
-    (bpf_get_current_pid_tgid() >> 32) as u32 == config_field!(agent_pid)
-}
-
-#[inline(always)]
-pub fn in_tracked_cgroup() -> bool {
-    // Every recorded syscall of every untracked task comes here: one field, not the struct.
-    let cgroup_id = config_field!(cgroup_id);
-    if cgroup_id == 0 {
-        return false;
+pub fn cgroup_run() -> Option<u32> {
+    // Every recorded syscall of every untracked task comes here: one array read when no run
+    // follows a cgroup.
+    if LEVELS.get(CGROUP_LEVELS).is_none_or(|any| *any == 0) {
+        return None;
     }
-    let level = config_field!(cgroup_level) as i32;
-    let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
-    ancestor == cgroup_id
+    for level in 0..CGROUP_LEVELS {
+        if LEVELS.get(level).is_none_or(|used| *used == 0) {
+            continue;
+        }
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+        if let Some(target) = unsafe { CGROUPS.get(&id) } {
+            let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+            return (tgid != target.agent_pid).then_some(target.run);
+        }
+    }
+    None
 }
 
-/// Start tracking `tid`. `start_ns` 0 means unknown (userspace reads it from /proc).
+/// Start tracking `tid` for `run`. `start_ns` 0 means unknown (userspace reads it from /proc).
 #[inline(always)]
-pub fn track(tid: u32, start_ns: u64) -> bool {
-    let info = TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0 };
-    if TRACKED.insert(&tid, &info, BPF_ANY as u64).is_err() {
-        count_loss(loss::TRACKED_FULL);
+pub fn track(tid: u32, start_ns: u64, run: u32) -> bool {
+    if TRACKED.insert(&tid, &TaskInfo::new(run, start_ns), BPF_ANY as u64).is_err() {
+        count_loss(run, loss::TRACKED_FULL);
         diag::log_untracked(tid);
         return false;
     }

@@ -9,8 +9,11 @@ use crate::{
     maps::{WRITES, config_field, count_loss},
 };
 
-/// Add one write (`ret` bytes, or an error) of thread `tid` to (pid, fd).
-pub fn aggregate(pid: u32, tid: u32, fd: u64, ret: i64) -> Result<(), i64> {
+/// Add one write (`ret` bytes, or an error) of thread (pid, tid) of run `run` to (pid, fd).
+/// pid and tid come as one word (`bpf_get_current_pid_tgid`'s): a BPF function takes five
+/// arguments at most.
+pub fn aggregate(pid_tgid: u64, run: u32, fd: u64, ret: i64) -> Result<(), i64> {
+    let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     let key = FdKey { pid, fd: fd as u32 };
     let now = unsafe { bpf_ktime_get_boot_ns() };
     if let Some(agg) = WRITES.get_ptr_mut(&key) {
@@ -36,11 +39,11 @@ pub fn aggregate(pid: u32, tid: u32, fd: u64, ret: i64) -> Result<(), i64> {
         last_ns: now,
         last_errno: if ret < 0 { ret } else { 0 },
         tid,
-        _pad: 0,
+        run,
     };
     if WRITES.insert(&key, &agg, BPF_NOEXIST as u64).is_err() {
         // Full (or another thread raced us to the key): report this write on its own.
-        count_loss(loss::WRITE_AGG_FULL);
+        count_loss(run, loss::WRITE_AGG_FULL);
         emit_write(fd, &agg);
     }
     Ok(())
@@ -60,7 +63,7 @@ pub fn flush(pid: u32, fd: u64) {
 
 #[inline(always)]
 fn emit_write(fd: u64, agg: &WriteAgg) {
-    let Some(buf) = emit::start(kind::WRITE) else { return };
+    let Some(buf) = emit::start(kind::WRITE, agg.run) else { return };
     buf.header.ts_ns = agg.last_ns;
     buf.header.tid = agg.tid;
     let a = &mut buf.header.args;

@@ -1,6 +1,11 @@
-//! The account `pilot trace` prints when it ends: the process tree, then every effect in the
-//! order it first happened, repeated effects on one object merged into one line.
-use std::{collections::HashMap, fmt::Write as _};
+//! The account `pilot trace` prints when it ends: the process tree, then the effects in the
+//! order they first happened, repeated effects on one object merged into one line. A big run
+//! stays readable: the first [`LINES_PER_GROUP`] lines of each component the effects reach
+//! (and of the effects on nothing a component holds) are printed, and a count of the rest;
+//! `-v` prints them all. Only the lines that are printed are kept in memory.
+use std::fmt::Write as _;
+
+use foldhash::HashMap;
 
 use crate::{
     event::{Event, Kind},
@@ -20,30 +25,66 @@ struct Entry {
     error: Option<&'static str>,
 }
 
+/// Lines printed per component (the rest are counted), unless `-v`.
+pub const LINES_PER_GROUP: usize = 25;
+
+/// Which component an effect reaches (None: nothing a component holds).
+pub type Owner = Box<dyn Fn(&Event) -> Option<String> + Send>;
+
 #[derive(Default)]
 pub struct Account {
     entries: Vec<Entry>,
-    index: HashMap<(u32, Kind, String), usize>,
+    /// (pid, kind, fingerprint of what the line shows) -> its line in `entries`, or NOT_KEPT
+    /// for a line only counted: repeated effects find their line without building its text.
+    index: HashMap<(u32, Kind, u128), usize>,
     base_ts: Option<u64>,
+    /// Lines per group (component name; "" for none), printed or not.
+    groups: std::collections::BTreeMap<String, Group>,
+    owner: Option<Owner>,
+    /// `-v`: keep and print every line.
+    all: bool,
 }
 
+#[derive(Default)]
+struct Group {
+    lines: usize,
+    kept: usize,
+}
+
+const NOT_KEPT: usize = usize::MAX;
+
 impl Account {
+    /// Group lines by the component `owner` says each effect reaches; `all`: keep every line.
+    pub fn group_by(&mut self, owner: Owner, all: bool) {
+        self.owner = Some(owner);
+        self.all = all;
+    }
+
     pub fn add(&mut self, e: &Event) {
         if !shown(e) {
             return;
         }
         self.base_ts.get_or_insert(e.ts_ns);
-        let object = object(e);
-        let key = (e.pid, e.kind, format!("{object}|{}|{}", detail(e), e.error.unwrap_or("")));
+        let key = (e.pid, e.kind, fingerprint(e));
         let calls = e.count.unwrap_or(1);
         let failed = e.failed.unwrap_or(if e.ret < 0 { 1 } else { 0 });
         if let Some(&i) = self.index.get(&key) {
-            let entry = &mut self.entries[i];
-            entry.count += calls;
-            entry.bytes += e.bytes.unwrap_or(0);
-            entry.failed += failed;
+            if let Some(entry) = self.entries.get_mut(i) {
+                entry.count += calls;
+                entry.bytes += e.bytes.unwrap_or(0);
+                entry.failed += failed;
+            }
             return;
         }
+        let group = self.owner.as_ref().and_then(|owner| owner(e)).unwrap_or_default();
+        let g = self.groups.entry(group).or_default();
+        g.lines += 1;
+        if !self.all && g.kept >= LINES_PER_GROUP {
+            self.index.insert(key, NOT_KEPT);
+            return;
+        }
+        g.kept += 1;
+        let object = object(e);
         self.index.insert(key, self.entries.len());
         self.entries.push(Entry {
             first_ts: e.first_ts_ns.unwrap_or(e.ts_ns),
@@ -66,7 +107,7 @@ impl Account {
         render_tree(tracker, &mut out);
         let mut entries: Vec<&Entry> = self.entries.iter().collect();
         entries.sort_by_key(|e| e.first_ts);
-        let _ = writeln!(out, "effects ({} distinct, in order)", entries.len());
+        let _ = writeln!(out, "effects ({} distinct, in order)", self.index.len());
         let base = self.base_ts.unwrap_or(0);
         for e in entries {
             let t = e.first_ts.saturating_sub(base) as f64 / 1e9;
@@ -86,6 +127,10 @@ impl Account {
                 }
             }
             let _ = writeln!(out, "{line}");
+        }
+        for (name, g) in self.groups.iter().filter(|(_, g)| g.lines > g.kept) {
+            let on = if name.is_empty() { "nothing a component holds".to_string() } else { format!("component {name}") };
+            let _ = writeln!(out, "  ... and {} more distinct effects on {on} (`-v` lists every one)", g.lines - g.kept);
         }
         out
     }
@@ -128,6 +173,43 @@ fn object(e: &Event) -> String {
             _ => format!("fd {}", e.fd.unwrap_or(-1)),
         },
     }
+}
+
+/// What `object`, `detail` and the error of `e` say, as 128 bits (two seeded hashes of the
+/// same fields: the chance that two different lines share one is nil for any trace).
+fn fingerprint(e: &Event) -> u128 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let fields = |h: &mut foldhash::fast::FoldHasher<'_>| {
+        match e.kind {
+            Kind::Connect | Kind::Bind | Kind::Listen | Kind::Accept | Kind::Send => {
+                (e.family, &e.addr, e.port).hash(h);
+                if e.addr.is_none() {
+                    e.fd.hash(h);
+                }
+            }
+            Kind::Signal | Kind::SignalGenerated => (e.signal_name, e.target_pid).hash(h),
+            _ => {
+                (&e.path, &e.path2).hash(h);
+                if e.path.is_none() {
+                    e.fd.hash(h);
+                }
+            }
+        }
+        match e.kind {
+            Kind::Open | Kind::Rename => e.flag_names.hash(h),
+            Kind::Chmod | Kind::Mkdir | Kind::Mknod => e.mode.hash(h),
+            Kind::Chown => (e.uid, e.gid).hash(h),
+            Kind::Truncate => e.bytes.hash(h),
+            _ => {}
+        }
+        e.error.hash(h);
+    };
+    let half = |seed: u64| {
+        let mut h = foldhash::fast::FixedState::with_seed(seed).build_hasher();
+        fields(&mut h);
+        h.finish() as u128
+    };
+    half(0x5eed_0001) << 64 | half(0x5eed_0002)
 }
 
 fn detail(e: &Event) -> String {

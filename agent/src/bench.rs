@@ -106,6 +106,33 @@ impl Latency {
     }
 }
 
+/// The agent's CPU and wall time since a point of a run, logged at its end (RUST_LOG=pilot=debug):
+/// `cargo xtask bench` judges post-processing on CPU time, which other load on a shared
+/// machine does not inflate, and shows the wall time beside it.
+pub struct Since {
+    what: &'static str,
+    wall: std::time::Instant,
+    cpu_ms: i64,
+}
+
+impl Since {
+    pub fn now(what: &'static str) -> Since {
+        Since { what, wall: std::time::Instant::now(), cpu_ms: process_cpu_ms() }
+    }
+
+    pub fn log(self) {
+        let (cpu_ms, wall_ms) = (process_cpu_ms() - self.cpu_ms, self.wall.elapsed().as_millis());
+        tracing::debug!(target: "pilot::bench", cpu_ms, wall_ms, "since: {}", self.what);
+    }
+}
+
+/// CPU time of the agent process (every thread, not its children).
+fn process_cpu_ms() -> i64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    cpu_ms(&usage.ru_utime) + cpu_ms(&usage.ru_stime)
+}
+
 fn cpu_ms(t: &libc::timeval) -> i64 {
     t.tv_sec * 1000 + t.tv_usec / 1000
 }

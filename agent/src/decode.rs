@@ -11,6 +11,8 @@ pub struct Record<'a> {
     pub ts_ns: u64,
     pub pid: u32,
     pub tid: u32,
+    /// The run whose task made it.
+    pub run: u32,
     pub comm: [u8; 16],
     /// TRUNC*/FAULT* bits: a string was cut or unreadable.
     pub flags: u16,
@@ -143,13 +145,18 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
             result: a[arg::SIGNAL_RESULT] as i64,
         },
     };
-    Ok(Record { ts_ns: h.ts_ns, pid: h.pid, tid: h.tid, comm: h.comm, flags: h.flags, body })
+    Ok(Record { ts_ns: h.ts_ns, pid: h.pid, tid: h.tid, run: h.run, comm: h.comm, flags: h.flags, body })
 }
 
 /// A kernel string without its NUL.
 pub fn text(bytes: &[u8]) -> String {
+    text_ref(bytes).into_owned()
+}
+
+/// A kernel string without its NUL, borrowed when it is UTF-8.
+pub fn text_ref(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    String::from_utf8_lossy(&bytes[..end])
 }
 
 #[cfg(test)]

@@ -164,6 +164,25 @@ impl FileState {
 }
 
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    // The run directory's big files (events.jsonl, graph.json) are hashed for the decision
+    // and again for the journal: once is enough while the file is the same (same inode, size
+    // and modification time, to the nanosecond).
+    static SEEN: std::sync::Mutex<Option<std::collections::HashMap<std::path::PathBuf, ((u64, u64, u64, i64), String)>>> = std::sync::Mutex::new(None);
+    let meta = fs::metadata(path)?;
+    let stamp = (meta.dev(), meta.ino(), meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec());
+    if let Some((s, sha)) = SEEN.lock().ok().and_then(|m| m.as_ref()?.get(path).cloned())
+        && s == stamp
+    {
+        return Ok(sha);
+    }
+    let sha = hash_contents(path)?;
+    if let Ok(mut m) = SEEN.lock() {
+        m.get_or_insert_with(Default::default).insert(path.to_path_buf(), (stamp, sha.clone()));
+    }
+    Ok(sha)
+}
+
+fn hash_contents(path: &Path) -> std::io::Result<String> {
     let mut f = fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];

@@ -99,8 +99,9 @@ fn append_to(path: &Path, r: Record) -> Result<u64> {
     };
     let mut outputs = BTreeMap::new();
     for name in r.outputs {
-        if let Ok(bytes) = fs::read(r.run_dir.join(name)) {
-            outputs.insert(name.to_string(), sha256_hex(&bytes));
+        // Streamed (not read whole), and not hashed again when the decision just hashed it.
+        if let Ok(sha) = crate::filestate::sha256_file(&r.run_dir.join(name)) {
+            outputs.insert(name.to_string(), sha);
         }
     }
     let mut e = Entry {

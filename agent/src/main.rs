@@ -6,10 +6,7 @@ use pilot::{bench, cgroup, check, cli, commit, daemon, decision, diff, doctor, e
 
 fn main() {
     // A run the daemon started runs in-process, with exactly the client's environment.
-    let from_daemon = std::env::var_os(daemon::client::DAEMON_RUN_ENV).is_some();
-    if from_daemon {
-        unsafe { std::env::remove_var(daemon::client::DAEMON_RUN_ENV) };
-    }
+    let from_daemon = daemon::client::started_by_daemon();
     session::observe_with(bench::Latency::observer);
     let cli = cli::Cli::parse();
     init_logs(cli.log_format);

@@ -82,6 +82,23 @@ impl Output {
         Ok(())
     }
 
+    /// Write another file of the run directory by streaming it through `write` (nothing
+    /// without `--out`): a big graph is never a string in memory. Whole or removed, like
+    /// `write_file`.
+    pub fn write_file_with(&self, name: &str, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let path = dir.join(name);
+        let written = File::create(&path).and_then(|f| {
+            let mut w = BufWriter::with_capacity(1 << 16, f);
+            write(&mut w)?;
+            w.flush()
+        });
+        written.map_err(|e| {
+            let _ = fs::remove_file(&path);
+            FileError::new("writing", &path, e, RUN_DIR).kept(kept_in(dir, Some(name))).into()
+        })
+    }
+
     /// Write another file of the run directory (nothing without `--out`).
     pub fn write_file(&self, name: &str, text: &str) -> Result<()> {
         if let Some(dir) = &self.dir {

@@ -103,6 +103,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         cwd: cwd.clone(),
         argv: args.command.clone(),
         tracked_fd: probes.tracked_fd(),
+        run: probes.run_id(),
         agent_pid: std::process::id(),
         deny_unix_sockets: unix == UnixContainment::Unavailable,
         unix_sinks: sink.unix_sockets().to_vec(),
@@ -111,8 +112,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     };
     drop(containing);
     let mut lc = Lifecycle::new(probes, out);
+    lc.session.account.group_by(snapshot.clone().owner_of_event(), args.verbose);
     let (child, stdio) = spawn_sandbox(&spec, dir.path())?;
-    let supervisor = supervisor.map(|s| s.start(cgroup.path.clone(), spec.tracked_fd));
+    let supervisor = supervisor.map(|s| s.start(cgroup.path.clone(), spec.tracked_fd, spec.run));
     // Readable the moment the sandbox exits, so the loop does not wait out its poll.
     let exited = session::pidfd(child.id());
     lc.session.tracker.seed(crate::tracker::FdTable::of_stdio(&stdio), cwd.display().to_string());
@@ -124,6 +126,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let _ran = tracing::debug_span!("phase", name = "pilot ran").entered();
         lc.poll_until(&mut rule)?;
     }
+    let post_processing = crate::bench::Since::now("post-processing");
     let (status, timed_out) = (rule.status, rule.timed_out);
     // The supervisor's last notices, merged with the ring buffer's by time in the drain.
     let supervised = rule.supervisor.take().map(|s| s.stop());
@@ -165,7 +168,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let judging = tracing::debug_span!("phase", name = "graph, diff, verdict and journal").entered();
     let mut graph = std::mem::take(&mut finished.graph);
     crate::graph::rpc::add(&mut graph, &caught);
-    let changes = diff::compute(dir.path()).context("reading the overlay's changes")?;
+    let renames = crate::graph::aggregate::renames(&graph);
+    let changes = timed("changes", || diff::compute_with(dir.path(), Some(renames)).context("reading the overlay's changes"))?;
     // issue 15: the overlay, the sink and the cgroup against the trace; summary.json again,
     // now with the blind spots.
     let observers = crate::channels::Observers {
@@ -178,9 +182,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let observed = crate::channels::reconcile(&mut graph, observers);
     finished.summary.add_observed(&observed);
     dir.write(&finished.summary)?;
-    crate::session::write_graph(&out, &graph)?;
+    timed("graph.json and graph.dot", || crate::session::write_graph(&out, &graph))?;
     dir.write(&changes)?;
-    let evaluation = policy::eval::evaluate(&graph, &policies);
+    let evaluation = timed("policy", || policy::eval::evaluate(&graph, &policies));
     let verdict = Verdict {
         schema: VERDICT_SCHEMA.into(),
         pilot_exit,
@@ -198,9 +202,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let _signing = tracing::debug_span!("phase", name = "snapshot.json and signed decision").entered();
         crate::decision::record(&dir, d)?;
     }
-    eprint!("{}", finished.session.account.render(&finished.session.tracker, &finished.summary.headline()));
-    eprint!("{}", diff::render::text(&changes));
-    eprint!("{}", crate::channels::render(&observed));
+    timed("account printed", || {
+        eprint!("{}", finished.session.account.render(&finished.session.tracker, &finished.summary.headline()));
+        let trees = if args.verbose { &[][..] } else { &graph.aggregates[..] };
+        eprint!("{}", diff::render::text_folded(&changes, trees));
+        eprint!("{}", crate::channels::render(&observed));
+    });
     if !caught.is_empty() {
         eprintln!("network caught by the sink: {} connection(s)/source(s), {} bytes", caught.len(), caught.iter().map(|c| c.bytes).sum::<u64>());
         eprint!("{}", crate::sink::render(&caught));
@@ -220,7 +227,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let _ = detach.join();
     }
     eprintln!("  journal: entry {seq} in {}", journal::path().display());
-    crate::report::write_into(dir.path());
+    // What the report does not need goes first: a big run's tracker and account.
+    drop(finished.session);
+    timed("report", || crate::report::write_into_with(dir.path(), Some(graph)));
+    post_processing.log();
     eprintln!(
         "pilot: {} (pilot exit {pilot_exit}); run directory {}",
         verdict.evaluation.verdict.as_str(),
@@ -233,6 +243,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
     } else {
         EXIT_PASS
     })
+}
+
+/// `f`, timed as a `phase` span (RUST_LOG=pilot=debug shows each one's time).
+fn timed<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
+    let _phase = tracing::debug_span!("phase", name).entered();
+    f()
 }
 
 /// verdict.json's `contained_by`: what kept this pilot in.

@@ -102,6 +102,7 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
     // tree is gone.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let mut lc = Lifecycle::new(probes, out);
+    lc.session.account.group_by(snapshot.clone().owner_of_event(), args.verbose);
     let root = start(&target, &launch, proxy.as_ref().map(|p| p.procs_fd()), &mut lc.probes, &mut lc.session.tracker)?;
     // Readable the moment the command exits, so the loop does not wait out its poll.
     let exited = match &target {
@@ -178,7 +179,7 @@ impl StopRule for Until<'_> {
 fn start(target: &Target, launch: &Launch, join_cgroup: Option<std::os::fd::RawFd>, probes: &mut Probes, tracker: &mut Tracker) -> Result<Option<u32>> {
     match target {
         Target::Command(argv) => {
-            let map_fd = probes.tracked_fd();
+            let (map_fd, run) = (probes.tracked_fd(), probes.run_id());
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
             if let Some(cwd) = &launch.cwd {
@@ -194,7 +195,7 @@ fn start(target: &Target, launch: &Launch, join_cgroup: Option<std::os::fd::RawF
                     if let Some(fd) = join_cgroup {
                         crate::sink::live::join(fd)?;
                     }
-                    probes::track_pid(map_fd, libc::getpid() as u32)
+                    probes::track_pid(map_fd, libc::getpid() as u32, run)
                 })
             };
             let fds = crate::tracker::FdTable::inherited_from_self();

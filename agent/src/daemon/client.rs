@@ -21,6 +21,37 @@ use crate::{error::UsageError, session};
 /// runs in-process.
 pub const DAEMON_RUN_ENV: &str = "PILOT_DAEMON_RUN";
 
+/// Set by the daemon: the sha256 of the pilot binary, which it hashed once (the run's binary is
+/// the daemon's own, /proc/self/exe at the fork).
+pub const EXE_SHA256_ENV: &str = "PILOT_EXE_SHA256";
+
+static EXE_SHA256: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Was this process started by the daemon as a run? Takes out of the environment what the
+/// daemon put there (the run then has exactly the client's), keeping it for the run: the probe
+/// set hand-off and the binary's hash. Call first thing in main, before any thread starts.
+pub fn started_by_daemon() -> bool {
+    if std::env::var_os(DAEMON_RUN_ENV).is_none() {
+        return false;
+    }
+    // SAFETY: main's first call: no other thread reads or writes the environment yet.
+    unsafe { std::env::remove_var(DAEMON_RUN_ENV) };
+    if let Ok(sha) = std::env::var(EXE_SHA256_ENV) {
+        let _ = EXE_SHA256.set(sha);
+        unsafe { std::env::remove_var(EXE_SHA256_ENV) };
+    }
+    crate::probes::handoff::take_env();
+    true
+}
+
+/// sha256 of the running pilot binary (hashed by the daemon when it started this run).
+pub fn exe_sha256() -> String {
+    if let Some(sha) = EXE_SHA256.get() {
+        return sha.clone();
+    }
+    std::fs::read("/proc/self/exe").map(|b| crate::policy::sha256_hex(&b)).unwrap_or_default()
+}
+
 /// The socket clients use: $PILOT_SOCKET, else the default.
 pub fn socket_path() -> PathBuf {
     std::env::var_os("PILOT_SOCKET").map(PathBuf::from).unwrap_or_else(|| DEFAULT_SOCKET.into())

@@ -28,6 +28,31 @@ pub struct Config {
     /// Keys (`ed25519:HEX`, `.pub` files, directories of them) one of which must have signed
     /// every policy a pilot on this host uses (`pilot policy sign`); empty: not required.
     pub policy_signers: Vec<String>,
+    /// The kernel's BPF run-time statistics (`pilot_bpf_program_*` metrics). While they are
+    /// on, every BPF program on the host, pilot's or not, pays for timing itself on each run:
+    /// "sampled" (the default) turns them on for `bpf_stats_window` every `bpf_stats_every`,
+    /// "on" keeps them on while the daemon runs, "off" never.
+    pub bpf_stats: BpfStats,
+    pub bpf_stats_window: String,
+    pub bpf_stats_every: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BpfStats {
+    Off,
+    Sampled,
+    On,
+}
+
+impl BpfStats {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BpfStats::Off => "off",
+            BpfStats::Sampled => "sampled",
+            BpfStats::On => "on",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
@@ -46,6 +71,9 @@ impl Default for Config {
             on_client_disconnect: Disconnect::Continue,
             state_dir: "/var/lib/pilot/daemon".into(),
             policy_signers: Vec::new(),
+            bpf_stats: BpfStats::Sampled,
+            bpf_stats_window: "1s".into(),
+            bpf_stats_every: "60s".into(),
         }
     }
 }
@@ -70,6 +98,7 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
         config.max_run()?;
         config.metrics_addr()?;
+        config.bpf_stats_sampling()?;
         for spec in &config.policy_signers {
             crate::keys::load_keys(spec, Path::new("")).map_err(|e| format!("policy_signers: {e}"))?;
         }
@@ -78,6 +107,17 @@ impl Config {
 
     pub fn max_run(&self) -> Result<Duration, String> {
         crate::run::parse_duration(&self.max_run).map_err(|_| format!("max_run = {:?}: give seconds or 30s, 5m, 1h", self.max_run))
+    }
+
+    /// (window, every) of sampled BPF statistics; the window shorter than the period.
+    pub fn bpf_stats_sampling(&self) -> Result<(Duration, Duration), String> {
+        let parse = |key: &str, v: &str| crate::run::parse_duration(v).map_err(|_| format!("{key} = {v:?}: give seconds or 500ms, 1s, 5m"));
+        let window = parse("bpf_stats_window", &self.bpf_stats_window)?;
+        let every = parse("bpf_stats_every", &self.bpf_stats_every)?;
+        if window.is_zero() || window >= every {
+            return Err(format!("bpf_stats_window = {:?} must be shorter than bpf_stats_every = {:?} (and not 0)", self.bpf_stats_window, self.bpf_stats_every));
+        }
+        Ok((window, every))
     }
 
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
@@ -106,5 +146,10 @@ mod tests {
         assert!(err.contains("max_runs") && err.contains("line 2"), "{err}");
         assert!(Config::parse("max_run = \"soon\"").unwrap_err().contains("max_run"));
         assert!(Config::parse("on_client_disconnect = \"ignore\"").is_err());
+        let c = Config::parse("bpf_stats = \"on\"\nbpf_stats_window = \"500ms\"\nbpf_stats_every = \"10s\"\n").unwrap();
+        assert_eq!((c.bpf_stats, c.bpf_stats_sampling().unwrap()), (BpfStats::On, (Duration::from_millis(500), Duration::from_secs(10))));
+        assert_eq!(Config::parse("").unwrap().bpf_stats, BpfStats::Sampled, "sampled by default");
+        assert!(Config::parse("bpf_stats_window = \"2m\"").unwrap_err().contains("shorter"));
+        assert!(Config::parse("bpf_stats = \"always\"").is_err());
     }
 }

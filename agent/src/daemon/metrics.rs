@@ -22,7 +22,8 @@ use prometheus_client::{
 };
 use crate::rundir::{RunDir, SinkLog, Summary, Verdict};
 
-use super::State;
+use super::{State, config::BpfStats, resident::Resident};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
@@ -67,7 +68,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(bpf_stats_enabled: bool) -> Metrics {
+    pub fn new(bpf_stats: BpfStats, resident: Option<Arc<Resident>>) -> Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             runs: Family::default(),
@@ -78,7 +79,14 @@ impl Metrics {
             lost: Family::default(),
             incomplete_runs: Counter::default(),
             sink_bytes: Counter::default(),
-            observed: Arc::new(Observed { bpf_stats_enabled, ringbuf_peak_fill: Mutex::new(None), bpf: Mutex::new(BpfTotals::default()) }),
+            observed: Arc::new(Observed {
+                bpf_stats,
+                bpf_stats_enabled: AtomicBool::new(false),
+                sampled_ns: AtomicU64::new(0),
+                resident,
+                ringbuf_peak_fill: Mutex::new(None),
+                bpf: Mutex::new(BpfTotals::default()),
+            }),
             registry: Registry::default(),
         };
         registry.register("pilot_runs", "Runs the daemon served, by command and outcome", m.runs.clone());
@@ -135,6 +143,16 @@ impl Metrics {
         }
     }
 
+    /// The statistics were turned on or off.
+    pub fn stats_enabled(&self, on: bool) {
+        self.observed.bpf_stats_enabled.store(on, Ordering::SeqCst);
+    }
+
+    /// A sampling window ended, after `length`.
+    pub fn stats_window(&self, length: Duration) {
+        self.observed.sampled_ns.fetch_add(length.as_nanos() as u64, Ordering::SeqCst);
+    }
+
     /// Sample pilots' BPF programs now (reads /proc: call it off the async threads).
     pub fn refresh_bpf(&self) {
         self.observed.bpf.lock().expect("bpf lock").refresh();
@@ -153,7 +171,12 @@ impl Metrics {
 /// reported one) and the BPF statistics.
 #[derive(Debug)]
 struct Observed {
-    bpf_stats_enabled: bool,
+    bpf_stats: BpfStats,
+    bpf_stats_enabled: AtomicBool,
+    /// Time the statistics were on in sampled windows.
+    sampled_ns: AtomicU64,
+    /// The resident probe set: how many runs it serves, and what reached none.
+    resident: Option<Arc<Resident>>,
     /// Highest ring-buffer fill of the last run that reported it, as a ratio.
     ringbuf_peak_fill: Mutex<Option<f64>>,
     bpf: Mutex<BpfTotals>,
@@ -165,8 +188,29 @@ impl Collector for Observed {
             let g = ConstGauge::new(fill);
             g.encode(encoder.encode_descriptor("pilot_ringbuf_peak_fill_ratio", "Highest ring-buffer fill of the last finished run (0-1).", None, g.metric_type())?)?;
         }
-        let g = ConstGauge::new(i64::from(self.bpf_stats_enabled));
+        let g = ConstGauge::new(i64::from(self.bpf_stats_enabled.load(Ordering::SeqCst)));
         g.encode(encoder.encode_descriptor("pilot_bpf_stats_enabled", "1 when the kernel's BPF run-time statistics are on.", None, g.metric_type())?)?;
+        let g = ConstGauge::new(1i64);
+        let mut mode = encoder.encode_descriptor("pilot_bpf_stats_mode", "How the daemon runs BPF statistics (off, sampled, on), as a label.", None, g.metric_type())?;
+        g.encode(mode.encode_family(&[("mode", self.bpf_stats.as_str())])?)?;
+        let c = ConstCounter::new(self.sampled_ns.load(Ordering::SeqCst) as f64 / 1e9);
+        c.encode(encoder.encode_descriptor(
+            "pilot_bpf_stats_sampled_seconds",
+            "Time the statistics were on in sampled windows (divide run-time rates by its rate).",
+            None,
+            c.metric_type(),
+        )?)?;
+        if let Some(r) = &self.resident {
+            let g = ConstGauge::new(r.active() as i64);
+            g.encode(encoder.encode_descriptor("pilot_probe_set_runs", "Runs the resident probe set serves now.", None, g.metric_type())?)?;
+            let c = ConstCounter::new(r.orphans());
+            c.encode(encoder.encode_descriptor(
+                "pilot_probe_set_orphaned_records",
+                "Records of tasks whose run had ended, dropped in the kernel (reaching no run).",
+                None,
+                c.metric_type(),
+            )?)?;
+        }
         let bpf = self.bpf.lock().expect("bpf lock").refresh();
         let kind = ConstCounter::new(0u64).metric_type();
         let mut seconds = encoder.encode_descriptor("pilot_bpf_program_run_seconds", "Time pilots' BPF programs ran, by program.", None, kind)?;
@@ -226,11 +270,11 @@ impl BpfTotals {
     }
 }
 
-/// Ids of the BPF programs other pilot processes hold.
+/// Ids of the BPF programs pilot processes hold: the daemon's resident set and runs' own
+/// (containment hooks, or a whole set when a run loads its own).
 fn pilot_program_ids() -> std::collections::HashSet<u32> {
-    let own = std::process::id();
     let mut out = std::collections::HashSet::new();
-    for pid in crate::procfs::pids().into_iter().filter(|p| *p != own && is_pilot(*p)) {
+    for pid in crate::procfs::pids().into_iter().filter(|p| is_pilot(*p)) {
         for (fd, target) in crate::procfs::fds(pid) {
             if target == "anon_inode:bpf-prog"
                 && let Some(id) = fdinfo_field(pid, fd, "prog_id:")
@@ -331,7 +375,8 @@ mod tests {
         run.write::<Verdict>(&serde_json::from_value(verdict).unwrap()).unwrap();
         let caught = |bytes| crate::rundir::Caught { bytes, ..Default::default() };
         run.write::<SinkLog>(&vec![caught(10), caught(5)]).unwrap();
-        let m = Metrics::new(true);
+        let m = Metrics::new(BpfStats::On, None);
+        m.stats_enabled(true);
         let before = m.render();
         assert!(!before.contains("pilot_ringbuf_peak_fill_ratio"), "no fill before a run reported one:\n{before}");
         m.run_started();
@@ -360,6 +405,8 @@ mod tests {
             "pilot_ringbuf_peak_fill_ratio 0.25",
             "# HELP pilot_bpf_stats_enabled 1 when the kernel's BPF run-time statistics are on.",
             "pilot_bpf_stats_enabled 1",
+            "pilot_bpf_stats_mode{mode=\"on\"} 1",
+            "# TYPE pilot_bpf_stats_sampled_seconds_total counter",
             "# HELP pilot_bpf_program_run_seconds_total Time pilots' BPF programs ran, by program.",
             "# TYPE pilot_bpf_program_run_seconds_total counter",
             "# HELP pilot_bpf_program_runs_total Times pilots' BPF programs ran, by program.",

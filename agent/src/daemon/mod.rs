@@ -9,10 +9,12 @@
 //! One tokio runtime (a single thread: the daemon relays bytes and waits) serves the socket,
 //! the runs and the metrics endpoint; the /proc scans behind the BPF metrics run on its
 //! blocking pool.
+mod bpf_stats;
 pub mod client;
 pub mod config;
 mod metrics;
 mod proto;
+mod resident;
 mod runs;
 
 use std::{
@@ -37,6 +39,9 @@ use crate::{
 };
 use config::Config;
 
+/// sha256 of the daemon's binary, hashed once: its runs run it, and record it in their intent.
+static EXE_SHA256: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// `--config FILE`, passed on to the runs the daemon starts (they read its policy signers).
 static CONFIG_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 use proto::Request;
@@ -52,6 +57,9 @@ pub struct State {
     /// Runs whose client has not been told the outcome yet (shutdown waits for them).
     serving: AtomicUsize,
     metrics: metrics::Metrics,
+    /// The host's probe set, shared by every run (None: it could not be loaded; runs load
+    /// their own).
+    resident: Option<Arc<resident::Resident>>,
     next_id: AtomicU64,
     started_unix_ms: u128,
 }
@@ -120,20 +128,26 @@ pub fn run(args: DaemonArgs) -> Result<i32> {
 }
 
 async fn serve(config: Config, max_run: Duration, metrics_addr: Option<std::net::SocketAddr>) -> Result<()> {
+    let _ = EXE_SHA256.set(client::exe_sha256());
+    // Loaded before the socket answers: the first run is already served by it.
+    let resident = match resident::Resident::load() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("loading the resident probe set: {e:#}: each run loads its own");
+            None
+        }
+    };
     let listener = bind(&config.socket)?;
     // Before the first run: the daemon stops as soon as it is told to.
     let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
-    // The kernel counts BPF run time while this fd is open (BPF_ENABLE_STATS).
-    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime);
-    if let Err(e) = &stats {
-        tracing::warn!("BPF run-time statistics unavailable ({e}): pilot_bpf_* metrics stay at 0");
-    }
+    let (stats_mode, sampling) = (config.bpf_stats, config.bpf_stats_sampling().map_err(UsageError::new)?);
     let state = Arc::new(State {
         exe: client::own_exe(),
         runs: Mutex::new(Vec::new()),
         pids: Mutex::new(Vec::new()),
         serving: AtomicUsize::new(0),
-        metrics: metrics::Metrics::new(stats.is_ok()),
+        metrics: metrics::Metrics::new(stats_mode, resident.clone()),
+        resident,
         next_id: AtomicU64::new(1),
         started_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
         config,
@@ -141,7 +155,7 @@ async fn serve(config: Config, max_run: Duration, metrics_addr: Option<std::net:
     if let Some(addr) = metrics_addr {
         metrics::serve(addr, state.clone())?;
     }
-    tokio::spawn(sample_bpf_stats(state.clone()));
+    tokio::spawn(bpf_stats::run(state.clone(), stats_mode, sampling));
     tracing::info!(socket = %state.config.socket.display(), metrics = %state.config.metrics_listen, "pilot daemon ready");
     eprintln!("pilot daemon: serving {} (metrics {})", state.config.socket.display(), if metrics_addr.is_some() { state.config.metrics_listen.as_str() } else { "off" });
     loop {
@@ -167,19 +181,7 @@ async fn serve(config: Config, max_run: Duration, metrics_addr: Option<std::net:
     }
     shutdown(&state).await;
     let _ = std::fs::remove_file(&state.config.socket);
-    drop(stats);
     Ok(())
-}
-
-/// Pick up pilots' BPF programs while they are loaded (4 times a second while runs are
-/// active, else once a second), so their counts survive them.
-async fn sample_bpf_stats(state: Arc<State>) {
-    loop {
-        let busy = state.active_runs() > 0;
-        tokio::time::sleep(Duration::from_millis(if busy { 250 } else { 1000 })).await;
-        let state = state.clone();
-        let _ = tokio::task::spawn_blocking(move || state.metrics.refresh_bpf()).await;
-    }
 }
 
 /// Stop every run (as ^C would) and wait for them, so none outlives the daemon.

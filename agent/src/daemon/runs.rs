@@ -75,9 +75,25 @@ pub async fn serve(
             return Ok(());
         }
     };
-    let mut child = match start(&spec, id) {
+    // The run's part of the resident probe set; without one (every slot taken, or the daemon
+    // could not load the set) the run loads its own.
+    let lease = match state.resident.as_ref().map(|r| r.lease()) {
+        Some(Ok(lease)) => lease,
+        Some(Err(e)) => {
+            tracing::warn!(run = id, "leasing the resident probe set: {e:#}: the run loads its own");
+            None
+        }
+        None => None,
+    };
+    let leased = lease.as_ref().map(|l| l.run);
+    let started = start(&spec, id, lease.as_ref());
+    drop(lease); // the child has its copies of the fds
+    let mut child = match started {
         Ok(c) => c,
         Err(e) => {
+            if let (Some(r), Some(run)) = (&state.resident, leased) {
+                r.release(run);
+            }
             send(&client, proto::STDERR, format!("pilot daemon: cannot start the run: {e}\n").as_bytes()).await;
             send(&client, proto::EXIT, &1i32.to_le_bytes()).await;
             return Ok(());
@@ -109,8 +125,22 @@ pub async fn serve(
     let started = Instant::now();
     let mut stop_sent: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // Readable the moment the run's process exits (without reaping it), so its client hears at
+    // once; the tick checks max_run.
+    // SAFETY: an OwnedFd the AsyncFd owns: open, and the same, for as long as it lives.
+    let exit_fd = crate::session::pidfd(pid).and_then(|fd| unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok());
     while !exited(pid) {
-        tick.tick().await;
+        match &exit_fd {
+            Some(fd) => {
+                tokio::select! {
+                    ready = fd.readable() => if let Ok(mut guard) = ready { guard.retain_ready() },
+                    _ = tick.tick() => {}
+                }
+            }
+            None => {
+                tick.tick().await;
+            }
+        }
         if stop_sent.is_none() && started.elapsed() > max_run {
             tracing::warn!(run = id, "max_run reached: stopping the run");
             mark_stopped(state, id, "max_run");
@@ -141,6 +171,11 @@ pub async fn serve(
     state.metrics.add_run(&command, code == 0, run_dir.as_deref().map(std::path::Path::new));
     tracing::info!(run = id, exit = code, "run ended");
     send(&client, proto::EXIT, &code.to_le_bytes()).await;
+    // After the client has its answer: what the run left in the shared maps (a task it still
+    // tracked, writes of a process killed mid-run) is removed and its slot freed.
+    if let (Some(r), Some(run)) = (state.resident.clone(), leased) {
+        let _ = tokio::task::spawn_blocking(move || r.release(run)).await;
+    }
     Ok(())
 }
 
@@ -160,9 +195,23 @@ impl Drop for Serving<'_> {
     }
 }
 
-fn start(spec: &Spec, id: u64) -> std::io::Result<Child> {
+fn start(spec: &Spec, id: u64, lease: Option<&super::resident::Lease>) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt as _;
     let mut cmd = Command::new("/proc/self/exe");
+    if let Some(lease) = lease {
+        let fds = lease.raw_fds();
+        // SAFETY: fcntl only, between fork and exec: the leased fds cross the exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in &fds {
+                    if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            })
+        };
+    }
     // Its own process group, as a terminal's foreground job: a cancel reaches the whole job.
     cmd.process_group(0)
         .args(&spec.args)
@@ -173,6 +222,12 @@ fn start(spec: &Spec, id: u64) -> std::io::Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(lease) = lease {
+        cmd.env(crate::probes::handoff::ENV, &lease.env);
+    }
+    if let Some(sha) = super::EXE_SHA256.get() {
+        cmd.env(super::client::EXE_SHA256_ENV, sha);
+    }
     // The daemon's configuration, not one a client names, says which policy signers count.
     if let Some(path) = super::CONFIG_PATH.get() {
         cmd.env("PILOT_CONFIG", path);

@@ -58,10 +58,16 @@ pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
 
 /// Read the changes of the run in `run_dir` (its `upper/`, `mounts.json` and `events.jsonl`).
 pub fn compute(run_dir: &Path) -> Result<Changes, FileError> {
-    compute_io(run_dir).map_err(|e| FileError::new("reading the overlay of", run_dir, e, INPUT))
+    compute_with(run_dir, None)
 }
 
-fn compute_io(run_dir: &Path) -> io::Result<Changes> {
+/// `compute`, with the trace's successful renames (old, new) in order when the caller has them
+/// (`pilot run` has its graph): events.jsonl is then not read again.
+pub fn compute_with(run_dir: &Path, renames: Option<Vec<(String, String)>>) -> Result<Changes, FileError> {
+    compute_io(run_dir, renames).map_err(|e| FileError::new("reading the overlay of", run_dir, e, INPUT))
+}
+
+fn compute_io(run_dir: &Path, renames: Option<Vec<(String, String)>>) -> io::Result<Changes> {
     let plans: Vec<Plan> = match fs::read_to_string(run_dir.join("mounts.json")) {
         Ok(text) => serde_json::from_str(&text).map_err(io::Error::other)?,
         Err(_) => Vec::new(),
@@ -76,7 +82,7 @@ fn compute_io(run_dir: &Path) -> io::Result<Changes> {
         }
     }
     drop_redirect_sources(&mut changes);
-    fold_renames(&mut changes, &renames_from_trace(run_dir));
+    fold_renames(&mut changes, &renames.unwrap_or_else(|| renames_from_trace(run_dir)));
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Changes { schema: CHANGES_SCHEMA.into(), changes, held_back: held_back(run_dir) })
 }
@@ -349,21 +355,37 @@ fn renames_from_trace(run_dir: &Path) -> Vec<(String, String)> {
 /// A deletion of `old` and a creation (or change) of `new` that the trace saw as one rename
 /// become one `renamed` change.
 fn fold_renames(changes: &mut Vec<Change>, renames: &[(String, String)]) {
+    if renames.is_empty() {
+        return;
+    }
+    // Each path's deleted and surviving change, looked up once per rename (a run renaming
+    // thousands of files costs as many lookups, not renames times changes).
+    let mut gone: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut present: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        let map = if c.change == "deleted" { &mut gone } else { &mut present };
+        map.entry(c.path.clone()).or_insert(i);
+    }
+    let mut removed = vec![false; changes.len()];
     for (old, new) in renames {
-        let Some(arrived) = changes.iter().position(|c| &c.path == new && c.change != "deleted") else { continue };
-        if changes[arrived].change == "renamed" {
+        let Some(&g) = gone.get(old).filter(|g| !removed[**g]) else { continue };
+        let Some(&a) = present.get(new) else { continue };
+        if changes[a].change == "renamed" {
             continue; // an overlay redirect said so already
         }
-        let Some(gone) = changes.iter().position(|c| &c.path == old && c.change == "deleted") else { continue };
-        changes[arrived].from = Some(old.clone());
-        if changes[arrived].change == "created" {
-            changes[arrived].change = "renamed".into();
-        } else {
-            changes[arrived].change = "renamed".into();
-            changes[arrived].content_changed = Some(true); // renamed over an existing file
+        let arrived = &mut changes[a];
+        arrived.from = Some(old.clone());
+        if arrived.change != "created" {
+            arrived.content_changed = Some(true); // renamed over an existing file
         }
-        changes.remove(gone);
+        arrived.change = "renamed".into();
+        removed[g] = true;
     }
+    let mut i = 0;
+    changes.retain(|_| {
+        i += 1;
+        !removed[i - 1]
+    });
 }
 
 #[cfg(test)]

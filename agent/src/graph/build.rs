@@ -1,7 +1,7 @@
 //! Events in, graph out. Edges aggregate while events stream (looked up by node index and
 //! kind, so an event costs no allocation once its nodes exist); components are attached at
 //! the end, from the host snapshot.
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet, HashSetExt as _};
 
 use super::{Edge, EdgeKind, Graph, Hold, Node, NodeId, NodeKind, SCHEMA, TRACED};
 use crate::{
@@ -44,6 +44,8 @@ pub struct Builder {
     group_signals: Vec<(Event, u64, u32)>,
     /// Reused to build endpoint keys.
     scratch: String,
+    /// Reused for each event's effects.
+    effects: Vec<Effect>,
     /// issue 15: processes that set up io_uring (`pid comm`).
     io_uring: Vec<String>,
 }
@@ -59,7 +61,8 @@ impl Builder {
 
     /// Add one event; `seq` is its line number in events.jsonl.
     pub fn add(&mut self, e: &Event, seq: u64) {
-        let mut effects: Vec<Effect> = Vec::new();
+        // One buffer for every event's effects (most have one).
+        let mut effects: Vec<Effect> = std::mem::take(&mut self.effects);
         match e.kind {
             Kind::Fork if e.thread != Some(true) => {
                 if let Some(child) = e.child_pid {
@@ -149,9 +152,10 @@ impl Builder {
             }
             None => self.process_node(e.pid, e.start_ns),
         };
-        for (to, kind, detail) in effects {
+        for (to, kind, detail) in effects.drain(..) {
             self.edge(e, seq, from, to, kind, detail);
         }
+        self.effects = effects;
     }
 
     /// Attach components and process details; produce the graph.
@@ -187,7 +191,7 @@ impl Builder {
             .collect();
         all.extend(nodes);
         edges.sort_by_key(|e| e.first_ts_ns);
-        Graph {
+        let mut graph = Graph {
             schema: SCHEMA.into(),
             target,
             host: crate::procfs::hostname(),
@@ -200,7 +204,9 @@ impl Builder {
             local_addrs: snap.local.iter().map(|a| a.to_string()).collect(),
             channels: (!self.io_uring.is_empty()).then(|| super::Observed { io_uring: std::mem::take(&mut self.io_uring), ..Default::default() }),
             ..Default::default()
-        }
+        };
+        graph.aggregates = super::aggregate::find(&graph);
+        graph
     }
 
     /// Targets named by a syscall already have their edge; add the ones only the kernel saw

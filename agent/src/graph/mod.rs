@@ -4,6 +4,7 @@
 //! writes a million blocks to one file is one `write` edge.
 //!
 //! `graph.json` (schema `pilot.effect-graph/v1`) is a contract; `render` has the other views.
+pub mod aggregate;
 mod build;
 pub mod channels;
 mod kinds;
@@ -56,6 +57,10 @@ pub struct Graph {
     /// issue 15: what the overlay, the sink and the cgroup saw beside the trace (`pilot run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Observed>,
+    /// Directory trees the traced tree created or deleted wholesale (aggregate.rs): every
+    /// node and edge is still listed above; views draw each tree as one node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aggregates: Vec<aggregate::Aggregate>,
     /// Node id -> position in `nodes`, for `node()`; built when first needed (reset it after
     /// changing `nodes`).
     #[serde(skip)]
@@ -189,8 +194,13 @@ impl Edge {
 impl Graph {
     /// The node with this id (an index built on first use: graphs have thousands of nodes).
     pub fn node(&self, id: &NodeId) -> Option<&Node> {
+        self.position(id).map(|i| &self.nodes[i])
+    }
+
+    /// The position in `nodes` of the node with this id.
+    pub fn position(&self, id: &NodeId) -> Option<usize> {
         let index = self.index.get_or_init(|| self.nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect());
-        index.get(id).map(|&i| &self.nodes[i])
+        index.get(id).copied()
     }
 
     /// Add a node (keeping `node()`'s index right).

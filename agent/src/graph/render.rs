@@ -2,12 +2,30 @@
 //! edges in red), and a terse text tree for a terminal.
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use super::{Edge, EdgeKind, Graph, Node, NodeKind, TRACED};
+use super::{
+    Edge, EdgeKind, Graph, Node, NodeKind, TRACED,
+    aggregate::{Aggregate, Folded, View},
+};
 
 pub fn json(g: &Graph) -> String {
-    let mut s = serde_json::to_string_pretty(g).expect("a graph serializes");
-    s.push('\n');
-    s
+    let mut out = Vec::new();
+    write_json(g, &mut out).expect("a graph serializes into memory");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Graphs with more nodes and edges than this are written on one line: indenting them
+/// doubles the file (a 20,000-file run wrote 34 MB) and every reader's time. `jq .` shows
+/// them indented.
+pub const COMPACT_FROM: usize = 10_000;
+
+/// graph.json, streamed: indented, or compact for a big graph.
+pub fn write_json(g: &Graph, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    if g.nodes.len() + g.edges.len() > COMPACT_FROM {
+        serde_json::to_writer(&mut *w, g)?;
+    } else {
+        serde_json::to_writer_pretty(&mut *w, g)?;
+    }
+    w.write_all(b"\n")
 }
 
 pub fn dot(g: &Graph) -> String {
@@ -33,6 +51,31 @@ pub trait Look {
     fn label(&self, n: &Node) -> String {
         n.label.clone()
     }
+    /// A directory tree drawn as one node (`index` in `g.aggregates`).
+    fn tree(&self, _index: usize, _a: &Aggregate) -> String {
+        String::new()
+    }
+    /// The edges into a tree from one node, of one kind, drawn as one (`index` in the view).
+    fn folded(&self, _index: usize, _f: &Folded) -> String {
+        String::new()
+    }
+}
+
+/// What a tree's node says: its path, how, and how much.
+pub fn tree_label(a: &Aggregate) -> String {
+    format!("{}/ ({}: {} files and directories)", a.path, a.how, a.nodes)
+}
+
+/// What a folded edge says: its kind, calls and bytes.
+pub fn folded_label(f: &Folded) -> String {
+    let mut label = format!("{} x{}", f.kind, f.count);
+    if f.bytes > 0 {
+        let _ = write!(label, " {}B", f.bytes);
+    }
+    if f.all_failed() {
+        label.push_str(" (failed)");
+    }
+    label
 }
 
 /// graph.dot as written into run directories.
@@ -40,13 +83,19 @@ struct Plain;
 impl Look for Plain {}
 
 pub fn dot_with(g: &Graph, look: &dyn Look) -> String {
+    dot_with_view(g, look, &View::of(g))
+}
+
+/// `dot_with`, folding directory trees as `view` says.
+pub fn dot_with_view(g: &Graph, look: &dyn Look, view: &View) -> String {
     let mut out = String::from("digraph pilot {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n  edge [fontname=\"monospace\", fontsize=9];\n");
     let _ = writeln!(out, "  label={};\n  labelloc=t;{}", quote(&format!("pilot: {}", g.target)), look.graph());
     // Clusters by (host, component): merged graphs have one traced tree per host.
     let mut clusters: BTreeMap<(&str, &str), Vec<(usize, &Node)>> = BTreeMap::new();
     let mut loose = Vec::new();
-    // Component nodes are drawn only when an edge reaches them (merged graphs' cross-host edges).
-    for (i, n) in g.nodes.iter().enumerate().filter(|(_, n)| n.node_type != NodeKind::Component || n.held.is_some()) {
+    // Component nodes are drawn only when an edge reaches them (merged graphs' cross-host edges);
+    // the nodes of a directory tree are drawn as the tree's one node.
+    for (i, n) in g.nodes.iter().enumerate().filter(|(i, n)| (n.node_type != NodeKind::Component || n.held.is_some()) && !view.folds(*i)) {
         match n.component.as_deref() {
             Some(c) => clusters.entry((n.host.as_deref().unwrap_or(""), c)).or_default().push((i, n)),
             None => loose.push((i, n)),
@@ -66,7 +115,15 @@ pub fn dot_with(g: &Graph, look: &dyn Look) -> String {
     for (j, n) in loose {
         let _ = writeln!(out, "  {}", node_line(j, n, look));
     }
-    for (i, e) in g.edges.iter().enumerate() {
+    for (t, a) in g.aggregates.iter().enumerate().filter(|(t, _)| view.drawn[*t]) {
+        let _ = writeln!(out, "  {} [shape=folder, label={}{}];", quote(&a.id), quote(&tree_label(a)), look.tree(t, a));
+    }
+    for (j, f) in view.folded.iter().enumerate() {
+        let style = if f.all_failed() { ", style=dashed, color=gray" } else { "" };
+        let (from, to) = (&g.nodes[f.from].id, &g.aggregates[f.tree].id);
+        let _ = writeln!(out, "  {} -> {} [label={}{style}{}];", quote(&from.to_string()), quote(to), quote(&folded_label(f)), look.folded(j, f));
+    }
+    for (i, e) in g.edges.iter().enumerate().filter(|(i, _)| !view.edge_folded.contains_key(i)) {
         let mut label = e.kind.to_string();
         if e.count > 1 {
             let _ = write!(label, " x{}", e.count);
@@ -139,8 +196,31 @@ pub fn text(g: &Graph) -> String {
         let _ = writeln!(out, "\n{name}  ({kind}, pid {})", pids.join(","));
         write_edges(&mut out, g, edges);
     }
-    let own: Vec<&Edge> = g.edges.iter().filter(|e| !e.cross_component && e.kind != EdgeKind::Spawn && e.kind != EdgeKind::Exec).collect();
-    let _ = writeln!(out, "\ntraced tree, effects on nothing another component holds ({})", own.len());
+    let view = View::of(g);
+    let own: Vec<&Edge> = g
+        .edges
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| !e.cross_component && e.kind != EdgeKind::Spawn && e.kind != EdgeKind::Exec && !view.edge_folded.contains_key(i))
+        .map(|(_, e)| e)
+        .collect();
+    let _ = writeln!(out, "\ntraced tree, effects on nothing another component holds ({})", own.len() + view.folded.len());
+    let mut folded: Vec<&Folded> = view.folded.iter().collect();
+    folded.sort_by_key(|f| (f.kind, g.aggregates[f.tree].first_ts_ns));
+    for f in folded {
+        let a = &g.aggregates[f.tree];
+        let mark = if f.all_failed() { " " } else if f.kind.is_destructive() { "!" } else { " " };
+        let mut line = format!("  {mark} {:<9} {}", f.kind, tree_label(a));
+        if f.bytes > 0 {
+            let _ = write!(line, "  {} B", f.bytes);
+        }
+        let _ = write!(line, "  x{}", f.count);
+        if f.failed > 0 {
+            let _ = write!(line, "  {} FAILED", if f.all_failed() { "all".to_string() } else { f.failed.to_string() });
+        }
+        let by = &g.nodes[f.from].label;
+        let _ = writeln!(out, "{line}  by {by}");
+    }
     write_edges(&mut out, g, &own);
     let _ = writeln!(out, "\nprocesses");
     for n in g.nodes.iter().filter(|n| n.node_type == NodeKind::Process && n.component.as_deref() == Some(TRACED)) {

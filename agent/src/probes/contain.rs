@@ -1,6 +1,8 @@
 //! Network containment of one pilot cgroup: the sock_addr programs of agent-ebpf/contain.rs,
 //! their maps, and a Unix-socket deny program loaded through libbpf (aya 0.14 has no attach type
-//! for `cgroup/connect_unix`, which the kernel has since 6.7).
+//! for `cgroup/connect_unix`, which the kernel has since 6.7). Every program is linked to the
+//! cgroup through BPF_LINK_CREATE (libbpf), whether it was loaded by the run or handed over
+//! loaded by the daemon: closing the link fds detaches them.
 use std::{
     fs::File,
     net::{IpAddr, SocketAddr},
@@ -9,9 +11,9 @@ use std::{
 
 use anyhow::{Context, Result, anyhow};
 use aya::{
-    Ebpf,
-    maps::{Array, HashMap},
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr},
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, Map},
+    programs::{CgroupSock, CgroupSockAddr},
 };
 
 use agent_common::{Dest, SinkConfig};
@@ -49,49 +51,128 @@ pub enum UnixContainment {
     Netns,
 }
 
-/// Attach every containment program to the pilot's cgroup and fill their maps; the Unix
-/// hooks only when `unix` (what `doctor` found) is `Denied`.
-pub fn attach(
-    ebpf: &mut Ebpf,
-    unix: UnixContainment,
-    cgroup: &File,
-    sink: SinkConfig,
-    allowed: &[SocketAddr],
-    live_ports: &[u16],
-) -> Result<(UnixContainment, Vec<OwnedFd>)> {
-    let mut sinks: Array<_, SinkConfig> = Array::try_from(ebpf.map_mut("SINK").ok_or_else(|| anyhow!("no SINK map"))?)?;
-    sinks.set(0, sink, 0)?;
-    let mut allow: HashMap<_, Dest, u8> = HashMap::try_from(ebpf.map_mut("ALLOWED").ok_or_else(|| anyhow!("no ALLOWED"))?)?;
-    for a in allowed {
-        allow.insert(dest(a), 1, 0)?;
-        // A v4 destination may be reached from a dual-stack v6 socket as ::ffff:a.b.c.d.
-        if let IpAddr::V4(v4) = a.ip() {
-            allow.insert(dest(&SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), a.port())), 1, 0)?;
+/// The sock_addr programs and where each attaches (enum bpf_attach_type, stable uapi).
+const SOCK_ADDR: [(&str, u32); 8] = [
+    ("connect4", libbpf_sys::BPF_CGROUP_INET4_CONNECT),
+    ("connect6", libbpf_sys::BPF_CGROUP_INET6_CONNECT),
+    ("sendmsg4", libbpf_sys::BPF_CGROUP_UDP4_SENDMSG),
+    ("sendmsg6", libbpf_sys::BPF_CGROUP_UDP6_SENDMSG),
+    ("getpeername4", libbpf_sys::BPF_CGROUP_INET4_GETPEERNAME),
+    ("getpeername6", libbpf_sys::BPF_CGROUP_INET6_GETPEERNAME),
+    ("bind4", libbpf_sys::BPF_CGROUP_INET4_BIND),
+    ("bind6", libbpf_sys::BPF_CGROUP_INET6_BIND),
+];
+const SOCK: [(&str, u32); 2] =
+    [("post_bind4", libbpf_sys::BPF_CGROUP_INET4_POST_BIND), ("post_bind6", libbpf_sys::BPF_CGROUP_INET6_POST_BIND)];
+/// The maps of one pilot's containment.
+const MAPS: [&str; 5] = ["SINK", "ALLOWED", "LIVE_PORTS", "PILOT_BOUND", "ORIGINAL"];
+
+/// One pilot's containment programs, loaded (verified) but not attached, with their maps:
+/// loaded from the run's own probe object in-process, or ahead of time by the daemon, which
+/// hands a set to each run it starts (attaching to the pilot's cgroup is then all a run does).
+pub struct ContainSet {
+    progs: Vec<(&'static str, u32, OwnedFd)>,
+    maps: std::collections::BTreeMap<&'static str, Map>,
+}
+
+impl ContainSet {
+    /// Load the programs of `ebpf` (an object loaded with the programs' `.rodata` written)
+    /// and take their maps out of it.
+    pub fn load_from(ebpf: &mut Ebpf) -> Result<ContainSet> {
+        let mut progs = Vec::new();
+        for (name, attach_type) in SOCK_ADDR {
+            let prog: &mut CgroupSockAddr = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
+            prog.load().with_context(|| format!("loading {name}"))?;
+            progs.push((name, attach_type, prog.fd()?.as_fd().try_clone_to_owned()?));
         }
+        for (name, attach_type) in SOCK {
+            let prog: &mut CgroupSock = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
+            prog.load().with_context(|| format!("loading {name}"))?;
+            progs.push((name, attach_type, prog.fd()?.as_fd().try_clone_to_owned()?));
+        }
+        let mut maps = std::collections::BTreeMap::new();
+        for name in MAPS {
+            maps.insert(name, ebpf.take_map(name).ok_or_else(|| anyhow!("no {name} map"))?);
+        }
+        Ok(ContainSet { progs, maps })
     }
-    let mut live: HashMap<_, u32, u8> = HashMap::try_from(ebpf.map_mut("LIVE_PORTS").ok_or_else(|| anyhow!("no LIVE_PORTS"))?)?;
-    for p in live_ports {
-        live.insert(user_port(*p), 1, 0)?;
+
+    /// A set of its own, from a fresh copy of the object whose tracing maps are cut to one
+    /// entry (they are not used): what the daemon prepares for its next run.
+    pub fn load() -> Result<ContainSet> {
+        let mut loader = EbpfLoader::new();
+        super::kernel_log::configure(&mut loader, &0);
+        for map in ["TRACKED", "WRITES", "INFLIGHT", "CGROUPS"] {
+            loader.map_max_entries(map, 1);
+        }
+        let mut ebpf = loader.load(super::PROBES_ELF).context("loading the containment programs")?;
+        ContainSet::load_from(&mut ebpf)
     }
-    for name in ["connect4", "connect6", "sendmsg4", "sendmsg6", "getpeername4", "getpeername6", "bind4", "bind6"] {
-        let prog: &mut CgroupSockAddr = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
-        prog.load().with_context(|| format!("loading {name}"))?;
-        prog.attach(cgroup.as_fd(), CgroupAttachMode::Single).with_context(|| format!("attaching {name} to the pilot cgroup"))?;
+
+    /// The set a daemon handed over (`prog:NAME` and `map:NAME` fds), if it handed one.
+    pub fn from_handoff(h: &mut super::handoff::Handoff) -> Result<Option<ContainSet>> {
+        if !h.fds.contains_key("prog:connect4") {
+            return Ok(None);
+        }
+        let mut progs = Vec::new();
+        for (name, attach_type) in SOCK_ADDR.into_iter().chain(SOCK) {
+            let fd = h.fds.remove(&format!("prog:{name}")).ok_or_else(|| anyhow!("no program {name} in the hand-off"))?;
+            progs.push((name, attach_type, fd));
+        }
+        let mut maps = std::collections::BTreeMap::new();
+        for name in MAPS {
+            maps.insert(name, h.map(&format!("map:{name}"))?);
+        }
+        Ok(Some(ContainSet { progs, maps }))
     }
-    for name in ["post_bind4", "post_bind6"] {
-        let prog: &mut CgroupSock = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
-        prog.load().with_context(|| format!("loading {name}"))?;
-        prog.attach(cgroup.as_fd(), CgroupAttachMode::Single).with_context(|| format!("attaching {name}"))?;
+
+    /// Every fd, named as `from_handoff` reads them.
+    pub fn named_fds(&self) -> Vec<(String, std::os::fd::BorrowedFd<'_>)> {
+        let progs = self.progs.iter().map(|(name, _, fd)| (format!("prog:{name}"), fd.as_fd()));
+        let maps = self.maps.iter().map(|(name, m)| (format!("map:{name}"), super::set::map_data(m).fd().as_fd()));
+        progs.chain(maps).collect()
     }
-    if unix != UnixContainment::Denied {
-        return Ok((unix, Vec::new()));
+
+    /// Attach every program to the pilot's cgroup and fill the maps; the Unix hooks only when
+    /// `unix` (what `doctor` found) is `Denied`. Returns the links (closing them detaches) and
+    /// the original-destination map the sink reads.
+    pub fn attach(
+        mut self,
+        unix: UnixContainment,
+        cgroup: &File,
+        sink: SinkConfig,
+        allowed: &[SocketAddr],
+        live_ports: &[u16],
+    ) -> Result<(UnixContainment, Vec<OwnedFd>, Map)> {
+        let map = |m: &mut std::collections::BTreeMap<&'static str, Map>, name: &str| m.remove(name).ok_or_else(|| anyhow!("no {name} map"));
+        let mut sinks: Array<_, SinkConfig> = Array::try_from(map(&mut self.maps, "SINK")?)?;
+        sinks.set(0, sink, 0)?;
+        let mut allow: HashMap<_, Dest, u8> = HashMap::try_from(map(&mut self.maps, "ALLOWED")?)?;
+        for a in allowed {
+            allow.insert(dest(a), 1, 0)?;
+            // A v4 destination may be reached from a dual-stack v6 socket as ::ffff:a.b.c.d.
+            if let IpAddr::V4(v4) = a.ip() {
+                allow.insert(dest(&SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), a.port())), 1, 0)?;
+            }
+        }
+        let mut live: HashMap<_, u32, u8> = HashMap::try_from(map(&mut self.maps, "LIVE_PORTS")?)?;
+        for p in live_ports {
+            live.insert(user_port(*p), 1, 0)?;
+        }
+        let mut links = Vec::new();
+        for (name, attach_type, prog) in &self.progs {
+            links.push(raw::link_cgroup(prog, cgroup, *attach_type).with_context(|| format!("attaching {name} to the pilot cgroup"))?);
+        }
+        let origins = map(&mut self.maps, "ORIGINAL")?;
+        if unix != UnixContainment::Denied {
+            return Ok((unix, links, origins));
+        }
+        for attach_type in [BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG] {
+            // The probe said this kernel has the hook: failing now is the agent failing.
+            links.extend(deny_unix(cgroup, attach_type).context("attaching the Unix-socket hooks to the pilot cgroup")?);
+        }
+        Ok((unix, links, origins))
     }
-    let mut links = Vec::new();
-    for attach_type in [BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG] {
-        // The probe said this kernel has the hook: failing now is the agent failing.
-        links.extend(deny_unix(cgroup, attach_type).context("attaching the Unix-socket hooks to the pilot cgroup")?);
-    }
-    Ok((unix, links))
 }
 
 /// enum bpf_attach_type values (stable uapi since 6.7).

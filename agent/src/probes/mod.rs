@@ -1,9 +1,14 @@
-//! The kernel side as userspace sees it: loads the programs from agent-ebpf, configures them,
-//! attaches them, and exposes their maps (tracked tasks, aggregated writes, loss counters,
-//! ring buffer). Dropping `Probes` detaches every program and frees every map.
+//! The kernel side as userspace sees it. A probe set (`set.rs`: the programs from agent-ebpf,
+//! configured and attached, and the maps every run shares) serves one run in-process, or every
+//! run on the host when the daemon keeps it resident and hands each run its part by fd
+//! (`handoff.rs`). `Probes` is one run's use of a set: its id, its ring buffer, its tracked
+//! tasks, aggregated writes and losses, its containment (`contain.rs`). Dropping it gives the
+//! run's slot back, and detaches the set when it was the run's own.
 pub mod contain;
+pub mod handoff;
 pub mod kernel_log;
 pub mod raw;
+pub mod set;
 mod tracefs;
 
 use std::{
@@ -14,13 +19,13 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    maps::{HashMap, Map, MapData, RingBuf},
 };
 
-use agent_common::{Config, FdKey, TaskInfo, WriteAgg, loss};
+use agent_common::{FdKey, TaskInfo, WriteAgg, loss};
 
 use crate::error::UsageError;
+pub use set::{ProbeSet, SetMaps};
 
 pub use tracefs::ensure_mounted;
 
@@ -50,15 +55,42 @@ impl Default for Options {
     }
 }
 
+/// One run's use of a probe set: the set itself (its own, or the daemon's reached by fd), the
+/// run's id, its ring buffer, and its containment programs. Dropping it gives the run's slot
+/// back (and detaches the set when it is the run's own).
 pub struct Probes {
-    ebpf: Ebpf,
+    source: Source,
+    run: u32,
     ring: RingBuf<MapData>,
     positions: Option<RingPositions>,
     ring_bytes: u64,
-    /// The attachments, owned here so that dropping `Probes` detaches them all at once.
-    links: Vec<Link>,
-    /// Forwards the programs' diagnostics when RUST_LOG asks for them.
-    _kernel_log: Option<kernel_log::Reader>,
+    /// A containment set the daemon handed over, until `contain` attaches it.
+    contain: Option<contain::ContainSet>,
+    /// The original-destination map of the attached containment, until the sink takes it.
+    origins: Option<Map>,
+}
+
+enum Source {
+    /// Loaded by this process for this run (no daemon).
+    Own(ProbeSet),
+    /// The daemon's resident set: attached while the daemon (`daemon`, a pid) lives.
+    Resident { maps: SetMaps, daemon: u32 },
+}
+
+impl Source {
+    fn maps(&mut self) -> &mut SetMaps {
+        match self {
+            Source::Own(set) => &mut set.maps,
+            Source::Resident { maps, .. } => maps,
+        }
+    }
+
+    fn maps_ref(&self) -> &SetMaps {
+        match self {
+            Source::Own(set) => &set.maps,
+            Source::Resident { maps, .. } => maps,
+        }
+    }
 }
 
 /// An attachment of a program; dropping it detaches the program.
@@ -66,9 +98,10 @@ pub type Link = Box<dyn std::any::Any + Send>;
 
 impl Drop for Probes {
     fn drop(&mut self) {
-        let t0 = std::time::Instant::now();
-        detach_all(std::mem::take(&mut self.links));
-        tracing::debug!("probes detached in {:?}", t0.elapsed());
+        // Stop the kernel sending to the slot. What the run left in the shared maps goes with
+        // its own set, or is removed by the daemon once this process has exited.
+        let run = self.run;
+        self.source.maps().free_slot(run);
     }
 }
 
@@ -129,27 +162,64 @@ pub fn preflight() -> Result<()> {
 }
 
 impl Probes {
+    /// The probe set for this run: the one the daemon handed over when it started this
+    /// process, else one loaded here; then the run registers (its ring buffer, its slot) and,
+    /// for a cgroup target, its cgroup.
     pub fn load(opts: &Options) -> Result<Probes> {
-        let _phase = tracing::debug_span!("phase", name = "probes load").entered();
-        let config = build_config(opts)?;
-        let mut loader = EbpfLoader::new();
-        let log_level = kernel_log::level();
-        kernel_log::configure(&mut loader, &log_level);
-        let mut ebpf = loader
-            .override_global("CONFIG", &config, true)
-            .map_max_entries("EVENTS", opts.ringbuf_bytes)
-            .load(PROBES_ELF)
-            .context("loading the BPF programs")?;
-        let _kernel_log = kernel_log::start(&mut ebpf, log_level);
-        let links = attach(&mut ebpf)?;
-        tracing::debug!("probes loaded and attached: {} links", links.len());
-        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?)?;
-        let positions = RingPositions::map(ring.as_raw_fd());
-        Ok(Probes { ebpf, ring, positions, ring_bytes: opts.ringbuf_bytes as u64, links, _kernel_log })
+        if opts.ringbuf_bytes.count_ones() != 1 || opts.ringbuf_bytes < 4096 {
+            bail!(UsageError::new("the ring buffer size must be a power of two of at least 4096 bytes"));
+        }
+        let (source, run, contain, ring) = match handoff::Handoff::from_env()? {
+            Some(mut h) => {
+                let maps = SetMaps {
+                    tracked: h.map("TRACKED")?,
+                    writes: h.map("WRITES")?,
+                    loss: h.map("LOSS")?,
+                    rings: h.map("RUN_RINGS")?,
+                    run_ids: h.map("RUN_IDS")?,
+                    cgroups: h.map("CGROUPS")?,
+                    levels: h.map("CGROUP_LEVELS")?,
+                };
+                let contain = contain::ContainSet::from_handoff(&mut h)?;
+                // The daemon's ready-made ring buffer, when it is the size this run asks for.
+                let ring = h.fds.remove("ring").filter(|_| h.ring_bytes == opts.ringbuf_bytes);
+                (Source::Resident { maps, daemon: h.daemon }, h.run, contain, ring)
+            }
+            None => (Source::Own(ProbeSet::load(opts)?), OWN_RUN, None, None),
+        };
+        let _phase = tracing::debug_span!("phase", name = "probes: run registered").entered();
+        // The daemon's ring is in the run's slot already; one made here is put there.
+        let (ring_fd, install) = match ring {
+            Some(fd) => (fd, false),
+            None => (new_ring(opts.ringbuf_bytes)?, true),
+        };
+        let positions = RingPositions::map(ring_fd.as_raw_fd());
+        let ring = RingBuf::try_from(Map::RingBuf(MapData::from_fd(ring_fd)?))?;
+        let mut probes = Probes { positions, ring, ring_bytes: opts.ringbuf_bytes as u64, source, run, contain, origins: None };
+        let ring = install.then(|| probes.ring.as_raw_fd());
+        probes.source.maps().register(run, ring)?;
+        if let Some((id, level)) = opts.cgroup {
+            probes.source.maps().add_cgroup(run, id, level, std::process::id())?;
+        }
+        Ok(probes)
+    }
+
+    /// This run's id: its records carry it, its tracked tasks are tagged with it.
+    pub fn run_id(&self) -> u32 {
+        self.run
+    }
+
+    /// The set this run used is gone (the daemon holding it exited): effects after that were
+    /// not traced.
+    pub fn detached(&self) -> bool {
+        match &self.source {
+            Source::Own(_) => false,
+            Source::Resident { daemon, .. } => *daemon != 0 && unsafe { libc::getppid() } as u32 != *daemon,
+        }
     }
 
     /// Contain the network of a pilot cgroup (see contain.rs). The returned fds hold the
-    /// hand-loaded Unix hooks: keep them as long as the pilot runs.
+    /// links: keep them as long as the pilot runs.
     pub fn contain(
         &mut self,
         unix: contain::UnixContainment,
@@ -158,13 +228,21 @@ impl Probes {
         allowed: &[std::net::SocketAddr],
         live_ports: &[u16],
     ) -> Result<(contain::UnixContainment, Vec<std::os::fd::OwnedFd>)> {
-        contain::attach(&mut self.ebpf, unix, cgroup, sink, allowed, live_ports)
+        let set = match (self.contain.take(), &mut self.source) {
+            (Some(set), _) => set,
+            (None, Source::Own(own)) => contain::ContainSet::load_from(&mut own.ebpf)?,
+            // The daemon had none ready (many runs starting at once): load one here.
+            (None, Source::Resident { .. }) => contain::ContainSet::load()?,
+        };
+        let (unix, links, origins) = set.attach(unix, cgroup, sink, allowed, live_ports)?;
+        self.origins = Some(origins);
+        Ok((unix, links))
     }
 
     /// The original destination of each socket the hooks redirected (by socket cookie), for
-    /// the sink. Taken out of the object: call after `contain`.
+    /// the sink. Call after `contain`.
     pub fn take_origins(&mut self) -> Result<HashMap<MapData, u64, agent_common::Dest>> {
-        Ok(HashMap::try_from(self.ebpf.take_map("ORIGINAL").ok_or_else(|| anyhow!("no ORIGINAL map"))?)?)
+        Ok(HashMap::try_from(self.origins.take().ok_or_else(|| anyhow!("the network is not contained yet"))?)?)
     }
 
     pub fn ring(&mut self) -> &mut RingBuf<MapData> {
@@ -173,13 +251,10 @@ impl Probes {
 
     /// Raw fd of the TRACKED map (a child adds itself through it before exec).
     pub fn tracked_fd(&mut self) -> RawFd {
-        use std::os::fd::AsFd;
-        let map = self.ebpf.map("TRACKED").expect("TRACKED map");
-        let aya::maps::Map::HashMap(data) = map else { panic!("TRACKED is a hash map") };
-        data.fd().as_fd().as_raw_fd()
+        self.source.maps_ref().tracked_fd()
     }
 
-    /// Bytes waiting in the ring buffer now, and its size.
+    /// Bytes waiting in the run's ring buffer now, and its size.
     pub fn ring_fill(&self) -> (u64, u64) {
         (self.positions.as_ref().map_or(0, RingPositions::fill), self.ring_bytes)
     }
@@ -189,77 +264,44 @@ impl Probes {
         self.ring.as_fd()
     }
 
-    fn tracked_map(&mut self) -> Result<HashMap<&mut MapData, u32, TaskInfo>> {
-        Ok(HashMap::try_from(self.ebpf.map_mut("TRACKED").ok_or_else(|| anyhow!("no TRACKED map"))?)?)
-    }
-
     /// Start tracking a task that already runs (the root, or `--pid` and its tree).
     pub fn track(&mut self, tid: u32, start_ns: u64) -> Result<()> {
-        let info = TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0 };
-        self.tracked_map()?.insert(tid, info, 0).with_context(|| format!("tracking task {tid}"))
+        let run = self.run;
+        self.source.maps().track(run, tid, start_ns)
     }
 
     pub fn untrack(&mut self, tid: u32) -> Result<()> {
-        let _ = self.tracked_map()?.remove(&tid);
-        Ok(())
+        let run = self.run;
+        self.source.maps().untrack(run, tid)
     }
 
-    /// Tids the kernel currently tracks.
+    /// Tids the kernel currently tracks for this run.
     pub fn tracked(&mut self) -> Result<Vec<u32>> {
-        let map = self.tracked_map()?;
-        Ok(map.keys().filter_map(|k| k.ok()).collect())
+        let run = self.run;
+        self.source.maps().tracked(run)
     }
 
-    /// Take the writes still aggregated in the kernel for `pid` (all processes if None).
-    /// Only for processes that no longer run: a live writer could add to an entry as we read it.
+    /// Take the writes still aggregated in the kernel for `pid` (all processes of the run if
+    /// None). Only for processes that no longer run.
     pub fn take_writes(&mut self, pid: Option<u32>) -> Result<Vec<(FdKey, WriteAgg)>> {
-        let mut map: HashMap<&mut MapData, FdKey, WriteAgg> =
-            HashMap::try_from(self.ebpf.map_mut("WRITES").ok_or_else(|| anyhow!("no WRITES map"))?)?;
-        let keys: Vec<FdKey> =
-            map.keys().filter_map(|k| k.ok()).filter(|k| pid.is_none_or(|p| k.pid == p)).collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Ok(agg) = map.get(&key, 0) {
-                out.push((key, agg));
-                let _ = map.remove(&key);
-            }
-        }
-        Ok(out)
+        let run = self.run;
+        self.source.maps().take_writes(run, pid)
     }
 
-    /// Lost events per cause, summed over CPUs, in agent_common::loss order.
+    /// This run's lost events per cause, summed over CPUs, in agent_common::loss order.
     pub fn losses(&self) -> Result<[u64; loss::COUNT as usize]> {
-        let map: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.ebpf.map("LOSS").ok_or_else(|| anyhow!("no LOSS map"))?)?;
-        let mut out = [0u64; loss::COUNT as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = map.get(&(i as u32), 0)?.iter().sum();
-        }
-        Ok(out)
+        self.source.maps_ref().losses(self.run)
     }
 }
 
-/// The tracepoints the agent attaches to (program, category, event), lifecycle first: a task
-/// picked up by its syscalls must already have its fork, exec and exit seen. Program names
-/// stay within the kernel's 15 characters, so per-program metrics can tell them apart.
-const TRACEPOINTS: [(&str, &str, &str); 4] = [
-    ("task_newtask", "task", "task_newtask"),
-    ("sched_exec", "sched", "sched_process_exec"),
-    ("sched_exit", "sched", "sched_process_exit"),
-    ("signal_generate", "signal", "signal_generate"),
-];
-const RAW_TRACEPOINTS: [&str; 2] = ["sys_enter", "sys_exit"];
-
-fn attach(ebpf: &mut Ebpf) -> Result<Vec<Link>> {
-    let mut links = Vec::new();
-    for (name, category, event) in TRACEPOINTS {
-        links.extend(attach_tracepoint(ebpf, name, &[(category, event)])?);
-    }
-    for name in RAW_TRACEPOINTS {
-        links.extend(attach_raw(ebpf, name, &[name])?);
-    }
-    Ok(links)
+/// A run's ring buffer of `bytes` (a power of two, a page at least): what the kernel sends the
+/// run's records to once it is in the run's slot.
+pub fn new_ring(bytes: u32) -> Result<std::os::fd::OwnedFd> {
+    raw::create_map(libbpf_sys::BPF_MAP_TYPE_RINGBUF, 0, 0, bytes).context("creating the run's ring buffer (out of locked memory?)")
 }
+
+/// The run id of a run that loads its own probe set (it is the set's only run).
+pub const OWN_RUN: u32 = 1;
 
 /// The benchmarks' floor: empty programs on the same hooks (`floor_tp`, `floor_raw`). They
 /// stay attached as long as the returned links live.
@@ -267,74 +309,20 @@ pub fn load_floor() -> Result<(Ebpf, Vec<Link>)> {
     let mut loader = EbpfLoader::new();
     kernel_log::configure(&mut loader, &0);
     let mut ebpf = loader.load(PROBES_ELF).context("loading the BPF programs")?;
-    let tracepoints: Vec<(&str, &str)> = TRACEPOINTS.iter().map(|(_, c, e)| (*c, *e)).collect();
-    let mut links = attach_tracepoint(&mut ebpf, "floor_tp", &tracepoints)?;
-    links.extend(attach_raw(&mut ebpf, "floor_raw", &RAW_TRACEPOINTS)?);
+    let tracepoints: Vec<(&str, &str)> = set::TRACEPOINTS.iter().map(|(_, c, e)| (*c, *e)).collect();
+    let mut links = set::attach_tracepoint(&mut ebpf, "floor_tp", &tracepoints)?;
+    links.extend(set::attach_raw(&mut ebpf, "floor_raw", &set::RAW_TRACEPOINTS)?);
     Ok((ebpf, links))
 }
 
-/// Load program `name` and attach it to each (category, event).
-fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, events: &[(&str, &str)]) -> Result<Vec<Link>> {
-    let prog: &mut TracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
-    prog.load().with_context(|| format!("loading {name}"))?;
-    let mut links: Vec<Link> = Vec::new();
-    for (category, event) in events {
-        let id = prog.attach(category, event).with_context(|| format!("attaching tracepoint {category}:{event}"))?;
-        links.push(Box::new(prog.take_link(id)?));
-    }
-    Ok(links)
-}
-
-/// Load raw tracepoint program `name` and attach it to each event.
-fn attach_raw(ebpf: &mut Ebpf, name: &str, events: &[&str]) -> Result<Vec<Link>> {
-    let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
-    prog.load().with_context(|| format!("loading {name}"))?;
-    let mut links: Vec<Link> = Vec::new();
-    for event in events {
-        let id = prog.attach(event).with_context(|| format!("attaching raw tracepoint {event}"))?;
-        links.push(Box::new(prog.take_link(id)?));
-    }
-    Ok(links)
-}
-
-fn build_config(opts: &Options) -> Result<Config> {
-    let newtask = tracefs::Format::read("task", "task_newtask")?;
-    let exec = tracefs::Format::read("sched", "sched_process_exec")?;
-    let exit = tracefs::Format::read("sched", "sched_process_exit")?;
-    let sig = tracefs::Format::read("signal", "signal_generate")?;
-    let (cgroup_id, cgroup_level) = opts.cgroup.unwrap_or((0, 0));
-    if opts.ringbuf_bytes.count_ones() != 1 || opts.ringbuf_bytes < 4096 {
-        bail!(UsageError::new("the ring buffer size must be a power of two of at least 4096 bytes"));
-    }
-    Ok(Config {
-        cgroup_id,
-        write_flush_ns: opts.write_flush_ns,
-        wakeup_bytes: opts.wakeup_bytes,
-        cgroup_level,
-        agent_pid: std::process::id(),
-        newtask_pid: newtask.require("pid")?,
-        newtask_clone_flags: newtask.offset("clone_flags"),
-        exec_filename: exec.require("filename")?,
-        exec_pid: exec.require("pid")?,
-        exec_old_pid: exec.offset("old_pid"),
-        exit_pid: exit.require("pid")?,
-        exit_group_dead: exit.offset("group_dead"),
-        sig_sig: sig.require("sig")?,
-        sig_code: sig.require("code")?,
-        sig_pid: sig.require("pid")?,
-        sig_group: sig.offset("group"),
-        sig_result: sig.offset("result"),
-    })
-}
-
-/// Insert `pid` into the TRACKED map through its raw fd: no allocation, async-signal-safe, so
-/// it is safe between fork and exec (the child tracks itself before its first instruction).
-pub fn track_pid(map_fd: RawFd, pid: u32) -> std::io::Result<()> {
-    track_pid_since(map_fd, pid, 0)
+/// Insert `pid` into the TRACKED map for `run` through its raw fd: no allocation,
+/// async-signal-safe, so it is safe between fork and exec (the child tracks itself before its
+/// first instruction).
+pub fn track_pid(map_fd: RawFd, pid: u32, run: u32) -> std::io::Result<()> {
+    track_pid_since(map_fd, pid, run, 0)
 }
 
 /// `track_pid` with the process's start time (0: unknown), which its exec record then carries.
-pub fn track_pid_since(map_fd: RawFd, pid: u32, start_ns: u64) -> std::io::Result<()> {
-    let info = TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0 };
-    raw::map_update(map_fd, &pid, &info)
+pub fn track_pid_since(map_fd: RawFd, pid: u32, run: u32, start_ns: u64) -> std::io::Result<()> {
+    raw::map_update(map_fd, &pid, &TaskInfo::new(run, start_ns))
 }

@@ -80,6 +80,12 @@ pub fn map_update<K, V>(map_fd: RawFd, key: &K, value: &V) -> std::io::Result<()
     if rc < 0 { Err(std::io::Error::from_raw_os_error(-rc)) } else { Ok(()) }
 }
 
+/// Remove `key` from the map behind `map_fd` (an array of maps: clear the slot).
+pub fn map_delete<K>(map_fd: RawFd, key: &K) -> std::io::Result<()> {
+    let rc = unsafe { sys::bpf_map_delete_elem(map_fd, (key as *const K).cast()) };
+    if rc < 0 { Err(std::io::Error::from_raw_os_error(-rc)) } else { Ok(()) }
+}
+
 /// libbpf returns a new fd, or -errno.
 fn owned(rc: i32) -> std::io::Result<OwnedFd> {
     if rc < 0 { Err(std::io::Error::from_raw_os_error(-rc)) } else { Ok(unsafe { OwnedFd::from_raw_fd(rc) }) }

@@ -256,6 +256,7 @@ fn graph(out: &mut String, r: &Recorded, d: &Drawing, marks: &Marks) {
         d.svg
     );
     components(out, r);
+    trees(out, g, &marks.view);
     let _ = writeln!(out, "<details><summary>All {} edges as a table</summary>", g.edges.len());
     table_head(out, "edges", &["", "by", "effect", "on", "component", "count", "failed", "bytes", "events.jsonl"]);
     for (i, e) in g.edges.iter().enumerate().take(MAX_ROWS) {
@@ -277,6 +278,49 @@ fn graph(out: &mut String, r: &Recorded, d: &Drawing, marks: &Marks) {
     }
     table_end(out, g.edges.len().min(MAX_ROWS), g.edges.len());
     out.push_str("</details>\n</section>\n");
+}
+
+/// Each directory tree drawn as one node, expandable into its files (graph.json's aggregates).
+fn trees(out: &mut String, g: &Graph, view: &crate::graph::aggregate::View) {
+    if !view.drawn.iter().any(|d| *d) {
+        return;
+    }
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); g.aggregates.len()];
+    for (node, tree) in &view.members {
+        members[*tree].push(*node);
+    }
+    let index: std::collections::HashMap<&NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
+    let mut kinds: std::collections::HashMap<usize, std::collections::BTreeMap<crate::graph::EdgeKind, u64>> = Default::default();
+    for f in &view.folded {
+        for ei in &f.edges {
+            let e = &g.edges[*ei];
+            if let Some(to) = index.get(&e.to) {
+                *kinds.entry(*to).or_default().entry(e.kind).or_default() += e.count;
+            }
+        }
+    }
+    let _ = writeln!(out, "<h3>Directory trees</h3>\n<p>Each tree the pilot created or deleted wholesale is one node in the drawing; open it for its files.</p>");
+    for (t, a) in g.aggregates.iter().enumerate().filter(|(t, _)| view.drawn[*t]) {
+        let effects: Vec<String> = a.effects.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+        let _ = writeln!(
+            out,
+            "<details id=\"tree{t}\"><summary><code>{}/</code> {}: {} files and directories; {}{}</summary>",
+            esc(&a.path),
+            esc(&a.how),
+            a.nodes,
+            esc(&effects.join(", ")),
+            if a.bytes > 0 { format!("; {} bytes written", a.bytes) } else { String::new() }
+        );
+        let mut nodes = std::mem::take(&mut members[t]);
+        nodes.sort_by(|x, y| g.nodes[*x].label.cmp(&g.nodes[*y].label));
+        table_head(out, &format!("tree{t}-files"), &["path", "effects"]);
+        for i in nodes.iter().take(MAX_ROWS) {
+            let effects: Vec<String> = kinds.get(i).into_iter().flatten().map(|(k, n)| format!("{k} x{n}")).collect();
+            row(out, &[format!("<code>{}</code>", esc(&g.nodes[*i].label)), esc(&effects.join(", "))]);
+        }
+        table_end(out, nodes.len().min(MAX_ROWS), nodes.len());
+        out.push_str("</details>\n");
+    }
 }
 
 /// The host's components the graph reaches, with their processes.

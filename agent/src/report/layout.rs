@@ -17,6 +17,7 @@ use super::html::esc;
 use crate::{
     graph::{
         Edge, EdgeKind, Graph, Node, NodeId, NodeKind, TRACED,
+        aggregate::{Aggregate, Folded, View},
         render::{self, Look, quote},
     },
     policy::eval::Violation,
@@ -34,29 +35,46 @@ const LABEL_CHARS: usize = 44;
 /// from 32700pt to 11000pt tall.
 const LARGE: usize = 150;
 
-/// Which edges and nodes the verdict points at.
-#[derive(Default)]
+/// Which edges and nodes the verdict points at, and how the drawing folds directory trees
+/// (computed once per report).
 pub struct Marks {
     /// Edge index -> index of the (first) violation it is evidence of.
     pub violating: HashMap<usize, usize>,
     /// Node indices of violation targets.
     pub harmed: HashSet<usize>,
+    pub view: View,
 }
 
 impl Marks {
+    /// Indexed once by (from, kind, to): a violation citing many edges of a big graph costs
+    /// its edges, not its edges times the graph's.
     pub fn of(g: &Graph, violations: &[Violation]) -> Marks {
-        let mut m = Marks::default();
+        let mut m = Marks { violating: HashMap::new(), harmed: HashSet::new(), view: View::of(g) };
+        if violations.is_empty() {
+            return m;
+        }
+        let mut edges: HashMap<(&NodeId, EdgeKind, &NodeId), Vec<usize>> = HashMap::new();
+        for (ei, e) in g.edges.iter().enumerate() {
+            edges.entry((&e.from, e.kind, &e.to)).or_default().push(ei);
+        }
+        let nodes: HashMap<&NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
         for (vi, v) in violations.iter().enumerate() {
-            for (ei, e) in g.edges.iter().enumerate() {
-                if v.edges.iter().any(|[from, kind, to]| *from == e.from.to_string() && kind == e.kind.as_str() && *to == e.to.to_string()) {
-                    m.violating.entry(ei).or_insert(vi);
+            for [from, kind, to] in &v.edges {
+                let (Some(from), Some(kind), Some(to)) = (NodeId::parse(from), EdgeKind::parse(kind), NodeId::parse(to)) else { continue };
+                for ei in edges.get(&(&from, kind, &to)).into_iter().flatten() {
+                    m.violating.entry(*ei).or_insert(vi);
                 }
             }
-            if let Some(ni) = g.nodes.iter().position(|n| n.id.to_string() == v.target_id) {
+            if let Some(ni) = NodeId::parse(&v.target_id).and_then(|id| nodes.get(&id).copied()) {
                 m.harmed.insert(ni);
             }
         }
         m
+    }
+
+    /// The violation a folded edge is evidence of, if any of its edges is.
+    pub fn folded(&self, f: &Folded) -> Option<usize> {
+        f.edges.iter().filter_map(|e| self.violating.get(e)).min().copied()
     }
 }
 
@@ -74,11 +92,11 @@ pub fn drawn(n: &Node) -> bool {
 }
 
 pub fn draw(g: &Graph, marks: &Marks) -> Drawing {
-    let nodes = g.nodes.iter().filter(|n| drawn(n)).count();
+    let nodes = marks.view.drawn_nodes(g, drawn);
     let why_not_dot = match find_dot() {
         None => "Graphviz `dot` is not installed".to_string(),
         Some(_) if nodes > DOT_MAX_NODES => format!("{nodes} nodes are more than dot lays out in time ({DOT_MAX_NODES})"),
-        Some(dot) => match run_dot(&dot, &render::dot_with(g, &ReportLook::new(g, marks))) {
+        Some(dot) => match run_dot(&dot, &render::dot_with_view(g, &ReportLook::new(g, marks), &marks.view)) {
             Ok(svg) => return Drawing { svg, engine: "Graphviz dot".into(), nodes },
             Err(e) => e,
         },
@@ -216,8 +234,8 @@ struct ReportLook<'a> {
 impl<'a> ReportLook<'a> {
     fn new(g: &'a Graph, marks: &'a Marks) -> Self {
         let index = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
-        let rank = stagger(g);
-        ReportLook { g, marks, index, rank, large: g.nodes.len() > LARGE }
+        let rank = stagger(g, &marks.view);
+        ReportLook { g, marks, index, rank, large: marks.view.drawn_nodes(g, drawn) > LARGE }
     }
 }
 
@@ -262,6 +280,41 @@ impl Look for ReportLook<'_> {
     fn label(&self, n: &Node) -> String {
         short(&n.label)
     }
+    fn tree(&self, index: usize, a: &Aggregate) -> String {
+        format!(", id=\"t{index}\", class=\"t_tree\", tooltip={}, href=\"#tree{index}\"", quote(&tree_title(a)))
+    }
+    fn folded(&self, index: usize, f: &Folded) -> String {
+        let violation = self.marks.folded(f);
+        let mut attrs = format!(", id=\"f{index}\", class=\"{}\", tooltip={}", folded_classes(f, violation.is_some()), quote(&folded_title(self.g, f)));
+        if let Some(v) = violation {
+            let _ = write!(attrs, ", href=\"#v{v}\"");
+        }
+        attrs
+    }
+}
+
+/// Hover text of a tree: what it is and what was done in it.
+fn tree_title(a: &Aggregate) -> String {
+    let effects: Vec<String> = a.effects.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+    format!("{}\n{}: {} files and directories\n{}", a.path, a.how, a.nodes, effects.join(", "))
+}
+
+fn folded_classes(f: &Folded, violating: bool) -> String {
+    let mut c = format!("k_{} folded", f.kind);
+    if !f.all_failed() && f.kind.is_destructive() {
+        c.push_str(" destructive");
+    }
+    if f.all_failed() {
+        c.push_str(" failed");
+    }
+    if violating {
+        c.push_str(" violating");
+    }
+    c
+}
+
+fn folded_title(g: &Graph, f: &Folded) -> String {
+    format!("{} {} {} ({} edges)", g.nodes[f.from].label, render::folded_label(f), g.aggregates[f.tree].path, f.edges.len())
 }
 
 /// A process writing 500 files puts 500 nodes in one rank: a drawing 500 nodes tall. Leaves
@@ -270,11 +323,11 @@ impl Look for ReportLook<'_> {
 /// does). More ranks barely help: every rank an edge crosses adds a virtual node to dot's
 /// layout (600 leaves: 3 ranks 7900pt tall in 1.6s, 10 ranks 6800pt in 17s).
 /// Returns node index -> minlen of the edges into it.
-fn stagger(g: &Graph) -> HashMap<usize, usize> {
+fn stagger(g: &Graph, view: &View) -> HashMap<usize, usize> {
     let index: HashMap<&NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
     let mut sources: BTreeMap<usize, HashSet<usize>> = BTreeMap::new();
     let mut has_out = HashSet::new();
-    for e in &g.edges {
+    for (_, e) in g.edges.iter().enumerate().filter(|(i, _)| !view.edge_folded.contains_key(i)) {
         if let (Some(&f), Some(&t)) = (index.get(&e.from), index.get(&e.to)) {
             sources.entry(t).or_default().insert(f);
             has_out.insert(f);
@@ -317,21 +370,28 @@ struct Group<'a> {
     members: Vec<(usize, usize)>,
 }
 
-fn groups(g: &Graph) -> (Vec<Group<'_>>, Vec<Group<'_>>) {
+/// Trees take the indices after the nodes' (`g.nodes.len() + tree`).
+fn groups<'a>(g: &'a Graph, view: &View) -> (Vec<Group<'a>>, Vec<Group<'a>>) {
     let mut by_comp: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
-    for (i, n) in g.nodes.iter().enumerate().filter(|(_, n)| drawn(n)) {
+    for (i, n) in g.nodes.iter().enumerate().filter(|(i, n)| drawn(n) && !view.folds(*i)) {
         by_comp.entry(n.component.as_deref()).or_default().push(i);
     }
+    let trees = (0..g.aggregates.len()).filter(|t| view.drawn[*t]).map(|t| g.nodes.len() + t);
+    by_comp.entry(None).or_default().extend(trees);
+    let key = |i: &usize| match g.nodes.get(*i) {
+        Some(n) => (n.node_type.as_str(), n.label.as_str()),
+        None => ("tree", g.aggregates[*i - g.nodes.len()].path.as_str()),
+    };
     let traced = by_comp.remove(&Some(TRACED)).unwrap_or_default();
     let left = vec![Group { title: "traced tree".into(), class: "group traced", members: spawn_order(g, &traced) }];
     let mut right = Vec::new();
     let loose = by_comp.remove(&None);
     for (name, mut members) in by_comp {
-        members.sort_by_key(|i| (g.nodes[*i].node_type.as_str(), &g.nodes[*i].label));
+        members.sort_by_key(key);
         right.push(Group { title: format!("component: {}", name.unwrap_or("")), class: "group owned", members: members.into_iter().map(|i| (i, 0)).collect() });
     }
-    if let Some(mut members) = loose {
-        members.sort_by_key(|i| (g.nodes[*i].node_type.as_str(), &g.nodes[*i].label));
+    if let Some(mut members) = loose.filter(|m| !m.is_empty()) {
+        members.sort_by_key(key);
         right.push(Group { title: "no component".into(), class: "group loose", members: members.into_iter().map(|i| (i, 0)).collect() });
     }
     (left, right)
@@ -376,7 +436,8 @@ struct Placed {
 }
 
 pub fn fallback(g: &Graph, marks: &Marks) -> String {
-    let (left, right) = groups(g);
+    let view = &marks.view;
+    let (left, right) = groups(g, view);
     let mut at: HashMap<usize, Placed> = HashMap::new();
     let mut boxes = String::new();
     let (left_w, left_h) = place_column(&left, PAD, &mut at, &mut boxes, 0);
@@ -390,46 +451,59 @@ pub fn fallback(g: &Graph, marks: &Marks) -> String {
     );
     svg.push_str(&boxes);
     let index: HashMap<&NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
-    for (ei, e) in g.edges.iter().enumerate() {
+    for (ei, e) in g.edges.iter().enumerate().filter(|(ei, _)| !view.edge_folded.contains_key(ei)) {
         let (Some(a), Some(b)) = (index.get(&e.from).and_then(|i| at.get(i)), index.get(&e.to).and_then(|i| at.get(i))) else { continue };
-        let (ay, by) = (a.y + CELL_H / 2.0, b.y + CELL_H / 2.0);
-        let d = if b.x > a.x + a.w {
-            let mid = (a.x + a.w + b.x) / 2.0;
-            format!("M{:.1},{ay:.1} C{mid:.1},{ay:.1} {mid:.1},{by:.1} {:.1},{by:.1}", a.x + a.w, b.x)
-        } else {
-            // Same column: a loop out to the left.
-            let bend = a.x.min(b.x) - 18.0;
-            format!("M{:.1},{ay:.1} C{bend:.1},{ay:.1} {bend:.1},{by:.1} {:.1},{by:.1}", a.x, b.x)
-        };
         let violation = marks.violating.get(&ei);
         let _ = write!(svg, "<g id=\"e{ei}\" class=\"edge {}\"><title>{}</title>", edge_classes(e, violation.is_some()), esc(&edge_title(g, e)));
-        let path = format!("<path fill=\"none\" stroke=\"#666\" marker-end=\"url(#arrow)\" d=\"{d}\"/>");
-        match violation {
-            Some(v) => {
-                let _ = writeln!(svg, "<a href=\"#v{v}\">{path}</a></g>");
-            }
-            None => {
-                let _ = writeln!(svg, "{path}</g>");
-            }
-        }
+        edge_path(&mut svg, a, b, violation.copied());
+    }
+    for (j, f) in view.folded.iter().enumerate() {
+        let (Some(a), Some(b)) = (at.get(&f.from), at.get(&(g.nodes.len() + f.tree))) else { continue };
+        let violation = marks.folded(f);
+        let _ = write!(svg, "<g id=\"f{j}\" class=\"edge {}\"><title>{}</title>", folded_classes(f, violation.is_some()), esc(&folded_title(g, f)));
+        edge_path(&mut svg, a, b, violation);
     }
     for (i, p) in &at {
-        let n = &g.nodes[*i];
+        let (id, classes, title, label) = match g.nodes.get(*i) {
+            Some(n) => (format!("n{i}"), node_classes(n, marks.harmed.contains(i)), node_title(n), short(&n.label)),
+            None => {
+                let t = *i - g.nodes.len();
+                let a = &g.aggregates[t];
+                (format!("t{t}"), "t_tree".to_string(), tree_title(a), short(&render::tree_label(a)))
+            }
+        };
         let _ = writeln!(
             svg,
-            "<g id=\"n{i}\" class=\"node {}\"><title>{}</title><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{CELL_H}\" rx=\"3\" fill=\"white\" stroke=\"#444\"/><text x=\"{:.1}\" y=\"{:.1}\" font-family=\"monospace\" font-size=\"10\">{}</text></g>",
-            node_classes(n, marks.harmed.contains(i)),
-            esc(&node_title(n)),
+            "<g id=\"{id}\" class=\"node {classes}\"><title>{}</title><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{CELL_H}\" rx=\"3\" fill=\"white\" stroke=\"#444\"/><text x=\"{:.1}\" y=\"{:.1}\" font-family=\"monospace\" font-size=\"10\">{}</text></g>",
+            esc(&title),
             p.x,
             p.y,
             p.w,
             p.x + 4.0,
             p.y + 15.0,
-            esc(&short(&n.label)),
+            esc(&label),
         );
     }
     svg.push_str("</g>\n</svg>\n");
     svg
+}
+
+/// An edge's curve from `a` to `b` (a loop out to the left within a column), closing its `<g>`;
+/// a violating one links to its violation.
+fn edge_path(svg: &mut String, a: &Placed, b: &Placed, violation: Option<usize>) {
+    let (ay, by) = (a.y + CELL_H / 2.0, b.y + CELL_H / 2.0);
+    let d = if b.x > a.x + a.w {
+        let mid = (a.x + a.w + b.x) / 2.0;
+        format!("M{:.1},{ay:.1} C{mid:.1},{ay:.1} {mid:.1},{by:.1} {:.1},{by:.1}", a.x + a.w, b.x)
+    } else {
+        let bend = a.x.min(b.x) - 18.0;
+        format!("M{:.1},{ay:.1} C{bend:.1},{ay:.1} {bend:.1},{by:.1} {:.1},{by:.1}", a.x, b.x)
+    };
+    let path = format!("<path fill=\"none\" stroke=\"#666\" marker-end=\"url(#arrow)\" d=\"{d}\"/>");
+    let _ = match violation {
+        Some(v) => writeln!(svg, "<a href=\"#v{v}\">{path}</a></g>"),
+        None => writeln!(svg, "{path}</g>"),
+    };
 }
 
 /// Stack `groups` top to bottom at `x`; returns the column's (width, bottom).
@@ -485,17 +559,18 @@ mod tests {
     #[test]
     fn wide_fan_outs_spread_over_ranks() {
         let g = fan(500);
-        let ranks = stagger(&g);
+        let ranks = stagger(&g, &View::of(&g));
         assert_eq!(ranks.len(), 500);
         let levels: HashSet<usize> = ranks.values().copied().collect();
         assert_eq!(levels.len(), 2);
-        assert!(stagger(&fan(STAGGER)).is_empty(), "a few leaves stay in one rank");
+        let few = fan(STAGGER);
+        assert!(stagger(&few, &View::of(&few)).is_empty(), "a few leaves stay in one rank");
     }
 
     #[test]
     fn the_builtin_layout_draws_every_node_escaped() {
         let g = fan(40);
-        let marks = Marks { violating: [(0, 0)].into(), harmed: [1].into() };
+        let marks = Marks { violating: [(0, 0)].into(), harmed: [1].into(), view: View::of(&g) };
         let svg = fallback(&g, &marks);
         assert_eq!(svg.matches("class=\"node ").count(), 41);
         assert_eq!(svg.matches("class=\"edge ").count(), 40);

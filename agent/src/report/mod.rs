@@ -69,8 +69,14 @@ pub fn run(args: ReportArgs) -> Result<i32> {
 /// `DIR/report.html` after `pilot run` and `pilot commit`. The verdict stands either way: a
 /// page that cannot be written is said, not a failed run.
 pub fn write_into(dir: &Path) {
+    write_into_with(dir, None)
+}
+
+/// `write_into`, with the run's graph as `pilot run` holds it (the same as its graph.json:
+/// not read back and parsed again).
+pub fn write_into_with(dir: &Path, graph: Option<Graph>) {
     let out = dir.join("report.html");
-    match write(dir, &out) {
+    match write_with(dir, &out, graph) {
         Ok(()) => eprintln!("  report: {}", out.display()),
         Err(e) => eprintln!("pilot: report.html not written: {} (try `pilot report {}`)", crate::error::one_line(&e), dir.display()),
     }
@@ -78,7 +84,11 @@ pub fn write_into(dir: &Path) {
 
 /// Write the report of the run in `dir` to `out`.
 pub fn write(dir: &Path, out: &Path) -> Result<()> {
-    let recorded = load(dir)?;
+    write_with(dir, out, None)
+}
+
+fn write_with(dir: &Path, out: &Path, graph: Option<Graph>) -> Result<()> {
+    let recorded = load_with(dir, graph)?;
     let marks = layout::Marks::of(&recorded.graph, recorded.verdict.as_ref().map(|v| &v.evaluation.violations[..]).unwrap_or(&[]));
     let drawing = layout::draw(&recorded.graph, &marks);
     let page = html::page(&recorded, &drawing, &marks);
@@ -87,6 +97,10 @@ pub fn write(dir: &Path, out: &Path) -> Result<()> {
 }
 
 pub fn load(dir: &Path) -> Result<Recorded> {
+    load_with(dir, None)
+}
+
+fn load_with(dir: &Path, graph: Option<Graph>) -> Result<Recorded> {
     let not_a_run = |why: String| UsageError::new(format!("{}: {why}: give a run directory of `pilot run` (or `pilot trace --out`)", dir.display()));
     let dir = fs::canonicalize(dir).map_err(|e| not_a_run(e.to_string()))?;
     let run = RunDir::at(&dir);
@@ -94,7 +108,10 @@ pub fn load(dir: &Path) -> Result<Recorded> {
     if !graph_path.is_file() {
         return Err(not_a_run("not a run directory (no graph.json)".into()).into());
     }
-    let graph = Graph::read(&graph_path).map_err(|e| not_a_run(format!("graph.json: {e}")))?;
+    let graph = match graph {
+        Some(g) => g,
+        None => Graph::read(&graph_path).map_err(|e| not_a_run(format!("graph.json: {e}")))?,
+    };
     let mut problems = Vec::new();
     let verdict: Option<Verdict> = run.read_optional(&mut problems);
     let evidence = evidence(&run, verdict.as_ref(), &mut problems)?;

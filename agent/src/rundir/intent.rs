@@ -31,7 +31,7 @@ impl Intent {
             uid: rustix::process::getuid().as_raw(),
             host: crate::procfs::hostname(),
             policies: policies.iter().map(policy::Loaded::reference).collect(),
-            pilot_sha256: std::fs::read("/proc/self/exe").map(|b| policy::sha256_hex(&b)).unwrap_or_default(),
+            pilot_sha256: crate::daemon::client::exe_sha256(),
         })
     }
 

@@ -54,8 +54,9 @@ pub struct Spec {
     pub cgroup: PathBuf,
     pub cwd: PathBuf,
     pub argv: Vec<String>,
-    /// Inherited fd of the kernel's TRACKED map.
+    /// Inherited fd of the kernel's TRACKED map, and the run W tracks itself for.
     pub tracked_fd: i32,
+    pub run: u32,
     pub agent_pid: u32,
     /// The kernel has no cgroup hooks for Unix sockets: refuse creating them instead.
     pub deny_unix_sockets: bool,
@@ -76,7 +77,7 @@ pub struct Spec {
 /// Entry of C. Never returns: exits with the workload's status.
 pub fn main(spec_arg: &str) -> ! {
     let spec_json = match read_spec(spec_arg) {
-        Ok(s) => s,
+        Ok(json) => json,
         Err(e) => fail_setup(None, &format!("reading the sandbox spec: {e}")),
     };
     let spec: Spec = match serde_json::from_str(&spec_json) {
@@ -262,10 +263,10 @@ fn workload(spec: &Spec, handshake: &Handshake) -> ! {
         // No supervisor: W tracks itself in the last step before the exec. std runs pre_exec
         // closures right before execvp (W is single-threaded: allocating here is safe).
         None => {
-            let tracked = spec.tracked_fd;
+            let (tracked, run) = (spec.tracked_fd, spec.run);
             unsafe {
                 cmd.pre_exec(move || {
-                    crate::probes::track_pid_since(tracked, global_pid, start_ns)
+                    crate::probes::track_pid_since(tracked, global_pid, run, start_ns)
                         .map_err(|e| io::Error::new(e.kind(), format!("tracking the pilot: {e}")))?;
                     seccomp::install(seccomp::Options { deny_unix, supervise: false })
                         .map(|_| ())

@@ -103,8 +103,9 @@ impl Lifecycle {
     /// it knows, then writes it with `write_graph`).
     pub fn finish(mut self, traced: Traced, snapshot: &Snapshot) -> Result<Finished> {
         let losses = self.probes.losses()?;
-        let lost = losses.iter().sum::<u64>() + self.session.tracker.counts.decode_errors;
-        let summary = self.session.summary(&traced, losses);
+        let mut lost = losses.iter().sum::<u64>() + self.session.tracker.counts.decode_errors;
+        let mut summary = self.session.summary(&traced, losses);
+        super::account_run(&mut summary, &mut lost, &self.probes, &self.session);
         self.out.finish(&summary)?;
         self.session.observer_finished()?;
         let builder = std::mem::take(&mut self.session.graph);
@@ -122,7 +123,7 @@ impl Finished {
 
 /// graph.json and graph.dot.
 pub fn write_graph(out: &Output, graph: &Graph) -> Result<()> {
-    out.write_file(GRAPH, &graph::render::json(graph))?;
+    out.write_file_with(GRAPH, |w| graph::render::write_json(graph, w))?;
     out.write_file(GRAPH_DOT, &graph::render::dot(graph))
 }
 

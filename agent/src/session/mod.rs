@@ -44,6 +44,8 @@ pub struct Session {
     pub events: u64,
     /// Ring buffer: size and highest fill seen.
     pub ring: (u64, u64),
+    /// Records of another run found in this run's ring (never expected: dropped, and said).
+    pub foreign: u64,
     observer: Option<Box<dyn Observer>>,
     /// Issue 16: notices of the sandbox's supervisor not yet delivered, merged into the ring
     /// buffer's records by time (a process's fork comes before its supervised call, a
@@ -65,6 +67,7 @@ impl Session {
             graph: graph::Builder::new(),
             events: 0,
             ring: (0, 0),
+            foreign: 0,
             observer: OBSERVER.get().and_then(|f| f()),
             supervised: Default::default(),
         }
@@ -102,10 +105,16 @@ impl Session {
     pub fn pump(&mut self, probes: &mut Probes, out: &mut Output) -> Result<()> {
         let (fill, size) = probes.ring_fill();
         self.ring = (size, self.ring.1.max(fill));
+        let run = probes.run_id();
         loop {
             let (ending, owned) = {
                 let Some(item) = probes.ring().next() else { break };
                 match decode::decode(&item) {
+                    // The ring is this run's alone; the kernel stamps every record with its run.
+                    Ok(rec) if rec.run != run => {
+                        self.foreign += 1;
+                        continue;
+                    }
                     Ok(rec) => {
                         // Issue 16: the supervisor's notices from before this record first.
                         self.deliver_supervised(rec.ts_ns, out)?;
@@ -200,6 +209,22 @@ fn deliver(
         }
     });
     result
+}
+
+/// What only the run's use of a shared probe set can lose: the daemon holding the programs
+/// exited mid-run (effects after that were not traced: counted as `probes_detached`), and records
+/// of another run found in this run's ring (none expected: dropped, and logged).
+pub fn account_run(summary: &mut Summary, lost: &mut u64, probes: &Probes, session: &Session) {
+    if probes.detached() {
+        tracing::warn!("the pilot daemon holding the probes exited during the run: later effects were not traced");
+        summary.lost_by_cause.insert("probes_detached".into(), 1);
+        summary.lost_events += 1;
+        summary.complete = false;
+        *lost += 1;
+    }
+    if session.foreign > 0 {
+        tracing::warn!("{} records of another run reached this run's ring buffer and were dropped", session.foreign);
+    }
 }
 
 /// Drop tracked tids whose task no longer exists (an exit the probes could not see, e.g. a

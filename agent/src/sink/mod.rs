@@ -126,6 +126,24 @@ pub struct Ctx {
     hints: RwLock<HashMap<String, String>>,
     /// The sink's Unix sockets: own path -> the live path it stands in for.
     unix_targets: HashMap<PathBuf, String>,
+    /// Connection sessions still running (the stop waits for them, not a fixed time).
+    sessions: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a connection's session in `Ctx::sessions` while it runs.
+struct Running(Arc<Ctx>);
+
+impl Running {
+    fn new(ctx: &Arc<Ctx>) -> Running {
+        ctx.sessions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(ctx.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Ctx {
@@ -201,6 +219,7 @@ impl Sink {
             etcd: Default::default(),
             caught: Mutex::new(Vec::new()),
             hints: RwLock::new(HashMap::new()),
+            sessions: Default::default(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let c = ctx.clone();
@@ -297,8 +316,12 @@ fn serve(ctx: Arc<Ctx>, tcp: Vec<TcpListener>, udp: Vec<UdpSocket>, unix: Vec<Un
         }
         let _ = stopped.await;
         // The pilot is gone: sessions see their clients' EOF at once. Give them a moment to
-        // finish recording; what is still open is recorded when its task is dropped.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // finish recording (100 ms at most, not at all when none runs: a pilot that sent
+        // nothing stops at once); what is still open is recorded when its task is dropped.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        while ctx.sessions.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     });
     drop(rt);
 }
@@ -308,7 +331,9 @@ async fn accept_tcp(ctx: Arc<Ctx>, l: tokio::net::TcpListener) {
     loop {
         let Ok((stream, peer)) = l.accept().await else { continue };
         let ctx = ctx.clone();
+        let running = Running::new(&ctx);
         tokio::spawn(async move {
+            let _running = running;
             let local = local.unwrap_or(peer);
             let (to, sender) = ctx.origins.lookup(false, peer, local);
             let _ = stream.set_nodelay(true);
@@ -325,7 +350,9 @@ async fn accept_unix(ctx: Arc<Ctx>, l: tokio::net::UnixListener) {
         let Ok((stream, _)) = l.accept().await else { continue };
         let ctx = ctx.clone();
         let live = live.clone();
+        let running = Running::new(&ctx);
         tokio::spawn(async move {
+            let _running = running;
             // SO_PEERCRED: the connecting process, as the host sees it.
             let sender = stream.peer_cred().ok().and_then(|c| c.pid()).map(|pid| (pid as u32, crate::procfs::start_ns(pid as u32).unwrap_or(0)));
             let target = live.map(|p| Target::Unix(PathBuf::from(p)));

@@ -140,6 +140,8 @@ pub struct Snapshot {
     logs: HashSet<String>,
     /// Log directories (every component's `log_dirs`).
     log_dirs: HashSet<String>,
+    /// Data directories -> the component with that data directory (the first).
+    data_dirs: HashMap<String, usize>,
     pub local: Vec<IpAddr>,
     /// When the snapshot was taken: files born after it were made by the traced tree.
     pub taken_at: Option<SystemTime>,
@@ -273,7 +275,12 @@ impl Snapshot {
             self.logs.extend(c.files_appended.iter().filter(|f| !rewritten.contains(f)).cloned());
             self.log_dirs.extend(c.log_dirs.iter().cloned());
         }
+        self.data_dirs.clear();
         for (i, c) in self.components.iter().enumerate() {
+            for d in &c.data_dirs {
+                let d = if d.len() > 1 { d.trim_end_matches('/') } else { d.as_str() };
+                self.data_dirs.entry(d.to_string()).or_insert(i);
+            }
             for held in c.files_written.iter().chain(&c.files_open).chain(&c.files_mapped).chain(&c.data_dirs) {
                 let mut dir = held.as_str();
                 if !c.data_dirs.contains(held) {
@@ -304,18 +311,39 @@ impl Snapshot {
         if let Some((hold, i)) = self.paths.get(path) {
             return Some((*i, *hold));
         }
-        let mut best: Option<(&str, usize)> = None;
-        for (i, c) in self.components.iter().enumerate() {
-            for dir in &c.data_dirs {
-                if is_under(path, dir) && best.is_none_or(|(b, _)| dir.len() > b.len()) {
-                    best = Some((dir, i));
+        // The longest data directory above it: its ancestors, deepest first (one lookup each,
+        // not one per component and data directory: every file of a big run comes here). A
+        // data directory that is also a log directory holds no data.
+        let mut dir = path;
+        while let Some(cut) = dir.rfind('/') {
+            dir = if cut == 0 { "/" } else { &dir[..cut] };
+            if let Some(i) = self.data_dirs.get(dir) {
+                if self.log_dirs.contains(dir) {
+                    break;
                 }
+                return Some((*i, Hold::DataDir));
+            }
+            if cut == 0 {
+                break;
             }
         }
-        match best {
-            Some((dir, i)) if !self.log_dirs.contains(dir) => Some((i, Hold::DataDir)),
-            _ => self.containers.get(path).map(|i| (*i, Hold::DataDir)),
-        }
+        self.containers.get(path).map(|i| (*i, Hold::DataDir))
+    }
+
+    /// The component an event's effect reaches (for the account's groups), from a copy of
+    /// this snapshot.
+    pub fn owner_of_event(self) -> crate::account::Owner {
+        use crate::event::Kind;
+        Box::new(move |e: &crate::event::Event| {
+            let i = match e.kind {
+                Kind::Connect | Kind::Send | Kind::Bind | Kind::Listen | Kind::Accept => {
+                    self.owner_of_endpoint(e.family?, e.addr.as_deref()?, e.port)?
+                }
+                Kind::Signal | Kind::SignalGenerated => self.component_of(e.target_pid? as u32)?,
+                _ => self.owner_of_path(e.path.as_deref()?)?.0,
+            };
+            self.components.get(i).map(|c| c.name.clone())
+        })
     }
 
     /// Is `path` a log: a live log, a rotated sibling of one in its directory that nobody
@@ -354,10 +382,6 @@ impl Snapshot {
         let (start, i) = self.procs.get(&pid)?;
         (procfs::start_ns(pid).is_none_or(|s| s == *start)).then_some(*i)
     }
-}
-
-fn is_under(path: &str, dir: &str) -> bool {
-    path.len() > dir.len() && path.starts_with(dir) && (dir.ends_with('/') || path.as_bytes()[dir.len()] == b'/')
 }
 
 fn proc_info(pid: u32) -> Option<ProcInfo> {

@@ -1,7 +1,7 @@
 //! A process's fd table as the trace shows it, so bytes written to an fd are attributed to what
 //! it pointed at. Closed fds stay as tombstones until reused: the kernel may report writes to
 //! an fd after its close record (aggregated writes are flushed at close entry or later).
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use agent_common::syscalls as sc;
 
@@ -100,6 +100,14 @@ impl FdTable {
 
     pub fn set(&mut self, fd: i64, entry: Fd) {
         self.fds.insert(fd, entry);
+    }
+
+    /// The path an fd refers to, when it is a file or directory, borrowed.
+    pub fn path_ref(&self, fd: i64) -> Option<&str> {
+        match &self.fds.get(&fd)?.target {
+            Target::File(p) | Target::Dir(p) => Some(p),
+            _ => None,
+        }
     }
 
     /// The path an fd refers to, when it is a file or directory.

@@ -18,7 +18,7 @@ mod signal;
 mod host;
 mod supervised;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use agent_common::{flags, syscalls as sc};
 
@@ -100,6 +100,8 @@ pub struct Tracker {
     /// What the first process we learn of holds (the pilot's first process, which we did not
     /// start ourselves): its fds and cwd at its exec.
     seed: Option<(FdTable, String)>,
+    /// The events of the record being handled (kept to reuse its allocation).
+    scratch: Vec<Event>,
     /// Issue 16: pids of the pilot's namespace a signal named, and their host pids.
     ns_pids: HashMap<i64, u32>,
 }
@@ -186,7 +188,8 @@ impl Tracker {
     /// Turn one kernel record into zero or more resolved events.
     pub fn handle(&mut self, rec: &Record, out: &mut dyn FnMut(Event)) {
         self.counts.records += 1;
-        let mut events = Vec::new();
+        // One buffer for every record's events (most make one or none).
+        let mut events = std::mem::take(&mut self.scratch);
         match &rec.body {
             Body::Syscall(s) => self.syscall(rec, s, &mut events),
             Body::ExecArgs { nr, args, filename, argv } => self.exec_args(rec, *nr, args, filename, argv),
@@ -213,11 +216,12 @@ impl Tracker {
         self.emit(events, out);
     }
 
-    fn emit(&mut self, events: Vec<Event>, out: &mut dyn FnMut(Event)) {
-        for e in events {
+    fn emit(&mut self, mut events: Vec<Event>, out: &mut dyn FnMut(Event)) {
+        for e in events.drain(..) {
             *self.counts.by_kind.entry(e.kind.as_str()).or_default() += 1;
             out(e);
         }
+        self.scratch = events;
     }
 
     /// Route a syscall record to its concern.
@@ -279,37 +283,37 @@ impl Tracker {
 
     /// Resolve a path argument of `pid` against `dirfd` (AT_FDCWD: the cwd) and its root.
     fn resolve(&self, pid: u32, dirfd: i64, raw: &[u8], e: &mut Event) -> String {
-        let raw = decode::text(raw);
-        let Some(p) = self.procs.get(&pid) else { return raw };
+        // Borrowed when the kernel's bytes are UTF-8: the result is the only new string.
+        let raw = decode::text_ref(raw);
+        let Some(p) = self.procs.get(&pid) else { return raw.into_owned() };
         if let Some((fd, rest)) = paths::proc_self_fd(&raw, pid) {
             // /proc/self/fd/N (tar and glibc change files through O_PATH fds this way).
-            if let Some(path) = p.fds.path_of(fd) {
-                return paths::join(&path, rest);
+            if let Some(path) = p.fds.path_ref(fd) {
+                return paths::join(path, rest);
             }
         }
         if raw.starts_with('/') {
             return paths::under_root(&p.root, &raw);
         }
-        let base = if dirfd == AT_FDCWD {
+        if dirfd == AT_FDCWD {
             if p.cwd.is_empty() {
                 // Better a relative path marked as such than a wrong absolute one.
                 e.resolved_via = Some("unknown-cwd");
-                return raw;
+                return raw.into_owned();
             }
-            p.cwd.clone()
-        } else {
-            match p.fds.path_of(dirfd) {
-                Some(path) => path,
-                None => match procfs::fd_target(pid, dirfd as i32) {
-                    Some(path) => {
-                        e.resolved_via = Some("proc");
-                        path
-                    }
-                    None => {
-                        e.resolved_via = Some("unknown-fd");
-                        format!("<fd {dirfd}>")
-                    }
-                },
+            return paths::join(&p.cwd, &raw);
+        }
+        if let Some(path) = p.fds.path_ref(dirfd) {
+            return paths::join(path, &raw);
+        }
+        let base = match procfs::fd_target(pid, dirfd as i32) {
+            Some(path) => {
+                e.resolved_via = Some("proc");
+                path
+            }
+            None => {
+                e.resolved_via = Some("unknown-fd");
+                format!("<fd {dirfd}>")
             }
         };
         paths::join(&base, &raw)

@@ -3,12 +3,12 @@
 
 /// `raw` (absolute) as seen from a process whose root is `root` (after chroot).
 pub fn under_root(root: &str, raw: &str) -> String {
-    if root == "/" || root.is_empty() { normalize(raw) } else { normalize(&format!("{root}/{raw}")) }
+    if root == "/" || root.is_empty() { normalize(raw) } else { normalize_parts(&[root, raw]) }
 }
 
 /// `raw` (relative) under directory `base`; empty `raw` (AT_EMPTY_PATH) is `base` itself.
 pub fn join(base: &str, raw: &str) -> String {
-    if raw.is_empty() { normalize(base) } else { normalize(&format!("{base}/{raw}")) }
+    if raw.is_empty() { normalize(base) } else { normalize_parts(&[base, raw]) }
 }
 
 /// `/proc/self/fd/N[/rest]` (or `/proc/<pid>/fd/N`, `/proc/thread-self/fd/N`) -> (N, rest).
@@ -25,23 +25,46 @@ pub fn proc_self_fd(raw: &str, pid: u32) -> Option<(i64, &str)> {
 
 /// Collapse `//`, `.` and `..`; keep a leading `/` and never climb above it.
 pub fn normalize(path: &str) -> String {
-    let absolute = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
+    normalize_parts(&[path])
+}
+
+/// `normalize` of the parts joined with `/`, built in one string (every path of every event
+/// comes through here: no intermediate strings or vectors).
+fn normalize_parts(parts: &[&str]) -> String {
+    let absolute = parts.first().is_some_and(|p| p.starts_with('/'));
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    // Components of `out` that are `..` (a relative path climbing), which a later `..` keeps.
+    let mut climbs = 0usize;
+    for part in parts.iter().flat_map(|p| p.split('/')) {
         match part {
             "" | "." => {}
             ".." => {
-                if parts.last().is_some_and(|p| *p != "..") {
-                    parts.pop();
+                let depth = out.matches('/').count() + usize::from(!absolute && !out.is_empty());
+                if depth > climbs {
+                    let cut = out.rfind('/').unwrap_or(0);
+                    out.truncate(cut);
                 } else if !absolute {
-                    parts.push("..");
+                    if !out.is_empty() {
+                        out.push('/');
+                    }
+                    out.push_str("..");
+                    climbs += 1;
                 }
             }
-            p => parts.push(p),
+            p => {
+                if absolute || !out.is_empty() {
+                    out.push('/');
+                }
+                out.push_str(p);
+            }
         }
     }
-    let joined = parts.join("/");
-    if absolute { format!("/{joined}") } else if joined.is_empty() { ".".into() } else { joined }
+    if absolute && out.is_empty() {
+        out.push('/');
+    } else if out.is_empty() {
+        out.push('.');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -59,5 +82,13 @@ mod tests {
         assert_eq!(proc_self_fd("/proc/self/fd/5", 9), Some((5, "")));
         assert_eq!(proc_self_fd("/proc/9/fd/5/x", 9), Some((5, "x")));
         assert_eq!(proc_self_fd("/proc/8/fd/5", 9), None);
+        assert_eq!(normalize("/"), "/");
+        assert_eq!(normalize("//a//b/./c/.."), "/a/b");
+        assert_eq!(normalize("/a/../.."), "/");
+        assert_eq!(normalize("a/.."), ".");
+        assert_eq!(normalize("../../x"), "../../x");
+        assert_eq!(normalize("a/b/../../../c"), "../c");
+        assert_eq!(normalize("./"), ".");
+        assert_eq!(join("/x", "../y/./z"), "/y/z");
     }
 }

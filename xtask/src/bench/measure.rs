@@ -33,6 +33,14 @@ impl Env {
         Ok(dir)
     }
 
+    /// `pilot ARGS` in-process (PILOT_NO_DAEMON: a host's daemon never serves the bench unless
+    /// a section starts its own), with the bench's run key (the host's is left alone).
+    pub fn pilot_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.pilot);
+        cmd.args(args).env("PILOT_NO_DAEMON", "1").env("PILOT_RUN_KEY", self.work.parent().unwrap_or(&self.work).join("run.key"));
+        cmd
+    }
+
     /// `pilot trace --out <scratch> -- argv...`, keeping a latency histogram in `latency`.
     pub fn pilot_trace(&self, argv: &[String], latency: Option<&Path>) -> anyhow::Result<Command> {
         let out = self.fresh_dir("trace-out")?;

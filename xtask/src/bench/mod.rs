@@ -3,8 +3,10 @@
 //!
 //! `--quick` is the CI smoke test: tiny sizes, one round, the debug build the tests already
 //! made; it checks every figure is produced, never that a goal is met.
+mod daemon;
 mod measure;
 mod report;
+mod scaling;
 mod sections;
 
 use std::process::ExitCode;
@@ -25,12 +27,16 @@ pub fn bench(quick: bool) -> anyhow::Result<ExitCode> {
     let env = prepare(quick)?;
     let mut report = Report::default();
     type Section = fn(&Env, &mut Report) -> anyhow::Result<()>;
-    let sections: [(&str, Section); 5] = [
+    let sections: [(&str, Section); 9] = [
         ("untracked overhead", sections::untracked),
         ("tracked overhead", sections::tracked),
         ("real workload", sections::workload),
         ("throughput", sections::throughput),
         ("pilot start", sections::start),
+        ("concurrent runs", daemon::concurrent),
+        ("warm-daemon start", daemon::start),
+        ("8 concurrent pilots", daemon::eight),
+        ("scaling", scaling::scaling),
     ];
     for (name, section) in sections {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

@@ -111,8 +111,8 @@ impl Prepared {
 
     /// After the sandbox started: drop our copy of its end and serve in a thread. `tracked_fd`
     /// is the TRACKED map (kept open by the caller while the supervisor runs): W is added to it
-    /// when it hands its listener over.
-    pub fn start(self, cgroup: PathBuf, tracked_fd: std::os::fd::RawFd) -> Supervisor {
+    /// when it hands its listener over, for `run`.
+    pub fn start(self, cgroup: PathBuf, tracked_fd: std::os::fd::RawFd, run: u32) -> Supervisor {
         drop(self.sandbox_end);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
@@ -120,7 +120,7 @@ impl Prepared {
         let socket = self.agent_end;
         let thread = std::thread::Builder::new()
             .name("pilot-supervisor".into())
-            .spawn(move || serve(socket, cgroup, tx, flag, tracked_fd))
+            .spawn(move || serve(socket, cgroup, tx, flag, (tracked_fd, run)))
             .ok();
         Supervisor { stop, rx, thread }
     }
@@ -170,13 +170,13 @@ pub fn containment(stats: Option<&Stats>) -> String {
 /// How often pending lock waits look at /proc/locks again.
 const LOCK_POLL: Duration = Duration::from_millis(20);
 
-fn serve(socket: OwnedFd, cgroup: PathBuf, tx: mpsc::Sender<Notice>, stop: Arc<AtomicBool>, tracked_fd: std::os::fd::RawFd) -> Stats {
+fn serve(socket: OwnedFd, cgroup: PathBuf, tx: mpsc::Sender<Notice>, stop: Arc<AtomicBool>, (tracked_fd, run): (std::os::fd::RawFd, u32)) -> Stats {
     // The sandbox takes a while to build its root before W installs the filter.
     let listener = loop {
         if stop.load(Ordering::SeqCst) {
             return Stats::default();
         }
-        let track = |pid: u32| crate::probes::track_pid_since(tracked_fd, pid, crate::procfs::start_ns(pid).unwrap_or(0));
+        let track = |pid: u32| crate::probes::track_pid_since(tracked_fd, pid, run, crate::procfs::start_ns(pid).unwrap_or(0));
         match handover::receive(socket.as_fd(), Duration::from_millis(100), track) {
             Ok(Some(fd)) => break fd,
             Ok(None) => continue,
