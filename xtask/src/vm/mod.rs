@@ -8,6 +8,7 @@ mod guest;
 mod initramfs;
 mod kernel;
 mod qemu;
+mod servers;
 
 use std::{
     path::{Path, PathBuf},
@@ -30,10 +31,13 @@ const VM_PACKAGES: &[&str] =
 /// Kernel modules a pilot needs that Debian builds as modules.
 const MODULES: &[&str] = &["overlay", "loop"];
 const MEMORY_MIB: u32 = 3072;
+/// With the RPC suite: its servers and the Java runtime in the image (which lives in the
+/// guest's RAM), three etcd members, three ZooKeeper JVMs and PostgreSQL running.
+const RPC_MEMORY_MIB: u32 = 4096;
 
 /// The default test set: what runs in the time a CI job has under TCG (see vagrant/README.md
 /// and xtask/README.md). `binary` or `binary:libtest-filter`.
-pub const DEFAULT_TESTS: &[&str] = &["doctor", "trace_signals", "trace_net", "run_lifecycle", "leak", "differential"];
+pub const DEFAULT_TESTS: &[&str] = &["doctor", "trace_signals", "trace_net", "run_lifecycle", "leak", "differential", "rpc:reads::"];
 
 /// The set CI runs (`cargo xtask test`): every kernel-facing binary but the leak suite, which
 /// takes 10-17 minutes per kernel under TCG and once locked up a 6.1 guest on a loaded machine
@@ -76,6 +80,8 @@ struct Outcome {
     problems: Vec<String>,
     /// (binary, test, why) left out on this kernel (NOT_ON).
     not_applicable: Vec<(String, String, String)>,
+    /// (binary, test, why) that skipped themselves (a server not in the image).
+    skipped: Vec<(String, String, String)>,
     complete: bool,
 }
 
@@ -167,15 +173,26 @@ fn run_guest(
     let tests = &tests[..];
     let init = guest::init(&pilot.display().to_string(), tests, helpers, budget);
     let mut files = vec![pilot.to_path_buf(), PathBuf::from("/usr/bin/python3"), PathBuf::from("/usr/bin/setpriv"), PathBuf::from("/usr/sbin/mkfs.ext4")];
+    let mut trees = vec![python_stdlib()?, workspace_root().join("policies")];
     // The differential suite's actions as the host has them (busybox has no prlimit, and its
     // renice and ip print otherwise).
     files.extend(["/usr/bin/prlimit", "/usr/bin/renice", "/usr/bin/unshare", "/usr/bin/ip", "/usr/sbin/sysctl"].iter().map(PathBuf::from).filter(|p| p.exists()));
     files.extend(tests.iter().map(|t| PathBuf::from(&t.exe)));
     files.extend(helpers.iter().map(|(_, p)| PathBuf::from(p)));
+    let mut memory = MEMORY_MIB;
+    if tests.iter().any(|t| t.name == "rpc") {
+        let rpc = servers::contents()?;
+        for m in &rpc.missing {
+            println!("  not in the image: {m}; its rpc tests skip");
+        }
+        files.extend(rpc.files);
+        trees.extend(rpc.trees);
+        memory = RPC_MEMORY_MIB;
+    }
     let contents = initramfs::Contents {
         init: &init,
         files,
-        trees: vec![python_stdlib()?, workspace_root().join("policies")],
+        trees,
         dirs: vec![target_dir().join("tmp")],
         modules: MODULES,
     };
@@ -183,7 +200,7 @@ fn run_guest(
     let started = Instant::now();
     let bytes = initramfs::build(&k, &contents, &initrd)?;
     println!("  initramfs {} ({} MiB) in {:.1}s", initrd.display(), bytes >> 20, started.elapsed().as_secs_f64());
-    let boot = qemu::boot(&k.vmlinuz, &initrd, &dir, MEMORY_MIB, timeout)?;
+    let boot = qemu::boot(&k.vmlinuz, &initrd, &dir, memory, timeout)?;
     println!("  {} ran {:.0}s under {}", k.release, boot.elapsed.as_secs_f64(), qemu::accel());
     let report = guest::parse(&std::fs::read_to_string(&boot.report).unwrap_or_default());
     let mut outcome = Outcome {
@@ -193,6 +210,7 @@ fn run_guest(
         complete: report.done,
         problems: Vec::new(),
         not_applicable,
+        skipped: report.skipped.clone(),
     };
     outcome.problems = guest_problems(&report, &boot, timeout);
     outcome.problems.extend(doctor_problems(&k.release, outcome.doctor.as_ref(), report.doctor_exit, true));
@@ -267,8 +285,16 @@ fn run_host(pilot: &Path, tests: &[guest::TestRun], helpers: &[(String, String)]
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         let path = log_dir.join(format!("{}.log", t.name));
         std::fs::write(&path, &text)?;
-        let lines: String = text.lines().filter(|l| l.starts_with("test ") && l.contains(" ... ")).map(|l| format!("RESULT {} {l}\n", t.name)).collect();
-        outcome.results.extend(guest::parse(&lines).results);
+        let lines: String = text
+            .lines()
+            .filter_map(|l| match l.strip_prefix("SKIP ") {
+                Some(skip) => Some(format!("SKIPPED {} {skip}\n", t.name)),
+                None => (l.starts_with("test ") && l.contains(" ... ")).then(|| format!("RESULT {} {l}\n", t.name)),
+            })
+            .collect();
+        let report = guest::parse(&lines);
+        outcome.results.extend(report.results);
+        outcome.skipped.extend(report.skipped);
         let code = out.status.code().unwrap_or(-1);
         outcome.exits.push((t.name.clone(), code));
         if code != 0 {
@@ -332,8 +358,10 @@ fn print_matrix(columns: &[Column]) -> bool {
         for c in columns {
             let r = c.outcome.results.iter().find(|r| r.0 == *b && r.1 == *t).map(|r| r.2.as_str());
             let na = c.outcome.not_applicable.iter().any(|r| r.0 == *b && r.1 == *t);
+            let skipped = c.outcome.skipped.iter().any(|r| r.0 == *b && r.1 == *t);
             let shown = match r {
                 None if na => "n/a",
+                Some("ok") if skipped => "skip",
                 Some("ok") => "pass",
                 Some("ignored") => "skip",
                 Some(_) => "FAIL",
@@ -350,13 +378,17 @@ fn print_matrix(columns: &[Column]) -> bool {
         let bad_exits: Vec<String> = c.outcome.exits.iter().filter(|e| e.1 != 0).map(|e| format!("{} exited {}", e.0, e.1)).collect();
         let ok = c.outcome.problems.is_empty() && test_failures == 0 && bad_exits.is_empty() && c.outcome.complete;
         failed |= !ok;
-        let passed = c.outcome.results.iter().filter(|r| r.2 == "ok").count();
+        let skipped = |b: &str, t: &str| c.outcome.skipped.iter().any(|s| s.0 == b && s.1 == t);
+        let passed = c.outcome.results.iter().filter(|r| r.2 == "ok" && !skipped(&r.0, &r.1)).count();
         out += &format!("\n{}: {} ({passed} passed, {test_failures} failed)\n", c.kernel, if ok { "PASS" } else { "FAIL" });
         for p in c.outcome.problems.iter().chain(&bad_exits) {
             out += &format!("  - {p}\n");
         }
         for (b, t, why) in &c.outcome.not_applicable {
             out += &format!("  n/a {b}::{t}: {why}\n");
+        }
+        for (b, t, why) in &c.outcome.skipped {
+            out += &format!("  skip {b}::{t}: {why}\n");
         }
         if let Some(log) = &c.log {
             out += &format!("  log: {}\n", log.display());
