@@ -30,15 +30,22 @@
 //! creates is removed (processes killed by PID); sysctls are restored. Cases run in parallel; the ones
 //! that touch shared state take a lock (MOUNTS, SYSCTL).
 //!
+//! The harness is tests/common's: `Pilot::pilot_run` (inherited descriptors, a stdin gate),
+//! `Run` and its run-directory readers (common/rundir.rs), `direct` for the controls, `Proc`.
+//! This file holds the fixtures (places, file operations, live endpoints, kernel objects) and
+//! the cases.
+//!
 //! Run: `cd /work/main && cargo test --test leak -- --nocapture` (root, a kernel with BTF,
 //! overlayfs and cgroup v2; gcc and /usr/bin/python3).
+mod common;
+
 use std::{
     collections::BTreeMap,
     fs,
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream, UdpSocket},
     os::{
-        fd::{AsRawFd, RawFd},
+        fd::AsRawFd,
         unix::{
             ffi::OsStrExt,
             fs::{FileTypeExt, MetadataExt, PermissionsExt},
@@ -47,26 +54,26 @@ use std::{
         },
     },
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc, Mutex, OnceLock, RwLock,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
         mpsc,
     },
     thread,
     time::{Duration, Instant},
 };
 
+use common::{PYTHON, Pilot, Proc, Run, Running, argv, c_helper, direct, direct_ok, py_argv as py, require_python, sh_argv as sh};
 use serde_json::Value;
 
-const PY: &str = "/usr/bin/python3";
 /// How long a live endpoint is watched after a pilot ran, for traffic that must not come.
 const QUIET: Duration = Duration::from_millis(1500);
 /// A pilot run that takes longer than this is killed (a hang becomes a failure).
 const RUN_DEADLINE: Duration = Duration::from_secs(150);
 
 // ---------------------------------------------------------------------------------------------
-// Shared state, unique names, tools
+// Shared state, unique names, the suite's pilot run
 // ---------------------------------------------------------------------------------------------
 
 /// Host mount table changes (the tmpfs of `Place::Mnt`) are exclusive with pilot runs, which
@@ -76,11 +83,9 @@ static MOUNTS: RwLock<()> = RwLock::new(());
 /// Cases that change a sysctl in their control.
 static SYSCTL: Mutex<()> = Mutex::new(());
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// `pilot-leak-<pid>-<n>`: unique across parallel tests and test binaries.
+/// `pilot-leak-<pid>-<n>-<nanos>`: unique across parallel tests and test binaries.
 fn unique() -> String {
-    format!("pilot-leak-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+    common::unique("pilot-leak")
 }
 
 fn read_lock() -> std::sync::RwLockReadGuard<'static, ()> {
@@ -91,367 +96,33 @@ fn write_lock() -> std::sync::RwLockWriteGuard<'static, ()> {
     MOUNTS.write().unwrap_or_else(|e| e.into_inner())
 }
 
-fn scratch_root() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pilot-leak");
-    fs::create_dir_all(&d).expect("creating target/tmp/pilot-leak");
-    d
-}
-
-/// The pilot binary cargo built, linked (or copied) once per test process: pilot re-executes
-/// /proc/self/exe to start its sandbox, so a rebuild of target/debug/pilot while the suite
-/// runs would break runs in flight. Those of test processes that are gone are removed.
-fn pilot() -> &'static Path {
-    static PILOT: OnceLock<PathBuf> = OnceLock::new();
-    PILOT.get_or_init(|| {
-        let dir = scratch_root();
-        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            // pilot-<pid>, uring_write-<pid>
-            if let Some(pid) = name.rsplit_once('-').and_then(|(_, p)| p.parse::<u32>().ok()) {
-                if !Path::new(&format!("/proc/{pid}")).exists() {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-        }
-        let dest = dir.join(format!("pilot-{}", std::process::id()));
-        let _ = fs::remove_file(&dest);
-        // A hard link keeps this build's inode whatever happens to target/debug/pilot.
-        if fs::hard_link(env!("CARGO_BIN_EXE_pilot"), &dest).is_err() {
-            fs::copy(env!("CARGO_BIN_EXE_pilot"), &dest).expect("copying the pilot binary");
-        }
-        dest
-    })
-}
-
 /// tests/leak/uring_write.c, compiled once per test process.
 fn uring_helper() -> &'static Path {
     static HELPER: OnceLock<PathBuf> = OnceLock::new();
-    HELPER.get_or_init(|| {
-        // Prebuilt (`cargo xtask vm-test` links it statically: its guests have no gcc).
-        if let Ok(prebuilt) = std::env::var("PILOT_TEST_URING") {
-            return PathBuf::from(prebuilt);
-        }
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/leak/uring_write.c");
-        let out = scratch_root().join(format!("uring_write-{}", std::process::id()));
-        let tmp = out.with_extension("tmp");
-        let st = Command::new("gcc").args(["-O2", "-Wall", "-o"]).arg(&tmp).arg(&src).status().expect("running gcc");
-        assert!(st.success(), "gcc failed on {}", src.display());
-        fs::rename(&tmp, &out).unwrap();
-        out
-    })
-}
-
-fn require_python() {
-    assert!(Path::new(PY).exists(), "{PY} is needed by this case");
+    HELPER.get_or_init(|| PathBuf::from(c_helper("tests/leak/uring_write.c", "uring_write", &["-O2", "-Wall"], "PILOT_TEST_URING")))
 }
 
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn argv(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|p| p.to_string()).collect()
+/// A pilot of `argv` as every case runs one: `pilot run --timeout 60s` from /, holding
+/// MOUNTS (read) until it exited.
+fn pilot(argv: &[String]) -> Pilot {
+    Pilot::pilot_run().args(["--timeout", "60s", "--"]).args(argv).cwd(Path::new("/")).timeout(RUN_DEADLINE).hold(read_lock())
 }
 
-fn sh(script: &str, args: &[&str]) -> Vec<String> {
-    let mut v = argv(&["sh", "-c", script, "sh"]);
-    v.extend(args.iter().map(|a| a.to_string()));
-    v
+/// Wait for a pilot: it ran (exit 0, 3 or 4, with a verdict) and left no overlay mount and no
+/// cgroup behind.
+fn finish(p: Running) -> Run {
+    let run = p.wait();
+    run.assert_ran();
+    run.assert_nothing_left_behind();
+    run
 }
 
-fn py(code: &str, args: &[&str]) -> Vec<String> {
-    let mut v = argv(&[PY, "-c", code]);
-    v.extend(args.iter().map(|a| a.to_string()));
-    v
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running an action without pilot (the control) and as a pilot
-// ---------------------------------------------------------------------------------------------
-
-/// Descriptors to hand the command: (our fd, the number it gets in the command).
-type Inherit = Vec<(RawFd, RawFd)>;
-
-fn with_inherited(cmd: &mut Command, fds: &Inherit) {
-    let fds = fds.clone();
-    if fds.is_empty() {
-        return;
-    }
-    unsafe {
-        cmd.pre_exec(move || {
-            for &(from, to) in &fds {
-                // dup2 clears FD_CLOEXEC on `to`: the fd is inherited across exec.
-                if libc::dup2(from, to) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-}
-
-struct Direct {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// The control: the action run as it would be without pilot.
-fn direct(argv: &[String], fds: &Inherit) -> Direct {
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(Stdio::null()).current_dir("/");
-    with_inherited(&mut cmd, fds);
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {argv:?}: {e}"));
-    Direct {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn direct_ok(argv: &[String], fds: &Inherit) -> Direct {
-    let d = direct(argv, fds);
-    assert!(d.status.success(), "control {argv:?} failed: {:?}\nstdout: {}\nstderr: {}", d.status, d.stdout, d.stderr);
-    d
-}
-
-/// A `pilot run` in flight; its command's stdout lines arrive on `lines` as they are printed.
-struct Pilot {
-    child: Child,
-    stdin: Option<std::process::ChildStdin>,
-    dir: tempfile::TempDir,
-    argv: Vec<String>,
-    lines: mpsc::Receiver<String>,
-    stdout: Arc<Mutex<String>>,
-    stderr_reader: Option<thread::JoinHandle<String>>,
-    stdout_reader: Option<thread::JoinHandle<()>>,
-    started: Instant,
-    _mounts: std::sync::RwLockReadGuard<'static, ()>,
-}
-
-fn spawn_pilot(argv: &[String], fds: &Inherit) -> Pilot {
-    spawn_pilot_stdin(argv, fds, false)
-}
-
-/// `stdin_pipe`: the command's stdin is a pipe from the test (`Pilot::stdin`), a gate the
-/// test opens when it is ready.
-fn spawn_pilot_stdin(argv: &[String], fds: &Inherit, stdin_pipe: bool) -> Pilot {
-    let mounts = read_lock();
-    let dir = tempfile::Builder::new().prefix("pilot-leak-run-").tempdir().expect("run dir");
-    let mut cmd = Command::new(pilot());
-    cmd.arg("run").arg("--out").arg(dir.path()).args(["--timeout", "60s", "--"]).args(argv);
-    // The run's journal entries go to its own journal, not the host's.
-    cmd.env("PILOT_JOURNAL", dir.path().join("journal.jsonl"));
-    cmd.stdin(if stdin_pipe { Stdio::piped() } else { Stdio::null() });
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).current_dir("/");
-    with_inherited(&mut cmd, fds);
-    let mut child = cmd.spawn().expect("starting pilot");
-    let stdin = child.stdin.take();
-    let (tx, lines) = mpsc::channel();
-    let stdout = Arc::new(Mutex::new(String::new()));
-    let (out, sink) = (child.stdout.take().unwrap(), stdout.clone());
-    let stdout_reader = thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&format!("{line}\n"));
-            let _ = tx.send(line);
-        }
-    });
-    let mut err = child.stderr.take().unwrap();
-    let stderr_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    Pilot {
-        child,
-        stdin,
-        dir,
-        argv: argv.to_vec(),
-        lines,
-        stdout,
-        stderr_reader: Some(stderr_reader),
-        stdout_reader: Some(stdout_reader),
-        started: Instant::now(),
-        _mounts: mounts,
-    }
-}
-
-impl Pilot {
-    /// Wait for a line of the command's stdout starting with `prefix`.
-    fn wait_line(&self, prefix: &str, within: Duration) -> Option<String> {
-        let end = Instant::now() + within;
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.starts_with(prefix) => return Some(l),
-                Ok(_) => continue,
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-
-    fn finish(mut self) -> Run {
-        drop(self.stdin.take());
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("waiting for pilot") {
-                break st;
-            }
-            if self.started.elapsed() > RUN_DEADLINE {
-                unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
-                let st = self.child.wait().unwrap();
-                panic!("pilot run {:?} did not end within {RUN_DEADLINE:?} (killed: {st:?})", self.argv);
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        let elapsed = self.started.elapsed();
-        let _ = self.stdout_reader.take().unwrap().join();
-        let stderr = self.stderr_reader.take().unwrap().join().unwrap_or_default();
-        let stdout = self.stdout.lock().unwrap().clone();
-        let run = Run { agent_pid: self.child.id(), status, stdout, stderr, elapsed, argv: self.argv, dir: self.dir };
-        run.assert_ran();
-        run.assert_nothing_left_behind();
-        run
-    }
-}
-
-fn run_pilot(argv: &[String], fds: &Inherit) -> Run {
-    spawn_pilot(argv, fds).finish()
-}
-
-/// A finished `pilot run` and its run directory.
-struct Run {
-    dir: tempfile::TempDir,
-    agent_pid: u32,
-    argv: Vec<String>,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn read(&self, name: &str) -> String {
-        fs::read_to_string(self.path().join(name)).unwrap_or_default()
-    }
-
-    fn json(&self, name: &str) -> Value {
-        serde_json::from_str(&self.read(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{}", self.dump()))
-    }
-
-    fn events(&self) -> Vec<Value> {
-        self.read("events.jsonl").lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-    }
-
-    fn event(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        self.events().into_iter().find(|e| pred(e))
-    }
-
-    /// The changes as `pilot diff DIR --json` prints them (and changes.json must exist).
-    fn changes(&self) -> Vec<Value> {
-        assert!(self.path().join("changes.json").exists(), "no changes.json\n{}", self.dump());
-        let out = Command::new(pilot()).arg("diff").arg(self.path()).arg("--json").output().expect("pilot diff");
-        assert!(out.status.success(), "pilot diff failed: {}", String::from_utf8_lossy(&out.stderr));
-        let v: Value = serde_json::from_slice(&out.stdout).expect("pilot diff --json output");
-        v["changes"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn change(&self, path: &Path) -> Option<Value> {
-        let p = s(path);
-        self.changes().into_iter().find(|c| c["path"] == p.as_str())
-    }
-
-    fn sink(&self) -> Vec<Value> {
-        self.json("sink.json").as_array().cloned().unwrap_or_default()
-    }
-
-    fn verdict(&self) -> Value {
-        self.json("verdict.json")
-    }
-
-    /// The pilot command's own exit status (verdict.json pilot_exit).
-    fn command_exit(&self) -> i64 {
-        self.verdict()["pilot_exit"].as_i64().unwrap_or(-1)
-    }
-
-    /// Where a production path's copy lands in the run's overlay: upper/<key>/<rel>, from
-    /// mounts.json (the longest overlaid mount point containing it).
-    fn upper_of(&self, path: &Path) -> PathBuf {
-        let plans: Vec<Value> = serde_json::from_str(&self.read("mounts.json")).unwrap_or_default();
-        let mut best: Option<(String, String)> = None;
-        for p in plans {
-            let Some(o) = p.get("Overlay") else { continue };
-            let (Some(mp), Some(key)) = (o["mount_point"].as_str(), o["key"].as_str()) else { continue };
-            if path.starts_with(mp) && best.as_ref().is_none_or(|(b, _)| mp.len() > b.len()) {
-                best = Some((mp.to_string(), key.to_string()));
-            }
-        }
-        let (mp, key) = best.unwrap_or_else(|| panic!("no overlay holds {}\n{}", path.display(), self.dump()));
-        self.path().join("upper").join(key).join(path.strip_prefix(&mp).unwrap())
-    }
-
-    /// pilot ran (exit 0 pass, 3 blocked by policy, 4 command failed), never 1 or 2.
-    fn assert_ran(&self) {
-        let code = self.status.code();
-        assert!(
-            matches!(code, Some(0) | Some(3) | Some(4)),
-            "pilot itself failed (exit {:?})\n{}",
-            self.status,
-            self.dump()
-        );
-        assert!(self.path().join("verdict.json").exists(), "no verdict.json\n{}", self.dump());
-    }
-
-    fn assert_command_ok(&self) {
-        assert_eq!(self.command_exit(), 0, "the pilot command failed\n{}", self.dump());
-    }
-
-    /// No overlay (or any mount) of this run is left in the host's mount table, and the
-    /// pilot's cgroup (pilot/<secs>-<agent pid>) is gone.
-    fn assert_nothing_left_behind(&self) {
-        let run_dir = s(self.path());
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let left: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&run_dir)).collect();
-        assert!(left.is_empty(), "mounts of the run left behind:\n{}", left.join("\n"));
-        for root in ["/sys/fs/cgroup/unified/pilot", "/sys/fs/cgroup/pilot"] {
-            let suffix = format!("-{}", self.agent_pid);
-            for e in fs::read_dir(root).into_iter().flatten().flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                assert!(
-                    !(e.path().is_dir() && name.ends_with(&suffix)),
-                    "pilot cgroup {} left behind\n{}",
-                    e.path().display(),
-                    self.dump()
-                );
-            }
-        }
-    }
-
-    fn dump(&self) -> String {
-        let events: Vec<String> = self
-            .read("events.jsonl")
-            .lines()
-            .filter(|l| !l.contains("\"kind\":\"exec\"") || l.contains("\"ret\":0"))
-            .take(80)
-            .map(String::from)
-            .collect();
-        let tail: Vec<&str> = self.stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-        format!(
-            "---- pilot run {:?}: {:?} after {:?}, run dir {}\n---- stdout:\n{}---- stderr (tail):\n{}\n---- events.jsonl:\n{}\n---- changes.json:\n{}\n---- sink.json:\n{}",
-            self.argv,
-            self.status,
-            self.elapsed,
-            self.path().display(),
-            self.stdout,
-            tail.join("\n"),
-            events.join("\n"),
-            self.read("changes.json"),
-            self.read("sink.json"),
-        )
-    }
+fn run_pilot(argv: &[String]) -> Run {
+    finish(pilot(argv).spawn())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -683,7 +354,7 @@ impl Op {
             }
         };
         let event = |kind: &str, path: &str| -> Result<Value, String> {
-            run.event(|e| e["kind"] == kind && e["path"] == path && e["ret"].as_i64().is_some_and(|r| r >= 0))
+            run.event_json(|e| e["kind"] == kind && e["path"] == path && e["ret"].as_i64().is_some_and(|r| r >= 0))
                 .ok_or_else(|| format!("no successful `{kind}` event on {path} in events.jsonl"))
         };
         match self {
@@ -716,7 +387,7 @@ impl Op {
                 if c["from"] != fs_.as_str() {
                     return Err(format!("rename recorded from {} (want {fs_})", c["from"]));
                 }
-                run.event(|e| e["kind"] == "rename" && e["path"] == fs_.as_str() && e["path2"] == s(&g).as_str() && e["ret"] == 0)
+                run.event_json(|e| e["kind"] == "rename" && e["path"] == fs_.as_str() && e["path2"] == s(&g).as_str() && e["ret"] == 0)
                     .ok_or("no successful rename event f -> g")?;
             }
             Op::Chmod => {
@@ -753,7 +424,7 @@ fn file_case(op: Op, place: Place) {
     {
         let fx = Fixture::new(place);
         let before = fx.state();
-        let d = direct(&op.argv(&fx), &vec![]);
+        let d = direct(&op.argv(&fx), &[]);
         if op == Op::IoUringWrite && d.status.code() == Some(77) {
             eprintln!("SKIP {name}: {}", d.stdout.trim());
             return;
@@ -765,7 +436,7 @@ fn file_case(op: Op, place: Place) {
     // Pilot: production unchanged, the attempt recorded.
     let fx = Fixture::new(place);
     let before = fx.state();
-    let run = run_pilot(&op.argv(&fx), &vec![]);
+    let run = run_pilot(&op.argv(&fx));
     let after = fx.state();
     assert!(
         before == after,
@@ -1028,14 +699,14 @@ fn tcp_case_to(bind: &str, via: Option<&str>) {
         return;
     };
     let payload = format!("{}-control", unique());
-    direct_ok(&py(TCP_SEND_PY, &[via.unwrap_or(&ctl.addr), &ctl.port.to_string(), &payload]), &vec![]);
+    direct_ok(&py(TCP_SEND_PY, &[via.unwrap_or(&ctl.addr), &ctl.port.to_string(), &payload]), &[]);
     assert!(ctl.wait_for(payload.as_bytes(), Duration::from_secs(5)), "control: the listener never got the bytes");
     drop(ctl);
 
     let live = Endpoint::tcp(bind).unwrap();
     let payload = format!("{}-pilot", unique());
     let addr = via.unwrap_or(&live.addr).to_string();
-    let run = run_pilot(&py(TCP_SEND_PY, &[&addr, &live.port.to_string(), &payload]), &vec![]);
+    let run = run_pilot(&py(TCP_SEND_PY, &[&addr, &live.port.to_string(), &payload]));
     live.assert_quiet(&format!("TCP to {addr}:{}", live.port), &run);
     assert_eq!(
         run.command_exit(),
@@ -1054,7 +725,7 @@ fn tcp_case_to(bind: &str, via: Option<&str>) {
         payload.len(),
         run.dump()
     );
-    run.event(|e| e["kind"] == "connect" && e["addr"] == addr.as_str() && e["port"] == live.port && e["ret"] == 0)
+    run.event_json(|e| e["kind"] == "connect" && e["addr"] == addr.as_str() && e["port"] == live.port && e["ret"] == 0)
         .unwrap_or_else(|| panic!("no connect event to {addr}:{}\n{}", live.port, run.dump()));
     eprintln!("ok TCP {addr}:{}: control delivered; pilot's bytes went to the sink only", live.port);
 }
@@ -1087,13 +758,13 @@ fn udp_case_mode(bind: &str, mode: &str) {
         return;
     };
     let payload = format!("{}-control", unique());
-    direct_ok(&py(UDP_SEND_PY, &[&ctl.addr, &ctl.port.to_string(), &payload, mode]), &vec![]);
+    direct_ok(&py(UDP_SEND_PY, &[&ctl.addr, &ctl.port.to_string(), &payload, mode]), &[]);
     assert!(ctl.wait_for(payload.as_bytes(), Duration::from_secs(5)), "control: the receiver never got the datagram");
     drop(ctl);
 
     let live = Endpoint::udp(bind).unwrap();
     let payload = format!("{}-pilot", unique());
-    let run = run_pilot(&py(UDP_SEND_PY, &[&live.addr, &live.port.to_string(), &payload, mode]), &vec![]);
+    let run = run_pilot(&py(UDP_SEND_PY, &[&live.addr, &live.port.to_string(), &payload, mode]));
     live.assert_quiet(&format!("UDP to {}:{}", live.addr, live.port), &run);
     run.assert_command_ok();
     let caught = run.sink();
@@ -1103,7 +774,7 @@ fn udp_case_mode(bind: &str, mode: &str) {
         run.dump()
     );
     let kind = if mode == "connected" { "connect" } else { "send" };
-    run.event(|e| e["kind"] == kind && e["addr"] == live.addr.as_str() && e["port"] == live.port && e["ret"].as_i64().is_some_and(|r| r >= 0))
+    run.event_json(|e| e["kind"] == kind && e["addr"] == live.addr.as_str() && e["port"] == live.port && e["ret"].as_i64().is_some_and(|r| r >= 0))
         .unwrap_or_else(|| panic!("no {kind} event to {}:{}\n{}", live.addr, live.port, run.dump()));
     eprintln!("ok UDP {bind} ({mode}): control delivered; pilot's datagram went to the sink only");
 }
@@ -1174,7 +845,7 @@ fn mapped_redirect_case(proto: &str) {
     {
         let target = endpoint("127.0.0.1:0").unwrap();
         let payload = format!("{}-control", unique());
-        let mut cmd = Command::new(PY);
+        let mut cmd = Command::new(PYTHON);
         cmd.args(&script(target.port, &payload)[1..]).stdin(Stdio::piped()).stdout(Stdio::null());
         let mut c = cmd.spawn().unwrap();
         c.stdin.take().unwrap().write_all(b"go\n").unwrap();
@@ -1183,13 +854,13 @@ fn mapped_redirect_case(proto: &str) {
     }
     let target = endpoint("127.0.0.1:0").unwrap();
     let payload = format!("{}-pilot", unique());
-    let mut p = spawn_pilot_stdin(&script(target.port, &payload), &vec![], true);
-    assert!(p.wait_line("waiting", Duration::from_secs(60)).is_some(), "the pilot never got ready");
+    let mut p = pilot(&script(target.port, &payload)).stdin_pipe().spawn();
+    assert!(p.wait_for_line("waiting", Duration::from_secs(60)).is_some(), "the pilot never got ready");
     let table = if proto == "tcp" { "/proc/net/tcp6" } else { "/proc/net/udp6" };
-    let sink6 = listening_ports(p.child.id(), table, "00000000000000000000000001000000");
+    let sink6 = listening_ports(p.pid(), table, "00000000000000000000000001000000");
     let bystander = sink6.first().and_then(|port| endpoint(&format!("127.0.0.1:{port}")));
-    let _ = p.stdin.as_mut().map(|s| s.write_all(b"go\n"));
-    let run = p.finish();
+    let _ = p.write_stdin(b"go\n");
+    let run = finish(p);
     let Some(bystander) = bystander else {
         eprintln!("SKIP mapped-address redirect ({proto}): no [::1] sink port found, or 127.0.0.1 at that port is taken ({sink6:?})");
         return;
@@ -1286,14 +957,14 @@ fn unix_case(kind: &str, abstract_: bool) {
         let fx = Fixture::new(Place::Tmp);
         let (ctl, addr) = attempt(&fx);
         let payload = format!("{}-control", unique());
-        let d = direct_ok(&py(code, &[&addr, &payload]), &vec![]);
+        let d = direct_ok(&py(code, &[&addr, &payload]), &[]);
         assert!(d.stdout.contains("sent"), "control {what}: {}", d.stdout);
         assert!(ctl.wait_for(payload.as_bytes(), Duration::from_secs(5)), "control {what}: the server never got the bytes");
     }
     let fx = Fixture::new(Place::Tmp);
     let (live, addr) = attempt(&fx);
     let payload = format!("{}-pilot", unique());
-    let run = run_pilot(&py(code, &[&addr, &payload]), &vec![]);
+    let run = run_pilot(&py(code, &[&addr, &payload]));
     live.assert_quiet(&format!("{what} to {addr}"), &run);
     run.assert_command_ok();
     // Before Linux 6.7 (no cgroup Unix hooks; `pilot doctor` says which) the seccomp filter
@@ -1323,7 +994,7 @@ fn unix_case(kind: &str, abstract_: bool) {
     let errno = if abstract_ && !unix.contains("network namespace") { "1" } else { "111" };
     assert!(run.stdout.contains(&format!("failed {errno}")), "{what}: the pilot's attempt did not fail with errno {errno}\n{}", run.dump());
     let kind_ev = if kind == "stream" { "connect" } else { "send" };
-    run.event(|e| e["kind"] == kind_ev && e["family"] == "unix" && e["ret"].as_i64().is_some_and(|r| r < 0))
+    run.event_json(|e| e["kind"] == kind_ev && e["family"] == "unix" && e["ret"].as_i64().is_some_and(|r| r < 0))
         .unwrap_or_else(|| panic!("{what}: no failed `{kind_ev}` event with family unix\n{}", run.dump()));
     eprintln!("ok {what}: control delivered; pilot refused (errno {errno}) and recorded");
 }
@@ -1337,11 +1008,11 @@ fn unix_listener_started_during_the_run_is_not_reached() {
     let sock = fx.p("late.sock");
     let payload = format!("{}-pilot", unique());
     let script = format!("import sys; print('waiting', flush=True); sys.stdin.readline()\n{UNIX_STREAM_PY}");
-    let mut p = spawn_pilot_stdin(&py(&script, &[&s(&sock), &payload]), &vec![], true);
-    assert!(p.wait_line("waiting", Duration::from_secs(60)).is_some(), "the pilot never got ready");
+    let mut p = pilot(&py(&script, &[&s(&sock), &payload])).stdin_pipe().spawn();
+    assert!(p.wait_for_line("waiting", Duration::from_secs(60)).is_some(), "the pilot never got ready");
     let live = unix_server("stream", &sock, None);
-    let _ = p.stdin.as_mut().map(|s| s.write_all(b"go\n"));
-    let run = p.finish();
+    let _ = p.write_stdin(b"go\n");
+    let run = finish(p);
     live.assert_quiet("Unix stream to a listener bound after the pilot started", &run);
     let unix = run.verdict()["contained_by"]["unix_sockets"].as_str().unwrap_or_default().to_string();
     if unix.contains("seccomp") {
@@ -1350,7 +1021,7 @@ fn unix_listener_started_during_the_run_is_not_reached() {
     }
     assert!(run.stdout.contains("connect failed 111"), "the connect was not refused (ECONNREFUSED)\n{}", run.dump());
     // Control: the same connect without pilot reaches it.
-    let d = direct_ok(&py(UNIX_STREAM_PY, &[&s(&sock), "control"]), &vec![]);
+    let d = direct_ok(&py(UNIX_STREAM_PY, &[&s(&sock), "control"]), &[]);
     assert!(d.stdout.contains("sent") && live.wait_for(b"control", Duration::from_secs(5)), "control: {}", d.stdout);
 }
 
@@ -1409,7 +1080,7 @@ fn bind_then_connect_case(late: bool) {
         let port = free_port();
         let payload = format!("{}-control", unique());
         let mut early = if late { None } else { Endpoint::tcp(&format!("127.0.0.1:{port}")) };
-        let mut child = Command::new(PY)
+        let mut child = Command::new(PYTHON)
             .args(py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload])[1..].iter())
             .stdout(Stdio::piped())
             .spawn()
@@ -1427,13 +1098,13 @@ fn bind_then_connect_case(late: bool) {
     let port = free_port();
     let payload = format!("{}-pilot", unique());
     let mut live = if late { None } else { Endpoint::tcp(&format!("127.0.0.1:{port}")) };
-    let p = spawn_pilot(&py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload]), &vec![]);
-    let bound = p.wait_line("bound", Duration::from_secs(60));
+    let mut p = pilot(&py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload])).spawn();
+    let bound = p.wait_for_line("bound", Duration::from_secs(60));
     if late {
         live = Endpoint::tcp(&format!("127.0.0.1:{port}"));
     }
     let live = live.expect("listening on 127.0.0.1");
-    let run = p.finish();
+    let run = finish(p);
     eprintln!("bind-then-connect ({what}): pilot printed {bound:?}");
     live.assert_quiet(&format!("TCP to 127.0.0.1:{port} after binding 127.0.0.2:{port} ({what})"), &run);
     run.assert_command_ok();
@@ -1469,7 +1140,7 @@ except OSError:
     print("nothing", flush=True)
 "#;
     let start = || {
-        let mut server = Proc::spawn(Command::new(PY).args(["-c", SERVER, "60"]).stdout(Stdio::piped()));
+        let mut server = Proc::spawn(Command::new(PYTHON).args(["-c", SERVER, "60"]).stdout(Stdio::piped()));
         let mut out = BufReader::new(server.child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
@@ -1480,14 +1151,14 @@ except OSError:
         // Control: without pilot the script's connect reaches the service.
         let (_server, mut out, port) = start();
         let payload = format!("{}-control", unique());
-        direct_ok(&py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload]), &vec![]);
+        direct_ok(&py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload]), &[]);
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
         assert!(line.starts_with("ACCEPTED") && line.contains(&payload), "control: {line}");
     }
     let (mut server, mut out, port) = start();
     let payload = format!("{}-pilot", unique());
-    let run = run_pilot(&py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload]), &vec![]);
+    let run = run_pilot(&py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload]));
     run.assert_command_ok();
     assert!(run.stdout.contains("bound: refused 1"), "binding a live service's port was not refused\n{}", run.dump());
     thread::sleep(QUIET);
@@ -1495,7 +1166,7 @@ except OSError:
     let mut rest = String::new();
     let _ = out.read_to_string(&mut rest);
     assert!(!rest.contains("ACCEPTED"), "LEAK: the live service accepted the pilot's connection: {rest}\n{}", run.dump());
-    run.event(|e| e["kind"] == "bind" && e["port"] == port && e["ret"].as_i64().is_some_and(|r| r < 0))
+    run.event_json(|e| e["kind"] == "bind" && e["port"] == port && e["ret"].as_i64().is_some_and(|r| r < 0))
         .unwrap_or_else(|| panic!("no failed bind event on port {port}\n{}", run.dump()));
     eprintln!("ok bind of a live service's port refused");
 }
@@ -1504,65 +1175,22 @@ except OSError:
 // Processes: signals, daemons
 // ---------------------------------------------------------------------------------------------
 
-/// A process started by the test; killed by its PID (and reaped) when dropped.
-struct Proc {
-    child: Child,
+/// `sleep 120` in process group `group` (None: a group of its own, led by it).
+fn sleeper(group: Option<i32>) -> Proc {
+    let mut cmd = Command::new("sleep");
+    cmd.arg("120").stdin(Stdio::null()).process_group(group.unwrap_or(0));
+    Proc::spawn(&mut cmd)
 }
 
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        Proc { child: cmd.spawn().expect("starting a process") }
-    }
-
-    fn sleeper(group: Option<i32>) -> Proc {
-        let mut cmd = Command::new("sleep");
-        cmd.arg("120").stdin(Stdio::null()).process_group(group.unwrap_or(0));
-        Proc::spawn(&mut cmd)
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Wait (up to `within`) for it to end; its status.
-    fn ended(&mut self, within: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return Some(st);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn kill(&mut self) {
-        if self.alive() {
-            unsafe { libc::kill(self.pid(), libc::SIGKILL) };
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn signal_case(script: fn(leader: i32) -> Vec<String>, what: &str, group: bool) {
+fn signal_case(script: fn(leader: u32) -> Vec<String>, what: &str, group: bool) {
     let start = || {
-        let leader = Proc::sleeper(None);
-        let member = group.then(|| Proc::sleeper(Some(leader.pid())));
+        let leader = sleeper(None);
+        let member = group.then(|| sleeper(Some(leader.pid() as i32)));
         (leader, member)
     };
     {
         let (mut leader, mut member) = start();
-        direct(&script(leader.pid()), &vec![]);
+        direct(&script(leader.pid()), &[]);
         let st = leader.ended(Duration::from_secs(5)).expect("control: the target survived the signal");
         assert_eq!(st.signal(), Some(libc::SIGTERM), "control: {st:?}");
         if let Some(m) = member.as_mut() {
@@ -1570,22 +1198,22 @@ fn signal_case(script: fn(leader: i32) -> Vec<String>, what: &str, group: bool) 
         }
     }
     let (mut leader, mut member) = start();
-    let run = run_pilot(&script(leader.pid()), &vec![]);
+    let run = run_pilot(&script(leader.pid()));
     thread::sleep(Duration::from_millis(300));
     assert!(leader.alive(), "LEAK: {what}: the pilot's signal killed live process {}\n{}", leader.pid(), run.dump());
     if let Some(m) = member.as_mut() {
         assert!(m.alive(), "LEAK: {what}: the pilot's signal killed group member {}\n{}", m.pid(), run.dump());
     }
-    let target = if group { -leader.pid() } else { leader.pid() };
+    let target = if group { -(leader.pid() as i64) } else { leader.pid() as i64 };
     // Held back by the sandbox's supervisor (the sender saw 0, as live), or, without one,
     // failed in the PID namespace.
-    run.event(|e| {
+    run.event_json(|e| {
         e["kind"] == "signal"
             && (e["supervisor"] == "held back" || e["ret"].as_i64().is_some_and(|r| r < 0))
             && (e["target_pid"] == target || e["syscall"] == "pidfd_send_signal")
     })
     .unwrap_or_else(|| panic!("{what}: no held-back or failed signal event (target {target})\n{}", run.dump()));
-    assert_eq!(run.status.code(), Some(3), "{what}: a signal to a live process blocks\n{}", run.dump());
+    assert_eq!(run.code, Some(3), "{what}: a signal to a live process blocks\n{}", run.dump());
     eprintln!("ok {what}: control killed; pilot's signal was held back and recorded");
 }
 
@@ -1619,7 +1247,7 @@ fn double_forked_daemon_writing_after_the_command_exited() {
     let script = r#"( sleep 0.5; echo late >> "$1" ) > /dev/null 2>&1 & exit 0"#;
     {
         let fx = Fixture::new(Place::Var);
-        direct_ok(&[argv(&["setsid", "sh", "-c", script, "sh"]), vec![s(&fx.f())]].concat(), &vec![]);
+        direct_ok(&[argv(&["setsid", "sh", "-c", script, "sh"]), vec![s(&fx.f())]].concat(), &[]);
         let end = Instant::now() + Duration::from_secs(5);
         while Instant::now() < end && !fs::read_to_string(fx.f()).unwrap().contains("late") {
             thread::sleep(Duration::from_millis(20));
@@ -1628,7 +1256,7 @@ fn double_forked_daemon_writing_after_the_command_exited() {
     }
     let fx = Fixture::new(Place::Var);
     let before = fx.state();
-    let run = run_pilot(&[argv(&["setsid", "sh", "-c", script, "sh"]), vec![s(&fx.f())]].concat(), &vec![]);
+    let run = run_pilot(&[argv(&["setsid", "sh", "-c", script, "sh"]), vec![s(&fx.f())]].concat());
     thread::sleep(Duration::from_millis(1000)); // a daemon pilot did not wait for would write now
     let after = fx.state();
     assert!(before == after, "LEAK: the daemon wrote to production:\n{}\n{}", diff_states(&before, &after), run.dump());
@@ -1653,13 +1281,13 @@ fn write_through_an_inherited_file_descriptor() {
     {
         let fx = Fixture::new(Place::Var);
         let prod = open_prod(&fx);
-        direct_ok(&script, &vec![(prod.as_raw_fd(), 7)]);
+        direct_ok(&script, &[(prod.as_raw_fd(), 7)]);
         assert!(fs::read_to_string(fx.f()).unwrap().contains("leaked-through-fd7"), "control: nothing written through fd 7");
     }
     let fx = Fixture::new(Place::Var);
     let before = fx.state();
     let prod = open_prod(&fx);
-    let run = run_pilot(&script, &vec![(prod.as_raw_fd(), 7)]);
+    let run = finish(pilot(&script).inherit(prod.as_raw_fd(), 7).spawn());
     let after = fx.state();
     assert!(
         before == after,
@@ -1676,13 +1304,13 @@ fn send_through_an_inherited_socket() {
     {
         let live = Endpoint::tcp("127.0.0.1:0").unwrap();
         let conn = TcpStream::connect(("127.0.0.1", live.port)).unwrap();
-        direct_ok(&script, &vec![(conn.as_raw_fd(), 8)]);
+        direct_ok(&script, &[(conn.as_raw_fd(), 8)]);
         drop(conn);
         assert!(live.wait_for(b"leaked-through-fd8", Duration::from_secs(5)), "control: nothing arrived through fd 8");
     }
     let live = Endpoint::tcp("127.0.0.1:0").unwrap();
     let conn = TcpStream::connect(("127.0.0.1", live.port)).unwrap();
-    let run = run_pilot(&script, &vec![(conn.as_raw_fd(), 8)]);
+    let run = finish(pilot(&script).inherit(conn.as_raw_fd(), 8).spawn());
     drop(conn); // the live listener's read ends here
     thread::sleep(QUIET);
     let got = live.got();
@@ -1725,22 +1353,22 @@ fn sysctl_case(name: &str, new_value: impl Fn(&str) -> String) {
     let sysctl = Sysctl { original: fs::read_to_string(&path).unwrap().trim().to_string(), path: path.clone() };
     let value = new_value(&sysctl.original);
     let script = sh(r#"echo "$2" > "$1"; echo "write rc=$?""#, &[&s(&path), &value]);
-    direct(&script, &vec![]);
+    direct(&script, &[]);
     assert_eq!(sysctl.read(), value, "control: writing {} did not change it", path.display());
     fs::write(&path, format!("{}\n", sysctl.original)).unwrap();
     assert_eq!(sysctl.read(), sysctl.original);
 
-    let run = run_pilot(&script, &vec![]);
+    let run = run_pilot(&script);
     assert_eq!(sysctl.read(), sysctl.original, "LEAK: the pilot changed {name} to {:?}\n{}", sysctl.read(), run.dump());
     let p = s(&path);
     // Held back by the sandbox's supervisor (a private file took the write: the value is
     // recorded), or, without one, refused by the read-only /proc.
-    run.event(|e| {
+    run.event_json(|e| {
         (e["kind"] == "sysctl" && e["path"] == p.as_str() && e["supervisor"] == "held back" && e["value"] == value.as_str())
             || (e["kind"] == "open" && e["path"] == p.as_str() && e["ret"].as_i64().is_some_and(|r| r < 0))
     })
     .unwrap_or_else(|| panic!("no held-back sysctl or failed open of {p} in events.jsonl\n{}", run.dump()));
-    assert_eq!(run.status.code(), Some(3), "a sysctl write blocks\n{}", run.dump());
+    assert_eq!(run.code, Some(3), "a sysctl write blocks\n{}", run.dump());
     eprintln!("ok sysctl {name}: control changed it (restored); pilot's write was held back and recorded");
 }
 
@@ -1806,12 +1434,12 @@ try:
 except OSError as e:
     print("mknod/open failed", e.errno, flush=True)
 "#;
-    let run = run_pilot(&py(CODE, &[&s(&dev), &major.to_string(), &minor.to_string()]), &vec![]);
+    let run = run_pilot(&py(CODE, &[&s(&dev), &major.to_string(), &minor.to_string()]));
     run.assert_command_ok();
     assert!(!run.stdout.contains("OPENED"), "LEAK: the pilot opened the root block device for writing\n{}", run.dump());
     assert!(!run.stdout.contains("MKNOD OK"), "the pilot could mknod a block device node\n{}", run.dump());
     let d = s(&dev);
-    run.event(|e| e["kind"] == "open" && e["path"] == d.as_str() && e["ret"].as_i64().is_some_and(|r| r < 0))
+    run.event_json(|e| e["kind"] == "open" && e["path"] == d.as_str() && e["ret"].as_i64().is_some_and(|r| r < 0))
         .unwrap_or_else(|| panic!("no failed open of {d} in events.jsonl\n{}", run.dump()));
     eprintln!("ok root block device {d}: pilot could not open it for writing nor mknod it");
 }
@@ -1872,12 +1500,12 @@ except OSError as e:
             eprintln!("SKIP block device node: no loop device (losetup failed)");
             return;
         };
-        let d = direct_ok(&py(CODE, &[&s(&node)]), &vec![]);
+        let d = direct_ok(&py(CODE, &[&s(&node)]), &[]);
         assert!(d.stdout.contains("written"), "control: {}", d.stdout);
         assert_eq!(head(&image), b"PILOT-LEAK-BLOCK", "control: the write did not reach the device");
     }
     let (fx, lo, image, node) = setup().unwrap();
-    let run = run_pilot(&py(CODE, &[&s(&node)]), &vec![]);
+    let run = run_pilot(&py(CODE, &[&s(&node)]));
     assert_eq!(
         head(&image),
         vec![0u8; 16],
@@ -1930,13 +1558,13 @@ fn proc_root_case(uid: Option<u32>) {
     {
         let fx = Fixture::new(Place::Var);
         let p = target(&fx);
-        direct_ok(&action(&p, &fx), &vec![]);
+        direct_ok(&action(&p, &fx), &[]);
         assert!(fs::read_to_string(fx.f()).unwrap().contains("leaked-via-proc-root"), "control ({what}): no write");
     }
     let fx = Fixture::new(Place::Var);
     let p = target(&fx);
     let before = fx.state();
-    let run = run_pilot(&action(&p, &fx), &vec![]);
+    let run = run_pilot(&action(&p, &fx));
     let after = fx.state();
     assert!(
         before == after,
@@ -2020,11 +1648,11 @@ fn terminal_of_another_session_written() {
     let script = |pty: &Pty| sh(r#"echo PILOT-LEAK-ON-YOUR-TERMINAL > "$1"; echo "rc=$?""#, &[&pty.name]);
     {
         let pty = Pty::open();
-        direct_ok(&script(&pty), &vec![]);
+        direct_ok(&script(&pty), &[]);
         assert!(contains(&pty.output(Duration::from_secs(2)), b"PILOT-LEAK-ON-YOUR-TERMINAL"), "control: nothing on the terminal");
     }
     let pty = Pty::open();
-    let run = run_pilot(&script(&pty), &vec![]);
+    let run = run_pilot(&script(&pty));
     let shown = pty.output(QUIET);
     assert!(
         !contains(&shown, b"PILOT-LEAK-ON-YOUR-TERMINAL"),
@@ -2061,7 +1689,7 @@ fn terminal_resize_signals_a_live_process() {
     require_python();
     let start = || {
         let pty = Pty::open();
-        let mut p = Proc::spawn(Command::new(PY).args(["-c", WINCH_TARGET_PY, &pty.name]).stdin(Stdio::null()).stdout(Stdio::piped()));
+        let mut p = Proc::spawn(Command::new(PYTHON).args(["-c", WINCH_TARGET_PY, &pty.name]).stdin(Stdio::null()).stdout(Stdio::piped()));
         let (tx, rx) = mpsc::channel();
         let out = p.child.stdout.take().unwrap();
         thread::spawn(move || {
@@ -2074,13 +1702,13 @@ fn terminal_resize_signals_a_live_process() {
     };
     {
         let (pty, _p, rx) = start();
-        direct_ok(&py(RESIZE_PY, &[&pty.name]), &vec![]);
+        direct_ok(&py(RESIZE_PY, &[&pty.name]), &[]);
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).ok().as_deref(), Some("GOT-SIGWINCH"), "control: no SIGWINCH");
         assert_eq!(pty.winsize(), (42, 99), "control: size unchanged");
     }
     let (pty, _p, rx) = start();
     let before = pty.winsize();
-    let run = run_pilot(&py(RESIZE_PY, &[&pty.name]), &vec![]);
+    let run = run_pilot(&py(RESIZE_PY, &[&pty.name]));
     let got = rx.recv_timeout(QUIET).ok();
     assert!(
         got.is_none() && pty.winsize() == before,
@@ -2143,11 +1771,11 @@ print("keyctl update", r, ctypes.get_errno(), flush=True)
     assert_eq!(KEYCTL_UPDATE, 2);
     {
         let key = Key::add("production-secret");
-        direct_ok(&py(UPDATE_PY, &[&key.serial.to_string()]), &vec![]);
+        direct_ok(&py(UPDATE_PY, &[&key.serial.to_string()]), &[]);
         assert_eq!(key.read(), "overwritten-by-the-action", "control: the key is unchanged");
     }
     let key = Key::add("production-secret");
-    let run = run_pilot(&py(UPDATE_PY, &[&key.serial.to_string()]), &vec![]);
+    let run = run_pilot(&py(UPDATE_PY, &[&key.serial.to_string()]));
     assert_eq!(
         key.read(),
         "production-secret",

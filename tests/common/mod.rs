@@ -1,15 +1,19 @@
-//! Shared helpers for the `pilot trace` integration tests: running pilot with a timeout,
-//! reading what it wrote (events.jsonl, summary.json, the stderr account), the `effects` C
-//! helper, scratch directories, and guards that kill the processes a test started (by PID).
+//! Shared helpers for the integration tests: running pilot (`trace`, and `run` with its run
+//! directory: rundir.rs) with a timeout, reading what it wrote (events.jsonl, summary.json, the
+//! stderr account), the C helpers, scratch directories, controls run without pilot, and guards
+//! that kill the processes a test started (by PID).
 #![allow(dead_code)]
 
+mod rundir;
+
 use std::{
+    any::Any,
     fs,
     io::{Read as _, Write as _},
     net::TcpListener,
-    os::unix::net::UnixListener,
+    os::{fd::RawFd, unix::net::UnixListener, unix::process::CommandExt as _},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
     sync::{
         Arc, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -40,33 +44,39 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 /// binary into cargo's scratch directory for integration tests.
 pub fn effects() -> &'static str {
     static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // Prebuilt (`cargo xtask vm-test` links it statically: its guests have no gcc).
-        if let Ok(prebuilt) = std::env::var("PILOT_TEST_EFFECTS") {
-            return prebuilt;
-        }
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/helpers/effects.c");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pilot-tests");
-        fs::create_dir_all(&dir).expect("creating the helper build directory");
-        let bin = dir.join("effects");
-        // Build under a unique name, then rename: test binaries run in parallel must never
-        // exec a half-written file.
-        let tmp = dir.join(format!("effects.{}.tmp", std::process::id()));
-        let out = Command::new("gcc")
-            .args(["-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .output()
-            .expect("running gcc (apt-get install gcc)");
-        assert!(
-            out.status.success(),
-            "gcc failed to build {}:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        fs::rename(&tmp, &bin).expect("installing the effects helper");
-        bin.to_string_lossy().into_owned()
-    })
+    BIN.get_or_init(|| c_helper("tests/helpers/effects.c", "effects", &["-O1", "-Wall", "-Wextra", "-Werror", "-pthread"], "PILOT_TEST_EFFECTS"))
+}
+
+/// Build the C program `src` (relative to the repository) with gcc `flags` into cargo's
+/// scratch directory for integration tests as `name`; its path. `prebuilt`: the environment
+/// variable naming a prebuilt one instead (`cargo xtask vm-test` links them statically: its
+/// guests have no gcc). Callers keep the path in a `OnceLock` (once per test binary).
+pub fn c_helper(src: &str, name: &str, flags: &[&str], prebuilt: &str) -> String {
+    if let Ok(prebuilt) = std::env::var(prebuilt) {
+        return prebuilt;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(src);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pilot-tests");
+    fs::create_dir_all(&dir).expect("creating the helper build directory");
+    let bin = dir.join(name);
+    // Build under a unique name, then rename: test binaries run in parallel must never
+    // exec a half-written file.
+    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    let out = Command::new("gcc")
+        .args(flags)
+        .arg("-o")
+        .arg(&tmp)
+        .arg(&src)
+        .output()
+        .expect("running gcc (apt-get install gcc)");
+    assert!(
+        out.status.success(),
+        "gcc failed to build {}:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::rename(&tmp, &bin).unwrap_or_else(|e| panic!("installing the {name} helper: {e}"));
+    bin.to_string_lossy().into_owned()
 }
 
 /// The cgroup v2 hierarchy: /sys/fs/cgroup/unified on hybrid hosts (the project's machines),
@@ -204,13 +214,18 @@ impl Event {
 // ---------------------------------------------------------------------------------------------
 // Running pilot
 
-/// How to run `pilot trace`.
+/// How to run `pilot trace` (or, from [`Pilot::pilot_run`], `pilot run`).
 pub struct Pilot {
     args: Vec<String>,
     cwd: Option<PathBuf>,
     timeout: Duration,
     out: bool,
     env: Vec<(String, String)>,
+    pipes: bool,
+    stdin_pipe: bool,
+    journal: bool,
+    inherit: Vec<(RawFd, RawFd)>,
+    held: Vec<Box<dyn Any>>,
 }
 
 /// `pilot trace --out <tmp> -- CMD...`, run in `cwd`.
@@ -246,7 +261,32 @@ pub fn trace_sh(cwd: &Scratch, script: &str) -> Run {
 
 impl Pilot {
     pub fn new() -> Pilot {
-        Pilot { args: vec!["trace".into()], cwd: None, timeout: RUN_TIMEOUT, out: true, env: Vec::new() }
+        Pilot::of("trace")
+    }
+
+    /// `pilot SUBCOMMAND --out <tmp>/SUBCOMMAND ...`
+    fn of(sub: &str) -> Pilot {
+        Pilot {
+            args: vec![sub.into()],
+            cwd: None,
+            timeout: RUN_TIMEOUT,
+            out: true,
+            env: Vec::new(),
+            pipes: false,
+            stdin_pipe: false,
+            journal: false,
+            inherit: Vec::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// `pilot run --out <tmp>/run ...` (the run directory: [`Run::dir`]), as an operator runs
+    /// it: its stdout and stderr are pipes ([`Pilot::pipes`]) and its journal entries go to a
+    /// journal of the run's own ([`Pilot::own_journal`]), not the host's. The binary is cargo's
+    /// (`pilot_bin`): pilot starts its sandbox from /proc/self/exe, so a rebuild of
+    /// target/debug/pilot while tests run does not break a run in flight.
+    pub fn pilot_run() -> Pilot {
+        Pilot::of("run").pipes().own_journal()
     }
 
     /// Add arguments after `pilot trace` (before `--out`).
@@ -286,10 +326,47 @@ impl Pilot {
         self
     }
 
+    /// pilot's stdout and stderr are pipes the harness drains (into the same files), not files:
+    /// `pilot run` hands a pipe or a terminal to its command, but sends output meant for a file
+    /// to its run directory (stdout.log), so only with pipes does [`Run::stdout`] hold what the
+    /// command printed, line by line as it printed it ([`Running::wait_for_line`]).
+    pub fn pipes(mut self) -> Pilot {
+        self.pipes = true;
+        self
+    }
+
+    /// pilot's stdin (its command's) is a pipe from the test ([`Running::write_stdin`]): a
+    /// gate the test opens when it is ready; closed when the test waits for pilot.
+    pub fn stdin_pipe(mut self) -> Pilot {
+        self.stdin_pipe = true;
+        self
+    }
+
+    /// `PILOT_JOURNAL` is a journal of this run's own (in the run's temp dir, next to the run
+    /// directory), so a test never appends to the host's.
+    pub fn own_journal(mut self) -> Pilot {
+        self.journal = true;
+        self
+    }
+
+    /// pilot (and so its command) inherits our descriptor `from` as its fd `to` (dup2 in the
+    /// child, which clears FD_CLOEXEC). The caller keeps `from` open until [`Pilot::spawn`].
+    pub fn inherit(mut self, from: RawFd, to: RawFd) -> Pilot {
+        self.inherit.push((from, to));
+        self
+    }
+
+    /// Keep `guard` (e.g. a lock the test's other cases respect) until pilot has exited.
+    pub fn hold(mut self, guard: impl Any) -> Pilot {
+        self.held.push(Box::new(guard));
+        self
+    }
+
     /// Start pilot; the caller waits with [`Running::wait`].
     pub fn spawn(self) -> Running {
         let results = tempfile::Builder::new().prefix("pilot-run-").tempdir().expect("temp dir for the run");
-        let out_dir = results.path().join("trace");
+        // `trace` for `pilot trace`, `run` for `pilot run`.
+        let out_dir = results.path().join(&self.args[0]);
         let stdout = fs::File::create(results.path().join("stdout")).unwrap();
         let stderr = fs::File::create(results.path().join("stderr")).unwrap();
         let mut args = self.args.clone();
@@ -300,20 +377,71 @@ impl Pilot {
         }
         let mut cmd = Command::new(pilot_bin());
         cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
+            .stdin(if self.stdin_pipe { Stdio::piped() } else { Stdio::null() })
             .env("RUST_BACKTRACE", "1")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let copied = if self.pipes {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            Some((stdout, stderr))
+        } else {
+            cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+            None
+        };
+        if self.journal {
+            cmd.env("PILOT_JOURNAL", results.path().join("journal.jsonl"));
+        }
         if let Some(cwd) = &self.cwd {
             cmd.current_dir(cwd);
         }
-        let child = cmd.spawn().expect("starting pilot");
-        Running { child: Some(child), results: Some(results), out_dir, args, timeout: self.timeout, started: Instant::now() }
+        inherit_fds(&mut cmd, &self.inherit);
+        let mut child = cmd.spawn().expect("starting pilot");
+        let mut copiers = Vec::new();
+        if let Some((stdout, stderr)) = copied {
+            copiers.push(copy_to(child.stdout.take().unwrap(), stdout));
+            copiers.push(copy_to(child.stderr.take().unwrap(), stderr));
+        }
+        let stdin = child.stdin.take();
+        Running {
+            child: Some(child),
+            results: Some(results),
+            out_dir,
+            args,
+            timeout: self.timeout,
+            started: Instant::now(),
+            stdin,
+            copiers,
+            _held: self.held,
+        }
     }
 
     pub fn run(self) -> Run {
         self.spawn().wait()
+    }
+}
+
+/// Copy what pilot writes on a pipe into `file`, as it comes (a thread, until EOF).
+fn copy_to(mut pipe: impl std::io::Read + Send + 'static, mut file: fs::File) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut pipe, &mut file);
+    })
+}
+
+/// In the child of `cmd`, dup2 each (ours, theirs) pair: the descriptor is inherited across
+/// exec as `theirs` (dup2 clears FD_CLOEXEC).
+pub fn inherit_fds(cmd: &mut Command, fds: &[(RawFd, RawFd)]) {
+    if fds.is_empty() {
+        return;
+    }
+    let fds = fds.to_vec();
+    unsafe {
+        cmd.pre_exec(move || {
+            for &(from, to) in &fds {
+                if libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
 }
 
@@ -325,11 +453,47 @@ pub struct Running {
     args: Vec<String>,
     timeout: Duration,
     started: Instant,
+    stdin: Option<ChildStdin>,
+    copiers: Vec<JoinHandle<()>>,
+    _held: Vec<Box<dyn Any>>,
 }
 
 impl Running {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// Write to pilot's stdin (with [`Pilot::stdin_pipe`]; an error without it).
+    pub fn write_stdin(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.stdin.as_mut() {
+            Some(s) => s.write_all(bytes),
+            None => Err(std::io::Error::other("pilot's stdin is not a pipe (Pilot::stdin_pipe)")),
+        }
+    }
+
+    /// The stdout pilot printed so far.
+    pub fn stdout_so_far(&self) -> String {
+        fs::read_to_string(self.results.as_ref().unwrap().path().join("stdout")).unwrap_or_default()
+    }
+
+    /// Wait up to `within` for a whole line of stdout starting with `prefix` (with
+    /// [`Pilot::pipes`] under `pilot run`: a line the command printed); None if it did not
+    /// come, or pilot exited without it.
+    pub fn wait_for_line(&mut self, prefix: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let exited = !self.running();
+            let out = self.stdout_so_far();
+            // Only lines that ended: the last piece may be half a line still being written.
+            let whole = out.rsplit_once('\n').map_or("", |(w, _)| w);
+            if let Some(l) = whole.lines().find(|l| l.starts_with(prefix)) {
+                return Some(l.to_string());
+            }
+            if exited || Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Send `sig` to pilot (by its PID).
@@ -364,6 +528,7 @@ impl Running {
 
     /// Wait for pilot to exit (killing it and failing the test after the timeout).
     pub fn wait(mut self) -> Run {
+        drop(self.stdin.take());
         let mut child = self.child.take().unwrap();
         let results = self.results.take().unwrap();
         let status = loop {
@@ -382,6 +547,10 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        let elapsed = self.started.elapsed();
+        for c in self.copiers.drain(..) {
+            let _ = c.join();
+        }
         let read = |name: &str| fs::read_to_string(results.path().join(name)).unwrap_or_default();
         let stdout = read("stdout");
         let stderr = read("stderr");
@@ -408,6 +577,9 @@ impl Running {
             summary,
             has_events_file: events_text.is_some(),
             args: self.args.clone(),
+            dir: self.out_dir.clone(),
+            pid: child.id(),
+            elapsed,
             _results: results,
         }
     }
@@ -437,6 +609,12 @@ pub struct Run {
     pub summary: Option<serde_json::Value>,
     pub has_events_file: bool,
     pub args: Vec<String>,
+    /// `--out`: the trace or run directory (run-directory readers: rundir.rs).
+    dir: PathBuf,
+    /// pilot's pid (the agent's: its cgroup is named after it).
+    pub pid: u32,
+    /// From start to exit.
+    pub elapsed: Duration,
     _results: TempDir,
 }
 
@@ -457,6 +635,7 @@ impl Run {
         if let Some(sum) = &self.summary {
             s += &format!("--- summary.json ---\n{sum:#}\n");
         }
+        s += &self.dump_run_dir();
         s
     }
 
@@ -672,6 +851,23 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Has it not exited yet?
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Wait up to `within` for it to exit; how it ended.
+    pub fn ended(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Wait up to `t` for it to exit; its exit code, or 128+signal.
     pub fn wait_timeout(&mut self, t: Duration) -> Option<i32> {
         use std::os::unix::process::ExitStatusExt as _;
@@ -692,6 +888,61 @@ impl Drop for Proc {
             self.kill();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Controls: the action without pilot
+
+/// How a command run without pilot ended, and what it printed.
+pub struct Direct {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A control: `argv` run as it would be without pilot (from /, stdin /dev/null), with our
+/// descriptors `fds` as (ours, its number) like [`Pilot::inherit`].
+pub fn direct(argv: &[String], fds: &[(RawFd, RawFd)]) -> Direct {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(Stdio::null()).current_dir("/");
+    inherit_fds(&mut cmd, fds);
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {argv:?}: {e}"));
+    Direct {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// [`direct`], which must succeed.
+pub fn direct_ok(argv: &[String], fds: &[(RawFd, RawFd)]) -> Direct {
+    let d = direct(argv, fds);
+    assert!(d.status.success(), "control {argv:?} failed: {:?}\nstdout: {}\nstderr: {}", d.status, d.stdout, d.stderr);
+    d
+}
+
+/// An argv of owned strings.
+pub fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| p.to_string()).collect()
+}
+
+/// `sh -c SCRIPT sh ARGS...` (the script sees ARGS as "$1"...).
+pub fn sh_argv(script: &str, args: &[&str]) -> Vec<String> {
+    let mut v = argv(&["sh", "-c", script, "sh"]);
+    v.extend(args.iter().map(|a| a.to_string()));
+    v
+}
+
+/// `python3 -c CODE ARGS...` (the code sees ARGS as sys.argv[1:]).
+pub fn py_argv(code: &str, args: &[&str]) -> Vec<String> {
+    let mut v = argv(&[PYTHON, "-c", code]);
+    v.extend(args.iter().map(|a| a.to_string()));
+    v
+}
+
+/// Fail at once, naming the interpreter, if [`PYTHON`] is missing.
+pub fn require_python() {
+    assert!(Path::new(PYTHON).exists(), "{PYTHON} is needed by this case");
 }
 
 /// Wait until `cond` holds (polling), up to `t`; false on timeout.

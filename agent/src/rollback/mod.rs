@@ -121,22 +121,8 @@ pub fn save(dir: &RunDir, changes: &Changes, cannot_undo: Vec<String>, max_bytes
 /// Copy a file into `blobs/<sha256>`, hashing as it goes; (sha256, size).
 fn save_blob(path: &Path, blobs: &Path) -> std::io::Result<(String, u64)> {
     let tmp = blobs.join(format!(".partial.{}", std::process::id()));
-    let mut src = fs::File::open(path)?;
     let mut dst = fs::File::create(&tmp)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = src.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        dst.write_all(&buf[..n])?;
-        size += n as u64;
-    }
-    dst.sync_all()?;
-    let sha = hex::encode(h.finalize());
+    let (sha, size) = copy_hashing(&mut fs::File::open(path)?, &mut dst)?;
     fs::rename(&tmp, blobs.join(&sha))?;
     Ok((sha, size))
 }
@@ -413,10 +399,20 @@ fn beside(path: &Path) -> PathBuf {
 
 /// Copy a blob, checking it is still the content it is named after.
 fn copy_blob(blob: &Path, sha: &str, to: &Path) -> std::io::Result<()> {
-    let mut src = fs::File::open(blob)?;
     let mut dst = fs::OpenOptions::new().write(true).create_new(true).open(to)?;
+    let (copied, _) = copy_hashing(&mut fs::File::open(blob)?, &mut dst)?;
+    if copied != sha {
+        let _ = fs::remove_file(to);
+        return Err(std::io::Error::other(format!("the saved pre-image {} is corrupted", blob.display())));
+    }
+    Ok(())
+}
+
+/// Copy `src` into `dst` (synced), hashing what passes: (sha256, bytes).
+fn copy_hashing(src: &mut fs::File, dst: &mut fs::File) -> std::io::Result<(String, u64)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
     loop {
         let n = src.read(&mut buf)?;
         if n == 0 {
@@ -424,13 +420,10 @@ fn copy_blob(blob: &Path, sha: &str, to: &Path) -> std::io::Result<()> {
         }
         h.update(&buf[..n]);
         dst.write_all(&buf[..n])?;
+        size += n as u64;
     }
     dst.sync_all()?;
-    if hex::encode(h.finalize()) != sha {
-        let _ = fs::remove_file(to);
-        return Err(std::io::Error::other(format!("the saved pre-image {} is corrupted", blob.display())));
-    }
-    Ok(())
+    Ok((hex::encode(h.finalize()), size))
 }
 
 /// Owner, then mode (chown clears setuid bits), then extended attributes to exactly the

@@ -92,38 +92,27 @@ pub trait RunFile: Serialize + DeserializeOwned {
     const NAME: &'static str;
 }
 
-impl RunFile for Intent {
-    const NAME: &'static str = INTENT;
+/// Each JSON file of the run directory: its type and its name.
+macro_rules! run_files {
+    ($($ty:ty => $name:expr),* $(,)?) => {
+        $(impl RunFile for $ty {
+            const NAME: &'static str = $name;
+        })*
+    };
 }
-impl RunFile for Summary {
-    const NAME: &'static str = SUMMARY;
-}
-impl RunFile for Changes {
-    const NAME: &'static str = CHANGES;
-}
-impl RunFile for SinkLog {
-    const NAME: &'static str = SINK;
-}
-impl RunFile for Verdict {
-    const NAME: &'static str = VERDICT;
-}
-impl RunFile for Fidelity {
-    const NAME: &'static str = FIDELITY;
-}
-impl RunFile for HostSnapshot {
-    const NAME: &'static str = SNAPSHOT;
-}
-impl RunFile for Decision {
-    const NAME: &'static str = DECISION;
-}
-impl RunFile for Drift {
-    const NAME: &'static str = DRIFT;
-}
-impl RunFile for Manifest {
-    const NAME: &'static str = ROLLBACK_MANIFEST;
-}
-impl RunFile for Restored {
-    const NAME: &'static str = ROLLBACK_RESTORED;
+
+run_files! {
+    Intent => INTENT,
+    Summary => SUMMARY,
+    Changes => CHANGES,
+    SinkLog => SINK,
+    Verdict => VERDICT,
+    Fidelity => FIDELITY,
+    HostSnapshot => SNAPSHOT,
+    Decision => DECISION,
+    Drift => DRIFT,
+    Manifest => ROLLBACK_MANIFEST,
+    Restored => ROLLBACK_RESTORED,
 }
 
 /// A run directory on disk.
