@@ -28,8 +28,11 @@ pub const DEFAULT_KERNELS: &[&str] = &["6.1", "6.12"];
 /// What the VM side needs on the host.
 const VM_PACKAGES: &[&str] =
     &["qemu-system-x86", "busybox-static", "kmod", "xz-utils", "python3", "util-linux", "gcc", "libc6-dev", "e2fsprogs"];
-/// Kernel modules a pilot needs that Debian builds as modules.
-const MODULES: &[&str] = &["overlay", "loop"];
+/// Kernel modules a pilot needs that Debian builds as modules: overlayfs, loop (the guest's
+/// ext4 /tmp), and sock_diag for TCP and UDP, by which the sink finds a connection's original
+/// destination (on a host, modprobe loads them at the first query; the guest has no modprobe
+/// setup, and without them every forwarded read fails as "original destination unknown").
+const MODULES: &[&str] = &["overlay", "loop", "tcp_diag", "udp_diag"];
 const MEMORY_MIB: u32 = 3072;
 /// With the RPC suite: its servers and the Java runtime in the image (which lives in the
 /// guest's RAM), three etcd members, three ZooKeeper JVMs and PostgreSQL running.
