@@ -263,7 +263,8 @@ impl Http {
         static H: OnceLock<Http> = OnceLock::new();
         H.get_or_init(|| {
             let port = free_port();
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/helpers/http_store.py");
+            // The workspace root lexically (parent, not `..`): the VM image has no agent/ directory.
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("/")).join("tests/helpers/http_store.py");
             let mut child = Command::new("/usr/bin/python3").arg(&script).arg(port.to_string()).stdout(Stdio::piped()).spawn().expect("python3");
             stop_at_exit(child.id() as i32, libc::SIGKILL);
             let mut out = child.stdout.take().unwrap();

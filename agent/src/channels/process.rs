@@ -4,8 +4,8 @@
 //! of the run (`cgroup.procs`, the whole subtree); a pid that was there and that the trace never
 //! saw is a blind spot, and the run is incomplete: what that process did is not known.
 //!
-//! What it cannot see: a process that starts and ends between two samples (20 ms apart) leaves
-//! no trace here. On this machine's hybrid layout the v2 hierarchy has no `pids` controller
+//! What it cannot see: a process that starts and ends between two samples (20 ms apart), or
+//! that is reaped between the listing and the read of its /proc entry, leaves no trace here. On this machine's hybrid layout the v2 hierarchy has no `pids` controller
 //! (pids.peak is not there); cgroup.stat counts cgroups, not processes.
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -35,7 +35,9 @@ impl Sampler {
             if tracker.process(pid).is_some() || self.pending.contains_key(&pid) {
                 continue;
             }
-            let comm = procfs::comm(pid).unwrap_or_default();
+            // Reaped between the listing and this read (pilot-init, as the pilot ends): like a
+            // process that starts and ends between two samples, nothing is left to account.
+            let Some(comm) = procfs::comm(pid) else { continue };
             if self.own(pid, &comm) {
                 continue;
             }
