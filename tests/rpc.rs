@@ -81,7 +81,12 @@ fn pilot(cmd: &[&str], resolv: Option<&Path>, extra: &[&str]) -> Outcome {
 /// `pilot` with variables in pilot's own environment.
 fn pilot_env(cmd: &[&str], resolv: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Outcome {
     let dir = tempfile::Builder::new().prefix("pilot-rpc-run-").tempdir().unwrap();
-    let mut argv: Vec<String> = vec![common::pilot_bin().into(), "run".into(), "--out".into(), dir.path().display().to_string(), "--timeout".into(), "60s".into()];
+    let mut argv: Vec<String> = vec![common::pilot_bin().into(), "run".into(), "--out".into(), dir.path().display().to_string()];
+    // 180 s: a limit that only turns a hang into a failure (pg_basebackup's 2,800 files and
+    // 48 MiB of WAL take close to a minute in a VM guest under TCG); a case may set its own.
+    if !extra.contains(&"--timeout") {
+        argv.extend(["--timeout".into(), "180s".into()]);
+    }
     argv.extend(extra.iter().map(|s| s.to_string()));
     argv.push("--".into());
     argv.extend(cmd.iter().map(|s| s.to_string()));
@@ -203,7 +208,8 @@ fn rpc_off_blackholes_and_says_so() {
     }
     let r = Redis::shared();
     let port = r.port.to_string();
-    let run = pilot(&["redis-cli", "-p", &port, "PING"], None, &["--rpc", "off"]);
+    // The blackholed PING may wait for its reply until the timeout: 60 s, not the default.
+    let run = pilot(&["redis-cli", "-p", &port, "PING"], None, &["--rpc", "off", "--timeout", "60s"]);
     assert_ne!(run.code, 3, "{}", run.dump());
     assert!(!run.stdout.contains("PONG"), "the sink answered with --rpc off\n{}", run.dump());
     assert!(run.stderr.contains("could not judge"), "the verdict line does not say so\n{}", run.dump());
