@@ -64,3 +64,25 @@ impl Sampler {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid the cgroup listed but /proc no longer has (reaped in between) is not a blind spot;
+    /// a live process the trace does not know is.
+    #[test]
+    fn a_process_gone_before_it_is_read_is_not_unseen() {
+        let cgroup = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        // 4194305: above the largest pid_max (2^22), a pid that never exists.
+        std::fs::write(cgroup.path().join("cgroup.procs"), format!("4194305\n{}\n", child.id())).unwrap();
+        let tracker = Tracker::new();
+        let mut sampler = Sampler::new(cgroup.path().to_path_buf());
+        sampler.sample(&tracker);
+        let unseen: Vec<u32> = sampler.unseen(&tracker).iter().map(|u| u.pid).collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(unseen, vec![child.id()]);
+    }
+}
