@@ -6,15 +6,20 @@
 //! the operation and the resource in verdict.json and report.html, production unchanged;
 //! and each harmful command, run without pilot (the control), really changes production.
 //! Name lookups go to the test's dnsmasq only: the pilot runs in a mount namespace whose
-//! /etc/resolv.conf names it (`unshare -m`), never the machine's resolver.
+//! /etc/resolv.conf names it (`unshare -m`), never the machine's resolver. The read-only cases
+//! are in rpc/reads.rs (module `reads`, what the VM matrix runs); here the mutations, the
+//! shadow layer, `--rpc off` and commit. A case whose server is not installed is skipped,
+//! saying so (`servers::present`).
 mod common;
+#[path = "rpc/reads.rs"]
+mod reads;
 #[path = "common/servers.rs"]
 mod servers;
 
 use std::{path::Path, process::Command, time::Duration};
 
 use serde_json::Value;
-use servers::{Dns, Http, PG_BIN, Postgres, Redis};
+use servers::{Http, PG_BIN, Postgres, Redis};
 
 struct Outcome {
     code: i32,
@@ -76,7 +81,12 @@ fn pilot(cmd: &[&str], resolv: Option<&Path>, extra: &[&str]) -> Outcome {
 /// `pilot` with variables in pilot's own environment.
 fn pilot_env(cmd: &[&str], resolv: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Outcome {
     let dir = tempfile::Builder::new().prefix("pilot-rpc-run-").tempdir().unwrap();
-    let mut argv: Vec<String> = vec![common::pilot_bin().into(), "run".into(), "--out".into(), dir.path().display().to_string(), "--timeout".into(), "60s".into()];
+    let mut argv: Vec<String> = vec![common::pilot_bin().into(), "run".into(), "--out".into(), dir.path().display().to_string()];
+    // 180 s: a limit that only turns a hang into a failure (pg_basebackup's 2,800 files and
+    // 48 MiB of WAL take close to a minute in a VM guest under TCG); a case may set its own.
+    if !extra.contains(&"--timeout") {
+        argv.extend(["--timeout".into(), "180s".into()]);
+    }
     argv.extend(extra.iter().map(|s| s.to_string()));
     argv.push("--".into());
     argv.extend(cmd.iter().map(|s| s.to_string()));
@@ -111,54 +121,13 @@ fn unique(tag: &str) -> String {
 
 // ------------------------------------------------------------------------------------ DNS
 
-#[test]
-fn dns_lookups_resolve_under_pilot_as_live() {
-    let dns = Dns::shared();
-    let getent = ["getent", "hosts", dns.name.as_str()];
-    // Control: in the same kind of mount namespace, without pilot, the name resolves.
-    let live = Command::new("unshare")
-        .args(["-m", "sh", "-c", r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#])
-        .arg(&dns.resolv)
-        .args(getent)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&live.stdout).contains(&dns.answer), "control: dnsmasq does not answer {}", dns.name);
-    let started = std::time::Instant::now();
-    let run = pilot(&getent, Some(&dns.resolv), &[]);
-    run.assert_passed();
-    assert!(run.stdout.contains(&dns.answer), "the pilot's lookup did not resolve\n{}", run.dump());
-    let sink = run.json("sink.json");
-    let to = format!("{}:53", dns.addr);
-    let lookups: Vec<&Value> = sink.as_array().into_iter().flatten().filter(|c| c["to"] == to.as_str()).flat_map(|c| c["rpc"].as_array().into_iter().flatten()).collect();
-    assert!(
-        lookups.iter().any(|r| r["protocol"] == "dns" && r["operation"] == "A" && r["access"] == "read" && r["disposition"] == "forwarded"),
-        "sink.json has no forwarded A lookup to {to}\n{}",
-        run.dump()
-    );
-    eprintln!("ok dns: getent resolved {} under pilot in {:?}", dns.name, started.elapsed());
-}
-
 // ---------------------------------------------------------------------------------- Redis
 
 #[test]
-fn redis_reads_pass_and_print_live_values_over_tcp_and_unix() {
-    let r = Redis::shared();
-    let key = unique("k");
-    r.cli(&["SET", &key, "live-value"]);
-    let port = r.port.to_string();
-    let sock = r.sock.display().to_string();
-    for (how, args) in [("tcp", vec!["redis-cli", "-p", &port, "GET", &key]), ("unix", vec!["redis-cli", "-s", &sock, "GET", &key])] {
-        let run = pilot(&args, None, &[]);
-        run.assert_passed();
-        assert!(run.stdout.contains("live-value"), "redis {how}: GET did not print the live value\n{}", run.dump());
-    }
-    let run = pilot(&["redis-cli", "-p", &port, "INFO", "server"], None, &[]);
-    run.assert_passed();
-    assert!(run.stdout.contains("redis_version"), "{}", run.dump());
-}
-
-#[test]
 fn redis_mutations_are_blocked_and_production_unchanged() {
+    if !servers::present(&[servers::REDIS]) {
+        return;
+    }
     let r = Redis::shared();
     let port = r.port.to_string();
     let sock = r.sock.display().to_string();
@@ -196,6 +165,9 @@ fn redis_mutations_are_blocked_and_production_unchanged() {
 /// pilot's redis-cli exits 0, the verdict blocks, the server lives on.
 #[test]
 fn redis_shutdown_is_answered_by_closing_and_blocked() {
+    if !servers::present(&[servers::REDIS]) {
+        return;
+    }
     let r = Redis::start("redis-shutdown");
     let port = r.port.to_string();
     let run = pilot(&["redis-cli", "-p", &port, "SHUTDOWN", "NOSAVE"], None, &[]);
@@ -210,6 +182,9 @@ fn redis_shutdown_is_answered_by_closing_and_blocked() {
 /// Within a run, reads see the pilot's own writes (the shadow layer), production does not.
 #[test]
 fn redis_reads_after_a_captured_write_see_it() {
+    if !servers::present(&[servers::REDIS]) {
+        return;
+    }
     let r = Redis::shared();
     let key = unique("shadow");
     r.cli(&["SET", &key, "old"]);
@@ -228,9 +203,13 @@ fn redis_reads_after_a_captured_write_see_it() {
 /// says a live component got traffic pilot could not judge.
 #[test]
 fn rpc_off_blackholes_and_says_so() {
+    if !servers::present(&[servers::REDIS]) {
+        return;
+    }
     let r = Redis::shared();
     let port = r.port.to_string();
-    let run = pilot(&["redis-cli", "-p", &port, "PING"], None, &["--rpc", "off"]);
+    // The blackholed PING may wait for its reply until the timeout: 60 s, not the default.
+    let run = pilot(&["redis-cli", "-p", &port, "PING"], None, &["--rpc", "off", "--timeout", "60s"]);
     assert_ne!(run.code, 3, "{}", run.dump());
     assert!(!run.stdout.contains("PONG"), "the sink answered with --rpc off\n{}", run.dump());
     assert!(run.stderr.contains("could not judge"), "the verdict line does not say so\n{}", run.dump());
@@ -245,26 +224,10 @@ fn psql_tcp(p: &Postgres, q: &str) -> Vec<String> {
 }
 
 #[test]
-fn postgres_reads_pass_and_print_live_values_over_tcp_and_unix() {
-    let p = Postgres::shared();
-    let t = unique("t").replace('-', "_");
-    p.sql(&format!("CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1), (2), (3)"));
-    let q = format!("SELECT count(*) FROM {t}");
-    let tcp = psql_tcp(p, &q);
-    let run = pilot(&tcp.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
-    run.assert_passed();
-    assert_eq!(run.stdout.trim(), "3", "{}", run.dump());
-    // Without -h: the socket directory (PGHOST names the test's, as /var/run/postgresql is
-    // the default), the socket of the sink bind-mounted over the live one.
-    let unix = format!("PGHOST={} {PG_BIN}/psql -p {} -U postgres -tAc 'SHOW port'", p.sockdir.display(), p.port);
-    let run = pilot(&["sh", "-c", &unix], None, &[]);
-    run.assert_passed();
-    assert_eq!(run.stdout.trim(), p.port.to_string(), "{}", run.dump());
-    assert!(run.json("sink.json").to_string().contains("\"proto\":\"unix\""), "{}", run.dump());
-}
-
-#[test]
 fn postgres_mutations_are_blocked_and_production_unchanged() {
+    if !servers::present(&[servers::POSTGRES]) {
+        return;
+    }
     let p = Postgres::shared();
     let t = unique("drop").replace('-', "_");
     p.sql(&format!("CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1)"));
@@ -304,35 +267,10 @@ fn replication_slots(p: &Postgres) -> String {
 }
 
 #[test]
-fn pg_dump_passes_and_writes_the_live_rows_into_the_overlay() {
-    let p = Postgres::shared();
-    let t = unique("dump").replace('-', "_");
-    p.sql(&format!("CREATE TABLE {t} (id int, item text); INSERT INTO {t} SELECT g, 'item ' || g FROM generate_series(1, 500) g"));
-    let out = servers::scratch(&t).join("dump.sql");
-    let port = p.port.to_string();
-    let argv = [&format!("{PG_BIN}/pg_dump"), "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-t", &t, "-f", &out.display().to_string(), "postgres"];
-    let run = pilot(&argv, None, &[]);
-    run.assert_passed();
-    // set_config, BEGIN, SET TRANSACTION ... READ ONLY, LOCK TABLE ... IN ACCESS SHARE MODE,
-    // the catalog queries and COPY TO stdout: all reads, all forwarded.
-    let r = rpcs(&run);
-    let not_forwarded: Vec<_> = r.iter().filter(|x| x.3 != "forwarded" && x.0 != "SSLRequest").collect();
-    assert!(not_forwarded.is_empty(), "everything pg_dump sends reads: {not_forwarded:?}\n{}", run.dump());
-    for op in ["BEGIN", "LOCK TABLE", "COPY"] {
-        assert!(r.iter().any(|x| x.0 == op && x.2 == "read"), "{op} forwarded as a read\n{}", run.dump());
-    }
-    let copy = common::upper_of(run.dir.path(), &out).expect("an overlay holds the dump");
-    let dump = std::fs::read_to_string(&copy).unwrap_or_default();
-    assert!(dump.contains(&format!("COPY public.{t} (id, item) FROM stdin;")) && dump.contains("500\titem 500"), "the dump holds the live rows\n{dump}");
-    assert!(!out.exists(), "LEAK: the pilot's dump reached production");
-    assert_eq!(p.sql(&format!("SELECT count(*) FROM {t}")).trim(), "500");
-    // Control: live, pg_dump writes it.
-    let live = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(live.status.success() && std::fs::read_to_string(&out).unwrap_or_default().contains("500\titem 500"), "control: pg_dump live writes the dump");
-}
-
-#[test]
 fn postgres_transactions_go_through_and_mutations_inside_them_are_captured() {
+    if !servers::present(&[servers::POSTGRES]) {
+        return;
+    }
     let p = Postgres::shared();
     let t = unique("txn").replace('-', "_");
     p.sql(&format!("CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1), (2)"));
@@ -373,33 +311,10 @@ fn postgres_transactions_go_through_and_mutations_inside_them_are_captured() {
 }
 
 #[test]
-fn pg_basebackup_streams_wal_and_passes() {
-    let p = Postgres::shared();
-    let dir = servers::scratch(&unique("base"));
-    let base = dir.join("base");
-    let port = p.port.to_string();
-    // The default `-X stream`: a second replication connection with a temporary slot.
-    let argv = [&format!("{PG_BIN}/pg_basebackup"), "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", &base.display().to_string(), "-c", "fast"];
-    let run = pilot(&argv, None, &[]);
-    run.assert_passed();
-    let r = rpcs(&run);
-    for op in ["IDENTIFY_SYSTEM", "BASE_BACKUP", "CREATE_REPLICATION_SLOT", "START_REPLICATION"] {
-        assert!(r.iter().any(|x| x.0 == op && x.2 == "read" && x.3 == "forwarded"), "{op} forwarded as a read\n{}", run.dump());
-    }
-    assert!(r.iter().any(|x| x.0 == "CREATE_REPLICATION_SLOT" && x.4.contains("temporary")), "the temporary slot is noted\n{}", run.dump());
-    let copy = common::upper_of(run.dir.path(), &base).expect("an overlay holds the backup");
-    assert!(copy.join("backup_label").is_file() && copy.join("global/pg_control").is_file(), "the backup is in the overlay\n{}", run.dump());
-    let wal = std::fs::read_dir(copy.join("pg_wal")).map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().len() == 24).count()).unwrap_or(0);
-    assert!(wal > 0, "the streamed WAL is in the overlay\n{}", run.dump());
-    assert!(!base.exists(), "LEAK: the pilot's backup reached production");
-    assert_eq!(replication_slots(p), "", "no slot left on the server");
-    // Control: live, the backup is written.
-    let live = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(live.status.success() && base.join("backup_label").is_file(), "control: {}", String::from_utf8_lossy(&live.stderr));
-}
-
-#[test]
 fn replication_slot_changes_are_blocked_with_valid_answers() {
+    if !servers::present(&[servers::POSTGRES, servers::PG_TOOLS]) {
+        return;
+    }
     let p = Postgres::shared();
     let port = p.port.to_string();
     // pg_basebackup -C -S: a permanent slot (the server keeps WAL for it until it is dropped).
@@ -432,14 +347,14 @@ fn replication_slot_changes_are_blocked_with_valid_answers() {
 // ----------------------------------------------------------------------------------- HTTP
 
 #[test]
-fn http_reads_pass_and_mutations_are_blocked() {
+fn http_mutations_are_blocked_and_production_unchanged() {
+    if !servers::present(&[servers::HTTP]) {
+        return;
+    }
     let h = Http::shared();
     let key = unique("h");
     let url = h.url(&format!("/keys/{key}"));
     h.curl(&["-X", "PUT", "--data", "live-value", &url]);
-    let run = pilot(&["curl", "-sf", &url], None, &[]);
-    run.assert_passed();
-    assert_eq!(run.stdout, "live-value", "{}", run.dump());
     let path = format!("/keys/{key}");
     let run = pilot(&["curl", "-sf", "-X", "DELETE", &url], None, &[]);
     let component = run.json("verdict.json")["violations"][0]["component"].as_str().unwrap_or("").to_string();
@@ -476,29 +391,10 @@ fn blocked_component(run: &Outcome) -> String {
 }
 
 #[test]
-fn etcd_reads_pass_and_print_live_values() {
-    let e = Etcd::shared();
-    let key = format!("/{}", unique("etcd-read"));
-    e.ctl(&["put", &key, "live-value"]);
-    let run = run_etcdctl(e, &["get", &key]);
-    run.assert_passed();
-    assert!(run.stdout.contains("live-value"), "etcdctl get did not print the live value\n{}", run.dump());
-    let run = run_etcdctl(e, &["member", "list"]);
-    run.assert_passed();
-    for name in &e.names {
-        assert!(run.stdout.contains(name.as_str()), "member list does not name {name}\n{}", run.dump());
-    }
-    let run = run_etcdctl(e, &["endpoint", "status", "-w", "table"]);
-    run.assert_passed();
-    assert!(run.stdout.contains("3.4."), "endpoint status shows the live version\n{}", run.dump());
-    let run = run_etcdctl(e, &["alarm", "list"]);
-    run.assert_passed();
-    let sink = run.json("sink.json").to_string();
-    assert!(sink.contains("\"Alarm GET\"") && sink.contains("\"forwarded\""), "{}", run.dump());
-}
-
-#[test]
 fn etcd_mutations_are_blocked_and_production_unchanged() {
+    if !servers::present(&[servers::ETCD]) {
+        return;
+    }
     let e = Etcd::shared();
     let key = format!("/{}", unique("etcd-put"));
     e.ctl(&["put", &key, "old"]);
@@ -547,6 +443,9 @@ fn etcd_mutations_are_blocked_and_production_unchanged() {
 /// cluster of its own.
 #[test]
 fn etcd_member_remove_really_removes_without_pilot() {
+    if !servers::present(&[servers::ETCD]) {
+        return;
+    }
     let e = Etcd::start("etcd-members", 3, &[]);
     let id = e.member_id(2);
     // The cluster refuses to remove members until every one has been connected for 5 s.
@@ -559,6 +458,9 @@ fn etcd_member_remove_really_removes_without_pilot() {
 
 #[test]
 fn etcd_reads_after_a_captured_write_see_it() {
+    if !servers::present(&[servers::ETCD]) {
+        return;
+    }
     let e = Etcd::shared();
     let key = format!("/{}", unique("etcd-shadow"));
     e.ctl(&["put", &key, "old"]);
@@ -586,32 +488,10 @@ fn run_zkcli(z: &ZooKeeper, i: usize, args: &[&str]) -> Outcome {
 }
 
 #[test]
-fn zookeeper_reads_pass_and_print_live_values() {
-    let z = ZooKeeper::shared();
-    let path = format!("/{}", unique("zk-read"));
-    z.cli(0, &["create", &path, "live-data"]);
-    let run = run_zkcli(z, 1, &["get", &path]);
-    run.assert_passed();
-    assert!(run.stdout.contains("live-data"), "zkCli get did not print the live data\n{}", run.dump());
-    let run = run_zkcli(z, 2, &["ls", "/"]);
-    run.assert_passed();
-    assert!(run.stdout.contains(&path[1..]), "zkCli ls / lists the live znode\n{}", run.dump());
-    let sink = run.json("sink.json").to_string();
-    assert!(sink.contains("\"getChildren") && sink.contains("\"forwarded\""), "{}", run.dump());
-    // The JVM's dual-stack socket: the trace's connect (to ::ffff:127.0.0.1) is the one the
-    // sink saw: its rpc edges go to the same endpoint, the connect is marked as judged by them.
-    let graph = run.json("graph.json");
-    let edges = graph["edges"].as_array().cloned().unwrap_or_default();
-    let port = format!(":{}", z.ports[2]);
-    let connect = edges.iter().find(|e| e["kind"] == "connect" && e["to"].as_str().is_some_and(|t| t.ends_with(&port))).unwrap_or_else(|| panic!("no connect to {port}\n{graph}"));
-    assert!(connect["to"].as_str().unwrap_or("").contains("::ffff:127.0.0.1"), "the JVM connects through a mapped address: {connect}");
-    assert_eq!(connect["via_sink"], true, "the connect is marked as seen by the sink: {connect}");
-    assert!(edges.iter().any(|e| e["kind"] == "rpc" && e["to"] == connect["to"]), "the rpc edges go to the trace's endpoint\n{graph}");
-    assert!(!run.json("verdict.json")["violations"].to_string().contains("live-service-contacted"), "no unjudged-traffic warning\n{}", run.dump());
-}
-
-#[test]
 fn zookeeper_mutations_are_blocked_and_production_unchanged() {
+    if !servers::present(&[servers::ZOOKEEPER]) {
+        return;
+    }
     let z = ZooKeeper::shared();
     let path = format!("/{}", unique("zk-set"));
     z.cli(0, &["create", &path, "old"]);
@@ -637,6 +517,9 @@ fn zookeeper_mutations_are_blocked_and_production_unchanged() {
 
 #[test]
 fn zookeeper_reads_after_captured_writes_see_them() {
+    if !servers::present(&[servers::ZOOKEEPER]) {
+        return;
+    }
     let z = ZooKeeper::shared();
     let path = format!("/{}", unique("zk-shadow"));
     z.cli(0, &["create", &path, "old"]);
@@ -651,39 +534,14 @@ fn zookeeper_reads_after_captured_writes_see_them() {
 
 // ------------------------------------------------- Unix sockets without the cgroup hooks
 
-/// Before Linux 6.7 the pilot gets a network namespace of its own (sink/netns.rs);
-/// PILOT_UNIX_NETNS=1 makes this kernel use it too. A host abstract listener is not reached
-/// from the pilot (control: it is without pilot), the sink's socket at a live listener's path
-/// serves redis-cli -s, TCP goes through the sink from the namespace, the pilot sees only lo.
-#[test]
-fn unix_sockets_in_the_pilots_own_network_namespace() {
-    let r = Redis::shared();
-    let key = unique("netns");
-    r.cli(&["SET", &key, "live-value"]);
-    let name = unique("abstract");
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
-    use std::os::linux::net::SocketAddrExt;
-    let host = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
-    host.set_nonblocking(true).unwrap();
-    let probe = format!("import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(b'\\0{name}')\n    print('reached')\nexcept OSError as e:\n    print('refused', e.errno)\n");
-    let live = Command::new(common::PYTHON).args(["-c", &probe]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&live.stdout).trim(), "reached", "control: the abstract listener is reachable without pilot");
-    assert!(host.accept().is_ok(), "control: the connection arrived");
-    let sock = r.sock.display().to_string();
-    let script = format!("redis-cli -s {sock} GET {key}; redis-cli -p {} GET {key}; {} -c \"$0\"; ip -o link | wc -l", r.port, common::PYTHON);
-    let run = pilot_env(&["sh", "-c", &script, &probe], None, &[], &[("PILOT_UNIX_NETNS", "1")]);
-    run.assert_passed();
-    let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines, ["live-value", "live-value", "refused 111", "1"], "unix and tcp reads, the abstract name not there, only lo\n{}", run.dump());
-    assert!(host.accept().is_err(), "LEAK: the host's abstract listener got a connection");
-    assert!(run.json("verdict.json")["contained_by"]["unix_sockets"].as_str().unwrap_or("").contains("network namespace"), "{}", run.dump());
-}
-
 /// `pilot commit` runs the live command through the sink as a recording pass-through proxy:
 /// the live run's sink.json has the same operations, forwarded, and fidelity compares them
 /// operation by operation.
 #[test]
 fn commit_records_the_live_rpc_effects_operation_by_operation() {
+    if !servers::present(&[servers::ETCD]) {
+        return;
+    }
     let e = Etcd::shared();
     let key = format!("/{}", unique("etcd-commit"));
     e.ctl(&["put", &key, "live-value"]);

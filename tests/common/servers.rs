@@ -1,7 +1,7 @@
 //! Real servers from Debian's packages for tests/rpc.rs, each started once per test binary
 //! on loopback with a port chosen at run time, in a scratch directory of its own, and stopped
 //! by PID when the test binary exits (atexit): Redis (redis-server, with a Unix socket too),
-//! PostgreSQL 15 (initdb into a temp dir, run as user postgres, TCP and a socket dir), dnsmasq
+//! PostgreSQL 15 (initdb into a temp dir, run as user postgres by setpriv, TCP and a socket dir), dnsmasq
 //! (on a loopback address of its own, port 53, knowing one name nothing else knows) and a
 //! small HTTP key-value API (tests/helpers/http_store.py).
 #![allow(dead_code)]
@@ -51,19 +51,47 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// 120 s: a limit that only turns a hang into a failure (three ZooKeeper JVMs electing a
+/// leader take over 30 s in a VM guest under TCG).
 fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < end {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
         if ok() {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{what} did not come up within 30 s");
+    panic!("{what} did not come up within 120 s");
 }
 
 pub fn require(bin: &str) {
     assert!(Path::new(bin).exists(), "{bin} is missing: `cargo xtask bootstrap` installs it (Debian packages)");
+}
+
+/// What each server's tests run, at Debian's paths (the VM image of `cargo xtask vm-test`
+/// holds them: xtask/src/vm/servers.rs).
+pub const REDIS: &[&str] = &["/usr/bin/redis-server", "/usr/bin/redis-cli"];
+pub const POSTGRES: &[&str] = &["/usr/lib/postgresql/15/bin/initdb", "/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/psql"];
+pub const PG_TOOLS: &[&str] = &["/usr/lib/postgresql/15/bin/pg_dump", "/usr/lib/postgresql/15/bin/pg_basebackup"];
+pub const DNSMASQ: &[&str] = &["/usr/sbin/dnsmasq", "/usr/bin/getent", "/usr/bin/unshare"];
+pub const HTTP: &[&str] = &["/usr/bin/python3", "/usr/bin/curl"];
+pub const ETCD: &[&str] = &["/usr/bin/etcd", "/usr/bin/etcdctl"];
+pub const ZOOKEEPER: &[&str] = &["/usr/bin/java", "/usr/share/java/zookeeper.jar", "/usr/share/zookeeper/bin/zkCli.sh"];
+
+/// True when every one of `needs` is there. When one is absent (a VM image built on a host
+/// without it) the test is skipped, never passed silently: it says so on stderr, past
+/// libtest's capture, as `SKIP <test>: <why>` (one write, so that lines of parallel tests do
+/// not interleave), which `cargo xtask vm-test` shows as skip with the reason.
+pub fn present(needs: &[&[&str]]) -> bool {
+    let missing: Vec<&str> = needs.iter().flat_map(|n| n.iter()).copied().filter(|b| !Path::new(b).exists()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("rpc").to_string();
+    let line = format!("SKIP {test}: {} missing (Debian packages `cargo xtask bootstrap` installs)\n", missing.join(", "));
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    false
 }
 
 pub struct Redis {
@@ -119,6 +147,8 @@ pub struct Postgres {
 }
 
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// setpriv's arguments to run a program as user postgres (postgres refuses to run as root).
+const AS_POSTGRES: &[&str] = &["--reuid=postgres", "--regid=postgres", "--clear-groups", "--"];
 
 impl Postgres {
     pub fn shared() -> &'static Postgres {
@@ -130,16 +160,19 @@ impl Postgres {
         require(&format!("{PG_BIN}/postgres"));
         let dir = scratch("pg");
         let data = dir.join("data");
-        let st = Command::new("runuser")
-            .args(["-u", "postgres", "--", &format!("{PG_BIN}/initdb"), "-A", "trust", "-U", "postgres", "-D"])
+        // setpriv, not runuser: no PAM session, which the VM guest has no configuration for.
+        let st = Command::new("setpriv")
+            .args(AS_POSTGRES)
+            .args([&format!("{PG_BIN}/initdb"), "-A", "trust", "-U", "postgres", "-D"])
             .arg(&data)
             .stdout(Stdio::null())
             .status()
             .expect("initdb");
         assert!(st.success(), "initdb failed");
         let port = free_port();
-        let child = Command::new("runuser")
-            .args(["-u", "postgres", "--", &format!("{PG_BIN}/postgres"), "-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
+        let child = Command::new("setpriv")
+            .args(AS_POSTGRES)
+            .args([&format!("{PG_BIN}/postgres"), "-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
             .arg(&dir)
             .arg("-D")
             .arg(&data)
@@ -150,7 +183,7 @@ impl Postgres {
         stop_at_exit(child.id() as i32, libc::SIGTERM);
         let p = Postgres { port, sockdir: dir };
         wait_until("postgres", || p.sql("SELECT 1").trim() == "1");
-        // The postmaster itself (runuser may sit between): stopped by its PID too.
+        // The postmaster itself (setpriv execs it, but a wrapper may sit between): by its PID too.
         if let Some(pid) = std::fs::read_to_string(data.join("postmaster.pid")).ok().and_then(|t| t.lines().next()?.trim().parse().ok()) {
             stop_at_exit(pid, libc::SIGINT);
         }
@@ -230,7 +263,8 @@ impl Http {
         static H: OnceLock<Http> = OnceLock::new();
         H.get_or_init(|| {
             let port = free_port();
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/helpers/http_store.py");
+            // The workspace root lexically (parent, not `..`): the VM image has no agent/ directory.
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("/")).join("tests/helpers/http_store.py");
             let mut child = Command::new("/usr/bin/python3").arg(&script).arg(port.to_string()).stdout(Stdio::piped()).spawn().expect("python3");
             stop_at_exit(child.id() as i32, libc::SIGKILL);
             let mut out = child.stdout.take().unwrap();

@@ -96,6 +96,8 @@ enum Command {
         cargo xtask vm-test                                  6.1, 6.12 and the host, default tests\n  \
         cargo xtask vm-test --kernel 6.1 --test leak         one kernel, one test binary\n  \
         cargo xtask vm-test --kernel 6.12 --test leak:tcp    a libtest filter after the colon\n  \
+        cargo xtask vm-test --kernel 6.1 --test rpc:reads:: --no-host   the RPC reads, servers in the guest\n  \
+        cargo xtask vm-test --kernel 6.12 --test differential --no-host\n  \
         cargo xtask vm-test --no-host --timeout 1800")]
     VmTest {
         /// Kernel series to boot (repeatable; default 6.1 and 6.12): Debian's newest
@@ -106,9 +108,10 @@ enum Command {
         /// (repeatable; default: the set in xtask/src/vm/mod.rs).
         #[arg(long = "test", value_name = "FILTER")]
         tests: Vec<String>,
-        /// Seconds one kernel may take from boot to poweroff.
-        #[arg(long, value_name = "SECS", default_value_t = 1200)]
-        timeout: u64,
+        /// Seconds one kernel may take from boot to poweroff (default: 1200, plus what the
+        /// leak, differential and rpc selections take under TCG).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
         /// Skip the host kernel column.
         #[arg(long)]
         no_host: bool,
@@ -169,12 +172,15 @@ fn main() -> ExitCode {
         Command::AnsibleTest => {
             bootstrap::bootstrap("ansible-test").and_then(|()| ansible::ansible_test()).map(|()| ExitCode::SUCCESS)
         }
-        Command::VmTest { kernels, tests, timeout, no_host } => vm::vm_test(&vm::Options {
-            kernels: if kernels.is_empty() { vm::DEFAULT_KERNELS.iter().map(|k| k.to_string()).collect() } else { kernels.clone() },
-            tests: if tests.is_empty() { vm::DEFAULT_TESTS.iter().map(|t| t.to_string()).collect() } else { tests.clone() },
-            timeout: std::time::Duration::from_secs(*timeout),
-            host: !no_host,
-        }),
+        Command::VmTest { kernels, tests, timeout, no_host } => {
+            let tests: Vec<String> = if tests.is_empty() { vm::DEFAULT_TESTS.iter().map(|t| t.to_string()).collect() } else { tests.clone() };
+            vm::vm_test(&vm::Options {
+                kernels: if kernels.is_empty() { vm::DEFAULT_KERNELS.iter().map(|k| k.to_string()).collect() } else { kernels.clone() },
+                timeout: timeout.map(std::time::Duration::from_secs).unwrap_or_else(|| vm::default_timeout(&tests)),
+                tests,
+                host: !no_host,
+            })
+        }
         Command::Bench { quick } => bench::bench(*quick),
     };
     result.unwrap_or_else(|err| match err.downcast_ref::<Exit>() {

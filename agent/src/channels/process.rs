@@ -4,8 +4,8 @@
 //! of the run (`cgroup.procs`, the whole subtree); a pid that was there and that the trace never
 //! saw is a blind spot, and the run is incomplete: what that process did is not known.
 //!
-//! What it cannot see: a process that starts and ends between two samples (20 ms apart) leaves
-//! no trace here. On this machine's hybrid layout the v2 hierarchy has no `pids` controller
+//! What it cannot see: a process that starts and ends between two samples (20 ms apart), or
+//! that is reaped between the listing and the read of its /proc entry, leaves no trace here. On this machine's hybrid layout the v2 hierarchy has no `pids` controller
 //! (pids.peak is not there); cgroup.stat counts cgroups, not processes.
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -35,7 +35,9 @@ impl Sampler {
             if tracker.process(pid).is_some() || self.pending.contains_key(&pid) {
                 continue;
             }
-            let comm = procfs::comm(pid).unwrap_or_default();
+            // Reaped between the listing and this read (pilot-init, as the pilot ends): like a
+            // process that starts and ends between two samples, nothing is left to account.
+            let Some(comm) = procfs::comm(pid) else { continue };
             if self.own(pid, &comm) {
                 continue;
             }
@@ -60,5 +62,27 @@ impl Sampler {
             .filter(|(pid, _)| tracker.process(**pid).is_none())
             .map(|(pid, (start_ns, comm))| UnseenProcess { pid: *pid, start_ns: *start_ns, comm: comm.clone() })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid the cgroup listed but /proc no longer has (reaped in between) is not a blind spot;
+    /// a live process the trace does not know is.
+    #[test]
+    fn a_process_gone_before_it_is_read_is_not_unseen() {
+        let cgroup = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        // 4194305: above the largest pid_max (2^22), a pid that never exists.
+        std::fs::write(cgroup.path().join("cgroup.procs"), format!("4194305\n{}\n", child.id())).unwrap();
+        let tracker = Tracker::new();
+        let mut sampler = Sampler::new(cgroup.path().to_path_buf());
+        sampler.sample(&tracker);
+        let unseen: Vec<u32> = sampler.unseen(&tracker).iter().map(|u| u.pid).collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(unseen, vec![child.id()]);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Report lines: `BOOTED <release>`, `REFUSED <exit status> <message>` (pilot run before
 //! overlayfs is loaded), `DOCTOR-BEGIN` / the JSON of `pilot doctor --json` / `DOCTOR-END <exit>`,
-//! `RESULT <test binary> <libtest line>`, `EXIT <test binary> <status>`, `DONE`; and
+//! `RESULT <test binary> <libtest line>`, `SKIPPED <test binary> <test>: <why>` (a test that
+//! skipped itself), `EXIT <test binary> <status>`, `DONE`; and
 //! `INSMOD-FAILED <module>` or `DISK-FAILED` when the guest's setup went wrong.
 use std::fmt::Write as _;
 
@@ -72,7 +73,8 @@ pub fn init(pilot: &str, tests: &[TestRun], env: &[(String, String)], budget: st
         let _ = writeln!(s, "left=$((end - $(date +%s))); [ $left -gt 1 ] || left=1");
         let _ = writeln!(s, "echo '=== {name}'; {{ timeout -s KILL $left {exe} --test-threads=2 {args}; echo $? > /tmp/rc; }} 2>&1 | tee /tmp/{name}.log",
             name = t.name, exe = t.exe, args = args.join(" "));
-        let _ = writeln!(s, "grep -E '^test .* \\.\\.\\. ' /tmp/{name}.log | sed 's/^/RESULT {name} /' > $R; say \"EXIT {name} $(cat /tmp/rc)\"", name = t.name);
+        let _ = writeln!(s, "grep -E '^test .* \\.\\.\\. ' /tmp/{name}.log | sed 's/^/RESULT {name} /' > $R", name = t.name);
+        let _ = writeln!(s, "grep -E '^SKIP [^ ]+: ' /tmp/{name}.log | sed 's/^SKIP /SKIPPED {name} /' > $R; say \"EXIT {name} $(cat /tmp/rc)\"", name = t.name);
     }
     s += "say DONE\nsync\npoweroff -f\n";
     s
@@ -92,6 +94,8 @@ pub struct Report {
     pub done: bool,
     /// Guest setup steps that failed (INSMOD-FAILED, DISK-FAILED lines).
     pub setup_failures: Vec<String>,
+    /// (binary, test, why): tests that skipped themselves, saying `SKIP <test>: <why>`.
+    pub skipped: Vec<(String, String, String)>,
 }
 
 pub fn parse(text: &str) -> Report {
@@ -127,6 +131,13 @@ pub fn parse(text: &str) -> Report {
                 let (binary, code) = rest.split_once(' ').unwrap_or((rest, ""));
                 r.exits.push((binary.to_string(), code.trim().parse().unwrap_or(-1)));
             }
+            "SKIPPED" => {
+                // SKIPPED <binary> <test>: <why>
+                let (binary, skip) = rest.split_once(' ').unwrap_or((rest, ""));
+                if let Some((name, why)) = skip.split_once(": ") {
+                    r.skipped.push((binary.to_string(), name.to_string(), why.to_string()));
+                }
+            }
             "DONE" => r.done = true,
             "INSMOD-FAILED" | "DISK-FAILED" => r.setup_failures.push(line.to_string()),
             _ => {}
@@ -143,7 +154,7 @@ mod tests {
     fn parses_every_report_line() {
         let text = "BOOTED 6.1.0-56-cloud-amd64\r\nREFUSED 5 pilot: this kernel cannot contain a pilot\r\n\
             DOCTOR-BEGIN\r\n{\"a\": 1}\r\nDOCTOR-END 0\r\nRESULT leak test files::write ... ok\r\n\
-            RESULT leak test x ... FAILED\r\nEXIT leak 101\r\nDONE\r\n";
+            RESULT leak test x ... FAILED\r\nSKIPPED rpc reads::zk: /usr/bin/java missing\r\nEXIT leak 101\r\nDONE\r\n";
         let r = parse(text);
         assert_eq!(r.booted.as_deref(), Some("6.1.0-56-cloud-amd64"));
         assert_eq!(r.refused.as_ref().map(|r| r.0), Some(5));
@@ -152,6 +163,7 @@ mod tests {
         assert_eq!(r.results[0], ("leak".into(), "files::write".into(), "ok".into()));
         assert_eq!(r.results[1].2, "FAILED");
         assert_eq!(r.exits, vec![("leak".to_string(), 101)]);
+        assert_eq!(r.skipped, vec![("rpc".to_string(), "reads::zk".to_string(), "/usr/bin/java missing".to_string())]);
         assert!(r.done);
     }
 

@@ -1,6 +1,7 @@
 //! The guest's whole filesystem, packed as one initramfs: busybox-static and its applets, the
 //! init script, the kernel modules pilot needs (decompressed), and host files at their host
-//! paths (pilot, the test binaries, python3, helpers) with the shared libraries `ldd` names.
+//! paths (pilot, the test binaries, python3, helpers, the RPC suite's servers) with the shared
+//! libraries `ldd` names; symlinks stay symlinks.
 //! Host paths stay the same in the guest because the test binaries carry them
 //! (CARGO_BIN_EXE_pilot, CARGO_TARGET_TMPDIR).
 use std::{
@@ -17,6 +18,11 @@ use super::{cpio::Writer, kernel::Kernel};
 use crate::cmd::{command, probe};
 
 const BUSYBOX: &str = "/bin/busybox";
+/// Users the tests run servers as: postgres (PostgreSQL refuses root), nobody (dnsmasq drops
+/// to it, with Debian's group dip).
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n\
+    postgres:x:101:104:PostgreSQL administrator:/var/lib/postgresql:/bin/sh\n";
+const GROUP: &str = "root:x:0:\ndip:x:30:\npostgres:x:104:\nnogroup:x:65534:\n";
 
 /// What goes into the image besides busybox and the modules.
 pub struct Contents<'a> {
@@ -47,9 +53,12 @@ pub fn build(kernel: &Kernel, contents: &Contents, out: &Path) -> anyhow::Result
         }
     }
     image.file("/init", 0o755, contents.init.as_bytes().to_vec());
-    image.file("/etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec());
-    image.file("/etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n".to_vec());
+    image.file("/etc/passwd", 0o644, PASSWD.as_bytes().to_vec());
+    image.file("/etc/group", 0o644, GROUP.as_bytes().to_vec());
     image.file("/etc/hosts", 0o644, b"127.0.0.1 localhost\n::1 localhost\n".to_vec());
+    image.file("/etc/nsswitch.conf", 0o644, b"passwd: files\ngroup: files\nhosts: files dns\n".to_vec());
+    // No resolver: a test that looks names up brings its own (bind-mounted over this file).
+    image.file("/etc/resolv.conf", 0o644, b"# tests bring their own resolver\n".to_vec());
     add_modules(&mut image, kernel, contents.modules)?;
     for d in &contents.dirs {
         image.dir(&d.display().to_string());
@@ -127,12 +136,28 @@ impl Image {
         self.entries.insert(path.to_string(), Entry::Symlink(target.to_string()));
     }
 
-    /// A host file at its own path (contents, symlinks followed), and for an ELF file the
-    /// libraries and loader `ldd` lists.
+    /// A host file at its own path, and for an ELF file the libraries and loader `ldd` lists.
+    /// A symlink stays one, its target added too (a link to a directory alone): the JVM finds
+    /// its home from the real path of /usr/bin/java, Redis's tools are links to one binary.
     fn host_file(&mut self, path: &Path) -> anyhow::Result<()> {
+        self.host_path(path, 0)
+    }
+
+    fn host_path(&mut self, path: &Path, links: u32) -> anyhow::Result<()> {
         let key = path.display().to_string();
         if matches!(self.entries.get(&key), Some(Entry::File(..))) {
             return Ok(());
+        }
+        let meta = fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            // 40: the kernel's limit on links followed in one lookup (ELOOP).
+            if links >= 40 {
+                bail!("{}: too many levels of symbolic links", path.display());
+            }
+            let target = fs::read_link(path)?;
+            self.symlink(&key, &target.display().to_string());
+            let resolved = normalize(&path.parent().unwrap_or(Path::new("/")).join(&target));
+            return if resolved.is_dir() { Ok(()) } else { self.host_path(&resolved, links + 1) };
         }
         let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let mode = fs::metadata(path)?.permissions().mode() & 0o7777;
@@ -177,6 +202,22 @@ impl Image {
     }
 }
 
+/// `path` without `.` and `..` components, resolved lexically as the guest resolves a
+/// relative link (its directories are real where the host's may be links).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Absolute paths in `ldd FILE` (nothing for a static binary).
 fn shared_libraries(file: &Path) -> Vec<PathBuf> {
     let out = probe(command("ldd").arg(file)).unwrap_or_default();
@@ -184,4 +225,16 @@ fn shared_libraries(file: &Path) -> Vec<PathBuf> {
         .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
         .map(PathBuf::from)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_links_resolve_lexically() {
+        assert_eq!(normalize(Path::new("/usr/lib/jvm/x/../../../share/doc")), PathBuf::from("/usr/share/doc"));
+        assert_eq!(normalize(Path::new("/usr/bin/./redis-check-rdb")), PathBuf::from("/usr/bin/redis-check-rdb"));
+        assert_eq!(normalize(Path::new("/../etc")), PathBuf::from("/etc"));
+    }
 }
