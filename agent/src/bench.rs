@@ -112,25 +112,30 @@ impl Latency {
 pub struct Since {
     what: &'static str,
     wall: std::time::Instant,
-    cpu_ms: i64,
+    /// (user, system) CPU ms.
+    cpu: (i64, i64),
 }
 
 impl Since {
     pub fn now(what: &'static str) -> Since {
-        Since { what, wall: std::time::Instant::now(), cpu_ms: process_cpu_ms() }
+        Since { what, wall: std::time::Instant::now(), cpu: process_cpu_ms() }
     }
 
+    /// `cpu_ms` is user + system; `user_ms` the agent's own code (system time also holds the
+    /// filesystem's work for the run directory's files).
     pub fn log(self) {
-        let (cpu_ms, wall_ms) = (process_cpu_ms() - self.cpu_ms, self.wall.elapsed().as_millis());
-        tracing::debug!(target: "pilot::bench", cpu_ms, wall_ms, "since: {}", self.what);
+        let (user, system) = process_cpu_ms();
+        let (user_ms, cpu_ms) = (user - self.cpu.0, user + system - self.cpu.0 - self.cpu.1);
+        let wall_ms = self.wall.elapsed().as_millis();
+        tracing::debug!(target: "pilot::bench", cpu_ms, user_ms, wall_ms, "since: {}", self.what);
     }
 }
 
-/// CPU time of the agent process (every thread, not its children).
-fn process_cpu_ms() -> i64 {
+/// (user, system) CPU time of the agent process (every thread, not its children).
+fn process_cpu_ms() -> (i64, i64) {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    cpu_ms(&usage.ru_utime) + cpu_ms(&usage.ru_stime)
+    (cpu_ms(&usage.ru_utime), cpu_ms(&usage.ru_stime))
 }
 
 fn cpu_ms(t: &libc::timeval) -> i64 {

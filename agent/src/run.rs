@@ -126,7 +126,6 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let _ran = tracing::debug_span!("phase", name = "pilot ran").entered();
         lc.poll_until(&mut rule)?;
     }
-    let post_processing = crate::bench::Since::now("post-processing");
     let (status, timed_out) = (rule.status, rule.timed_out);
     // The supervisor's last notices, merged with the ring buffer's by time in the drain.
     let supervised = rule.supervisor.take().map(|s| s.stop());
@@ -134,6 +133,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     sandbox::supervisor::deliver(supervised.map(|(rest, _)| rest), &mut lc.session);
     rule.sampler.sample(&lc.session.tracker);
     lc.drain()?;
+    // Every event is in: what follows is the post-processing (summary, graph, diff, policy,
+    // account, report).
+    let post_processing = crate::bench::Since::now("post-processing");
     let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
     if pilot_exit == sandbox::EXIT_SETUP_FAILED {
         let why = fs::read_to_string(dir.file(SANDBOX_ERROR)).unwrap_or_else(|_| "see the output above".into());

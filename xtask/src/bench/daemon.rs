@@ -245,6 +245,8 @@ struct Outcome {
     exit: i32,
     verdict: String,
     complete: bool,
+    /// Why not complete: summary.json's loss counts and the processes the trace never saw.
+    incomplete: String,
     /// Paths of other pilots' marker files its graph names (cross-talk: must be none).
     foreign: usize,
 }
@@ -326,7 +328,9 @@ fn outcome(env: &Env, mut child: Child, name: &str, i: usize) -> anyhow::Result<
     let summary = read("summary.json")?;
     let complete = summary["complete"].as_bool() == Some(true) && summary["lost_events"].as_u64() == Some(0);
     let graph = std::fs::read_to_string(run.join("graph.json"))?;
-    Ok(Outcome { exit, verdict, complete, foreign: foreign_markers(&graph, i) })
+    let unseen = serde_json::from_str::<Value>(&graph).ok().map(|g| g["channels"]["unseen_processes"].clone()).unwrap_or_default();
+    let incomplete = if complete { String::new() } else { format!("lost {} {}; unseen {unseen}", summary["lost_events"], summary["lost_by_cause"]) };
+    Ok(Outcome { exit, verdict, complete, incomplete, foreign: foreign_markers(&graph, i) })
 }
 
 /// How many of the other pilots' marker directories (`mine-J`) the effects in `graph` reach:
