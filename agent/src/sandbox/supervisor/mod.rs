@@ -114,7 +114,7 @@ impl Prepared {
     /// when it hands its listener over, for `run`.
     pub fn start(self, cgroup: PathBuf, tracked_fd: std::os::fd::RawFd, run: u32) -> Supervisor {
         drop(self.sandbox_end);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stop::new());
         let (tx, rx) = mpsc::channel();
         let flag = stop.clone();
         let socket = self.agent_end;
@@ -127,7 +127,7 @@ impl Prepared {
 }
 
 pub struct Supervisor {
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     rx: mpsc::Receiver<Notice>,
     thread: Option<JoinHandle<Stats>>,
 }
@@ -140,7 +140,7 @@ impl Supervisor {
 
     /// The pilot has ended: finish (held writes get their values) and return the last notices.
     pub fn stop(mut self) -> (Vec<Notice>, Stats) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.set();
         let stats = self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
         (self.rx.try_iter().collect(), stats)
     }
@@ -170,10 +170,35 @@ pub fn containment(stats: Option<&Stats>) -> String {
 /// How often pending lock waits look at /proc/locks again.
 const LOCK_POLL: Duration = Duration::from_millis(20);
 
-fn serve(socket: OwnedFd, cgroup: PathBuf, tx: mpsc::Sender<Notice>, stop: Arc<AtomicBool>, (tracked_fd, run): (std::os::fd::RawFd, u32)) -> Stats {
+/// The agent's stop: a flag, and an eventfd that wakes the serving thread's poll at once (a
+/// poll timeout alone added up to 100 ms to the end of every pilot).
+struct Stop {
+    flag: AtomicBool,
+    wake: Option<OwnedFd>,
+}
+
+impl Stop {
+    fn new() -> Stop {
+        let wake = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK).ok();
+        Stop { flag: AtomicBool::new(false), wake }
+    }
+
+    fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Some(fd) = &self.wake {
+            let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(socket: OwnedFd, cgroup: PathBuf, tx: mpsc::Sender<Notice>, stop: Arc<Stop>, (tracked_fd, run): (std::os::fd::RawFd, u32)) -> Stats {
     // The sandbox takes a while to build its root before W installs the filter.
     let listener = loop {
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_set() {
             return Stats::default();
         }
         let track = |pid: u32| crate::probes::track_pid_since(tracked_fd, pid, run, crate::procfs::start_ns(pid).unwrap_or(0));
@@ -188,16 +213,27 @@ fn serve(socket: OwnedFd, cgroup: PathBuf, tx: mpsc::Sender<Notice>, stop: Arc<A
     };
     drop(socket);
     let mut ctx = Ctx::new(listener, cgroup, tx);
-    while !stop.load(Ordering::SeqCst) {
+    let mut hung_up = false;
+    while !stop.is_set() {
+        use rustix::event::{PollFd, PollFlags};
         let timeout = if ctx.waiting.is_empty() { Duration::from_millis(100) } else { LOCK_POLL };
-        let mut pfd = [rustix::event::PollFd::new(&ctx.listener, rustix::event::PollFlags::IN)];
         let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: timeout.as_nanos() as i64 };
+        // POLLHUP on the listener: no process uses the filter any more; only the stop is
+        // waited for then.
+        let mut pfd = Vec::with_capacity(2);
+        if !hung_up {
+            pfd.push(PollFd::new(&ctx.listener, PollFlags::IN));
+        }
+        if let Some(wake) = &stop.wake {
+            pfd.push(PollFd::new(wake, PollFlags::IN));
+        }
         let ready = rustix::event::poll(&mut pfd, Some(&ts)).unwrap_or(0);
-        if ready > 0 && pfd[0].revents().contains(rustix::event::PollFlags::IN) {
+        let listener = if hung_up { PollFlags::empty() } else { pfd[0].revents() };
+        drop(pfd);
+        if ready > 0 && listener.contains(PollFlags::IN) {
             ctx.one();
-        } else if ready > 0 {
-            // POLLHUP: no process uses the filter any more; wait for the agent's stop.
-            std::thread::sleep(timeout);
+        } else if listener.intersects(PollFlags::HUP | PollFlags::ERR) {
+            hung_up = true; // from now on the poll waits for the stop alone (or sleeps)
         }
         locks::recheck(&mut ctx);
     }
