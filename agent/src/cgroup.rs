@@ -27,6 +27,13 @@ pub struct PilotCgroup {
     pub path: PathBuf,
 }
 
+/// Is `path` (a process's cgroup, as /proc/PID/cgroup names it) a pilot's sandbox cgroup
+/// (`/pilot/<id>` and below)? `pilot commit`'s live runs (`/pilot/commit-<pid>`) are not: their
+/// effects are real.
+pub fn is_pilot_sandbox(path: &str) -> bool {
+    path.strip_prefix("/pilot/").is_some_and(|id| !id.is_empty() && !id.starts_with("commit-"))
+}
+
 impl PilotCgroup {
     pub fn create(id: &str) -> Result<PilotCgroup> {
         let path = Path::new(root()).join("pilot").join(id);
@@ -147,4 +154,19 @@ pub fn gc(verbose: bool) -> Result<usize> {
 /// Is `pid` a running pilot agent (not a recycled pid)?
 fn agent_alive(pid: u32) -> bool {
     fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pilot")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_pilot_sandbox;
+
+    #[test]
+    fn pilot_sandboxes_are_told_from_commits_and_services() {
+        assert!(is_pilot_sandbox("/pilot/1764633600-4242"));
+        assert!(is_pilot_sandbox("/pilot/1764633600-4242/init"));
+        assert!(!is_pilot_sandbox("/pilot/commit-4242"), "a commit's live run is production");
+        assert!(!is_pilot_sandbox("/pilot/"));
+        assert!(!is_pilot_sandbox("/system.slice/redis.service"));
+        assert!(!is_pilot_sandbox("/pilotage/x"));
+    }
 }

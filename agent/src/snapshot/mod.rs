@@ -168,7 +168,16 @@ impl Snapshot {
             p = procfs::ppid(p).unwrap_or(0);
         }
         let taken_at = Some(SystemTime::now());
-        let procs: Vec<ProcInfo> = procfs::pids().into_iter().filter(|p| !skip.contains(p)).filter_map(proc_info).collect();
+        // Other pilots are no production: their sandboxes' writes land in their overlays (a
+        // file one holds open there reads as the live path), and their agents and the daemon
+        // only observe; concurrent pilots would otherwise block each other as live writers.
+        let own_exe = procfs::exe(std::process::id());
+        let procs: Vec<ProcInfo> = procfs::pids()
+            .into_iter()
+            .filter(|p| !skip.contains(p))
+            .filter_map(proc_info)
+            .filter(|p| !crate::cgroup::is_pilot_sandbox(&p.cgroup) && !is_pilot_agent(&p.exe, own_exe.as_deref()))
+            .collect();
         let listeners = sockets::listeners();
         let mut snap = Snapshot { local: sockets::local_addrs(), taken_at, ..Default::default() };
         let keys = group(&procs);
@@ -399,6 +408,13 @@ fn proc_info(pid: u32) -> Option<ProcInfo> {
         pgid: procfs::pgid(pid).unwrap_or(0),
         exe,
     })
+}
+
+/// A pilot agent or daemon: the binary we run (daemon-started agents are `/proc/self/exe`,
+/// comm `exe`), or another installed `pilot`.
+fn is_pilot_agent(exe: &str, own: Option<&str>) -> bool {
+    let exe = exe.strip_suffix(" (deleted)").unwrap_or(exe);
+    Some(exe) == own.map(|o| o.strip_suffix(" (deleted)").unwrap_or(o)) || std::path::Path::new(exe).file_name().is_some_and(|n| n == "pilot")
 }
 
 /// The process's cgroup path: the v2 (unified) one, else the systemd named hierarchy.
