@@ -418,6 +418,17 @@ fn routine(name: &str) {
     assert!(harmed, "{name}: the harmful twin run live did not harm production, so it proves nothing:\n{}", text(&control));
 }
 
+/// Every folder of `root` holding a scenario.toml is in `listed` (has its test).
+fn every_folder_listed(root: &str, listed: &[&str]) {
+    for entry in fs::read_dir(root).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().join("scenario.toml").exists() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(listed.contains(&name.as_str()), "{root}/{name} has no test in tests/scenarios.rs");
+        }
+    }
+}
+
 macro_rules! routine {
     ($($test:ident => $dir:literal,)*) => {
         $(#[test] fn $test() { routine($dir); })*
@@ -426,13 +437,7 @@ macro_rules! routine {
         #[test]
         fn every_routine_folder_has_a_test() {
             let listed = [$($dir),*];
-            for entry in fs::read_dir(ROUTINE).unwrap() {
-                let entry = entry.unwrap();
-                if entry.path().join("scenario.toml").exists() {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    assert!(listed.contains(&name.as_str()), "tests/scenarios/routine/{name} has no test in tests/scenarios.rs");
-                }
-            }
+            every_folder_listed(ROUTINE, &listed);
         }
     };
 }
@@ -445,13 +450,7 @@ macro_rules! scenarios {
         #[test]
         fn every_scenario_folder_has_a_test() {
             let listed = [$($dir),*];
-            for entry in fs::read_dir(SCENARIOS).unwrap() {
-                let entry = entry.unwrap();
-                if entry.path().join("scenario.toml").exists() {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    assert!(listed.contains(&name.as_str()), "tests/scenarios/{name} has no test in tests/scenarios.rs");
-                }
-            }
+            every_folder_listed(SCENARIOS, &listed);
             assert!(listed.len() >= 12, "the suite covers at least 12 recovery-bug classes");
         }
     };

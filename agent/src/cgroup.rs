@@ -134,7 +134,7 @@ pub fn gc(verbose: bool) -> Result<usize> {
         for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
             let name = entry.file_name().to_string_lossy().into_owned();
             let agent: Option<u32> = name.rsplit('-').next().and_then(|p| p.parse().ok());
-            let alive = agent.is_some_and(|pid| pid == std::process::id() || agent_alive(pid));
+            let alive = agent.is_some_and(|pid| pid == std::process::id() || crate::procfs::runs_pilot(pid));
             if alive {
                 continue;
             }
@@ -149,11 +149,6 @@ pub fn gc(verbose: bool) -> Result<usize> {
         }
     }
     Ok(cleaned)
-}
-
-/// Is `pid` a running pilot agent (not a recycled pid)?
-fn agent_alive(pid: u32) -> bool {
-    fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pilot")))
 }
 
 #[cfg(test)]

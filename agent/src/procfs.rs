@@ -56,6 +56,12 @@ pub fn exe(pid: u32) -> Option<String> {
     link(&format!("/proc/{pid}/exe"))
 }
 
+/// Does `pid` run a pilot binary (its executable's name starts with `pilot`): a live agent, not
+/// a recycled pid.
+pub fn runs_pilot(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pilot")))
+}
+
 /// What fd `fd` of `pid` points at. On the tracker's path (a dirfd it has not seen): one
 /// readlink, see the module comment.
 pub fn fd_target(pid: u32, fd: i32) -> Option<String> {

@@ -274,7 +274,7 @@ impl BpfTotals {
 /// (containment hooks, or a whole set when a run loads its own).
 fn pilot_program_ids() -> std::collections::HashSet<u32> {
     let mut out = std::collections::HashSet::new();
-    for pid in crate::procfs::pids().into_iter().filter(|p| is_pilot(*p)) {
+    for pid in crate::procfs::pids().into_iter().filter(|p| crate::procfs::runs_pilot(*p)) {
         for (fd, target) in crate::procfs::fds(pid) {
             if target == "anon_inode:bpf-prog"
                 && let Some(id) = fdinfo_field(pid, fd, "prog_id:")
@@ -293,11 +293,6 @@ fn prog_stats(pid: u32, fd: i32) -> (u64, u64) {
 
 fn fdinfo_field(pid: u32, fd: i32, key: &str) -> Option<u64> {
     crate::procfs::fdinfo_field(pid, fd, key)?.parse().ok()
-}
-
-fn is_pilot(pid: u32) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/exe"))
-        .is_ok_and(|exe| exe.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pilot")))
 }
 
 /// Serve `/metrics` (HTTP/1.1) until the runtime stops.

@@ -558,8 +558,7 @@ fn live_unix_paths(run_dir: &Path) -> Vec<String> {
 fn pilot_socket_inodes() -> std::collections::HashSet<u64> {
     let mut out = std::collections::HashSet::new();
     for pid in crate::procfs::pids() {
-        let is_pilot = crate::procfs::exe(pid).is_some_and(|e| Path::new(&e).file_name().is_some_and(|n| n.to_string_lossy().starts_with("pilot")));
-        if !is_pilot {
+        if !crate::procfs::runs_pilot(pid) {
             continue;
         }
         for (_, target) in crate::procfs::fds(pid) {
