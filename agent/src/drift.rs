@@ -28,16 +28,23 @@ use crate::{
 /// Files, endpoints and processes the traced tree changed or contacted, as production has them
 /// now (at the end of the pilot, production untouched).
 pub fn targets(graph: &Graph, run_dir: &Path) -> Vec<Target> {
-    let mut effects: BTreeMap<NodeId, BTreeSet<EdgeKind>> = BTreeMap::new();
-    for e in &graph.edges {
-        let from_traced = graph.node(&e.from).is_some_and(|n| n.component.as_deref() == Some(TRACED));
+    // By node index, then in id order: a tree of NodeIds cost more than the rest.
+    let mut effects: foldhash::HashMap<usize, BTreeSet<EdgeKind>> = foldhash::HashMap::default();
+    for (ei, e) in graph.edges.iter().enumerate() {
+        let (from, to) = graph.ends_of(ei);
+        let from_traced = from.is_some_and(|f| graph.nodes[f].component.as_deref() == Some(TRACED));
         if from_traced && e.kind != EdgeKind::Spawn && e.kind != EdgeKind::Fill {
-            effects.entry(e.to.clone()).or_default().insert(e.kind);
+            if let Some(i) = to {
+                effects.entry(i).or_default().insert(e.kind);
+            }
         }
     }
-    let mut out = Vec::new();
-    for (id, kinds) in effects {
-        let Some(n) = graph.node(&id) else { continue };
+    let mut effects: Vec<(usize, BTreeSet<EdgeKind>)> = effects.into_iter().collect();
+    effects.sort_unstable_by(|a, b| graph.nodes[a.0].id.cmp(&graph.nodes[b.0].id));
+    let mut out = Vec::with_capacity(effects.len());
+    for (i, kinds) in effects {
+        let n = &graph.nodes[i];
+        let id = &n.id;
         let state = match n.node_type {
             NodeKind::File => {
                 let Some(path) = n.path.as_deref().filter(|p| watched(p, run_dir)) else { continue };

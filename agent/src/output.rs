@@ -87,16 +87,7 @@ impl Output {
     /// `write_file`.
     pub fn write_file_with(&self, name: &str, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
         let Some(dir) = &self.dir else { return Ok(()) };
-        let path = dir.join(name);
-        let written = File::create(&path).and_then(|f| {
-            let mut w = BufWriter::with_capacity(1 << 16, f);
-            write(&mut w)?;
-            w.flush()
-        });
-        written.map_err(|e| {
-            let _ = fs::remove_file(&path);
-            FileError::new("writing", &path, e, RUN_DIR).kept(kept_in(dir, Some(name))).into()
-        })
+        Ok(write_whole_with(dir, name, write)?)
     }
 
     /// Write another file of the run directory (nothing without `--out`).
@@ -143,6 +134,20 @@ impl Output {
 
 /// Write a whole file of the run directory; one that cannot be written whole is removed
 /// (readers would take half a JSON document for a damaged run), and the error says what is kept.
+/// `write_whole` of what `write` streams (a big file is never a string in memory first).
+pub fn write_whole_with(dir: &Path, name: &str, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::result::Result<(), FileError> {
+    let path = dir.join(name);
+    let written = File::create(&path).and_then(|f| {
+        let mut w = BufWriter::with_capacity(1 << 16, f);
+        write(&mut w)?;
+        w.flush()
+    });
+    written.map_err(|e| {
+        let _ = fs::remove_file(&path);
+        FileError::new("writing", &path, e, RUN_DIR).kept(kept_in(dir, Some(name)))
+    })
+}
+
 pub fn write_whole(dir: &Path, name: &str, text: &str) -> std::result::Result<(), FileError> {
     let path = dir.join(name);
     fs::write(&path, text).map_err(|e| {

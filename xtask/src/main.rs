@@ -127,6 +127,10 @@ enum Command {
         /// produced, not the goals.
         #[arg(long)]
         quick: bool,
+        /// Run only this section (repeatable), e.g. `--section scaling`: for working on one
+        /// figure (written to target/bench/report-partial.json); goals are judged on a full run.
+        #[arg(long, value_name = "NAME")]
+        section: Vec<String>,
     },
 }
 
@@ -181,7 +185,7 @@ fn main() -> ExitCode {
                 host: !no_host,
             })
         }
-        Command::Bench { quick } => bench::bench(*quick),
+        Command::Bench { quick, section } => bench::bench(*quick, section),
     };
     result.unwrap_or_else(|err| match err.downcast_ref::<Exit>() {
         Some(exit) => {

@@ -51,7 +51,7 @@ pub fn test(extra_args: &[String]) -> anyhow::Result<ExitCode> {
     // The benchmarks as a smoke test: every figure is produced (no goal is checked, nothing is
     // timed).
     println!("[test] benchmark smoke test: cargo xtask bench --quick");
-    let bench = crate::bench::bench(true)?;
+    let bench = crate::bench::bench(true, &[])?;
     if bench != ExitCode::SUCCESS {
         return Ok(bench);
     }

@@ -78,7 +78,7 @@ fn compute_io(run_dir: &Path, renames: Option<Vec<(String, String)>>) -> io::Res
         let upper = run_dir.join("upper").join(&key);
         if upper.is_dir() {
             let mp = Path::new(&mount_point);
-            walk(&upper, &upper, mp, mp, &mut changes)?;
+            walk(&upper, &upper, mp, Some(mp), &mut changes)?;
         }
     }
     drop_redirect_sources(&mut changes);
@@ -123,8 +123,10 @@ fn held_back(run_dir: &Path) -> Vec<HeldBack> {
 }
 
 /// `live_dir`: the live directory `dir` stands for (not its own path inside a directory the
-/// pilot renamed: its entries are the live ones of the redirect's source).
-fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut Vec<Change>) -> io::Result<()> {
+/// pilot renamed: its entries are the live ones of the redirect's source); None: there is
+/// none (a directory the pilot created), so no entry has a live file to compare (a big
+/// created tree costs one stat per file, not two).
+fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: Option<&Path>, out: &mut Vec<Change>) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.filter_map(|e| e.ok()).collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
@@ -132,9 +134,10 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut 
         let rel = upper.strip_prefix(root).map_err(io::Error::other)?;
         // The path as the pilot names it, and the live file it was made from.
         let shown = mount_point.join(rel);
-        let live = live_dir.join(entry.file_name());
-        let meta = fs::symlink_metadata(&upper)?;
-        let live_meta = fs::symlink_metadata(&live).ok();
+        let live = live_dir.map(|d| d.join(entry.file_name()));
+        // Through the directory's fd (statx at the entry's name), not the whole path again.
+        let meta = entry.metadata()?;
+        let live_meta = live.as_ref().and_then(|l| fs::symlink_metadata(l).ok());
         let ft = meta.file_type();
         if ft.is_char_device() && meta.rdev() == 0 {
             // A whiteout: deleted from the pilot's view.
@@ -155,10 +158,10 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut 
             c.live_owner = Some(format!("{}:{}", lm.uid(), lm.gid()));
         }
         if ft.is_dir() {
-            let mut live_here = live.clone();
+            let mut live_here = live.clone().filter(|_| live_meta.as_ref().is_some_and(|m| m.is_dir()));
             if let Some(from) = overlay_xattr(&upper, "redirect") {
                 let source = redirect_source(&from, &shown, mount_point);
-                live_here = PathBuf::from(&source);
+                live_here = Some(PathBuf::from(&source));
                 c.change = "renamed".into();
                 c.from = Some(source);
                 out.push(c);
@@ -167,7 +170,7 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut 
                     c.change = "replaced".into();
                     out.push(c);
                 } else {
-                    c.xattrs = changed_xattrs(&upper, &live);
+                    c.xattrs = live.as_ref().map(|l| changed_xattrs(&upper, l)).unwrap_or_default();
                     if c.mode != c.live_mode || c.owner != c.live_owner || !c.xattrs.is_empty() {
                         c.change = "metadata".into();
                         out.push(c);
@@ -177,12 +180,12 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut 
                 c.change = "created".into();
                 out.push(c);
             }
-            walk(root, &upper, mount_point, &live_here, out)?;
+            walk(root, &upper, mount_point, live_here.as_deref(), out)?;
             continue;
         }
         if ft.is_symlink() {
             c.target = fs::read_link(&upper).ok().map(|t| t.display().to_string());
-            let live_target = fs::read_link(&live).ok().map(|t| t.display().to_string());
+            let live_target = live.as_ref().and_then(|l| fs::read_link(l).ok()).map(|t| t.display().to_string());
             c.change = match (&live_meta, live_target == c.target) {
                 (None, _) => "created",
                 (Some(_), false) => "modified",
@@ -203,16 +206,15 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut 
             let source = redirect_source(&from, &shown, mount_point);
             if source != shown.display().to_string() && is_whiteout(&root.join(Path::new(&source).strip_prefix(mount_point).unwrap_or(Path::new("")))) {
                 c.from = Some(source.clone());
-                live = PathBuf::from(&source);
-                live_meta = fs::symlink_metadata(&live).ok();
+                live_meta = fs::symlink_metadata(&source).ok();
+                live = Some(PathBuf::from(&source));
             }
         }
-        match &live_meta {
-            None => c.change = "created".into(),
-            Some(lm) => {
+        match (&live_meta, &live) {
+            (Some(lm), Some(live)) => {
                 c.live_size = lm.is_file().then(|| lm.len());
                 let metacopy = overlay_xattr(&upper, "metacopy").is_some();
-                let content = !metacopy && ft.is_file() && !same_content(&upper, &live)?;
+                let content = !metacopy && ft.is_file() && !same_content(&upper, live)?;
                 c.content_changed = Some(content);
                 if c.from.is_some() {
                     c.change = "renamed".into();
@@ -222,7 +224,7 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut 
                 } else if content {
                     c.change = "modified".into();
                 } else {
-                    c.xattrs = changed_xattrs(&upper, &live);
+                    c.xattrs = changed_xattrs(&upper, live);
                     if c.mode != c.live_mode || c.owner != c.live_owner || !c.xattrs.is_empty() {
                         c.change = "metadata".into();
                     } else {
@@ -230,6 +232,7 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: &Path, out: &mut 
                     }
                 }
             }
+            _ => c.change = "created".into(),
         }
         out.push(c);
     }

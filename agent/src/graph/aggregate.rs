@@ -121,7 +121,7 @@ impl View {
             if members.is_empty() {
                 break;
             }
-            let (Some(from), Some(to)) = (g.position(&e.from), g.position(&e.to)) else { continue };
+            let (Some(from), Some(to)) = g.ends_of(ei) else { continue };
             let Some(&tree) = members.get(&to) else { continue };
             let k = *by_key.entry((from, tree, e.kind)).or_insert_with(|| {
                 folded.push(Folded { from, tree, kind: e.kind, count: 0, failed: 0, bytes: 0, edges: Vec::new() });
@@ -155,16 +155,15 @@ impl View {
 
 fn trees(g: &Graph) -> (Vec<Aggregate>, HashMap<usize, usize>) {
     // Directories the trace made and removed (edges that took effect).
-    let index: HashMap<&super::NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
     let mut made: HashSet<&str> = HashSet::default();
     let mut removed: HashSet<&str> = HashSet::default();
-    for e in g.edges.iter().filter(|e| !e.all_failed()) {
+    for (ei, e) in g.edges.iter().enumerate().filter(|(_, e)| !e.all_failed()) {
         let set = match e.kind {
             EdgeKind::Mkdir => &mut made,
             EdgeKind::Rmdir => &mut removed,
             _ => continue,
         };
-        if let Some(path) = index.get(&e.to).and_then(|i| g.nodes[*i].path.as_deref()) {
+        if let Some(path) = g.ends_of(ei).1.and_then(|i| g.nodes[i].path.as_deref()) {
             set.insert(path);
         }
     }
@@ -196,8 +195,8 @@ fn trees(g: &Graph) -> (Vec<Aggregate>, HashMap<usize, usize>) {
             Aggregate { id: format!("tree:{p}"), path: p.to_string(), how: how.into(), ..Default::default() }
         })
         .collect();
-    for e in &g.edges {
-        let Some(t) = index.get(&e.to).and_then(|i| members.get(i)) else { continue };
+    for (ei, e) in g.edges.iter().enumerate() {
+        let Some(t) = g.ends_of(ei).1.and_then(|i| members.get(&i)) else { continue };
         let a = &mut aggs[*t];
         *a.effects.entry(e.kind).or_default() += e.count;
         a.failed += e.failed;
@@ -224,7 +223,7 @@ fn trees(g: &Graph) -> (Vec<Aggregate>, HashMap<usize, usize>) {
 
 /// Nodes an edge from another component's reach into: never folded away.
 fn excluded(g: &Graph) -> HashSet<usize> {
-    g.edges.iter().filter(|e| e.cross_component).filter_map(|e| g.position(&e.to)).collect()
+    g.edges.iter().enumerate().filter(|(_, e)| e.cross_component).filter_map(|(ei, _)| g.ends_of(ei).1).collect()
 }
 
 /// The tree (of `roots`, by path) `path` is in, the root itself included.

@@ -1,7 +1,7 @@
 //! Events in, graph out. Edges aggregate while events stream (looked up by node index and
 //! kind, so an event costs no allocation once its nodes exist); components are attached at
 //! the end, from the host snapshot.
-use foldhash::{HashMap, HashSet, HashSetExt as _};
+use foldhash::{HashMap, HashMapExt as _, HashSet};
 
 use super::{Edge, EdgeKind, Graph, Hold, Node, NodeId, NodeKind, SCHEMA, TRACED};
 use crate::{
@@ -20,12 +20,6 @@ const EVIDENCE_MAX: usize = 8;
 const FILL_MIN: f64 = 0.01;
 
 /// An edge while it aggregates: its ends as node indices.
-struct Acc {
-    from: u32,
-    to: u32,
-    edge: Edge,
-}
-
 #[derive(Default)]
 pub struct Builder {
     nodes: Vec<Node>,
@@ -34,7 +28,10 @@ pub struct Builder {
     files: HashMap<String, u32>,
     endpoints: HashMap<String, u32>,
     others: HashMap<NodeId, u32>,
-    edges: Vec<Acc>,
+    /// The edges, their ids left empty until `finish`: `ends` has their nodes.
+    edges: Vec<Edge>,
+    /// Per edge, (from, to) indices in `nodes`.
+    ends: Vec<(u32, u32)>,
     /// (from, to, kind) -> the edges with those ends (one per detail).
     edge_index: HashMap<(u32, u32, EdgeKind), Vec<u32>>,
     /// Signals the kernel generated, kept until we know which targets the syscalls named.
@@ -167,30 +164,29 @@ impl Builder {
         }
         // A signal target first named by pid alone now has its start time in its id: the two
         // nodes are one (the first kept).
-        let mut edges: Vec<Edge> = self
-            .edges
-            .into_iter()
-            .map(|a| Edge { from: self.nodes[a.from as usize].id.clone(), to: self.nodes[a.to as usize].id.clone(), ..a.edge })
-            .collect();
-        let mut seen = HashSet::new();
-        let mut nodes: Vec<Node> = std::mem::take(&mut self.nodes).into_iter().filter(|n| seen.insert(n.id.clone())).collect();
+        let first = first_with_same_id(&self.nodes);
+        let mut edges = self.edges_in_time_order(&first);
+        let mut nodes = std::mem::take(&mut self.nodes);
+        let mut i = 0;
+        nodes.retain(|_| {
+            i += 1;
+            first[i - 1] as usize == i - 1
+        });
         let (fill_nodes, fills) = fill_edges(&nodes, &edges, snap);
         nodes.extend(fill_nodes);
-        edges.extend(fills);
-        let component_of: HashMap<&NodeId, Option<&String>> = nodes.iter().map(|n| (&n.id, n.component.as_ref())).collect();
-        for e in &mut edges {
-            e.component = component_of.get(&e.to).copied().flatten().cloned();
-            e.cross_component = e.component.as_deref().is_some_and(|c| c != TRACED);
+        for mut f in fills {
+            let target = nodes.iter().find(|n| n.id == f.to);
+            set_component(&mut f, target);
+            // After the edges of the same time: where a stable sort of all of them puts it.
+            let at = edges.partition_point(|e| e.first_ts_ns <= f.first_ts_ns);
+            edges.insert(at, f);
         }
         let mut names: Vec<String> = nodes.iter().filter_map(|n| n.component.clone()).collect();
         names.sort();
         names.dedup();
-        let mut all: Vec<Node> = names
-            .into_iter()
-            .map(|c| Node { id: NodeId::component(&c), node_type: NodeKind::Component, label: c, ..Default::default() })
-            .collect();
+        let mut all: Vec<Node> = Vec::with_capacity(names.len() + nodes.len());
+        all.extend(names.into_iter().map(|c| Node { id: NodeId::component(&c), node_type: NodeKind::Component, label: c, ..Default::default() }));
         all.extend(nodes);
-        edges.sort_by_key(|e| e.first_ts_ns);
         let mut graph = Graph {
             schema: SCHEMA.into(),
             target,
@@ -207,6 +203,26 @@ impl Builder {
         };
         graph.aggregates = super::aggregate::find(&graph);
         graph
+    }
+
+    /// The edges with their ends' ids and their target's component, in the order they first
+    /// happened (stable). Permuted in place: an edge is a few hundred bytes, and a sort's or a
+    /// copy's fresh memory (page faults) cost more than the rest of the build.
+    fn edges_in_time_order(&mut self, first: &[u32]) -> Vec<Edge> {
+        let mut edges = std::mem::take(&mut self.edges);
+        for (e, &(from, to)) in edges.iter_mut().zip(&self.ends) {
+            let target = &self.nodes[first[to as usize] as usize];
+            e.from = self.nodes[from as usize].id.clone();
+            e.to = target.id.clone();
+            set_component(e, Some(target));
+        }
+        if !edges.is_sorted_by_key(|e| e.first_ts_ns) {
+            let mut order: Vec<(u64, u32)> = edges.iter().enumerate().map(|(i, e)| (e.first_ts_ns, i as u32)).collect();
+            order.sort_unstable();
+            let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
+            permute(&mut edges, &order);
+        }
+        edges
     }
 
     /// Targets named by a syscall already have their edge; add the ones only the kernel saw
@@ -369,7 +385,7 @@ impl Builder {
     }
 
     fn find_edge(&self, from: u32, to: u32, kind: EdgeKind, detail: Option<&str>) -> Option<u32> {
-        let same = |i: &&u32| self.edges[**i as usize].edge.detail.as_deref().unwrap_or("") == detail.unwrap_or("");
+        let same = |i: &&u32| self.edges[**i as usize].detail.as_deref().unwrap_or("") == detail.unwrap_or("");
         self.edge_index.get(&(from, to, kind))?.iter().find(same).copied()
     }
 
@@ -379,12 +395,13 @@ impl Builder {
             None => {
                 let i = self.edges.len() as u32;
                 let edge = Edge { kind, first_ts_ns: e.first_ts_ns.unwrap_or(e.ts_ns), detail, ..Default::default() };
-                self.edges.push(Acc { from, to, edge });
+                self.edges.push(edge);
+                self.ends.push((from, to));
                 self.edge_index.entry((from, to, kind)).or_default().push(i);
                 i
             }
         };
-        let edge = &mut self.edges[i as usize].edge;
+        let edge = &mut self.edges[i as usize];
         let calls = e.count.unwrap_or(1);
         let failed = e.failed.unwrap_or(if e.ret < 0 && e.ret != EINPROGRESS { calls } else { 0 });
         edge.count += calls;
@@ -399,6 +416,35 @@ impl Builder {
             edge.events.push(seq);
         }
     }
+}
+
+/// Reorder `v` so that position k holds what was at `order[k]` (a permutation), by swaps
+/// along its cycles: no copy of `v`.
+fn permute<T>(v: &mut [T], order: &[u32]) {
+    let mut placed = vec![false; v.len()];
+    for start in 0..v.len() {
+        let mut at = start;
+        while !placed[at] {
+            placed[at] = true;
+            let from = order[at] as usize;
+            if from == start {
+                break;
+            }
+            v.swap(at, from);
+            at = from;
+        }
+    }
+}
+
+/// Per node, the index of the first node with its id (itself, unless a duplicate).
+fn first_with_same_id(nodes: &[Node]) -> Vec<u32> {
+    let mut firsts: HashMap<&NodeId, u32> = HashMap::with_capacity(nodes.len());
+    nodes.iter().enumerate().map(|(i, n)| *firsts.entry(&n.id).or_insert(i as u32)).collect()
+}
+
+fn set_component(e: &mut Edge, target: Option<&Node>) {
+    e.component = target.and_then(|n| n.component.clone());
+    e.cross_component = e.component.as_deref().is_some_and(|c| c != TRACED);
 }
 
 /// One `fill` edge per (process, filesystem other components write to): the bytes it wrote
@@ -534,5 +580,20 @@ fn made_since(path: &str, since: std::time::SystemTime) -> bool {
     match std::fs::symlink_metadata(path) {
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         Ok(m) => m.created().is_ok_and(|born| born >= since),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::permute;
+
+    #[test]
+    fn permute_puts_each_element_where_the_order_says() {
+        let order = [3u32, 0, 4, 1, 2, 5];
+        let mut v = vec!['a', 'b', 'c', 'd', 'e', 'f'];
+        permute(&mut v, &order);
+        assert_eq!(v, ['d', 'a', 'e', 'b', 'c', 'f']);
+        let mut none: Vec<u8> = Vec::new();
+        permute(&mut none, &[]);
     }
 }

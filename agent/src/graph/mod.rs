@@ -61,10 +61,55 @@ pub struct Graph {
     /// node and edge is still listed above; views draw each tree as one node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aggregates: Vec<aggregate::Aggregate>,
-    /// Node id -> position in `nodes`, for `node()`; built when first needed (reset it after
-    /// changing `nodes`).
+    /// Node id -> position in `nodes` (`node()`), and each edge's ends' positions
+    /// (`ends_of()`); built when first needed (reset it after changing `nodes` or an edge's
+    /// ends).
     #[serde(skip)]
-    pub index: std::sync::OnceLock<std::collections::HashMap<NodeId, usize>>,
+    pub index: Indexes,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Indexes {
+    nodes: std::sync::OnceLock<NodeIndex>,
+    /// Per edge, [from, to] positions in `nodes` (u32::MAX: no such node).
+    ends: std::sync::OnceLock<Vec<[u32; 2]>>,
+}
+
+/// Node id -> position in `nodes`. A table of u32 positions keyed by the ids' hashes, not a
+/// map holding copies of the ids: a 20,000-file graph's index then fits in a core's L2 cache,
+/// and every lookup of the post-processing missed it the other way (issue 19's scaling).
+#[derive(Clone, Debug, Default)]
+pub struct NodeIndex {
+    table: hashbrown::HashTable<u32>,
+    state: foldhash::fast::FixedState,
+}
+
+impl NodeIndex {
+    fn of(nodes: &[Node]) -> NodeIndex {
+        let state = foldhash::fast::FixedState::default();
+        let hash = |id: &NodeId| std::hash::BuildHasher::hash_one(&state, id);
+        let mut table = hashbrown::HashTable::with_capacity(nodes.len());
+        for (i, n) in nodes.iter().enumerate() {
+            let h = hash(&n.id);
+            // Of equal ids the last wins (as a map collected in order keeps it); a finished
+            // graph's ids are unique.
+            match table.find_mut(h, |&j: &u32| nodes[j as usize].id == n.id) {
+                Some(j) => *j = i as u32,
+                None => {
+                    table.insert_unique(h, i as u32, |&j| hash(&nodes[j as usize].id));
+                }
+            }
+        }
+        NodeIndex { table, state }
+    }
+
+    fn hash(&self, id: &NodeId) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.state, id)
+    }
+
+    fn get(&self, nodes: &[Node], id: &NodeId) -> Option<usize> {
+        self.table.find(self.hash(id), |&j| nodes[j as usize].id == *id).map(|&j| j as usize)
+    }
 }
 
 /// One input of a merged graph.
@@ -199,8 +244,20 @@ impl Graph {
 
     /// The position in `nodes` of the node with this id.
     pub fn position(&self, id: &NodeId) -> Option<usize> {
-        let index = self.index.get_or_init(|| self.nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect());
-        index.get(id).copied()
+        self.index.nodes.get_or_init(|| NodeIndex::of(&self.nodes)).get(&self.nodes, id)
+    }
+
+    /// The positions in `nodes` of edge `ei`'s ends: looked up once for every edge, so views
+    /// and rules that walk the edges read an array, not a hash table, per edge.
+    pub fn ends_of(&self, ei: usize) -> (Option<usize>, Option<usize>) {
+        let pos = |id: &NodeId| self.position(id).map_or(u32::MAX, |i| i as u32);
+        let ends = self.index.ends.get_or_init(|| self.edges.iter().map(|e| [pos(&e.from), pos(&e.to)]).collect());
+        let known = |i: u32| (i != u32::MAX).then_some(i as usize);
+        match ends.get(ei) {
+            // Edges added since (a channel's, an rpc's) are looked up one by one.
+            Some(&[from, to]) if ends.len() == self.edges.len() => (known(from), known(to)),
+            _ => (self.position(&self.edges[ei].from), self.position(&self.edges[ei].to)),
+        }
     }
 
     /// Add a node (keeping `node()`'s index right).

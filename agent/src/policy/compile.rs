@@ -87,6 +87,11 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The rule's effects name this kind (or none: every kind).
+    pub fn selects_kind(&self, kind: crate::graph::EdgeKind) -> bool {
+        self.effects.is_empty() || self.effects.contains(&kind)
+    }
+
     pub fn selects(&self, e: &crate::graph::Edge) -> bool {
         (self.effects.is_empty() || self.effects.contains(&e.kind)) && self.rpc.selects(e)
     }

@@ -6,7 +6,9 @@
 //!   have landed.
 //! - risk = 1 - prod(1 - severity) over violated rules (noisy-or: independent harms add up);
 //! - containment = 1 - |affected components| / |components| (seed essay, eq. 4).
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt as _};
 
 use serde::{Deserialize, Serialize};
 
@@ -211,8 +213,10 @@ fn took_effect(edge: &Edge, target: &Node, ctx: &Ctx) -> u64 {
 }
 
 struct Ctx<'a> {
+    graph: &'a Graph,
     recovery: Vec<&'a Recovery>,
-    components: HashMap<&'a NodeId, Option<String>>,
+    /// Per node, by its index in the graph: the component a policy or the snapshot gives it.
+    components: Vec<Option<String>>,
     /// Directories the snapshot knew (data and log directories).
     dirs: std::collections::HashSet<&'a str>,
 }
@@ -223,12 +227,16 @@ impl Ctx<'_> {
     }
 
     fn component(&self, id: &NodeId) -> Option<&str> {
-        self.components.get(id).and_then(|c| c.as_deref())
+        self.graph.position(id).and_then(|i| self.component_at(i))
+    }
+
+    fn component_at(&self, node: usize) -> Option<&str> {
+        self.components[node].as_deref()
     }
 }
 
-fn target_matches(sel: &Selector, node: &Node, ctx: &Ctx) -> bool {
-    let comp = ctx.component(&node.id);
+/// `comp`: the node's component (`Ctx::component`).
+fn target_matches(sel: &Selector, node: &Node, comp: Option<&str>, ctx: &Ctx) -> bool {
     let held = node.held;
     match sel {
         Selector::AnyOther => ctx.other(comp),
@@ -277,17 +285,26 @@ struct Tally<'a> {
 pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
     let ctx = Ctx {
         recovery: policies.iter().filter_map(|p| p.compiled.recovery.as_ref()).collect(),
-        components: graph.nodes.iter().map(|n| (&n.id, component_of(n, policies))).collect(),
+        graph,
+        components: graph.nodes.iter().map(|n| component_of(n, policies)).collect(),
         dirs: graph.components.iter().flat_map(|c| c.data_dirs.iter().chain(&c.log_dirs)).map(String::as_str).collect(),
     };
-    let nodes: HashMap<&NodeId, &Node> = graph.nodes.iter().map(|n| (&n.id, n)).collect();
     let routines = routine::recognize(graph);
+    // Per edge, once for every rule (each rule then reads these, not the edges): its kind,
+    // its target's index and how many of its calls took effect (0: none, or no target).
+    let took: Vec<(EdgeKind, usize, u64)> = graph
+        .edges
+        .iter()
+        .map(|e| match graph.position(&e.to) {
+            Some(t) => (e.kind, t, took_effect(e, &graph.nodes[t], &ctx)),
+            None => (e.kind, usize::MAX, 0),
+        })
+        .collect();
     let mut affected = BTreeSet::new();
     let mut violations = Vec::new();
-    for e in &graph.edges {
-        let Some(target) = nodes.get(&e.to) else { continue };
-        if took_effect(e, target, &ctx) > 0 {
-            if let Some(c) = ctx.component(&e.to).filter(|c| ctx.other(Some(c))) {
+    for &(_, t, n) in &took {
+        if n > 0 {
+            if let Some(c) = ctx.component_at(t).filter(|c| ctx.other(Some(c))) {
                 affected.insert(c.to_string());
             }
         }
@@ -295,14 +312,17 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
     for p in policies {
         for (rule, compiled) in p.policy.rules.iter().zip(&p.compiled.rules) {
             let mut by_target: HashMap<&NodeId, Tally> = HashMap::new();
-            for (i, e) in graph.edges.iter().enumerate() {
-                let recognized = routines.get(&i);
+            for (i, &(kind, t, n)) in took.iter().enumerate() {
+                if n == 0 || !compiled.selects_kind(kind) {
+                    continue;
+                }
+                let e = &graph.edges[i];
+                let recognized = if routines.is_empty() { None } else { routines.get(&i) };
                 if !compiled.selects(e) || !compiled.counts(recognized.map(|r| r.routine)) {
                     continue;
                 }
-                let Some(target) = nodes.get(&e.to) else { continue };
-                let n = took_effect(e, target, &ctx);
-                if n == 0 || !target_matches(&compiled.target, target, &ctx) {
+                let target = &graph.nodes[t];
+                if !target_matches(&compiled.target, target, ctx.component_at(t), &ctx) {
                     continue;
                 }
                 let t = by_target.entry(&e.to).or_default();
@@ -320,14 +340,15 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
             let mut by_target: Vec<(String, &NodeId, Tally)> = by_target.into_iter().map(|(id, t)| (id.to_string(), id, t)).collect();
             by_target.sort_by(|a, b| a.0.cmp(&b.0));
             for (_, id, t) in by_target {
-                let free = graph.filesystems.iter().find(|f| nodes[id].path.as_deref() == Some(f.mount.as_str())).map(|f| f.free_bytes);
+                let Some(target) = graph.node(id) else { continue };
+                let free = graph.filesystems.iter().find(|f| target.path.as_deref() == Some(f.mount.as_str())).map(|f| f.free_bytes);
                 if let Some(excess) = exceeded(rule, &t, free) {
-                    violations.push(violation(rule, nodes[id], &ctx, &t, &nodes, excess));
+                    violations.push(violation(rule, target, &ctx, &t, excess));
                 }
             }
         }
     }
-    violations.extend(blind_spots(graph, &ctx, &nodes, gate_of(policies).required_observers));
+    violations.extend(blind_spots(graph, &ctx, gate_of(policies).required_observers));
     let risk = risk_of(&violations);
     let total = component_count(graph, policies);
     let containment = if total == 0 { 1.0 } else { 1.0 - affected.len() as f64 / total as f64 };
@@ -400,13 +421,13 @@ fn routine_notes(graph: &Graph, routines: &HashMap<usize, Recognized>) -> Vec<Ro
 /// live component holds (a file it has open, maps or keeps in its data directory, an endpoint
 /// it listens on) the change is blocked: the trace cannot say what else such a path did, and
 /// a commit would make it live. Elsewhere (the pilot's own files) it is a warning.
-fn blind_spots(graph: &Graph, ctx: &Ctx, nodes: &HashMap<&NodeId, &Node>, required: u8) -> Vec<Violation> {
+fn blind_spots(graph: &Graph, ctx: &Ctx, required: u8) -> Vec<Violation> {
     if required < 2 {
         return Vec::new();
     }
     let mut by_target: BTreeMap<String, (&NodeId, Tally)> = BTreeMap::new();
     for e in graph.edges.iter().filter(|e| e.blind_spot()) {
-        let Some(target) = nodes.get(&e.to) else { continue };
+        let Some(target) = graph.node(&e.to) else { continue };
         if effective(e, target) == 0 {
             continue;
         }
@@ -418,8 +439,8 @@ fn blind_spots(graph: &Graph, ctx: &Ctx, nodes: &HashMap<&NodeId, &Node>, requir
     }
     by_target
         .into_values()
-        .map(|(id, t)| {
-            let target = nodes[id];
+        .filter_map(|(id, t)| {
+            let target = graph.node(id)?;
             let live = ctx.other(ctx.component(id));
             let rule = Rule {
                 id: BLIND_SPOT_RULE.into(),
@@ -442,7 +463,7 @@ fn blind_spots(graph: &Graph, ctx: &Ctx, nodes: &HashMap<&NodeId, &Node>, requir
                 action: if live { Action::Block } else { Action::Warn },
                 severity: if live { 0.9 } else { 0.2 },
             };
-            violation(&rule, target, ctx, &t, nodes, String::new())
+            Some(violation(&rule, target, ctx, &t, String::new()))
         })
         .collect()
 }
@@ -473,10 +494,10 @@ fn exceeded(rule: &Rule, t: &Tally, free_bytes: Option<u64>) -> Option<String> {
     None
 }
 
-fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, nodes: &HashMap<&NodeId, &Node>, excess: String) -> Violation {
+fn violation(rule: &Rule, target: &Node, ctx: &Ctx, t: &Tally, excess: String) -> Violation {
     let component = ctx.component(&target.id).map(str::to_string);
     let kinds: Vec<String> = t.kinds.iter().map(|k| k.to_string()).collect();
-    let by: BTreeSet<String> = t.edges.iter().map(|e| nodes.get(&e.from).map(|n| n.label.clone()).unwrap_or_default()).collect();
+    let by: BTreeSet<String> = t.edges.iter().map(|e| ctx.graph.node(&e.from).map(|n| n.label.clone()).unwrap_or_default()).collect();
     let by = by.into_iter().collect::<Vec<_>>().join(", ");
     let held = target.held.map_or("", Hold::verb);
     let owner = match (&component, held.is_empty()) {

@@ -13,7 +13,7 @@
 //! - `copytruncate`: a live log truncated after the traced tree wrote a rotated copy of it.
 //!   What the writers append between the end of the copy and the truncate is lost: the why
 //!   names that window.
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 
 use serde::{Deserialize, Serialize};
 

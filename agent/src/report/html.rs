@@ -289,13 +289,12 @@ fn trees(out: &mut String, g: &Graph, view: &crate::graph::aggregate::View) {
     for (node, tree) in &view.members {
         members[*tree].push(*node);
     }
-    let index: std::collections::HashMap<&NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
     let mut kinds: std::collections::HashMap<usize, std::collections::BTreeMap<crate::graph::EdgeKind, u64>> = Default::default();
     for f in &view.folded {
         for ei in &f.edges {
             let e = &g.edges[*ei];
-            if let Some(to) = index.get(&e.to) {
-                *kinds.entry(*to).or_default().entry(e.kind).or_default() += e.count;
+            if let Some(to) = g.ends_of(*ei).1 {
+                *kinds.entry(to).or_default().entry(e.kind).or_default() += e.count;
             }
         }
     }

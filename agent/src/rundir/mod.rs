@@ -181,16 +181,26 @@ impl RunDir {
 
     /// Write a file as pretty JSON with a final newline (every JSON file of the directory).
     pub fn write<T: RunFile>(&self, value: &T) -> Result<()> {
-        self.write_text(T::NAME, &pretty(value))
+        // Streamed: snapshot.json and changes.json are megabytes in a big run.
+        self.make_parent(T::NAME)?;
+        Ok(crate::output::write_whole_with(&self.path, T::NAME, |w| {
+            serde_json::to_writer_pretty(&mut *w, value).map_err(std::io::Error::other)?;
+            w.write_all(b"\n")
+        })?)
+    }
+
+    fn make_parent(&self, name: &str) -> Result<()> {
+        let path = self.file(name);
+        if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+            fs::create_dir_all(parent).on("creating", parent, RUN_DIR)?;
+        }
+        Ok(())
     }
 
     /// Written whole or not at all: a file cut short by a full disk is removed, and the
     /// error says what the directory kept.
     pub fn write_text(&self, name: &str, text: &str) -> Result<()> {
-        let path = self.file(name);
-        if let Some(parent) = path.parent().filter(|p| !p.exists()) {
-            fs::create_dir_all(parent).on("creating", parent, RUN_DIR)?;
-        }
+        self.make_parent(name)?;
         Ok(crate::output::write_whole(&self.path, name, text)?)
     }
 }

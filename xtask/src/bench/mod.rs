@@ -21,11 +21,7 @@ use report::Report;
 
 const BENCHLOOP_C: &str = include_str!("benchloop.c");
 
-pub fn bench(quick: bool) -> anyhow::Result<ExitCode> {
-    bootstrap("bench")?;
-    apt_packages(BENCH_APT_PACKAGES)?;
-    let env = prepare(quick)?;
-    let mut report = Report::default();
+pub fn bench(quick: bool, only: &[String]) -> anyhow::Result<ExitCode> {
     type Section = fn(&Env, &mut Report) -> anyhow::Result<()>;
     let sections: [(&str, Section); 9] = [
         ("untracked overhead", sections::untracked),
@@ -38,7 +34,15 @@ pub fn bench(quick: bool) -> anyhow::Result<ExitCode> {
         ("8 concurrent pilots", daemon::eight),
         ("scaling", scaling::scaling),
     ];
-    for (name, section) in sections {
+    if let Some(unknown) = only.iter().find(|o| !sections.iter().any(|(name, _)| name == o)) {
+        let names: Vec<&str> = sections.iter().map(|(name, _)| *name).collect();
+        bail!("no bench section `{unknown}`: the sections are {}", names.join(", "));
+    }
+    bootstrap("bench")?;
+    apt_packages(BENCH_APT_PACKAGES)?;
+    let env = prepare(quick)?;
+    let mut report = Report::default();
+    for (name, section) in sections.into_iter().filter(|(name, _)| only.is_empty() || only.iter().any(|o| o == name)) {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let load = load.split_whitespace().next().unwrap_or("?").to_string();
         println!("[bench] {name} (load average {load})...");
@@ -51,7 +55,8 @@ pub fn bench(quick: bool) -> anyhow::Result<ExitCode> {
     report.set("machine", "about", machine(quick));
     let table = report.table();
     println!("\n{table}");
-    let path = target_dir().join("bench").join("report.json");
+    // A partial run leaves the full run's report alone.
+    let path = target_dir().join("bench").join(if only.is_empty() { "report.json" } else { "report-partial.json" });
     let mut json = report.json.clone();
     json.insert("table".into(), json!(table));
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
