@@ -27,6 +27,7 @@ pub struct Observers<'a> {
 
 /// Reconcile every observer with the graph; the result is also `graph.channels`.
 pub fn reconcile(graph: &mut Graph, obs: Observers) -> Observed {
+    let edges_before = graph.edges.len();
     let root = root_of(graph, obs.root_pid);
     let mut blind: Vec<BlindSpot> = overlay::reconcile(graph, obs.changes, obs.snapshot, &root);
     blind.extend(network::reconcile(graph, obs.caught, &root));
@@ -42,7 +43,11 @@ pub fn reconcile(graph: &mut Graph, obs: Observers) -> Observed {
         // What those processes did is not known: the graph may miss effects.
         graph.complete = false;
     }
-    graph.edges.sort_by_key(|e| e.first_ts_ns);
+    if graph.edges.len() != edges_before {
+        graph.edges.sort_by_key(|e| e.first_ts_ns);
+        // Edges added and reordered: the per-edge ends are looked up again when next needed.
+        graph.index = Default::default();
+    }
     let mut observed = graph.channels.take().unwrap_or_default();
     observed.watched_by = vec![Channel::Overlay, Channel::Sink, Channel::Cgroup];
     observed.blind_spots = blind;

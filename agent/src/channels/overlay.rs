@@ -3,7 +3,7 @@
 //! syscall, mapping or io_uring operation; a change no traced effect explains is a blind spot
 //! of the trace and becomes an effect in the graph (attributed to the pilot's root process),
 //! so every rule judges it as if the trace had seen it.
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 
 use crate::{
     graph::{BlindSpot, Channel, Edge, EdgeKind, Graph, Node, NodeId, NodeKind, TRACED},
@@ -122,7 +122,7 @@ fn traced_by_path(graph: &Graph) -> HashMap<String, Seen> {
         if e.all_failed() || e.blind_spot() {
             continue;
         }
-        let Some(n) = graph.node(&e.to) else { continue };
+        let Some(n) = graph.ends_of(i).1.map(|t| &graph.nodes[t]) else { continue };
         // A bound Unix socket is a file too: its bind is an endpoint effect.
         let path = match (n.node_type, e.kind) {
             (NodeKind::File, _) => n.path.clone(),

@@ -91,13 +91,16 @@ fn compute_io(run_dir: &Path, renames: Option<Vec<(String, String)>>) -> io::Res
 /// and live-process changes), and write-opens of /proc/sys, /sys and cgroup files the
 /// read-only /proc and /sys refused (no supervisor), in order.
 fn held_back(run_dir: &Path) -> Vec<HeldBack> {
-    let text = fs::read_to_string(run_dir.join("events.jsonl")).unwrap_or_default();
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    let Ok(events) = fs::File::open(run_dir.join("events.jsonl")) else { return out };
+    // Line by line: a big run's events.jsonl is tens of MB, and reading it whole cost more
+    // (fresh memory) than the scan.
+    let lines = io::BufRead::lines(io::BufReader::with_capacity(1 << 16, events)).map_while(Result::ok);
+    for (i, line) in lines.enumerate() {
         if !line.contains("\"supervisor\":\"held back\"") && !line.contains("\"supervisor\":\"refused\"") && !line.contains("\"EROFS\"") {
             continue;
         }
-        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
         let s = |k: &str| e[k].as_str().map(str::to_string);
         let mut kind = s("kind").unwrap_or_default();
         let how = match s("supervisor") {

@@ -100,13 +100,16 @@ impl Folded {
     }
 }
 
+const NOT_FOLDED: u32 = u32::MAX;
+
 /// How a view folds `g`: which nodes are in which tree, and the edges into trees merged by
 /// (from, tree, kind). Empty for merged graphs (several hosts' trees would mix).
 pub struct View {
     pub members: HashMap<usize, usize>,
     pub folded: Vec<Folded>,
-    /// graph.json edge index -> index in `folded`.
-    pub edge_folded: HashMap<usize, usize>,
+    /// Per graph.json edge, its index in `folded` (NOT_FOLDED: drawn on its own). A vector,
+    /// not a map: a view of a 20,000-file run is built several times per run.
+    edge_folded: Vec<u32>,
     /// Per tree of `g.aggregates`: does it have members here (is it drawn)?
     pub drawn: Vec<bool>,
 }
@@ -116,7 +119,7 @@ impl View {
         let members = if g.hosts.is_empty() { membership(g, &g.aggregates) } else { HashMap::default() };
         let mut folded: Vec<Folded> = Vec::new();
         let mut by_key: HashMap<(usize, usize, EdgeKind), usize> = HashMap::default();
-        let mut edge_folded = HashMap::default();
+        let mut edge_folded = vec![NOT_FOLDED; if members.is_empty() { 0 } else { g.edges.len() }];
         for (ei, e) in g.edges.iter().enumerate() {
             if members.is_empty() {
                 break;
@@ -132,7 +135,7 @@ impl View {
             f.failed += e.failed;
             f.bytes += e.bytes;
             f.edges.push(ei);
-            edge_folded.insert(ei, k);
+            edge_folded[ei] = k as u32;
         }
         let mut drawn = vec![false; g.aggregates.len()];
         for t in members.values() {
@@ -145,6 +148,11 @@ impl View {
     pub fn drawn_nodes(&self, g: &Graph, drawn: impl Fn(&super::Node) -> bool) -> usize {
         let nodes = g.nodes.iter().enumerate().filter(|(i, n)| drawn(n) && !self.folds(*i)).count();
         nodes + self.drawn.iter().filter(|d| **d).count()
+    }
+
+    /// Is edge `ei` drawn as part of a folded edge?
+    pub fn folds_edge(&self, ei: usize) -> bool {
+        self.edge_folded.get(ei).is_some_and(|k| *k != NOT_FOLDED)
     }
 
     /// Is node `i` drawn as part of a tree?
@@ -353,7 +361,7 @@ mod tests {
         kinds.sort();
         assert_eq!(kinds.len(), 3, "{kinds:?}");
         assert!(kinds.contains(&(EdgeKind::Create, 30, 30)) && kinds.contains(&(EdgeKind::Write, 30, 30)) && kinds.contains(&(EdgeKind::Mkdir, 1, 1)));
-        assert_eq!(view.edge_folded.len(), 61, "every edge into the tree is folded, the one outside is not");
+        assert_eq!((0..g.edges.len()).filter(|ei| view.folds_edge(*ei)).count(), 61, "every edge into the tree is folded, the one outside is not");
         // Drawn: the process, /x/outside, and the tree.
         assert_eq!(view.drawn_nodes(&g, |_| true), 3);
         // A merged graph (several hosts) is drawn node by node.

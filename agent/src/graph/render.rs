@@ -123,7 +123,7 @@ pub fn dot_with_view(g: &Graph, look: &dyn Look, view: &View) -> String {
         let (from, to) = (&g.nodes[f.from].id, &g.aggregates[f.tree].id);
         let _ = writeln!(out, "  {} -> {} [label={}{style}{}];", quote(&from.to_string()), quote(to), quote(&folded_label(f)), look.folded(j, f));
     }
-    for (i, e) in g.edges.iter().enumerate().filter(|(i, _)| !view.edge_folded.contains_key(i)) {
+    for (i, e) in g.edges.iter().enumerate().filter(|(i, _)| !view.folds_edge(*i)) {
         let mut label = e.kind.to_string();
         if e.count > 1 {
             let _ = write!(label, " x{}", e.count);
@@ -201,7 +201,7 @@ pub fn text(g: &Graph) -> String {
         .edges
         .iter()
         .enumerate()
-        .filter(|(i, e)| !e.cross_component && e.kind != EdgeKind::Spawn && e.kind != EdgeKind::Exec && !view.edge_folded.contains_key(i))
+        .filter(|(i, e)| !e.cross_component && e.kind != EdgeKind::Spawn && e.kind != EdgeKind::Exec && !view.folds_edge(*i))
         .map(|(_, e)| e)
         .collect();
     let _ = writeln!(out, "\ntraced tree, effects on nothing another component holds ({})", own.len() + view.folded.len());

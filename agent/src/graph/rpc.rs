@@ -31,6 +31,7 @@ pub struct RpcEffect {
 
 /// Add the sink's requests to a finished graph.
 pub fn add(graph: &mut Graph, caught: &[Caught]) {
+    let edges_before = graph.edges.len();
     let offset = boot_minus_wall_ns();
     let mut index: HashMap<(NodeId, NodeId, String), usize> = HashMap::new();
     for c in caught {
@@ -87,7 +88,11 @@ pub fn add(graph: &mut Graph, caught: &[Caught]) {
     }
     evidence(graph);
     mark_judged(graph);
-    graph.edges.sort_by_key(|e| e.first_ts_ns);
+    if graph.edges.len() != edges_before {
+        graph.edges.sort_by_key(|e| e.first_ts_ns);
+        // Edges added and reordered: the per-edge ends are looked up again when next needed.
+        graph.index = Default::default();
+    }
 }
 
 /// An rpc edge's evidence: the events of the connect (or send) it went over.

@@ -55,7 +55,7 @@ pub struct Recognized {
 
 /// The routine edges of `graph`, by index in `graph.edges`.
 pub fn recognize(graph: &Graph) -> HashMap<usize, Recognized> {
-    let nodes: HashMap<&NodeId, &Node> = graph.nodes.iter().map(|n| (&n.id, n)).collect();
+    let nodes = Nodes(graph);
     let traced = |e: &Edge| nodes.get(&e.from).is_some_and(|n| n.component.as_deref() == Some(TRACED));
     let mut out = HashMap::new();
     for (i, e) in graph.edges.iter().enumerate() {
@@ -66,7 +66,7 @@ pub fn recognize(graph: &Graph) -> HashMap<usize, Recognized> {
             out.insert(i, Recognized { routine: Routine::HandledSignal, why });
         }
     }
-    for (i, e) in graph.edges.iter().enumerate() {
+    for (i, e) in graph.edges.iter().enumerate().filter(|(_, e)| matches!(e.kind, EdgeKind::Truncate | EdgeKind::Rename)) {
         let Some(log) = nodes.get(&e.to).filter(|n| n.log == Some(LogRole::Live) && traced(e)) else { continue };
         let found = match e.kind {
             EdgeKind::Truncate => copytruncate(graph, &nodes, e, log).map(|why| (Routine::Copytruncate, why)),
@@ -86,7 +86,7 @@ pub fn recognize(graph: &Graph) -> HashMap<usize, Recognized> {
         .collect();
     let mut attrs = Vec::new();
     for (i, e) in graph.edges.iter().enumerate() {
-        if matches!(e.kind, EdgeKind::Chmod | EdgeKind::Chown) && traced(e) && rotated.iter().any(|(to, ts)| *to == &e.to && e.first_ts_ns >= *ts) {
+        if !rotated.is_empty() && matches!(e.kind, EdgeKind::Chmod | EdgeKind::Chown) && traced(e) && rotated.iter().any(|(to, ts)| *to == &e.to && e.first_ts_ns >= *ts) {
             attrs.push(i);
         }
     }
@@ -108,7 +108,7 @@ fn handled(e: &Edge, target: &Node) -> Option<String> {
 }
 
 /// `e` truncates `log` after the traced tree wrote a rotated copy of it.
-fn copytruncate(graph: &Graph, nodes: &HashMap<&NodeId, &Node>, e: &Edge, log: &Node) -> Option<String> {
+fn copytruncate(graph: &Graph, nodes: &Nodes, e: &Edge, log: &Node) -> Option<String> {
     let name = logs::file_name(log.path.as_deref()?);
     let copy = graph
         .edges
@@ -128,7 +128,7 @@ fn copytruncate(graph: &Graph, nodes: &HashMap<&NodeId, &Node>, e: &Edge, log: &
 
 /// `e` renames `log` to a rotated name; the tree then created `log` anew and told a process of
 /// its component to reopen it with a signal that process handles.
-fn rotation(graph: &Graph, nodes: &HashMap<&NodeId, &Node>, handled: &HashMap<usize, Recognized>, e: &Edge, log: &Node) -> Option<String> {
+fn rotation(graph: &Graph, nodes: &Nodes, handled: &HashMap<usize, Recognized>, e: &Edge, log: &Node) -> Option<String> {
     let name = logs::file_name(log.path.as_deref()?);
     let new_name = e.detail.as_deref()?.strip_prefix("-> ")?;
     if !logs::is_rotated(logs::file_name(new_name), name) {
@@ -150,10 +150,19 @@ fn rotation(graph: &Graph, nodes: &HashMap<&NodeId, &Node>, handled: &HashMap<us
     ))
 }
 
-fn is_traced(nodes: &HashMap<&NodeId, &Node>, id: &NodeId) -> bool {
+/// The graph's nodes by id (its own index; no map of a 20,000-file graph built per call).
+struct Nodes<'a>(&'a Graph);
+
+impl<'a> Nodes<'a> {
+    fn get(&self, id: &NodeId) -> Option<&'a Node> {
+        self.0.node(id)
+    }
+}
+
+fn is_traced(nodes: &Nodes, id: &NodeId) -> bool {
     nodes.get(id).is_some_and(|n| n.component.as_deref() == Some(TRACED))
 }
 
-fn label(nodes: &HashMap<&NodeId, &Node>, id: &NodeId) -> String {
+fn label(nodes: &Nodes, id: &NodeId) -> String {
     nodes.get(id).map(|n| n.label.clone()).unwrap_or_else(|| id.to_string())
 }

@@ -421,7 +421,8 @@ fn held_back(out: &mut String, c: &crate::rundir::Changes) {
 fn network(out: &mut String, r: &Recorded) {
     let g = &r.graph;
     out.push_str("<section id=\"network\"><h2>Network</h2>\n");
-    let net: Vec<&crate::graph::Edge> = g.edges.iter().filter(|e| g.node(&e.to).is_some_and(|n| n.node_type == NodeKind::Endpoint)).collect();
+    let endpoint = |ei: usize| g.ends_of(ei).1.is_some_and(|t| g.nodes[t].node_type == NodeKind::Endpoint);
+    let net: Vec<&crate::graph::Edge> = g.edges.iter().enumerate().filter(|(ei, _)| endpoint(*ei)).map(|(_, e)| e).collect();
     if net.is_empty() {
         out.push_str("<p>The pilot made no network effect.</p>\n");
     } else {

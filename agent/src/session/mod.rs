@@ -19,7 +19,7 @@ use crate::{
     tracker::Tracker,
 };
 pub use lifecycle::{Finished, Lifecycle, POLL, StopRule, Traced, wake_fd, write_graph};
-pub use wait::{SIGNALS, boottime_ns, catch_interrupts, interrupts, pidfd, reap};
+pub use wait::{SIGNALS, boottime_ns, catch_interrupts, interrupts, pidfd, reap, wait_readable};
 
 /// Something that watches every resolved event of a session (`cargo xtask bench` measures
 /// event latency with one). The binary installs the factory; the production path only calls it.

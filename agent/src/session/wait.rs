@@ -41,7 +41,7 @@ pub fn wait_readable(ring: BorrowedFd<'_>, also: Option<BorrowedFd<'_>>, timeout
     if let Some(fd) = &also {
         fds.push(PollFd::new(fd, PollFlags::IN));
     }
-    let timeout = rustix::time::Timespec { tv_sec: 0, tv_nsec: timeout.as_nanos() as i64 };
+    let timeout = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
     let _ = poll(&mut fds, Some(&timeout));
 }
 
