@@ -3,6 +3,7 @@
 //! -> policy -> report. The binary (`main.rs`) only parses the command line and maps errors to
 //! exit codes; tracker, graph, policy and diff are unit-testable here without root.
 pub mod account;
+pub mod alloc;
 pub mod authorize;
 pub mod bench;
 pub mod cgroup;

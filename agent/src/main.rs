@@ -2,19 +2,14 @@
 //! and maps its errors to exit codes (src/error.rs).
 
 use clap::Parser;
+use pilot::{bench, cgroup, check, cli, commit, daemon, decision, diff, doctor, error, generate, governance, graph_cmd, journal, keys, report, rollback, run, sandbox, session, trace};
 
+/// mimalloc: see src/alloc.rs.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (mimalloc.h; the -sys crate names no constant for it).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-use pilot::{bench, cgroup, check, cli, commit, daemon, decision, diff, doctor, error, generate, governance, graph_cmd, journal, keys, report, rollback, run, sandbox, session, trace};
-
 fn main() {
-    // Freed memory goes back to the kernel after a second unused, not 10 ms: a run's
-    // post-processing frees one structure and builds the next, and each refault cost more than
-    // the work (issue 19's scaling bench).
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
+    pilot::alloc::return_freed_memory();
     // A run the daemon started runs in-process, with exactly the client's environment.
     let from_daemon = daemon::client::started_by_daemon();
     session::observe_with(bench::Latency::observer);
