@@ -48,7 +48,7 @@ fn load_agent() -> Result<i32> {
         // The reader's own cost counts: it wakes as `pilot trace` does.
         use rustix::event::{PollFd, PollFlags, poll};
         let stdin = std::io::stdin();
-        let timeout = rustix::time::Timespec { tv_sec: 0, tv_nsec: session::POLL.as_nanos() as i64 };
+        let timeout = rustix::time::Timespec::try_from(session::POLL).expect("a short poll");
         let stdin_ready = {
             let ring = probes.ring_fd();
             let mut fds = [PollFd::new(&ring, PollFlags::IN), PollFd::new(&stdin, PollFlags::IN)];

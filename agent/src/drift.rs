@@ -33,10 +33,12 @@ pub fn targets(graph: &Graph, run_dir: &Path) -> Vec<Target> {
     for (ei, e) in graph.edges.iter().enumerate() {
         let (from, to) = graph.ends_of(ei);
         let from_traced = from.is_some_and(|f| graph.nodes[f].component.as_deref() == Some(TRACED));
-        if from_traced && e.kind != EdgeKind::Spawn && e.kind != EdgeKind::Fill {
-            if let Some(i) = to {
-                effects.entry(i).or_default().insert(e.kind);
-            }
+        if from_traced
+            && e.kind != EdgeKind::Spawn
+            && e.kind != EdgeKind::Fill
+            && let Some(i) = to
+        {
+            effects.entry(i).or_default().insert(e.kind);
         }
     }
     let mut effects: Vec<(usize, BTreeSet<EdgeKind>)> = effects.into_iter().collect();

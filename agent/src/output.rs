@@ -132,9 +132,9 @@ impl Output {
     }
 }
 
-/// Write a whole file of the run directory; one that cannot be written whole is removed
-/// (readers would take half a JSON document for a damaged run), and the error says what is kept.
-/// `write_whole` of what `write` streams (a big file is never a string in memory first).
+/// Write a whole file of the run directory, streamed from `write` (a big file is never a
+/// string in memory first); one that cannot be written whole is removed (readers would take
+/// half a JSON document for a damaged run), and the error says what is kept.
 pub fn write_whole_with(dir: &Path, name: &str, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::result::Result<(), FileError> {
     let path = dir.join(name);
     let written = File::create(&path).and_then(|f| {
@@ -149,10 +149,6 @@ pub fn write_whole_with(dir: &Path, name: &str, write: impl FnOnce(&mut dyn Writ
 }
 
 pub fn write_whole(dir: &Path, name: &str, text: &str) -> std::result::Result<(), FileError> {
-    let path = dir.join(name);
-    fs::write(&path, text).map_err(|e| {
-        let _ = fs::remove_file(&path);
-        FileError::new("writing", &path, e, RUN_DIR).kept(kept_in(dir, Some(name)))
-    })
+    write_whole_with(dir, name, |w| w.write_all(text.as_bytes()))
 }
 

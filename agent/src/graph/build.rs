@@ -19,7 +19,6 @@ const EVIDENCE_MAX: usize = 8;
 /// edge.
 const FILL_MIN: f64 = 0.01;
 
-/// An edge while it aggregates: its ends as node indices.
 #[derive(Default)]
 pub struct Builder {
     nodes: Vec<Node>,

@@ -93,7 +93,7 @@ impl Rule {
     }
 
     pub fn selects(&self, e: &crate::graph::Edge) -> bool {
-        (self.effects.is_empty() || self.effects.contains(&e.kind)) && self.rpc.selects(e)
+        self.selects_kind(e.kind) && self.rpc.selects(e)
     }
 
     /// Does an edge recognized as `routine` (None: no routine) count for this rule?

@@ -295,7 +295,8 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
     let took: Vec<(EdgeKind, usize, u64)> = graph
         .edges
         .iter()
-        .map(|e| match graph.position(&e.to) {
+        .enumerate()
+        .map(|(ei, e)| match graph.ends_of(ei).1 {
             Some(t) => (e.kind, t, took_effect(e, &graph.nodes[t], &ctx)),
             None => (e.kind, usize::MAX, 0),
         })
@@ -303,10 +304,10 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
     let mut affected = BTreeSet::new();
     let mut violations = Vec::new();
     for &(_, t, n) in &took {
-        if n > 0 {
-            if let Some(c) = ctx.component_at(t).filter(|c| ctx.other(Some(c))) {
-                affected.insert(c.to_string());
-            }
+        if n > 0
+            && let Some(c) = ctx.component_at(t).filter(|c| ctx.other(Some(c)))
+        {
+            affected.insert(c.to_string());
         }
     }
     for p in policies {
@@ -317,7 +318,7 @@ pub fn evaluate(graph: &Graph, policies: &[Loaded]) -> Evaluation {
                     continue;
                 }
                 let e = &graph.edges[i];
-                let recognized = if routines.is_empty() { None } else { routines.get(&i) };
+                let recognized = routines.get(&i);
                 if !compiled.selects(e) || !compiled.counts(recognized.map(|r| r.routine)) {
                     continue;
                 }

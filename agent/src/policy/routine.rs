@@ -55,22 +55,21 @@ pub struct Recognized {
 
 /// The routine edges of `graph`, by index in `graph.edges`.
 pub fn recognize(graph: &Graph) -> HashMap<usize, Recognized> {
-    let nodes = Nodes(graph);
-    let traced = |e: &Edge| nodes.get(&e.from).is_some_and(|n| n.component.as_deref() == Some(TRACED));
+    let traced = |e: &Edge| graph.node(&e.from).is_some_and(|n| n.component.as_deref() == Some(TRACED));
     let mut out = HashMap::new();
     for (i, e) in graph.edges.iter().enumerate() {
         if e.kind == EdgeKind::Signal
             && traced(e)
-            && let Some(why) = nodes.get(&e.to).and_then(|t| handled(e, t))
+            && let Some(why) = graph.node(&e.to).and_then(|t| handled(e, t))
         {
             out.insert(i, Recognized { routine: Routine::HandledSignal, why });
         }
     }
     for (i, e) in graph.edges.iter().enumerate().filter(|(_, e)| matches!(e.kind, EdgeKind::Truncate | EdgeKind::Rename)) {
-        let Some(log) = nodes.get(&e.to).filter(|n| n.log == Some(LogRole::Live) && traced(e)) else { continue };
+        let Some(log) = graph.node(&e.to).filter(|n| n.log == Some(LogRole::Live) && traced(e)) else { continue };
         let found = match e.kind {
-            EdgeKind::Truncate => copytruncate(graph, &nodes, e, log).map(|why| (Routine::Copytruncate, why)),
-            EdgeKind::Rename => rotation(graph, &nodes, &out, e, log).map(|why| (Routine::LogRotation, why)),
+            EdgeKind::Truncate => copytruncate(graph, e, log).map(|why| (Routine::Copytruncate, why)),
+            EdgeKind::Rename => rotation(graph, &out, e, log).map(|why| (Routine::LogRotation, why)),
             _ => None,
         };
         if let Some((routine, why)) = found {
@@ -91,7 +90,7 @@ pub fn recognize(graph: &Graph) -> HashMap<usize, Recognized> {
         }
     }
     for i in attrs {
-        let why = format!("{} of the {} the rotation created", graph.edges[i].kind, label(&nodes, &graph.edges[i].to));
+        let why = format!("{} of the {} the rotation created", graph.edges[i].kind, label(graph, &graph.edges[i].to));
         out.insert(i, Recognized { routine: Routine::LogRotation, why });
     }
     out
@@ -108,61 +107,52 @@ fn handled(e: &Edge, target: &Node) -> Option<String> {
 }
 
 /// `e` truncates `log` after the traced tree wrote a rotated copy of it.
-fn copytruncate(graph: &Graph, nodes: &Nodes, e: &Edge, log: &Node) -> Option<String> {
+fn copytruncate(graph: &Graph, e: &Edge, log: &Node) -> Option<String> {
     let name = logs::file_name(log.path.as_deref()?);
     let copy = graph
         .edges
         .iter()
-        .filter(|w| w.kind == EdgeKind::Write && is_traced(nodes, &w.from))
+        .filter(|w| w.kind == EdgeKind::Write && is_traced(graph, &w.from))
         .filter(|w| w.first_ts_ns <= e.first_ts_ns)
-        .filter(|w| nodes.get(&w.to).and_then(|n| n.path.as_deref()).is_some_and(|p| logs::is_rotated(logs::file_name(p), name)))
+        .filter(|w| graph.node(&w.to).and_then(|n| n.path.as_deref()).is_some_and(|p| logs::is_rotated(logs::file_name(p), name)))
         .max_by_key(|w| w.last_ts_ns.min(e.first_ts_ns))?;
     let copied = copy.last_ts_ns.min(e.first_ts_ns);
     let window_ms = (e.first_ts_ns - copied) as f64 / 1e6;
     Some(format!(
         "{} copied to {}, then truncated: lines appended in the {window_ms:.1} ms between the end of the copy and the truncate are lost",
         log.label,
-        label(nodes, &copy.to)
+        label(graph, &copy.to)
     ))
 }
 
 /// `e` renames `log` to a rotated name; the tree then created `log` anew and told a process of
 /// its component to reopen it with a signal that process handles.
-fn rotation(graph: &Graph, nodes: &Nodes, handled: &HashMap<usize, Recognized>, e: &Edge, log: &Node) -> Option<String> {
+fn rotation(graph: &Graph, handled: &HashMap<usize, Recognized>, e: &Edge, log: &Node) -> Option<String> {
     let name = logs::file_name(log.path.as_deref()?);
     let new_name = e.detail.as_deref()?.strip_prefix("-> ")?;
     if !logs::is_rotated(logs::file_name(new_name), name) {
         return None;
     }
     let after = e.first_ts_ns;
-    graph.edges.iter().find(|c| c.kind == EdgeKind::Create && c.to == e.to && c.last_ts_ns >= after && is_traced(nodes, &c.from))?;
+    graph.edges.iter().find(|c| c.kind == EdgeKind::Create && c.to == e.to && c.last_ts_ns >= after && is_traced(graph, &c.from))?;
     let signal = graph.edges.iter().enumerate().find(|(i, s)| {
         s.kind == EdgeKind::Signal
             && s.last_ts_ns >= after
             && handled.contains_key(i)
-            && nodes.get(&s.to).is_some_and(|t| t.component.is_some() && t.component == log.component)
+            && graph.node(&s.to).is_some_and(|t| t.component.is_some() && t.component == log.component)
     })?;
     Some(format!(
         "{} renamed to {new_name}, created anew, and {} told to reopen it with {}, which it handles",
         log.label,
-        label(nodes, &signal.1.to),
+        label(graph, &signal.1.to),
         signal.1.detail.as_deref().unwrap_or("a signal")
     ))
 }
 
-/// The graph's nodes by id (its own index; no map of a 20,000-file graph built per call).
-struct Nodes<'a>(&'a Graph);
-
-impl<'a> Nodes<'a> {
-    fn get(&self, id: &NodeId) -> Option<&'a Node> {
-        self.0.node(id)
-    }
+fn is_traced(graph: &Graph, id: &NodeId) -> bool {
+    graph.node(id).is_some_and(|n| n.component.as_deref() == Some(TRACED))
 }
 
-fn is_traced(nodes: &Nodes, id: &NodeId) -> bool {
-    nodes.get(id).is_some_and(|n| n.component.as_deref() == Some(TRACED))
-}
-
-fn label(nodes: &Nodes, id: &NodeId) -> String {
-    nodes.get(id).map(|n| n.label.clone()).unwrap_or_else(|| id.to_string())
+fn label(graph: &Graph, id: &NodeId) -> String {
+    graph.node(id).map(|n| n.label.clone()).unwrap_or_else(|| id.to_string())
 }

@@ -57,7 +57,6 @@ impl Marks {
         for (ei, e) in g.edges.iter().enumerate() {
             edges.entry((&e.from, e.kind, &e.to)).or_default().push(ei);
         }
-        let nodes: HashMap<&NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
         for (vi, v) in violations.iter().enumerate() {
             for [from, kind, to] in &v.edges {
                 let (Some(from), Some(kind), Some(to)) = (NodeId::parse(from), EdgeKind::parse(kind), NodeId::parse(to)) else { continue };
@@ -65,7 +64,7 @@ impl Marks {
                     m.violating.entry(*ei).or_insert(vi);
                 }
             }
-            if let Some(ni) = NodeId::parse(&v.target_id).and_then(|id| nodes.get(&id).copied()) {
+            if let Some(ni) = NodeId::parse(&v.target_id).and_then(|id| g.position(&id)) {
                 m.harmed.insert(ni);
             }
         }
@@ -338,11 +337,10 @@ fn folded_title(g: &Graph, f: &Folded) -> String {
 /// layout (600 leaves: 3 ranks 7900pt tall in 1.6s, 10 ranks 6800pt in 17s).
 /// Returns node index -> minlen of the edges into it.
 fn stagger(g: &Graph, view: &View) -> HashMap<usize, usize> {
-    let index: HashMap<&NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
     let mut sources: BTreeMap<usize, HashSet<usize>> = BTreeMap::new();
     let mut has_out = HashSet::new();
-    for (_, e) in g.edges.iter().enumerate().filter(|(i, _)| !view.folds_edge(*i)) {
-        if let (Some(&f), Some(&t)) = (index.get(&e.from), index.get(&e.to)) {
+    for ei in (0..g.edges.len()).filter(|ei| !view.folds_edge(*ei)) {
+        if let (Some(f), Some(t)) = g.ends_of(ei) {
             sources.entry(t).or_default().insert(f);
             has_out.insert(f);
         }
@@ -464,9 +462,9 @@ pub fn fallback(g: &Graph, marks: &Marks) -> String {
          <g id=\"graph0\" class=\"graph\">\n"
     );
     svg.push_str(&boxes);
-    let index: HashMap<&NodeId, usize> = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
     for (ei, e) in g.edges.iter().enumerate().filter(|(ei, _)| !view.folds_edge(*ei)) {
-        let (Some(a), Some(b)) = (index.get(&e.from).and_then(|i| at.get(i)), index.get(&e.to).and_then(|i| at.get(i))) else { continue };
+        let (from, to) = g.ends_of(ei);
+        let (Some(a), Some(b)) = (from.and_then(|i| at.get(&i)), to.and_then(|i| at.get(&i))) else { continue };
         let violation = marks.violating.get(&ei);
         let _ = write!(svg, "<g id=\"e{ei}\" class=\"edge {}\"><title>{}</title>", edge_classes(e, violation.is_some()), esc(&edge_title(g, e)));
         edge_path(&mut svg, a, b, violation.copied());

@@ -37,8 +37,7 @@ pub fn send(socket: BorrowedFd, fd: BorrowedFd, global_pid: u32) -> io::Result<(
 /// sandbox failed before that).
 pub fn receive(socket: BorrowedFd, timeout: Duration, before_ack: impl FnOnce(u32) -> io::Result<()>) -> io::Result<Option<OwnedFd>> {
     let mut pfd = [rustix::event::PollFd::new(&socket, rustix::event::PollFlags::IN)];
-    let ts = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
-    if rustix::event::poll(&mut pfd, Some(&ts))? == 0 {
+    if rustix::event::poll(&mut pfd, rustix::time::Timespec::try_from(timeout).ok().as_ref())? == 0 {
         return Ok(None);
     }
     let mut msg = [0u8; 8];

@@ -217,7 +217,7 @@ fn serve(socket: OwnedFd, cgroup: PathBuf, tx: mpsc::Sender<Notice>, stop: Arc<S
     while !stop.is_set() {
         use rustix::event::{PollFd, PollFlags};
         let timeout = if ctx.waiting.is_empty() { Duration::from_millis(100) } else { LOCK_POLL };
-        let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: timeout.as_nanos() as i64 };
+        let ts = rustix::time::Timespec::try_from(timeout).ok();
         // POLLHUP on the listener: no process uses the filter any more; only the stop is
         // waited for then.
         let mut pfd = Vec::with_capacity(2);
@@ -227,7 +227,7 @@ fn serve(socket: OwnedFd, cgroup: PathBuf, tx: mpsc::Sender<Notice>, stop: Arc<S
         if let Some(wake) = &stop.wake {
             pfd.push(PollFd::new(wake, PollFlags::IN));
         }
-        let ready = rustix::event::poll(&mut pfd, Some(&ts)).unwrap_or(0);
+        let ready = rustix::event::poll(&mut pfd, ts.as_ref()).unwrap_or(0);
         let listener = if hung_up { PollFlags::empty() } else { pfd[0].revents() };
         drop(pfd);
         if ready > 0 && listener.contains(PollFlags::IN) {
