@@ -2,11 +2,7 @@
 //! answers and it runs the same pilot binary; otherwise they run in-process. `pilot status`
 //! asks the daemon what it runs and ran.
 use std::{
-    io::Write,
-    os::unix::net::UnixStream,
-    path::PathBuf,
-    sync::atomic::Ordering,
-    time::Duration,
+    io::Write, os::unix::net::UnixStream, path::PathBuf, sync::atomic::Ordering, time::Duration,
 };
 
 use anyhow::{Context, Result, anyhow};
@@ -15,7 +11,7 @@ use super::{
     config::DEFAULT_SOCKET,
     proto::{self, FrameReader, Next, Request},
 };
-use crate::{error::UsageError, session};
+use crate::{error::UsageError, probes::contain::UnixContainment, session};
 
 /// Set in the environment of a run the daemon starts (and removed by it at once), so that it
 /// runs in-process.
@@ -26,6 +22,32 @@ pub const DAEMON_RUN_ENV: &str = "PILOT_DAEMON_RUN";
 pub const EXE_SHA256_ENV: &str = "PILOT_EXE_SHA256";
 
 static EXE_SHA256: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Set by the daemon: what its own check of the kernel found (`denied`, `netns`, or
+/// `refused:` and why), so a run it starts does not probe every feature again.
+pub const KERNEL_ENV: &str = "PILOT_DAEMON_KERNEL";
+
+static KERNEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The daemon's check of the kernel as `KERNEL_ENV` carries it.
+pub fn kernel_word(checked: &anyhow::Result<UnixContainment>) -> String {
+    match checked {
+        Ok(UnixContainment::Netns) => "netns".into(),
+        Ok(_) => "denied".into(),
+        Err(e) => format!("refused:{e}"),
+    }
+}
+
+/// In a run the daemon started: its check of the kernel (the Unix containment it found, or
+/// why it refuses runs); None elsewhere.
+pub fn kernel_vouched() -> Option<Result<UnixContainment, String>> {
+    let word = KERNEL.get()?;
+    Some(match word.as_str() {
+        "denied" => Ok(UnixContainment::Denied),
+        "netns" => Ok(UnixContainment::Netns),
+        other => Err(other.strip_prefix("refused:").unwrap_or(other).to_string()),
+    })
+}
 
 /// Was this process started by the daemon as a run? Takes out of the environment what the
 /// daemon put there (the run then has exactly the client's), keeping it for the run: the probe
@@ -40,6 +62,10 @@ pub fn started_by_daemon() -> bool {
         let _ = EXE_SHA256.set(sha);
         unsafe { std::env::remove_var(EXE_SHA256_ENV) };
     }
+    if let Ok(word) = std::env::var(KERNEL_ENV) {
+        let _ = KERNEL.set(word);
+        unsafe { std::env::remove_var(KERNEL_ENV) };
+    }
     crate::probes::handoff::take_env();
     true
 }
@@ -49,12 +75,16 @@ pub fn exe_sha256() -> String {
     if let Some(sha) = EXE_SHA256.get() {
         return sha.clone();
     }
-    std::fs::read("/proc/self/exe").map(|b| crate::policy::sha256_hex(&b)).unwrap_or_default()
+    std::fs::read("/proc/self/exe")
+        .map(|b| crate::policy::sha256_hex(&b))
+        .unwrap_or_default()
 }
 
 /// The socket clients use: $PILOT_SOCKET, else the default.
 pub fn socket_path() -> PathBuf {
-    std::env::var_os("PILOT_SOCKET").map(PathBuf::from).unwrap_or_else(|| DEFAULT_SOCKET.into())
+    std::env::var_os("PILOT_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_SOCKET.into())
 }
 
 /// Run this `pilot run`/`pilot trace` through the daemon: Some(exit status), or None to run
@@ -64,34 +94,57 @@ pub fn forward() -> Result<Option<i32>> {
         return Ok(None);
     }
     let path = socket_path();
-    let Ok(mut stream) = UnixStream::connect(&path) else { return Ok(None) };
+    let Ok(mut stream) = UnixStream::connect(&path) else {
+        return Ok(None);
+    };
     let request = Request::Run {
         args: std::env::args().skip(1).collect(),
         cwd: std::env::current_dir().context("reading the working directory (removed?)")?,
         env: std::env::vars().collect(),
         exe: own_exe(),
     };
-    let talking = || format!("talking to the pilot daemon at {}: `pilot status` shows what became of the run, PILOT_NO_DAEMON=1 runs without it", path.display());
+    let talking = || {
+        format!(
+            "talking to the pilot daemon at {}: `pilot status` shows what became of the run, PILOT_NO_DAEMON=1 runs without it",
+            path.display()
+        )
+    };
     send(&mut stream, &request).with_context(talking)?;
     session::catch_interrupts();
-    stream.set_read_timeout(Some(Duration::from_millis(200))).with_context(talking)?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .with_context(talking)?;
     let mut frames = FrameReader::default();
     let mut cancels_sent = 0;
     loop {
         match frames.next(&mut stream).with_context(talking)? {
             Next::Frame(proto::REFUSED, why) => {
-                tracing::info!("the daemon at {} does not serve this pilot ({}): running in-process", path.display(), String::from_utf8_lossy(&why));
+                tracing::info!(
+                    "the daemon at {} does not serve this pilot ({}): running in-process",
+                    path.display(),
+                    String::from_utf8_lossy(&why)
+                );
                 return Ok(None);
             }
-            Next::Frame(proto::STDOUT, bytes) => std::io::stdout().write_all(&bytes).context("writing the run's output to stdout (closed?)")?,
-            Next::Frame(proto::STDERR, bytes) => std::io::stderr().write_all(&bytes).context("writing the run's output to stderr (closed?)")?,
+            Next::Frame(proto::STDOUT, bytes) => std::io::stdout()
+                .write_all(&bytes)
+                .context("writing the run's output to stdout (closed?)")?,
+            Next::Frame(proto::STDERR, bytes) => std::io::stderr()
+                .write_all(&bytes)
+                .context("writing the run's output to stderr (closed?)")?,
             Next::Frame(proto::EXIT, code) => {
-                let code = i32::from_le_bytes(code.get(..4).and_then(|c| c.try_into().ok()).unwrap_or([1, 0, 0, 0]));
+                let code = i32::from_le_bytes(
+                    code.get(..4)
+                        .and_then(|c| c.try_into().ok())
+                        .unwrap_or([1, 0, 0, 0]),
+                );
                 return Ok(Some(code));
             }
             Next::Frame(..) | Next::Idle => {}
             Next::Closed => {
-                return Err(anyhow!("the pilot daemon closed the connection mid-run: `pilot status` shows what became of the run"));
+                return Err(anyhow!(
+                    "the pilot daemon closed the connection mid-run: `pilot status` shows what became of the run"
+                ));
             }
         }
         // ^C: the daemon stops the run, as in-process pilot would.
@@ -128,7 +181,11 @@ pub fn status(json: bool) -> Result<i32> {
                 }
                 return Ok(0);
             }
-            Next::Closed => return Err(anyhow!("the pilot daemon closed the connection without an answer")),
+            Next::Closed => {
+                return Err(anyhow!(
+                    "the pilot daemon closed the connection without an answer"
+                ));
+            }
             _ => {}
         }
     }
@@ -143,5 +200,7 @@ fn send(stream: &mut UnixStream, request: &Request) -> Result<()> {
 
 /// The running binary: the daemon serves only clients of the same one.
 pub fn own_exe() -> String {
-    std::fs::read_link("/proc/self/exe").map(|p| p.display().to_string()).unwrap_or_default()
+    std::fs::read_link("/proc/self/exe")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }

@@ -37,7 +37,10 @@ impl Env {
     /// a section starts its own), with the bench's run key (the host's is left alone).
     pub fn pilot_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.pilot);
-        cmd.args(args).env("PILOT_NO_DAEMON", "1").env("PILOT_RUN_KEY", self.work.parent().unwrap_or(&self.work).join("run.key"));
+        cmd.args(args).env("PILOT_NO_DAEMON", "1").env(
+            "PILOT_RUN_KEY",
+            self.work.parent().unwrap_or(&self.work).join("run.key"),
+        );
         cmd
     }
 
@@ -87,11 +90,19 @@ pub fn median(samples: &[f64]) -> f64 {
 
 /// Run `cmd` to completion; its stdout when it exits 0, else an error with its stderr's tail.
 pub fn stdout_of(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(5).collect();
-        bail!("{:?} failed ({}): {}", cmd.get_program(), out.status, tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+        bail!(
+            "{:?} failed ({}): {}",
+            cmd.get_program(),
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -116,7 +127,10 @@ pub fn wall_time(cmd: &mut Command) -> anyhow::Result<Duration> {
         .with_context(|| format!("starting {:?}", cmd.get_program()))?;
     let elapsed = start.elapsed();
     if !status.success() {
-        bail!("{:?} failed ({status}); run it by hand to see why", cmd.get_program());
+        bail!(
+            "{:?} failed ({status}); run it by hand to see why",
+            cmd.get_program()
+        );
     }
     Ok(elapsed)
 }
