@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::measure::{Env, free_port, interleave, median, remove, stdout_of};
+use super::measure::{
+    Env, bpf_programs, free_port, interleave, median, programs_released, remove, stdout_of,
+};
 use super::report::{Goal, Report, ns, ratio};
 
 /// A `pilot daemon` of the bench's own (socket, metrics port, state directory in the scratch
@@ -294,15 +296,21 @@ fn list(v: &[f64]) -> String {
 
 /// The 8-over-1 figure from paired rounds: one run stays active throughout, and each round
 /// measures the untracked loop with it alone and with seven more started beside it, back to
-/// back (the order alternating), three loops each; the figure is the median of the rounds'
-/// ratios. Configurations measured apart (the table above: a daemon and its runs started
-/// afresh for each sample) sit tens of seconds apart, over which this VM's own speed moved
-/// by up to 1.5x (the same loop, nothing loaded: 19 us and 33 us per iteration 40 s apart).
+/// back (the order alternating), five loops each after a second's settling; the figure is the
+/// median of the rounds' ratios. Configurations measured apart (the table above: a daemon and
+/// its runs started afresh for each sample) sit tens of seconds apart, over which this VM's
+/// own speed moved by up to 1.5x (the same loop, nothing loaded: 19 us and 33 us per
+/// iteration 40 s apart).
 fn paired_8_over_1(env: &Env, via: Via, argv: &[String]) -> anyhow::Result<Vec<f64>> {
-    let rounds = env.size(7, 1) as usize;
+    let rounds = env.size(9, 1) as usize;
+    let before = bpf_programs();
     let first = Active::start(env, via, 100)?;
+    let with_one = bpf_programs();
     let measure = || -> anyhow::Result<f64> {
-        let loops: Vec<f64> = (0..3)
+        // The steady cost of active runs, not their start (the daemon refilling its spares,
+        // the new runs' own start-up): both sides wait the same.
+        std::thread::sleep(Duration::from_secs(1));
+        let loops: Vec<f64> = (0..5)
             .map(|_| {
                 super::measure::benchloop_value(
                     &stdout_of(Command::new(&argv[0]).args(&argv[1..]))?,
@@ -318,6 +326,7 @@ fn paired_8_over_1(env: &Env, via: Via, argv: &[String]) -> anyhow::Result<Vec<f
             .collect::<anyhow::Result<_>>()?;
         let v = f();
         drop(more);
+        programs_released(with_one);
         v
     };
     let mut ratios = Vec::with_capacity(rounds);
@@ -329,9 +338,13 @@ fn paired_8_over_1(env: &Env, via: Via, argv: &[String]) -> anyhow::Result<Vec<f
             let eight = with_seven(&measure)?;
             (measure()?, eight)
         };
+        eprintln!(
+            "[bench] paired round {round}: 1 active run {one:.0} ns, 8 active runs {eight:.0} ns per iteration"
+        );
         ratios.push(eight / one);
     }
     drop(first);
+    programs_released(before);
     Ok(ratios)
 }
 

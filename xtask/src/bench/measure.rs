@@ -62,17 +62,21 @@ pub fn remove(path: &Path) {
 }
 
 /// Run every configuration once per round, starting each round one configuration later, and
-/// return each configuration's samples.
+/// return each configuration's samples. Each starts once the kernel has let go of the BPF
+/// programs the one before it loaded.
 pub fn interleave(
     rounds: usize,
     configs: usize,
     mut measure: impl FnMut(usize) -> anyhow::Result<f64>,
 ) -> anyhow::Result<Vec<Vec<f64>>> {
     let mut samples = vec![Vec::with_capacity(rounds); configs];
+    let programs = bpf_programs();
     for round in 0..rounds {
         for k in 0..configs {
             let config = (round + k) % configs;
             samples[config].push(measure(config)?);
+            // What one configuration loaded must not tax the next one's syscalls.
+            programs_released(programs);
         }
     }
     Ok(samples)
@@ -135,12 +139,66 @@ pub fn wall_time(cmd: &mut Command) -> anyhow::Result<Duration> {
     Ok(elapsed)
 }
 
+/// How many BPF programs the kernel holds (BPF_PROG_GET_NEXT_ID over every id).
+pub fn bpf_programs() -> usize {
+    /// The `BPF_*_GET_NEXT_ID` part of `union bpf_attr`.
+    #[repr(C)]
+    struct NextId {
+        start_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
+    let (mut n, mut id) = (0, 0);
+    loop {
+        let mut attr = NextId {
+            start_id: id,
+            next_id: 0,
+            open_flags: 0,
+        };
+        // SAFETY: the kernel reads and writes `attr`, of the size given, and nothing else.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_GET_NEXT_ID,
+                &mut attr as *mut NextId,
+                std::mem::size_of::<NextId>(),
+            )
+        };
+        if r != 0 {
+            return n;
+        }
+        n += 1;
+        id = attr.next_id;
+    }
+}
+
+/// Wait until the kernel holds at most `count` BPF programs again. A pilot that exited has
+/// closed its links, but the kernel detaches them later, one RCU grace period per tracepoint:
+/// 8 agents' programs kept taxing every syscall for 5-6 s after the agents had gone, which
+/// the next configuration measured as its own cost.
+pub fn programs_released(count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bpf_programs() > count {
+        if Instant::now() > deadline {
+            eprintln!(
+                "[bench] BPF programs of stopped pilots still loaded after 60 s ({} > {count}): measuring anyway",
+                bpf_programs()
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A pilot helper holding programs attached while it lives: `pilot __bench load floor|agent`.
-/// Dropping it closes its stdin, which ends it.
-pub struct Loaded(Child);
+/// Dropping it closes its stdin, which ends it, and waits for the kernel to let its programs
+/// go (`programs_released`).
+pub struct Loaded(Child, usize);
 
 impl Loaded {
     pub fn start(pilot: &Path, what: &str) -> anyhow::Result<Loaded> {
+        let before = bpf_programs();
         let mut child = Command::new(pilot)
             .args(["__bench", "load", what])
             .stdin(Stdio::piped())
@@ -155,7 +213,7 @@ impl Loaded {
             let _ = child.wait();
             bail!("`pilot __bench load {what}` did not get ready (see its error above)");
         }
-        Ok(Loaded(child))
+        Ok(Loaded(child, before))
     }
 }
 
@@ -163,6 +221,7 @@ impl Drop for Loaded {
     fn drop(&mut self) {
         drop(self.0.stdin.take());
         let _ = self.0.wait();
+        programs_released(self.1);
     }
 }
 
