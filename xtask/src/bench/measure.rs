@@ -177,17 +177,23 @@ pub fn bpf_programs() -> usize {
 /// closed its links, but the kernel detaches them later, one RCU grace period per tracepoint:
 /// 8 agents' programs kept taxing every syscall for 5-6 s after the agents had gone, which
 /// the next configuration measured as its own cost.
+/// Or until the count has not moved for a second: a daemon loads spare programs for its next
+/// runs as it hands others out, so its count may settle above `count`.
 pub fn programs_released(count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while bpf_programs() > count {
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let (mut last, mut since) = (bpf_programs(), Instant::now());
+    while last > count && since.elapsed() < Duration::from_secs(1) {
         if Instant::now() > deadline {
             eprintln!(
-                "[bench] BPF programs of stopped pilots still loaded after 60 s ({} > {count}): measuring anyway",
-                bpf_programs()
+                "[bench] BPF programs of stopped pilots still loaded after 12 s ({last} > {count}): measuring anyway"
             );
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
+        let now = bpf_programs();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
     }
 }
 
