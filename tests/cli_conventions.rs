@@ -14,33 +14,17 @@ use std::{
 use common::*;
 
 fn pilot(args: &[&str]) -> Output {
-    Command::new(pilot_bin())
-        .args(args)
-        .env("PILOT_NO_DAEMON", "1")
-        .output()
-        .expect("running pilot")
+    Command::new(pilot_bin()).args(args).env("PILOT_NO_DAEMON", "1").output().expect("running pilot")
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn git(args: &[&str]) -> Option<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(&root)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new("git").arg("-C").arg(&root).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[test]
@@ -49,39 +33,20 @@ fn version_names_the_commit_it_was_built_from() {
     assert!(o.status.success(), "{}", text(&o));
     let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let package = concat!("pilot ", env!("CARGO_PKG_VERSION"));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap();
-    let checkout = git(&["rev-parse", "--show-toplevel"])
-        .is_some_and(|top| Path::new(&top).canonicalize().ok() == Some(root.clone()));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap();
+    let checkout = git(&["rev-parse", "--show-toplevel"]).is_some_and(|top| Path::new(&top).canonicalize().ok() == Some(root.clone()));
     if !checkout {
-        assert_eq!(
-            line, package,
-            "outside a git checkout: the package version alone"
-        );
+        assert_eq!(line, package, "outside a git checkout: the package version alone");
         return;
     }
     // pilot 0.1.0 (git 34efba1, 2026-12-01), or 34efba1-dirty
-    let rest = line
-        .strip_prefix(package)
-        .and_then(|r| r.strip_prefix(" (git "))
-        .and_then(|r| r.strip_suffix(')'));
-    let (commit, date) = rest
-        .and_then(|r| r.split_once(", "))
-        .unwrap_or_else(|| panic!("{line:?} is not `{package} (git HASH, DATE)`"));
+    let rest = line.strip_prefix(package).and_then(|r| r.strip_prefix(" (git ")).and_then(|r| r.strip_suffix(')'));
+    let (commit, date) = rest.and_then(|r| r.split_once(", ")).unwrap_or_else(|| panic!("{line:?} is not `{package} (git HASH, DATE)`"));
     let hash = commit.strip_suffix("-dirty").unwrap_or(commit);
-    assert!(
-        hash.len() >= 7 && hash.chars().all(|c| c.is_ascii_hexdigit()),
-        "{line:?}: a short hash"
-    );
+    assert!(hash.len() >= 7 && hash.chars().all(|c| c.is_ascii_hexdigit()), "{line:?}: a short hash");
     let head = git(&["rev-parse", "HEAD"]).unwrap();
     assert!(head.starts_with(hash), "{line:?} names HEAD ({head})");
-    assert_eq!(
-        Some(date.to_string()),
-        git(&["show", "-s", "--format=%cs", "HEAD"]),
-        "{line:?}: the commit's date"
-    );
+    assert_eq!(Some(date.to_string()), git(&["show", "-s", "--format=%cs", "HEAD"]), "{line:?}: the commit's date");
 }
 
 #[test]
@@ -89,10 +54,7 @@ fn generate_man_writes_a_page_per_command_that_man_renders() {
     let d = Scratch::new();
     let o = pilot(&["generate", "man", "--dir", &d.join("man")]);
     assert!(o.status.success(), "{}", text(&o));
-    let mut pages: Vec<String> = fs::read_dir(d.path().join("man"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut pages: Vec<String> = fs::read_dir(d.path().join("man")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     pages.sort();
     // Every visible command of `pilot --help` has its page.
     let help = String::from_utf8_lossy(&pilot(&["--help"]).stdout).into_owned();
@@ -106,63 +68,25 @@ fn generate_man_writes_a_page_per_command_that_man_renders() {
         .collect();
     assert!(commands.len() >= 14, "{commands:?}");
     for c in commands {
-        assert!(
-            pages.contains(&format!("pilot-{c}.1")),
-            "pilot-{c}.1 in {pages:?}"
-        );
+        assert!(pages.contains(&format!("pilot-{c}.1")), "pilot-{c}.1 in {pages:?}");
     }
-    assert!(
-        pages.contains(&"pilot.1".to_string())
-            && pages.contains(&"pilot-journal-verify.1".to_string()),
-        "{pages:?}"
-    );
-    assert!(
-        !pages.iter().any(|p| p.contains("__")),
-        "no page for internal commands: {pages:?}"
-    );
+    assert!(pages.contains(&"pilot.1".to_string()) && pages.contains(&"pilot-journal-verify.1".to_string()), "{pages:?}");
+    assert!(!pages.iter().any(|p| p.contains("__")), "no page for internal commands: {pages:?}");
     for page in &pages {
-        let out = Command::new("man")
-            .args(["--warnings", "-l"])
-            .arg(d.path().join("man").join(page))
-            .env("MANWIDTH", "100")
-            .env("LC_ALL", "C")
-            .output()
-            .expect("man (apt-get install man-db)");
+        let out = Command::new("man").args(["--warnings", "-l"]).arg(d.path().join("man").join(page)).env("MANWIDTH", "100").env("LC_ALL", "C").output().expect("man (apt-get install man-db)");
         let warnings = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && warnings.trim().is_empty(),
-            "{page}: {warnings}"
-        );
+        assert!(out.status.success() && warnings.trim().is_empty(), "{page}: {warnings}");
         let shown = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            shown.contains("NAME") && shown.contains("SYNOPSIS"),
-            "{page}:\n{shown}"
-        );
+        assert!(shown.contains("NAME") && shown.contains("SYNOPSIS"), "{page}:\n{shown}");
     }
-    let run = Command::new("man")
-        .args(["-l"])
-        .arg(d.path().join("man/pilot-run.1"))
-        .env("MANWIDTH", "100")
-        .env("LC_ALL", "C")
-        .output()
-        .unwrap();
+    let run = Command::new("man").args(["-l"]).arg(d.path().join("man/pilot-run.1")).env("MANWIDTH", "100").env("LC_ALL", "C").output().unwrap();
     let run = String::from_utf8_lossy(&run.stdout);
     // The examples keep their columns (not filled into prose) and the exit statuses are there.
-    assert!(
-        run.contains("  pilot diff /tmp/r1                  what it would have changed"),
-        "{run}"
-    );
-    assert!(
-        run.contains("--timeout <DURATION>") && run.contains("3 blocked by policy"),
-        "{run}"
-    );
+    assert!(run.contains("  pilot diff /tmp/r1                  what it would have changed"), "{run}");
+    assert!(run.contains("--timeout <DURATION>") && run.contains("3 blocked by policy"), "{run}");
     // Without --dir: pilot(1) on stdout.
     let o = pilot(&["generate", "man"]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains(".TH pilot 1"),
-        "{}",
-        text(&o)
-    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains(".TH pilot 1"), "{}", text(&o));
 }
 
 #[test]
@@ -173,59 +97,25 @@ fn generated_completions_load_and_offer_every_command() {
         assert!(o.status.success(), "{}", text(&o));
     }
     let bash = d.join("pilot.bash");
-    let o = Command::new("bash")
-        .args(["-c", &format!("source {bash} && complete -p pilot")])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("-F _pilot"),
-        "bash registers the completion: {}",
-        text(&o)
-    );
+    let o = Command::new("bash").args(["-c", &format!("source {bash} && complete -p pilot")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("-F _pilot"), "bash registers the completion: {}", text(&o));
     // What bash offers after `pilot ` and after `pilot run --`.
     let offer = |words: &str| {
-        let script = format!(
-            "source {bash}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _pilot pilot; echo \"${{COMPREPLY[@]}}\""
-        );
-        String::from_utf8_lossy(
-            &Command::new("bash")
-                .args(["-c", &script])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .into_owned()
+        let script = format!("source {bash}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _pilot pilot; echo \"${{COMPREPLY[@]}}\"");
+        String::from_utf8_lossy(&Command::new("bash").args(["-c", &script]).output().unwrap().stdout).into_owned()
     };
     let top = offer("pilot ''");
     for c in ["run", "trace", "commit", "generate", "journal"] {
-        assert!(
-            top.split_whitespace().any(|w| w == c),
-            "{c} offered after `pilot `: {top}"
-        );
+        assert!(top.split_whitespace().any(|w| w == c), "{c} offered after `pilot `: {top}");
     }
-    assert!(
-        !top.contains("__sandbox"),
-        "internal commands are not offered: {top}"
-    );
+    assert!(!top.contains("__sandbox"), "internal commands are not offered: {top}");
     let run = offer("pilot run --");
-    assert!(
-        run.contains("--timeout") && run.contains("--ringbuf-kib"),
-        "{run}"
-    );
+    assert!(run.contains("--timeout") && run.contains("--ringbuf-kib"), "{run}");
     if Command::new("zsh").arg("--version").output().is_ok() {
-        let o = Command::new("zsh")
-            .args(["-n"])
-            .arg(d.join("_pilot"))
-            .output()
-            .unwrap();
+        let o = Command::new("zsh").args(["-n"]).arg(d.join("_pilot")).output().unwrap();
         assert!(o.status.success(), "zsh parses _pilot: {}", text(&o));
     }
-    assert!(
-        fs::read_to_string(d.join("pilot.fish"))
-            .unwrap()
-            .contains("complete -c pilot"),
-        "fish's file"
-    );
+    assert!(fs::read_to_string(d.join("pilot.fish")).unwrap().contains("complete -c pilot"), "fish's file");
 }
 
 #[test]
@@ -236,37 +126,19 @@ fn generate_into_a_place_that_cannot_be_written_is_bad_input_with_advice() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with(&format!("pilot: creating {file}/man: "))
-            && stderr.trim_end().ends_with(
-                "a part of the path is a file, not a directory; give --dir DIR naming a directory"
-            ),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with(&format!("pilot: creating {file}/man: ")) && stderr.trim_end().ends_with("a part of the path is a file, not a directory; give --dir DIR naming a directory"), "{stderr}");
 }
 
 /// Run `script` under `/bin/sh -e` in a private mount namespace, as `sh -c script sh ARGS`,
 /// with $PILOT set; its exit status.
 fn in_private_mounts(script: &str, args: &[&str], env: &[(&str, &str)]) -> i32 {
     let mut cmd = Command::new("unshare");
-    cmd.args([
-        "-m",
-        "--propagation",
-        "private",
-        "/bin/sh",
-        "-ec",
-        script,
-        "sh",
-    ])
-    .args(args)
-    .env("PILOT", pilot_bin())
-    .env("PILOT_NO_DAEMON", "1");
+    cmd.args(["-m", "--propagation", "private", "/bin/sh", "-ec", script, "sh"]).args(args).env("PILOT", pilot_bin()).env("PILOT_NO_DAEMON", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut p = Proc::spawn(&mut cmd);
-    p.wait_timeout(RUN_TIMEOUT)
-        .expect("the script finished in time")
+    p.wait_timeout(RUN_TIMEOUT).expect("the script finished in time")
 }
 
 /// `pilot trace --out MNT/run -- /bin/true` with MNT a 1 MiB tmpfs filled to its last `free`
@@ -288,21 +160,9 @@ fn trace_on_a_full_tmpfs(free: u32) -> (String, String, Vec<String>, String) {
     let code = in_private_mounts(script, &[&mnt, &d.s(), &free.to_string()], &[]);
     assert_eq!(code, 0, "the setup script failed");
     let read = |f: &str| fs::read_to_string(d.path().join(f)).unwrap();
-    assert_eq!(
-        read("free").trim(),
-        free.to_string(),
-        "the tmpfs has exactly {free} free pages"
-    );
-    assert!(
-        fs::read_dir(&mnt).unwrap().next().is_none(),
-        "the tmpfs is gone with its namespace"
-    );
-    (
-        read("status").trim().to_string(),
-        read("stderr"),
-        read("left").lines().map(str::to_string).collect(),
-        mnt,
-    )
+    assert_eq!(read("free").trim(), free.to_string(), "the tmpfs has exactly {free} free pages");
+    assert!(fs::read_dir(&mnt).unwrap().next().is_none(), "the tmpfs is gone with its namespace");
+    (read("status").trim().to_string(), read("stderr"), read("left").lines().map(str::to_string).collect(), mnt)
 }
 
 #[test]
@@ -319,11 +179,7 @@ fn a_full_run_directory_says_which_file_what_was_kept_and_what_to_do() {
         ),
         "one line: the file, what was kept, what to do"
     );
-    assert_eq!(
-        left,
-        ["events.jsonl", "summary.json"],
-        "kept as said, no half-written graph.json"
-    );
+    assert_eq!(left, ["events.jsonl", "summary.json"], "kept as said, no half-written graph.json");
 
     // No room at all: events.jsonl is cut short, and says so.
     let (status, stderr, left, mnt) = trace_on_a_full_tmpfs(0);
@@ -340,11 +196,7 @@ fn a_full_run_directory_says_which_file_what_was_kept_and_what_to_do() {
     // The control: with room, the same trace writes its four files and exits 0.
     let (status, stderr, left, _) = trace_on_a_full_tmpfs(200);
     assert_eq!(status, "0", "{stderr}");
-    assert_eq!(
-        left,
-        ["events.jsonl", "graph.dot", "graph.json", "summary.json"],
-        "{stderr}"
-    );
+    assert_eq!(left, ["events.jsonl", "graph.dot", "graph.json", "summary.json"], "{stderr}");
 }
 
 #[test]
@@ -375,16 +227,9 @@ fn a_journal_on_a_read_only_filesystem_gives_advice() {
         )),
         "which file, why, what to do: {stderr}"
     );
-    assert_eq!(
-        stderr.lines().filter(|l| l.starts_with("pilot: ")).count(),
-        2,
-        "the run directory, then the error: {stderr}"
-    );
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("pilot: ")).count(), 2, "the run directory, then the error: {stderr}");
     assert_eq!(read("left"), "", "nothing written there");
-    assert!(
-        d.path().join("run/intent.json").is_file(),
-        "the intent was recorded before the journal failed"
-    );
+    assert!(d.path().join("run/intent.json").is_file(), "the intent was recorded before the journal failed");
 }
 
 #[test]
@@ -392,17 +237,8 @@ fn a_closed_stdout_ends_a_printing_command_quietly() {
     // `pilot generate bash | head -c 0`: the reader is gone before pilot writes.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let o = Command::new(pilot_bin())
-        .args(["generate", "bash"])
-        .stdout(writer)
-        .output()
-        .unwrap();
+    let o = Command::new(pilot_bin()).args(["generate", "bash"]).stdout(writer).output().unwrap();
     use std::os::unix::process::ExitStatusExt as _;
-    assert_eq!(
-        o.status.signal(),
-        Some(libc::SIGPIPE),
-        "ended by SIGPIPE, as `cat` would: {}",
-        text(&o)
-    );
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "ended by SIGPIPE, as `cat` would: {}", text(&o));
     assert!(o.stderr.is_empty(), "no panic, no message: {}", text(&o));
 }

@@ -23,11 +23,8 @@ fn json(path: &str) -> Value {
 }
 
 fn events(dir: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(Path::new(dir).join("events.jsonl"))
-        .unwrap_or_else(|e| panic!("{dir}/events.jsonl: {e}"));
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let text = std::fs::read_to_string(Path::new(dir).join("events.jsonl")).unwrap_or_else(|e| panic!("{dir}/events.jsonl: {e}"));
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// A gate the pilots read from the host (a file that exists before they start, rewritten in
@@ -42,10 +39,7 @@ impl Gate {
 
     /// Shell that waits until the gate opens (at most 60 s).
     fn wait(&self) -> String {
-        format!(
-            "n=0; while [ \"$(cat {})\" != go ] && [ $n -lt 3000 ]; do sleep 0.02; n=$((n+1)); done",
-            self.0
-        )
+        format!("n=0; while [ \"$(cat {})\" != go ] && [ $n -lt 3000 ]; do sleep 0.02; n=$((n+1)); done", self.0)
     }
 
     fn open(&self) {
@@ -58,22 +52,13 @@ fn start_run(daemon: &Daemon, d: &Scratch, out: &str, extra: &[&str], script: &s
     let mut args = vec!["run", "--out", out];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--", "sh", "-c", script]);
-    daemon
-        .client(&args, d)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    daemon.client(&args, d).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 fn finish(child: Child, name: &str) -> i32 {
     let out = child.wait_with_output().unwrap();
     let code = out.status.code().unwrap_or(-1);
-    eprintln!(
-        "--- {name}: exit {code}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    eprintln!("--- {name}: exit {code}\n{}", String::from_utf8_lossy(&out.stderr));
     code
 }
 
@@ -97,24 +82,12 @@ fn runs_touching_the_same_files_at_once_see_only_their_own_effects() {
             "{wait}; for i in 0 1 2 3 4; do echo {marker} >> {shared}/f$i; done; rm {shared}/f0; touch {shared}/only-{n}; : {marker}",
             wait = gate.wait()
         );
-        clients.push((
-            marker,
-            start_run(&daemon, &d, &d.join(&format!("run-{n}")), &[], &script),
-        ));
+        clients.push((marker, start_run(&daemon, &d, &d.join(&format!("run-{n}")), &[], &script)));
     }
-    let all_waiting = wait_until(RUN_TIMEOUT, || {
-        clients.iter().all(|(m, _)| !pids_with(m).is_empty())
-    });
-    assert!(
-        all_waiting,
-        "every pilot's command runs at once before any makes an effect"
-    );
+    let all_waiting = wait_until(RUN_TIMEOUT, || clients.iter().all(|(m, _)| !pids_with(m).is_empty()));
+    assert!(all_waiting, "every pilot's command runs at once before any makes an effect");
     gate.open();
-    let codes: Vec<i32> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(n, (_, c))| finish(c, &format!("run {n}")))
-        .collect();
+    let codes: Vec<i32> = clients.into_iter().enumerate().map(|(n, (_, c))| finish(c, &format!("run {n}"))).collect();
     assert_eq!(codes, vec![0; RUNS], "each pilot passes, as it would alone");
 
     let mut pids_by_run: Vec<BTreeSet<u64>> = Vec::new();
@@ -124,63 +97,25 @@ fn runs_touching_the_same_files_at_once_see_only_their_own_effects() {
         assert_eq!(summary["complete"], true, "run {n}: {summary:#}");
         let evs = events(&dir);
         let own = format!("pilot-concurrent-{tag}-{n}");
-        let execs: Vec<&Value> = evs
-            .iter()
-            .filter(|e| e["kind"] == "exec" && e["ret"] == 0)
-            .collect();
+        let execs: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "exec" && e["ret"] == 0).collect();
         let root = execs.iter().find(|e| e["argv"].to_string().contains(&own));
         assert!(root.is_some(), "run {n} traced its own command: {execs:?}");
         for other in (0..RUNS).filter(|m| *m != n) {
             let foreign = format!("pilot-concurrent-{tag}-{other}");
-            let leaked: Vec<&Value> = evs
-                .iter()
-                .filter(|e| e.to_string().contains(&foreign))
-                .collect();
-            assert!(
-                leaked.is_empty(),
-                "run {n} holds effects of run {other}: {leaked:?}"
-            );
+            let leaked: Vec<&Value> = evs.iter().filter(|e| e.to_string().contains(&foreign)).collect();
+            assert!(leaked.is_empty(), "run {n} holds effects of run {other}: {leaked:?}");
             let only_other = format!("{shared}/only-{other}");
-            assert!(
-                !evs.iter().any(|e| e["path"] == only_other.as_str()),
-                "run {n} saw run {other}'s file"
-            );
+            assert!(!evs.iter().any(|e| e["path"] == only_other.as_str()), "run {n} saw run {other}'s file");
         }
         // Its own effects, each exactly once: five appends, one unlink, one file of its own.
-        let writes: Vec<&Value> = evs
-            .iter()
-            .filter(|e| {
-                e["kind"] == "write" && e["path"].as_str().is_some_and(|p| p.starts_with(&shared))
-            })
-            .collect();
-        assert_eq!(
-            writes.len(),
-            5,
-            "run {n}: one aggregated write per shared file: {writes:?}"
-        );
-        assert!(
-            writes
-                .iter()
-                .all(|w| w["bytes"].as_u64() == Some(own.len() as u64 + 1)),
-            "run {n}: its own bytes only: {writes:?}"
-        );
-        let unlinks = evs
-            .iter()
-            .filter(|e| e["kind"] == "unlink" && e["path"] == format!("{shared}/f0").as_str())
-            .count();
+        let writes: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "write" && e["path"].as_str().is_some_and(|p| p.starts_with(&shared))).collect();
+        assert_eq!(writes.len(), 5, "run {n}: one aggregated write per shared file: {writes:?}");
+        assert!(writes.iter().all(|w| w["bytes"].as_u64() == Some(own.len() as u64 + 1)), "run {n}: its own bytes only: {writes:?}");
+        let unlinks = evs.iter().filter(|e| e["kind"] == "unlink" && e["path"] == format!("{shared}/f0").as_str()).count();
         assert_eq!(unlinks, 1, "run {n}: its own unlink, once");
         let graph = json(&format!("{dir}/graph.json"));
-        let files: BTreeSet<String> = graph["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| n["type"] == "file")
-            .filter_map(|n| n["path"].as_str().map(String::from))
-            .collect();
-        assert!(
-            files.contains(&format!("{shared}/only-{n}")),
-            "run {n}'s graph has its own file: {files:?}"
-        );
+        let files: BTreeSet<String> = graph["nodes"].as_array().unwrap().iter().filter(|n| n["type"] == "file").filter_map(|n| n["path"].as_str().map(String::from)).collect();
+        assert!(files.contains(&format!("{shared}/only-{n}")), "run {n}'s graph has its own file: {files:?}");
         pids_by_run.push(evs.iter().filter_map(|e| e["pid"].as_u64()).collect());
     }
     for a in 0..RUNS {
@@ -190,17 +125,10 @@ fn runs_touching_the_same_files_at_once_see_only_their_own_effects() {
         }
     }
     // Production untouched, whatever four pilots did to it.
-    assert_eq!(
-        std::fs::read_to_string(format!("{shared}/f0")).unwrap(),
-        "base\n"
-    );
+    assert_eq!(std::fs::read_to_string(format!("{shared}/f0")).unwrap(), "base\n");
     assert!(!Path::new(&format!("{shared}/only-0")).exists());
     let status = daemon.status(&d);
-    assert_eq!(
-        status["runs"].as_array().unwrap().len(),
-        RUNS,
-        "all went through the daemon: {status}"
-    );
+    assert_eq!(status["runs"].as_array().unwrap().len(), RUNS, "all went through the daemon: {status}");
 }
 
 #[test]
@@ -212,25 +140,17 @@ fn a_run_flooding_its_ring_buffer_is_incomplete_and_the_runs_beside_it_are_not()
     let burst = d.mkdir("burst");
     // The flood: 20000 creations into a 4 KiB ring buffer, as tests/trace_loss.rs does in-process.
     let flood_marker = format!("pilot-flood-{tag}");
-    let flood = format!(
-        "{}; {} burst {burst} 20000; : {flood_marker}",
-        gate.wait(),
-        effects()
-    );
+    let flood = format!("{}; {} burst {burst} 20000; : {flood_marker}", gate.wait(), effects());
     let flood_out = d.join("flood");
     let flooding = start_run(&daemon, &d, &flood_out, &["--ringbuf-kib", "4"], &flood);
     // Beside it, with the default buffer: a small job of its own, made while the flood runs.
     let quiet_marker = format!("pilot-quiet-{tag}");
     let note = d.join("note.txt");
-    let quiet = format!(
-        "{}; for i in 1 2 3 4 5 6 7 8 9 10; do echo $i >> {note}; sleep 0.05; done; : {quiet_marker}",
-        gate.wait()
-    );
+    let quiet = format!("{}; for i in 1 2 3 4 5 6 7 8 9 10; do echo $i >> {note}; sleep 0.05; done; : {quiet_marker}", gate.wait());
     let quiet_out = d.join("quiet");
     let quieting = start_run(&daemon, &d, &quiet_out, &[], &quiet);
     assert!(
-        wait_until(RUN_TIMEOUT, || !pids_with(&flood_marker).is_empty()
-            && !pids_with(&quiet_marker).is_empty()),
+        wait_until(RUN_TIMEOUT, || !pids_with(&flood_marker).is_empty() && !pids_with(&quiet_marker).is_empty()),
         "both pilots run before either makes an effect"
     );
     gate.open();
@@ -238,39 +158,17 @@ fn a_run_flooding_its_ring_buffer_is_incomplete_and_the_runs_beside_it_are_not()
     let quiet_code = finish(quieting, "quiet");
 
     let flood_summary = json(&format!("{flood_out}/summary.json"));
-    assert_eq!(
-        flood_summary["complete"], false,
-        "the flood lost events: {flood_summary:#}"
-    );
-    assert!(
-        flood_summary["lost_by_cause"]["ringbuf_full"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0,
-        "{flood_summary:#}"
-    );
-    assert_eq!(
-        flood_code, 3,
-        "an incomplete pilot is blocked (require_complete)"
-    );
+    assert_eq!(flood_summary["complete"], false, "the flood lost events: {flood_summary:#}");
+    assert!(flood_summary["lost_by_cause"]["ringbuf_full"].as_u64().unwrap_or(0) > 0, "{flood_summary:#}");
+    assert_eq!(flood_code, 3, "an incomplete pilot is blocked (require_complete)");
     let verdict = json(&format!("{flood_out}/verdict.json"));
-    assert!(
-        verdict["gate_failures"].to_string().contains("lost"),
-        "{verdict:#}"
-    );
+    assert!(verdict["gate_failures"].to_string().contains("lost"), "{verdict:#}");
 
     let quiet_summary = json(&format!("{quiet_out}/summary.json"));
-    assert_eq!(
-        quiet_summary["complete"], true,
-        "the flood beside it cost it nothing: {quiet_summary:#}"
-    );
+    assert_eq!(quiet_summary["complete"], true, "the flood beside it cost it nothing: {quiet_summary:#}");
     assert_eq!(quiet_summary["lost_events"], 0);
     assert_eq!(quiet_code, 0, "and it passes");
-    let appends = events(&quiet_out)
-        .iter()
-        .filter(|e| e["kind"] == "write" && e["path"] == note.as_str())
-        .map(|e| e["count"].as_u64().unwrap_or(0))
-        .sum::<u64>();
+    let appends = events(&quiet_out).iter().filter(|e| e["kind"] == "write" && e["path"] == note.as_str()).map(|e| e["count"].as_u64().unwrap_or(0)).sum::<u64>();
     assert_eq!(appends, 10, "every one of its appends is there");
 }
 
@@ -283,73 +181,24 @@ fn a_task_a_finished_run_left_behind_reaches_no_later_run() {
     let target = d.file("leftover.txt", "");
     // A trace whose command leaves a daemon behind (its own session, out of the job a cancel
     // stops), writing every 50 ms.
-    let script = format!(
-        "setsid sh -c 'while true; do echo x >> {target}; sleep 0.05; done; : {leftover}' </dev/null >/dev/null 2>&1 & sleep 60"
-    );
-    let first = daemon
-        .client(
-            &[
-                "trace",
-                "--out",
-                &d.join("first"),
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ],
-            &d,
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let script = format!("setsid sh -c 'while true; do echo x >> {target}; sleep 0.05; done; : {leftover}' </dev/null >/dev/null 2>&1 & sleep 60");
+    let first = daemon.client(&["trace", "--out", &d.join("first"), "--", "sh", "-c", &script], &d).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let writing = || std::fs::metadata(&target).is_ok_and(|m| m.len() > 0);
-    assert!(
-        wait_until(RUN_TIMEOUT, writing),
-        "the first run's daemon runs (it writes)"
-    );
+    assert!(wait_until(RUN_TIMEOUT, writing), "the first run's daemon runs (it writes)");
     let _leftover = Killed(leftover.clone());
     unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
     finish(first, "first");
-    assert!(
-        wait_until(
-            Duration::from_secs(30),
-            || daemon.status(&d)["runs"][0]["exit_code"] != Value::Null
-        ),
-        "the first run ended"
-    );
+    assert!(wait_until(Duration::from_secs(30), || daemon.status(&d)["runs"][0]["exit_code"] != Value::Null), "the first run ended");
     let survivors = pids_with(&leftover);
-    assert!(
-        !survivors.is_empty(),
-        "its daemon outlived it (the control: it still writes)"
-    );
+    assert!(!survivors.is_empty(), "its daemon outlived it (the control: it still writes)");
     let size = std::fs::metadata(&target).unwrap().len();
 
-    let second = daemon
-        .client(
-            &["trace", "--out", &d.join("second"), "--", "sleep", "1"],
-            &d,
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let second = daemon.client(&["trace", "--out", &d.join("second"), "--", "sleep", "1"], &d).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     assert_eq!(finish(second, "second"), 0);
-    assert!(
-        std::fs::metadata(&target).unwrap().len() > size,
-        "the leftover wrote while the second run traced"
-    );
+    assert!(std::fs::metadata(&target).unwrap().len() > size, "the leftover wrote while the second run traced");
     let evs = events(&d.join("second"));
-    let leaked: Vec<&Value> = evs
-        .iter()
-        .filter(|e| e["path"] == target.as_str() || e.to_string().contains(&leftover))
-        .collect();
-    assert!(
-        leaked.is_empty(),
-        "the second run holds the first run's leftover: {leaked:?}"
-    );
+    let leaked: Vec<&Value> = evs.iter().filter(|e| e["path"] == target.as_str() || e.to_string().contains(&leftover)).collect();
+    assert!(leaked.is_empty(), "the second run holds the first run's leftover: {leaked:?}");
 }
 
 /// Processes whose command line carries this marker (started by the test's pilot), killed by

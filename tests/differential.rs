@@ -57,10 +57,7 @@ impl Fixture {
 
     /// The tree as `effects tree` prints it, read live (outside any pilot).
     fn tree(&self) -> String {
-        let out = Command::new(effects())
-            .args(["tree", &self.path("")])
-            .output()
-            .unwrap();
+        let out = Command::new(effects()).args(["tree", &self.path("")]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -73,12 +70,7 @@ impl Drop for Fixture {
 
 /// `effects chdir DIR + OPS... + tree .`
 fn effects_argv(dir: &str, ops: &[&str]) -> Vec<String> {
-    let mut v = vec![
-        effects().to_string(),
-        "chdir".into(),
-        dir.into(),
-        "+".into(),
-    ];
+    let mut v = vec![effects().to_string(), "chdir".into(), dir.into(), "+".into()];
     v.extend(ops.iter().map(|s| s.to_string()));
     v.extend(["+".into(), "tree".into(), ".".into()]);
     v
@@ -102,16 +94,8 @@ struct Live {
 }
 
 fn live(argv: &[String]) -> Live {
-    let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .current_dir("/")
-        .output()
-        .expect("running the action live");
-    Live {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-    }
+    let out = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).current_dir("/").output().expect("running the action live");
+    Live { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into_owned() }
 }
 
 /// A finished `pilot run` and its run directory.
@@ -129,44 +113,24 @@ impl PilotRun {
     }
 
     fn json(&self, name: &str) -> Value {
-        serde_json::from_str(&fs::read_to_string(self.run().join(name)).unwrap_or_default())
-            .unwrap_or(Value::Null)
+        serde_json::from_str(&fs::read_to_string(self.run().join(name)).unwrap_or_default()).unwrap_or(Value::Null)
     }
 
     fn violations(&self) -> Vec<Value> {
-        self.json("verdict.json")["violations"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.json("verdict.json")["violations"].as_array().cloned().unwrap_or_default()
     }
 
     /// The violation of `rule`, whose `why` names `names` (what the live run would change).
     fn blocked_by(&self, rule: &str, names: &str) -> Value {
         assert_eq!(self.code, Some(3), "want exit 3 (blocked)\n{}", self.dump());
-        let v = self
-            .violations()
-            .into_iter()
-            .find(|v| v["rule"] == rule)
-            .unwrap_or_else(|| panic!("no {rule} violation\n{}", self.dump()));
-        assert!(
-            v["why"].as_str().unwrap_or("").contains(names),
-            "{rule} does not name {names:?}: {v}\n{}",
-            self.dump()
-        );
-        assert!(
-            self.stderr.contains(rule) && self.stderr.contains(names),
-            "stderr does not say it\n{}",
-            self.dump()
-        );
+        let v = self.violations().into_iter().find(|v| v["rule"] == rule).unwrap_or_else(|| panic!("no {rule} violation\n{}", self.dump()));
+        assert!(v["why"].as_str().unwrap_or("").contains(names), "{rule} does not name {names:?}: {v}\n{}", self.dump());
+        assert!(self.stderr.contains(rule) && self.stderr.contains(names), "stderr does not say it\n{}", self.dump());
         v
     }
 
     fn events(&self) -> Vec<Value> {
-        fs::read_to_string(self.run().join("events.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        fs::read_to_string(self.run().join("events.jsonl")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 
     /// Where a production path's copy lands in the run's overlays (mounts.json: the longest
@@ -176,34 +140,18 @@ impl PilotRun {
         let mut best: Option<(String, String)> = None;
         for p in plans.as_array().into_iter().flatten() {
             let Some(o) = p.get("Overlay") else { continue };
-            let (Some(mp), Some(key)) = (o["mount_point"].as_str(), o["key"].as_str()) else {
-                continue;
-            };
-            if Path::new(path).starts_with(mp)
-                && best.as_ref().is_none_or(|(b, _)| mp.len() > b.len())
-            {
+            let (Some(mp), Some(key)) = (o["mount_point"].as_str(), o["key"].as_str()) else { continue };
+            if Path::new(path).starts_with(mp) && best.as_ref().is_none_or(|(b, _)| mp.len() > b.len()) {
                 best = Some((mp.to_string(), key.to_string()));
             }
         }
         let (mp, key) = best.unwrap_or_else(|| panic!("no overlay holds {path}\n{}", self.dump()));
-        self.run()
-            .join("upper")
-            .join(key)
-            .join(Path::new(path).strip_prefix(&mp).unwrap())
+        self.run().join("upper").join(key).join(Path::new(path).strip_prefix(&mp).unwrap())
     }
 
     fn diff(&self) -> Value {
-        let out = Command::new(pilot_bin())
-            .arg("diff")
-            .arg(self.run())
-            .arg("--json")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pilot diff: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new(pilot_bin()).arg("diff").arg(self.run()).arg("--json").output().unwrap();
+        assert!(out.status.success(), "pilot diff: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -220,19 +168,10 @@ impl PilotRun {
 }
 
 fn pilot_cmd(argv: &[String]) -> (Command, tempfile::TempDir) {
-    let dir = tempfile::Builder::new()
-        .prefix("pilot-diff-run-")
-        .tempdir()
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix("pilot-diff-run-").tempdir().unwrap();
     let mut cmd = Command::new(pilot_bin());
-    cmd.arg("run")
-        .arg("--out")
-        .arg(dir.path().join("run"))
-        .args(["--timeout", "90s", "--"])
-        .args(argv);
-    cmd.env("PILOT_JOURNAL", dir.path().join("journal.jsonl"))
-        .stdin(Stdio::null())
-        .current_dir("/");
+    cmd.arg("run").arg("--out").arg(dir.path().join("run")).args(["--timeout", "90s", "--"]).args(argv);
+    cmd.env("PILOT_JOURNAL", dir.path().join("journal.jsonl")).stdin(Stdio::null()).current_dir("/");
     (cmd, dir)
 }
 
@@ -266,10 +205,7 @@ fn same_on_a_process(name: &str, ops: &[&str]) -> PilotRun {
     let run = |pilot_side: bool| {
         let target = sleeper();
         let pid = target.pid().to_string();
-        let ops: Vec<&str> = ops
-            .iter()
-            .map(|o| if *o == "PID" { pid.as_str() } else { o })
-            .collect();
+        let ops: Vec<&str> = ops.iter().map(|o| if *o == "PID" { pid.as_str() } else { o }).collect();
         let fx = Fixture::new();
         let argv = effects_argv(&fx.path(""), &ops);
         if pilot_side {
@@ -282,50 +218,27 @@ fn same_on_a_process(name: &str, ops: &[&str]) -> PilotRun {
     let (lv, _) = run(false);
     let (pv, p) = run(true);
     let p = p.expect("the pilot's run");
-    assert_eq!(
-        lv,
-        pv,
-        "{name}: the pilot saw something else than live\n{}",
-        p.dump()
-    );
+    assert_eq!(lv, pv, "{name}: the pilot saw something else than live\n{}", p.dump());
     eprintln!("ok {name}: same results live and in the pilot");
     p
 }
 
 /// Like [`same`]; `known` may accept a documented difference: given the live and pilot
 /// lines, it returns the README's reason when they differ exactly as documented.
-fn same_unless(
-    name: &str,
-    ops: &[&str],
-    known: impl Fn(&[String], &[String]) -> Option<&'static str>,
-) -> (PilotRun, Fixture) {
+fn same_unless(name: &str, ops: &[&str], known: impl Fn(&[String], &[String]) -> Option<&'static str>) -> (PilotRun, Fixture) {
     let a = Fixture::new();
     let l = live(&effects_argv(&a.path(""), ops));
     assert_eq!(l.code, Some(0), "{name}: live run failed:\n{}", l.stdout);
     let b = Fixture::new();
     let before = b.tree();
     let p = pilot(&effects_argv(&b.path(""), ops));
-    assert!(
-        matches!(p.code, Some(0) | Some(3)),
-        "{name}: pilot failed\n{}",
-        p.dump()
-    );
-    assert_eq!(
-        b.tree(),
-        before,
-        "LEAK: {name}: the pilot changed production\n{}",
-        p.dump()
-    );
+    assert!(matches!(p.code, Some(0) | Some(3)), "{name}: pilot failed\n{}", p.dump());
+    assert_eq!(b.tree(), before, "LEAK: {name}: the pilot changed production\n{}", p.dump());
     let (lv, pv) = (normalize(&l.stdout), normalize(&p.stdout));
     if lv != pv {
         match known(&lv, &pv) {
             Some(reason) => eprintln!("known difference in {name}: {reason}"),
-            None => panic!(
-                "{name}: the pilot saw something else than live\nlive:\n{}\npilot:\n{}\n{}",
-                lv.join("\n"),
-                pv.join("\n"),
-                p.dump()
-            ),
+            None => panic!("{name}: the pilot saw something else than live\nlive:\n{}\npilot:\n{}\n{}", lv.join("\n"), pv.join("\n"), p.dump()),
         }
     }
     eprintln!("ok {name}: same results and end state live and in the pilot");
@@ -379,16 +292,9 @@ fn dir_rename_is_one_change_in_pilot_diff() {
     let changes = diff["changes"].as_array().cloned().unwrap_or_default();
     assert_eq!(changes.len(), 1, "one change: {diff:#}");
     assert_eq!(changes[0]["change"], "renamed", "{diff:#}");
-    assert!(
-        changes[0]["path"].as_str().unwrap().ends_with("/d2")
-            && changes[0]["from"].as_str().unwrap().ends_with("/d"),
-        "{diff:#}"
-    );
+    assert!(changes[0]["path"].as_str().unwrap().ends_with("/d2") && changes[0]["from"].as_str().unwrap().ends_with("/d"), "{diff:#}");
     let mounts = fs::read_to_string(p.run().join("mounts.json")).unwrap_or_default();
-    assert!(
-        mounts.contains("redirect_dir=on"),
-        "the overlays got redirect_dir: {mounts}"
-    );
+    assert!(mounts.contains("redirect_dir=on"), "the overlays got redirect_dir: {mounts}");
 }
 
 /// With metacopy a chmod of a big live file copies only its metadata into the upper layer.
@@ -402,65 +308,37 @@ fn chmod_of_a_big_file_copies_no_data() {
         std::io::Write::write_all(&mut &f, &chunk).unwrap();
     }
     drop(f);
-    let p = pilot(&[
-        effects().to_string(),
-        "chmod".into(),
-        big.clone(),
-        "600".into(),
-    ]);
+    let p = pilot(&[effects().to_string(), "chmod".into(), big.clone(), "600".into()]);
     assert_eq!(p.code, Some(0), "{}", p.dump());
     let mounts = fs::read_to_string(p.run().join("mounts.json")).unwrap_or_default();
     let upper = p.upper_of(&big);
     let blocks = std::os::unix::fs::MetadataExt::blocks(&fs::metadata(&upper).unwrap());
     if mounts.contains("metacopy=on") {
-        assert!(
-            blocks < 64,
-            "a metadata-only copy-up holds {blocks} blocks of 512 B\n{}",
-            p.dump()
-        );
+        assert!(blocks < 64, "a metadata-only copy-up holds {blocks} blocks of 512 B\n{}", p.dump());
     } else {
-        eprintln!(
-            "known difference: no metacopy here ({mounts}): the chmod copied {blocks} blocks"
-        );
+        eprintln!("known difference: no metacopy here ({mounts}): the chmod copied {blocks} blocks");
     }
     let change = p.diff()["changes"].as_array().cloned().unwrap_or_default();
-    assert!(
-        change
-            .iter()
-            .any(|c| c["path"] == big.as_str() && c["change"] == "metadata" && c["mode"] == "600"),
-        "{change:?}"
-    );
+    assert!(change.iter().any(|c| c["path"] == big.as_str() && c["change"] == "metadata" && c["mode"] == "600"), "{change:?}");
 }
 
 /// O_TMPFILE then linkat: overlayfs has O_TMPFILE from Linux 6.6.
 #[test]
 fn tmpfile_then_linkat() {
-    same_unless(
-        "tmpfile_then_linkat",
-        &["tmpfile-link", "e", "t"],
-        |_, pilot| {
-            (kernel() < (6, 6) && pilot.iter().any(|l| l == "tmpfile ret=-1 errno=95")).then_some(
-                "overlayfs before Linux 6.6 has no O_TMPFILE (EOPNOTSUPP); live ext4 has",
-            )
-        },
-    );
+    same_unless("tmpfile_then_linkat", &["tmpfile-link", "e", "t"], |_, pilot| {
+        (kernel() < (6, 6) && pilot.iter().any(|l| l == "tmpfile ret=-1 errno=95"))
+            .then_some("overlayfs before Linux 6.6 has no O_TMPFILE (EOPNOTSUPP); live ext4 has")
+    });
 }
 
 /// trusted.* xattrs need CAP_SYS_ADMIN in the initial user namespace, which a pilot never has.
 #[test]
 fn trusted_xattr_is_a_known_difference() {
-    same_unless(
-        "trusted_xattr",
-        &["setxattr", "d/f", "trusted.pilot", "v"],
-        |live, pilot| {
-            let (l, p) = (
-                live.iter().find(|l| l.starts_with("setxattr")),
-                pilot.iter().find(|l| l.starts_with("setxattr")),
-            );
-            (l.map(String::as_str) == Some("setxattr ret=0") && p.map(String::as_str) == Some("setxattr ret=-1 errno=1"))
+    same_unless("trusted_xattr", &["setxattr", "d/f", "trusted.pilot", "v"], |live, pilot| {
+        let (l, p) = (live.iter().find(|l| l.starts_with("setxattr")), pilot.iter().find(|l| l.starts_with("setxattr")));
+        (l.map(String::as_str) == Some("setxattr ret=0") && p.map(String::as_str) == Some("setxattr ret=-1 errno=1"))
             .then_some("trusted.* xattrs need CAP_SYS_ADMIN in the initial user namespace: EPERM in a pilot")
-        },
-    );
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,15 +351,8 @@ fn sleeper() -> Proc {
 
 /// A pid no process has.
 fn free_pid() -> u32 {
-    let max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    (max - 1000..max)
-        .rev()
-        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
-        .unwrap()
+    let max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+    (max - 1000..max).rev().find(|p| !Path::new(&format!("/proc/{p}")).exists()).unwrap()
 }
 
 #[test]
@@ -492,43 +363,11 @@ fn liveness_probes_of_a_live_process_answer_as_live() {
     let (p, _) = same(
         "liveness probes",
         &[
-            "kill",
-            &pid,
-            "0",
-            "+",
-            "tkill",
-            &pid,
-            "0",
-            "+",
-            "tgkill",
-            &pid,
-            &pid,
-            "0",
-            "+",
-            "pidfd-open",
-            &pid,
-            "+",
-            "sigqueue",
-            &pid,
-            "0",
-            "+",
-            "waitid",
-            &pid,
-            "+",
-            "kill",
-            &gone,
-            "0",
-            "+",
-            "pidfd-open",
-            &gone,
+            "kill", &pid, "0", "+", "tkill", &pid, "0", "+", "tgkill", &pid, &pid, "0", "+", "pidfd-open", &pid, "+",
+            "sigqueue", &pid, "0", "+", "waitid", &pid, "+", "kill", &gone, "0", "+", "pidfd-open", &gone,
         ],
     );
-    assert_eq!(
-        p.code,
-        Some(0),
-        "probes change nothing: a pass\n{}",
-        p.dump()
-    );
+    assert_eq!(p.code, Some(0), "probes change nothing: a pass\n{}", p.dump());
 }
 
 #[test]
@@ -538,20 +377,12 @@ fn a_pidfile_liveness_check_takes_the_live_branch() {
     let pidfile = fx.path("svc.pid");
     fs::write(&pidfile, format!("{}\n", target.pid())).unwrap();
     let script = r#"kill -0 "$(cat "$1")" && echo alive || { rm -f "$1"; echo restarted; }"#;
-    let argv: Vec<String> = ["sh", "-c", script, "sh", &pidfile]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let argv: Vec<String> = ["sh", "-c", script, "sh", &pidfile].iter().map(|s| s.to_string()).collect();
     let l = live(&argv);
     fs::write(&pidfile, format!("{}\n", target.pid())).unwrap();
     let p = pilot(&argv);
     assert_eq!(l.stdout.trim(), "alive");
-    assert_eq!(
-        p.stdout.trim(),
-        "alive",
-        "the pilot took the dead-process branch\n{}",
-        p.dump()
-    );
+    assert_eq!(p.stdout.trim(), "alive", "the pilot took the dead-process branch\n{}", p.dump());
     assert_eq!(p.code, Some(0), "{}", p.dump());
 }
 
@@ -559,79 +390,31 @@ fn a_pidfile_liveness_check_takes_the_live_branch() {
 fn a_signal_to_a_live_process_is_held_back_and_blocks() {
     // Control: without pilot the signal kills it.
     let mut control = sleeper();
-    let l = live(&[
-        effects().to_string(),
-        "kill".into(),
-        control.pid().to_string(),
-        "15".into(),
-    ]);
+    let l = live(&[effects().to_string(), "kill".into(), control.pid().to_string(), "15".into()]);
     assert_eq!(l.stdout.trim(), "kill ret=0");
-    assert_eq!(
-        control.wait_timeout(Duration::from_secs(10)),
-        Some(128 + 15),
-        "control: SIGTERM killed it"
-    );
+    assert_eq!(control.wait_timeout(Duration::from_secs(10)), Some(128 + 15), "control: SIGTERM killed it");
     let mut target = sleeper();
-    let p = pilot(&[
-        effects().to_string(),
-        "kill".into(),
-        target.pid().to_string(),
-        "15".into(),
-    ]);
-    assert_eq!(
-        p.stdout.trim(),
-        "kill ret=0",
-        "the sender sees what it would see live\n{}",
-        p.dump()
-    );
-    assert_eq!(
-        target.wait_timeout(Duration::from_millis(500)),
-        None,
-        "LEAK: the pilot's SIGTERM reached the live process"
-    );
+    let p = pilot(&[effects().to_string(), "kill".into(), target.pid().to_string(), "15".into()]);
+    assert_eq!(p.stdout.trim(), "kill ret=0", "the sender sees what it would see live\n{}", p.dump());
+    assert_eq!(target.wait_timeout(Duration::from_millis(500)), None, "LEAK: the pilot's SIGTERM reached the live process");
     p.blocked_by("live-process-signalled", &target.pid().to_string());
-    let e = p
-        .events()
-        .into_iter()
-        .find(|e| e["kind"] == "signal" && e["supervisor"] == "held back")
-        .unwrap_or_else(|| panic!("no held-back signal event\n{}", p.dump()));
+    let e = p.events().into_iter().find(|e| e["kind"] == "signal" && e["supervisor"] == "held back").unwrap_or_else(|| panic!("no held-back signal event\n{}", p.dump()));
     assert_eq!(e["target_pid"], target.pid() as i64);
     let diff = p.diff();
-    assert!(
-        diff["held_back"]
-            .as_array()
-            .is_some_and(|h| h.iter().any(|h| h["kind"] == "signal")),
-        "{diff:#}"
-    );
+    assert!(diff["held_back"].as_array().is_some_and(|h| h.iter().any(|h| h["kind"] == "signal")), "{diff:#}");
 }
 
 #[test]
 fn a_signal_live_would_refuse_is_refused_the_same() {
     let target = sleeper();
     let argv = |pid: u32| -> Vec<String> {
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            effects(),
-            "kill",
-            &pid.to_string(),
-            "15",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", effects(), "kill", &pid.to_string(), "15"].iter().map(|s| s.to_string()).collect()
     };
     let l = live(&argv(target.pid()));
     assert_eq!(l.stdout.trim(), "kill ret=-1 errno=1", "live: EPERM");
     let p = pilot(&argv(target.pid()));
     assert_eq!(p.stdout.trim(), "kill ret=-1 errno=1", "{}", p.dump());
-    assert!(
-        p.violations().is_empty(),
-        "nothing would change live: no violation\n{}",
-        p.dump()
-    );
+    assert!(p.violations().is_empty(), "nothing would change live: no violation\n{}", p.dump());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -640,11 +423,7 @@ fn a_signal_live_would_refuse_is_refused_the_same() {
 
 /// A live lock holder: a file of the fixture locked by this test process.
 fn lock_file(fx: &Fixture, how: i32) -> fs::File {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(fx.path("d/f"))
-        .unwrap();
+    let f = fs::OpenOptions::new().read(true).write(true).open(fx.path("d/f")).unwrap();
     assert_eq!(unsafe { libc::flock(f.as_raw_fd(), how) }, 0);
     f
 }
@@ -666,69 +445,28 @@ fn lock_case(name: &str, hold: impl Fn(&Fixture) -> fs::File, ops: &[&str]) {
     let _lb = hold(&b);
     let p = pilot(&effects_argv(&b.path(""), ops));
     let (lv, pv) = (normalize(&l.stdout), normalize(&p.stdout));
-    assert_eq!(
-        lv,
-        pv,
-        "{name}: lock results differ\nlive:\n{}\npilot:\n{}\n{}",
-        lv.join("\n"),
-        pv.join("\n"),
-        p.dump()
-    );
-    assert!(
-        lv.iter()
-            .any(|l| l.contains("errno=11") || l.contains("type=")),
-        "{name}: the case must meet the live lock: {lv:?}"
-    );
+    assert_eq!(lv, pv, "{name}: lock results differ\nlive:\n{}\npilot:\n{}\n{}", lv.join("\n"), pv.join("\n"), p.dump());
+    assert!(lv.iter().any(|l| l.contains("errno=11") || l.contains("type=")), "{name}: the case must meet the live lock: {lv:?}");
     eprintln!("ok {name}: {lv:?}");
 }
 
 #[test]
 fn flock_conflicts_with_a_live_flock() {
-    lock_case(
-        "flock -n vs a live LOCK_EX",
-        |fx| lock_file(fx, libc::LOCK_EX),
-        &["flock", "d/f", "ex-nb", "+", "flock", "d/f", "sh-nb"],
-    );
-    lock_case(
-        "flock -n vs a live LOCK_SH",
-        |fx| lock_file(fx, libc::LOCK_SH),
-        &["flock", "d/f", "ex-nb", "+", "flock", "d/f", "sh-nb"],
-    );
+    lock_case("flock -n vs a live LOCK_EX", |fx| lock_file(fx, libc::LOCK_EX), &["flock", "d/f", "ex-nb", "+", "flock", "d/f", "sh-nb"]);
+    lock_case("flock -n vs a live LOCK_SH", |fx| lock_file(fx, libc::LOCK_SH), &["flock", "d/f", "ex-nb", "+", "flock", "d/f", "sh-nb"]);
 }
 
 #[test]
 fn fcntl_and_ofd_locks_conflict_with_a_live_posix_lock() {
     let hold = |fx: &Fixture| {
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(fx.path("d/f"))
-            .unwrap();
+        let f = fs::OpenOptions::new().read(true).write(true).open(fx.path("d/f")).unwrap();
         posix_lock(&f, true);
         f
     };
     lock_case(
         "F_SETLK / F_OFD_SETLK / F_GETLK vs a live write lock",
         hold,
-        &[
-            "fcntl-lock",
-            "d/f",
-            "w",
-            "0",
-            "0",
-            "nb",
-            "+",
-            "fcntl-lock",
-            "d/f",
-            "r",
-            "2",
-            "3",
-            "nb",
-            "ofd",
-            "+",
-            "getlk",
-            "d/f",
-        ],
+        &["fcntl-lock", "d/f", "w", "0", "0", "nb", "+", "fcntl-lock", "d/f", "r", "2", "3", "nb", "ofd", "+", "getlk", "d/f"],
     );
 }
 
@@ -737,18 +475,9 @@ fn fcntl_and_ofd_locks_conflict_with_a_live_posix_lock() {
 fn a_blocking_flock_waits_for_the_live_lock() {
     let fx = Fixture::new();
     let held = lock_file(&fx, libc::LOCK_EX);
-    let argv = vec![
-        effects().to_string(),
-        "flock".into(),
-        fx.path("d/f"),
-        "ex".into(),
-    ];
+    let argv = vec![effects().to_string(), "flock".into(), fx.path("d/f"), "ex".into()];
     let (mut cmd, dir) = pilot_cmd(&argv);
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let out = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -757,14 +486,9 @@ fn a_blocking_flock_waits_for_the_live_lock() {
         }
     });
     // While this test holds the lock, the pilot's flock must not return.
-    assert!(
-        rx.recv_timeout(Duration::from_secs(3)).is_err(),
-        "the pilot's flock returned while a live process held the lock"
-    );
+    assert!(rx.recv_timeout(Duration::from_secs(3)).is_err(), "the pilot's flock returned while a live process held the lock");
     drop(held);
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the pilot's flock returned after the live lock went");
+    let line = rx.recv_timeout(Duration::from_secs(60)).expect("the pilot's flock returned after the live lock went");
     assert_eq!(line, "flock ret=0");
     let _ = child.wait();
     drop(dir);
@@ -780,156 +504,58 @@ fn sh(script: &str) -> Vec<String> {
 
 fn nice_of(pid: u32) -> i64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat[stat.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(16)
-        .unwrap()
-        .parse()
-        .unwrap()
+    stat[stat.rfind(')').unwrap() + 2..].split(' ').nth(16).unwrap().parse().unwrap()
 }
 
 fn nofile_of(pid: u32) -> String {
-    fs::read_to_string(format!("/proc/{pid}/limits"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap()
-        .to_string()
+    fs::read_to_string(format!("/proc/{pid}/limits")).unwrap().lines().find(|l| l.starts_with("Max open files")).unwrap().to_string()
 }
 
 #[test]
 fn renice_of_a_live_process_blocks() {
     // util-linux's (a busybox shell would run its own applet, which asks nothing first).
-    let renice = if Path::new("/usr/bin/renice").exists() {
-        "/usr/bin/renice"
-    } else {
-        "renice"
-    };
+    let renice = if Path::new("/usr/bin/renice").exists() { "/usr/bin/renice" } else { "renice" };
     let control = sleeper();
-    assert_eq!(
-        live(&sh(&format!("{renice} -n 19 -p {}", control.pid()))).code,
-        Some(0)
-    );
+    assert_eq!(live(&sh(&format!("{renice} -n 19 -p {}", control.pid()))).code, Some(0));
     assert_eq!(nice_of(control.pid()), 19, "control: renice changed it");
     let target = sleeper();
     let before = nice_of(target.pid());
     let p = pilot(&sh(&format!("{renice} -n 19 -p {}", target.pid())));
     p.blocked_by("live-process-tuned", "nice 19");
-    assert_eq!(
-        nice_of(target.pid()),
-        before,
-        "LEAK: the live process's nice changed"
-    );
+    assert_eq!(nice_of(target.pid()), before, "LEAK: the live process's nice changed");
     // util-linux renice asks for the old priority first (getpriority): answered as live.
-    assert!(
-        p.stdout.contains("old priority") || p.stderr.contains("old priority"),
-        "renice's query was not answered as live\n{}",
-        p.dump()
-    );
+    assert!(p.stdout.contains("old priority") || p.stderr.contains("old priority"), "renice's query was not answered as live\n{}", p.dump());
     // The syscalls themselves, live and in the pilot.
-    same_on_a_process(
-        "get/setpriority of a live process",
-        &[
-            "getpriority",
-            "PID",
-            "+",
-            "setpriority",
-            "PID",
-            "10",
-            "+",
-            "getpriority",
-            "PID",
-        ],
-    );
+    same_on_a_process("get/setpriority of a live process", &["getpriority", "PID", "+", "setpriority", "PID", "10", "+", "getpriority", "PID"]);
 }
 
 #[test]
 fn prlimit_of_a_live_process_blocks() {
     let control = sleeper();
-    assert_eq!(
-        live(&sh(&format!(
-            "prlimit --pid {} --nofile=10:10",
-            control.pid()
-        )))
-        .code,
-        Some(0)
-    );
-    assert!(
-        nofile_of(control.pid()).contains(" 10 "),
-        "control: {}",
-        nofile_of(control.pid())
-    );
+    assert_eq!(live(&sh(&format!("prlimit --pid {} --nofile=10:10", control.pid()))).code, Some(0));
+    assert!(nofile_of(control.pid()).contains(" 10 "), "control: {}", nofile_of(control.pid()));
     let target = sleeper();
     let before = nofile_of(target.pid());
-    let p = pilot(&sh(&format!(
-        "prlimit --pid {} --nofile=10:10",
-        target.pid()
-    )));
+    let p = pilot(&sh(&format!("prlimit --pid {} --nofile=10:10", target.pid())));
     p.blocked_by("live-process-tuned", "RLIMIT_NOFILE soft 10 hard 10");
-    assert_eq!(
-        nofile_of(target.pid()),
-        before,
-        "LEAK: the live process's limit changed"
-    );
-    same_on_a_process(
-        "get/set rlimit of a live process",
-        &[
-            "getrlimit",
-            "PID",
-            "+",
-            "setrlimit",
-            "PID",
-            "64",
-            "64",
-            "+",
-            "getrlimit",
-            "PID",
-        ],
-    );
+    assert_eq!(nofile_of(target.pid()), before, "LEAK: the live process's limit changed");
+    same_on_a_process("get/set rlimit of a live process", &["getrlimit", "PID", "+", "setrlimit", "PID", "64", "64", "+", "getrlimit", "PID"]);
 }
 
 #[test]
 fn taskset_of_a_live_process_blocks() {
-    let p = same_on_a_process(
-        "get/set affinity of a live process",
-        &[
-            "getaffinity",
-            "PID",
-            "+",
-            "setaffinity",
-            "PID",
-            "0",
-            "+",
-            "getaffinity",
-            "PID",
-        ],
-    );
+    let p = same_on_a_process("get/set affinity of a live process", &["getaffinity", "PID", "+", "setaffinity", "PID", "0", "+", "getaffinity", "PID"]);
     p.blocked_by("live-process-tuned", "cpus 0");
 }
 
 /// In a network namespace the test makes (lo up), `script` run by `sh`.
 fn in_netns(script: &str) -> (Option<i32>, String) {
-    let out = Command::new("unshare")
-        .args([
-            "--net",
-            "sh",
-            "-c",
-            &format!("ip link set lo up && {script}"),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("unshare --net");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let out = Command::new("unshare").args(["--net", "sh", "-c", &format!("ip link set lo up && {script}")]).stdin(Stdio::null()).output().expect("unshare --net");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
 fn pilot_in_netns(cmd: &str, check: &str) -> (Option<i32>, String, String) {
-    let dir = tempfile::Builder::new()
-        .prefix("pilot-diff-netns-")
-        .tempdir()
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix("pilot-diff-netns-").tempdir().unwrap();
     let script = format!(
         "{} run --out {}/run --timeout 90s -- sh -c '{cmd}' >{}/out 2>{}/err; echo pilot-exit=$?; {check}",
         pilot_bin(),
@@ -937,81 +563,41 @@ fn pilot_in_netns(cmd: &str, check: &str) -> (Option<i32>, String, String) {
         dir.path().display(),
         dir.path().display()
     );
-    let (code, out) = in_netns(&format!(
-        "PILOT_JOURNAL={}/journal.jsonl; export PILOT_JOURNAL; {script}",
-        dir.path().display()
-    ));
+    let (code, out) = in_netns(&format!("PILOT_JOURNAL={}/journal.jsonl; export PILOT_JOURNAL; {script}", dir.path().display()));
     assert_eq!(code, Some(0), "{out}");
     let err = fs::read_to_string(dir.path().join("err")).unwrap_or_default();
-    (
-        out.lines()
-            .find_map(|l| l.strip_prefix("pilot-exit="))
-            .and_then(|c| c.parse().ok()),
-        out,
-        err,
-    )
+    (out.lines().find_map(|l| l.strip_prefix("pilot-exit=")).and_then(|c| c.parse().ok()), out, err)
 }
 
 #[test]
 fn ip_link_mtu_blocks() {
     let (_, control) = in_netns("ip link set lo mtu 1400 && ip -o link show lo");
-    assert!(
-        control.contains("mtu 1400"),
-        "control (in a netns of the test): {control}"
-    );
+    assert!(control.contains("mtu 1400"), "control (in a netns of the test): {control}");
     let (exit, out, err) = pilot_in_netns("ip link set lo mtu 1400", "ip -o link show lo");
     assert_eq!(exit, Some(3), "{out}\n{err}");
-    assert!(
-        err.contains("host-network-changed") && err.contains("mtu 1400"),
-        "{err}"
-    );
+    assert!(err.contains("host-network-changed") && err.contains("mtu 1400"), "{err}");
     assert!(out.contains("mtu 65536"), "LEAK: lo's mtu changed: {out}");
 }
 
 #[test]
 fn a_network_sysctl_blocks() {
-    let (_, control) =
-        in_netns("sysctl -w net.ipv4.ip_forward=1 >/dev/null && cat /proc/sys/net/ipv4/ip_forward");
+    let (_, control) = in_netns("sysctl -w net.ipv4.ip_forward=1 >/dev/null && cat /proc/sys/net/ipv4/ip_forward");
     assert_eq!(control.trim(), "1", "control (in a netns of the test)");
-    let (exit, out, err) = pilot_in_netns(
-        "sysctl -w net.ipv4.ip_forward=1",
-        "cat /proc/sys/net/ipv4/ip_forward",
-    );
+    let (exit, out, err) = pilot_in_netns("sysctl -w net.ipv4.ip_forward=1", "cat /proc/sys/net/ipv4/ip_forward");
     assert_eq!(exit, Some(3), "{out}\n{err}");
-    assert!(
-        err.contains("host-kernel-changed")
-            && err.contains("net.ipv4.ip_forward")
-            && err.contains("-> 1"),
-        "{err}"
-    );
-    assert!(
-        out.lines().any(|l| l == "0"),
-        "LEAK: ip_forward changed: {out}"
-    );
+    assert!(err.contains("host-kernel-changed") && err.contains("net.ipv4.ip_forward") && err.contains("-> 1"), "{err}");
+    assert!(out.lines().any(|l| l == "0"), "LEAK: ip_forward changed: {out}");
 }
 
 /// Host-wide: the test writes the value vm.swappiness has (no control: the host's settings
 /// are never changed by a test).
 #[test]
 fn a_host_sysctl_blocks_and_the_pilot_sees_it_succeed() {
-    let value = fs::read_to_string("/proc/sys/vm/swappiness")
-        .unwrap()
-        .trim()
-        .to_string();
-    let p = pilot(&sh(&format!(
-        "sysctl -w vm.swappiness={value} && echo rc=0"
-    )));
+    let value = fs::read_to_string("/proc/sys/vm/swappiness").unwrap().trim().to_string();
+    let p = pilot(&sh(&format!("sysctl -w vm.swappiness={value} && echo rc=0")));
     p.blocked_by("host-kernel-changed", "vm.swappiness");
-    assert!(
-        p.stdout.contains("rc=0"),
-        "the write looked done to the pilot\n{}",
-        p.dump()
-    );
-    let e = p
-        .events()
-        .into_iter()
-        .find(|e| e["kind"] == "sysctl")
-        .unwrap_or_else(|| panic!("no sysctl event\n{}", p.dump()));
+    assert!(p.stdout.contains("rc=0"), "the write looked done to the pilot\n{}", p.dump());
+    let e = p.events().into_iter().find(|e| e["kind"] == "sysctl").unwrap_or_else(|| panic!("no sysctl event\n{}", p.dump()));
     assert_eq!(e["value"], value.as_str());
     assert_eq!(e["target"], "vm.swappiness");
 }
@@ -1023,21 +609,13 @@ fn drop_caches_blocks() {
     p.blocked_by("host-kernel-changed", "vm.drop_caches");
     assert!(p.stdout.contains("rc=0"), "{}", p.dump());
     let diff = p.diff();
-    assert!(
-        diff["held_back"].as_array().is_some_and(|h| h
-            .iter()
-            .any(|h| h["kind"] == "sysctl" && h["target"] == "vm.drop_caches")),
-        "{diff:#}"
-    );
+    assert!(diff["held_back"].as_array().is_some_and(|h| h.iter().any(|h| h["kind"] == "sysctl" && h["target"] == "vm.drop_caches")), "{diff:#}");
 }
 
 /// The clock: `date -s` with the time it is (a no-op if it leaked); no control.
 #[test]
 fn setting_the_clock_blocks() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let p = pilot(&sh(&format!("date -s @{now} >/dev/null && echo rc=0")));
     p.blocked_by("host-clock-changed", "CLOCK_REALTIME");
     assert!(p.stdout.contains("rc=0"), "{}", p.dump());
@@ -1048,24 +626,13 @@ fn setting_the_clock_blocks() {
 fn a_mount_blocks() {
     let fx = Fixture::new();
     let mp = fx.path("e");
-    assert_eq!(
-        live(&sh(&format!("mount -t tmpfs pilot-diff {mp}"))).code,
-        Some(0),
-        "control: mount"
-    );
-    let mounted = fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .contains(&format!(" {mp} "));
+    assert_eq!(live(&sh(&format!("mount -t tmpfs pilot-diff {mp}"))).code, Some(0), "control: mount");
+    let mounted = fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&format!(" {mp} "));
     let _ = Command::new("umount").arg(&mp).status();
     assert!(mounted, "control: the tmpfs was mounted");
     let p = pilot(&sh(&format!("mount -t tmpfs pilot-diff {mp} && echo rc=0")));
     p.blocked_by("host-mount-changed", &mp);
-    assert!(
-        !fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .contains(&format!(" {mp} ")),
-        "LEAK: mounted on the host"
-    );
+    assert!(!fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&format!(" {mp} ")), "LEAK: mounted on the host");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1078,42 +645,16 @@ fn cost_of_a_supervised_call() {
     let fx = Fixture::new();
     // Fewer calls in `cargo xtask vm-test`'s emulated guests (their prebuilt helper says so):
     // a supervised call costs milliseconds under TCG.
-    let n = if std::env::var_os("PILOT_TEST_EFFECTS").is_some() {
-        "50"
-    } else {
-        "1000"
-    };
+    let n = if std::env::var_os("PILOT_TEST_EFFECTS").is_some() { "50" } else { "1000" };
     let ops = |pid: &str| -> Vec<String> {
-        [
-            effects(),
-            "time-kill",
-            pid,
-            n,
-            "+",
-            "time-flock",
-            &fx.path("d/f"),
-            n,
-            "+",
-            "time-open",
-            &fx.path("x"),
-            n,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        [effects(), "time-kill", pid, n, "+", "time-flock", &fx.path("d/f"), n, "+", "time-open", &fx.path("x"), n].iter().map(|s| s.to_string()).collect()
     };
     let pid = target.pid().to_string();
     let l = live(&ops(&pid));
     let p = pilot(&ops(&pid));
     eprintln!("live:\n{}pilot:\n{}", l.stdout, p.stdout);
     for op in ["time-kill", "time-flock", "time-open"] {
-        assert!(
-            p.stdout
-                .lines()
-                .any(|x| x.starts_with(&format!("{op} ret=0"))),
-            "{op}: calls failed in the pilot\n{}",
-            p.dump()
-        );
+        assert!(p.stdout.lines().any(|x| x.starts_with(&format!("{op} ret=0"))), "{op}: calls failed in the pilot\n{}", p.dump());
     }
 }
 
@@ -1130,28 +671,14 @@ fn a_cgroup_move_of_a_live_process_blocks() {
     let cg = Cg(Path::new(common::cgroup2_root()).join(unique("pilot-diff-cg")));
     fs::create_dir(&cg.0).unwrap();
     let procs = cg.0.join("cgroup.procs").display().to_string();
-    let in_cg = |pid: u32| {
-        fs::read_to_string(&procs)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l == pid.to_string())
-    };
+    let in_cg = |pid: u32| fs::read_to_string(&procs).unwrap_or_default().lines().any(|l| l == pid.to_string());
     let mut control = sleeper();
-    assert_eq!(
-        live(&sh(&format!("echo {} > {procs}", control.pid()))).code,
-        Some(0)
-    );
+    assert_eq!(live(&sh(&format!("echo {} > {procs}", control.pid()))).code, Some(0));
     assert!(in_cg(control.pid()), "control: the process was moved");
     control.kill();
     let target = sleeper();
-    let p = pilot(&sh(&format!(
-        "echo {} > {procs} && echo rc=0",
-        target.pid()
-    )));
+    let p = pilot(&sh(&format!("echo {} > {procs} && echo rc=0", target.pid())));
     p.blocked_by("host-cgroup-changed", &format!("-> {}", target.pid()));
     assert!(p.stdout.contains("rc=0"), "{}", p.dump());
-    assert!(
-        !in_cg(target.pid()),
-        "LEAK: the pilot moved the live process"
-    );
+    assert!(!in_cg(target.pid()), "LEAK: the pilot moved the live process");
 }

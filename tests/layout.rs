@@ -6,10 +6,7 @@
 //! laid out differently would decode as garbage. Needs no root: nothing is loaded.
 use std::collections::BTreeMap;
 
-use agent_common::{
-    CgroupTarget, Config, Dest, EventBuf, EventHeader, FdKey, Inflight, SinkConfig, TaskInfo,
-    WriteAgg,
-};
+use agent_common::{CgroupTarget, Config, Dest, EventBuf, EventHeader, FdKey, Inflight, SinkConfig, TaskInfo, WriteAgg};
 use aya_obj::btf::{Btf, BtfKind};
 use object::{Object as _, ObjectSection as _};
 
@@ -51,47 +48,13 @@ fn pointee_size<T>(_: *const T) -> usize {
 /// and values, the loader-written configuration).
 fn user_layouts() -> Vec<(&'static str, Layout)> {
     vec![
-        layout!(EventHeader {
-            ts_ns,
-            ret,
-            args,
-            pid,
-            tid,
-            nr,
-            kind,
-            flags,
-            len1,
-            len2,
-            run,
-            comm
-        }),
+        layout!(EventHeader { ts_ns, ret, args, pid, tid, nr, kind, flags, len1, len2, run, comm }),
         layout!(EventBuf { header, data }),
-        layout!(TaskInfo {
-            start_ns,
-            exit_code,
-            exit_flags,
-            last_signal,
-            run,
-            _pad
-        }),
+        layout!(TaskInfo { start_ns, exit_code, exit_flags, last_signal, run, _pad }),
         layout!(Inflight { args, nr, run }),
         layout!(FdKey { pid, fd }),
-        layout!(WriteAgg {
-            calls,
-            bytes,
-            failed,
-            first_ns,
-            last_ns,
-            last_errno,
-            tid,
-            run
-        }),
-        layout!(CgroupTarget {
-            run,
-            level,
-            agent_pid,
-            _pad
-        }),
+        layout!(WriteAgg { calls, bytes, failed, first_ns, last_ns, last_errno, tid, run }),
+        layout!(CgroupTarget { run, level, agent_pid, _pad }),
         layout!(Config {
             write_flush_ns,
             wakeup_bytes,
@@ -108,12 +71,7 @@ fn user_layouts() -> Vec<(&'static str, Layout)> {
             sig_group,
             sig_result,
         }),
-        layout!(SinkConfig {
-            tcp4_port,
-            udp4_port,
-            tcp6_port,
-            udp6_port
-        }),
+        layout!(SinkConfig { tcp4_port, udp4_port, tcp6_port, udp6_port }),
         layout!(Dest { family, port, ip }),
     ]
 }
@@ -132,15 +90,11 @@ fn btf_section(elf: &[u8]) -> Result<(&[u8], usize), String> {
 /// The struct named `name` in the object's BTF: its type id and the type table, or None when
 /// the BTF has no such struct.
 fn find_struct<'a>(btf: &Btf, types: &TypeTable<'a>, name: &str) -> Result<Option<u32>, String> {
-    let Ok(id) = btf.id_by_type_name_kind(name, BtfKind::Struct) else {
-        return Ok(None);
-    };
+    let Ok(id) = btf.id_by_type_name_kind(name, BtfKind::Struct) else { return Ok(None) };
     // aya-obj and the table below number types alike: check they agree.
     let found = types.name(types.get(id)?.name_off)?;
     if found != name {
-        return Err(format!(
-            "type {id} is {found} in the type table, {name} for aya-obj"
-        ));
+        return Err(format!("type {id} is {found} in the type table, {name} for aya-obj"));
     }
     Ok(Some(id))
 }
@@ -150,8 +104,7 @@ fn find_struct<'a>(btf: &Btf, types: &TypeTable<'a>, name: &str) -> Result<Optio
 fn kernel_layouts(elf: &[u8], names: &[&str]) -> Result<BTreeMap<String, Layout>, String> {
     let (data, _) = btf_section(elf)?;
     // aya-obj validates the BTF (header, type and string sections) and resolves names.
-    let btf =
-        Btf::parse(data, object::Endianness::Little).map_err(|e| format!("parsing .BTF: {e}"))?;
+    let btf = Btf::parse(data, object::Endianness::Little).map_err(|e| format!("parsing .BTF: {e}"))?;
     let types = TypeTable::read(data)?;
     let mut out = BTreeMap::new();
     for name in names {
@@ -167,16 +120,11 @@ fn differences(kernel: &BTreeMap<String, Layout>, user: &[(&str, Layout)]) -> Ve
     let mut out = Vec::new();
     for (name, u) in user {
         let Some(k) = kernel.get(*name) else {
-            out.push(format!(
-                "{name}: not in the kernel build's BTF (name it in agent-ebpf/src/layout.rs)"
-            ));
+            out.push(format!("{name}: not in the kernel build's BTF (name it in agent-ebpf/src/layout.rs)"));
             continue;
         };
         if k.size != u.size {
-            out.push(format!(
-                "{name}: {} bytes in the kernel build, {} in userspace",
-                k.size, u.size
-            ));
+            out.push(format!("{name}: {} bytes in the kernel build, {} in userspace", k.size, u.size));
         }
         for uf in &u.fields {
             let Some(kf) = k.fields.iter().find(|f| f.name == uf.name) else {
@@ -184,24 +132,15 @@ fn differences(kernel: &BTreeMap<String, Layout>, user: &[(&str, Layout)]) -> Ve
                 continue;
             };
             if kf.offset != uf.offset {
-                out.push(format!(
-                    "{name}.{}: at offset {} in the kernel build, {} in userspace",
-                    uf.name, kf.offset, uf.offset
-                ));
+                out.push(format!("{name}.{}: at offset {} in the kernel build, {} in userspace", uf.name, kf.offset, uf.offset));
             }
             if kf.size != uf.size {
-                out.push(format!(
-                    "{name}.{}: {} bytes in the kernel build, {} in userspace",
-                    uf.name, kf.size, uf.size
-                ));
+                out.push(format!("{name}.{}: {} bytes in the kernel build, {} in userspace", uf.name, kf.size, uf.size));
             }
         }
         for kf in &k.fields {
             if !u.fields.iter().any(|f| f.name == kf.name) {
-                out.push(format!(
-                    "{name}.{}: in the kernel build only (list it in tests/layout.rs)",
-                    kf.name
-                ));
+                out.push(format!("{name}.{}: in the kernel build only (list it in tests/layout.rs)", kf.name));
             }
         }
     }
@@ -216,11 +155,7 @@ fn names() -> Vec<&'static str> {
 fn shared_records_have_the_same_layout_in_the_kernel_build() {
     let kernel = kernel_layouts(pilot::probes::probes_elf(), &names()).unwrap();
     let diffs = differences(&kernel, &user_layouts());
-    assert!(
-        diffs.is_empty(),
-        "kernel and userspace disagree on the shared records:\n{}",
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "kernel and userspace disagree on the shared records:\n{}", diffs.join("\n"));
     // Not vacuous: every record was found and compared field by field.
     assert_eq!(kernel.len(), user_layouts().len());
     assert_eq!(kernel["EventHeader"].fields.len(), 12);
@@ -230,34 +165,15 @@ fn shared_records_have_the_same_layout_in_the_kernel_build() {
 #[test]
 fn a_doctored_layout_is_reported() {
     let user = user_layouts();
-    let mut kernel: BTreeMap<String, Layout> = user
-        .iter()
-        .map(|(n, l)| (n.to_string(), l.clone()))
-        .collect();
+    let mut kernel: BTreeMap<String, Layout> = user.iter().map(|(n, l)| (n.to_string(), l.clone())).collect();
     assert!(differences(&kernel, &user).is_empty());
 
     let header = kernel.get_mut("EventHeader").unwrap();
-    header
-        .fields
-        .iter_mut()
-        .find(|f| f.name == "pid")
-        .unwrap()
-        .offset += 4;
+    header.fields.iter_mut().find(|f| f.name == "pid").unwrap().offset += 4;
     let agg = kernel.get_mut("WriteAgg").unwrap();
     agg.size += 8;
-    agg.fields.push(Field {
-        name: "extra".into(),
-        offset: 56,
-        size: 8,
-    });
-    kernel
-        .get_mut("FdKey")
-        .unwrap()
-        .fields
-        .iter_mut()
-        .find(|f| f.name == "fd")
-        .unwrap()
-        .size = 8;
+    agg.fields.push(Field { name: "extra".into(), offset: 56, size: 8 });
+    kernel.get_mut("FdKey").unwrap().fields.iter_mut().find(|f| f.name == "fd").unwrap().size = 8;
     kernel.remove("Dest");
     assert_eq!(
         differences(&kernel, &user),
@@ -299,10 +215,7 @@ struct AlignedCopy {
 
 impl AlignedCopy {
     fn new(bytes: &[u8]) -> AlignedCopy {
-        let mut copy = AlignedCopy {
-            words: vec![0; bytes.len().div_ceil(8)],
-            len: bytes.len(),
-        };
+        let mut copy = AlignedCopy { words: vec![0; bytes.len().div_ceil(8)], len: bytes.len() };
         copy.bytes_mut().copy_from_slice(bytes);
         copy
     }
@@ -356,9 +269,7 @@ const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
 
 fn u32_at(bytes: &[u8], at: usize) -> Result<u32, String> {
-    let b = bytes
-        .get(at..at + 4)
-        .ok_or("BTF ends in the middle of a field")?;
+    let b = bytes.get(at..at + 4).ok_or("BTF ends in the middle of a field")?;
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
@@ -386,25 +297,13 @@ impl<'a> TypeTable<'a> {
         let hdr_len = u32_at(data, 4)? as usize;
         let section = |off: usize, len: usize| -> Result<&'a [u8], String> {
             let start = hdr_len + u32_at(data, off)? as usize;
-            data.get(start..start + u32_at(data, len)? as usize)
-                .ok_or_else(|| "BTF section out of bounds".to_string())
+            data.get(start..start + u32_at(data, len)? as usize).ok_or_else(|| "BTF section out of bounds".to_string())
         };
         let (mut rest, strings) = (section(8, 12)?, section(16, 20)?);
-        let mut types = vec![RawType {
-            name_off: 0,
-            info: 0,
-            size_or_type: 0,
-            extra: &[],
-        }];
+        let mut types = vec![RawType { name_off: 0, info: 0, size_or_type: 0, extra: &[] }];
         while !rest.is_empty() {
-            let (name_off, info, size_or_type) =
-                (u32_at(rest, 0)?, u32_at(rest, 4)?, u32_at(rest, 8)?);
-            let head = RawType {
-                name_off,
-                info,
-                size_or_type,
-                extra: &[],
-            };
+            let (name_off, info, size_or_type) = (u32_at(rest, 0)?, u32_at(rest, 4)?, u32_at(rest, 8)?);
+            let head = RawType { name_off, info, size_or_type, extra: &[] };
             let extra = match head.kind() {
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
                 KIND_ARRAY => 12,
@@ -412,9 +311,7 @@ impl<'a> TypeTable<'a> {
                 KIND_ENUM | KIND_FUNC_PROTO => 8 * head.vlen(),
                 _ => 0,
             };
-            let extra = rest
-                .get(12..12 + extra)
-                .ok_or("BTF type table ends in the middle of a type")?;
+            let extra = rest.get(12..12 + extra).ok_or("BTF type table ends in the middle of a type")?;
             types.push(RawType { extra, ..head });
             rest = &rest[12 + extra.len()..];
         }
@@ -422,20 +319,12 @@ impl<'a> TypeTable<'a> {
     }
 
     fn get(&self, id: u32) -> Result<&RawType<'a>, String> {
-        self.types
-            .get(id as usize)
-            .ok_or_else(|| format!("no BTF type {id}"))
+        self.types.get(id as usize).ok_or_else(|| format!("no BTF type {id}"))
     }
 
     fn name(&self, off: u32) -> Result<&'a str, String> {
-        let bytes = self
-            .strings
-            .get(off as usize..)
-            .ok_or("BTF name out of bounds")?;
-        let end = bytes
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or("BTF name without its NUL")?;
+        let bytes = self.strings.get(off as usize..).ok_or("BTF name out of bounds")?;
+        let end = bytes.iter().position(|&b| b == 0).ok_or("BTF name without its NUL")?;
         std::str::from_utf8(&bytes[..end]).map_err(|e| format!("BTF name: {e}"))
     }
 
@@ -449,12 +338,8 @@ impl<'a> TypeTable<'a> {
                     return Ok(t.size_or_type as usize);
                 }
                 KIND_PTR => return Ok(8),
-                KIND_ARRAY => {
-                    return Ok(u32_at(t.extra, 8)? as usize * self.size(u32_at(t.extra, 0)?)?);
-                }
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
-                    id = t.size_or_type
-                }
+                KIND_ARRAY => return Ok(u32_at(t.extra, 8)? as usize * self.size(u32_at(t.extra, 0)?)?),
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => id = t.size_or_type,
                 kind => return Err(format!("BTF type {id} (kind {kind}) has no size")),
             }
         }
@@ -469,17 +354,9 @@ impl<'a> TypeTable<'a> {
         }
         (0..t.vlen())
             .map(|i| {
-                let (name, ty, offset) = (
-                    u32_at(t.extra, 12 * i)?,
-                    u32_at(t.extra, 12 * i + 4)?,
-                    u32_at(t.extra, 12 * i + 8)?,
-                );
+                let (name, ty, offset) = (u32_at(t.extra, 12 * i)?, u32_at(t.extra, 12 * i + 4)?, u32_at(t.extra, 12 * i + 8)?);
                 // With kind_flag, the offset word also holds the bitfield size (top 8 bits).
-                let (bits, bitfield) = if t.kind_flag() {
-                    (offset & 0xff_ffff, offset >> 24)
-                } else {
-                    (offset, 0)
-                };
+                let (bits, bitfield) = if t.kind_flag() { (offset & 0xff_ffff, offset >> 24) } else { (offset, 0) };
                 Ok((self.name(name)?, ty, bits, bitfield))
             })
             .collect()
@@ -491,25 +368,14 @@ impl<'a> TypeTable<'a> {
             if bitfield != 0 || bits % 8 != 0 {
                 return Err(format!("{name}: a bitfield, which no shared record has"));
             }
-            fields.push(Field {
-                name: name.to_string(),
-                offset: bits as usize / 8,
-                size: self.size(ty)?,
-            });
+            fields.push(Field { name: name.to_string(), offset: bits as usize / 8, size: self.size(ty)? });
         }
-        Ok(Layout {
-            size: self.get(id)?.size_or_type as usize,
-            fields,
-        })
+        Ok(Layout { size: self.get(id)?.size_or_type as usize, fields })
     }
 
     /// Where, in `data`, the offset word of member `member` of struct `id` is.
     fn member_offset_position(&self, data: &[u8], id: u32, member: &str) -> Result<usize, String> {
-        let i = self
-            .members(id)?
-            .iter()
-            .position(|m| m.0 == member)
-            .ok_or_else(|| format!("no member {member}"))?;
+        let i = self.members(id)?.iter().position(|m| m.0 == member).ok_or_else(|| format!("no member {member}"))?;
         Ok(self.get(id)?.extra.as_ptr() as usize - data.as_ptr() as usize + 12 * i + 8)
     }
 }

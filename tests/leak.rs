@@ -64,10 +64,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    PYTHON, Pilot, Proc, Run, Running, argv, c_helper, direct, direct_ok, py_argv as py,
-    require_python, sh_argv as sh,
-};
+use common::{PYTHON, Pilot, Proc, Run, Running, argv, c_helper, direct, direct_ok, py_argv as py, require_python, sh_argv as sh};
 use serde_json::Value;
 
 /// How long a live endpoint is watched after a pilot ran, for traffic that must not come.
@@ -102,14 +99,7 @@ fn write_lock() -> std::sync::RwLockWriteGuard<'static, ()> {
 /// tests/leak/uring_write.c, compiled once per test process.
 fn uring_helper() -> &'static Path {
     static HELPER: OnceLock<PathBuf> = OnceLock::new();
-    HELPER.get_or_init(|| {
-        PathBuf::from(c_helper(
-            "tests/leak/uring_write.c",
-            "uring_write",
-            &["-O2", "-Wall"],
-            "PILOT_TEST_URING",
-        ))
-    })
+    HELPER.get_or_init(|| PathBuf::from(c_helper("tests/leak/uring_write.c", "uring_write", &["-O2", "-Wall"], "PILOT_TEST_URING")))
 }
 
 fn s(p: &Path) -> String {
@@ -119,12 +109,7 @@ fn s(p: &Path) -> String {
 /// A pilot of `argv` as every case runs one: `pilot run --timeout 60s` from /, holding
 /// MOUNTS (read) until it exited.
 fn pilot(argv: &[String]) -> Pilot {
-    Pilot::pilot_run()
-        .args(["--timeout", "60s", "--"])
-        .args(argv)
-        .cwd(Path::new("/"))
-        .timeout(RUN_DEADLINE)
-        .hold(read_lock())
+    Pilot::pilot_run().args(["--timeout", "60s", "--"]).args(argv).cwd(Path::new("/")).timeout(RUN_DEADLINE).hold(read_lock())
 }
 
 /// Wait for a pilot: it ran (exit 0, 3 or 4, with a verdict) and left no overlay mount and no
@@ -219,21 +204,9 @@ impl Drop for Fixture {
 fn mount_tmpfs(mp: &Path) {
     let target = std::ffi::CString::new(mp.as_os_str().as_bytes()).unwrap();
     let rc = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            target.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            c"size=4m,mode=755".as_ptr() as *const libc::c_void,
-        )
+        libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, c"size=4m,mode=755".as_ptr() as *const libc::c_void)
     };
-    assert_eq!(
-        rc,
-        0,
-        "mounting a tmpfs on {}: {}",
-        mp.display(),
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "mounting a tmpfs on {}: {}", mp.display(), std::io::Error::last_os_error());
 }
 
 /// Everything observable about a directory tree: per path its type, mode, owner, link count,
@@ -241,13 +214,8 @@ fn mount_tmpfs(mp: &Path) {
 fn state_of(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
-        let Ok(m) = fs::symlink_metadata(p) else {
-            return;
-        };
-        let rel = p
-            .strip_prefix(root)
-            .map(|r| r.display().to_string())
-            .unwrap_or_default();
+        let Ok(m) = fs::symlink_metadata(p) else { return };
+        let rel = p.strip_prefix(root).map(|r| r.display().to_string()).unwrap_or_default();
         let ft = m.file_type();
         let kind = if ft.is_dir() {
             "dir"
@@ -260,26 +228,13 @@ fn state_of(root: &Path) -> BTreeMap<String, String> {
         } else {
             "file"
         };
-        let mut desc = format!(
-            "{kind} mode={:o} owner={}:{}",
-            m.mode() & 0o7777,
-            m.uid(),
-            m.gid()
-        );
+        let mut desc = format!("{kind} mode={:o} owner={}:{}", m.mode() & 0o7777, m.uid(), m.gid());
         if ft.is_file() {
             let content = fs::read(p).unwrap_or_default();
-            desc += &format!(
-                " nlink={} size={} content={:?}",
-                m.nlink(),
-                m.len(),
-                String::from_utf8_lossy(&content[..content.len().min(4096)])
-            );
+            desc += &format!(" nlink={} size={} content={:?}", m.nlink(), m.len(), String::from_utf8_lossy(&content[..content.len().min(4096)]));
         }
         if ft.is_symlink() {
-            desc += &format!(
-                " -> {}",
-                fs::read_link(p).map(|t| s(&t)).unwrap_or_default()
-            );
+            desc += &format!(" -> {}", fs::read_link(p).map(|t| s(&t)).unwrap_or_default());
         }
         let x = xattrs(p);
         if !x.is_empty() {
@@ -287,12 +242,7 @@ fn state_of(root: &Path) -> BTreeMap<String, String> {
         }
         out.insert(if rel.is_empty() { ".".into() } else { rel }, desc);
         if ft.is_dir() {
-            let mut entries: Vec<_> = fs::read_dir(p)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .collect();
+            let mut entries: Vec<_> = fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).collect();
             entries.sort();
             for e in entries {
                 walk(root, &e, out);
@@ -306,36 +256,16 @@ fn state_of(root: &Path) -> BTreeMap<String, String> {
 fn xattrs(p: &Path) -> BTreeMap<String, String> {
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
     let mut names = vec![0u8; 4096];
-    let n = unsafe {
-        libc::llistxattr(
-            c.as_ptr(),
-            names.as_mut_ptr() as *mut libc::c_char,
-            names.len(),
-        )
-    };
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr() as *mut libc::c_char, names.len()) };
     let mut out = BTreeMap::new();
     if n <= 0 {
         return out;
     }
-    for name in names[..n as usize]
-        .split(|b| *b == 0)
-        .filter(|n| !n.is_empty())
-    {
+    for name in names[..n as usize].split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let cn = std::ffi::CString::new(name).unwrap();
         let mut val = vec![0u8; 4096];
-        let len = unsafe {
-            libc::lgetxattr(
-                c.as_ptr(),
-                cn.as_ptr(),
-                val.as_mut_ptr() as *mut libc::c_void,
-                val.len(),
-            )
-        };
-        let v = if len >= 0 {
-            String::from_utf8_lossy(&val[..len as usize]).into_owned()
-        } else {
-            "?".into()
-        };
+        let len = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), val.as_mut_ptr() as *mut libc::c_void, val.len()) };
+        let v = if len >= 0 { String::from_utf8_lossy(&val[..len as usize]).into_owned() } else { "?".into() };
         out.insert(String::from_utf8_lossy(name).into_owned(), v);
     }
     out
@@ -346,11 +276,7 @@ fn diff_states(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> St
     for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
         match (a.get(k), b.get(k)) {
             (Some(x), Some(y)) if x == y => {}
-            (x, y) => lines.push(format!(
-                "  {k}: {} => {}",
-                x.map_or("(absent)", |v| v),
-                y.map_or("(absent)", |v| v)
-            )),
+            (x, y) => lines.push(format!("  {k}: {} => {}", x.map_or("(absent)", |v| v), y.map_or("(absent)", |v| v))),
         }
     }
     lines.join("\n")
@@ -423,34 +349,21 @@ impl Op {
         let change = |path: &Path, kind: &str| -> Result<Value, String> {
             match run.change(path) {
                 Some(c) if c["change"] == kind => Ok(c),
-                Some(c) => Err(format!(
-                    "changes.json has {} as {} (want {kind}): {c}",
-                    path.display(),
-                    c["change"]
-                )),
-                None => Err(format!(
-                    "changes.json has no entry for {} (want {kind})",
-                    path.display()
-                )),
+                Some(c) => Err(format!("changes.json has {} as {} (want {kind}): {c}", path.display(), c["change"])),
+                None => Err(format!("changes.json has no entry for {} (want {kind})", path.display())),
             }
         };
         let event = |kind: &str, path: &str| -> Result<Value, String> {
-            run.event_json(|e| {
-                e["kind"] == kind && e["path"] == path && e["ret"].as_i64().is_some_and(|r| r >= 0)
-            })
-            .ok_or_else(|| format!("no successful `{kind}` event on {path} in events.jsonl"))
+            run.event_json(|e| e["kind"] == kind && e["path"] == path && e["ret"].as_i64().is_some_and(|r| r >= 0))
+                .ok_or_else(|| format!("no successful `{kind}` event on {path} in events.jsonl"))
         };
         match self {
             Op::Write => {
                 change(&f, "modified")?;
                 let upper = run.upper_of(&f);
-                let got =
-                    fs::read_to_string(&upper).map_err(|e| format!("{}: {e}", upper.display()))?;
+                let got = fs::read_to_string(&upper).map_err(|e| format!("{}: {e}", upper.display()))?;
                 if got != "overwritten\n" {
-                    return Err(format!(
-                        "{} holds {got:?}, not the pilot's write",
-                        upper.display()
-                    ));
+                    return Err(format!("{} holds {got:?}, not the pilot's write", upper.display()));
                 }
                 event("open", &fs_)?;
             }
@@ -474,13 +387,8 @@ impl Op {
                 if c["from"] != fs_.as_str() {
                     return Err(format!("rename recorded from {} (want {fs_})", c["from"]));
                 }
-                run.event_json(|e| {
-                    e["kind"] == "rename"
-                        && e["path"] == fs_.as_str()
-                        && e["path2"] == s(&g).as_str()
-                        && e["ret"] == 0
-                })
-                .ok_or("no successful rename event f -> g")?;
+                run.event_json(|e| e["kind"] == "rename" && e["path"] == fs_.as_str() && e["path2"] == s(&g).as_str() && e["ret"] == 0)
+                    .ok_or("no successful rename event f -> g")?;
             }
             Op::Chmod => {
                 let c = change(&f, "metadata")?;
@@ -492,10 +400,7 @@ impl Op {
             Op::Chown => {
                 let c = change(&f, "metadata")?;
                 if c["owner"] != "65534:65534" {
-                    return Err(format!(
-                        "chown recorded owner {} (want 65534:65534)",
-                        c["owner"]
-                    ));
+                    return Err(format!("chown recorded owner {} (want 65534:65534)", c["owner"]));
                 }
                 event("chown", &fs_)?;
             }
@@ -524,18 +429,9 @@ fn file_case(op: Op, place: Place) {
             eprintln!("SKIP {name}: {}", d.stdout.trim());
             return;
         }
-        assert!(
-            d.status.success(),
-            "control of {name} failed: {:?}\n{}{}",
-            d.status,
-            d.stdout,
-            d.stderr
-        );
+        assert!(d.status.success(), "control of {name} failed: {:?}\n{}{}", d.status, d.stdout, d.stderr);
         let after = fx.state();
-        assert_ne!(
-            before, after,
-            "control of {name}: the action changed nothing in production, the case proves nothing"
-        );
+        assert_ne!(before, after, "control of {name}: the action changed nothing in production, the case proves nothing");
     }
     // Pilot: production unchanged, the attempt recorded.
     let fx = Fixture::new(place);
@@ -551,10 +447,7 @@ fn file_case(op: Op, place: Place) {
     );
     run.assert_command_ok();
     if let Err(e) = op.visible(&run, &fx) {
-        panic!(
-            "{name}: production is unchanged but the attempt is not visible: {e}\n{}",
-            run.dump()
-        );
+        panic!("{name}: production is unchanged but the attempt is not visible: {e}\n{}", run.dump());
     }
     eprintln!("ok {name}: control changed production; pilot left it unchanged and recorded it");
 }
@@ -643,10 +536,7 @@ impl Endpoint {
             let mut buf = [0u8; 65536];
             while !stop.load(Ordering::SeqCst) {
                 if let Ok((n, from)) = u.recv_from(&mut buf) {
-                    got.lock().unwrap().push(Got {
-                        from: from.to_string(),
-                        bytes: buf[..n].to_vec(),
-                    });
+                    got.lock().unwrap().push(Got { from: from.to_string(), bytes: buf[..n].to_vec() });
                 }
             }
         }))
@@ -676,36 +566,19 @@ impl Endpoint {
             let mut buf = [0u8; 65536];
             while !stop.load(Ordering::SeqCst) {
                 if let Ok(n) = u.recv(&mut buf) {
-                    got.lock().unwrap().push(Got {
-                        from: "unix".into(),
-                        bytes: buf[..n].to_vec(),
-                    });
+                    got.lock().unwrap().push(Got { from: "unix".into(), bytes: buf[..n].to_vec() });
                 }
             }
         })
     }
 
-    fn serve(
-        addr: &str,
-        port: u16,
-        body: impl FnOnce(Arc<AtomicBool>, Arc<Mutex<Vec<Got>>>) + Send + 'static,
-    ) -> Endpoint {
+    fn serve(addr: &str, port: u16, body: impl FnOnce(Arc<AtomicBool>, Arc<Mutex<Vec<Got>>>) + Send + 'static) -> Endpoint {
         let stop = Arc::new(AtomicBool::new(false));
         let got = Arc::new(Mutex::new(Vec::new()));
         let (st, g) = (stop.clone(), got.clone());
         let thread = Some(thread::spawn(move || body(st, g)));
-        let host = addr
-            .rsplit_once(':')
-            .map(|(h, _)| h.trim_matches(['[', ']']))
-            .unwrap_or(addr)
-            .to_string();
-        Endpoint {
-            addr: host,
-            port,
-            got,
-            stop,
-            thread,
-        }
+        let host = addr.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or(addr).to_string();
+        Endpoint { addr: host, port, got, stop, thread }
     }
 
     fn got(&self) -> Vec<Got> {
@@ -734,9 +607,7 @@ impl Endpoint {
             self.addr,
             self.port,
             got.len(),
-            got.iter()
-                .map(|g| format!("{} {:?}", g.from, String::from_utf8_lossy(&g.bytes)))
-                .collect::<Vec<_>>(),
+            got.iter().map(|g| format!("{} {:?}", g.from, String::from_utf8_lossy(&g.bytes))).collect::<Vec<_>>(),
             run.dump()
         );
     }
@@ -753,18 +624,10 @@ impl Drop for Endpoint {
 
 /// Record an accepted connection at once, then its bytes as they arrive, until EOF or stop
 /// (the stream has a short read timeout).
-fn pump<S: Read + Send + 'static>(
-    mut c: S,
-    from: String,
-    got: &Arc<Mutex<Vec<Got>>>,
-    stop: &Arc<AtomicBool>,
-) -> thread::JoinHandle<()> {
+fn pump<S: Read + Send + 'static>(mut c: S, from: String, got: &Arc<Mutex<Vec<Got>>>, stop: &Arc<AtomicBool>) -> thread::JoinHandle<()> {
     let i = {
         let mut g = got.lock().unwrap();
-        g.push(Got {
-            from,
-            bytes: Vec::new(),
-        });
+        g.push(Got { from, bytes: Vec::new() });
         g.len() - 1
     };
     let (got, stop) = (got.clone(), stop.clone());
@@ -774,12 +637,7 @@ fn pump<S: Read + Send + 'static>(
             match c.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => got.lock().unwrap()[i].bytes.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
@@ -796,11 +654,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// A port nothing listens on right now.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -845,17 +699,8 @@ fn tcp_case_to(bind: &str, via: Option<&str>) {
         return;
     };
     let payload = format!("{}-control", unique());
-    direct_ok(
-        &py(
-            TCP_SEND_PY,
-            &[via.unwrap_or(&ctl.addr), &ctl.port.to_string(), &payload],
-        ),
-        &[],
-    );
-    assert!(
-        ctl.wait_for(payload.as_bytes(), Duration::from_secs(5)),
-        "control: the listener never got the bytes"
-    );
+    direct_ok(&py(TCP_SEND_PY, &[via.unwrap_or(&ctl.addr), &ctl.port.to_string(), &payload]), &[]);
+    assert!(ctl.wait_for(payload.as_bytes(), Duration::from_secs(5)), "control: the listener never got the bytes");
     drop(ctl);
 
     let live = Endpoint::tcp(bind).unwrap();
@@ -872,31 +717,17 @@ fn tcp_case_to(bind: &str, via: Option<&str>) {
     );
     // The pilot's connect succeeded and getpeername gave the real destination back.
     let want_peer = format!("peer {addr} {}", live.port);
-    assert!(
-        run.stdout.contains(&want_peer) && run.stdout.contains("sent"),
-        "pilot output lacks `{want_peer}`\n{}",
-        run.dump()
-    );
+    assert!(run.stdout.contains(&want_peer) && run.stdout.contains("sent"), "pilot output lacks `{want_peer}`\n{}", run.dump());
     let caught = run.sink();
     assert!(
-        caught.iter().any(|c| c["proto"] == "tcp"
-            && c["bytes"].as_u64() == Some(payload.len() as u64)
-            && c["head"].as_str().is_some_and(|h| h.contains(&payload))),
+        caught.iter().any(|c| c["proto"] == "tcp" && c["bytes"].as_u64() == Some(payload.len() as u64) && c["head"].as_str().is_some_and(|h| h.contains(&payload))),
         "sink.json does not hold the {} bytes sent\n{}",
         payload.len(),
         run.dump()
     );
-    run.event_json(|e| {
-        e["kind"] == "connect"
-            && e["addr"] == addr.as_str()
-            && e["port"] == live.port
-            && e["ret"] == 0
-    })
-    .unwrap_or_else(|| panic!("no connect event to {addr}:{}\n{}", live.port, run.dump()));
-    eprintln!(
-        "ok TCP {addr}:{}: control delivered; pilot's bytes went to the sink only",
-        live.port
-    );
+    run.event_json(|e| e["kind"] == "connect" && e["addr"] == addr.as_str() && e["port"] == live.port && e["ret"] == 0)
+        .unwrap_or_else(|| panic!("no connect event to {addr}:{}\n{}", live.port, run.dump()));
+    eprintln!("ok TCP {addr}:{}: control delivered; pilot's bytes went to the sink only", live.port);
 }
 
 #[test]
@@ -927,54 +758,24 @@ fn udp_case_mode(bind: &str, mode: &str) {
         return;
     };
     let payload = format!("{}-control", unique());
-    direct_ok(
-        &py(
-            UDP_SEND_PY,
-            &[&ctl.addr, &ctl.port.to_string(), &payload, mode],
-        ),
-        &[],
-    );
-    assert!(
-        ctl.wait_for(payload.as_bytes(), Duration::from_secs(5)),
-        "control: the receiver never got the datagram"
-    );
+    direct_ok(&py(UDP_SEND_PY, &[&ctl.addr, &ctl.port.to_string(), &payload, mode]), &[]);
+    assert!(ctl.wait_for(payload.as_bytes(), Duration::from_secs(5)), "control: the receiver never got the datagram");
     drop(ctl);
 
     let live = Endpoint::udp(bind).unwrap();
     let payload = format!("{}-pilot", unique());
-    let run = run_pilot(&py(
-        UDP_SEND_PY,
-        &[&live.addr, &live.port.to_string(), &payload, mode],
-    ));
+    let run = run_pilot(&py(UDP_SEND_PY, &[&live.addr, &live.port.to_string(), &payload, mode]));
     live.assert_quiet(&format!("UDP to {}:{}", live.addr, live.port), &run);
     run.assert_command_ok();
     let caught = run.sink();
     assert!(
-        caught.iter().any(
-            |c| c["proto"] == "udp" && c["head"].as_str().is_some_and(|h| h.contains(&payload))
-        ),
+        caught.iter().any(|c| c["proto"] == "udp" && c["head"].as_str().is_some_and(|h| h.contains(&payload))),
         "sink.json does not hold the datagram\n{}",
         run.dump()
     );
-    let kind = if mode == "connected" {
-        "connect"
-    } else {
-        "send"
-    };
-    run.event_json(|e| {
-        e["kind"] == kind
-            && e["addr"] == live.addr.as_str()
-            && e["port"] == live.port
-            && e["ret"].as_i64().is_some_and(|r| r >= 0)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "no {kind} event to {}:{}\n{}",
-            live.addr,
-            live.port,
-            run.dump()
-        )
-    });
+    let kind = if mode == "connected" { "connect" } else { "send" };
+    run.event_json(|e| e["kind"] == kind && e["addr"] == live.addr.as_str() && e["port"] == live.port && e["ret"].as_i64().is_some_and(|r| r >= 0))
+        .unwrap_or_else(|| panic!("no {kind} event to {}:{}\n{}", live.addr, live.port, run.dump()));
     eprintln!("ok UDP {bind} ({mode}): control delivered; pilot's datagram went to the sink only");
 }
 
@@ -1015,12 +816,7 @@ fn listening_ports(pid: u32, table: &str, hex_addr: &str) -> Vec<u16> {
         .flatten()
         .flatten()
         .filter_map(|e| fs::read_link(e.path()).ok())
-        .filter_map(|t| {
-            t.to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')
-                .map(String::from)
-        })
+        .filter_map(|t| t.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(String::from))
         .collect();
     fs::read_to_string(table)
         .unwrap_or_default()
@@ -1029,11 +825,9 @@ fn listening_ports(pid: u32, table: &str, hex_addr: &str) -> Vec<u16> {
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let (addr, port) = f.get(1)?.split_once(':')?;
-            (matches!(f.get(3), Some(&"0A") | Some(&"07"))
-                && addr == hex_addr
-                && inodes.iter().any(|i| Some(&i.as_str()) == f.get(9)))
-            .then(|| u16::from_str_radix(port, 16).ok())
-            .flatten()
+            (matches!(f.get(3), Some(&"0A") | Some(&"07")) && addr == hex_addr && inodes.iter().any(|i| Some(&i.as_str()) == f.get(9)))
+                .then(|| u16::from_str_radix(port, 16).ok())
+                .flatten()
         })
         .collect()
 }
@@ -1046,63 +840,32 @@ fn listening_ports(pid: u32, table: &str, hex_addr: &str) -> Vec<u16> {
 /// Control: without pilot the same send reaches the target.
 fn mapped_redirect_case(proto: &str) {
     require_python();
-    let endpoint = |bind: &str| {
-        if proto == "tcp" {
-            Endpoint::tcp(bind)
-        } else {
-            Endpoint::udp(bind)
-        }
-    };
-    let script = |port: u16, payload: &str| {
-        py(
-            GATED_SEND6_PY,
-            &["::ffff:127.0.0.1", &port.to_string(), payload, proto],
-        )
-    };
+    let endpoint = |bind: &str| if proto == "tcp" { Endpoint::tcp(bind) } else { Endpoint::udp(bind) };
+    let script = |port: u16, payload: &str| py(GATED_SEND6_PY, &["::ffff:127.0.0.1", &port.to_string(), payload, proto]);
     {
         let target = endpoint("127.0.0.1:0").unwrap();
         let payload = format!("{}-control", unique());
         let mut cmd = Command::new(PYTHON);
-        cmd.args(&script(target.port, &payload)[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null());
+        cmd.args(&script(target.port, &payload)[1..]).stdin(Stdio::piped()).stdout(Stdio::null());
         let mut c = cmd.spawn().unwrap();
         c.stdin.take().unwrap().write_all(b"go\n").unwrap();
         assert!(c.wait().unwrap().success());
-        assert!(
-            target.wait_for(payload.as_bytes(), Duration::from_secs(5)),
-            "control: the target got nothing"
-        );
+        assert!(target.wait_for(payload.as_bytes(), Duration::from_secs(5)), "control: the target got nothing");
     }
     let target = endpoint("127.0.0.1:0").unwrap();
     let payload = format!("{}-pilot", unique());
     let mut p = pilot(&script(target.port, &payload)).stdin_pipe().spawn();
-    assert!(
-        p.wait_for_line("waiting", Duration::from_secs(60))
-            .is_some(),
-        "the pilot never got ready"
-    );
-    let table = if proto == "tcp" {
-        "/proc/net/tcp6"
-    } else {
-        "/proc/net/udp6"
-    };
+    assert!(p.wait_for_line("waiting", Duration::from_secs(60)).is_some(), "the pilot never got ready");
+    let table = if proto == "tcp" { "/proc/net/tcp6" } else { "/proc/net/udp6" };
     let sink6 = listening_ports(p.pid(), table, "00000000000000000000000001000000");
-    let bystander = sink6
-        .first()
-        .and_then(|port| endpoint(&format!("127.0.0.1:{port}")));
+    let bystander = sink6.first().and_then(|port| endpoint(&format!("127.0.0.1:{port}")));
     let _ = p.write_stdin(b"go\n");
     let run = finish(p);
     let Some(bystander) = bystander else {
-        eprintln!(
-            "SKIP mapped-address redirect ({proto}): no [::1] sink port found, or 127.0.0.1 at that port is taken ({sink6:?})"
-        );
+        eprintln!("SKIP mapped-address redirect ({proto}): no [::1] sink port found, or 127.0.0.1 at that port is taken ({sink6:?})");
         return;
     };
-    target.assert_quiet(
-        &format!("{proto} to ::ffff:127.0.0.1:{}", target.port),
-        &run,
-    );
+    target.assert_quiet(&format!("{proto} to ::ffff:127.0.0.1:{}", target.port), &run);
     bystander.assert_quiet(
         &format!(
             "{proto} to ::ffff:127.0.0.1:{} was redirected to 127.0.0.1:{} (the port of the [::1] sink), where a live service listens",
@@ -1110,10 +873,7 @@ fn mapped_redirect_case(proto: &str) {
         ),
         &run,
     );
-    eprintln!(
-        "ok mapped-address redirect ({proto}): nothing reached 127.0.0.1:{}",
-        bystander.port
-    );
+    eprintln!("ok mapped-address redirect ({proto}): nothing reached 127.0.0.1:{}", bystander.port);
 }
 
 #[test]
@@ -1182,11 +942,7 @@ fn unix_server(kind: &str, where_: &Path, abstract_name: Option<&str>) -> Endpoi
 
 fn unix_case(kind: &str, abstract_: bool) {
     require_python();
-    let code = if kind == "stream" {
-        UNIX_STREAM_PY
-    } else {
-        UNIX_DGRAM_PY
-    };
+    let code = if kind == "stream" { UNIX_STREAM_PY } else { UNIX_DGRAM_PY };
     let attempt = |fx: &Fixture| -> (Endpoint, String) {
         let sock = fx.p("sock");
         if abstract_ {
@@ -1203,10 +959,7 @@ fn unix_case(kind: &str, abstract_: bool) {
         let payload = format!("{}-control", unique());
         let d = direct_ok(&py(code, &[&addr, &payload]), &[]);
         assert!(d.stdout.contains("sent"), "control {what}: {}", d.stdout);
-        assert!(
-            ctl.wait_for(payload.as_bytes(), Duration::from_secs(5)),
-            "control {what}: the server never got the bytes"
-        );
+        assert!(ctl.wait_for(payload.as_bytes(), Duration::from_secs(5)), "control {what}: the server never got the bytes");
     }
     let fx = Fixture::new(Place::Tmp);
     let (live, addr) = attempt(&fx);
@@ -1216,63 +969,33 @@ fn unix_case(kind: &str, abstract_: bool) {
     run.assert_command_ok();
     // Before Linux 6.7 (no cgroup Unix hooks; `pilot doctor` says which) the seccomp filter
     // refuses the socket itself: there is no destination to record yet.
-    let unix = run.verdict()["contained_by"]["unix_sockets"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let unix = run.verdict()["contained_by"]["unix_sockets"].as_str().unwrap_or_default().to_string();
     if unix.contains("seccomp") {
-        assert!(
-            run.stdout.contains("socket failed 1"),
-            "{what}: socket(AF_UNIX) was not refused with EPERM\n{}",
-            run.dump()
-        );
+        assert!(run.stdout.contains("socket failed 1"), "{what}: socket(AF_UNIX) was not refused with EPERM\n{}", run.dump());
         eprintln!("ok {what}: control delivered; pilot's socket(AF_UNIX) refused (seccomp)");
         return;
     }
     if kind == "stream" && !abstract_ {
         // A live listener's path leads to the sink's socket bind-mounted over it: the connect
         // succeeds as live, the bytes are recorded against the path, the server gets nothing.
-        assert!(
-            run.stdout.contains("sent"),
-            "BUG {what}: the pilot's connect to a live listener failed where live it succeeds\n{}",
-            run.dump()
-        );
+        assert!(run.stdout.contains("sent"), "BUG {what}: the pilot's connect to a live listener failed where live it succeeds\n{}", run.dump());
         let to = format!("unix:{addr}");
         assert!(
-            run.sink().iter().any(|c| c["proto"] == "unix"
-                && c["to"] == to.as_str()
-                && c["head"].as_str().is_some_and(|h| h.contains(&payload))),
+            run.sink().iter().any(|c| c["proto"] == "unix" && c["to"] == to.as_str() && c["head"].as_str().is_some_and(|h| h.contains(&payload))),
             "{what}: sink.json does not hold the bytes sent to {to}\n{}",
             run.dump()
         );
-        eprintln!(
-            "ok {what}: control delivered; pilot's bytes went to the sink's socket at {addr} only"
-        );
+        eprintln!("ok {what}: control delivered; pilot's bytes went to the sink's socket at {addr} only");
         return;
     }
     // Abstract: refused by the cgroup hook (EPERM), or before 6.7 not there in the pilot's own
     // network namespace (ECONNREFUSED). A datagram receiver's path: the sink has no socket
     // there, and through the overlay the path is not the receiver's: refused.
-    let errno = if abstract_ && !unix.contains("network namespace") {
-        "1"
-    } else {
-        "111"
-    };
-    assert!(
-        run.stdout.contains(&format!("failed {errno}")),
-        "{what}: the pilot's attempt did not fail with errno {errno}\n{}",
-        run.dump()
-    );
+    let errno = if abstract_ && !unix.contains("network namespace") { "1" } else { "111" };
+    assert!(run.stdout.contains(&format!("failed {errno}")), "{what}: the pilot's attempt did not fail with errno {errno}\n{}", run.dump());
     let kind_ev = if kind == "stream" { "connect" } else { "send" };
-    run.event_json(|e| {
-        e["kind"] == kind_ev && e["family"] == "unix" && e["ret"].as_i64().is_some_and(|r| r < 0)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{what}: no failed `{kind_ev}` event with family unix\n{}",
-            run.dump()
-        )
-    });
+    run.event_json(|e| e["kind"] == kind_ev && e["family"] == "unix" && e["ret"].as_i64().is_some_and(|r| r < 0))
+        .unwrap_or_else(|| panic!("{what}: no failed `{kind_ev}` event with family unix\n{}", run.dump()));
     eprintln!("ok {what}: control delivered; pilot refused (errno {errno}) and recorded");
 }
 
@@ -1284,43 +1007,22 @@ fn unix_listener_started_during_the_run_is_not_reached() {
     let fx = Fixture::new(Place::Tmp);
     let sock = fx.p("late.sock");
     let payload = format!("{}-pilot", unique());
-    let script =
-        format!("import sys; print('waiting', flush=True); sys.stdin.readline()\n{UNIX_STREAM_PY}");
-    let mut p = pilot(&py(&script, &[&s(&sock), &payload]))
-        .stdin_pipe()
-        .spawn();
-    assert!(
-        p.wait_for_line("waiting", Duration::from_secs(60))
-            .is_some(),
-        "the pilot never got ready"
-    );
+    let script = format!("import sys; print('waiting', flush=True); sys.stdin.readline()\n{UNIX_STREAM_PY}");
+    let mut p = pilot(&py(&script, &[&s(&sock), &payload])).stdin_pipe().spawn();
+    assert!(p.wait_for_line("waiting", Duration::from_secs(60)).is_some(), "the pilot never got ready");
     let live = unix_server("stream", &sock, None);
     let _ = p.write_stdin(b"go\n");
     let run = finish(p);
-    live.assert_quiet(
-        "Unix stream to a listener bound after the pilot started",
-        &run,
-    );
-    let unix = run.verdict()["contained_by"]["unix_sockets"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    live.assert_quiet("Unix stream to a listener bound after the pilot started", &run);
+    let unix = run.verdict()["contained_by"]["unix_sockets"].as_str().unwrap_or_default().to_string();
     if unix.contains("seccomp") {
         assert!(run.stdout.contains("socket failed 1"), "{}", run.dump());
         return;
     }
-    assert!(
-        run.stdout.contains("connect failed 111"),
-        "the connect was not refused (ECONNREFUSED)\n{}",
-        run.dump()
-    );
+    assert!(run.stdout.contains("connect failed 111"), "the connect was not refused (ECONNREFUSED)\n{}", run.dump());
     // Control: the same connect without pilot reaches it.
     let d = direct_ok(&py(UNIX_STREAM_PY, &[&s(&sock), "control"]), &[]);
-    assert!(
-        d.stdout.contains("sent") && live.wait_for(b"control", Duration::from_secs(5)),
-        "control: {}",
-        d.stdout
-    );
+    assert!(d.stdout.contains("sent") && live.wait_for(b"control", Duration::from_secs(5)), "control: {}", d.stdout);
 }
 
 #[test]
@@ -1372,20 +1074,12 @@ while time.time() < end:
 /// ancestry out of the live-ports list).
 fn bind_then_connect_case(late: bool) {
     require_python();
-    let what = if late {
-        "listener started during the run"
-    } else {
-        "listener of pilot's ancestry"
-    };
+    let what = if late { "listener started during the run" } else { "listener of pilot's ancestry" };
     // Control: without pilot the same script reaches the listener.
     {
         let port = free_port();
         let payload = format!("{}-control", unique());
-        let mut early = if late {
-            None
-        } else {
-            Endpoint::tcp(&format!("127.0.0.1:{port}"))
-        };
+        let mut early = if late { None } else { Endpoint::tcp(&format!("127.0.0.1:{port}")) };
         let mut child = Command::new(PYTHON)
             .args(py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload])[1..].iter())
             .stdout(Stdio::piped())
@@ -1399,18 +1093,11 @@ fn bind_then_connect_case(late: bool) {
         }
         let live = early.expect("listening on 127.0.0.1");
         assert!(child.wait().unwrap().success());
-        assert!(
-            live.wait_for(payload.as_bytes(), Duration::from_secs(5)),
-            "control ({what}): the listener got nothing"
-        );
+        assert!(live.wait_for(payload.as_bytes(), Duration::from_secs(5)), "control ({what}): the listener got nothing");
     }
     let port = free_port();
     let payload = format!("{}-pilot", unique());
-    let mut live = if late {
-        None
-    } else {
-        Endpoint::tcp(&format!("127.0.0.1:{port}"))
-    };
+    let mut live = if late { None } else { Endpoint::tcp(&format!("127.0.0.1:{port}")) };
     let mut p = pilot(&py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload])).spawn();
     let bound = p.wait_for_line("bound", Duration::from_secs(60));
     if late {
@@ -1419,10 +1106,7 @@ fn bind_then_connect_case(late: bool) {
     let live = live.expect("listening on 127.0.0.1");
     let run = finish(p);
     eprintln!("bind-then-connect ({what}): pilot printed {bound:?}");
-    live.assert_quiet(
-        &format!("TCP to 127.0.0.1:{port} after binding 127.0.0.2:{port} ({what})"),
-        &run,
-    );
+    live.assert_quiet(&format!("TCP to 127.0.0.1:{port} after binding 127.0.0.2:{port} ({what})"), &run);
     run.assert_command_ok();
     eprintln!("ok bind then connect ({what}): nothing reached the live listener");
 }
@@ -1456,11 +1140,7 @@ except OSError:
     print("nothing", flush=True)
 "#;
     let start = || {
-        let mut server = Proc::spawn(
-            Command::new(PYTHON)
-                .args(["-c", SERVER, "60"])
-                .stdout(Stdio::piped()),
-        );
+        let mut server = Proc::spawn(Command::new(PYTHON).args(["-c", SERVER, "60"]).stdout(Stdio::piped()));
         let mut out = BufReader::new(server.child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
@@ -1471,39 +1151,23 @@ except OSError:
         // Control: without pilot the script's connect reaches the service.
         let (_server, mut out, port) = start();
         let payload = format!("{}-control", unique());
-        direct_ok(
-            &py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload]),
-            &[],
-        );
+        direct_ok(&py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload]), &[]);
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        assert!(
-            line.starts_with("ACCEPTED") && line.contains(&payload),
-            "control: {line}"
-        );
+        assert!(line.starts_with("ACCEPTED") && line.contains(&payload), "control: {line}");
     }
     let (mut server, mut out, port) = start();
     let payload = format!("{}-pilot", unique());
     let run = run_pilot(&py(BIND_THEN_CONNECT_PY, &[&port.to_string(), &payload]));
     run.assert_command_ok();
-    assert!(
-        run.stdout.contains("bound: refused 1"),
-        "binding a live service's port was not refused\n{}",
-        run.dump()
-    );
+    assert!(run.stdout.contains("bound: refused 1"), "binding a live service's port was not refused\n{}", run.dump());
     thread::sleep(QUIET);
     server.kill();
     let mut rest = String::new();
     let _ = out.read_to_string(&mut rest);
-    assert!(
-        !rest.contains("ACCEPTED"),
-        "LEAK: the live service accepted the pilot's connection: {rest}\n{}",
-        run.dump()
-    );
-    run.event_json(|e| {
-        e["kind"] == "bind" && e["port"] == port && e["ret"].as_i64().is_some_and(|r| r < 0)
-    })
-    .unwrap_or_else(|| panic!("no failed bind event on port {port}\n{}", run.dump()));
+    assert!(!rest.contains("ACCEPTED"), "LEAK: the live service accepted the pilot's connection: {rest}\n{}", run.dump());
+    run.event_json(|e| e["kind"] == "bind" && e["port"] == port && e["ret"].as_i64().is_some_and(|r| r < 0))
+        .unwrap_or_else(|| panic!("no failed bind event on port {port}\n{}", run.dump()));
     eprintln!("ok bind of a live service's port refused");
 }
 
@@ -1514,9 +1178,7 @@ except OSError:
 /// `sleep 120` in process group `group` (None: a group of its own, led by it).
 fn sleeper(group: Option<i32>) -> Proc {
     let mut cmd = Command::new("sleep");
-    cmd.arg("120")
-        .stdin(Stdio::null())
-        .process_group(group.unwrap_or(0));
+    cmd.arg("120").stdin(Stdio::null()).process_group(group.unwrap_or(0));
     Proc::spawn(&mut cmd)
 }
 
@@ -1529,40 +1191,20 @@ fn signal_case(script: fn(leader: u32) -> Vec<String>, what: &str, group: bool) 
     {
         let (mut leader, mut member) = start();
         direct(&script(leader.pid()), &[]);
-        let st = leader
-            .ended(Duration::from_secs(5))
-            .expect("control: the target survived the signal");
+        let st = leader.ended(Duration::from_secs(5)).expect("control: the target survived the signal");
         assert_eq!(st.signal(), Some(libc::SIGTERM), "control: {st:?}");
         if let Some(m) = member.as_mut() {
-            assert_eq!(
-                m.ended(Duration::from_secs(5)).and_then(|s| s.signal()),
-                Some(libc::SIGTERM),
-                "control: group member survived"
-            );
+            assert_eq!(m.ended(Duration::from_secs(5)).and_then(|s| s.signal()), Some(libc::SIGTERM), "control: group member survived");
         }
     }
     let (mut leader, mut member) = start();
     let run = run_pilot(&script(leader.pid()));
     thread::sleep(Duration::from_millis(300));
-    assert!(
-        leader.alive(),
-        "LEAK: {what}: the pilot's signal killed live process {}\n{}",
-        leader.pid(),
-        run.dump()
-    );
+    assert!(leader.alive(), "LEAK: {what}: the pilot's signal killed live process {}\n{}", leader.pid(), run.dump());
     if let Some(m) = member.as_mut() {
-        assert!(
-            m.alive(),
-            "LEAK: {what}: the pilot's signal killed group member {}\n{}",
-            m.pid(),
-            run.dump()
-        );
+        assert!(m.alive(), "LEAK: {what}: the pilot's signal killed group member {}\n{}", m.pid(), run.dump());
     }
-    let target = if group {
-        -(leader.pid() as i64)
-    } else {
-        leader.pid() as i64
-    };
+    let target = if group { -(leader.pid() as i64) } else { leader.pid() as i64 };
     // Held back by the sandbox's supervisor (the sender saw 0, as live), or, without one,
     // failed in the PID namespace.
     run.event_json(|e| {
@@ -1570,42 +1212,19 @@ fn signal_case(script: fn(leader: u32) -> Vec<String>, what: &str, group: bool) 
             && (e["supervisor"] == "held back" || e["ret"].as_i64().is_some_and(|r| r < 0))
             && (e["target_pid"] == target || e["syscall"] == "pidfd_send_signal")
     })
-    .unwrap_or_else(|| {
-        panic!(
-            "{what}: no held-back or failed signal event (target {target})\n{}",
-            run.dump()
-        )
-    });
-    assert_eq!(
-        run.code,
-        Some(3),
-        "{what}: a signal to a live process blocks\n{}",
-        run.dump()
-    );
+    .unwrap_or_else(|| panic!("{what}: no held-back or failed signal event (target {target})\n{}", run.dump()));
+    assert_eq!(run.code, Some(3), "{what}: a signal to a live process blocks\n{}", run.dump());
     eprintln!("ok {what}: control killed; pilot's signal was held back and recorded");
 }
 
 #[test]
 fn signal_to_a_live_process() {
-    signal_case(
-        |pid| sh(r#"kill -TERM "$1"; echo "kill rc=$?""#, &[&pid.to_string()]),
-        "kill -TERM PID",
-        false,
-    );
+    signal_case(|pid| sh(r#"kill -TERM "$1"; echo "kill rc=$?""#, &[&pid.to_string()]), "kill -TERM PID", false);
 }
 
 #[test]
 fn signal_to_a_live_process_group() {
-    signal_case(
-        |pid| {
-            sh(
-                r#"kill -TERM -"$1"; echo "kill rc=$?""#,
-                &[&pid.to_string()],
-            )
-        },
-        "kill -TERM -PGID",
-        true,
-    );
+    signal_case(|pid| sh(r#"kill -TERM -"$1"; echo "kill rc=$?""#, &[&pid.to_string()]), "kill -TERM -PGID", true);
 }
 
 #[test]
@@ -1620,11 +1239,7 @@ try:
 except OSError as e:
     print("failed", e.errno, flush=True)
 "#;
-    signal_case(
-        |pid| py(CODE, &[&pid.to_string()]),
-        "pidfd_send_signal(/proc/PID)",
-        false,
-    );
+    signal_case(|pid| py(CODE, &[&pid.to_string()]), "pidfd_send_signal(/proc/PID)", false);
 }
 
 #[test]
@@ -1632,62 +1247,27 @@ fn double_forked_daemon_writing_after_the_command_exited() {
     let script = r#"( sleep 0.5; echo late >> "$1" ) > /dev/null 2>&1 & exit 0"#;
     {
         let fx = Fixture::new(Place::Var);
-        direct_ok(
-            &[
-                argv(&["setsid", "sh", "-c", script, "sh"]),
-                vec![s(&fx.f())],
-            ]
-            .concat(),
-            &[],
-        );
+        direct_ok(&[argv(&["setsid", "sh", "-c", script, "sh"]), vec![s(&fx.f())]].concat(), &[]);
         let end = Instant::now() + Duration::from_secs(5);
         while Instant::now() < end && !fs::read_to_string(fx.f()).unwrap().contains("late") {
             thread::sleep(Duration::from_millis(20));
         }
-        assert!(
-            fs::read_to_string(fx.f()).unwrap().contains("late"),
-            "control: the daemon never wrote"
-        );
+        assert!(fs::read_to_string(fx.f()).unwrap().contains("late"), "control: the daemon never wrote");
     }
     let fx = Fixture::new(Place::Var);
     let before = fx.state();
-    let run = run_pilot(
-        &[
-            argv(&["setsid", "sh", "-c", script, "sh"]),
-            vec![s(&fx.f())],
-        ]
-        .concat(),
-    );
+    let run = run_pilot(&[argv(&["setsid", "sh", "-c", script, "sh"]), vec![s(&fx.f())]].concat());
     thread::sleep(Duration::from_millis(1000)); // a daemon pilot did not wait for would write now
     let after = fx.state();
-    assert!(
-        before == after,
-        "LEAK: the daemon wrote to production:\n{}\n{}",
-        diff_states(&before, &after),
-        run.dump()
-    );
+    assert!(before == after, "LEAK: the daemon wrote to production:\n{}\n{}", diff_states(&before, &after), run.dump());
     run.assert_command_ok();
-    assert!(
-        run.elapsed >= Duration::from_millis(500),
-        "pilot returned after {:?}: it did not wait for the daemon",
-        run.elapsed
-    );
+    assert!(run.elapsed >= Duration::from_millis(500), "pilot returned after {:?}: it did not wait for the daemon", run.elapsed);
     let upper = run.upper_of(&fx.f());
     let got = fs::read_to_string(&upper).unwrap_or_default();
-    assert!(
-        got.ends_with("late\n"),
-        "the daemon's write is not in {} ({got:?})\n{}",
-        upper.display(),
-        run.dump()
-    );
-    let c = run
-        .change(&fx.f())
-        .unwrap_or_else(|| panic!("no change for the daemon's write\n{}", run.dump()));
+    assert!(got.ends_with("late\n"), "the daemon's write is not in {} ({got:?})\n{}", upper.display(), run.dump());
+    let c = run.change(&fx.f()).unwrap_or_else(|| panic!("no change for the daemon's write\n{}", run.dump()));
     assert_eq!(c["change"], "modified", "{c}");
-    eprintln!(
-        "ok double-forked daemon: pilot waited for it ({:?}); its write is in upper/",
-        run.elapsed
-    );
+    eprintln!("ok double-forked daemon: pilot waited for it ({:?}); its write is in upper/", run.elapsed);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1702,12 +1282,7 @@ fn write_through_an_inherited_file_descriptor() {
         let fx = Fixture::new(Place::Var);
         let prod = open_prod(&fx);
         direct_ok(&script, &[(prod.as_raw_fd(), 7)]);
-        assert!(
-            fs::read_to_string(fx.f())
-                .unwrap()
-                .contains("leaked-through-fd7"),
-            "control: nothing written through fd 7"
-        );
+        assert!(fs::read_to_string(fx.f()).unwrap().contains("leaked-through-fd7"), "control: nothing written through fd 7");
     }
     let fx = Fixture::new(Place::Var);
     let before = fx.state();
@@ -1720,10 +1295,7 @@ fn write_through_an_inherited_file_descriptor() {
         diff_states(&before, &after),
         run.dump()
     );
-    eprintln!(
-        "ok inherited fd 7: production unchanged (pilot exit {})",
-        run.command_exit()
-    );
+    eprintln!("ok inherited fd 7: production unchanged (pilot exit {})", run.command_exit());
 }
 
 #[test]
@@ -1734,10 +1306,7 @@ fn send_through_an_inherited_socket() {
         let conn = TcpStream::connect(("127.0.0.1", live.port)).unwrap();
         direct_ok(&script, &[(conn.as_raw_fd(), 8)]);
         drop(conn);
-        assert!(
-            live.wait_for(b"leaked-through-fd8", Duration::from_secs(5)),
-            "control: nothing arrived through fd 8"
-        );
+        assert!(live.wait_for(b"leaked-through-fd8", Duration::from_secs(5)), "control: nothing arrived through fd 8");
     }
     let live = Endpoint::tcp("127.0.0.1:0").unwrap();
     let conn = TcpStream::connect(("127.0.0.1", live.port)).unwrap();
@@ -1746,12 +1315,9 @@ fn send_through_an_inherited_socket() {
     thread::sleep(QUIET);
     let got = live.got();
     assert!(
-        !got.iter()
-            .any(|g| contains(&g.bytes, b"leaked-through-fd8")),
+        !got.iter().any(|g| contains(&g.bytes, b"leaked-through-fd8")),
         "LEAK: bytes written to an inherited connected socket (fd 8) reached the live listener: {:?}\n{}",
-        got.iter()
-            .map(|g| String::from_utf8_lossy(&g.bytes).into_owned())
-            .collect::<Vec<_>>(),
+        got.iter().map(|g| String::from_utf8_lossy(&g.bytes).into_owned()).collect::<Vec<_>>(),
         run.dump()
     );
     eprintln!("ok inherited socket fd 8: nothing reached the listener");
@@ -1784,55 +1350,26 @@ impl Drop for Sysctl {
 fn sysctl_case(name: &str, new_value: impl Fn(&str) -> String) {
     let _g = SYSCTL.lock().unwrap_or_else(|e| e.into_inner());
     let path = PathBuf::from("/proc/sys").join(name.replace('.', "/"));
-    let sysctl = Sysctl {
-        original: fs::read_to_string(&path).unwrap().trim().to_string(),
-        path: path.clone(),
-    };
+    let sysctl = Sysctl { original: fs::read_to_string(&path).unwrap().trim().to_string(), path: path.clone() };
     let value = new_value(&sysctl.original);
-    let script = sh(
-        r#"echo "$2" > "$1"; echo "write rc=$?""#,
-        &[&s(&path), &value],
-    );
+    let script = sh(r#"echo "$2" > "$1"; echo "write rc=$?""#, &[&s(&path), &value]);
     direct(&script, &[]);
-    assert_eq!(
-        sysctl.read(),
-        value,
-        "control: writing {} did not change it",
-        path.display()
-    );
+    assert_eq!(sysctl.read(), value, "control: writing {} did not change it", path.display());
     fs::write(&path, format!("{}\n", sysctl.original)).unwrap();
     assert_eq!(sysctl.read(), sysctl.original);
 
     let run = run_pilot(&script);
-    assert_eq!(
-        sysctl.read(),
-        sysctl.original,
-        "LEAK: the pilot changed {name} to {:?}\n{}",
-        sysctl.read(),
-        run.dump()
-    );
+    assert_eq!(sysctl.read(), sysctl.original, "LEAK: the pilot changed {name} to {:?}\n{}", sysctl.read(), run.dump());
     let p = s(&path);
     // Held back by the sandbox's supervisor (a private file took the write: the value is
     // recorded), or, without one, refused by the read-only /proc.
     run.event_json(|e| {
-        (e["kind"] == "sysctl"
-            && e["path"] == p.as_str()
-            && e["supervisor"] == "held back"
-            && e["value"] == value.as_str())
-            || (e["kind"] == "open"
-                && e["path"] == p.as_str()
-                && e["ret"].as_i64().is_some_and(|r| r < 0))
+        (e["kind"] == "sysctl" && e["path"] == p.as_str() && e["supervisor"] == "held back" && e["value"] == value.as_str())
+            || (e["kind"] == "open" && e["path"] == p.as_str() && e["ret"].as_i64().is_some_and(|r| r < 0))
     })
-    .unwrap_or_else(|| {
-        panic!(
-            "no held-back sysctl or failed open of {p} in events.jsonl\n{}",
-            run.dump()
-        )
-    });
+    .unwrap_or_else(|| panic!("no held-back sysctl or failed open of {p} in events.jsonl\n{}", run.dump()));
     assert_eq!(run.code, Some(3), "a sysctl write blocks\n{}", run.dump());
-    eprintln!(
-        "ok sysctl {name}: control changed it (restored); pilot's write was held back and recorded"
-    );
+    eprintln!("ok sysctl {name}: control changed it (restored); pilot's write was held back and recorded");
 }
 
 /// UTS-namespaced (the pilot's own UTS namespace would hide a write too).
@@ -1844,9 +1381,7 @@ fn sysctl_kernel_domainname() {
 /// Not namespaced: only /proc being read-only keeps this from production.
 #[test]
 fn sysctl_fs_lease_break_time() {
-    sysctl_case("fs.lease-break-time", |v| {
-        (v.parse::<u64>().unwrap_or(45) + 1).to_string()
-    });
+    sysctl_case("fs.lease-break-time", |v| (v.parse::<u64>().unwrap_or(45) + 1).to_string());
 }
 
 /// The block device holding /, from the host's mountinfo.
@@ -1872,19 +1407,12 @@ fn root_block_device_cannot_be_opened_for_writing() {
         return;
     };
     let meta = fs::metadata(&dev).unwrap();
-    assert!(
-        meta.file_type().is_block_device(),
-        "{} is not a block device",
-        dev.display()
-    );
+    assert!(meta.file_type().is_block_device(), "{} is not a block device", dev.display());
     // Control: the device is there and openable outside pilot (read-only: never written).
     // Some hosts (a device cgroup, an LSM) refuse even that to root: then the pilot part
     // still must fail, but proves less (block_device_node_on_a_live_filesystem covers it).
     if let Err(e) = fs::File::open(&dev) {
-        eprintln!(
-            "NOTE root block device: {} cannot be opened read-only even outside pilot here ({e})",
-            dev.display()
-        );
+        eprintln!("NOTE root block device: {} cannot be opened read-only even outside pilot here ({e})", dev.display());
     }
     let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
     const CODE: &str = r#"
@@ -1906,26 +1434,13 @@ try:
 except OSError as e:
     print("mknod/open failed", e.errno, flush=True)
 "#;
-    let run = run_pilot(&py(
-        CODE,
-        &[&s(&dev), &major.to_string(), &minor.to_string()],
-    ));
+    let run = run_pilot(&py(CODE, &[&s(&dev), &major.to_string(), &minor.to_string()]));
     run.assert_command_ok();
-    assert!(
-        !run.stdout.contains("OPENED"),
-        "LEAK: the pilot opened the root block device for writing\n{}",
-        run.dump()
-    );
-    assert!(
-        !run.stdout.contains("MKNOD OK"),
-        "the pilot could mknod a block device node\n{}",
-        run.dump()
-    );
+    assert!(!run.stdout.contains("OPENED"), "LEAK: the pilot opened the root block device for writing\n{}", run.dump());
+    assert!(!run.stdout.contains("MKNOD OK"), "the pilot could mknod a block device node\n{}", run.dump());
     let d = s(&dev);
-    run.event_json(|e| {
-        e["kind"] == "open" && e["path"] == d.as_str() && e["ret"].as_i64().is_some_and(|r| r < 0)
-    })
-    .unwrap_or_else(|| panic!("no failed open of {d} in events.jsonl\n{}", run.dump()));
+    run.event_json(|e| e["kind"] == "open" && e["path"] == d.as_str() && e["ret"].as_i64().is_some_and(|r| r < 0))
+        .unwrap_or_else(|| panic!("no failed open of {d} in events.jsonl\n{}", run.dump()));
     eprintln!("ok root block device {d}: pilot could not open it for writing nor mknod it");
 }
 
@@ -1936,18 +1451,12 @@ struct Loop {
 
 impl Loop {
     fn attach(image: &Path) -> Option<Loop> {
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(image)
-            .output()
-            .ok()?;
+        let out = Command::new("losetup").args(["-f", "--show"]).arg(image).output().ok()?;
         if !out.status.success() {
             eprintln!("losetup: {}", String::from_utf8_lossy(&out.stderr));
             return None;
         }
-        Some(Loop {
-            dev: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
-        })
+        Some(Loop { dev: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()) })
     }
 }
 
@@ -1982,11 +1491,7 @@ except OSError as e:
         let rdev = fs::metadata(&lo.dev).unwrap().rdev();
         let node = fx.p("blk");
         let c = std::ffi::CString::new(node.as_os_str().as_bytes()).unwrap();
-        assert_eq!(
-            unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o600, rdev) },
-            0,
-            "mknod"
-        );
+        assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o600, rdev) }, 0, "mknod");
         Some((fx, lo, image, node))
     };
     let head = |image: &Path| fs::read(image).unwrap()[..16].to_vec();
@@ -1997,11 +1502,7 @@ except OSError as e:
         };
         let d = direct_ok(&py(CODE, &[&s(&node)]), &[]);
         assert!(d.stdout.contains("written"), "control: {}", d.stdout);
-        assert_eq!(
-            head(&image),
-            b"PILOT-LEAK-BLOCK",
-            "control: the write did not reach the device"
-        );
+        assert_eq!(head(&image), b"PILOT-LEAK-BLOCK", "control: the write did not reach the device");
     }
     let (fx, lo, image, node) = setup().unwrap();
     let run = run_pilot(&py(CODE, &[&s(&node)]));
@@ -2023,23 +1524,13 @@ except OSError as e:
 /// user (CAP_SETUID is kept), or (2) for a root process whose capabilities are a subset of
 /// the pilot's.
 fn proc_root_case(uid: Option<u32>) {
-    let what = if uid.is_some() {
-        "via setuid to a host process's user"
-    } else {
-        "of a low-capability root process"
-    };
+    let what = if uid.is_some() { "via setuid to a host process's user" } else { "of a low-capability root process" };
     let target = |fx: &Fixture| -> Proc {
         let mut cmd = Command::new("setpriv");
         match uid {
             Some(u) => {
                 let (uarg, garg) = (format!("--reuid={u}"), format!("--regid={u}"));
-                cmd.args([
-                    uarg.as_str(),
-                    garg.as_str(),
-                    "--clear-groups",
-                    "sleep",
-                    "120",
-                ]);
+                cmd.args([uarg.as_str(), garg.as_str(), "--clear-groups", "sleep", "120"]);
                 std::os::unix::fs::chown(&fx.dir, Some(u), Some(u)).unwrap();
                 std::os::unix::fs::chown(fx.f(), Some(u), Some(u)).unwrap();
             }
@@ -2050,12 +1541,7 @@ fn proc_root_case(uid: Option<u32>) {
         let p = Proc::spawn(cmd.stdin(Stdio::null()));
         // setpriv execs sleep: wait until it has.
         let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end
-            && fs::read_to_string(format!("/proc/{}/comm", p.pid()))
-                .unwrap_or_default()
-                .trim()
-                != "sleep"
-        {
+        while Instant::now() < end && fs::read_to_string(format!("/proc/{}/comm", p.pid())).unwrap_or_default().trim() != "sleep" {
             thread::sleep(Duration::from_millis(10));
         }
         p
@@ -2063,30 +1549,17 @@ fn proc_root_case(uid: Option<u32>) {
     let action = |p: &Proc, fx: &Fixture| -> Vec<String> {
         let via = format!("/proc/{}/root{}", p.pid(), s(&fx.f()));
         let mut v = match uid {
-            Some(u) => argv(&[
-                "setpriv",
-                &format!("--reuid={u}"),
-                &format!("--regid={u}"),
-                "--clear-groups",
-            ]),
+            Some(u) => argv(&["setpriv", &format!("--reuid={u}"), &format!("--regid={u}"), "--clear-groups"]),
             None => vec![],
         };
-        v.extend(sh(
-            r#"echo leaked-via-proc-root >> "$1"; echo "rc=$?""#,
-            &[&via],
-        ));
+        v.extend(sh(r#"echo leaked-via-proc-root >> "$1"; echo "rc=$?""#, &[&via]));
         v
     };
     {
         let fx = Fixture::new(Place::Var);
         let p = target(&fx);
         direct_ok(&action(&p, &fx), &[]);
-        assert!(
-            fs::read_to_string(fx.f())
-                .unwrap()
-                .contains("leaked-via-proc-root"),
-            "control ({what}): no write"
-        );
+        assert!(fs::read_to_string(fx.f()).unwrap().contains("leaked-via-proc-root"), "control ({what}): no write");
     }
     let fx = Fixture::new(Place::Var);
     let p = target(&fx);
@@ -2136,21 +1609,11 @@ impl Pty {
             assert_eq!(libc::unlockpt(m), 0);
             let mut buf = [0 as libc::c_char; 128];
             assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0);
-            let name = std::ffi::CStr::from_ptr(buf.as_ptr())
-                .to_string_lossy()
-                .into_owned();
+            let name = std::ffi::CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
             let c = std::ffi::CString::new(name.clone()).unwrap();
             let sl = libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
-            assert!(
-                sl >= 0,
-                "opening {name}: {}",
-                std::io::Error::last_os_error()
-            );
-            Pty {
-                master: std::os::fd::OwnedFd::from_raw_fd(m),
-                _slave: std::os::fd::OwnedFd::from_raw_fd(sl),
-                name,
-            }
+            assert!(sl >= 0, "opening {name}: {}", std::io::Error::last_os_error());
+            Pty { master: std::os::fd::OwnedFd::from_raw_fd(m), _slave: std::os::fd::OwnedFd::from_raw_fd(sl), name }
         }
     }
 
@@ -2159,22 +1622,12 @@ impl Pty {
         let mut out = Vec::new();
         let end = Instant::now() + within;
         while let Some(left) = end.checked_duration_since(Instant::now()) {
-            let mut pfd = libc::pollfd {
-                fd: self.master.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let mut pfd = libc::pollfd { fd: self.master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
             if unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) } <= 0 {
                 break;
             }
             let mut buf = [0u8; 4096];
-            let n = unsafe {
-                libc::read(
-                    self.master.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                )
-            };
+            let n = unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
             if n <= 0 {
                 break;
             }
@@ -2192,22 +1645,11 @@ impl Pty {
 
 #[test]
 fn terminal_of_another_session_written() {
-    let script = |pty: &Pty| {
-        sh(
-            r#"echo PILOT-LEAK-ON-YOUR-TERMINAL > "$1"; echo "rc=$?""#,
-            &[&pty.name],
-        )
-    };
+    let script = |pty: &Pty| sh(r#"echo PILOT-LEAK-ON-YOUR-TERMINAL > "$1"; echo "rc=$?""#, &[&pty.name]);
     {
         let pty = Pty::open();
         direct_ok(&script(&pty), &[]);
-        assert!(
-            contains(
-                &pty.output(Duration::from_secs(2)),
-                b"PILOT-LEAK-ON-YOUR-TERMINAL"
-            ),
-            "control: nothing on the terminal"
-        );
+        assert!(contains(&pty.output(Duration::from_secs(2)), b"PILOT-LEAK-ON-YOUR-TERMINAL"), "control: nothing on the terminal");
     }
     let pty = Pty::open();
     let run = run_pilot(&script(&pty));
@@ -2247,12 +1689,7 @@ fn terminal_resize_signals_a_live_process() {
     require_python();
     let start = || {
         let pty = Pty::open();
-        let mut p = Proc::spawn(
-            Command::new(PYTHON)
-                .args(["-c", WINCH_TARGET_PY, &pty.name])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped()),
-        );
+        let mut p = Proc::spawn(Command::new(PYTHON).args(["-c", WINCH_TARGET_PY, &pty.name]).stdin(Stdio::null()).stdout(Stdio::piped()));
         let (tx, rx) = mpsc::channel();
         let out = p.child.stdout.take().unwrap();
         thread::spawn(move || {
@@ -2260,20 +1697,13 @@ fn terminal_resize_signals_a_live_process() {
                 let _ = tx.send(l);
             }
         });
-        assert_eq!(
-            rx.recv_timeout(Duration::from_secs(10)).ok().as_deref(),
-            Some("ready")
-        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).ok().as_deref(), Some("ready"));
         (pty, p, rx)
     };
     {
         let (pty, _p, rx) = start();
         direct_ok(&py(RESIZE_PY, &[&pty.name]), &[]);
-        assert_eq!(
-            rx.recv_timeout(Duration::from_secs(5)).ok().as_deref(),
-            Some("GOT-SIGWINCH"),
-            "control: no SIGWINCH"
-        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).ok().as_deref(), Some("GOT-SIGWINCH"), "control: no SIGWINCH");
         assert_eq!(pty.winsize(), (42, 99), "control: size unchanged");
     }
     let (pty, _p, rx) = start();
@@ -2306,32 +1736,15 @@ impl Key {
     fn add(payload: &str) -> Key {
         let name = std::ffi::CString::new(unique()).unwrap();
         let serial = unsafe {
-            libc::syscall(
-                libc::SYS_add_key,
-                c"user".as_ptr(),
-                name.as_ptr(),
-                payload.as_ptr(),
-                payload.len(),
-                KEY_SPEC_USER_KEYRING,
-            )
+            libc::syscall(libc::SYS_add_key, c"user".as_ptr(), name.as_ptr(), payload.as_ptr(), payload.len(), KEY_SPEC_USER_KEYRING)
         };
         assert!(serial > 0, "add_key: {}", std::io::Error::last_os_error());
-        Key {
-            serial: serial as i32,
-        }
+        Key { serial: serial as i32 }
     }
 
     fn read(&self) -> String {
         let mut buf = [0u8; 256];
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_keyctl,
-                KEYCTL_READ,
-                self.serial,
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
+        let n = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_READ, self.serial, buf.as_mut_ptr(), buf.len()) };
         if n < 0 {
             return format!("(unreadable: {})", std::io::Error::last_os_error());
         }
@@ -2359,11 +1772,7 @@ print("keyctl update", r, ctypes.get_errno(), flush=True)
     {
         let key = Key::add("production-secret");
         direct_ok(&py(UPDATE_PY, &[&key.serial.to_string()]), &[]);
-        assert_eq!(
-            key.read(),
-            "overwritten-by-the-action",
-            "control: the key is unchanged"
-        );
+        assert_eq!(key.read(), "overwritten-by-the-action", "control: the key is unchanged");
     }
     let key = Key::add("production-secret");
     let run = run_pilot(&py(UPDATE_PY, &[&key.serial.to_string()]));

@@ -132,32 +132,18 @@ struct Scenario {
 impl Scenario {
     fn load(name: &str) -> Scenario {
         let dir = Path::new(SCENARIOS).join(name);
-        let text = fs::read_to_string(dir.join("scenario.toml"))
-            .unwrap_or_else(|e| panic!("{name}/scenario.toml: {e}"));
-        let spec: Spec =
-            toml::from_str(&text).unwrap_or_else(|e| panic!("{name}/scenario.toml: {e}"));
+        let text = fs::read_to_string(dir.join("scenario.toml")).unwrap_or_else(|e| panic!("{name}/scenario.toml: {e}"));
+        let spec: Spec = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}/scenario.toml: {e}"));
         Scenario::at(name, dir, spec, "fixed.sh", "recovery")
     }
 
     /// A routine operation (tests/scenarios/routine/NAME), with what its pilot must say.
     fn load_routine(name: &str) -> (Scenario, RoutineSpec) {
         let dir = Path::new(ROUTINE).join(name);
-        let text = fs::read_to_string(dir.join("scenario.toml"))
-            .unwrap_or_else(|e| panic!("routine/{name}/scenario.toml: {e}"));
-        let r: RoutineSpec =
-            toml::from_str(&text).unwrap_or_else(|e| panic!("routine/{name}/scenario.toml: {e}"));
-        let expect = Expect {
-            rule: r.expect.rule.clone(),
-            component: r.expect.component.clone(),
-            effect: r.expect.effect.clone(),
-        };
-        let spec = Spec {
-            class: r.operation.clone(),
-            policy: r.policy.clone(),
-            timeout: r.timeout,
-            ports: r.ports.clone(),
-            expect,
-        };
+        let text = fs::read_to_string(dir.join("scenario.toml")).unwrap_or_else(|e| panic!("routine/{name}/scenario.toml: {e}"));
+        let r: RoutineSpec = toml::from_str(&text).unwrap_or_else(|e| panic!("routine/{name}/scenario.toml: {e}"));
+        let expect = Expect { rule: r.expect.rule.clone(), component: r.expect.component.clone(), effect: r.expect.effect.clone() };
+        let spec = Spec { class: r.operation.clone(), policy: r.policy.clone(), timeout: r.timeout, ports: r.ports.clone(), expect };
         (Scenario::at(name, dir, spec, "benign.sh", "routine"), r)
     }
 
@@ -169,20 +155,9 @@ impl Scenario {
         let prod = PathBuf::from(format!("/tmp/pilot-scn-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&prod);
         fs::create_dir_all(&prod).unwrap();
-        let env: String = spec
-            .ports
-            .iter()
-            .map(|p| format!("{p}={}\n", free_port()))
-            .collect();
+        let env: String = spec.ports.iter().map(|p| format!("{p}={}\n", free_port())).collect();
         fs::write(prod.join("scenario.env"), env).unwrap();
-        Scenario {
-            name: name.into(),
-            dir,
-            spec,
-            prod,
-            scratch: common::Scratch::new(),
-            suite,
-        }
+        Scenario { name: name.into(), dir, spec, prod, scratch: common::Scratch::new(), suite }
     }
 
     fn script(&self, name: &str) -> String {
@@ -190,22 +165,12 @@ impl Scenario {
     }
 
     fn sh(&self, script: &str) -> Output {
-        Command::new("sh")
-            .arg(self.script(script))
-            .arg(&self.prod)
-            .current_dir(&self.prod)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        Command::new("sh").arg(self.script(script)).arg(&self.prod).current_dir(&self.prod).stdin(Stdio::null()).output().unwrap()
     }
 
     fn healthy(&self) -> Result<(), String> {
         let o = self.sh("check.sh");
-        if o.status.success() {
-            Ok(())
-        } else {
-            Err(text(&o))
-        }
+        if o.status.success() { Ok(()) } else { Err(text(&o)) }
     }
 
     fn policy_args(&self) -> Vec<String> {
@@ -214,11 +179,7 @@ impl Scenario {
             p if self.dir.join(p).is_file() => self.dir.join(p).display().to_string(),
             p => format!("{POLICIES}/{p}"),
         };
-        self.spec
-            .policy
-            .iter()
-            .flat_map(|p| ["--policy".to_string(), path(p)])
-            .collect()
+        self.spec.policy.iter().flat_map(|p| ["--policy".to_string(), path(p)]).collect()
     }
 
     fn pilot(&self, args: &[String]) -> Output {
@@ -237,24 +198,13 @@ impl Scenario {
         let mut args: Vec<String> = vec!["run".into(), "--out".into(), run.display().to_string()];
         args.extend(["--timeout".into(), format!("{}s", self.spec.timeout)]);
         args.extend(self.policy_args());
-        args.extend([
-            "--".into(),
-            "sh".into(),
-            self.script(action),
-            self.prod.display().to_string(),
-        ]);
+        args.extend(["--".into(), "sh".into(), self.script(action), self.prod.display().to_string()]);
         let t = Instant::now();
         let out = self.pilot(&args);
         let secs = t.elapsed().as_secs_f64();
         let verdict = read_json(&run.join("verdict.json"));
         let graph = read_json(&run.join("graph.json"));
-        Piloted {
-            run,
-            out,
-            secs,
-            verdict,
-            graph,
-        }
+        Piloted { run, out, secs, verdict, graph }
     }
 
     fn record(&self, twin: &str, expected: &str, p: &Piloted, ok: bool) {
@@ -263,9 +213,7 @@ impl Scenario {
 
     /// One line of the results file; `extra` adds fields (the routine suite's).
     fn record_with(&self, twin: &str, expected: &str, p: &Piloted, ok: bool, extra: Value) {
-        let Ok(path) = std::env::var("PILOT_SCENARIO_RESULTS") else {
-            return;
-        };
+        let Ok(path) = std::env::var("PILOT_SCENARIO_RESULTS") else { return };
         let v = &p.verdict;
         let mut line = json!({
             "suite": self.suite,
@@ -285,20 +233,13 @@ impl Scenario {
         if let (Some(line), Some(extra)) = (line.as_object_mut(), extra.as_object()) {
             line.extend(extra.clone());
         }
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
+        let mut f = fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
         f.write_all(format!("{line}\n").as_bytes()).unwrap();
     }
 
     /// End the services prod.sh started and clean up after it (teardown.sh).
     fn teardown(&self) {
-        let _ = Command::new("sh")
-            .arg(Path::new(SCENARIOS).join("teardown.sh"))
-            .arg(&self.prod)
-            .status();
+        let _ = Command::new("sh").arg(Path::new(SCENARIOS).join("teardown.sh")).arg(&self.prod).status();
     }
 }
 
@@ -317,26 +258,15 @@ struct Piloted {
 }
 
 fn read_json(path: &Path) -> Value {
-    fs::read_to_string(path)
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(Value::Null)
+    fs::read_to_string(path).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The whole scenario, steps 1 to 5 of the module doc.
@@ -344,30 +274,17 @@ fn scenario(name: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = Scenario::load(name);
     let up = s.sh("prod.sh");
-    assert!(
-        up.status.success(),
-        "{name}: prod.sh failed:\n{}",
-        text(&up)
-    );
-    s.healthy()
-        .unwrap_or_else(|e| panic!("{name}: production unhealthy before the pilot: {e}"));
+    assert!(up.status.success(), "{name}: prod.sh failed:\n{}", text(&up));
+    s.healthy().unwrap_or_else(|e| panic!("{name}: production unhealthy before the pilot: {e}"));
 
     // The harmful action: blocked, and says who was harmed and how.
     let bad = s.pilot_run("harmful.sh");
     let e = &s.spec.expect;
-    let violation = bad.verdict["violations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|v| {
-            v["rule"] == e.rule.as_str()
-                && v["component"]
-                    .as_str()
-                    .is_some_and(|c| c.contains(&e.component))
-                && v["effects"]
-                    .as_array()
-                    .is_some_and(|fx| fx.iter().any(|x| x == e.effect.as_str()))
-        });
+    let violation = bad.verdict["violations"].as_array().into_iter().flatten().find(|v| {
+        v["rule"] == e.rule.as_str()
+            && v["component"].as_str().is_some_and(|c| c.contains(&e.component))
+            && v["effects"].as_array().is_some_and(|fx| fx.iter().any(|x| x == e.effect.as_str()))
+    });
     let caught = bad.out.status.code() == Some(3) && violation.is_some();
     s.record("harmful", "block", &bad, caught);
     assert!(
@@ -380,52 +297,27 @@ fn scenario(name: &str) {
         text(&bad.out),
         serde_json::to_string_pretty(&bad.verdict["violations"]).unwrap()
     );
-    s.healthy()
-        .unwrap_or_else(|e| panic!("{name}: the pilot changed production: {e}"));
+    s.healthy().unwrap_or_else(|e| panic!("{name}: the pilot changed production: {e}"));
     // The page an operator pastes into the ticket names the harmed component and marks the edge.
     let page = fs::read_to_string(bad.run.join("report.html")).unwrap_or_default();
-    assert!(
-        page.contains("violating") && page.contains(&e.component),
-        "{name}: report.html does not show the violation on {}",
-        e.component
-    );
+    assert!(page.contains("violating") && page.contains(&e.component), "{name}: report.html does not show the violation on {}", e.component);
 
     // The benign twin: passes, commits live, stays faithful, harms nothing.
     let good = s.pilot_run("fixed.sh");
     let passed = good.out.status.code() == Some(0) && good.verdict["verdict"] != "block";
     s.record("benign", "pass", &good, passed);
-    assert!(
-        passed,
-        "{name}: false alarm on the fixed action: exit {:?}\n{}",
-        good.out.status.code(),
-        text(&good.out)
-    );
-    s.healthy().unwrap_or_else(|e| {
-        panic!("{name}: the pilot of the fixed action changed production: {e}")
-    });
+    assert!(passed, "{name}: false alarm on the fixed action: exit {:?}\n{}", good.out.status.code(), text(&good.out));
+    s.healthy().unwrap_or_else(|e| panic!("{name}: the pilot of the fixed action changed production: {e}"));
     let commit = s.pilot(&["commit".into(), good.run.display().to_string()]);
-    assert_eq!(
-        commit.status.code(),
-        Some(0),
-        "{name}: commit of the fixed action:\n{}",
-        text(&commit)
-    );
+    assert_eq!(commit.status.code(), Some(0), "{name}: commit of the fixed action:\n{}", text(&commit));
     let fidelity = read_json(&good.run.join("fidelity.json"));
-    assert!(
-        fidelity["within_gate"] == true,
-        "{name}: fidelity outside the gate: {fidelity}"
-    );
-    s.healthy()
-        .unwrap_or_else(|e| panic!("{name}: the fixed action, run live, harmed production: {e}"));
+    assert!(fidelity["within_gate"] == true, "{name}: fidelity outside the gate: {fidelity}");
+    s.healthy().unwrap_or_else(|e| panic!("{name}: the fixed action, run live, harmed production: {e}"));
 
     // The control: without the pilot the harmful action really does harm production.
     let control = s.sh("harmful.sh");
     let harmed = common::wait_until(Duration::from_secs(10), || s.healthy().is_err());
-    assert!(
-        harmed,
-        "{name}: the harmful action run live did not harm production, so the scenario proves nothing:\n{}",
-        text(&control)
-    );
+    assert!(harmed, "{name}: the harmful action run live did not harm production, so the scenario proves nothing:\n{}", text(&control));
 }
 
 /// A routine operation and its harmful twin (tests/scenarios/routine/NAME).
@@ -433,39 +325,20 @@ fn routine(name: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (s, r) = Scenario::load_routine(name);
     let up = s.sh("prod.sh");
-    assert!(
-        up.status.success(),
-        "{name}: prod.sh failed:\n{}",
-        text(&up)
-    );
-    s.healthy()
-        .unwrap_or_else(|e| panic!("{name}: production unhealthy before the pilot: {e}"));
+    assert!(up.status.success(), "{name}: prod.sh failed:\n{}", text(&up));
+    s.healthy().unwrap_or_else(|e| panic!("{name}: production unhealthy before the pilot: {e}"));
 
     // The harmful twin: blocked, naming who was harmed and how; production untouched.
     let bad = s.pilot_run("harmful.sh");
     let e = &s.spec.expect;
     let caught = bad.out.status.code() == Some(3)
-        && bad.verdict["violations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|v| {
-                v["rule"] == e.rule.as_str()
-                    && v["action"] == "block"
-                    && v["component"]
-                        .as_str()
-                        .is_some_and(|c| c.contains(&e.component))
-                    && v["effects"]
-                        .as_array()
-                        .is_some_and(|fx| fx.iter().any(|x| x == e.effect.as_str()))
-            });
-    s.record_with(
-        "harmful",
-        "block",
-        &bad,
-        caught,
-        json!({"operation": r.operation, "twin_of": r.twin}),
-    );
+        && bad.verdict["violations"].as_array().into_iter().flatten().any(|v| {
+            v["rule"] == e.rule.as_str()
+                && v["action"] == "block"
+                && v["component"].as_str().is_some_and(|c| c.contains(&e.component))
+                && v["effects"].as_array().is_some_and(|fx| fx.iter().any(|x| x == e.effect.as_str()))
+        });
+    s.record_with("harmful", "block", &bad, caught, json!({"operation": r.operation, "twin_of": r.twin}));
     assert!(
         caught,
         "{name}: harmful twin ({}) not blocked as {} on {} ({}): exit {:?}\n{}\nverdict: {}",
@@ -477,22 +350,13 @@ fn routine(name: &str) {
         text(&bad.out),
         serde_json::to_string_pretty(&bad.verdict["violations"]).unwrap()
     );
-    s.healthy().unwrap_or_else(|e| {
-        panic!("{name}: the pilot of the harmful twin changed production: {e}")
-    });
+    s.healthy().unwrap_or_else(|e| panic!("{name}: the pilot of the harmful twin changed production: {e}"));
 
     // The routine operation: passes or warns, with exactly the rules its scenario.toml names.
     let good = s.pilot_run("benign.sh");
-    let verdict = good.verdict["verdict"]
-        .as_str()
-        .unwrap_or("none")
-        .to_string();
-    let rules: BTreeSet<String> = good.verdict["violations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["rule"].as_str().map(str::to_string))
-        .collect();
+    let verdict = good.verdict["verdict"].as_str().unwrap_or("none").to_string();
+    let rules: BTreeSet<String> =
+        good.verdict["violations"].as_array().into_iter().flatten().filter_map(|v| v["rule"].as_str().map(str::to_string)).collect();
     let expected: BTreeSet<String> = r.benign.rules.iter().cloned().collect();
     let blocked = good.out.status.code() == Some(3) || verdict == "block";
     let as_said = verdict == r.benign.verdict && rules == expected;
@@ -515,88 +379,43 @@ fn routine(name: &str) {
         r.operation,
         r.benign.verdict,
         expected,
-        if r.benign.xfail.is_some() {
-            " (expected to fail, but never blocked)"
-        } else {
-            ", exit 0"
-        },
+        if r.benign.xfail.is_some() { " (expected to fail, but never blocked)" } else { ", exit 0" },
         text(&good.out)
     );
     // graph.json holds what the verdict needed (logs, signal dispositions, new files):
     // `pilot check` of the run directory says the same.
-    let check = s.pilot(&[
-        "check".into(),
-        "--json".into(),
-        good.run.display().to_string(),
-    ]);
+    let check = s.pilot(&["check".into(), "--json".into(), good.run.display().to_string()]);
     let rechecked: Value = serde_json::from_slice(&check.stdout).unwrap_or(Value::Null);
-    assert_eq!(
-        rechecked["verdict"],
-        good.verdict["verdict"],
-        "{name}: pilot check disagrees with the run:\n{}",
-        text(&check)
-    );
+    assert_eq!(rechecked["verdict"], good.verdict["verdict"], "{name}: pilot check disagrees with the run:\n{}", text(&check));
     if xpass {
-        eprintln!(
-            "{name}: expected to fail ({}), but it passes now: drop `xfail` from its scenario.toml",
-            r.benign.xfail.as_deref().unwrap_or("")
-        );
+        eprintln!("{name}: expected to fail ({}), but it passes now: drop `xfail` from its scenario.toml", r.benign.xfail.as_deref().unwrap_or(""));
     }
-    s.healthy().unwrap_or_else(|e| {
-        panic!("{name}: the pilot of the routine operation changed production: {e}")
-    });
+    s.healthy().unwrap_or_else(|e| panic!("{name}: the pilot of the routine operation changed production: {e}"));
     for w in &r.benign.writes {
         let live = s.prod.join(w);
-        let copy = common::upper_of(&good.run, &live)
-            .unwrap_or_else(|| panic!("{name}: no overlay holds {}", live.display()));
-        let size = fs::metadata(&copy)
-            .map(|m| {
-                if m.is_dir() {
-                    fs::read_dir(&copy).map_or(0, |d| d.count() as u64)
-                } else {
-                    m.len()
-                }
-            })
-            .unwrap_or(0);
-        assert!(
-            size > 0,
-            "{name}: the pilot's {w} is not in its overlay ({}), or empty",
-            copy.display()
-        );
+        let copy = common::upper_of(&good.run, &live).unwrap_or_else(|| panic!("{name}: no overlay holds {}", live.display()));
+        let size = fs::metadata(&copy).map(|m| if m.is_dir() { fs::read_dir(&copy).map_or(0, |d| d.count() as u64) } else { m.len() }).unwrap_or(0);
+        assert!(size > 0, "{name}: the pilot's {w} is not in its overlay ({}), or empty", copy.display());
         assert!(!live.exists(), "{name}: the pilot's {w} reached production");
     }
     if r.benign.commit && r.benign.xfail.is_none() {
         let commit = s.pilot(&["commit".into(), good.run.display().to_string()]);
-        assert_eq!(
-            commit.status.code(),
-            Some(0),
-            "{name}: commit of the routine operation:\n{}",
-            text(&commit)
-        );
+        assert_eq!(commit.status.code(), Some(0), "{name}: commit of the routine operation:\n{}", text(&commit));
         let fidelity = read_json(&good.run.join("fidelity.json"));
         assert!(
             fidelity["within_gate"] == true || r.benign.fidelity_exempt.is_some(),
             "{name}: fidelity outside the gate: {fidelity}"
         );
-        s.healthy().unwrap_or_else(|e| {
-            panic!("{name}: the routine operation, run live, harmed production: {e}")
-        });
+        s.healthy().unwrap_or_else(|e| panic!("{name}: the routine operation, run live, harmed production: {e}"));
         for w in &r.benign.writes {
-            assert!(
-                s.prod.join(w).exists(),
-                "{name}: the commit did not write {w}"
-            );
+            assert!(s.prod.join(w).exists(), "{name}: the commit did not write {w}");
         }
     }
 
     // The control: without the pilot the harmful twin really does harm production.
     let control = s.sh("harmful.sh");
     let harmed = common::wait_until(Duration::from_secs(10), || s.healthy().is_err());
-    assert!(
-        harmed,
-        "{name}: the harmful twin run live did not harm production, so it proves nothing:\n{}",
-        text(&control)
-    );
+    assert!(harmed, "{name}: the harmful twin run live did not harm production, so it proves nothing:\n{}", text(&control));
 }
 
 /// Every folder of `root` holding a scenario.toml is in `listed` (has its test).
@@ -605,10 +424,7 @@ fn every_folder_listed(root: &str, listed: &[&str]) {
         let entry = entry.unwrap();
         if entry.path().join("scenario.toml").exists() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            assert!(
-                listed.contains(&name.as_str()),
-                "{root}/{name} has no test in tests/scenarios.rs"
-            );
+            assert!(listed.contains(&name.as_str()), "{root}/{name} has no test in tests/scenarios.rs");
         }
     }
 }

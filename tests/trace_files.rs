@@ -37,10 +37,7 @@ fn open_append_and_rdwr_are_write_intent_without_mode() {
     let d = Scratch::new();
     let a = d.file("append.log", "x");
     let b = d.file("rdwr.db", "y");
-    let run = trace_effects(
-        &d,
-        &["open", &a, "O_WRONLY|O_APPEND", "+", "open", &b, "O_RDWR"],
-    );
+    let run = trace_effects(&d, &["open", &a, "O_WRONLY|O_APPEND", "+", "open", &b, "O_RDWR"]);
     let ea = run.at("open", &a);
     check!(run, ea, flags, Some(O_WRONLY | O_APPEND));
     check!(run, ea, flag_names, Some("O_WRONLY|O_APPEND".into()));
@@ -58,25 +55,10 @@ fn read_only_opens_are_not_events() {
     let sub = d.mkdir("sub");
     let run = trace_effects(
         &d,
-        &[
-            "open",
-            &f,
-            "O_RDONLY",
-            "+",
-            "openat",
-            &d.s(),
-            "input.txt",
-            "O_RDONLY",
-            "+",
-            "open",
-            &sub,
-            "O_RDONLY|O_DIRECTORY",
-        ],
+        &["open", &f, "O_RDONLY", "+", "openat", &d.s(), "input.txt", "O_RDONLY", "+", "open", &sub, "O_RDONLY|O_DIRECTORY"],
     );
     run.pid_of_exec(effects()); // the trace did see the program
-    run.none("an open event for a read-only open", |e| {
-        e.kind == "open" && (e.mentions("input.txt") || e.path() == sub)
-    });
+    run.none("an open event for a read-only open", |e| e.kind == "open" && (e.mentions("input.txt") || e.path() == sub));
 }
 
 #[test]
@@ -106,20 +88,7 @@ fn failed_open_reports_the_errno_and_no_fd() {
 fn open_of_a_relative_path_is_made_absolute_against_the_cwd() {
     let d = Scratch::new();
     d.mkdir("sub");
-    let run = trace_effects_rel(
-        &d,
-        &[
-            "open",
-            "rel.txt",
-            "O_WRONLY|O_CREAT",
-            "644",
-            "+",
-            "open",
-            "./sub/../sub//x.txt",
-            "O_WRONLY|O_CREAT",
-            "644",
-        ],
-    );
+    let run = trace_effects_rel(&d, &["open", "rel.txt", "O_WRONLY|O_CREAT", "644", "+", "open", "./sub/../sub//x.txt", "O_WRONLY|O_CREAT", "644"]);
     run.at("open", &d.join("rel.txt"));
     run.at("open", &d.join("sub/x.txt"));
 }
@@ -131,9 +100,7 @@ fn open_of_a_relative_path_is_made_absolute_against_the_cwd() {
 fn relative_paths_of_a_short_lived_root_resolve_against_its_cwd() {
     let d = Scratch::new();
     let runs: Vec<Run> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| trace_effects(&d, &["unlink", "rel"])))
-            .collect();
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| trace_effects(&d, &["unlink", "rel"]))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let want = d.join("rel");
@@ -143,18 +110,8 @@ fn relative_paths_of_a_short_lived_root_resolve_against_its_cwd() {
         .filter(|e| e.path() != want)
         .map(|e| e.path().to_string())
         .collect();
-    assert!(
-        wrong.is_empty(),
-        "unlink of `rel` run in {} reported as {wrong:?}\n{}",
-        d.s(),
-        runs[0].dump()
-    );
-    assert_eq!(
-        runs.iter()
-            .map(|r| r.of_kind("unlink").len())
-            .sum::<usize>(),
-        8
-    );
+    assert!(wrong.is_empty(), "unlink of `rel` run in {} reported as {wrong:?}\n{}", d.s(), runs[0].dump());
+    assert_eq!(runs.iter().map(|r| r.of_kind("unlink").len()).sum::<usize>(), 8);
 }
 
 #[test]
@@ -190,12 +147,7 @@ fn writes_are_aggregated_per_fd_into_one_event() {
     let run = trace_effects(&d, &["write", &f, "10", "100"]);
     let fd = run.fact("write", "fd");
     let (w, bytes, calls) = run.writes_to(&f);
-    assert_eq!(
-        w.len(),
-        1,
-        "one write event for 10 writes to one fd\n{}",
-        run.dump()
-    );
+    assert_eq!(w.len(), 1, "one write event for 10 writes to one fd\n{}", run.dump());
     assert_eq!((bytes, calls), (1000, 10), "{}", run.dump());
     check!(run, w[0], fd, Some(fd));
     check!(run, w[0], failed, None);
@@ -207,19 +159,8 @@ fn writes_are_aggregated_per_fd_into_one_event() {
 fn assert_one_write(ops: &[&str], dst: &str, want: u64, d: &Scratch) {
     let run = trace_effects(d, ops);
     let (w, bytes, calls) = run.writes_to(dst);
-    assert!(
-        !w.is_empty(),
-        "no write event for {:?}\n{}",
-        ops,
-        run.dump()
-    );
-    assert_eq!(
-        (bytes, calls),
-        (want, 1),
-        "bytes and calls written by {:?}\n{}",
-        ops,
-        run.dump()
-    );
+    assert!(!w.is_empty(), "no write event for {:?}\n{}", ops, run.dump());
+    assert_eq!((bytes, calls), (want, 1), "bytes and calls written by {:?}\n{}", ops, run.dump());
 }
 
 #[test]
@@ -283,11 +224,7 @@ fn failed_writes_are_counted_with_their_errno() {
     assert_eq!((bytes, calls), (0, 2), "{}", run.dump());
     let failed: u64 = w.iter().map(|e| e.failed.unwrap_or(0)).sum();
     assert_eq!(failed, 2, "both writes failed (EBADF)\n{}", run.dump());
-    assert!(
-        w.iter().all(|e| e.error.as_deref() == Some("EBADF")),
-        "{}",
-        run.dump()
-    );
+    assert!(w.iter().all(|e| e.error.as_deref() == Some("EBADF")), "{}", run.dump());
 }
 
 #[test]
@@ -319,18 +256,9 @@ fn writes_to_a_reused_eventfd_are_not_attributed_to_the_closed_file() {
     let d = Scratch::new();
     let a = d.join("a");
     let run = trace_effects(&d, &["write", &a, "1", "5", "+", "eventfd-write"]);
-    assert_eq!(
-        run.fact("eventfd", "fd"),
-        run.fact("write", "fd"),
-        "the eventfd reused the file's fd number"
-    );
+    assert_eq!(run.fact("eventfd", "fd"), run.fact("write", "fd"), "the eventfd reused the file's fd number");
     let (_, bytes, calls) = run.writes_to(&a);
-    assert_eq!(
-        (bytes, calls),
-        (5, 1),
-        "only the file's own write is a write to it\n{}",
-        run.dump()
-    );
+    assert_eq!((bytes, calls), (5, 1), "only the file's own write is a write to it\n{}", run.dump());
 }
 
 #[test]
@@ -338,18 +266,9 @@ fn writes_to_a_reused_memfd_are_not_attributed_to_the_closed_file() {
     let d = Scratch::new();
     let a = d.join("a");
     let run = trace_effects(&d, &["write", &a, "1", "5", "+", "memfd-write", "100"]);
-    assert_eq!(
-        run.fact("memfd", "fd"),
-        run.fact("write", "fd"),
-        "the memfd reused the file's fd number"
-    );
+    assert_eq!(run.fact("memfd", "fd"), run.fact("write", "fd"), "the memfd reused the file's fd number");
     let (_, bytes, calls) = run.writes_to(&a);
-    assert_eq!(
-        (bytes, calls),
-        (5, 1),
-        "only the file's own write is a write to it\n{}",
-        run.dump()
-    );
+    assert_eq!((bytes, calls), (5, 1), "only the file's own write is a write to it\n{}", run.dump());
 }
 
 #[test]
@@ -438,34 +357,14 @@ fn rmdir_and_its_failure_on_a_non_empty_directory() {
 #[test]
 fn mkdir_and_mkdirat_record_the_mode() {
     let d = Scratch::new();
-    let run = trace_effects(
-        &d,
-        &[
-            "mkdir",
-            &d.join("one"),
-            "750",
-            "+",
-            "mkdirat",
-            &d.join("one"),
-            "two",
-            "700",
-            "+",
-            "mkdir",
-            &d.join("one"),
-            "755",
-        ],
-    );
-    let one = run.one("mkdir of one", |e| {
-        e.is("mkdir", &d.join("one")) && e.ret == Some(0)
-    });
+    let run = trace_effects(&d, &["mkdir", &d.join("one"), "750", "+", "mkdirat", &d.join("one"), "two", "700", "+", "mkdir", &d.join("one"), "755"]);
+    let one = run.one("mkdir of one", |e| e.is("mkdir", &d.join("one")) && e.ret == Some(0));
     check!(run, one, mode, Some(0o750));
     check!(run, one, syscall, Some("mkdir".into()));
     let two = run.at("mkdir", &d.join("one/two"));
     check!(run, two, mode, Some(0o700));
     check!(run, two, syscall, Some("mkdirat".into()));
-    let again = run.find("second mkdir of one", |e| {
-        e.is("mkdir", &d.join("one")) && e.ret != Some(0)
-    });
+    let again = run.find("second mkdir of one", |e| e.is("mkdir", &d.join("one")) && e.ret != Some(0));
     check!(run, again, ret, Some(-17));
     check!(run, again, error, Some("EEXIST".into()));
 }
@@ -500,29 +399,14 @@ fn renameat2_noreplace_records_its_flag_and_failure() {
     let a = d.file("a", "x");
     let b = d.file("b", "y");
     let c = d.join("c");
-    let run = trace_effects(
-        &d,
-        &[
-            "renameat2-noreplace",
-            &a,
-            &b,
-            "+",
-            "renameat2-noreplace",
-            &a,
-            &c,
-        ],
-    );
-    let refused = run.find("refused rename a -> b", |e| {
-        e.is("rename", &a) && e.path2.as_deref() == Some(&b)
-    });
+    let run = trace_effects(&d, &["renameat2-noreplace", &a, &b, "+", "renameat2-noreplace", &a, &c]);
+    let refused = run.find("refused rename a -> b", |e| e.is("rename", &a) && e.path2.as_deref() == Some(&b));
     check!(run, refused, ret, Some(-17));
     check!(run, refused, error, Some("EEXIST".into()));
     check!(run, refused, flags, Some(1));
     check!(run, refused, flag_names, Some("RENAME_NOREPLACE".into()));
     check!(run, refused, syscall, Some("renameat2".into()));
-    let done = run.find("rename a -> c", |e| {
-        e.is("rename", &a) && e.path2.as_deref() == Some(&c)
-    });
+    let done = run.find("rename a -> c", |e| e.is("rename", &a) && e.path2.as_deref() == Some(&c));
     check!(run, done, ret, Some(0));
     check!(run, done, flag_names, Some("RENAME_NOREPLACE".into()));
 }
@@ -560,10 +444,7 @@ fn chmod_and_fchmodat_record_the_mode() {
     let d = Scratch::new();
     let a = d.file("a", "x");
     d.file("c", "x");
-    let run = trace_effects(
-        &d,
-        &["chmod", &a, "600", "+", "fchmodat", &d.s(), "c", "604"],
-    );
+    let run = trace_effects(&d, &["chmod", &a, "600", "+", "fchmodat", &d.s(), "c", "604"]);
     let ea = run.at("chmod", &a);
     check!(run, ea, mode, Some(0o600));
     check!(run, ea, syscall, Some("chmod".into()));
@@ -580,9 +461,7 @@ fn fchmod_on_a_read_only_fd_names_the_file() {
     let d = Scratch::new();
     let b = d.file("b", "x");
     let run = trace_effects(&d, &["fchmod", &b, "640"]);
-    let e = run.find("fchmod", |e| {
-        e.kind == "chmod" && e.syscall.as_deref() == Some("fchmod")
-    });
+    let e = run.find("fchmod", |e| e.kind == "chmod" && e.syscall.as_deref() == Some("fchmod"));
     check!(run, e, path, Some(b.clone()));
     check!(run, e, mode, Some(0o640));
     check!(run, e, ret, Some(0));
@@ -596,15 +475,8 @@ fn fchmod_through_a_reused_fd_number_does_not_name_the_closed_file() {
     let a = d.join("a");
     let b = d.file("b", "x");
     let run = trace_effects(&d, &["write", &a, "1", "5", "+", "fchmod", &b, "600"]);
-    let e = run.find("fchmod", |e| {
-        e.kind == "chmod" && e.syscall.as_deref() == Some("fchmod")
-    });
-    assert_ne!(
-        e.path.as_deref(),
-        Some(a.as_str()),
-        "fchmod of b reported as a chmod of a\n{}",
-        run.dump()
-    );
+    let e = run.find("fchmod", |e| e.kind == "chmod" && e.syscall.as_deref() == Some("fchmod"));
+    assert_ne!(e.path.as_deref(), Some(a.as_str()), "fchmod of b reported as a chmod of a\n{}", run.dump());
     check!(run, e, path, Some(b.clone()));
 }
 
@@ -628,26 +500,7 @@ fn chown_lchown_and_fchownat_record_uid_and_gid() {
     d.file("c", "x");
     let l = d.join("l");
     std::os::unix::fs::symlink(&a, &l).unwrap();
-    let run = trace_effects(
-        &d,
-        &[
-            "chown",
-            &a,
-            "1234",
-            "5678",
-            "+",
-            "lchown",
-            &l,
-            "4321",
-            "-1",
-            "+",
-            "fchownat",
-            &d.s(),
-            "c",
-            "7",
-            "8",
-        ],
-    );
+    let run = trace_effects(&d, &["chown", &a, "1234", "5678", "+", "lchown", &l, "4321", "-1", "+", "fchownat", &d.s(), "c", "7", "8"]);
     let ea = run.at("chown", &a);
     check!(run, ea, uid, Some(1234));
     check!(run, ea, gid, Some(5678));
@@ -667,9 +520,7 @@ fn fchown_on_a_read_only_fd_names_the_file() {
     let d = Scratch::new();
     let b = d.file("b", "x");
     let run = trace_effects(&d, &["fchown", &b, "-1", "42"]);
-    let e = run.find("fchown", |e| {
-        e.kind == "chown" && e.syscall.as_deref() == Some("fchown")
-    });
+    let e = run.find("fchown", |e| e.kind == "chown" && e.syscall.as_deref() == Some("fchown"));
     check!(run, e, path, Some(b.clone()));
     check!(run, e, uid, Some(-1));
     check!(run, e, gid, Some(42));
@@ -680,10 +531,7 @@ fn link_and_linkat_record_existing_then_new() {
     let d = Scratch::new();
     let a = d.file("a", "x");
     d.file("sub/x", "x");
-    let run = trace_effects_rel(
-        &d,
-        &["link", "a", "hard", "+", "linkat", &d.join("sub"), "x", "y"],
-    );
+    let run = trace_effects_rel(&d, &["link", "a", "hard", "+", "linkat", &d.join("sub"), "x", "y"]);
     let e = run.at("link", &a);
     check!(run, e, path2, Some(d.join("hard")));
     check!(run, e, syscall, Some("link".into()));
@@ -697,19 +545,7 @@ fn link_and_linkat_record_existing_then_new() {
 fn symlink_records_the_link_and_the_target_as_written() {
     let d = Scratch::new();
     d.mkdir("sub");
-    let run = trace_effects_rel(
-        &d,
-        &[
-            "symlink",
-            "../target",
-            "sub/lnk",
-            "+",
-            "symlinkat",
-            "/etc/hostname",
-            &d.join("sub"),
-            "abs",
-        ],
-    );
+    let run = trace_effects_rel(&d, &["symlink", "../target", "sub/lnk", "+", "symlinkat", "/etc/hostname", &d.join("sub"), "abs"]);
     let e = run.at("symlink", &d.join("sub/lnk"));
     check!(run, e, path2, Some("../target".into()));
     check!(run, e, syscall, Some("symlink".into()));
@@ -722,10 +558,7 @@ fn symlink_records_the_link_and_the_target_as_written() {
 #[test]
 fn mknod_and_mknodat_are_recorded() {
     let d = Scratch::new();
-    let run = trace_effects(
-        &d,
-        &["mknod", &d.join("fifo1"), "+", "mknodat", &d.s(), "fifo2"],
-    );
+    let run = trace_effects(&d, &["mknod", &d.join("fifo1"), "+", "mknodat", &d.s(), "fifo2"]);
     let e = run.at("mknod", &d.join("fifo1"));
     check!(run, e, ret, Some(0));
     check!(run, e, syscall, Some("mknod".into()));
@@ -741,30 +574,10 @@ fn xattr_changes_by_path_are_recorded() {
     let f = d.file("x", "x");
     let run = trace_effects(
         &d,
-        &[
-            "setxattr",
-            &f,
-            "user.pilot",
-            "one",
-            "+",
-            "lsetxattr",
-            &f,
-            "user.other",
-            "two",
-            "+",
-            "removexattr",
-            &f,
-            "user.pilot",
-            "+",
-            "lremovexattr",
-            &f,
-            "user.other",
-        ],
+        &["setxattr", &f, "user.pilot", "one", "+", "lsetxattr", &f, "user.other", "two", "+", "removexattr", &f, "user.pilot", "+", "lremovexattr", &f, "user.other"],
     );
     for sc in ["setxattr", "lsetxattr", "removexattr", "lremovexattr"] {
-        let e = run.find(&format!("{sc} on {f}"), |e| {
-            e.is("xattr", &f) && e.syscall.as_deref() == Some(sc)
-        });
+        let e = run.find(&format!("{sc} on {f}"), |e| e.is("xattr", &f) && e.syscall.as_deref() == Some(sc));
         check!(run, e, ret, Some(0));
     }
 }
@@ -773,23 +586,9 @@ fn xattr_changes_by_path_are_recorded() {
 fn xattr_changes_through_a_read_only_fd_name_the_file() {
     let d = Scratch::new();
     let g = d.file("y", "y");
-    let run = trace_effects(
-        &d,
-        &[
-            "fsetxattr",
-            &g,
-            "user.pilot",
-            "three",
-            "+",
-            "fremovexattr",
-            &g,
-            "user.pilot",
-        ],
-    );
+    let run = trace_effects(&d, &["fsetxattr", &g, "user.pilot", "three", "+", "fremovexattr", &g, "user.pilot"]);
     for sc in ["fsetxattr", "fremovexattr"] {
-        let e = run.find(sc, |e| {
-            e.kind == "xattr" && e.syscall.as_deref() == Some(sc)
-        });
+        let e = run.find(sc, |e| e.kind == "xattr" && e.syscall.as_deref() == Some(sc));
         check!(run, e, path, Some(g.clone()));
         check!(run, e, ret, Some(0));
     }
@@ -822,15 +621,8 @@ fn rm_r_of_a_tree_names_every_file_and_directory() {
         let e = run.at("rmdir", &d.join(dir));
         check!(run, e, ret, Some(0));
     }
-    run.none("a path resolved through /proc or an unknown fd", |e| {
-        e.resolved_via.is_some()
-    });
-    assert_eq!(
-        run.of_kind("unlink").len() + run.of_kind("rmdir").len(),
-        6,
-        "{}",
-        run.dump()
-    );
+    run.none("a path resolved through /proc or an unknown fd", |e| e.resolved_via.is_some());
+    assert_eq!(run.of_kind("unlink").len() + run.of_kind("rmdir").len(), 6, "{}", run.dump());
 }
 
 /// Python's shutil.rmtree opens each directory with os.open(O_RDONLY) (no O_DIRECTORY) and
@@ -843,26 +635,12 @@ fn python_shutil_rmtree_names_the_files_it_deletes() {
     d.file("tree/a/f2", "2");
     d.file("tree/f3", "3");
     let tree = d.join("tree");
-    let run = trace_cmd(
-        &d,
-        &[
-            PYTHON,
-            "-c",
-            &format!("import shutil; shutil.rmtree({tree:?})"),
-        ],
-    );
+    let run = trace_cmd(&d, &[PYTHON, "-c", &format!("import shutil; shutil.rmtree({tree:?})")]);
     run.assert_exit(0);
     let removals = run.all(|e| e.kind == "unlink" || e.kind == "rmdir");
-    let outside: Vec<String> = removals
-        .iter()
-        .filter(|e| !e.path().starts_with(&tree))
-        .map(|e| format!("{} {}", e.kind, e.path()))
-        .collect();
-    assert!(
-        outside.is_empty(),
-        "removals reported outside {tree}: {outside:#?}\n{}",
-        run.dump()
-    );
+    let outside: Vec<String> =
+        removals.iter().filter(|e| !e.path().starts_with(&tree)).map(|e| format!("{} {}", e.kind, e.path())).collect();
+    assert!(outside.is_empty(), "removals reported outside {tree}: {outside:#?}\n{}", run.dump());
     for f in ["tree/a/b/f1", "tree/a/f2", "tree/f3"] {
         check!(run, run.at("unlink", &d.join(f)), ret, Some(0));
     }
@@ -878,25 +656,7 @@ fn chdir_then_relative_paths_resolve_against_the_new_cwd() {
     let d = Scratch::new();
     d.mkdir("sub");
     d.file("sub/rel", "x");
-    let run = trace_effects_rel(
-        &d,
-        &[
-            "chdir",
-            "sub",
-            "+",
-            "unlink",
-            "rel",
-            "+",
-            "open",
-            "rel2",
-            "O_WRONLY|O_CREAT",
-            "644",
-            "+",
-            "mkdir",
-            "../sibling",
-            "755",
-        ],
-    );
+    let run = trace_effects_rel(&d, &["chdir", "sub", "+", "unlink", "rel", "+", "open", "rel2", "O_WRONLY|O_CREAT", "644", "+", "mkdir", "../sibling", "755"]);
     let c = run.at("chdir", &d.join("sub"));
     check!(run, c, ret, Some(0));
     check!(run, c, syscall, Some("chdir".into()));
@@ -920,9 +680,7 @@ fn fchdir_then_relative_paths_resolve_against_the_directory() {
     let d = Scratch::new();
     let sub = d.mkdir("deep/er");
     let run = trace_effects(&d, &["fchdir", &sub, "+", "mkdir", "made", "700"]);
-    let c = run.find("fchdir", |e| {
-        e.kind == "chdir" && e.syscall.as_deref() == Some("fchdir")
-    });
+    let c = run.find("fchdir", |e| e.kind == "chdir" && e.syscall.as_deref() == Some("fchdir"));
     check!(run, c, path, Some(sub.clone()));
     check!(run, c, ret, Some(0));
     run.at("mkdir", &d.join("deep/er/made"));
@@ -932,25 +690,7 @@ fn fchdir_then_relative_paths_resolve_against_the_directory() {
 fn paths_after_chroot_are_under_the_new_root() {
     let d = Scratch::new();
     let jail = d.mkdir("jail");
-    let run = trace_effects_rel(
-        &d,
-        &[
-            "chroot",
-            "jail",
-            "+",
-            "open",
-            "/inside",
-            "O_WRONLY|O_CREAT",
-            "644",
-            "+",
-            "chdir",
-            "/",
-            "+",
-            "mkdir",
-            "made",
-            "755",
-        ],
-    );
+    let run = trace_effects_rel(&d, &["chroot", "jail", "+", "open", "/inside", "O_WRONLY|O_CREAT", "644", "+", "chdir", "/", "+", "mkdir", "made", "755"]);
     let c = run.at("chroot", &jail);
     check!(run, c, ret, Some(0));
     check!(run, c, syscall, Some("chroot".into()));

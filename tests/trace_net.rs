@@ -24,22 +24,14 @@ fn tcp_connect_and_send_are_recorded_with_the_peer() {
     check!(run, c, syscall, Some("connect".into()));
     let fd = run.fact("tcp-connect", "fd");
     check!(run, c, fd, Some(fd));
-    let s = run.find("send to the listener", |e| {
-        e.kind == "send" && e.port == Some(port)
-    });
+    let s = run.find("send to the listener", |e| e.kind == "send" && e.port == Some(port));
     check!(run, s, addr, Some("127.0.0.1".into()));
     check!(run, s, family, Some("inet".into()));
     check!(run, s, bytes, Some(100));
     check!(run, s, count, Some(1));
     check!(run, s, fd, Some(fd));
-    run.none("a plain write event on the socket", |e| {
-        e.kind == "write" && e.fd == Some(fd)
-    });
-    assert!(
-        wait_until(Duration::from_secs(5), || server.received() == 100),
-        "server got {}",
-        server.received()
-    );
+    run.none("a plain write event on the socket", |e| e.kind == "write" && e.fd == Some(fd));
+    assert!(wait_until(Duration::from_secs(5), || server.received() == 100), "server got {}", server.received());
 }
 
 #[test]
@@ -61,11 +53,7 @@ fn tcp_connect_over_ipv6_loopback() {
 fn a_refused_connect_is_a_failure() {
     let d = Scratch::new();
     // A port nothing listens on: bound, then released.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let run = trace_effects(&d, &["tcp-connect", "127.0.0.1", &port.to_string(), "10"]);
     let c = run.find("connect", |e| e.kind == "connect");
     check!(run, c, port, Some(port));
@@ -103,12 +91,7 @@ fn bind_listen_and_accept_record_local_and_peer_addresses() {
     check!(run, l, addr, Some("127.0.0.1".into()));
     // The port it listens on, not the 0 it asked bind for: read from /proc when pilot handles
     // the event, so a listener that is already gone may still show 0 (never a wrong port).
-    assert!(
-        l.port == Some(port) || l.port == Some(0),
-        "listen port {:?}, expected {port} (or 0)\n{}",
-        l.port,
-        run.dump()
-    );
+    assert!(l.port == Some(port) || l.port == Some(0), "listen port {:?}, expected {port} (or 0)\n{}", l.port, run.dump());
 }
 
 #[test]
@@ -118,12 +101,7 @@ fn udp_sendto_with_a_destination_is_recorded_per_datagram() {
     let port = sink.local_addr().unwrap().port();
     let run = trace_effects(&d, &["udp-sendto", "127.0.0.1", &port.to_string(), "33"]);
     let sends = run.all(|e| e.kind == "send" && e.syscall.as_deref() == Some("sendto"));
-    assert_eq!(
-        sends.len(),
-        2,
-        "one send event per datagram\n{}",
-        run.dump()
-    );
+    assert_eq!(sends.len(), 2, "one send event per datagram\n{}", run.dump());
     for s in sends {
         check!(run, s, family, Some("inet".into()));
         check!(run, s, addr, Some("127.0.0.1".into()));
@@ -140,12 +118,7 @@ fn sendmsg_with_a_destination_is_recorded_per_datagram() {
     let port = sink.local_addr().unwrap().port();
     let run = trace_effects(&d, &["sendmsg", "127.0.0.1", &port.to_string(), "21"]);
     let sends = run.all(|e| e.kind == "send" && e.syscall.as_deref() == Some("sendmsg"));
-    assert_eq!(
-        sends.len(),
-        2,
-        "one send event per datagram\n{}",
-        run.dump()
-    );
+    assert_eq!(sends.len(), 2, "one send event per datagram\n{}", run.dump());
     for s in sends {
         check!(run, s, addr, Some("127.0.0.1".into()));
         check!(run, s, port, Some(port));
@@ -159,10 +132,7 @@ fn sends_on_a_connected_udp_socket_are_aggregated_to_the_peer() {
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sink.local_addr().unwrap().port();
     // connect, then 2 x sendto without address and 1 x write.
-    let run = trace_effects(
-        &d,
-        &["udp-send-connected", "127.0.0.1", &port.to_string(), "40"],
-    );
+    let run = trace_effects(&d, &["udp-send-connected", "127.0.0.1", &port.to_string(), "40"]);
     let c = run.find("connect", |e| e.kind == "connect");
     check!(run, c, port, Some(port));
     check!(run, c, ret, Some(0));
@@ -176,9 +146,7 @@ fn sends_on_a_connected_udp_socket_are_aggregated_to_the_peer() {
         check!(run, s, family, Some("inet".into()));
     }
     let fd = run.fact("udp", "fd");
-    run.none("a write event on the socket", |e| {
-        e.kind == "write" && e.fd == Some(fd)
-    });
+    run.none("a write event on the socket", |e| e.kind == "write" && e.fd == Some(fd));
 }
 
 #[test]

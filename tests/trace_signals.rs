@@ -3,9 +3,7 @@
 //! (`signal_generated`, one per target task). The targets are processes this test started.
 mod common;
 
-use std::{
-    collections::BTreeSet, fs, os::unix::process::CommandExt as _, process::Command, time::Duration,
-};
+use std::{collections::BTreeSet, fs, os::unix::process::CommandExt as _, process::Command, time::Duration};
 
 use common::*;
 
@@ -21,13 +19,7 @@ fn members(pgid: u32) -> BTreeSet<u32> {
         .filter(|pid| {
             fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|s| {
-                    s[s.rfind(')')? + 1..]
-                        .split_whitespace()
-                        .nth(2)?
-                        .parse::<u32>()
-                        .ok()
-                })
+                .and_then(|s| s[s.rfind(')')? + 1..].split_whitespace().nth(2)?.parse::<u32>().ok())
                 == Some(pgid)
         })
         .collect()
@@ -51,46 +43,29 @@ fn kill_of_an_outside_process_is_recorded_with_its_target() {
     check!(run, g, signal, Some(15));
     check!(run, g, signal_name, Some("SIGTERM".into()));
     check!(run, g, pid, s.pid);
-    assert_eq!(
-        victim.wait_timeout(Duration::from_secs(10)),
-        Some(128 + 15),
-        "the victim died of SIGTERM"
-    );
+    assert_eq!(victim.wait_timeout(Duration::from_secs(10)), Some(128 + 15), "the victim died of SIGTERM");
     run.none("events of the (untraced) victim itself", |e| e.pid == pid);
 }
 
 #[test]
 fn kill_of_a_missing_process_fails_with_esrch() {
     let d = Scratch::new();
-    let pid_max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid_max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
     let missing = (1..1000).map(|i| pid_max - i).find(|p| !alive(*p)).unwrap();
     let run = trace_effects(&d, &["kill", &missing.to_string(), "15"]);
     let s = run.one("kill syscall", |e| e.kind == "signal");
     check!(run, s, target_pid, Some(missing as i64));
     check!(run, s, ret, Some(-3));
     check!(run, s, error, Some("ESRCH".into()));
-    run.none("a generated signal for a failed kill", |e| {
-        e.kind == "signal_generated"
-    });
+    run.none("a generated signal for a failed kill", |e| e.kind == "signal_generated");
 }
 
 #[test]
 fn a_process_group_kill_names_every_member() {
     let d = Scratch::new();
-    let mut group = Proc::spawn(
-        Command::new("/bin/sh")
-            .args(["-c", "/bin/sleep 60 & /bin/sleep 60 & wait"])
-            .process_group(0),
-    );
+    let mut group = Proc::spawn(Command::new("/bin/sh").args(["-c", "/bin/sleep 60 & /bin/sleep 60 & wait"]).process_group(0));
     let pgid = group.pid();
-    assert!(
-        wait_until(Duration::from_secs(10), || members(pgid).len() == 3),
-        "the group has sh and two sleeps"
-    );
+    assert!(wait_until(Duration::from_secs(10), || members(pgid).len() == 3), "the group has sh and two sleeps");
     let want = members(pgid);
     let run = trace_effects(&d, &["kill", &format!("-{pgid}"), "15"]);
     // Whatever happened, kill the group's members by pid.
@@ -102,24 +77,10 @@ fn a_process_group_kill_names_every_member() {
     check!(run, s, target_pid, Some(-(pgid as i64)));
     check!(run, s, signal, Some(15));
     check!(run, s, ret, Some(0));
-    let got: BTreeSet<u32> = run
-        .of_kind("signal_generated")
-        .iter()
-        .map(|e| e.target_pid.unwrap_or(0) as u32)
-        .collect();
-    assert_eq!(
-        got,
-        want,
-        "one signal_generated per member of the group\n{}",
-        run.dump()
-    );
-    assert!(
-        run.of_kind("signal_generated")
-            .iter()
-            .all(|e| e.signal == Some(15)),
-        "{}",
-        run.dump()
-    );
+    let got: BTreeSet<u32> =
+        run.of_kind("signal_generated").iter().map(|e| e.target_pid.unwrap_or(0) as u32).collect();
+    assert_eq!(got, want, "one signal_generated per member of the group\n{}", run.dump());
+    assert!(run.of_kind("signal_generated").iter().all(|e| e.signal == Some(15)), "{}", run.dump());
 }
 
 #[test]
@@ -151,9 +112,7 @@ fn tgkill_is_recorded_with_the_thread_id() {
     check!(run, s, signal, Some(12));
     check!(run, s, signal_name, Some("SIGUSR2".into()));
     check!(run, s, ret, Some(0));
-    run.one("signal generated", |e| {
-        e.kind == "signal_generated" && e.target_pid == Some(pid as i64)
-    });
+    run.one("signal generated", |e| e.kind == "signal_generated" && e.target_pid == Some(pid as i64));
     assert_eq!(victim.wait_timeout(Duration::from_secs(10)), Some(128 + 12));
 }
 
@@ -169,9 +128,7 @@ fn pidfd_send_signal_is_recorded_with_the_target_pid() {
     check!(run, s, signal, Some(15));
     check!(run, s, signal_name, Some("SIGTERM".into()));
     check!(run, s, ret, Some(0));
-    run.one("signal generated", |e| {
-        e.kind == "signal_generated" && e.target_pid == Some(pid as i64)
-    });
+    run.one("signal generated", |e| e.kind == "signal_generated" && e.target_pid == Some(pid as i64));
     assert_eq!(victim.wait_timeout(Duration::from_secs(10)), Some(128 + 15));
 }
 
@@ -209,7 +166,5 @@ fn kernel_generated_signals_are_not_effects() {
     let d = Scratch::new();
     let run = trace_effects(&d, &["fork-exit", "0"]);
     run.fact("fork-exit", "child");
-    run.none("a signal event", |e| {
-        e.kind == "signal" || e.kind == "signal_generated"
-    });
+    run.none("a signal event", |e| e.kind == "signal" || e.kind == "signal_generated");
 }

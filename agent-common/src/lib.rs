@@ -123,23 +123,15 @@ pub mod loss {
     /// if that failed too (then RINGBUF_FULL also counts it).
     pub const WRITE_AGG_FULL: u32 = 3;
     pub const COUNT: u32 = 4;
-    pub const NAMES: [&str; COUNT as usize] = [
-        "ringbuf_full",
-        "inflight_full",
-        "tracked_full",
-        "write_agg_full",
-    ];
+    pub const NAMES: [&str; COUNT as usize] =
+        ["ringbuf_full", "inflight_full", "tracked_full", "write_agg_full"];
     /// Entries of the `LOSS` array: one row per run slot, and the orphans' row.
     pub const ENTRIES: u32 = (super::MAX_RUNS + 1) * COUNT;
 
     /// The counter of `cause` for run `run` (0: no run, the orphans' row).
     #[inline(always)]
     pub const fn index(run: u32, cause: u32) -> u32 {
-        let slot = if run == 0 {
-            super::ORPHAN_SLOT
-        } else {
-            run % super::MAX_RUNS
-        };
+        let slot = if run == 0 { super::ORPHAN_SLOT } else { run % super::MAX_RUNS };
         slot * COUNT + cause
     }
 }
@@ -204,14 +196,7 @@ const _: () = assert!(core::mem::size_of::<TaskInfo>() == 32);
 impl TaskInfo {
     /// A task `run` starts tracking (`start_ns` 0: unknown, userspace reads /proc).
     pub const fn new(run: u32, start_ns: u64) -> TaskInfo {
-        TaskInfo {
-            start_ns,
-            exit_code: 0,
-            exit_flags: 0,
-            last_signal: 0,
-            run,
-            _pad: 0,
-        }
+        TaskInfo { start_ns, exit_code: 0, exit_flags: 0, last_signal: 0, run, _pad: 0 }
     }
 }
 

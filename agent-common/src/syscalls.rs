@@ -127,22 +127,9 @@ pub const MEMFD_SECRET: u32 = 447;
 pub const fn creates_anon_fd(nr: u32) -> bool {
     matches!(
         nr,
-        EPOLL_CREATE
-            | INOTIFY_INIT
-            | SIGNALFD
-            | TIMERFD_CREATE
-            | EVENTFD
-            | SIGNALFD4
-            | EVENTFD2
-            | EPOLL_CREATE1
-            | INOTIFY_INIT1
-            | PERF_EVENT_OPEN
-            | FANOTIFY_INIT
-            | OPEN_BY_HANDLE_AT
-            | USERFAULTFD
-            | IO_URING_SETUP
-            | PIDFD_GETFD
-            | MEMFD_SECRET
+        EPOLL_CREATE | INOTIFY_INIT | SIGNALFD | TIMERFD_CREATE | EVENTFD | SIGNALFD4 | EVENTFD2
+            | EPOLL_CREATE1 | INOTIFY_INIT1 | PERF_EVENT_OPEN | FANOTIFY_INIT | OPEN_BY_HANDLE_AT
+            | USERFAULTFD | IO_URING_SETUP | PIDFD_GETFD | MEMFD_SECRET
     )
 }
 
@@ -202,55 +189,26 @@ pub struct Spec {
 pub const NONE: u8 = u8::MAX;
 
 const fn s(class: Class) -> Spec {
-    Spec {
-        class,
-        str1: NONE,
-        str2: NONE,
-        fd_arg: NONE,
-        addr_arg: NONE,
-        addr_len_arg: NONE,
-        returns_fd: false,
-    }
+    Spec { class, str1: NONE, str2: NONE, fd_arg: NONE, addr_arg: NONE, addr_len_arg: NONE, returns_fd: false }
 }
 const fn path1(a: u8) -> Spec {
-    Spec {
-        str1: a,
-        ..s(Class::Path)
-    }
+    Spec { str1: a, ..s(Class::Path) }
 }
 const fn path2(a: u8, b: u8) -> Spec {
-    Spec {
-        str1: a,
-        str2: b,
-        ..s(Class::Path)
-    }
+    Spec { str1: a, str2: b, ..s(Class::Path) }
 }
 const fn write(fd: u8) -> Spec {
-    Spec {
-        fd_arg: fd,
-        ..s(Class::Write)
-    }
+    Spec { fd_arg: fd, ..s(Class::Write) }
 }
 const fn new_fd(class: Class) -> Spec {
-    Spec {
-        returns_fd: true,
-        ..s(class)
-    }
+    Spec { returns_fd: true, ..s(class) }
 }
 
 /// The handling of syscall `nr` (x86_64).
 pub const fn spec(nr: u32) -> Spec {
     match nr {
-        OPEN | CREAT => Spec {
-            str1: 0,
-            returns_fd: true,
-            ..s(Class::Open)
-        },
-        OPENAT | OPENAT2 => Spec {
-            str1: 1,
-            returns_fd: true,
-            ..s(Class::Open)
-        },
+        OPEN | CREAT => Spec { str1: 0, returns_fd: true, ..s(Class::Open) },
+        OPENAT | OPENAT2 => Spec { str1: 1, returns_fd: true, ..s(Class::Open) },
         // sendfile(out_fd, in_fd, ...), vmsplice(pipe_fd, ...): the written fd is the first;
         // copy_file_range(in, off_in, out, ...), splice(in, off_in, out, ...): the third.
         WRITE | PWRITE64 | WRITEV | PWRITEV | PWRITEV2 | SENDFILE | VMSPLICE => write(0),
@@ -272,62 +230,21 @@ pub const fn spec(nr: u32) -> Spec {
         FTRUNCATE | FCHMOD | FCHOWN | FCHDIR | LISTEN | KILL | TKILL | TGKILL
         | PIDFD_SEND_SIGNAL => s(Class::Plain),
         DUP | DUP2 | DUP3 | FCNTL | SOCKET | PIDFD_OPEN => new_fd(Class::Plain),
-        MEMFD_CREATE => Spec {
-            str1: 0,
-            returns_fd: true,
-            ..s(Class::Path)
-        },
+        MEMFD_CREATE => Spec { str1: 0, returns_fd: true, ..s(Class::Path) },
         n if creates_anon_fd(n) => new_fd(Class::Plain),
-        CONNECT | BIND => Spec {
-            addr_arg: 1,
-            addr_len_arg: 2,
-            ..s(Class::SockAddr)
-        },
-        SENDTO => Spec {
-            fd_arg: 0,
-            addr_arg: 4,
-            addr_len_arg: 5,
-            ..s(Class::SendTo)
-        },
-        SENDMSG => Spec {
-            fd_arg: 0,
-            addr_arg: 1,
-            ..s(Class::SendMsg)
-        },
-        SENDMMSG => Spec {
-            fd_arg: 0,
-            addr_arg: 1,
-            ..s(Class::SendMmsg)
-        },
-        ACCEPT | ACCEPT4 => Spec {
-            addr_arg: 1,
-            addr_len_arg: 2,
-            returns_fd: true,
-            ..s(Class::Accept)
-        },
-        PIPE | PIPE2 => Spec {
-            addr_arg: 0,
-            ..s(Class::FdPair)
-        },
-        SOCKETPAIR => Spec {
-            addr_arg: 3,
-            ..s(Class::FdPair)
-        },
-        EXECVE => Spec {
-            str1: 0,
-            addr_arg: 1,
-            ..s(Class::Exec)
-        },
-        EXECVEAT => Spec {
-            str1: 1,
-            addr_arg: 2,
-            ..s(Class::Exec)
-        },
+        CONNECT | BIND => Spec { addr_arg: 1, addr_len_arg: 2, ..s(Class::SockAddr) },
+        SENDTO => Spec { fd_arg: 0, addr_arg: 4, addr_len_arg: 5, ..s(Class::SendTo) },
+        SENDMSG => Spec { fd_arg: 0, addr_arg: 1, ..s(Class::SendMsg) },
+        SENDMMSG => Spec { fd_arg: 0, addr_arg: 1, ..s(Class::SendMmsg) },
+        ACCEPT | ACCEPT4 => Spec { addr_arg: 1, addr_len_arg: 2, returns_fd: true, ..s(Class::Accept) },
+        PIPE | PIPE2 => Spec { addr_arg: 0, ..s(Class::FdPair) },
+        SOCKETPAIR => Spec { addr_arg: 3, ..s(Class::FdPair) },
+        EXECVE => Spec { str1: 0, addr_arg: 1, ..s(Class::Exec) },
+        EXECVEAT => Spec { str1: 1, addr_arg: 2, ..s(Class::Exec) },
         EXIT | EXIT_GROUP => s(Class::Exit),
         // Issue 16.
-        SETPRIORITY | SCHED_SETPARAM | SCHED_SETSCHEDULER | SETTIMEOFDAY | INIT_MODULE
-        | SCHED_SETAFFINITY | CLOCK_SETTIME | IOPRIO_SET | PRLIMIT64 | FINIT_MODULE
-        | SCHED_SETATTR => s(Class::Plain),
+        SETPRIORITY | SCHED_SETPARAM | SCHED_SETSCHEDULER | SETTIMEOFDAY | INIT_MODULE | SCHED_SETAFFINITY
+        | CLOCK_SETTIME | IOPRIO_SET | PRLIMIT64 | FINIT_MODULE | SCHED_SETATTR => s(Class::Plain),
         SWAPON | SWAPOFF | DELETE_MODULE | UMOUNT2 => path1(0),
         MOUNT => path2(0, 1),
         _ => s(Class::Ignore),
@@ -540,11 +457,7 @@ mod tests {
     #[test]
     fn bitmap_matches_spec() {
         for nr in 0..NR_MAX {
-            assert_eq!(
-                interesting(nr as u64),
-                spec(nr).class != Class::Ignore,
-                "nr {nr}"
-            );
+            assert_eq!(interesting(nr as u64), spec(nr).class != Class::Ignore, "nr {nr}");
         }
         assert!(!interesting(0)); // read
         assert!(interesting(OPENAT as u64));
@@ -555,15 +468,9 @@ mod tests {
     fn frequent_plain_syscalls_are_filtered_at_entry() {
         // ld.so's mappings: private, or anonymous.
         assert!(!plain_recorded(MMAP, &[0, 4096, 5, 2, 3, 0]));
-        assert!(!plain_recorded(
-            MMAP,
-            &[0, 4096, 3, 0x21, u32::MAX as u64, 0]
-        ));
+        assert!(!plain_recorded(MMAP, &[0, 4096, 3, 0x21, u32::MAX as u64, 0]));
         assert!(plain_recorded(MMAP, &[0, 4096, 3, 1, 3, 0]));
-        assert!(
-            plain_recorded(MMAP, &[0, 4096, 1, 3, 3, 0]),
-            "read-only shared: mprotect may raise it"
-        );
+        assert!(plain_recorded(MMAP, &[0, 4096, 1, 3, 3, 0]), "read-only shared: mprotect may raise it");
         assert!(!plain_recorded(MPROTECT, &[0, 4096, 1, 0, 0, 0]));
         assert!(plain_recorded(MPROTECT, &[0, 4096, 3, 0, 0, 0]));
         assert!(!plain_recorded(IOCTL, &[1, 0x5401, 0, 0, 0, 0]), "TCGETS");

@@ -98,23 +98,10 @@ pub fn post_bind6(ctx: SockContext) -> i32 {
 /// paths never taken: each hook gets its own copy of the code (`V6`).
 fn dest_of<const V6: bool>(sa: &bpf_sock_addr) -> Dest {
     if V6 {
-        let ip = [
-            sa.user_ip6[0],
-            sa.user_ip6[1],
-            sa.user_ip6[2],
-            sa.user_ip6[3],
-        ];
-        Dest {
-            family: AF_INET6,
-            port: sa.user_port,
-            ip,
-        }
+        let ip = [sa.user_ip6[0], sa.user_ip6[1], sa.user_ip6[2], sa.user_ip6[3]];
+        Dest { family: AF_INET6, port: sa.user_port, ip }
     } else {
-        Dest {
-            family: AF_INET,
-            port: sa.user_port,
-            ip: [sa.user_ip4, 0, 0, 0],
-        }
+        Dest { family: AF_INET, port: sa.user_port, ip: [sa.user_ip4, 0, 0, 0] }
     }
 }
 
@@ -125,10 +112,7 @@ fn is_loopback(d: &Dest) -> bool {
         // ::1, or ::ffff:127.x.y.z
         _ => {
             (d.ip[0] == 0 && d.ip[1] == 0 && d.ip[2] == 0 && d.ip[3] == u32::from_be(1))
-                || (d.ip[0] == 0
-                    && d.ip[1] == 0
-                    && d.ip[2] == u32::from_be(0xffff)
-                    && d.ip[3] & 0xff == 127)
+                || (d.ip[0] == 0 && d.ip[1] == 0 && d.ip[2] == u32::from_be(0xffff) && d.ip[3] & 0xff == 127)
         }
     }
 }
@@ -142,9 +126,7 @@ fn redirect<const V6: bool>(ctx: &SockAddrContext, datagram: bool) -> i32 {
     if is_loopback(&dest) && bound_by_pilot(&dest) {
         return ALLOW;
     }
-    let Some(sink) = SINK.get(0) else {
-        return REJECT;
-    };
+    let Some(sink) = SINK.get(0) else { return REJECT };
     let udp = datagram || sa.type_ != SOCK_STREAM;
     // An IPv4-mapped destination goes to the IPv4 sink: address and port both.
     let v4_sink = !V6 || dest.ip[2] == u32::from_be(0xffff);
@@ -214,28 +196,15 @@ fn bound_by_pilot(dest: &Dest) -> bool {
     if unsafe { PILOT_BOUND.get(dest) }.is_some() {
         return true;
     }
-    let wildcard = Dest {
-        family: dest.family,
-        port: dest.port,
-        ip: [0; 4],
-    };
+    let wildcard = Dest { family: dest.family, port: dest.port, ip: [0; 4] };
     if unsafe { PILOT_BOUND.get(&wildcard) }.is_some() {
         return true;
     }
     // ::ffff:a.b.c.d from a dual-stack socket is a.b.c.d, bound as IPv4.
     if dest.family == AF_INET6 && dest.ip[2] == u32::from_be(0xffff) {
-        let v4 = Dest {
-            family: AF_INET,
-            port: dest.port,
-            ip: [dest.ip[3], 0, 0, 0],
-        };
-        let any4 = Dest {
-            family: AF_INET,
-            port: dest.port,
-            ip: [0; 4],
-        };
-        return unsafe { PILOT_BOUND.get(&v4) }.is_some()
-            || unsafe { PILOT_BOUND.get(&any4) }.is_some();
+        let v4 = Dest { family: AF_INET, port: dest.port, ip: [dest.ip[3], 0, 0, 0] };
+        let any4 = Dest { family: AF_INET, port: dest.port, ip: [0; 4] };
+        return unsafe { PILOT_BOUND.get(&v4) }.is_some() || unsafe { PILOT_BOUND.get(&any4) }.is_some();
     }
     false
 }
@@ -245,17 +214,9 @@ fn remember_bound<const V6: bool>(ctx: &SockContext) -> i32 {
     // bpf_sock.src_port is in host order; keep ports in network order like user_port.
     let port = (sk.src_port as u16).to_be() as u32;
     let dest = if V6 {
-        Dest {
-            family: AF_INET6,
-            port,
-            ip: [sk.src_ip6[0], sk.src_ip6[1], sk.src_ip6[2], sk.src_ip6[3]],
-        }
+        Dest { family: AF_INET6, port, ip: [sk.src_ip6[0], sk.src_ip6[1], sk.src_ip6[2], sk.src_ip6[3]] }
     } else {
-        Dest {
-            family: AF_INET,
-            port,
-            ip: [sk.src_ip4, 0, 0, 0],
-        }
+        Dest { family: AF_INET, port, ip: [sk.src_ip4, 0, 0, 0] }
     };
     if PILOT_BOUND.insert(&dest, &1, 0).is_err() {
         diag::log_bound_lost(u16::from_be(port as u16) as u32);

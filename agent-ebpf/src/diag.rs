@@ -45,10 +45,7 @@ pub extern "C" fn log_loss(cause: u32, n: u64) -> i32 {
         loss::TRACKED_FULL => loss::NAMES[loss::TRACKED_FULL as usize],
         _ => loss::NAMES[loss::WRITE_AGG_FULL as usize],
     };
-    debug!(
-        "lost an event: {} (loss {} of this cause on this CPU)",
-        name, n
-    );
+    debug!("lost an event: {} (loss {} of this cause on this CPU)", name, n);
     0
 }
 
@@ -66,10 +63,7 @@ pub extern "C" fn log_untracked(tid: u32) -> i32 {
 #[inline(never)]
 #[unsafe(no_mangle)]
 pub extern "C" fn log_original_lost(port: u32) -> i32 {
-    warning!(
-        "original-destination table insert failed: getpeername shows the sink, not port {}",
-        port
-    );
+    warning!("original-destination table insert failed: getpeername shows the sink, not port {}", port);
     0
 }
 
@@ -78,9 +72,6 @@ pub extern "C" fn log_original_lost(port: u32) -> i32 {
 #[inline(never)]
 #[unsafe(no_mangle)]
 pub extern "C" fn log_bound_lost(port: u32) -> i32 {
-    warning!(
-        "pilot-bound table full: loopback connects to port {} go to the sink",
-        port
-    );
+    warning!("pilot-bound table full: loopback connects to port {} go to the sink", port);
     0
 }

@@ -9,8 +9,8 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns,
         generated::{
-            bpf_get_current_comm, bpf_probe_read_kernel_str, bpf_probe_read_user_str,
-            bpf_ringbuf_output, bpf_ringbuf_query,
+            bpf_get_current_comm, bpf_probe_read_kernel_str, bpf_probe_read_user_str, bpf_ringbuf_output,
+            bpf_ringbuf_query,
         },
     },
 };
@@ -45,12 +45,7 @@ pub fn start(kind: u16, run: u32) -> Option<&'static mut EventBuf> {
 
 /// The scratch record of a SYSCALL: number, raw arguments, return value.
 #[inline(always)]
-pub fn start_syscall(
-    nr: u32,
-    args: &[u64; 6],
-    ret: i64,
-    run: u32,
-) -> Result<&'static mut EventBuf, i64> {
+pub fn start_syscall(nr: u32, args: &[u64; 6], ret: i64, run: u32) -> Result<&'static mut EventBuf, i64> {
     let buf = start(kind::SYSCALL, run).ok_or(0)?;
     buf.header.nr = nr;
     buf.header.args = *args;
@@ -83,11 +78,7 @@ fn data2_offset(buf: &EventBuf) -> usize {
 #[inline(always)]
 pub fn user_str1(buf: &mut EventBuf, src: u64) {
     let n = unsafe {
-        bpf_probe_read_user_str(
-            buf.data.as_mut_ptr() as *mut c_void,
-            STR_MAX as u32,
-            src as *const c_void,
-        )
+        bpf_probe_read_user_str(buf.data.as_mut_ptr() as *mut c_void, STR_MAX as u32, src as *const c_void)
     };
     set_len(buf, n, true);
 }
@@ -97,11 +88,7 @@ pub fn user_str1(buf: &mut EventBuf, src: u64) {
 pub fn user_str2(buf: &mut EventBuf, src: u64) {
     let off = data2_offset(buf);
     let n = unsafe {
-        bpf_probe_read_user_str(
-            buf.data.as_mut_ptr().add(off) as *mut c_void,
-            STR_MAX as u32,
-            src as *const c_void,
-        )
+        bpf_probe_read_user_str(buf.data.as_mut_ptr().add(off) as *mut c_void, STR_MAX as u32, src as *const c_void)
     };
     set_len(buf, n, false);
 }
@@ -110,11 +97,7 @@ pub fn user_str2(buf: &mut EventBuf, src: u64) {
 #[inline(always)]
 pub fn kernel_str1(buf: &mut EventBuf, src: *const u8) {
     let n = unsafe {
-        bpf_probe_read_kernel_str(
-            buf.data.as_mut_ptr() as *mut c_void,
-            STR_MAX as u32,
-            src as *const c_void,
-        )
+        bpf_probe_read_kernel_str(buf.data.as_mut_ptr() as *mut c_void, STR_MAX as u32, src as *const c_void)
     };
     set_len(buf, n, true);
 }
@@ -122,11 +105,7 @@ pub fn kernel_str1(buf: &mut EventBuf, src: *const u8) {
 /// Copy `len` raw bytes (a socket address) from the traced process into data1.
 #[inline(always)]
 pub fn user_bytes1(buf: &mut EventBuf, src: u64, len: u64) {
-    let len = if len > agent_common::SOCKADDR_MAX as u64 {
-        agent_common::SOCKADDR_MAX as u64
-    } else {
-        len
-    };
+    let len = if len > agent_common::SOCKADDR_MAX as u64 { agent_common::SOCKADDR_MAX as u64 } else { len };
     if src == 0 || len == 0 {
         return;
     }
@@ -146,11 +125,7 @@ pub fn user_bytes1(buf: &mut EventBuf, src: u64, len: u64) {
 
 #[inline(always)]
 fn set_len(buf: &mut EventBuf, n: i64, first: bool) {
-    let (trunc, fault) = if first {
-        (flags::TRUNC1, flags::FAULT1)
-    } else {
-        (flags::TRUNC2, flags::FAULT2)
-    };
+    let (trunc, fault) = if first { (flags::TRUNC1, flags::FAULT1) } else { (flags::TRUNC2, flags::FAULT2) };
     if n < 0 {
         buf.header.flags |= fault;
         return;
@@ -176,11 +151,10 @@ pub fn user_argv(buf: &mut EventBuf, argv: u64) -> u64 {
         return 0;
     }
     for i in 0..agent_common::ARGV_MAX as u64 {
-        let ptr: u64 =
-            match unsafe { aya_ebpf::helpers::bpf_probe_read_user((argv + i * 8) as *const u64) } {
-                Ok(p) => p,
-                Err(_) => break,
-            };
+        let ptr: u64 = match unsafe { aya_ebpf::helpers::bpf_probe_read_user((argv + i * 8) as *const u64) } {
+            Ok(p) => p,
+            Err(_) => break,
+        };
         if ptr == 0 {
             return argc;
         }
@@ -190,11 +164,7 @@ pub fn user_argv(buf: &mut EventBuf, argv: u64) -> u64 {
             break;
         }
         let n = unsafe {
-            bpf_probe_read_user_str(
-                buf.data.as_mut_ptr().add(off) as *mut c_void,
-                STR_MAX as u32,
-                ptr as *const c_void,
-            )
+            bpf_probe_read_user_str(buf.data.as_mut_ptr().add(off) as *mut c_void, STR_MAX as u32, ptr as *const c_void)
         };
         if n <= 0 {
             buf.header.flags |= flags::FAULT2;
@@ -230,9 +200,7 @@ pub fn submit(buf: &EventBuf) {
         return;
     };
     let ring = ring as *const _ as *mut c_void;
-    let wake = if unsafe { bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA as u64) }
-        >= config_field!(wakeup_bytes)
-    {
+    let wake = if unsafe { bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA as u64) } >= config_field!(wakeup_bytes) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

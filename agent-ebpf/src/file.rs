@@ -60,19 +60,10 @@ pub fn flush_on_close(nr: u32, pid: u32, args: &[u64; 6]) {
 }
 
 /// pipe/pipe2/socketpair: two new fds; args[4] and args[5] carry them in the record.
-pub fn fd_pair(
-    pid: u32,
-    run: u32,
-    nr: u32,
-    args: &[u64; 6],
-    spec: &Spec,
-    ret: i64,
-) -> Result<(), i64> {
+pub fn fd_pair(pid: u32, run: u32, nr: u32, args: &[u64; 6], spec: &Spec, ret: i64) -> Result<(), i64> {
     let mut args = *args;
     if ret == 0 {
-        if let Ok(fds) =
-            unsafe { bpf_probe_read_user(arg(&args, spec.addr_arg) as *const [i32; 2]) }
-        {
+        if let Ok(fds) = unsafe { bpf_probe_read_user(arg(&args, spec.addr_arg) as *const [i32; 2]) } {
             writes::flush(pid, fds[0] as u64);
             writes::flush(pid, fds[1] as u64);
             args[4] = fds[0] as u64;

@@ -2,10 +2,7 @@
 //! BTF, where tests/layout.rs compares each size and field offset with the agent's build (as
 //! Tetragon's alignchecker does). Without this most would be missing: aya-ebpf's map
 //! definitions name their key and value types only as type parameters, which BTF drops.
-use agent_common::{
-    CgroupTarget, Config, Dest, EventBuf, EventHeader, FdKey, Inflight, SinkConfig, TaskInfo,
-    WriteAgg,
-};
+use agent_common::{CgroupTarget, Config, Dest, EventBuf, EventHeader, FdKey, Inflight, SinkConfig, TaskInfo, WriteAgg};
 
 /// Zero-length arrays: the full types reach the BTF (a pointer would only bring a forward
 /// declaration) and take no room. `present` keeps the global from being empty, which the

@@ -83,10 +83,7 @@ pub fn sched_exit(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn signal_generate(ctx: TracePointContext) -> u32 {
     if let Err(err) = signal::try_signal_generate(&ctx) {
-        diag::warning!(
-            "signal_generate: a helper failed ({}): a record is lost",
-            err
-        );
+        diag::warning!("signal_generate: a helper failed ({}): a record is lost", err);
     }
     0
 }

@@ -3,9 +3,7 @@
 //! One probe set serves every run on the host (the daemon keeps it loaded): the tracked-task
 //! table names each task's run, and each run has its own ring buffer and loss counters, so
 //! runs never share records and one run's flood is never another run's loss.
-use agent_common::{
-    CgroupTarget, Config, EventBuf, FdKey, Inflight, MAX_RUNS, TaskInfo, WriteAgg, loss,
-};
+use agent_common::{CgroupTarget, Config, EventBuf, FdKey, Inflight, MAX_RUNS, TaskInfo, WriteAgg, loss};
 use aya_ebpf::{
     btf_maps::{ArrayOfMaps, RingBuf},
     macros::{btf_map, map},

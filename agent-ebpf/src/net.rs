@@ -6,14 +6,7 @@ use aya_ebpf::helpers::bpf_probe_read_user;
 use crate::{args::arg, emit, writes};
 
 /// connect/bind (address in args) and accept/accept4 (peer written back to the user buffer).
-pub fn with_address(
-    pid: u32,
-    run: u32,
-    nr: u32,
-    args: &[u64; 6],
-    spec: &Spec,
-    ret: i64,
-) -> Result<(), i64> {
+pub fn with_address(pid: u32, run: u32, nr: u32, args: &[u64; 6], spec: &Spec, ret: i64) -> Result<(), i64> {
     let addr = arg(args, spec.addr_arg);
     let mut len = arg(args, spec.addr_len_arg);
     if spec.returns_fd {
@@ -22,11 +15,7 @@ pub fn with_address(
         }
         writes::flush(pid, ret as u64);
         // accept: addrlen is a pointer to the length the kernel wrote back.
-        len = if len == 0 {
-            0
-        } else {
-            unsafe { bpf_probe_read_user(len as *const u32) }.unwrap_or(0) as u64
-        };
+        len = if len == 0 { 0 } else { unsafe { bpf_probe_read_user(len as *const u32) }.unwrap_or(0) as u64 };
     }
     let buf = emit::start_syscall(nr, args, ret, run)?;
     emit::user_bytes1(buf, addr, len);
@@ -35,15 +24,7 @@ pub fn with_address(
 }
 
 /// sendto/sendmsg: destination given -> a record with it; none -> a write to the fd.
-pub fn send(
-    pid: u32,
-    tid: u32,
-    run: u32,
-    nr: u32,
-    args: &[u64; 6],
-    spec: &Spec,
-    ret: i64,
-) -> Result<(), i64> {
+pub fn send(pid: u32, tid: u32, run: u32, nr: u32, args: &[u64; 6], spec: &Spec, ret: i64) -> Result<(), i64> {
     let (addr, len) = if nr == syscalls::SENDTO {
         (args[4], args[5])
     } else {
@@ -54,12 +35,7 @@ pub fn send(
         }
     };
     if addr == 0 {
-        return writes::aggregate(
-            ((pid as u64) << 32) | tid as u64,
-            run,
-            arg(args, spec.fd_arg),
-            ret,
-        );
+        return writes::aggregate(((pid as u64) << 32) | tid as u64, run, arg(args, spec.fd_arg), ret);
     }
     let buf = emit::start_syscall(nr, args, ret, run)?;
     emit::user_bytes1(buf, addr, len);
@@ -84,12 +60,7 @@ pub fn sendmmsg(pid: u32, tid: u32, run: u32, args: &[u64; 6], ret: i64) -> Resu
         let at = args[1] + i * 64 + 56;
         bytes += unsafe { bpf_probe_read_user(at as *const u32) }.unwrap_or(0) as u64;
     }
-    writes::aggregate(
-        ((pid as u64) << 32) | tid as u64,
-        run,
-        args[0],
-        bytes as i64,
-    )
+    writes::aggregate(((pid as u64) << 32) | tid as u64, run, args[0], bytes as i64)
 }
 
 /// Messages of one sendmmsg whose bytes are counted (glibc's resolver sends 2).

@@ -3,9 +3,9 @@
 //! of the cgroup subtree lazily, on its first recorded syscall.
 use agent_common::{NO_OFFSET, TaskInfo, arg, kind, syscalls::Spec};
 use aya_ebpf::{
-    EbpfContext,
     bindings::BPF_ANY,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
+    EbpfContext,
     programs::TracePointContext,
 };
 
@@ -30,17 +30,13 @@ unsafe fn field<T>(ctx: &TracePointContext, offset: u16) -> Result<T, i64> {
 /// by the parent's run.
 pub fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
     let parent_tid = bpf_get_current_pid_tgid() as u32;
-    let Some(run) = current_run(parent_tid) else {
-        return Ok(());
-    };
+    let Some(run) = current_run(parent_tid) else { return Ok(()) };
     let cfg = config();
     let child: i32 = unsafe { field(ctx, cfg.newtask_pid)? };
     let clone_flags: u64 = unsafe { field(ctx, cfg.newtask_clone_flags) }.unwrap_or(0);
     let start_ns = if clone_flags & CLONE_THREAD != 0 {
         // A thread belongs to its parent's process: same identity.
-        unsafe { TRACKED.get(&parent_tid) }
-            .map(|t| t.start_ns)
-            .unwrap_or(0)
+        unsafe { TRACKED.get(&parent_tid) }.map(|t| t.start_ns).unwrap_or(0)
     } else {
         unsafe { bpf_ktime_get_boot_ns() }
     };
@@ -56,9 +52,7 @@ pub fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
 /// EXEC_ARGS at execve entry: after a successful exec the old argv is gone.
 #[inline(always)]
 pub fn exec_args(nr: u32, args: &[u64; 6], spec: &Spec, run: u32) {
-    let Some(buf) = emit::start(kind::EXEC_ARGS, run) else {
-        return;
-    };
+    let Some(buf) = emit::start(kind::EXEC_ARGS, run) else { return };
     buf.header.nr = nr;
     buf.header.args = *args;
     emit::user_str1(buf, arg(args, spec.str1));
@@ -82,12 +76,8 @@ pub fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
         }
         let _ = INFLIGHT.remove(&(old_tid as u32));
     }
-    let Some(run) = current_run(tid) else {
-        return Ok(());
-    };
-    let start_ns = unsafe { TRACKED.get(&tid) }
-        .map(|t| t.start_ns)
-        .unwrap_or(0);
+    let Some(run) = current_run(tid) else { return Ok(()) };
+    let start_ns = unsafe { TRACKED.get(&tid) }.map(|t| t.start_ns).unwrap_or(0);
     let buf = emit::start(kind::EXEC, run).ok_or(0)?;
     buf.header.args[arg::EXEC_OLD_TID] = old_tid as u64;
     buf.header.args[arg::EXEC_START_NS] = start_ns;

@@ -13,9 +13,7 @@ pub fn try_signal_generate(ctx: &TracePointContext) -> Result<(), i64> {
     tracked::remember_signal(target as u32, sig as u32);
 
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(run) = tracked::current_run(tid) else {
-        return Ok(());
-    };
+    let Some(run) = tracked::current_run(tid) else { return Ok(()) };
     let code: i32 = unsafe { ctx.read_at(cfg.sig_code as usize) }.map_err(|e| e as i64)?;
     // si_code <= 0 is a signal a process sent (SI_USER, SI_QUEUE, SI_TKILL...); positive codes
     // are the kernel's own (SIGCHLD on exit, faults), not an effect of the tracee.

@@ -29,9 +29,7 @@ pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
-    let Some(run) = tracked::current_run(tid) else {
-        return Ok(());
-    };
+    let Some(run) = tracked::current_run(tid) else { return Ok(()) };
     let nr = nr as u32;
     let mut args = args::read(ctx.arg(0))?;
     let spec = syscalls::spec(nr);
@@ -69,8 +67,7 @@ const CONSUMED: u32 = u32::MAX;
 
 pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let regs: *const pt_regs = ctx.arg(0);
-    let nr: u64 =
-        unsafe { bpf_probe_read_kernel(&raw const (*regs).orig_rax) }.map_err(|e| e as i64)?;
+    let nr: u64 = unsafe { bpf_probe_read_kernel(&raw const (*regs).orig_rax) }.map_err(|e| e as i64)?;
     if !syscalls::interesting(nr) {
         return Ok(());
     }
@@ -92,18 +89,11 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let spec = syscalls::spec(inflight.nr);
     let (args, run) = (&inflight.args, inflight.run);
     match spec.class {
-        Class::Write => writes::aggregate(
-            ((pid as u64) << 32) | tid as u64,
-            run,
-            arg(args, spec.fd_arg),
-            ret,
-        ),
+        Class::Write => writes::aggregate(((pid as u64) << 32) | tid as u64, run, arg(args, spec.fd_arg), ret),
         Class::SendTo | Class::SendMsg => net::send(pid, tid, run, inflight.nr, args, &spec, ret),
         Class::SendMmsg => net::sendmmsg(pid, tid, run, args, ret),
         Class::Exec if ret >= 0 => Ok(()), // sched_process_exec reported it
-        Class::SockAddr | Class::Accept => {
-            net::with_address(pid, run, inflight.nr, args, &spec, ret)
-        }
+        Class::SockAddr | Class::Accept => net::with_address(pid, run, inflight.nr, args, &spec, ret),
         Class::FdPair => file::fd_pair(pid, run, inflight.nr, args, &spec, ret),
         Class::Open if !file::open_wanted(inflight.nr, args, ret) => Ok(()),
         _ => {

@@ -47,10 +47,7 @@ pub fn cgroup_run() -> Option<u32> {
 /// Start tracking `tid` for `run`. `start_ns` 0 means unknown (userspace reads it from /proc).
 #[inline(always)]
 pub fn track(tid: u32, start_ns: u64, run: u32) -> bool {
-    if TRACKED
-        .insert(&tid, &TaskInfo::new(run, start_ns), BPF_ANY as u64)
-        .is_err()
-    {
+    if TRACKED.insert(&tid, &TaskInfo::new(run, start_ns), BPF_ANY as u64).is_err() {
         count_loss(run, loss::TRACKED_FULL);
         diag::log_untracked(tid);
         return false;

@@ -63,9 +63,7 @@ pub fn flush(pid: u32, fd: u64) {
 
 #[inline(always)]
 fn emit_write(fd: u64, agg: &WriteAgg) {
-    let Some(buf) = emit::start(kind::WRITE, agg.run) else {
-        return;
-    };
+    let Some(buf) = emit::start(kind::WRITE, agg.run) else { return };
     buf.header.ts_ns = agg.last_ns;
     buf.header.tid = agg.tid;
     let a = &mut buf.header.args;
@@ -83,7 +81,5 @@ fn add(counter: &mut u64, v: u64) {
     // Threads of one process can write to the same fd on two CPUs at once.
     // Rust exposes no atomic RMW for the BPF target (max_atomic_width 0 there), so say the
     // instruction directly: BPF_ATOMIC | BPF_ADD, valid since the first eBPF ISA.
-    unsafe {
-        core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) counter as *mut u64, in(reg) v)
-    };
+    unsafe { core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) counter as *mut u64, in(reg) v) };
 }

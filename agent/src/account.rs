@@ -76,11 +76,7 @@ impl Account {
             }
             return;
         }
-        let group = self
-            .owner
-            .as_ref()
-            .and_then(|owner| owner(e))
-            .unwrap_or_default();
+        let group = self.owner.as_ref().and_then(|owner| owner(e)).unwrap_or_default();
         let g = self.groups.entry(group).or_default();
         g.lines += 1;
         if !self.all && g.kept >= LINES_PER_GROUP {
@@ -115,24 +111,12 @@ impl Account {
         let base = self.base_ts.unwrap_or(0);
         for e in entries {
             let t = e.first_ts.saturating_sub(base) as f64 / 1e9;
-            let mut line = format!(
-                "  +{t:7.3}s {:>7} {:<15} {:<16} {}",
-                e.pid,
-                trim(&e.comm, 15),
-                e.kind,
-                e.object
-            );
+            let mut line = format!("  +{t:7.3}s {:>7} {:<15} {:<16} {}", e.pid, trim(&e.comm, 15), e.kind, e.object);
             if !e.detail.is_empty() {
                 let _ = write!(line, "  {}", e.detail);
             }
             if matches!(e.kind, Kind::Write | Kind::Send) {
-                let _ = write!(
-                    line,
-                    "  {} in {} call{}",
-                    bytes(e.bytes),
-                    e.count,
-                    if e.count == 1 { "" } else { "s" }
-                );
+                let _ = write!(line, "  {} in {} call{}", bytes(e.bytes), e.count, if e.count == 1 { "" } else { "s" });
             } else if e.count > 1 {
                 let _ = write!(line, "  x{}", e.count);
             }
@@ -145,16 +129,8 @@ impl Account {
             let _ = writeln!(out, "{line}");
         }
         for (name, g) in self.groups.iter().filter(|(_, g)| g.lines > g.kept) {
-            let on = if name.is_empty() {
-                "nothing a component holds".to_string()
-            } else {
-                format!("component {name}")
-            };
-            let _ = writeln!(
-                out,
-                "  ... and {} more distinct effects on {on} (`-v` lists every one)",
-                g.lines - g.kept
-            );
+            let on = if name.is_empty() { "nothing a component holds".to_string() } else { format!("component {name}") };
+            let _ = writeln!(out, "  ... and {} more distinct effects on {on} (`-v` lists every one)", g.lines - g.kept);
         }
         out
     }
@@ -172,16 +148,12 @@ fn shown(e: &Event) -> bool {
 
 fn object(e: &Event) -> String {
     match e.kind {
-        Kind::Connect | Kind::Bind | Kind::Listen | Kind::Accept | Kind::Send => {
-            match (&e.addr, e.port, e.family) {
-                (Some(a), Some(p), Some("inet6")) => {
-                    format!("{} [{a}]:{p}", e.family.unwrap_or(""))
-                }
-                (Some(a), Some(p), _) => format!("{} {a}:{p}", e.family.unwrap_or("")),
-                (Some(a), None, _) => format!("{} {a}", e.family.unwrap_or("")),
-                _ => format!("fd {}", e.fd.unwrap_or(-1)),
-            }
-        }
+        Kind::Connect | Kind::Bind | Kind::Listen | Kind::Accept | Kind::Send => match (&e.addr, e.port, e.family) {
+            (Some(a), Some(p), Some("inet6")) => format!("{} [{a}]:{p}", e.family.unwrap_or("")),
+            (Some(a), Some(p), _) => format!("{} {a}:{p}", e.family.unwrap_or("")),
+            (Some(a), None, _) => format!("{} {a}", e.family.unwrap_or("")),
+            _ => format!("fd {}", e.fd.unwrap_or(-1)),
+        },
         // Issue 16: changes to the host and to live processes.
         k if k.is_change() => match (e.target_pid, &e.target, &e.path) {
             (Some(p), _, _) if p < 0 => format!("process group {}", -p),
@@ -193,9 +165,7 @@ fn object(e: &Event) -> String {
         Kind::Signal | Kind::SignalGenerated => format!(
             "{} -> pid {}",
             e.signal_name.unwrap_or("?"),
-            e.target_pid
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "?".into())
+            e.target_pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
         ),
         _ => match (&e.path, &e.path2) {
             (Some(p), Some(p2)) => format!("{p} -> {p2}"),
@@ -245,21 +215,15 @@ fn fingerprint(e: &Event) -> u128 {
 fn detail(e: &Event) -> String {
     match e.kind {
         Kind::Open => e.flag_names.clone().unwrap_or_default(),
-        Kind::Chmod | Kind::Mkdir | Kind::Mknod => {
-            e.mode.map(|m| format!("mode {m:o}")).unwrap_or_default()
-        }
+        Kind::Chmod | Kind::Mkdir | Kind::Mknod => e.mode.map(|m| format!("mode {m:o}")).unwrap_or_default(),
         Kind::Chown => format!("uid {} gid {}", e.uid.unwrap_or(-1), e.gid.unwrap_or(-1)),
         Kind::Truncate => e.bytes.map(|b| format!("to {b} bytes")).unwrap_or_default(),
         Kind::Rename => e.flag_names.clone().unwrap_or_default(),
         _ if e.supervisor.is_some() || e.kind.is_change() => {
             let mut d = e.value.clone().unwrap_or_default();
             match e.supervisor {
-                Some("held back") => {
-                    d.push_str("  (HELD BACK: the live run would make this change)")
-                }
-                Some("refused") => {
-                    d.push_str("  (REFUSED by the sandbox: the live run would make this change)")
-                }
+                Some("held back") => d.push_str("  (HELD BACK: the live run would make this change)"),
+                Some("refused") => d.push_str("  (REFUSED by the sandbox: the live run would make this change)"),
                 _ => {}
             }
             d.trim().to_string()
@@ -271,20 +235,11 @@ fn detail(e: &Event) -> String {
 fn render_tree(tracker: &Tracker, out: &mut String) {
     let procs: Vec<_> = tracker.processes().collect();
     let known: Vec<u32> = procs.iter().map(|p| p.pid).collect();
-    let roots: Vec<_> = procs
-        .iter()
-        .filter(|p| p.ppid.is_none_or(|pp| !known.contains(&pp)))
-        .collect();
+    let roots: Vec<_> = procs.iter().filter(|p| p.ppid.is_none_or(|pp| !known.contains(&pp))).collect();
     let mut stack: Vec<(u32, usize)> = roots.iter().rev().map(|p| (p.pid, 0)).collect();
     while let Some((pid, depth)) = stack.pop() {
-        let Some(p) = tracker.process(pid) else {
-            continue;
-        };
-        let name = if p.argv.is_empty() {
-            p.comm.clone()
-        } else {
-            one_line(&p.argv.join(" "))
-        };
+        let Some(p) = tracker.process(pid) else { continue };
+        let name = if p.argv.is_empty() { p.comm.clone() } else { one_line(&p.argv.join(" ")) };
         let status = match (p.alive, p.exit_code, p.exit_signal) {
             (true, _, _) => "still running".to_string(),
             (false, Some(c), _) => format!("exit {c}"),
@@ -292,11 +247,7 @@ fn render_tree(tracker: &Tracker, out: &mut String) {
             (false, None, None) => "exited".to_string(),
         };
         let indent = "  ".repeat(depth);
-        let _ = writeln!(
-            out,
-            "  {indent}{pid:<7} {:<60} {status}",
-            trim(&name, 60usize.saturating_sub(indent.len()))
-        );
+        let _ = writeln!(out, "  {indent}{pid:<7} {:<60} {status}", trim(&name, 60usize.saturating_sub(indent.len())));
         for child in procs.iter().rev().filter(|c| c.ppid == Some(pid)) {
             stack.push((child.pid, depth + 1));
         }
@@ -305,14 +256,7 @@ fn render_tree(tracker: &Tracker, out: &mut String) {
 
 /// One event as a line (for -v).
 pub fn line(e: &Event) -> String {
-    let mut s = format!(
-        "{:>7}/{:<7} {:<15} {:<16} {}",
-        e.pid,
-        e.tid,
-        trim(&e.comm, 15),
-        e.kind,
-        object(e)
-    );
+    let mut s = format!("{:>7}/{:<7} {:<15} {:<16} {}", e.pid, e.tid, trim(&e.comm, 15), e.kind, object(e));
     let d = detail(e);
     if !d.is_empty() {
         let _ = write!(s, "  {d}");
@@ -324,15 +268,7 @@ pub fn line(e: &Event) -> String {
         let _ = write!(s, "  {}", bytes(b));
     }
     if let Some(c) = e.child_pid {
-        let _ = write!(
-            s,
-            "  child {c}{}",
-            if e.thread == Some(true) {
-                " (thread)"
-            } else {
-                ""
-            }
-        );
+        let _ = write!(s, "  child {c}{}", if e.thread == Some(true) { " (thread)" } else { "" });
     }
     if let Some(c) = e.exit_code {
         let _ = write!(s, "  code {c}");
@@ -349,11 +285,7 @@ pub fn one_line(s: &str) -> String {
 }
 
 fn trim(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n.saturating_sub(1)).collect::<String>() + "…"
-    }
+    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n.saturating_sub(1)).collect::<String>() + "…" }
 }
 
 fn bytes(n: u64) -> String {

@@ -17,7 +17,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::{
-    decision, drift,
+    decision,
+    drift,
     error::EXIT_BLOCKED,
     governance::CommitGate,
     journal, keys,
@@ -35,12 +36,7 @@ pub struct Authorized {
 }
 
 /// Ok(authorized) or Err(exit status) after saying why on stderr.
-pub fn check(
-    dir: &RunDir,
-    intent: &Intent,
-    verdict: &Verdict,
-    force: bool,
-) -> Result<Result<Authorized, i32>> {
+pub fn check(dir: &RunDir, intent: &Intent, verdict: &Verdict, force: bool) -> Result<Result<Authorized, i32>> {
     let policies = reload(intent)?;
     for (then, now) in intent.policies.iter().zip(&policies) {
         if then.sha256 != now.sha256 {
@@ -55,9 +51,7 @@ pub fn check(
     let gate = CommitGate::of(&policies)?;
     let run_key = keys::run_public();
     let Some(checked) = decision::check(dir, run_key.as_ref())? else {
-        return refuse(&[
-            "the run directory has no decision.json (a pilot from before signed decisions)".into(),
-        ]);
+        return refuse(&["the run directory has no decision.json (a pilot from before signed decisions)".into()]);
     };
     if !checked.problems.is_empty() {
         return refuse(&checked.problems);
@@ -70,11 +64,7 @@ pub fn check(
                 gate.required_approvals,
                 decision::names(&gate.approvers),
                 a.counted.len(),
-                if a.counted.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", a.counted.join(", "))
-                },
+                if a.counted.is_empty() { String::new() } else { format!(" ({})", a.counted.join(", ")) },
                 a.missing.join(", "),
                 dir.path().display()
             )];
@@ -94,17 +84,7 @@ pub fn check(
             );
             return Ok(Err(EXIT_BLOCKED));
         }
-        forced(
-            dir,
-            intent,
-            VERDICT,
-            Some(decided.as_str()),
-            format!(
-                "commit forced over a {} verdict by uid {}",
-                decided.as_str(),
-                uid()
-            ),
-        )?;
+        forced(dir, intent, VERDICT, Some(decided.as_str()), format!("commit forced over a {} verdict by uid {}", decided.as_str(), uid()))?;
     }
     let snapshot: HostSnapshot = dir.read()?;
     let graph = dir.graph()?;
@@ -116,28 +96,13 @@ pub fn check(
         policies: &policies,
         max_age: gate.max_age,
     });
-    let churn = |what: &[String], how: &str| {
-        (!what.is_empty()).then(|| format!("{} component(s) {how}", what.len()))
-    };
-    for i in drift
-        .items
-        .iter()
-        .filter(|i| !i.target.starts_with("component:"))
-    {
+    let churn = |what: &[String], how: &str| (!what.is_empty()).then(|| format!("{} component(s) {how}", what.len()));
+    for i in drift.items.iter().filter(|i| !i.target.starts_with("component:")) {
         eprintln!("pilot: drift: {}: {}", i.target, i.what);
     }
-    let churned: Vec<String> = [
-        churn(&drift.components_appeared, "appeared"),
-        churn(&drift.components_gone, "went"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let churned: Vec<String> = [churn(&drift.components_appeared, "appeared"), churn(&drift.components_gone, "went")].into_iter().flatten().collect();
     if !churned.is_empty() {
-        eprintln!(
-            "pilot: drift: since the pilot, {} on the host (listed in drift.json)",
-            churned.join(", ")
-        );
+        eprintln!("pilot: drift: since the pilot, {} on the host (listed in drift.json)", churned.join(", "));
     }
     if !drift.refusals.is_empty() {
         drift.forced = force;
@@ -147,26 +112,11 @@ pub fn check(
             why.push(format!("production is not what the pilot ran against: pilot again (`pilot run` the same command) and commit that run; see {}/drift.json", dir.path().display()));
             return refuse(&why);
         }
-        forced(
-            dir,
-            intent,
-            DRIFT,
-            None,
-            format!(
-                "commit forced over drift by uid {}: {}",
-                uid(),
-                drift.refusals.join("; ")
-            ),
-        )?;
+        forced(dir, intent, DRIFT, None, format!("commit forced over drift by uid {}: {}", uid(), drift.refusals.join("; ")))?;
     }
     dir.write(&drift)?;
     let changes: Changes = dir.read()?;
-    let mut cannot_undo = rollback::readiness::cannot_undo(
-        &graph,
-        &changes,
-        dir.path(),
-        &rollback::readiness::FromGraph(&graph),
-    );
+    let mut cannot_undo = rollback::readiness::cannot_undo(&graph, &changes, dir.path(), &rollback::readiness::FromGraph(&graph));
     let needed = rollback::bytes_needed(&rollback::paths(&changes));
     if needed > gate.rollback_max_bytes {
         cannot_undo.push(format!(
@@ -176,29 +126,13 @@ pub fn check(
     }
     if gate.rollback_readiness_required && !cannot_undo.is_empty() {
         if !force {
-            let mut why = vec![
-                "the gate requires rollback readiness, and a rollback could not undo:".to_string(),
-            ];
+            let mut why = vec!["the gate requires rollback readiness, and a rollback could not undo:".to_string()];
             why.extend(cannot_undo.iter().map(|c| format!("  {c}")));
             return refuse(&why);
         }
-        forced(
-            dir,
-            intent,
-            VERDICT,
-            None,
-            format!(
-                "commit forced without rollback readiness by uid {}: {}",
-                uid(),
-                cannot_undo.join("; ")
-            ),
-        )?;
+        forced(dir, intent, VERDICT, None, format!("commit forced without rollback readiness by uid {}: {}", uid(), cannot_undo.join("; ")))?;
     }
-    Ok(Ok(Authorized {
-        gate,
-        cannot_undo,
-        drift,
-    }))
+    Ok(Ok(Authorized { gate, cannot_undo, drift }))
 }
 
 /// The policies the pilot used, read again from where they were (relative paths from the
@@ -207,13 +141,7 @@ fn reload(intent: &Intent) -> Result<Vec<Loaded>> {
     let paths: Vec<PathBuf> = intent
         .policies
         .iter()
-        .map(|p| {
-            if p.source == BUILT_IN {
-                PathBuf::from("default")
-            } else {
-                intent.cwd.join(&p.source)
-            }
-        })
+        .map(|p| if p.source == BUILT_IN { PathBuf::from("default") } else { intent.cwd.join(&p.source) })
         .collect();
     let mut loaded = policy::load_all(&paths)?;
     for (l, p) in loaded.iter_mut().zip(&intent.policies) {
@@ -230,22 +158,9 @@ fn refuse(why: &[String]) -> Result<Result<Authorized, i32>> {
     Ok(Err(EXIT_BLOCKED))
 }
 
-fn forced(
-    dir: &RunDir,
-    intent: &Intent,
-    output: &str,
-    verdict: Option<&str>,
-    note: String,
-) -> Result<()> {
+fn forced(dir: &RunDir, intent: &Intent, output: &str, verdict: Option<&str>, note: String) -> Result<()> {
     eprintln!("pilot: {note}");
-    journal::append(journal::Record {
-        kind: "force",
-        run_dir: dir.path(),
-        intent: intent.for_journal(),
-        outputs: &[output],
-        verdict,
-        note: Some(note),
-    })?;
+    journal::append(journal::Record { kind: "force", run_dir: dir.path(), intent: intent.for_journal(), outputs: &[output], verdict, note: Some(note) })?;
     Ok(())
 }
 

@@ -26,9 +26,7 @@ pub fn main(args: &[String]) -> Result<i32> {
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["load", "floor"] => load_floor(),
         ["load", "agent"] => load_agent(),
-        _ => bail!(UsageError::new(
-            "usage: pilot __bench load floor|agent (used by `cargo xtask bench`)"
-        )),
+        _ => bail!(UsageError::new("usage: pilot __bench load floor|agent (used by `cargo xtask bench`)")),
     }
 }
 
@@ -53,10 +51,7 @@ fn load_agent() -> Result<i32> {
         let timeout = rustix::time::Timespec::try_from(session::POLL).expect("a short poll");
         let stdin_ready = {
             let ring = probes.ring_fd();
-            let mut fds = [
-                PollFd::new(&ring, PollFlags::IN),
-                PollFd::new(&stdin, PollFlags::IN),
-            ];
+            let mut fds = [PollFd::new(&ring, PollFlags::IN), PollFd::new(&stdin, PollFlags::IN)];
             let _ = poll(&mut fds, Some(&timeout));
             !fds[1].revents().is_empty()
         };
@@ -89,10 +84,7 @@ impl Latency {
     pub fn from_env() -> Option<Latency> {
         let path = std::env::var_os(LATENCY_ENV)?;
         let hist = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3).ok()?;
-        Some(Latency {
-            path: path.into(),
-            hist,
-        })
+        Some(Latency { path: path.into(), hist })
     }
 
     pub fn write(&self) -> Result<()> {
@@ -109,12 +101,7 @@ impl Latency {
             "agent_maxrss_kib": usage.ru_maxrss,
             "agent_cpu_ms": cpu_ms(&usage.ru_utime) + cpu_ms(&usage.ru_stime),
         });
-        crate::error::OnPath::on(
-            std::fs::write(&self.path, json.to_string() + "\n"),
-            "writing",
-            &self.path,
-            crate::error::RUN_DIR,
-        )?;
+        crate::error::OnPath::on(std::fs::write(&self.path, json.to_string() + "\n"), "writing", &self.path, crate::error::RUN_DIR)?;
         Ok(())
     }
 }
@@ -131,11 +118,7 @@ pub struct Since {
 
 impl Since {
     pub fn now(what: &'static str) -> Since {
-        Since {
-            what,
-            wall: std::time::Instant::now(),
-            cpu: process_cpu_ms(),
-        }
+        Since { what, wall: std::time::Instant::now(), cpu: process_cpu_ms() }
     }
 
     /// `cpu_ms` is user + system; `user_ms` the agent's own code (system time also holds the

@@ -24,16 +24,8 @@ pub struct Git {
 
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
     // No optional locks: `git status` must not rewrite the index of the tree being built.
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new("git").arg("-C").arg(dir).args(args).env("GIT_OPTIONAL_LOCKS", "0").output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The commit `workspace` is checked out at; None outside a git checkout of it (no git, no
@@ -45,35 +37,17 @@ pub fn describe(workspace: &Path) -> Option<Git> {
     }
     let hash = git(workspace, &["rev-parse", "--short=7", "HEAD"])?;
     let date = git(workspace, &["show", "-s", "--format=%cs", "HEAD"])?;
-    let dirty = !git(
-        workspace,
-        &["status", "--porcelain", "--untracked-files=no"],
-    )?
-    .is_empty();
-    let absolute = |p: String| {
-        if Path::new(&p).is_absolute() {
-            PathBuf::from(p)
-        } else {
-            workspace.join(p)
-        }
-    };
+    let dirty = !git(workspace, &["status", "--porcelain", "--untracked-files=no"])?.is_empty();
+    let absolute = |p: String| if Path::new(&p).is_absolute() { PathBuf::from(p) } else { workspace.join(p) };
     let git_dir = absolute(git(workspace, &["rev-parse", "--git-dir"])?);
     let common_dir = absolute(git(workspace, &["rev-parse", "--git-common-dir"])?);
     let mut watch = vec![git_dir.join("HEAD"), git_dir.join("index")];
     if let Some(head_ref) = git(workspace, &["symbolic-ref", "-q", "HEAD"]) {
         let loose = common_dir.join(&head_ref);
-        watch.push(if loose.exists() {
-            loose
-        } else {
-            common_dir.join("packed-refs")
-        });
+        watch.push(if loose.exists() { loose } else { common_dir.join("packed-refs") });
     }
     watch.retain(|p| p.exists());
-    Some(Git {
-        commit: if dirty { format!("{hash}-dirty") } else { hash },
-        date,
-        watch,
-    })
+    Some(Git { commit: if dirty { format!("{hash}-dirty") } else { hash }, date, watch })
 }
 
 /// `0.1.0 (git 34efba1, 2026-12-01)`, or `0.1.0` without a commit.
@@ -89,14 +63,7 @@ mod tests {
     use super::*;
 
     fn run(dir: &Path, args: &[&str]) {
-        let ok = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .expect("git")
-            .status
-            .success();
+        let ok = Command::new("git").arg("-C").arg(dir).args(args).output().expect("git").status.success();
         assert!(ok, "git {args:?}");
     }
 
@@ -109,51 +76,19 @@ mod tests {
         run(d.path(), &["init", "-q"]);
         std::fs::write(d.path().join("a"), "1").unwrap();
         run(d.path(), &["add", "a"]);
-        let commit = [
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-m",
-            "one",
-        ];
-        let dated = [
-            ("GIT_COMMITTER_DATE", "2026-12-01T10:00:00Z"),
-            ("GIT_AUTHOR_DATE", "2026-12-01T10:00:00Z"),
-        ];
-        let ok = Command::new("git")
-            .arg("-C")
-            .arg(d.path())
-            .args(commit)
-            .envs(dated)
-            .output()
-            .unwrap()
-            .status
-            .success();
+        let commit = ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one"];
+        let dated = [("GIT_COMMITTER_DATE", "2026-12-01T10:00:00Z"), ("GIT_AUTHOR_DATE", "2026-12-01T10:00:00Z")];
+        let ok = Command::new("git").arg("-C").arg(d.path()).args(commit).envs(dated).output().unwrap().status.success();
         assert!(ok);
         let g = describe(d.path()).expect("a checkout");
         assert_eq!(g.commit.len(), 7, "{g:?}");
-        assert_eq!(
-            version("0.1.0", Some(&g)),
-            format!("0.1.0 (git {}, 2026-12-01)", g.commit)
-        );
-        assert!(
-            g.watch.iter().any(|p| p.ends_with("HEAD")) && g.watch.len() == 3,
-            "HEAD, the index and the branch ref: {g:?}"
-        );
+        assert_eq!(version("0.1.0", Some(&g)), format!("0.1.0 (git {}, 2026-12-01)", g.commit));
+        assert!(g.watch.iter().any(|p| p.ends_with("HEAD")) && g.watch.len() == 3, "HEAD, the index and the branch ref: {g:?}");
 
         std::fs::write(d.path().join("untracked"), "").unwrap();
-        assert!(
-            !describe(d.path()).unwrap().commit.ends_with("-dirty"),
-            "untracked files do not count"
-        );
+        assert!(!describe(d.path()).unwrap().commit.ends_with("-dirty"), "untracked files do not count");
         std::fs::write(d.path().join("a"), "2").unwrap();
-        assert_eq!(
-            describe(d.path()).unwrap().commit,
-            format!("{}-dirty", g.commit)
-        );
+        assert_eq!(describe(d.path()).unwrap().commit, format!("{}-dirty", g.commit));
 
         // A tree unpacked inside another repository is not its commit.
         std::fs::create_dir(d.path().join("tarball")).unwrap();

@@ -18,11 +18,7 @@ pub const ROOTS: [&str; 2] = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
 
 /// The mounted cgroup v2 root.
 fn root() -> &'static str {
-    ROOTS
-        .iter()
-        .copied()
-        .find(|r| Path::new(r).join("cgroup.procs").exists())
-        .unwrap_or(ROOTS[1])
+    ROOTS.iter().copied().find(|r| Path::new(r).join("cgroup.procs").exists()).unwrap_or(ROOTS[1])
 }
 
 /// The pilot's cgroup v2 group: `<root>/pilot/<run id>` (the id ends with the agent's pid,
@@ -35,8 +31,7 @@ pub struct PilotCgroup {
 /// (`/pilot/<id>` and below)? `pilot commit`'s live runs (`/pilot/commit-<pid>`) are not: their
 /// effects are real.
 pub fn is_pilot_sandbox(path: &str) -> bool {
-    path.strip_prefix("/pilot/")
-        .is_some_and(|id| !id.is_empty() && !id.starts_with("commit-"))
+    path.strip_prefix("/pilot/").is_some_and(|id| !id.is_empty() && !id.starts_with("commit-"))
 }
 
 impl PilotCgroup {
@@ -53,10 +48,7 @@ impl PilotCgroup {
     /// SIGKILL every process of the pilot (cgroup.kill, Linux 5.14+).
     pub fn kill(&self) {
         if fs::write(self.path.join("cgroup.kill"), "1").is_err() {
-            for pid in fs::read_to_string(self.path.join("cgroup.procs"))
-                .unwrap_or_default()
-                .lines()
-            {
+            for pid in fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default().lines() {
                 if let Ok(pid) = pid.trim().parse::<i32>() {
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
@@ -90,29 +82,14 @@ impl Drop for PilotCgroup {
 
 /// A cgroup named on the command line: its absolute path, id (inode) and level under the root.
 pub fn resolve(path: &Path) -> Result<(PathBuf, u64, u32)> {
-    let meta = fs::metadata(path).map_err(|e| {
-        UsageError::new(format!(
-            "cgroup {}: {e}: give a cgroup v2 directory",
-            path.display()
-        ))
-    })?;
-    let abs = fs::canonicalize(path).map_err(|e| {
-        UsageError::new(format!(
-            "cgroup {}: {e}: give a cgroup v2 directory",
-            path.display()
-        ))
-    })?;
-    let Some(root) = ROOTS
-        .iter()
-        .find(|r| is_cgroup2(Path::new(r)) && abs.starts_with(r))
-    else {
+    let meta = fs::metadata(path)
+        .map_err(|e| UsageError::new(format!("cgroup {}: {e}: give a cgroup v2 directory", path.display())))?;
+    let abs = fs::canonicalize(path).map_err(|e| UsageError::new(format!("cgroup {}: {e}: give a cgroup v2 directory", path.display())))?;
+    let Some(root) = ROOTS.iter().find(|r| is_cgroup2(Path::new(r)) && abs.starts_with(r)) else {
         return Err(UsageError::new(format!(
             "{} is not in the cgroup v2 hierarchy (mounted at {}): give a directory under it",
             path.display(),
-            ROOTS
-                .iter()
-                .find(|r| is_cgroup2(Path::new(r)))
-                .unwrap_or(&"<not mounted>")
+            ROOTS.iter().find(|r| is_cgroup2(Path::new(r))).unwrap_or(&"<not mounted>")
         ))
         .into());
     };
@@ -130,21 +107,13 @@ pub fn pids(path: &Path) -> Vec<u32> {
     let mut out = Vec::new();
     let mut dirs = vec![path.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        for line in fs::read_to_string(dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-        {
+        for line in fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
             if let Ok(pid) = line.trim().parse::<u32>() {
                 out.push(pid);
             }
         }
         if let Ok(entries) = fs::read_dir(&dir) {
-            dirs.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
+            dirs.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
         }
     }
     out
@@ -152,9 +121,7 @@ pub fn pids(path: &Path) -> Vec<u32> {
 
 /// Has every process left this cgroup subtree?
 pub fn is_empty(path: &Path) -> bool {
-    fs::read_to_string(path.join("cgroup.events"))
-        .map(|s| s.lines().any(|l| l.trim() == "populated 0"))
-        .unwrap_or(true)
+    fs::read_to_string(path.join("cgroup.events")).map(|s| s.lines().any(|l| l.trim() == "populated 0")).unwrap_or(true)
 }
 
 /// `pilot gc`: remove what pilots whose agent died left behind. Mounts live in the pilots'
@@ -163,17 +130,11 @@ pub fn is_empty(path: &Path) -> bool {
 pub fn gc(verbose: bool) -> Result<usize> {
     let mut cleaned = 0;
     for root in ROOTS {
-        let Ok(entries) = fs::read_dir(Path::new(root).join("pilot")) else {
-            continue;
-        };
-        for entry in entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        {
+        let Ok(entries) = fs::read_dir(Path::new(root).join("pilot")) else { continue };
+        for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
             let name = entry.file_name().to_string_lossy().into_owned();
             let agent: Option<u32> = name.rsplit('-').next().and_then(|p| p.parse().ok());
-            let alive = agent
-                .is_some_and(|pid| pid == std::process::id() || crate::procfs::runs_pilot(pid));
+            let alive = agent.is_some_and(|pid| pid == std::process::id() || crate::procfs::runs_pilot(pid));
             if alive {
                 continue;
             }
@@ -182,11 +143,7 @@ pub fn gc(verbose: bool) -> Result<usize> {
             if !cg.path.exists() {
                 cleaned += 1;
                 if verbose {
-                    eprintln!(
-                        "pilot gc: removed {} (its agent, pid {}, is gone)",
-                        cg.path.display(),
-                        agent.unwrap_or(0)
-                    );
+                    eprintln!("pilot gc: removed {} (its agent, pid {}, is gone)", cg.path.display(), agent.unwrap_or(0));
                 }
             }
         }
@@ -202,10 +159,7 @@ mod tests {
     fn pilot_sandboxes_are_told_from_commits_and_services() {
         assert!(is_pilot_sandbox("/pilot/1764633600-4242"));
         assert!(is_pilot_sandbox("/pilot/1764633600-4242/init"));
-        assert!(
-            !is_pilot_sandbox("/pilot/commit-4242"),
-            "a commit's live run is production"
-        );
+        assert!(!is_pilot_sandbox("/pilot/commit-4242"), "a commit's live run is production");
         assert!(!is_pilot_sandbox("/pilot/"));
         assert!(!is_pilot_sandbox("/system.slice/redis.service"));
         assert!(!is_pilot_sandbox("/pilotage/x"));

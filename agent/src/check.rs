@@ -11,9 +11,5 @@ pub fn run(args: cli::CheckArgs) -> anyhow::Result<i32> {
     } else {
         print!("{}", policy::render(&ev));
     }
-    Ok(if ev.verdict == policy::eval::Verdict::Block {
-        EXIT_BLOCKED
-    } else {
-        0
-    })
+    Ok(if ev.verdict == policy::eval::Verdict::Block { EXIT_BLOCKED } else { 0 })
 }

@@ -98,8 +98,7 @@ failed (nonzero exit, killed, timed out); 1 pilot itself failed; 2 bad usage or 
 Exit status: 0 pass or warn; 3 blocked; 2 bad input (policy syntax: file, line and key).")]
     Check(CheckArgs),
     /// Run a pilot's command live, traced, and measure how far it strays from the pilot.
-    #[command(
-        after_help = "Before anything runs live, the commit must be bound to the pilot:
+    #[command(after_help = "Before anything runs live, the commit must be bound to the pilot:
   - decision.json verifies (signed by this host's run key; intent, snapshot, events, graph,
     changes and verdict unchanged) and the policies are the same files, unexpired;
   - the gate's required_approvals are there (`pilot approve`), by listed approvers, not the run key;
@@ -117,12 +116,10 @@ Examples:
   pilot commit --force ./pilot-runs/1795306977-4242     over a block verdict or drift (journaled)
 
 Exit status: 0 done; 3 refused (decision, approvals, verdict, drift, age, readiness);
-4 the live command failed; 2 bad input (expired policy, bad gate)."
-    )]
+4 the live command failed; 2 bad input (expired policy, bad gate).")]
     Commit(CommitArgs),
     /// Approve a pilot's decision with your key: what `required_approvals` counts.
-    #[command(
-        after_help = "Checks that the decision verifies (signature and every bound file), shows what is
+    #[command(after_help = "Checks that the decision verifies (signature and every bound file), shows what is
 approved, and writes DIR/approvals/<key fingerprint>.json (journaled). The approval is of this
 exact decision: a changed verdict, graph, intent or policy, or another run, does not count.
 The run key cannot approve: approval is apart from execution.
@@ -132,12 +129,10 @@ Examples:
   pilot approve ./pilot-runs/1795306977-4242 --key ~/.pilot/alice --note \"INC-1234, checked the graph\"
 
 Exit status: 0 approved; 3 refused (the decision does not verify, or the key is the run key);
-2 bad input (no decision.json, unreadable key)."
-    )]
+2 bad input (no decision.json, unreadable key).")]
     Approve(ApproveArgs),
     /// Restore what a commit changed, from the pre-images it saved.
-    #[command(
-        after_help = "Restores every path of DIR/rollback/manifest.json that is in the state the commit
+    #[command(after_help = "Restores every path of DIR/rollback/manifest.json that is in the state the commit
 left: content, mode, owner, extended attributes, symlink targets, directories. A path that
 is in neither the post-commit state nor its pre-image was changed since the commit: then
 nothing is restored, and the paths are listed (--force restores over them). Journaled.
@@ -150,8 +145,7 @@ Examples:
   pilot rollback --force ./pilot-runs/1795306977-4242
 
 Exit status: 0 restored (or nothing to do); 3 refused (changed since the commit, no pre-image,
-manifest not signed by this host); 1 a restore failed; 2 not a committed run directory."
-    )]
+manifest not signed by this host); 1 a restore failed; 2 not a committed run directory.")]
     Rollback(RollbackArgs),
     /// ed25519 keys: for approvers, policy signers and the host's run key.
     Key {
@@ -231,8 +225,7 @@ Exit status: 0; 2 no daemon answers (start one with `pilot daemon` or `systemctl
         json: bool,
     },
     /// Probe this kernel's features and say what `pilot run` and `pilot trace` can guarantee.
-    #[command(
-        after_help = "Every feature is probed for real (a program loaded, a hook attached, namespaces
+    #[command(after_help = "Every feature is probed for real (a program loaded, a hook attached, namespaces
 unshared in a child), not guessed from the kernel version.
 
 Examples:
@@ -240,8 +233,7 @@ Examples:
   sudo pilot doctor --json | jq '.features[] | select(.present | not) | .name'
 
 Exit status: 0 `pilot run` can contain a pilot here; 5 it cannot (`pilot run` refuses with the
-same status), `pilot trace` works; 6 neither works; 2 not root."
-    )]
+same status), `pilot trace` works; 6 neither works; 2 not root.")]
     Doctor {
         /// Print the report as JSON (schema pilot.doctor/v1).
         #[arg(long)]
@@ -327,8 +319,7 @@ pub struct CommitArgs {
 #[derive(Subcommand, Debug)]
 pub enum JournalCommand {
     /// Check every entry's hash, signature and the chain; exit 1 naming the first bad entry.
-    #[command(
-        after_help = "The journal is /var/lib/pilot/journal.jsonl unless PILOT_JOURNAL says otherwise.
+    #[command(after_help = "The journal is /var/lib/pilot/journal.jsonl unless PILOT_JOURNAL says otherwise.
 Entries are signed with the host's run key (/etc/pilot/run.key, or PILOT_RUN_KEY): an entry
 edited and re-hashed, chain and head included, still fails its signature.
 
@@ -336,8 +327,7 @@ Examples:
   pilot journal verify
   pilot journal verify /backup/journal.jsonl --key /backup/old-run.key.pub
 
-Exit status: 0 intact; 1 tampered (the first bad entry named); 2 no journal there."
-    )]
+Exit status: 0 intact; 1 tampered (the first bad entry named); 2 no journal there.")]
     Verify {
         /// Journal file (default: $PILOT_JOURNAL or /var/lib/pilot/journal.jsonl).
         path: Option<PathBuf>,
@@ -356,22 +346,22 @@ pub enum KeyCommand {
 
 The host's run key (/etc/pilot/run.key, PILOT_RUN_KEY overrides) is made at the first pilot.
 Exit status: 0 written; 2 FILE exists (never overwritten) or cannot be written.")]
-    New { file: PathBuf },
+    New {
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
     /// Sign a policy file: writes FILE.sig (checked whenever the policy is loaded).
-    #[command(
-        after_help = "A policy whose FILE.sig does not match it is refused. When the host's config
+    #[command(after_help = "A policy whose FILE.sig does not match it is refused. When the host's config
 (policy_signers in /etc/pilot/pilot.toml) or a policy's [gate] policy_signers lists keys, every
 policy in use must be signed by one of them: loosening max_risk then needs a signature.
 
 Examples:
   pilot policy sign /etc/pilot/policies/site.toml --key /etc/pilot/policy.key
 
-Exit status: 0 signed; 2 bad policy (file, line, key) or bad key."
-    )]
+Exit status: 0 signed; 2 bad policy (file, line, key) or bad key.")]
     Sign {
         file: PathBuf,
         /// The signer's secret key (`pilot key new`).
@@ -480,10 +470,7 @@ pub const DEFAULT_RINGBUF_KIB: u32 = 16384;
 
 impl Default for EventArgs {
     fn default() -> EventArgs {
-        EventArgs {
-            ringbuf_kib: DEFAULT_RINGBUF_KIB,
-            export: None,
-        }
+        EventArgs { ringbuf_kib: DEFAULT_RINGBUF_KIB, export: None }
     }
 }
 
@@ -501,9 +488,7 @@ pub struct MergeArgs {
 fn parse_export(s: &str) -> Result<PathBuf, String> {
     match s.strip_prefix("jsonl:") {
         Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
-        _ => Err(format!(
-            "give jsonl:PATH, e.g. --export jsonl:/var/log/pilot/events.jsonl (got {s:?})"
-        )),
+        _ => Err(format!("give jsonl:PATH, e.g. --export jsonl:/var/log/pilot/events.jsonl (got {s:?})")),
     }
 }
 

@@ -7,7 +7,9 @@ use anyhow::Result;
 use crate::{
     cli::{CommitArgs, TraceArgs},
     error::{EXIT_COMMAND_FAILED, UsageError},
-    fidelity, journal, rollback,
+    fidelity,
+    journal,
+    rollback,
     rundir::{Changes, DRIFT, FIDELITY, GRAPH, Intent, ROLLBACK_MANIFEST, RunDir, Verdict},
     trace::{self, Launch},
 };
@@ -18,12 +20,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
     let verdict: Verdict = dir.read()?;
     let live = dir.live();
     if live.file(GRAPH).exists() {
-        return Err(UsageError::new(format!(
-            "{} was already committed ({} exists)",
-            dir.path().display(),
-            live.path().display()
-        ))
-        .into());
+        return Err(UsageError::new(format!("{} was already committed ({} exists)", dir.path().display(), live.path().display())).into());
     }
     // Bound to the signed decision, approved, no drift (crate::authorize).
     let auth = match crate::authorize::check(&dir, &intent, &verdict, args.force)? {
@@ -32,12 +29,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
     };
     let decision = verdict.evaluation.verdict;
     let changes: Changes = dir.read()?;
-    let manifest = rollback::save(
-        &dir,
-        &changes,
-        auth.cannot_undo.clone(),
-        auth.gate.rollback_max_bytes,
-    )?;
+    let manifest = rollback::save(&dir, &changes, auth.cannot_undo.clone(), auth.gate.rollback_max_bytes)?;
     eprintln!(
         "pilot: rollback: pre-images of {} path(s) ({} B) saved in {}/rollback/",
         manifest.entries.len(),
@@ -46,11 +38,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
     );
     // issue 15: the files as the second channel of the live run (no overlay there).
     let watch = crate::channels::live::Watch::before(&changes, &dir.graph()?);
-    eprintln!(
-        "pilot: committing `{}` live (verdict {})",
-        intent.argv.join(" "),
-        decision.as_str()
-    );
+    eprintln!("pilot: committing `{}` live (verdict {})", intent.argv.join(" "), decision.as_str());
     let trace_args = TraceArgs {
         out: Some(live.path().to_path_buf()),
         verbose: args.verbose,
@@ -59,14 +47,7 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         events: Default::default(),
         command: intent.argv.clone(),
     };
-    let status = trace::run_with(
-        trace_args,
-        Launch {
-            cwd: Some(intent.cwd.clone()),
-            env: Some(intent.env.clone()),
-            proxy: true,
-        },
-    );
+    let status = trace::run_with(trace_args, Launch { cwd: Some(intent.cwd.clone()), env: Some(intent.env.clone()), proxy: true });
     // The post-commit states are recorded whatever became of the live run: a rollback needs them.
     let manifest = rollback::finish(&dir, manifest, live.graph().ok().as_ref())?;
     let status = status?;
@@ -80,21 +61,14 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         if manifest.cannot_undo.is_empty() && manifest.uncovered.is_empty() {
             String::new()
         } else {
-            format!(
-                "; it cannot undo {} effect(s) (see rollback/manifest.json)",
-                manifest.cannot_undo.len() + manifest.uncovered.len()
-            )
+            format!("; it cannot undo {} effect(s) (see rollback/manifest.json)", manifest.cannot_undo.len() + manifest.uncovered.len())
         }
     );
     eprintln!(
         "pilot: fidelity error {:.3} (gate max {:.3}): {}; {} edges only in the pilot, {} only live, {} diverging",
         fidelity.error,
         max,
-        if fidelity.within_gate {
-            "within the gate"
-        } else {
-            "OVER THE GATE: the pilot did not predict the live run"
-        },
+        if fidelity.within_gate { "within the gate" } else { "OVER THE GATE: the pilot did not predict the live run" },
         fidelity.only_pilot.len(),
         fidelity.only_live.len(),
         fidelity.diverging.len()
@@ -103,18 +77,8 @@ pub fn run(args: CommitArgs) -> Result<i32> {
         kind: "commit",
         run_dir: dir.path(),
         intent: intent.for_journal(),
-        outputs: &[
-            "live/events.jsonl",
-            "live/graph.json",
-            FIDELITY,
-            DRIFT,
-            ROLLBACK_MANIFEST,
-        ],
-        verdict: Some(if fidelity.within_gate {
-            "fidelity-ok"
-        } else {
-            "fidelity-over-gate"
-        }),
+        outputs: &["live/events.jsonl", "live/graph.json", FIDELITY, DRIFT, ROLLBACK_MANIFEST],
+        verdict: Some(if fidelity.within_gate { "fidelity-ok" } else { "fidelity-over-gate" }),
         note: Some(format!("live exit {status}")),
     })?;
     crate::report::write_into(dir.path());

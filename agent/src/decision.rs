@@ -17,8 +17,8 @@ use crate::{
     journal,
     keys::{self, Named},
     rundir::{
-        APPROVAL_SCHEMA, Approval, ApprovalBody, BOUND, DECISION, DECISION_SCHEMA, Decision,
-        DecisionBody, HostSnapshot, Intent, RunDir, SNAPSHOT, SNAPSHOT_SCHEMA, Stamp, Verdict,
+        APPROVAL_SCHEMA, Approval, ApprovalBody, BOUND, DECISION, DECISION_SCHEMA, Decision, DecisionBody, HostSnapshot, Intent,
+        RunDir, SNAPSHOT, SNAPSHOT_SCHEMA, Stamp, Verdict,
     },
     snapshot::Snapshot,
 };
@@ -59,10 +59,7 @@ pub fn record(dir: &RunDir, p: Pilot) -> Result<Decision> {
         decided: Stamp::now(),
         signer: keys::literal(&key.verifying_key()),
     };
-    let decision = Decision {
-        signature: keys::sign(key, keys::DECISION, &body.canonical()),
-        body,
-    };
+    let decision = Decision { signature: keys::sign(key, keys::DECISION, &body.canonical()), body };
     dir.write(&decision)?;
     Ok(decision)
 }
@@ -100,17 +97,8 @@ pub fn check(dir: &RunDir, host_key: Option<&VerifyingKey>) -> Result<Option<Che
     let signer = keys::parse_literal(&decision.body.signer);
     match &signer {
         None => problems.push("decision.json names no valid signer".to_string()),
-        Some(k)
-            if !keys::verify(
-                k,
-                keys::DECISION,
-                &decision.body.canonical(),
-                &decision.signature,
-            ) =>
-        {
-            problems.push(
-                "decision.json's signature does not verify: the decision was edited".to_string(),
-            )
+        Some(k) if !keys::verify(k, keys::DECISION, &decision.body.canonical(), &decision.signature) => {
+            problems.push("decision.json's signature does not verify: the decision was edited".to_string())
         }
         Some(k) => {
             if let Some(run) = host_key.filter(|r| *r != k) {
@@ -124,31 +112,18 @@ pub fn check(dir: &RunDir, host_key: Option<&VerifyingKey>) -> Result<Option<Che
     }
     for name in BOUND {
         let path = dir.file(name);
-        let now = if path.exists() {
-            Some(sha256_file(&path)?)
-        } else {
-            None
-        };
+        let now = if path.exists() { Some(sha256_file(&path)?) } else { None };
         match (decision.body.files.get(name), now) {
-            (Some(then), Some(now)) if *then != now => problems.push(format!(
-                "{name} changed since the pilot (sha256 {} signed, {} now)",
-                short(then),
-                short(&now)
-            )),
-            (Some(_), None) => problems.push(format!("{name} is gone since the pilot")),
-            (None, Some(_)) => {
-                problems.push(format!("{name} was not there when the pilot decided"))
+            (Some(then), Some(now)) if *then != now => {
+                problems.push(format!("{name} changed since the pilot (sha256 {} signed, {} now)", short(then), short(&now)))
             }
+            (Some(_), None) => problems.push(format!("{name} is gone since the pilot")),
+            (None, Some(_)) => problems.push(format!("{name} was not there when the pilot decided")),
             _ => {}
         }
     }
     let sha256 = decision.body.sha256();
-    Ok(Some(Checked {
-        decision,
-        sha256,
-        signer,
-        problems,
-    }))
+    Ok(Some(Checked { decision, sha256, signer, problems }))
 }
 
 fn short(h: &str) -> &str {
@@ -166,19 +141,11 @@ pub struct Approvals {
 }
 
 /// Check every `approvals/*.json` against `decision_sha256`, the run key and the gate.
-pub fn approvals(
-    dir: &RunDir,
-    decision_sha256: &str,
-    run_key: Option<&VerifyingKey>,
-    gate: &CommitGate,
-) -> Approvals {
+pub fn approvals(dir: &RunDir, decision_sha256: &str, run_key: Option<&VerifyingKey>, gate: &CommitGate) -> Approvals {
     let mut counted: Vec<(VerifyingKey, String)> = Vec::new();
     let mut rejected = Vec::new();
     for (path, read) in dir.approvals() {
-        let file = path
-            .file_name()
-            .map(|f| format!("approvals/{}", f.to_string_lossy()))
-            .unwrap_or_default();
+        let file = path.file_name().map(|f| format!("approvals/{}", f.to_string_lossy())).unwrap_or_default();
         let a = match read {
             Ok(a) => a,
             Err(e) => {
@@ -189,12 +156,7 @@ pub fn approvals(
         match judge(&a, decision_sha256, run_key, gate) {
             Ok(key) => {
                 if !counted.iter().any(|(k, _)| *k == key) {
-                    let name = gate
-                        .approvers
-                        .iter()
-                        .find(|n| n.key == key)
-                        .map(|n| n.name.clone())
-                        .unwrap_or(a.body.approver_name.clone());
+                    let name = gate.approvers.iter().find(|n| n.key == key).map(|n| n.name.clone()).unwrap_or(a.body.approver_name.clone());
                     counted.push((key, name));
                 }
             }
@@ -202,26 +164,12 @@ pub fn approvals(
         }
     }
     counted.sort_by_key(|(k, _)| gate.approvers.iter().position(|n| n.key == *k));
-    let missing = gate
-        .approvers
-        .iter()
-        .filter(|n| !counted.iter().any(|(k, _)| *k == n.key))
-        .map(|n| n.name.clone())
-        .collect();
-    Approvals {
-        counted: counted.into_iter().map(|(_, n)| n).collect(),
-        rejected,
-        missing,
-    }
+    let missing = gate.approvers.iter().filter(|n| !counted.iter().any(|(k, _)| *k == n.key)).map(|n| n.name.clone()).collect();
+    Approvals { counted: counted.into_iter().map(|(_, n)| n).collect(), rejected, missing }
 }
 
 /// The approver's key when `a` counts.
-fn judge(
-    a: &Approval,
-    decision_sha256: &str,
-    run_key: Option<&VerifyingKey>,
-    gate: &CommitGate,
-) -> Result<VerifyingKey, String> {
+fn judge(a: &Approval, decision_sha256: &str, run_key: Option<&VerifyingKey>, gate: &CommitGate) -> Result<VerifyingKey, String> {
     let key = keys::parse_literal(&a.body.approver).ok_or("names no valid approver key")?;
     if !keys::verify(&key, keys::APPROVAL, &a.body.canonical(), &a.signature) {
         return Err("its signature does not verify".into());
@@ -235,26 +183,16 @@ fn judge(
         ));
     }
     if run_key == Some(&key) {
-        return Err(
-            "signed by the run key: the host that executes cannot approve its own decision".into(),
-        );
+        return Err("signed by the run key: the host that executes cannot approve its own decision".into());
     }
     if !gate.approvers.iter().any(|n| n.key == key) {
-        return Err(format!(
-            "{} is not among the gate's approvers",
-            keys::fingerprint(&key)
-        ));
+        return Err(format!("{} is not among the gate's approvers", keys::fingerprint(&key)));
     }
     Ok(key)
 }
 
 /// Sign `decision_sha256` as an approval by `key`.
-pub fn approval(
-    decision: &Checked,
-    key: &ed25519_dalek::SigningKey,
-    name: &str,
-    note: Option<String>,
-) -> Approval {
+pub fn approval(decision: &Checked, key: &ed25519_dalek::SigningKey, name: &str, note: Option<String>) -> Approval {
     let body = ApprovalBody {
         schema: APPROVAL_SCHEMA.into(),
         decision_sha256: decision.sha256.clone(),
@@ -264,10 +202,7 @@ pub fn approval(
         note,
         approved: Stamp::now(),
     };
-    Approval {
-        signature: keys::sign(key, keys::APPROVAL, &body.canonical()),
-        body,
-    }
+    Approval { signature: keys::sign(key, keys::APPROVAL, &body.canonical()), body }
 }
 
 /// `pilot approve DIR --key FILE [--note TEXT]`.
@@ -275,21 +210,12 @@ pub fn cmd_approve(dir: &Path, key: &Path, note: Option<String>) -> Result<i32> 
     let dir = RunDir::open(dir)?;
     let secret = keys::load_secret(key)?;
     let public = secret.verifying_key();
-    let name = keys::load_public(key)
-        .map(|n| n.name)
-        .unwrap_or_else(|_| keys::fingerprint(&public));
+    let name = keys::load_public(key).map(|n| n.name).unwrap_or_else(|_| keys::fingerprint(&public));
     let Some(checked) = check(&dir, None)? else {
-        return Err(UsageError::new(format!(
-            "{} has no decision.json: approve the run directory of a `pilot run`",
-            dir.path().display()
-        ))
-        .into());
+        return Err(UsageError::new(format!("{} has no decision.json: approve the run directory of a `pilot run`", dir.path().display())).into());
     };
     if !checked.problems.is_empty() {
-        eprintln!(
-            "pilot: refusing to approve {}: its decision does not verify:",
-            dir.path().display()
-        );
+        eprintln!("pilot: refusing to approve {}: its decision does not verify:", dir.path().display());
         for p in &checked.problems {
             eprintln!("  - {p}");
         }
@@ -297,50 +223,27 @@ pub fn cmd_approve(dir: &Path, key: &Path, note: Option<String>) -> Result<i32> 
         return Ok(EXIT_BLOCKED);
     }
     if checked.signer == Some(public) {
-        eprintln!(
-            "pilot: refusing to approve with the run key: approval must come from a key apart from the one that executes"
-        );
+        eprintln!("pilot: refusing to approve with the run key: approval must come from a key apart from the one that executes");
         return Ok(EXIT_BLOCKED);
     }
     let intent: Intent = dir.read()?;
     let verdict: Verdict = dir.read()?;
     let d = &checked.decision.body;
-    eprintln!(
-        "pilot: approving `{}` on {} (verdict {}, risk {:.2})",
-        intent.argv.join(" "),
-        d.host,
-        d.verdict,
-        verdict.evaluation.risk
-    );
-    eprintln!(
-        "  decision {} signed by run key {}",
-        short(&checked.sha256),
-        checked
-            .signer
-            .map(|k| keys::fingerprint(&k))
-            .unwrap_or_default()
-    );
+    eprintln!("pilot: approving `{}` on {} (verdict {}, risk {:.2})", intent.argv.join(" "), d.host, d.verdict, verdict.evaluation.risk);
+    eprintln!("  decision {} signed by run key {}", short(&checked.sha256), checked.signer.map(|k| keys::fingerprint(&k)).unwrap_or_default());
     for (file, h) in &d.files {
         eprintln!("    {file:<14} sha256 {}", short(h));
     }
     let approval = approval(&checked, &secret, &name, note.clone());
     let path = dir.write_approval(&keys::fingerprint(&public), &approval)?;
-    let rel = path
-        .strip_prefix(dir.path())
-        .unwrap_or(&path)
-        .display()
-        .to_string();
+    let rel = path.strip_prefix(dir.path()).unwrap_or(&path).display().to_string();
     journal::append(journal::Record {
         kind: "approve",
         run_dir: dir.path(),
         intent: intent.for_journal(),
         outputs: &[DECISION, SNAPSHOT, &rel],
         verdict: Some(&d.verdict),
-        note: Some(format!(
-            "approved by {name} ({}){}",
-            keys::fingerprint(&public),
-            note.map(|n| format!(": {n}")).unwrap_or_default()
-        )),
+        note: Some(format!("approved by {name} ({}){}", keys::fingerprint(&public), note.map(|n| format!(": {n}")).unwrap_or_default())),
     })?;
     crate::report::write_into(dir.path());
     println!("{}", path.display());
@@ -349,8 +252,5 @@ pub fn cmd_approve(dir: &Path, key: &Path, note: Option<String>) -> Result<i32> 
 
 /// The names of the keys an approval gate lists, for messages.
 pub fn names(keys: &[Named]) -> String {
-    keys.iter()
-        .map(|k| k.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")
 }

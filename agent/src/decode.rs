@@ -24,32 +24,15 @@ pub enum Body<'a> {
     /// socket address.
     Syscall(Syscall<'a>),
     /// An exec about to run: the filename as passed and the argv (NUL-separated).
-    ExecArgs {
-        nr: u32,
-        args: [u64; 6],
-        filename: &'a [u8],
-        argv: &'a [u8],
-    },
+    ExecArgs { nr: u32, args: [u64; 6], filename: &'a [u8], argv: &'a [u8] },
     /// The exec succeeded: the file the kernel opened, the tid before it, and the start time
     /// the kernel's tracked set has for the process (0: unknown).
-    Exec {
-        filename: &'a [u8],
-        old_tid: u32,
-        start_ns: u64,
-    },
-    Fork {
-        child: u32,
-        clone_flags: u64,
-        child_start_ns: u64,
-    },
+    Exec { filename: &'a [u8], old_tid: u32, start_ns: u64 },
+    Fork { child: u32, clone_flags: u64, child_start_ns: u64 },
     Exit(Exit),
     Writes(Writes),
     /// A signal the kernel generated for a task, sent by a tracked task.
-    Signal {
-        target: i64,
-        signal: i64,
-        result: i64,
-    },
+    Signal { target: i64, signal: i64, result: i64 },
 }
 
 pub struct Syscall<'a> {
@@ -93,14 +76,7 @@ pub struct Writes {
 impl Writes {
     /// An aggregate still in the kernel's WRITES map.
     pub fn of(fd: u32, agg: &WriteAgg) -> Writes {
-        Writes {
-            fd: fd as i32 as i64,
-            calls: agg.calls,
-            bytes: agg.bytes,
-            failed: agg.failed,
-            first_ns: agg.first_ns,
-            last_errno: agg.last_errno,
-        }
+        Writes { fd: fd as i32 as i64, calls: agg.calls, bytes: agg.bytes, failed: agg.failed, first_ns: agg.first_ns, last_errno: agg.last_errno }
     }
 }
 
@@ -136,38 +112,15 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
         return Err(DecodeError::UnknownKind(h.kind));
     }
     if data.len() < len1 + len2 {
-        return Err(DecodeError::BadLength {
-            len1: h.len1,
-            len2: h.len2,
-            have: data.len(),
-        });
+        return Err(DecodeError::BadLength { len1: h.len1, len2: h.len2, have: data.len() });
     }
     let (data1, data2) = (&data[..len1], &data[len1..len1 + len2]);
     let a = h.args;
     let body = match h.kind {
-        kind::SYSCALL => Body::Syscall(Syscall {
-            nr: h.nr,
-            args: a,
-            ret: h.ret,
-            data1,
-            data2,
-        }),
-        kind::EXEC_ARGS => Body::ExecArgs {
-            nr: h.nr,
-            args: a,
-            filename: data1,
-            argv: data2,
-        },
-        kind::EXEC => Body::Exec {
-            filename: data1,
-            old_tid: a[arg::EXEC_OLD_TID] as u32,
-            start_ns: a[arg::EXEC_START_NS],
-        },
-        kind::FORK => Body::Fork {
-            child: a[arg::FORK_CHILD] as u32,
-            clone_flags: a[arg::FORK_FLAGS],
-            child_start_ns: a[arg::FORK_START],
-        },
+        kind::SYSCALL => Body::Syscall(Syscall { nr: h.nr, args: a, ret: h.ret, data1, data2 }),
+        kind::EXEC_ARGS => Body::ExecArgs { nr: h.nr, args: a, filename: data1, argv: data2 },
+        kind::EXEC => Body::Exec { filename: data1, old_tid: a[arg::EXEC_OLD_TID] as u32, start_ns: a[arg::EXEC_START_NS] },
+        kind::FORK => Body::Fork { child: a[arg::FORK_CHILD] as u32, clone_flags: a[arg::FORK_FLAGS], child_start_ns: a[arg::FORK_START] },
         kind::EXIT => Body::Exit(Exit {
             code: a[arg::EXIT_CODE] as i64,
             called_exit: a[arg::EXIT_FLAGS] & agent_common::exit_flags::CALLED_EXIT != 0,
@@ -192,15 +145,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
             result: a[arg::SIGNAL_RESULT] as i64,
         },
     };
-    Ok(Record {
-        ts_ns: h.ts_ns,
-        pid: h.pid,
-        tid: h.tid,
-        run: h.run,
-        comm: h.comm,
-        flags: h.flags,
-        body,
-    })
+    Ok(Record { ts_ns: h.ts_ns, pid: h.pid, tid: h.tid, run: h.run, comm: h.comm, flags: h.flags, body })
 }
 
 /// A kernel string without its NUL.
@@ -233,9 +178,7 @@ mod tests {
     fn splits_two_strings() {
         let bytes = record(kind::SYSCALL, b"/a\0", b"/b/c\0");
         let r = decode(&bytes).unwrap();
-        let Body::Syscall(s) = r.body else {
-            panic!("a syscall")
-        };
+        let Body::Syscall(s) = r.body else { panic!("a syscall") };
         assert_eq!(text(s.data1), "/a");
         assert_eq!(text(s.data2), "/b/c");
     }
@@ -246,12 +189,8 @@ mod tests {
         h.kind = kind::EXIT;
         h.args = [3, agent_common::exit_flags::CALLED_EXIT, 9, 1, 0, 0];
         let bytes = bytemuck::bytes_of(&h).to_vec();
-        let Body::Exit(x) = decode(&bytes).unwrap().body else {
-            panic!("an exit")
-        };
-        assert!(
-            x.called_exit && x.code == 3 && x.last_signal == 9 && x.group_dead == GroupDead::Yes
-        );
+        let Body::Exit(x) = decode(&bytes).unwrap().body else { panic!("an exit") };
+        assert!(x.called_exit && x.code == 3 && x.last_signal == 9 && x.group_dead == GroupDead::Yes);
     }
 
     #[test]
@@ -260,9 +199,6 @@ mod tests {
         let mut bytes = record(kind::SYSCALL, b"/a\0", b"");
         bytes.truncate(bytes.len() - 1);
         assert!(matches!(decode(&bytes), Err(DecodeError::BadLength { .. })));
-        assert_eq!(
-            decode(&record(99, b"", b"")).err(),
-            Some(DecodeError::UnknownKind(99))
-        );
+        assert_eq!(decode(&record(99, b"", b"")).err(), Some(DecodeError::UnknownKind(99)));
     }
 }

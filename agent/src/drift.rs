@@ -49,13 +49,8 @@ pub fn targets(graph: &Graph, run_dir: &Path) -> Vec<Target> {
         let id = &n.id;
         let state = match n.node_type {
             NodeKind::File => {
-                let Some(path) = n.path.as_deref().filter(|p| watched(p, run_dir)) else {
-                    continue;
-                };
-                Some(
-                    FileState::capture(Path::new(path), HASH_LIMIT)
-                        .unwrap_or_else(|_| FileState::absent()),
-                )
+                let Some(path) = n.path.as_deref().filter(|p| watched(p, run_dir)) else { continue };
+                Some(FileState::capture(Path::new(path), HASH_LIMIT).unwrap_or_else(|_| FileState::absent()))
             }
             NodeKind::Endpoint => None,
             NodeKind::Process if n.component.as_deref() != Some(TRACED) => None,
@@ -77,9 +72,7 @@ pub fn targets(graph: &Graph, run_dir: &Path) -> Vec<Target> {
 fn watched(path: &str, run_dir: &Path) -> bool {
     path.starts_with('/')
         && !path.starts_with(&run_dir.display().to_string())
-        && !["/proc/", "/sys/", "/dev/"]
-            .iter()
-            .any(|p| path.starts_with(p))
+        && !["/proc/", "/sys/", "/dev/"].iter().any(|p| path.starts_with(p))
 }
 
 /// What the check needs of the pilot.
@@ -100,9 +93,7 @@ pub fn check(p: Pilot) -> Drift {
     let mut refusals = Vec::new();
     let age = p.snapshot.taken.age(&now);
     match age {
-        None => refusals.push(
-            "the host rebooted since the pilot: its state then says nothing about now".to_string(),
-        ),
+        None => refusals.push("the host rebooted since the pilot: its state then says nothing about now".to_string()),
         Some(a) if a > p.max_age => refusals.push(format!(
             "the pilot is {} old, over the gate's max_age {}",
             humantime::format_duration(Duration::from_secs(a.as_secs())),
@@ -115,36 +106,17 @@ pub fn check(p: Pilot) -> Drift {
     }
     let (appeared, gone) = components_changed(p.snapshot, &fresh);
     for c in &appeared {
-        items.push(DriftItem {
-            target: format!("component:{c}"),
-            what: "appeared since the pilot".into(),
-            refuses: false,
-        });
+        items.push(DriftItem { target: format!("component:{c}"), what: "appeared since the pilot".into(), refuses: false });
     }
     for c in &gone {
-        items.push(DriftItem {
-            target: format!("component:{c}"),
-            what: "gone since the pilot".into(),
-            refuses: false,
-        });
+        items.push(DriftItem { target: format!("component:{c}"), what: "gone since the pilot".into(), refuses: false });
     }
     let now_eval = eval::evaluate(&reattach(p.graph, &fresh), p.policies);
     let key = |v: &eval::Violation| format!("{} on {}", v.rule, v.target);
     let then: BTreeSet<String> = p.evaluation.violations.iter().map(key).collect();
     let again: BTreeSet<String> = now_eval.violations.iter().map(key).collect();
-    let violations_new: Vec<String> = now_eval
-        .violations
-        .iter()
-        .filter(|v| !then.contains(&key(v)))
-        .map(|v| format!("[{}] {}", v.action.as_str(), v.why))
-        .collect();
-    let violations_gone: Vec<String> = p
-        .evaluation
-        .violations
-        .iter()
-        .filter(|v| !again.contains(&key(v)))
-        .map(key)
-        .collect();
+    let violations_new: Vec<String> = now_eval.violations.iter().filter(|v| !then.contains(&key(v))).map(|v| format!("[{}] {}", v.action.as_str(), v.why)).collect();
+    let violations_gone: Vec<String> = p.evaluation.violations.iter().filter(|v| !again.contains(&key(v))).map(key).collect();
     if now_eval.verdict != p.evaluation.verdict {
         let mut why = format!(
             "the verdict on the pilot's effects is {} now, {} then",
@@ -179,58 +151,32 @@ pub fn check(p: Pilot) -> Drift {
 
 /// What changed about one target.
 fn target_drift(t: &Target, fresh: &Snapshot, items: &mut Vec<DriftItem>) {
-    let Some(id) = NodeId::parse(&t.id) else {
-        return;
-    };
-    let mut add = |what: String, refuses: bool| {
-        items.push(DriftItem {
-            target: t.id.clone(),
-            what,
-            refuses,
-        })
-    };
+    let Some(id) = NodeId::parse(&t.id) else { return };
+    let mut add = |what: String, refuses: bool| items.push(DriftItem { target: t.id.clone(), what, refuses });
     match id.kind {
         NodeKind::File => {
             let path = id.key.as_str();
             if let Some(then) = &t.state {
-                let now = FileState::capture(Path::new(path), HASH_LIMIT)
-                    .unwrap_or_else(|_| FileState::absent());
-                let changed = if now.kind == "dir" && then.kind == "dir" {
-                    dir_drift(&now, then)
-                } else {
-                    now.drifted_from(then)
-                };
-                let growth = (t.log == Some(LogRole::Live) && !changed.is_empty())
-                    .then(|| log_growth(Path::new(path), &now, then))
-                    .flatten();
+                let now = FileState::capture(Path::new(path), HASH_LIMIT).unwrap_or_else(|_| FileState::absent());
+                let changed = if now.kind == "dir" && then.kind == "dir" { dir_drift(&now, then) } else { now.drifted_from(then) };
+                let growth = (t.log == Some(LogRole::Live) && !changed.is_empty()).then(|| log_growth(Path::new(path), &now, then)).flatten();
                 if let Some(g) = growth {
                     // Its appender wrote on: the same file the verdict was about, longer.
                     add(g, false);
                 } else if !changed.is_empty() {
                     // The verdict and the changes the pilot showed were about the data then.
-                    add(
-                        format!(
-                            "{} since the pilot (which made {} on it)",
-                            changed.join(", "),
-                            t.effects.join("+")
-                        ),
-                        true,
-                    );
+                    add(format!("{} since the pilot (which made {} on it)", changed.join(", "), t.effects.join("+")), true);
                 }
             }
             let holder_then = t.owner.clone().zip(t.held);
-            let holder_now = fresh
-                .owner_of_path(path)
-                .map(|(i, h)| (fresh.components[i].name.clone(), h));
+            let holder_now = fresh.owner_of_path(path).map(|(i, h)| (fresh.components[i].name.clone(), h));
             if holder_now != holder_then {
                 add(holder_change(holder_then, holder_now.clone(), fresh), false);
             }
         }
         NodeKind::Endpoint => {
             let (family, addr, port) = endpoint_parts(&id.key);
-            let now = fresh
-                .owner_of_endpoint(&family, &addr, port)
-                .map(|i| fresh.components[i].name.clone());
+            let now = fresh.owner_of_endpoint(&family, &addr, port).map(|i| fresh.components[i].name.clone());
             if now != t.owner {
                 let what = match (&t.owner, &now) {
                     (None, Some(c)) => format!("{c} listens there now (nobody did at the pilot)"),
@@ -242,23 +188,12 @@ fn target_drift(t: &Target, fresh: &Snapshot, items: &mut Vec<DriftItem>) {
             }
         }
         NodeKind::Process => {
-            let Some((pid, start)) = id
-                .key
-                .split_once(':')
-                .and_then(|(p, s)| Some((p.parse::<u32>().ok()?, s.parse::<u64>().ok()?)))
-            else {
-                return;
-            };
+            let Some((pid, start)) = id.key.split_once(':').and_then(|(p, s)| Some((p.parse::<u32>().ok()?, s.parse::<u64>().ok()?))) else { return };
             match crate::procfs::start_ns(pid) {
                 None => add("the process is gone".into(), false),
                 Some(s) if start != 0 && s != start => {
                     // `kill PID` live would hit whatever now has that pid.
-                    add(
-                        format!(
-                            "pid {pid} now names another process (started at {s}, not {start})"
-                        ),
-                        true,
-                    )
+                    add(format!("pid {pid} now names another process (started at {s}, not {start})"), true)
                 }
                 _ => {}
             }
@@ -272,8 +207,7 @@ fn target_drift(t: &Target, fresh: &Snapshot, items: &mut Vec<DriftItem>) {
 /// the same length now; a log over the hash limit is judged by the rest). Anything else
 /// (replaced, truncated, rewritten) is drift like any other file's.
 fn log_growth(path: &Path, now: &FileState, then: &FileState) -> Option<String> {
-    let same_file =
-        now.kind == "file" && then.kind == "file" && (now.ino, now.dev) == (then.ino, then.dev);
+    let same_file = now.kind == "file" && then.kind == "file" && (now.ino, now.dev) == (then.ino, then.dev);
     let same_meta = (now.mode, now.uid, now.gid) == (then.mode, then.uid, then.gid);
     if !same_file || !same_meta || now.size <= then.size {
         return None;
@@ -287,10 +221,7 @@ fn log_growth(path: &Path, now: &FileState, then: &FileState) -> Option<String> 
         }
         None => "its first bytes not compared (over the hash limit)".into(),
     };
-    Some(format!(
-        "a live log, grew from {} to {} bytes since the pilot, {prefix}: expected growth",
-        then.size, now.size
-    ))
+    Some(format!("a live log, grew from {} to {} bytes since the pilot, {prefix}: expected growth", then.size, now.size))
 }
 
 /// Directories: what replaces or re-owns them, not their changing size or mtime (entries come
@@ -301,44 +232,20 @@ fn dir_drift(now: &FileState, then: &FileState) -> Vec<String> {
         out.push("replaced (another inode)".to_string());
     }
     if (now.mode, now.uid, now.gid) != (then.mode, then.uid, then.gid) {
-        out.push(format!(
-            "mode/owner {:o} {}:{} then, {:o} {}:{} now",
-            then.mode, then.uid, then.gid, now.mode, now.uid, now.gid
-        ));
+        out.push(format!("mode/owner {:o} {}:{} then, {:o} {}:{} now", then.mode, then.uid, then.gid, now.mode, now.uid, now.gid));
     }
     out
 }
 
-fn holder_change(
-    then: Option<(String, Hold)>,
-    now: Option<(String, Hold)>,
-    fresh: &Snapshot,
-) -> String {
+fn holder_change(then: Option<(String, Hold)>, now: Option<(String, Hold)>, fresh: &Snapshot) -> String {
     let pids = |name: &str| {
-        let p: Vec<String> = fresh
-            .components
-            .iter()
-            .filter(|c| c.name == name)
-            .flat_map(|c| c.processes.iter().map(|m| m.pid.to_string()))
-            .collect();
+        let p: Vec<String> = fresh.components.iter().filter(|c| c.name == name).flat_map(|c| c.processes.iter().map(|m| m.pid.to_string())).collect();
         p.join(",")
     };
     match (then, now) {
-        (None, Some((c, h))) => format!(
-            "now held by {c} (pid {}: {}); no live process held it at the pilot",
-            pids(&c),
-            h.verb()
-        ),
-        (Some((c, h)), None) => format!(
-            "held by {c} at the pilot ({}), by no live process now",
-            h.verb()
-        ),
-        (Some((a, ha)), Some((b, hb))) => format!(
-            "now held by {b} (pid {}: {}); at the pilot by {a} ({})",
-            pids(&b),
-            hb.verb(),
-            ha.verb()
-        ),
+        (None, Some((c, h))) => format!("now held by {c} (pid {}: {}); no live process held it at the pilot", pids(&c), h.verb()),
+        (Some((c, h)), None) => format!("held by {c} at the pilot ({}), by no live process now", h.verb()),
+        (Some((a, ha)), Some((b, hb))) => format!("now held by {b} (pid {}: {}); at the pilot by {a} ({})", pids(&b), hb.verb(), ha.verb()),
         (None, None) => String::new(),
     }
 }
@@ -347,18 +254,10 @@ fn holder_change(
 fn endpoint_parts(key: &str) -> (String, String, Option<u16>) {
     let (family, rest) = key.split_once(':').unwrap_or((key, ""));
     if family == "unix" {
-        return (
-            family.into(),
-            rest.strip_prefix("unix:").unwrap_or(rest).into(),
-            None,
-        );
+        return (family.into(), rest.strip_prefix("unix:").unwrap_or(rest).into(), None);
     }
     match rest.rsplit_once(':') {
-        Some((addr, port)) => (
-            family.into(),
-            addr.trim_start_matches('[').trim_end_matches(']').into(),
-            port.parse().ok(),
-        ),
+        Some((addr, port)) => (family.into(), addr.trim_start_matches('[').trim_end_matches(']').into(), port.parse().ok()),
         None => (family.into(), rest.into(), None),
     }
 }
@@ -366,10 +265,7 @@ fn endpoint_parts(key: &str) -> (String, String, Option<u16>) {
 fn components_changed(then: &HostSnapshot, now: &Snapshot) -> (Vec<String>, Vec<String>) {
     let a: BTreeSet<&str> = then.components.iter().map(|c| c.name.as_str()).collect();
     let b: BTreeSet<&str> = now.components.iter().map(|c| c.name.as_str()).collect();
-    (
-        b.difference(&a).map(|s| s.to_string()).collect(),
-        a.difference(&b).map(|s| s.to_string()).collect(),
-    )
+    (b.difference(&a).map(|s| s.to_string()).collect(), a.difference(&b).map(|s| s.to_string()).collect())
 }
 
 /// The pilot's graph with components and holds attached from `fresh` instead of the snapshot
@@ -379,32 +275,16 @@ pub fn reattach(graph: &Graph, fresh: &Snapshot) -> Graph {
     g.index = Default::default();
     for n in &mut g.nodes {
         let owner = match n.node_type {
-            NodeKind::File => n
-                .path
-                .as_deref()
-                .and_then(|p| fresh.owner_of_path(p))
-                .map(|(i, h)| (i, Some(h))),
+            NodeKind::File => n.path.as_deref().and_then(|p| fresh.owner_of_path(p)).map(|(i, h)| (i, Some(h))),
             NodeKind::Endpoint => fresh
-                .owner_of_endpoint(
-                    n.family.as_deref().unwrap_or(""),
-                    n.addr.as_deref().unwrap_or(""),
-                    n.port,
-                )
+                .owner_of_endpoint(n.family.as_deref().unwrap_or(""), n.addr.as_deref().unwrap_or(""), n.port)
                 .map(|i| (i, Some(Hold::Listening))),
             NodeKind::Process if n.component.as_deref() != Some(TRACED) => {
                 let (pid, start) = (n.pid.unwrap_or(0), n.start_ns.unwrap_or(0));
-                fresh
-                    .procs
-                    .get(&pid)
-                    .filter(|(s, _)| start == 0 || *s == start)
-                    .map(|(_, i)| (*i, None))
+                fresh.procs.get(&pid).filter(|(s, _)| start == 0 || *s == start).map(|(_, i)| (*i, None))
             }
             NodeKind::Filesystem => {
-                let writer = fresh
-                    .filesystems
-                    .iter()
-                    .find(|f| Some(f.mount.as_str()) == n.path.as_deref())
-                    .and_then(|f| f.writers.first().cloned());
+                let writer = fresh.filesystems.iter().find(|f| Some(f.mount.as_str()) == n.path.as_deref()).and_then(|f| f.writers.first().cloned());
                 n.component = writer;
                 continue;
             }
@@ -413,11 +293,7 @@ pub fn reattach(graph: &Graph, fresh: &Snapshot) -> Graph {
         n.component = owner.map(|(i, _)| fresh.components[i].name.clone());
         n.held = owner.and_then(|(_, h)| h);
     }
-    let component: BTreeMap<NodeId, Option<String>> = g
-        .nodes
-        .iter()
-        .map(|n| (n.id.clone(), n.component.clone()))
-        .collect();
+    let component: BTreeMap<NodeId, Option<String>> = g.nodes.iter().map(|n| (n.id.clone(), n.component.clone())).collect();
     for e in &mut g.edges {
         e.component = component.get(&e.to).cloned().flatten();
         e.cross_component = e.component.as_deref().is_some_and(|c| c != TRACED);
@@ -440,12 +316,7 @@ mod tests {
         std::fs::write(&p, "line 1\n").unwrap();
         let then = FileState::capture(&p, HASH_LIMIT).unwrap();
         let now = |p: &Path| FileState::capture(p, HASH_LIMIT).unwrap();
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&p)
-            .unwrap()
-            .write_all(b"line 2\n")
-            .unwrap();
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"line 2\n").unwrap();
         assert!(!now(&p).drifted_from(&then).is_empty(), "it did change");
         let g = log_growth(&p, &now(&p), &then).expect("appended: growth");
         assert!(g.contains("grew from 7 to 14 bytes"), "{g}");
@@ -464,17 +335,8 @@ mod tests {
 
     #[test]
     fn endpoint_keys_split() {
-        assert_eq!(
-            endpoint_parts("inet:127.0.0.1:80"),
-            ("inet".into(), "127.0.0.1".into(), Some(80))
-        );
-        assert_eq!(
-            endpoint_parts("inet6:[::1]:443"),
-            ("inet6".into(), "::1".into(), Some(443))
-        );
-        assert_eq!(
-            endpoint_parts("unix:unix:/run/x.sock"),
-            ("unix".into(), "/run/x.sock".into(), None)
-        );
+        assert_eq!(endpoint_parts("inet:127.0.0.1:80"), ("inet".into(), "127.0.0.1".into(), Some(80)));
+        assert_eq!(endpoint_parts("inet6:[::1]:443"), ("inet6".into(), "::1".into(), Some(443)));
+        assert_eq!(endpoint_parts("unix:unix:/run/x.sock"), ("unix".into(), "/run/x.sock".into(), None));
     }
 }

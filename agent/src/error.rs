@@ -53,15 +53,9 @@ impl std::error::Error for KernelError {}
 
 /// The exit status an error maps to.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err
-        .chain()
-        .any(|e| e.downcast_ref::<KernelError>().is_some())
-    {
+    if err.chain().any(|e| e.downcast_ref::<KernelError>().is_some()) {
         EXIT_KERNEL
-    } else if err.chain().any(|e| {
-        e.downcast_ref::<UsageError>().is_some()
-            || e.downcast_ref::<FileError>().is_some_and(|f| f.usage)
-    }) {
+    } else if err.chain().any(|e| e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<FileError>().is_some_and(|f| f.usage)) {
         EXIT_USAGE
     } else {
         EXIT_AGENT
@@ -70,10 +64,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
 
 /// One line: the error and its causes, outermost first.
 pub fn one_line(err: &anyhow::Error) -> String {
-    err.chain()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
+    err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ")
 }
 
 /// Where a file of pilot lives, for advice: what it is, and how the user picks another place.
@@ -86,50 +77,23 @@ pub struct Place {
 }
 
 /// Files of a run directory (`pilot run`, `pilot trace --out`, `pilot merge --out`).
-pub const RUN_DIR: Place = Place {
-    what: "the run directory",
-    elsewhere: Some("give --out DIR"),
-};
+pub const RUN_DIR: Place = Place { what: "the run directory", elsewhere: Some("give --out DIR") };
 /// The journal (`PILOT_JOURNAL`).
-pub const JOURNAL: Place = Place {
-    what: "the journal",
-    elsewhere: Some("set PILOT_JOURNAL=FILE"),
-};
+pub const JOURNAL: Place = Place { what: "the journal", elsewhere: Some("set PILOT_JOURNAL=FILE") };
 /// The page of `pilot report`.
-pub const REPORT: Place = Place {
-    what: "the report",
-    elsewhere: Some("give --html FILE"),
-};
+pub const REPORT: Place = Place { what: "the report", elsewhere: Some("give --html FILE") };
 /// The `--export jsonl:PATH` stream.
-pub const EXPORT: Place = Place {
-    what: "the --export file",
-    elsewhere: Some("give --export jsonl:PATH"),
-};
+pub const EXPORT: Place = Place { what: "the --export file", elsewhere: Some("give --export jsonl:PATH") };
 /// The daemon's `state_dir` (run logs).
-pub const DAEMON_STATE: Place = Place {
-    what: "the daemon's state directory",
-    elsewhere: Some("set state_dir in the config (--config FILE)"),
-};
+pub const DAEMON_STATE: Place = Place { what: "the daemon's state directory", elsewhere: Some("set state_dir in the config (--config FILE)") };
 /// The daemon's socket.
-pub const DAEMON_SOCKET: Place = Place {
-    what: "the daemon's socket",
-    elsewhere: Some("set socket in the config (--config FILE)"),
-};
+pub const DAEMON_SOCKET: Place = Place { what: "the daemon's socket", elsewhere: Some("set socket in the config (--config FILE)") };
 /// The daemon's configuration file.
-pub const CONFIG: Place = Place {
-    what: "the configuration",
-    elsewhere: Some("give --config FILE"),
-};
+pub const CONFIG: Place = Place { what: "the configuration", elsewhere: Some("give --config FILE") };
 /// Files of `pilot generate --dir DIR`.
-pub const GENERATED: Place = Place {
-    what: "the output directory",
-    elsewhere: Some("give --dir DIR"),
-};
+pub const GENERATED: Place = Place { what: "the output directory", elsewhere: Some("give --dir DIR") };
 /// A file pilot only reads (a run directory given as input, a policy): nothing to put elsewhere.
-pub const INPUT: Place = Place {
-    what: "the input",
-    elsewhere: None,
-};
+pub const INPUT: Place = Place { what: "the input", elsewhere: None };
 
 /// A file operation that failed, said as advice: which file, what the error means there, what
 /// was kept and what to do, e.g. `writing /x/run/graph.json: no space left on device (os error
@@ -147,20 +111,8 @@ pub struct FileError {
 }
 
 impl FileError {
-    pub fn new(
-        doing: &'static str,
-        path: &std::path::Path,
-        err: std::io::Error,
-        place: Place,
-    ) -> FileError {
-        FileError {
-            doing,
-            path: path.to_path_buf(),
-            err,
-            place,
-            kept: None,
-            usage: false,
-        }
+    pub fn new(doing: &'static str, path: &std::path::Path, err: std::io::Error, place: Place) -> FileError {
+        FileError { doing, path: path.to_path_buf(), err, place, kept: None, usage: false }
     }
 
     /// What is left for the user (files of the run directory that are complete).
@@ -182,85 +134,33 @@ impl FileError {
         let Place { what, elsewhere } = self.place;
         let elsewhere = elsewhere.filter(|_| !reading);
         let or_elsewhere = |how: &str| elsewhere.map(|e| format!("{e} {how}"));
-        let either = |fix: &str, how: &str| {
-            Some(match elsewhere {
-                Some(e) => format!("{fix} or {e} {how}"),
-                None => fix.to_string(),
-            })
-        };
+        let either = |fix: &str, how: &str| Some(match elsewhere {
+            Some(e) => format!("{fix} or {e} {how}"),
+            None => fix.to_string(),
+        });
         let uid = unsafe { libc::geteuid() };
-        let as_root = if uid == 0 {
-            ""
-        } else {
-            "run pilot as root, or "
-        };
+        let as_root = if uid == 0 { "" } else { "run pilot as root, or " };
         let (meaning, todo) = match self.err.raw_os_error() {
-            Some(libc::ENOSPC) => (
-                format!("{what}'s filesystem is full"),
-                either("free space there", "on another filesystem"),
-            ),
-            Some(libc::EDQUOT) => (
-                format!("the disk quota of {what}'s filesystem is used up"),
-                either("free space there, raise the quota", "on another filesystem"),
-            ),
-            Some(libc::EROFS) => (
-                format!("{what} is on a read-only filesystem"),
-                or_elsewhere("on a writable filesystem"),
-            ),
-            Some(libc::EACCES | libc::EPERM) if reading => (
-                format!("pilot (uid {uid}) may not read it"),
-                Some(format!("{as_root}check its owner and mode")),
-            ),
+            Some(libc::ENOSPC) => (format!("{what}'s filesystem is full"), either("free space there", "on another filesystem")),
+            Some(libc::EDQUOT) => (format!("the disk quota of {what}'s filesystem is used up"), either("free space there, raise the quota", "on another filesystem")),
+            Some(libc::EROFS) => (format!("{what} is on a read-only filesystem"), or_elsewhere("on a writable filesystem")),
+            Some(libc::EACCES | libc::EPERM) if reading => (format!("pilot (uid {uid}) may not read it"), Some(format!("{as_root}check its owner and mode"))),
             // Root meets these too: NFS root squash, `chattr +i`/`+a`, an LSM.
             Some(libc::EACCES | libc::EPERM) => (
-                format!(
-                    "pilot (uid {uid}) may not write there (owner and mode, an immutable or append-only attribute, a security module)"
-                ),
-                either(
-                    &format!("{as_root}fix the permissions (ls -ld, lsattr)"),
-                    "somewhere writable",
-                ),
+                format!("pilot (uid {uid}) may not write there (owner and mode, an immutable or append-only attribute, a security module)"),
+                either(&format!("{as_root}fix the permissions (ls -ld, lsattr)"), "somewhere writable"),
             ),
-            Some(libc::ENOENT) if reading => {
-                ("it does not exist".into(), Some("check the path".into()))
-            }
-            Some(libc::ENOENT) => (
-                "a directory on the way to it does not exist".into(),
-                either("create it", "naming an existing directory"),
-            ),
-            Some(libc::ENOTDIR) => (
-                "a part of the path is a file, not a directory".into(),
-                or_elsewhere("naming a directory").or(Some("check the path".into())),
-            ),
-            Some(libc::EISDIR) => (
-                "it is a directory".into(),
-                or_elsewhere("naming a file").or(Some("give a file".into())),
-            ),
+            Some(libc::ENOENT) if reading => ("it does not exist".into(), Some("check the path".into())),
+            Some(libc::ENOENT) => ("a directory on the way to it does not exist".into(), either("create it", "naming an existing directory")),
+            Some(libc::ENOTDIR) => ("a part of the path is a file, not a directory".into(), or_elsewhere("naming a directory").or(Some("check the path".into()))),
+            Some(libc::EISDIR) => ("it is a directory".into(), or_elsewhere("naming a file").or(Some("give a file".into()))),
             // mkdir: the path (or a part of it) is taken by a file.
-            Some(libc::EEXIST) => (
-                "something that is not a directory is in the way".into(),
-                either("remove it", "naming a new path"),
-            ),
-            Some(libc::EMFILE | libc::ENFILE) => (
-                "too many open files".into(),
-                Some("raise the limit (ulimit -n; LimitNOFILE= for the unit) and run again".into()),
-            ),
-            Some(libc::EFBIG) => (
-                "the file is larger than the filesystem allows".into(),
-                or_elsewhere("on another filesystem"),
-            ),
-            Some(libc::ENAMETOOLONG) => (
-                "the path is too long".into(),
-                or_elsewhere("with a shorter path"),
-            ),
-            Some(libc::ELOOP) => (
-                "the path has a loop of symbolic links".into(),
-                Some("check the path (namei -l)".into()),
-            ),
-            Some(libc::EIO) => (
-                "the device reported an I/O error".into(),
-                either("check the disk (dmesg)", "on another filesystem"),
-            ),
+            Some(libc::EEXIST) => ("something that is not a directory is in the way".into(), either("remove it", "naming a new path")),
+            Some(libc::EMFILE | libc::ENFILE) => ("too many open files".into(), Some("raise the limit (ulimit -n; LimitNOFILE= for the unit) and run again".into())),
+            Some(libc::EFBIG) => ("the file is larger than the filesystem allows".into(), or_elsewhere("on another filesystem")),
+            Some(libc::ENAMETOOLONG) => ("the path is too long".into(), or_elsewhere("with a shorter path")),
+            Some(libc::ELOOP) => ("the path has a loop of symbolic links".into(), Some("check the path (namei -l)".into())),
+            Some(libc::EIO) => ("the device reported an I/O error".into(), either("check the disk (dmesg)", "on another filesystem")),
             _ => return (None, elsewhere.map(|e| format!("{e} to use another place"))),
         };
         (Some(meaning), todo)
@@ -272,10 +172,7 @@ impl fmt::Display for FileError {
         // io::Error reads "No space left on device (os error 28)": lower-cased inside a sentence.
         let err = self.err.to_string();
         let mut chars = err.chars();
-        let err: String = chars
-            .next()
-            .map(|c| c.to_lowercase().chain(chars).collect())
-            .unwrap_or_default();
+        let err: String = chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default();
         write!(f, "{} {}: {err}", self.doing, self.path.display())?;
         let (meaning, todo) = self.advice();
         if let Some(meaning) = meaning {
@@ -310,21 +207,13 @@ impl<T> OnPath<T> for std::io::Result<T> {
 /// FileError's "kept". The overlay's scratch dirs `work/` and `root/` are left out: `pilot run`
 /// removes them either way.
 pub fn kept_in(dir: &std::path::Path, failed: Option<&str>) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut kept: Vec<String> = entries
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let skip = Some(name.as_str()) == failed || name == "work" || name == "root";
-            (!skip).then(|| {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    format!("{name}/")
-                } else {
-                    name
-                }
-            })
+            (!skip).then(|| if e.file_type().is_ok_and(|t| t.is_dir()) { format!("{name}/") } else { name })
         })
         .collect();
     kept.sort();
@@ -343,13 +232,8 @@ mod tests {
 
     #[test]
     fn a_full_run_directory_says_which_file_what_was_kept_and_what_to_do() {
-        let e = FileError::new(
-            "writing",
-            Path::new("/x/run/graph.json"),
-            os(libc::ENOSPC),
-            RUN_DIR,
-        )
-        .kept(vec!["events.jsonl".into(), "summary.json".into()]);
+        let e = FileError::new("writing", Path::new("/x/run/graph.json"), os(libc::ENOSPC), RUN_DIR)
+            .kept(vec!["events.jsonl".into(), "summary.json".into()]);
         assert_eq!(
             e.to_string(),
             "writing /x/run/graph.json: no space left on device (os error 28): the run directory's filesystem is full; \
@@ -359,47 +243,22 @@ mod tests {
 
     #[test]
     fn each_errno_gets_its_own_advice() {
-        let say = |errno, doing, place| {
-            FileError::new(doing, Path::new("/p"), os(errno), place).to_string()
-        };
+        let say = |errno, doing, place| FileError::new(doing, Path::new("/p"), os(errno), place).to_string();
         assert!(say(libc::EROFS, "opening the journal", JOURNAL).ends_with(
             "read-only file system (os error 30): the journal is on a read-only filesystem; set PILOT_JOURNAL=FILE on a writable filesystem"
         ));
         assert!(say(libc::EDQUOT, "writing", RUN_DIR).contains("quota"));
-        assert!(
-            say(libc::EACCES, "writing", REPORT).contains("may not write there"),
-            "{}",
-            say(libc::EACCES, "writing", REPORT)
-        );
-        assert!(
-            say(libc::EACCES, "writing", REPORT)
-                .ends_with("or give --html FILE somewhere writable")
-        );
+        assert!(say(libc::EACCES, "writing", REPORT).contains("may not write there"), "{}", say(libc::EACCES, "writing", REPORT));
+        assert!(say(libc::EACCES, "writing", REPORT).ends_with("or give --html FILE somewhere writable"));
         assert!(say(libc::EACCES, "reading", INPUT).contains("may not read it"));
-        assert!(
-            say(libc::ENOENT, "creating", RUN_DIR).contains(
-                "a directory on the way to it does not exist; create it or give --out DIR"
-            )
-        );
-        assert!(
-            say(libc::EISDIR, "writing", REPORT)
-                .ends_with("it is a directory; give --html FILE naming a file")
-        );
+        assert!(say(libc::ENOENT, "creating", RUN_DIR).contains("a directory on the way to it does not exist; create it or give --out DIR"));
+        assert!(say(libc::EISDIR, "writing", REPORT).ends_with("it is a directory; give --html FILE naming a file"));
         assert!(say(libc::EMFILE, "opening", RUN_DIR).contains("ulimit -n"));
         // An errno without its own advice still says how to go elsewhere.
-        assert!(
-            say(libc::EXDEV, "writing", RUN_DIR).ends_with("; give --out DIR to use another place")
-        );
+        assert!(say(libc::EXDEV, "writing", RUN_DIR).ends_with("; give --out DIR to use another place"));
         // Nothing to say for an input: no dangling "; ".
         assert!(!say(libc::EXDEV, "reading", INPUT).ends_with("; "));
-        assert_eq!(
-            FileError::new("writing", Path::new("/p"), os(libc::ENOSPC), RUN_DIR)
-                .kept(vec![])
-                .to_string()
-                .matches("kept: nothing")
-                .count(),
-            1
-        );
+        assert_eq!(FileError::new("writing", Path::new("/p"), os(libc::ENOSPC), RUN_DIR).kept(vec![]).to_string().matches("kept: nothing").count(), 1);
     }
 
     #[test]
@@ -407,15 +266,8 @@ mod tests {
         let e = || FileError::new("writing", Path::new("/p"), os(libc::ENOSPC), RUN_DIR);
         assert_eq!(exit_code(&anyhow::Error::new(e())), EXIT_AGENT);
         assert_eq!(exit_code(&anyhow::Error::new(e().usage())), EXIT_USAGE);
-        assert_eq!(
-            exit_code(&anyhow::Error::new(e().usage()).context("outer")),
-            EXIT_USAGE
-        );
-        assert_eq!(
-            one_line(&anyhow::Error::new(e())),
-            e().to_string(),
-            "one line, no repeated cause"
-        );
+        assert_eq!(exit_code(&anyhow::Error::new(e().usage()).context("outer")), EXIT_USAGE);
+        assert_eq!(one_line(&anyhow::Error::new(e())), e().to_string(), "one line, no repeated cause");
     }
 
     #[test]
@@ -427,13 +279,7 @@ mod tests {
         for dir in ["upper", "work", "root"] {
             std::fs::create_dir(d.path().join(dir)).unwrap();
         }
-        assert_eq!(
-            kept_in(d.path(), Some("graph.json")),
-            ["events.jsonl", "summary.json", "upper/"]
-        );
-        assert_eq!(
-            kept_in(&d.path().join("missing"), None),
-            Vec::<String>::new()
-        );
+        assert_eq!(kept_in(d.path(), Some("graph.json")), ["events.jsonl", "summary.json", "upper/"]);
+        assert_eq!(kept_in(&d.path().join("missing"), None), Vec::<String>::new());
     }
 }

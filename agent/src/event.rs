@@ -116,26 +116,13 @@ impl Kind {
     /// Host-wide: the kernel (sysctl, sysfs), cgroups, network configuration, the clock,
     /// swap, mounts, kernel modules.
     pub fn is_host(self) -> bool {
-        matches!(
-            self,
-            Kind::Sysctl
-                | Kind::Sysfs
-                | Kind::Cgroup
-                | Kind::Netconf
-                | Kind::Clock
-                | Kind::Swap
-                | Kind::Mount
-                | Kind::Module
-        )
+        matches!(self, Kind::Sysctl | Kind::Sysfs | Kind::Cgroup | Kind::Netconf | Kind::Clock | Kind::Swap | Kind::Mount | Kind::Module)
     }
 
     /// A live process's scheduling priority (nice, I/O priority, policy), CPU affinity and
     /// resource limits.
     pub fn is_process_change(self) -> bool {
-        matches!(
-            self,
-            Kind::Setpriority | Kind::Setaffinity | Kind::Setrlimit
-        )
+        matches!(self, Kind::Setpriority | Kind::Setaffinity | Kind::Setrlimit)
     }
 
     /// Either (issue 16): a change the sandbox refuses or holds back.
@@ -324,38 +311,10 @@ pub fn errno_name(errno: i64) -> &'static str {
 
 pub fn signal_name(sig: i64) -> &'static str {
     const NAMES: [&str; 32] = [
-        "0",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
+        "0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+        "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
+        "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
+        "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
     ];
     match sig {
         0..=31 => NAMES[sig as usize],
@@ -448,17 +407,9 @@ pub fn parse_sockaddr(b: &[u8]) -> Option<SockAddr> {
             } else {
                 crate::decode::text(path)
             };
-            Some(SockAddr {
-                family: "unix",
-                addr,
-                port: None,
-            })
+            Some(SockAddr { family: "unix", addr, port: None })
         }
-        _ => Some(SockAddr {
-            family: family_name(family),
-            addr: String::new(),
-            port: None,
-        }),
+        _ => Some(SockAddr { family: family_name(family), addr: String::new(), port: None }),
     }
 }
 
@@ -471,10 +422,7 @@ mod tests {
         let mut v4 = vec![2u8, 0, 0x1f, 0x90, 127, 0, 0, 1];
         v4.extend([0u8; 8]);
         let a = parse_sockaddr(&v4).unwrap();
-        assert_eq!(
-            (a.family, a.addr.as_str(), a.port),
-            ("inet", "127.0.0.1", Some(8080))
-        );
+        assert_eq!((a.family, a.addr.as_str(), a.port), ("inet", "127.0.0.1", Some(8080)));
         let mut v6 = vec![10u8, 0, 0, 80, 0, 0, 0, 0];
         v6.extend(std::net::Ipv6Addr::LOCALHOST.octets());
         v6.extend([0u8; 4]);

@@ -27,30 +27,14 @@ pub fn compare(pilot: &Graph, live: &Graph, run_dir: &Path, max: f64) -> Fidelit
     let mut sum = (only_pilot.len() + only_live.len()) as f64;
     for (k, (pc, pb)) in &p {
         let Some((lc, lb)) = l.get(k) else { continue };
-        let rel = |a: u64, b: u64| {
-            if a.max(b) == 0 {
-                0.0
-            } else {
-                a.abs_diff(b) as f64 / a.max(b) as f64
-            }
-        };
+        let rel = |a: u64, b: u64| if a.max(b) == 0 { 0.0 } else { a.abs_diff(b) as f64 / a.max(b) as f64 };
         let d = rel(*pc, *lc).max(rel(*pb, *lb));
         if d > 0.0 {
             sum += d;
-            diverging.push(Divergence {
-                edge: k.clone(),
-                pilot_count: *pc,
-                live_count: *lc,
-                pilot_bytes: *pb,
-                live_bytes: *lb,
-            });
+            diverging.push(Divergence { edge: k.clone(), pilot_count: *pc, live_count: *lc, pilot_bytes: *pb, live_bytes: *lb });
         }
     }
-    let error = if all.is_empty() {
-        0.0
-    } else {
-        sum / all.len() as f64
-    };
+    let error = if all.is_empty() { 0.0 } else { sum / all.len() as f64 };
     Fidelity {
         schema: FIDELITY_SCHEMA.into(),
         error,
@@ -70,16 +54,8 @@ pub fn compare(pilot: &Graph, live: &Graph, run_dir: &Path, max: f64) -> Fidelit
 pub fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
     let label = |id: &NodeId| -> String {
         match g.node(id) {
-            Some(n)
-                if n.node_type == NodeKind::Process && n.component.as_deref() == Some(TRACED) =>
-            {
-                format!(
-                    "[{}]",
-                    n.argv
-                        .as_ref()
-                        .map(|a| a.join(" "))
-                        .unwrap_or_else(|| n.label.clone())
-                )
+            Some(n) if n.node_type == NodeKind::Process && n.component.as_deref() == Some(TRACED) => {
+                format!("[{}]", n.argv.as_ref().map(|a| a.join(" ")).unwrap_or_else(|| n.label.clone()))
             }
             Some(n) => n.label.clone(),
             None => id.to_string(),
@@ -111,9 +87,7 @@ pub fn keyed(g: &Graph, run_dir: &Path) -> BTreeMap<String, (u64, u64)> {
         let key = format!("{} {} {}", label(&e.from), e.kind, without_pids(&target));
         let v = out.entry(key).or_default();
         // A signal the pilot's PID namespace stopped counts as sent, as the gate counts it.
-        v.0 += g.node(&e.to).map_or(e.count.saturating_sub(e.failed), |n| {
-            crate::policy::eval::effective(e, n)
-        });
+        v.0 += g.node(&e.to).map_or(e.count.saturating_sub(e.failed), |n| crate::policy::eval::effective(e, n));
         v.1 += e.bytes;
     }
     out
@@ -135,14 +109,5 @@ fn without_pids(path: &str) -> String {
     if !path.starts_with('/') {
         return path.to_string();
     }
-    path.split('/')
-        .map(|c| {
-            if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) {
-                "N"
-            } else {
-                c
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    path.split('/').map(|c| if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) { "N" } else { c }).collect::<Vec<_>>().join("/")
 }

@@ -59,10 +59,7 @@ pub const ABSENT: &str = "absent";
 
 impl FileState {
     pub fn absent() -> FileState {
-        FileState {
-            kind: ABSENT.into(),
-            ..Default::default()
-        }
+        FileState { kind: ABSENT.into(), ..Default::default() }
     }
 
     pub fn exists(&self) -> bool {
@@ -92,36 +89,21 @@ impl FileState {
         } else {
             "block-device"
         };
-        let sha256 = if ft.is_file() && meta.len() <= hash_limit {
-            Some(sha256_file(path)?)
-        } else {
-            None
-        };
+        let sha256 = if ft.is_file() && meta.len() <= hash_limit { Some(sha256_file(path)?) } else { None };
         Ok(FileState {
             kind: kind.into(),
-            size: if ft.is_file() || ft.is_symlink() {
-                meta.len()
-            } else {
-                0
-            },
+            size: if ft.is_file() || ft.is_symlink() { meta.len() } else { 0 },
             mode: meta.mode() & 0o7777,
             uid: meta.uid(),
             gid: meta.gid(),
             sha256,
-            target: ft
-                .is_symlink()
-                .then(|| fs::read_link(path).map(|t| t.display().to_string()))
-                .transpose()?,
+            target: ft.is_symlink().then(|| fs::read_link(path).map(|t| t.display().to_string())).transpose()?,
             xattrs: xattrs(path),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
             ino: meta.ino(),
             dev: meta.dev(),
-            rdev: if ft.is_char_device() || ft.is_block_device() {
-                meta.rdev()
-            } else {
-                0
-            },
+            rdev: if ft.is_char_device() || ft.is_block_device() { meta.rdev() } else { 0 },
         })
     }
 
@@ -149,10 +131,7 @@ impl FileState {
             out.push("modified (mtime)".into());
         }
         if (self.mode, self.uid, self.gid) != (then.mode, then.uid, then.gid) {
-            out.push(format!(
-                "mode/owner {:o} {}:{} then, {:o} {}:{} now",
-                then.mode, then.uid, then.gid, self.mode, self.uid, self.gid
-            ));
+            out.push(format!("mode/owner {:o} {}:{} then, {:o} {}:{} now", then.mode, then.uid, then.gid, self.mode, self.uid, self.gid));
         }
         if self.target != then.target {
             out.push("points elsewhere".into());
@@ -178,10 +157,7 @@ impl FileState {
         match self.kind.as_str() {
             ABSENT => "absent".into(),
             "symlink" => format!("symlink -> {}", self.target.as_deref().unwrap_or("?")),
-            "file" => format!(
-                "file {} B mode {:o} owner {}:{}",
-                self.size, self.mode, self.uid, self.gid
-            ),
+            "file" => format!("file {} B mode {:o} owner {}:{}", self.size, self.mode, self.uid, self.gid),
             k => format!("{k} mode {:o} owner {}:{}", self.mode, self.uid, self.gid),
         }
     }
@@ -191,28 +167,17 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     // The run directory's big files (events.jsonl, graph.json) are hashed for the decision
     // and again for the journal: once is enough while the file is the same (same inode, size
     // and modification time, to the nanosecond).
-    static SEEN: std::sync::Mutex<
-        Option<std::collections::HashMap<std::path::PathBuf, ((u64, u64, u64, i64), String)>>,
-    > = std::sync::Mutex::new(None);
+    static SEEN: std::sync::Mutex<Option<std::collections::HashMap<std::path::PathBuf, ((u64, u64, u64, i64), String)>>> = std::sync::Mutex::new(None);
     let meta = fs::metadata(path)?;
-    let stamp = (
-        meta.dev(),
-        meta.ino(),
-        meta.len(),
-        meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-    );
-    if let Some((s, sha)) = SEEN
-        .lock()
-        .ok()
-        .and_then(|m| m.as_ref()?.get(path).cloned())
+    let stamp = (meta.dev(), meta.ino(), meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec());
+    if let Some((s, sha)) = SEEN.lock().ok().and_then(|m| m.as_ref()?.get(path).cloned())
         && s == stamp
     {
         return Ok(sha);
     }
     let sha = hash_contents(path)?;
     if let Ok(mut m) = SEEN.lock() {
-        m.get_or_insert_with(Default::default)
-            .insert(path.to_path_buf(), (stamp, sha.clone()));
+        m.get_or_insert_with(Default::default).insert(path.to_path_buf(), (stamp, sha.clone()));
     }
     Ok(sha)
 }
@@ -246,10 +211,7 @@ pub fn prefix_sha256(path: &Path, len: u64) -> std::io::Result<String> {
         read += n as u64;
     }
     if read < len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the file is shorter now",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file is shorter now"));
     }
     Ok(hex::encode(h.finalize()))
 }
@@ -258,9 +220,7 @@ pub fn prefix_sha256(path: &Path, len: u64) -> std::io::Result<String> {
 pub fn xattrs(path: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut names = vec![0u8; 64 << 10];
-    let Ok(len) = rustix::fs::llistxattr(path, &mut names[..]) else {
-        return out;
-    };
+    let Ok(len) = rustix::fs::llistxattr(path, &mut names[..]) else { return out };
     for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
         let mut value = vec![0u8; 64 << 10];
@@ -286,19 +246,10 @@ mod tests {
         assert!(one.drifted_from(&one).is_empty());
         fs::write(&p, "two").unwrap();
         let two = FileState::capture(&p, HASH_LIMIT).unwrap();
-        assert!(
-            two.drifted_from(&one)
-                .iter()
-                .any(|d| d == "content changed"),
-            "{:?}",
-            two.drifted_from(&one)
-        );
+        assert!(two.drifted_from(&one).iter().any(|d| d == "content changed"), "{:?}", two.drifted_from(&one));
         assert!(!two.same_as(&one));
         fs::write(&p, "one").unwrap();
-        assert!(
-            FileState::capture(&p, HASH_LIMIT).unwrap().same_as(&one),
-            "same content and metadata"
-        );
+        assert!(FileState::capture(&p, HASH_LIMIT).unwrap().same_as(&one), "same content and metadata");
         std::os::unix::fs::symlink("elsewhere", d.path().join("l")).unwrap();
         let l = FileState::capture(&d.path().join("l"), HASH_LIMIT).unwrap();
         assert_eq!(l.target.as_deref(), Some("elsewhere"));

@@ -25,9 +25,7 @@ pub fn run(args: GenerateArgs) -> Result<i32> {
     };
     match &args.dir {
         // On stdout: the completion script, or pilot(1) (the first page).
-        None => std::io::stdout()
-            .write_all(&files[0].1)
-            .context("writing to stdout")?,
+        None => std::io::stdout().write_all(&files[0].1).context("writing to stdout")?,
         Some(dir) => {
             write_all(dir, &files)?;
             for (name, _) in &files {
@@ -74,11 +72,7 @@ fn man_pages() -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 fn add_pages(cmd: clap::Command, pages: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
-    let subcommands: Vec<clap::Command> = cmd
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set())
-        .cloned()
-        .collect();
+    let subcommands: Vec<clap::Command> = cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned().collect();
     let page = render(&cmd).context("rendering a man page")?;
     pages.push(page);
     for sub in subcommands {
@@ -91,9 +85,7 @@ fn add_pages(cmd: clap::Command, pages: &mut Vec<(String, Vec<u8>)>) -> Result<(
 /// runs the examples' aligned columns together; here it is kept as written (no-fill), under
 /// DETAILS.
 fn render(cmd: &clap::Command) -> std::io::Result<(String, Vec<u8>)> {
-    let mut man = clap_mangen::Man::new(cmd.clone())
-        .manual("pilot manual")
-        .source(concat!("pilot ", env!("CARGO_PKG_VERSION")));
+    let mut man = clap_mangen::Man::new(cmd.clone()).manual("pilot manual").source(concat!("pilot ", env!("CARGO_PKG_VERSION")));
     if !env!("PILOT_COMMIT_DATE").is_empty() {
         man = man.date(env!("PILOT_COMMIT_DATE"));
     }
@@ -110,10 +102,7 @@ fn render(cmd: &clap::Command) -> std::io::Result<(String, Vec<u8>)> {
     }
     if let Some(details) = cmd.get_after_long_help().or(cmd.get_after_help()) {
         let mut roff = roff::Roff::new();
-        roff.control("SH", ["DETAILS"])
-            .control("nf", [])
-            .text([roff::roman(details.to_string())])
-            .control("fi", []);
+        roff.control("SH", ["DETAILS"]).control("nf", []).text([roff::roman(details.to_string())]).control("fi", []);
         roff.to_writer(&mut page)?;
     }
     if cmd.get_version().is_some() {
@@ -123,14 +112,10 @@ fn render(cmd: &clap::Command) -> std::io::Result<(String, Vec<u8>)> {
 }
 
 fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .on("creating", dir, GENERATED)
-        .map_err(FileError::usage)?;
+    std::fs::create_dir_all(dir).on("creating", dir, GENERATED).map_err(FileError::usage)?;
     for (name, bytes) in files {
         let path: PathBuf = dir.join(name);
-        std::fs::write(&path, bytes)
-            .on("writing", &path, GENERATED)
-            .map_err(FileError::usage)?;
+        std::fs::write(&path, bytes).on("writing", &path, GENERATED).map_err(FileError::usage)?;
     }
     Ok(())
 }
@@ -144,26 +129,12 @@ mod tests {
         let pages = man_pages().unwrap();
         let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names[0], "pilot.1");
-        for want in [
-            "pilot-run.1",
-            "pilot-trace.1",
-            "pilot-journal.1",
-            "pilot-journal-verify.1",
-            "pilot-generate.1",
-        ] {
+        for want in ["pilot-run.1", "pilot-trace.1", "pilot-journal.1", "pilot-journal-verify.1", "pilot-generate.1"] {
             assert!(names.contains(&want), "{want} in {names:?}");
         }
-        assert!(
-            !names.iter().any(|n| n.contains("__") || n.contains("help")),
-            "no internal or help pages: {names:?}"
-        );
-        let run =
-            String::from_utf8_lossy(&pages.iter().find(|(n, _)| n == "pilot-run.1").unwrap().1)
-                .into_owned();
-        assert!(
-            run.contains("\\-\\-timeout") && run.contains("Exit status"),
-            "options and the after-help text:\n{run}"
-        );
+        assert!(!names.iter().any(|n| n.contains("__") || n.contains("help")), "no internal or help pages: {names:?}");
+        let run = String::from_utf8_lossy(&pages.iter().find(|(n, _)| n == "pilot-run.1").unwrap().1).into_owned();
+        assert!(run.contains("\\-\\-timeout") && run.contains("Exit status"), "options and the after-help text:\n{run}");
     }
 
     #[test]
@@ -171,14 +142,8 @@ mod tests {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let (name, script) = completion(shell);
             let script = String::from_utf8(script).unwrap();
-            assert!(
-                script.contains("commit") && script.contains("ringbuf-kib"),
-                "{name}"
-            );
-            assert!(
-                !script.contains("__sandbox"),
-                "{name} offers an internal subcommand"
-            );
+            assert!(script.contains("commit") && script.contains("ringbuf-kib"), "{name}");
+            assert!(!script.contains("__sandbox"), "{name} offers an internal subcommand");
         }
         assert_eq!(completion(Shell::Zsh).0, "_pilot");
     }

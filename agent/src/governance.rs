@@ -47,11 +47,7 @@ fn sig_path(source: &str) -> PathBuf {
 
 /// The directory a policy's relative key paths are taken from.
 pub fn base_of(source: &str) -> &Path {
-    if source == BUILT_IN {
-        Path::new("")
-    } else {
-        Path::new(source).parent().unwrap_or(Path::new(""))
-    }
+    if source == BUILT_IN { Path::new("") } else { Path::new(source).parent().unwrap_or(Path::new("")) }
 }
 
 /// Gate keys that parse checks (with the key's name for the error's line).
@@ -59,10 +55,7 @@ pub fn validate_gate(source: &str, g: &policy::Gate) -> Result<(), (&'static str
     if let Some(age) = &g.max_age {
         parse_age(age).map_err(|e| ("max_age", e))?;
     }
-    for (key, list) in [
-        ("approvers", &g.approvers),
-        ("policy_signers", &g.policy_signers),
-    ] {
+    for (key, list) in [("approvers", &g.approvers), ("policy_signers", &g.policy_signers)] {
         for spec in list.iter().flatten() {
             keys::load_keys(spec, base_of(source)).map_err(|e| (key, e.0))?;
         }
@@ -77,18 +70,10 @@ fn parse_age(s: &str) -> Result<Duration, String> {
 /// Check policies as loaded: none expired, every `.sig` valid, and all signed by a required
 /// signer when the host or a gate asks for it. Errors (exit 2) name the policy.
 pub fn admit(policies: &mut [Loaded]) -> Result<(), UsageError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     for p in policies.iter_mut() {
         if let Some(exp) = &p.policy.expires {
-            let at = unix_secs(exp).ok_or_else(|| {
-                UsageError::new(format!(
-                    "{}: expires = {exp}: give a date (2026-06-30) or a date-time",
-                    p.source
-                ))
-            })?;
+            let at = unix_secs(exp).ok_or_else(|| UsageError::new(format!("{}: expires = {exp}: give a date (2026-06-30) or a date-time", p.source)))?;
             if now >= at {
                 return Err(UsageError::new(format!(
                     "policy {} expired on {exp}: it is refused; review it and raise its version with a later `expires`",
@@ -105,20 +90,13 @@ pub fn admit(policies: &mut [Loaded]) -> Result<(), UsageError> {
     let names: Vec<String> = required.iter().map(|k| k.name.clone()).collect();
     for p in policies.iter() {
         let signer = signature_of(p)?;
-        if !signer
-            .as_ref()
-            .is_some_and(|s| required.iter().any(|r| r.key == s.key))
-        {
+        if !signer.as_ref().is_some_and(|s| required.iter().any(|r| r.key == s.key)) {
             let what = match signer {
                 None if p.source == BUILT_IN => "the built-in policy carries no signature: give a signed copy of it with --policy".to_string(),
                 None => format!("it is not signed (sign it: pilot policy sign {} --key KEY)", p.source),
                 Some(s) => format!("its signer {} is not one of them", s.name),
             };
-            return Err(UsageError::new(format!(
-                "policy {}: policies must be signed by one of {}: {what}",
-                p.source,
-                names.join(", ")
-            )));
+            return Err(UsageError::new(format!("policy {}: policies must be signed by one of {}: {what}", p.source, names.join(", "))));
         }
     }
     Ok(())
@@ -131,18 +109,9 @@ fn signature_of(p: &Loaded) -> Result<Option<Named>, UsageError> {
         return Ok(None);
     }
     let path = sig_path(&p.source);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let bad = |why: &str| {
-        UsageError::new(format!(
-            "{}: {why}: sign the policy again (pilot policy sign {} --key KEY) or remove the .sig",
-            path.display(),
-            p.source
-        ))
-    };
-    let sig: PolicySignature =
-        serde_json::from_str(&text).map_err(|_| bad("not a policy signature"))?;
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let bad = |why: &str| UsageError::new(format!("{}: {why}: sign the policy again (pilot policy sign {} --key KEY) or remove the .sig", path.display(), p.source));
+    let sig: PolicySignature = serde_json::from_str(&text).map_err(|_| bad("not a policy signature"))?;
     if sig.body.policy_sha256 != p.sha256 {
         return Err(bad("the policy changed after it was signed"));
     }
@@ -151,25 +120,15 @@ fn signature_of(p: &Loaded) -> Result<Option<Named>, UsageError> {
     if !keys::verify(&key, keys::POLICY, &body, &sig.signature) {
         return Err(bad("the signature does not verify"));
     }
-    Ok(Some(Named {
-        name: sig.body.signer_name.clone(),
-        key,
-    }))
+    Ok(Some(Named { name: sig.body.signer_name.clone(), key }))
 }
 
 /// Signers required by the host's config and by every policy's gate.
 fn required_signers(policies: &[Loaded]) -> Result<Vec<Named>, UsageError> {
     let mut out = host_policy_signers()?;
     for p in policies {
-        for spec in p
-            .policy
-            .gate
-            .iter()
-            .flat_map(|g| g.policy_signers.iter().flatten())
-        {
-            out.extend(keys::load_keys(spec, base_of(&p.source)).map_err(|e| {
-                UsageError::new(format!("{}: gate.policy_signers: {}", p.source, e.0))
-            })?);
+        for spec in p.policy.gate.iter().flat_map(|g| g.policy_signers.iter().flatten()) {
+            out.extend(keys::load_keys(spec, base_of(&p.source)).map_err(|e| UsageError::new(format!("{}: gate.policy_signers: {}", p.source, e.0)))?);
         }
     }
     Ok(out)
@@ -178,23 +137,14 @@ fn required_signers(policies: &[Loaded]) -> Result<Vec<Named>, UsageError> {
 /// `policy_signers` of the host's config (`PILOT_CONFIG` or /etc/pilot/pilot.toml), read by
 /// in-process runs too: a run that bypasses the daemon is held to the same rule.
 fn host_policy_signers() -> Result<Vec<Named>, UsageError> {
-    let path = std::env::var_os("PILOT_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(crate::daemon::config::DEFAULT_PATH));
+    let path = std::env::var_os("PILOT_CONFIG").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(crate::daemon::config::DEFAULT_PATH));
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let config = crate::daemon::config::Config::load(Some(&path))
-        .map_err(|e| UsageError::new(crate::error::one_line(&e)))?;
+    let config = crate::daemon::config::Config::load(Some(&path)).map_err(|e| UsageError::new(crate::error::one_line(&e)))?;
     let mut out = Vec::new();
     for spec in &config.policy_signers {
-        out.extend(keys::load_keys(spec, Path::new("")).map_err(|e| {
-            UsageError::new(format!(
-                "config {}: policy_signers: {}",
-                path.display(),
-                e.0
-            ))
-        })?);
+        out.extend(keys::load_keys(spec, Path::new("")).map_err(|e| UsageError::new(format!("config {}: policy_signers: {}", path.display(), e.0)))?);
     }
     Ok(out)
 }
@@ -203,10 +153,7 @@ fn host_policy_signers() -> Result<Vec<Named>, UsageError> {
 pub fn unix_secs(d: &toml::value::Datetime) -> Option<i64> {
     let date = d.date?;
     let days = days_from_civil(date.year as i64, date.month as i64, date.day as i64);
-    let (h, m, s) = d
-        .time
-        .map(|t| (t.hour as i64, t.minute as i64, t.second as i64))
-        .unwrap_or((0, 0, 0));
+    let (h, m, s) = d.time.map(|t| (t.hour as i64, t.minute as i64, t.second as i64)).unwrap_or((0, 0, 0));
     let offset = match d.offset {
         Some(toml::value::Offset::Custom { minutes }) => minutes as i64 * 60,
         _ => 0,
@@ -234,35 +181,15 @@ pub fn cmd_sign(file: &Path, key: &Path) -> Result<i32> {
         schema: SIGNATURE_SCHEMA.into(),
         policy_sha256: loaded.sha256.clone(),
         signer: keys::literal(&public),
-        signer_name: keys::load_public(key)
-            .map(|n| n.name)
-            .unwrap_or_else(|_| keys::fingerprint(&public)),
+        signer_name: keys::load_public(key).map(|n| n.name).unwrap_or_else(|_| keys::fingerprint(&public)),
         signed: Stamp::now(),
     };
-    let signature = keys::sign(
-        &secret,
-        keys::POLICY,
-        &serde_json::to_vec(&body).expect("serializes"),
-    );
+    let signature = keys::sign(&secret, keys::POLICY, &serde_json::to_vec(&body).expect("serializes"));
     let out = sig_path(&file.display().to_string());
-    let version = loaded
-        .policy
-        .version
-        .map(|v| format!(" version {v}"))
-        .unwrap_or_default();
-    std::fs::write(
-        &out,
-        crate::rundir::pretty(&PolicySignature { body, signature }),
-    )
-    .map_err(|e| UsageError::new(format!("cannot write {}: {e}", out.display())))?;
-    println!(
-        "signed {}{version} (sha256 {}) with {} ({}): {}",
-        file.display(),
-        &loaded.sha256[..12],
-        key.display(),
-        keys::fingerprint(&public),
-        out.display()
-    );
+    let version = loaded.policy.version.map(|v| format!(" version {v}")).unwrap_or_default();
+    std::fs::write(&out, crate::rundir::pretty(&PolicySignature { body, signature }))
+        .map_err(|e| UsageError::new(format!("cannot write {}: {e}", out.display())))?;
+    println!("signed {}{version} (sha256 {}) with {} ({}): {}", file.display(), &loaded.sha256[..12], key.display(), keys::fingerprint(&public), out.display());
     Ok(0)
 }
 
@@ -287,23 +214,16 @@ impl CommitGate {
         };
         for p in policies {
             let Some(gate) = &p.policy.gate else { continue };
-            g.required_approvals = g
-                .required_approvals
-                .max(gate.required_approvals.unwrap_or(0));
+            g.required_approvals = g.required_approvals.max(gate.required_approvals.unwrap_or(0));
             for spec in gate.approvers.iter().flatten() {
-                for k in keys::load_keys(spec, base_of(&p.source)).map_err(|e| {
-                    UsageError::new(format!("{}: gate.approvers: {}", p.source, e.0))
-                })? {
+                for k in keys::load_keys(spec, base_of(&p.source)).map_err(|e| UsageError::new(format!("{}: gate.approvers: {}", p.source, e.0)))? {
                     if !g.approvers.iter().any(|a| a.key == k.key) {
                         g.approvers.push(k);
                     }
                 }
             }
             if let Some(age) = &gate.max_age {
-                g.max_age = g.max_age.min(
-                    parse_age(age)
-                        .map_err(|e| UsageError::new(format!("{}: gate.max_age {e}", p.source)))?,
-                );
+                g.max_age = g.max_age.min(parse_age(age).map_err(|e| UsageError::new(format!("{}: gate.max_age {e}", p.source)))?);
             }
             g.rollback_readiness_required |= gate.rollback_readiness_required.unwrap_or(false);
             if let Some(b) = gate.rollback_max_bytes {
@@ -339,44 +259,22 @@ mod tests {
         let mut p = vec![policy::parse("old.toml", "version = 2\nexpires = 2001-01-01\n").unwrap()];
         let err = admit(&mut p).unwrap_err();
         assert!(err.0.contains("old.toml expired on 2001-01-01"), "{err}");
-        let mut p = vec![
-            policy::parse("new.toml", "version = \"2026.1\"\nexpires = 2999-01-01\n").unwrap(),
-        ];
+        let mut p = vec![policy::parse("new.toml", "version = \"2026.1\"\nexpires = 2999-01-01\n").unwrap()];
         admit(&mut p).unwrap();
         assert_eq!(p[0].reference().version.as_deref(), Some("2026.1"));
     }
 
     #[test]
     fn gate_keys_are_strict_and_combine_strictly() {
-        let err =
-            policy::parse("p.toml", "[gate]\nmax_risk = 0.5\nmax_age = \"soon\"\n").unwrap_err();
+        let err = policy::parse("p.toml", "[gate]\nmax_risk = 0.5\nmax_age = \"soon\"\n").unwrap_err();
         assert!(err.0.starts_with("p.toml:3: gate.max_age"), "{err}");
         let err = policy::parse("p.toml", "[gate]\nrequired_approval = 1\n").unwrap_err();
-        assert!(
-            err.0.starts_with("p.toml:2:") && err.0.contains("required_approval"),
-            "{err}"
-        );
+        assert!(err.0.starts_with("p.toml:2:") && err.0.contains("required_approval"), "{err}");
         let a = policy::parse("a", "[gate]\nmax_age = \"2s\"\n").unwrap();
-        let b = policy::parse(
-            "b",
-            "[gate]\nmax_age = \"10m\"\nrollback_readiness_required = true\n",
-        )
-        .unwrap();
+        let b = policy::parse("b", "[gate]\nmax_age = \"10m\"\nrollback_readiness_required = true\n").unwrap();
         let g = CommitGate::of(&[a, b]).unwrap();
-        assert_eq!(
-            (
-                g.max_age,
-                g.rollback_readiness_required,
-                g.required_approvals
-            ),
-            (Duration::from_secs(2), true, 0)
-        );
+        assert_eq!((g.max_age, g.rollback_readiness_required, g.required_approvals), (Duration::from_secs(2), true, 0));
         let c = policy::parse("c", "[gate]\nrequired_approvals = 1\n").unwrap();
-        assert!(
-            CommitGate::of(&[c])
-                .unwrap_err()
-                .0
-                .contains("names no approvers")
-        );
+        assert!(CommitGate::of(&[c]).unwrap_err().0.contains("names no approvers"));
     }
 }

@@ -32,11 +32,7 @@ pub fn run(args: GraphArgs) -> Result<i32> {
 pub fn merge(args: MergeArgs) -> Result<i32> {
     let mut inputs = Vec::new();
     for given in &args.graphs {
-        let path = if given.is_dir() {
-            given.join("graph.json")
-        } else {
-            given.clone()
-        };
+        let path = if given.is_dir() { given.join("graph.json") } else { given.clone() };
         let graph = read(&path)?;
         if graph.schema == SCHEMA_MERGED {
             return Err(UsageError::new(format!(
@@ -60,13 +56,8 @@ pub fn merge(args: MergeArgs) -> Result<i32> {
 }
 
 fn write_merged(dir: &Path, g: &Graph) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .on("creating", dir, RUN_DIR)
-        .map_err(FileError::usage)?;
-    for (name, text) in [
-        ("graph.json", render::json(g)),
-        ("graph.dot", render::dot(g)),
-    ] {
+    std::fs::create_dir_all(dir).on("creating", dir, RUN_DIR).map_err(FileError::usage)?;
+    for (name, text) in [("graph.json", render::json(g)), ("graph.dot", render::dot(g))] {
         let path: PathBuf = dir.join(name);
         std::fs::write(&path, text).map_err(|e| {
             let _ = std::fs::remove_file(&path);

@@ -27,9 +27,7 @@ pub const DEFAULT_PATH: &str = "/var/lib/pilot/journal.jsonl";
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 pub fn path() -> PathBuf {
-    std::env::var_os("PILOT_JOURNAL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    std::env::var_os("PILOT_JOURNAL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -92,12 +90,7 @@ fn append_to(path: &Path, r: Record) -> Result<u64> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).on("creating", dir, JOURNAL)?;
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)
-        .on("opening the journal", path, JOURNAL)?;
+    let file = OpenOptions::new().create(true).append(true).read(true).open(path).on("opening the journal", path, JOURNAL)?;
     // One writer at a time: concurrent pilots share the journal.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
     let (seq, prev) = match last(path)? {
@@ -113,10 +106,7 @@ fn append_to(path: &Path, r: Record) -> Result<u64> {
     }
     let mut e = Entry {
         seq,
-        ts_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0),
+        ts_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
         kind: r.kind.into(),
         host: crate::procfs::hostname(),
         run_dir: r.run_dir.display().to_string(),
@@ -130,11 +120,7 @@ fn append_to(path: &Path, r: Record) -> Result<u64> {
         sig: None,
     };
     e.hash = e.compute_hash();
-    e.sig = Some(crate::keys::sign(
-        key,
-        crate::keys::JOURNAL,
-        e.hash.as_bytes(),
-    ));
+    e.sig = Some(crate::keys::sign(key, crate::keys::JOURNAL, e.hash.as_bytes()));
     let mut line = serde_json::to_string(&e).context("encoding a journal entry")?;
     line.push('\n');
     let before = file.metadata().on("reading", path, JOURNAL)?.len();
@@ -185,9 +171,7 @@ fn last(path: &Path) -> Result<Option<Entry>> {
         Err(e) => return Err(FileError::new("reading the journal", path, e, JOURNAL).into()),
     };
     match text.lines().rev().find(|l| !l.trim().is_empty()) {
-        Some(l) => Ok(Some(serde_json::from_str(l).context(
-            "the journal's last entry is not valid: run `pilot journal verify`",
-        )?)),
+        Some(l) => Ok(Some(serde_json::from_str(l).context("the journal's last entry is not valid: run `pilot journal verify`")?)),
         None => Ok(None),
     }
 }
@@ -196,10 +180,7 @@ fn last(path: &Path) -> Result<Option<Entry>> {
 pub fn entries_for(path: &Path, run_dir: &Path) -> Vec<Entry> {
     let text = fs::read_to_string(path).unwrap_or_default();
     let run_dir = run_dir.display().to_string();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
-        .filter(|e| e.run_dir == run_dir)
-        .collect()
+    text.lines().filter_map(|l| serde_json::from_str::<Entry>(l).ok()).filter(|e| e.run_dir == run_dir).collect()
 }
 
 /// Check every entry's hash, signature, the chain, the sequence and the head against this
@@ -212,51 +193,32 @@ pub fn verify(path: &Path) -> Result<u64, String> {
 /// `verify` with the keys entries may be signed by (none: each entry's own signer is taken,
 /// which proves integrity but not who wrote it).
 pub fn verify_with(path: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<u64, String> {
-    let text =
-        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     verify_text(path, &text, trusted)
 }
 
 /// [`verify_with`] of the journal at `path` whose content is `text`.
-fn verify_text(
-    path: &Path,
-    text: &str,
-    trusted: &[ed25519_dalek::VerifyingKey],
-) -> Result<u64, String> {
+fn verify_text(path: &Path, text: &str, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<u64, String> {
     let mut signed_seen = false;
     let mut prev = GENESIS.to_string();
     let mut expect_seq = 1;
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
-        let e: Entry = serde_json::from_str(line)
-            .map_err(|err| format!("line {lineno}: not a journal entry ({err})"))?;
+        let e: Entry = serde_json::from_str(line).map_err(|err| format!("line {lineno}: not a journal entry ({err})"))?;
         if e.seq != expect_seq {
-            return Err(format!(
-                "line {lineno}: entry {} where entry {expect_seq} belongs: entries were removed or reordered",
-                e.seq
-            ));
+            return Err(format!("line {lineno}: entry {} where entry {expect_seq} belongs: entries were removed or reordered", e.seq));
         }
         if e.prev != prev {
-            return Err(format!(
-                "line {lineno}: entry {} does not follow the entry before it: entries were removed, reordered or edited",
-                e.seq
-            ));
+            return Err(format!("line {lineno}: entry {} does not follow the entry before it: entries were removed, reordered or edited", e.seq));
         }
         if e.compute_hash() != e.hash {
-            return Err(format!(
-                "line {lineno}: entry {} was edited (its hash does not match its content)",
-                e.seq
-            ));
+            return Err(format!("line {lineno}: entry {} was edited (its hash does not match its content)", e.seq));
         }
         match (&e.signer, &e.sig) {
             (Some(signer), Some(sig)) => {
-                let key = crate::keys::parse_literal(signer)
-                    .ok_or_else(|| format!("line {lineno}: entry {}: malformed signer", e.seq))?;
+                let key = crate::keys::parse_literal(signer).ok_or_else(|| format!("line {lineno}: entry {}: malformed signer", e.seq))?;
                 if !crate::keys::verify(&key, crate::keys::JOURNAL, e.hash.as_bytes(), sig) {
-                    return Err(format!(
-                        "line {lineno}: entry {}: its signature does not verify: the entry was forged or edited",
-                        e.seq
-                    ));
+                    return Err(format!("line {lineno}: entry {}: its signature does not verify: the entry was forged or edited", e.seq));
                 }
                 if !trusted.is_empty() && !trusted.contains(&key) {
                     return Err(format!(
@@ -268,12 +230,7 @@ fn verify_text(
                 signed_seen = true;
             }
             // Entries from before journals were signed may open a journal, never follow a signed one.
-            _ if signed_seen => {
-                return Err(format!(
-                    "line {lineno}: entry {} is not signed, after signed entries: its signature was stripped",
-                    e.seq
-                ));
-            }
+            _ if signed_seen => return Err(format!("line {lineno}: entry {} is not signed, after signed entries: its signature was stripped", e.seq)),
             _ => {}
         }
         prev = e.hash.clone();
@@ -283,10 +240,7 @@ fn verify_text(
     match fs::read_to_string(head_path(path)) {
         Ok(head) => {
             let mut parts = head.split_whitespace();
-            let (seq, hash) = (
-                parts.next().and_then(|s| s.parse::<u64>().ok()),
-                parts.next(),
-            );
+            let (seq, hash) = (parts.next().and_then(|s| s.parse::<u64>().ok()), parts.next());
             if seq != Some(count) || hash != Some(prev.as_str()) {
                 return Err(format!(
                     "the journal ends at entry {count} but its head records entry {}: entries were cut off the end",
@@ -295,12 +249,7 @@ fn verify_text(
             }
         }
         Err(_) if count == 0 => {}
-        Err(_) => {
-            return Err(format!(
-                "{} is missing: cannot tell whether entries were cut off",
-                head_path(path).display()
-            ));
-        }
+        Err(_) => return Err(format!("{} is missing: cannot tell whether entries were cut off", head_path(path).display())),
     }
     Ok(count)
 }
@@ -309,10 +258,7 @@ fn verify_text(
 pub fn verify_cmd(path: Option<PathBuf>, keys: &[PathBuf]) -> Result<i32> {
     let path = path.unwrap_or_else(self::path);
     if !path.exists() {
-        bail!(crate::error::UsageError::new(format!(
-            "no journal at {}: nothing has been recorded there",
-            path.display()
-        )));
+        bail!(crate::error::UsageError::new(format!("no journal at {}: nothing has been recorded there", path.display())));
     }
     let mut trusted: Vec<_> = crate::keys::run_public().into_iter().collect();
     for k in keys {
@@ -323,16 +269,12 @@ pub fn verify_cmd(path: Option<PathBuf>, keys: &[PathBuf]) -> Result<i32> {
     match verify_text(&path, &text, &trusted) {
         Ok(n) => {
             let by = if trusted.is_empty() {
-                "each by the key it names (no run key here to check them against: give --key)"
-                    .to_string()
+                "each by the key it names (no run key here to check them against: give --key)".to_string()
             } else {
                 let names: Vec<String> = trusted.iter().map(crate::keys::fingerprint).collect();
                 format!("by {}", names.join(", "))
             };
-            println!(
-                "journal {}: {n} entries, chain intact, signatures valid ({by})",
-                path.display()
-            );
+            println!("journal {}: {n} entries, chain intact, signatures valid ({by})", path.display());
             Ok(0)
         }
         Err(why) => {
@@ -367,14 +309,7 @@ mod tests {
     }
 
     fn record(dir: &Path) -> Record<'_> {
-        Record {
-            kind: "run",
-            run_dir: dir,
-            intent: serde_json::json!({}),
-            outputs: &[],
-            verdict: None,
-            note: None,
-        }
+        Record { kind: "run", run_dir: dir, intent: serde_json::json!({}), outputs: &[], verdict: None, note: None }
     }
 
     #[test]
@@ -397,15 +332,8 @@ mod tests {
         fs::create_dir(d.path().join("j.jsonl.head.tmp")).unwrap();
         let msg = crate::error::one_line(&append_to(&path, record(d.path())).unwrap_err());
         assert!(msg.contains("j.jsonl.head.tmp: is a directory"), "{msg}");
-        assert!(
-            msg.contains("kept: the journal as it was (entries 1 to 1)"),
-            "{msg}"
-        );
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            before,
-            "the journal is as it was"
-        );
+        assert!(msg.contains("kept: the journal as it was (entries 1 to 1)"), "{msg}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), before, "the journal is as it was");
         assert_eq!(verify(&path), Ok(1), "and its chain and head intact");
     }
 

@@ -71,14 +71,8 @@ pub fn sign(key: &SigningKey, domain: &str, msg: &[u8]) -> String {
 
 /// Does `sig` (hex) sign `msg` for `domain` with `key`?
 pub fn verify(key: &VerifyingKey, domain: &str, msg: &[u8], sig: &str) -> bool {
-    let Some(bytes) = hex::decode(sig)
-        .ok()
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-    else {
-        return false;
-    };
-    key.verify(&tagged(domain, msg), &Signature::from_bytes(&bytes))
-        .is_ok()
+    let Some(bytes) = hex::decode(sig).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()) else { return false };
+    key.verify(&tagged(domain, msg), &Signature::from_bytes(&bytes)).is_ok()
 }
 
 fn tagged(domain: &str, msg: &[u8]) -> Vec<u8> {
@@ -94,9 +88,7 @@ fn generate() -> Result<SigningKey> {
     let mut seed = [0u8; 32];
     let mut filled = 0;
     while filled < seed.len() {
-        filled +=
-            rustix::rand::getrandom(&mut seed[filled..], rustix::rand::GetRandomFlags::empty())
-                .context("getrandom")?;
+        filled += rustix::rand::getrandom(&mut seed[filled..], rustix::rand::GetRandomFlags::empty()).context("getrandom")?;
     }
     Ok(SigningKey::from_bytes(&seed))
 }
@@ -116,56 +108,27 @@ fn public_text(key: &VerifyingKey, name: &str) -> String {
 }
 
 fn stem(path: &Path) -> String {
-    path.file_name()
-        .map(|n| {
-            n.to_string_lossy()
-                .trim_end_matches(".pub")
-                .trim_end_matches(".key")
-                .to_string()
-        })
-        .unwrap_or_default()
+    path.file_name().map(|n| n.to_string_lossy().trim_end_matches(".pub").trim_end_matches(".key").to_string()).unwrap_or_default()
 }
 
 /// Write a new secret key at `path` (created exclusively, mode 0600) and its `path.pub`.
 fn write_new(path: &Path, key: &SigningKey) -> std::io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     f.write_all(secret_text(key).as_bytes())?;
     f.sync_all()?;
-    fs::write(
-        pub_path(path),
-        public_text(&key.verifying_key(), &stem(path)),
-    )
+    fs::write(pub_path(path), public_text(&key.verifying_key(), &stem(path)))
 }
 
 /// A secret key file.
 pub fn load_secret(path: &Path) -> Result<SigningKey, UsageError> {
-    let bad = |why: String| {
-        UsageError::new(format!(
-            "key {}: {why}: give a secret key made by `pilot key new FILE`",
-            path.display()
-        ))
-    };
+    let bad = |why: String| UsageError::new(format!("key {}: {why}: give a secret key made by `pilot key new FILE`", path.display()));
     let text = fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let hex = text
-        .trim()
-        .strip_prefix(SECRET_TAG)
-        .map(str::trim)
-        .ok_or_else(|| bad("not a pilot secret key".into()))?;
-    let bytes: [u8; 32] = hex::decode(hex)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| bad("malformed key".into()))?;
+    let hex = text.trim().strip_prefix(SECRET_TAG).map(str::trim).ok_or_else(|| bad("not a pilot secret key".into()))?;
+    let bytes: [u8; 32] = hex::decode(hex).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| bad("malformed key".into()))?;
     if let Ok(meta) = fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0
     {
-        return Err(bad(format!(
-            "mode {:o} lets others read it: chmod 600 it",
-            meta.permissions().mode() & 0o777
-        )));
+        return Err(bad(format!("mode {:o} lets others read it: chmod 600 it", meta.permissions().mode() & 0o777)));
     }
     Ok(SigningKey::from_bytes(&bytes))
 }
@@ -177,24 +140,13 @@ pub fn load_public(path: &Path) -> Result<Named, UsageError> {
     let mut words = text.split_whitespace();
     match words.next() {
         Some(PUBLIC_TAG) => {
-            let bytes: [u8; 32] = words
-                .next()
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| bad("malformed key".into()))?;
+            let bytes: [u8; 32] =
+                words.next().and_then(|h| hex::decode(h).ok()).and_then(|b| b.try_into().ok()).ok_or_else(|| bad("malformed key".into()))?;
             let key = VerifyingKey::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
-            Ok(Named {
-                name: stem(path),
-                key,
-            })
+            Ok(Named { name: stem(path), key })
         }
-        Some(SECRET_TAG) => Ok(Named {
-            name: stem(path),
-            key: load_secret(path)?.verifying_key(),
-        }),
-        _ => Err(bad(format!(
-            "not a pilot key (a `{PUBLIC_TAG} HEX NAME` line)"
-        ))),
+        Some(SECRET_TAG) => Ok(Named { name: stem(path), key: load_secret(path)?.verifying_key() }),
+        _ => Err(bad(format!("not a pilot key (a `{PUBLIC_TAG} HEX NAME` line)"))),
     }
 }
 
@@ -202,15 +154,10 @@ pub fn load_public(path: &Path) -> Result<Named, UsageError> {
 /// directory of them; relative paths are taken from `base` (the policy file's directory).
 pub fn load_keys(spec: &str, base: &Path) -> Result<Vec<Named>, UsageError> {
     if let Some(key) = parse_literal(spec) {
-        return Ok(vec![Named {
-            name: fingerprint(&key),
-            key,
-        }]);
+        return Ok(vec![Named { name: fingerprint(&key), key }]);
     }
     if spec.starts_with(LITERAL) {
-        return Err(UsageError::new(format!(
-            "`{spec}`: an ed25519 key is 64 hex digits after `{LITERAL}`"
-        )));
+        return Err(UsageError::new(format!("`{spec}`: an ed25519 key is 64 hex digits after `{LITERAL}`")));
     }
     let path = base.join(spec);
     if path.is_dir() {
@@ -226,9 +173,7 @@ pub fn load_keys(spec: &str, base: &Path) -> Result<Vec<Named>, UsageError> {
 }
 
 pub fn run_key_path() -> PathBuf {
-    std::env::var_os("PILOT_RUN_KEY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(RUN_KEY_DEFAULT))
+    std::env::var_os("PILOT_RUN_KEY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(RUN_KEY_DEFAULT))
 }
 
 /// The host's run key, created at first use. Concurrent first pilots race to create it: each
@@ -249,16 +194,11 @@ pub fn run_key() -> Result<&'static SigningKey> {
 
 fn create_run_key(path: &Path) -> Result<SigningKey> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(dir)
-        .with_context(|| format!("creating {} for the run key", dir.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {} for the run key", dir.display()))?;
     let candidate = dir.join(format!(".{}.{}", stem(path), std::process::id()));
     let _ = fs::remove_file(&candidate);
     let key = generate()?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&candidate)
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&candidate)
         .with_context(|| format!("creating the run key {}", path.display()))?;
     f.write_all(secret_text(&key).as_bytes())?;
     f.sync_all()?;
@@ -278,31 +218,19 @@ fn create_run_key(path: &Path) -> Result<SigningKey> {
 /// The run key's public half, for verifying: from the secret when readable, else `run.key.pub`.
 pub fn run_public() -> Option<VerifyingKey> {
     let path = run_key_path();
-    load_secret(&path)
-        .map(|k| k.verifying_key())
-        .ok()
-        .or_else(|| load_public(&pub_path(&path)).ok().map(|n| n.key))
+    load_secret(&path).map(|k| k.verifying_key()).ok().or_else(|| load_public(&pub_path(&path)).ok().map(|n| n.key))
 }
 
 /// `pilot key new FILE`.
 pub fn cmd_new(path: &Path) -> Result<i32> {
     if path.exists() {
-        return Err(UsageError::new(format!(
-            "{} exists: pick another file (pilot never overwrites a key)",
-            path.display()
-        ))
-        .into());
+        return Err(UsageError::new(format!("{} exists: pick another file (pilot never overwrites a key)", path.display())).into());
     }
     let key = generate()?;
-    write_new(path, &key)
-        .map_err(|e| UsageError::new(format!("cannot write {}: {e}", path.display())))?;
+    write_new(path, &key).map_err(|e| UsageError::new(format!("cannot write {}: {e}", path.display())))?;
     let public = key.verifying_key();
     println!("secret key {} (mode 600)", path.display());
-    println!(
-        "public key {} ({})",
-        pub_path(path).display(),
-        literal(&public)
-    );
+    println!("public key {} ({})", pub_path(path).display(), literal(&public));
     println!("fingerprint {}", fingerprint(&public));
     Ok(0)
 }
@@ -317,18 +245,9 @@ mod tests {
         let b = SigningKey::from_bytes(&[2; 32]);
         let sig = sign(&a, DECISION, b"m");
         assert!(verify(&a.verifying_key(), DECISION, b"m", &sig));
-        assert!(
-            !verify(&a.verifying_key(), APPROVAL, b"m", &sig),
-            "another domain"
-        );
-        assert!(
-            !verify(&a.verifying_key(), DECISION, b"n", &sig),
-            "another message"
-        );
-        assert!(
-            !verify(&b.verifying_key(), DECISION, b"m", &sig),
-            "another key"
-        );
+        assert!(!verify(&a.verifying_key(), APPROVAL, b"m", &sig), "another domain");
+        assert!(!verify(&a.verifying_key(), DECISION, b"n", &sig), "another message");
+        assert!(!verify(&b.verifying_key(), DECISION, b"m", &sig), "another key");
         assert!(!verify(&a.verifying_key(), DECISION, b"m", "zz"), "not hex");
     }
 
@@ -337,10 +256,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("alice");
         cmd_new(&path).unwrap();
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let secret = load_secret(&path).unwrap();
         let public = load_public(&d.path().join("alice.pub")).unwrap();
         assert_eq!(public.name, "alice");

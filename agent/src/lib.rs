@@ -6,10 +6,10 @@ pub mod account;
 pub mod alloc;
 pub mod authorize;
 pub mod bench;
-#[cfg(test)]
-mod build_version;
 pub mod cgroup;
 pub mod channels;
+#[cfg(test)]
+mod build_version;
 pub mod check;
 pub mod cli;
 pub mod commit;
@@ -22,8 +22,8 @@ pub mod drift;
 pub mod error;
 pub mod event;
 pub mod fidelity;
-pub mod filestate;
 pub mod generate;
+pub mod filestate;
 pub mod governance;
 pub mod graph;
 pub mod graph_cmd;

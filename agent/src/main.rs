@@ -2,10 +2,7 @@
 //! and maps its errors to exit codes (src/error.rs).
 
 use clap::Parser;
-use pilot::{
-    bench, cgroup, check, cli, commit, daemon, decision, diff, doctor, error, generate, governance,
-    graph_cmd, journal, keys, report, rollback, run, sandbox, session, trace,
-};
+use pilot::{bench, cgroup, check, cli, commit, daemon, decision, diff, doctor, error, generate, governance, graph_cmd, journal, keys, report, rollback, run, sandbox, session, trace};
 
 /// mimalloc: see src/alloc.rs.
 #[global_allocator]
@@ -30,11 +27,7 @@ fn main() {
         session::catch_interrupts();
     }
     let result = match cli.command {
-        cli::Command::Trace(_) | cli::Command::Run(_)
-            if !from_daemon && let Some(code) = via_daemon() =>
-        {
-            Ok(code)
-        }
+        cli::Command::Trace(_) | cli::Command::Run(_) if !from_daemon && let Some(code) = via_daemon() => Ok(code),
         cli::Command::Trace(args) => trace::run(args),
         cli::Command::Graph(args) => graph_cmd::run(args),
         cli::Command::Run(args) => run::run(args),
@@ -48,17 +41,11 @@ fn main() {
         }),
         cli::Command::Commit(args) => commit::run(args),
         cli::Command::Report(args) => report::run(args),
-        cli::Command::Journal {
-            command: cli::JournalCommand::Verify { path, key },
-        } => journal::verify_cmd(path, &key),
+        cli::Command::Journal { command: cli::JournalCommand::Verify { path, key } } => journal::verify_cmd(path, &key),
         cli::Command::Approve(args) => decision::cmd_approve(&args.dir, &args.key, args.note),
         cli::Command::Rollback(args) => rollback::cmd(&args.dir, args.force),
-        cli::Command::Key {
-            command: cli::KeyCommand::New { file },
-        } => keys::cmd_new(&file),
-        cli::Command::Policy {
-            command: cli::PolicyCommand::Sign { file, key },
-        } => governance::cmd_sign(&file, &key),
+        cli::Command::Key { command: cli::KeyCommand::New { file } } => keys::cmd_new(&file),
+        cli::Command::Policy { command: cli::PolicyCommand::Sign { file, key } } => governance::cmd_sign(&file, &key),
         cli::Command::Merge(args) => graph_cmd::merge(args),
         cli::Command::Doctor { json } => doctor::run(json),
         cli::Command::Generate(args) => generate::run(args),
@@ -77,10 +64,7 @@ fn main() {
 /// Commands whose only output is what they print (and files they write).
 fn prints_only(command: &cli::Command) -> bool {
     use cli::Command::*;
-    matches!(
-        command,
-        Graph(_) | Check(_) | Journal { .. } | Diff(_) | Report(_) | Merge(_) | Generate(_)
-    )
+    matches!(command, Graph(_) | Check(_) | Journal { .. } | Diff(_) | Report(_) | Merge(_) | Generate(_))
 }
 
 /// The daemon's exit status for this run, or None to run in-process.

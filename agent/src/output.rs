@@ -29,23 +29,14 @@ impl Output {
         let export_path = export.map(Path::to_path_buf);
         let events = match dir {
             Some(dir) => {
-                fs::create_dir_all(dir)
-                    .on("creating", dir, RUN_DIR)
-                    .map_err(FileError::usage)?;
+                fs::create_dir_all(dir).on("creating", dir, RUN_DIR).map_err(FileError::usage)?;
                 let path = dir.join("events.jsonl");
                 Some(File::create(&path).on("creating", &path, RUN_DIR)?)
             }
             None => None,
         };
         let export = match export {
-            Some(path) => Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .on("opening", path, EXPORT)
-                    .map_err(FileError::usage)?,
-            ),
+            Some(path) => Some(OpenOptions::new().create(true).append(true).open(path).on("opening", path, EXPORT).map_err(FileError::usage)?),
             None => None,
         };
         let buffered = |f: File| BufWriter::with_capacity(1 << 16, f);
@@ -94,11 +85,7 @@ impl Output {
     /// Write another file of the run directory by streaming it through `write` (nothing
     /// without `--out`): a big graph is never a string in memory. Whole or removed, like
     /// `write_file`.
-    pub fn write_file_with(
-        &self,
-        name: &str,
-        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-    ) -> Result<()> {
+    pub fn write_file_with(&self, name: &str, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
         let Some(dir) = &self.dir else { return Ok(()) };
         Ok(write_whole_with(dir, name, write)?)
     }
@@ -120,8 +107,7 @@ impl Output {
         }
         self.flush_export()?;
         if let Some(dir) = &self.dir {
-            let mut text =
-                serde_json::to_string_pretty(summary).context("encoding summary.json")?;
+            let mut text = serde_json::to_string_pretty(summary).context("encoding summary.json")?;
             text.push('\n');
             write_whole(dir, "summary.json", &text)?;
         }
@@ -136,35 +122,20 @@ impl Output {
         let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let kept = kept_in(dir, None)
             .into_iter()
-            .map(|f| {
-                if f == "events.jsonl" {
-                    format!("events.jsonl (cut short at {size} bytes)")
-                } else {
-                    f
-                }
-            })
+            .map(|f| if f == "events.jsonl" { format!("events.jsonl (cut short at {size} bytes)") } else { f })
             .collect();
         FileError::new("writing", &path, e, RUN_DIR).kept(kept)
     }
 
     fn export_error(&self, e: std::io::Error) -> FileError {
-        FileError::new(
-            "writing",
-            self.export_path.as_deref().unwrap_or(Path::new("?")),
-            e,
-            EXPORT,
-        )
+        FileError::new("writing", self.export_path.as_deref().unwrap_or(Path::new("?")), e, EXPORT)
     }
 }
 
 /// Write a whole file of the run directory, streamed from `write` (a big file is never a
 /// string in memory first); one that cannot be written whole is removed (readers would take
 /// half a JSON document for a damaged run), and the error says what is kept.
-pub fn write_whole_with(
-    dir: &Path,
-    name: &str,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::result::Result<(), FileError> {
+pub fn write_whole_with(dir: &Path, name: &str, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::result::Result<(), FileError> {
     let path = dir.join(name);
     let written = File::create(&path).and_then(|f| {
         let mut w = BufWriter::with_capacity(1 << 16, f);
@@ -180,3 +151,4 @@ pub fn write_whole_with(
 pub fn write_whole(dir: &Path, name: &str, text: &str) -> std::result::Result<(), FileError> {
     write_whole_with(dir, name, |w| w.write_all(text.as_bytes()))
 }
+

@@ -59,10 +59,7 @@ pub fn exe(pid: u32) -> Option<String> {
 /// Does `pid` run a pilot binary (its executable's name starts with `pilot`): a live agent, not
 /// a recycled pid.
 pub fn runs_pilot(pid: u32) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
-        exe.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("pilot"))
-    })
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pilot")))
 }
 
 /// What fd `fd` of `pid` points at. On the tracker's path (a dirfd it has not seen): one
@@ -81,9 +78,7 @@ pub fn cmdline(pid: u32) -> Vec<String> {
 
 /// Open fds and what they point at, as readlink gives them (`socket:[123]`, a path...).
 pub fn fds(pid: u32) -> Vec<(i32, String)> {
-    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
     let mut out: Vec<(i32, String)> = dir
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -108,20 +103,12 @@ pub fn pids() -> Vec<u32> {
 
 /// `pid` and every live descendant.
 pub fn tree(pid: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = pids()
-        .into_iter()
-        .filter_map(|p| Some((p, ppid(p)?)))
-        .collect();
+    let parents: Vec<(u32, u32)> = pids().into_iter().filter_map(|p| Some((p, ppid(p)?))).collect();
     let mut out = vec![pid];
     let mut i = 0;
     while i < out.len() {
         let parent = out[i];
-        out.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
+        out.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
         i += 1;
     }
     out
@@ -136,27 +123,19 @@ pub fn split_nul(bytes: &[u8]) -> Vec<String> {
 }
 
 fn numeric_entries(dir: &str) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
 }
 
 fn link(path: &str) -> Option<String> {
-    fs::read_link(path)
-        .ok()
-        .map(|p: PathBuf| p.to_string_lossy().into_owned())
+    fs::read_link(path).ok().map(|p: PathBuf| p.to_string_lossy().into_owned())
 }
 
 /// A `key:` field of /proc/<pid>/fdinfo/<fd> (`flags:` in octal, `prog_id:`...), as text.
 /// Hand-read: the procfs crate has no fdinfo parser.
 pub fn fdinfo_field(pid: u32, fd: i32, key: &str) -> Option<String> {
     let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
-    info.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(|v| v.trim().to_string())
+    info.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string())
 }
 
 /// The open flags of an fd (fdinfo `flags:`, octal).
@@ -172,10 +151,7 @@ pub fn fd_writable(pid: u32, fd: i32) -> bool {
 /// `flags:` (octal open flags) and `pos:` (the file offset) of an fd, from /proc/<pid>/fdinfo.
 pub fn fd_flags_pos(pid: u32, fd: i32) -> Option<(u64, u64)> {
     let text = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-    };
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()));
     let flags = u64::from_str_radix(&field("flags:")?, 8).ok()?;
     let pos = field("pos:")?.parse().ok()?;
     Some((flags, pos))
@@ -192,11 +168,7 @@ pub fn signalfd_mask(pid: u32, fd: i32) -> Option<u64> {
 /// blocked by its main thread), bit N-1 for signal N.
 pub fn signal_masks(pid: u32) -> Option<(u64, u64, u64)> {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let mask = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-    };
+    let mask = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
     Some((mask("SigCgt:")?, mask("SigIgn:")?, mask("SigBlk:")?))
 }
 
@@ -209,10 +181,7 @@ pub fn mapped_writable_files(pid: u32) -> Vec<String> {
             let mut f = l.split_whitespace();
             let perms = f.nth(1)?;
             let path = f.nth(3)?;
-            (perms.as_bytes().get(1) == Some(&b'w')
-                && perms.as_bytes().get(3) == Some(&b's')
-                && path.starts_with('/'))
-            .then(|| path.to_string())
+            (perms.as_bytes().get(1) == Some(&b'w') && perms.as_bytes().get(3) == Some(&b's') && path.starts_with('/')).then(|| path.to_string())
         })
         .collect();
     out.sort();
@@ -222,18 +191,12 @@ pub fn mapped_writable_files(pid: u32) -> Vec<String> {
 
 /// Files a process maps (each once).
 pub fn mapped_files(pid: u32) -> Vec<String> {
-    let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else {
-        return Vec::new();
-    };
+    let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else { return Vec::new() };
     let mut out: Vec<String> = maps
         .into_iter()
         .filter_map(|m| match m.pathname {
             // The file's name as it was opened; a deleted one is still the file it was.
-            MMapPath::Path(p) => Some(
-                p.to_string_lossy()
-                    .trim_end_matches(" (deleted)")
-                    .to_string(),
-            ),
+            MMapPath::Path(p) => Some(p.to_string_lossy().trim_end_matches(" (deleted)").to_string()),
             _ => None,
         })
         .collect();
@@ -245,17 +208,11 @@ pub fn mapped_files(pid: u32) -> Vec<String> {
 /// What a process maps in [start, end) now: per mapping, its file (None: anonymous, stack...).
 /// Empty when nothing is mapped there or /proc cannot say.
 pub fn mappings(pid: u32, start: u64, end: u64) -> Vec<Option<String>> {
-    let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else {
-        return Vec::new();
-    };
+    let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else { return Vec::new() };
     maps.into_iter()
         .filter(|m| m.address.0 < end && start < m.address.1)
         .map(|m| match m.pathname {
-            MMapPath::Path(p) => Some(
-                p.to_string_lossy()
-                    .trim_end_matches(" (deleted)")
-                    .to_string(),
-            ),
+            MMapPath::Path(p) => Some(p.to_string_lossy().trim_end_matches(" (deleted)").to_string()),
             _ => None,
         })
         .collect()
@@ -265,32 +222,11 @@ pub fn mappings(pid: u32, start: u64, end: u64) -> Vec<Option<String>> {
 /// (for listen after bind to port 0).
 pub fn socket_port(pid: u32, fd: i32) -> Option<u16> {
     let target = fd_target(pid, fd)?;
-    let inode: u64 = target
-        .strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()?;
+    let inode: u64 = target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()?;
     let process = Process::new(pid as i32).ok()?;
-    let tcp = || {
-        process
-            .tcp()
-            .into_iter()
-            .chain(process.tcp6())
-            .flatten()
-            .map(|e| (e.inode, e.local_address))
-    };
-    let udp = || {
-        process
-            .udp()
-            .into_iter()
-            .chain(process.udp6())
-            .flatten()
-            .map(|e| (e.inode, e.local_address))
-    };
-    tcp()
-        .chain(udp())
-        .find(|(i, _)| *i == inode)
-        .map(|(_, addr)| addr.port())
+    let tcp = || process.tcp().into_iter().chain(process.tcp6()).flatten().map(|e| (e.inode, e.local_address));
+    let udp = || process.udp().into_iter().chain(process.udp6()).flatten().map(|e| (e.inode, e.local_address));
+    tcp().chain(udp()).find(|(i, _)| *i == inode).map(|(_, addr)| addr.port())
 }
 
 /// A mount of this process's mount namespace, from /proc/self/mountinfo.
@@ -320,9 +256,7 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match (b[i], octal) {
             (b'\\', Some(d)) => {
                 out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
@@ -350,27 +284,9 @@ not a mountinfo line
 ";
         let m = mounts(text);
         assert_eq!(m.len(), 2, "the bad line is skipped");
-        assert_eq!(
-            (
-                m[0].mount_point.as_str(),
-                m[0].fstype.as_str(),
-                m[0].read_only
-            ),
-            ("/", "ext4", false)
-        );
-        assert_eq!(
-            (
-                m[1].mount_point.as_str(),
-                m[1].fstype.as_str(),
-                m[1].read_only
-            ),
-            ("/mnt/my data\\x", "xfs", true)
-        );
-        assert_eq!(
-            unescape_mountinfo("/a\\04"),
-            "/a\\04",
-            "a truncated escape stays"
-        );
+        assert_eq!((m[0].mount_point.as_str(), m[0].fstype.as_str(), m[0].read_only), ("/", "ext4", false));
+        assert_eq!((m[1].mount_point.as_str(), m[1].fstype.as_str(), m[1].read_only), ("/mnt/my data\\x", "xfs", true));
+        assert_eq!(unescape_mountinfo("/a\\04"), "/a\\04", "a truncated escape stays");
     }
 
     #[test]
@@ -394,7 +310,5 @@ not a mountinfo line
 
 /// This host's name, as the kernel has it (one reader for the graph, the intent and the journal).
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }

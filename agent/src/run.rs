@@ -5,10 +5,7 @@
 use std::{
     fs::{self, File},
     net::SocketAddr,
-    os::{
-        fd::OwnedFd,
-        unix::{fs::FileTypeExt, process::CommandExt},
-    },
+    os::{fd::OwnedFd, unix::{fs::FileTypeExt, process::CommandExt}},
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -26,8 +23,8 @@ use crate::{
     policy::{self, eval::Verdict as Decision},
     probes::{self, Probes, contain::UnixContainment},
     rundir::{
-        CHANGES, Containment, EVENTS, GRAPH, INTENT, Intent, ROOT, RunDir, SANDBOX_ERROR, SINK,
-        STDERR_LOG, STDOUT_LOG, SUMMARY, VERDICT, VERDICT_SCHEMA, Verdict, WORK,
+        CHANGES, Containment, EVENTS, GRAPH, INTENT, Intent, ROOT, RunDir, SANDBOX_ERROR, SINK, STDERR_LOG, STDOUT_LOG,
+        SUMMARY, VERDICT, VERDICT_SCHEMA, Verdict, WORK,
     },
     sandbox,
     session::{self, Lifecycle, Session, StopRule, Traced},
@@ -37,25 +34,18 @@ use crate::{
 
 pub fn run(args: RunArgs) -> Result<i32> {
     if args.command.is_empty() {
-        bail!(UsageError::new(
-            "nothing to run: give the command after `--`, e.g. `pilot run -- ./repair.sh`"
-        ));
+        bail!(UsageError::new("nothing to run: give the command after `--`, e.g. `pilot run -- ./repair.sh`"));
     }
     let checks = tracing::debug_span!("phase", name = "checks and gc").entered();
     let allowed = parse_allowed(&args.allow)?;
     let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
-    let policies = timed("policies", || policy::load_all(&args.policy))?;
+    let policies = policy::load_all(&args.policy)?;
     let unix = timed("kernel features", crate::doctor::require_run)?;
-    timed("probes preflight", probes::preflight)?;
-    timed("cgroup gc", || cgroup::gc(false))?;
+    probes::preflight()?;
+    cgroup::gc(false)?;
     drop(checks);
     let id = run_id();
-    let dir = RunDir::create(
-        &args
-            .out
-            .clone()
-            .unwrap_or_else(|| Path::new("pilot-runs").join(&id)),
-    )?;
+    let dir = RunDir::create(&args.out.clone().unwrap_or_else(|| Path::new("pilot-runs").join(&id)))?;
     eprintln!("pilot: run directory {}", dir.path().display());
     // Hashing our binary (the intent) and reading the host (the snapshot) run beside the
     // probe load: each takes tens of milliseconds, and none needs the others.
@@ -64,19 +54,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let listeners = timed("listeners", crate::snapshot::sockets::listeners);
     let sink_options = crate::sink::run_options(&args.rpc, &policies, dir.path(), &listeners)?;
     let command = args.command.clone();
-    let intent =
-        std::thread::spawn(move || Intent::capture(&command, &policies).map(|i| (i, policies)));
+    let intent = std::thread::spawn(move || Intent::capture(&command, &policies).map(|i| (i, policies)));
     let host = std::thread::spawn(move || {
         // Every listening port of the host, the operator's own session included (an `ssh -R`
         // forward is production too), not only those of discovered components.
         let live: Vec<u16> = listeners.values().filter_map(|l| l.port).collect();
-        (
-            crate::rundir::Stamp::now(),
-            timed("snapshot", || {
-                Snapshot::take_with(&Default::default(), &listeners)
-            }),
-            live,
-        )
+        (crate::rundir::Stamp::now(), timed("snapshot", || Snapshot::take_with(&Default::default(), &listeners)), live)
     });
     // Before 6.7 (no cgroup Unix hooks): a network namespace of the pilot's own isolates
     // abstract Unix names; the sink listens inside it too (sink/netns.rs).
@@ -86,21 +69,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
         sink_options.netns = Some(ns.clone());
         sink_options.allow = allowed.clone();
     }
-    let sink = timed("sink started", || Sink::start_with(sink_options))?;
-    let opts = probes::Options {
-        ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024),
-        ..Default::default()
-    };
+    let sink = Sink::start_with(sink_options)?;
+    let opts = probes::Options { ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     let mut probes = Probes::load(&opts)?;
-    let after_probes = tracing::debug_span!(
-        "phase",
-        name = "intent, journal and host snapshot (after the probes)"
-    )
-    .entered();
-    let (intent, policies) = timed("intent joined", || intent.join())
-        .map_err(|_| anyhow!("capturing the intent panicked"))??;
+    let after_probes = tracing::debug_span!("phase", name = "intent, journal and host snapshot (after the probes)").entered();
+    let (intent, policies) = intent.join().map_err(|_| anyhow!("capturing the intent panicked"))??;
     dir.write(&intent)?;
-    let _journal = tracing::debug_span!("phase", name = "journal").entered();
     journal::append(journal::Record {
         kind: "run",
         run_dir: dir.path(),
@@ -110,30 +84,16 @@ pub fn run(args: RunArgs) -> Result<i32> {
         note: None,
     })
     .context("recording the run in the journal (nothing ran)")?;
-    drop(_journal);
-    let (taken, snapshot, live_ports) = timed("host snapshot joined", || host.join())
-        .map_err(|_| anyhow!("the host snapshot panicked"))?;
+    let (taken, snapshot, live_ports) = host.join().map_err(|_| anyhow!("the host snapshot panicked"))?;
     sink.set_hints(crate::sink::hints(&snapshot));
     drop(after_probes);
     let containing = tracing::debug_span!("phase", name = "cgroup and containment").entered();
     let cgroup = PilotCgroup::create(&id)?;
     // With a namespace of its own the pilot reaches --allow'ed destinations through the sink.
     let hook_allowed: &[std::net::SocketAddr] = if netns.is_some() { &[] } else { &allowed };
-    let (unix, unix_links) = probes.contain(
-        unix,
-        &cgroup.dir_fd()?,
-        sink.config(),
-        hook_allowed,
-        &live_ports,
-    )?;
-    sink.ctx()
-        .origins
-        .attach(probes.take_origins()?, cgroup.path.clone());
-    let out = Output::create(
-        Some(dir.path()),
-        args.events.export.as_deref(),
-        args.verbose,
-    )?;
+    let (unix, unix_links) = probes.contain(unix, &cgroup.dir_fd()?, sink.config(), hook_allowed, &live_ports)?;
+    sink.ctx().origins.attach(probes.take_origins()?, cgroup.path.clone());
+    let out = Output::create(Some(dir.path()), args.events.export.as_deref(), args.verbose)?;
     session::catch_interrupts();
     let cwd = std::env::current_dir().context("reading the working directory (was it removed?)")?;
     // Issue 16: the supervisor that answers what the sandbox would answer differently from
@@ -154,31 +114,16 @@ pub fn run(args: RunArgs) -> Result<i32> {
     };
     drop(containing);
     let mut lc = Lifecycle::new(probes, out);
-    lc.session
-        .account
-        .group_by(snapshot.clone().owner_of_event(), args.verbose);
+    lc.session.account.group_by(snapshot.clone().owner_of_event(), args.verbose);
     let (child, stdio) = spawn_sandbox(&spec, dir.path())?;
     let supervisor = supervisor.map(|s| s.start(cgroup.path.clone(), spec.tracked_fd, spec.run));
     // Readable the moment the sandbox exits, so the loop does not wait out its poll.
     let exited = session::pidfd(child.id());
-    lc.session.tracker.seed(
-        crate::tracker::FdTable::of_stdio(&stdio),
-        cwd.display().to_string(),
-    );
+    lc.session.tracker.seed(crate::tracker::FdTable::of_stdio(&stdio), cwd.display().to_string());
     let root_pid = child.id();
     // issue 15: the cgroup's own account of the pilot's processes, sampled every round.
     let sampler = crate::channels::process::Sampler::new(cgroup.path.clone());
-    let mut rule = Pilot {
-        child,
-        exited,
-        cgroup: &cgroup,
-        timeout,
-        started: Instant::now(),
-        status: None,
-        timed_out: false,
-        supervisor,
-        sampler,
-    };
+    let mut rule = Pilot { child, exited, cgroup: &cgroup, timeout, started: Instant::now(), status: None, timed_out: false, supervisor, sampler };
     {
         let _ran = tracing::debug_span!("phase", name = "pilot ran").entered();
         lc.poll_until(&mut rule)?;
@@ -196,8 +141,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     crate::alloc::keep_freed_memory();
     let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
     if pilot_exit == sandbox::EXIT_SETUP_FAILED {
-        let why = fs::read_to_string(dir.file(SANDBOX_ERROR))
-            .unwrap_or_else(|_| "see the output above".into());
+        let why = fs::read_to_string(dir.file(SANDBOX_ERROR)).unwrap_or_else(|_| "see the output above".into());
         cgroup.kill();
         return Err(anyhow!("the sandbox could not be built: {}", why.trim()));
     }
@@ -218,8 +162,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     // Detaching waits for RCU grace periods (tens of ms): let it overlap the work below.
     let (probes, out) = (finished.probes, finished.out);
     let detach = std::thread::spawn(move || drop((unix_links, probes)));
-    let stopping =
-        tracing::debug_span!("phase", name = "sink stop, cgroup and overlay cleanup").entered();
+    let stopping = tracing::debug_span!("phase", name = "sink stop, cgroup and overlay cleanup").entered();
     let mut caught = sink.stop();
     crate::sink::attribute(&mut caught, &snapshot);
     out.write_file(SINK, &crate::rundir::pretty(&caught))?;
@@ -228,14 +171,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let _ = fs::remove_dir(dir.file(ROOT));
     drop(stopping);
 
-    let judging =
-        tracing::debug_span!("phase", name = "graph, diff, verdict and journal").entered();
+    let judging = tracing::debug_span!("phase", name = "graph, diff, verdict and journal").entered();
     let mut graph = std::mem::take(&mut finished.graph);
     crate::graph::rpc::add(&mut graph, &caught);
     let renames = crate::graph::aggregate::renames(&graph);
-    let changes = timed("changes", || {
-        diff::compute_with(dir.path(), Some(renames)).context("reading the overlay's changes")
-    })?;
+    let changes = timed("changes", || diff::compute_with(dir.path(), Some(renames)).context("reading the overlay's changes"))?;
     // issue 15: the overlay, the sink and the cgroup against the trace; summary.json again,
     // now with the blind spots.
     let observers = crate::channels::Observers {
@@ -248,9 +188,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let observed = crate::channels::reconcile(&mut graph, observers);
     finished.summary.add_observed(&observed);
     dir.write(&finished.summary)?;
-    timed("graph.json and graph.dot", || {
-        crate::session::write_graph(&out, &graph)
-    })?;
+    timed("graph.json and graph.dot", || crate::session::write_graph(&out, &graph))?;
     dir.write(&changes)?;
     let evaluation = timed("policy", || policy::eval::evaluate(&graph, &policies));
     let verdict = Verdict {
@@ -265,57 +203,26 @@ pub fn run(args: RunArgs) -> Result<i32> {
     };
     dir.write(&verdict)?;
     // snapshot.json and the signed decision.json (the run key): what commit is bound to.
-    let d = crate::decision::Pilot {
-        snapshot: &snapshot,
-        taken,
-        listening_ports: &live_ports,
-        graph: &graph,
-        intent: &intent,
-        verdict: &verdict,
-    };
+    let d = crate::decision::Pilot { snapshot: &snapshot, taken, listening_ports: &live_ports, graph: &graph, intent: &intent, verdict: &verdict };
     {
-        let _signing =
-            tracing::debug_span!("phase", name = "snapshot.json and signed decision").entered();
+        let _signing = tracing::debug_span!("phase", name = "snapshot.json and signed decision").entered();
         crate::decision::record(&dir, d)?;
     }
     timed("account printed", || {
-        eprint!(
-            "{}",
-            finished
-                .session
-                .account
-                .render(&finished.session.tracker, &finished.summary.headline())
-        );
-        let trees = if args.verbose {
-            &[][..]
-        } else {
-            &graph.aggregates[..]
-        };
+        eprint!("{}", finished.session.account.render(&finished.session.tracker, &finished.summary.headline()));
+        let trees = if args.verbose { &[][..] } else { &graph.aggregates[..] };
         eprint!("{}", diff::render::text_folded(&changes, trees));
         eprint!("{}", crate::channels::render(&observed));
     });
     if !caught.is_empty() {
-        eprintln!(
-            "network caught by the sink: {} connection(s)/source(s), {} bytes",
-            caught.len(),
-            caught.iter().map(|c| c.bytes).sum::<u64>()
-        );
+        eprintln!("network caught by the sink: {} connection(s)/source(s), {} bytes", caught.len(), caught.iter().map(|c| c.bytes).sum::<u64>());
         eprint!("{}", crate::sink::render(&caught));
     }
     let seq = journal::append(journal::Record {
         kind: "verdict",
         run_dir: dir.path(),
         intent: intent.for_journal(),
-        outputs: &[
-            EVENTS,
-            SUMMARY,
-            GRAPH,
-            CHANGES,
-            SINK,
-            VERDICT,
-            crate::rundir::SNAPSHOT,
-            crate::rundir::DECISION,
-        ],
+        outputs: &[EVENTS, SUMMARY, GRAPH, CHANGES, SINK, VERDICT, crate::rundir::SNAPSHOT, crate::rundir::DECISION],
         verdict: Some(verdict.evaluation.verdict.as_str()),
         note: Some(format!("pilot exit {pilot_exit}")),
     })?;
@@ -328,9 +235,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     eprintln!("  journal: entry {seq} in {}", journal::path().display());
     // What the report does not need goes first: a big run's tracker and account.
     drop(finished.session);
-    timed("report", || {
-        crate::report::write_into_with(dir.path(), Some(graph), dot)
-    });
+    timed("report", || crate::report::write_into_with(dir.path(), Some(graph), dot));
     post_processing.log();
     eprintln!(
         "pilot: {} (pilot exit {pilot_exit}); run directory {}",
@@ -353,11 +258,7 @@ fn timed<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
 }
 
 /// verdict.json's `contained_by`: what kept this pilot in.
-fn containment(
-    unix: UnixContainment,
-    dir: &Path,
-    supervised: Option<&sandbox::supervisor::Stats>,
-) -> Containment {
+fn containment(unix: UnixContainment, dir: &Path, supervised: Option<&sandbox::supervisor::Stats>) -> Containment {
     Containment {
         files: format!("overlay (every writable filesystem): {}", sandbox::mounts::features_in(dir)),
         network: "cgroup hooks: TCP/UDP to the sink".into(),
@@ -395,20 +296,14 @@ impl StopRule for Pilot<'_> {
     }
 
     fn wake(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        if self.status.is_none() {
-            session::wake_fd(&self.exited)
-        } else {
-            None
-        }
+        if self.status.is_none() { session::wake_fd(&self.exited) } else { None }
     }
 
     fn done(&mut self, probes: &mut Probes, session: &mut Session) -> Result<bool> {
         self.sampler.sample(&session.tracker);
         if self.status.is_none() {
             if let Some(s) = self.child.try_wait()? {
-                self.status = Some(s.code().unwrap_or_else(|| {
-                    128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
-                }));
+                self.status = Some(s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)));
             }
         }
         if session::interrupts() > 0 {
@@ -431,19 +326,14 @@ impl StopRule for Pilot<'_> {
 }
 
 /// Start the sandbox; also says what its stdio is (fd, path) for the tracker.
-fn spawn_sandbox(
-    spec: &sandbox::Spec,
-    run_dir: &Path,
-) -> Result<(std::process::Child, Vec<(i64, String)>)> {
+fn spawn_sandbox(spec: &sandbox::Spec, run_dir: &Path) -> Result<(std::process::Child, Vec<(i64, String)>)> {
     // /proc/self/exe, not its path: a pilot binary replaced on disk (an upgrade, a rebuild)
     // still starts the sandbox with the code that is running.
     let mut cmd = Command::new("/proc/self/exe");
     // The spec through a memfd, not argv: with a sink socket per live Unix listener it outgrows
     // one argument's limit (MAX_ARG_STRLEN, 128 KiB) on hosts with many of them.
-    let spec_fd = sandbox::spec_memfd(&serde_json::to_string(spec)?)
-        .context("passing the sandbox its spec")?;
-    cmd.arg("__sandbox")
-        .arg(format!("fd:{}", std::os::fd::AsRawFd::as_raw_fd(&spec_fd)));
+    let spec_fd = sandbox::spec_memfd(&serde_json::to_string(spec)?).context("passing the sandbox its spec")?;
+    cmd.arg("__sandbox").arg(format!("fd:{}", std::os::fd::AsRawFd::as_raw_fd(&spec_fd)));
     let mut stdio_paths = Vec::new();
     for (fd, name) in [(0, "stdin"), (1, STDOUT_LOG), (2, STDERR_LOG)] {
         if passes(fd) {
@@ -452,34 +342,17 @@ fn spawn_sandbox(
             }
             continue;
         }
-        let path = if fd == 0 {
-            "/dev/null".to_string()
-        } else {
-            run_dir.join(name).display().to_string()
-        };
+        let path = if fd == 0 { "/dev/null".to_string() } else { run_dir.join(name).display().to_string() };
         stdio_paths.push((fd as i64, path));
         // A production file (or socket) as stdio would be a write path out of the overlay.
-        let stdio = if fd == 0 {
-            Stdio::null()
-        } else {
-            Stdio::from(File::create(run_dir.join(name)).on(
-                "creating",
-                &run_dir.join(name),
-                RUN_DIR,
-            )?)
-        };
+        let stdio = if fd == 0 { Stdio::null() } else { Stdio::from(File::create(run_dir.join(name)).on("creating", &run_dir.join(name), RUN_DIR)?) };
         match fd {
             0 => cmd.stdin(stdio),
             1 => cmd.stdout(stdio),
             _ => cmd.stderr(stdio),
         };
     }
-    let inherited = [
-        Some(spec.tracked_fd),
-        Some(std::os::fd::AsRawFd::as_raw_fd(&spec_fd)),
-        spec.supervisor_fd,
-        spec.netns_fd,
-    ];
+    let inherited = [Some(spec.tracked_fd), Some(std::os::fd::AsRawFd::as_raw_fd(&spec_fd)), spec.supervisor_fd, spec.netns_fd];
     unsafe {
         cmd.pre_exec(move || {
             // Keep open across exec: the TRACKED map (W inserts itself through it), the spec's
@@ -500,9 +373,7 @@ fn spawn_sandbox(
 
 /// Only a terminal, a pipe or /dev/null may be the pilot's stdio.
 fn passes(fd: i32) -> bool {
-    let Ok(meta) = fs::metadata(format!("/proc/self/fd/{fd}")) else {
-        return true;
-    };
+    let Ok(meta) = fs::metadata(format!("/proc/self/fd/{fd}")) else { return true };
     let ft = meta.file_type();
     if ft.is_fifo() {
         return true;
@@ -518,10 +389,7 @@ fn parse_allowed(list: &[String]) -> Result<Vec<SocketAddr>> {
     list.iter()
         .map(|s| {
             s.parse::<SocketAddr>().map_err(|_| {
-                UsageError::new(format!(
-                    "--allow {s}: give ADDR:PORT, e.g. 10.0.0.5:5432 or [::1]:8080"
-                ))
-                .into()
+                UsageError::new(format!("--allow {s}: give ADDR:PORT, e.g. 10.0.0.5:5432 or [::1]:8080")).into()
             })
         })
         .collect()
@@ -537,9 +405,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 fn run_id() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     format!("{}-{}", now.as_secs(), std::process::id())
 }
 
@@ -553,12 +419,8 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("soon").is_err());
-        assert_eq!(
-            parse_allowed(&["127.0.0.1:80".into(), "[::1]:8080".into()])
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(parse_allowed(&["127.0.0.1:80".into(), "[::1]:8080".into()]).unwrap().len(), 2);
         assert!(parse_allowed(&["localhost".into()]).is_err());
     }
 }
+

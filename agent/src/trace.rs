@@ -34,9 +34,7 @@ impl Target {
         match (args.pid, &args.cgroup, args.command.is_empty()) {
             (Some(pid), None, true) => {
                 if pid <= 0 || pid > u32::MAX as i64 || !procfs::exists(pid as u32) {
-                    bail!(UsageError::new(format!(
-                        "no process with pid {pid}: check it with `ps -p {pid}`"
-                    )));
+                    bail!(UsageError::new(format!("no process with pid {pid}: check it with `ps -p {pid}`")));
                 }
                 Ok(Target::Pid(pid as u32))
             }
@@ -48,9 +46,7 @@ impl Target {
             (None, None, true) => bail!(UsageError::new(
                 "nothing to trace: give `--pid PID`, `--cgroup PATH` or `-- CMD [ARGS...]`"
             )),
-            _ => bail!(UsageError::new(
-                "give only one of `--pid`, `--cgroup` and `-- CMD`"
-            )),
+            _ => bail!(UsageError::new("give only one of `--pid`, `--cgroup` and `-- CMD`")),
         }
     }
 
@@ -89,62 +85,36 @@ pub fn run(args: TraceArgs) -> Result<i32> {
 pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
     let target = Target::from_args(&args)?;
     probes::preflight()?;
-    let mut opts = probes::Options {
-        ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024),
-        ..Default::default()
-    };
+    let mut opts = probes::Options { ringbuf_bytes: args.events.ringbuf_kib.saturating_mul(1024), ..Default::default() };
     if let Target::Cgroup { id, level, .. } = &target {
         opts.cgroup = Some((*id, *level));
     }
     let mut probes = Probes::load(&opts)?;
-    let out = Output::create(
-        args.out.as_deref(),
-        args.events.export.as_deref(),
-        args.verbose,
-    )?;
+    let out = Output::create(args.out.as_deref(), args.events.export.as_deref(), args.verbose)?;
     let snapshot = {
         let _phase = tracing::debug_span!("phase", name = "host snapshot").entered();
         Snapshot::take(&target.existing_tree())
     };
     tracing::debug!("host snapshot: {} components", snapshot.components.len());
-    let proxy = if launch.proxy {
-        Some(crate::sink::live::LiveProxy::start(&mut probes, &snapshot)?)
-    } else {
-        None
-    };
+    let proxy = if launch.proxy { Some(crate::sink::live::LiveProxy::start(&mut probes, &snapshot)?) } else { None };
     session::catch_interrupts();
     // Orphaned descendants (daemons) are re-parented to us, so we reap them and know when the
     // tree is gone.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let mut lc = Lifecycle::new(probes, out);
-    lc.session
-        .account
-        .group_by(snapshot.clone().owner_of_event(), args.verbose);
-    let root = start(
-        &target,
-        &launch,
-        proxy.as_ref().map(|p| p.procs_fd()),
-        &mut lc.probes,
-        &mut lc.session.tracker,
-    )?;
+    lc.session.account.group_by(snapshot.clone().owner_of_event(), args.verbose);
+    let root = start(&target, &launch, proxy.as_ref().map(|p| p.procs_fd()), &mut lc.probes, &mut lc.session.tracker)?;
     // Readable the moment the command exits, so the loop does not wait out its poll.
     let exited = match &target {
         Target::Command(_) => root.and_then(session::pidfd),
         _ => None,
     };
-    let mut rule = Until {
-        target: &target,
-        root,
-        root_status: None,
-        exited,
-    };
+    let mut rule = Until { target: &target, root, root_status: None, exited };
     lc.poll_until(&mut rule)?;
     let root_status = rule.root_status;
     lc.drain()?;
     let mut snapshot = snapshot;
-    snapshot.merge(Snapshot::take(
-        &lc.session.tracker.processes().map(|p| p.pid).collect(),
-    ));
+    snapshot.merge(Snapshot::take(&lc.session.tracker.processes().map(|p| p.pid).collect()));
     let traced = Traced {
         target: target.describe(),
         command: match &target {
@@ -163,10 +133,7 @@ pub fn run_with(args: TraceArgs, launch: Launch) -> Result<i32> {
     session::write_graph(&finished.out, &finished.graph)?;
     finished.print_account();
     if let Some(dir) = &args.out {
-        eprintln!(
-            "pilot: wrote {EVENTS}, {SUMMARY}, {GRAPH} and {GRAPH_DOT} in {}",
-            dir.display()
-        );
+        eprintln!("pilot: wrote {EVENTS}, {SUMMARY}, {GRAPH} and {GRAPH_DOT} in {}", dir.display());
     }
     Ok(match &target {
         Target::Command(_) => root_status.unwrap_or(1),
@@ -184,11 +151,7 @@ struct Until<'a> {
 
 impl StopRule for Until<'_> {
     fn wake(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        if self.root_status.is_none() {
-            session::wake_fd(&self.exited)
-        } else {
-            None
-        }
+        if self.root_status.is_none() { session::wake_fd(&self.exited) } else { None }
     }
 
     fn done(&mut self, probes: &mut Probes, session: &mut Session) -> Result<bool> {
@@ -213,13 +176,7 @@ impl StopRule for Until<'_> {
 }
 
 /// Start the command (tracked before its first instruction) or adopt what already runs.
-fn start(
-    target: &Target,
-    launch: &Launch,
-    join_cgroup: Option<std::os::fd::RawFd>,
-    probes: &mut Probes,
-    tracker: &mut Tracker,
-) -> Result<Option<u32>> {
+fn start(target: &Target, launch: &Launch, join_cgroup: Option<std::os::fd::RawFd>, probes: &mut Probes, tracker: &mut Tracker) -> Result<Option<u32>> {
     match target {
         Target::Command(argv) => {
             let (map_fd, run) = (probes.tracked_fd(), probes.run_id());
@@ -242,13 +199,12 @@ fn start(
                 })
             };
             let fds = crate::tracker::FdTable::inherited_from_self();
-            let child = cmd
-                .spawn()
-                .map_err(|e| UsageError::new(format!("cannot start `{}`: {e}", argv[0])))?;
+            let child = cmd.spawn().map_err(|e| {
+                UsageError::new(format!("cannot start `{}`: {e}", argv[0]))
+            })?;
             let cwd = match &launch.cwd {
                 Some(c) => c.clone(),
-                None => std::env::current_dir()
-                    .context("reading the working directory (was it removed?)")?,
+                None => std::env::current_dir().context("reading the working directory (was it removed?)")?,
             };
             tracker.adopt_child(child.id(), fds, cwd.display().to_string());
             Ok(Some(child.id()))
@@ -274,3 +230,4 @@ fn start(
         }
     }
 }
+

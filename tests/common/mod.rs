@@ -75,14 +75,7 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 /// binary into cargo's scratch directory for integration tests.
 pub fn effects() -> &'static str {
     static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        c_helper(
-            "tests/helpers/effects.c",
-            "effects",
-            &["-O1", "-Wall", "-Wextra", "-Werror", "-pthread"],
-            "PILOT_TEST_EFFECTS",
-        )
-    })
+    BIN.get_or_init(|| c_helper("tests/helpers/effects.c", "effects", &["-O1", "-Wall", "-Wextra", "-Werror", "-pthread"], "PILOT_TEST_EFFECTS"))
 }
 
 /// Build the C program `src` (relative to the repository) with gcc `flags` into cargo's
@@ -120,11 +113,7 @@ pub fn c_helper(src: &str, name: &str, flags: &[&str], prebuilt: &str) -> String
 /// The cgroup v2 hierarchy: /sys/fs/cgroup/unified on hybrid hosts (the project's machines),
 /// /sys/fs/cgroup where systemd mounts only v2 (Ubuntu, Debian 12, RHEL 9 defaults).
 pub fn cgroup2_root() -> &'static str {
-    if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
-        "/sys/fs/cgroup/unified"
-    } else {
-        "/sys/fs/cgroup"
-    }
+    if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() { "/sys/fs/cgroup/unified" } else { "/sys/fs/cgroup" }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -139,14 +128,8 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        let dir = tempfile::Builder::new()
-            .prefix("pilot-test-")
-            .tempdir()
-            .expect("creating a temp dir");
-        let path = dir
-            .path()
-            .canonicalize()
-            .expect("canonicalizing the temp dir");
+        let dir = tempfile::Builder::new().prefix("pilot-test-").tempdir().expect("creating a temp dir");
+        let path = dir.path().canonicalize().expect("canonicalizing the temp dir");
         Scratch { dir, path }
     }
 
@@ -184,24 +167,17 @@ impl Scratch {
 /// Where a production path's copy lands in a run directory's overlay: upper/<key>/<rel>, from
 /// mounts.json (the longest overlaid mount point holding it). None: no overlay holds it.
 pub fn upper_of(run: &Path, path: &Path) -> Option<PathBuf> {
-    let plans: Vec<serde_json::Value> =
-        serde_json::from_str(&fs::read_to_string(run.join("mounts.json")).ok()?).ok()?;
+    let plans: Vec<serde_json::Value> = serde_json::from_str(&fs::read_to_string(run.join("mounts.json")).ok()?).ok()?;
     let mut best: Option<(String, String)> = None;
     for p in plans {
         let Some(o) = p.get("Overlay") else { continue };
-        let (Some(mp), Some(key)) = (o["mount_point"].as_str(), o["key"].as_str()) else {
-            continue;
-        };
+        let (Some(mp), Some(key)) = (o["mount_point"].as_str(), o["key"].as_str()) else { continue };
         if path.starts_with(mp) && best.as_ref().is_none_or(|(b, _)| mp.len() > b.len()) {
             best = Some((mp.to_string(), key.to_string()));
         }
     }
     let (mp, key) = best?;
-    Some(
-        run.join("upper")
-            .join(key)
-            .join(path.strip_prefix(&mp).ok()?),
-    )
+    Some(run.join("upper").join(key).join(path.strip_prefix(&mp).ok()?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,10 +238,7 @@ impl Event {
         [&self.path, &self.path2, &self.addr, &self.comm]
             .iter()
             .any(|f| f.as_deref().is_some_and(|s| s.contains(needle)))
-            || self
-                .argv
-                .as_ref()
-                .is_some_and(|a| a.iter().any(|s| s.contains(needle)))
+            || self.argv.as_ref().is_some_and(|a| a.iter().any(|s| s.contains(needle)))
     }
 }
 
@@ -353,8 +326,7 @@ impl Pilot {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.args
-            .extend(args.into_iter().map(|s| s.as_ref().to_string()));
+        self.args.extend(args.into_iter().map(|s| s.as_ref().to_string()));
         self
     }
 
@@ -423,10 +395,7 @@ impl Pilot {
 
     /// Start pilot; the caller waits with [`Running::wait`].
     pub fn spawn(self) -> Running {
-        let results = tempfile::Builder::new()
-            .prefix("pilot-run-")
-            .tempdir()
-            .expect("temp dir for the run");
+        let results = tempfile::Builder::new().prefix("pilot-run-").tempdir().expect("temp dir for the run");
         // `trace` for `pilot trace`, `run` for `pilot run`.
         let out_dir = results.path().join(&self.args[0]);
         let stdout = fs::File::create(results.path().join("stdout")).unwrap();
@@ -439,11 +408,7 @@ impl Pilot {
         }
         let mut cmd = Command::new(pilot_bin());
         cmd.args(&args)
-            .stdin(if self.stdin_pipe {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if self.stdin_pipe { Stdio::piped() } else { Stdio::null() })
             .env("RUST_BACKTRACE", "1")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         let copied = if self.pipes {
@@ -533,9 +498,7 @@ impl Running {
     pub fn write_stdin(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self.stdin.as_mut() {
             Some(s) => s.write_all(bytes),
-            None => Err(std::io::Error::other(
-                "pilot's stdin is not a pipe (Pilot::stdin_pipe)",
-            )),
+            None => Err(std::io::Error::other("pilot's stdin is not a pipe (Pilot::stdin_pipe)")),
         }
     }
 
@@ -571,12 +534,7 @@ impl Running {
 
     /// Is pilot still running?
     pub fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .unwrap()
-            .try_wait()
-            .expect("try_wait")
-            .is_none()
+        self.child.as_mut().unwrap().try_wait().expect("try_wait").is_none()
     }
 
     /// The stderr pilot printed so far.
@@ -590,17 +548,10 @@ impl Running {
         let deadline = Instant::now() + self.timeout;
         while !self.stderr_so_far().contains(needle) {
             if !self.running() {
-                panic!(
-                    "pilot exited before printing {needle:?}:\n{}",
-                    self.stderr_so_far()
-                );
+                panic!("pilot exited before printing {needle:?}:\n{}", self.stderr_so_far());
             }
             if Instant::now() > deadline {
-                panic!(
-                    "pilot did not print {needle:?} within {:?}:\n{}",
-                    self.timeout,
-                    self.stderr_so_far()
-                );
+                panic!("pilot did not print {needle:?} within {:?}:\n{}", self.timeout, self.stderr_so_far());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -645,9 +596,7 @@ impl Running {
         }
         let summary = fs::read_to_string(self.out_dir.join("summary.json"))
             .ok()
-            .map(|t| {
-                serde_json::from_str(&t).unwrap_or_else(|err| panic!("summary.json: {err}: {t}"))
-            });
+            .map(|t| serde_json::from_str(&t).unwrap_or_else(|err| panic!("summary.json: {err}: {t}")));
         use std::os::unix::process::ExitStatusExt as _;
         Run {
             code: status.code(),
@@ -704,14 +653,8 @@ impl Run {
     /// Everything about the run, for failure messages (events capped).
     pub fn dump(&self) -> String {
         const MAX: usize = 400;
-        let mut s = format!(
-            "pilot {:?}\nexit code {:?} signal {:?}\n",
-            self.args, self.code, self.signal
-        );
-        s += &format!(
-            "--- stdout ---\n{}\n--- stderr ---\n{}\n",
-            self.stdout, self.stderr
-        );
+        let mut s = format!("pilot {:?}\nexit code {:?} signal {:?}\n", self.args, self.code, self.signal);
+        s += &format!("--- stdout ---\n{}\n--- stderr ---\n{}\n", self.stdout, self.stderr);
         s += &format!("--- events.jsonl ({} lines) ---\n", self.lines.len());
         for l in self.lines.iter().take(MAX) {
             s += l;
@@ -728,18 +671,11 @@ impl Run {
     }
 
     pub fn assert_exit(&self, code: i32) {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "pilot's exit status\n{}",
-            self.dump()
-        );
+        assert_eq!(self.code, Some(code), "pilot's exit status\n{}", self.dump());
     }
 
     pub fn summary(&self) -> &serde_json::Value {
-        self.summary
-            .as_ref()
-            .unwrap_or_else(|| panic!("no summary.json\n{}", self.dump()))
+        self.summary.as_ref().unwrap_or_else(|| panic!("no summary.json\n{}", self.dump()))
     }
 
     pub fn of_kind(&self, kind: &str) -> Vec<&Event> {
@@ -761,13 +697,7 @@ impl Run {
     /// Exactly one event matches `pred`.
     pub fn one(&self, what: &str, pred: impl Fn(&Event) -> bool) -> &Event {
         let found = self.all(&pred);
-        assert_eq!(
-            found.len(),
-            1,
-            "expected exactly one event: {what}, found {:#?}\n{}",
-            found,
-            self.dump()
-        );
+        assert_eq!(found.len(), 1, "expected exactly one event: {what}, found {:#?}\n{}", found, self.dump());
         found[0]
     }
 
@@ -779,11 +709,7 @@ impl Run {
     /// No event matches `pred`.
     pub fn none(&self, what: &str, pred: impl Fn(&Event) -> bool) {
         let found = self.all(pred);
-        assert!(
-            found.is_empty(),
-            "unexpected event(s): {what}: {found:#?}\n{}",
-            self.dump()
-        );
+        assert!(found.is_empty(), "unexpected event(s): {what}: {found:#?}\n{}", self.dump());
     }
 
     /// Every write event on `path`, with the sums of bytes and calls.
@@ -801,26 +727,18 @@ impl Run {
         self.stdout
             .lines()
             .filter(|l| l.starts_with(&prefix))
-            .find_map(|l| {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_prefix(&pat)?.parse().ok())
-            })
+            .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix(&pat)?.parse().ok()))
             .unwrap_or_else(|| panic!("no `{op} ... {key}=N` line on stdout\n{}", self.dump()))
     }
 
     /// The pid of the (first) process that exec'd `exe`.
     pub fn pid_of_exec(&self, exe: &str) -> u32 {
-        self.find(&format!("exec of {exe}"), |e| {
-            e.kind == "exec" && e.ret == Some(0) && e.path() == exe
-        })
-        .pid
+        self.find(&format!("exec of {exe}"), |e| e.kind == "exec" && e.ret == Some(0) && e.path() == exe).pid
     }
 
     /// summary.json's field as u64.
     pub fn summary_u64(&self, key: &str) -> u64 {
-        self.summary()[key]
-            .as_u64()
-            .unwrap_or_else(|| panic!("summary.{key} is not a number\n{}", self.dump()))
+        self.summary()[key].as_u64().unwrap_or_else(|| panic!("summary.{key} is not a number\n{}", self.dump()))
     }
 }
 
@@ -829,14 +747,7 @@ impl Run {
 macro_rules! check {
     ($run:expr, $event:expr, $field:ident, $want:expr) => {{
         let e = $event;
-        assert_eq!(
-            e.$field,
-            $want,
-            "field `{}` of {:#?}\n{}",
-            stringify!($field),
-            e,
-            $run.dump()
-        );
+        assert_eq!(e.$field, $want, "field `{}` of {:#?}\n{}", stringify!($field), e, $run.dump());
     }};
 }
 
@@ -856,26 +767,15 @@ impl Server {
         let l = TcpListener::bind(addr).expect("binding a loopback listener");
         let port = l.local_addr().unwrap().port();
         l.set_nonblocking(true).unwrap();
-        (
-            Server::serve(move || {
-                l.accept()
-                    .map(|(s, _)| Box::new(s) as Box<dyn std::io::Read + Send>)
-            }),
-            port,
-        )
+        (Server::serve(move || l.accept().map(|(s, _)| Box::new(s) as Box<dyn std::io::Read + Send>)), port)
     }
 
     pub fn unix(l: UnixListener) -> Server {
         l.set_nonblocking(true).unwrap();
-        Server::serve(move || {
-            l.accept()
-                .map(|(s, _)| Box::new(s) as Box<dyn std::io::Read + Send>)
-        })
+        Server::serve(move || l.accept().map(|(s, _)| Box::new(s) as Box<dyn std::io::Read + Send>))
     }
 
-    fn serve(
-        mut accept: impl FnMut() -> std::io::Result<Box<dyn std::io::Read + Send>> + Send + 'static,
-    ) -> Server {
+    fn serve(mut accept: impl FnMut() -> std::io::Result<Box<dyn std::io::Read + Send>> + Send + 'static) -> Server {
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
         let (s, r) = (stop.clone(), received.clone());
@@ -892,11 +792,7 @@ impl Server {
                 }
             }
         });
-        Server {
-            stop,
-            received,
-            thread: Some(thread),
-        }
+        Server { stop, received, thread: Some(thread) }
     }
 
     pub fn received(&self) -> u64 {
@@ -931,18 +827,9 @@ impl Service {
             data.display().to_string()
         );
         fs::write(dir.join("store_svc.py"), script).expect("writing the service");
-        let mut child = Command::new(PYTHON)
-            .arg(dir.join("store_svc.py"))
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting the service");
+        let mut child = Command::new(PYTHON).arg(dir.join("store_svc.py")).current_dir(dir).stdout(Stdio::piped()).spawn().expect("starting the service");
         let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().expect("piped")),
-            &mut line,
-        )
-        .expect("the service starting");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().expect("piped")), &mut line).expect("the service starting");
         Service(child)
     }
 }
@@ -959,21 +846,12 @@ impl Drop for Service {
 pub fn pids_with(marker: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv0 = cmdline
-            .split(|b| *b == 0)
-            .next()
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .unwrap_or_default();
+        let argv0 = cmdline.split(|b| *b == 0).next().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let is_pilot = argv0 == pilot_bin() || argv0 == "/proc/self/exe";
-        if !is_pilot
-            && String::from_utf8_lossy(&cmdline).contains(marker)
-            && !state.contains(") Z ")
-        {
+        if !is_pilot && String::from_utf8_lossy(&cmdline).contains(marker) && !state.contains(") Z ") {
             out.push(pid);
         }
     }
@@ -987,12 +865,7 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(cmd: &mut Command) -> Proc {
-        Proc {
-            child: cmd
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("starting a helper process"),
-        }
+        Proc { child: cmd.stdin(Stdio::null()).spawn().expect("starting a helper process") }
     }
 
     /// `/bin/sh -c script`
@@ -1064,9 +937,7 @@ pub fn direct(argv: &[String], fds: &[(RawFd, RawFd)]) -> Direct {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).stdin(Stdio::null()).current_dir("/");
     inherit_fds(&mut cmd, fds);
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {argv:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {argv:?}: {e}"));
     Direct {
         status: out.status,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -1077,13 +948,7 @@ pub fn direct(argv: &[String], fds: &[(RawFd, RawFd)]) -> Direct {
 /// [`direct`], which must succeed.
 pub fn direct_ok(argv: &[String], fds: &[(RawFd, RawFd)]) -> Direct {
     let d = direct(argv, fds);
-    assert!(
-        d.status.success(),
-        "control {argv:?} failed: {:?}\nstdout: {}\nstderr: {}",
-        d.status,
-        d.stdout,
-        d.stderr
-    );
+    assert!(d.status.success(), "control {argv:?} failed: {:?}\nstdout: {}\nstderr: {}", d.status, d.stdout, d.stderr);
     d
 }
 
@@ -1108,10 +973,7 @@ pub fn py_argv(code: &str, args: &[&str]) -> Vec<String> {
 
 /// Fail at once, naming the interpreter, if [`PYTHON`] is missing.
 pub fn require_python() {
-    assert!(
-        Path::new(PYTHON).exists(),
-        "{PYTHON} is needed by this case"
-    );
+    assert!(Path::new(PYTHON).exists(), "{PYTHON} is needed by this case");
 }
 
 /// Wait until `cond` holds (polling), up to `t`; false on timeout.
@@ -1141,13 +1003,6 @@ pub fn write_file(path: &Path, content: &str) -> std::io::Result<()> {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::AtomicU32;
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}-{nanos:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{}-{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }

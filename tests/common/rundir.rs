@@ -25,17 +25,13 @@ impl Run {
 
     /// A JSON file of the run directory; fails the test when it is missing or not JSON.
     pub fn json(&self, name: &str) -> Value {
-        serde_json::from_str(&self.read(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", self.dump()))
+        serde_json::from_str(&self.read(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{}", self.dump()))
     }
 
     /// events.jsonl as JSON values, with every field (the typed [`super::Event`] has the
     /// documented ones only).
     pub fn events_json(&self) -> Vec<Value> {
-        self.read("events.jsonl")
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        self.read("events.jsonl").lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 
     /// The first line of events.jsonl matching `pred`.
@@ -49,10 +45,7 @@ impl Run {
 
     /// What the sink caught (sink.json).
     pub fn sink(&self) -> Vec<Value> {
-        self.json("sink.json")
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.json("sink.json").as_array().cloned().unwrap_or_default()
     }
 
     /// The pilot command's own exit status (verdict.json `pilot_exit`; -1 when absent).
@@ -62,22 +55,9 @@ impl Run {
 
     /// The changes as `pilot diff DIR --json` prints them (and changes.json must exist).
     pub fn changes(&self) -> Vec<Value> {
-        assert!(
-            self.dir.join("changes.json").exists(),
-            "no changes.json\n{}",
-            self.dump()
-        );
-        let out = Command::new(pilot_bin())
-            .arg("diff")
-            .arg(&self.dir)
-            .arg("--json")
-            .output()
-            .expect("pilot diff");
-        assert!(
-            out.status.success(),
-            "pilot diff failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(self.dir.join("changes.json").exists(), "no changes.json\n{}", self.dump());
+        let out = Command::new(pilot_bin()).arg("diff").arg(&self.dir).arg("--json").output().expect("pilot diff");
+        assert!(out.status.success(), "pilot diff failed: {}", String::from_utf8_lossy(&out.stderr));
         let v: Value = serde_json::from_slice(&out.stdout).expect("pilot diff --json output");
         v["changes"].as_array().cloned().unwrap_or_default()
     }
@@ -91,8 +71,7 @@ impl Run {
     /// Where a production path's copy lands in the run's overlay: upper/<key>/<rel>, from
     /// mounts.json (the longest overlaid mount point containing it).
     pub fn upper_of(&self, path: &Path) -> PathBuf {
-        super::upper_of(&self.dir, path)
-            .unwrap_or_else(|| panic!("no overlay holds {}\n{}", path.display(), self.dump()))
+        super::upper_of(&self.dir, path).unwrap_or_else(|| panic!("no overlay holds {}\n{}", path.display(), self.dump()))
     }
 
     /// pilot ran (exit 0 pass, 3 blocked by policy, 4 command failed), never 1 or 2, and
@@ -105,21 +84,12 @@ impl Run {
             self.signal,
             self.dump()
         );
-        assert!(
-            self.dir.join("verdict.json").exists(),
-            "no verdict.json\n{}",
-            self.dump()
-        );
+        assert!(self.dir.join("verdict.json").exists(), "no verdict.json\n{}", self.dump());
     }
 
     /// The command itself exited 0 (verdict.json `pilot_exit`).
     pub fn assert_command_ok(&self) {
-        assert_eq!(
-            self.command_exit(),
-            0,
-            "the pilot command failed\n{}",
-            self.dump()
-        );
+        assert_eq!(self.command_exit(), 0, "the pilot command failed\n{}", self.dump());
     }
 
     /// No overlay (or any mount) of this run is left in the host's mount table, and the
@@ -128,11 +98,7 @@ impl Run {
         let run_dir = self.dir.display().to_string();
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let left: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&run_dir)).collect();
-        assert!(
-            left.is_empty(),
-            "mounts of the run left behind:\n{}",
-            left.join("\n")
-        );
+        assert!(left.is_empty(), "mounts of the run left behind:\n{}", left.join("\n"));
         for root in ["/sys/fs/cgroup/unified/pilot", "/sys/fs/cgroup/pilot"] {
             let suffix = format!("-{}", self.pid);
             for e in fs::read_dir(root).into_iter().flatten().flatten() {
@@ -157,11 +123,7 @@ impl Run {
             }
         }
         if !s.is_empty() {
-            s = format!(
-                "--- run dir {}, after {:?} ---\n{s}",
-                self.dir.display(),
-                self.elapsed
-            );
+            s = format!("--- run dir {}, after {:?} ---\n{s}", self.dir.display(), self.elapsed);
         }
         s
     }

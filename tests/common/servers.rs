@@ -48,11 +48,7 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// 120 s: a limit that only turns a hang into a failure (three ZooKeeper JVMs electing a
@@ -69,52 +65,30 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 pub fn require(bin: &str) {
-    assert!(
-        Path::new(bin).exists(),
-        "{bin} is missing: `cargo xtask bootstrap` installs it (Debian packages)"
-    );
+    assert!(Path::new(bin).exists(), "{bin} is missing: `cargo xtask bootstrap` installs it (Debian packages)");
 }
 
 /// What each server's tests run, at Debian's paths (the VM image of `cargo xtask vm-test`
 /// holds them: xtask/src/vm/servers.rs).
 pub const REDIS: &[&str] = &["/usr/bin/redis-server", "/usr/bin/redis-cli"];
-pub const POSTGRES: &[&str] = &[
-    "/usr/lib/postgresql/15/bin/initdb",
-    "/usr/lib/postgresql/15/bin/postgres",
-    "/usr/lib/postgresql/15/bin/psql",
-];
-pub const PG_TOOLS: &[&str] = &[
-    "/usr/lib/postgresql/15/bin/pg_dump",
-    "/usr/lib/postgresql/15/bin/pg_basebackup",
-];
+pub const POSTGRES: &[&str] = &["/usr/lib/postgresql/15/bin/initdb", "/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/psql"];
+pub const PG_TOOLS: &[&str] = &["/usr/lib/postgresql/15/bin/pg_dump", "/usr/lib/postgresql/15/bin/pg_basebackup"];
 pub const DNSMASQ: &[&str] = &["/usr/sbin/dnsmasq", "/usr/bin/getent", "/usr/bin/unshare"];
 pub const HTTP: &[&str] = &["/usr/bin/python3", "/usr/bin/curl"];
 pub const ETCD: &[&str] = &["/usr/bin/etcd", "/usr/bin/etcdctl"];
-pub const ZOOKEEPER: &[&str] = &[
-    "/usr/bin/java",
-    "/usr/share/java/zookeeper.jar",
-    "/usr/share/zookeeper/bin/zkCli.sh",
-];
+pub const ZOOKEEPER: &[&str] = &["/usr/bin/java", "/usr/share/java/zookeeper.jar", "/usr/share/zookeeper/bin/zkCli.sh"];
 
 /// True when every one of `needs` is there. When one is absent (a VM image built on a host
 /// without it) the test is skipped, never passed silently: it says so on stderr, past
 /// libtest's capture, as `SKIP <test>: <why>` (one write, so that lines of parallel tests do
 /// not interleave), which `cargo xtask vm-test` shows as skip with the reason.
 pub fn present(needs: &[&[&str]]) -> bool {
-    let missing: Vec<&str> = needs
-        .iter()
-        .flat_map(|n| n.iter())
-        .copied()
-        .filter(|b| !Path::new(b).exists())
-        .collect();
+    let missing: Vec<&str> = needs.iter().flat_map(|n| n.iter()).copied().filter(|b| !Path::new(b).exists()).collect();
     if missing.is_empty() {
         return true;
     }
     let test = std::thread::current().name().unwrap_or("rpc").to_string();
-    let line = format!(
-        "SKIP {test}: {} missing (Debian packages `cargo xtask bootstrap` installs)\n",
-        missing.join(", ")
-    );
+    let line = format!("SKIP {test}: {} missing (Debian packages `cargo xtask bootstrap` installs)\n", missing.join(", "));
     use std::io::Write;
     let _ = std::io::stderr().write_all(line.as_bytes());
     false
@@ -140,18 +114,7 @@ impl Redis {
         let port = free_port();
         let sock = dir.join("redis.sock");
         let child = Command::new("/usr/bin/redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--unixsocketperm",
-                "777",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--unixsocketperm", "777"])
             .arg("--unixsocket")
             .arg(&sock)
             .arg("--dir")
@@ -169,11 +132,7 @@ impl Redis {
 
     /// redis-cli against it, without pilot.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -189,12 +148,7 @@ pub struct Postgres {
 
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// setpriv's arguments to run a program as user postgres (postgres refuses to run as root).
-const AS_POSTGRES: &[&str] = &[
-    "--reuid=postgres",
-    "--regid=postgres",
-    "--clear-groups",
-    "--",
-];
+const AS_POSTGRES: &[&str] = &["--reuid=postgres", "--regid=postgres", "--clear-groups", "--"];
 
 impl Postgres {
     pub fn shared() -> &'static Postgres {
@@ -209,14 +163,7 @@ impl Postgres {
         // setpriv, not runuser: no PAM session, which the VM guest has no configuration for.
         let st = Command::new("setpriv")
             .args(AS_POSTGRES)
-            .args([
-                &format!("{PG_BIN}/initdb"),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-D",
-            ])
+            .args([&format!("{PG_BIN}/initdb"), "-A", "trust", "-U", "postgres", "-D"])
             .arg(&data)
             .stdout(Stdio::null())
             .status()
@@ -225,14 +172,7 @@ impl Postgres {
         let port = free_port();
         let child = Command::new("setpriv")
             .args(AS_POSTGRES)
-            .args([
-                &format!("{PG_BIN}/postgres"),
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-k",
-            ])
+            .args([&format!("{PG_BIN}/postgres"), "-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
             .arg(&dir)
             .arg("-D")
             .arg(&data)
@@ -244,10 +184,7 @@ impl Postgres {
         let p = Postgres { port, sockdir: dir };
         wait_until("postgres", || p.sql("SELECT 1").trim() == "1");
         // The postmaster itself (setpriv execs it, but a wrapper may sit between): by its PID too.
-        if let Some(pid) = std::fs::read_to_string(data.join("postmaster.pid"))
-            .ok()
-            .and_then(|t| t.lines().next()?.trim().parse().ok())
-        {
+        if let Some(pid) = std::fs::read_to_string(data.join("postmaster.pid")).ok().and_then(|t| t.lines().next()?.trim().parse().ok()) {
             stop_at_exit(pid, libc::SIGINT);
         }
         p
@@ -256,16 +193,7 @@ impl Postgres {
     /// psql over TCP, without pilot: tuples only, unaligned.
     pub fn sql(&self, q: &str) -> String {
         let out = Command::new(format!("{PG_BIN}/psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-tAc",
-                q,
-            ])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-tAc", q])
             .output()
             .expect("psql");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -295,14 +223,7 @@ impl Dns {
         let name = format!("db-{p}.pilot-test.internal");
         let answer = "127.9.8.7".to_string();
         let child = Command::new("/usr/sbin/dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--port=53",
-                "--log-facility=-",
-            ])
+            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", "--port=53", "--log-facility=-"])
             .arg(format!("--listen-address={addr}"))
             .arg(format!("--address=/{name}/{answer}"))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
@@ -312,17 +233,8 @@ impl Dns {
             .expect("starting dnsmasq");
         stop_at_exit(child.id() as i32, libc::SIGTERM);
         let resolv = dir.join("resolv.conf");
-        std::fs::write(
-            &resolv,
-            format!("nameserver {addr}\noptions timeout:2 attempts:1\n"),
-        )
-        .unwrap();
-        let d = Dns {
-            addr,
-            resolv,
-            name,
-            answer,
-        };
+        std::fs::write(&resolv, format!("nameserver {addr}\noptions timeout:2 attempts:1\n")).unwrap();
+        let d = Dns { addr, resolv, name, answer };
         wait_until("dnsmasq", || d.answers());
         d
     }
@@ -335,13 +247,10 @@ impl Dns {
             q.extend(label.as_bytes());
         }
         q.extend([0, 0, 1, 0, 1]);
-        let Ok(s) = std::net::UdpSocket::bind("127.0.0.1:0") else {
-            return false;
-        };
+        let Ok(s) = std::net::UdpSocket::bind("127.0.0.1:0") else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
         let mut buf = [0u8; 512];
-        s.send_to(&q, (self.addr, 53)).is_ok()
-            && s.recv(&mut buf).is_ok_and(|n| n > 12 && buf[0] == 0x12)
+        s.send_to(&q, (self.addr, 53)).is_ok() && s.recv(&mut buf).is_ok_and(|n| n > 12 && buf[0] == 0x12)
     }
 }
 
@@ -355,16 +264,8 @@ impl Http {
         H.get_or_init(|| {
             let port = free_port();
             // The workspace root lexically (parent, not `..`): the VM image has no agent/ directory.
-            let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap_or(Path::new("/"))
-                .join("tests/helpers/http_store.py");
-            let mut child = Command::new("/usr/bin/python3")
-                .arg(&script)
-                .arg(port.to_string())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("python3");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("/")).join("tests/helpers/http_store.py");
+            let mut child = Command::new("/usr/bin/python3").arg(&script).arg(port.to_string()).stdout(Stdio::piped()).spawn().expect("python3");
             stop_at_exit(child.id() as i32, libc::SIGKILL);
             let mut out = child.stdout.take().unwrap();
             let mut buf = [0u8; 6];
@@ -380,11 +281,7 @@ impl Http {
 
     /// curl without pilot: (status, body).
     pub fn curl(&self, args: &[&str]) -> String {
-        let out = Command::new("curl")
-            .args(["-s"])
-            .args(args)
-            .output()
-            .expect("curl");
+        let out = Command::new("curl").args(["-s"]).args(args).output().expect("curl");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -413,9 +310,7 @@ impl Etcd {
         let peers: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let names: Vec<String> = (0..n).map(|i| format!("{name}-m{i}")).collect();
-        let initial: Vec<String> = (0..n)
-            .map(|i| format!("{}=http://127.0.0.1:{}", names[i], peers[i]))
-            .collect();
+        let initial: Vec<String> = (0..n).map(|i| format!("{}=http://127.0.0.1:{}", names[i], peers[i])).collect();
         let mut pids = Vec::new();
         for i in 0..n {
             let child = Command::new("/usr/bin/etcd")
@@ -423,24 +318,12 @@ impl Etcd {
                 .arg(&names[i])
                 .arg("--data-dir")
                 .arg(dir.join(&names[i]))
-                .arg(format!(
-                    "--listen-client-urls=http://127.0.0.1:{}",
-                    client_ports[i]
-                ))
-                .arg(format!(
-                    "--advertise-client-urls=http://127.0.0.1:{}",
-                    client_ports[i]
-                ))
+                .arg(format!("--listen-client-urls=http://127.0.0.1:{}", client_ports[i]))
+                .arg(format!("--advertise-client-urls=http://127.0.0.1:{}", client_ports[i]))
                 .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", peers[i]))
-                .arg(format!(
-                    "--initial-advertise-peer-urls=http://127.0.0.1:{}",
-                    peers[i]
-                ))
+                .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{}", peers[i]))
                 .arg(format!("--initial-cluster={}", initial.join(",")))
-                .arg(format!(
-                    "--initial-cluster-token={name}-{}",
-                    std::process::id()
-                ))
+                .arg(format!("--initial-cluster-token={name}-{}", std::process::id()))
                 .args(["--initial-cluster-state=new", "--log-level=error"])
                 .args(extra)
                 .stdout(Stdio::null())
@@ -451,21 +334,8 @@ impl Etcd {
             stop_at_exit(pid, libc::SIGKILL);
             pids.push(pid);
         }
-        let e = Etcd {
-            clients: client_ports
-                .iter()
-                .map(|p| format!("http://127.0.0.1:{p}"))
-                .collect(),
-            client_ports,
-            names,
-            pids,
-        };
-        wait_until("etcd cluster", || {
-            e.ctl(&["endpoint", "health", "--cluster"])
-                .matches("is healthy")
-                .count()
-                == n
-        });
+        let e = Etcd { clients: client_ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(), client_ports, names, pids };
+        wait_until("etcd cluster", || e.ctl(&["endpoint", "health", "--cluster"]).matches("is healthy").count() == n);
         e
     }
 
@@ -483,22 +353,13 @@ impl Etcd {
             .args(args)
             .output()
             .expect("etcdctl");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     }
 
     /// The id (hex) of member `i`, from `member list`.
     pub fn member_id(&self, i: usize) -> String {
         let list = self.ctl(&["member", "list"]);
-        list.lines()
-            .find(|l| l.contains(&format!(", {},", self.names[i])))
-            .and_then(|l| l.split(',').next())
-            .unwrap_or("")
-            .trim()
-            .to_string()
+        list.lines().find(|l| l.contains(&format!(", {},", self.names[i]))).and_then(|l| l.split(',').next()).unwrap_or("").trim().to_string()
     }
 
     /// Stop member `i` (SIGKILL, by PID).
@@ -530,11 +391,7 @@ impl ZooKeeper {
         let dir = scratch(name);
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let quorum: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let servers: String = quorum
-            .iter()
-            .enumerate()
-            .map(|(i, (q, e))| format!("server.{}=127.0.0.1:{q}:{e}\n", i + 1))
-            .collect();
+        let servers: String = quorum.iter().enumerate().map(|(i, (q, e))| format!("server.{}=127.0.0.1:{q}:{e}\n", i + 1)).collect();
         let mut pids = Vec::new();
         for i in 0..n {
             let data = dir.join(format!("zk{}", i + 1));
@@ -566,18 +423,14 @@ impl ZooKeeper {
             pids.push(pid);
         }
         let z = ZooKeeper { ports, pids };
-        wait_until("zookeeper ensemble", || {
-            (0..n).all(|i| z.word(i, "srvr").contains("Mode: "))
-        });
+        wait_until("zookeeper ensemble", || (0..n).all(|i| z.word(i, "srvr").contains("Mode: ")));
         z
     }
 
     /// A four-letter word to server `i`.
     pub fn word(&self, i: usize, w: &str) -> String {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.ports[i])) else {
-            return String::new();
-        };
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.ports[i])) else { return String::new() };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let _ = s.write_all(w.as_bytes());
         let mut out = String::new();

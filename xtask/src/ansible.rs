@@ -25,9 +25,7 @@ pub fn ansible_test() -> anyhow::Result<()> {
     if c2 != 0 {
         bail!("the playbook is not idempotent: its second run changed {c2} task(s):\n{second}");
     }
-    if probe(command("dpkg-query").args(["-W", "-f=${Status}", "pilot"]))
-        .is_none_or(|s| !s.contains("install ok installed"))
-    {
+    if probe(command("dpkg-query").args(["-W", "-f=${Status}", "pilot"])).is_none_or(|s| !s.contains("install ok installed")) {
         bail!("the playbook did not install the pilot package");
     }
     Ok(())
@@ -41,10 +39,8 @@ fn ansible_playbook() -> anyhow::Result<PathBuf> {
         println!("[ansible] {} (already there)", bin.display());
         return Ok(bin);
     }
-    run(command("python3").args(["-m", "venv"]).arg(&venv))
-        .context("creating the venv (apt-get install python3-venv)")?;
-    run(command(venv.join("bin/pip")).args(["install", "--quiet", ANSIBLE]))
-        .context("pip install ansible-core from PyPI")?;
+    run(command("python3").args(["-m", "venv"]).arg(&venv)).context("creating the venv (apt-get install python3-venv)")?;
+    run(command(venv.join("bin/pip")).args(["install", "--quiet", ANSIBLE])).context("pip install ansible-core from PyPI")?;
     Ok(bin)
 }
 
@@ -58,11 +54,7 @@ fn apply(playbook: &PathBuf, deb: &std::path::Path) -> anyhow::Result<String> {
         .arg(format!("pilot_deb={}", deb.display()))
         .output()
         .context("running ansible-playbook")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{text}");
     if !out.status.success() {
         bail!("ansible-playbook failed (exit {:?})", out.status.code());
@@ -75,10 +67,7 @@ fn changed(output: &str) -> anyhow::Result<u64> {
     let recaps: Vec<u64> = output
         .lines()
         .filter(|l| l.starts_with("localhost"))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|f| f.strip_prefix("changed="))
-        })
+        .filter_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("changed=")))
         .filter_map(|n| n.parse().ok())
         .collect();
     if recaps.is_empty() {

@@ -52,14 +52,7 @@ const APT_PACKAGES: &[&str] = &[
     "zookeeper",
 ];
 /// What only `cargo xtask bench` needs: the tools pilot is compared with and the workloads.
-pub const BENCH_APT_PACKAGES: &[&str] = &[
-    "strace",
-    "bpftrace",
-    "redis-server",
-    "redis-tools",
-    "bubblewrap",
-    "tar",
-];
+pub const BENCH_APT_PACKAGES: &[&str] = &["strace", "bpftrace", "redis-server", "redis-tools", "bubblewrap", "tar"];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -81,12 +74,8 @@ fn cargo_deb() -> anyhow::Result<()> {
         step(WHAT, format_args!("ok (already there: {})", version.trim()));
         return Ok(());
     }
-    step(
-        WHAT,
-        "installing with cargo install --locked (a few minutes)",
-    );
-    run(cargo().args(["install", "cargo-deb", "--locked"]))
-        .context("installing cargo-deb failed: see cargo's output above")
+    step(WHAT, "installing with cargo install --locked (a few minutes)");
+    run(cargo().args(["install", "cargo-deb", "--locked"])).context("installing cargo-deb failed: see cargo's output above")
 }
 
 fn step(what: &str, outcome: impl std::fmt::Display) {
@@ -190,10 +179,7 @@ pub fn apt_packages(packages: &[&str]) -> anyhow::Result<()> {
     }
     if cmd::find_in_path("apt-get").is_none() {
         // A RHEL-family box (vagrant/): its provisioning installs the equivalents with dnf.
-        step(
-            &what,
-            "skipped: no apt-get on this host; install the equivalents of these packages yourself",
-        );
+        step(&what, "skipped: no apt-get on this host; install the equivalents of these packages yourself");
         return Ok(());
     }
     step(&what, format_args!("installing {}", missing.join(" ")));

@@ -28,79 +28,38 @@ pub fn demo(scenario: &str) -> anyhow::Result<()> {
     apt_packages(&["python3", "gcc"])?; // the scenarios' small services
     let dir = workspace_root().join("tests/scenarios").join(scenario);
     if !dir.join("scenario.toml").is_file() {
-        bail!(
-            "no scenario `{scenario}` in tests/scenarios/ (each folder there with a scenario.toml is one)"
-        );
+        bail!("no scenario `{scenario}` in tests/scenarios/ (each folder there with a scenario.toml is one)");
     }
-    run(cargo()
-        .current_dir(workspace_root())
-        .args(["build", "--release", "--bin", "pilot"]))?;
+    run(cargo().current_dir(workspace_root()).args(["build", "--release", "--bin", "pilot"]))?;
     let pilot = target_dir().join("release").join("pilot");
 
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let out = target_dir().join("demo").join(format!("{scenario}-{secs}"));
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let prod = Production::start(
-        &dir,
-        &format!("/tmp/pilot-demo-{scenario}-{}", std::process::id()),
-    )?;
+    let prod = Production::start(&dir, &format!("/tmp/pilot-demo-{scenario}-{}", std::process::id()))?;
     let policy = policy_args(&dir)?;
     let pilot_cmd = |args: &[&str]| {
         let mut c = command(&pilot);
-        c.current_dir(&prod.dir)
-            .env("PILOT_JOURNAL", out.join("journal.jsonl"))
-            .args(args);
+        c.current_dir(&prod.dir).env("PILOT_JOURNAL", out.join("journal.jsonl")).args(args);
         c
     };
 
-    println!(
-        "\n[demo] 1. production is up ({}); it is healthy: {}",
-        prod.dir.display(),
-        prod.healthy()
-    );
+    println!("\n[demo] 1. production is up ({}); it is healthy: {}", prod.dir.display(), prod.healthy());
     let bad = out.join("harmful");
-    println!(
-        "[demo] 2. pilot the harmful recovery ({}):",
-        dir.join("harmful.sh").display()
-    );
-    let st = status(
-        pilot_cmd(&["run", "--out", path(&bad)])
-            .args(&policy)
-            .args(["--", "sh"])
-            .arg(dir.join("harmful.sh"))
-            .arg(&prod.dir),
-    )?;
-    println!(
-        "[demo]    pilot exit {:?} (3 = blocked); production still healthy: {}",
-        st.code(),
-        prod.healthy()
-    );
+    println!("[demo] 2. pilot the harmful recovery ({}):", dir.join("harmful.sh").display());
+    let st = status(pilot_cmd(&["run", "--out", path(&bad)]).args(&policy).args(["--", "sh"]).arg(dir.join("harmful.sh")).arg(&prod.dir))?;
+    println!("[demo]    pilot exit {:?} (3 = blocked); production still healthy: {}", st.code(), prod.healthy());
     println!("[demo] 3. the effect graph of that run:");
     status(&mut pilot_cmd(&["graph", path(&bad), "--format", "text"]))?;
 
     let good = out.join("fixed");
     println!("[demo] 4. pilot the fixed recovery, then commit it:");
-    let st = status(
-        pilot_cmd(&["run", "--out", path(&good)])
-            .args(&policy)
-            .args(["--", "sh"])
-            .arg(dir.join("fixed.sh"))
-            .arg(&prod.dir),
-    )?;
+    let st = status(pilot_cmd(&["run", "--out", path(&good)]).args(&policy).args(["--", "sh"]).arg(dir.join("fixed.sh")).arg(&prod.dir))?;
     if st.code() != Some(0) {
-        bail!(
-            "the fixed recovery did not pass (exit {st}): see {}",
-            good.display()
-        );
+        bail!("the fixed recovery did not pass (exit {st}): see {}", good.display());
     }
     let st = status(&mut pilot_cmd(&["commit", path(&good)]))?;
-    println!(
-        "[demo]    commit exit {:?}; production healthy after the live run: {}",
-        st.code(),
-        prod.healthy()
-    );
+    println!("[demo]    commit exit {:?}; production healthy after the live run: {}", st.code(), prod.healthy());
     println!("[demo] runs and journal kept in {}", out.display());
     Ok(())
 }
@@ -113,15 +72,7 @@ fn path(p: &Path) -> &str {
 fn spec_list(scenario: &Path, key: &str) -> Vec<String> {
     let text = fs::read_to_string(scenario.join("scenario.toml")).unwrap_or_default();
     let table: toml::Table = toml::from_str(&text).unwrap_or_default();
-    table
-        .get(key)
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    table.get(key).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
 /// The scenario's `policy = [...]` as `--policy` arguments.
@@ -129,19 +80,8 @@ fn policy_args(dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(spec_list(dir, "policy")
         .iter()
         .flat_map(|p| {
-            let file = if dir.join(p).is_file() {
-                dir.join(p)
-            } else {
-                workspace_root().join("policies").join(p)
-            };
-            [
-                "--policy".to_string(),
-                if p == "default" {
-                    p.clone()
-                } else {
-                    file.display().to_string()
-                },
-            ]
+            let file = if dir.join(p).is_file() { dir.join(p) } else { workspace_root().join("policies").join(p) };
+            ["--policy".to_string(), if p == "default" { p.clone() } else { file.display().to_string() }]
         })
         .collect())
 }
@@ -158,36 +98,23 @@ impl Production {
         fs::create_dir_all(&dir)?;
         let mut env = String::new();
         for port in spec_list(scenario, "ports") {
-            let p = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
+            let p = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             env.push_str(&format!("{port}={p}\n"));
         }
         fs::write(dir.join("scenario.env"), env)?;
-        let prod = Production {
-            scenario: scenario.into(),
-            dir,
-        };
+        let prod = Production { scenario: scenario.into(), dir };
         run(command("sh").arg(scenario.join("prod.sh")).arg(&prod.dir))?;
         Ok(prod)
     }
 
     fn healthy(&self) -> bool {
-        Command::new("sh")
-            .arg(self.scenario.join("check.sh"))
-            .arg(&self.dir)
-            .output()
-            .is_ok_and(|o| o.status.success())
+        Command::new("sh").arg(self.scenario.join("check.sh")).arg(&self.dir).output().is_ok_and(|o| o.status.success())
     }
 }
 
 impl Drop for Production {
     fn drop(&mut self) {
-        let teardown = self
-            .scenario
-            .parent()
-            .map(|d| d.join("teardown.sh"))
-            .unwrap_or_default();
+        let teardown = self.scenario.parent().map(|d| d.join("teardown.sh")).unwrap_or_default();
         let _ = Command::new("sh").arg(teardown).arg(&self.dir).status();
     }
 }

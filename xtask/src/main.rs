@@ -4,8 +4,8 @@ mod bench;
 mod bootstrap;
 mod cmd;
 mod demo;
-mod package;
 mod scenarios;
+mod package;
 mod test;
 mod vm;
 
@@ -170,32 +170,17 @@ fn main() -> ExitCode {
             println!("{}", deb.display());
             ExitCode::SUCCESS
         }),
-        Command::PackageTest => bootstrap::bootstrap("package-test")
-            .and_then(|()| package::package_test())
-            .map(|()| ExitCode::SUCCESS),
-        Command::AnsibleTest => bootstrap::bootstrap("ansible-test")
-            .and_then(|()| ansible::ansible_test())
-            .map(|()| ExitCode::SUCCESS),
-        Command::VmTest {
-            kernels,
-            tests,
-            timeout,
-            no_host,
-        } => {
-            let tests: Vec<String> = if tests.is_empty() {
-                vm::DEFAULT_TESTS.iter().map(|t| t.to_string()).collect()
-            } else {
-                tests.clone()
-            };
+        Command::PackageTest => {
+            bootstrap::bootstrap("package-test").and_then(|()| package::package_test()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::AnsibleTest => {
+            bootstrap::bootstrap("ansible-test").and_then(|()| ansible::ansible_test()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::VmTest { kernels, tests, timeout, no_host } => {
+            let tests: Vec<String> = if tests.is_empty() { vm::DEFAULT_TESTS.iter().map(|t| t.to_string()).collect() } else { tests.clone() };
             vm::vm_test(&vm::Options {
-                kernels: if kernels.is_empty() {
-                    vm::DEFAULT_KERNELS.iter().map(|k| k.to_string()).collect()
-                } else {
-                    kernels.clone()
-                },
-                timeout: timeout
-                    .map(std::time::Duration::from_secs)
-                    .unwrap_or_else(|| vm::default_timeout(&tests)),
+                kernels: if kernels.is_empty() { vm::DEFAULT_KERNELS.iter().map(|k| k.to_string()).collect() } else { kernels.clone() },
+                timeout: timeout.map(std::time::Duration::from_secs).unwrap_or_else(|| vm::default_timeout(&tests)),
                 tests,
                 host: !no_host,
             })

@@ -25,24 +25,11 @@ const GENERATED: &str = "release/generated";
 /// Build target/debian/pilot_*.deb; its path. The release pilot is built first so that the man
 /// pages and completions come from the very binary the package ships.
 pub fn build_deb() -> anyhow::Result<PathBuf> {
-    run(cargo()
-        .current_dir(workspace_root())
-        .args(["build", "--release", "-p", "agent"]))?;
+    run(cargo().current_dir(workspace_root()).args(["build", "--release", "-p", "agent"]))?;
     generate_docs()?;
-    let out =
-        probe(
-            cargo()
-                .current_dir(workspace_root())
-                .args(["deb", "-p", "agent", "--no-build"]),
-        )
-        .context(
-            "`cargo deb -p agent --no-build` failed (cargo xtask bootstrap installs cargo-deb)",
-        )?;
-    let path = out
-        .lines()
-        .rev()
-        .find(|l| l.trim_end().ends_with(".deb"))
-        .context("cargo deb printed no .deb path")?;
+    let out = probe(cargo().current_dir(workspace_root()).args(["deb", "-p", "agent", "--no-build"]))
+        .context("`cargo deb -p agent --no-build` failed (cargo xtask bootstrap installs cargo-deb)")?;
+    let path = out.lines().rev().find(|l| l.trim_end().ends_with(".deb")).context("cargo deb printed no .deb path")?;
     Ok(PathBuf::from(path.trim()))
 }
 
@@ -51,9 +38,7 @@ fn generate_docs() -> anyhow::Result<()> {
     let dir = target_dir().join(GENERATED);
     let _ = std::fs::remove_dir_all(&dir);
     let pilot = target_dir().join("release/pilot");
-    run(command(&pilot)
-        .args(["generate", "man", "--dir"])
-        .arg(dir.join("man")))?;
+    run(command(&pilot).args(["generate", "man", "--dir"]).arg(dir.join("man")))?;
     for shell in ["bash", "zsh", "fish"] {
         run(command(&pilot).args(["generate", shell, "--dir"]).arg(&dir))?;
     }
@@ -70,42 +55,22 @@ fn generate_docs() -> anyhow::Result<()> {
 /// The installed man pages and completions: pilot(1) and a page per command, bash completion
 /// that registers for `pilot`, zsh's and fish's files in their vendor directories.
 fn check_docs() -> anyhow::Result<()> {
-    for page in [
-        "pilot",
-        "pilot-run",
-        "pilot-trace",
-        "pilot-journal-verify",
-        "pilot-generate",
-    ] {
-        let path = probe(command("man").args(["-w", page]))
-            .with_context(|| format!("`man -w {page}` finds no page"))?;
+    for page in ["pilot", "pilot-run", "pilot-trace", "pilot-journal-verify", "pilot-generate"] {
+        let path = probe(command("man").args(["-w", page])).with_context(|| format!("`man -w {page}` finds no page"))?;
         if !path.trim().starts_with("/usr/share/man/man1/") || !path.trim().ends_with(".1.gz") {
-            bail!(
-                "`man -w {page}` found {} instead of the package's /usr/share/man/man1/{page}.1.gz",
-                path.trim()
-            );
+            bail!("`man -w {page}` found {} instead of the package's /usr/share/man/man1/{page}.1.gz", path.trim());
         }
     }
-    let rendered = probe(
-        command("man")
-            .env("MANWIDTH", "80")
-            .env("LC_ALL", "C")
-            .args(["-P", "cat", "pilot-run"]),
-    )
-    .context("`man pilot-run` failed")?;
+    let rendered = probe(command("man").env("MANWIDTH", "80").env("LC_ALL", "C").args(["-P", "cat", "pilot-run"])).context("`man pilot-run` failed")?;
     if !rendered.contains("--timeout") || !rendered.contains("Exit status") {
         bail!("man pilot-run lacks its options or details:\n{rendered}");
     }
     let bash = "source /usr/share/bash-completion/completions/pilot && complete -p pilot";
-    let registered =
-        probe(command("bash").args(["-c", bash])).context("the bash completion does not load")?;
+    let registered = probe(command("bash").args(["-c", bash])).context("the bash completion does not load")?;
     if !registered.contains("-F _pilot") {
         bail!("the bash completion does not register for pilot: {registered}");
     }
-    for f in [
-        "/usr/share/zsh/vendor-completions/_pilot",
-        "/usr/share/fish/vendor_completions.d/pilot.fish",
-    ] {
+    for f in ["/usr/share/zsh/vendor-completions/_pilot", "/usr/share/fish/vendor_completions.d/pilot.fish"] {
         if !std::fs::read_to_string(f).is_ok_and(|t| t.contains("commit")) {
             bail!("the package did not install {f}");
         }
@@ -117,16 +82,8 @@ pub fn package_test() -> anyhow::Result<()> {
     let deb = build_deb()?;
     println!("[package] built {}", deb.display());
     let installed = Installed::guard()?;
-    run(command("dpkg")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .arg("-i")
-        .arg(&deb))?;
-    for f in [
-        "/usr/bin/pilot",
-        "/etc/pilot/pilot.toml",
-        "/etc/pilot/policies/default.toml",
-        UNIT,
-    ] {
+    run(command("dpkg").env("DEBIAN_FRONTEND", "noninteractive").arg("-i").arg(&deb))?;
+    for f in ["/usr/bin/pilot", "/etc/pilot/pilot.toml", "/etc/pilot/policies/default.toml", UNIT] {
         if !Path::new(f).exists() {
             bail!("the package did not install {f}");
         }
@@ -151,13 +108,7 @@ pub fn package_test() -> anyhow::Result<()> {
     }
     println!("[package] a pilot ran through the installed daemon and was counted");
     drop(installed);
-    for f in [
-        "/usr/bin/pilot",
-        "/etc/pilot",
-        UNIT,
-        "/usr/share/man/man1/pilot.1.gz",
-        "/usr/share/bash-completion/completions/pilot",
-    ] {
+    for f in ["/usr/bin/pilot", "/etc/pilot", UNIT, "/usr/share/man/man1/pilot.1.gz", "/usr/share/bash-completion/completions/pilot"] {
         if Path::new(f).exists() {
             bail!("{f} is still there after purging the package");
         }
@@ -178,8 +129,7 @@ fn pilot_through_the_daemon() -> anyhow::Result<()> {
             .args(["run", "--out"])
             .arg(dir.join("run"))
             .args(["--", "sh", "-c", "echo pilot > written.txt"]))?;
-        let status = probe(command("/usr/bin/pilot").args(["status", "--json"]))
-            .context("pilot status failed")?;
+        let status = probe(command("/usr/bin/pilot").args(["status", "--json"])).context("pilot status failed")?;
         if !status.contains("\"exit_code\": 0") {
             bail!("pilot status does not show the run:\n{status}");
         }
@@ -197,9 +147,7 @@ fn wait_for_metrics(limit: Duration) -> anyhow::Result<String> {
     loop {
         match scrape() {
             Ok(text) => return Ok(text),
-            Err(e) if start.elapsed() > limit => {
-                return Err(e.context(format!("nothing answered on {METRICS} within {limit:?}")));
-            }
+            Err(e) if start.elapsed() > limit => return Err(e.context(format!("nothing answered on {METRICS} within {limit:?}"))),
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
@@ -232,17 +180,11 @@ pub struct Installed {
 impl Installed {
     /// Before installing: refuse to touch a pilot installed by someone else; purge on drop.
     pub fn guard() -> anyhow::Result<Installed> {
-        if probe(command("dpkg-query").args(["-W", "-f=${Status}", "pilot"]))
-            .is_some_and(|s| s.contains("installed"))
-        {
-            bail!(
-                "the pilot package is already installed here: this test installs and purges it; run `dpkg --purge pilot` first"
-            );
+        if probe(command("dpkg-query").args(["-W", "-f=${Status}", "pilot"])).is_some_and(|s| s.contains("installed")) {
+            bail!("the pilot package is already installed here: this test installs and purges it; run `dpkg --purge pilot` first");
         }
         if TcpStream::connect(METRICS).is_ok() {
-            bail!(
-                "something already listens on {METRICS}: stop it (a pilot daemon?) before the package test"
-            );
+            bail!("something already listens on {METRICS}: stop it (a pilot daemon?) before the package test");
         }
         Ok(Installed {
             daemon: Default::default(),
@@ -258,23 +200,13 @@ impl Installed {
             return run(command("systemctl").args(["start", "pilot"]));
         }
         let unit = std::fs::read_to_string(UNIT)?;
-        let values = |key: &'static str| {
-            unit.lines()
-                .filter_map(move |l| l.strip_prefix(key))
-                .flat_map(str::split_whitespace)
-        };
+        let values = |key: &'static str| unit.lines().filter_map(move |l| l.strip_prefix(key)).flat_map(str::split_whitespace);
         let exec: Vec<&str> = values("ExecStart=").collect();
-        let caps: Vec<String> = values("CapabilityBoundingSet=")
-            .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
-            .collect();
-        println!(
-            "[package] systemd is not running here: starting ExecStart with setpriv --bounding-set -all,{}",
-            caps.join(",")
-        );
+        let caps: Vec<String> =
+            values("CapabilityBoundingSet=").map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase())).collect();
+        println!("[package] systemd is not running here: starting ExecStart with setpriv --bounding-set -all,{}", caps.join(","));
         let mut cmd = command("setpriv");
-        cmd.arg(format!("--bounding-set=-all,{}", caps.join(",")))
-            .args(&exec)
-            .stdin(Stdio::null());
+        cmd.arg(format!("--bounding-set=-all,{}", caps.join(","))).args(&exec).stdin(Stdio::null());
         for env in values("Environment=") {
             if let Some((k, v)) = env.split_once('=') {
                 cmd.env(k, v);
@@ -299,10 +231,7 @@ impl Drop for Installed {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = command("dpkg")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["--purge", "pilot"])
-            .status();
+        let _ = command("dpkg").env("DEBIAN_FRONTEND", "noninteractive").args(["--purge", "pilot"]).status();
         if !self.had_run_dir {
             let _ = std::fs::remove_dir_all("/run/pilot");
         }

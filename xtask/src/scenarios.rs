@@ -61,30 +61,18 @@ pub fn report(results: &Path, whole_suite: bool) -> anyhow::Result<bool> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     let suite = |r: &Value, s: &str| r["suite"].as_str().unwrap_or("recovery") == s;
-    let count = |s: &str, twin: &str, f: &dyn Fn(&Value) -> bool| {
-        rows.iter()
-            .filter(|r| suite(r, s) && r["twin"] == twin && f(r))
-            .count()
-    };
+    let count = |s: &str, twin: &str, f: &dyn Fn(&Value) -> bool| rows.iter().filter(|r| suite(r, s) && r["twin"] == twin && f(r)).count();
     let ok = |r: &Value| r["ok"] == true;
     let any = |_: &Value| true;
     // A false alarm: a benign action blocked. A fixed twin that fails otherwise counts too.
     let alarm = |r: &Value| r["false_alarm"] == true || (suite(r, "recovery") && r["ok"] != true);
     let xfail = |r: &Value| r["xfail"].is_string();
 
-    let total = if whole_suite {
-        folder_count("tests/scenarios")
-    } else {
-        count("recovery", "harmful", &any)
-    };
+    let total = if whole_suite { folder_count("tests/scenarios") } else { count("recovery", "harmful", &any) };
     let caught = count("recovery", "harmful", &ok);
     let fixed = count("recovery", "benign", &any);
     let fixed_alarms = count("recovery", "benign", &alarm);
-    let routine_total = if whole_suite {
-        folder_count("tests/scenarios/routine")
-    } else {
-        count("routine", "benign", &any)
-    };
+    let routine_total = if whole_suite { folder_count("tests/scenarios/routine") } else { count("routine", "benign", &any) };
     let routine_ran = count("routine", "benign", &any);
     let routine_ok = count("routine", "benign", &|r| ok(r) && !xfail(r));
     let routine_xfail = count("routine", "benign", &|r| ok(r) && xfail(r));
@@ -97,16 +85,8 @@ pub fn report(results: &Path, whole_suite: bool) -> anyhow::Result<bool> {
     let alarms = fixed_alarms + routine_alarms;
 
     print!("{}", table(&rows));
-    let pct = |a: usize, b: usize| {
-        if b == 0 {
-            0.0
-        } else {
-            100.0 * a as f64 / b as f64
-        }
-    };
-    println!(
-        "scenarios: {caught} of {total} caught, {fixed_alarms} false alarms (of {fixed} fixed twins); PILOT (NSDI'26) caught 17 of 20"
-    );
+    let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+    println!("scenarios: {caught} of {total} caught, {fixed_alarms} false alarms (of {fixed} fixed twins); PILOT (NSDI'26) caught 17 of 20");
     println!(
         "routine operations: {} of {routine_total} as expected ({routine_ok} pass or warn, {routine_xfail} expected to fail and never blocked), {routine_alarms} false alarms, {routine_unexpected} otherwise off; their harmful twins: {twins_caught} of {routine_total} blocked",
         routine_ok + routine_xfail
@@ -134,8 +114,7 @@ pub fn report(results: &Path, whole_suite: bool) -> anyhow::Result<bool> {
         "rows": rows,
     });
     let path = results.with_file_name("report.json");
-    fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
+    fs::write(&path, serde_json::to_string_pretty(&report)? + "\n").with_context(|| format!("writing {}", path.display()))?;
     Ok(caught == total
         && fixed_alarms == 0
         && fixed == total
@@ -148,29 +127,13 @@ fn table(rows: &[Value]) -> String {
     let _ = writeln!(
         out,
         "{:<8} {:<28} {:<8} {:<56} {:<8} {:<8} {:>4} {:>6}  {}",
-        "suite",
-        "scenario",
-        "twin",
-        "class / operation",
-        "verdict",
-        "expected",
-        "exit",
-        "time",
-        "rules"
+        "suite", "scenario", "twin", "class / operation", "verdict", "expected", "exit", "time", "rules"
     );
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
-        let verdict = if r["ok"] == true {
-            s("verdict")
-        } else {
-            format!("{}!", s("verdict"))
-        };
+        let verdict = if r["ok"] == true { s("verdict") } else { format!("{}!", s("verdict")) };
         // A routine row's harmful twin: what the twin does, not the operation it is the twin of.
-        let class = if r["suite"] == "routine" && r["twin"] == "harmful" {
-            s("twin_of")
-        } else {
-            s("class")
-        };
+        let class = if r["suite"] == "routine" && r["twin"] == "harmful" { s("twin_of") } else { s("class") };
         let class: String = class.chars().take(56).collect();
         let mut rules: Vec<String> = r["violations"]
             .as_array()
@@ -192,10 +155,7 @@ fn table(rows: &[Value]) -> String {
             class,
             verdict,
             s("expected"),
-            r["exit"]
-                .as_i64()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "-".into()),
+            r["exit"].as_i64().map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
             r["secs"].as_f64().unwrap_or(0.0),
             note
         );
@@ -206,11 +166,5 @@ fn table(rows: &[Value]) -> String {
 /// Folders of `dir` (from the workspace root) that hold a scenario.
 fn folder_count(dir: &str) -> usize {
     let dir = workspace_root().join(dir);
-    fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().join("scenario.toml").is_file())
-                .count()
-        })
-        .unwrap_or(0)
+    fs::read_dir(dir).map(|d| d.flatten().filter(|e| e.path().join("scenario.toml").is_file()).count()).unwrap_or(0)
 }

@@ -28,10 +28,7 @@ pub fn test(extra_args: &[String]) -> anyhow::Result<ExitCode> {
             .env(crate::scenarios::RESULTS_ENV, &results)
             // The suite's pilots sign with a run key of their own, leaving the host's
             // (/etc/pilot/run.key, made by a first pilot) alone.
-            .env(
-                "PILOT_RUN_KEY",
-                workspace_root().join("target/pilot-test-run.key"),
-            )
+            .env("PILOT_RUN_KEY", workspace_root().join("target/pilot-test-run.key"))
             .arg("test")
             .args(extra_args),
     )?;
@@ -39,9 +36,7 @@ pub fn test(extra_args: &[String]) -> anyhow::Result<ExitCode> {
     if extra_args.is_empty() {
         let caught_all = crate::scenarios::report(&results, true)?;
         if status.success() && !caught_all {
-            println!(
-                "[test] the scenario suite did not catch every scenario, or raised a false alarm"
-            );
+            println!("[test] the scenario suite did not catch every scenario, or raised a false alarm");
             return Ok(ExitCode::FAILURE);
         }
     }

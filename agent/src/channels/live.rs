@@ -22,26 +22,16 @@ impl Watch {
     pub fn before(changes: &Changes, pilot: &Graph) -> Watch {
         let mut paths: BTreeMap<String, (Option<String>, FileState)> = BTreeMap::new();
         for c in &changes.changes {
-            paths.insert(
-                c.path.clone(),
-                (Some(c.change.clone()), FileState::default()),
-            );
+            paths.insert(c.path.clone(), (Some(c.change.clone()), FileState::default()));
             if let Some(from) = &c.from {
-                paths.insert(
-                    from.clone(),
-                    (Some("renamed away".into()), FileState::default()),
-                );
+                paths.insert(from.clone(), (Some("renamed away".into()), FileState::default()));
             }
         }
         for e in &pilot.edges {
-            let Some(n) = pilot.node(&e.to).filter(|n| n.node_type == NodeKind::File) else {
-                continue;
-            };
+            let Some(n) = pilot.node(&e.to).filter(|n| n.node_type == NodeKind::File) else { continue };
             let live_held = n.held.is_some() && n.component.as_deref().is_some_and(|c| c != TRACED);
             if let (true, Some(p)) = (live_held, &n.path) {
-                paths
-                    .entry(p.clone())
-                    .or_insert((None, FileState::default()));
+                paths.entry(p.clone()).or_insert((None, FileState::default()));
             }
         }
         for (path, (_, state)) in paths.iter_mut() {
@@ -52,26 +42,14 @@ impl Watch {
 
     /// Compare with the files after the live run.
     pub fn after(&self) -> FileChannel {
-        let mut out = FileChannel {
-            watched: self.paths.len(),
-            hash_limit: HASH_LIMIT,
-            ..Default::default()
-        };
+        let mut out = FileChannel { watched: self.paths.len(), hash_limit: HASH_LIMIT, ..Default::default() };
         for (path, (pilot, before)) in &self.paths {
             let now = capture(path);
             let live = changed(before, &now);
             match (pilot, live) {
                 (Some(_), Some(_)) | (None, None) => out.agree += 1,
-                (None, Some(what)) => out.live_not_shown.push(FileMismatch {
-                    path: path.clone(),
-                    pilot: "unchanged".into(),
-                    live: what,
-                }),
-                (Some(p), None) => out.pilot_not_made.push(FileMismatch {
-                    path: path.clone(),
-                    pilot: p.clone(),
-                    live: "unchanged".into(),
-                }),
+                (None, Some(what)) => out.live_not_shown.push(FileMismatch { path: path.clone(), pilot: "unchanged".into(), live: what }),
+                (Some(p), None) => out.pilot_not_made.push(FileMismatch { path: path.clone(), pilot: p.clone(), live: "unchanged".into() }),
             }
         }
         out
@@ -106,11 +84,7 @@ fn capture(path: &str) -> FileState {
 /// content hash says more (files over the limit).
 fn changed(before: &FileState, now: &FileState) -> Option<String> {
     let hashed = before.sha256.is_some() && now.sha256.is_some();
-    let what: Vec<String> = now
-        .drifted_from(before)
-        .into_iter()
-        .filter(|w| !(hashed && w.starts_with("modified (mtime)")))
-        .collect();
+    let what: Vec<String> = now.drifted_from(before).into_iter().filter(|w| !(hashed && w.starts_with("modified (mtime)"))).collect();
     (!what.is_empty()).then(|| what.join(", "))
 }
 
@@ -126,17 +100,8 @@ mod tests {
         for p in [&a, &b, &c] {
             std::fs::write(p, "before").unwrap();
         }
-        let change = |p: &Path| Change {
-            path: p.display().to_string(),
-            change: "modified".into(),
-            kind: "file".into(),
-            ..Default::default()
-        };
-        let changes = Changes {
-            schema: String::new(),
-            changes: vec![change(&a), change(&b)],
-            held_back: vec![],
-        };
+        let change = |p: &Path| Change { path: p.display().to_string(), change: "modified".into(), kind: "file".into(), ..Default::default() };
+        let changes = Changes { schema: String::new(), changes: vec![change(&a), change(&b)], held_back: vec![] };
         let mut g = Graph::default();
         g.push_node(crate::graph::Node {
             id: crate::graph::NodeId::file(&c.display().to_string()),
@@ -146,23 +111,14 @@ mod tests {
             held: Some(crate::graph::Hold::Open),
             ..Default::default()
         });
-        g.edges.push(crate::graph::Edge {
-            to: crate::graph::NodeId::file(&c.display().to_string()),
-            kind: crate::graph::EdgeKind::Utime,
-            count: 1,
-            ..Default::default()
-        });
+        g.edges.push(crate::graph::Edge { to: crate::graph::NodeId::file(&c.display().to_string()), kind: crate::graph::EdgeKind::Utime, count: 1, ..Default::default() });
         let w = Watch::before(&changes, &g);
         std::fs::write(&a, "after").unwrap(); // the pilot showed it: agree
         std::fs::write(&c, "changed live").unwrap(); // the pilot did not show it
         let f = w.after();
         assert_eq!((f.watched, f.agree), (3, 1));
         assert_eq!(f.live_not_shown.len(), 1);
-        assert!(
-            f.live_not_shown[0].path.ends_with("/c")
-                && f.live_not_shown[0].live.contains("content changed"),
-            "{f:?}"
-        );
+        assert!(f.live_not_shown[0].path.ends_with("/c") && f.live_not_shown[0].live.contains("content changed"), "{f:?}");
         assert_eq!(f.pilot_not_made[0].path, b.display().to_string());
     }
 }

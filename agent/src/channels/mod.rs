@@ -11,9 +11,7 @@ pub mod overlay;
 pub mod process;
 
 use crate::{
-    graph::{
-        BlindSpot, Channel, Graph, NodeId, NodeKind, Observed, TRACED, channels::UnseenProcess,
-    },
+    graph::{BlindSpot, Channel, Graph, NodeId, NodeKind, Observed, TRACED, channels::UnseenProcess},
     rundir::{Caught, Change},
     snapshot::Snapshot,
 };
@@ -60,9 +58,7 @@ pub fn reconcile(graph: &mut Graph, obs: Observers) -> Observed {
 
 /// The pilot tree's root process node (the one blind spots are attributed to).
 fn root_of(graph: &Graph, root_pid: Option<u32>) -> NodeId {
-    let traced = |n: &&crate::graph::Node| {
-        n.node_type == NodeKind::Process && n.component.as_deref() == Some(TRACED)
-    };
+    let traced = |n: &&crate::graph::Node| n.node_type == NodeKind::Process && n.component.as_deref() == Some(TRACED);
     graph
         .nodes
         .iter()
@@ -78,29 +74,16 @@ pub fn render(observed: &Observed) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     if !observed.io_uring.is_empty() {
-        let _ = writeln!(
-            out,
-            "{} ({})",
-            crate::graph::channels::IO_URING_NOTE,
-            observed.io_uring.join(", ")
-        );
+        let _ = writeln!(out, "{} ({})", crate::graph::channels::IO_URING_NOTE, observed.io_uring.join(", "));
     }
     if observed.blind_spots.is_empty() {
         if !observed.watched_by.is_empty() {
             let names: Vec<&str> = observed.watched_by.iter().map(|c| c.as_str()).collect();
-            let _ = writeln!(
-                out,
-                "blind spots: 0 (the trace explains all the {} saw)",
-                names.join(", ")
-            );
+            let _ = writeln!(out, "blind spots: 0 (the trace explains all the {} saw)", names.join(", "));
         }
         return out;
     }
-    let _ = writeln!(
-        out,
-        "blind spots: {} (seen by another channel, no syscall traced)",
-        observed.blind_spots.len()
-    );
+    let _ = writeln!(out, "blind spots: {} (seen by another channel, no syscall traced)", observed.blind_spots.len());
     for b in &observed.blind_spots {
         let channel = b.channel.map_or("?", |c| c.as_str());
         let owner = match (&b.component, b.held) {
@@ -109,11 +92,7 @@ pub fn render(observed: &Observed) -> String {
             _ => String::new(),
         };
         let effect = b.effect.map(|e| format!(" -> {e}")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  - {channel:<8} {} {}{effect}{owner}",
-            b.change, b.path
-        );
+        let _ = writeln!(out, "  - {channel:<8} {} {}{effect}{owner}", b.change, b.path);
     }
     out
 }

@@ -16,10 +16,7 @@ pub fn destination(family: &str, addr: &str, port: Option<u16>) -> String {
     if family == "unix" {
         return format!("unix:{addr}");
     }
-    let ip = addr
-        .parse::<std::net::IpAddr>()
-        .map(|ip| ip.to_canonical())
-        .ok();
+    let ip = addr.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()).ok();
     match (ip, port) {
         (Some(std::net::IpAddr::V6(v6)), Some(p)) => format!("[{v6}]:{p}"),
         (Some(ip), Some(p)) => format!("{ip}:{p}"),
@@ -32,11 +29,7 @@ fn of_sink(to: &str) -> String {
         return to.to_string();
     }
     match to.parse::<std::net::SocketAddr>() {
-        Ok(a) => destination(
-            if a.is_ipv6() { "inet6" } else { "inet" },
-            &a.ip().to_string(),
-            Some(a.port()),
-        ),
+        Ok(a) => destination(if a.is_ipv6() { "inet6" } else { "inet" }, &a.ip().to_string(), Some(a.port())),
         Err(_) => to.to_string(),
     }
 }
@@ -60,16 +53,8 @@ pub fn reconcile(graph: &mut Graph, caught: &[Caught], root: &NodeId) -> Vec<Bli
     }
     // Per destination: bytes traced, the endpoint node and its send edges.
     let mut traced: BTreeMap<String, (u64, Option<NodeId>, Vec<usize>)> = BTreeMap::new();
-    for n in graph
-        .nodes
-        .iter()
-        .filter(|n| n.node_type == NodeKind::Endpoint)
-    {
-        let key = destination(
-            n.family.as_deref().unwrap_or(""),
-            n.addr.as_deref().unwrap_or(""),
-            n.port,
-        );
+    for n in graph.nodes.iter().filter(|n| n.node_type == NodeKind::Endpoint) {
+        let key = destination(n.family.as_deref().unwrap_or(""), n.addr.as_deref().unwrap_or(""), n.port);
         traced.entry(key).or_default().1.get_or_insert(n.id.clone());
     }
     for (i, e) in graph.edges.iter().enumerate() {
@@ -77,11 +62,7 @@ pub fn reconcile(graph: &mut Graph, caught: &[Caught], root: &NodeId) -> Vec<Bli
             continue;
         }
         let Some(n) = graph.node(&e.to) else { continue };
-        let key = destination(
-            n.family.as_deref().unwrap_or(""),
-            n.addr.as_deref().unwrap_or(""),
-            n.port,
-        );
+        let key = destination(n.family.as_deref().unwrap_or(""), n.addr.as_deref().unwrap_or(""), n.port);
         let t = traced.entry(key).or_default();
         t.0 += e.bytes;
         t.2.push(i);
@@ -104,22 +85,11 @@ pub fn reconcile(graph: &mut Graph, caught: &[Caught], root: &NodeId) -> Vec<Bli
         let Some(node) = node else { continue }; // rpc::add made a node for every destination
         let from = sender
             .and_then(|(pid, start)| {
-                graph
-                    .nodes
-                    .iter()
-                    .find(|n| {
-                        n.node_type == NodeKind::Process
-                            && n.pid == Some(pid)
-                            && (start == 0 || n.start_ns == Some(start))
-                    })
-                    .map(|n| n.id.clone())
+                graph.nodes.iter().find(|n| n.node_type == NodeKind::Process && n.pid == Some(pid) && (start == 0 || n.start_ns == Some(start))).map(|n| n.id.clone())
             })
             .unwrap_or_else(|| root.clone());
         let held = graph.node(&node).and_then(|n| n.held);
-        let component = graph
-            .node(&node)
-            .and_then(|n| n.component.clone())
-            .or(component);
+        let component = graph.node(&node).and_then(|n| n.component.clone()).or(component);
         out.push(BlindSpot {
             path: to.clone(),
             change: format!("{unexplained} bytes ({bytes} caught, {sent} traced)"),
@@ -139,9 +109,7 @@ pub fn reconcile(graph: &mut Graph, caught: &[Caught], root: &NodeId) -> Vec<Bli
             last_ts_ns: end,
             cross_component: component.as_deref().is_some_and(|c| c != TRACED),
             component,
-            detail: Some(format!(
-                "caught by the sink: {unexplained} bytes no traced send explains"
-            )),
+            detail: Some(format!("caught by the sink: {unexplained} bytes no traced send explains")),
             // The sink's own rpc edges judge what the bytes asked for.
             via_sink: true,
             seen_by: vec![Channel::Sink],
@@ -158,17 +126,11 @@ mod tests {
 
     #[test]
     fn names_destinations_alike() {
-        assert_eq!(
-            destination("inet6", "::ffff:127.0.0.1", Some(80)),
-            "127.0.0.1:80"
-        );
+        assert_eq!(destination("inet6", "::ffff:127.0.0.1", Some(80)), "127.0.0.1:80");
         assert_eq!(of_sink("[::ffff:127.0.0.1]:80"), "127.0.0.1:80");
         assert_eq!(destination("inet6", "::1", Some(53)), "[::1]:53");
         assert_eq!(of_sink("[::1]:53"), "[::1]:53");
-        assert_eq!(
-            destination("unix", "/run/x.sock", None),
-            of_sink("unix:/run/x.sock")
-        );
+        assert_eq!(destination("unix", "/run/x.sock", None), of_sink("unix:/run/x.sock"));
     }
 
     #[test]
@@ -187,21 +149,8 @@ mod tests {
         let root = NodeId::process(1, 1);
         let mut g = Graph::default();
         g.push_node(ep.clone());
-        g.edges.push(Edge {
-            from: root.clone(),
-            to: ep.id.clone(),
-            kind: EdgeKind::Send,
-            count: 1,
-            bytes: 100,
-            ..Default::default()
-        });
-        let caught = |bytes| {
-            vec![Caught {
-                to: Some("127.0.0.1:9000".into()),
-                bytes,
-                ..Default::default()
-            }]
-        };
+        g.edges.push(Edge { from: root.clone(), to: ep.id.clone(), kind: EdgeKind::Send, count: 1, bytes: 100, ..Default::default() });
+        let caught = |bytes| vec![Caught { to: Some("127.0.0.1:9000".into()), bytes, ..Default::default() }];
         assert!(reconcile(&mut g.clone(), &caught(100), &root).is_empty());
         let spots = reconcile(&mut g, &caught(1100), &root);
         assert_eq!(spots.len(), 1);

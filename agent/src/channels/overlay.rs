@@ -29,12 +29,7 @@ type Effects = Vec<(EdgeKind, Option<String>, String)>;
 
 /// Reconcile `changes` with the graph's file effects: mark what both saw, add what only the
 /// overlay saw. Returns the blind spots.
-pub fn reconcile(
-    graph: &mut Graph,
-    changes: &[Change],
-    snap: &Snapshot,
-    root: &NodeId,
-) -> Vec<BlindSpot> {
+pub fn reconcile(graph: &mut Graph, changes: &[Change], snap: &Snapshot, root: &NodeId) -> Vec<BlindSpot> {
     let seen = traced_by_path(graph);
     let mut confirmed: Vec<usize> = Vec::new();
     let mut spots: Vec<(Change, Effects)> = Vec::new();
@@ -51,11 +46,7 @@ pub fn reconcile(
     for i in confirmed {
         mark(&mut graph.edges[i], &[Channel::Trace, Channel::Overlay]);
     }
-    for e in graph
-        .edges
-        .iter_mut()
-        .filter(|e| e.seen_by.is_empty() && e.to.kind == NodeKind::File)
-    {
+    for e in graph.edges.iter_mut().filter(|e| e.seen_by.is_empty() && e.to.kind == NodeKind::File) {
         e.seen_by = vec![Channel::Trace];
     }
     let mut out = Vec::new();
@@ -77,11 +68,7 @@ pub fn reconcile(
                 to: node.id.clone(),
                 kind,
                 count: 1,
-                bytes: if kind == EdgeKind::Write {
-                    c.size.unwrap_or(0)
-                } else {
-                    0
-                },
+                bytes: if kind == EdgeKind::Write { c.size.unwrap_or(0) } else { 0 },
                 first_ts_ns: end,
                 last_ts_ns: end,
                 cross_component: component.as_deref().is_some_and(|c| c != TRACED),
@@ -112,18 +99,10 @@ fn change_words(c: &Change) -> String {
         ("metadata", _, _) => {
             let mut what = Vec::new();
             if c.mode != c.live_mode {
-                what.push(format!(
-                    "mode {} -> {}",
-                    c.live_mode.as_deref().unwrap_or("?"),
-                    c.mode.as_deref().unwrap_or("?")
-                ));
+                what.push(format!("mode {} -> {}", c.live_mode.as_deref().unwrap_or("?"), c.mode.as_deref().unwrap_or("?")));
             }
             if c.owner != c.live_owner {
-                what.push(format!(
-                    "owner {} -> {}",
-                    c.live_owner.as_deref().unwrap_or("?"),
-                    c.owner.as_deref().unwrap_or("?")
-                ));
+                what.push(format!("owner {} -> {}", c.live_owner.as_deref().unwrap_or("?"), c.owner.as_deref().unwrap_or("?")));
             }
             if !c.xattrs.is_empty() {
                 what.push(format!("xattrs {}", c.xattrs.join(",")));
@@ -143,23 +122,15 @@ fn traced_by_path(graph: &Graph) -> HashMap<String, Seen> {
         if e.all_failed() || e.blind_spot() {
             continue;
         }
-        let Some(n) = graph.ends_of(i).1.map(|t| &graph.nodes[t]) else {
-            continue;
-        };
+        let Some(n) = graph.ends_of(i).1.map(|t| &graph.nodes[t]) else { continue };
         // A bound Unix socket is a file too: its bind is an endpoint effect.
         let path = match (n.node_type, e.kind) {
             (NodeKind::File, _) => n.path.clone(),
-            (NodeKind::Endpoint, EdgeKind::Bind) if n.family.as_deref() == Some("unix") => {
-                n.addr.clone().filter(|a| a.starts_with('/'))
-            }
+            (NodeKind::Endpoint, EdgeKind::Bind) if n.family.as_deref() == Some("unix") => n.addr.clone().filter(|a| a.starts_with('/')),
             _ => None,
         };
         let Some(path) = path else { continue };
-        let kind = if n.node_type == NodeKind::Endpoint {
-            EdgeKind::Create
-        } else {
-            e.kind
-        };
+        let kind = if n.node_type == NodeKind::Endpoint { EdgeKind::Create } else { e.kind };
         let real = canon.of(&path);
         for p in [Some(path), real].into_iter().flatten() {
             let s = by_path.entry(p).or_default();
@@ -182,8 +153,7 @@ fn unexplained(c: &Change, traced: &[&Seen]) -> Option<Effects> {
     use EdgeKind::*;
     let has = |k: &[EdgeKind]| traced.iter().any(|s| s.has(k));
     // Gone and made again, or moved over: whatever the overlay shows of it is explained.
-    let replaced =
-        has(&[Rename]) || (has(&[Unlink, Rmdir]) && has(&[Create, Mkdir, Symlink, Link]));
+    let replaced = has(&[Rename]) || (has(&[Unlink, Rmdir]) && has(&[Create, Mkdir, Symlink, Link]));
     let detail = |what: &str| Some(format!("seen in the overlay: {what}, no syscall traced"));
     let one = |k: EdgeKind, what: &str| Some(vec![(k, detail(what), c.path.clone())]);
     match c.change.as_str() {
@@ -203,13 +173,7 @@ fn unexplained(c: &Change, traced: &[&Seen]) -> Option<Effects> {
                 return None;
             }
             let shrank = matches!((c.size, c.live_size), (Some(now), Some(live)) if now < live);
-            let k = if c.kind == "symlink" {
-                Symlink
-            } else if shrank {
-                Truncate
-            } else {
-                Write
-            };
+            let k = if c.kind == "symlink" { Symlink } else if shrank { Truncate } else { Write };
             one(k, &change_words(c))
         }
         "metadata" => {
@@ -218,25 +182,13 @@ fn unexplained(c: &Change, traced: &[&Seen]) -> Option<Effects> {
             }
             let mut out = Vec::new();
             if c.mode != c.live_mode && !has(&[Chmod]) {
-                out.push((
-                    Chmod,
-                    detail(&format!("mode {}", c.mode.as_deref().unwrap_or("?"))),
-                    c.path.clone(),
-                ));
+                out.push((Chmod, detail(&format!("mode {}", c.mode.as_deref().unwrap_or("?"))), c.path.clone()));
             }
             if c.owner != c.live_owner && !has(&[Chown]) {
-                out.push((
-                    Chown,
-                    detail(&format!("owner {}", c.owner.as_deref().unwrap_or("?"))),
-                    c.path.clone(),
-                ));
+                out.push((Chown, detail(&format!("owner {}", c.owner.as_deref().unwrap_or("?"))), c.path.clone()));
             }
             if !c.xattrs.is_empty() && !has(&[Xattr]) {
-                out.push((
-                    Xattr,
-                    detail(&format!("xattrs {}", c.xattrs.join(","))),
-                    c.path.clone(),
-                ));
+                out.push((Xattr, detail(&format!("xattrs {}", c.xattrs.join(","))), c.path.clone()));
             }
             (!out.is_empty()).then_some(out)
         }
@@ -251,11 +203,7 @@ fn unexplained(c: &Change, traced: &[&Seen]) -> Option<Effects> {
                 return None;
             }
             let from = c.from.clone().unwrap_or_default();
-            let mut out = vec![(
-                Rename,
-                detail(&format!("renamed from {from}")),
-                c.path.clone(),
-            )];
+            let mut out = vec![(Rename, detail(&format!("renamed from {from}")), c.path.clone())];
             if !from.is_empty() {
                 out.push((Rename, detail(&format!("renamed to {}", c.path)), from));
             }
@@ -277,13 +225,7 @@ fn file_node(graph: &mut Graph, path: &str, snap: &Snapshot) -> Node {
     if let Some(n) = graph.node(&id) {
         return n.clone();
     }
-    let mut n = Node {
-        id,
-        node_type: NodeKind::File,
-        label: path.into(),
-        path: Some(path.into()),
-        ..Default::default()
-    };
+    let mut n = Node { id, node_type: NodeKind::File, label: path.into(), path: Some(path.into()), ..Default::default() };
     if let Some((i, hold)) = snap.owner_of_path(path) {
         n.component = Some(snap.components[i].name.clone());
         n.held = Some(hold);
@@ -303,16 +245,8 @@ impl Canon {
     fn of(&mut self, path: &str) -> Option<String> {
         let (dir, name) = path.rsplit_once('/')?;
         let dir = if dir.is_empty() { "/" } else { dir };
-        let real = self
-            .dirs
-            .entry(dir.to_string())
-            .or_insert_with(|| resolve(dir))
-            .clone()?;
-        let joined = if real == "/" {
-            format!("/{name}")
-        } else {
-            format!("{real}/{name}")
-        };
+        let real = self.dirs.entry(dir.to_string()).or_insert_with(|| resolve(dir)).clone()?;
+        let joined = if real == "/" { format!("/{name}") } else { format!("{real}/{name}") };
         (joined != path).then_some(joined)
     }
 }
@@ -341,85 +275,33 @@ mod tests {
     use crate::graph::SCHEMA;
 
     fn graph_with(edges: &[(&str, &str)]) -> Graph {
-        let mut g = Graph {
-            schema: SCHEMA.into(),
-            complete: true,
-            ..Default::default()
-        };
-        g.push_node(Node {
-            id: NodeId::process(1, 1),
-            node_type: NodeKind::Process,
-            label: "1 sh".into(),
-            component: Some(TRACED.into()),
-            ..Default::default()
-        });
+        let mut g = Graph { schema: SCHEMA.into(), complete: true, ..Default::default() };
+        g.push_node(Node { id: NodeId::process(1, 1), node_type: NodeKind::Process, label: "1 sh".into(), component: Some(TRACED.into()), ..Default::default() });
         for (kind, path) in edges {
             if g.node(&NodeId::file(path)).is_none() {
-                g.push_node(Node {
-                    id: NodeId::file(path),
-                    node_type: NodeKind::File,
-                    label: path.to_string(),
-                    path: Some(path.to_string()),
-                    ..Default::default()
-                });
+                g.push_node(Node { id: NodeId::file(path), node_type: NodeKind::File, label: path.to_string(), path: Some(path.to_string()), ..Default::default() });
             }
-            g.edges.push(Edge {
-                from: NodeId::process(1, 1),
-                to: NodeId::file(path),
-                kind: EdgeKind::parse(kind).unwrap(),
-                count: 1,
-                ..Default::default()
-            });
+            g.edges.push(Edge { from: NodeId::process(1, 1), to: NodeId::file(path), kind: EdgeKind::parse(kind).unwrap(), count: 1, ..Default::default() });
         }
         g
     }
 
     fn change(path: &str, change: &str) -> Change {
-        Change {
-            path: path.into(),
-            change: change.into(),
-            kind: "file".into(),
-            size: Some(10),
-            live_size: Some(10),
-            ..Default::default()
-        }
+        Change { path: path.into(), change: change.into(), kind: "file".into(), size: Some(10), live_size: Some(10), ..Default::default() }
     }
 
     #[test]
     fn traced_changes_are_confirmed_and_untraced_ones_become_effects() {
         let mut g = graph_with(&[("write", "/srv/a"), ("unlink", "/srv/b")]);
-        let changes = [
-            change("/srv/a", "modified"),
-            change("/srv/b", "deleted"),
-            change("/srv/c", "modified"),
-            change("/srv/d", "deleted"),
-        ];
-        let spots = reconcile(
-            &mut g,
-            &changes,
-            &Snapshot::default(),
-            &NodeId::process(1, 1),
-        );
+        let changes = [change("/srv/a", "modified"), change("/srv/b", "deleted"), change("/srv/c", "modified"), change("/srv/d", "deleted")];
+        let spots = reconcile(&mut g, &changes, &Snapshot::default(), &NodeId::process(1, 1));
         assert_eq!(g.edges[0].seen_by, [Channel::Trace, Channel::Overlay]);
         assert_eq!(g.edges[1].seen_by, [Channel::Trace, Channel::Overlay]);
-        let paths: Vec<(&str, Option<EdgeKind>)> =
-            spots.iter().map(|s| (s.path.as_str(), s.effect)).collect();
-        assert_eq!(
-            paths,
-            [
-                ("/srv/c", Some(EdgeKind::Write)),
-                ("/srv/d", Some(EdgeKind::Unlink))
-            ]
-        );
+        let paths: Vec<(&str, Option<EdgeKind>)> = spots.iter().map(|s| (s.path.as_str(), s.effect)).collect();
+        assert_eq!(paths, [("/srv/c", Some(EdgeKind::Write)), ("/srv/d", Some(EdgeKind::Unlink))]);
         let added: Vec<&Edge> = g.edges.iter().filter(|e| e.blind_spot()).collect();
         assert_eq!(added.len(), 2);
-        assert!(
-            added[0]
-                .detail
-                .as_deref()
-                .unwrap()
-                .contains("no syscall traced")
-        );
+        assert!(added[0].detail.as_deref().unwrap().contains("no syscall traced"));
         assert_eq!(added[0].from, NodeId::process(1, 1));
     }
 
@@ -427,44 +309,19 @@ mod tests {
     fn a_create_does_not_explain_a_change_to_an_existing_file() {
         // open(O_CREAT) of a live file, then an io_uring write: the open explains nothing.
         let mut g = graph_with(&[("create", "/srv/log")]);
-        let spots = reconcile(
-            &mut g,
-            &[change("/srv/log", "modified")],
-            &Snapshot::default(),
-            &NodeId::process(1, 1),
-        );
+        let spots = reconcile(&mut g, &[change("/srv/log", "modified")], &Snapshot::default(), &NodeId::process(1, 1));
         assert_eq!(spots.len(), 1);
         // Deleted and created again: explained.
         let mut g = graph_with(&[("unlink", "/srv/log"), ("create", "/srv/log")]);
-        assert!(
-            reconcile(
-                &mut g,
-                &[change("/srv/log", "modified")],
-                &Snapshot::default(),
-                &NodeId::process(1, 1)
-            )
-            .is_empty()
-        );
+        assert!(reconcile(&mut g, &[change("/srv/log", "modified")], &Snapshot::default(), &NodeId::process(1, 1)).is_empty());
     }
 
     #[test]
     fn shrinking_is_a_truncate_and_metadata_names_what_changed() {
         let mut g = graph_with(&[]);
-        let shrunk = Change {
-            size: Some(0),
-            ..change("/srv/log", "modified")
-        };
-        let meta = Change {
-            mode: Some("600".into()),
-            live_mode: Some("644".into()),
-            ..change("/srv/conf", "metadata")
-        };
-        let spots = reconcile(
-            &mut g,
-            &[shrunk, meta],
-            &Snapshot::default(),
-            &NodeId::process(1, 1),
-        );
+        let shrunk = Change { size: Some(0), ..change("/srv/log", "modified") };
+        let meta = Change { mode: Some("600".into()), live_mode: Some("644".into()), ..change("/srv/conf", "metadata") };
+        let spots = reconcile(&mut g, &[shrunk, meta], &Snapshot::default(), &NodeId::process(1, 1));
         assert_eq!(spots[0].effect, Some(EdgeKind::Truncate));
         assert_eq!(spots[0].change, "modified (10 -> 0 bytes)");
         assert_eq!(spots[1].effect, Some(EdgeKind::Chmod));
@@ -478,12 +335,7 @@ mod tests {
         std::os::unix::fs::symlink(real.join("run"), real.join("varrun")).unwrap();
         let traced = format!("{}/varrun/x.pid", real.display());
         let mut g = graph_with(&[("write", &traced)]);
-        let spots = reconcile(
-            &mut g,
-            &[change(&format!("{}/run/x.pid", real.display()), "modified")],
-            &Snapshot::default(),
-            &NodeId::process(1, 1),
-        );
+        let spots = reconcile(&mut g, &[change(&format!("{}/run/x.pid", real.display()), "modified")], &Snapshot::default(), &NodeId::process(1, 1));
         assert!(spots.is_empty(), "{spots:?}");
     }
 }

@@ -24,12 +24,7 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(cgroup: PathBuf) -> Sampler {
-        Sampler {
-            cgroup,
-            own_exe: std::fs::read_link("/proc/self/exe").ok(),
-            pending: BTreeMap::new(),
-            samples: 0,
-        }
+        Sampler { cgroup, own_exe: std::fs::read_link("/proc/self/exe").ok(), pending: BTreeMap::new(), samples: 0 }
     }
 
     /// One look at the cgroup: remember who is there that the trace does not know (yet: its
@@ -42,9 +37,7 @@ impl Sampler {
             }
             // Reaped between the listing and this read (pilot-init, as the pilot ends): like a
             // process that starts and ends between two samples, nothing is left to account.
-            let Some(comm) = procfs::comm(pid) else {
-                continue;
-            };
+            let Some(comm) = procfs::comm(pid) else { continue };
             if self.own(pid, &comm) {
                 continue;
             }
@@ -67,11 +60,7 @@ impl Sampler {
         self.pending
             .iter()
             .filter(|(pid, _)| tracker.process(**pid).is_none())
-            .map(|(pid, (start_ns, comm))| UnseenProcess {
-                pid: *pid,
-                start_ns: *start_ns,
-                comm: comm.clone(),
-            })
+            .map(|(pid, (start_ns, comm))| UnseenProcess { pid: *pid, start_ns: *start_ns, comm: comm.clone() })
             .collect()
     }
 }
@@ -85,16 +74,9 @@ mod tests {
     #[test]
     fn a_process_gone_before_it_is_read_is_not_unseen() {
         let cgroup = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         // 4194305: above the largest pid_max (2^22), a pid that never exists.
-        std::fs::write(
-            cgroup.path().join("cgroup.procs"),
-            format!("4194305\n{}\n", child.id()),
-        )
-        .unwrap();
+        std::fs::write(cgroup.path().join("cgroup.procs"), format!("4194305\n{}\n", child.id())).unwrap();
         let tracker = Tracker::new();
         let mut sampler = Sampler::new(cgroup.path().to_path_buf());
         sampler.sample(&tracker);

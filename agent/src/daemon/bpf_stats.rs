@@ -44,9 +44,7 @@ fn enable(state: &State) -> Option<StatsOn<'_>> {
             Some(StatsOn { _fd: fd, state })
         }
         Err(e) => {
-            tracing::warn!(
-                "BPF run-time statistics unavailable ({e}): pilot_bpf_program_* metrics stay at 0"
-            );
+            tracing::warn!("BPF run-time statistics unavailable ({e}): pilot_bpf_program_* metrics stay at 0");
             None
         }
     }

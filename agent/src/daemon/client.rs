@@ -2,7 +2,11 @@
 //! answers and it runs the same pilot binary; otherwise they run in-process. `pilot status`
 //! asks the daemon what it runs and ran.
 use std::{
-    io::Write, os::unix::net::UnixStream, path::PathBuf, sync::atomic::Ordering, time::Duration,
+    io::Write,
+    os::unix::net::UnixStream,
+    path::PathBuf,
+    sync::atomic::Ordering,
+    time::Duration,
 };
 
 use anyhow::{Context, Result, anyhow};
@@ -75,16 +79,12 @@ pub fn exe_sha256() -> String {
     if let Some(sha) = EXE_SHA256.get() {
         return sha.clone();
     }
-    std::fs::read("/proc/self/exe")
-        .map(|b| crate::policy::sha256_hex(&b))
-        .unwrap_or_default()
+    std::fs::read("/proc/self/exe").map(|b| crate::policy::sha256_hex(&b)).unwrap_or_default()
 }
 
 /// The socket clients use: $PILOT_SOCKET, else the default.
 pub fn socket_path() -> PathBuf {
-    std::env::var_os("PILOT_SOCKET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| DEFAULT_SOCKET.into())
+    std::env::var_os("PILOT_SOCKET").map(PathBuf::from).unwrap_or_else(|| DEFAULT_SOCKET.into())
 }
 
 /// Run this `pilot run`/`pilot trace` through the daemon: Some(exit status), or None to run
@@ -94,57 +94,34 @@ pub fn forward() -> Result<Option<i32>> {
         return Ok(None);
     }
     let path = socket_path();
-    let Ok(mut stream) = UnixStream::connect(&path) else {
-        return Ok(None);
-    };
+    let Ok(mut stream) = UnixStream::connect(&path) else { return Ok(None) };
     let request = Request::Run {
         args: std::env::args().skip(1).collect(),
         cwd: std::env::current_dir().context("reading the working directory (removed?)")?,
         env: std::env::vars().collect(),
         exe: own_exe(),
     };
-    let talking = || {
-        format!(
-            "talking to the pilot daemon at {}: `pilot status` shows what became of the run, PILOT_NO_DAEMON=1 runs without it",
-            path.display()
-        )
-    };
+    let talking = || format!("talking to the pilot daemon at {}: `pilot status` shows what became of the run, PILOT_NO_DAEMON=1 runs without it", path.display());
     send(&mut stream, &request).with_context(talking)?;
     session::catch_interrupts();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .with_context(talking)?;
+    stream.set_read_timeout(Some(Duration::from_millis(200))).with_context(talking)?;
     let mut frames = FrameReader::default();
     let mut cancels_sent = 0;
     loop {
         match frames.next(&mut stream).with_context(talking)? {
             Next::Frame(proto::REFUSED, why) => {
-                tracing::info!(
-                    "the daemon at {} does not serve this pilot ({}): running in-process",
-                    path.display(),
-                    String::from_utf8_lossy(&why)
-                );
+                tracing::info!("the daemon at {} does not serve this pilot ({}): running in-process", path.display(), String::from_utf8_lossy(&why));
                 return Ok(None);
             }
-            Next::Frame(proto::STDOUT, bytes) => std::io::stdout()
-                .write_all(&bytes)
-                .context("writing the run's output to stdout (closed?)")?,
-            Next::Frame(proto::STDERR, bytes) => std::io::stderr()
-                .write_all(&bytes)
-                .context("writing the run's output to stderr (closed?)")?,
+            Next::Frame(proto::STDOUT, bytes) => std::io::stdout().write_all(&bytes).context("writing the run's output to stdout (closed?)")?,
+            Next::Frame(proto::STDERR, bytes) => std::io::stderr().write_all(&bytes).context("writing the run's output to stderr (closed?)")?,
             Next::Frame(proto::EXIT, code) => {
-                let code = i32::from_le_bytes(
-                    code.get(..4)
-                        .and_then(|c| c.try_into().ok())
-                        .unwrap_or([1, 0, 0, 0]),
-                );
+                let code = i32::from_le_bytes(code.get(..4).and_then(|c| c.try_into().ok()).unwrap_or([1, 0, 0, 0]));
                 return Ok(Some(code));
             }
             Next::Frame(..) | Next::Idle => {}
             Next::Closed => {
-                return Err(anyhow!(
-                    "the pilot daemon closed the connection mid-run: `pilot status` shows what became of the run"
-                ));
+                return Err(anyhow!("the pilot daemon closed the connection mid-run: `pilot status` shows what became of the run"));
             }
         }
         // ^C: the daemon stops the run, as in-process pilot would.
@@ -181,11 +158,7 @@ pub fn status(json: bool) -> Result<i32> {
                 }
                 return Ok(0);
             }
-            Next::Closed => {
-                return Err(anyhow!(
-                    "the pilot daemon closed the connection without an answer"
-                ));
-            }
+            Next::Closed => return Err(anyhow!("the pilot daemon closed the connection without an answer")),
             _ => {}
         }
     }
@@ -200,7 +173,5 @@ fn send(stream: &mut UnixStream, request: &Request) -> Result<()> {
 
 /// The running binary: the daemon serves only clients of the same one.
 pub fn own_exe() -> String {
-    std::fs::read_link("/proc/self/exe")
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
+    std::fs::read_link("/proc/self/exe").map(|p| p.display().to_string()).unwrap_or_default()
 }

@@ -1,10 +1,6 @@
 //! `/etc/pilot/pilot.toml`: strict TOML (an unknown key is an error with its line), every key
 //! optional; without a file the defaults apply.
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::{Path, PathBuf}, time::Duration};
 
 use anyhow::Result;
 use serde::Deserialize;
@@ -91,56 +87,35 @@ impl Config {
         };
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                return Ok(Config::default());
-            }
-            Err(e) => {
-                return Err(crate::error::FileError::new(
-                    "reading the config",
-                    path,
-                    e,
-                    crate::error::CONFIG,
-                )
-                .usage()
-                .into());
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Config::default()),
+            Err(e) => return Err(crate::error::FileError::new("reading the config", path, e, crate::error::CONFIG).usage().into()),
         };
-        let config = Config::parse(&text)
-            .map_err(|e| UsageError::new(format!("config {}: {e}", path.display())))?;
+        let config = Config::parse(&text).map_err(|e| UsageError::new(format!("config {}: {e}", path.display())))?;
         Ok(config)
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
         config.max_run()?;
         config.metrics_addr()?;
         config.bpf_stats_sampling()?;
         for spec in &config.policy_signers {
-            crate::keys::load_keys(spec, Path::new(""))
-                .map_err(|e| format!("policy_signers: {e}"))?;
+            crate::keys::load_keys(spec, Path::new("")).map_err(|e| format!("policy_signers: {e}"))?;
         }
         Ok(config)
     }
 
     pub fn max_run(&self) -> Result<Duration, String> {
-        crate::run::parse_duration(&self.max_run)
-            .map_err(|_| format!("max_run = {:?}: give seconds or 30s, 5m, 1h", self.max_run))
+        crate::run::parse_duration(&self.max_run).map_err(|_| format!("max_run = {:?}: give seconds or 30s, 5m, 1h", self.max_run))
     }
 
     /// (window, every) of sampled BPF statistics; the window shorter than the period.
     pub fn bpf_stats_sampling(&self) -> Result<(Duration, Duration), String> {
-        let parse = |key: &str, v: &str| {
-            crate::run::parse_duration(v)
-                .map_err(|_| format!("{key} = {v:?}: give seconds or 500ms, 1s, 5m"))
-        };
+        let parse = |key: &str, v: &str| crate::run::parse_duration(v).map_err(|_| format!("{key} = {v:?}: give seconds or 500ms, 1s, 5m"));
         let window = parse("bpf_stats_window", &self.bpf_stats_window)?;
         let every = parse("bpf_stats_every", &self.bpf_stats_every)?;
         if window.is_zero() || window >= every {
-            return Err(format!(
-                "bpf_stats_window = {:?} must be shorter than bpf_stats_every = {:?} (and not 0)",
-                self.bpf_stats_window, self.bpf_stats_every
-            ));
+            return Err(format!("bpf_stats_window = {:?} must be shorter than bpf_stats_every = {:?} (and not 0)", self.bpf_stats_window, self.bpf_stats_every));
         }
         Ok((window, every))
     }
@@ -149,12 +124,10 @@ impl Config {
         if self.metrics_listen.is_empty() {
             return Ok(None);
         }
-        self.metrics_listen.parse().map(Some).map_err(|_| {
-            format!(
-                "metrics_listen = {:?}: give ADDR:PORT, e.g. {DEFAULT_METRICS}",
-                self.metrics_listen
-            )
-        })
+        self.metrics_listen
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("metrics_listen = {:?}: give ADDR:PORT, e.g. {DEFAULT_METRICS}", self.metrics_listen))
     }
 }
 
@@ -167,47 +140,16 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.socket, Path::new(DEFAULT_SOCKET));
         assert_eq!(c.max_run().unwrap(), Duration::from_secs(3600));
-        let c = Config::parse(
-            "max_run = \"5m\"\non_client_disconnect = \"kill\"\nmetrics_listen = \"\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            (
-                c.max_run().unwrap(),
-                c.on_client_disconnect,
-                c.metrics_addr().unwrap()
-            ),
-            (Duration::from_secs(300), Disconnect::Kill, None)
-        );
+        let c = Config::parse("max_run = \"5m\"\non_client_disconnect = \"kill\"\nmetrics_listen = \"\"\n").unwrap();
+        assert_eq!((c.max_run().unwrap(), c.on_client_disconnect, c.metrics_addr().unwrap()), (Duration::from_secs(300), Disconnect::Kill, None));
         let err = Config::parse("socket = \"/x\"\nmax_runs = \"5m\"\n").unwrap_err();
         assert!(err.contains("max_runs") && err.contains("line 2"), "{err}");
-        assert!(
-            Config::parse("max_run = \"soon\"")
-                .unwrap_err()
-                .contains("max_run")
-        );
+        assert!(Config::parse("max_run = \"soon\"").unwrap_err().contains("max_run"));
         assert!(Config::parse("on_client_disconnect = \"ignore\"").is_err());
-        let c = Config::parse(
-            "bpf_stats = \"on\"\nbpf_stats_window = \"500ms\"\nbpf_stats_every = \"10s\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            (c.bpf_stats, c.bpf_stats_sampling().unwrap()),
-            (
-                BpfStats::On,
-                (Duration::from_millis(500), Duration::from_secs(10))
-            )
-        );
-        assert_eq!(
-            Config::parse("").unwrap().bpf_stats,
-            BpfStats::Sampled,
-            "sampled by default"
-        );
-        assert!(
-            Config::parse("bpf_stats_window = \"2m\"")
-                .unwrap_err()
-                .contains("shorter")
-        );
+        let c = Config::parse("bpf_stats = \"on\"\nbpf_stats_window = \"500ms\"\nbpf_stats_every = \"10s\"\n").unwrap();
+        assert_eq!((c.bpf_stats, c.bpf_stats_sampling().unwrap()), (BpfStats::On, (Duration::from_millis(500), Duration::from_secs(10))));
+        assert_eq!(Config::parse("").unwrap().bpf_stats, BpfStats::Sampled, "sampled by default");
+        assert!(Config::parse("bpf_stats_window = \"2m\"").unwrap_err().contains("shorter"));
         assert!(Config::parse("bpf_stats = \"always\"").is_err());
     }
 }

@@ -11,26 +11,16 @@ use std::{
     time::Duration,
 };
 
-use crate::rundir::{RunDir, SinkLog, Summary, Verdict};
 use http_body_util::Full;
-use hyper::{
-    Request, Response, StatusCode,
-    body::{Bytes, Incoming},
-    header::CONTENT_TYPE,
-    server::conn::http1,
-    service::service_fn,
-};
+use hyper::{Request, Response, StatusCode, body::{Bytes, Incoming}, header::CONTENT_TYPE, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text},
-    metrics::{
-        counter::{ConstCounter, Counter},
-        family::Family,
-        gauge::{ConstGauge, Gauge},
-    },
+    metrics::{counter::{ConstCounter, Counter}, family::Family, gauge::{ConstGauge, Gauge}},
     registry::Registry,
 };
+use crate::rundir::{RunDir, SinkLog, Summary, Verdict};
 
 use super::{State, config::BpfStats, resident::Resident};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -99,38 +89,14 @@ impl Metrics {
             }),
             registry: Registry::default(),
         };
-        registry.register(
-            "pilot_runs",
-            "Runs the daemon served, by command and outcome",
-            m.runs.clone(),
-        );
+        registry.register("pilot_runs", "Runs the daemon served, by command and outcome", m.runs.clone());
         registry.register("pilot_runs_active", "Runs in progress", m.active.clone());
-        registry.register(
-            "pilot_verdicts",
-            "Verdicts of pilot runs",
-            m.verdicts.clone(),
-        );
-        registry.register(
-            "pilot_policy_violations",
-            "Policy violations, by rule",
-            m.violations.clone(),
-        );
+        registry.register("pilot_verdicts", "Verdicts of pilot runs", m.verdicts.clone());
+        registry.register("pilot_policy_violations", "Policy violations, by rule", m.violations.clone());
         registry.register("pilot_events", "Events recorded, by kind", m.events.clone());
-        registry.register(
-            "pilot_events_lost",
-            "Events the kernel could not deliver, by cause",
-            m.lost.clone(),
-        );
-        registry.register(
-            "pilot_incomplete_runs",
-            "Runs that lost events",
-            m.incomplete_runs.clone(),
-        );
-        registry.register(
-            "pilot_sink_bytes",
-            "Bytes pilots sent that the sink caught",
-            m.sink_bytes.clone(),
-        );
+        registry.register("pilot_events_lost", "Events the kernel could not deliver, by cause", m.lost.clone());
+        registry.register("pilot_incomplete_runs", "Runs that lost events", m.incomplete_runs.clone());
+        registry.register("pilot_sink_bytes", "Bytes pilots sent that the sink caught", m.sink_bytes.clone());
         registry.register_collector(Box::new(m.observed.clone()));
         Metrics { registry, ..m }
     }
@@ -146,12 +112,7 @@ impl Metrics {
     /// Count a finished run from what it wrote.
     pub fn add_run(&self, command: &str, exit_ok: bool, run_dir: Option<&Path>) {
         let outcome = if exit_ok { "ok" } else { "failed" };
-        self.runs
-            .get_or_create(&RunLabels {
-                command: command.into(),
-                outcome: outcome.into(),
-            })
-            .inc();
+        self.runs.get_or_create(&RunLabels { command: command.into(), outcome: outcome.into() }).inc();
         let Some(dir) = run_dir else { return };
         let dir = RunDir::at(dir);
         // A file a run could not write (or a trace without a sink) just adds nothing.
@@ -166,26 +127,16 @@ impl Metrics {
             if !s.complete {
                 self.incomplete_runs.inc();
             }
-            *self.observed.ringbuf_peak_fill.lock().expect("fill lock") =
-                Some(s.ringbuf_peak_bytes as f64 / s.ringbuf_bytes.max(1) as f64);
+            *self.observed.ringbuf_peak_fill.lock().expect("fill lock") = Some(s.ringbuf_peak_bytes as f64 / s.ringbuf_bytes.max(1) as f64);
         }
         if let Some(v) = dir.read_optional::<Verdict>(&mut unreadable) {
-            self.verdicts
-                .get_or_create(&VerdictLabel {
-                    verdict: v.evaluation.verdict.as_str().into(),
-                })
-                .inc();
+            self.verdicts.get_or_create(&VerdictLabel { verdict: v.evaluation.verdict.as_str().into() }).inc();
             for x in &v.evaluation.violations {
-                self.violations
-                    .get_or_create(&RuleLabel {
-                        rule: x.rule.clone(),
-                    })
-                    .inc();
+                self.violations.get_or_create(&RuleLabel { rule: x.rule.clone() }).inc();
             }
         }
         if let Some(sink) = dir.read_optional::<SinkLog>(&mut unreadable) {
-            self.sink_bytes
-                .inc_by(sink.iter().map(|c| c.bytes).sum::<u64>());
+            self.sink_bytes.inc_by(sink.iter().map(|c| c.bytes).sum::<u64>());
         }
         for problem in unreadable {
             tracing::warn!("metrics of a finished run: {problem}");
@@ -199,9 +150,7 @@ impl Metrics {
 
     /// A sampling window ended, after `length`.
     pub fn stats_window(&self, length: Duration) {
-        self.observed
-            .sampled_ns
-            .fetch_add(length.as_nanos() as u64, Ordering::SeqCst);
+        self.observed.sampled_ns.fetch_add(length.as_nanos() as u64, Ordering::SeqCst);
     }
 
     /// Sample pilots' BPF programs now (reads /proc: call it off the async threads).
@@ -237,27 +186,12 @@ impl Collector for Observed {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         if let Some(fill) = *self.ringbuf_peak_fill.lock().expect("fill lock") {
             let g = ConstGauge::new(fill);
-            g.encode(encoder.encode_descriptor(
-                "pilot_ringbuf_peak_fill_ratio",
-                "Highest ring-buffer fill of the last finished run (0-1).",
-                None,
-                g.metric_type(),
-            )?)?;
+            g.encode(encoder.encode_descriptor("pilot_ringbuf_peak_fill_ratio", "Highest ring-buffer fill of the last finished run (0-1).", None, g.metric_type())?)?;
         }
         let g = ConstGauge::new(i64::from(self.bpf_stats_enabled.load(Ordering::SeqCst)));
-        g.encode(encoder.encode_descriptor(
-            "pilot_bpf_stats_enabled",
-            "1 when the kernel's BPF run-time statistics are on.",
-            None,
-            g.metric_type(),
-        )?)?;
+        g.encode(encoder.encode_descriptor("pilot_bpf_stats_enabled", "1 when the kernel's BPF run-time statistics are on.", None, g.metric_type())?)?;
         let g = ConstGauge::new(1i64);
-        let mut mode = encoder.encode_descriptor(
-            "pilot_bpf_stats_mode",
-            "How the daemon runs BPF statistics (off, sampled, on), as a label.",
-            None,
-            g.metric_type(),
-        )?;
+        let mut mode = encoder.encode_descriptor("pilot_bpf_stats_mode", "How the daemon runs BPF statistics (off, sampled, on), as a label.", None, g.metric_type())?;
         g.encode(mode.encode_family(&[("mode", self.bpf_stats.as_str())])?)?;
         let c = ConstCounter::new(self.sampled_ns.load(Ordering::SeqCst) as f64 / 1e9);
         c.encode(encoder.encode_descriptor(
@@ -268,12 +202,7 @@ impl Collector for Observed {
         )?)?;
         if let Some(r) = &self.resident {
             let g = ConstGauge::new(r.active() as i64);
-            g.encode(encoder.encode_descriptor(
-                "pilot_probe_set_runs",
-                "Runs the resident probe set serves now.",
-                None,
-                g.metric_type(),
-            )?)?;
+            g.encode(encoder.encode_descriptor("pilot_probe_set_runs", "Runs the resident probe set serves now.", None, g.metric_type())?)?;
             let c = ConstCounter::new(r.orphans());
             c.encode(encoder.encode_descriptor(
                 "pilot_probe_set_orphaned_records",
@@ -284,22 +213,11 @@ impl Collector for Observed {
         }
         let bpf = self.bpf.lock().expect("bpf lock").refresh();
         let kind = ConstCounter::new(0u64).metric_type();
-        let mut seconds = encoder.encode_descriptor(
-            "pilot_bpf_program_run_seconds",
-            "Time pilots' BPF programs ran, by program.",
-            None,
-            kind,
-        )?;
+        let mut seconds = encoder.encode_descriptor("pilot_bpf_program_run_seconds", "Time pilots' BPF programs ran, by program.", None, kind)?;
         for (name, (ns, _)) in &bpf {
-            ConstCounter::new(*ns as f64 / 1e9)
-                .encode(seconds.encode_family(&[("program", name.as_str())])?)?;
+            ConstCounter::new(*ns as f64 / 1e9).encode(seconds.encode_family(&[("program", name.as_str())])?)?;
         }
-        let mut runs = encoder.encode_descriptor(
-            "pilot_bpf_program_runs",
-            "Times pilots' BPF programs ran, by program.",
-            None,
-            kind,
-        )?;
+        let mut runs = encoder.encode_descriptor("pilot_bpf_program_runs", "Times pilots' BPF programs ran, by program.", None, kind)?;
         for (name, (_, cnt)) in &bpf {
             ConstCounter::new(*cnt).encode(runs.encode_family(&[("program", name.as_str())])?)?;
         }
@@ -321,13 +239,9 @@ impl BpfTotals {
     pub fn refresh(&mut self) -> BTreeMap<String, (u64, u64)> {
         let live = pilot_program_ids();
         if live.iter().any(|id| !self.held.contains_key(id)) {
-            for p in aya::programs::loaded_programs()
-                .flatten()
-                .filter(|p| live.contains(&p.id()))
-            {
+            for p in aya::programs::loaded_programs().flatten().filter(|p| live.contains(&p.id())) {
                 if let (false, Ok(fd)) = (self.held.contains_key(&p.id()), p.fd()) {
-                    self.held
-                        .insert(p.id(), (p.name_as_str().unwrap_or("").to_string(), fd));
+                    self.held.insert(p.id(), (p.name_as_str().unwrap_or("").to_string(), fd));
                 }
             }
         }
@@ -336,11 +250,7 @@ impl BpfTotals {
         for (id, (name, fd)) in &self.held {
             use std::os::fd::{AsFd, AsRawFd};
             let (ns, cnt) = prog_stats(std::process::id(), fd.as_fd().as_raw_fd());
-            let into = if live.contains(id) {
-                current.entry(name.clone()).or_default()
-            } else {
-                self.retired.entry(name.clone()).or_default()
-            };
+            let into = if live.contains(id) { current.entry(name.clone()).or_default() } else { self.retired.entry(name.clone()).or_default() };
             into.0 += ns;
             into.1 += cnt;
             if !live.contains(id) {
@@ -364,10 +274,7 @@ impl BpfTotals {
 /// (containment hooks, or a whole set when a run loads its own).
 fn pilot_program_ids() -> std::collections::HashSet<u32> {
     let mut out = std::collections::HashSet::new();
-    for pid in crate::procfs::pids()
-        .into_iter()
-        .filter(|p| crate::procfs::runs_pilot(*p))
-    {
+    for pid in crate::procfs::pids().into_iter().filter(|p| crate::procfs::runs_pilot(*p)) {
         for (fd, target) in crate::procfs::fds(pid) {
             if target == "anon_inode:bpf-prog"
                 && let Some(id) = fdinfo_field(pid, fd, "prog_id:")
@@ -381,10 +288,7 @@ fn pilot_program_ids() -> std::collections::HashSet<u32> {
 
 /// run_time_ns and run_cnt of a program fd, from fdinfo (counted while BPF stats are on).
 fn prog_stats(pid: u32, fd: i32) -> (u64, u64) {
-    (
-        fdinfo_field(pid, fd, "run_time_ns:").unwrap_or(0),
-        fdinfo_field(pid, fd, "run_cnt:").unwrap_or(0),
-    )
+    (fdinfo_field(pid, fd, "run_time_ns:").unwrap_or(0), fdinfo_field(pid, fd, "run_cnt:").unwrap_or(0))
 }
 
 fn fdinfo_field(pid: u32, fd: i32, key: &str) -> Option<u64> {
@@ -393,11 +297,8 @@ fn fdinfo_field(pid: u32, fd: i32, key: &str) -> Option<u64> {
 
 /// Serve `/metrics` (HTTP/1.1) until the runtime stops.
 pub fn serve(addr: SocketAddr, state: Arc<State>) -> anyhow::Result<()> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
-        crate::error::UsageError::new(format!(
-            "metrics_listen {addr}: {e}: pick a free port in the config"
-        ))
-    })?;
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| crate::error::UsageError::new(format!("metrics_listen {addr}: {e}: pick a free port in the config")))?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tokio::spawn(async move {
@@ -427,24 +328,16 @@ pub fn serve(addr: SocketAddr, state: Arc<State>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn answer(
-    request: Request<Incoming>,
-    state: Arc<State>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(request: Request<Incoming>, state: Arc<State>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = if request.uri().path() == "/metrics" {
-        let text = tokio::task::spawn_blocking(move || state.metrics.render())
-            .await
-            .unwrap_or_default();
+        let text = tokio::task::spawn_blocking(move || state.metrics.render()).await.unwrap_or_default();
         (StatusCode::OK, text)
     } else {
         (StatusCode::NOT_FOUND, "pilot serves /metrics\n".to_string())
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(prometheus_text::CONTENT_TYPE),
-    );
+    response.headers_mut().insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static(prometheus_text::CONTENT_TYPE));
     Ok(response)
 }
 
@@ -462,8 +355,7 @@ mod tests {
             "events_by_kind": {"unlink": 2, "exec": 1}, "lost_by_cause": {"ringbuf_full": 3},
             "complete": false, "ringbuf_peak_bytes": 1024, "ringbuf_bytes": 4096,
         });
-        run.write::<Summary>(&serde_json::from_value(summary).unwrap())
-            .unwrap();
+        run.write::<Summary>(&serde_json::from_value(summary).unwrap()).unwrap();
         let violation = serde_json::json!({
             "rule": "live-file-destroyed", "action": "block", "severity": 0.9, "target": "x", "target_id": "file:/x",
             "effects": ["unlink"], "count": 1, "bytes": 0, "why": "", "edges": [], "events": [],
@@ -475,20 +367,13 @@ mod tests {
             "policies": [], "lost_events": 3, "timed_out": false, "command": ["x"], "cwd": "/",
             "contained_by": {"files": "", "network": "", "unix_sockets": "", "signals": "", "capabilities_dropped": []},
         });
-        run.write::<Verdict>(&serde_json::from_value(verdict).unwrap())
-            .unwrap();
-        let caught = |bytes| crate::rundir::Caught {
-            bytes,
-            ..Default::default()
-        };
+        run.write::<Verdict>(&serde_json::from_value(verdict).unwrap()).unwrap();
+        let caught = |bytes| crate::rundir::Caught { bytes, ..Default::default() };
         run.write::<SinkLog>(&vec![caught(10), caught(5)]).unwrap();
         let m = Metrics::new(BpfStats::On, None);
         m.stats_enabled(true);
         let before = m.render();
-        assert!(
-            !before.contains("pilot_ringbuf_peak_fill_ratio"),
-            "no fill before a run reported one:\n{before}"
-        );
+        assert!(!before.contains("pilot_ringbuf_peak_fill_ratio"), "no fill before a run reported one:\n{before}");
         m.run_started();
         m.add_run("run", false, Some(dir.path()));
         let text = m.render();
@@ -522,15 +407,9 @@ mod tests {
             "# HELP pilot_bpf_program_runs_total Times pilots' BPF programs ran, by program.",
             "# TYPE pilot_bpf_program_runs_total counter",
         ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in:\n{text}"
-            );
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }
-        assert!(
-            !text.contains("# EOF"),
-            "the 0.0.4 text format has no EOF marker"
-        );
+        assert!(!text.contains("# EOF"), "the 0.0.4 text format has no EOF marker");
         m.run_ended();
         assert!(m.render().lines().any(|l| l == "pilot_runs_active 0"));
     }

@@ -20,10 +20,7 @@ mod runs;
 use std::{
     os::unix::{fs::PermissionsExt, net::UnixStream as StdUnixStream},
     path::Path,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex, atomic::{AtomicU64, AtomicUsize, Ordering}},
     time::Duration,
 };
 
@@ -91,11 +88,7 @@ impl Status {
             "pilot daemon pid {} on {} (metrics {}): {} run(s)\n",
             self.daemon_pid,
             self.socket,
-            if self.metrics.is_empty() {
-                "off"
-            } else {
-                &self.metrics
-            },
+            if self.metrics.is_empty() { "off" } else { &self.metrics },
             self.runs.len()
         );
         for r in &self.runs {
@@ -130,22 +123,13 @@ pub fn run(args: DaemonArgs) -> Result<i32> {
         return Ok(0);
     }
     crate::probes::preflight()?;
-    std::fs::create_dir_all(&config.state_dir)
-        .on("creating", &config.state_dir, DAEMON_STATE)
-        .map_err(FileError::usage)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the daemon's runtime")?;
+    std::fs::create_dir_all(&config.state_dir).on("creating", &config.state_dir, DAEMON_STATE).map_err(FileError::usage)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the daemon's runtime")?;
     runtime.block_on(serve(config, max_run, metrics_addr))?;
     Ok(0)
 }
 
-async fn serve(
-    config: Config,
-    max_run: Duration,
-    metrics_addr: Option<std::net::SocketAddr>,
-) -> Result<()> {
+async fn serve(config: Config, max_run: Duration, metrics_addr: Option<std::net::SocketAddr>) -> Result<()> {
     let _ = EXE_SHA256.set(client::exe_sha256());
     let _ = KERNEL.set(client::kernel_word(&crate::doctor::probe_run()));
     // Loaded before the socket answers: the first run is already served by it.
@@ -158,14 +142,8 @@ async fn serve(
     };
     let listener = bind(&config.socket)?;
     // Before the first run: the daemon stops as soon as it is told to.
-    let (mut term, mut int) = (
-        signal(SignalKind::terminate())?,
-        signal(SignalKind::interrupt())?,
-    );
-    let (stats_mode, sampling) = (
-        config.bpf_stats,
-        config.bpf_stats_sampling().map_err(UsageError::new)?,
-    );
+    let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+    let (stats_mode, sampling) = (config.bpf_stats, config.bpf_stats_sampling().map_err(UsageError::new)?);
     let state = Arc::new(State {
         exe: client::own_exe(),
         runs: Mutex::new(Vec::new()),
@@ -174,10 +152,7 @@ async fn serve(
         metrics: metrics::Metrics::new(stats_mode, resident.clone()),
         resident,
         next_id: AtomicU64::new(1),
-        started_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0),
+        started_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
         config,
     });
     if let Some(addr) = metrics_addr {
@@ -185,15 +160,7 @@ async fn serve(
     }
     tokio::spawn(bpf_stats::run(state.clone(), stats_mode, sampling));
     tracing::info!(socket = %state.config.socket.display(), metrics = %state.config.metrics_listen, "pilot daemon ready");
-    eprintln!(
-        "pilot daemon: serving {} (metrics {})",
-        state.config.socket.display(),
-        if metrics_addr.is_some() {
-            state.config.metrics_listen.as_str()
-        } else {
-            "off"
-        }
-    );
+    eprintln!("pilot daemon: serving {} (metrics {})", state.config.socket.display(), if metrics_addr.is_some() { state.config.metrics_listen.as_str() } else { "off" });
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -222,13 +189,7 @@ async fn serve(
 
 /// Stop every run (as ^C would) and wait for them, so none outlives the daemon.
 async fn shutdown(state: &Arc<State>) {
-    let ids: Vec<u64> = state
-        .pids
-        .lock()
-        .expect("pids lock")
-        .iter()
-        .map(|(id, ..)| *id)
-        .collect();
+    let ids: Vec<u64> = state.pids.lock().expect("pids lock").iter().map(|(id, ..)| *id).collect();
     if ids.is_empty() {
         return;
     }
@@ -249,25 +210,15 @@ fn bind(path: &Path) -> Result<UnixListener> {
         std::fs::create_dir_all(dir).on("creating", dir, DAEMON_SOCKET)?;
     }
     if StdUnixStream::connect(path).is_ok() {
-        return Err(UsageError::new(format!(
-            "a pilot daemon already serves {}: stop it first",
-            path.display()
-        ))
-        .into());
+        return Err(UsageError::new(format!("a pilot daemon already serves {}: stop it first", path.display())).into());
     }
     let _ = std::fs::remove_file(path);
     // Created 0600 (not chmod-ed after: no moment where another user could connect).
     let old = unsafe { libc::umask(0o177) };
     let listener = UnixListener::bind(path);
     unsafe { libc::umask(old) };
-    let listener = listener
-        .on("listening on", path, DAEMON_SOCKET)
-        .map_err(FileError::usage)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).on(
-        "setting mode 0600 on",
-        path,
-        DAEMON_SOCKET,
-    )?;
+    let listener = listener.on("listening on", path, DAEMON_SOCKET).map_err(FileError::usage)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).on("setting mode 0600 on", path, DAEMON_SOCKET)?;
     Ok(listener)
 }
 
@@ -275,10 +226,7 @@ async fn serve_client(conn: UnixStream, state: &Arc<State>, max_run: Duration) -
     let (read, mut write) = conn.into_split();
     let mut reader = BufReader::new(read);
     let mut line = String::new();
-    reader
-        .read_line(&mut line)
-        .await
-        .context("reading a client's request")?;
+    reader.read_line(&mut line).await.context("reading a client's request")?;
     let request: Request = serde_json::from_str(&line).context("a request that is not pilot's")?;
     match request {
         Request::Status => {
@@ -289,33 +237,16 @@ async fn serve_client(conn: UnixStream, state: &Arc<State>, max_run: Duration) -
                 started_unix_ms: state.started_unix_ms,
                 runs: state.runs.lock().expect("runs lock").clone(),
             };
-            write
-                .write_all(&proto::frame(proto::STATUS, &serde_json::to_vec(&status)?))
-                .await?;
+            write.write_all(&proto::frame(proto::STATUS, &serde_json::to_vec(&status)?)).await?;
             Ok(())
         }
-        Request::Run {
-            args,
-            cwd,
-            env,
-            exe,
-        } => {
+        Request::Run { args, cwd, env, exe } => {
             if exe != state.exe {
                 let why = format!("it runs {}, the client {exe}", state.exe);
-                return Ok(write
-                    .write_all(&proto::frame(proto::REFUSED, why.as_bytes()))
-                    .await?);
+                return Ok(write.write_all(&proto::frame(proto::REFUSED, why.as_bytes())).await?);
             }
             let id = state.next_id.fetch_add(1, Ordering::SeqCst);
-            runs::serve(
-                state,
-                id,
-                runs::Spec { args, cwd, env },
-                write,
-                reader,
-                max_run,
-            )
-            .await
+            runs::serve(state, id, runs::Spec { args, cwd, env }, write, reader, max_run).await
         }
         Request::Cancel => Ok(()),
     }

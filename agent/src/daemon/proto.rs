@@ -1,10 +1,7 @@
 //! What client and daemon say over the socket: the client sends one JSON request line (and,
 //! for a run, later `cancel` lines); the daemon answers with frames: a tag byte, a
 //! little-endian u32 length and the payload (output is bytes, not necessarily UTF-8).
-use std::{
-    io::{self, Read},
-    path::PathBuf,
-};
+use std::{io::{self, Read}, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,12 +9,7 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Request {
     /// Run `pilot ARGS...` (a `run` or `trace`) as the client would have, in its cwd and env.
-    Run {
-        args: Vec<String>,
-        cwd: PathBuf,
-        env: Vec<(String, String)>,
-        exe: String,
-    },
+    Run { args: Vec<String>, cwd: PathBuf, env: Vec<(String, String)>, exe: String },
     Status,
     /// Stop the run of this connection, as ^C would.
     Cancel,
@@ -70,14 +62,7 @@ impl FrameReader {
             match r.read(&mut chunk) {
                 Ok(0) => return Ok(Next::Closed),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(Next::Idle);
-                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Ok(Next::Idle),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Next::Idle),
                 Err(e) => return Err(e),
             }
@@ -108,12 +93,6 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(
-            got,
-            vec![
-                (STDERR, b"hello".to_vec()),
-                (EXIT, 3i32.to_le_bytes().to_vec())
-            ]
-        );
+        assert_eq!(got, vec![(STDERR, b"hello".to_vec()), (EXIT, 3i32.to_le_bytes().to_vec())]);
     }
 }

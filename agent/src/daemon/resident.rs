@@ -64,18 +64,14 @@ impl Slots {
     fn idle_slot(&self) -> Option<u32> {
         let start = self.next % MAX_RUNS;
         (0..MAX_RUNS).map(|k| (start + k) % MAX_RUNS).find(|s| {
-            !self.busy_slot(*s)
-                && !self.reserved.contains(s)
-                && !self.ready.iter().any(|(r, _)| r == s)
+            !self.busy_slot(*s) && !self.reserved.contains(s) && !self.ready.iter().any(|(r, _)| r == s)
         })
     }
 }
 
 impl std::fmt::Debug for Resident {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resident")
-            .field("active", &self.active())
-            .finish()
+        f.debug_struct("Resident").field("active", &self.active()).finish()
     }
 }
 
@@ -100,10 +96,7 @@ impl Resident {
         let set = ProbeSet::load(&probes::Options::default())?;
         let r = Arc::new(Resident {
             set: Mutex::new(set),
-            slots: Mutex::new(Slots {
-                next: 1,
-                ..Default::default()
-            }),
+            slots: Mutex::new(Slots { next: 1, ..Default::default() }),
             spare: Mutex::new(Vec::new()),
             refilling: Mutex::new(false),
         });
@@ -144,14 +137,9 @@ impl Resident {
             }
         } // dropped: the child holds the programs and maps now (our copies are in `fds`)
         self.refill();
-        let named: Vec<(String, std::os::fd::BorrowedFd<'_>)> =
-            fds.iter().map(|(n, f)| (n.clone(), f.as_fd())).collect();
+        let named: Vec<(String, std::os::fd::BorrowedFd<'_>)> = fds.iter().map(|(n, f)| (n.clone(), f.as_fd())).collect();
         let env = handoff::encode(run, std::process::id(), ring_bytes, &named);
-        Ok(Some(Lease {
-            run,
-            fds: fds.into_iter().map(|(_, f)| f).collect(),
-            env,
-        }))
+        Ok(Some(Lease { run, fds: fds.into_iter().map(|(_, f)| f).collect(), env }))
     }
 
     /// The run's process has exited: free its slot and remove what it left behind. With no run
@@ -178,13 +166,7 @@ impl Resident {
 
     /// Records the kernel dropped because their run had ended (tasks a run left behind).
     pub fn orphans(&self) -> u64 {
-        self.set
-            .lock()
-            .expect("set lock")
-            .maps
-            .orphans()
-            .map(|o| o.iter().sum())
-            .unwrap_or(0)
+        self.set.lock().expect("set lock").maps.orphans().map(|o| o.iter().sum()).unwrap_or(0)
     }
 
     /// Ready slots and containment sets up to SPARE, on a thread of their own (a containment
@@ -201,11 +183,7 @@ impl Resident {
         std::thread::spawn(move || {
             while let Some(slot) = me.slot_to_fill() {
                 let filled = probes::new_ring(RING_BYTES).and_then(|ring| {
-                    me.set
-                        .lock()
-                        .expect("set lock")
-                        .maps
-                        .install_ring(slot, ring.as_raw_fd())?;
+                    me.set.lock().expect("set lock").maps.install_ring(slot, ring.as_raw_fd())?;
                     Ok(ring)
                 });
                 let mut slots = me.slots.lock().expect("slots lock");
@@ -222,9 +200,7 @@ impl Resident {
                 match ContainSet::load() {
                     Ok(set) => me.spare.lock().expect("spare lock").push(set),
                     Err(e) => {
-                        tracing::warn!(
-                            "loading a containment set ahead of time: {e:#} (runs load their own)"
-                        );
+                        tracing::warn!("loading a containment set ahead of time: {e:#} (runs load their own)");
                         break;
                     }
                 }

@@ -62,47 +62,25 @@ pub async fn serve(
     max_run: Duration,
 ) -> Result<()> {
     let client: Client = Arc::new(Mutex::new(Some(conn)));
-    let Some(command) = spec
-        .args
-        .iter()
-        .find(|a| *a == "run" || *a == "trace")
-        .cloned()
-    else {
-        send(
-            &client,
-            proto::REFUSED,
-            b"the daemon serves run and trace only",
-        )
-        .await;
+    let Some(command) = spec.args.iter().find(|a| *a == "run" || *a == "trace").cloned() else {
+        send(&client, proto::REFUSED, b"the daemon serves run and trace only").await;
         return Ok(());
     };
     let log_path = state.config.state_dir.join(format!("{id}.log"));
-    let log =
-        match File::create(&log_path)
-            .await
-            .on("creating the run's log", &log_path, DAEMON_STATE)
-        {
-            Ok(f) => Arc::new(Mutex::new(f)),
-            Err(e) => {
-                send(
-                    &client,
-                    proto::STDERR,
-                    format!("pilot daemon: cannot start the run: {e}\n").as_bytes(),
-                )
-                .await;
-                send(&client, proto::EXIT, &1i32.to_le_bytes()).await;
-                return Ok(());
-            }
-        };
+    let log = match File::create(&log_path).await.on("creating the run's log", &log_path, DAEMON_STATE) {
+        Ok(f) => Arc::new(Mutex::new(f)),
+        Err(e) => {
+            send(&client, proto::STDERR, format!("pilot daemon: cannot start the run: {e}\n").as_bytes()).await;
+            send(&client, proto::EXIT, &1i32.to_le_bytes()).await;
+            return Ok(());
+        }
+    };
     // The run's part of the resident probe set; without one (every slot taken, or the daemon
     // could not load the set) the run loads its own.
     let lease = match state.resident.as_ref().map(|r| r.lease()) {
         Some(Ok(lease)) => lease,
         Some(Err(e)) => {
-            tracing::warn!(
-                run = id,
-                "leasing the resident probe set: {e:#}: the run loads its own"
-            );
+            tracing::warn!(run = id, "leasing the resident probe set: {e:#}: the run loads its own");
             None
         }
         None => None,
@@ -116,12 +94,7 @@ pub async fn serve(
             if let (Some(r), Some(run)) = (&state.resident, leased) {
                 r.release(run);
             }
-            send(
-                &client,
-                proto::STDERR,
-                format!("pilot daemon: cannot start the run: {e}\n").as_bytes(),
-            )
-            .await;
+            send(&client, proto::STDERR, format!("pilot daemon: cannot start the run: {e}\n").as_bytes()).await;
             send(&client, proto::EXIT, &1i32.to_le_bytes()).await;
             return Ok(());
         }
@@ -132,39 +105,20 @@ pub async fn serve(
         pid,
         args: spec.args.clone(),
         cwd: spec.cwd.display().to_string(),
-        started_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0),
+        started_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
         exit_code: None,
         stopped_by: None,
         client: "connected".into(),
         run_dir: None,
         log: log_path.display().to_string(),
     });
-    state
-        .pids
-        .lock()
-        .expect("pids lock")
-        .push((id, pid, command == "trace"));
+    state.pids.lock().expect("pids lock").push((id, pid, command == "trace"));
     state.metrics.run_started();
     let _serving = Serving::new(state);
     tracing::info!(run = id, pid, args = ?spec.args, "run started");
     let relays = [
-        tokio::spawn(relay(
-            child.stdout.take().expect("piped"),
-            proto::STDOUT,
-            client.clone(),
-            (log.clone(), log_path.clone()),
-            None,
-        )),
-        tokio::spawn(relay(
-            child.stderr.take().expect("piped"),
-            proto::STDERR,
-            client.clone(),
-            (log, log_path),
-            Some((state.clone(), id, spec.cwd.clone())),
-        )),
+        tokio::spawn(relay(child.stdout.take().expect("piped"), proto::STDOUT, client.clone(), (log.clone(), log_path.clone()), None)),
+        tokio::spawn(relay(child.stderr.take().expect("piped"), proto::STDERR, client.clone(), (log, log_path), Some((state.clone(), id, spec.cwd.clone())))),
     ];
     tokio::spawn(watch_client(reader, state.clone(), client.clone(), id));
 
@@ -174,8 +128,7 @@ pub async fn serve(
     // Readable the moment the run's process exits (without reaping it), so its client hears at
     // once; the tick checks max_run.
     // SAFETY: an OwnedFd the AsyncFd owns: open, and the same, for as long as it lives.
-    let exit_fd = crate::session::pidfd(pid)
-        .and_then(|fd| unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok());
+    let exit_fd = crate::session::pidfd(pid).and_then(|fd| unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok());
     while !exited(pid) {
         match &exit_fd {
             Some(fd) => {
@@ -202,36 +155,20 @@ pub async fn serve(
     // with it; the exited leader still holds the group, so the id is not recycled yet.
     unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     // Forget the pid before reaping it: nothing signals a recycled pid.
-    state
-        .pids
-        .lock()
-        .expect("pids lock")
-        .retain(|(i, ..)| *i != id);
+    state.pids.lock().expect("pids lock").retain(|(i, ..)| *i != id);
     state.metrics.run_ended();
-    let status = child
-        .wait()
-        .await
-        .with_context(|| format!("waiting for run {id} (pid {pid})"))?;
-    let code = status.code().unwrap_or_else(|| {
-        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-    });
+    let status = child.wait().await.with_context(|| format!("waiting for run {id} (pid {pid})"))?;
+    let code = status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
     for r in relays {
         let _ = r.await;
     }
     let run_dir = {
         let mut runs = state.runs.lock().expect("runs lock");
-        let r = runs
-            .iter_mut()
-            .find(|r| r.id == id)
-            .expect("registered run");
+        let r = runs.iter_mut().find(|r| r.id == id).expect("registered run");
         r.exit_code = Some(code);
         r.run_dir.clone()
     };
-    state.metrics.add_run(
-        &command,
-        code == 0,
-        run_dir.as_deref().map(std::path::Path::new),
-    );
+    state.metrics.add_run(&command, code == 0, run_dir.as_deref().map(std::path::Path::new));
     tracing::info!(run = id, exit = code, "run ended");
     send(&client, proto::EXIT, &code.to_le_bytes()).await;
     // After the client has its answer: what the run left in the shared maps (a task it still
@@ -247,18 +184,14 @@ struct Serving<'a>(&'a State);
 
 impl<'a> Serving<'a> {
     fn new(state: &'a State) -> Self {
-        state
-            .serving
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        state.serving.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Serving(state)
     }
 }
 
 impl Drop for Serving<'_> {
     fn drop(&mut self) {
-        self.0
-            .serving
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.serving.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -293,8 +226,7 @@ fn start(spec: &Spec, id: u64, lease: Option<&super::resident::Lease>) -> std::i
         cmd.env(crate::probes::handoff::ENV, &lease.env);
     }
     // What only the daemon may say (never the client's environment passing through).
-    cmd.env_remove(super::client::EXE_SHA256_ENV)
-        .env_remove(super::client::KERNEL_ENV);
+    cmd.env_remove(super::client::EXE_SHA256_ENV).env_remove(super::client::KERNEL_ENV);
     if let Some(sha) = super::EXE_SHA256.get() {
         cmd.env(super::client::EXE_SHA256_ENV, sha);
     }
@@ -337,10 +269,7 @@ async fn relay(
         };
         // The client still gets everything; the log says once that it stops here.
         if logging && let Err(e) = log.lock().await.write_all(&buf[..n]).await {
-            tracing::warn!(
-                "the run's output is no longer logged: {}",
-                FileError::new("writing", &log_path, e, DAEMON_STATE)
-            );
+            tracing::warn!("the run's output is no longer logged: {}", FileError::new("writing", &log_path, e, DAEMON_STATE));
             logging = false;
         }
         send(&client, tag, &buf[..n]).await;
@@ -350,13 +279,7 @@ async fn relay(
                 let line: Vec<u8> = pending.drain(..=end).collect();
                 if let Some(dir) = run_dir_of(&String::from_utf8_lossy(&line)) {
                     let dir = cwd.join(dir.trim()).display().to_string();
-                    if let Some(r) = state
-                        .runs
-                        .lock()
-                        .expect("runs lock")
-                        .iter_mut()
-                        .find(|r| r.id == *id)
-                    {
+                    if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == *id) {
                         r.run_dir = Some(dir);
                     }
                 }
@@ -369,19 +292,13 @@ async fn relay(
 
 /// The run directory named by pilot run's or pilot trace's closing lines.
 fn run_dir_of(line: &str) -> Option<&str> {
-    line.strip_prefix("pilot: run directory ").or_else(|| {
-        line.strip_prefix("pilot: wrote events.jsonl, summary.json, graph.json and graph.dot in ")
-    })
+    line.strip_prefix("pilot: run directory ")
+        .or_else(|| line.strip_prefix("pilot: wrote events.jsonl, summary.json, graph.json and graph.dot in "))
 }
 
 /// The client's lines: `cancel` stops the run; the client going away stops it only when the
 /// configuration says so.
-async fn watch_client(
-    mut reader: BufReader<OwnedReadHalf>,
-    state: Arc<State>,
-    client: Client,
-    id: u64,
-) {
+async fn watch_client(mut reader: BufReader<OwnedReadHalf>, state: Arc<State>, client: Client, id: u64) {
     let mut line = String::new();
     loop {
         line.clear();
@@ -396,39 +313,19 @@ async fn watch_client(
         }
     }
     *client.lock().await = None;
-    let running = state
-        .pids
-        .lock()
-        .expect("pids lock")
-        .iter()
-        .any(|(i, ..)| *i == id);
-    if let Some(r) = state
-        .runs
-        .lock()
-        .expect("runs lock")
-        .iter_mut()
-        .find(|r| r.id == id)
-    {
+    let running = state.pids.lock().expect("pids lock").iter().any(|(i, ..)| *i == id);
+    if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == id) {
         r.client = "gone".into();
     }
     if running && state.config.on_client_disconnect == Disconnect::Kill {
-        tracing::info!(
-            run = id,
-            "client gone: stopping the run (on_client_disconnect = kill)"
-        );
+        tracing::info!(run = id, "client gone: stopping the run (on_client_disconnect = kill)");
         mark_stopped(&state, id, "client-disconnect");
         stop(&state, id);
     }
 }
 
 pub fn mark_stopped(state: &State, id: u64, why: &str) {
-    if let Some(r) = state
-        .runs
-        .lock()
-        .expect("runs lock")
-        .iter_mut()
-        .find(|r| r.id == id)
-    {
+    if let Some(r) = state.runs.lock().expect("runs lock").iter_mut().find(|r| r.id == id) {
         r.stopped_by.get_or_insert(why.to_string());
     }
 }
@@ -440,9 +337,7 @@ pub fn mark_stopped(state: &State, id: u64, why: &str) {
 pub fn stop(state: &Arc<State>, id: u64) {
     let trace = {
         let pids = state.pids.lock().expect("pids lock");
-        let Some((_, pid, trace)) = pids.iter().find(|(i, ..)| *i == id) else {
-            return;
-        };
+        let Some((_, pid, trace)) = pids.iter().find(|(i, ..)| *i == id) else { return };
         if *trace {
             unsafe { libc::kill(-(*pid as i32), libc::SIGINT) };
         }
@@ -471,14 +366,7 @@ fn terminate(state: &State, id: u64) {
 /// Has the child exited? Checked without reaping it, so its pid stays ours until forgotten.
 fn exited(pid: u32) -> bool {
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
+    let rc = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
     rc != 0 || unsafe { info.si_pid() } != 0
 }
 
@@ -488,14 +376,8 @@ mod tests {
 
     #[test]
     fn learns_the_run_directory_from_pilots_lines() {
-        assert_eq!(
-            run_dir_of("pilot: run directory /tmp/r1\n"),
-            Some("/tmp/r1\n")
-        );
-        assert_eq!(
-            run_dir_of("pilot: wrote events.jsonl, summary.json, graph.json and graph.dot in t1"),
-            Some("t1")
-        );
+        assert_eq!(run_dir_of("pilot: run directory /tmp/r1\n"), Some("/tmp/r1\n"));
+        assert_eq!(run_dir_of("pilot: wrote events.jsonl, summary.json, graph.json and graph.dot in t1"), Some("t1"));
         assert_eq!(run_dir_of("pilot: traced `true`"), None);
     }
 }

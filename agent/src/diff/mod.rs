@@ -12,11 +12,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
+
 use crate::{
     error::{FileError, INPUT},
     rundir::{CHANGES_SCHEMA, Change, Changes, HeldBack},
     sandbox::mounts::Plan,
 };
+
 
 /// `pilot diff DIR`: recomputed from the run directory, so it also works on older runs.
 pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
@@ -29,10 +31,7 @@ pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
     }
     let changes = compute(&args.dir)?;
     // issue 15: the blind spots the run found (graph.json), after the changes.
-    let observed = crate::rundir::RunDir::at(&args.dir)
-        .graph()
-        .ok()
-        .and_then(|g| g.channels);
+    let observed = crate::rundir::RunDir::at(&args.dir).graph().ok().and_then(|g| g.channels);
     if args.json {
         match &observed {
             // changes.json's fields, and the blind spots (an additional field).
@@ -43,14 +42,8 @@ pub fn cmd(args: crate::cli::DiffArgs) -> anyhow::Result<i32> {
                     changes: &'a Changes,
                     blind_spots: crate::graph::BlindSpots,
                 }
-                let v = WithBlindSpots {
-                    changes: &changes,
-                    blind_spots: o.summary(),
-                };
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).expect("changes serialize")
-                );
+                let v = WithBlindSpots { changes: &changes, blind_spots: o.summary() };
+                println!("{}", serde_json::to_string_pretty(&v).expect("changes serialize"));
             }
             None => print!("{}", render::json(&changes)),
         }
@@ -70,12 +63,8 @@ pub fn compute(run_dir: &Path) -> Result<Changes, FileError> {
 
 /// `compute`, with the trace's successful renames (old, new) in order when the caller has them
 /// (`pilot run` has its graph): events.jsonl is then not read again.
-pub fn compute_with(
-    run_dir: &Path,
-    renames: Option<Vec<(String, String)>>,
-) -> Result<Changes, FileError> {
-    compute_io(run_dir, renames)
-        .map_err(|e| FileError::new("reading the overlay of", run_dir, e, INPUT))
+pub fn compute_with(run_dir: &Path, renames: Option<Vec<(String, String)>>) -> Result<Changes, FileError> {
+    compute_io(run_dir, renames).map_err(|e| FileError::new("reading the overlay of", run_dir, e, INPUT))
 }
 
 fn compute_io(run_dir: &Path, renames: Option<Vec<(String, String)>>) -> io::Result<Changes> {
@@ -85,12 +74,7 @@ fn compute_io(run_dir: &Path, renames: Option<Vec<(String, String)>>) -> io::Res
     };
     let mut changes = Vec::new();
     for plan in plans {
-        let Plan::Overlay {
-            mount_point, key, ..
-        } = plan
-        else {
-            continue;
-        };
+        let Plan::Overlay { mount_point, key, .. } = plan else { continue };
         let upper = run_dir.join("upper").join(&key);
         if upper.is_dir() {
             let mp = Path::new(&mount_point);
@@ -98,16 +82,9 @@ fn compute_io(run_dir: &Path, renames: Option<Vec<(String, String)>>) -> io::Res
         }
     }
     drop_redirect_sources(&mut changes);
-    fold_renames(
-        &mut changes,
-        &renames.unwrap_or_else(|| renames_from_trace(run_dir)),
-    );
+    fold_renames(&mut changes, &renames.unwrap_or_else(|| renames_from_trace(run_dir)));
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Changes {
-        schema: CHANGES_SCHEMA.into(),
-        changes,
-        held_back: held_back(run_dir),
-    })
+    Ok(Changes { schema: CHANGES_SCHEMA.into(), changes, held_back: held_back(run_dir) })
 }
 
 /// Events the sandbox's supervisor held back or refused (signals to live processes, host
@@ -115,35 +92,22 @@ fn compute_io(run_dir: &Path, renames: Option<Vec<(String, String)>>) -> io::Res
 /// read-only /proc and /sys refused (no supervisor), in order.
 fn held_back(run_dir: &Path) -> Vec<HeldBack> {
     let mut out = Vec::new();
-    let Ok(events) = fs::File::open(run_dir.join("events.jsonl")) else {
-        return out;
-    };
+    let Ok(events) = fs::File::open(run_dir.join("events.jsonl")) else { return out };
     // Line by line: a big run's events.jsonl is tens of MB, and reading it whole cost more
     // (fresh memory) than the scan.
-    let lines =
-        io::BufRead::lines(io::BufReader::with_capacity(1 << 16, events)).map_while(Result::ok);
+    let lines = io::BufRead::lines(io::BufReader::with_capacity(1 << 16, events)).map_while(Result::ok);
     for (i, line) in lines.enumerate() {
-        if !line.contains("\"supervisor\":\"held back\"")
-            && !line.contains("\"supervisor\":\"refused\"")
-            && !line.contains("\"EROFS\"")
-        {
+        if !line.contains("\"supervisor\":\"held back\"") && !line.contains("\"supervisor\":\"refused\"") && !line.contains("\"EROFS\"") {
             continue;
         }
-        let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
         let s = |k: &str| e[k].as_str().map(str::to_string);
         let mut kind = s("kind").unwrap_or_default();
         let how = match s("supervisor") {
             Some(h) => h,
             None => {
                 // EROFS on a write-open of a kernel setting: the pilot's read-only /proc, /sys.
-                let Some(k) = s("path")
-                    .as_deref()
-                    .and_then(crate::sandbox::supervisor::host_kind_of_path)
-                else {
-                    continue;
-                };
+                let Some(k) = s("path").as_deref().and_then(crate::sandbox::supervisor::host_kind_of_path) else { continue };
                 kind = k.as_str().into();
                 "refused".into()
             }
@@ -156,15 +120,7 @@ fn held_back(run_dir: &Path) -> Vec<HeldBack> {
             _ => continue,
         };
         let value = s("value").or_else(|| s("signal_name"));
-        out.push(HeldBack {
-            kind,
-            target,
-            value,
-            how,
-            pid: e["pid"].as_u64().unwrap_or(0) as u32,
-            comm: s("comm").unwrap_or_default(),
-            event: i as u64 + 1,
-        });
+        out.push(HeldBack { kind, target, value, how, pid: e["pid"].as_u64().unwrap_or(0) as u32, comm: s("comm").unwrap_or_default(), event: i as u64 + 1 });
     }
     out
 }
@@ -173,13 +129,7 @@ fn held_back(run_dir: &Path) -> Vec<HeldBack> {
 /// pilot renamed: its entries are the live ones of the redirect's source); None: there is
 /// none (a directory the pilot created), so no entry has a live file to compare (a big
 /// created tree costs one stat per file, not two).
-fn walk(
-    root: &Path,
-    dir: &Path,
-    mount_point: &Path,
-    live_dir: Option<&Path>,
-    out: &mut Vec<Change>,
-) -> io::Result<()> {
+fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: Option<&Path>, out: &mut Vec<Change>) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.filter_map(|e| e.ok()).collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
@@ -203,11 +153,7 @@ fn walk(
             });
             continue;
         }
-        let mut c = Change {
-            path: shown.display().to_string(),
-            kind: kind_of(&meta).into(),
-            ..Default::default()
-        };
+        let mut c = Change { path: shown.display().to_string(), kind: kind_of(&meta).into(), ..Default::default() };
         c.mode = Some(format!("{:o}", meta.mode() & 0o7777));
         c.owner = Some(format!("{}:{}", meta.uid(), meta.gid()));
         if let Some(lm) = &live_meta {
@@ -215,9 +161,7 @@ fn walk(
             c.live_owner = Some(format!("{}:{}", lm.uid(), lm.gid()));
         }
         if ft.is_dir() {
-            let mut live_here = live
-                .clone()
-                .filter(|_| live_meta.as_ref().is_some_and(|m| m.is_dir()));
+            let mut live_here = live.clone().filter(|_| live_meta.as_ref().is_some_and(|m| m.is_dir()));
             if let Some(from) = overlay_xattr(&upper, "redirect") {
                 let source = redirect_source(&from, &shown, mount_point);
                 live_here = Some(PathBuf::from(&source));
@@ -229,10 +173,7 @@ fn walk(
                     c.change = "replaced".into();
                     out.push(c);
                 } else {
-                    c.xattrs = live
-                        .as_ref()
-                        .map(|l| changed_xattrs(&upper, l))
-                        .unwrap_or_default();
+                    c.xattrs = live.as_ref().map(|l| changed_xattrs(&upper, l)).unwrap_or_default();
                     if c.mode != c.live_mode || c.owner != c.live_owner || !c.xattrs.is_empty() {
                         c.change = "metadata".into();
                         out.push(c);
@@ -247,10 +188,7 @@ fn walk(
         }
         if ft.is_symlink() {
             c.target = fs::read_link(&upper).ok().map(|t| t.display().to_string());
-            let live_target = live
-                .as_ref()
-                .and_then(|l| fs::read_link(l).ok())
-                .map(|t| t.display().to_string());
+            let live_target = live.as_ref().and_then(|l| fs::read_link(l).ok()).map(|t| t.display().to_string());
             c.change = match (&live_meta, live_target == c.target) {
                 (None, _) => "created",
                 (Some(_), false) => "modified",
@@ -269,15 +207,7 @@ fn walk(
         // but leaves no whiteout where the source was: only a rename does.
         if let Some(from) = overlay_xattr(&upper, "redirect").filter(|_| ft.is_file()) {
             let source = redirect_source(&from, &shown, mount_point);
-            if source != shown.display().to_string()
-                && is_whiteout(
-                    &root.join(
-                        Path::new(&source)
-                            .strip_prefix(mount_point)
-                            .unwrap_or(Path::new("")),
-                    ),
-                )
-            {
+            if source != shown.display().to_string() && is_whiteout(&root.join(Path::new(&source).strip_prefix(mount_point).unwrap_or(Path::new("")))) {
                 c.from = Some(source.clone());
                 live_meta = fs::symlink_metadata(&source).ok();
                 live = Some(PathBuf::from(&source));
@@ -347,35 +277,19 @@ fn xattr(path: &Path, name: &str) -> Option<String> {
     let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     let n = std::ffi::CString::new(name).ok()?;
     let mut buf = vec![0u8; 4096];
-    let len = unsafe {
-        libc::lgetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-        )
-    };
+    let len = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
     if len < 0 {
         return None;
     }
     buf.truncate(len as usize);
-    Some(
-        String::from_utf8_lossy(&buf)
-            .trim_end_matches('\0')
-            .to_string(),
-    )
+    Some(String::from_utf8_lossy(&buf).trim_end_matches('\0').to_string())
 }
 
 /// Names of extended attributes that differ between the upper copy and the live file
 /// (overlayfs's own `*.overlay.*` bookkeeping left out).
 fn changed_xattrs(upper: &Path, live: &Path) -> Vec<String> {
     let (a, b) = (xattrs(upper), xattrs(live));
-    let mut names: Vec<String> = a
-        .keys()
-        .chain(b.keys())
-        .filter(|n| !n.contains(".overlay."))
-        .cloned()
-        .collect();
+    let mut names: Vec<String> = a.keys().chain(b.keys()).filter(|n| !n.contains(".overlay.")).cloned().collect();
     names.sort();
     names.dedup();
     names.retain(|n| a.get(n) != b.get(n));
@@ -384,19 +298,13 @@ fn changed_xattrs(upper: &Path, live: &Path) -> Vec<String> {
 
 fn xattrs(path: &Path) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
-    let Ok(p) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return out;
-    };
+    let Ok(p) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return out };
     let mut buf = vec![0u8; 65536];
-    let len =
-        unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    let len = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
     if len <= 0 {
         return out;
     }
-    for name in buf[..len as usize]
-        .split(|b| *b == 0)
-        .filter(|n| !n.is_empty())
-    {
+    for name in buf[..len as usize].split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
         let value = xattr(path, &name).unwrap_or_default();
         out.insert(name, value);
@@ -409,11 +317,7 @@ fn redirect_source(redirect: &str, live: &Path, mount_point: &Path) -> String {
     if let Some(abs) = redirect.strip_prefix('/') {
         mount_point.join(abs).display().to_string()
     } else {
-        live.parent()
-            .unwrap_or(Path::new("/"))
-            .join(redirect)
-            .display()
-            .to_string()
+        live.parent().unwrap_or(Path::new("/")).join(redirect).display().to_string()
     }
 }
 
@@ -439,11 +343,7 @@ fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
 /// A directory (or metacopy file) the pilot renamed leaves a whiteout at its old path: the
 /// `renamed` change already says it is gone from there.
 fn drop_redirect_sources(changes: &mut Vec<Change>) {
-    let sources: std::collections::HashSet<String> = changes
-        .iter()
-        .filter(|c| c.change == "renamed")
-        .filter_map(|c| c.from.clone())
-        .collect();
+    let sources: std::collections::HashSet<String> = changes.iter().filter(|c| c.change == "renamed").filter_map(|c| c.from.clone()).collect();
     changes.retain(|c| !(c.change == "deleted" && sources.contains(&c.path)));
 }
 
@@ -454,12 +354,7 @@ fn renames_from_trace(run_dir: &Path) -> Vec<(String, String)> {
         .filter(|l| l.contains("\"kind\":\"rename\""))
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|e| e["ret"] == 0)
-        .filter_map(|e| {
-            Some((
-                e["path"].as_str()?.to_string(),
-                e["path2"].as_str()?.to_string(),
-            ))
-        })
+        .filter_map(|e| Some((e["path"].as_str()?.to_string(), e["path2"].as_str()?.to_string())))
         .collect()
 }
 
@@ -474,18 +369,12 @@ fn fold_renames(changes: &mut Vec<Change>, renames: &[(String, String)]) {
     let mut gone: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut present: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, c) in changes.iter().enumerate() {
-        let map = if c.change == "deleted" {
-            &mut gone
-        } else {
-            &mut present
-        };
+        let map = if c.change == "deleted" { &mut gone } else { &mut present };
         map.entry(c.path.clone()).or_insert(i);
     }
     let mut removed = vec![false; changes.len()];
     for (old, new) in renames {
-        let Some(&g) = gone.get(old).filter(|g| !removed[**g]) else {
-            continue;
-        };
+        let Some(&g) = gone.get(old).filter(|g| !removed[**g]) else { continue };
         let Some(&a) = present.get(new) else { continue };
         if changes[a].change == "renamed" {
             continue; // an overlay redirect said so already
@@ -512,18 +401,8 @@ mod tests {
     #[test]
     fn a_traced_rename_is_one_change() {
         let mut changes = vec![
-            Change {
-                path: "/d/a".into(),
-                change: "deleted".into(),
-                kind: "file".into(),
-                ..Default::default()
-            },
-            Change {
-                path: "/d/b".into(),
-                change: "created".into(),
-                kind: "file".into(),
-                ..Default::default()
-            },
+            Change { path: "/d/a".into(), change: "deleted".into(), kind: "file".into(), ..Default::default() },
+            Change { path: "/d/b".into(), change: "created".into(), kind: "file".into(), ..Default::default() },
         ];
         fold_renames(&mut changes, &[("/d/a".into(), "/d/b".into())]);
         assert_eq!(changes.len(), 1);
@@ -533,13 +412,7 @@ mod tests {
 
     #[test]
     fn redirects_resolve_within_the_mount() {
-        assert_eq!(
-            redirect_source("/var/old", Path::new("/srv/new"), Path::new("/srv")),
-            "/srv/var/old"
-        );
-        assert_eq!(
-            redirect_source("old", Path::new("/srv/x/new"), Path::new("/srv")),
-            "/srv/x/old"
-        );
+        assert_eq!(redirect_source("/var/old", Path::new("/srv/new"), Path::new("/srv")), "/srv/var/old");
+        assert_eq!(redirect_source("old", Path::new("/srv/x/new"), Path::new("/srv")), "/srv/x/old");
     }
 }

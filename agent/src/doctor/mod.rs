@@ -63,114 +63,28 @@ pub struct Report {
 fn checks() -> Vec<Check> {
     use Need::*;
     let mut list = vec![
-        check(
-            "btf",
-            RunAndTrace,
-            "the probes are relocated against this kernel's types",
-            "nothing loads: run and trace refuse",
-            checks::btf,
-        ),
-        check(
-            "ringbuf",
-            RunAndTrace,
-            "events reach the agent through a BPF ring buffer",
-            "nothing is delivered: run and trace refuse",
-            checks::ringbuf,
-        ),
-        check(
-            "tracepoints",
-            RunAndTrace,
-            "fork, exec, exit and signals of the traced tree (offsets read from tracefs)",
-            "the process tree cannot be followed: run and trace refuse",
-            checks::tracepoints,
-        ),
-        check(
-            "raw_tracepoints",
-            RunAndTrace,
-            "every syscall's arguments and result (sys_enter, sys_exit)",
-            "no file, socket or signal effects: run and trace refuse",
-            checks::raw_tracepoints,
-        ),
-        check(
-            "cgroup2",
-            Run,
-            "the pilot's processes form one cgroup the network hooks attach to",
-            "run refuses; trace --cgroup is unavailable",
-            checks::cgroup2,
-        ),
+        check("btf", RunAndTrace, "the probes are relocated against this kernel's types", "nothing loads: run and trace refuse", checks::btf),
+        check("ringbuf", RunAndTrace, "events reach the agent through a BPF ring buffer", "nothing is delivered: run and trace refuse", checks::ringbuf),
+        check("tracepoints", RunAndTrace, "fork, exec, exit and signals of the traced tree (offsets read from tracefs)", "the process tree cannot be followed: run and trace refuse", checks::tracepoints),
+        check("raw_tracepoints", RunAndTrace, "every syscall's arguments and result (sys_enter, sys_exit)", "no file, socket or signal effects: run and trace refuse", checks::raw_tracepoints),
+        check("cgroup2", Run, "the pilot's processes form one cgroup the network hooks attach to", "run refuses; trace --cgroup is unavailable", checks::cgroup2),
     ];
     use libbpf_sys as sys;
     const SOCK_ADDR: u32 = raw::PROG_CGROUP_SOCK_ADDR;
     for (name, prog_type, attach_type, used_for) in [
-        (
-            "cgroup/connect4",
-            SOCK_ADDR,
-            sys::BPF_CGROUP_INET4_CONNECT,
-            "TCP/UDP connects (IPv4) are redirected to the sink",
-        ),
-        (
-            "cgroup/connect6",
-            SOCK_ADDR,
-            sys::BPF_CGROUP_INET6_CONNECT,
-            "TCP/UDP connects (IPv6) are redirected to the sink",
-        ),
-        (
-            "cgroup/sendmsg4",
-            SOCK_ADDR,
-            sys::BPF_CGROUP_UDP4_SENDMSG,
-            "UDP datagrams with a destination (IPv4) go to the sink",
-        ),
-        (
-            "cgroup/sendmsg6",
-            SOCK_ADDR,
-            sys::BPF_CGROUP_UDP6_SENDMSG,
-            "UDP datagrams with a destination (IPv6) go to the sink",
-        ),
-        (
-            "cgroup/getpeername4",
-            SOCK_ADDR,
-            sys::BPF_CGROUP_INET4_GETPEERNAME,
-            "a redirected socket shows its original peer (IPv4)",
-        ),
-        (
-            "cgroup/getpeername6",
-            SOCK_ADDR,
-            sys::BPF_CGROUP_INET6_GETPEERNAME,
-            "a redirected socket shows its original peer (IPv6)",
-        ),
-        (
-            "cgroup/bind4",
-            SOCK_ADDR,
-            sys::BPF_CGROUP_INET4_BIND,
-            "binding a port a live service listens on is refused (IPv4)",
-        ),
-        (
-            "cgroup/bind6",
-            SOCK_ADDR,
-            sys::BPF_CGROUP_INET6_BIND,
-            "binding a port a live service listens on is refused (IPv6)",
-        ),
-        (
-            "cgroup/post_bind4",
-            raw::PROG_CGROUP_SOCK,
-            sys::BPF_CGROUP_INET4_POST_BIND,
-            "the ports the pilot binds are recorded (IPv4)",
-        ),
-        (
-            "cgroup/post_bind6",
-            raw::PROG_CGROUP_SOCK,
-            sys::BPF_CGROUP_INET6_POST_BIND,
-            "the ports the pilot binds are recorded (IPv6)",
-        ),
+        ("cgroup/connect4", SOCK_ADDR, sys::BPF_CGROUP_INET4_CONNECT, "TCP/UDP connects (IPv4) are redirected to the sink"),
+        ("cgroup/connect6", SOCK_ADDR, sys::BPF_CGROUP_INET6_CONNECT, "TCP/UDP connects (IPv6) are redirected to the sink"),
+        ("cgroup/sendmsg4", SOCK_ADDR, sys::BPF_CGROUP_UDP4_SENDMSG, "UDP datagrams with a destination (IPv4) go to the sink"),
+        ("cgroup/sendmsg6", SOCK_ADDR, sys::BPF_CGROUP_UDP6_SENDMSG, "UDP datagrams with a destination (IPv6) go to the sink"),
+        ("cgroup/getpeername4", SOCK_ADDR, sys::BPF_CGROUP_INET4_GETPEERNAME, "a redirected socket shows its original peer (IPv4)"),
+        ("cgroup/getpeername6", SOCK_ADDR, sys::BPF_CGROUP_INET6_GETPEERNAME, "a redirected socket shows its original peer (IPv6)"),
+        ("cgroup/bind4", SOCK_ADDR, sys::BPF_CGROUP_INET4_BIND, "binding a port a live service listens on is refused (IPv4)"),
+        ("cgroup/bind6", SOCK_ADDR, sys::BPF_CGROUP_INET6_BIND, "binding a port a live service listens on is refused (IPv6)"),
+        ("cgroup/post_bind4", raw::PROG_CGROUP_SOCK, sys::BPF_CGROUP_INET4_POST_BIND, "the ports the pilot binds are recorded (IPv4)"),
+        ("cgroup/post_bind6", raw::PROG_CGROUP_SOCK, sys::BPF_CGROUP_INET6_POST_BIND, "the ports the pilot binds are recorded (IPv6)"),
     ] {
         let if_missing = "run refuses: the pilot's traffic could reach production";
-        list.push(Check {
-            name,
-            need: Run,
-            used_for,
-            if_missing,
-            probe: Box::new(move || checks::cgroup_hook(prog_type, attach_type)),
-        });
+        list.push(Check { name, need: Run, used_for, if_missing, probe: Box::new(move || checks::cgroup_hook(prog_type, attach_type)) });
     }
     list.extend([
         check("cgroup/connect_unix+sendmsg_unix", RunPrefers, "connects and datagrams to Unix sockets are refused in the kernel (6.7+)",
@@ -192,20 +106,8 @@ fn checks() -> Vec<Check> {
     list
 }
 
-fn check(
-    name: &'static str,
-    need: Need,
-    used_for: &'static str,
-    if_missing: &'static str,
-    probe: fn() -> checks::Outcome,
-) -> Check {
-    Check {
-        name,
-        need,
-        used_for,
-        if_missing,
-        probe: Box::new(probe),
-    }
+fn check(name: &'static str, need: Need, used_for: &'static str, if_missing: &'static str, probe: fn() -> checks::Outcome) -> Check {
+    Check { name, need, used_for, if_missing, probe: Box::new(probe) }
 }
 
 impl Report {
@@ -216,25 +118,11 @@ impl Report {
             .filter(|c| wanted(c.need))
             .map(|c| {
                 let outcome = (c.probe)();
-                Feature {
-                    name: c.name,
-                    present: outcome.is_ok(),
-                    detail: outcome.unwrap_or_else(|e| e),
-                    need: c.need,
-                    used_for: c.used_for,
-                    if_missing: c.if_missing,
-                }
+                Feature { name: c.name, present: outcome.is_ok(), detail: outcome.unwrap_or_else(|e| e), need: c.need, used_for: c.used_for, if_missing: c.if_missing }
             })
             .collect();
-        let all = |needs: &[Need]| {
-            features
-                .iter()
-                .filter(|f| needs.contains(&f.need))
-                .all(|f| f.present)
-        };
-        let unix_hooks = features
-            .iter()
-            .any(|f| f.name == "cgroup/connect_unix+sendmsg_unix" && f.present);
+        let all = |needs: &[Need]| features.iter().filter(|f| needs.contains(&f.need)).all(|f| f.present);
+        let unix_hooks = features.iter().any(|f| f.name == "cgroup/connect_unix+sendmsg_unix" && f.present);
         Report {
             schema: "pilot.doctor/v1",
             kernel: kernel_release(),
@@ -246,18 +134,11 @@ impl Report {
     }
 
     fn missing(&self, needs: &[Need]) -> Vec<&Feature> {
-        self.features
-            .iter()
-            .filter(|f| needs.contains(&f.need) && !f.present)
-            .collect()
+        self.features.iter().filter(|f| needs.contains(&f.need) && !f.present).collect()
     }
 
     pub fn unix(&self) -> UnixContainment {
-        if self.unix_sockets == "cgroup hooks" {
-            UnixContainment::Denied
-        } else {
-            UnixContainment::Netns
-        }
+        if self.unix_sockets == "cgroup hooks" { UnixContainment::Denied } else { UnixContainment::Netns }
     }
 }
 
@@ -317,17 +198,13 @@ pub fn probe_run() -> Result<UnixContainment> {
 
 fn require_root() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
-        return Err(
-            UsageError::new("pilot needs root to load BPF programs: run it with sudo").into(),
-        );
+        return Err(UsageError::new("pilot needs root to load BPF programs: run it with sudo").into());
     }
     Ok(())
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
 }
 
 fn need_label(need: Need) -> &'static str {
@@ -341,62 +218,30 @@ fn need_label(need: Need) -> &'static str {
 
 pub fn render(report: &Report) -> String {
     let mut out = format!("pilot doctor: kernel {}\n\n", report.kernel);
-    out += &format!(
-        "{:<34} {:<5} {:<21} {}\n",
-        "feature", "here", "needed by", "used for / if missing"
-    );
+    out += &format!("{:<34} {:<5} {:<21} {}\n", "feature", "here", "needed by", "used for / if missing");
     for f in &report.features {
         let here = if f.present { "yes" } else { "NO" };
-        out += &format!(
-            "{:<34} {:<5} {:<21} {}\n",
-            f.name,
-            here,
-            need_label(f.need),
-            f.used_for
-        );
+        out += &format!("{:<34} {:<5} {:<21} {}\n", f.name, here, need_label(f.need), f.used_for);
         let pad = " ".repeat(63);
         if f.present {
             out += &format!("{pad}found: {}\n", f.detail);
         } else {
-            out += &format!(
-                "{pad}missing: {}\n{pad}consequence: {}\n",
-                f.detail, f.if_missing
-            );
+            out += &format!("{pad}missing: {}\n{pad}consequence: {}\n", f.detail, f.if_missing);
         }
     }
     out += "\n";
-    let names = |needs: &[Need]| {
-        report
-            .missing(needs)
-            .iter()
-            .map(|f| f.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = |needs: &[Need]| report.missing(needs).iter().map(|f| f.name).collect::<Vec<_>>().join(", ");
     out += &if report.trace_available {
         "pilot trace: available\n".to_string()
     } else {
-        format!(
-            "pilot trace: UNAVAILABLE (missing {})\n",
-            names(&[Need::RunAndTrace])
-        )
+        format!("pilot trace: UNAVAILABLE (missing {})\n", names(&[Need::RunAndTrace]))
     };
     out += &if report.run_contained {
-        format!(
-            "pilot run:   contained (Unix sockets: {})\n",
-            report.unix_sockets
-        )
+        format!("pilot run:   contained (Unix sockets: {})\n", report.unix_sockets)
     } else {
-        format!(
-            "pilot run:   REFUSES, cannot be contained (missing {})\n",
-            names(&[Need::RunAndTrace, Need::Run])
-        )
+        format!("pilot run:   REFUSES, cannot be contained (missing {})\n", names(&[Need::RunAndTrace, Need::Run]))
     };
-    if report
-        .features
-        .iter()
-        .any(|f| f.name == "bpf_lsm" && f.present)
-    {
+    if report.features.iter().any(|f| f.name == "bpf_lsm" && f.present) {
         out += "BPF LSM:     loads on this kernel; pilot does not use it yet (containment above does not depend on it)\n";
     }
     out

@@ -50,11 +50,7 @@ pub fn membership(g: &Graph, aggregates: &[Aggregate]) -> HashMap<usize, usize> 
     if aggregates.is_empty() {
         return HashMap::default();
     }
-    let by_path: HashMap<&str, usize> = aggregates
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.path.as_str(), i))
-        .collect();
+    let by_path: HashMap<&str, usize> = aggregates.iter().enumerate().map(|(i, a)| (a.path.as_str(), i)).collect();
     let excluded = excluded(g);
     let mut out = HashMap::default();
     for (i, n) in g.nodes.iter().enumerate() {
@@ -120,11 +116,7 @@ pub struct View {
 
 impl View {
     pub fn of(g: &Graph) -> View {
-        let members = if g.hosts.is_empty() {
-            membership(g, &g.aggregates)
-        } else {
-            HashMap::default()
-        };
+        let members = if g.hosts.is_empty() { membership(g, &g.aggregates) } else { HashMap::default() };
         let mut folded: Vec<Folded> = Vec::new();
         let mut by_key: HashMap<(usize, usize, EdgeKind), usize> = HashMap::default();
         let mut edge_folded = vec![NOT_FOLDED; if members.is_empty() { 0 } else { g.edges.len() }];
@@ -132,22 +124,10 @@ impl View {
             if members.is_empty() {
                 break;
             }
-            let (Some(from), Some(to)) = g.ends_of(ei) else {
-                continue;
-            };
-            let Some(&tree) = members.get(&to) else {
-                continue;
-            };
+            let (Some(from), Some(to)) = g.ends_of(ei) else { continue };
+            let Some(&tree) = members.get(&to) else { continue };
             let k = *by_key.entry((from, tree, e.kind)).or_insert_with(|| {
-                folded.push(Folded {
-                    from,
-                    tree,
-                    kind: e.kind,
-                    count: 0,
-                    failed: 0,
-                    bytes: 0,
-                    edges: Vec::new(),
-                });
+                folded.push(Folded { from, tree, kind: e.kind, count: 0, failed: 0, bytes: 0, edges: Vec::new() });
                 folded.len() - 1
             });
             let f = &mut folded[k];
@@ -161,22 +141,12 @@ impl View {
         for t in members.values() {
             drawn[*t] = true;
         }
-        View {
-            members,
-            folded,
-            edge_folded,
-            drawn,
-        }
+        View { members, folded, edge_folded, drawn }
     }
 
     /// Nodes a view draws: those not folded into a tree, and the trees.
     pub fn drawn_nodes(&self, g: &Graph, drawn: impl Fn(&super::Node) -> bool) -> usize {
-        let nodes = g
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, n)| drawn(n) && !self.folds(*i))
-            .count();
+        let nodes = g.nodes.iter().enumerate().filter(|(i, n)| drawn(n) && !self.folds(*i)).count();
         nodes + self.drawn.iter().filter(|d| **d).count()
     }
 
@@ -207,11 +177,7 @@ fn trees(g: &Graph) -> (Vec<Aggregate>, HashMap<usize, usize>) {
     }
     // Roots: the outermost of them.
     let changed: HashSet<&str> = made.union(&removed).copied().collect();
-    let mut roots: Vec<&str> = changed
-        .iter()
-        .copied()
-        .filter(|p| ancestors(p).all(|a| !changed.contains(a)))
-        .collect();
+    let mut roots: Vec<&str> = changed.iter().copied().filter(|p| ancestors(p).all(|a| !changed.contains(a))).collect();
     roots.sort();
     let by_path: HashMap<&str, usize> = roots.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     let excluded = excluded(g);
@@ -234,27 +200,16 @@ fn trees(g: &Graph) -> (Vec<Aggregate>, HashMap<usize, usize>) {
                 (true, false) => "created",
                 _ => "deleted",
             };
-            Aggregate {
-                id: format!("tree:{p}"),
-                path: p.to_string(),
-                how: how.into(),
-                ..Default::default()
-            }
+            Aggregate { id: format!("tree:{p}"), path: p.to_string(), how: how.into(), ..Default::default() }
         })
         .collect();
     for (ei, e) in g.edges.iter().enumerate() {
-        let Some(t) = g.ends_of(ei).1.and_then(|i| members.get(&i)) else {
-            continue;
-        };
+        let Some(t) = g.ends_of(ei).1.and_then(|i| members.get(&i)) else { continue };
         let a = &mut aggs[*t];
         *a.effects.entry(e.kind).or_default() += e.count;
         a.failed += e.failed;
         a.bytes += e.bytes;
-        a.first_ts_ns = if a.first_ts_ns == 0 {
-            e.first_ts_ns
-        } else {
-            a.first_ts_ns.min(e.first_ts_ns)
-        };
+        a.first_ts_ns = if a.first_ts_ns == 0 { e.first_ts_ns } else { a.first_ts_ns.min(e.first_ts_ns) };
         a.last_ts_ns = a.last_ts_ns.max(e.last_ts_ns);
     }
     for (a, n) in aggs.iter_mut().zip(&counts) {
@@ -270,22 +225,13 @@ fn trees(g: &Graph) -> (Vec<Aggregate>, HashMap<usize, usize>) {
             out.push(a);
         }
     }
-    let members = members
-        .into_iter()
-        .filter(|(_, t)| keep[*t])
-        .map(|(n, t)| (n, renumber[t]))
-        .collect();
+    let members = members.into_iter().filter(|(_, t)| keep[*t]).map(|(n, t)| (n, renumber[t])).collect();
     (out, members)
 }
 
 /// Nodes an edge from another component's reach into: never folded away.
 fn excluded(g: &Graph) -> HashSet<usize> {
-    g.edges
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.cross_component)
-        .filter_map(|(ei, _)| g.ends_of(ei).1)
-        .collect()
+    g.edges.iter().enumerate().filter(|(_, e)| e.cross_component).filter_map(|(ei, _)| g.ends_of(ei).1).collect()
 }
 
 /// The tree (of `roots`, by path) `path` is in, the root itself included.
@@ -293,9 +239,7 @@ pub fn root_of(path: &str, roots: &HashMap<&str, usize>) -> Option<usize> {
     if roots.is_empty() {
         return None;
     }
-    std::iter::once(path)
-        .chain(ancestors(path))
-        .find_map(|p| roots.get(p).copied())
+    std::iter::once(path).chain(ancestors(path)).find_map(|p| roots.get(p).copied())
 }
 
 /// `/a/b/c` -> `/a/b`, `/a` (not `/`).
@@ -314,35 +258,14 @@ mod tests {
     use crate::graph::{Edge, Node, SCHEMA, TRACED};
 
     fn graph(files: usize) -> Graph {
-        let mut nodes = vec![Node {
-            id: "process:1:1".into(),
-            node_type: NodeKind::Process,
-            component: Some(TRACED.into()),
-            ..Default::default()
-        }];
+        let mut nodes = vec![Node { id: "process:1:1".into(), node_type: NodeKind::Process, component: Some(TRACED.into()), ..Default::default() }];
         let mut edges = Vec::new();
         let mut add = |path: &str, kind: &str, cross: bool| {
             let id = format!("file:{path}");
             if !nodes.iter().any(|n| n.id.to_string() == id) {
-                nodes.push(Node {
-                    id: id.as_str().into(),
-                    node_type: NodeKind::File,
-                    label: path.into(),
-                    path: Some(path.into()),
-                    ..Default::default()
-                });
+                nodes.push(Node { id: id.as_str().into(), node_type: NodeKind::File, label: path.into(), path: Some(path.into()), ..Default::default() });
             }
-            edges.push(Edge {
-                from: "process:1:1".into(),
-                to: id.as_str().into(),
-                kind: kind.into(),
-                count: 1,
-                bytes: 10,
-                cross_component: cross,
-                first_ts_ns: 5,
-                last_ts_ns: 9,
-                ..Default::default()
-            });
+            edges.push(Edge { from: "process:1:1".into(), to: id.as_str().into(), kind: kind.into(), count: 1, bytes: 10, cross_component: cross, first_ts_ns: 5, last_ts_ns: 9, ..Default::default() });
         };
         add("/x/new", "mkdir", false);
         add("/x/new/sub", "mkdir", false);
@@ -352,13 +275,7 @@ mod tests {
         }
         add("/x/new/held", "write", true);
         add("/x/other", "write", false);
-        Graph {
-            schema: SCHEMA.into(),
-            nodes,
-            edges,
-            complete: true,
-            ..Default::default()
-        }
+        Graph { schema: SCHEMA.into(), nodes, edges, complete: true, ..Default::default() }
     }
 
     #[test]
@@ -367,87 +284,39 @@ mod tests {
         let aggs = find(&g);
         assert_eq!(aggs.len(), 1, "{aggs:?}");
         let a = &aggs[0];
-        assert_eq!(
-            (a.path.as_str(), a.how.as_str(), a.nodes),
-            ("/x/new", "created", 32)
-        );
+        assert_eq!((a.path.as_str(), a.how.as_str(), a.nodes), ("/x/new", "created", 32));
         assert_eq!(a.effects[&EdgeKind::Create], 30);
         assert_eq!(a.effects[&EdgeKind::Mkdir], 2);
-        assert_eq!(
-            a.bytes,
-            10 * 62,
-            "every edge into it, the cross-component one not"
-        );
+        assert_eq!(a.bytes, 10 * 62, "every edge into it, the cross-component one not");
         let m = membership(&g, &aggs);
         assert_eq!(m.len(), 32);
-        let held = g
-            .nodes
-            .iter()
-            .position(|n| n.path.as_deref() == Some("/x/new/held"))
-            .unwrap();
-        assert!(
-            !m.contains_key(&held),
-            "a file another component reaches stays drawn"
-        );
-        assert!(
-            find(&graph(5)).is_empty(),
-            "a small tree stays node by node"
-        );
+        let held = g.nodes.iter().position(|n| n.path.as_deref() == Some("/x/new/held")).unwrap();
+        assert!(!m.contains_key(&held), "a file another component reaches stays drawn");
+        assert!(find(&graph(5)).is_empty(), "a small tree stays node by node");
     }
 
     /// A graph of `edges` (path, kind, count, failed), one process doing them all.
     fn graph_of(edges: &[(&str, &str, u64, u64)]) -> Graph {
-        let mut g = Graph {
-            schema: SCHEMA.into(),
-            complete: true,
-            ..Default::default()
-        };
-        g.nodes.push(Node {
-            id: "process:1:1".into(),
-            node_type: NodeKind::Process,
-            label: "1 sh".into(),
-            component: Some(TRACED.into()),
-            ..Default::default()
-        });
+        let mut g = Graph { schema: SCHEMA.into(), complete: true, ..Default::default() };
+        g.nodes.push(Node { id: "process:1:1".into(), node_type: NodeKind::Process, label: "1 sh".into(), component: Some(TRACED.into()), ..Default::default() });
         let mut seen = HashSet::default();
         for (i, (path, kind, count, failed)) in edges.iter().enumerate() {
             let id = format!("file:{path}");
             if seen.insert(id.clone()) {
-                g.nodes.push(Node {
-                    id: id.as_str().into(),
-                    node_type: NodeKind::File,
-                    label: path.to_string(),
-                    path: Some(path.to_string()),
-                    ..Default::default()
-                });
+                g.nodes.push(Node { id: id.as_str().into(), node_type: NodeKind::File, label: path.to_string(), path: Some(path.to_string()), ..Default::default() });
             }
             let ts = 10 + i as u64;
-            g.edges.push(Edge {
-                from: "process:1:1".into(),
-                to: id.as_str().into(),
-                kind: (*kind).into(),
-                count: *count,
-                failed: *failed,
-                first_ts_ns: ts,
-                last_ts_ns: ts,
-                ..Default::default()
-            });
+            g.edges.push(Edge { from: "process:1:1".into(), to: id.as_str().into(), kind: (*kind).into(), count: *count, failed: *failed, first_ts_ns: ts, last_ts_ns: ts, ..Default::default() });
         }
         g
     }
 
     fn files(root: &str, n: usize, kind: &'static str) -> Vec<(String, &'static str, u64, u64)> {
-        (0..n)
-            .map(|i| (format!("{root}/f{i}"), kind, 1, 0))
-            .collect()
+        (0..n).map(|i| (format!("{root}/f{i}"), kind, 1, 0)).collect()
     }
 
-    fn borrowed<'a>(
-        v: &'a [(String, &'static str, u64, u64)],
-    ) -> Vec<(&'a str, &'static str, u64, u64)> {
-        v.iter()
-            .map(|(p, k, c, f)| (p.as_str(), *k, *c, *f))
-            .collect()
+    fn borrowed<'a>(v: &'a [(String, &'static str, u64, u64)]) -> Vec<(&'a str, &'static str, u64, u64)> {
+        v.iter().map(|(p, k, c, f)| (p.as_str(), *k, *c, *f)).collect()
     }
 
     #[test]
@@ -459,23 +328,10 @@ mod tests {
         e.push(("/s/tmp".to_string(), "rmdir", 1, 0));
         let g = graph_of(&borrowed(&e));
         let aggs = find(&g);
-        let how: Vec<(&str, &str, u64)> = aggs
-            .iter()
-            .map(|a| (a.path.as_str(), a.how.as_str(), a.nodes))
-            .collect();
-        assert_eq!(
-            how,
-            [
-                ("/d/old", "deleted", 26),
-                ("/s/tmp", "created and removed", 26)
-            ]
-        );
+        let how: Vec<(&str, &str, u64)> = aggs.iter().map(|a| (a.path.as_str(), a.how.as_str(), a.nodes)).collect();
+        assert_eq!(how, [("/d/old", "deleted", 26), ("/s/tmp", "created and removed", 26)]);
         assert_eq!(aggs[0].effects[&EdgeKind::Unlink], 25);
-        assert_eq!(
-            (aggs[1].first_ts_ns, aggs[1].last_ts_ns),
-            (36, 62),
-            "first and last call into the tree"
-        );
+        assert_eq!((aggs[1].first_ts_ns, aggs[1].last_ts_ns), (36, 62), "first and last call into the tree");
     }
 
     #[test]
@@ -483,21 +339,12 @@ mod tests {
         // mkdir of an existing directory (EEXIST): the files in it are not a tree the run made.
         let mut e = vec![("/x/there".to_string(), "mkdir", 1, 1)];
         e.extend(files("/x/there", 30, "create"));
-        assert!(
-            find(&graph_of(&borrowed(&e))).is_empty(),
-            "a failed mkdir made nothing"
-        );
+        assert!(find(&graph_of(&borrowed(&e))).is_empty(), "a failed mkdir made nothing");
         // /y/a made, then /y/a/b made inside it: one tree at /y/a.
-        let mut e = vec![
-            ("/y/a".to_string(), "mkdir", 1, 0),
-            ("/y/a/b".to_string(), "mkdir", 1, 0),
-        ];
+        let mut e = vec![("/y/a".to_string(), "mkdir", 1, 0), ("/y/a/b".to_string(), "mkdir", 1, 0)];
         e.extend(files("/y/a/b", 30, "create"));
         let aggs = find(&graph_of(&borrowed(&e)));
-        assert_eq!(
-            aggs.iter().map(|a| a.path.as_str()).collect::<Vec<_>>(),
-            ["/y/a"]
-        );
+        assert_eq!(aggs.iter().map(|a| a.path.as_str()).collect::<Vec<_>>(), ["/y/a"]);
         assert_eq!(aggs[0].nodes, 32);
     }
 
@@ -510,23 +357,11 @@ mod tests {
         let mut g = graph_of(&borrowed(&e));
         g.aggregates = find(&g);
         let view = View::of(&g);
-        let mut kinds: Vec<(EdgeKind, u64, usize)> = view
-            .folded
-            .iter()
-            .map(|f| (f.kind, f.count, f.edges.len()))
-            .collect();
+        let mut kinds: Vec<(EdgeKind, u64, usize)> = view.folded.iter().map(|f| (f.kind, f.count, f.edges.len())).collect();
         kinds.sort();
         assert_eq!(kinds.len(), 3, "{kinds:?}");
-        assert!(
-            kinds.contains(&(EdgeKind::Create, 30, 30))
-                && kinds.contains(&(EdgeKind::Write, 30, 30))
-                && kinds.contains(&(EdgeKind::Mkdir, 1, 1))
-        );
-        assert_eq!(
-            (0..g.edges.len()).filter(|ei| view.folds_edge(*ei)).count(),
-            61,
-            "every edge into the tree is folded, the one outside is not"
-        );
+        assert!(kinds.contains(&(EdgeKind::Create, 30, 30)) && kinds.contains(&(EdgeKind::Write, 30, 30)) && kinds.contains(&(EdgeKind::Mkdir, 1, 1)));
+        assert_eq!((0..g.edges.len()).filter(|ei| view.folds_edge(*ei)).count(), 61, "every edge into the tree is folded, the one outside is not");
         // Drawn: the process, /x/outside, and the tree.
         assert_eq!(view.drawn_nodes(&g, |_| true), 3);
         // A merged graph (several hosts) is drawn node by node.
@@ -536,22 +371,12 @@ mod tests {
 
     #[test]
     fn renames_are_those_that_took_effect_in_order() {
-        let mut g = graph_of(&[
-            ("/a", "rename", 1, 0),
-            ("/b", "rename", 1, 1),
-            ("/c", "rename", 2, 1),
-        ]);
+        let mut g = graph_of(&[("/a", "rename", 1, 0), ("/b", "rename", 1, 1), ("/c", "rename", 2, 1)]);
         g.edges[0].detail = Some("-> /a2".into());
         g.edges[1].detail = Some("-> /b2".into());
         g.edges[2].detail = Some("-> /c2".into());
         g.edges[2].first_ts_ns = 1;
-        assert_eq!(
-            renames(&g),
-            [
-                ("/c".to_string(), "/c2".to_string()),
-                ("/a".to_string(), "/a2".to_string())
-            ]
-        );
+        assert_eq!(renames(&g), [("/c".to_string(), "/c2".to_string()), ("/a".to_string(), "/a2".to_string())]);
     }
 
     #[test]

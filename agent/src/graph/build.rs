@@ -67,9 +67,7 @@ impl Builder {
                 }
             }
             // An exec that found nothing (a PATH lookup miss) touched nothing.
-            Kind::Exec if e.ret != -2 => {
-                self.file_effect(&mut effects, EdgeKind::Exec, e.path.as_deref(), None)
-            }
+            Kind::Exec if e.ret != -2 => self.file_effect(&mut effects, EdgeKind::Exec, e.path.as_deref(), None),
             // Output through the stdio the command was given is not an effect on that file.
             Kind::Write if e.stdio == Some(true) => {}
             Kind::Write => {
@@ -87,37 +85,21 @@ impl Builder {
                     self.file_effect(&mut effects, EdgeKind::Truncate, e.path.as_deref(), None);
                 }
             }
-            Kind::Unlink => {
-                self.file_effect(&mut effects, EdgeKind::Unlink, e.path.as_deref(), None)
-            }
+            Kind::Unlink => self.file_effect(&mut effects, EdgeKind::Unlink, e.path.as_deref(), None),
             Kind::Rmdir => self.file_effect(&mut effects, EdgeKind::Rmdir, e.path.as_deref(), None),
             Kind::Mkdir => self.file_effect(&mut effects, EdgeKind::Mkdir, e.path.as_deref(), None),
-            Kind::Truncate => {
-                self.file_effect(&mut effects, EdgeKind::Truncate, e.path.as_deref(), None)
-            }
+            Kind::Truncate => self.file_effect(&mut effects, EdgeKind::Truncate, e.path.as_deref(), None),
             Kind::Chown => self.file_effect(&mut effects, EdgeKind::Chown, e.path.as_deref(), None),
             Kind::Xattr => self.file_effect(&mut effects, EdgeKind::Xattr, e.path.as_deref(), None),
-            Kind::Mknod => {
-                self.file_effect(&mut effects, EdgeKind::Create, e.path.as_deref(), None)
-            }
+            Kind::Mknod => self.file_effect(&mut effects, EdgeKind::Create, e.path.as_deref(), None),
             Kind::Chmod => {
                 let mode = e.mode.map(|m| format!("mode {m:o}"));
                 self.file_effect(&mut effects, EdgeKind::Chmod, e.path.as_deref(), mode)
             }
             Kind::Rename => {
                 let (old, new) = (e.path.as_deref(), e.path2.as_deref());
-                self.file_effect(
-                    &mut effects,
-                    EdgeKind::Rename,
-                    old,
-                    new.map(|n| format!("-> {n}")),
-                );
-                self.file_effect(
-                    &mut effects,
-                    EdgeKind::Rename,
-                    new,
-                    old.map(|o| format!("<- {o}")),
-                );
+                self.file_effect(&mut effects, EdgeKind::Rename, old, new.map(|n| format!("-> {n}")));
+                self.file_effect(&mut effects, EdgeKind::Rename, new, old.map(|o| format!("<- {o}")));
             }
             Kind::Link => {
                 let detail = e.path.as_ref().map(|p| format!("= {p}"));
@@ -130,34 +112,15 @@ impl Builder {
             // issue 15: what changes a file without write(2).
             Kind::Fallocate => {
                 let mode = e.flags.unwrap_or(0);
-                let kind = if mode & crate::tracker::FALLOC_DESTROYS != 0 {
-                    EdgeKind::Truncate
-                } else {
-                    EdgeKind::Write
-                };
+                let kind = if mode & crate::tracker::FALLOC_DESTROYS != 0 { EdgeKind::Truncate } else { EdgeKind::Write };
                 let detail = format!("fallocate {}", e.flag_names.as_deref().unwrap_or(""));
                 self.file_effect(&mut effects, kind, e.path.as_deref(), Some(detail))
             }
-            Kind::Mmap => self.file_effect(
-                &mut effects,
-                EdgeKind::Write,
-                e.path.as_deref(),
-                Some("shared writable mapping".into()),
-            ),
-            Kind::Msync => self.file_effect(
-                &mut effects,
-                EdgeKind::Write,
-                e.path.as_deref(),
-                Some("msync".into()),
-            ),
+            Kind::Mmap => self.file_effect(&mut effects, EdgeKind::Write, e.path.as_deref(), Some("shared writable mapping".into())),
+            Kind::Msync => self.file_effect(&mut effects, EdgeKind::Write, e.path.as_deref(), Some("msync".into())),
             Kind::Reflink => {
                 let detail = format!("reflink <- {}", e.path2.as_deref().unwrap_or("?"));
-                self.file_effect(
-                    &mut effects,
-                    EdgeKind::Write,
-                    e.path.as_deref(),
-                    Some(detail),
-                )
+                self.file_effect(&mut effects, EdgeKind::Write, e.path.as_deref(), Some(detail))
             }
             Kind::Utime => self.file_effect(&mut effects, EdgeKind::Utime, e.path.as_deref(), None),
             Kind::Connect => self.endpoint_effect(&mut effects, e, EdgeKind::Connect),
@@ -192,13 +155,7 @@ impl Builder {
     }
 
     /// Attach components and process details; produce the graph.
-    pub fn finish(
-        mut self,
-        target: String,
-        snap: &Snapshot,
-        tracker: &Tracker,
-        lost: u64,
-    ) -> Graph {
+    pub fn finish(mut self, target: String, snap: &Snapshot, tracker: &Tracker, lost: u64) -> Graph {
         self.add_generated_signals(snap, tracker);
         self.expand_group_signals(snap);
         for n in &mut self.nodes {
@@ -227,12 +184,7 @@ impl Builder {
         names.sort();
         names.dedup();
         let mut all: Vec<Node> = Vec::with_capacity(names.len() + nodes.len());
-        all.extend(names.into_iter().map(|c| Node {
-            id: NodeId::component(&c),
-            node_type: NodeKind::Component,
-            label: c,
-            ..Default::default()
-        }));
+        all.extend(names.into_iter().map(|c| Node { id: NodeId::component(&c), node_type: NodeKind::Component, label: c, ..Default::default() }));
         all.extend(nodes);
         let mut graph = Graph {
             schema: SCHEMA.into(),
@@ -245,10 +197,7 @@ impl Builder {
             components: snap.components.clone(),
             filesystems: snap.filesystems.clone(),
             local_addrs: snap.local.iter().map(|a| a.to_string()).collect(),
-            channels: (!self.io_uring.is_empty()).then(|| super::Observed {
-                io_uring: std::mem::take(&mut self.io_uring),
-                ..Default::default()
-            }),
+            channels: (!self.io_uring.is_empty()).then(|| super::Observed { io_uring: std::mem::take(&mut self.io_uring), ..Default::default() }),
             ..Default::default()
         };
         graph.aggregates = super::aggregate::find(&graph);
@@ -267,11 +216,7 @@ impl Builder {
             set_component(e, Some(target));
         }
         if !edges.is_sorted_by_key(|e| e.first_ts_ns) {
-            let mut order: Vec<(u64, u32)> = edges
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.first_ts_ns, i as u32))
-                .collect();
+            let mut order: Vec<(u64, u32)> = edges.iter().enumerate().map(|(i, e)| (e.first_ts_ns, i as u32)).collect();
             order.sort_unstable();
             let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
             permute(&mut edges, &order);
@@ -284,27 +229,13 @@ impl Builder {
     fn add_generated_signals(&mut self, snap: &Snapshot, tracker: &Tracker) {
         for (e, seq) in std::mem::take(&mut self.generated) {
             let target = e.target_pid.unwrap_or(0);
-            let target_pid = tracker
-                .process_of_tid(target as u32)
-                .unwrap_or(target as u32);
-            if self
-                .direct
-                .contains(&(e.pid, target_pid as i64, e.signal.unwrap_or(0)))
-            {
+            let target_pid = tracker.process_of_tid(target as u32).unwrap_or(target as u32);
+            if self.direct.contains(&(e.pid, target_pid as i64, e.signal.unwrap_or(0))) {
                 continue;
             }
-            let Some(&from) = self.procs.get(&(e.pid, e.start_ns)) else {
-                continue;
-            };
+            let Some(&from) = self.procs.get(&(e.pid, e.start_ns)) else { continue };
             let to = self.process_node(target_pid, start_of(target_pid, snap, tracker));
-            self.edge(
-                &e,
-                seq,
-                from,
-                to,
-                EdgeKind::Signal,
-                e.signal_name.map(str::to_string),
-            );
+            self.edge(&e, seq, from, to, EdgeKind::Signal, e.signal_name.map(str::to_string));
         }
     }
 
@@ -314,9 +245,7 @@ impl Builder {
     /// not counted twice.
     fn expand_group_signals(&mut self, snap: &Snapshot) {
         for (e, seq, group) in std::mem::take(&mut self.group_signals) {
-            let Some(&from) = self.procs.get(&(e.pid, e.start_ns)) else {
-                continue;
-            };
+            let Some(&from) = self.procs.get(&(e.pid, e.start_ns)) else { continue };
             let detail = e.signal_name.map(str::to_string);
             let members: Vec<(u32, u64)> = snap
                 .components
@@ -325,18 +254,12 @@ impl Builder {
                 .filter(|m| m.pgid == group)
                 .map(|m| (m.pid, m.start_ns))
                 .collect();
-            if let Some(&group_node) = self
-                .others
-                .get(&NodeId::new(NodeKind::ProcessGroup, group.to_string()))
-            {
+            if let Some(&group_node) = self.others.get(&NodeId::new(NodeKind::ProcessGroup, group.to_string())) {
                 self.nodes[group_node as usize].members = Some(members.len() as u32);
             }
             for (pid, start) in members {
                 if let Some(&to) = self.procs.get(&(pid, start)) {
-                    if self
-                        .find_edge(from, to, EdgeKind::Signal, detail.as_deref())
-                        .is_some()
-                    {
+                    if self.find_edge(from, to, EdgeKind::Signal, detail.as_deref()).is_some() {
                         continue;
                     }
                 }
@@ -378,13 +301,7 @@ impl Builder {
         i
     }
 
-    fn file_effect(
-        &mut self,
-        effects: &mut Vec<Effect>,
-        kind: EdgeKind,
-        path: Option<&str>,
-        detail: Option<String>,
-    ) {
+    fn file_effect(&mut self, effects: &mut Vec<Effect>, kind: EdgeKind, path: Option<&str>, detail: Option<String>) {
         let Some(path) = path else { return };
         let i = match self.files.get(path) {
             Some(&i) => i,
@@ -405,9 +322,7 @@ impl Builder {
 
     fn endpoint_effect(&mut self, effects: &mut Vec<Effect>, e: &Event, kind: EdgeKind) {
         use std::fmt::Write as _;
-        let (Some(family), Some(addr)) = (e.family, e.addr.as_deref()) else {
-            return;
-        };
+        let (Some(family), Some(addr)) = (e.family, e.addr.as_deref()) else { return };
         self.scratch.clear();
         let _ = match e.port {
             Some(p) if family == "inet6" => write!(self.scratch, "{family}:[{addr}]:{p}"),
@@ -449,22 +364,14 @@ impl Builder {
         } else {
             let (key, label) = match target {
                 -1 => ("all".to_string(), "every process (kill -1)".to_string()),
-                0 => (
-                    format!("own:{}", e.pid),
-                    format!("own process group of {}", e.pid),
-                ),
+                0 => (format!("own:{}", e.pid), format!("own process group of {}", e.pid)),
                 g => ((-g).to_string(), format!("process group {}", -g)),
             };
             let id = NodeId::new(NodeKind::ProcessGroup, key);
             let to = match self.others.get(&id) {
                 Some(&i) => i,
                 None => {
-                    let i = self.push(Node {
-                        id: id.clone(),
-                        node_type: NodeKind::ProcessGroup,
-                        label,
-                        ..Default::default()
-                    });
+                    let i = self.push(Node { id: id.clone(), node_type: NodeKind::ProcessGroup, label, ..Default::default() });
                     self.others.insert(id, i);
                     i
                 }
@@ -477,35 +384,16 @@ impl Builder {
     }
 
     fn find_edge(&self, from: u32, to: u32, kind: EdgeKind, detail: Option<&str>) -> Option<u32> {
-        let same = |i: &&u32| {
-            self.edges[**i as usize].detail.as_deref().unwrap_or("") == detail.unwrap_or("")
-        };
-        self.edge_index
-            .get(&(from, to, kind))?
-            .iter()
-            .find(same)
-            .copied()
+        let same = |i: &&u32| self.edges[**i as usize].detail.as_deref().unwrap_or("") == detail.unwrap_or("");
+        self.edge_index.get(&(from, to, kind))?.iter().find(same).copied()
     }
 
-    fn edge(
-        &mut self,
-        e: &Event,
-        seq: u64,
-        from: u32,
-        to: u32,
-        kind: EdgeKind,
-        detail: Option<String>,
-    ) {
+    fn edge(&mut self, e: &Event, seq: u64, from: u32, to: u32, kind: EdgeKind, detail: Option<String>) {
         let i = match self.find_edge(from, to, kind, detail.as_deref()) {
             Some(i) => i,
             None => {
                 let i = self.edges.len() as u32;
-                let edge = Edge {
-                    kind,
-                    first_ts_ns: e.first_ts_ns.unwrap_or(e.ts_ns),
-                    detail,
-                    ..Default::default()
-                };
+                let edge = Edge { kind, first_ts_ns: e.first_ts_ns.unwrap_or(e.ts_ns), detail, ..Default::default() };
                 self.edges.push(edge);
                 self.ends.push((from, to));
                 self.edge_index.entry((from, to, kind)).or_default().push(i);
@@ -514,17 +402,12 @@ impl Builder {
         };
         let edge = &mut self.edges[i as usize];
         let calls = e.count.unwrap_or(1);
-        let failed = e.failed.unwrap_or(if e.ret < 0 && e.ret != EINPROGRESS {
-            calls
-        } else {
-            0
-        });
+        let failed = e.failed.unwrap_or(if e.ret < 0 && e.ret != EINPROGRESS { calls } else { 0 });
         edge.count += calls;
         edge.failed += failed;
         // Bytes written or sent; a fallocate's allocation fills the disk like a write. A
         // mapping's or a reflink's length is no bytes written.
-        let counts_bytes = matches!(kind, EdgeKind::Write | EdgeKind::Send)
-            && !matches!(e.kind, Kind::Mmap | Kind::Msync | Kind::Reflink);
+        let counts_bytes = matches!(kind, EdgeKind::Write | EdgeKind::Send) && !matches!(e.kind, Kind::Mmap | Kind::Msync | Kind::Reflink);
         edge.bytes += e.bytes.filter(|_| counts_bytes).unwrap_or(0);
         edge.first_ts_ns = edge.first_ts_ns.min(e.first_ts_ns.unwrap_or(e.ts_ns));
         edge.last_ts_ns = edge.last_ts_ns.max(e.ts_ns);
@@ -555,11 +438,7 @@ fn permute<T>(v: &mut [T], order: &[u32]) {
 /// Per node, the index of the first node with its id (itself, unless a duplicate).
 fn first_with_same_id(nodes: &[Node]) -> Vec<u32> {
     let mut firsts: HashMap<&NodeId, u32> = HashMap::with_capacity(nodes.len());
-    nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| *firsts.entry(&n.id).or_insert(i as u32))
-        .collect()
+    nodes.iter().enumerate().map(|(i, n)| *firsts.entry(&n.id).or_insert(i as u32)).collect()
 }
 
 fn set_component(e: &mut Edge, target: Option<&Node>) {
@@ -575,39 +454,20 @@ fn fill_edges(nodes: &[Node], edges: &[Edge], snap: &Snapshot) -> (Vec<Node>, Ve
     if snap.filesystems.is_empty() {
         return (Vec::new(), Vec::new());
     }
-    let paths: HashMap<&NodeId, &str> = nodes
-        .iter()
-        .filter_map(|n| Some((&n.id, n.path.as_deref()?)))
-        .collect();
+    let paths: HashMap<&NodeId, &str> = nodes.iter().filter_map(|n| Some((&n.id, n.path.as_deref()?))).collect();
     let mounts = crate::snapshot::filesystems::mounts();
     let mut fills: Vec<Edge> = Vec::new();
-    for e in edges
-        .iter()
-        .filter(|e| e.kind == EdgeKind::Write && e.bytes > 0)
-    {
-        let Some(path) = paths.get(&e.to) else {
-            continue;
-        };
-        let Some((mount, _)) = crate::snapshot::filesystems::mount_of(path, &mounts) else {
-            continue;
-        };
+    for e in edges.iter().filter(|e| e.kind == EdgeKind::Write && e.bytes > 0) {
+        let Some(path) = paths.get(&e.to) else { continue };
+        let Some((mount, _)) = crate::snapshot::filesystems::mount_of(path, &mounts) else { continue };
         if !snap.filesystems.iter().any(|f| &f.mount == mount) {
             continue;
         }
         let to = NodeId::filesystem(mount);
-        let fill = match fills
-            .iter_mut()
-            .position(|f| f.from == e.from && f.to == to)
-        {
+        let fill = match fills.iter_mut().position(|f| f.from == e.from && f.to == to) {
             Some(i) => &mut fills[i],
             None => {
-                fills.push(Edge {
-                    from: e.from.clone(),
-                    to,
-                    kind: EdgeKind::Fill,
-                    first_ts_ns: e.first_ts_ns,
-                    ..Default::default()
-                });
+                fills.push(Edge { from: e.from.clone(), to, kind: EdgeKind::Fill, first_ts_ns: e.first_ts_ns, ..Default::default() });
                 fills.last_mut().expect("just pushed")
             }
         };
@@ -615,11 +475,7 @@ fn fill_edges(nodes: &[Node], edges: &[Edge], snap: &Snapshot) -> (Vec<Node>, Ve
         fill.bytes += e.bytes;
         fill.first_ts_ns = fill.first_ts_ns.min(e.first_ts_ns);
         fill.last_ts_ns = fill.last_ts_ns.max(e.last_ts_ns);
-        fill.events.extend(
-            e.events
-                .iter()
-                .take(EVIDENCE_MAX.saturating_sub(fill.events.len())),
-        );
+        fill.events.extend(e.events.iter().take(EVIDENCE_MAX.saturating_sub(fill.events.len())));
     }
     fills.retain(|e| {
         let f = snap.filesystems.iter().find(|f| e.to.key == f.mount);
@@ -633,12 +489,7 @@ fn fill_edges(nodes: &[Node], edges: &[Edge], snap: &Snapshot) -> (Vec<Node>, Ve
             fs_nodes.push(Node {
                 id,
                 node_type: NodeKind::Filesystem,
-                label: format!(
-                    "{} ({}, written by {})",
-                    f.mount,
-                    f.fstype,
-                    writers.join(", ")
-                ),
+                label: format!("{} ({}, written by {})", f.mount, f.fstype, writers.join(", ")),
                 component: f.writers.first().cloned(),
                 held: Some(Hold::LiveFs),
                 path: Some(f.mount.clone()),
@@ -650,21 +501,13 @@ fn fill_edges(nodes: &[Node], edges: &[Edge], snap: &Snapshot) -> (Vec<Node>, Ve
 }
 
 fn start_of(pid: u32, snap: &Snapshot, tracker: &Tracker) -> u64 {
-    tracker
-        .process(pid)
-        .map(|p| p.start_ns)
-        .or_else(|| snap.procs.get(&pid).map(|(s, _)| *s))
-        .unwrap_or(0)
+    tracker.process(pid).map(|p| p.start_ns).or_else(|| snap.procs.get(&pid).map(|(s, _)| *s)).unwrap_or(0)
 }
 
 /// Terminal and bit-bucket writes are the tool talking to its operator, not effects.
 fn is_terminal_or_null(path: &str) -> bool {
-    path == "/dev/null"
-        || path == "pipe"
-        || path.starts_with("/dev/pts/")
-        || path.starts_with("/dev/tty")
-        || path == "/dev/console"
-        || path.starts_with("memfd:")
+    path == "/dev/null" || path == "pipe" || path.starts_with("/dev/pts/") || path.starts_with("/dev/tty")
+        || path == "/dev/console" || path.starts_with("memfd:")
 }
 
 /// Fill a node's component (and, for processes, what the tracker knows).
@@ -674,10 +517,7 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
             // A signal's target named by a pid of the pilot's namespace (issue 16).
             let pid = tracker.host_pid(n.pid.unwrap_or(0) as i64) as u32;
             n.pid = Some(pid);
-            match tracker
-                .process(pid)
-                .filter(|p| n.start_ns.is_none_or(|s| s == 0 || s == p.start_ns))
-            {
+            match tracker.process(pid).filter(|p| n.start_ns.is_none_or(|s| s == 0 || s == p.start_ns)) {
                 Some(p) => {
                     n.component = Some(TRACED.into());
                     n.start_ns = Some(p.start_ns);
@@ -717,13 +557,9 @@ fn attach(n: &mut Node, snap: &Snapshot, tracker: &Tracker) {
 /// A file node's owner and how it holds it, whether it is a log, and for a path in a data
 /// directory whether the traced tree made it and whether the owner reads files like it.
 pub(crate) fn attach_file(n: &mut Node, snap: &Snapshot) {
-    let Some(path) = n.path.as_deref() else {
-        return;
-    };
+    let Some(path) = n.path.as_deref() else { return };
     n.log = snap.log_role(path);
-    let Some((i, hold)) = snap.owner_of_path(path) else {
-        return;
-    };
+    let Some((i, hold)) = snap.owner_of_path(path) else { return };
     n.component = Some(snap.components[i].name.clone());
     n.held = Some(hold);
     if hold == Hold::DataDir && n.log.is_none() {

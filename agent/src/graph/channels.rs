@@ -98,14 +98,10 @@ pub struct Observed {
 }
 
 /// The note a verdict and a summary give when io_uring was used.
-pub const IO_URING_NOTE: &str =
-    "io_uring in use: its operations are seen only by the overlay and the sink";
+pub const IO_URING_NOTE: &str = "io_uring in use: its operations are seen only by the overlay and the sink";
 
 impl Observed {
     pub fn summary(&self) -> BlindSpots {
-        BlindSpots {
-            count: self.blind_spots.len(),
-            items: self.blind_spots.clone(),
-        }
+        BlindSpots { count: self.blind_spots.len(), items: self.blind_spots.clone() }
     }
 }

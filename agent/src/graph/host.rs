@@ -37,10 +37,7 @@ impl Builder {
                     effects.push((to, kind, detail));
                     return;
                 }
-                (Some(0), _) => (
-                    format!("own:{}", e.pid),
-                    format!("own process group of {}", e.pid),
-                ),
+                (Some(0), _) => (format!("own:{}", e.pid), format!("own process group of {}", e.pid)),
                 (Some(g), _) => ((-g).to_string(), format!("process group {}", -g)),
                 (None, Some(t)) => (t.clone(), format!("every process of {t}")),
                 (None, None) => return,
@@ -54,21 +51,16 @@ impl Builder {
             effects.push((to, kind, detail));
             return;
         }
-        let Some(object) = e.target.clone().or_else(|| e.path.clone()) else {
-            return;
-        };
+        let Some(object) = e.target.clone().or_else(|| e.path.clone()) else { return };
         let path = e.path.clone();
-        let to = self.other_node(
-            NodeId::new(NodeKind::Host, format!("{}:{object}", kind.as_str())),
-            |id| Node {
-                id,
-                node_type: NodeKind::Host,
-                label: format!("{object} ({})", category(kind)),
-                held: Some(Hold::Host),
-                path,
-                ..Default::default()
-            },
-        );
+        let to = self.other_node(NodeId::new(NodeKind::Host, format!("{}:{object}", kind.as_str())), |id| Node {
+            id,
+            node_type: NodeKind::Host,
+            label: format!("{object} ({})", category(kind)),
+            held: Some(Hold::Host),
+            path,
+            ..Default::default()
+        });
         effects.push((to, kind, detail));
     }
 
@@ -77,19 +69,14 @@ impl Builder {
     /// read-only /proc and /sys refused it). Not when it failed for a reason live shares
     /// (EACCES, EPERM: not root).
     pub(super) fn host_open(&mut self, effects: &mut Vec<Effect>, e: &Event) {
-        let Some(path) = e.path.as_deref() else {
-            return;
-        };
-        let Some(kind) = crate::sandbox::supervisor::host_kind_of_path(path) else {
-            return;
-        };
+        let Some(path) = e.path.as_deref() else { return };
+        let Some(kind) = crate::sandbox::supervisor::host_kind_of_path(path) else { return };
         if matches!(e.error, Some("EACCES" | "EPERM")) {
             return;
         }
         let mut change = e.clone();
         change.kind = kind;
-        change.target =
-            crate::sandbox::supervisor::sysctl_key(path).or_else(|| Some(path.to_string()));
+        change.target = crate::sandbox::supervisor::sysctl_key(path).or_else(|| Some(path.to_string()));
         self.host_effect(effects, &change);
     }
 }

@@ -5,9 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What a node is.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     #[default]
@@ -57,9 +55,7 @@ impl fmt::Display for NodeKind {
 
 /// An effect, as an edge kind. Declared in the order an SRE reads them, destructive first:
 /// `Ord` is that order (the text view and the report sort by it).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EdgeKind {
     Unlink,
@@ -218,11 +214,7 @@ pub struct NodeId {
 
 impl NodeId {
     pub fn new(kind: NodeKind, key: impl Into<String>) -> NodeId {
-        NodeId {
-            host: None,
-            kind,
-            key: key.into(),
-        }
+        NodeId { host: None, kind, key: key.into() }
     }
 
     /// A process is (pid, start time), never a bare pid.
@@ -244,10 +236,7 @@ impl NodeId {
 
     /// The same node, on `host` (merged graphs).
     pub fn on(&self, host: &str) -> NodeId {
-        NodeId {
-            host: Some(host.to_string()),
-            ..self.clone()
-        }
+        NodeId { host: Some(host.to_string()), ..self.clone() }
     }
 
     /// `process_group:own:PID`: the pilot's own process group.
@@ -262,11 +251,7 @@ impl NodeId {
             _ => (None, s),
         };
         let (kind, key) = rest.split_once(':')?;
-        Some(NodeId {
-            host,
-            kind: NodeKind::parse(kind)?,
-            key: key.to_string(),
-        })
+        Some(NodeId { host, kind: NodeKind::parse(kind)?, key: key.to_string() })
     }
 }
 
@@ -288,8 +273,7 @@ impl Serialize for NodeId {
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NodeId, D::Error> {
         let s = String::deserialize(d)?;
-        NodeId::parse(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a node id (KIND:KEY)")))
+        NodeId::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a node id (KIND:KEY)")))
     }
 }
 
@@ -299,37 +283,21 @@ mod tests {
 
     #[test]
     fn node_ids_round_trip_as_strings() {
-        for s in [
-            "process:12:345",
-            "file:/a:b/c",
-            "endpoint:inet:127.0.0.1:80",
-            "a/file:/x",
-            "web1/component:db",
-            "process_group:own:7",
-        ] {
+        for s in ["process:12:345", "file:/a:b/c", "endpoint:inet:127.0.0.1:80", "a/file:/x", "web1/component:db", "process_group:own:7"] {
             let id = NodeId::parse(s).unwrap();
             assert_eq!(id.to_string(), s);
             assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{s}\""));
         }
-        assert_eq!(
-            NodeId::parse("a/file:/x").unwrap().host.as_deref(),
-            Some("a")
-        );
+        assert_eq!(NodeId::parse("a/file:/x").unwrap().host.as_deref(), Some("a"));
         assert!(NodeId::parse("file:/x").unwrap().host.is_none());
         assert!(NodeId::parse("nonsense").is_none());
     }
 
     #[test]
     fn kinds_serialize_as_before() {
-        assert_eq!(
-            serde_json::to_string(&NodeKind::ProcessGroup).unwrap(),
-            "\"process_group\""
-        );
+        assert_eq!(serde_json::to_string(&NodeKind::ProcessGroup).unwrap(), "\"process_group\"");
         for k in EdgeKind::ALL {
-            assert_eq!(
-                serde_json::to_string(&k).unwrap(),
-                format!("\"{}\"", k.as_str())
-            );
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.as_str()));
             assert_eq!(EdgeKind::parse(k.as_str()), Some(k));
         }
         assert!(EdgeKind::Xattr.is_destructive() && !EdgeKind::Link.is_destructive());
@@ -369,8 +337,7 @@ mod from_str_for_tests {
     }
     impl From<&str> for Hold {
         fn from(s: &str) -> Hold {
-            serde_json::from_value(serde_json::Value::String(s.into()))
-                .unwrap_or_else(|_| panic!("`{s}` is not a hold"))
+            serde_json::from_value(serde_json::Value::String(s.into())).unwrap_or_else(|_| panic!("`{s}` is not a hold"))
         }
     }
 }

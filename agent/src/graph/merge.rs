@@ -12,18 +12,10 @@ use crate::snapshot::Component;
 
 /// Join `inputs` (source name, graph), in order.
 pub fn merge(inputs: Vec<(String, Graph)>) -> Graph {
-    let mut out = Graph {
-        schema: SCHEMA_MERGED.into(),
-        complete: true,
-        ..Default::default()
-    };
+    let mut out = Graph { schema: SCHEMA_MERGED.into(), complete: true, ..Default::default() };
     let mut seen = HashSet::new();
     for (i, (source, g)) in inputs.into_iter().enumerate() {
-        let host = if g.host.is_empty() {
-            format!("host{}", i + 1)
-        } else {
-            g.host.clone()
-        };
+        let host = if g.host.is_empty() { format!("host{}", i + 1) } else { g.host.clone() };
         out.complete &= g.complete;
         out.lost_events += g.lost_events;
         out.hosts.push(HostGraph {
@@ -47,22 +39,13 @@ pub fn merge(inputs: Vec<(String, Graph)>) -> Graph {
             e.host = Some(host.clone());
             e
         }));
-        out.components
-            .extend(g.components.into_iter().map(|c| Component {
-                host: Some(host.clone()),
-                ..c
-            }));
+        out.components.extend(g.components.into_iter().map(|c| Component { host: Some(host.clone()), ..c }));
     }
     join_across_hosts(&mut out);
     let mut hosts: Vec<&str> = out.hosts.iter().map(|h| h.host.as_str()).collect();
     hosts.dedup();
     out.host = hosts.join(",");
-    out.target = out
-        .hosts
-        .iter()
-        .map(|h| format!("{} on {}", h.target, h.host))
-        .collect::<Vec<_>>()
-        .join("; ");
+    out.target = out.hosts.iter().map(|h| format!("{} on {}", h.target, h.host)).collect::<Vec<_>>().join("; ");
     out
 }
 
@@ -71,15 +54,7 @@ fn join_across_hosts(g: &mut Graph) {
     let local: HashMap<&str, Vec<IpAddr>> = g
         .hosts
         .iter()
-        .map(|h| {
-            (
-                h.host.as_str(),
-                h.local_addrs
-                    .iter()
-                    .filter_map(|a| a.parse().ok())
-                    .collect(),
-            )
-        })
+        .map(|h| (h.host.as_str(), h.local_addrs.iter().filter_map(|a| a.parse().ok()).collect()))
         .collect();
     let nodes: HashMap<&NodeId, &Node> = g.nodes.iter().map(|n| (&n.id, n)).collect();
     let mut repoint = Vec::new();
@@ -88,38 +63,21 @@ fn join_across_hosts(g: &mut Graph) {
         if !(e.kind.is_network() || e.kind == EdgeKind::Rpc) {
             continue;
         }
-        let Some(n) = nodes
-            .get(&e.to)
-            .filter(|n| n.node_type == NodeKind::Endpoint && n.component.is_none())
-        else {
+        let Some(n) = nodes.get(&e.to).filter(|n| n.node_type == NodeKind::Endpoint && n.component.is_none()) else {
             continue;
         };
-        let (family, addr) = (
-            n.family.as_deref().unwrap_or(""),
-            n.addr.as_deref().unwrap_or(""),
-        );
+        let (family, addr) = (n.family.as_deref().unwrap_or(""), n.addr.as_deref().unwrap_or(""));
         // Loopback and wildcard addresses name the sender's own host.
-        if addr
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
-            || family == "unix"
-        {
+        if addr.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified()) || family == "unix" {
             continue;
         }
         let listener = g.components.iter().find(|c| {
             let host = c.host.as_deref().unwrap_or("");
             host != e.host.as_deref().unwrap_or("")
-                && c.listens
-                    .iter()
-                    .any(|l| l.serves(family, addr, n.port, local.get(host).map_or(&[], |v| v)))
+                && c.listens.iter().any(|l| l.serves(family, addr, n.port, local.get(host).map_or(&[], |v| v)))
         });
         if let Some(c) = listener {
-            repoint.push((
-                i,
-                c.name.clone(),
-                c.host.clone().unwrap_or_default(),
-                n.label.clone(),
-            ));
+            repoint.push((i, c.name.clone(), c.host.clone().unwrap_or_default(), n.label.clone()));
         }
     }
     for (i, name, host, address) in repoint {
@@ -143,13 +101,8 @@ fn join_across_hosts(g: &mut Graph) {
         e.to_host = Some(host);
     }
     // Endpoints whose every edge moved to a component are no longer part of the graph.
-    let used: HashSet<NodeId> = g
-        .edges
-        .iter()
-        .flat_map(|e| [e.from.clone(), e.to.clone()])
-        .collect();
-    g.nodes
-        .retain(|n| n.node_type != NodeKind::Endpoint || used.contains(&n.id));
+    let used: HashSet<NodeId> = g.edges.iter().flat_map(|e| [e.from.clone(), e.to.clone()]).collect();
+    g.nodes.retain(|n| n.node_type != NodeKind::Endpoint || used.contains(&n.id));
     g.index = Default::default();
 }
 
@@ -174,59 +127,24 @@ mod tests {
         let ep = endpoint(addr, 5432);
         Graph {
             host: "a".into(),
-            edges: vec![Edge {
-                from: NodeId::process(1, 1),
-                to: ep.id.clone(),
-                kind: super::super::EdgeKind::Connect,
-                count: 1,
-                ..Default::default()
-            }],
-            nodes: vec![
-                Node {
-                    id: NodeId::process(1, 1),
-                    node_type: NodeKind::Process,
-                    ..Default::default()
-                },
-                ep,
-            ],
+            edges: vec![Edge { from: NodeId::process(1, 1), to: ep.id.clone(), kind: super::super::EdgeKind::Connect, count: 1, ..Default::default() }],
+            nodes: vec![Node { id: NodeId::process(1, 1), node_type: NodeKind::Process, ..Default::default() }, ep],
             ..Default::default()
         }
     }
 
     fn server() -> Graph {
-        let mut db = Component {
-            name: "db".into(),
-            ..Default::default()
-        };
-        db.listens.insert(Listener {
-            proto: "tcp".into(),
-            addr: "0.0.0.0".into(),
-            port: Some(5432),
-        });
-        Graph {
-            host: "b".into(),
-            components: vec![db],
-            local_addrs: vec!["10.0.0.2".into()],
-            ..Default::default()
-        }
+        let mut db = Component { name: "db".into(), ..Default::default() };
+        db.listens.insert(Listener { proto: "tcp".into(), addr: "0.0.0.0".into(), port: Some(5432) });
+        Graph { host: "b".into(), components: vec![db], local_addrs: vec!["10.0.0.2".into()], ..Default::default() }
     }
 
     #[test]
     fn a_connect_to_another_hosts_listener_becomes_a_cross_host_edge() {
-        let g = merge(vec![
-            ("a.json".into(), client("10.0.0.2")),
-            ("b.json".into(), server()),
-        ]);
+        let g = merge(vec![("a.json".into(), client("10.0.0.2")), ("b.json".into(), server())]);
         assert_eq!(g.schema, SCHEMA_MERGED);
         let e = &g.edges[0];
-        assert_eq!(
-            (
-                e.to.to_string().as_str(),
-                e.to_host.as_deref(),
-                e.cross_component
-            ),
-            ("b/component:db", Some("b"), true)
-        );
+        assert_eq!((e.to.to_string().as_str(), e.to_host.as_deref(), e.cross_component), ("b/component:db", Some("b"), true));
         assert_eq!(e.detail.as_deref(), Some("via 10.0.0.2:5432"));
         assert!(g.nodes.iter().all(|n| n.node_type != NodeKind::Endpoint));
         assert_eq!(g.host, "a,b");
@@ -235,14 +153,8 @@ mod tests {
     #[test]
     fn loopback_and_unknown_addresses_stay_where_they_are() {
         for addr in ["127.0.0.1", "10.0.0.9"] {
-            let g = merge(vec![
-                ("a.json".into(), client(addr)),
-                ("b.json".into(), server()),
-            ]);
-            assert_eq!(
-                g.edges[0].to.to_string(),
-                format!("a/endpoint:inet:{addr}:5432")
-            );
+            let g = merge(vec![("a.json".into(), client(addr)), ("b.json".into(), server())]);
+            assert_eq!(g.edges[0].to.to_string(), format!("a/endpoint:inet:{addr}:5432"));
             assert!(!g.edges[0].cross_component);
         }
     }

@@ -7,8 +7,8 @@
 pub mod aggregate;
 mod build;
 pub mod channels;
-mod host;
 mod kinds;
+mod host;
 pub mod render;
 pub mod rpc;
 
@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::snapshot::Hold;
 use crate::snapshot::{Component, LogRole, Signals, filesystems::Filesystem};
+pub use crate::snapshot::Hold;
 pub use build::Builder;
 pub use channels::{BlindSpot, BlindSpots, Channel, Observed};
 pub use kinds::{EdgeKind, NodeId, NodeKind};
@@ -108,9 +108,7 @@ impl NodeIndex {
     }
 
     fn get(&self, nodes: &[Node], id: &NodeId) -> Option<usize> {
-        self.table
-            .find(self.hash(id), |&j| nodes[j as usize].id == *id)
-            .map(|&j| j as usize)
+        self.table.find(self.hash(id), |&j| nodes[j as usize].id == *id).map(|&j| j as usize)
     }
 }
 
@@ -246,30 +244,19 @@ impl Graph {
 
     /// The position in `nodes` of the node with this id.
     pub fn position(&self, id: &NodeId) -> Option<usize> {
-        self.index
-            .nodes
-            .get_or_init(|| NodeIndex::of(&self.nodes))
-            .get(&self.nodes, id)
+        self.index.nodes.get_or_init(|| NodeIndex::of(&self.nodes)).get(&self.nodes, id)
     }
 
     /// The positions in `nodes` of edge `ei`'s ends: looked up once for every edge, so views
     /// and rules that walk the edges read an array, not a hash table, per edge.
     pub fn ends_of(&self, ei: usize) -> (Option<usize>, Option<usize>) {
         let pos = |id: &NodeId| self.position(id).map_or(u32::MAX, |i| i as u32);
-        let ends = self.index.ends.get_or_init(|| {
-            self.edges
-                .iter()
-                .map(|e| [pos(&e.from), pos(&e.to)])
-                .collect()
-        });
+        let ends = self.index.ends.get_or_init(|| self.edges.iter().map(|e| [pos(&e.from), pos(&e.to)]).collect());
         let known = |i: u32| (i != u32::MAX).then_some(i as usize);
         match ends.get(ei) {
             // Edges added since (a channel's, an rpc's) are looked up one by one.
             Some(&[from, to]) if ends.len() == self.edges.len() => (known(from), known(to)),
-            _ => (
-                self.position(&self.edges[ei].from),
-                self.position(&self.edges[ei].to),
-            ),
+            _ => (self.position(&self.edges[ei].from), self.position(&self.edges[ei].to)),
         }
     }
 
@@ -293,15 +280,9 @@ impl Graph {
     pub fn read(path: &std::path::Path) -> anyhow::Result<Graph> {
         use crate::error::OnPath as _;
         let text = std::fs::read_to_string(path).on("reading", path, crate::error::INPUT)?;
-        let g: Graph = anyhow::Context::with_context(serde_json::from_str(&text), || {
-            format!("{} is not a graph.json of pilot", path.display())
-        })?;
+        let g: Graph = anyhow::Context::with_context(serde_json::from_str(&text), || format!("{} is not a graph.json of pilot", path.display()))?;
         if g.schema != SCHEMA && g.schema != SCHEMA_MERGED {
-            anyhow::bail!(
-                "{} has schema {}, this pilot reads {SCHEMA} and {SCHEMA_MERGED}",
-                path.display(),
-                g.schema
-            );
+            anyhow::bail!("{} has schema {}, this pilot reads {SCHEMA} and {SCHEMA_MERGED}", path.display(), g.schema);
         }
         Ok(g)
     }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Edge, EdgeKind, Graph, Hold, Node, NodeId, NodeKind, TRACED};
-use crate::rundir::{Access, Category, Caught, Disposition};
+use crate::rundir::{Access, Caught, Category, Disposition};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct RpcEffect {
@@ -43,24 +43,14 @@ pub fn add(graph: &mut Graph, caught: &[Caught]) {
         };
         if graph.node(&id).is_none() {
             graph.push_node(endpoint);
-        } else if let Some(n) = graph
-            .nodes
-            .iter_mut()
-            .find(|n| n.id == id && n.component.is_none() && c.component.is_some())
-        {
+        } else if let Some(n) = graph.nodes.iter_mut().find(|n| n.id == id && n.component.is_none() && c.component.is_some()) {
             n.component = c.component.clone();
             n.held = Some(Hold::Listening);
         }
         let from = sender(graph, c, &id);
         for r in &c.rpc {
-            let detail = format!("{} {} {}", r.protocol, r.operation, r.resource)
-                .trim_end()
-                .to_string();
-            let key = (
-                from.clone(),
-                id.clone(),
-                format!("{detail}|{:?}|{:?}", r.access, r.disposition),
-            );
+            let detail = format!("{} {} {}", r.protocol, r.operation, r.resource).trim_end().to_string();
+            let key = (from.clone(), id.clone(), format!("{detail}|{:?}|{:?}", r.access, r.disposition));
             let ts = |ms: u128| ((ms as i128) * 1_000_000 + offset as i128).max(0) as u64;
             let i = *index.entry(key).or_insert_with(|| {
                 let component = graph.node(&id).and_then(|n| n.component.clone());
@@ -113,11 +103,7 @@ fn evidence(graph: &mut Graph) {
         .filter(|e| e.kind.is_network())
         .map(|e| ((e.from.clone(), e.to.clone()), e.events.clone()))
         .collect();
-    for e in graph
-        .edges
-        .iter_mut()
-        .filter(|e| e.kind == EdgeKind::Rpc && e.events.is_empty())
-    {
+    for e in graph.edges.iter_mut().filter(|e| e.kind == EdgeKind::Rpc && e.events.is_empty()) {
         if let Some(l) = lines.get(&(e.from.clone(), e.to.clone())) {
             e.events = l.clone();
         }
@@ -127,12 +113,7 @@ fn evidence(graph: &mut Graph) {
 /// A connect or send to an endpoint the sink recorded traffic for: its rpc edges stand for
 /// it (the rules over rpc effects judge them, opaque ones included).
 fn mark_judged(graph: &mut Graph) {
-    let seen: std::collections::HashSet<NodeId> = graph
-        .edges
-        .iter()
-        .filter(|e| e.kind == EdgeKind::Rpc)
-        .map(|e| e.to.clone())
-        .collect();
+    let seen: std::collections::HashSet<NodeId> = graph.edges.iter().filter(|e| e.kind == EdgeKind::Rpc).map(|e| e.to.clone()).collect();
     for e in graph.edges.iter_mut().filter(|e| e.kind.is_network()) {
         e.via_sink = seen.contains(&e.to);
     }
@@ -146,14 +127,7 @@ fn mapped_twin(graph: &Graph, endpoint: &Node) -> Option<NodeId> {
     if endpoint.family.as_deref() != Some("inet") {
         return None;
     }
-    let twin = NodeId::new(
-        NodeKind::Endpoint,
-        format!(
-            "inet6:[::ffff:{}]:{}",
-            endpoint.addr.as_deref()?,
-            endpoint.port?
-        ),
-    );
+    let twin = NodeId::new(NodeKind::Endpoint, format!("inet6:[::ffff:{}]:{}", endpoint.addr.as_deref()?, endpoint.port?));
     graph.node(&twin).is_some().then_some(twin)
 }
 
@@ -162,12 +136,7 @@ fn endpoint_node(to: &str, component: Option<&str>) -> Node {
     let (family, addr, port, label) = match to.strip_prefix("unix:") {
         Some(path) => ("unix", path.to_string(), None, format!("unix:{path}")),
         None => match to.parse::<std::net::SocketAddr>() {
-            Ok(a) if a.is_ipv6() => (
-                "inet6",
-                a.ip().to_string(),
-                Some(a.port()),
-                format!("[{}]:{}", a.ip(), a.port()),
-            ),
+            Ok(a) if a.is_ipv6() => ("inet6", a.ip().to_string(), Some(a.port()), format!("[{}]:{}", a.ip(), a.port())),
             Ok(a) => ("inet", a.ip().to_string(), Some(a.port()), to.to_string()),
             Err(_) => ("inet", to.to_string(), None, to.to_string()),
         },
@@ -190,19 +159,11 @@ fn endpoint_node(to: &str, component: Option<&str>) -> Node {
 fn sender(graph: &Graph, c: &Caught, endpoint: &NodeId) -> NodeId {
     if let Some(pid) = c.pid {
         let start = c.start_ns.unwrap_or(0);
-        if let Some(n) = graph.nodes.iter().find(|n| {
-            n.node_type == NodeKind::Process
-                && n.pid == Some(pid)
-                && (start == 0 || n.start_ns == Some(start))
-        }) {
+        if let Some(n) = graph.nodes.iter().find(|n| n.node_type == NodeKind::Process && n.pid == Some(pid) && (start == 0 || n.start_ns == Some(start))) {
             return n.id.clone();
         }
     }
-    if let Some(e) = graph
-        .edges
-        .iter()
-        .find(|e| &e.to == endpoint && e.kind.is_network())
-    {
+    if let Some(e) = graph.edges.iter().find(|e| &e.to == endpoint && e.kind.is_network()) {
         return e.from.clone();
     }
     graph
@@ -216,9 +177,6 @@ fn sender(graph: &Graph, c: &Caught, endpoint: &NodeId) -> NodeId {
 /// CLOCK_BOOTTIME (the kernel's event clock, bpf_ktime_get_boot_ns) minus wall time, in ns.
 fn boot_minus_wall_ns() -> i64 {
     let boot = crate::session::boottime_ns() as i64;
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
     boot - wall
 }

@@ -59,10 +59,7 @@ impl Selector {
             _ if t.starts_with('/') || t.contains('*') => Selector::Path(glob::matcher(t)?),
             _ if t.starts_with("unix:") => Selector::Unix(t[5..].to_string()),
             _ => match endpoint_spec(t) {
-                Some((addr, port)) => Selector::Endpoint {
-                    addr: addr.to_string(),
-                    port,
-                },
+                Some((addr, port)) => Selector::Endpoint { addr: addr.to_string(), port },
                 None => Selector::Component(t.to_string()),
             },
         })
@@ -143,24 +140,11 @@ pub fn compile(p: &Policy) -> Result<Compiled, String> {
         .rules
         .iter()
         .map(|r| {
-            let target = Selector::parse(&r.target)
-                .map_err(|e| format!("rule `{}`: target `{}`: {e}", r.id, r.target))?;
-            let effects = r
-                .effects
-                .iter()
-                .filter_map(|e| EdgeKind::parse(e))
-                .collect();
-            let rpc = super::rpc::RpcKeys::compile(r)
-                .map_err(|e| format!("rule `{}`: operations/resources: {e}", r.id))?;
-            let routines =
-                |names: &[String]| names.iter().filter_map(|n| Routine::parse(n)).collect();
-            Ok(Rule {
-                effects,
-                target,
-                rpc,
-                when: routines(&r.when),
-                unless: routines(&r.unless),
-            })
+            let target = Selector::parse(&r.target).map_err(|e| format!("rule `{}`: target `{}`: {e}", r.id, r.target))?;
+            let effects = r.effects.iter().filter_map(|e| EdgeKind::parse(e)).collect();
+            let rpc = super::rpc::RpcKeys::compile(r).map_err(|e| format!("rule `{}`: operations/resources: {e}", r.id))?;
+            let routines = |names: &[String]| names.iter().filter_map(|n| Routine::parse(n)).collect();
+            Ok(Rule { effects, target, rpc, when: routines(&r.when), unless: routines(&r.unless) })
         })
         .collect::<Result<_, String>>()?;
     let components = p
@@ -180,18 +164,9 @@ pub fn compile(p: &Policy) -> Result<Compiled, String> {
     let recovery = match &p.recovery {
         Some(r) => Some(Recovery {
             name: r.component.clone(),
-            glob: r
-                .component
-                .contains(['*', '?', '['])
-                .then(|| glob::matcher(&r.component))
-                .transpose()
-                .map_err(|e| format!("recovery.component: {e}"))?,
+            glob: r.component.contains(['*', '?', '[']).then(|| glob::matcher(&r.component)).transpose().map_err(|e| format!("recovery.component: {e}"))?,
         }),
         None => None,
     };
-    Ok(Compiled {
-        rules,
-        components,
-        recovery,
-    })
+    Ok(Compiled { rules, components, recovery })
 }

@@ -3,10 +3,7 @@
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 fn glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
+    GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).build()
 }
 
 pub fn matcher(pattern: &str) -> Result<GlobMatcher, globset::Error> {
@@ -31,10 +28,7 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(matches(
-            "/var/lib/hdfs/**",
-            "/var/lib/hdfs/data/current/blk_1"
-        ));
+        assert!(matches("/var/lib/hdfs/**", "/var/lib/hdfs/data/current/blk_1"));
         assert!(matches("/var/lib/hdfs/**", "/var/lib/hdfs/x"));
         assert!(!matches("/var/lib/hdfs/**", "/var/lib/hdfs2/x"));
         assert!(matches("/etc/*.conf", "/etc/app.conf"));

@@ -4,8 +4,8 @@
 pub mod compile;
 pub mod eval;
 pub mod glob;
-pub mod routine;
 pub mod rpc;
+pub mod routine;
 
 use std::path::{Path, PathBuf};
 
@@ -247,32 +247,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Parse a policy; errors say `FILE:LINE: message` (the message names the key).
 pub fn parse(source: &str, text: &str) -> Result<Loaded, UsageError> {
     let policy: Policy = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-            .unwrap_or(0);
+        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(0);
         let msg = e.message().trim().replace('\n', " ");
         UsageError::new(format!("{source}:{line}: {msg}"))
     })?;
     validate(source, text, &policy)?;
-    let compiled =
-        compile::compile(&policy).map_err(|e| UsageError::new(format!("{source}: {e}")))?;
-    Ok(Loaded {
-        source: source.into(),
-        sha256: sha256_hex(text.as_bytes()),
-        policy,
-        compiled,
-        signed_by: None,
-    })
+    let compiled = compile::compile(&policy).map_err(|e| UsageError::new(format!("{source}: {e}")))?;
+    Ok(Loaded { source: source.into(), sha256: sha256_hex(text.as_bytes()), policy, compiled, signed_by: None })
 }
 
 fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
-    let line_of = |needle: &str| {
-        text.lines()
-            .position(|l| l.contains(needle))
-            .map(|i| i + 1)
-            .unwrap_or(0)
-    };
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(0);
     for r in &p.rules {
         if let Some(f) = r.max_fill.filter(|f| !(*f > 0.0 && *f <= 1.0)) {
             return Err(UsageError::new(format!(
@@ -302,10 +287,7 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
         }
         for e in &r.effects {
             if crate::graph::EdgeKind::parse(e).is_none() {
-                let known: Vec<&str> = crate::graph::EdgeKind::ALL
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect();
+                let known: Vec<&str> = crate::graph::EdgeKind::ALL.iter().map(|k| k.as_str()).collect();
                 return Err(UsageError::new(format!(
                     "{source}:{}: rule `{}`: unknown effect `{e}` (one of {})",
                     line_of(&format!("\"{e}\"")),
@@ -317,17 +299,9 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
     }
     for r in &p.rules {
         let allowed: [(&str, &Vec<String>, &[&str]); 3] = [
-            (
-                "access",
-                &r.access,
-                &["read", "mutation", "unclassified", "opaque"],
-            ),
+            ("access", &r.access, &["read", "mutation", "unclassified", "opaque"]),
             ("categories", &r.categories, &["write", "delete", "admin"]),
-            (
-                "dispositions",
-                &r.dispositions,
-                &["forwarded", "captured", "shadowed", "blackholed"],
-            ),
+            ("dispositions", &r.dispositions, &["forwarded", "captured", "shadowed", "blackholed"]),
         ];
         for (key, values, known) in allowed {
             if let Some(v) = values.iter().find(|v| !known.contains(&v.as_str())) {
@@ -341,17 +315,10 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
         }
     }
     if let Some(g) = &p.gate {
-        for (key, v) in [
-            ("max_risk", g.max_risk),
-            ("min_containment", g.min_containment),
-            ("max_fidelity_error", g.max_fidelity_error),
-        ] {
+        for (key, v) in [("max_risk", g.max_risk), ("min_containment", g.min_containment), ("max_fidelity_error", g.max_fidelity_error)] {
             if let Some(v) = v {
                 if !(0.0..=1.0).contains(&v) {
-                    return Err(UsageError::new(format!(
-                        "{source}:{}: gate.{key} must be between 0 and 1",
-                        line_of(key)
-                    )));
+                    return Err(UsageError::new(format!("{source}:{}: gate.{key} must be between 0 and 1", line_of(key))));
                 }
             }
         }
@@ -361,9 +328,7 @@ fn validate(source: &str, text: &str, p: &Policy) -> Result<(), UsageError> {
                 line_of("required_observers")
             )));
         }
-        crate::governance::validate_gate(source, g).map_err(|(key, e)| {
-            UsageError::new(format!("{source}:{}: gate.{key}: {e}", line_of(key)))
-        })?;
+        crate::governance::validate_gate(source, g).map_err(|(key, e)| UsageError::new(format!("{source}:{}: gate.{key}: {e}", line_of(key))))?;
     }
     Ok(())
 }
@@ -384,13 +349,7 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Loaded>, UsageError> {
     // `--policy default` layers the built-in policy under a site's own files.
     let mut loaded = paths
         .iter()
-        .map(|p| {
-            if p.as_os_str() == "default" {
-                parse(BUILT_IN, DEFAULT)
-            } else {
-                load(p)
-            }
-        })
+        .map(|p| if p.as_os_str() == "default" { parse(BUILT_IN, DEFAULT) } else { load(p) })
         .collect::<Result<Vec<_>, _>>()?;
     crate::governance::admit(&mut loaded)?;
     Ok(loaded)
@@ -415,25 +374,14 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        let err = parse(
-            "p.toml",
-            "[[rule]]\nid = \"x\"\ntarget = \"*\"\naction = \"block\"\nseverity = 2.0\n",
-        )
-        .unwrap_err();
+        let err = parse("p.toml", "[[rule]]\nid = \"x\"\ntarget = \"*\"\naction = \"block\"\nseverity = 2.0\n").unwrap_err();
         assert!(err.0.contains("severity"), "{err}");
         let err = parse("p.toml", "[[rule]]\nid = \"x\"\ntarget = \"*\"\neffects = [\"delete\"]\naction = \"block\"\nseverity = 0.2\n").unwrap_err();
         assert!(err.0.contains("unknown effect `delete`"), "{err}");
-        let err = parse(
-            "p.toml",
-            "[[rule]]\nid = \"x\"\ntarget = \"*\"\naction = \"deny\"\nseverity = 0.2\n",
-        )
-        .unwrap_err();
+        let err = parse("p.toml", "[[rule]]\nid = \"x\"\ntarget = \"*\"\naction = \"deny\"\nseverity = 0.2\n").unwrap_err();
         assert!(err.0.starts_with("p.toml:4:"), "{err}");
         let err = parse("p.toml", "[[rule]]\nid = \"x\"\ntarget = \"*\"\nunless = [\"logrotate\"]\naction = \"warn\"\nseverity = 0.2\n").unwrap_err();
-        assert!(
-            err.0.starts_with("p.toml:4:") && err.0.contains("unknown routine `logrotate`"),
-            "{err}"
-        );
+        assert!(err.0.starts_with("p.toml:4:") && err.0.contains("unknown routine `logrotate`"), "{err}");
     }
 }
 
@@ -444,21 +392,13 @@ pub fn render(ev: &eval::Evaluation) -> String {
     let affected = if ev.affected_components.is_empty() {
         "no other component affected".to_string()
     } else {
-        format!(
-            "{} of {} components affected: {}",
-            ev.affected_components.len(),
-            ev.components,
-            ev.affected_components.join(", ")
-        )
+        format!("{} of {} components affected: {}", ev.affected_components.len(), ev.components, ev.affected_components.join(", "))
     };
     // issue 18: a verdict never hides traffic to live components pilot could not judge.
     let unjudged = if ev.unjudged.is_empty() {
         String::new()
     } else {
-        format!(
-            "; traffic pilot could not judge reached {}",
-            ev.unjudged.join(", ")
-        )
+        format!("; traffic pilot could not judge reached {}", ev.unjudged.join(", "))
     };
     let _ = writeln!(
         out,
@@ -474,28 +414,14 @@ pub fn render(ev: &eval::Evaluation) -> String {
         let names: Vec<&str> = v.channels.iter().map(|c| c.as_str()).collect();
         let evidence = match (events.is_empty(), names.is_empty()) {
             (true, false) => format!("seen by: {}", names.join(", ")),
-            (false, false) => format!(
-                "events.jsonl lines {}; seen by: {}",
-                events.join(","),
-                names.join(", ")
-            ),
+            (false, false) => format!("events.jsonl lines {}; seen by: {}", events.join(","), names.join(", ")),
             _ => format!("events.jsonl lines {}", events.join(",")),
         };
-        let _ = writeln!(
-            out,
-            "  [{action}] {} (severity {:.1}): {}  [{evidence}]",
-            v.rule, v.severity, v.why
-        );
+        let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [{evidence}]", v.rule, v.severity, v.why);
     }
     for r in &ev.routines {
         let events: Vec<String> = r.events.iter().map(u64::to_string).collect();
-        let _ = writeln!(
-            out,
-            "  [routine] {}: {}  [events.jsonl lines {}]",
-            r.routine.as_str(),
-            r.why,
-            events.join(",")
-        );
+        let _ = writeln!(out, "  [routine] {}: {}  [events.jsonl lines {}]", r.routine.as_str(), r.why, events.join(","));
     }
     for g in &ev.gate_failures {
         let _ = writeln!(out, "  [gate] {g}");
@@ -507,16 +433,8 @@ pub fn render(ev: &eval::Evaluation) -> String {
         .policies
         .iter()
         .map(|p| {
-            let version = p
-                .version
-                .as_deref()
-                .map(|v| format!("version {v}, "))
-                .unwrap_or_default();
-            let signed = p
-                .signed_by
-                .as_deref()
-                .map(|k| format!(", signed by {k}"))
-                .unwrap_or_default();
+            let version = p.version.as_deref().map(|v| format!("version {v}, ")).unwrap_or_default();
+            let signed = p.signed_by.as_deref().map(|k| format!(", signed by {k}")).unwrap_or_default();
             format!("{} ({version}{}{signed})", p.source, &p.sha256[..12])
         })
         .collect();

@@ -31,11 +31,7 @@ pub enum Routine {
 }
 
 impl Routine {
-    pub const ALL: [Routine; 3] = [
-        Routine::HandledSignal,
-        Routine::LogRotation,
-        Routine::Copytruncate,
-    ];
+    pub const ALL: [Routine; 3] = [Routine::HandledSignal, Routine::LogRotation, Routine::Copytruncate];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -59,45 +55,21 @@ pub struct Recognized {
 
 /// The routine edges of `graph`, by index in `graph.edges`.
 pub fn recognize(graph: &Graph) -> HashMap<usize, Recognized> {
-    let traced = |e: &Edge| {
-        graph
-            .node(&e.from)
-            .is_some_and(|n| n.component.as_deref() == Some(TRACED))
-    };
+    let traced = |e: &Edge| graph.node(&e.from).is_some_and(|n| n.component.as_deref() == Some(TRACED));
     let mut out = HashMap::new();
     for (i, e) in graph.edges.iter().enumerate() {
         if e.kind == EdgeKind::Signal
             && traced(e)
             && let Some(why) = graph.node(&e.to).and_then(|t| handled(e, t))
         {
-            out.insert(
-                i,
-                Recognized {
-                    routine: Routine::HandledSignal,
-                    why,
-                },
-            );
+            out.insert(i, Recognized { routine: Routine::HandledSignal, why });
         }
     }
-    for (i, e) in graph
-        .edges
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| matches!(e.kind, EdgeKind::Truncate | EdgeKind::Rename))
-    {
-        let Some(log) = graph
-            .node(&e.to)
-            .filter(|n| n.log == Some(LogRole::Live) && traced(e))
-        else {
-            continue;
-        };
+    for (i, e) in graph.edges.iter().enumerate().filter(|(_, e)| matches!(e.kind, EdgeKind::Truncate | EdgeKind::Rename)) {
+        let Some(log) = graph.node(&e.to).filter(|n| n.log == Some(LogRole::Live) && traced(e)) else { continue };
         let found = match e.kind {
-            EdgeKind::Truncate => {
-                copytruncate(graph, e, log).map(|why| (Routine::Copytruncate, why))
-            }
-            EdgeKind::Rename => {
-                rotation(graph, &out, e, log).map(|why| (Routine::LogRotation, why))
-            }
+            EdgeKind::Truncate => copytruncate(graph, e, log).map(|why| (Routine::Copytruncate, why)),
+            EdgeKind::Rename => rotation(graph, &out, e, log).map(|why| (Routine::LogRotation, why)),
             _ => None,
         };
         if let Some((routine, why)) = found {
@@ -113,29 +85,13 @@ pub fn recognize(graph: &Graph) -> HashMap<usize, Recognized> {
         .collect();
     let mut attrs = Vec::new();
     for (i, e) in graph.edges.iter().enumerate() {
-        if !rotated.is_empty()
-            && matches!(e.kind, EdgeKind::Chmod | EdgeKind::Chown)
-            && traced(e)
-            && rotated
-                .iter()
-                .any(|(to, ts)| *to == &e.to && e.first_ts_ns >= *ts)
-        {
+        if !rotated.is_empty() && matches!(e.kind, EdgeKind::Chmod | EdgeKind::Chown) && traced(e) && rotated.iter().any(|(to, ts)| *to == &e.to && e.first_ts_ns >= *ts) {
             attrs.push(i);
         }
     }
     for i in attrs {
-        let why = format!(
-            "{} of the {} the rotation created",
-            graph.edges[i].kind,
-            label(graph, &graph.edges[i].to)
-        );
-        out.insert(
-            i,
-            Recognized {
-                routine: Routine::LogRotation,
-                why,
-            },
-        );
+        let why = format!("{} of the {} the rotation created", graph.edges[i].kind, label(graph, &graph.edges[i].to));
+        out.insert(i, Recognized { routine: Routine::LogRotation, why });
     }
     out
 }
@@ -147,9 +103,7 @@ fn handled(e: &Edge, target: &Node) -> Option<String> {
     }
     let name = e.detail.as_deref()?;
     let effect = target.signals?.effect(signals::number(name)?);
-    effect
-        .handled()
-        .then(|| format!("{name} to {}: {}", target.label, effect.describe()))
+    effect.handled().then(|| format!("{name} to {}: {}", target.label, effect.describe()))
 }
 
 /// `e` truncates `log` after the traced tree wrote a rotated copy of it.
@@ -160,12 +114,7 @@ fn copytruncate(graph: &Graph, e: &Edge, log: &Node) -> Option<String> {
         .iter()
         .filter(|w| w.kind == EdgeKind::Write && is_traced(graph, &w.from))
         .filter(|w| w.first_ts_ns <= e.first_ts_ns)
-        .filter(|w| {
-            graph
-                .node(&w.to)
-                .and_then(|n| n.path.as_deref())
-                .is_some_and(|p| logs::is_rotated(logs::file_name(p), name))
-        })
+        .filter(|w| graph.node(&w.to).and_then(|n| n.path.as_deref()).is_some_and(|p| logs::is_rotated(logs::file_name(p), name)))
         .max_by_key(|w| w.last_ts_ns.min(e.first_ts_ns))?;
     let copied = copy.last_ts_ns.min(e.first_ts_ns);
     let window_ms = (e.first_ts_ns - copied) as f64 / 1e6;
@@ -178,31 +127,19 @@ fn copytruncate(graph: &Graph, e: &Edge, log: &Node) -> Option<String> {
 
 /// `e` renames `log` to a rotated name; the tree then created `log` anew and told a process of
 /// its component to reopen it with a signal that process handles.
-fn rotation(
-    graph: &Graph,
-    handled: &HashMap<usize, Recognized>,
-    e: &Edge,
-    log: &Node,
-) -> Option<String> {
+fn rotation(graph: &Graph, handled: &HashMap<usize, Recognized>, e: &Edge, log: &Node) -> Option<String> {
     let name = logs::file_name(log.path.as_deref()?);
     let new_name = e.detail.as_deref()?.strip_prefix("-> ")?;
     if !logs::is_rotated(logs::file_name(new_name), name) {
         return None;
     }
     let after = e.first_ts_ns;
-    graph.edges.iter().find(|c| {
-        c.kind == EdgeKind::Create
-            && c.to == e.to
-            && c.last_ts_ns >= after
-            && is_traced(graph, &c.from)
-    })?;
+    graph.edges.iter().find(|c| c.kind == EdgeKind::Create && c.to == e.to && c.last_ts_ns >= after && is_traced(graph, &c.from))?;
     let signal = graph.edges.iter().enumerate().find(|(i, s)| {
         s.kind == EdgeKind::Signal
             && s.last_ts_ns >= after
             && handled.contains_key(i)
-            && graph
-                .node(&s.to)
-                .is_some_and(|t| t.component.is_some() && t.component == log.component)
+            && graph.node(&s.to).is_some_and(|t| t.component.is_some() && t.component == log.component)
     })?;
     Some(format!(
         "{} renamed to {new_name}, created anew, and {} told to reopen it with {}, which it handles",
@@ -213,14 +150,9 @@ fn rotation(
 }
 
 fn is_traced(graph: &Graph, id: &NodeId) -> bool {
-    graph
-        .node(id)
-        .is_some_and(|n| n.component.as_deref() == Some(TRACED))
+    graph.node(id).is_some_and(|n| n.component.as_deref() == Some(TRACED))
 }
 
 fn label(graph: &Graph, id: &NodeId) -> String {
-    graph
-        .node(id)
-        .map(|n| n.label.clone())
-        .unwrap_or_else(|| id.to_string())
+    graph.node(id).map(|n| n.label.clone()).unwrap_or_else(|| id.to_string())
 }

@@ -27,19 +27,11 @@ pub fn user_port(port: u16) -> u32 {
 
 pub fn dest(addr: &SocketAddr) -> Dest {
     match addr.ip() {
-        IpAddr::V4(v4) => Dest {
-            family: 2,
-            port: user_port(addr.port()),
-            ip: [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
-        },
+        IpAddr::V4(v4) => Dest { family: 2, port: user_port(addr.port()), ip: [u32::from_ne_bytes(v4.octets()), 0, 0, 0] },
         IpAddr::V6(v6) => {
             let o = v6.octets();
             let word = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            Dest {
-                family: 10,
-                port: user_port(addr.port()),
-                ip: [word(0), word(4), word(8), word(12)],
-            }
+            Dest { family: 10, port: user_port(addr.port()), ip: [word(0), word(4), word(8), word(12)] }
         }
     }
 }
@@ -70,10 +62,8 @@ const SOCK_ADDR: [(&str, u32); 8] = [
     ("bind4", libbpf_sys::BPF_CGROUP_INET4_BIND),
     ("bind6", libbpf_sys::BPF_CGROUP_INET6_BIND),
 ];
-const SOCK: [(&str, u32); 2] = [
-    ("post_bind4", libbpf_sys::BPF_CGROUP_INET4_POST_BIND),
-    ("post_bind6", libbpf_sys::BPF_CGROUP_INET6_POST_BIND),
-];
+const SOCK: [(&str, u32); 2] =
+    [("post_bind4", libbpf_sys::BPF_CGROUP_INET4_POST_BIND), ("post_bind6", libbpf_sys::BPF_CGROUP_INET6_POST_BIND)];
 /// The maps of one pilot's containment.
 const MAPS: [&str; 5] = ["SINK", "ALLOWED", "LIVE_PORTS", "PILOT_BOUND", "ORIGINAL"];
 
@@ -91,28 +81,18 @@ impl ContainSet {
     pub fn load_from(ebpf: &mut Ebpf) -> Result<ContainSet> {
         let mut progs = Vec::new();
         for (name, attach_type) in SOCK_ADDR {
-            let prog: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("no {name}"))?
-                .try_into()?;
+            let prog: &mut CgroupSockAddr = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
             prog.load().with_context(|| format!("loading {name}"))?;
             progs.push((name, attach_type, prog.fd()?.as_fd().try_clone_to_owned()?));
         }
         for (name, attach_type) in SOCK {
-            let prog: &mut CgroupSock = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("no {name}"))?
-                .try_into()?;
+            let prog: &mut CgroupSock = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
             prog.load().with_context(|| format!("loading {name}"))?;
             progs.push((name, attach_type, prog.fd()?.as_fd().try_clone_to_owned()?));
         }
         let mut maps = std::collections::BTreeMap::new();
         for name in MAPS {
-            maps.insert(
-                name,
-                ebpf.take_map(name)
-                    .ok_or_else(|| anyhow!("no {name} map"))?,
-            );
+            maps.insert(name, ebpf.take_map(name).ok_or_else(|| anyhow!("no {name} map"))?);
         }
         Ok(ContainSet { progs, maps })
     }
@@ -125,9 +105,7 @@ impl ContainSet {
         for map in ["TRACKED", "WRITES", "INFLIGHT", "CGROUPS"] {
             loader.map_max_entries(map, 1);
         }
-        let mut ebpf = loader
-            .load(super::PROBES_ELF)
-            .context("loading the containment programs")?;
+        let mut ebpf = loader.load(super::PROBES_ELF).context("loading the containment programs")?;
         ContainSet::load_from(&mut ebpf)
     }
 
@@ -138,10 +116,7 @@ impl ContainSet {
         }
         let mut progs = Vec::new();
         for (name, attach_type) in SOCK_ADDR.into_iter().chain(SOCK) {
-            let fd = h
-                .fds
-                .remove(&format!("prog:{name}"))
-                .ok_or_else(|| anyhow!("no program {name} in the hand-off"))?;
+            let fd = h.fds.remove(&format!("prog:{name}")).ok_or_else(|| anyhow!("no program {name} in the hand-off"))?;
             progs.push((name, attach_type, fd));
         }
         let mut maps = std::collections::BTreeMap::new();
@@ -153,14 +128,8 @@ impl ContainSet {
 
     /// Every fd, named as `from_handoff` reads them.
     pub fn named_fds(&self) -> Vec<(String, std::os::fd::BorrowedFd<'_>)> {
-        let progs = self
-            .progs
-            .iter()
-            .map(|(name, _, fd)| (format!("prog:{name}"), fd.as_fd()));
-        let maps = self
-            .maps
-            .iter()
-            .map(|(name, m)| (format!("map:{name}"), super::set::map_data(m).fd().as_fd()));
+        let progs = self.progs.iter().map(|(name, _, fd)| (format!("prog:{name}"), fd.as_fd()));
+        let maps = self.maps.iter().map(|(name, m)| (format!("map:{name}"), super::set::map_data(m).fd().as_fd()));
         progs.chain(maps).collect()
     }
 
@@ -175,9 +144,7 @@ impl ContainSet {
         allowed: &[SocketAddr],
         live_ports: &[u16],
     ) -> Result<(UnixContainment, Vec<OwnedFd>, Map)> {
-        let map = |m: &mut std::collections::BTreeMap<&'static str, Map>, name: &str| {
-            m.remove(name).ok_or_else(|| anyhow!("no {name} map"))
-        };
+        let map = |m: &mut std::collections::BTreeMap<&'static str, Map>, name: &str| m.remove(name).ok_or_else(|| anyhow!("no {name} map"));
         let mut sinks: Array<_, SinkConfig> = Array::try_from(map(&mut self.maps, "SINK")?)?;
         sinks.set(0, sink, 0)?;
         let mut allow: HashMap<_, Dest, u8> = HashMap::try_from(map(&mut self.maps, "ALLOWED")?)?;
@@ -185,11 +152,7 @@ impl ContainSet {
             allow.insert(dest(a), 1, 0)?;
             // A v4 destination may be reached from a dual-stack v6 socket as ::ffff:a.b.c.d.
             if let IpAddr::V4(v4) = a.ip() {
-                allow.insert(
-                    dest(&SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), a.port())),
-                    1,
-                    0,
-                )?;
+                allow.insert(dest(&SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), a.port())), 1, 0)?;
             }
         }
         let mut live: HashMap<_, u32, u8> = HashMap::try_from(map(&mut self.maps, "LIVE_PORTS")?)?;
@@ -198,10 +161,7 @@ impl ContainSet {
         }
         let mut links = Vec::new();
         for (name, attach_type, prog) in &self.progs {
-            links.push(
-                raw::link_cgroup(prog, cgroup, *attach_type)
-                    .with_context(|| format!("attaching {name} to the pilot cgroup"))?,
-            );
+            links.push(raw::link_cgroup(prog, cgroup, *attach_type).with_context(|| format!("attaching {name} to the pilot cgroup"))?);
         }
         let origins = map(&mut self.maps, "ORIGINAL")?;
         if unix != UnixContainment::Denied {
@@ -209,10 +169,7 @@ impl ContainSet {
         }
         for attach_type in [BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG] {
             // The probe said this kernel has the hook: failing now is the agent failing.
-            links.extend(
-                deny_unix(cgroup, attach_type)
-                    .context("attaching the Unix-socket hooks to the pilot cgroup")?,
-            );
+            links.extend(deny_unix(cgroup, attach_type).context("attaching the Unix-socket hooks to the pilot cgroup")?);
         }
         Ok((unix, links, origins))
     }
@@ -223,11 +180,7 @@ pub use libbpf_sys::{BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG};
 
 /// One BPF instruction: opcode, registers, offset, immediate.
 const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
-    code as u64
-        | ((dst as u64) << 8)
-        | ((src as u64) << 12)
-        | ((off as u16 as u64) << 16)
-        | ((imm as u32 as u64) << 32)
+    code as u64 | ((dst as u64) << 8) | ((src as u64) << 12) | ((off as u16 as u64) << 16) | ((imm as u32 as u64) << 32)
 }
 
 /// The cgroup Unix hook (issue 18): refuse abstract destinations (sun_path[0] == 0: the
@@ -262,11 +215,7 @@ pub const UNIX_PATHS_ONLY: [u64; 20] = [
 /// Load the Unix hook above and link it to the cgroup. Returns the program and link fds:
 /// closing them detaches.
 fn deny_unix(cgroup: &File, attach_type: u32) -> std::io::Result<Vec<OwnedFd>> {
-    let prog = Prog {
-        prog_type: raw::PROG_CGROUP_SOCK_ADDR,
-        attach_type,
-        attach_btf_id: 0,
-    };
+    let prog = Prog { prog_type: raw::PROG_CGROUP_SOCK_ADDR, attach_type, attach_btf_id: 0 };
     let prog = raw::load(prog, &UNIX_PATHS_ONLY, c"pilot_unix")?;
     let link = raw::link_cgroup(&prog, cgroup, attach_type)?;
     Ok(vec![prog, link])

@@ -41,21 +41,14 @@ pub fn take_env() {
 impl Handoff {
     /// The hand-off of this process, if the daemon started it with one (once).
     pub fn from_env() -> Result<Option<Handoff>> {
-        let Some(text) = TAKEN.lock().expect("hand-off lock").take() else {
-            return Ok(None);
-        };
+        let Some(text) = TAKEN.lock().expect("hand-off lock").take() else { return Ok(None) };
         let text = text.to_str().ok_or_else(|| anyhow!("{ENV} is not text"))?;
-        parse(text)
-            .map(Some)
-            .with_context(|| format!("the probe set the daemon handed over ({ENV})"))
+        parse(text).map(Some).with_context(|| format!("the probe set the daemon handed over ({ENV})"))
     }
 
     /// Take the map called `name` (a shared map or `map:NAME` of the containment set).
     pub fn map(&mut self, name: &str) -> Result<Map> {
-        let fd = self
-            .fds
-            .remove(name)
-            .ok_or_else(|| anyhow!("no {name} in the hand-off"))?;
+        let fd = self.fds.remove(name).ok_or_else(|| anyhow!("no {name} in the hand-off"))?;
         let data = MapData::from_fd(fd).with_context(|| format!("the {name} map handed over"))?;
         Ok(Map::from_map_data(data)?)
     }
@@ -66,9 +59,7 @@ impl Handoff {
 fn parse(text: &str) -> Result<Handoff> {
     let (mut run, mut daemon, mut ring_bytes, mut fds) = (None, None, 0, BTreeMap::new());
     for item in text.split_whitespace() {
-        let (name, value) = item
-            .split_once('=')
-            .ok_or_else(|| anyhow!("`{item}` is not NAME=VALUE"))?;
+        let (name, value) = item.split_once('=').ok_or_else(|| anyhow!("`{item}` is not NAME=VALUE"))?;
         let n: u32 = value.parse().with_context(|| format!("`{item}`"))?;
         match name {
             "run" => run = Some(n),
@@ -77,21 +68,13 @@ fn parse(text: &str) -> Result<Handoff> {
             _ => {
                 let fd = n as RawFd;
                 if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-                    bail!(
-                        "fd {fd} ({name}) is not open: {}",
-                        std::io::Error::last_os_error()
-                    );
+                    bail!("fd {fd} ({name}) is not open: {}", std::io::Error::last_os_error());
                 }
                 fds.insert(name.to_string(), unsafe { OwnedFd::from_raw_fd(fd) });
             }
         }
     }
-    Ok(Handoff {
-        run: run.ok_or_else(|| anyhow!("no run id"))?,
-        daemon: daemon.unwrap_or(0),
-        ring_bytes,
-        fds,
-    })
+    Ok(Handoff { run: run.ok_or_else(|| anyhow!("no run id"))?, daemon: daemon.unwrap_or(0), ring_bytes, fds })
 }
 
 /// The variable's value for a run: its id, the daemon's pid, the size of the ring buffer made
@@ -114,10 +97,7 @@ mod tests {
         let file = std::fs::File::open("/dev/null").unwrap();
         let dup: OwnedFd = file.as_fd().try_clone_to_owned().unwrap();
         let text = encode(7, 42, 0, &[("TRACKED".into(), dup.as_fd())]);
-        assert!(
-            text.starts_with("run=7 daemon=42 ring_bytes=0 TRACKED="),
-            "{text}"
-        );
+        assert!(text.starts_with("run=7 daemon=42 ring_bytes=0 TRACKED="), "{text}");
         let raw = dup.as_raw_fd();
         std::mem::forget(dup); // parse takes ownership of the number
         let h = parse(&text).unwrap();

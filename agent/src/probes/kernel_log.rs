@@ -37,13 +37,7 @@ pub fn level() -> u8 {
     levels
         .into_iter()
         .find(|(level, _)| {
-            *level <= log::max_level()
-                && logger.enabled(
-                    &log::Metadata::builder()
-                        .target(TARGET)
-                        .level(*level)
-                        .build(),
-                )
+            *level <= log::max_level() && logger.enabled(&log::Metadata::builder().target(TARGET).level(*level).build())
         })
         .map_or(0, |(_, level)| level as u8)
 }
@@ -99,10 +93,7 @@ fn try_start(ebpf: &mut Ebpf) -> Result<Reader> {
             }
         })
         .context("starting the kernel log reader")?;
-    let reader = Reader {
-        wake,
-        thread: Some(thread),
-    };
+    let reader = Reader { wake, thread: Some(thread) };
     match EbpfLogger::init(ebpf) {
         Ok(logger) => {
             let _ = give.send(logger); // the thread waits for it
@@ -119,16 +110,8 @@ fn try_start(ebpf: &mut Ebpf) -> Result<Reader> {
 fn forward<T: log::Log>(logger: &mut EbpfLogger<T>, stop: RawFd) {
     loop {
         let mut fds = [
-            libc::pollfd {
-                fd: logger.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: stop,
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            libc::pollfd { fd: logger.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: stop, events: libc::POLLIN, revents: 0 },
         ];
         if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
             let err = std::io::Error::last_os_error();
@@ -152,13 +135,7 @@ impl Drop for Reader {
     fn drop(&mut self) {
         let one = 1u64;
         // The eventfd outlives the thread (joined below), so the fd it polls stays valid.
-        unsafe {
-            libc::write(
-                self.wake.as_raw_fd(),
-                &one as *const u64 as *const libc::c_void,
-                8,
-            )
-        };
+        unsafe { libc::write(self.wake.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

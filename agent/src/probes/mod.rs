@@ -51,12 +51,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            cgroup: None,
-            ringbuf_bytes: 16 << 20,
-            wakeup_bytes: 256 << 10,
-            write_flush_ns: 1_000_000_000,
-        }
+        Options { cgroup: None, ringbuf_bytes: 16 << 20, wakeup_bytes: 256 << 10, write_flush_ns: 1_000_000_000 }
     }
 }
 
@@ -131,23 +126,12 @@ struct RingPositions {
 impl RingPositions {
     fn map(fd: RawFd) -> Option<RingPositions> {
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                2 * page,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), 2 * page, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
         (ptr != libc::MAP_FAILED).then_some(RingPositions { ptr, page })
     }
 
     fn fill(&self) -> u64 {
-        let read = |off: usize| unsafe {
-            std::ptr::read_volatile((self.ptr as *const u8).add(off) as *const u64)
-        };
+        let read = |off: usize| unsafe { std::ptr::read_volatile((self.ptr as *const u8).add(off) as *const u64) };
         read(self.page).saturating_sub(read(0))
     }
 }
@@ -165,9 +149,7 @@ impl Drop for RingPositions {
 /// Checks that must pass before loading anything; each failure is bad input (exit 2).
 pub fn preflight() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
-        return Err(
-            UsageError::new("pilot needs root to load BPF programs: run it with sudo").into(),
-        );
+        return Err(UsageError::new("pilot needs root to load BPF programs: run it with sudo").into());
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(UsageError::new(
@@ -185,9 +167,7 @@ impl Probes {
     /// for a cgroup target, its cgroup.
     pub fn load(opts: &Options) -> Result<Probes> {
         if opts.ringbuf_bytes.count_ones() != 1 || opts.ringbuf_bytes < 4096 {
-            bail!(UsageError::new(
-                "the ring buffer size must be a power of two of at least 4096 bytes"
-            ));
+            bail!(UsageError::new("the ring buffer size must be a power of two of at least 4096 bytes"));
         }
         let (source, run, contain, ring) = match handoff::Handoff::from_env()? {
             Some(mut h) => {
@@ -202,19 +182,8 @@ impl Probes {
                 };
                 let contain = contain::ContainSet::from_handoff(&mut h)?;
                 // The daemon's ready-made ring buffer, when it is the size this run asks for.
-                let ring = h
-                    .fds
-                    .remove("ring")
-                    .filter(|_| h.ring_bytes == opts.ringbuf_bytes);
-                (
-                    Source::Resident {
-                        maps,
-                        daemon: h.daemon,
-                    },
-                    h.run,
-                    contain,
-                    ring,
-                )
+                let ring = h.fds.remove("ring").filter(|_| h.ring_bytes == opts.ringbuf_bytes);
+                (Source::Resident { maps, daemon: h.daemon }, h.run, contain, ring)
             }
             None => (Source::Own(ProbeSet::load(opts)?), OWN_RUN, None, None),
         };
@@ -226,22 +195,11 @@ impl Probes {
         };
         let positions = RingPositions::map(ring_fd.as_raw_fd());
         let ring = RingBuf::try_from(Map::RingBuf(MapData::from_fd(ring_fd)?))?;
-        let mut probes = Probes {
-            positions,
-            ring,
-            ring_bytes: opts.ringbuf_bytes as u64,
-            source,
-            run,
-            contain,
-            origins: None,
-        };
+        let mut probes = Probes { positions, ring, ring_bytes: opts.ringbuf_bytes as u64, source, run, contain, origins: None };
         let ring = install.then(|| probes.ring.as_raw_fd());
         probes.source.maps().register(run, ring)?;
         if let Some((id, level)) = opts.cgroup {
-            probes
-                .source
-                .maps()
-                .add_cgroup(run, id, level, std::process::id())?;
+            probes.source.maps().add_cgroup(run, id, level, std::process::id())?;
         }
         Ok(probes)
     }
@@ -256,9 +214,7 @@ impl Probes {
     pub fn detached(&self) -> bool {
         match &self.source {
             Source::Own(_) => false,
-            Source::Resident { daemon, .. } => {
-                *daemon != 0 && unsafe { libc::getppid() } as u32 != *daemon
-            }
+            Source::Resident { daemon, .. } => *daemon != 0 && unsafe { libc::getppid() } as u32 != *daemon,
         }
     }
 
@@ -286,9 +242,7 @@ impl Probes {
     /// The original destination of each socket the hooks redirected (by socket cookie), for
     /// the sink. Call after `contain`.
     pub fn take_origins(&mut self) -> Result<HashMap<MapData, u64, agent_common::Dest>> {
-        Ok(HashMap::try_from(self.origins.take().ok_or_else(
-            || anyhow!("the network is not contained yet"),
-        )?)?)
+        Ok(HashMap::try_from(self.origins.take().ok_or_else(|| anyhow!("the network is not contained yet"))?)?)
     }
 
     pub fn ring(&mut self) -> &mut RingBuf<MapData> {
@@ -302,10 +256,7 @@ impl Probes {
 
     /// Bytes waiting in the run's ring buffer now, and its size.
     pub fn ring_fill(&self) -> (u64, u64) {
-        (
-            self.positions.as_ref().map_or(0, RingPositions::fill),
-            self.ring_bytes,
-        )
+        (self.positions.as_ref().map_or(0, RingPositions::fill), self.ring_bytes)
     }
 
     pub fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -346,8 +297,7 @@ impl Probes {
 /// A run's ring buffer of `bytes` (a power of two, a page at least): what the kernel sends the
 /// run's records to once it is in the run's slot.
 pub fn new_ring(bytes: u32) -> Result<std::os::fd::OwnedFd> {
-    raw::create_map(libbpf_sys::BPF_MAP_TYPE_RINGBUF, 0, 0, bytes)
-        .context("creating the run's ring buffer (out of locked memory?)")
+    raw::create_map(libbpf_sys::BPF_MAP_TYPE_RINGBUF, 0, 0, bytes).context("creating the run's ring buffer (out of locked memory?)")
 }
 
 /// The run id of a run that loads its own probe set (it is the set's only run).
@@ -358,17 +308,10 @@ pub const OWN_RUN: u32 = 1;
 pub fn load_floor() -> Result<(Ebpf, Vec<Link>)> {
     let mut loader = EbpfLoader::new();
     kernel_log::configure(&mut loader, &0);
-    let mut ebpf = loader
-        .load(PROBES_ELF)
-        .context("loading the BPF programs")?;
-    let tracepoints: Vec<(&str, &str)> =
-        set::TRACEPOINTS.iter().map(|(_, c, e)| (*c, *e)).collect();
+    let mut ebpf = loader.load(PROBES_ELF).context("loading the BPF programs")?;
+    let tracepoints: Vec<(&str, &str)> = set::TRACEPOINTS.iter().map(|(_, c, e)| (*c, *e)).collect();
     let mut links = set::attach_tracepoint(&mut ebpf, "floor_tp", &tracepoints)?;
-    links.extend(set::attach_raw(
-        &mut ebpf,
-        "floor_raw",
-        &set::RAW_TRACEPOINTS,
-    )?);
+    links.extend(set::attach_raw(&mut ebpf, "floor_raw", &set::RAW_TRACEPOINTS)?);
     Ok((ebpf, links))
 }
 

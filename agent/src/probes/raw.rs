@@ -11,9 +11,8 @@ use std::{
 use libbpf_sys as sys;
 
 pub use sys::{
-    BPF_PROG_TYPE_CGROUP_SOCK as PROG_CGROUP_SOCK,
-    BPF_PROG_TYPE_CGROUP_SOCK_ADDR as PROG_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_KPROBE as PROG_KPROBE,
-    BPF_PROG_TYPE_LSM as PROG_LSM, BPF_PROG_TYPE_RAW_TRACEPOINT as PROG_RAW_TRACEPOINT,
+    BPF_PROG_TYPE_CGROUP_SOCK as PROG_CGROUP_SOCK, BPF_PROG_TYPE_CGROUP_SOCK_ADDR as PROG_CGROUP_SOCK_ADDR,
+    BPF_PROG_TYPE_KPROBE as PROG_KPROBE, BPF_PROG_TYPE_LSM as PROG_LSM, BPF_PROG_TYPE_RAW_TRACEPOINT as PROG_RAW_TRACEPOINT,
     BPF_PROG_TYPE_TRACING as PROG_TRACING,
 };
 
@@ -51,101 +50,43 @@ pub fn load(prog: Prog, insns: &[u64], name: &CStr) -> std::io::Result<OwnedFd> 
     };
     // An instruction is 8 bytes (struct bpf_insn); u64 is at least as aligned.
     let insns_ptr = insns.as_ptr().cast::<sys::bpf_insn>();
-    owned(unsafe {
-        sys::bpf_prog_load(
-            prog.prog_type,
-            name.as_ptr(),
-            c"GPL".as_ptr(),
-            insns_ptr,
-            insns.len() as _,
-            &mut opts,
-        )
-    })
+    owned(unsafe { sys::bpf_prog_load(prog.prog_type, name.as_ptr(), c"GPL".as_ptr(), insns_ptr, insns.len() as _, &mut opts) })
 }
 
 /// Link a cgroup program to a cgroup (BPF_LINK_CREATE): closing the fd detaches it.
-pub fn link_cgroup(
-    prog: &OwnedFd,
-    cgroup: &impl AsRawFd,
-    attach_type: u32,
-) -> std::io::Result<OwnedFd> {
+pub fn link_cgroup(prog: &OwnedFd, cgroup: &impl AsRawFd, attach_type: u32) -> std::io::Result<OwnedFd> {
     quiet();
-    owned(unsafe {
-        sys::bpf_link_create(
-            prog.as_raw_fd(),
-            cgroup.as_raw_fd(),
-            attach_type,
-            std::ptr::null(),
-        )
-    })
+    owned(unsafe { sys::bpf_link_create(prog.as_raw_fd(), cgroup.as_raw_fd(), attach_type, std::ptr::null()) })
 }
 
 /// Attach a raw tracepoint program to `name`, or a tracing/LSM program to the function it was
 /// loaded for (`name` None). Closing the fd detaches it.
 pub fn raw_tracepoint_open(prog: &OwnedFd, name: Option<&CStr>) -> std::io::Result<OwnedFd> {
     quiet();
-    owned(unsafe {
-        sys::bpf_raw_tracepoint_open(
-            name.map_or(std::ptr::null(), CStr::as_ptr),
-            prog.as_raw_fd(),
-        )
-    })
+    owned(unsafe { sys::bpf_raw_tracepoint_open(name.map_or(std::ptr::null(), CStr::as_ptr), prog.as_raw_fd()) })
 }
 
 /// Create a map (probing a map type).
-pub fn create_map(
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-) -> std::io::Result<OwnedFd> {
+pub fn create_map(map_type: u32, key_size: u32, value_size: u32, max_entries: u32) -> std::io::Result<OwnedFd> {
     quiet();
-    owned(unsafe {
-        sys::bpf_map_create(
-            map_type,
-            std::ptr::null(),
-            key_size,
-            value_size,
-            max_entries,
-            std::ptr::null(),
-        )
-    })
+    owned(unsafe { sys::bpf_map_create(map_type, std::ptr::null(), key_size, value_size, max_entries, std::ptr::null()) })
 }
 
 /// Insert `key` -> `value` into the map behind `map_fd`. Async-signal-safe and allocation-free
 /// (libbpf's bpf_map_update_elem zeroes a `union bpf_attr` on the stack and calls bpf(2)), so a
 /// child may call it between fork and exec.
 pub fn map_update<K, V>(map_fd: RawFd, key: &K, value: &V) -> std::io::Result<()> {
-    let rc = unsafe {
-        sys::bpf_map_update_elem(
-            map_fd,
-            (key as *const K).cast(),
-            (value as *const V).cast(),
-            sys::BPF_ANY as u64,
-        )
-    };
-    if rc < 0 {
-        Err(std::io::Error::from_raw_os_error(-rc))
-    } else {
-        Ok(())
-    }
+    let rc = unsafe { sys::bpf_map_update_elem(map_fd, (key as *const K).cast(), (value as *const V).cast(), sys::BPF_ANY as u64) };
+    if rc < 0 { Err(std::io::Error::from_raw_os_error(-rc)) } else { Ok(()) }
 }
 
 /// Remove `key` from the map behind `map_fd` (an array of maps: clear the slot).
 pub fn map_delete<K>(map_fd: RawFd, key: &K) -> std::io::Result<()> {
     let rc = unsafe { sys::bpf_map_delete_elem(map_fd, (key as *const K).cast()) };
-    if rc < 0 {
-        Err(std::io::Error::from_raw_os_error(-rc))
-    } else {
-        Ok(())
-    }
+    if rc < 0 { Err(std::io::Error::from_raw_os_error(-rc)) } else { Ok(()) }
 }
 
 /// libbpf returns a new fd, or -errno.
 fn owned(rc: i32) -> std::io::Result<OwnedFd> {
-    if rc < 0 {
-        Err(std::io::Error::from_raw_os_error(-rc))
-    } else {
-        Ok(unsafe { OwnedFd::from_raw_fd(rc) })
-    }
+    if rc < 0 { Err(std::io::Error::from_raw_os_error(-rc)) } else { Ok(unsafe { OwnedFd::from_raw_fd(rc) }) }
 }

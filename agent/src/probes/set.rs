@@ -12,23 +12,13 @@ use aya::{
     programs::{RawTracePoint, TracePoint},
 };
 
-use agent_common::{
-    CGROUP_LEVELS, CgroupTarget, Config, FdKey, MAX_RUNS, TaskInfo, WriteAgg, loss,
-};
+use agent_common::{CGROUP_LEVELS, CgroupTarget, Config, FdKey, MAX_RUNS, TaskInfo, WriteAgg, loss};
 
 use super::{Link, Options, kernel_log, raw, tracefs};
 use crate::error::UsageError;
 
 /// The maps a run uses, by their names in the object.
-pub const SHARED: [&str; 7] = [
-    "TRACKED",
-    "WRITES",
-    "LOSS",
-    "RUN_RINGS",
-    "RUN_IDS",
-    "CGROUPS",
-    "CGROUP_LEVELS",
-];
+pub const SHARED: [&str; 7] = ["TRACKED", "WRITES", "LOSS", "RUN_RINGS", "RUN_IDS", "CGROUPS", "CGROUP_LEVELS"];
 
 /// The tracepoints the agent attaches to (program, category, event), lifecycle first: a task
 /// picked up by its syscalls must already have its fork, exec and exit seen. Program names
@@ -55,10 +45,7 @@ pub struct SetMaps {
 impl SetMaps {
     /// Taken out of a loaded object (the programs hold them; so do we, for the runs).
     pub fn take(ebpf: &mut Ebpf) -> Result<SetMaps> {
-        let mut take = |name: &str| {
-            ebpf.take_map(name)
-                .ok_or_else(|| anyhow!("the probe object has no {name} map"))
-        };
+        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("the probe object has no {name} map"));
         Ok(SetMaps {
             tracked: take("TRACKED")?,
             writes: take("WRITES")?,
@@ -97,17 +84,11 @@ impl SetMaps {
     /// Start tracking a running task for `run`. A task another run tracks stays that run's.
     pub fn track(&mut self, run: u32, tid: u32, start_ns: u64) -> Result<()> {
         let mut map = self.tracked_map()?;
-        match map.insert(
-            tid,
-            TaskInfo::new(run, start_ns),
-            libbpf_sys::BPF_NOEXIST as u64,
-        ) {
+        match map.insert(tid, TaskInfo::new(run, start_ns), libbpf_sys::BPF_NOEXIST as u64) {
             Ok(()) => Ok(()),
             Err(_) => match map.get(&tid, 0) {
                 Ok(info) if info.run == run => Ok(()),
-                Ok(_) => bail!(UsageError::new(format!(
-                    "task {tid} is already traced by another pilot run: stop that one first"
-                ))),
+                Ok(_) => bail!(UsageError::new(format!("task {tid} is already traced by another pilot run: stop that one first"))),
                 Err(e) => Err(e).with_context(|| format!("tracking task {tid}")),
             },
         }
@@ -125,12 +106,7 @@ impl SetMaps {
     /// Tids `run` tracks now.
     pub fn tracked(&mut self, run: u32) -> Result<Vec<u32>> {
         let map = self.tracked_map()?;
-        Ok(map
-            .iter()
-            .filter_map(|e| e.ok())
-            .filter(|(_, info)| info.run == run)
-            .map(|(tid, _)| tid)
-            .collect())
+        Ok(map.iter().filter_map(|e| e.ok()).filter(|(_, info)| info.run == run).map(|(tid, _)| tid).collect())
     }
 
     /// Take the writes the kernel still aggregates for `run` (and `pid`, or every process of
@@ -172,9 +148,7 @@ impl SetMaps {
             bail!("slot {slot} of the probe set already serves a run");
         }
         let mut loss: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(&mut self.loss)?;
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(_, e)| e)
-            .context("counting CPUs")?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
         for cause in 0..loss::COUNT {
             let zeros = PerCpuValues::try_from(vec![0u64; cpus]).context("zeroed loss counters")?;
             loss.set(loss::index(run, cause), zeros, 0)?;
@@ -210,8 +184,7 @@ impl SetMaps {
     /// update of an array of maps (so that no program still uses the old one): milliseconds,
     /// which the daemon pays ahead of a run's start.
     pub fn install_ring(&mut self, slot: u32, ring: RawFd) -> Result<()> {
-        raw::map_update(map_data(&self.rings).fd().as_fd().as_raw_fd(), &slot, &ring)
-            .context("installing a run's ring buffer")?;
+        raw::map_update(map_data(&self.rings).fd().as_fd().as_raw_fd(), &slot, &ring).context("installing a run's ring buffer")?;
         Ok(())
     }
 
@@ -219,25 +192,14 @@ impl SetMaps {
     /// or whose process died before it could clean up).
     pub fn forget(&mut self, run: u32) {
         if let Ok(mut map) = self.tracked_map() {
-            let mine: Vec<u32> = map
-                .iter()
-                .filter_map(|e| e.ok())
-                .filter(|(_, i)| i.run == run)
-                .map(|(t, _)| t)
-                .collect();
+            let mine: Vec<u32> = map.iter().filter_map(|e| e.ok()).filter(|(_, i)| i.run == run).map(|(t, _)| t).collect();
             for tid in mine {
                 let _ = map.remove(&tid);
             }
         }
         let _ = self.take_writes(run, None);
-        if let Ok(mut map) = HashMap::<&mut MapData, u64, CgroupTarget>::try_from(&mut self.cgroups)
-        {
-            let mine: Vec<u64> = map
-                .iter()
-                .filter_map(|e| e.ok())
-                .filter(|(_, t)| t.run == run)
-                .map(|(id, _)| id)
-                .collect();
+        if let Ok(mut map) = HashMap::<&mut MapData, u64, CgroupTarget>::try_from(&mut self.cgroups) {
+            let mine: Vec<u64> = map.iter().filter_map(|e| e.ok()).filter(|(_, t)| t.run == run).map(|(id, _)| id).collect();
             for id in mine {
                 let _ = map.remove(&id);
             }
@@ -248,26 +210,12 @@ impl SetMaps {
     /// first, then its level's flag, then the flag that any level has one.
     pub fn add_cgroup(&mut self, run: u32, id: u64, level: u32, agent_pid: u32) -> Result<()> {
         if level >= CGROUP_LEVELS {
-            bail!(UsageError::new(format!(
-                "the cgroup is {level} levels deep: pilot follows cgroups up to {} levels deep",
-                CGROUP_LEVELS - 1
-            )));
+            bail!(UsageError::new(format!("the cgroup is {level} levels deep: pilot follows cgroups up to {} levels deep", CGROUP_LEVELS - 1)));
         }
-        let mut map: HashMap<&mut MapData, u64, CgroupTarget> =
-            HashMap::try_from(&mut self.cgroups)?;
-        let target = CgroupTarget {
-            run,
-            level,
-            agent_pid,
-            _pad: 0,
-        };
-        if map
-            .insert(id, target, libbpf_sys::BPF_NOEXIST as u64)
-            .is_err()
-        {
-            bail!(UsageError::new(
-                "this cgroup is already traced by another pilot run: stop that one first"
-            ));
+        let mut map: HashMap<&mut MapData, u64, CgroupTarget> = HashMap::try_from(&mut self.cgroups)?;
+        let target = CgroupTarget { run, level, agent_pid, _pad: 0 };
+        if map.insert(id, target, libbpf_sys::BPF_NOEXIST as u64).is_err() {
+            bail!(UsageError::new("this cgroup is already traced by another pilot run: stop that one first"));
         }
         let mut levels: Array<&mut MapData, u32> = Array::try_from(&mut self.levels)?;
         levels.set(level, 1, 0)?;
@@ -285,11 +233,7 @@ impl SetMaps {
             .collect();
         let mut levels: Array<&mut MapData, u32> = Array::try_from(&mut self.levels)?;
         for level in 0..=CGROUP_LEVELS {
-            let on = if level == CGROUP_LEVELS {
-                !used.is_empty()
-            } else {
-                used.contains(&level)
-            };
+            let on = if level == CGROUP_LEVELS { !used.is_empty() } else { used.contains(&level) };
             levels.set(level, on as u32, 0)?;
         }
         Ok(())
@@ -298,10 +242,7 @@ impl SetMaps {
     /// Runs the set serves now, by slot.
     pub fn runs(&self) -> Result<Vec<u32>> {
         let ids: Array<&MapData, u32> = Array::try_from(&self.run_ids)?;
-        Ok((0..MAX_RUNS)
-            .filter_map(|slot| ids.get(&slot, 0).ok())
-            .filter(|id| *id != 0)
-            .collect())
+        Ok((0..MAX_RUNS).filter_map(|slot| ids.get(&slot, 0).ok()).filter(|id| *id != 0).collect())
     }
 
     /// Records the kernel dropped because their run had ended, by cause.
@@ -341,21 +282,14 @@ impl ProbeSet {
         let mut loader = EbpfLoader::new();
         let log_level = kernel_log::level();
         kernel_log::configure(&mut loader, &log_level);
-        let mut ebpf = loader
-            .override_global("CONFIG", &config, true)
-            .load(super::PROBES_ELF)
-            .context("loading the BPF programs")?;
+        let mut ebpf = loader.override_global("CONFIG", &config, true).load(super::PROBES_ELF).context("loading the BPF programs")?;
         let _kernel_log = kernel_log::start(&mut ebpf, log_level);
         let links = attach(&mut ebpf)?;
         tracing::debug!("probes loaded and attached: {} links", links.len());
         let maps = SetMaps::take(&mut ebpf)?;
-        Ok(ProbeSet {
-            ebpf,
-            maps,
-            links,
-            _kernel_log,
-        })
+        Ok(ProbeSet { ebpf, maps, links, _kernel_log })
     }
+
 }
 
 impl Drop for ProbeSet {
@@ -378,21 +312,12 @@ fn attach(ebpf: &mut Ebpf) -> Result<Vec<Link>> {
 }
 
 /// Load program `name` and attach it to each (category, event).
-pub fn attach_tracepoint(
-    ebpf: &mut Ebpf,
-    name: &str,
-    events: &[(&str, &str)],
-) -> Result<Vec<Link>> {
-    let prog: &mut TracePoint = ebpf
-        .program_mut(name)
-        .ok_or_else(|| anyhow!("no {name}"))?
-        .try_into()?;
+pub fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, events: &[(&str, &str)]) -> Result<Vec<Link>> {
+    let prog: &mut TracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
     prog.load().with_context(|| format!("loading {name}"))?;
     let mut links: Vec<Link> = Vec::new();
     for (category, event) in events {
-        let id = prog
-            .attach(category, event)
-            .with_context(|| format!("attaching tracepoint {category}:{event}"))?;
+        let id = prog.attach(category, event).with_context(|| format!("attaching tracepoint {category}:{event}"))?;
         links.push(Box::new(prog.take_link(id)?));
     }
     Ok(links)
@@ -400,16 +325,11 @@ pub fn attach_tracepoint(
 
 /// Load raw tracepoint program `name` and attach it to each event.
 pub fn attach_raw(ebpf: &mut Ebpf, name: &str, events: &[&str]) -> Result<Vec<Link>> {
-    let prog: &mut RawTracePoint = ebpf
-        .program_mut(name)
-        .ok_or_else(|| anyhow!("no {name}"))?
-        .try_into()?;
+    let prog: &mut RawTracePoint = ebpf.program_mut(name).ok_or_else(|| anyhow!("no {name}"))?.try_into()?;
     prog.load().with_context(|| format!("loading {name}"))?;
     let mut links: Vec<Link> = Vec::new();
     for event in events {
-        let id = prog
-            .attach(event)
-            .with_context(|| format!("attaching raw tracepoint {event}"))?;
+        let id = prog.attach(event).with_context(|| format!("attaching raw tracepoint {event}"))?;
         links.push(Box::new(prog.take_link(id)?));
     }
     Ok(links)

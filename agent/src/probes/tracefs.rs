@@ -12,21 +12,13 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 /// Make sure tracefs is mounted at its standard place (aya looks tracepoint ids up there).
 /// systemd mounts it on most hosts; minimal images and CI containers may not.
 pub fn ensure_mounted() -> Result<()> {
-    if Path::new(TRACEFS).join("events").is_dir()
-        || Path::new("/sys/kernel/debug/tracing/events").is_dir()
-    {
+    if Path::new(TRACEFS).join("events").is_dir() || Path::new("/sys/kernel/debug/tracing/events").is_dir() {
         return Ok(());
     }
     let target = std::ffi::CString::new(TRACEFS)?;
     let fstype = std::ffi::CString::new("tracefs")?;
     let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
+        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
     };
     if rc != 0 {
         bail!(
@@ -46,11 +38,7 @@ pub struct Format {
 
 impl Format {
     pub fn read(category: &str, name: &str) -> Result<Format> {
-        let base = if Path::new(TRACEFS).join("events").is_dir() {
-            TRACEFS
-        } else {
-            "/sys/kernel/debug/tracing"
-        };
+        let base = if Path::new(TRACEFS).join("events").is_dir() { TRACEFS } else { "/sys/kernel/debug/tracing" };
         let path = format!("{base}/events/{category}/{name}/format");
         let text = fs::read_to_string(&path)
             .with_context(|| format!("reading {path}: the tracepoint {category}:{name} is missing (`sudo pilot doctor` says what this kernel lacks)"))?;
@@ -64,11 +52,7 @@ impl Format {
 
     /// Offset of `field`, or NO_OFFSET when this kernel's record has no such field.
     pub fn offset(&self, field: &str) -> u16 {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == field)
-            .map(|(_, o)| *o)
-            .unwrap_or(NO_OFFSET)
+        self.fields.iter().find(|(n, _)| n == field).map(|(_, o)| *o).unwrap_or(NO_OFFSET)
     }
 
     pub fn require(&self, field: &str) -> Result<u16> {
@@ -85,14 +69,7 @@ fn parse_field(line: &str) -> Option<(String, u16)> {
     let decl = line.strip_prefix("field:")?.split(';').next()?;
     let name = decl.split_whitespace().last()?;
     let name = name.split('[').next()?.to_string();
-    let offset = line
-        .split("offset:")
-        .nth(1)?
-        .split(';')
-        .next()?
-        .trim()
-        .parse()
-        .ok()?;
+    let offset = line.split("offset:").nth(1)?.split(';').next()?.trim().parse().ok()?;
     Some((name, offset))
 }
 

@@ -11,20 +11,11 @@ pub fn section(out: &mut String, r: &Recorded) {
         return;
     };
     if !c.io_uring.is_empty() {
-        let _ = writeln!(
-            out,
-            "<p class=\"bad\" id=\"io-uring\">{} ({}).</p>",
-            esc(crate::graph::channels::IO_URING_NOTE),
-            esc(&c.io_uring.join(", "))
-        );
+        let _ = writeln!(out, "<p class=\"bad\" id=\"io-uring\">{} ({}).</p>", esc(crate::graph::channels::IO_URING_NOTE), esc(&c.io_uring.join(", ")));
     }
     if c.blind_spots.is_empty() {
         let names: Vec<&str> = c.watched_by.iter().map(|x| x.as_str()).collect();
-        let _ = writeln!(
-            out,
-            "<p>None: the trace explains everything the {} saw.</p></section>",
-            esc(&names.join(", "))
-        );
+        let _ = writeln!(out, "<p>None: the trace explains everything the {} saw.</p></section>", esc(&names.join(", ")));
         return;
     }
     let _ = writeln!(
@@ -71,13 +62,7 @@ pub fn files(out: &mut String, f: &crate::rundir::Fidelity) {
     }
     out.push_str("<table id=\"files-mismatch\"><thead><tr><th>path</th><th>pilot</th><th>live</th></tr></thead><tbody>\n");
     for m in c.live_not_shown.iter().chain(&c.pilot_not_made) {
-        let _ = writeln!(
-            out,
-            "<tr class=\"diverges\"><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            esc(&m.path),
-            esc(&m.pilot),
-            esc(&m.live)
-        );
+        let _ = writeln!(out, "<tr class=\"diverges\"><td><code>{}</code></td><td>{}</td><td>{}</td></tr>", esc(&m.path), esc(&m.pilot), esc(&m.live));
     }
     out.push_str("</tbody></table>\n");
 }

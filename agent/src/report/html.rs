@@ -10,8 +10,8 @@ use super::{
     layout::{Drawing, Marks, drawn},
 };
 use crate::{
-    diff::render::detail,
     fidelity,
+    diff::render::detail,
     graph::{Graph, NodeId, NodeKind},
     policy::eval::Evaluation,
 };
@@ -38,16 +38,8 @@ pub fn esc(s: &str) -> String {
 }
 
 pub fn page(r: &Recorded, drawing: &Drawing, marks: &Marks) -> String {
-    let verdict = r
-        .verdict
-        .as_ref()
-        .map(|v| v.evaluation.verdict.as_str())
-        .unwrap_or("none");
-    let command = r
-        .intent
-        .as_ref()
-        .map(|i| i.argv.join(" "))
-        .unwrap_or_else(|| r.graph.target.clone());
+    let verdict = r.verdict.as_ref().map(|v| v.evaluation.verdict.as_str()).unwrap_or("none");
+    let command = r.intent.as_ref().map(|i| i.argv.join(" ")).unwrap_or_else(|| r.graph.target.clone());
     let mut out = String::new();
     let _ = write!(
         out,
@@ -90,11 +82,7 @@ fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {
@@ -109,53 +97,24 @@ fn base64(bytes: &[u8]) -> String {
 
 fn one_line(s: &str, max: usize) -> String {
     let s = s.replace('\n', "; ");
-    if s.chars().count() <= max {
-        s
-    } else {
-        s.chars().take(max - 1).collect::<String>() + "…"
-    }
+    if s.chars().count() <= max { s } else { s.chars().take(max - 1).collect::<String>() + "…" }
 }
 
 /// Label of a node id, for text.
 fn name(g: &Graph, id: &NodeId) -> String {
-    g.node(id)
-        .map(|n| n.label.clone())
-        .unwrap_or_else(|| id.to_string())
+    g.node(id).map(|n| n.label.clone()).unwrap_or_else(|| id.to_string())
 }
 
 fn header(out: &mut String, r: &Recorded, verdict: &str, command: &str, marks: &Marks) {
-    let badge = if r.verdict.is_some() {
-        verdict.to_uppercase()
-    } else {
-        "NO VERDICT".into()
-    };
-    let _ = writeln!(
-        out,
-        "<header>\n<div id=\"verdict\" class=\"verdict {0}\" data-verdict=\"{0}\">{1}</div>",
-        esc(verdict),
-        esc(&badge)
-    );
-    let _ = write!(
-        out,
-        "<h1><code>{}</code></h1>\n<p class=\"sub\">on {}",
-        esc(&one_line(command, 300)),
-        esc(&r.graph.host)
-    );
+    let badge = if r.verdict.is_some() { verdict.to_uppercase() } else { "NO VERDICT".into() };
+    let _ = writeln!(out, "<header>\n<div id=\"verdict\" class=\"verdict {0}\" data-verdict=\"{0}\">{1}</div>", esc(verdict), esc(&badge));
+    let _ = write!(out, "<h1><code>{}</code></h1>\n<p class=\"sub\">on {}", esc(&one_line(command, 300)), esc(&r.graph.host));
     if let Some(v) = &r.verdict {
-        let _ = write!(
-            out,
-            ", pilot exit {}{}",
-            v.pilot_exit,
-            if v.timed_out { " (timed out)" } else { "" }
-        );
+        let _ = write!(out, ", pilot exit {}{}", v.pilot_exit, if v.timed_out { " (timed out)" } else { "" });
     }
     out.push_str("</p>\n");
     if !r.graph.complete {
-        let _ = writeln!(
-            out,
-            "<p class=\"incomplete\">INCOMPLETE: {} events were lost; the pilot may have done more than is shown.</p>",
-            r.graph.lost_events
-        );
+        let _ = writeln!(out, "<p class=\"incomplete\">INCOMPLETE: {} events were lost; the pilot may have done more than is shown.</p>", r.graph.lost_events);
     }
     for p in &r.problems {
         let _ = writeln!(out, "<p class=\"problem\">{}</p>", esc(p));
@@ -169,11 +128,7 @@ fn header(out: &mut String, r: &Recorded, verdict: &str, command: &str, marks: &
 }
 
 fn why(out: &mut String, r: &Recorded, ev: &Evaluation, marks: &Marks) {
-    let affected = if ev.affected_components.is_empty() {
-        "none".to_string()
-    } else {
-        ev.affected_components.join(", ")
-    };
+    let affected = if ev.affected_components.is_empty() { "none".to_string() } else { ev.affected_components.join(", ") };
     let _ = writeln!(
         out,
         "<p class=\"figures\">risk <b>{:.2}</b> · containment <b>{:.2}</b> ({} of {} components affected: {})</p>\n<section id=\"why\">",
@@ -210,43 +165,18 @@ fn why(out: &mut String, r: &Recorded, ev: &Evaluation, marks: &Marks) {
             .into_iter()
             .map(|ei| {
                 let e = &r.graph.edges[ei];
-                format!(
-                    "<a href=\"#e{ei}\">{} {} {}</a>",
-                    esc(&name(&r.graph, &e.from)),
-                    esc(e.kind.as_str()),
-                    esc(&name(&r.graph, &e.to))
-                )
+                format!("<a href=\"#e{ei}\">{} {} {}</a>", esc(&name(&r.graph, &e.from)), esc(e.kind.as_str()), esc(&name(&r.graph, &e.to)))
             })
             .collect();
-        let _ = write!(
-            out,
-            "edges: {}",
-            if edges.is_empty() {
-                "none in the graph".into()
-            } else {
-                edges.join(", ")
-            }
-        );
-        let lines: Vec<String> = v
-            .events
-            .iter()
-            .map(|n| format!("<a href=\"#ev-{n}\">{n}</a>"))
-            .collect();
-        let _ = writeln!(
-            out,
-            " · evidence: events.jsonl line {}</li>",
-            lines.join(", ")
-        );
+        let _ = write!(out, "edges: {}", if edges.is_empty() { "none in the graph".into() } else { edges.join(", ") });
+        let lines: Vec<String> = v.events.iter().map(|n| format!("<a href=\"#ev-{n}\">{n}</a>")).collect();
+        let _ = writeln!(out, " · evidence: events.jsonl line {}</li>", lines.join(", "));
     }
     if !ev.violations.is_empty() {
         out.push_str("</ol>\n");
     }
     for g in &ev.gate_failures {
-        let _ = writeln!(
-            out,
-            "<p class=\"gate\"><span class=\"tag\">gate</span> {}</p>",
-            esc(g)
-        );
+        let _ = writeln!(out, "<p class=\"gate\"><span class=\"tag\">gate</span> {}</p>", esc(g));
     }
     out.push_str("</section>\n");
 }
@@ -270,11 +200,7 @@ fn table_head(out: &mut String, id: &str, heads: &[&str]) {
 fn table_end(out: &mut String, shown: usize, total: usize) {
     out.push_str("</tbody></table>\n");
     if total > shown {
-        let _ = writeln!(
-            out,
-            "<p class=\"problem\">{} more rows are not shown (the run directory has them all).</p>",
-            total - shown
-        );
+        let _ = writeln!(out, "<p class=\"problem\">{} more rows are not shown (the run directory has them all).</p>", total - shown);
     }
 }
 
@@ -285,50 +211,18 @@ fn intent(out: &mut String, r: &Recorded) {
         return;
     };
     out.push_str("<table class=\"facts\">\n");
-    let argv: Vec<String> = i
-        .argv
-        .iter()
-        .map(|a| format!("<code>{}</code>", esc(a)))
-        .collect();
+    let argv: Vec<String> = i.argv.iter().map(|a| format!("<code>{}</code>", esc(a))).collect();
     row(out, &["command".into(), argv.join(" ")]);
-    row(
-        out,
-        &[
-            "cwd".into(),
-            format!("<code>{}</code>", esc(&i.cwd.display().to_string())),
-        ],
-    );
+    row(out, &["cwd".into(), format!("<code>{}</code>", esc(&i.cwd.display().to_string()))]);
     row(out, &["host".into(), esc(&i.host)]);
     row(out, &["uid".into(), i.uid.to_string()]);
-    let policies: Vec<String> = i
-        .policies
-        .iter()
-        .map(|p| format!("{} <code>sha256 {}</code>", esc(&p.source), esc(&p.sha256)))
-        .collect();
+    let policies: Vec<String> = i.policies.iter().map(|p| format!("{} <code>sha256 {}</code>", esc(&p.source), esc(&p.sha256))).collect();
     row(out, &["policies".into(), policies.join("<br>")]);
-    row(
-        out,
-        &[
-            "pilot binary".into(),
-            format!("<code>sha256 {}</code>", esc(&i.pilot_sha256)),
-        ],
-    );
-    row(
-        out,
-        &[
-            "environment".into(),
-            format!(
-                "{} variables (values not shown: they may hold secrets)",
-                i.env.len()
-            ),
-        ],
-    );
+    row(out, &["pilot binary".into(), format!("<code>sha256 {}</code>", esc(&i.pilot_sha256))]);
+    row(out, &["environment".into(), format!("{} variables (values not shown: they may hold secrets)", i.env.len())]);
     if let Some(v) = &r.verdict {
         let c = &v.contained_by;
-        let text = format!(
-            "files: {}; network: {}; unix sockets: {}; signals: {}",
-            c.files, c.network, c.unix_sockets, c.signals
-        );
+        let text = format!("files: {}; network: {}; unix sockets: {}; signals: {}", c.files, c.network, c.unix_sockets, c.signals);
         row(out, &["containment".into(), esc(&text)]);
     }
     if let Some(s) = &r.summary {
@@ -343,12 +237,7 @@ fn intent(out: &mut String, r: &Recorded) {
 
 fn graph(out: &mut String, r: &Recorded, d: &Drawing, marks: &Marks) {
     let g = &r.graph;
-    let comps: std::collections::BTreeSet<&str> = g
-        .nodes
-        .iter()
-        .filter(|n| drawn(n))
-        .filter_map(|n| n.component.as_deref())
-        .collect();
+    let comps: std::collections::BTreeSet<&str> = g.nodes.iter().filter(|n| drawn(n)).filter_map(|n| n.component.as_deref()).collect();
     let _ = write!(
         out,
         "<section id=\"graph\" data-nodes=\"{}\" data-edges=\"{}\" data-violating=\"{}\"><h2>Effect graph</h2>\n\
@@ -368,47 +257,16 @@ fn graph(out: &mut String, r: &Recorded, d: &Drawing, marks: &Marks) {
     );
     components(out, r);
     trees(out, g, &marks.view);
-    let _ = writeln!(
-        out,
-        "<details><summary>All {} edges as a table</summary>",
-        g.edges.len()
-    );
-    table_head(
-        out,
-        "edges",
-        &[
-            "",
-            "by",
-            "effect",
-            "on",
-            "component",
-            "count",
-            "failed",
-            "bytes",
-            "events.jsonl",
-        ],
-    );
+    let _ = writeln!(out, "<details><summary>All {} edges as a table</summary>", g.edges.len());
+    table_head(out, "edges", &["", "by", "effect", "on", "component", "count", "failed", "bytes", "events.jsonl"]);
     for (i, e) in g.edges.iter().enumerate().take(MAX_ROWS) {
-        let mark = if marks.violating.contains_key(&i) {
-            "violation"
-        } else if e.cross_component {
-            "cross"
-        } else {
-            ""
-        };
+        let mark = if marks.violating.contains_key(&i) { "violation" } else if e.cross_component { "cross" } else { "" };
         row(
             out,
             &[
                 format!("<a href=\"#e{i}\">{mark}</a>"),
                 esc(&name(g, &e.from)),
-                esc(&format!(
-                    "{}{}",
-                    e.kind,
-                    e.detail
-                        .as_deref()
-                        .map(|d| format!(" {d}"))
-                        .unwrap_or_default()
-                )),
+                esc(&format!("{}{}", e.kind, e.detail.as_deref().map(|d| format!(" {d}")).unwrap_or_default())),
                 esc(&name(g, &e.to)),
                 esc(e.component.as_deref().unwrap_or("")),
                 e.count.to_string(),
@@ -431,10 +289,7 @@ fn trees(out: &mut String, g: &Graph, view: &crate::graph::aggregate::View) {
     for (node, tree) in &view.members {
         members[*tree].push(*node);
     }
-    let mut kinds: std::collections::HashMap<
-        usize,
-        std::collections::BTreeMap<crate::graph::EdgeKind, u64>,
-    > = Default::default();
+    let mut kinds: std::collections::HashMap<usize, std::collections::BTreeMap<crate::graph::EdgeKind, u64>> = Default::default();
     for f in &view.folded {
         for ei in &f.edges {
             let e = &g.edges[*ei];
@@ -443,16 +298,8 @@ fn trees(out: &mut String, g: &Graph, view: &crate::graph::aggregate::View) {
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "<h3>Directory trees</h3>\n<p>Each tree the pilot created or deleted wholesale is one node in the drawing; open it for its files.</p>"
-    );
-    for (t, a) in g
-        .aggregates
-        .iter()
-        .enumerate()
-        .filter(|(t, _)| view.drawn[*t])
-    {
+    let _ = writeln!(out, "<h3>Directory trees</h3>\n<p>Each tree the pilot created or deleted wholesale is one node in the drawing; open it for its files.</p>");
+    for (t, a) in g.aggregates.iter().enumerate().filter(|(t, _)| view.drawn[*t]) {
         let effects: Vec<String> = a.effects.iter().map(|(k, n)| format!("{k} x{n}")).collect();
         let _ = writeln!(
             out,
@@ -461,29 +308,14 @@ fn trees(out: &mut String, g: &Graph, view: &crate::graph::aggregate::View) {
             esc(&a.how),
             a.nodes,
             esc(&effects.join(", ")),
-            if a.bytes > 0 {
-                format!("; {} bytes written", a.bytes)
-            } else {
-                String::new()
-            }
+            if a.bytes > 0 { format!("; {} bytes written", a.bytes) } else { String::new() }
         );
         let mut nodes = std::mem::take(&mut members[t]);
         nodes.sort_by(|x, y| g.nodes[*x].label.cmp(&g.nodes[*y].label));
         table_head(out, &format!("tree{t}-files"), &["path", "effects"]);
         for i in nodes.iter().take(MAX_ROWS) {
-            let effects: Vec<String> = kinds
-                .get(i)
-                .into_iter()
-                .flatten()
-                .map(|(k, n)| format!("{k} x{n}"))
-                .collect();
-            row(
-                out,
-                &[
-                    format!("<code>{}</code>", esc(&g.nodes[*i].label)),
-                    esc(&effects.join(", ")),
-                ],
-            );
+            let effects: Vec<String> = kinds.get(i).into_iter().flatten().map(|(k, n)| format!("{k} x{n}")).collect();
+            row(out, &[format!("<code>{}</code>", esc(&g.nodes[*i].label)), esc(&effects.join(", "))]);
         }
         table_end(out, nodes.len().min(MAX_ROWS), nodes.len());
         out.push_str("</details>\n");
@@ -492,26 +324,16 @@ fn trees(out: &mut String, g: &Graph, view: &crate::graph::aggregate::View) {
 
 /// The host's components the graph reaches, with their processes.
 fn components(out: &mut String, r: &Recorded) {
-    let affected: Vec<&str> = r
-        .verdict
-        .iter()
-        .flat_map(|v| v.evaluation.affected_components.iter().map(String::as_str))
-        .collect();
+    let affected: Vec<&str> = r.verdict.iter().flat_map(|v| v.evaluation.affected_components.iter().map(String::as_str)).collect();
     let touched = r.graph.touched();
     if touched.is_empty() {
         out.push_str("<p>The pilot touched no other component.</p>\n");
         return;
     }
-    table_head(
-        out,
-        "components",
-        &["component", "kind", "pids", "effects on it", "affected"],
-    );
+    table_head(out, "components", &["component", "kind", "pids", "effects on it", "affected"]);
     for (name, edges) in &touched {
         let c = r.graph.components.iter().find(|c| c.name == *name);
-        let pids: Vec<String> = c
-            .map(|c| c.processes.iter().map(|m| m.pid.to_string()).collect())
-            .unwrap_or_default();
+        let pids: Vec<String> = c.map(|c| c.processes.iter().map(|m| m.pid.to_string()).collect()).unwrap_or_default();
         let mut kinds: Vec<&str> = edges.iter().map(|e| e.kind.as_str()).collect();
         kinds.sort();
         kinds.dedup();
@@ -522,11 +344,7 @@ fn components(out: &mut String, r: &Recorded) {
                 esc(c.map(|c| c.kind.as_str()).unwrap_or("")),
                 esc(&pids.join(", ")),
                 esc(&kinds.join(", ")),
-                if affected.contains(name) {
-                    "<b class=\"bad\">yes</b>".into()
-                } else {
-                    "no".into()
-                },
+                if affected.contains(name) { "<b class=\"bad\">yes</b>".into() } else { "no".into() },
             ],
         );
     }
@@ -541,11 +359,7 @@ fn evidence(out: &mut String, r: &Recorded) {
     }
     out.push_str("<p>The lines of <code>events.jsonl</code> the violations cite.</p>\n<ol class=\"events\">\n");
     for (n, line) in &r.evidence {
-        let _ = writeln!(
-            out,
-            "<li id=\"ev-{n}\"><span class=\"line\">{n}</span> <code>{}</code></li>",
-            esc(line)
-        );
+        let _ = writeln!(out, "<li id=\"ev-{n}\"><span class=\"line\">{n}</span> <code>{}</code></li>", esc(line));
     }
     out.push_str("</ol></section>\n");
 }
@@ -553,16 +367,10 @@ fn evidence(out: &mut String, r: &Recorded) {
 fn changes(out: &mut String, r: &Recorded) {
     out.push_str("<section id=\"changes\"><h2>File changes</h2>\n");
     let Some(c) = &r.changes else {
-        out.push_str(
-            "<p>No changes.json (only `pilot run` contains writes in an overlay).</p></section>\n",
-        );
+        out.push_str("<p>No changes.json (only `pilot run` contains writes in an overlay).</p></section>\n");
         return;
     };
-    let _ = writeln!(
-        out,
-        "<p>{} changes, kept in the pilot's overlay: production was not touched (<code>pilot diff</code>).</p>",
-        c.changes.len()
-    );
+    let _ = writeln!(out, "<p>{} changes, kept in the pilot's overlay: production was not touched (<code>pilot diff</code>).</p>", c.changes.len());
     table_head(out, "changes-table", &["change", "kind", "path", "detail"]);
     for ch in c.changes.iter().take(MAX_ROWS) {
         let mut more = detail(ch);
@@ -593,11 +401,7 @@ fn held_back(out: &mut String, c: &crate::rundir::Changes) {
         "<h3 id=\"held-back\">Held back by the sandbox</h3>\n<p>{} change(s) the live run would make to the host or to live processes; the sandbox did not make them.</p>",
         c.held_back.len()
     );
-    table_head(
-        out,
-        "held-back-table",
-        &["kind", "target", "value", "how", "by", "event"],
-    );
+    table_head(out, "held-back-table", &["kind", "target", "value", "how", "by", "event"]);
     for h in c.held_back.iter().take(MAX_ROWS) {
         let _ = writeln!(
             out,
@@ -617,68 +421,21 @@ fn held_back(out: &mut String, c: &crate::rundir::Changes) {
 fn network(out: &mut String, r: &Recorded) {
     let g = &r.graph;
     out.push_str("<section id=\"network\"><h2>Network</h2>\n");
-    let endpoint = |ei: usize| {
-        g.ends_of(ei)
-            .1
-            .is_some_and(|t| g.nodes[t].node_type == NodeKind::Endpoint)
-    };
-    let net: Vec<&crate::graph::Edge> = g
-        .edges
-        .iter()
-        .enumerate()
-        .filter(|(ei, _)| endpoint(*ei))
-        .map(|(_, e)| e)
-        .collect();
+    let endpoint = |ei: usize| g.ends_of(ei).1.is_some_and(|t| g.nodes[t].node_type == NodeKind::Endpoint);
+    let net: Vec<&crate::graph::Edge> = g.edges.iter().enumerate().filter(|(ei, _)| endpoint(*ei)).map(|(_, e)| e).collect();
     if net.is_empty() {
         out.push_str("<p>The pilot made no network effect.</p>\n");
     } else {
         out.push_str("<p>Where the pilot tried to connect and send (as it asked; the cgroup hooks sent TCP and UDP to the sink).</p>\n");
-        table_head(
-            out,
-            "net-edges",
-            &[
-                "by",
-                "effect",
-                "destination",
-                "owner",
-                "count",
-                "failed",
-                "bytes",
-            ],
-        );
+        table_head(out, "net-edges", &["by", "effect", "destination", "owner", "count", "failed", "bytes"]);
         for e in net.iter().take(MAX_ROWS) {
-            let owner = g
-                .node(&e.to)
-                .map(|n| {
-                    format!(
-                        "{}{}",
-                        n.component.as_deref().unwrap_or(""),
-                        n.held.map(|h| format!(" ({h})")).unwrap_or_default()
-                    )
-                })
-                .unwrap_or_default();
+            let owner = g.node(&e.to).map(|n| format!("{}{}", n.component.as_deref().unwrap_or(""), n.held.map(|h| format!(" ({h})")).unwrap_or_default())).unwrap_or_default();
             // issue 18: an rpc edge says what the requests were and what the sink did.
             let effect = match &e.rpc {
-                Some(r) => format!(
-                    "rpc {} ({}, {})",
-                    e.detail.as_deref().unwrap_or(""),
-                    json_name(&r.access),
-                    json_name(&r.disposition)
-                ),
+                Some(r) => format!("rpc {} ({}, {})", e.detail.as_deref().unwrap_or(""), json_name(&r.access), json_name(&r.disposition)),
                 None => e.kind.to_string(),
             };
-            row(
-                out,
-                &[
-                    esc(&name(g, &e.from)),
-                    esc(&effect),
-                    esc(&name(g, &e.to)),
-                    esc(&owner),
-                    e.count.to_string(),
-                    e.failed.to_string(),
-                    e.bytes.to_string(),
-                ],
-            );
+            row(out, &[esc(&name(g, &e.from)), esc(&effect), esc(&name(g, &e.to)), esc(&owner), e.count.to_string(), e.failed.to_string(), e.bytes.to_string()]);
         }
         table_end(out, net.len().min(MAX_ROWS), net.len());
     }
@@ -686,46 +443,11 @@ fn network(out: &mut String, r: &Recorded) {
         None => out.push_str("<p>No sink.json (no sink in a `pilot trace`).</p>\n"),
         Some(s) if s.is_empty() => out.push_str("<p>The sink caught nothing.</p>\n"),
         Some(s) => {
-            let _ = writeln!(
-                out,
-                "<p>The sink caught {} connection(s) or datagram source(s), {} bytes:</p>",
-                s.len(),
-                s.iter().map(|c| c.bytes).sum::<u64>()
-            );
-            table_head(
-                out,
-                "sink",
-                &[
-                    "proto",
-                    "from (the pilot's side)",
-                    "to (meant)",
-                    "protocol",
-                    "count",
-                    "bytes",
-                    "first bytes",
-                ],
-            );
+            let _ = writeln!(out, "<p>The sink caught {} connection(s) or datagram source(s), {} bytes:</p>", s.len(), s.iter().map(|c| c.bytes).sum::<u64>());
+            table_head(out, "sink", &["proto", "from (the pilot's side)", "to (meant)", "protocol", "count", "bytes", "first bytes"]);
             for c in s.iter().take(MAX_ROWS) {
-                let to = format!(
-                    "{}{}",
-                    c.to.as_deref().unwrap_or(""),
-                    c.component
-                        .as_deref()
-                        .map(|k| format!(" ({k})"))
-                        .unwrap_or_default()
-                );
-                row(
-                    out,
-                    &[
-                        esc(&c.proto),
-                        esc(&c.from),
-                        esc(&to),
-                        esc(c.protocol.as_deref().unwrap_or("")),
-                        c.count.to_string(),
-                        c.bytes.to_string(),
-                        format!("<code>{}</code>", esc(&c.head)),
-                    ],
-                );
+                let to = format!("{}{}", c.to.as_deref().unwrap_or(""), c.component.as_deref().map(|k| format!(" ({k})")).unwrap_or_default());
+                row(out, &[esc(&c.proto), esc(&c.from), esc(&to), esc(c.protocol.as_deref().unwrap_or("")), c.count.to_string(), c.bytes.to_string(), format!("<code>{}</code>", esc(&c.head))]);
             }
             table_end(out, s.len().min(MAX_ROWS), s.len());
         }
@@ -735,10 +457,7 @@ fn network(out: &mut String, r: &Recorded) {
 
 /// An enum's serde name (`mutation`, `captured`).
 fn json_name<T: serde::Serialize>(v: &Option<T>) -> String {
-    v.as_ref()
-        .and_then(|x| serde_json::to_value(x).ok())
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    v.as_ref().and_then(|x| serde_json::to_value(x).ok()).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 fn commit_section(out: &mut String, r: &Recorded) {
@@ -747,22 +466,14 @@ fn commit_section(out: &mut String, r: &Recorded) {
         out.push_str("<p>Not committed: <code>pilot commit DIR</code> runs it live and measures fidelity.</p></section>\n");
         return;
     };
-    let live_exit = r
-        .live_summary
-        .as_ref()
-        .map(|s| s.exit_code.map_or("null".into(), |c| c.to_string()))
-        .unwrap_or_else(|| "?".into());
+    let live_exit = r.live_summary.as_ref().map(|s| s.exit_code.map_or("null".into(), |c| c.to_string())).unwrap_or_else(|| "?".into());
     let _ = writeln!(
         out,
         "<p id=\"fidelity\" class=\"{}\">fidelity error <b>{:.3}</b> (gate max {:.3}): {}. {} edges in the pilot, {} live; live exit {}.</p>",
         if f.within_gate { "ok" } else { "bad" },
         f.error,
         f.max_fidelity_error,
-        if f.within_gate {
-            "within the gate"
-        } else {
-            "OVER THE GATE: the pilot did not predict the live run"
-        },
+        if f.within_gate { "within the gate" } else { "OVER THE GATE: the pilot did not predict the live run" },
         f.edges_pilot,
         f.edges_live,
         esc(&live_exit)
@@ -778,22 +489,8 @@ fn commit_section(out: &mut String, r: &Recorded) {
     for (k, v) in &live {
         rows.entry(k).or_default().1 = Some(*v);
     }
-    table_head(
-        out,
-        "side-by-side",
-        &[
-            "effect",
-            "pilot count",
-            "pilot bytes",
-            "live count",
-            "live bytes",
-            "",
-        ],
-    );
-    let cell = |v: Option<(u64, u64)>, bytes: bool| {
-        v.map(|(c, b)| if bytes { b } else { c }.to_string())
-            .unwrap_or_else(|| "—".into())
-    };
+    table_head(out, "side-by-side", &["effect", "pilot count", "pilot bytes", "live count", "live bytes", ""]);
+    let cell = |v: Option<(u64, u64)>, bytes: bool| v.map(|(c, b)| if bytes { b } else { c }.to_string()).unwrap_or_else(|| "—".into());
     for (k, (p, l)) in rows.iter().take(MAX_ROWS) {
         let status = match (p, l) {
             (Some(_), None) => "only-pilot",
@@ -819,11 +516,7 @@ fn commit_section(out: &mut String, r: &Recorded) {
 
 fn journal(out: &mut String, r: &Recorded) {
     let j = &r.journal;
-    let _ = write!(
-        out,
-        "<section id=\"journal\"><h2>Journal</h2>\n<p><code>{}</code>: ",
-        esc(&j.path.display().to_string())
-    );
+    let _ = write!(out, "<section id=\"journal\"><h2>Journal</h2>\n<p><code>{}</code>: ", esc(&j.path.display().to_string()));
     match &j.verified {
         None => out.push_str("no journal there.</p>\n"),
         Some(Ok(n)) => {
@@ -837,11 +530,7 @@ fn journal(out: &mut String, r: &Recorded) {
         out.push_str("<p>No entry of this journal is about this run directory.</p></section>\n");
         return;
     }
-    table_head(
-        out,
-        "journal-entries",
-        &["entry", "time (UTC)", "kind", "verdict", "note", "hash"],
-    );
+    table_head(out, "journal-entries", &["entry", "time (UTC)", "kind", "verdict", "note", "hash"]);
     for e in &j.entries {
         row(
             out,
@@ -872,12 +561,7 @@ pub(super) fn utc(ms: u128) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -886,10 +570,7 @@ mod tests {
 
     #[test]
     fn escapes_markup_quotes_and_ampersands() {
-        assert_eq!(
-            esc("<script>alert('x')</script> & \"q\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
-        );
+        assert_eq!(esc("<script>alert('x')</script> & \"q\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;");
         assert_eq!(esc("/var/lib/ok"), "/var/lib/ok");
     }
 

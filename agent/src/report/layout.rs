@@ -49,11 +49,7 @@ impl Marks {
     /// Indexed once by (from, kind, to): a violation citing many edges of a big graph costs
     /// its edges, not its edges times the graph's.
     pub fn of(g: &Graph, violations: &[Violation]) -> Marks {
-        let mut m = Marks {
-            violating: HashMap::new(),
-            harmed: HashSet::new(),
-            view: View::of(g),
-        };
+        let mut m = Marks { violating: HashMap::new(), harmed: HashSet::new(), view: View::of(g) };
         if violations.is_empty() {
             return m;
         }
@@ -63,13 +59,7 @@ impl Marks {
         }
         for (vi, v) in violations.iter().enumerate() {
             for [from, kind, to] in &v.edges {
-                let (Some(from), Some(kind), Some(to)) = (
-                    NodeId::parse(from),
-                    EdgeKind::parse(kind),
-                    NodeId::parse(to),
-                ) else {
-                    continue;
-                };
+                let (Some(from), Some(kind), Some(to)) = (NodeId::parse(from), EdgeKind::parse(kind), NodeId::parse(to)) else { continue };
                 for ei in edges.get(&(&from, kind, &to)).into_iter().flatten() {
                     m.violating.entry(*ei).or_insert(vi);
                 }
@@ -83,11 +73,7 @@ impl Marks {
 
     /// The violation a folded edge is evidence of, if any of its edges is.
     pub fn folded(&self, f: &Folded) -> Option<usize> {
-        f.edges
-            .iter()
-            .filter_map(|e| self.violating.get(e))
-            .min()
-            .copied()
+        f.edges.iter().filter_map(|e| self.violating.get(e)).min().copied()
     }
 }
 
@@ -131,54 +117,27 @@ pub fn draw_with(g: &Graph, marks: &Marks, mut spare: SpareDot) -> Drawing {
     let nodes = marks.view.drawn_nodes(g, drawn);
     let why_not_dot = match find_dot() {
         None => "Graphviz `dot` is not installed".to_string(),
-        Some(_) if nodes > DOT_MAX_NODES => {
-            format!("{nodes} nodes are more than dot lays out in time ({DOT_MAX_NODES})")
-        }
-        Some(dot) => match run_dot(
-            &dot,
-            spare.0.take(),
-            &render::dot_with_view(g, &ReportLook::new(g, marks), &marks.view),
-        ) {
-            Ok(svg) => {
-                return Drawing {
-                    svg,
-                    engine: "Graphviz dot".into(),
-                    nodes,
-                };
-            }
+        Some(_) if nodes > DOT_MAX_NODES => format!("{nodes} nodes are more than dot lays out in time ({DOT_MAX_NODES})"),
+        Some(dot) => match run_dot(&dot, spare.0.take(), &render::dot_with_view(g, &ReportLook::new(g, marks), &marks.view)) {
+            Ok(svg) => return Drawing { svg, engine: "Graphviz dot".into(), nodes },
             Err(e) => e,
         },
     };
-    Drawing {
-        svg: fallback(g, marks),
-        engine: format!("built-in layout ({why_not_dot})"),
-        nodes,
-    }
+    Drawing { svg: fallback(g, marks), engine: format!("built-in layout ({why_not_dot})"), nodes }
 }
 
 fn find_dot() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("dot"))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join("dot")).find(|p| p.is_file())
 }
 
 fn spawn_dot(dot: &PathBuf) -> std::io::Result<std::process::Child> {
-    Command::new(dot)
-        .arg("-Tsvg")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    Command::new(dot).arg("-Tsvg").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
 }
 
 /// `dot -Tsvg` (`started`, or one started now), killed after DOT_TIMEOUT; the `<svg>` element
 /// of its output.
-fn run_dot(
-    dot: &PathBuf,
-    started: Option<std::process::Child>,
-    source: &str,
-) -> Result<String, String> {
+fn run_dot(dot: &PathBuf, started: Option<std::process::Child>, source: &str) -> Result<String, String> {
     let mut child = match started {
         Some(child) => child,
         None => spawn_dot(dot).map_err(|e| format!("cannot start {}: {e}", dot.display()))?,
@@ -197,19 +156,13 @@ fn run_dot(
         return Err(format!("dot took longer than {}s", DOT_TIMEOUT.as_secs()));
     };
     let _ = writer.join();
-    let out = reader
-        .join()
-        .map_err(|_| "reading dot's output".to_string())?
-        .map_err(|e| e.to_string())?;
+    let out = reader.join().map_err(|_| "reading dot's output".to_string())?.map_err(|e| e.to_string())?;
     if !status.success() {
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {
             let _ = e.read_to_string(&mut err);
         }
-        return Err(format!(
-            "dot failed: {}",
-            err.lines().next().unwrap_or("no message")
-        ));
+        return Err(format!("dot failed: {}", err.lines().next().unwrap_or("no message")));
     }
     let start = out.find("<svg").ok_or("dot wrote no <svg>")?;
     let svg = &out[start..];
@@ -222,10 +175,7 @@ fn run_dot(
 
 /// The child's exit status, or None once `timeout` has passed (it still runs). Woken by its
 /// pidfd the moment it exits: a 10 ms poll was a tenth of a `pilot run -- true`.
-fn wait_exit(
-    child: &mut std::process::Child,
-    timeout: Duration,
-) -> std::io::Result<Option<std::process::ExitStatus>> {
+fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::io::Result<Option<std::process::ExitStatus>> {
     let deadline = Instant::now() + timeout;
     let pidfd = crate::session::pidfd(child.id());
     loop {
@@ -246,13 +196,7 @@ fn wait_exit(
 
 fn node_classes(n: &Node, harmed: bool) -> String {
     let mut c = format!("t_{}", n.node_type);
-    c.push_str(if n.component.as_deref() == Some(TRACED) {
-        " traced"
-    } else if n.component.is_some() {
-        " owned"
-    } else {
-        ""
-    });
+    c.push_str(if n.component.as_deref() == Some(TRACED) { " traced" } else if n.component.is_some() { " owned" } else { "" });
     if harmed {
         c.push_str(" harmed");
     }
@@ -292,11 +236,7 @@ fn node_title(n: &Node) -> String {
 }
 
 fn edge_title(g: &Graph, e: &Edge) -> String {
-    let name = |id: &NodeId| {
-        g.node(id)
-            .map(|n| n.label.clone())
-            .unwrap_or_else(|| id.to_string())
-    };
+    let name = |id: &NodeId| g.node(id).map(|n| n.label.clone()).unwrap_or_else(|| id.to_string());
     let mut t = format!("{} {} {}", name(&e.from), e.kind, name(&e.to));
     if e.count > 1 {
         let _ = write!(t, " x{}", e.count);
@@ -331,44 +271,24 @@ struct ReportLook<'a> {
 
 impl<'a> ReportLook<'a> {
     fn new(g: &'a Graph, marks: &'a Marks) -> Self {
-        let index = g
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (&n.id, i))
-            .collect();
+        let index = g.nodes.iter().enumerate().map(|(i, n)| (&n.id, i)).collect();
         let rank = stagger(g, &marks.view);
-        ReportLook {
-            g,
-            marks,
-            index,
-            rank,
-            large: marks.view.drawn_nodes(g, drawn) > LARGE,
-        }
+        ReportLook { g, marks, index, rank, large: marks.view.drawn_nodes(g, drawn) > LARGE }
     }
 }
 
 impl Look for ReportLook<'_> {
     fn graph(&self) -> String {
         // Tight ranks and spline edges keep hundreds of nodes readable; nodes over edges.
-        let mut s = String::from(
-            "\n  ranksep=0.4;\n  nodesep=0.08;\n  splines=true;\n  outputorder=edgesfirst;",
-        );
+        let mut s = String::from("\n  ranksep=0.4;\n  nodesep=0.08;\n  splines=true;\n  outputorder=edgesfirst;");
         if self.large {
             s.push_str("\n  nodesep=0.05;\n  node [height=0.2, margin=\"0.05,0.01\"];");
         }
         s
     }
     fn cluster(&self, index: usize, name: &str) -> String {
-        let class = if name == TRACED {
-            "group traced"
-        } else {
-            "group owned"
-        };
-        format!(
-            " id=\"c{index}\"; class=\"{class}\"; tooltip={};",
-            quote(name)
-        )
+        let class = if name == TRACED { "group traced" } else { "group owned" };
+        format!(" id=\"c{index}\"; class=\"{class}\"; tooltip={};", quote(name))
     }
     fn node(&self, index: usize, n: &Node) -> String {
         format!(
@@ -399,18 +319,11 @@ impl Look for ReportLook<'_> {
         short(&n.label)
     }
     fn tree(&self, index: usize, a: &Aggregate) -> String {
-        format!(
-            ", id=\"t{index}\", class=\"t_tree\", tooltip={}, href=\"#tree{index}\"",
-            quote(&tree_title(a))
-        )
+        format!(", id=\"t{index}\", class=\"t_tree\", tooltip={}, href=\"#tree{index}\"", quote(&tree_title(a)))
     }
     fn folded(&self, index: usize, f: &Folded) -> String {
         let violation = self.marks.folded(f);
-        let mut attrs = format!(
-            ", id=\"f{index}\", class=\"{}\", tooltip={}",
-            folded_classes(f, violation.is_some()),
-            quote(&folded_title(self.g, f))
-        );
+        let mut attrs = format!(", id=\"f{index}\", class=\"{}\", tooltip={}", folded_classes(f, violation.is_some()), quote(&folded_title(self.g, f)));
         if let Some(v) = violation {
             let _ = write!(attrs, ", href=\"#v{v}\"");
         }
@@ -421,13 +334,7 @@ impl Look for ReportLook<'_> {
 /// Hover text of a tree: what it is and what was done in it.
 fn tree_title(a: &Aggregate) -> String {
     let effects: Vec<String> = a.effects.iter().map(|(k, n)| format!("{k} x{n}")).collect();
-    format!(
-        "{}\n{}: {} files and directories\n{}",
-        a.path,
-        a.how,
-        a.nodes,
-        effects.join(", ")
-    )
+    format!("{}\n{}: {} files and directories\n{}", a.path, a.how, a.nodes, effects.join(", "))
 }
 
 fn folded_classes(f: &Folded, violating: bool) -> String {
@@ -445,13 +352,7 @@ fn folded_classes(f: &Folded, violating: bool) -> String {
 }
 
 fn folded_title(g: &Graph, f: &Folded) -> String {
-    format!(
-        "{} {} {} ({} edges)",
-        g.nodes[f.from].label,
-        render::folded_label(f),
-        g.aggregates[f.tree].path,
-        f.edges.len()
-    )
+    format!("{} {} {} ({} edges)", g.nodes[f.from].label, render::folded_label(f), g.aggregates[f.tree].path, f.edges.len())
 }
 
 /// A process writing 500 files puts 500 nodes in one rank: a drawing 500 nodes tall. Leaves
@@ -472,10 +373,7 @@ fn stagger(g: &Graph, view: &View) -> HashMap<usize, usize> {
     let mut leaves: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (t, from) in &sources {
         if from.len() == 1 && !has_out.contains(t) {
-            leaves
-                .entry(*from.iter().next().expect("one"))
-                .or_default()
-                .push(*t);
+            leaves.entry(*from.iter().next().expect("one")).or_default().push(*t);
         }
     }
     let total: usize = leaves.values().map(Vec::len).sum();
@@ -512,45 +410,26 @@ struct Group<'a> {
 /// Trees take the indices after the nodes' (`g.nodes.len() + tree`).
 fn groups<'a>(g: &'a Graph, view: &View) -> (Vec<Group<'a>>, Vec<Group<'a>>) {
     let mut by_comp: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
-    for (i, n) in g
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, n)| drawn(n) && !view.folds(*i))
-    {
+    for (i, n) in g.nodes.iter().enumerate().filter(|(i, n)| drawn(n) && !view.folds(*i)) {
         by_comp.entry(n.component.as_deref()).or_default().push(i);
     }
-    let trees = (0..g.aggregates.len())
-        .filter(|t| view.drawn[*t])
-        .map(|t| g.nodes.len() + t);
+    let trees = (0..g.aggregates.len()).filter(|t| view.drawn[*t]).map(|t| g.nodes.len() + t);
     by_comp.entry(None).or_default().extend(trees);
     let key = |i: &usize| match g.nodes.get(*i) {
         Some(n) => (n.node_type.as_str(), n.label.as_str()),
         None => ("tree", g.aggregates[*i - g.nodes.len()].path.as_str()),
     };
     let traced = by_comp.remove(&Some(TRACED)).unwrap_or_default();
-    let left = vec![Group {
-        title: "traced tree".into(),
-        class: "group traced",
-        members: spawn_order(g, &traced),
-    }];
+    let left = vec![Group { title: "traced tree".into(), class: "group traced", members: spawn_order(g, &traced) }];
     let mut right = Vec::new();
     let loose = by_comp.remove(&None);
     for (name, mut members) in by_comp {
         members.sort_by_key(key);
-        right.push(Group {
-            title: format!("component: {}", name.unwrap_or("")),
-            class: "group owned",
-            members: members.into_iter().map(|i| (i, 0)).collect(),
-        });
+        right.push(Group { title: format!("component: {}", name.unwrap_or("")), class: "group owned", members: members.into_iter().map(|i| (i, 0)).collect() });
     }
     if let Some(mut members) = loose.filter(|m| !m.is_empty()) {
         members.sort_by_key(key);
-        right.push(Group {
-            title: "no component".into(),
-            class: "group loose",
-            members: members.into_iter().map(|i| (i, 0)).collect(),
-        });
+        right.push(Group { title: "no component".into(), class: "group loose", members: members.into_iter().map(|i| (i, 0)).collect() });
     }
     (left, right)
 }
@@ -568,12 +447,7 @@ fn spawn_order(g: &Graph, members: &[usize]) -> Vec<(usize, usize)> {
     }
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut stack: Vec<(usize, usize)> = members
-        .iter()
-        .rev()
-        .filter(|i| !has_parent.contains(*i))
-        .map(|i| (*i, 0))
-        .collect();
+    let mut stack: Vec<(usize, usize)> = members.iter().rev().filter(|i| !has_parent.contains(*i)).map(|i| (*i, 0)).collect();
     while let Some((i, depth)) = stack.pop() {
         if !seen.insert(i) {
             continue;
@@ -583,12 +457,7 @@ fn spawn_order(g: &Graph, members: &[usize]) -> Vec<(usize, usize)> {
             stack.push((*c, depth + 1));
         }
     }
-    out.extend(
-        members
-            .iter()
-            .filter(|i| !seen.contains(*i))
-            .map(|i| (*i, 0)),
-    );
+    out.extend(members.iter().filter(|i| !seen.contains(*i)).map(|i| (*i, 0)));
     out
 }
 
@@ -618,56 +487,26 @@ pub fn fallback(g: &Graph, marks: &Marks) -> String {
          <g id=\"graph0\" class=\"graph\">\n"
     );
     svg.push_str(&boxes);
-    for (ei, e) in g
-        .edges
-        .iter()
-        .enumerate()
-        .filter(|(ei, _)| !view.folds_edge(*ei))
-    {
+    for (ei, e) in g.edges.iter().enumerate().filter(|(ei, _)| !view.folds_edge(*ei)) {
         let (from, to) = g.ends_of(ei);
-        let (Some(a), Some(b)) = (from.and_then(|i| at.get(&i)), to.and_then(|i| at.get(&i)))
-        else {
-            continue;
-        };
+        let (Some(a), Some(b)) = (from.and_then(|i| at.get(&i)), to.and_then(|i| at.get(&i))) else { continue };
         let violation = marks.violating.get(&ei);
-        let _ = write!(
-            svg,
-            "<g id=\"e{ei}\" class=\"edge {}\"><title>{}</title>",
-            edge_classes(e, violation.is_some()),
-            esc(&edge_title(g, e))
-        );
+        let _ = write!(svg, "<g id=\"e{ei}\" class=\"edge {}\"><title>{}</title>", edge_classes(e, violation.is_some()), esc(&edge_title(g, e)));
         edge_path(&mut svg, a, b, violation.copied());
     }
     for (j, f) in view.folded.iter().enumerate() {
-        let (Some(a), Some(b)) = (at.get(&f.from), at.get(&(g.nodes.len() + f.tree))) else {
-            continue;
-        };
+        let (Some(a), Some(b)) = (at.get(&f.from), at.get(&(g.nodes.len() + f.tree))) else { continue };
         let violation = marks.folded(f);
-        let _ = write!(
-            svg,
-            "<g id=\"f{j}\" class=\"edge {}\"><title>{}</title>",
-            folded_classes(f, violation.is_some()),
-            esc(&folded_title(g, f))
-        );
+        let _ = write!(svg, "<g id=\"f{j}\" class=\"edge {}\"><title>{}</title>", folded_classes(f, violation.is_some()), esc(&folded_title(g, f)));
         edge_path(&mut svg, a, b, violation);
     }
     for (i, p) in &at {
         let (id, classes, title, label) = match g.nodes.get(*i) {
-            Some(n) => (
-                format!("n{i}"),
-                node_classes(n, marks.harmed.contains(i)),
-                node_title(n),
-                short(&n.label),
-            ),
+            Some(n) => (format!("n{i}"), node_classes(n, marks.harmed.contains(i)), node_title(n), short(&n.label)),
             None => {
                 let t = *i - g.nodes.len();
                 let a = &g.aggregates[t];
-                (
-                    format!("t{t}"),
-                    "t_tree".to_string(),
-                    tree_title(a),
-                    short(&render::tree_label(a)),
-                )
+                (format!("t{t}"), "t_tree".to_string(), tree_title(a), short(&render::tree_label(a)))
             }
         };
         let _ = writeln!(
@@ -692,20 +531,12 @@ fn edge_path(svg: &mut String, a: &Placed, b: &Placed, violation: Option<usize>)
     let (ay, by) = (a.y + CELL_H / 2.0, b.y + CELL_H / 2.0);
     let d = if b.x > a.x + a.w {
         let mid = (a.x + a.w + b.x) / 2.0;
-        format!(
-            "M{:.1},{ay:.1} C{mid:.1},{ay:.1} {mid:.1},{by:.1} {:.1},{by:.1}",
-            a.x + a.w,
-            b.x
-        )
+        format!("M{:.1},{ay:.1} C{mid:.1},{ay:.1} {mid:.1},{by:.1} {:.1},{by:.1}", a.x + a.w, b.x)
     } else {
         let bend = a.x.min(b.x) - 18.0;
-        format!(
-            "M{:.1},{ay:.1} C{bend:.1},{ay:.1} {bend:.1},{by:.1} {:.1},{by:.1}",
-            a.x, b.x
-        )
+        format!("M{:.1},{ay:.1} C{bend:.1},{ay:.1} {bend:.1},{by:.1} {:.1},{by:.1}", a.x, b.x)
     };
-    let path =
-        format!("<path fill=\"none\" stroke=\"#666\" marker-end=\"url(#arrow)\" d=\"{d}\"/>");
+    let path = format!("<path fill=\"none\" stroke=\"#666\" marker-end=\"url(#arrow)\" d=\"{d}\"/>");
     let _ = match violation {
         Some(v) => writeln!(svg, "<a href=\"#v{v}\">{path}</a></g>"),
         None => writeln!(svg, "{path}</g>"),
@@ -713,27 +544,12 @@ fn edge_path(svg: &mut String, a: &Placed, b: &Placed, violation: Option<usize>)
 }
 
 /// Stack `groups` top to bottom at `x`; returns the column's (width, bottom).
-fn place_column(
-    groups: &[Group],
-    x: f64,
-    at: &mut HashMap<usize, Placed>,
-    boxes: &mut String,
-    first_id: usize,
-) -> (f64, f64) {
+fn place_column(groups: &[Group], x: f64, at: &mut HashMap<usize, Placed>, boxes: &mut String, first_id: usize) -> (f64, f64) {
     let (mut y, mut width) = (PAD, 0.0f64);
-    for (k, grp) in groups
-        .iter()
-        .enumerate()
-        .filter(|(_, grp)| !grp.members.is_empty())
-    {
+    for (k, grp) in groups.iter().enumerate().filter(|(_, grp)| !grp.members.is_empty()) {
         let cols = columns(grp.members.len());
         let rows = grp.members.len().div_ceil(cols);
-        let depth = grp
-            .members
-            .iter()
-            .map(|(_, d)| (*d).min(8))
-            .max()
-            .unwrap_or(0) as f64;
+        let depth = grp.members.iter().map(|(_, d)| (*d).min(8)).max().unwrap_or(0) as f64;
         let cell = CELL_W + depth * INDENT;
         let w = 2.0 * PAD + cols as f64 * (cell + GAP);
         let h = TITLE + 2.0 * PAD + rows as f64 * (CELL_H + GAP);
@@ -750,14 +566,7 @@ fn place_column(
         for (j, (i, d)) in grp.members.iter().enumerate() {
             let (r, c) = (j / cols, j % cols);
             let indent = (*d).min(8) as f64 * INDENT;
-            at.insert(
-                *i,
-                Placed {
-                    x: x + PAD + c as f64 * (cell + GAP) + indent,
-                    y: y + TITLE + PAD + r as f64 * (CELL_H + GAP),
-                    w: CELL_W,
-                },
-            );
+            at.insert(*i, Placed { x: x + PAD + c as f64 * (cell + GAP) + indent, y: y + TITLE + PAD + r as f64 * (CELL_H + GAP), w: CELL_W });
         }
         y += h + 2.0 * GAP;
         width = width.max(w);
@@ -772,46 +581,16 @@ mod tests {
 
     /// One process writing `n` files, one of them a live service's, deleted.
     pub fn fan(n: usize) -> Graph {
-        let mut nodes = vec![Node {
-            id: "process:1:1".into(),
-            node_type: "process".into(),
-            label: "1 sh".into(),
-            component: Some(TRACED.into()),
-            ..Default::default()
-        }];
+        let mut nodes = vec![Node { id: "process:1:1".into(), node_type: "process".into(), label: "1 sh".into(), component: Some(TRACED.into()), ..Default::default() }];
         let mut edges = Vec::new();
         for i in 0..n {
             let path = format!("/srv/data/<dir & \"{i}\">/file-{i}");
             let component = (i == 0).then(|| "db".to_string());
-            nodes.push(Node {
-                id: format!("file:{path}").into(),
-                node_type: "file".into(),
-                label: path.clone(),
-                path: Some(path.clone()),
-                component,
-                ..Default::default()
-            });
+            nodes.push(Node { id: format!("file:{path}").into(), node_type: "file".into(), label: path.clone(), path: Some(path.clone()), component, ..Default::default() });
             let kind = if i == 0 { "unlink" } else { "write" };
-            edges.push(Edge {
-                from: "process:1:1".into(),
-                to: format!("file:{path}").into(),
-                kind: kind.into(),
-                count: 1,
-                events: vec![i as u64 + 1],
-                cross_component: i == 0,
-                ..Default::default()
-            });
+            edges.push(Edge { from: "process:1:1".into(), to: format!("file:{path}").into(), kind: kind.into(), count: 1, events: vec![i as u64 + 1], cross_component: i == 0, ..Default::default() });
         }
-        Graph {
-            schema: SCHEMA.into(),
-            target: "t".into(),
-            host: "h".into(),
-            complete: true,
-            lost_events: 0,
-            nodes,
-            edges,
-            ..Default::default()
-        }
+        Graph { schema: SCHEMA.into(), target: "t".into(), host: "h".into(), complete: true, lost_events: 0, nodes, edges, ..Default::default() }
     }
 
     #[test]
@@ -822,27 +601,17 @@ mod tests {
         let levels: HashSet<usize> = ranks.values().copied().collect();
         assert_eq!(levels.len(), 2);
         let few = fan(STAGGER);
-        assert!(
-            stagger(&few, &View::of(&few)).is_empty(),
-            "a few leaves stay in one rank"
-        );
+        assert!(stagger(&few, &View::of(&few)).is_empty(), "a few leaves stay in one rank");
     }
 
     #[test]
     fn the_builtin_layout_draws_every_node_escaped() {
         let g = fan(40);
-        let marks = Marks {
-            violating: [(0, 0)].into(),
-            harmed: [1].into(),
-            view: View::of(&g),
-        };
+        let marks = Marks { violating: [(0, 0)].into(), harmed: [1].into(), view: View::of(&g) };
         let svg = fallback(&g, &marks);
         assert_eq!(svg.matches("class=\"node ").count(), 41);
         assert_eq!(svg.matches("class=\"edge ").count(), 40);
-        assert!(
-            svg.contains("class=\"edge k_unlink destructive cross violating\"><title>"),
-            "{svg}"
-        );
+        assert!(svg.contains("class=\"edge k_unlink destructive cross violating\"><title>"), "{svg}");
         assert!(svg.contains("<a href=\"#v0\">"));
         assert!(!svg.contains("<dir"), "labels are escaped");
         assert!(svg.contains("&lt;dir &amp; &quot;0&quot;&gt;"));

@@ -61,10 +61,7 @@ pub struct Journal {
 
 /// `pilot report`.
 pub fn run(args: ReportArgs) -> Result<i32> {
-    let out = args
-        .html
-        .clone()
-        .unwrap_or_else(|| args.dir.join("report.html"));
+    let out = args.html.clone().unwrap_or_else(|| args.dir.join("report.html"));
     write(&args.dir, &out)?;
     println!("{}", out.display());
     Ok(0)
@@ -73,43 +70,30 @@ pub fn run(args: ReportArgs) -> Result<i32> {
 /// `DIR/report.html` after `pilot run` and `pilot commit`. The verdict stands either way: a
 /// page that cannot be written is said, not a failed run.
 pub fn write_into(dir: &Path) {
-    write_into_with(dir, None, layout::SpareDot::default())
+    write_into_with(dir, None, SpareDot::default())
 }
 
 /// `write_into`, with the run's graph as `pilot run` holds it (the same as its graph.json:
 /// not read back and parsed again).
-pub fn write_into_with(dir: &Path, graph: Option<Graph>, dot: layout::SpareDot) {
+pub fn write_into_with(dir: &Path, graph: Option<Graph>, dot: SpareDot) {
     let out = dir.join("report.html");
     match write_with(dir, &out, graph, dot) {
         Ok(()) => eprintln!("  report: {}", out.display()),
-        Err(e) => eprintln!(
-            "pilot: report.html not written: {} (try `pilot report {}`)",
-            crate::error::one_line(&e),
-            dir.display()
-        ),
+        Err(e) => eprintln!("pilot: report.html not written: {} (try `pilot report {}`)", crate::error::one_line(&e), dir.display()),
     }
 }
 
 /// Write the report of the run in `dir` to `out`.
 pub fn write(dir: &Path, out: &Path) -> Result<()> {
-    write_with(dir, out, None, layout::SpareDot::default())
+    write_with(dir, out, None, SpareDot::default())
 }
 
-fn write_with(dir: &Path, out: &Path, graph: Option<Graph>, dot: layout::SpareDot) -> Result<()> {
+fn write_with(dir: &Path, out: &Path, graph: Option<Graph>, dot: SpareDot) -> Result<()> {
     let recorded = load_with(dir, graph)?;
-    let marks = layout::Marks::of(
-        &recorded.graph,
-        recorded
-            .verdict
-            .as_ref()
-            .map(|v| &v.evaluation.violations[..])
-            .unwrap_or(&[]),
-    );
+    let marks = layout::Marks::of(&recorded.graph, recorded.verdict.as_ref().map(|v| &v.evaluation.violations[..]).unwrap_or(&[]));
     let drawing = layout::draw_with(&recorded.graph, &marks, dot);
     let page = html::page(&recorded, &drawing, &marks);
-    fs::write(out, page)
-        .on("writing", out, REPORT)
-        .map_err(FileError::usage)?;
+    fs::write(out, page).on("writing", out, REPORT).map_err(FileError::usage)?;
     Ok(())
 }
 
@@ -118,12 +102,7 @@ pub fn load(dir: &Path) -> Result<Recorded> {
 }
 
 fn load_with(dir: &Path, graph: Option<Graph>) -> Result<Recorded> {
-    let not_a_run = |why: String| {
-        UsageError::new(format!(
-            "{}: {why}: give a run directory of `pilot run` (or `pilot trace --out`)",
-            dir.display()
-        ))
-    };
+    let not_a_run = |why: String| UsageError::new(format!("{}: {why}: give a run directory of `pilot run` (or `pilot trace --out`)", dir.display()));
     let dir = fs::canonicalize(dir).map_err(|e| not_a_run(e.to_string()))?;
     let run = RunDir::at(&dir);
     let graph_path = run.file(GRAPH);
@@ -140,9 +119,7 @@ fn load_with(dir: &Path, graph: Option<Graph>) -> Result<Recorded> {
     let journal_path = journal::path();
     let journal = Journal {
         entries: journal::entries_for(&journal_path, &dir),
-        verified: journal_path
-            .exists()
-            .then(|| journal::verify(&journal_path)),
+        verified: journal_path.exists().then(|| journal::verify(&journal_path)),
         path: journal_path,
     };
     Ok(Recorded {
@@ -169,39 +146,20 @@ fn live_graph(live: &RunDir, problems: &mut Vec<String>) -> Option<Graph> {
     if !path.exists() {
         return None;
     }
-    Graph::read(&path)
-        .map_err(|e| problems.push(format!("live/graph.json could not be read: {e}")))
-        .ok()
+    Graph::read(&path).map_err(|e| problems.push(format!("live/graph.json could not be read: {e}"))).ok()
 }
 
 /// The events.jsonl lines the violations cite.
-fn evidence(
-    dir: &RunDir,
-    verdict: Option<&Verdict>,
-    problems: &mut Vec<String>,
-) -> Result<BTreeMap<u64, String>> {
-    let mut wanted: Vec<u64> = verdict
-        .iter()
-        .flat_map(|v| {
-            v.evaluation
-                .violations
-                .iter()
-                .flat_map(|x| x.events.iter().copied())
-        })
-        .collect();
+fn evidence(dir: &RunDir, verdict: Option<&Verdict>, problems: &mut Vec<String>) -> Result<BTreeMap<u64, String>> {
+    let mut wanted: Vec<u64> = verdict.iter().flat_map(|v| v.evaluation.violations.iter().flat_map(|x| x.events.iter().copied())).collect();
     wanted.sort();
     wanted.dedup();
     if wanted.len() > MAX_EVIDENCE {
-        problems.push(format!(
-            "violations cite {} events; the first {MAX_EVIDENCE} are shown",
-            wanted.len()
-        ));
+        problems.push(format!("violations cite {} events; the first {MAX_EVIDENCE} are shown", wanted.len()));
         wanted.truncate(MAX_EVIDENCE);
     }
     let mut out = BTreeMap::new();
-    let Some(&last) = wanted.last() else {
-        return Ok(out);
-    };
+    let Some(&last) = wanted.last() else { return Ok(out) };
     let path = dir.file(EVENTS);
     let Ok(file) = fs::File::open(&path) else {
         problems.push("events.jsonl is missing: the evidence events cannot be shown".into());
@@ -213,10 +171,7 @@ fn evidence(
             break;
         }
         if wanted.binary_search(&n).is_ok() {
-            out.insert(
-                n,
-                line.with_context(|| format!("reading {}", path.display()))?,
-            );
+            out.insert(n, line.with_context(|| format!("reading {}", path.display()))?);
         }
     }
     Ok(out)
@@ -227,8 +182,8 @@ mod tests {
     use super::*;
     use crate::{
         graph::{Edge, Node, SCHEMA, TRACED},
-        policy::eval::{Evaluation, GateValues, Verdict as Decision, Violation},
         rundir::{Caught, Change, Containment},
+        policy::eval::{Evaluation, GateValues, Verdict as Decision, Violation},
     };
 
     const EVIL: &str = "/tmp/x\"'><script>alert(1)</script><img src=x onerror=alert(2)>&amp;";
@@ -236,11 +191,7 @@ mod tests {
     fn hostile() -> Recorded {
         let node = |id: &str, label: &str, comp: Option<&str>| Node {
             id: id.into(),
-            node_type: if id.starts_with("file:") {
-                "file".into()
-            } else {
-                "process".into()
-            },
+            node_type: if id.starts_with("file:") { "file".into() } else { "process".into() },
             label: label.into(),
             component: comp.map(str::to_string),
             ..Default::default()
@@ -251,21 +202,8 @@ mod tests {
             host: EVIL.into(),
             complete: false,
             lost_events: 3,
-            nodes: vec![
-                node("process:1:1", EVIL, Some(TRACED)),
-                node(&format!("file:{EVIL}"), EVIL, Some(EVIL)),
-            ],
-            edges: vec![Edge {
-                from: "process:1:1".into(),
-                to: format!("file:{EVIL}").into(),
-                kind: "unlink".into(),
-                count: 1,
-                cross_component: true,
-                component: Some(EVIL.into()),
-                detail: Some(EVIL.into()),
-                events: vec![1],
-                ..Default::default()
-            }],
+            nodes: vec![node("process:1:1", EVIL, Some(TRACED)), node(&format!("file:{EVIL}"), EVIL, Some(EVIL))],
+            edges: vec![Edge { from: "process:1:1".into(), to: format!("file:{EVIL}").into(), kind: "unlink".into(), count: 1, cross_component: true, component: Some(EVIL.into()), detail: Some(EVIL.into()), events: vec![1], ..Default::default() }],
             ..Default::default()
         };
         let violation = Violation {
@@ -279,11 +217,7 @@ mod tests {
             count: 1,
             bytes: 0,
             why: EVIL.into(),
-            edges: vec![[
-                "process:1:1".into(),
-                "unlink".into(),
-                format!("file:{EVIL}"),
-            ]],
+            edges: vec![["process:1:1".into(), "unlink".into(), format!("file:{EVIL}")]],
             events: vec![1],
             channels: vec![],
         };
@@ -297,13 +231,7 @@ mod tests {
             violations: vec![violation],
             gate_failures: vec![EVIL.into()],
             unjudged: Vec::new(),
-            gate: GateValues {
-                max_risk: 0.5,
-                min_containment: 0.0,
-                max_fidelity_error: 0.25,
-                require_complete: true,
-                required_observers: 2,
-            },
+            gate: GateValues { max_risk: 0.5, min_containment: 0.0, max_fidelity_error: 0.25, require_complete: true, required_observers: 2 },
             policies: vec![],
             routines: vec![],
             notes: vec![],
@@ -316,13 +244,7 @@ mod tests {
             timed_out: false,
             command: vec![EVIL.into()],
             cwd: EVIL.into(),
-            contained_by: Containment {
-                files: EVIL.into(),
-                network: EVIL.into(),
-                unix_sockets: EVIL.into(),
-                signals: EVIL.into(),
-                capabilities_dropped: vec![],
-            },
+            contained_by: Containment { files: EVIL.into(), network: EVIL.into(), unix_sockets: EVIL.into(), signals: EVIL.into(), capabilities_dropped: vec![] },
         };
         Recorded {
             dir: PathBuf::from(EVIL),
@@ -330,33 +252,12 @@ mod tests {
             summary: None,
             verdict: Some(verdict),
             intent: None,
-            changes: Some(Changes {
-                schema: "pilot.changes/v1".into(),
-                changes: vec![Change {
-                    path: EVIL.into(),
-                    change: "deleted".into(),
-                    kind: "file".into(),
-                    ..Default::default()
-                }],
-                held_back: vec![],
-            }),
-            sink: Some(vec![Caught {
-                proto: "tcp".into(),
-                from: EVIL.into(),
-                bytes: 5,
-                count: 1,
-                first_unix_ms: 0,
-                head: EVIL.into(),
-                ..Default::default()
-            }]),
+            changes: Some(Changes { schema: "pilot.changes/v1".into(), changes: vec![Change { path: EVIL.into(), change: "deleted".into(), kind: "file".into(), ..Default::default() }], held_back: vec![] }),
+            sink: Some(vec![Caught { proto: "tcp".into(), from: EVIL.into(), bytes: 5, count: 1, first_unix_ms: 0, head: EVIL.into(), ..Default::default() }]),
             fidelity: None,
             live: None,
             live_summary: None,
-            journal: Journal {
-                path: PathBuf::from(EVIL),
-                entries: vec![],
-                verified: Some(Err(EVIL.into())),
-            },
+            journal: Journal { path: PathBuf::from(EVIL), entries: vec![], verified: Some(Err(EVIL.into())) },
             evidence: [(1, format!("{{\"path\":\"{EVIL}\"}}"))].into(),
             signed: Default::default(),
             problems: vec![EVIL.into()],
@@ -368,39 +269,15 @@ mod tests {
     fn recorded_strings_cannot_break_out_of_the_page() {
         let r = hostile();
         let marks = layout::Marks::of(&r.graph, &r.verdict.as_ref().unwrap().evaluation.violations);
-        for drawing in [
-            layout::draw_with(&r.graph, &marks, SpareDot::default()),
-            layout::Drawing {
-                svg: layout::fallback(&r.graph, &marks),
-                engine: "built-in".into(),
-                nodes: 2,
-            },
-        ] {
+        for drawing in [layout::draw_with(&r.graph, &marks, SpareDot::default()), layout::Drawing { svg: layout::fallback(&r.graph, &marks), engine: "built-in".into(), nodes: 2 }] {
             let page = html::page(&r, &drawing, &marks);
-            assert_eq!(
-                page.matches("<script").count(),
-                1,
-                "only the page's own script"
-            );
+            assert_eq!(page.matches("<script").count(), 1, "only the page's own script");
             assert!(!page.contains("<img"), "no element from the data");
-            assert!(
-                !page.contains("x\"'>"),
-                "no quote from the data closes an attribute"
-            );
-            assert!(
-                page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-                "shown as text"
-            );
+            assert!(!page.contains("x\"'>"), "no quote from the data closes an attribute");
+            assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "shown as text");
             assert!(page.contains("&amp;amp;"), "an ampersand stays literal");
-            assert!(
-                page.contains("INCOMPLETE: 3 events were lost"),
-                "a run that lost events says so at the top"
-            );
-            assert!(
-                page.contains("class=\"edge k_unlink destructive cross violating\""),
-                "{}",
-                drawing.engine
-            );
+            assert!(page.contains("INCOMPLETE: 3 events were lost"), "a run that lost events says so at the top");
+            assert!(page.contains("class=\"edge k_unlink destructive cross violating\""), "{}", drawing.engine);
         }
     }
 }

@@ -24,10 +24,7 @@ pub struct Signed {
 pub fn load(run: &RunDir, problems: &mut Vec<String>) -> Signed {
     // Integrity and signature; who signed is shown (the page may be written on another host).
     let decision = decision::check(run, None).unwrap_or_else(|e| {
-        problems.push(format!(
-            "decision.json could not be read: {}",
-            crate::error::one_line(&e)
-        ));
+        problems.push(format!("decision.json could not be read: {}", crate::error::one_line(&e)));
         None
     });
     let run_key = keys::run_public();
@@ -35,10 +32,7 @@ pub fn load(run: &RunDir, problems: &mut Vec<String>) -> Signed {
         .approvals()
         .into_iter()
         .map(|(path, read)| {
-            let file = path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
             match read {
                 Err(e) => (file, None, Err(format!("not an approval: {e}"))),
                 Ok(a) => {
@@ -58,11 +52,7 @@ pub fn load(run: &RunDir, problems: &mut Vec<String>) -> Signed {
     }
 }
 
-fn approval_status(
-    a: &Approval,
-    d: Option<&Checked>,
-    run_key: Option<&ed25519_dalek::VerifyingKey>,
-) -> Result<(), String> {
+fn approval_status(a: &Approval, d: Option<&Checked>, run_key: Option<&ed25519_dalek::VerifyingKey>) -> Result<(), String> {
     let key = keys::parse_literal(&a.body.approver).ok_or("no valid approver key")?;
     if !keys::verify(&key, keys::APPROVAL, &a.body.canonical(), &a.signature) {
         return Err("signature does not verify".into());
@@ -87,16 +77,11 @@ pub fn section(out: &mut String, s: &Signed) {
 
 fn decision_part(out: &mut String, s: &Signed) {
     let Some(c) = &s.decision else {
-        out.push_str(
-            "<p>No decision.json: a `pilot trace`, or a pilot from before signed decisions.</p>\n",
-        );
+        out.push_str("<p>No decision.json: a `pilot trace`, or a pilot from before signed decisions.</p>\n");
         return;
     };
     let d = &c.decision.body;
-    let signer = c
-        .signer
-        .map(|k| keys::fingerprint(&k))
-        .unwrap_or_else(|| "?".into());
+    let signer = c.signer.map(|k| keys::fingerprint(&k)).unwrap_or_else(|| "?".into());
     if c.problems.is_empty() {
         let _ = writeln!(
             out,
@@ -106,11 +91,7 @@ fn decision_part(out: &mut String, s: &Signed) {
             esc(&signer)
         );
     } else {
-        let _ = writeln!(
-            out,
-            "<p id=\"decision-status\" class=\"bad\">Decision <code>{}</code> does NOT verify:</p><ul>",
-            esc(&c.sha256[..16])
-        );
+        let _ = writeln!(out, "<p id=\"decision-status\" class=\"bad\">Decision <code>{}</code> does NOT verify:</p><ul>", esc(&c.sha256[..16]));
         for p in &c.problems {
             let _ = writeln!(out, "<li class=\"bad\">{}</li>", esc(p));
         }
@@ -118,38 +99,14 @@ fn decision_part(out: &mut String, s: &Signed) {
     }
     out.push_str("<table id=\"decision-files\" class=\"facts\">\n");
     for (file, h) in &d.files {
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td><code>sha256 {}</code></td></tr>",
-            esc(file),
-            esc(h)
-        );
+        let _ = writeln!(out, "<tr><td>{}</td><td><code>sha256 {}</code></td></tr>", esc(file), esc(h));
     }
     for p in &d.policies {
-        let v = p
-            .version
-            .as_deref()
-            .map(|v| format!(" version {v}"))
-            .unwrap_or_default();
-        let signed = p
-            .signed_by
-            .as_deref()
-            .map(|k| format!(", signed by {k}"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "<tr><td>policy {}{}</td><td><code>sha256 {}</code>{}</td></tr>",
-            esc(&p.source),
-            esc(&v),
-            esc(&p.sha256),
-            esc(&signed)
-        );
+        let v = p.version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default();
+        let signed = p.signed_by.as_deref().map(|k| format!(", signed by {k}")).unwrap_or_default();
+        let _ = writeln!(out, "<tr><td>policy {}{}</td><td><code>sha256 {}</code>{}</td></tr>", esc(&p.source), esc(&v), esc(&p.sha256), esc(&signed));
     }
-    let _ = writeln!(
-        out,
-        "<tr><td>pilot binary</td><td><code>sha256 {}</code></td></tr>",
-        esc(&d.pilot_sha256)
-    );
+    let _ = writeln!(out, "<tr><td>pilot binary</td><td><code>sha256 {}</code></td></tr>", esc(&d.pilot_sha256));
     let _ = writeln!(
         out,
         "<tr><td>snapshot taken</td><td>{} UTC, boot clock {} ns (boot {})</td></tr>",
@@ -157,20 +114,13 @@ fn decision_part(out: &mut String, s: &Signed) {
         d.snapshot_taken.boottime_ns,
         esc(&d.snapshot_taken.boot_id)
     );
-    let _ = writeln!(
-        out,
-        "<tr><td>decided</td><td>{} UTC, boot clock {} ns</td></tr>",
-        super::html::utc(d.decided.wall_unix_ms as u128),
-        d.decided.boottime_ns
-    );
+    let _ = writeln!(out, "<tr><td>decided</td><td>{} UTC, boot clock {} ns</td></tr>", super::html::utc(d.decided.wall_unix_ms as u128), d.decided.boottime_ns);
     out.push_str("</table>\n");
 }
 
 fn approvals_part(out: &mut String, s: &Signed) {
     if s.approvals.is_empty() {
-        out.push_str(
-            "<p id=\"approvals\">No approvals (<code>pilot approve DIR --key FILE</code>).</p>\n",
-        );
+        out.push_str("<p id=\"approvals\">No approvals (<code>pilot approve DIR --key FILE</code>).</p>\n");
         return;
     }
     out.push_str("<table id=\"approvals\"><thead><tr><th>approver</th><th>key</th><th>when (UTC)</th><th>note</th><th>verified now</th></tr></thead><tbody>\n");
@@ -178,9 +128,7 @@ fn approvals_part(out: &mut String, s: &Signed) {
         let (name, key, when, note) = match a {
             Some(a) => (
                 a.body.approver_name.clone(),
-                keys::parse_literal(&a.body.approver)
-                    .map(|k| keys::fingerprint(&k))
-                    .unwrap_or_default(),
+                keys::parse_literal(&a.body.approver).map(|k| keys::fingerprint(&k)).unwrap_or_default(),
                 super::html::utc(a.body.approved.wall_unix_ms as u128),
                 a.body.note.clone().unwrap_or_default(),
             ),
@@ -205,15 +153,10 @@ fn approvals_part(out: &mut String, s: &Signed) {
 
 fn drift_part(out: &mut String, s: &Signed) {
     let Some(d) = &s.drift else {
-        out.push_str(
-            "<p id=\"drift\">No drift check yet (<code>pilot commit</code> makes one).</p>\n",
-        );
+        out.push_str("<p id=\"drift\">No drift check yet (<code>pilot commit</code> makes one).</p>\n");
         return;
     };
-    let age = d
-        .age_ms
-        .map(|a| format!("{:.1} s", a as f64 / 1000.0))
-        .unwrap_or_else(|| "unknown (rebooted since)".into());
+    let age = d.age_ms.map(|a| format!("{:.1} s", a as f64 / 1000.0)).unwrap_or_else(|| "unknown (rebooted since)".into());
     let verdict = if d.refusals.is_empty() {
         "no drift that matters: the commit went ahead".to_string()
     } else if d.forced {
@@ -274,11 +217,7 @@ fn rollback_part(out: &mut String, s: &Signed) {
             esc(&e.path),
             esc(&e.change),
             esc(&e.pre.describe()),
-            esc(&e
-                .post
-                .as_ref()
-                .map(|p| p.describe())
-                .unwrap_or_else(|| "—".into())),
+            esc(&e.post.as_ref().map(|p| p.describe()).unwrap_or_else(|| "—".into())),
             esc(&saved)
         );
     }

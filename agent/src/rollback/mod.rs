@@ -27,8 +27,8 @@ use crate::{
     graph::{EdgeKind, Graph, NodeKind, TRACED},
     journal, keys,
     rundir::{
-        Changes, Intent, Manifest, RESTORED_SCHEMA, ROLLBACK_BLOBS, ROLLBACK_MANIFEST,
-        ROLLBACK_RESTORED, ROLLBACK_SCHEMA, Restored, RollbackEntry, RunDir, Stamp,
+        Changes, Intent, Manifest, RESTORED_SCHEMA, ROLLBACK_BLOBS, ROLLBACK_MANIFEST, ROLLBACK_RESTORED, ROLLBACK_SCHEMA, Restored,
+        RollbackEntry, RunDir, Stamp,
     },
 };
 
@@ -55,15 +55,11 @@ pub fn paths(changes: &Changes) -> Vec<(String, String)> {
 
 /// Everything under a production directory (not following symlinks), as `in-tree`.
 fn tree(dir: &Path, out: &mut Vec<(String, String)>) {
-    let Ok(meta) = fs::symlink_metadata(dir) else {
-        return;
-    };
+    let Ok(meta) = fs::symlink_metadata(dir) else { return };
     if !meta.is_dir() {
         return;
     }
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
+    let Ok(entries) = fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         out.push((e.path().display().to_string(), "in-tree".into()));
         tree(&e.path(), out);
@@ -72,53 +68,26 @@ fn tree(dir: &Path, out: &mut Vec<(String, String)>) {
 
 /// Bytes of content the pre-images of `paths` take.
 pub fn bytes_needed(paths: &[(String, String)]) -> u64 {
-    paths
-        .iter()
-        .filter_map(|(p, _)| fs::symlink_metadata(p).ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
+    paths.iter().filter_map(|(p, _)| fs::symlink_metadata(p).ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
 }
 
 /// Save the pre-images (just before the live run): `rollback/blobs/` and the manifest, its
 /// post-commit states still to come (`finish`).
-pub fn save(
-    dir: &RunDir,
-    changes: &Changes,
-    cannot_undo: Vec<String>,
-    max_bytes: u64,
-) -> Result<Manifest> {
+pub fn save(dir: &RunDir, changes: &Changes, cannot_undo: Vec<String>, max_bytes: u64) -> Result<Manifest> {
     let blobs = dir.file(ROLLBACK_BLOBS);
     fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
-    let free = rustix::fs::statvfs(&blobs)
-        .map(|s| s.f_bavail * s.f_frsize)
-        .unwrap_or(u64::MAX);
+    let free = rustix::fs::statvfs(&blobs).map(|s| s.f_bavail * s.f_frsize).unwrap_or(u64::MAX);
     let mut bytes = 0u64;
     let mut entries = Vec::new();
     for (path, change) in paths(changes) {
         let p = Path::new(&path);
         let mut pre = FileState::capture(p, 0).unwrap_or_else(|_| FileState::absent());
-        let mut entry = RollbackEntry {
-            path: path.clone(),
-            change,
-            pre: FileState::absent(),
-            post: None,
-            blob: None,
-            unsaved: None,
-        };
+        let mut entry = RollbackEntry { path: path.clone(), change, pre: FileState::absent(), post: None, blob: None, unsaved: None };
         match pre.kind.as_str() {
             "file" if bytes + pre.size > max_bytes => {
-                entry.unsaved = Some(format!(
-                    "{} B would take the pre-images over rollback_max_bytes ({max_bytes} B)",
-                    pre.size
-                ))
+                entry.unsaved = Some(format!("{} B would take the pre-images over rollback_max_bytes ({max_bytes} B)", pre.size))
             }
-            "file" if bytes + pre.size > free => {
-                entry.unsaved = Some(format!(
-                    "no space for its {} B in the run directory",
-                    pre.size
-                ))
-            }
+            "file" if bytes + pre.size > free => entry.unsaved = Some(format!("no space for its {} B in the run directory", pre.size)),
             "file" => match save_blob(p, &blobs) {
                 Ok((sha, size)) => {
                     bytes += size;
@@ -162,10 +131,7 @@ fn save_blob(path: &Path, blobs: &Path) -> std::io::Result<(String, u64)> {
 /// did not show (no pre-image: a rollback does not undo them).
 pub fn finish(dir: &RunDir, mut manifest: Manifest, live: Option<&Graph>) -> Result<Manifest> {
     for e in &mut manifest.entries {
-        e.post = Some(
-            FileState::capture(Path::new(&e.path), u64::MAX)
-                .unwrap_or_else(|_| FileState::absent()),
-        );
+        e.post = Some(FileState::capture(Path::new(&e.path), u64::MAX).unwrap_or_else(|_| FileState::absent()));
     }
     manifest.committed = Some(Stamp::now());
     if let Some(g) = live {
@@ -173,27 +139,10 @@ pub fn finish(dir: &RunDir, mut manifest: Manifest, live: Option<&Graph>) -> Res
         let run_dir = dir.path().display().to_string();
         // path -> the effects the live run had on it, for paths the manifest does not have.
         let mut effects: std::collections::BTreeMap<&str, BTreeSet<EdgeKind>> = Default::default();
-        for e in g.edges.iter().filter(|e| {
-            e.kind.is_destructive()
-                || matches!(
-                    e.kind,
-                    EdgeKind::Create | EdgeKind::Mkdir | EdgeKind::Link | EdgeKind::Symlink
-                )
-        }) {
-            let from_traced = g
-                .node(&e.from)
-                .is_some_and(|n| n.component.as_deref() == Some(TRACED));
-            let Some(path) = g
-                .node(&e.to)
-                .filter(|n| n.node_type == NodeKind::File)
-                .and_then(|n| n.path.as_deref())
-            else {
-                continue;
-            };
-            let pseudo = ["/proc/", "/sys/", "/dev/"]
-                .iter()
-                .any(|p| path.starts_with(p))
-                || path.starts_with(&run_dir);
+        for e in g.edges.iter().filter(|e| e.kind.is_destructive() || matches!(e.kind, EdgeKind::Create | EdgeKind::Mkdir | EdgeKind::Link | EdgeKind::Symlink)) {
+            let from_traced = g.node(&e.from).is_some_and(|n| n.component.as_deref() == Some(TRACED));
+            let Some(path) = g.node(&e.to).filter(|n| n.node_type == NodeKind::File).and_then(|n| n.path.as_deref()) else { continue };
+            let pseudo = ["/proc/", "/sys/", "/dev/"].iter().any(|p| path.starts_with(p)) || path.starts_with(&run_dir);
             if from_traced && e.count > e.failed && !pseudo && !known.contains(path) {
                 effects.entry(path).or_default().insert(e.kind);
             }
@@ -206,10 +155,7 @@ pub fn finish(dir: &RunDir, mut manifest: Manifest, live: Option<&Graph>) -> Res
                 continue;
             }
             let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-            uncovered.insert(format!(
-                "{} {path}: the live run did this, the pilot did not show it",
-                kinds.join("+")
-            ));
+            uncovered.insert(format!("{} {path}: the live run did this, the pilot did not show it", kinds.join("+")));
         }
         manifest.uncovered = uncovered.into_iter().collect();
     }
@@ -229,21 +175,14 @@ fn write_signed(dir: &RunDir, manifest: &Manifest) -> Result<()> {
 fn read_verified(dir: &RunDir) -> Result<Result<Manifest, String>> {
     let path = dir.file(ROLLBACK_MANIFEST);
     let text = fs::read_to_string(&path).map_err(|_| {
-        UsageError::new(format!(
-            "{} has no rollback/manifest.json: only a committed run directory can be rolled back",
-            dir.path().display()
-        ))
+        UsageError::new(format!("{} has no rollback/manifest.json: only a committed run directory can be rolled back", dir.path().display()))
     })?;
     let sig = fs::read_to_string(dir.file(MANIFEST_SIG)).unwrap_or_default();
-    let key = keys::run_public().ok_or_else(|| {
-        UsageError::new("no run key on this host to check the rollback manifest with")
-    })?;
+    let key = keys::run_public().ok_or_else(|| UsageError::new("no run key on this host to check the rollback manifest with"))?;
     if !keys::verify(&key, keys::ROLLBACK, text.as_bytes(), sig.trim()) {
         return Ok(Err("rollback/manifest.json does not verify against this host's run key: it was edited since the commit".into()));
     }
-    Ok(Ok(
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-    ))
+    Ok(Ok(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?))
 }
 
 /// Is the manifest's signature valid (for the report)?
@@ -271,15 +210,8 @@ fn stand(e: &RollbackEntry, now: &FileState) -> Stand {
     }
     match &e.post {
         Some(post) if now.same_as(post) => Stand::Restore,
-        Some(post) => Stand::Conflict(format!(
-            "changed since the commit: {} now, the commit left {}",
-            now.describe(),
-            post.describe()
-        )),
-        None => Stand::Conflict(format!(
-            "{} now, and the commit recorded no post-commit state",
-            now.describe()
-        )),
+        Some(post) => Stand::Conflict(format!("changed since the commit: {} now, the commit left {}", now.describe(), post.describe())),
+        None => Stand::Conflict(format!("{} now, and the commit recorded no post-commit state", now.describe())),
     }
 }
 
@@ -294,19 +226,10 @@ pub fn cmd(dir: &Path, force: bool) -> Result<i32> {
             return Ok(EXIT_BLOCKED);
         }
     };
-    let mut result = Restored {
-        schema: RESTORED_SCHEMA.into(),
-        at: Stamp::now(),
-        forced: force,
-        restored: vec![],
-        unchanged: vec![],
-        conflicts: vec![],
-        failed: vec![],
-    };
+    let mut result = Restored { schema: RESTORED_SCHEMA.into(), at: Stamp::now(), forced: force, restored: vec![], unchanged: vec![], conflicts: vec![], failed: vec![] };
     let mut todo: Vec<(&RollbackEntry, FileState)> = Vec::new();
     for e in &manifest.entries {
-        let now = FileState::capture(Path::new(&e.path), u64::MAX)
-            .unwrap_or_else(|_| FileState::absent());
+        let now = FileState::capture(Path::new(&e.path), u64::MAX).unwrap_or_else(|_| FileState::absent());
         match stand(e, &now) {
             Stand::Unchanged => result.unchanged.push(e.path.clone()),
             Stand::Restore => todo.push((e, now)),
@@ -321,12 +244,7 @@ pub fn cmd(dir: &Path, force: bool) -> Result<i32> {
     for (e, now) in &todo {
         if now.kind == "dir" && !e.pre.exists() {
             let known: BTreeSet<&str> = manifest.entries.iter().map(|x| x.path.as_str()).collect();
-            for extra in fs::read_dir(&e.path)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|x| x.path().display().to_string())
-            {
+            for extra in fs::read_dir(&e.path).into_iter().flatten().flatten().map(|x| x.path().display().to_string()) {
                 if !known.contains(extra.as_str()) {
                     result.conflicts.push(format!("{}: holds {extra}, which the commit did not make: the directory is not removed", e.path));
                 }
@@ -336,13 +254,7 @@ pub fn cmd(dir: &Path, force: bool) -> Result<i32> {
     let missing: Vec<String> = todo
         .iter()
         .filter(|(e, _)| e.pre.kind == "file" && e.blob.is_none())
-        .map(|(e, _)| {
-            format!(
-                "{}: no pre-image ({})",
-                e.path,
-                e.unsaved.as_deref().unwrap_or("not saved")
-            )
-        })
+        .map(|(e, _)| format!("{}: no pre-image ({})", e.path, e.unsaved.as_deref().unwrap_or("not saved")))
         .collect();
     let record = |verdict: &str, note: String| {
         journal::append(journal::Record {
@@ -355,25 +267,13 @@ pub fn cmd(dir: &Path, force: bool) -> Result<i32> {
         })
     };
     if (!result.conflicts.is_empty() || !missing.is_empty()) && !force {
-        eprintln!(
-            "pilot: refusing to roll back {}: nothing was changed",
-            dir.path().display()
-        );
+        eprintln!("pilot: refusing to roll back {}: nothing was changed", dir.path().display());
         for c in result.conflicts.iter().chain(&missing) {
             eprintln!("  - {c}");
         }
-        eprintln!(
-            "  Look at these paths first; `pilot rollback --force` restores the pre-images over them (journaled)."
-        );
+        eprintln!("  Look at these paths first; `pilot rollback --force` restores the pre-images over them (journaled).");
         dir.write(&result)?;
-        record(
-            "refused",
-            format!(
-                "{} path(s) changed since the commit, {} without pre-image",
-                result.conflicts.len(),
-                missing.len()
-            ),
-        )?;
+        record("refused", format!("{} path(s) changed since the commit, {} without pre-image", result.conflicts.len(), missing.len()))?;
         return Ok(EXIT_BLOCKED);
     }
     result.failed.extend(missing);
@@ -384,40 +284,22 @@ pub fn cmd(dir: &Path, force: bool) -> Result<i32> {
         result.restored.len(),
         result.unchanged.len(),
         result.conflicts.len(),
-        if force && !result.conflicts.is_empty() {
-            " restored over (--force)"
-        } else {
-            ""
-        },
+        if force && !result.conflicts.is_empty() { " restored over (--force)" } else { "" },
         result.failed.len()
     );
-    record(
-        if result.failed.is_empty() {
-            "restored"
-        } else {
-            "partly-restored"
-        },
-        note.clone(),
-    )?;
+    record(if result.failed.is_empty() { "restored" } else { "partly-restored" }, note.clone())?;
     crate::report::write_into(dir.path());
     eprintln!("pilot: rollback of {}: {note}", dir.path().display());
     for f in &result.failed {
         eprintln!("  failed: {f}");
     }
     if !manifest.cannot_undo.is_empty() || !manifest.uncovered.is_empty() {
-        eprintln!(
-            "  not undone (no rollback can): {}",
-            manifest.cannot_undo.len() + manifest.uncovered.len()
-        );
+        eprintln!("  not undone (no rollback can): {}", manifest.cannot_undo.len() + manifest.uncovered.len());
         for c in manifest.cannot_undo.iter().chain(&manifest.uncovered) {
             eprintln!("    - {c}");
         }
     }
-    Ok(if result.failed.is_empty() {
-        0
-    } else {
-        EXIT_AGENT
-    })
+    Ok(if result.failed.is_empty() { 0 } else { EXIT_AGENT })
 }
 
 /// Removals deepest first (what the commit created, what changed kind), then pre-images
@@ -430,15 +312,9 @@ fn restore_all(dir: &RunDir, todo: &[(&RollbackEntry, FileState)], result: &mut 
     for (e, now) in &sorted {
         if now.exists() && (!e.pre.exists() || e.pre.kind != now.kind) {
             let p = Path::new(&e.path);
-            let r = if now.kind == "dir" {
-                fs::remove_dir(p)
-            } else {
-                fs::remove_file(p)
-            };
+            let r = if now.kind == "dir" { fs::remove_dir(p) } else { fs::remove_file(p) };
             if let Err(err) = r {
-                result
-                    .failed
-                    .push(format!("{}: removing it: {err}", e.path));
+                result.failed.push(format!("{}: removing it: {err}", e.path));
                 failed.insert(e.path.clone());
             }
         }
@@ -461,25 +337,11 @@ fn restore_all(dir: &RunDir, todo: &[(&RollbackEntry, FileState)], result: &mut 
         if failed.contains(&e.path) {
             continue;
         }
-        let now = FileState::capture(Path::new(&e.path), u64::MAX)
-            .unwrap_or_else(|_| FileState::absent());
+        let now = FileState::capture(Path::new(&e.path), u64::MAX).unwrap_or_else(|_| FileState::absent());
         if now.same_as(&e.pre) {
-            result.restored.push(format!(
-                "{}: {}",
-                e.path,
-                if e.pre.exists() {
-                    e.pre.describe()
-                } else {
-                    "removed".into()
-                }
-            ));
+            result.restored.push(format!("{}: {}", e.path, if e.pre.exists() { e.pre.describe() } else { "removed".into() }));
         } else {
-            result.failed.push(format!(
-                "{}: is {} after restoring, not {}",
-                e.path,
-                now.describe(),
-                e.pre.describe()
-            ));
+            result.failed.push(format!("{}: is {} after restoring, not {}", e.path, now.describe(), e.pre.describe()));
         }
     }
 }
@@ -502,10 +364,7 @@ fn restore(dir: &RunDir, e: &RollbackEntry, now: &FileState) -> std::io::Result<
             set_mtime(path, pre.mtime_ns)
         }
         "file" => {
-            let blob = e
-                .blob
-                .as_deref()
-                .ok_or_else(|| std::io::Error::other("no pre-image"))?;
+            let blob = e.blob.as_deref().ok_or_else(|| std::io::Error::other("no pre-image"))?;
             let tmp = beside(path);
             copy_blob(&dir.file(ROLLBACK_BLOBS).join(blob), blob, &tmp)?;
             meta(&tmp, pre)?;
@@ -525,13 +384,7 @@ fn restore(dir: &RunDir, e: &RollbackEntry, now: &FileState) -> std::io::Result<
                 "char-device" => rustix::fs::FileType::CharacterDevice,
                 _ => rustix::fs::FileType::BlockDevice,
             };
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                &tmp,
-                kind,
-                rustix::fs::Mode::from_raw_mode(pre.mode),
-                pre.rdev,
-            )?;
+            rustix::fs::mknodat(rustix::fs::CWD, &tmp, kind, rustix::fs::Mode::from_raw_mode(pre.mode), pre.rdev)?;
             meta(&tmp, pre)?;
             fs::rename(&tmp, path)
         }
@@ -540,26 +393,17 @@ fn restore(dir: &RunDir, e: &RollbackEntry, now: &FileState) -> std::io::Result<
 }
 
 fn beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.pilot-rollback.{}", std::process::id()))
 }
 
 /// Copy a blob, checking it is still the content it is named after.
 fn copy_blob(blob: &Path, sha: &str, to: &Path) -> std::io::Result<()> {
-    let mut dst = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)?;
+    let mut dst = fs::OpenOptions::new().write(true).create_new(true).open(to)?;
     let (copied, _) = copy_hashing(&mut fs::File::open(blob)?, &mut dst)?;
     if copied != sha {
         let _ = fs::remove_file(to);
-        return Err(std::io::Error::other(format!(
-            "the saved pre-image {} is corrupted",
-            blob.display()
-        )));
+        return Err(std::io::Error::other(format!("the saved pre-image {} is corrupted", blob.display())));
     }
     Ok(())
 }
@@ -602,19 +446,8 @@ fn meta(path: &Path, pre: &FileState) -> std::io::Result<()> {
 }
 
 fn set_mtime(path: &Path, ns: i64) -> std::io::Result<()> {
-    let t = rustix::fs::Timespec {
-        tv_sec: ns.div_euclid(1_000_000_000),
-        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
-    };
-    let times = rustix::fs::Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )?;
+    let t = rustix::fs::Timespec { tv_sec: ns.div_euclid(1_000_000_000), tv_nsec: ns.rem_euclid(1_000_000_000) as _ };
+    let times = rustix::fs::Timestamps { last_access: t, last_modification: t };
+    rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }

@@ -34,22 +34,13 @@ impl RpcSessions for FromGraph<'_> {
         use crate::rundir::Access;
         let mut mutations = Vec::new();
         let mut decoded = false;
-        for e in self
-            .0
-            .edges
-            .iter()
-            .filter(|e| e.kind == EdgeKind::Rpc && e.to == endpoint.id)
-        {
+        for e in self.0.edges.iter().filter(|e| e.kind == EdgeKind::Rpc && e.to == endpoint.id) {
             let r = e.rpc.as_ref()?;
             match r.access {
                 Some(Access::Read) => decoded = true,
                 Some(Access::Mutation | Access::Unclassified) => {
                     decoded = true;
-                    mutations.push(
-                        format!("{} {}", r.operation, r.resource)
-                            .trim_end()
-                            .to_string(),
-                    );
+                    mutations.push(format!("{} {}", r.operation, r.resource).trim_end().to_string());
                 }
                 Some(Access::Opaque) | None => return None,
             }
@@ -59,17 +50,10 @@ impl RpcSessions for FromGraph<'_> {
 }
 
 /// Every effect of the pilot a rollback cannot undo, one line each.
-pub fn cannot_undo(
-    graph: &Graph,
-    changes: &Changes,
-    run_dir: &Path,
-    rpc: &dyn RpcSessions,
-) -> Vec<String> {
+pub fn cannot_undo(graph: &Graph, changes: &Changes, run_dir: &Path, rpc: &dyn RpcSessions) -> Vec<String> {
     let mut out = Vec::new();
     for e in &graph.edges {
-        let (Some(from), Some(to)) = (graph.node(&e.from), graph.node(&e.to)) else {
-            continue;
-        };
+        let (Some(from), Some(to)) = (graph.node(&e.from), graph.node(&e.to)) else { continue };
         if from.component.as_deref() != Some(TRACED) {
             continue;
         }
@@ -77,45 +61,28 @@ pub fn cannot_undo(
         match (e.kind, to.node_type) {
             (EdgeKind::Signal, NodeKind::Process) if to.component.as_deref() != Some(TRACED) => {
                 let sig = e.detail.as_deref().unwrap_or("a signal");
-                out.push(format!(
-                    "{sig} to {} (by {by}): a signal to a live process cannot be taken back",
-                    to.label
-                ));
+                out.push(format!("{sig} to {} (by {by}): a signal to a live process cannot be taken back", to.label));
             }
             (EdgeKind::Signal, NodeKind::ProcessGroup) if !to.id.is_own_process_group() => {
                 let sig = e.detail.as_deref().unwrap_or("a signal");
-                out.push(format!(
-                    "{sig} to {} (by {by}): a signal to live processes cannot be taken back",
-                    to.label
-                ));
+                out.push(format!("{sig} to {} (by {by}): a signal to live processes cannot be taken back", to.label));
             }
             (EdgeKind::Connect | EdgeKind::Send | EdgeKind::Rpc, NodeKind::Endpoint) => {
                 if let Some(line) = network(e.kind, e.bytes, to, by, run_dir, rpc) {
                     out.push(line);
                 }
             }
-            (
-                EdgeKind::Write | EdgeKind::Truncate | EdgeKind::Chmod | EdgeKind::Chown,
-                NodeKind::File,
-            ) => {
+            (EdgeKind::Write | EdgeKind::Truncate | EdgeKind::Chmod | EdgeKind::Chown, NodeKind::File) => {
                 let path = to.path.as_deref().unwrap_or("");
-                if (path.starts_with("/proc/sys/") || path.starts_with("/sys/"))
-                    && !path.starts_with("/proc/self/")
-                {
-                    out.push(format!(
-                        "{} {path} (by {by}): a kernel setting, not a file a rollback restores",
-                        e.kind
-                    ));
+                if (path.starts_with("/proc/sys/") || path.starts_with("/sys/")) && !path.starts_with("/proc/self/") {
+                    out.push(format!("{} {path} (by {by}): a kernel setting, not a file a rollback restores", e.kind));
                 }
             }
             _ => {}
         }
     }
     for c in changes.changes.iter().filter(|c| c.kind == "socket") {
-        out.push(format!(
-            "{} socket {}: a socket file cannot be restored",
-            c.change, c.path
-        ));
+        out.push(format!("{} socket {}: a socket file cannot be restored", c.change, c.path));
     }
     out.sort();
     out.dedup();
@@ -124,40 +91,18 @@ pub fn cannot_undo(
 
 /// A connect or send the pilot made that a live run would really make: to a live component's
 /// endpoint, or to another host. Loopback endpoints nobody listened on received nothing.
-fn network(
-    kind: EdgeKind,
-    bytes: u64,
-    to: &Node,
-    by: &str,
-    run_dir: &Path,
-    rpc: &dyn RpcSessions,
-) -> Option<String> {
+fn network(kind: EdgeKind, bytes: u64, to: &Node, by: &str, run_dir: &Path, rpc: &dyn RpcSessions) -> Option<String> {
     let live = to.component.as_deref().filter(|c| *c != TRACED);
-    let remote = live.is_none()
-        && to.family.as_deref() != Some("unix")
-        && to.addr.as_deref().is_some_and(|a| !is_local(a));
+    let remote = live.is_none() && to.family.as_deref() != Some("unix") && to.addr.as_deref().is_some_and(|a| !is_local(a));
     if live.is_none() && !remote {
         return None;
     }
-    let whose = live
-        .map(|c| format!("{c}, a live service"))
-        .unwrap_or_else(|| "another host".into());
+    let whose = live.map(|c| format!("{c}, a live service")).unwrap_or_else(|| "another host".into());
     match rpc.mutations(run_dir, to) {
         Some(m) if m.is_empty() => None,
-        Some(m) => Some(format!(
-            "{} to {} ({whose}) by {by}: {}: a request a live service acted on cannot be taken back",
-            kind,
-            to.label,
-            m.join(", ")
-        )),
-        None if kind == EdgeKind::Send => Some(format!(
-            "send of {bytes} B to {} ({whose}) by {by}: a message cannot be called back",
-            to.label
-        )),
-        None => Some(format!(
-            "connect to {} ({whose}) by {by}: what a live service does on a connection cannot be taken back",
-            to.label
-        )),
+        Some(m) => Some(format!("{} to {} ({whose}) by {by}: {}: a request a live service acted on cannot be taken back", kind, to.label, m.join(", "))),
+        None if kind == EdgeKind::Send => Some(format!("send of {bytes} B to {} ({whose}) by {by}: a message cannot be called back", to.label)),
+        None => Some(format!("connect to {} ({whose}) by {by}: what a live service does on a connection cannot be taken back", to.label)),
     }
 }
 

@@ -24,10 +24,7 @@ impl Stamp {
     pub fn now() -> Stamp {
         let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         Stamp {
-            wall_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            wall_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             boottime_ns: t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64,
             boot_id: boot_id(),
         }
@@ -36,16 +33,13 @@ impl Stamp {
     /// How long ago `self` was, by the boot clock when it is the same boot, else None (the
     /// host rebooted in between: only the wall clock, which can be set, would say).
     pub fn age(&self, now: &Stamp) -> Option<std::time::Duration> {
-        (self.boot_id == now.boot_id && !self.boot_id.is_empty()).then(|| {
-            std::time::Duration::from_nanos(now.boottime_ns.saturating_sub(self.boottime_ns))
-        })
+        (self.boot_id == now.boot_id && !self.boot_id.is_empty())
+            .then(|| std::time::Duration::from_nanos(now.boottime_ns.saturating_sub(self.boottime_ns)))
     }
 }
 
 pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 /// What the run key signs.

@@ -42,16 +42,13 @@ use anyhow::{Context, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use changes::{CHANGES_SCHEMA, Change, Changes, HeldBack};
-pub use decision::{
-    APPROVAL_SCHEMA, Approval, ApprovalBody, DECISION_SCHEMA, Decision, DecisionBody, Stamp,
-    boot_id,
-};
+pub use decision::{APPROVAL_SCHEMA, Approval, ApprovalBody, DECISION_SCHEMA, Decision, DecisionBody, Stamp, boot_id};
 pub use drift::{DRIFT_SCHEMA, Drift, DriftItem};
-pub use fidelity::{Divergence, FIDELITY_SCHEMA, Fidelity, FileChannel, FileMismatch};
-pub use intent::{INTENT_SCHEMA, Intent};
 pub use rollback::{Entry as RollbackEntry, Manifest, RESTORED_SCHEMA, ROLLBACK_SCHEMA, Restored};
-pub use sink::{Access, Category, Caught, Disposition, Rpc, SinkLog};
 pub use snapshot::{HostSnapshot, SNAPSHOT_SCHEMA, Target};
+pub use fidelity::{Divergence, FIDELITY_SCHEMA, FileChannel, FileMismatch, Fidelity};
+pub use intent::{INTENT_SCHEMA, Intent};
+pub use sink::{Access, Caught, Category, Disposition, Rpc, SinkLog};
 pub use summary::{SUMMARY_SCHEMA, Summary};
 pub use verdict::{Containment, VERDICT_SCHEMA, Verdict};
 
@@ -88,9 +85,7 @@ pub const ROLLBACK_BLOBS: &str = "rollback/blobs";
 pub const ROLLBACK_RESTORED: &str = "rollback/restored.json";
 
 /// The files a decision binds by hash: an edit of any breaks it (and every approval of it).
-pub const BOUND: [&str; 8] = [
-    INTENT, SNAPSHOT, EVENTS, SUMMARY, GRAPH, CHANGES, SINK, VERDICT,
-];
+pub const BOUND: [&str; 8] = [INTENT, SNAPSHOT, EVENTS, SUMMARY, GRAPH, CHANGES, SINK, VERDICT];
 
 /// A JSON file of the run directory: its name and type.
 pub trait RunFile: Serialize + DeserializeOwned {
@@ -131,33 +126,21 @@ pub struct RunDir {
 impl RunDir {
     /// Create (with parents) and take the absolute path.
     pub fn create(path: &Path) -> Result<RunDir> {
-        fs::create_dir_all(path)
-            .on("creating", path, RUN_DIR)
-            .map_err(FileError::usage)?;
+        fs::create_dir_all(path).on("creating", path, RUN_DIR).map_err(FileError::usage)?;
         let path = fs::canonicalize(path).on("reading", path, RUN_DIR)?;
         Ok(RunDir { path, prefix: "" })
     }
 
     /// An existing run directory; bad input when it is not one.
     pub fn open(path: &Path) -> Result<RunDir, UsageError> {
-        let abs = fs::canonicalize(path).map_err(|e| {
-            UsageError::new(format!(
-                "{}: {e}: give the run directory of a `pilot run`",
-                path.display()
-            ))
-        })?;
-        Ok(RunDir {
-            path: abs,
-            prefix: "",
-        })
+        let abs = fs::canonicalize(path)
+            .map_err(|e| UsageError::new(format!("{}: {e}: give the run directory of a `pilot run`", path.display())))?;
+        Ok(RunDir { path: abs, prefix: "" })
     }
 
     /// A path taken as it is (readers that name the missing file themselves).
     pub fn at(path: &Path) -> RunDir {
-        RunDir {
-            path: path.to_path_buf(),
-            prefix: "",
-        }
+        RunDir { path: path.to_path_buf(), prefix: "" }
     }
 
     pub fn path(&self) -> &Path {
@@ -170,21 +153,14 @@ impl RunDir {
 
     /// `live/`: the run directory of the live run `pilot commit` made.
     pub fn live(&self) -> RunDir {
-        RunDir {
-            path: self.path.join(LIVE),
-            prefix: "live/",
-        }
+        RunDir { path: self.path.join(LIVE), prefix: "live/" }
     }
 
     /// A required file: missing or unreadable is bad input naming it.
     pub fn read<T: RunFile>(&self) -> Result<T> {
         let path = self.file(T::NAME);
-        let text = fs::read_to_string(&path).map_err(|e| {
-            UsageError::new(format!(
-                "{}: {e}: give the run directory of a `pilot run`",
-                path.display()
-            ))
-        })?;
+        let text = fs::read_to_string(&path)
+            .map_err(|e| UsageError::new(format!("{}: {e}: give the run directory of a `pilot run`", path.display())))?;
         parse(&path, &text)
     }
 
@@ -192,22 +168,14 @@ impl RunDir {
     pub fn read_optional<T: RunFile>(&self, problems: &mut Vec<String>) -> Option<T> {
         let path = self.file(T::NAME);
         let text = fs::read_to_string(&path).ok()?;
-        serde_json::from_str(&text)
-            .map_err(|e| {
-                problems.push(format!("{}{} could not be read: {e}", self.prefix, T::NAME))
-            })
-            .ok()
+        serde_json::from_str(&text).map_err(|e| problems.push(format!("{}{} could not be read: {e}", self.prefix, T::NAME))).ok()
     }
 
     /// graph.json, its schema checked.
     pub fn graph(&self) -> Result<Graph> {
         let path = self.file(GRAPH);
         Graph::read(&path).map_err(|e| {
-            UsageError::new(format!(
-                "{}: give a run directory of `pilot run` or `pilot trace --out`",
-                crate::error::one_line(&e)
-            ))
-            .into()
+            UsageError::new(format!("{}: give a run directory of `pilot run` or `pilot trace --out`", crate::error::one_line(&e))).into()
         })
     }
 
@@ -241,19 +209,13 @@ impl RunDir {
     /// `approvals/*.json`, each read or the reason it could not be, in name order.
     pub fn approvals(&self) -> Vec<(PathBuf, Result<Approval, String>)> {
         let mut files: Vec<PathBuf> = fs::read_dir(self.file(APPROVALS))
-            .map(|d| {
-                d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                    .collect()
-            })
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
             .unwrap_or_default();
         files.sort();
         files
             .into_iter()
             .map(|p| {
-                let read = fs::read_to_string(&p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+                let read = fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
                 (p, read)
             })
             .collect()
@@ -275,7 +237,6 @@ pub fn pretty<T: Serialize>(value: &T) -> String {
 }
 
 fn parse<T: RunFile>(path: &Path, text: &str) -> Result<T> {
-    let value: T =
-        serde_json::from_str(text).with_context(|| format!("parsing {}", path.display()))?;
+    let value: T = serde_json::from_str(text).with_context(|| format!("parsing {}", path.display()))?;
     Ok(value)
 }

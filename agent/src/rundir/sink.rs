@@ -110,3 +110,4 @@ pub enum Disposition {
     /// Read and recorded, never answered (a protocol the sink does not speak, `--rpc off`).
     Blackholed,
 }
+

@@ -45,11 +45,7 @@ impl Summary {
     pub fn add_observed(&mut self, o: &crate::graph::Observed) {
         self.blind_spots = Some(o.summary());
         if !o.io_uring.is_empty() {
-            self.io_uring = Some(format!(
-                "{} ({})",
-                crate::graph::channels::IO_URING_NOTE,
-                o.io_uring.join(", ")
-            ));
+            self.io_uring = Some(format!("{} ({})", crate::graph::channels::IO_URING_NOTE, o.io_uring.join(", ")));
         }
         if !o.unseen_processes.is_empty() {
             self.complete = false;
@@ -58,28 +54,15 @@ impl Summary {
 
     /// The account's first line.
     pub fn headline(&self) -> String {
-        let unseen = self.blind_spots.as_ref().map_or(0, |b| {
-            b.items
-                .iter()
-                .filter(|i| i.channel == Some(crate::graph::Channel::Cgroup))
-                .count()
-        });
+        let unseen = self.blind_spots.as_ref().map_or(0, |b| b.items.iter().filter(|i| i.channel == Some(crate::graph::Channel::Cgroup)).count());
         let completeness = if self.complete {
             "complete (0 events lost)".to_string()
         } else if self.lost_events == 0 && unseen > 0 {
             format!("INCOMPLETE: {unseen} process(es) in the pilot cgroup never traced")
         } else {
-            let causes: Vec<String> = self
-                .lost_by_cause
-                .iter()
-                .filter(|(_, v)| **v > 0)
-                .map(|(k, v)| format!("{v} {k}"))
-                .collect();
-            format!(
-                "INCOMPLETE: {} events lost ({})",
-                self.lost_events,
-                causes.join(", ")
-            )
+            let causes: Vec<String> =
+                self.lost_by_cause.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{v} {k}")).collect();
+            format!("INCOMPLETE: {} events lost ({})", self.lost_events, causes.join(", "))
         };
         format!(
             "pilot: traced {}: {} process{}, {} events, {}",

@@ -102,12 +102,7 @@ pub fn main(spec_arg: &str) -> ! {
 /// as before. Only ever called while C is single-threaded.
 fn fork_into(spec: &Spec, cgroup: &OwnedFd) -> io::Result<Option<rustix::process::Pid>> {
     match clone_into_cgroup(cgroup) {
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM | libc::EOPNOTSUPP)
-            ) =>
-        {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM | libc::EOPNOTSUPP)) => {
             join_cgroup(spec)?;
             fork()
         }
@@ -139,21 +134,10 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// stays the parent's in the child (nothing in I reads it: no pthread calls; W is forked by
 /// glibc, which resets it), as with every raw clone (youki spawns the same way).
 fn clone_into_cgroup(cgroup: &OwnedFd) -> io::Result<Option<rustix::process::Pid>> {
-    let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: std::os::fd::AsRawFd::as_raw_fd(cgroup) as u64,
-        ..Default::default()
-    };
+    let args = CloneArgs { flags: CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: std::os::fd::AsRawFd::as_raw_fd(cgroup) as u64, ..Default::default() };
     // SAFETY: no stack given (the child continues on a copy of ours, as after fork) and C is
     // single-threaded, so nothing else holds a lock the child would inherit.
-    match unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    } {
+    match unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) } {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(None),
         pid => Ok(rustix::process::Pid::from_raw(pid as i32)),
@@ -161,8 +145,7 @@ fn clone_into_cgroup(cgroup: &OwnedFd) -> io::Result<Option<rustix::process::Pid
 }
 
 fn join_cgroup(spec: &Spec) -> io::Result<()> {
-    std::fs::write(spec.cgroup.join("cgroup.procs"), "0\n")
-        .map_err(|e| io::Error::new(e.kind(), format!("joining {}: {e}", spec.cgroup.display())))
+    std::fs::write(spec.cgroup.join("cgroup.procs"), "0\n").map_err(|e| io::Error::new(e.kind(), format!("joining {}: {e}", spec.cgroup.display())))
 }
 
 /// fork(2). rustix has no fork for programs (only its runtime's); this is the one raw call
@@ -193,12 +176,8 @@ pub fn spec_memfd(json: &str) -> io::Result<std::fs::File> {
 fn read_spec(arg: &str) -> io::Result<String> {
     use std::io::Read;
     use std::os::fd::FromRawFd;
-    let Some(n) = arg.strip_prefix("fd:") else {
-        return Ok(arg.to_string());
-    };
-    let fd: i32 = n
-        .parse()
-        .map_err(|_| io::Error::other(format!("bad spec fd {n}")))?;
+    let Some(n) = arg.strip_prefix("fd:") else { return Ok(arg.to_string()) };
+    let fd: i32 = n.parse().map_err(|_| io::Error::other(format!("bad spec fd {n}")))?;
     let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
     let mut s = String::new();
     f.read_to_string(&mut s)?;
@@ -212,29 +191,17 @@ fn enter(spec: &Spec) -> io::Result<OwnedFd> {
     if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(spec.agent_pid) {
         return Err(io::Error::other("the agent is gone"));
     }
-    let cgroup = rustix::fs::open(
-        &spec.cgroup,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("opening {}: {e}", spec.cgroup.display()),
-        )
-    })?;
+    let cgroup = rustix::fs::open(&spec.cgroup, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("opening {}: {e}", spec.cgroup.display())))?;
     let _ = rustix::process::setsid();
     if let Some(fd) = spec.netns_fd {
         crate::sink::netns::join(fd)?;
         unsafe { libc::close(fd) };
     }
-    let flags =
-        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    let flags = UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
     // SAFETY: no CLONE_FILES: the fd table stays shared with nothing (single thread).
-    unsafe { rustix::thread::unshare_unsafe(flags) }
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare: {e}")))?;
-    mounts::make_private()
-        .map_err(|e| io::Error::new(e.kind(), format!("making mounts private: {e}")))?;
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare: {e}")))?;
+    mounts::make_private().map_err(|e| io::Error::new(e.kind(), format!("making mounts private: {e}")))?;
     Ok(cgroup)
 }
 
@@ -246,37 +213,20 @@ fn init(spec: &Spec) -> ! {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let plans = mounts::plan(&mounts::parse_mountinfo(&text));
     // Kept across the pivot: the new /proc is read-only, but W must write its uid/gid maps.
-    let host_proc = match rustix::fs::open(
-        "/proc",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    let host_proc = match rustix::fs::open("/proc", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
         Ok(f) => f,
         Err(e) => fail_setup(Some(spec), &format!("opening /proc: {e}")),
     };
     let staging = spec.run_dir.join("root");
-    let built = std::fs::create_dir_all(&staging)
-        .and_then(|_| mounts::build_root(&plans, &spec.run_dir, &staging, &spec.unix_sinks));
+    let built = std::fs::create_dir_all(&staging).and_then(|_| mounts::build_root(&plans, &spec.run_dir, &staging, &spec.unix_sinks));
     match built {
         // Where each upper layer belongs and how it was mounted, for `pilot diff` and the
         // verdict (before the pivot: after it the path would land in an overlay). Without it
         // `pilot diff` would find no changes at all: fail before anything runs instead.
         Ok(built) => {
             let mounts_json = spec.run_dir.join("mounts.json");
-            if let Err(e) = std::fs::write(
-                &mounts_json,
-                serde_json::to_string_pretty(&built).unwrap_or_default(),
-            ) {
-                fail_setup(
-                    Some(spec),
-                    &crate::error::FileError::new(
-                        "writing",
-                        &mounts_json,
-                        e,
-                        crate::error::RUN_DIR,
-                    )
-                    .to_string(),
-                );
+            if let Err(e) = std::fs::write(&mounts_json, serde_json::to_string_pretty(&built).unwrap_or_default()) {
+                fail_setup(Some(spec), &crate::error::FileError::new("writing", &mounts_json, e, crate::error::RUN_DIR).to_string());
             }
         }
         Err(e) => fail_setup(Some(spec), &format!("building the pilot's filesystem: {e}")),
@@ -325,18 +275,11 @@ fn workload(spec: &Spec, handshake: &Handshake) -> ! {
     // Our pid and start time as the host (and the probes) see them: /proc is the host's
     // procfs. The start time goes into TRACKED, so the exec record carries it even when the
     // command is gone before the agent could read /proc.
-    let global_pid: Option<u32> = std::fs::read_link("/proc/self")
-        .ok()
-        .and_then(|p| p.to_str()?.parse().ok());
-    let Some(global_pid) = global_pid else {
-        fail_setup(Some(spec), "cannot tell the pilot's pid from /proc/self")
-    };
+    let global_pid: Option<u32> = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok());
+    let Some(global_pid) = global_pid else { fail_setup(Some(spec), "cannot tell the pilot's pid from /proc/self") };
     let start_ns = crate::procfs::start_ns(global_pid).unwrap_or(0);
     if let Err(e) = own_user_namespace(handshake, global_pid) {
-        fail_setup(
-            Some(spec),
-            &format!("entering the pilot's user namespace: {e}"),
-        );
+        fail_setup(Some(spec), &format!("entering the pilot's user namespace: {e}"));
     }
     // Only stdin, stdout and stderr (vetted by the agent) cross into the pilot: an inherited
     // fd on a production file would be a write path around the overlay. The TRACKED map's fd
@@ -349,11 +292,7 @@ fn workload(spec: &Spec, handshake: &Handshake) -> ! {
     // lookup, not the command, and each would be traced before the exec record that carries
     // the start time.
     let argv0 = &spec.argv[0];
-    let program = if argv0.contains('/') {
-        PathBuf::from(argv0)
-    } else {
-        which::which(argv0).unwrap_or_else(|_| PathBuf::from(argv0))
-    };
+    let program = if argv0.contains('/') { PathBuf::from(argv0) } else { which::which(argv0).unwrap_or_else(|_| PathBuf::from(argv0)) };
     let mut cmd = Command::new(&program);
     cmd.arg0(&spec.argv[0]).args(&spec.argv[1..]);
     let deny_unix = spec.deny_unix_sockets;
@@ -361,31 +300,20 @@ fn workload(spec: &Spec, handshake: &Handshake) -> ! {
         // The supervisor tracks W (seccomp refuses bpf(2) from here) before it acknowledges
         // the listener: W's next recorded syscall is the execve.
         Some(fd) => {
-            let opts = seccomp::Options {
-                deny_unix,
-                supervise: true,
-            };
+            let opts = seccomp::Options { deny_unix, supervise: true };
             match seccomp::install(opts) {
                 Err(e) => fail_setup(Some(spec), &format!("installing the seccomp filter: {e}")),
                 Ok(Some(listener)) => {
                     // SAFETY: the agent handed this fd down for this; W owns it from here.
                     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
                     let _ = rustix::io::fcntl_setfd(&listener, rustix::io::FdFlags::CLOEXEC);
-                    if let Err(e) =
-                        supervisor::handover::send(socket.as_fd(), listener.as_fd(), global_pid)
-                    {
-                        fail_setup(
-                            Some(spec),
-                            &format!("handing the seccomp listener to the supervisor: {e}"),
-                        );
+                    if let Err(e) = supervisor::handover::send(socket.as_fd(), listener.as_fd(), global_pid) {
+                        fail_setup(Some(spec), &format!("handing the seccomp listener to the supervisor: {e}"));
                     }
                     // Closed by the exec, not by a traced close.
                     std::mem::forget((socket, listener));
                 }
-                Ok(None) => fail_setup(
-                    Some(spec),
-                    "the seccomp filter gave no listener for the supervisor",
-                ),
+                Ok(None) => fail_setup(Some(spec), "the seccomp filter gave no listener for the supervisor"),
             }
         }
         // No supervisor: W tracks itself in the last step before the exec. std runs pre_exec
@@ -394,17 +322,11 @@ fn workload(spec: &Spec, handshake: &Handshake) -> ! {
             let (tracked, run) = (spec.tracked_fd, spec.run);
             unsafe {
                 cmd.pre_exec(move || {
-                    crate::probes::track_pid_since(tracked, global_pid, run, start_ns).map_err(
-                        |e| io::Error::new(e.kind(), format!("tracking the pilot: {e}")),
-                    )?;
-                    seccomp::install(seccomp::Options {
-                        deny_unix,
-                        supervise: false,
-                    })
-                    .map(|_| ())
-                    .map_err(|e| {
-                        io::Error::new(e.kind(), format!("installing the seccomp filter: {e}"))
-                    })
+                    crate::probes::track_pid_since(tracked, global_pid, run, start_ns)
+                        .map_err(|e| io::Error::new(e.kind(), format!("tracking the pilot: {e}")))?;
+                    seccomp::install(seccomp::Options { deny_unix, supervise: false })
+                        .map(|_| ())
+                        .map_err(|e| io::Error::new(e.kind(), format!("installing the seccomp filter: {e}")))
                 })
             };
         }
@@ -418,11 +340,7 @@ fn workload(spec: &Spec, handshake: &Handshake) -> ! {
 /// close-on-exec. (close_range: rustix has no wrapper for it.)
 fn close_all_but(keep: &[i32]) {
     const CLOSE_RANGE: libc::c_long = 436;
-    let mut keep: Vec<u32> = keep
-        .iter()
-        .filter(|fd| **fd > 2)
-        .map(|fd| *fd as u32)
-        .collect();
+    let mut keep: Vec<u32> = keep.iter().filter(|fd| **fd > 2).map(|fd| *fd as u32).collect();
     keep.sort();
     let mut first = 3u32;
     for k in keep.iter().copied().chain(std::iter::once(u32::MAX)) {
@@ -449,17 +367,12 @@ struct Handshake {
 
 impl Handshake {
     fn new() -> io::Result<Handshake> {
-        Ok(Handshake {
-            to_init: rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?,
-            to_worker: rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?,
-        })
+        Ok(Handshake { to_init: rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?, to_worker: rustix::pipe::pipe_with(PipeFlags::CLOEXEC)? })
     }
 }
 
 fn read_exact(fd: BorrowedFd, buf: &mut [u8]) -> io::Result<()> {
-    File::from(fd.try_clone_to_owned()?)
-        .read_exact(buf)
-        .map_err(|_| io::Error::other("the other side of the handshake is gone"))
+    File::from(fd.try_clone_to_owned()?).read_exact(buf).map_err(|_| io::Error::other("the other side of the handshake is gone"))
 }
 
 fn write_all(fd: BorrowedFd, buf: &[u8]) -> io::Result<()> {
@@ -470,15 +383,12 @@ fn write_all(fd: BorrowedFd, buf: &[u8]) -> io::Result<()> {
 /// must be written by a process that holds CAP_SETUID in the parent namespace: I.
 fn own_user_namespace(h: &Handshake, global_pid: u32) -> io::Result<()> {
     // SAFETY: no CLONE_FILES (single thread).
-    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare: {e}")))?;
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }.map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare: {e}")))?;
     write_all(h.to_init.1.as_fd(), &global_pid.to_ne_bytes())?;
     let mut ok = [0u8; 1];
     read_exact(h.to_worker.0.as_fd(), &mut ok)?;
     if ok[0] != 1 {
-        return Err(io::Error::other(
-            "pilot-init could not write the uid/gid maps",
-        ));
+        return Err(io::Error::other("pilot-init could not write the uid/gid maps"));
     }
     Ok(())
 }
@@ -490,14 +400,9 @@ fn map_worker(h: &Handshake, host_proc: BorrowedFd) -> io::Result<()> {
     let pid = u32::from_ne_bytes(pid);
     let mut result = Ok(());
     for name in ["uid_map", "gid_map"] {
-        let written = rustix::fs::openat(
-            host_proc,
-            format!("{pid}/{name}").as_str(),
-            OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io::Error::from)
-        .and_then(|fd| File::from(fd).write_all(b"0 0 4294967295\n"));
+        let written = rustix::fs::openat(host_proc, format!("{pid}/{name}").as_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io::Error::from)
+            .and_then(|fd| File::from(fd).write_all(b"0 0 4294967295\n"));
         if let Err(e) = written {
             result = Err(io::Error::new(e.kind(), format!("{name}: {e}")));
             break;

@@ -7,7 +7,8 @@
 //! (DESIGN: /tmp, /run, /dev/shm... are separate filesystems on most hosts).
 use std::{
     ffi::CString,
-    fs, io,
+    fs,
+    io,
     path::{Path, PathBuf},
 };
 
@@ -40,37 +41,15 @@ pub enum Plan {
 /// Filesystems a pilot must not see at all (kernel control surfaces) or that /proc, /sys and
 /// /dev handling covers.
 const ABSENT: &[&str] = &[
-    "proc",
-    "sysfs",
-    "cgroup",
-    "cgroup2",
-    "bpf",
-    "tracefs",
-    "debugfs",
-    "securityfs",
-    "pstore",
-    "configfs",
-    "fusectl",
-    "mqueue",
-    "devpts",
-    "hugetlbfs",
-    "autofs",
-    "binfmt_misc",
-    "nsfs",
-    "efivarfs",
-    "devtmpfs",
-    "rpc_pipefs",
-    "nfsd",
+    "proc", "sysfs", "cgroup", "cgroup2", "bpf", "tracefs", "debugfs", "securityfs", "pstore",
+    "configfs", "fusectl", "mqueue", "devpts", "hugetlbfs", "autofs", "binfmt_misc", "nsfs",
+    "efivarfs", "devtmpfs", "rpc_pipefs", "nfsd",
 ];
 
 pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
     crate::procfs::mounts(text)
         .into_iter()
-        .map(|m| MountInfo {
-            mount_point: m.mount_point,
-            fstype: m.fstype,
-            read_only: m.read_only,
-        })
+        .map(|m| MountInfo { mount_point: m.mount_point, fstype: m.fstype, read_only: m.read_only })
         .collect()
 }
 
@@ -80,17 +59,9 @@ pub fn plan(mounts: &[MountInfo]) -> Vec<Plan> {
     let mut seen = std::collections::HashSet::new();
     let mut plans: Vec<Plan> = Vec::new();
     let mut sorted: Vec<&MountInfo> = mounts.iter().collect();
-    sorted.sort_by_key(|m| {
-        if m.mount_point == "/" {
-            0
-        } else {
-            m.mount_point.matches('/').count()
-        }
-    });
+    sorted.sort_by_key(|m| if m.mount_point == "/" { 0 } else { m.mount_point.matches('/').count() });
     for m in sorted {
-        let special = ["/proc", "/sys", "/dev"]
-            .iter()
-            .any(|p| is_at_or_under(&m.mount_point, p))
+        let special = ["/proc", "/sys", "/dev"].iter().any(|p| is_at_or_under(&m.mount_point, p))
             && m.mount_point != "/dev/shm";
         if special || ABSENT.contains(&m.fstype.as_str()) {
             continue;
@@ -99,15 +70,9 @@ pub fn plan(mounts: &[MountInfo]) -> Vec<Plan> {
             continue; // stacked mounts: the path already resolves to the top one
         }
         plans.push(if m.read_only {
-            Plan::ReadOnly {
-                mount_point: m.mount_point.clone(),
-            }
+            Plan::ReadOnly { mount_point: m.mount_point.clone() }
         } else {
-            Plan::Overlay {
-                mount_point: m.mount_point.clone(),
-                key: key_of(&m.mount_point),
-                options: String::new(),
-            }
+            Plan::Overlay { mount_point: m.mount_point.clone(), key: key_of(&m.mount_point), options: String::new() }
         });
     }
     plans
@@ -134,12 +99,7 @@ pub const OVERLAY_FEATURES: &[&str] = &["redirect_dir=on,metacopy=on", "redirect
 
 /// Build the view under `staging` (then `pivot` into it). Returns the plans with the overlay
 /// options each mount got. Runs in the sandbox's own, private mount namespace.
-pub fn build_root(
-    plans: &[Plan],
-    run_dir: &Path,
-    staging: &Path,
-    unix_sinks: &[(String, PathBuf)],
-) -> io::Result<Vec<Plan>> {
+pub fn build_root(plans: &[Plan], run_dir: &Path, staging: &Path, unix_sinks: &[(String, PathBuf)]) -> io::Result<Vec<Plan>> {
     let mut built = Vec::new();
     for p in plans {
         match p {
@@ -149,25 +109,12 @@ pub fn build_root(
             // need directories, so it is read-only for the pilot.
             Plan::Overlay { mount_point, .. } if !Path::new(mount_point).is_dir() => {
                 bind_read_only(Path::new(mount_point), &inside(staging, mount_point))?;
-                built.push(Plan::ReadOnly {
-                    mount_point: mount_point.clone(),
-                });
+                built.push(Plan::ReadOnly { mount_point: mount_point.clone() });
                 continue;
             }
-            Plan::Overlay {
-                mount_point, key, ..
-            } => {
-                let options = overlay(
-                    Path::new(mount_point),
-                    run_dir,
-                    key,
-                    &inside(staging, mount_point),
-                )?;
-                built.push(Plan::Overlay {
-                    mount_point: mount_point.clone(),
-                    key: key.clone(),
-                    options,
-                });
+            Plan::Overlay { mount_point, key, .. } => {
+                let options = overlay(Path::new(mount_point), run_dir, key, &inside(staging, mount_point))?;
+                built.push(Plan::Overlay { mount_point: mount_point.clone(), key: key.clone(), options });
                 continue;
             }
             Plan::ReadOnly { mount_point } => {
@@ -207,30 +154,17 @@ fn overlay(lower: &Path, run_dir: &Path, key: &str, target: &Path) -> io::Result
     );
     let mut last = None;
     for features in OVERLAY_FEATURES {
-        let opts = if features.is_empty() {
-            base.clone()
-        } else {
-            format!("{base},{features}")
-        };
+        let opts = if features.is_empty() { base.clone() } else { format!("{base},{features}") };
         // nodev: a device node lying on a live filesystem (a chroot, a container tree) must
         // not open the real device.
-        match mount(
-            Some("overlay"),
-            target,
-            Some("overlay"),
-            MountFlags::NODEV,
-            Some(&opts),
-        ) {
+        match mount(Some("overlay"), target, Some("overlay"), MountFlags::NODEV, Some(&opts)) {
             Ok(()) => return Ok(features.to_string()),
             // EINVAL: an option this kernel or this upper filesystem does not take.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
             Err(e) => return Err(with_what(e, &format!("overlay on {}", lower.display()))),
         }
     }
-    Err(with_what(
-        last.unwrap_or_else(|| io::Error::other("no options")),
-        &format!("overlay on {}", lower.display()),
-    ))
+    Err(with_what(last.unwrap_or_else(|| io::Error::other("no options")), &format!("overlay on {}", lower.display())))
 }
 
 /// What the overlays of a run used (mounts.json), for verdict.json: e.g. `redirect_dir=on,metacopy=on`.
@@ -238,11 +172,7 @@ pub fn features_used(plans: &[Plan]) -> String {
     let mut used: Vec<&str> = plans
         .iter()
         .filter_map(|p| match p {
-            Plan::Overlay { options, .. } => Some(if options.is_empty() {
-                "no redirect_dir (directory renames fail with EXDEV)"
-            } else {
-                options.as_str()
-            }),
+            Plan::Overlay { options, .. } => Some(if options.is_empty() { "no redirect_dir (directory renames fail with EXDEV)" } else { options.as_str() }),
             Plan::ReadOnly { .. } => None,
         })
         .collect();
@@ -253,10 +183,7 @@ pub fn features_used(plans: &[Plan]) -> String {
 
 /// `features_used` of the run in `run_dir` (its mounts.json).
 pub fn features_in(run_dir: &Path) -> String {
-    let plans: Vec<Plan> = fs::read_to_string(run_dir.join("mounts.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let plans: Vec<Plan> = fs::read_to_string(run_dir.join("mounts.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     features_used(&plans)
 }
 
@@ -268,16 +195,8 @@ fn bind_unix_sinks(staging: &Path, unix_sinks: &[(String, PathBuf)]) {
         if !target.exists() {
             continue;
         }
-        if let Err(e) = mount(
-            Some(&own.to_string_lossy()),
-            &target,
-            None,
-            MountFlags::BIND,
-            None,
-        ) {
-            eprintln!(
-                "pilot: sandbox: the sink's socket for {live}: {e} (connects there are refused)"
-            );
+        if let Err(e) = mount(Some(&own.to_string_lossy()), &target, None, MountFlags::BIND, None) {
+            eprintln!("pilot: sandbox: the sink's socket for {live}: {e} (connects there are refused)");
         }
     }
 }
@@ -290,112 +209,59 @@ fn inside(staging: &Path, mount_point: &str) -> PathBuf {
 /// Returns the /dev/shm overlay's plan when there is one.
 fn build_dev(staging: &Path, run_dir: &Path, plans: &[Plan]) -> io::Result<Option<Plan>> {
     let dev = staging.join("dev");
-    mount(
-        Some("tmpfs"),
-        &dev,
-        Some("tmpfs"),
-        MountFlags::NOSUID,
-        Some("mode=755,size=1m"),
-    )
-    .map_err(|e| with_what(e, "tmpfs on /dev"))?;
+    mount(Some("tmpfs"), &dev, Some("tmpfs"), MountFlags::NOSUID, Some("mode=755,size=1m"))
+        .map_err(|e| with_what(e, "tmpfs on /dev"))?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(node);
         fs::write(&target, b"").map_err(|e| with_what(e, &format!("creating /dev/{node}")))?;
-        rustix::mount::mount_bind(format!("/dev/{node}").as_str(), &target)
-            .map_err(|e| with_what(e.into(), &format!("/dev/{node}")))?;
+        rustix::mount::mount_bind(format!("/dev/{node}").as_str(), &target).map_err(|e| with_what(e.into(), &format!("/dev/{node}")))?;
     }
     fs::create_dir(dev.join("pts")).map_err(|e| with_what(e, "creating /dev/pts"))?;
     // A devpts of its own: the host's would let the pilot write to (and resize, which signals
     // their foreground processes) every other session's terminal.
-    mount(
-        Some("devpts"),
-        &dev.join("pts"),
-        Some("devpts"),
-        MountFlags::NOSUID | MountFlags::NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=620"),
-    )
-    .map_err(|e| with_what(e, "devpts on /dev/pts"))?;
-    let link = |target: &str, name: &str| {
-        std::os::unix::fs::symlink(target, dev.join(name))
-            .map_err(|e| with_what(e, &format!("creating /dev/{name}")))
-    };
+    mount(Some("devpts"), &dev.join("pts"), Some("devpts"), MountFlags::NOSUID | MountFlags::NOEXEC, Some("newinstance,ptmxmode=0666,mode=620"))
+        .map_err(|e| with_what(e, "devpts on /dev/pts"))?;
+    let link = |target: &str, name: &str| std::os::unix::fs::symlink(target, dev.join(name)).map_err(|e| with_what(e, &format!("creating /dev/{name}")));
     link("pts/ptmx", "ptmx")?;
     link("/proc/self/fd", "fd")?;
     for (i, name) in ["stdin", "stdout", "stderr"].iter().enumerate() {
         link(&format!("/proc/self/fd/{i}"), name)?;
     }
     fs::create_dir(dev.join("shm")).map_err(|e| with_what(e, "creating /dev/shm"))?;
-    let shm = plans
-        .iter()
-        .find(|p| matches!(p, Plan::Overlay { mount_point, .. } if mount_point == "/dev/shm"));
-    let Some(Plan::Overlay { key, .. }) = shm else {
-        return Ok(None);
-    };
+    let shm = plans.iter().find(|p| matches!(p, Plan::Overlay { mount_point, .. } if mount_point == "/dev/shm"));
+    let Some(Plan::Overlay { key, .. }) = shm else { return Ok(None) };
     let options = overlay(Path::new("/dev/shm"), run_dir, key, &dev.join("shm"))?;
-    Ok(Some(Plan::Overlay {
-        mount_point: "/dev/shm".into(),
-        key: key.clone(),
-        options,
-    }))
+    Ok(Some(Plan::Overlay { mount_point: "/dev/shm".into(), key: key.clone(), options }))
 }
 
 fn bind_read_only(src: &Path, target: &Path) -> io::Result<()> {
-    rustix::mount::mount_bind(src, target)
-        .map_err(|e| with_what(e.into(), &format!("bind {}", src.display())))?;
-    rustix::mount::mount_remount(
-        target,
-        MountFlags::BIND | MountFlags::RDONLY | MountFlags::NODEV,
-        "",
-    )
-    .map_err(|e| with_what(e.into(), &format!("read-only {}", src.display())))
+    rustix::mount::mount_bind(src, target).map_err(|e| with_what(e.into(), &format!("bind {}", src.display())))?;
+    rustix::mount::mount_remount(target, MountFlags::BIND | MountFlags::RDONLY | MountFlags::NODEV, "")
+        .map_err(|e| with_what(e.into(), &format!("read-only {}", src.display())))
 }
 
 /// Make `staging` the root: pivot_root(".", ".") then detach the old root stacked beneath.
 pub fn pivot(staging: &Path) -> io::Result<()> {
-    std::env::set_current_dir(staging)
-        .map_err(|e| with_what(e, &format!("entering {}", staging.display())))?;
+    std::env::set_current_dir(staging).map_err(|e| with_what(e, &format!("entering {}", staging.display())))?;
     rustix::process::pivot_root(".", ".").map_err(|e| with_what(e.into(), "pivot_root"))?;
-    rustix::mount::unmount(".", UnmountFlags::DETACH)
-        .map_err(|e| with_what(e.into(), "detaching the old root"))?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(|e| with_what(e.into(), "detaching the old root"))?;
     std::env::set_current_dir("/")
 }
 
 /// Overlay options separate with `,` and `:`; escape them in paths.
 fn escape_opt(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace(',', "\\,")
-        .replace(':', "\\:")
+    s.replace('\\', "\\\\").replace(',', "\\,").replace(':', "\\:")
 }
 
 /// mount(2) of a filesystem.
-pub fn mount(
-    src: Option<&str>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: MountFlags,
-    data: Option<&str>,
-) -> io::Result<()> {
-    let data = data
-        .map(CString::new)
-        .transpose()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in mount options"))?;
-    rustix::mount::mount(
-        src.unwrap_or(""),
-        target,
-        fstype.unwrap_or(""),
-        flags,
-        data.as_deref(),
-    )
-    .map_err(io::Error::from)
+pub fn mount(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MountFlags, data: Option<&str>) -> io::Result<()> {
+    let data = data.map(CString::new).transpose().map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in mount options"))?;
+    rustix::mount::mount(src.unwrap_or(""), target, fstype.unwrap_or(""), flags, data.as_deref()).map_err(io::Error::from)
 }
 
 /// The mount namespace's mounts stop propagating to and from the host's.
 pub fn make_private() -> io::Result<()> {
-    rustix::mount::mount_change(
-        "/",
-        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-    )
-    .map_err(io::Error::from)
+    rustix::mount::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC).map_err(io::Error::from)
 }
 
 fn with_what(e: io::Error, what: &str) -> io::Error {
@@ -405,10 +271,7 @@ fn with_what(e: io::Error, what: &str) -> io::Error {
 /// A directory of the run directory that could not be made, with the advice (a full disk...).
 fn in_run_dir(e: io::Error, dir: &Path) -> io::Error {
     let kind = e.kind();
-    io::Error::new(
-        kind,
-        crate::error::FileError::new("creating", dir, e, crate::error::RUN_DIR).to_string(),
-    )
+    io::Error::new(kind, crate::error::FileError::new("creating", dir, e, crate::error::RUN_DIR).to_string())
 }
 
 #[cfg(test)]
@@ -434,29 +297,11 @@ mod tests {
         assert_eq!(
             plans,
             vec![
-                Plan::Overlay {
-                    mount_point: "/".into(),
-                    key: "root".into(),
-                    options: String::new()
-                },
-                Plan::Overlay {
-                    mount_point: "/tmp".into(),
-                    key: "tmp".into(),
-                    options: String::new()
-                },
-                Plan::Overlay {
-                    mount_point: "/dev/shm".into(),
-                    key: "dev_shm".into(),
-                    options: String::new()
-                },
-                Plan::Overlay {
-                    mount_point: "/mnt/my data".into(),
-                    key: "mnt_my_data".into(),
-                    options: String::new()
-                },
-                Plan::ReadOnly {
-                    mount_point: "/opt/ro".into()
-                },
+                Plan::Overlay { mount_point: "/".into(), key: "root".into(), options: String::new() },
+                Plan::Overlay { mount_point: "/tmp".into(), key: "tmp".into(), options: String::new() },
+                Plan::Overlay { mount_point: "/dev/shm".into(), key: "dev_shm".into(), options: String::new() },
+                Plan::Overlay { mount_point: "/mnt/my data".into(), key: "mnt_my_data".into(), options: String::new() },
+                Plan::ReadOnly { mount_point: "/opt/ro".into() },
             ]
         );
     }

@@ -17,9 +17,7 @@ use std::{
     os::fd::{FromRawFd, OwnedFd},
 };
 
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
 /// x86_64 syscalls a pilot may not make (EPERM).
 pub const DENIED: &[&str] = &[
@@ -73,22 +71,16 @@ pub enum When {
 }
 
 /// open(2) flags with write intent: O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND.
-const WRITE_INTENT: &[(u64, u64)] = &[
-    (0o3, 0o1),
-    (0o3, 0o2),
-    (0o100, 0o100),
-    (0o1000, 0o1000),
-    (0o2000, 0o2000),
-];
+const WRITE_INTENT: &[(u64, u64)] = &[(0o3, 0o1), (0o3, 0o2), (0o100, 0o100), (0o1000, 0o1000), (0o2000, 0o2000)];
 /// fcntl commands that take or test a lock: F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK,
 /// F_OFD_SETLK, F_OFD_SETLKW.
 pub const LOCK_CMDS: &[u64] = &[5, 6, 7, 36, 37, 38];
 /// Socket ioctls that change an interface, a route or the ARP table (SIOCS*, SIOCADD*,
 /// SIOCDEL*, bridges and bonds).
 pub const NETCONF_IOCTLS: &[u64] = &[
-    0x890B, 0x890C, 0x8911, 0x8914, 0x8916, 0x8918, 0x891a, 0x891c, 0x891e, 0x8920, 0x8922, 0x8923,
-    0x8924, 0x8931, 0x8932, 0x8934, 0x8936, 0x8937, 0x8943, 0x8949, 0x8953, 0x8955, 0x8960, 0x8962,
-    0x8971, 0x8990, 0x8991, 0x8992, 0x8995, 0x89a0, 0x89a1, 0x89a2, 0x89a3,
+    0x890B, 0x890C, 0x8911, 0x8914, 0x8916, 0x8918, 0x891a, 0x891c, 0x891e, 0x8920, 0x8922, 0x8923, 0x8924,
+    0x8931, 0x8932, 0x8934, 0x8936, 0x8937, 0x8943, 0x8949, 0x8953, 0x8955, 0x8960, 0x8962, 0x8971, 0x8990,
+    0x8991, 0x8992, 0x8995, 0x89a0, 0x89a1, 0x89a2, 0x89a3,
 ];
 
 /// Syscalls the supervisor answers (besides `HELD`), and when.
@@ -153,15 +145,7 @@ pub fn filter(opts: Options) -> Result<ScmpFilterContext, libseccomp::error::Sec
         ctx.add_rule(eperm, ScmpSyscall::from_name(name)?)?;
     }
     if opts.deny_unix {
-        ctx.add_rule_conditional(
-            eperm,
-            ScmpSyscall::from_name("socket")?,
-            &[ScmpArgCompare::new(
-                0,
-                ScmpCompareOp::Equal,
-                libc::AF_UNIX as u64,
-            )],
-        )?;
+        ctx.add_rule_conditional(eperm, ScmpSyscall::from_name("socket")?, &[ScmpArgCompare::new(0, ScmpCompareOp::Equal, libc::AF_UNIX as u64)])?;
     }
     if !opts.supervise {
         for name in HELD.iter().filter(|n| !matches!(**n, "mount" | "umount2")) {
@@ -179,11 +163,7 @@ pub fn filter(opts: Options) -> Result<ScmpFilterContext, libseccomp::error::Sec
                 ctx.add_rule(ScmpAction::Notify, nr)?;
             }
             When::NonZero(i) => {
-                ctx.add_rule_conditional(
-                    ScmpAction::Notify,
-                    nr,
-                    &[ScmpArgCompare::new(i, ScmpCompareOp::NotEqual, 0)],
-                )?;
+                ctx.add_rule_conditional(ScmpAction::Notify, nr, &[ScmpArgCompare::new(i, ScmpCompareOp::NotEqual, 0)])?;
             }
             When::OneOf(i, values) => {
                 for v in values {
@@ -193,15 +173,7 @@ pub fn filter(opts: Options) -> Result<ScmpFilterContext, libseccomp::error::Sec
             }
             When::Bits(i, patterns) => {
                 for (mask, value) in patterns {
-                    ctx.add_rule_conditional(
-                        ScmpAction::Notify,
-                        nr,
-                        &[ScmpArgCompare::new(
-                            i,
-                            ScmpCompareOp::MaskedEqual(*mask),
-                            *value,
-                        )],
-                    )?;
+                    ctx.add_rule_conditional(ScmpAction::Notify, nr, &[ScmpArgCompare::new(i, ScmpCompareOp::MaskedEqual(*mask), *value)])?;
                 }
             }
         }
@@ -244,79 +216,41 @@ mod tests {
 
     #[test]
     fn denies_and_supervises_by_name() {
-        let text = pfc(Options {
-            deny_unix: true,
-            supervise: true,
-        });
+        let text = pfc(Options { deny_unix: true, supervise: true });
         for name in DENIED {
-            assert!(
-                text.contains(&format!(
-                    "if ($syscall == {})",
-                    ScmpSyscall::from_name(name).unwrap().as_raw_syscall()
-                )),
-                "{name} missing:\n{text}"
-            );
+            assert!(text.contains(&format!("if ($syscall == {})", ScmpSyscall::from_name(name).unwrap().as_raw_syscall())), "{name} missing:\n{text}");
         }
         assert!(text.contains("action ERRNO(1)"), "{text}");
         // SCMP_ACT_NOTIFY (libseccomp 2.5 prints it as a number).
-        assert!(
-            text.contains("action NOTIFY") || text.contains("action 0x7fc00000"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# invalid architecture action\naction ERRNO(1)"),
-            "{text}"
-        );
+        assert!(text.contains("action NOTIFY") || text.contains("action 0x7fc00000"), "{text}");
+        assert!(text.contains("# invalid architecture action\naction ERRNO(1)"), "{text}");
     }
 
     /// x32 syscalls (nr | 0x40000000) on the x86_64 ABI fail like other architectures':
     /// libseccomp's program compares the number against the x32 bit before any rule.
     #[test]
     fn x32_syscalls_are_refused() {
-        let ctx = filter(Options {
-            deny_unix: false,
-            supervise: true,
-        })
-        .unwrap();
+        let ctx = filter(Options { deny_unix: false, supervise: true }).unwrap();
         let mut file = tempfile::tempfile().unwrap();
         ctx.export_bpf(&file).unwrap();
         use std::io::{Read, Seek};
         file.rewind().unwrap();
         let mut prog = Vec::new();
         file.read_to_end(&mut prog).unwrap();
-        let insns: Vec<(u16, u32)> = prog
-            .chunks(8)
-            .map(|i| {
-                (
-                    u16::from_ne_bytes([i[0], i[1]]),
-                    u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
-                )
-            })
-            .collect();
+        let insns: Vec<(u16, u32)> = prog.chunks(8).map(|i| (u16::from_ne_bytes([i[0], i[1]]), u32::from_ne_bytes([i[4], i[5], i[6], i[7]]))).collect();
         const JGT: u16 = 0x25;
         const JGE: u16 = 0x35;
         assert!(
-            insns
-                .iter()
-                .any(|(code, k)| (*code == JGT && *k == 0x3fff_ffff)
-                    || (*code == JGE && *k == 0x4000_0000)),
+            insns.iter().any(|(code, k)| (*code == JGT && *k == 0x3fff_ffff) || (*code == JGE && *k == 0x4000_0000)),
             "no x32 check in {insns:x?}"
         );
     }
 
     #[test]
     fn without_a_supervisor_held_syscalls_are_refused() {
-        let text = pfc(Options {
-            deny_unix: false,
-            supervise: false,
-        });
+        let text = pfc(Options { deny_unix: false, supervise: false });
         assert!(!text.contains("NOTIFY"), "{text}");
-        let settime = ScmpSyscall::from_name("clock_settime")
-            .unwrap()
-            .as_raw_syscall();
-        assert!(
-            text.contains(&format!("if ($syscall == {settime})")),
-            "{text}"
-        );
+        let settime = ScmpSyscall::from_name("clock_settime").unwrap().as_raw_syscall();
+        assert!(text.contains(&format!("if ($syscall == {settime})")), "{text}");
     }
 }

@@ -70,13 +70,7 @@ pub struct Finished {
 impl Lifecycle {
     /// Probes loaded and outputs open: the target starts now.
     pub fn new(probes: Probes, out: Output) -> Lifecycle {
-        Lifecycle {
-            probes,
-            session: Session::new(),
-            out,
-            started_at: SystemTime::now(),
-            started: Instant::now(),
-        }
+        Lifecycle { probes, session: Session::new(), out, started_at: SystemTime::now(), started: Instant::now() }
     }
 
     /// Pump records until `rule` says the tree is done.
@@ -100,8 +94,7 @@ impl Lifecycle {
     /// settle processes whose exit fell outside the trace.
     pub fn drain(&mut self) -> Result<()> {
         self.session.pump(&mut self.probes, &mut self.out)?;
-        self.session
-            .collect_writes(&mut self.probes, None, &mut self.out)?;
+        self.session.collect_writes(&mut self.probes, None, &mut self.out)?;
         self.session.tracker.reconcile_exited();
         Ok(())
     }
@@ -117,32 +110,15 @@ impl Lifecycle {
         self.out.finish(&summary)?;
         self.session.observer_finished()?;
         let builder = std::mem::take(&mut self.session.graph);
-        let graph = builder.finish(
-            summary.target.clone(),
-            snapshot,
-            &self.session.tracker,
-            lost,
-        );
-        Ok(Finished {
-            probes: self.probes,
-            session: self.session,
-            out: self.out,
-            summary,
-            graph,
-            lost,
-        })
+        let graph = builder.finish(summary.target.clone(), snapshot, &self.session.tracker, lost);
+        Ok(Finished { probes: self.probes, session: self.session, out: self.out, summary, graph, lost })
     }
 }
 
 impl Finished {
     /// The text account on stderr, headed by the summary's line.
     pub fn print_account(&self) {
-        eprint!(
-            "{}",
-            self.session
-                .account
-                .render(&self.session.tracker, &self.summary.headline())
-        );
+        eprint!("{}", self.session.account.render(&self.session.tracker, &self.summary.headline()));
     }
 }
 

@@ -29,8 +29,7 @@ pub trait Observer {
     fn finished(&mut self) -> Result<()>;
 }
 
-static OBSERVER: std::sync::OnceLock<fn() -> Option<Box<dyn Observer>>> =
-    std::sync::OnceLock::new();
+static OBSERVER: std::sync::OnceLock<fn() -> Option<Box<dyn Observer>>> = std::sync::OnceLock::new();
 
 /// Give every new session an observer made by `factory` (when it returns one).
 pub fn observe_with(factory: fn() -> Option<Box<dyn Observer>>) {
@@ -84,27 +83,15 @@ impl Session {
             command: t.command.clone(),
             root_pid: t.root_pid,
             exit_code: t.exit_code,
-            started_unix_ms: t
-                .started_at
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0),
+            started_unix_ms: t.started_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
             duration_ms: t.started.elapsed().as_millis(),
             processes: self.tracker.processes().count(),
             events: self.events,
-            events_by_kind: counts
-                .by_kind
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
+            events_by_kind: counts.by_kind.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             records: counts.records,
             decode_errors: counts.decode_errors,
             lost_events: lost,
-            lost_by_cause: loss::NAMES
-                .iter()
-                .zip(losses)
-                .map(|(n, v)| (n.to_string(), v))
-                .collect(),
+            lost_by_cause: loss::NAMES.iter().zip(losses).map(|(n, v)| (n.to_string(), v)).collect(),
             complete: lost == 0 && counts.decode_errors == 0,
             ringbuf_bytes: self.ring.0,
             ringbuf_peak_bytes: self.ring.1,
@@ -121,9 +108,7 @@ impl Session {
         let run = probes.run_id();
         loop {
             let (ending, owned) = {
-                let Some(item) = probes.ring().next() else {
-                    break;
-                };
+                let Some(item) = probes.ring().next() else { break };
                 match decode::decode(&item) {
                     // The ring is this run's alone; the kernel stamps every record with its run.
                     Ok(rec) if rec.run != run => {
@@ -170,60 +155,24 @@ impl Session {
 
     /// Issue 16: what the sandbox's supervisor answered or held back (not in the ring
     /// buffer), delivered like the kernel's events.
-    pub fn supervised(
-        &mut self,
-        n: crate::sandbox::supervisor::Notice,
-        out: &mut Output,
-    ) -> Result<()> {
-        let Session {
-            tracker,
-            account,
-            graph,
-            events,
-            observer,
-            ..
-        } = self;
-        deliver(account, graph, events, observer, out, |sink| {
-            tracker.supervised(n, sink)
-        })
+    pub fn supervised(&mut self, n: crate::sandbox::supervisor::Notice, out: &mut Output) -> Result<()> {
+        let Session { tracker, account, graph, events, observer, .. } = self;
+        deliver(account, graph, events, observer, out, |sink| tracker.supervised(n, sink))
     }
 
     fn handle(&mut self, rec: &decode::Record, out: &mut Output) -> Result<()> {
-        let Session {
-            tracker,
-            account,
-            graph,
-            events,
-            observer,
-            ..
-        } = self;
-        deliver(account, graph, events, observer, out, |sink| {
-            tracker.handle(rec, sink)
-        })
+        let Session { tracker, account, graph, events, observer, .. } = self;
+        deliver(account, graph, events, observer, out, |sink| tracker.handle(rec, sink))
     }
 
     /// The writes the kernel still aggregates for `pid` (every process: None), as events.
-    pub fn collect_writes(
-        &mut self,
-        probes: &mut Probes,
-        pid: Option<u32>,
-        out: &mut Output,
-    ) -> Result<()> {
+    pub fn collect_writes(&mut self, probes: &mut Probes, pid: Option<u32>, out: &mut Output) -> Result<()> {
         let mut writes = probes.take_writes(pid)?;
         writes.sort_by_key(|(_, agg)| agg.first_ns);
         for (key, agg) in writes {
             let w = decode::Writes::of(key.fd, &agg);
-            let Session {
-                tracker,
-                account,
-                graph,
-                events,
-                observer,
-                ..
-            } = self;
-            deliver(account, graph, events, observer, out, |sink| {
-                tracker.handle_writes(key.pid, agg.tid, agg.last_ns, &w, sink)
-            })?;
+            let Session { tracker, account, graph, events, observer, .. } = self;
+            deliver(account, graph, events, observer, out, |sink| tracker.handle_writes(key.pid, agg.tid, agg.last_ns, &w, sink))?;
         }
         Ok(())
     }
@@ -267,19 +216,14 @@ fn deliver(
 /// of another run found in this run's ring (none expected: dropped, and logged).
 pub fn account_run(summary: &mut Summary, lost: &mut u64, probes: &Probes, session: &Session) {
     if probes.detached() {
-        tracing::warn!(
-            "the pilot daemon holding the probes exited during the run: later effects were not traced"
-        );
+        tracing::warn!("the pilot daemon holding the probes exited during the run: later effects were not traced");
         summary.lost_by_cause.insert("probes_detached".into(), 1);
         summary.lost_events += 1;
         summary.complete = false;
         *lost += 1;
     }
     if session.foreign > 0 {
-        tracing::warn!(
-            "{} records of another run reached this run's ring buffer and were dropped",
-            session.foreign
-        );
+        tracing::warn!("{} records of another run reached this run's ring buffer and were dropped", session.foreign);
     }
 }
 

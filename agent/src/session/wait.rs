@@ -41,10 +41,7 @@ pub fn wait_readable(ring: BorrowedFd<'_>, also: Option<BorrowedFd<'_>>, timeout
     if let Some(fd) = &also {
         fds.push(PollFd::new(fd, PollFlags::IN));
     }
-    let _ = poll(
-        &mut fds,
-        rustix::time::Timespec::try_from(timeout).ok().as_ref(),
-    );
+    let _ = poll(&mut fds, rustix::time::Timespec::try_from(timeout).ok().as_ref());
 }
 
 /// A pidfd for `pid` (readable once it exits); None on kernels before 5.3.

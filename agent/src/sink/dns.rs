@@ -3,46 +3,25 @@
 //! (RFC 2136) change a zone: captured and answered NOERROR; NOTIFY likewise; other opcodes are
 //! unclassified (captured, answered NOTIMP). Messages are parsed with hickory-proto.
 //! Datagrams that are not DNS are blackholed as before (recorded per source, unanswered).
-use std::{
-    collections::HashMap,
-    io,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, io, net::SocketAddr, sync::{Arc, Mutex}, time::Duration};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 
+use super::{Access, Caught, Category, Ctx, Disposition, Mode, Module, Rpc, Sniff, keep_head, now_ms, printable};
 use super::session::{BoxFuture, Op, Session};
-use super::{
-    Access, Category, Caught, Ctx, Disposition, Mode, Module, Rpc, Sniff, keep_head, now_ms,
-    printable,
-};
 
-pub const MODULE: Module = Module {
-    name: "dns",
-    sniff,
-    serve,
-};
+pub const MODULE: Module = Module { name: "dns", sniff, serve };
 /// A resolver that has not answered by then has failed the lookup (resolvers retry).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A DNS message over TCP: a two-byte length, then a query header.
 fn sniff(b: &[u8]) -> Sniff {
     if b.len() < 14 {
-        return if b.first() == Some(&0) {
-            Sniff::NeedMore
-        } else {
-            Sniff::No
-        };
+        return if b.first() == Some(&0) { Sniff::NeedMore } else { Sniff::No };
     }
     let len = u16::from_be_bytes([b[0], b[1]]) as usize;
     if len < 12 || b.len() < 2 + len {
-        return if len >= 12 && len < 4096 {
-            Sniff::NeedMore
-        } else {
-            Sniff::No
-        };
+        return if len >= 12 && len < 4096 { Sniff::NeedMore } else { Sniff::No };
     }
     match Message::from_vec(&b[2..2 + len]) {
         Ok(m) if m.metadata.message_type == MessageType::Query => Sniff::Yes,
@@ -52,39 +31,12 @@ fn sniff(b: &[u8]) -> Sniff {
 
 /// What a DNS request is and whether it may go through.
 pub fn classify(m: &Message) -> (String, String, Access, Option<Category>) {
-    let name = m
-        .queries
-        .first()
-        .map(|q| q.name().to_string())
-        .unwrap_or_default();
+    let name = m.queries.first().map(|q| q.name().to_string()).unwrap_or_default();
     match m.metadata.op_code {
-        OpCode::Query => (
-            m.queries
-                .first()
-                .map(|q| q.query_type().to_string())
-                .unwrap_or("QUERY".into()),
-            name,
-            Access::Read,
-            None,
-        ),
-        OpCode::Update => (
-            "UPDATE".into(),
-            name,
-            Access::Mutation,
-            Some(Category::Write),
-        ),
-        OpCode::Notify => (
-            "NOTIFY".into(),
-            name,
-            Access::Mutation,
-            Some(Category::Admin),
-        ),
-        other => (
-            format!("{other:?}").to_uppercase(),
-            name,
-            Access::Unclassified,
-            None,
-        ),
+        OpCode::Query => (m.queries.first().map(|q| q.query_type().to_string()).unwrap_or("QUERY".into()), name, Access::Read, None),
+        OpCode::Update => ("UPDATE".into(), name, Access::Mutation, Some(Category::Write)),
+        OpCode::Notify => ("NOTIFY".into(), name, Access::Mutation, Some(Category::Admin)),
+        other => (format!("{other:?}").to_uppercase(), name, Access::Unclassified, None),
     }
 }
 
@@ -107,10 +59,7 @@ fn serve(s: Session) -> BoxFuture {
 
 async fn serve_tcp(mut s: Session) -> io::Result<()> {
     loop {
-        while s.client.buf.len() < 2
-            || s.client.buf.len()
-                < 2 + u16::from_be_bytes([s.client.buf[0], s.client.buf[1]]) as usize
-        {
+        while s.client.buf.len() < 2 || s.client.buf.len() < 2 + u16::from_be_bytes([s.client.buf[0], s.client.buf[1]]) as usize {
             if s.client.fill().await? == 0 {
                 return Ok(());
             }
@@ -133,9 +82,7 @@ async fn serve_tcp(mut s: Session) -> io::Result<()> {
             s.forward(&frame).await?;
             loop {
                 let up = s.upstream().await?;
-                if up.buf.len() >= 2
-                    && up.buf.len() >= 2 + u16::from_be_bytes([up.buf[0], up.buf[1]]) as usize
-                {
+                if up.buf.len() >= 2 && up.buf.len() >= 2 + u16::from_be_bytes([up.buf[0], up.buf[1]]) as usize {
                     let n = 2 + u16::from_be_bytes([up.buf[0], up.buf[1]]) as usize;
                     break up.take(n);
                 }
@@ -158,23 +105,14 @@ async fn serve_tcp(mut s: Session) -> io::Result<()> {
 /// One UDP socket of the sink (IPv4 or IPv6): DNS queries are answered (forwarded to the
 /// resolver meant, in a task each), other datagrams recorded per source and left unanswered.
 pub async fn serve_udp(ctx: Arc<Ctx>, sock: Arc<tokio::net::UdpSocket>) {
-    let sources = Sources {
-        ctx: ctx.clone(),
-        by_source: Arc::new(Mutex::new(HashMap::new())),
-    };
+    let sources = Sources { ctx: ctx.clone(), by_source: Arc::new(Mutex::new(HashMap::new())) };
     let local = sock.local_addr().ok();
     let mut buf = vec![0u8; 65536];
     loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-            continue;
-        };
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else { continue };
         let data = buf[..n].to_vec();
-        let (to, sender) = local
-            .map(|l| ctx.origins.lookup(true, from, l))
-            .unwrap_or((None, None));
-        let dns = Message::from_vec(&data).ok().filter(|m| {
-            m.metadata.message_type == MessageType::Query && ctx.options.mode != Mode::Off
-        });
+        let (to, sender) = local.map(|l| ctx.origins.lookup(true, from, l)).unwrap_or((None, None));
+        let dns = Message::from_vec(&data).ok().filter(|m| m.metadata.message_type == MessageType::Query && ctx.options.mode != Mode::Off);
         let dns = dns.filter(|_| is_dns_destination(&ctx, to));
         sources.datagram(from, to, sender, &data, dns.is_some());
         let Some(m) = dns else {
@@ -194,36 +132,25 @@ pub async fn serve_udp(ctx: Arc<Ctx>, sock: Arc<tokio::net::UdpSocket>) {
                 (true, Some(to)) => ask(to, &data).await,
                 _ => None,
             };
-            let disposition = if answer.is_some() {
-                Disposition::Forwarded
-            } else {
-                Disposition::Captured
-            };
+            let disposition = if answer.is_some() { Disposition::Forwarded } else { Disposition::Captured };
             let answer = answer.unwrap_or_else(|| made_up(&m, access, to.is_some()));
             let _ = sock.send_to(&answer, from).await;
-            sources.answered(
-                from,
-                answer.len() as u64,
-                if forward { data.len() as u64 } else { 0 },
-            );
-            sources.rpc(
-                from,
-                Rpc {
-                    protocol: "dns".into(),
-                    operation,
-                    resource,
-                    access,
-                    category,
-                    disposition,
-                    requests: 1,
-                    bytes: data.len() as u64,
-                    reply_bytes: answer.len() as u64,
-                    may_differ: false,
-                    note: None,
-                    first_unix_ms: now_ms(),
-                    last_unix_ms: now_ms(),
-                },
-            );
+            sources.answered(from, answer.len() as u64, if forward { data.len() as u64 } else { 0 });
+            sources.rpc(from, Rpc {
+                protocol: "dns".into(),
+                operation,
+                resource,
+                access,
+                category,
+                disposition,
+                requests: 1,
+                bytes: data.len() as u64,
+                reply_bytes: answer.len() as u64,
+                may_differ: false,
+                note: None,
+                first_unix_ms: now_ms(),
+                last_unix_ms: now_ms(),
+            });
         });
     }
 }
@@ -232,11 +159,7 @@ pub async fn serve_udp(ctx: Arc<Ctx>, sock: Arc<tokio::net::UdpSocket>) {
 fn is_dns_destination(ctx: &Ctx, to: Option<SocketAddr>) -> bool {
     let Some(to) = to else { return true };
     to.port() == 53
-        || ctx
-            .options
-            .protocols
-            .iter()
-            .any(|(a, p)| *a == to && p == "dns")
+        || ctx.options.protocols.iter().any(|(a, p)| *a == to && p == "dns")
         || ctx.hint(&to.to_string()).as_deref() == Some("dns")
 }
 
@@ -260,19 +183,12 @@ fn blackholed(bytes: usize) -> Rpc {
 
 /// The query to the resolver the pilot meant, from the agent's own socket.
 async fn ask(to: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
-    let bind: SocketAddr = if to.is_ipv6() {
-        "[::]:0".parse().ok()?
-    } else {
-        "0.0.0.0:0".parse().ok()?
-    };
+    let bind: SocketAddr = if to.is_ipv6() { "[::]:0".parse().ok()? } else { "0.0.0.0:0".parse().ok()? };
     let s = tokio::net::UdpSocket::bind(bind).await.ok()?;
     s.connect(to).await.ok()?;
     s.send(query).await.ok()?;
     let mut buf = vec![0u8; 65536];
-    let n = tokio::time::timeout(ANSWER_TIMEOUT, s.recv(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
+    let n = tokio::time::timeout(ANSWER_TIMEOUT, s.recv(&mut buf)).await.ok()?.ok()?;
     buf.truncate(n);
     Some(buf)
 }
@@ -285,20 +201,10 @@ struct Sources {
 
 impl Sources {
     fn clone_handle(&self) -> Sources {
-        Sources {
-            ctx: self.ctx.clone(),
-            by_source: self.by_source.clone(),
-        }
+        Sources { ctx: self.ctx.clone(), by_source: self.by_source.clone() }
     }
 
-    fn datagram(
-        &self,
-        from: SocketAddr,
-        to: Option<SocketAddr>,
-        sender: Option<super::origin::Sender>,
-        data: &[u8],
-        dns: bool,
-    ) {
+    fn datagram(&self, from: SocketAddr, to: Option<SocketAddr>, sender: Option<super::origin::Sender>, data: &[u8], dns: bool) {
         let mut m = self.by_source.lock().unwrap_or_else(|e| e.into_inner());
         let (c, head) = m.entry(from).or_insert_with(|| {
             (
@@ -321,24 +227,14 @@ impl Sources {
     }
 
     fn answered(&self, from: SocketAddr, bytes: u64, forwarded: u64) {
-        if let Some((c, _)) = self
-            .by_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&from)
-        {
+        if let Some((c, _)) = self.by_source.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&from) {
             c.bytes_answered += bytes;
             c.bytes_forwarded += forwarded;
         }
     }
 
     fn rpc(&self, from: SocketAddr, op: Rpc) {
-        if let Some((c, _)) = self
-            .by_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&from)
-        {
+        if let Some((c, _)) = self.by_source.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&from) {
             super::add_rpc(&mut c.rpc, op);
         }
     }
@@ -361,36 +257,26 @@ impl Drop for Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::{
-        op::Query,
-        rr::{Name, RecordType},
-    };
+    use hickory_proto::{op::Query, rr::{Name, RecordType}};
 
     fn query(op: OpCode) -> Message {
         let mut m = Message::query();
         m.metadata.op_code = op;
-        m.queries.push(Query::query(
-            Name::from_ascii("db.example.").unwrap(),
-            RecordType::A,
-        ));
+        m.queries.push(Query::query(Name::from_ascii("db.example.").unwrap(), RecordType::A));
         m
     }
 
     #[test]
     fn lookups_are_reads_updates_are_mutations() {
         let (op, name, access, _) = classify(&query(OpCode::Query));
-        assert_eq!(
-            (op.as_str(), name.as_str(), access),
-            ("A", "db.example.", Access::Read)
-        );
+        assert_eq!((op.as_str(), name.as_str(), access), ("A", "db.example.", Access::Read));
         assert_eq!(classify(&query(OpCode::Update)).2, Access::Mutation);
         let bytes = query(OpCode::Query).to_vec().unwrap();
         let mut tcp = (bytes.len() as u16).to_be_bytes().to_vec();
         tcp.extend(&bytes);
         assert_eq!(sniff(&tcp), Sniff::Yes);
         assert_eq!(sniff(b"GET / HTTP/1.1\r\n"), Sniff::No);
-        let answer =
-            Message::from_vec(&made_up(&query(OpCode::Update), Access::Mutation, true)).unwrap();
+        let answer = Message::from_vec(&made_up(&query(OpCode::Update), Access::Mutation, true)).unwrap();
         assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
         assert_eq!(answer.metadata.message_type, MessageType::Response);
     }

@@ -28,11 +28,7 @@ use super::session::{BoxFuture, Op, Session};
 use super::shadow::{Lookup, prefix_end};
 use super::{Access, Category, Ctx, Disposition, Module, Sniff};
 
-pub const MODULE: Module = Module {
-    name: "etcd",
-    sniff,
-    serve,
-};
+pub const MODULE: Module = Module { name: "etcd", sniff, serve };
 
 /// What every HTTP/2 client sends first (RFC 9113 3.4); gRPC over h2c starts so.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -120,12 +116,7 @@ impl Clusters {
     }
 
     fn cluster_of(&self, endpoint: &str) -> Option<u64> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_endpoint
-            .get(endpoint)
-            .copied()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_endpoint.get(endpoint).copied()
     }
 
     fn with<T>(&self, id: u64, f: impl FnOnce(&mut Cluster) -> T) -> T {
@@ -162,17 +153,11 @@ struct Conn {
 
 impl Conn {
     fn may_forward(&self, access: Access) -> bool {
-        self.session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .may_forward(access)
+        self.session.lock().unwrap_or_else(|e| e.into_inner()).may_forward(access)
     }
 
     fn record(&self, op: Op) {
-        self.session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(op);
+        self.session.lock().unwrap_or_else(|e| e.into_inner()).record(op);
     }
 
     fn dry(&self) -> bool {
@@ -182,11 +167,7 @@ impl Conn {
     async fn upstream(&self) -> Result<SendRequest<Bytes>, Status> {
         let mut g = self.upstream.lock().await;
         if g.is_none() {
-            let open = self
-                .session
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .upstream_opener();
+            let open = self.session.lock().unwrap_or_else(|e| e.into_inner()).upstream_opener();
             let io = open.await?;
             let (send, conn) = h2::client::handshake(io).await?;
             tokio::spawn(async move {
@@ -222,12 +203,7 @@ impl Conn {
     fn made_header(&self, cluster: u64, revision: Option<i64>) -> pb::ResponseHeader {
         let mine = *self.header.lock().unwrap_or_else(|e| e.into_inner());
         let term = self.ctx.etcd.with(cluster, |c| c.raft_term);
-        pb::ResponseHeader {
-            cluster_id: cluster,
-            member_id: mine.member_id,
-            revision: revision.unwrap_or_else(|| self.revision(cluster)),
-            raft_term: term.max(mine.raft_term),
-        }
+        pb::ResponseHeader { cluster_id: cluster, member_id: mine.member_id, revision: revision.unwrap_or_else(|| self.revision(cluster)), raft_term: term.max(mine.raft_term) }
     }
 }
 
@@ -236,13 +212,7 @@ async fn serve_async(mut s: Session) -> io::Result<()> {
     let io = super::h2c::shim(s.client_io());
     let endpoint = s.to.as_ref().map(|t| t.label()).unwrap_or_default();
     let ctx = s.ctx.clone();
-    let conn = Arc::new(Conn {
-        session: Mutex::new(s),
-        ctx,
-        endpoint,
-        upstream: tokio::sync::Mutex::new(None),
-        header: Default::default(),
-    });
+    let conn = Arc::new(Conn { session: Mutex::new(s), ctx, endpoint, upstream: tokio::sync::Mutex::new(None), header: Default::default() });
     let mut h2 = h2::server::handshake(io).await.map_err(io::Error::other)?;
     while let Some(next) = h2.accept().await {
         let Ok((req, respond)) = next else { break };
@@ -296,8 +266,7 @@ async fn collect(mut body: RecvStream) -> Result<Bytes, h2::Error> {
 
 fn grpc_headers() -> Response<()> {
     let mut r = Response::new(());
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/grpc"));
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
     r
 }
 
@@ -306,16 +275,7 @@ fn status_trailers(code: u32, message: &str) -> HeaderMap {
     t.insert("grpc-status", HeaderValue::from(code));
     if !message.is_empty() {
         // grpc-message is percent-encoded; etcd's messages are plain ASCII.
-        let enc: String = message
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_graphic() && b != b'%' || b == b' ' {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        let enc: String = message.bytes().map(|b| if b.is_ascii_graphic() && b != b'%' || b == b' ' { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
         if let Ok(v) = HeaderValue::from_str(&enc) {
             t.insert("grpc-message", v);
         }
@@ -351,9 +311,7 @@ struct Reply {
 impl Reply {
     fn status(&self) -> u32 {
         let t = self.trailers.as_ref().unwrap_or(&self.head.headers);
-        t.get("grpc-status")
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .unwrap_or(0)
+        t.get("grpc-status").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0)
     }
 
     fn message(&self) -> Option<Bytes> {
@@ -362,11 +320,7 @@ impl Reply {
     }
 
     /// Relay it to the pilot unchanged (or with `data` replaced).
-    fn relay(
-        self,
-        respond: &mut SendResponse<Bytes>,
-        data: Option<Bytes>,
-    ) -> Result<u64, h2::Error> {
+    fn relay(self, respond: &mut SendResponse<Bytes>, data: Option<Bytes>) -> Result<u64, h2::Error> {
         let data = data.unwrap_or(self.data);
         let n = data.len() as u64;
         let end = data.is_empty() && self.trailers.is_none();
@@ -386,11 +340,7 @@ impl Reply {
 /// `path`, and `body` (one framed message).
 async fn call_raw(conn: &Conn, like: &Parts, path: &str, body: Bytes) -> Result<Reply, Status> {
     let mut up = conn.upstream().await?;
-    let mut req = Request::builder()
-        .method("POST")
-        .uri(uri_with_path(&like.uri, path))
-        .body(())
-        .map_err(|e| Status(INVALID_ARGUMENT, e.to_string()))?;
+    let mut req = Request::builder().method("POST").uri(uri_with_path(&like.uri, path)).body(()).map_err(|e| Status(INVALID_ARGUMENT, e.to_string()))?;
     *req.headers_mut() = like.headers.clone();
     let (resp, mut tx) = up.send_request(req, false)?;
     tx.send_data(body, true)?;
@@ -403,16 +353,8 @@ async fn call_raw(conn: &Conn, like: &Parts, path: &str, body: Bytes) -> Result<
         data.extend_from_slice(&d);
     }
     let trailers = rx.trailers().await?;
-    let reply = Reply {
-        head,
-        data: data.freeze(),
-        trailers,
-    };
-    if let Some(h) = reply
-        .message()
-        .and_then(|m| HeaderOnly::decode(m).ok())
-        .and_then(|h| h.header)
-    {
+    let reply = Reply { head, data: data.freeze(), trailers };
+    if let Some(h) = reply.message().and_then(|m| HeaderOnly::decode(m).ok()).and_then(|h| h.header) {
         conn.learn(&h);
     }
     Ok(reply)
@@ -425,21 +367,12 @@ fn uri_with_path(uri: &http::Uri, path: &str) -> http::Uri {
 }
 
 /// A lookup of the sink's own (the member's answer decoded, or its error).
-async fn call<Req: Message, Resp: Message + Default>(
-    conn: &Conn,
-    like: &Parts,
-    path: &str,
-    req: &Req,
-) -> Result<Resp, Status> {
+async fn call<Req: Message, Resp: Message + Default>(conn: &Conn, like: &Parts, path: &str, req: &Req) -> Result<Resp, Status> {
     let reply = call_raw(conn, like, path, frame(&req.encode_to_vec())).await?;
     let code = reply.status();
     if code != 0 {
         let t = reply.trailers.as_ref().unwrap_or(&reply.head.headers);
-        let msg = t
-            .get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let msg = t.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         return Err(Status(code, msg));
     }
     let m = reply.message().unwrap_or_default();
@@ -465,12 +398,7 @@ pub struct Class {
 }
 
 fn class(operation: &str, resource: String, access: Access, category: Option<Category>) -> Class {
-    Class {
-        operation: operation.to_string(),
-        resource,
-        access,
-        category,
-    }
+    Class { operation: operation.to_string(), resource, access, category }
 }
 
 /// A key as etcdctl shows it.
@@ -484,11 +412,7 @@ pub fn range_label(key: &[u8], end: &[u8]) -> String {
         return show(key);
     }
     if end == [0] {
-        return if key == [0] || key.is_empty() {
-            "*".into()
-        } else {
-            format!("{}..", show(key))
-        };
+        return if key == [0] || key.is_empty() { "*".into() } else { format!("{}..", show(key)) };
     }
     if prefix_end(key).as_deref() == Some(end) {
         return format!("{}*", show(key));
@@ -522,12 +446,8 @@ fn txn_keys(t: &pb::TxnRequest) -> String {
     for op in t.success.iter().chain(&t.failure) {
         match &op.request {
             Some(pb::request_op::Request::RequestPut(p)) => keys.push(show(&p.key)),
-            Some(pb::request_op::Request::RequestDeleteRange(r)) => {
-                keys.push(range_label(&r.key, &r.range_end))
-            }
-            Some(pb::request_op::Request::RequestRange(r)) => {
-                keys.push(range_label(&r.key, &r.range_end))
-            }
+            Some(pb::request_op::Request::RequestDeleteRange(r)) => keys.push(range_label(&r.key, &r.range_end)),
+            Some(pb::request_op::Request::RequestRange(r)) => keys.push(range_label(&r.key, &r.range_end)),
             Some(pb::request_op::Request::RequestTxn(t)) => keys.push(txn_keys(t)),
             None => {}
         }
@@ -568,12 +488,7 @@ pub fn classify(path: &str, msg: &[u8], endpoint: &str) -> Class {
         }
         ("etcdserverpb.KV", "DeleteRange") => {
             let r = msg!(pb::DeleteRangeRequest);
-            class(
-                "DeleteRange",
-                range_label(&r.key, &r.range_end),
-                Mutation,
-                Some(Delete),
-            )
+            class("DeleteRange", range_label(&r.key, &r.range_end), Mutation, Some(Delete))
         }
         ("etcdserverpb.KV", "Txn") => {
             let t = msg!(pb::TxnRequest);
@@ -586,192 +501,67 @@ pub fn classify(path: &str, msg: &[u8], endpoint: &str) -> Class {
         // Compaction throws away every revision before the given one: history is destroyed.
         ("etcdserverpb.KV", "Compact") => {
             let r = msg!(pb::CompactionRequest);
-            class(
-                "Compact",
-                format!("revision {}", r.revision),
-                Mutation,
-                Some(Delete),
-            )
+            class("Compact", format!("revision {}", r.revision), Mutation, Some(Delete))
         }
         ("etcdserverpb.Lease", "LeaseGrant") => {
             let r = msg!(pb::LeaseGrantRequest);
-            class(
-                "LeaseGrant",
-                if r.id != 0 {
-                    format!("{:x}", r.id)
-                } else {
-                    format!("ttl {}", r.ttl)
-                },
-                Mutation,
-                Some(Write),
-            )
+            class("LeaseGrant", if r.id != 0 { format!("{:x}", r.id) } else { format!("ttl {}", r.ttl) }, Mutation, Some(Write))
         }
         // Revoking a lease deletes every key attached to it.
-        ("etcdserverpb.Lease", "LeaseRevoke") => class(
-            "LeaseRevoke",
-            format!("{:x}", msg!(pb::LeaseRevokeRequest).id),
-            Mutation,
-            Some(Delete),
-        ),
-        ("etcdserverpb.Lease", "LeaseTimeToLive") => class(
-            "LeaseTimeToLive",
-            format!("{:x}", msg!(pb::LeaseTimeToLiveRequest).id),
-            Read,
-            None,
-        ),
+        ("etcdserverpb.Lease", "LeaseRevoke") => class("LeaseRevoke", format!("{:x}", msg!(pb::LeaseRevokeRequest).id), Mutation, Some(Delete)),
+        ("etcdserverpb.Lease", "LeaseTimeToLive") => class("LeaseTimeToLive", format!("{:x}", msg!(pb::LeaseTimeToLiveRequest).id), Read, None),
         ("etcdserverpb.Lease", "LeaseLeases") => class("LeaseLeases", here(), Read, None),
-        ("etcdserverpb.Lease", "LeaseCheckpoint") => {
-            class("LeaseCheckpoint", here(), Mutation, Some(Admin))
-        }
+        ("etcdserverpb.Lease", "LeaseCheckpoint") => class("LeaseCheckpoint", here(), Mutation, Some(Admin)),
         ("etcdserverpb.Cluster", "MemberList") => class("MemberList", here(), Read, None),
         ("etcdserverpb.Cluster", "MemberAdd") => {
             let r = msg!(pb::MemberAddRequest);
             class("MemberAdd", r.peer_ur_ls.join(","), Mutation, Some(Admin))
         }
-        ("etcdserverpb.Cluster", "MemberRemove") => class(
-            "MemberRemove",
-            format!("{:x}", msg!(pb::MemberRemoveRequest).id),
-            Mutation,
-            Some(Admin),
-        ),
-        ("etcdserverpb.Cluster", "MemberUpdate") => class(
-            "MemberUpdate",
-            format!("{:x}", msg!(pb::MemberUpdateRequest).id),
-            Mutation,
-            Some(Admin),
-        ),
-        ("etcdserverpb.Cluster", "MemberPromote") => class(
-            "MemberPromote",
-            format!("{:x}", msg!(pb::MemberPromoteRequest).id),
-            Mutation,
-            Some(Admin),
-        ),
-        ("etcdserverpb.Maintenance", "Status" | "Hash" | "HashKV") => {
-            class(method, here(), Read, None)
-        }
+        ("etcdserverpb.Cluster", "MemberRemove") => class("MemberRemove", format!("{:x}", msg!(pb::MemberRemoveRequest).id), Mutation, Some(Admin)),
+        ("etcdserverpb.Cluster", "MemberUpdate") => class("MemberUpdate", format!("{:x}", msg!(pb::MemberUpdateRequest).id), Mutation, Some(Admin)),
+        ("etcdserverpb.Cluster", "MemberPromote") => class("MemberPromote", format!("{:x}", msg!(pb::MemberPromoteRequest).id), Mutation, Some(Admin)),
+        ("etcdserverpb.Maintenance", "Status" | "Hash" | "HashKV") => class(method, here(), Read, None),
         ("etcdserverpb.Maintenance", "Alarm") => {
             let r = msg!(pb::AlarmRequest);
-            let alarm = pb::AlarmType::try_from(r.alarm)
-                .map(|a| a.as_str_name())
-                .unwrap_or("?");
-            let what = if r.member_id != 0 {
-                format!("{alarm} {:x}", r.member_id)
-            } else {
-                alarm.to_string()
-            };
+            let alarm = pb::AlarmType::try_from(r.alarm).map(|a| a.as_str_name()).unwrap_or("?");
+            let what = if r.member_id != 0 { format!("{alarm} {:x}", r.member_id) } else { alarm.to_string() };
             match pb::alarm_request::AlarmAction::try_from(r.action) {
                 Ok(pb::alarm_request::AlarmAction::Get) => class("Alarm GET", here(), Read, None),
-                Ok(a) => class(
-                    &format!("Alarm {}", a.as_str_name()),
-                    what,
-                    Mutation,
-                    Some(Admin),
-                ),
+                Ok(a) => class(&format!("Alarm {}", a.as_str_name()), what, Mutation, Some(Admin)),
                 Err(_) => unknown(),
             }
         }
-        ("etcdserverpb.Maintenance", "Defragment") => {
-            class("Defragment", here(), Mutation, Some(Admin))
-        }
-        ("etcdserverpb.Maintenance", "MoveLeader") => class(
-            "MoveLeader",
-            format!("{:x}", msg!(pb::MoveLeaderRequest).target_id),
-            Mutation,
-            Some(Admin),
-        ),
-        ("etcdserverpb.Maintenance", "Downgrade") => {
-            class("Downgrade", here(), Mutation, Some(Admin))
-        }
+        ("etcdserverpb.Maintenance", "Defragment") => class("Defragment", here(), Mutation, Some(Admin)),
+        ("etcdserverpb.Maintenance", "MoveLeader") => class("MoveLeader", format!("{:x}", msg!(pb::MoveLeaderRequest).target_id), Mutation, Some(Admin)),
+        ("etcdserverpb.Maintenance", "Downgrade") => class("Downgrade", here(), Mutation, Some(Admin)),
         ("etcdserverpb.Maintenance", "Snapshot") => class("Snapshot", here(), Read, None),
         // A token for the connection (as Redis AUTH): changes no stored state.
-        ("etcdserverpb.Auth", "Authenticate") => class(
-            "Authenticate",
-            msg!(pb::AuthenticateRequest).name,
-            Read,
-            None,
-        ),
-        ("etcdserverpb.Auth", "AuthStatus" | "UserList" | "RoleList") => {
-            class(method, here(), Read, None)
-        }
-        ("etcdserverpb.Auth", "UserGet") => {
-            class("UserGet", msg!(pb::AuthUserGetRequest).name, Read, None)
-        }
-        ("etcdserverpb.Auth", "RoleGet") => {
-            class("RoleGet", msg!(pb::AuthRoleGetRequest).role, Read, None)
-        }
-        ("etcdserverpb.Auth", "AuthEnable" | "AuthDisable") => {
-            class(method, here(), Mutation, Some(Admin))
-        }
-        ("etcdserverpb.Auth", "UserAdd") => class(
-            "UserAdd",
-            msg!(pb::AuthUserAddRequest).name,
-            Mutation,
-            Some(Admin),
-        ),
-        ("etcdserverpb.Auth", "UserDelete") => class(
-            "UserDelete",
-            msg!(pb::AuthUserDeleteRequest).name,
-            Mutation,
-            Some(Admin),
-        ),
-        ("etcdserverpb.Auth", "UserChangePassword") => class(
-            "UserChangePassword",
-            msg!(pb::AuthUserChangePasswordRequest).name,
-            Mutation,
-            Some(Admin),
-        ),
+        ("etcdserverpb.Auth", "Authenticate") => class("Authenticate", msg!(pb::AuthenticateRequest).name, Read, None),
+        ("etcdserverpb.Auth", "AuthStatus" | "UserList" | "RoleList") => class(method, here(), Read, None),
+        ("etcdserverpb.Auth", "UserGet") => class("UserGet", msg!(pb::AuthUserGetRequest).name, Read, None),
+        ("etcdserverpb.Auth", "RoleGet") => class("RoleGet", msg!(pb::AuthRoleGetRequest).role, Read, None),
+        ("etcdserverpb.Auth", "AuthEnable" | "AuthDisable") => class(method, here(), Mutation, Some(Admin)),
+        ("etcdserverpb.Auth", "UserAdd") => class("UserAdd", msg!(pb::AuthUserAddRequest).name, Mutation, Some(Admin)),
+        ("etcdserverpb.Auth", "UserDelete") => class("UserDelete", msg!(pb::AuthUserDeleteRequest).name, Mutation, Some(Admin)),
+        ("etcdserverpb.Auth", "UserChangePassword") => class("UserChangePassword", msg!(pb::AuthUserChangePasswordRequest).name, Mutation, Some(Admin)),
         ("etcdserverpb.Auth", "UserGrantRole") => {
             let r = msg!(pb::AuthUserGrantRoleRequest);
-            class(
-                "UserGrantRole",
-                format!("{} {}", r.user, r.role),
-                Mutation,
-                Some(Admin),
-            )
+            class("UserGrantRole", format!("{} {}", r.user, r.role), Mutation, Some(Admin))
         }
         ("etcdserverpb.Auth", "UserRevokeRole") => {
             let r = msg!(pb::AuthUserRevokeRoleRequest);
-            class(
-                "UserRevokeRole",
-                format!("{} {}", r.name, r.role),
-                Mutation,
-                Some(Admin),
-            )
+            class("UserRevokeRole", format!("{} {}", r.name, r.role), Mutation, Some(Admin))
         }
-        ("etcdserverpb.Auth", "RoleAdd") => class(
-            "RoleAdd",
-            msg!(pb::AuthRoleAddRequest).name,
-            Mutation,
-            Some(Admin),
-        ),
-        ("etcdserverpb.Auth", "RoleDelete") => class(
-            "RoleDelete",
-            msg!(pb::AuthRoleDeleteRequest).role,
-            Mutation,
-            Some(Admin),
-        ),
-        ("etcdserverpb.Auth", "RoleGrantPermission") => class(
-            "RoleGrantPermission",
-            msg!(pb::AuthRoleGrantPermissionRequest).name,
-            Mutation,
-            Some(Admin),
-        ),
-        ("etcdserverpb.Auth", "RoleRevokePermission") => class(
-            "RoleRevokePermission",
-            msg!(pb::AuthRoleRevokePermissionRequest).role,
-            Mutation,
-            Some(Admin),
-        ),
+        ("etcdserverpb.Auth", "RoleAdd") => class("RoleAdd", msg!(pb::AuthRoleAddRequest).name, Mutation, Some(Admin)),
+        ("etcdserverpb.Auth", "RoleDelete") => class("RoleDelete", msg!(pb::AuthRoleDeleteRequest).role, Mutation, Some(Admin)),
+        ("etcdserverpb.Auth", "RoleGrantPermission") => class("RoleGrantPermission", msg!(pb::AuthRoleGrantPermissionRequest).name, Mutation, Some(Admin)),
+        ("etcdserverpb.Auth", "RoleRevokePermission") => class("RoleRevokePermission", msg!(pb::AuthRoleRevokePermissionRequest).role, Mutation, Some(Admin)),
         // The standard health check reads.
         ("grpc.health.v1.Health", "Check") => class("Health Check", here(), Read, None),
         // etcd's lock and election services (etcdctl lock/elect): by path, their messages are not
         // decoded; Leader and Observe read, the rest hold, give up or claim names.
-        ("v3lockpb.Lock", "Lock") | ("v3electionpb.Election", "Campaign" | "Proclaim") => {
-            class(method, here(), Mutation, Some(Write))
-        }
-        ("v3lockpb.Lock", "Unlock") | ("v3electionpb.Election", "Resign") => {
-            class(method, here(), Mutation, Some(Delete))
-        }
+        ("v3lockpb.Lock", "Lock") | ("v3electionpb.Election", "Campaign" | "Proclaim") => class(method, here(), Mutation, Some(Write)),
+        ("v3lockpb.Lock", "Unlock") | ("v3electionpb.Election", "Resign") => class(method, here(), Mutation, Some(Delete)),
         ("v3electionpb.Election", "Leader") => class("Leader", here(), Read, None),
         _ => unknown(),
     }
@@ -790,17 +580,11 @@ fn streaming(path: &str) -> Option<&'static str> {
 
 // ---------------------------------------------------------------------------------- streams
 
-async fn stream(
-    conn: Arc<Conn>,
-    req: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
-) -> Result<(), Status> {
+async fn stream(conn: Arc<Conn>, req: Request<RecvStream>, mut respond: SendResponse<Bytes>) -> Result<(), Status> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     match streaming(&path) {
-        Some("LeaseKeepAlive") if conn.dry() => {
-            return keep_alive(&conn, &parts, body, respond).await;
-        }
+        Some("LeaseKeepAlive") if conn.dry() => return keep_alive(&conn, &parts, body, respond).await,
         Some(name) => return relay_stream(&conn, parts, body, respond, name).await,
         None => {}
     }
@@ -814,17 +598,7 @@ async fn stream(
     let mut op = Op::new(c.operation.clone(), c.resource.clone(), c.access);
     op.category = c.category;
     op.bytes = raw.len() as u64;
-    let result = unary(
-        &conn,
-        &parts,
-        &path,
-        raw,
-        msg.unwrap_or_default(),
-        &c,
-        &mut op,
-        &mut respond,
-    )
-    .await;
+    let result = unary(&conn, &parts, &path, raw, msg.unwrap_or_default(), &c, &mut op, &mut respond).await;
     if let Err(e) = &result {
         // The member could not be reached or the sink failed: say so as gRPC does.
         let _ = answer_error(&mut respond, e);
@@ -835,30 +609,13 @@ async fn stream(
 
 /// One unary call: relayed, answered from the shadow, or captured.
 #[allow(clippy::too_many_arguments)]
-async fn unary(
-    conn: &Conn,
-    parts: &Parts,
-    path: &str,
-    raw: Bytes,
-    msg: Bytes,
-    c: &Class,
-    op: &mut Op,
-    respond: &mut SendResponse<Bytes>,
-) -> Result<(), Status> {
+async fn unary(conn: &Conn, parts: &Parts, path: &str, raw: Bytes, msg: Bytes, c: &Class, op: &mut Op, respond: &mut SendResponse<Bytes>) -> Result<(), Status> {
     if c.access == Access::Unclassified && !conn.may_forward(Access::Unclassified) {
         op.disposition = Disposition::Captured;
-        op.reply_bytes = answer_error(
-            respond,
-            &Status(
-                UNIMPLEMENTED,
-                format!("pilot: {path} was captured, not sent to the live server"),
-            ),
-        )?;
+        op.reply_bytes = answer_error(respond, &Status(UNIMPLEMENTED, format!("pilot: {path} was captured, not sent to the live server")))?;
         return Ok(());
     }
-    if conn.may_forward(c.access)
-        && !(c.access == Access::Read && conn.ctx.etcd.dirty() && shadow_read(c))
-    {
+    if conn.may_forward(c.access) && !(c.access == Access::Read && conn.ctx.etcd.dirty() && shadow_read(c)) {
         op.disposition = Disposition::Forwarded;
         let reply = call_raw(conn, parts, path, raw).await?;
         op.reply_bytes = reply.relay(respond, None)?;
@@ -869,20 +626,12 @@ async fn unary(
         Some(id) => id,
         None => learn_cluster(conn, parts).await?,
     };
-    let k = Kv {
-        conn,
-        parts,
-        cluster,
-        space: space(cluster),
-    };
+    let k = Kv { conn, parts, cluster, space: space(cluster) };
     if c.access != Access::Read {
         conn.ctx.etcd.set_dirty();
     }
     let result = match c.operation.as_str() {
-        "Range" => {
-            k.range_call(decode(&msg).unwrap_or_default(), raw, op)
-                .await
-        }
+        "Range" => k.range_call(decode(&msg).unwrap_or_default(), raw, op).await,
         "Txn" => k.txn_call(decode(&msg).unwrap_or_default(), op).await,
         "Put" | "DeleteRange" | "Compact" => k.write_call(&c.operation, &msg, op).await,
         "MemberList" => k.members_call(parts, raw, op).await,
@@ -895,11 +644,7 @@ async fn unary(
     };
     op.reply_bytes = match a {
         Answer::Made(m) => {
-            op.disposition = if c.access == Access::Read {
-                Disposition::Shadowed
-            } else {
-                Disposition::Captured
-            };
+            op.disposition = if c.access == Access::Read { Disposition::Shadowed } else { Disposition::Captured };
             answer(respond, &m)?
         }
         Answer::Merged(m) => {
@@ -911,11 +656,7 @@ async fn unary(
             reply.relay(respond, data)?
         }
         Answer::Error(st) => {
-            op.disposition = if c.access == Access::Read {
-                Disposition::Forwarded
-            } else {
-                Disposition::Captured
-            };
+            op.disposition = if c.access == Access::Read { Disposition::Forwarded } else { Disposition::Captured };
             answer_error(respond, &st)?
         }
     };
@@ -924,30 +665,13 @@ async fn unary(
 
 /// Reads that the shadow layer or the pilot's cluster changes may answer differently.
 fn shadow_read(c: &Class) -> bool {
-    matches!(
-        c.operation.as_str(),
-        "Range" | "Txn" | "MemberList" | "LeaseTimeToLive" | "LeaseLeases"
-    )
+    matches!(c.operation.as_str(), "Range" | "Txn" | "MemberList" | "LeaseTimeToLive" | "LeaseLeases")
 }
 
 /// The cluster id of this member (a Status call, when no answer said it yet).
 async fn learn_cluster(conn: &Conn, parts: &Parts) -> Result<u64, Status> {
-    let r: pb::StatusResponse = call(
-        conn,
-        parts,
-        "/etcdserverpb.Maintenance/Status",
-        &pb::StatusRequest {},
-    )
-    .await?;
-    r.header
-        .map(|h| h.cluster_id)
-        .filter(|&id| id != 0)
-        .ok_or_else(|| {
-            Status(
-                UNAVAILABLE,
-                "pilot sink: the member did not say its cluster".into(),
-            )
-        })
+    let r: pb::StatusResponse = call(conn, parts, "/etcdserverpb.Maintenance/Status", &pb::StatusRequest {}).await?;
+    r.header.map(|h| h.cluster_id).filter(|&id| id != 0).ok_or_else(|| Status(UNAVAILABLE, "pilot sink: the member did not say its cluster".into()))
 }
 
 enum Answer {
@@ -961,13 +685,7 @@ enum Answer {
 
 /// A bidirectional or server stream relayed both ways (Watch, Snapshot; every stream in a
 /// commit). Watch and Observe requests are recorded as they pass.
-async fn relay_stream(
-    conn: &Conn,
-    parts: Parts,
-    mut body: RecvStream,
-    mut respond: SendResponse<Bytes>,
-    name: &str,
-) -> Result<(), Status> {
+async fn relay_stream(conn: &Conn, parts: Parts, mut body: RecvStream, mut respond: SendResponse<Bytes>, name: &str) -> Result<(), Status> {
     let mut up = conn.upstream().await?;
     let (resp, mut tx) = up.send_request(Request::from_parts(parts, ()), body.is_end_stream())?;
     let endpoint = conn.endpoint.clone();
@@ -1029,12 +747,8 @@ fn watch_label(name: &str, m: &[u8], endpoint: &str) -> (String, String) {
         return (name.to_string(), endpoint.to_string());
     }
     match decode::<pb::WatchRequest>(m).and_then(|w| w.request_union) {
-        Some(pb::watch_request::RequestUnion::CreateRequest(c)) => {
-            ("Watch".into(), range_label(&c.key, &c.range_end))
-        }
-        Some(pb::watch_request::RequestUnion::CancelRequest(c)) => {
-            ("Watch cancel".into(), c.watch_id.to_string())
-        }
+        Some(pb::watch_request::RequestUnion::CreateRequest(c)) => ("Watch".into(), range_label(&c.key, &c.range_end)),
+        Some(pb::watch_request::RequestUnion::CancelRequest(c)) => ("Watch cancel".into(), c.watch_id.to_string()),
         _ => ("Watch progress".into(), endpoint.to_string()),
     }
 }
@@ -1042,12 +756,7 @@ fn watch_label(name: &str, m: &[u8], endpoint: &str) -> (String, String) {
 /// LeaseKeepAlive in a pilot: each request is captured (keeping a live lease alive changes
 /// what expires) and answered with the lease's TTL (the pilot's own lease's, or the member's
 /// granted TTL; 0 when it is gone, as the member answers).
-async fn keep_alive(
-    conn: &Conn,
-    parts: &Parts,
-    mut body: RecvStream,
-    mut respond: SendResponse<Bytes>,
-) -> Result<(), Status> {
+async fn keep_alive(conn: &Conn, parts: &Parts, mut body: RecvStream, mut respond: SendResponse<Bytes>) -> Result<(), Status> {
     let mut out: Option<SendStream<Bytes>> = None;
     let mut pending = BytesMut::new();
     while let Some(d) = body.data().await {
@@ -1060,22 +769,9 @@ async fn keep_alive(
                 Some(c) => c,
                 None => learn_cluster(conn, parts).await?,
             };
-            let k = Kv {
-                conn,
-                parts,
-                cluster,
-                space: space(cluster),
-            };
-            let ttl = k
-                .lease_ttl(id)
-                .await
-                .map(|(ttl, _)| ttl.max(0))
-                .unwrap_or(0);
-            let reply = pb::LeaseKeepAliveResponse {
-                header: Some(conn.made_header(cluster, None)),
-                id,
-                ttl,
-            };
+            let k = Kv { conn, parts, cluster, space: space(cluster) };
+            let ttl = k.lease_ttl(id).await.map(|(ttl, _)| ttl.max(0)).unwrap_or(0);
+            let reply = pb::LeaseKeepAliveResponse { header: Some(conn.made_header(cluster, None)), id, ttl };
             let tx = match out.as_mut() {
                 Some(tx) => tx,
                 None => out.insert(respond.send_response(grpc_headers(), false)?),
@@ -1149,24 +845,11 @@ impl Kv<'_> {
             return self.conn.ctx.shadow.get(&self.space, key) != Lookup::Live;
         }
         let (from, to) = bounds(key, end);
-        !self
-            .conn
-            .ctx
-            .shadow
-            .written_in(&self.space, &from, to.as_deref())
-            .is_empty()
-            || self
-                .conn
-                .ctx
-                .shadow
-                .range_deleted(&self.space, &from, to.as_deref())
+        !self.conn.ctx.shadow.written_in(&self.space, &from, to.as_deref()).is_empty() || self.conn.ctx.shadow.range_deleted(&self.space, &from, to.as_deref())
     }
 
     /// A Range as the pilot sees it: None when the shadow has nothing there (ask the member).
-    async fn view(
-        &self,
-        r: &pb::RangeRequest,
-    ) -> Result<Option<(pb::RangeResponse, bool)>, Status> {
+    async fn view(&self, r: &pb::RangeRequest) -> Result<Option<(pb::RangeResponse, bool)>, Status> {
         if !self.touched(&r.key, &r.range_end) {
             return Ok(None);
         }
@@ -1180,37 +863,18 @@ impl Kv<'_> {
             return Ok(None);
         }
         // A range: the member's keys (values too unless asked without), the pilot's over them.
-        let live_req = pb::RangeRequest {
-            limit: 0,
-            count_only: false,
-            ..r.clone()
-        };
-        let live: pb::RangeResponse =
-            call(self.conn, self.parts, "/etcdserverpb.KV/Range", &live_req).await?;
+        let live_req = pb::RangeRequest { limit: 0, count_only: false, ..r.clone() };
+        let live: pb::RangeResponse = call(self.conn, self.parts, "/etcdserverpb.KV/Range", &live_req).await?;
         let (from, to) = bounds(&r.key, &r.range_end);
         let written = shadow.written_in(&self.space, &from, to.as_deref());
-        let mut kvs: Vec<pb::KeyValue> = live
-            .kvs
-            .into_iter()
-            .filter(|kv| {
-                matches!(
-                    shadow.get(&self.space, &kv.key),
-                    Lookup::Live | Lookup::Changed
-                )
-            })
-            .collect();
+        let mut kvs: Vec<pb::KeyValue> = live.kvs.into_iter().filter(|kv| matches!(shadow.get(&self.space, &kv.key), Lookup::Live | Lookup::Changed)).collect();
         kvs.extend(written.iter().filter_map(|(_, l)| kv_of(l)));
         kvs.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Some((self.shaped(r, kvs, live.header), false)))
     }
 
     /// A RangeResponse for `r` from the pilot's `kvs` (sorted by key): limit, order, keys/count only.
-    fn shaped(
-        &self,
-        r: &pb::RangeRequest,
-        mut kvs: Vec<pb::KeyValue>,
-        header: Option<pb::ResponseHeader>,
-    ) -> pb::RangeResponse {
+    fn shaped(&self, r: &pb::RangeRequest, mut kvs: Vec<pb::KeyValue>, header: Option<pb::ResponseHeader>) -> pb::RangeResponse {
         if r.sort_order == pb::range_request::SortOrder::Descend as i32 {
             kvs.reverse();
         }
@@ -1231,12 +895,7 @@ impl Kv<'_> {
         if let Some(h) = h.as_mut() {
             h.revision = self.conn.revision(self.cluster);
         }
-        pb::RangeResponse {
-            header: h,
-            kvs,
-            more,
-            count,
-        }
+        pb::RangeResponse { header: h, kvs, more, count }
     }
 
     /// The key's current value in the pilot's eyes.
@@ -1247,49 +906,24 @@ impl Kv<'_> {
             Lookup::Deleted => return Ok(None),
             _ => {}
         }
-        let r: pb::RangeResponse = call(
-            self.conn,
-            self.parts,
-            "/etcdserverpb.KV/Range",
-            &pb::RangeRequest {
-                key: key.to_vec(),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let r: pb::RangeResponse = call(self.conn, self.parts, "/etcdserverpb.KV/Range", &pb::RangeRequest { key: key.to_vec(), ..Default::default() }).await?;
         Ok(r.kvs.into_iter().next())
     }
 
     /// Every key of a range in the pilot's eyes (values unless `keys_only`).
-    async fn all(
-        &self,
-        key: &[u8],
-        end: &[u8],
-        keys_only: bool,
-    ) -> Result<Vec<pb::KeyValue>, Status> {
+    async fn all(&self, key: &[u8], end: &[u8], keys_only: bool) -> Result<Vec<pb::KeyValue>, Status> {
         if end.is_empty() {
             return Ok(self.current(key).await?.into_iter().collect());
         }
-        let r = pb::RangeRequest {
-            key: key.to_vec(),
-            range_end: end.to_vec(),
-            keys_only,
-            ..Default::default()
-        };
+        let r = pb::RangeRequest { key: key.to_vec(), range_end: end.to_vec(), keys_only, ..Default::default() };
         if let Some((resp, _)) = self.view(&r).await? {
             return Ok(resp.kvs);
         }
-        let resp: pb::RangeResponse =
-            call(self.conn, self.parts, "/etcdserverpb.KV/Range", &r).await?;
+        let resp: pb::RangeResponse = call(self.conn, self.parts, "/etcdserverpb.KV/Range", &r).await?;
         Ok(resp.kvs)
     }
 
-    async fn range_call(
-        &self,
-        r: pb::RangeRequest,
-        raw: Bytes,
-        op: &mut Op,
-    ) -> Result<Answer, Status> {
+    async fn range_call(&self, r: pb::RangeRequest, raw: Bytes, op: &mut Op) -> Result<Answer, Status> {
         match self.view(&r).await? {
             Some((resp, from_shadow)) => {
                 if from_shadow {
@@ -1305,35 +939,18 @@ impl Kv<'_> {
         }
     }
 
-    async fn write_call(
-        &self,
-        operation: &str,
-        msg: &[u8],
-        _op: &mut Op,
-    ) -> Result<Answer, Status> {
+    async fn write_call(&self, operation: &str, msg: &[u8], _op: &mut Op) -> Result<Answer, Status> {
         let mut rev = Rev(None);
         let resp = match operation {
-            "Put" => self
-                .put(decode(msg).unwrap_or_default(), &mut rev)
-                .await?
-                .encode_to_vec(),
-            "DeleteRange" => self
-                .delete(decode(msg).unwrap_or_default(), &mut rev)
-                .await?
-                .encode_to_vec(),
+            "Put" => self.put(decode(msg).unwrap_or_default(), &mut rev).await?.encode_to_vec(),
+            "DeleteRange" => self.delete(decode(msg).unwrap_or_default(), &mut rev).await?.encode_to_vec(),
             _ => {
                 let r: pb::CompactionRequest = decode(msg).unwrap_or_default();
                 let current = self.conn.revision(self.cluster);
                 if r.revision > current {
-                    return Err(Status(
-                        OUT_OF_RANGE,
-                        "etcdserver: mvcc: required revision is a future revision".into(),
-                    ));
+                    return Err(Status(OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision".into()));
                 }
-                pb::CompactionResponse {
-                    header: self.header(None),
-                }
-                .encode_to_vec()
+                pb::CompactionResponse { header: self.header(None) }.encode_to_vec()
             }
         };
         Ok(Answer::Made(resp))
@@ -1347,41 +964,19 @@ impl Kv<'_> {
         let at = self.rev(rev);
         let kv = pb::KeyValue {
             key: r.key.clone(),
-            value: if r.ignore_value {
-                prev.as_ref().map(|p| p.value.clone()).unwrap_or_default()
-            } else {
-                r.value.clone()
-            },
-            lease: if r.ignore_lease {
-                prev.as_ref().map_or(0, |p| p.lease)
-            } else {
-                r.lease
-            },
+            value: if r.ignore_value { prev.as_ref().map(|p| p.value.clone()).unwrap_or_default() } else { r.value.clone() },
+            lease: if r.ignore_lease { prev.as_ref().map_or(0, |p| p.lease) } else { r.lease },
             create_revision: prev.as_ref().map_or(at, |p| p.create_revision),
             mod_revision: at,
             version: prev.as_ref().map_or(1, |p| p.version + 1),
         };
-        self.conn
-            .ctx
-            .shadow
-            .put(&self.space, &r.key, kv.encode_to_vec());
-        Ok(pb::PutResponse {
-            header: self.header(Some(at)),
-            prev_kv: if r.prev_kv { prev } else { None },
-        })
+        self.conn.ctx.shadow.put(&self.space, &r.key, kv.encode_to_vec());
+        Ok(pb::PutResponse { header: self.header(Some(at)), prev_kv: if r.prev_kv { prev } else { None } })
     }
 
-    async fn delete(
-        &self,
-        r: pb::DeleteRangeRequest,
-        rev: &mut Rev,
-    ) -> Result<pb::DeleteRangeResponse, Status> {
+    async fn delete(&self, r: pb::DeleteRangeRequest, rev: &mut Rev) -> Result<pb::DeleteRangeResponse, Status> {
         let gone = self.all(&r.key, &r.range_end, !r.prev_kv).await?;
-        let at = if gone.is_empty() {
-            None
-        } else {
-            Some(self.rev(rev))
-        };
+        let at = if gone.is_empty() { None } else { Some(self.rev(rev)) };
         let shadow = &self.conn.ctx.shadow;
         if r.range_end.is_empty() {
             shadow.delete(&self.space, &r.key);
@@ -1389,11 +984,7 @@ impl Kv<'_> {
             let (from, to) = bounds(&r.key, &r.range_end);
             shadow.delete_range(&self.space, &from, to.as_deref());
         }
-        Ok(pb::DeleteRangeResponse {
-            header: self.header(at),
-            deleted: gone.len() as i64,
-            prev_kvs: if r.prev_kv { gone } else { Vec::new() },
-        })
+        Ok(pb::DeleteRangeResponse { header: self.header(at), deleted: gone.len() as i64, prev_kvs: if r.prev_kv { gone } else { Vec::new() } })
     }
 
     async fn txn_call(&self, t: pb::TxnRequest, _op: &mut Op) -> Result<Answer, Status> {
@@ -1403,13 +994,7 @@ impl Kv<'_> {
     }
 
     /// A Txn on the pilot's view: compares evaluated, the chosen branch applied to the shadow.
-    fn txn<'b>(
-        &'b self,
-        t: pb::TxnRequest,
-        rev: &'b mut Rev,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<pb::TxnResponse, Status>> + Send + 'b>,
-    > {
+    fn txn<'b>(&'b self, t: pb::TxnRequest, rev: &'b mut Rev) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<pb::TxnResponse, Status>> + Send + 'b>> {
         Box::pin(async move {
             let mut ok = true;
             for c in &t.compare {
@@ -1424,26 +1009,18 @@ impl Kv<'_> {
                     Some(Q::RequestRange(r)) => {
                         let resp = match self.view(&r).await? {
                             Some((resp, _)) => resp,
-                            None => {
-                                call(self.conn, self.parts, "/etcdserverpb.KV/Range", &r).await?
-                            }
+                            None => call(self.conn, self.parts, "/etcdserverpb.KV/Range", &r).await?,
                         };
                         A::ResponseRange(resp)
                     }
                     Some(Q::RequestPut(p)) => A::ResponsePut(self.put(p, rev).await?),
-                    Some(Q::RequestDeleteRange(d)) => {
-                        A::ResponseDeleteRange(self.delete(d, rev).await?)
-                    }
+                    Some(Q::RequestDeleteRange(d)) => A::ResponseDeleteRange(self.delete(d, rev).await?),
                     Some(Q::RequestTxn(t)) => A::ResponseTxn(self.txn(t, rev).await?),
                     None => continue,
                 };
                 responses.push(pb::ResponseOp { response: Some(a) });
             }
-            Ok(pb::TxnResponse {
-                header: self.header(rev.0),
-                succeeded: ok,
-                responses,
-            })
+            Ok(pb::TxnResponse { header: self.header(rev.0), succeeded: ok, responses })
         })
     }
 
@@ -1452,11 +1029,7 @@ impl Kv<'_> {
     async fn compare(&self, c: &pb::Compare) -> Result<bool, Status> {
         use pb::compare::{CompareResult as R, CompareTarget as T, TargetUnion as U};
         let kvs = self.all(&c.key, &c.range_end, false).await?;
-        let kvs: Vec<Option<pb::KeyValue>> = if kvs.is_empty() && c.range_end.is_empty() {
-            vec![None]
-        } else {
-            kvs.into_iter().map(Some).collect()
-        };
+        let kvs: Vec<Option<pb::KeyValue>> = if kvs.is_empty() && c.range_end.is_empty() { vec![None] } else { kvs.into_iter().map(Some).collect() };
         let result = R::try_from(c.result).unwrap_or(R::Equal);
         let holds = |ord: std::cmp::Ordering| match result {
             R::Equal => ord.is_eq(),
@@ -1470,15 +1043,9 @@ impl Kv<'_> {
                     Some(kv) => holds(kv.value.as_slice().cmp(v.as_slice())),
                     None => false,
                 },
-                (T::Version, Some(U::Version(v))) => {
-                    holds(kv.as_ref().map_or(0, |k| k.version).cmp(v))
-                }
-                (T::Create, Some(U::CreateRevision(v))) => {
-                    holds(kv.as_ref().map_or(0, |k| k.create_revision).cmp(v))
-                }
-                (T::Mod, Some(U::ModRevision(v))) => {
-                    holds(kv.as_ref().map_or(0, |k| k.mod_revision).cmp(v))
-                }
+                (T::Version, Some(U::Version(v))) => holds(kv.as_ref().map_or(0, |k| k.version).cmp(v)),
+                (T::Create, Some(U::CreateRevision(v))) => holds(kv.as_ref().map_or(0, |k| k.create_revision).cmp(v)),
+                (T::Mod, Some(U::ModRevision(v))) => holds(kv.as_ref().map_or(0, |k| k.mod_revision).cmp(v)),
                 (T::Lease, Some(U::Lease(v))) => holds(kv.as_ref().map_or(0, |k| k.lease).cmp(v)),
                 _ => false,
             };
@@ -1492,18 +1059,11 @@ impl Kv<'_> {
     /// The member list as the pilot would see it (its removals and additions applied).
     async fn members_call(&self, parts: &Parts, raw: Bytes, op: &mut Op) -> Result<Answer, Status> {
         let reply = call_raw(self.conn, parts, "/etcdserverpb.Cluster/MemberList", raw).await?;
-        let (removed, added) = self
-            .conn
-            .ctx
-            .etcd
-            .with(self.cluster, |c| (c.removed.clone(), c.added.clone()));
+        let (removed, added) = self.conn.ctx.etcd.with(self.cluster, |c| (c.removed.clone(), c.added.clone()));
         if removed.is_empty() && added.is_empty() || reply.status() != 0 {
             return Ok(Answer::Relayed(Box::new(reply), None));
         }
-        let mut list = reply
-            .message()
-            .and_then(|m| decode::<pb::MemberListResponse>(&m))
-            .unwrap_or_default();
+        let mut list = reply.message().and_then(|m| decode::<pb::MemberListResponse>(&m)).unwrap_or_default();
         list.members.retain(|m| !removed.contains(&m.id));
         list.members.extend(added);
         op.may_differ = true;
@@ -1513,96 +1073,45 @@ impl Kv<'_> {
 
     /// (TTL left, granted TTL) of a lease in the pilot's eyes: -1 when it does not exist.
     async fn lease_ttl(&self, id: i64) -> Result<(i64, i64), Status> {
-        let (granted, revoked) = self.conn.ctx.etcd.with(self.cluster, |c| {
-            (c.granted.get(&id).copied(), c.revoked.contains(&id))
-        });
+        let (granted, revoked) = self.conn.ctx.etcd.with(self.cluster, |c| (c.granted.get(&id).copied(), c.revoked.contains(&id)));
         if revoked {
             return Ok((-1, 0));
         }
         if let Some(ttl) = granted {
             return Ok((ttl, ttl));
         }
-        let r: pb::LeaseTimeToLiveResponse = call(
-            self.conn,
-            self.parts,
-            "/etcdserverpb.Lease/LeaseTimeToLive",
-            &pb::LeaseTimeToLiveRequest { id, keys: false },
-        )
-        .await?;
+        let r: pb::LeaseTimeToLiveResponse = call(self.conn, self.parts, "/etcdserverpb.Lease/LeaseTimeToLive", &pb::LeaseTimeToLiveRequest { id, keys: false }).await?;
         Ok((r.ttl, r.granted_ttl))
     }
 
-    async fn lease_read(
-        &self,
-        operation: &str,
-        msg: &[u8],
-        raw: Bytes,
-        op: &mut Op,
-    ) -> Result<Answer, Status> {
+    async fn lease_read(&self, operation: &str, msg: &[u8], raw: Bytes, op: &mut Op) -> Result<Answer, Status> {
         let path = format!("/etcdserverpb.Lease/{operation}");
-        let (granted, revoked) = self
-            .conn
-            .ctx
-            .etcd
-            .with(self.cluster, |c| (c.granted.clone(), c.revoked.clone()));
+        let (granted, revoked) = self.conn.ctx.etcd.with(self.cluster, |c| (c.granted.clone(), c.revoked.clone()));
         if operation == "LeaseTimeToLive" {
             let r: pb::LeaseTimeToLiveRequest = decode(msg).unwrap_or_default();
             if revoked.contains(&r.id) || granted.contains_key(&r.id) {
-                let ttl = if revoked.contains(&r.id) {
-                    -1
-                } else {
-                    granted[&r.id]
-                };
-                let resp = pb::LeaseTimeToLiveResponse {
-                    header: self.header(None),
-                    id: r.id,
-                    ttl,
-                    granted_ttl: ttl.max(0),
-                    keys: Vec::new(),
-                };
+                let ttl = if revoked.contains(&r.id) { -1 } else { granted[&r.id] };
+                let resp = pb::LeaseTimeToLiveResponse { header: self.header(None), id: r.id, ttl, granted_ttl: ttl.max(0), keys: Vec::new() };
                 return Ok(Answer::Made(resp.encode_to_vec()));
             }
-            return Ok(Answer::Relayed(
-                Box::new(call_raw(self.conn, self.parts, &path, raw).await?),
-                None,
-            ));
+            return Ok(Answer::Relayed(Box::new(call_raw(self.conn, self.parts, &path, raw).await?), None));
         }
         let reply = call_raw(self.conn, self.parts, &path, raw).await?;
         if granted.is_empty() && revoked.is_empty() || reply.status() != 0 {
             return Ok(Answer::Relayed(Box::new(reply), None));
         }
-        let mut list = reply
-            .message()
-            .and_then(|m| decode::<pb::LeaseLeasesResponse>(&m))
-            .unwrap_or_default();
+        let mut list = reply.message().and_then(|m| decode::<pb::LeaseLeasesResponse>(&m)).unwrap_or_default();
         list.leases.retain(|l| !revoked.contains(&l.id));
-        list.leases
-            .extend(granted.keys().map(|&id| pb::LeaseStatus { id }));
+        list.leases.extend(granted.keys().map(|&id| pb::LeaseStatus { id }));
         op.may_differ = true;
         let data = frame(&list.encode_to_vec());
         Ok(Answer::Relayed(Box::new(reply), Some(data)))
     }
 
     async fn live_members(&self) -> Result<Vec<pb::Member>, Status> {
-        let r: pb::MemberListResponse = call(
-            self.conn,
-            self.parts,
-            "/etcdserverpb.Cluster/MemberList",
-            &pb::MemberListRequest {
-                linearizable: false,
-            },
-        )
-        .await?;
-        let (removed, added) = self
-            .conn
-            .ctx
-            .etcd
-            .with(self.cluster, |c| (c.removed.clone(), c.added.clone()));
-        let mut members: Vec<pb::Member> = r
-            .members
-            .into_iter()
-            .filter(|m| !removed.contains(&m.id))
-            .collect();
+        let r: pb::MemberListResponse = call(self.conn, self.parts, "/etcdserverpb.Cluster/MemberList", &pb::MemberListRequest { linearizable: false }).await?;
+        let (removed, added) = self.conn.ctx.etcd.with(self.cluster, |c| (c.removed.clone(), c.added.clone()));
+        let mut members: Vec<pb::Member> = r.members.into_iter().filter(|m| !removed.contains(&m.id)).collect();
         members.extend(added);
         Ok(members)
     }
@@ -1614,89 +1123,40 @@ impl Kv<'_> {
         Ok(match operation {
             "LeaseGrant" => {
                 let r: pb::LeaseGrantRequest = decode(msg).unwrap_or_default();
-                let id = if r.id != 0 {
-                    r.id
-                } else {
-                    made_id() as i64 & i64::MAX
-                };
+                let id = if r.id != 0 { r.id } else { made_id() as i64 & i64::MAX };
                 etcd.with(self.cluster, |c| c.granted.insert(id, r.ttl));
-                pb::LeaseGrantResponse {
-                    header: h,
-                    id,
-                    ttl: r.ttl,
-                    error: String::new(),
-                }
-                .encode_to_vec()
+                pb::LeaseGrantResponse { header: h, id, ttl: r.ttl, error: String::new() }.encode_to_vec()
             }
             "LeaseRevoke" => {
                 let r: pb::LeaseRevokeRequest = decode(msg).unwrap_or_default();
                 if self.lease_ttl(r.id).await?.0 < 0 {
-                    return Err(Status(
-                        NOT_FOUND,
-                        "etcdserver: requested lease not found".into(),
-                    ));
+                    return Err(Status(NOT_FOUND, "etcdserver: requested lease not found".into()));
                 }
                 // The keys attached to it go with it.
                 let keys = match etcd.with(self.cluster, |c| c.granted.contains_key(&r.id)) {
                     true => Vec::new(),
-                    false => {
-                        call::<_, pb::LeaseTimeToLiveResponse>(
-                            self.conn,
-                            self.parts,
-                            "/etcdserverpb.Lease/LeaseTimeToLive",
-                            &pb::LeaseTimeToLiveRequest {
-                                id: r.id,
-                                keys: true,
-                            },
-                        )
-                        .await?
-                        .keys
-                    }
+                    false => call::<_, pb::LeaseTimeToLiveResponse>(self.conn, self.parts, "/etcdserverpb.Lease/LeaseTimeToLive", &pb::LeaseTimeToLiveRequest { id: r.id, keys: true }).await?.keys,
                 };
                 for k in &keys {
                     self.conn.ctx.shadow.delete(&self.space, k);
                 }
-                let rev = if keys.is_empty() {
-                    None
-                } else {
-                    Some(self.rev(&mut Rev(None)))
-                };
+                let rev = if keys.is_empty() { None } else { Some(self.rev(&mut Rev(None))) };
                 etcd.with(self.cluster, |c| {
                     c.granted.remove(&r.id);
                     c.revoked.insert(r.id)
                 });
-                pb::LeaseRevokeResponse {
-                    header: self.header(rev),
-                }
-                .encode_to_vec()
+                pb::LeaseRevokeResponse { header: self.header(rev) }.encode_to_vec()
             }
             "MemberAdd" => {
                 let r: pb::MemberAddRequest = decode(msg).unwrap_or_default();
                 let mut members = self.live_members().await?;
-                if members
-                    .iter()
-                    .any(|m| m.peer_ur_ls.iter().any(|u| r.peer_ur_ls.contains(u)))
-                {
-                    return Err(Status(
-                        INVALID_ARGUMENT,
-                        "etcdserver: Peer URLs already exists".into(),
-                    ));
+                if members.iter().any(|m| m.peer_ur_ls.iter().any(|u| r.peer_ur_ls.contains(u))) {
+                    return Err(Status(INVALID_ARGUMENT, "etcdserver: Peer URLs already exists".into()));
                 }
-                let m = pb::Member {
-                    id: made_id(),
-                    name: String::new(),
-                    peer_ur_ls: r.peer_ur_ls,
-                    client_ur_ls: Vec::new(),
-                    is_learner: r.is_learner,
-                };
+                let m = pb::Member { id: made_id(), name: String::new(), peer_ur_ls: r.peer_ur_ls, client_ur_ls: Vec::new(), is_learner: r.is_learner };
                 etcd.with(self.cluster, |c| c.added.push(m.clone()));
                 members.push(m.clone());
-                pb::MemberAddResponse {
-                    header: h,
-                    member: Some(m),
-                    members,
-                }
-                .encode_to_vec()
+                pb::MemberAddResponse { header: h, member: Some(m), members }.encode_to_vec()
             }
             "MemberRemove" => {
                 let r: pb::MemberRemoveRequest = decode(msg).unwrap_or_default();
@@ -1712,15 +1172,7 @@ impl Kv<'_> {
                 pb::MemberRemoveResponse { header: h, members }.encode_to_vec()
             }
             "MemberUpdate" | "MemberPromote" => {
-                let id = if operation == "MemberUpdate" {
-                    decode::<pb::MemberUpdateRequest>(msg)
-                        .unwrap_or_default()
-                        .id
-                } else {
-                    decode::<pb::MemberPromoteRequest>(msg)
-                        .unwrap_or_default()
-                        .id
-                };
+                let id = if operation == "MemberUpdate" { decode::<pb::MemberUpdateRequest>(msg).unwrap_or_default().id } else { decode::<pb::MemberPromoteRequest>(msg).unwrap_or_default().id };
                 let members = self.live_members().await?;
                 if !members.iter().any(|m| m.id == id) {
                     return Err(Status(NOT_FOUND, "etcdserver: member not found".into()));
@@ -1730,27 +1182,11 @@ impl Kv<'_> {
             "Alarm ACTIVATE" | "Alarm DEACTIVATE" => {
                 let r: pb::AlarmRequest = decode(msg).unwrap_or_default();
                 let alarms = if operation == "Alarm ACTIVATE" {
-                    vec![pb::AlarmMember {
-                        member_id: r.member_id,
-                        alarm: r.alarm,
-                    }]
+                    vec![pb::AlarmMember { member_id: r.member_id, alarm: r.alarm }]
                 } else {
                     // The member answers with the alarms it disarmed: those that are raised.
-                    let live: pb::AlarmResponse = call(
-                        self.conn,
-                        self.parts,
-                        "/etcdserverpb.Maintenance/Alarm",
-                        &pb::AlarmRequest {
-                            action: 0,
-                            member_id: 0,
-                            alarm: 0,
-                        },
-                    )
-                    .await?;
-                    live.alarms
-                        .into_iter()
-                        .filter(|a| a.member_id == r.member_id && a.alarm == r.alarm)
-                        .collect()
+                    let live: pb::AlarmResponse = call(self.conn, self.parts, "/etcdserverpb.Maintenance/Alarm", &pb::AlarmRequest { action: 0, member_id: 0, alarm: 0 }).await?;
+                    live.alarms.into_iter().filter(|a| a.member_id == r.member_id && a.alarm == r.alarm).collect()
                 };
                 pb::AlarmResponse { header: h, alarms }.encode_to_vec()
             }
@@ -1784,115 +1220,29 @@ mod tests {
 
     #[test]
     fn classifies_reads_and_mutations() {
-        let put = pb::PutRequest {
-            key: b"/app/x".to_vec(),
-            value: b"1".to_vec(),
-            ..Default::default()
-        }
-        .encode_to_vec();
-        assert_eq!(
-            classify("/etcdserverpb.KV/Put", &put, "e"),
-            class(
-                "Put",
-                "/app/x".into(),
-                Access::Mutation,
-                Some(Category::Write)
-            )
-        );
-        let all = pb::DeleteRangeRequest {
-            key: vec![0],
-            range_end: vec![0],
-            prev_kv: false,
-        }
-        .encode_to_vec();
-        assert_eq!(
-            classify("/etcdserverpb.KV/DeleteRange", &all, "e").resource,
-            "*"
-        );
-        let prefix = pb::RangeRequest {
-            key: b"/app/".to_vec(),
-            range_end: b"/app0".to_vec(),
-            ..Default::default()
-        }
-        .encode_to_vec();
-        assert_eq!(
-            classify("/etcdserverpb.KV/Range", &prefix, "e"),
-            class("Range", "/app/*".into(), Access::Read, None)
-        );
-        let rm = pb::MemberRemoveRequest {
-            id: 0x8e9e05c52164694d,
-        }
-        .encode_to_vec();
-        assert_eq!(
-            classify("/etcdserverpb.Cluster/MemberRemove", &rm, "e"),
-            class(
-                "MemberRemove",
-                "8e9e05c52164694d".into(),
-                Access::Mutation,
-                Some(Category::Admin)
-            )
-        );
-        let get = pb::AlarmRequest {
-            action: 0,
-            member_id: 0,
-            alarm: 0,
-        }
-        .encode_to_vec();
-        assert_eq!(
-            classify("/etcdserverpb.Maintenance/Alarm", &get, "e").access,
-            Access::Read
-        );
-        let disarm = pb::AlarmRequest {
-            action: 2,
-            member_id: 5,
-            alarm: 1,
-        }
-        .encode_to_vec();
-        assert_eq!(
-            classify("/etcdserverpb.Maintenance/Alarm", &disarm, "e"),
-            class(
-                "Alarm DEACTIVATE",
-                "NOSPACE 5".into(),
-                Access::Mutation,
-                Some(Category::Admin)
-            )
-        );
+        let put = pb::PutRequest { key: b"/app/x".to_vec(), value: b"1".to_vec(), ..Default::default() }.encode_to_vec();
+        assert_eq!(classify("/etcdserverpb.KV/Put", &put, "e"), class("Put", "/app/x".into(), Access::Mutation, Some(Category::Write)));
+        let all = pb::DeleteRangeRequest { key: vec![0], range_end: vec![0], prev_kv: false }.encode_to_vec();
+        assert_eq!(classify("/etcdserverpb.KV/DeleteRange", &all, "e").resource, "*");
+        let prefix = pb::RangeRequest { key: b"/app/".to_vec(), range_end: b"/app0".to_vec(), ..Default::default() }.encode_to_vec();
+        assert_eq!(classify("/etcdserverpb.KV/Range", &prefix, "e"), class("Range", "/app/*".into(), Access::Read, None));
+        let rm = pb::MemberRemoveRequest { id: 0x8e9e05c52164694d }.encode_to_vec();
+        assert_eq!(classify("/etcdserverpb.Cluster/MemberRemove", &rm, "e"), class("MemberRemove", "8e9e05c52164694d".into(), Access::Mutation, Some(Category::Admin)));
+        let get = pb::AlarmRequest { action: 0, member_id: 0, alarm: 0 }.encode_to_vec();
+        assert_eq!(classify("/etcdserverpb.Maintenance/Alarm", &get, "e").access, Access::Read);
+        let disarm = pb::AlarmRequest { action: 2, member_id: 5, alarm: 1 }.encode_to_vec();
+        assert_eq!(classify("/etcdserverpb.Maintenance/Alarm", &disarm, "e"), class("Alarm DEACTIVATE", "NOSPACE 5".into(), Access::Mutation, Some(Category::Admin)));
         let read_txn = pb::TxnRequest {
-            success: vec![pb::RequestOp {
-                request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
-                    key: b"a".to_vec(),
-                    ..Default::default()
-                })),
-            }],
+            success: vec![pb::RequestOp { request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest { key: b"a".to_vec(), ..Default::default() })) }],
             ..Default::default()
         };
-        assert_eq!(
-            classify("/etcdserverpb.KV/Txn", &read_txn.encode_to_vec(), "e").access,
-            Access::Read
-        );
+        assert_eq!(classify("/etcdserverpb.KV/Txn", &read_txn.encode_to_vec(), "e").access, Access::Read);
         let mut write_txn = read_txn.clone();
-        write_txn.failure.push(pb::RequestOp {
-            request: Some(pb::request_op::Request::RequestDeleteRange(
-                pb::DeleteRangeRequest {
-                    key: b"a".to_vec(),
-                    ..Default::default()
-                },
-            )),
-        });
-        assert_eq!(
-            classify("/etcdserverpb.KV/Txn", &write_txn.encode_to_vec(), "e").category,
-            Some(Category::Delete)
-        );
-        assert_eq!(
-            classify("/etcdserverpb.Maintenance/Defragment", &[], "e").category,
-            Some(Category::Admin)
-        );
+        write_txn.failure.push(pb::RequestOp { request: Some(pb::request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest { key: b"a".to_vec(), ..Default::default() })) });
+        assert_eq!(classify("/etcdserverpb.KV/Txn", &write_txn.encode_to_vec(), "e").category, Some(Category::Delete));
+        assert_eq!(classify("/etcdserverpb.Maintenance/Defragment", &[], "e").category, Some(Category::Admin));
         assert_eq!(classify("/x.Y/Z", &[], "e").access, Access::Unclassified);
-        assert_eq!(
-            classify("/etcdserverpb.KV/Put", &[0xff, 0xff], "e").access,
-            Access::Unclassified,
-            "undecodable: fail closed"
-        );
+        assert_eq!(classify("/etcdserverpb.KV/Put", &[0xff, 0xff], "e").access, Access::Unclassified, "undecodable: fail closed");
     }
 
     #[test]

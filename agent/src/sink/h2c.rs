@@ -48,10 +48,7 @@ struct Block {
     hpack: Vec<u8>,
 }
 
-async fn rewrite(
-    r: &mut (impl AsyncRead + Unpin),
-    w: &mut (impl AsyncWrite + Unpin),
-) -> io::Result<()> {
+async fn rewrite(r: &mut (impl AsyncRead + Unpin), w: &mut (impl AsyncWrite + Unpin)) -> io::Result<()> {
     let mut preface = [0u8; 24];
     r.read_exact(&mut preface).await?;
     w.write_all(&preface).await?;
@@ -83,21 +80,11 @@ async fn rewrite(
                     p = &p[5..];
                 }
                 let hpack = p[..p.len().saturating_sub(pad)].to_vec();
-                block = Some(Block {
-                    stream: [head[5], head[6], head[7], head[8]],
-                    end_stream: flags & END_STREAM != 0,
-                    priority,
-                    hpack,
-                });
+                block = Some(Block { stream: [head[5], head[6], head[7], head[8]], end_stream: flags & END_STREAM != 0, priority, hpack });
             }
             CONTINUATION => match block.as_mut() {
                 Some(b) => b.hpack.extend_from_slice(&payload),
-                None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "CONTINUATION without HEADERS",
-                    ));
-                }
+                None => return Err(io::Error::new(io::ErrorKind::InvalidData, "CONTINUATION without HEADERS")),
             },
             _ => {
                 w.write_all(&head).await?;
@@ -109,19 +96,8 @@ async fn rewrite(
             continue;
         }
         let Some(b) = block.take() else { continue };
-        let headers = decoder
-            .decode(&b.hpack)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("HPACK: {e:?}")))?;
-        let headers: Vec<(Vec<u8>, Vec<u8>)> = headers
-            .into_iter()
-            .map(|(n, v)| {
-                if n == b":authority" {
-                    (n, authority(&v))
-                } else {
-                    (n, v)
-                }
-            })
-            .collect();
+        let headers = decoder.decode(&b.hpack).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("HPACK: {e:?}")))?;
+        let headers: Vec<(Vec<u8>, Vec<u8>)> = headers.into_iter().map(|(n, v)| if n == b":authority" { (n, authority(&v)) } else { (n, v) }).collect();
         let hpack = encoder.encode(headers.iter().map(|(n, v)| (&n[..], &v[..])));
         w.write_all(&frames(&b, &hpack)).await?;
     }
@@ -148,13 +124,7 @@ fn frames(b: &Block, hpack: &[u8]) -> Vec<u8> {
     while !rest.is_empty() {
         let (chunk, more) = rest.split_at(rest.len().min(MAX_FRAME));
         rest = more;
-        push_frame(
-            &mut out,
-            CONTINUATION,
-            if rest.is_empty() { END_HEADERS } else { 0 },
-            b.stream,
-            chunk,
-        );
+        push_frame(&mut out, CONTINUATION, if rest.is_empty() { END_HEADERS } else { 0 }, b.stream, chunk);
     }
     out
 }
@@ -193,11 +163,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn header_blocks_are_reencoded_and_other_frames_pass() {
         let mut enc = Encoder::new();
-        let hpack = enc.encode([
-            (&b":method"[..], &b"POST"[..]),
-            (b":authority", b"http://127.0.0.1:2379"),
-            (b":path", b"/x"),
-        ]);
+        let hpack = enc.encode([(&b":method"[..], &b"POST"[..]), (b":authority", b"http://127.0.0.1:2379"), (b":path", b"/x")]);
         let mut input = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         // HEADERS split in two, a CONTINUATION, then a DATA frame.
         let (a, b) = hpack.split_at(3);

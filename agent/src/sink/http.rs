@@ -7,36 +7,17 @@ use std::io;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use super::session::{BoxFuture, Op, Session};
 use super::{Access, Category, Disposition, Module, Sniff};
+use super::session::{BoxFuture, Op, Session};
 
-pub const MODULE: Module = Module {
-    name: "http",
-    sniff,
-    serve,
-};
+pub const MODULE: Module = Module { name: "http", sniff, serve };
 
 /// Paths (with their query) whose GET changes state on common admin APIs.
 pub const UNSAFE_GET: &[&str] = &[
-    "*/shutdown*",
-    "*/restart*",
-    "*/reboot*",
-    "*/kill*",
-    "*/delete*",
-    "*/drop*",
-    "*/flush*",
-    "*/purge*",
-    "*/reset*",
-    "*/reload*",
-    "*/terminate*",
-    "*/decommission*",
-    "*/failover*",
-    "*action=delete*",
-    "*action=kill*",
+    "*/shutdown*", "*/restart*", "*/reboot*", "*/kill*", "*/delete*", "*/drop*", "*/flush*", "*/purge*", "*/reset*", "*/reload*",
+    "*/terminate*", "*/decommission*", "*/failover*", "*action=delete*", "*action=kill*",
 ];
-const METHODS: &[&str] = &[
-    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
-];
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
 /// Heads larger than this are not HTTP the sink serves.
 const HEAD_MAX: usize = 64 * 1024;
 
@@ -50,19 +31,7 @@ fn sniff(b: &[u8]) -> Sniff {
         return Sniff::No;
     }
     match b.iter().position(|&c| c == b'\n') {
-        Some(nl) => {
-            if String::from_utf8_lossy(&b[..nl])
-                .trim_end()
-                .ends_with(" HTTP/1.1")
-                || String::from_utf8_lossy(&b[..nl])
-                    .trim_end()
-                    .ends_with(" HTTP/1.0")
-            {
-                Sniff::Yes
-            } else {
-                Sniff::No
-            }
-        }
+        Some(nl) => if String::from_utf8_lossy(&b[..nl]).trim_end().ends_with(" HTTP/1.1") || String::from_utf8_lossy(&b[..nl]).trim_end().ends_with(" HTTP/1.0") { Sniff::Yes } else { Sniff::No },
         None if b.len() < 8192 => Sniff::NeedMore,
         None => Sniff::No,
     }
@@ -70,11 +39,7 @@ fn sniff(b: &[u8]) -> Sniff {
 
 pub fn unsafe_get_set(extra: &[String]) -> GlobSet {
     let mut b = GlobSetBuilder::new();
-    for p in UNSAFE_GET
-        .iter()
-        .map(|s| s.to_string())
-        .chain(extra.iter().cloned())
-    {
+    for p in UNSAFE_GET.iter().map(|s| s.to_string()).chain(extra.iter().cloned()) {
         if let Ok(g) = Glob::new(&p.to_lowercase()) {
             b.add(g);
         }
@@ -84,27 +49,12 @@ pub fn unsafe_get_set(extra: &[String]) -> GlobSet {
 
 pub fn classify(method: &str, target: &str, unsafe_get: &GlobSet) -> (Access, Option<Category>) {
     let lower = target.to_lowercase();
-    let admin = [
-        "shutdown",
-        "restart",
-        "reboot",
-        "reload",
-        "config",
-        "drain",
-        "decommission",
-        "failover",
-        "promote",
-        "kill",
-        "terminate",
-        "member",
-    ]
-    .iter()
-    .any(|w| lower.contains(w));
+    let admin = ["shutdown", "restart", "reboot", "reload", "config", "drain", "decommission", "failover", "promote", "kill", "terminate", "member"]
+        .iter()
+        .any(|w| lower.contains(w));
     match method {
         "GET" | "HEAD" | "OPTIONS" if !unsafe_get.is_match(&lower) => (Access::Read, None),
-        "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" | "PATCH" | "DELETE" if admin => {
-            (Access::Mutation, Some(Category::Admin))
-        }
+        "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" | "PATCH" | "DELETE" if admin => (Access::Mutation, Some(Category::Admin)),
         "DELETE" => (Access::Mutation, Some(Category::Delete)),
         "GET" | "HEAD" | "OPTIONS" => (Access::Mutation, Some(Category::Delete)),
         "POST" | "PUT" | "PATCH" => (Access::Mutation, Some(Category::Write)),
@@ -131,12 +81,7 @@ enum Body {
 }
 
 fn framing(headers: &[httparse::Header]) -> (Body, bool, bool) {
-    let get = |n: &str| {
-        headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(n))
-            .map(|h| String::from_utf8_lossy(h.value).to_lowercase())
-    };
+    let get = |n: &str| headers.iter().find(|h| h.name.eq_ignore_ascii_case(n)).map(|h| String::from_utf8_lossy(h.value).to_lowercase());
     let close = get("connection").is_some_and(|v| v.contains("close"));
     let expect = get("expect").is_some_and(|v| v.contains("100-continue"));
     if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
@@ -155,20 +100,10 @@ fn request_head(buf: &[u8]) -> io::Result<Option<Head>> {
         Ok(httparse::Status::Complete(len)) => {
             let (body, close, expect_continue) = framing(req.headers);
             let close = close || req.version == Some(0);
-            Ok(Some(Head {
-                method: req.method.unwrap_or("").to_string(),
-                target: req.path.unwrap_or("").to_string(),
-                len,
-                body,
-                close,
-                expect_continue,
-            }))
+            Ok(Some(Head { method: req.method.unwrap_or("").to_string(), target: req.path.unwrap_or("").to_string(), len, body, close, expect_continue }))
         }
         Ok(httparse::Status::Partial) if buf.len() < HEAD_MAX => Ok(None),
-        Ok(httparse::Status::Partial) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "HTTP head too large",
-        )),
+        Ok(httparse::Status::Partial) => Err(io::Error::new(io::ErrorKind::InvalidData, "HTTP head too large")),
         Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
     }
 }
@@ -183,14 +118,7 @@ fn body_len(buf: &[u8], body: Body) -> Option<usize> {
             let mut at = 0;
             loop {
                 let line_end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
-                let size = usize::from_str_radix(
-                    String::from_utf8_lossy(&buf[at..line_end])
-                        .split(';')
-                        .next()?
-                        .trim(),
-                    16,
-                )
-                .ok()?;
+                let size = usize::from_str_radix(String::from_utf8_lossy(&buf[at..line_end]).split(';').next()?.trim(), 16).ok()?;
                 at = line_end + 2;
                 if size == 0 {
                     // Trailers, then an empty line.
@@ -261,11 +189,7 @@ async fn serve_http(mut s: Session) -> io::Result<()> {
         }
         let answer = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Pilot: captured\r\n{}\r\n",
-            if head.close {
-                "Connection: close\r\n"
-            } else {
-                ""
-            }
+            if head.close { "Connection: close\r\n" } else { "" }
         );
         op.reply_bytes = answer.len() as u64;
         s.record(op);
@@ -290,10 +214,7 @@ async fn relay_response(s: &mut Session, method: &str) -> io::Result<(u64, bool)
                 Ok(httparse::Status::Complete(len)) => {
                     let status = resp.code.unwrap_or(0);
                     let (mut body, close, _) = framing(resp.headers);
-                    let explicit = resp.headers.iter().any(|h| {
-                        h.name.eq_ignore_ascii_case("content-length")
-                            || h.name.eq_ignore_ascii_case("transfer-encoding")
-                    });
+                    let explicit = resp.headers.iter().any(|h| h.name.eq_ignore_ascii_case("content-length") || h.name.eq_ignore_ascii_case("transfer-encoding"));
                     if method == "HEAD" || status < 200 || status == 204 || status == 304 {
                         body = Body::None;
                     } else if !explicit {
@@ -305,10 +226,7 @@ async fn relay_response(s: &mut Session, method: &str) -> io::Result<(u64, bool)
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }
             if s.fill_upstream().await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                ));
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
             }
         };
         loop {
@@ -326,10 +244,7 @@ async fn relay_response(s: &mut Session, method: &str) -> io::Result<(u64, bool)
                     s.reply(&bytes).await?;
                     return Ok((total, true));
                 }
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed mid-response",
-                ));
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed mid-response"));
             }
         }
         if status >= 200 || status == 101 {
@@ -346,23 +261,10 @@ mod tests {
     fn methods_and_unsafe_gets() {
         let set = unsafe_get_set(&["/api/v1/compact*".into()]);
         assert_eq!(classify("GET", "/status", &set).0, Access::Read);
-        assert_eq!(
-            classify("GET", "/admin/shutdown?now=1", &set).0,
-            Access::Mutation
-        );
-        assert_eq!(
-            classify("GET", "/api/v1/compact", &set).0,
-            Access::Mutation,
-            "a site's pattern"
-        );
-        assert_eq!(
-            classify("DELETE", "/keys/a", &set),
-            (Access::Mutation, Some(Category::Delete))
-        );
-        assert_eq!(
-            classify("POST", "/v1/drain", &set),
-            (Access::Mutation, Some(Category::Admin))
-        );
+        assert_eq!(classify("GET", "/admin/shutdown?now=1", &set).0, Access::Mutation);
+        assert_eq!(classify("GET", "/api/v1/compact", &set).0, Access::Mutation, "a site's pattern");
+        assert_eq!(classify("DELETE", "/keys/a", &set), (Access::Mutation, Some(Category::Delete)));
+        assert_eq!(classify("POST", "/v1/drain", &set), (Access::Mutation, Some(Category::Admin)));
         assert_eq!(classify("BREW", "/pot", &set).0, Access::Unclassified);
         assert_eq!(sniff(b"GET / HTTP/1.1\r\nHost: x\r\n"), Sniff::Yes);
         assert_eq!(sniff(b"GE"), Sniff::NeedMore);
@@ -373,10 +275,7 @@ mod tests {
     fn bodies_frame_by_length_and_chunks() {
         assert_eq!(body_len(b"abcdef", Body::Length(4)), Some(4));
         assert_eq!(body_len(b"ab", Body::Length(4)), None);
-        assert_eq!(
-            body_len(b"3\r\nabc\r\n0\r\n\r\nNEXT", Body::Chunked),
-            Some(13)
-        );
+        assert_eq!(body_len(b"3\r\nabc\r\n0\r\n\r\nNEXT", Body::Chunked), Some(13));
         assert_eq!(body_len(b"3\r\nabc\r\n", Body::Chunked), None);
     }
 }

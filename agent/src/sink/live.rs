@@ -16,12 +16,7 @@ use std::{
 use anyhow::{Context, Result};
 
 use super::{Mode, Options, Sink};
-use crate::{
-    cgroup::PilotCgroup,
-    graph::Graph,
-    probes::{Probes, contain::UnixContainment},
-    snapshot::Snapshot,
-};
+use crate::{cgroup::PilotCgroup, graph::Graph, probes::{Probes, contain::UnixContainment}, snapshot::Snapshot};
 
 pub struct LiveProxy {
     sink: Sink,
@@ -36,33 +31,13 @@ pub struct LiveProxy {
 impl LiveProxy {
     /// The sink in pass-through mode and a cgroup whose connects lead to it.
     pub fn start(probes: &mut Probes, snapshot: &Snapshot) -> Result<LiveProxy> {
-        let sink = Sink::start_with(Options {
-            mode: Mode::PassThrough,
-            ..Default::default()
-        })?;
+        let sink = Sink::start_with(Options { mode: Mode::PassThrough, ..Default::default() })?;
         sink.set_hints(super::hints(snapshot));
         let cgroup = PilotCgroup::create(&format!("commit-{}", std::process::id()))?;
-        let (_, links) = probes.contain(
-            UnixContainment::Unavailable,
-            &cgroup.dir_fd()?,
-            sink.config(),
-            &[],
-            &[],
-        )?;
-        sink.ctx()
-            .origins
-            .attach(probes.take_origins()?, cgroup.path.clone());
-        let procs = fs::OpenOptions::new()
-            .write(true)
-            .open(cgroup.path.join("cgroup.procs"))
-            .with_context(|| format!("opening {}/cgroup.procs", cgroup.path.display()))?;
-        Ok(LiveProxy {
-            sink,
-            cgroup,
-            procs,
-            home: own_cgroup(),
-            _links: links,
-        })
+        let (_, links) = probes.contain(UnixContainment::Unavailable, &cgroup.dir_fd()?, sink.config(), &[], &[])?;
+        sink.ctx().origins.attach(probes.take_origins()?, cgroup.path.clone());
+        let procs = fs::OpenOptions::new().write(true).open(cgroup.path.join("cgroup.procs")).with_context(|| format!("opening {}/cgroup.procs", cgroup.path.display()))?;
+        Ok(LiveProxy { sink, cgroup, procs, home: own_cgroup(), _links: links })
     }
 
     /// The fd a child writes "0" to (between fork and exec) to join the group.
@@ -72,12 +47,7 @@ impl LiveProxy {
 
     /// Stop the sink, write its sink.json into `out`, add its rpc edges to the live graph, and
     /// remove the group (processes the live run left behind go back to the agent's group).
-    pub fn finish(
-        self,
-        out: &crate::output::Output,
-        snapshot: &Snapshot,
-        graph: &mut Graph,
-    ) -> Result<()> {
+    pub fn finish(self, out: &crate::output::Output, snapshot: &Snapshot, graph: &mut Graph) -> Result<()> {
         let mut caught = self.sink.stop();
         super::attribute(&mut caught, snapshot);
         out.write_file(crate::rundir::SINK, &crate::rundir::pretty(&caught))?;
@@ -96,9 +66,7 @@ impl LiveProxy {
 fn own_cgroup() -> Option<PathBuf> {
     let text = fs::read_to_string("/proc/self/cgroup").ok()?;
     let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let root = crate::cgroup::ROOTS
-        .iter()
-        .find(|r| Path::new(r).join("cgroup.procs").exists())?;
+    let root = crate::cgroup::ROOTS.iter().find(|r| Path::new(r).join("cgroup.procs").exists())?;
     Some(Path::new(root).join(rel.trim_start_matches('/')))
 }
 

@@ -34,12 +34,14 @@ use std::{
 
 use anyhow::{Context, Result, anyhow};
 
+
 use agent_common::SinkConfig;
 
 use crate::probes::contain::user_port;
+use crate::snapshot::sockets::Listener;
 pub use session::{Session, Target};
 // The records it writes are the run directory's (sink.json).
-pub use crate::rundir::{Access, Category, Caught, Disposition, Rpc};
+pub use crate::rundir::{Access, Caught, Category, Disposition, Rpc};
 
 /// Bytes of payload kept per connection or datagram source, as evidence.
 const HEAD_BYTES: usize = 256;
@@ -80,15 +82,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options {
-            mode: Mode::Dry,
-            protocols: Vec::new(),
-            unsafe_get: Vec::new(),
-            unix_paths: Vec::new(),
-            dir: std::env::temp_dir(),
-            netns: None,
-            allow: Vec::new(),
-        }
+        Options { mode: Mode::Dry, protocols: Vec::new(), unsafe_get: Vec::new(), unix_paths: Vec::new(), dir: std::env::temp_dir(), netns: None, allow: Vec::new() }
     }
 }
 
@@ -113,14 +107,7 @@ pub enum Sniff {
 
 /// Every protocol the sink speaks, in sniffing order (binary framings first).
 pub fn modules() -> &'static [Module] {
-    static MODULES: [Module; 6] = [
-        etcd::MODULE,
-        postgres::MODULE,
-        zookeeper::MODULE,
-        http::MODULE,
-        redis::MODULE,
-        dns::MODULE,
-    ];
+    static MODULES: [Module; 6] = [etcd::MODULE, postgres::MODULE, zookeeper::MODULE, http::MODULE, redis::MODULE, dns::MODULE];
     &MODULES
 }
 
@@ -149,17 +136,14 @@ struct Running(Arc<Ctx>);
 
 impl Running {
     fn new(ctx: &Arc<Ctx>) -> Running {
-        ctx.sessions
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ctx.sessions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Running(ctx.clone())
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0
-            .sessions
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.sessions.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -169,10 +153,7 @@ impl Ctx {
     }
 
     fn push(&self, c: Caught) {
-        self.caught
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(c);
+        self.caught.lock().unwrap_or_else(|e| e.into_inner()).push(c);
     }
 }
 
@@ -191,12 +172,7 @@ impl Sink {
     }
 
     pub fn start_with(options: Options) -> Result<Sink> {
-        let mut config = SinkConfig {
-            tcp4_port: 0,
-            udp4_port: 0,
-            tcp6_port: 0,
-            udp6_port: 0,
-        };
+        let mut config = SinkConfig { tcp4_port: 0, udp4_port: 0, tcp6_port: 0, udp6_port: 0 };
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
         for (addr, v6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
@@ -207,8 +183,7 @@ impl Sink {
                 }
                 return Err(anyhow!("binding the sink on {addr}"));
             };
-            let u =
-                UdpSocket::bind(addr).with_context(|| format!("binding the UDP sink on {addr}"))?;
+            let u = UdpSocket::bind(addr).with_context(|| format!("binding the UDP sink on {addr}"))?;
             let (tp, up) = (t.local_addr()?.port(), u.local_addr()?.port());
             if v6 {
                 (config.tcp6_port, config.udp6_port) = (user_port(tp), user_port(up));
@@ -222,17 +197,9 @@ impl Sink {
         }
         if let Some(ns) = &options.netns {
             let addrs = |v: &[SocketAddr]| v.to_vec();
-            let t: Vec<SocketAddr> = tcp
-                .iter()
-                .filter_map(|l: &TcpListener| l.local_addr().ok())
-                .collect();
-            let u: Vec<SocketAddr> = udp
-                .iter()
-                .filter_map(|s: &UdpSocket| s.local_addr().ok())
-                .collect();
-            let (t, u) = ns
-                .listen(&addrs(&t), &addrs(&u))
-                .context("the sink's listeners in the pilot's network namespace")?;
+            let t: Vec<SocketAddr> = tcp.iter().filter_map(|l: &TcpListener| l.local_addr().ok()).collect();
+            let u: Vec<SocketAddr> = udp.iter().filter_map(|s: &UdpSocket| s.local_addr().ok()).collect();
+            let (t, u) = ns.listen(&addrs(&t), &addrs(&u)).context("the sink's listeners in the pilot's network namespace")?;
             for l in &t {
                 l.set_nonblocking(true)?;
             }
@@ -246,10 +213,7 @@ impl Sink {
         let origins = origin::Origins::default();
         origins.set_netns(options.netns.clone());
         let ctx = Arc::new(Ctx {
-            unix_targets: unix
-                .iter()
-                .map(|(live, own)| (own.clone(), live.clone()))
-                .collect(),
+            unix_targets: unix.iter().map(|(live, own)| (own.clone(), live.clone())).collect(),
             options,
             origins,
             shadow: Default::default(),
@@ -260,16 +224,8 @@ impl Sink {
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let c = ctx.clone();
-        let thread = std::thread::Builder::new()
-            .name("pilot-sink".into())
-            .spawn(move || serve(c, tcp, udp, listeners, stopped))?;
-        Ok(Sink {
-            config,
-            ctx,
-            stop: Some(stop),
-            thread: Some(thread),
-            unix,
-        })
+        let thread = std::thread::Builder::new().name("pilot-sink".into()).spawn(move || serve(c, tcp, udp, listeners, stopped))?;
+        Ok(Sink { config, ctx, stop: Some(stop), thread: Some(thread), unix })
     }
 
     pub fn config(&self) -> SinkConfig {
@@ -303,8 +259,7 @@ impl Sink {
         for (_, own) in &self.unix {
             let _ = std::fs::remove_file(own);
         }
-        let mut caught =
-            std::mem::take(&mut *self.ctx.caught.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut caught = std::mem::take(&mut *self.ctx.caught.lock().unwrap_or_else(|e| e.into_inner()));
         caught.sort_by_key(|c| c.first_unix_ms);
         caught
     }
@@ -317,13 +272,11 @@ fn unix_listeners(options: &Options) -> Result<(Vec<(String, PathBuf)>, Vec<Unix
     if options.unix_paths.is_empty() {
         return Ok((pairs, listeners));
     }
-    std::fs::create_dir_all(&options.dir)
-        .with_context(|| format!("creating {}", options.dir.display()))?;
+    std::fs::create_dir_all(&options.dir).with_context(|| format!("creating {}", options.dir.display()))?;
     for (i, live) in options.unix_paths.iter().enumerate() {
         let own = options.dir.join(format!("unix-{i}.sock"));
         let _ = std::fs::remove_file(&own);
-        let l = UnixListener::bind(&own)
-            .with_context(|| format!("binding the sink's socket {}", own.display()))?;
+        let l = UnixListener::bind(&own).with_context(|| format!("binding the sink's socket {}", own.display()))?;
         // Anyone in the pilot may connect, as to most live sockets (the live one's own mode
         // is what the pilot sees through the bind mount... of this inode: keep it open).
         use std::os::unix::fs::PermissionsExt;
@@ -335,17 +288,8 @@ fn unix_listeners(options: &Options) -> Result<(Vec<(String, PathBuf)>, Vec<Unix
     Ok((pairs, listeners))
 }
 
-fn serve(
-    ctx: Arc<Ctx>,
-    tcp: Vec<TcpListener>,
-    udp: Vec<UdpSocket>,
-    unix: Vec<UnixListener>,
-    stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+fn serve(ctx: Arc<Ctx>, tcp: Vec<TcpListener>, udp: Vec<UdpSocket>, unix: Vec<UnixListener>, stopped: tokio::sync::oneshot::Receiver<()>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("the sink cannot start its runtime: {e}");
@@ -376,9 +320,7 @@ fn serve(
         // finish recording (100 ms at most, not at all when none runs: a pilot that sent
         // nothing stops at once); what is still open is recorded when its task is dropped.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
-        while ctx.sessions.load(std::sync::atomic::Ordering::SeqCst) > 0
-            && tokio::time::Instant::now() < deadline
-        {
+        while ctx.sessions.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     });
@@ -388,9 +330,7 @@ fn serve(
 async fn accept_tcp(ctx: Arc<Ctx>, l: tokio::net::TcpListener) {
     let local = l.local_addr().ok();
     loop {
-        let Ok((stream, peer)) = l.accept().await else {
-            continue;
-        };
+        let Ok((stream, peer)) = l.accept().await else { continue };
         let ctx = ctx.clone();
         let running = Running::new(&ctx);
         tokio::spawn(async move {
@@ -399,40 +339,23 @@ async fn accept_tcp(ctx: Arc<Ctx>, l: tokio::net::TcpListener) {
             let (to, sender) = ctx.origins.lookup(false, peer, local);
             let _ = stream.set_nodelay(true);
             let target = to.map(Target::Inet);
-            session::run(
-                ctx,
-                Box::new(stream),
-                "tcp",
-                peer.to_string(),
-                target,
-                sender,
-            )
-            .await;
+            session::run(ctx, Box::new(stream), "tcp", peer.to_string(), target, sender).await;
         });
     }
 }
 
 async fn accept_unix(ctx: Arc<Ctx>, l: tokio::net::UnixListener) {
-    let own = l
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    let own = l.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf));
     let live = own.as_ref().and_then(|o| ctx.unix_targets.get(o).cloned());
     loop {
-        let Ok((stream, _)) = l.accept().await else {
-            continue;
-        };
+        let Ok((stream, _)) = l.accept().await else { continue };
         let ctx = ctx.clone();
         let live = live.clone();
         let running = Running::new(&ctx);
         tokio::spawn(async move {
             let _running = running;
             // SO_PEERCRED: the connecting process, as the host sees it.
-            let sender = stream
-                .peer_cred()
-                .ok()
-                .and_then(|c| c.pid())
-                .map(|pid| (pid as u32, crate::procfs::start_ns(pid as u32).unwrap_or(0)));
+            let sender = stream.peer_cred().ok().and_then(|c| c.pid()).map(|pid| (pid as u32, crate::procfs::start_ns(pid as u32).unwrap_or(0)));
             let target = live.map(|p| Target::Unix(PathBuf::from(p)));
             session::run(ctx, Box::new(stream), "unix", "unix".into(), target, sender).await;
         });
@@ -440,10 +363,7 @@ async fn accept_unix(ctx: Arc<Ctx>, l: tokio::net::UnixListener) {
 }
 
 pub fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
 fn keep_head(head: &mut Vec<u8>, data: &[u8]) {
@@ -468,11 +388,7 @@ pub fn printable(b: &[u8]) -> String {
 /// Add one request to a connection's aggregated rpc effects.
 pub fn add_rpc(list: &mut Vec<Rpc>, op: Rpc) {
     let same = |r: &Rpc, resource: &str| {
-        r.operation == op.operation
-            && r.resource == resource
-            && r.access == op.access
-            && r.disposition == op.disposition
-            && r.protocol == op.protocol
+        r.operation == op.operation && r.resource == resource && r.access == op.access && r.disposition == op.disposition && r.protocol == op.protocol
     };
     if let Some(r) = list.iter_mut().find(|r| same(r, &op.resource)) {
         merge(r, &op);
@@ -483,10 +399,7 @@ pub fn add_rpc(list: &mut Vec<Rpc>, op: Rpc) {
             merge(r, &op);
             return;
         }
-        list.push(Rpc {
-            resource: "*".into(),
-            ..op
-        });
+        list.push(Rpc { resource: "*".into(), ..op });
         return;
     }
     list.push(op);
@@ -529,10 +442,7 @@ pub fn hints(snap: &crate::snapshot::Snapshot) -> HashMap<String, String> {
             "redis"
         } else if name.starts_with("postgres") || exe.contains("postgres") {
             "postgresql"
-        } else if ["dnsmasq", "named", "unbound", "systemd-resolved"]
-            .iter()
-            .any(|d| name.starts_with(d))
-        {
+        } else if ["dnsmasq", "named", "unbound", "systemd-resolved"].iter().any(|d| name.starts_with(d)) {
             "dns"
         } else if name.starts_with("etcd") || exe.ends_with("/etcd") {
             "etcd"
@@ -544,9 +454,7 @@ pub fn hints(snap: &crate::snapshot::Snapshot) -> HashMap<String, String> {
         for l in &c.listens {
             let key = match (l.proto.as_str(), l.port) {
                 ("unix", _) => format!("unix:{}", l.addr),
-                (_, Some(p)) => {
-                    SocketAddr::new(l.addr.parse().unwrap_or([0, 0, 0, 0].into()), p).to_string()
-                }
+                (_, Some(p)) => SocketAddr::new(l.addr.parse().unwrap_or([0, 0, 0, 0].into()), p).to_string(),
                 _ => continue,
             };
             out.insert(key, proto.to_string());
@@ -589,11 +497,7 @@ mod tests {
             add_rpc(&mut list, op("GET", &format!("k{i}")));
         }
         assert_eq!(list.len(), RPC_ENTRIES_MAX + 1);
-        assert_eq!(
-            list.iter().map(|r| r.requests).sum::<u64>(),
-            1003,
-            "nothing dropped"
-        );
+        assert_eq!(list.iter().map(|r| r.requests).sum::<u64>(), 1003, "nothing dropped");
     }
 
     #[test]
@@ -607,16 +511,8 @@ mod tests {
 
 /// The sink of a `pilot run`: its `--rpc` flags, the policies' `[rpc]` tables, and every
 /// live Unix listener of the host (each gets a socket of the sink at its path).
-pub fn run_options(
-    rpc: &[String],
-    policies: &[crate::policy::Loaded],
-    run_dir: &Path,
-    listeners: &HashMap<u64, crate::snapshot::sockets::Listener>,
-) -> Result<Options> {
-    let mut o = Options {
-        dir: run_dir.join("sink"),
-        ..Default::default()
-    };
+pub fn run_options(rpc: &[String], policies: &[crate::policy::Loaded], run_dir: &Path, listeners: &HashMap<u64, Listener>) -> Result<Options> {
+    let mut o = Options { dir: run_dir.join("sink"), ..Default::default() };
     for flag in rpc {
         if flag == "off" {
             o.mode = Mode::Off;
@@ -624,21 +520,14 @@ pub fn run_options(
         }
         let bad = || {
             let known: Vec<&str> = modules().iter().map(|m| m.name).collect();
-            crate::error::UsageError::new(format!(
-                "--rpc {flag}: give `off` or ADDR:PORT=PROTO, e.g. 10.0.0.5:7000=redis (PROTO: {})",
-                known.join(", ")
-            ))
+            crate::error::UsageError::new(format!("--rpc {flag}: give `off` or ADDR:PORT=PROTO, e.g. 10.0.0.5:7000=redis (PROTO: {})", known.join(", ")))
         };
         let (addr, proto) = flag.split_once('=').ok_or_else(bad)?;
         let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
         module(proto).ok_or_else(bad)?;
         o.protocols.push((addr, proto.to_string()));
     }
-    o.unsafe_get = policies
-        .iter()
-        .filter_map(|p| p.policy.rpc.as_ref())
-        .flat_map(|r| r.unsafe_get.clone())
-        .collect();
+    o.unsafe_get = policies.iter().filter_map(|p| p.policy.rpc.as_ref()).flat_map(|r| r.unsafe_get.clone()).collect();
     if o.mode != Mode::Off {
         o.unix_paths = live_unix_paths(run_dir, listeners);
     }
@@ -649,10 +538,7 @@ pub fn run_options(
 /// mount namespaces are not at their path here, and stay hidden by the overlay). Other
 /// pilots' sinks are not production: standing in for their sockets too would grow every
 /// concurrent pilot's sink by the others' (and the sandbox's spec past ARG_MAX).
-fn live_unix_paths(
-    run_dir: &Path,
-    listeners: &HashMap<u64, crate::snapshot::sockets::Listener>,
-) -> Vec<String> {
+fn live_unix_paths(run_dir: &Path, listeners: &HashMap<u64, Listener>) -> Vec<String> {
     use std::os::unix::fs::FileTypeExt;
     let agents = pilot_socket_inodes();
     let mut paths: Vec<String> = listeners
@@ -677,11 +563,7 @@ fn pilot_socket_inodes() -> std::collections::HashSet<u64> {
             continue;
         }
         for (_, target) in crate::procfs::fds(pid) {
-            if let Some(inode) = target
-                .strip_prefix("socket:[")
-                .and_then(|s| s.strip_suffix(']'))
-                .and_then(|s| s.parse().ok())
-            {
+            if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')).and_then(|s| s.parse().ok()) {
                 out.insert(inode);
             }
         }
@@ -706,29 +588,11 @@ pub fn render(caught: &[Caught]) -> String {
                 let _ = writeln!(out, "  ... {} more in sink.json", total - lines);
                 return out;
             }
-            let access = serde_json::to_value(r.access)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let disp = serde_json::to_value(r.disposition)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let differ = if r.may_differ {
-                " (may differ from live: the pilot changed it)"
-            } else {
-                ""
-            };
-            let note = r
-                .note
-                .as_deref()
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  rpc {} {} {} -> {to}: {access}, {disp}, {} request(s){differ}{note}",
-                r.protocol, r.operation, r.resource, r.requests
-            );
+            let access = serde_json::to_value(r.access).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let disp = serde_json::to_value(r.disposition).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let differ = if r.may_differ { " (may differ from live: the pilot changed it)" } else { "" };
+            let note = r.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            let _ = writeln!(out, "  rpc {} {} {} -> {to}: {access}, {disp}, {} request(s){differ}{note}", r.protocol, r.operation, r.resource, r.requests);
             lines += 1;
         }
     }

@@ -45,12 +45,7 @@ impl PilotNetns {
                 return Err(io::Error::last_os_error());
             }
             loopback_up()?;
-            let fd = unsafe {
-                libc::open(
-                    c"/proc/thread-self/ns/net".as_ptr(),
-                    libc::O_RDONLY | libc::O_CLOEXEC,
-                )
-            };
+            let fd = unsafe { libc::open(c"/proc/thread-self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
             if fd < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -82,11 +77,7 @@ impl PilotNetns {
 
     /// The sink's listeners inside the namespace, on the ports the host-side ones have (the
     /// hooks' destinations): TCP and UDP on 127.0.0.1 and, when the namespace has it, ::1.
-    pub fn listen(
-        &self,
-        tcp: &[SocketAddr],
-        udp: &[SocketAddr],
-    ) -> io::Result<(Vec<TcpListener>, Vec<UdpSocket>)> {
+    pub fn listen(&self, tcp: &[SocketAddr], udp: &[SocketAddr]) -> io::Result<(Vec<TcpListener>, Vec<UdpSocket>)> {
         self.within(|| {
             let mut t = Vec::new();
             let mut u = Vec::new();
@@ -111,12 +102,7 @@ impl PilotNetns {
 
 /// What `pilot run` uses on this kernel: with the cgroup Unix hooks, nothing here; without
 /// them, a namespace (seccomp's refusal of AF_UNIX sockets when none can be made).
-pub fn for_run(
-    unix: crate::probes::contain::UnixContainment,
-) -> (
-    crate::probes::contain::UnixContainment,
-    Option<std::sync::Arc<PilotNetns>>,
-) {
+pub fn for_run(unix: crate::probes::contain::UnixContainment) -> (crate::probes::contain::UnixContainment, Option<std::sync::Arc<PilotNetns>>) {
     use crate::probes::contain::UnixContainment;
     // PILOT_UNIX_NETNS=1: this containment even where the hooks exist (tests of it on any kernel).
     let forced = std::env::var_os("PILOT_UNIX_NETNS").is_some_and(|v| v == "1");
@@ -126,9 +112,7 @@ pub fn for_run(
     match PilotNetns::create() {
         Ok(ns) => (UnixContainment::Netns, Some(std::sync::Arc::new(ns))),
         Err(e) => {
-            tracing::warn!(
-                "no network namespace for the pilot ({e}): Unix sockets refused instead (seccomp)"
-            );
+            tracing::warn!("no network namespace for the pilot ({e}): Unix sockets refused instead (seccomp)");
             (UnixContainment::Unavailable, None)
         }
     }
@@ -159,10 +143,7 @@ fn loopback_up() -> io::Result<()> {
 pub fn join(fd: RawFd) -> io::Result<()> {
     if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
         let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("joining the pilot's network namespace: {e}"),
-        ));
+        return Err(io::Error::new(e.kind(), format!("joining the pilot's network namespace: {e}")));
     }
     Ok(())
 }
@@ -182,15 +163,8 @@ mod tests {
         let name = format!("pilot-netns-test-{}", std::process::id());
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
         let _host = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
-        assert!(
-            std::os::unix::net::UnixStream::connect_addr(&addr).is_ok(),
-            "control: reachable from the host's namespace"
-        );
-        let inside = ns.within(|| {
-            Ok(std::os::unix::net::UnixStream::connect_addr(&addr)
-                .map(|_| ())
-                .map_err(|e| e.kind()))
-        });
+        assert!(std::os::unix::net::UnixStream::connect_addr(&addr).is_ok(), "control: reachable from the host's namespace");
+        let inside = ns.within(|| Ok(std::os::unix::net::UnixStream::connect_addr(&addr).map(|_| ()).map_err(|e| e.kind())));
         assert_eq!(inside.unwrap(), Err(io::ErrorKind::ConnectionRefused));
         // Loopback is up: a listener on the host's sink port binds there and is reachable there.
         let host = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -12,13 +12,10 @@ use std::{
 
 use agent_common::Dest;
 use aya::maps::{HashMap, MapData};
-use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_sock_diag::{
-    SockDiagMessage,
     constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP},
     inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
 };
-use netlink_sys::{Socket, SocketAddr as NlAddr, protocols::NETLINK_SOCK_DIAG};
 
 /// The pilot's process behind a connection: (pid, start time).
 pub type Sender = (u32, u64);
@@ -50,27 +47,15 @@ impl Origins {
 
     /// Original destination and sender of a TCP connection from `peer` (the pilot's side) to
     /// `local` (the sink), or of UDP datagrams from `peer`.
-    pub fn lookup(
-        &self,
-        udp: bool,
-        peer: SocketAddr,
-        local: SocketAddr,
-    ) -> (Option<SocketAddr>, Option<Sender>) {
+    pub fn lookup(&self, udp: bool, peer: SocketAddr, local: SocketAddr) -> (Option<SocketAddr>, Option<Sender>) {
         let ns = self.netns.lock().ok().and_then(|n| n.clone());
         let sock = match ns {
             // sock_diag answers for the namespace its netlink socket was made in.
             Some(ns) => ns.within(|| Ok(diag(udp, peer, local))).ok().flatten(),
             None => diag(udp, peer, local),
         };
-        let Some(sock) = sock else {
-            return (None, None);
-        };
-        let dest = self
-            .map
-            .lock()
-            .ok()
-            .and_then(|m| m.as_ref().and_then(|m| m.get(&sock.cookie, 0).ok()))
-            .map(|d| from_dest(&d));
+        let Some(sock) = sock else { return (None, None) };
+        let dest = self.map.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(&sock.cookie, 0).ok())).map(|d| from_dest(&d));
         (dest, self.holder(sock.inode as u64))
     }
 
@@ -80,14 +65,8 @@ impl Origins {
         let want = format!("socket:[{inode}]");
         let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
         for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
-            let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .into_iter()
-                .flatten()
-                .flatten();
-            if fds
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .any(|t| t.as_os_str() == want.as_str())
-            {
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten();
+            if fds.filter_map(|e| std::fs::read_link(e.path()).ok()).any(|t| t.as_os_str() == want.as_str()) {
                 return Some((pid, crate::procfs::start_ns(pid).unwrap_or(0)));
             }
         }
@@ -110,10 +89,7 @@ pub fn from_dest(d: &Dest) -> SocketAddr {
             None => SocketAddr::new(IpAddr::V6(v6), port),
         }
     } else {
-        SocketAddr::new(
-            IpAddr::V4(std::net::Ipv4Addr::from(d.ip[0].to_ne_bytes())),
-            port,
-        )
+        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::from(d.ip[0].to_ne_bytes())), port)
     }
 }
 
@@ -125,11 +101,7 @@ fn diag(udp: bool, pilot: SocketAddr, sink: SocketAddr) -> Option<PilotSocket> {
     // pilot's socket as the kernel keeps it.
     let (src, dst) = if udp { (sink, pilot) } else { (pilot, sink) };
     let family = if src.is_ipv6() { AF_INET6 } else { AF_INET };
-    let mut id = if family == AF_INET6 {
-        SocketId::new_v6()
-    } else {
-        SocketId::new_v4()
-    };
+    let mut id = if family == AF_INET6 { SocketId::new_v6() } else { SocketId::new_v4() };
     id.source_port = src.port();
     id.destination_port = dst.port();
     id.source_address = src.ip();
@@ -142,31 +114,13 @@ fn diag(udp: bool, pilot: SocketAddr, sink: SocketAddr) -> Option<PilotSocket> {
         states: StateFlags::all(),
         socket_id: id,
     };
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST;
-    let mut packet = NetlinkMessage::new(header, SockDiagMessage::InetRequest(req).into());
-    packet.finalize();
-    let mut buf = vec![0; packet.buffer_len()];
-    packet.serialize(&mut buf[..]);
-    let mut socket = Socket::new(NETLINK_SOCK_DIAG).ok()?;
-    socket.bind_auto().ok()?;
-    socket.connect(&NlAddr::new(0, 0)).ok()?;
-    socket.send(&buf, 0).ok()?;
-    let mut rx = vec![0u8; 8192];
-    let n = socket.recv(&mut &mut rx[..], 0).ok()?;
-    let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&rx[..n]).ok()?;
-    let NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(resp)) = msg.payload else {
-        return None;
-    };
-    let id = &resp.header.socket_id;
+    let found = crate::snapshot::sockets::inet_diag(req, false).ok()?.pop()?;
+    let id = &found.socket_id;
     // The pilot's own socket, not the sink's end.
     if id.source_port != pilot.port() {
         return None;
     }
-    Some(PilotSocket {
-        cookie: u64::from_ne_bytes(id.cookie),
-        inode: resp.header.inode,
-    })
+    Some(PilotSocket { cookie: u64::from_ne_bytes(id.cookie), inode: found.inode })
 }
 
 #[cfg(test)]
@@ -176,16 +130,9 @@ mod tests {
     #[test]
     fn kernel_destinations_read_back_as_addresses() {
         let d = crate::probes::contain::dest(&"10.1.2.3:6379".parse().unwrap());
-        assert_eq!(
-            from_dest(&d),
-            "10.1.2.3:6379".parse::<SocketAddr>().unwrap()
-        );
+        assert_eq!(from_dest(&d), "10.1.2.3:6379".parse::<SocketAddr>().unwrap());
         let d = crate::probes::contain::dest(&"[::ffff:127.0.0.1]:53".parse().unwrap());
-        assert_eq!(
-            from_dest(&d),
-            "127.0.0.1:53".parse::<SocketAddr>().unwrap(),
-            "mapped: the IPv4 address meant"
-        );
+        assert_eq!(from_dest(&d), "127.0.0.1:53".parse::<SocketAddr>().unwrap(), "mapped: the IPv4 address meant");
     }
 
     #[test]

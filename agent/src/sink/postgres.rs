@@ -20,11 +20,7 @@ use super::session::{BoxFuture, Op, Session, Side};
 use super::sql::{self, Repl, Stmt};
 use super::{Access, Category, Disposition, Module, Sniff};
 
-pub const MODULE: Module = Module {
-    name: "postgresql",
-    sniff,
-    serve,
-};
+pub const MODULE: Module = Module { name: "postgresql", sniff, serve };
 
 const SSL_REQUEST: u32 = 80877103;
 const GSSENC_REQUEST: u32 = 80877104;
@@ -33,11 +29,7 @@ const PROTOCOL_3: u32 = 196608;
 
 fn sniff(b: &[u8]) -> Sniff {
     if b.len() < 8 {
-        return if b[0] == 0 {
-            Sniff::NeedMore
-        } else {
-            Sniff::No
-        };
+        return if b[0] == 0 { Sniff::NeedMore } else { Sniff::No };
     }
     let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     let code = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
@@ -66,11 +58,7 @@ fn message(buf: &[u8]) -> Option<usize> {
 
 async fn client_packet(s: &mut Session, typed: bool) -> io::Result<Option<Vec<u8>>> {
     loop {
-        let n = if typed {
-            message(&s.client.buf)
-        } else {
-            startup_packet(&s.client.buf)
-        };
+        let n = if typed { message(&s.client.buf) } else { startup_packet(&s.client.buf) };
         if let Some(n) = n {
             return Ok(Some(s.client.take(n)));
         }
@@ -87,10 +75,7 @@ async fn server_message(s: &mut Session) -> io::Result<Vec<u8>> {
             return Ok(up.take(n));
         }
         if s.wait_upstream().await? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
         }
     }
 }
@@ -161,22 +146,12 @@ async fn serve_pg(mut s: Session) -> io::Result<()> {
     // Startup: SSL/GSS requests answered here, the startup packet and authentication relayed.
     let replication;
     loop {
-        let Some(p) = client_packet(&mut s, false).await? else {
-            return Ok(());
-        };
+        let Some(p) = client_packet(&mut s, false).await? else { return Ok(()) };
         let code = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
         match code {
             SSL_REQUEST | GSSENC_REQUEST => {
                 s.reply(b"N").await?;
-                let mut op = Op::new(
-                    if code == SSL_REQUEST {
-                        "SSLRequest"
-                    } else {
-                        "GSSENCRequest"
-                    },
-                    "",
-                    Access::Read,
-                );
+                let mut op = Op::new(if code == SSL_REQUEST { "SSLRequest" } else { "GSSENCRequest" }, "", Access::Read);
                 op.disposition = Disposition::Captured;
                 op.bytes = p.len() as u64;
                 op.reply_bytes = 1;
@@ -198,15 +173,7 @@ async fn serve_pg(mut s: Session) -> io::Result<()> {
                 let user = startup_param(&p, "user").unwrap_or_default();
                 let db = startup_param(&p, "database").unwrap_or_else(|| user.clone());
                 replication = replication_mode(startup_param(&p, "replication").as_deref());
-                let mut op = Op::new(
-                    if replication.is_some() {
-                        "startup (replication)"
-                    } else {
-                        "startup"
-                    },
-                    db,
-                    Access::Read,
-                );
+                let mut op = Op::new(if replication.is_some() { "startup (replication)" } else { "startup" }, db, Access::Read);
                 op.bytes = p.len() as u64;
                 op.disposition = Disposition::Forwarded;
                 if !s.may_forward(Access::Read) {
@@ -227,9 +194,7 @@ async fn serve_pg(mut s: Session) -> io::Result<()> {
     let mut st = State::new(replication);
     let mut batch: Vec<Vec<u8>> = Vec::new();
     loop {
-        let Some(m) = client_packet(&mut s, true).await? else {
-            return Ok(());
-        };
+        let Some(m) = client_packet(&mut s, true).await? else { return Ok(()) };
         match m[0] {
             b'Q' if st.replication.is_some() => replication_query(&mut s, &mut st, &m).await?,
             b'Q' => simple_query(&mut s, &mut st, &m).await?,
@@ -257,11 +222,7 @@ async fn serve_pg(mut s: Session) -> io::Result<()> {
             }
             _ => {
                 // CopyData/CopyDone/CopyFail outside a COPY: nothing waits for an answer.
-                let mut op = Op::new(
-                    format!("message {}", m[0] as char),
-                    "",
-                    Access::Unclassified,
-                );
+                let mut op = Op::new(format!("message {}", m[0] as char), "", Access::Unclassified);
                 op.bytes = m.len() as u64;
                 s.record(op);
             }
@@ -271,11 +232,7 @@ async fn serve_pg(mut s: Session) -> io::Result<()> {
 
 fn startup_param(p: &[u8], key: &str) -> Option<String> {
     let parts: Vec<&[u8]> = p.get(8..)?.split(|b| *b == 0).collect();
-    parts
-        .chunks(2)
-        .find(|kv| kv[0] == key.as_bytes())
-        .and_then(|kv| kv.get(1))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    parts.chunks(2).find(|kv| kv[0] == key.as_bytes()).and_then(|kv| kv.get(1)).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Relay the server's authentication exchange until ReadyForQuery (true) or an error (false).
@@ -290,9 +247,7 @@ async fn authenticate(s: &mut Session) -> io::Result<bool> {
                 let code = u32::from_be_bytes([m[5], m[6], m[7], m[8]]);
                 // Cleartext (3), MD5 (5), SASL (10), SASLContinue (11): the client answers.
                 if matches!(code, 3 | 5 | 7 | 8 | 10 | 11) {
-                    let Some(answer) = client_packet(s, true).await? else {
-                        return Ok(false);
-                    };
+                    let Some(answer) = client_packet(s, true).await? else { return Ok(false) };
                     s.forward(&answer).await?;
                 }
             }
@@ -313,15 +268,8 @@ struct Relayed {
 /// the transaction status it reports. COPY TO STDOUT and BASE_BACKUP streams (CopyOut) are
 /// messages like any other; a CopyIn is fed from the client, a CopyBoth (START_REPLICATION)
 /// relayed both ways until both ends are done.
-async fn relay_until_ready(
-    s: &mut Session,
-    st: &mut State,
-    keep_ready: bool,
-) -> io::Result<Relayed> {
-    let mut r = Relayed {
-        bytes: 0,
-        failed: false,
-    };
+async fn relay_until_ready(s: &mut Session, st: &mut State, keep_ready: bool) -> io::Result<Relayed> {
+    let mut r = Relayed { bytes: 0, failed: false };
     loop {
         let m = server_message(s).await?;
         if m[0] == b'Z' {
@@ -362,9 +310,7 @@ async fn copy_both(s: &mut Session) -> io::Result<u64> {
     let (mut client_done, mut server_done, mut bytes) = (false, false, 0u64);
     loop {
         while !client_done {
-            let Some(n) = message(&s.client.buf) else {
-                break;
-            };
+            let Some(n) = message(&s.client.buf) else { break };
             let m = s.client.take(n);
             s.forward(&m).await?;
             client_done = matches!(m[0], b'c' | b'f' | b'X');
@@ -387,15 +333,8 @@ async fn copy_both(s: &mut Session) -> io::Result<u64> {
         }
         let (side, n) = s.fill_either(!client_done, !server_done).await?;
         if n == 0 {
-            let who = if side == Side::Client {
-                "the client"
-            } else {
-                "the server"
-            };
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{who} closed the connection in a replication stream"),
-            ));
+            let who = if side == Side::Client { "the client" } else { "the server" };
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{who} closed the connection in a replication stream")));
         }
     }
 }
@@ -417,23 +356,16 @@ fn error(code: &str, text: &str) -> Vec<u8> {
 
 /// What the live server answers every statement but ROLLBACK/COMMIT in a failed transaction.
 fn in_failed_transaction() -> Vec<u8> {
-    error(
-        "25P02",
-        "current transaction is aborted, commands ignored until end of transaction block",
-    )
+    error("25P02", "current transaction is aborted, commands ignored until end of transaction block")
 }
 
 /// A RowDescription's column type oids.
 fn column_types(t: &[u8]) -> Vec<u32> {
-    let Some(n) = t.get(5..7).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
-        return Vec::new();
-    };
+    let Some(n) = t.get(5..7).map(|b| u16::from_be_bytes([b[0], b[1]])) else { return Vec::new() };
     let mut at = 7;
     let mut out = Vec::new();
     for _ in 0..n {
-        let Some(end) = t.get(at..).and_then(|b| b.iter().position(|x| *x == 0)) else {
-            break;
-        };
+        let Some(end) = t.get(at..).and_then(|b| b.iter().position(|x| *x == 0)) else { break };
         at += end + 1 + 6; // name, table oid (4), column number (2)
         let Some(oid) = t.get(at..at + 4) else { break };
         out.push(u32::from_be_bytes([oid[0], oid[1], oid[2], oid[3]]));
@@ -447,8 +379,7 @@ const VOID_OID: u32 = 2278;
 
 /// A statement whose answer carries rows: the SELECT family (not SELECT INTO) and RETURNING.
 fn returns_rows(x: &Stmt) -> bool {
-    (x.tag.starts_with("SELECT") && x.operation != "SELECT INTO")
-        || x.text.to_uppercase().contains("RETURNING")
+    (x.tag.starts_with("SELECT") && x.operation != "SELECT INTO") || x.text.to_uppercase().contains("RETURNING")
 }
 
 /// The sink's answer to one captured statement (without ReadyForQuery). `described`: the
@@ -463,19 +394,13 @@ fn made_up(x: &Stmt, described: Option<&[u8]>) -> Vec<u8> {
         out.extend(msg(b'C', &cstr(&x.tag)));
         return out;
     }
-    let desc = described
-        .map(<[u8]>::to_vec)
-        .unwrap_or_else(|| msg(b'T', &0u16.to_be_bytes()));
+    let desc = described.map(<[u8]>::to_vec).unwrap_or_else(|| msg(b'T', &0u16.to_be_bytes()));
     let types = column_types(&desc);
     let admin = x.columns.iter().any(|(_, v)| v.is_some());
     let rows = if x.tag.starts_with("SELECT") {
         usize::from(!x.columns.is_empty() && !types.is_empty())
     } else if x.operation == "INSERT" {
-        x.tag
-            .rsplit(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        x.tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)
     } else {
         0
     };
@@ -498,11 +423,7 @@ fn made_up(x: &Stmt, described: Option<&[u8]>) -> Vec<u8> {
         }
         out.extend(msg(b'D', &row));
     }
-    let tag = if x.tag.starts_with("SELECT") {
-        format!("SELECT {rows}")
-    } else {
-        x.tag.clone()
-    };
+    let tag = if x.tag.starts_with("SELECT") { format!("SELECT {rows}") } else { x.tag.clone() };
     out.extend(msg(b'C', &cstr(&tag)));
     out
 }
@@ -524,13 +445,7 @@ async fn describe(s: &mut Session, st: &mut State, text: &str) -> io::Result<Des
     parse.extend(cstr(text));
     parse.extend(0u16.to_be_bytes());
     let name = [&[b'S'][..], &cstr(NAME)].concat();
-    let out = [
-        msg(b'P', &parse),
-        msg(b'D', &name),
-        msg(b'C', &name),
-        msg(b'S', &[]),
-    ]
-    .concat();
+    let out = [msg(b'P', &parse), msg(b'D', &name), msg(b'C', &name), msg(b'S', &[])].concat();
     s.forward(&out).await?;
     let mut result = Described::NoData;
     loop {
@@ -551,11 +466,7 @@ async fn describe(s: &mut Session, st: &mut State, text: &str) -> io::Result<Des
 /// (a walsender has no extended protocol), and inside a transaction only for statements
 /// whose parse takes no lock beyond a read's (not FOR UPDATE, not data-modifying).
 fn describable(x: &Stmt, st: &State) -> bool {
-    let lock_free = x.tag.starts_with("SELECT")
-        && !matches!(
-            x.operation.as_str(),
-            "SELECT FOR UPDATE" | "WITH (data-modifying)"
-        );
+    let lock_free = x.tag.starts_with("SELECT") && !matches!(x.operation.as_str(), "SELECT FOR UPDATE" | "WITH (data-modifying)");
     returns_rows(x) && st.replication.is_none() && (st.status == b'I' || lock_free)
 }
 
@@ -589,15 +500,7 @@ fn resolve(st: &State, x: Stmt) -> Stmt {
         return x;
     }
     match st.sql_prepared.get(&x.resource) {
-        Some(p) => Stmt {
-            text: x.text,
-            resource: if p.resource.is_empty() {
-                x.resource
-            } else {
-                p.resource.clone()
-            },
-            ..p.clone()
-        },
+        Some(p) => Stmt { text: x.text, resource: if p.resource.is_empty() { x.resource } else { p.resource.clone() }, ..p.clone() },
         None => x,
     }
 }
@@ -610,12 +513,8 @@ fn remember(st: &mut State, x: &Stmt) {
 }
 
 async fn simple_query(s: &mut Session, st: &mut State, m: &[u8]) -> io::Result<()> {
-    let text = String::from_utf8_lossy(m.get(5..m.len().saturating_sub(1)).unwrap_or_default())
-        .into_owned();
-    let stmts: Vec<Stmt> = sql::statements(&text)
-        .into_iter()
-        .map(|x| resolve(st, x))
-        .collect();
+    let text = String::from_utf8_lossy(m.get(5..m.len().saturating_sub(1)).unwrap_or_default()).into_owned();
+    let stmts: Vec<Stmt> = sql::statements(&text).into_iter().map(|x| resolve(st, x)).collect();
     if stmts.is_empty() {
         s.reply(&msg(b'I', &[])).await?;
         return s.reply(&ready(st)).await;
@@ -625,13 +524,7 @@ async fn simple_query(s: &mut Session, st: &mut State, m: &[u8]) -> io::Result<(
         let reply = relay_until_ready(s, st, true).await?;
         for (i, x) in stmts.iter().enumerate() {
             remember(st, x);
-            record_stmt(
-                s,
-                x,
-                Disposition::Forwarded,
-                if i == 0 { m.len() as u64 } else { 0 },
-                if i == 0 { reply.bytes } else { 0 },
-            );
+            record_stmt(s, x, Disposition::Forwarded, if i == 0 { m.len() as u64 } else { 0 }, if i == 0 { reply.bytes } else { 0 });
         }
         return Ok(());
     }
@@ -659,13 +552,7 @@ async fn simple_query(s: &mut Session, st: &mut State, m: &[u8]) -> io::Result<(
                 }
             }
         }
-        record_stmt(
-            s,
-            x,
-            Disposition::Captured,
-            x.text.len() as u64,
-            answer.len() as u64,
-        );
+        record_stmt(s, x, Disposition::Captured, x.text.len() as u64, answer.len() as u64);
         s.reply(&answer).await?;
         if failed {
             break;
@@ -677,31 +564,16 @@ async fn simple_query(s: &mut Session, st: &mut State, m: &[u8]) -> io::Result<(
 /// A query on a replication connection: a replication command (classified by
 /// `sql::replication`), else SQL (`replication=database`, and SHOW).
 async fn replication_query(s: &mut Session, st: &mut State, m: &[u8]) -> io::Result<()> {
-    let text = String::from_utf8_lossy(m.get(5..m.len().saturating_sub(1)).unwrap_or_default())
-        .into_owned();
+    let text = String::from_utf8_lossy(m.get(5..m.len().saturating_sub(1)).unwrap_or_default()).into_owned();
     let Some(cmd) = sql::replication(&text) else {
-        let show = text
-            .trim_start()
-            .get(..4)
-            .is_some_and(|w| w.eq_ignore_ascii_case("SHOW"));
+        let show = text.trim_start().get(..4).is_some_and(|w| w.eq_ignore_ascii_case("SHOW"));
         if st.replication == Some(Replication::Database) || show {
             return simple_query(s, st, m).await;
         }
         // A walsender knows no other command: the server would answer a syntax error.
-        let mut op = Op::new(
-            text.split_whitespace().next().unwrap_or("").to_uppercase(),
-            "",
-            Access::Unclassified,
-        );
+        let mut op = Op::new(text.split_whitespace().next().unwrap_or("").to_uppercase(), "", Access::Unclassified);
         op.bytes = m.len() as u64;
-        let answer = [
-            error(
-                "42601",
-                "pilot captured this command (not a replication command it knows)",
-            ),
-            ready(st),
-        ]
-        .concat();
+        let answer = [error("42601", "pilot captured this command (not a replication command it knows)"), ready(st)].concat();
         op.reply_bytes = answer.len() as u64;
         s.record(op);
         return s.reply(&answer).await;
@@ -714,32 +586,15 @@ async fn replication_query(s: &mut Session, st: &mut State, m: &[u8]) -> io::Res
             op.access = Access::Mutation;
             op.category = Some(Category::Admin);
             op.note = Some("the server would write a base backup on its own host".into());
-            capture_command(
-                s,
-                st,
-                op,
-                error(
-                    "0A000",
-                    "pilot captured BASE_BACKUP to a server target (not run)",
-                ),
-            )
-            .await
+            capture_command(s, st, op, error("0A000", "pilot captured BASE_BACKUP to a server target (not run)")).await
         }
-        Repl::CreateSlot {
-            name,
-            temporary: true,
-            ..
-        } => {
+        Repl::CreateSlot { name, temporary: true, .. } => {
             op.resource = name.clone();
             op.note = Some("a temporary slot: the server drops it when the session ends".into());
             st.temp_slots.insert(name);
             forward_command(s, st, m, op).await
         }
-        Repl::CreateSlot {
-            name,
-            temporary: false,
-            plugin,
-        } => {
+        Repl::CreateSlot { name, temporary: false, plugin } => {
             // A permanent slot makes the server keep WAL for it until it is dropped (a full
             // disk when nobody consumes it).
             op.resource = name.clone();
@@ -762,11 +617,7 @@ async fn replication_query(s: &mut Session, st: &mut State, m: &[u8]) -> io::Res
             let tag = cmd.operation.clone();
             capture_command(s, st, op, msg(b'C', &cstr(&tag))).await
         }
-        Repl::Start {
-            slot,
-            logical,
-            without_slot,
-        } => {
+        Repl::Start { slot, logical, without_slot } => {
             op.resource = slot.clone().unwrap_or_default();
             let own = slot.as_ref().is_none_or(|n| st.temp_slots.contains(n));
             if own {
@@ -778,18 +629,8 @@ async fn replication_query(s: &mut Session, st: &mut State, m: &[u8]) -> io::Res
                 // (a subscriber, a CDC pipeline) never gets them.
                 op.access = Access::Mutation;
                 op.category = Some(Category::Write);
-                op.note =
-                    Some("consumes the slot's changes (its consumer would not get them)".into());
-                return capture_command(
-                    s,
-                    st,
-                    op,
-                    error(
-                        "55000",
-                        "pilot captured START_REPLICATION from a permanent logical slot (not run)",
-                    ),
-                )
-                .await;
+                op.note = Some("consumes the slot's changes (its consumer would not get them)".into());
+                return capture_command(s, st, op, error("55000", "pilot captured START_REPLICATION from a permanent logical slot (not run)")).await;
             }
             // The same WAL stream, without the slot: the pilot's flush reports must not move a
             // live slot (nor take it from its owner while the pilot streams).
@@ -818,12 +659,7 @@ async fn forward_command(s: &mut Session, st: &mut State, q: &[u8], mut op: Op) 
     Ok(())
 }
 
-async fn capture_command(
-    s: &mut Session,
-    st: &mut State,
-    mut op: Op,
-    answer: Vec<u8>,
-) -> io::Result<()> {
+async fn capture_command(s: &mut Session, st: &mut State, mut op: Op, answer: Vec<u8>) -> io::Result<()> {
     op.disposition = Disposition::Captured;
     let answer = [answer, ready(st)].concat();
     op.reply_bytes = answer.len() as u64;
@@ -854,26 +690,17 @@ async fn current_lsn(s: &mut Session, st: &mut State) -> io::Result<Option<Strin
 
 /// A DataRow's values (text).
 fn data_row(d: &[u8]) -> Vec<Option<String>> {
-    let Some(n) = d.get(5..7).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
-        return Vec::new();
-    };
+    let Some(n) = d.get(5..7).map(|b| u16::from_be_bytes([b[0], b[1]])) else { return Vec::new() };
     let mut at = 7;
     let mut out = Vec::new();
     for _ in 0..n {
-        let Some(len) = d
-            .get(at..at + 4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        else {
-            break;
-        };
+        let Some(len) = d.get(at..at + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) else { break };
         at += 4;
         if len < 0 {
             out.push(None);
             continue;
         }
-        let Some(v) = d.get(at..at + len as usize) else {
-            break;
-        };
+        let Some(v) = d.get(at..at + len as usize) else { break };
         out.push(Some(String::from_utf8_lossy(v).into_owned()));
         at += len as usize;
     }
@@ -883,12 +710,7 @@ fn data_row(d: &[u8]) -> Vec<Option<String>> {
 /// CREATE_REPLICATION_SLOT's answer: slot_name, consistent_point, snapshot_name,
 /// output_plugin (text columns), as the server sends it.
 fn slot_created(name: &str, lsn: &str, plugin: Option<&str>) -> Vec<u8> {
-    let columns = [
-        "slot_name",
-        "consistent_point",
-        "snapshot_name",
-        "output_plugin",
-    ];
+    let columns = ["slot_name", "consistent_point", "snapshot_name", "output_plugin"];
     let mut desc = (columns.len() as u16).to_be_bytes().to_vec();
     for c in columns {
         desc.extend(cstr(c));
@@ -909,26 +731,14 @@ fn slot_created(name: &str, lsn: &str, plugin: Option<&str>) -> Vec<u8> {
             None => row.extend((-1i32).to_be_bytes()),
         }
     }
-    [
-        msg(b'T', &desc),
-        msg(b'D', &row),
-        msg(b'C', &cstr("CREATE_REPLICATION_SLOT")),
-    ]
-    .concat()
+    [msg(b'T', &desc), msg(b'D', &row), msg(b'C', &cstr("CREATE_REPLICATION_SLOT"))].concat()
 }
 
 /// Parse: name, query. Bind: portal, statement. Execute: portal. Describe/Close: kind, name.
 fn fields(m: &[u8]) -> Vec<String> {
     let body = &m[5..];
-    let body = if matches!(m[0], b'D' | b'C') {
-        &body[1..]
-    } else {
-        body
-    };
-    body.split(|b| *b == 0)
-        .take(2)
-        .map(|x| String::from_utf8_lossy(x).into_owned())
-        .collect()
+    let body = if matches!(m[0], b'D' | b'C') { &body[1..] } else { body };
+    body.split(|b| *b == 0).take(2).map(|x| String::from_utf8_lossy(x).into_owned()).collect()
 }
 
 async fn extended(s: &mut Session, st: &mut State, batch: Vec<Vec<u8>>) -> io::Result<()> {
@@ -939,10 +749,7 @@ async fn extended(s: &mut Session, st: &mut State, batch: Vec<Vec<u8>>) -> io::R
         let f = fields(m);
         match m[0] {
             b'P' => {
-                let stmt = sql::statements(f.get(1).map(String::as_str).unwrap_or(""))
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| sql::statements("SELECT").remove(0));
+                let stmt = sql::statements(f.get(1).map(String::as_str).unwrap_or("")).into_iter().next().unwrap_or_else(|| sql::statements("SELECT").remove(0));
                 let capture = !s.may_forward(stmt.access);
                 st.prepared.insert(f[0].clone(), (stmt.clone(), capture));
                 stmts.push((stmt, capture));
@@ -962,20 +769,10 @@ async fn extended(s: &mut Session, st: &mut State, batch: Vec<Vec<u8>>) -> io::R
         for m in &batch {
             s.forward(m).await?;
         }
-        let reply = if batch.last().is_some_and(|m| m[0] == b'S') {
-            relay_until_ready(s, st, true).await?.bytes
-        } else {
-            0
-        };
+        let reply = if batch.last().is_some_and(|m| m[0] == b'S') { relay_until_ready(s, st, true).await?.bytes } else { 0 };
         stmts.dedup();
         for (i, (x, _)) in stmts.iter().enumerate() {
-            record_stmt(
-                s,
-                x,
-                Disposition::Forwarded,
-                if i == 0 { bytes } else { 0 },
-                if i == 0 { reply } else { 0 },
-            );
+            record_stmt(s, x, Disposition::Forwarded, if i == 0 { bytes } else { 0 }, if i == 0 { reply } else { 0 });
         }
         return Ok(());
     }
@@ -992,17 +789,10 @@ async fn extended(s: &mut Session, st: &mut State, batch: Vec<Vec<u8>>) -> io::R
                 answer.extend(msg(b'n', &[]));
             }
             b'E' => {
-                let stmt = portals
-                    .get(&f[0])
-                    .and_then(|name| st.prepared.get(name))
-                    .map(|p| p.0.clone());
+                let stmt = portals.get(&f[0]).and_then(|name| st.prepared.get(name)).map(|p| p.0.clone());
                 if let Some(x) = stmt {
                     // Describe said NoData: no rows follow.
-                    let tag = if x.tag.starts_with("SELECT") {
-                        "SELECT 0".to_string()
-                    } else {
-                        x.tag.clone()
-                    };
+                    let tag = if x.tag.starts_with("SELECT") { "SELECT 0".to_string() } else { x.tag.clone() };
                     answer.extend(msg(b'C', &cstr(&tag)));
                 } else {
                     answer.extend(msg(b'C', &cstr("SELECT 0")));
@@ -1015,13 +805,7 @@ async fn extended(s: &mut Session, st: &mut State, batch: Vec<Vec<u8>>) -> io::R
     }
     stmts.dedup();
     for (i, (x, _)) in stmts.iter().enumerate() {
-        record_stmt(
-            s,
-            x,
-            Disposition::Captured,
-            if i == 0 { bytes } else { 0 },
-            if i == 0 { answer.len() as u64 } else { 0 },
-        );
+        record_stmt(s, x, Disposition::Captured, if i == 0 { bytes } else { 0 }, if i == 0 { answer.len() as u64 } else { 0 });
     }
     s.reply(&answer).await
 }
@@ -1032,11 +816,7 @@ mod tests {
 
     #[test]
     fn sniffs_startup_and_ssl_requests() {
-        assert_eq!(
-            sniff(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]),
-            Sniff::Yes,
-            "SSLRequest"
-        );
+        assert_eq!(sniff(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]), Sniff::Yes, "SSLRequest");
         let mut startup = vec![0, 0, 0, 0, 0, 3, 0, 0];
         startup.extend(b"user\0postgres\0\0");
         let n = startup.len() as u32;
@@ -1055,8 +835,7 @@ mod tests {
         assert_eq!(ready(&st), msg(b'Z', b"I"));
         // The server's description of `SELECT pid, pg_terminate_backend(pid) FROM ...`: two
         // columns (int4, bool); the made-up row has both, `t` in the boolean.
-        let kill = sql::statements("SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity")
-            .remove(0);
+        let kill = sql::statements("SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity").remove(0);
         let mut desc = 2u16.to_be_bytes().to_vec();
         for (name, oid) in [("pid", 23u32), ("pg_terminate_backend", 16)] {
             desc.extend(cstr(name));
@@ -1067,39 +846,21 @@ mod tests {
         let desc = msg(b'T', &desc);
         assert_eq!(column_types(&desc), [23, 16]);
         let a = made_up(&kill, Some(&desc));
-        let row = [
-            &2u16.to_be_bytes()[..],
-            &(-1i32).to_be_bytes(),
-            &1i32.to_be_bytes(),
-            b"t",
-        ]
-        .concat();
-        assert_eq!(
-            a,
-            [desc.clone(), msg(b'D', &row), msg(b'C', b"SELECT 1\0")].concat()
-        );
+        let row = [&2u16.to_be_bytes()[..], &(-1i32).to_be_bytes(), &1i32.to_be_bytes(), b"t"].concat();
+        assert_eq!(a, [desc.clone(), msg(b'D', &row), msg(b'C', b"SELECT 1\0")].concat());
         // Without a description: an empty result, never guessed columns.
-        assert_eq!(
-            made_up(&kill, None),
-            [msg(b'T', &[0, 0]), msg(b'C', b"SELECT 0\0")].concat()
-        );
+        assert_eq!(made_up(&kill, None), [msg(b'T', &[0, 0]), msg(b'C', b"SELECT 0\0")].concat());
         assert_eq!(data_row(&msg(b'D', &row)), [None, Some("t".to_string())]);
     }
 
     #[test]
     fn replication_startup_and_slot_answers() {
         assert_eq!(replication_mode(Some("true")), Some(Replication::Physical));
-        assert_eq!(
-            replication_mode(Some("database")),
-            Some(Replication::Database)
-        );
+        assert_eq!(replication_mode(Some("database")), Some(Replication::Database));
         assert_eq!(replication_mode(Some("false")), None);
         let a = slot_created("s1", "0/3000060", None);
         assert_eq!(a[0], b'T');
         let d = a[message(&a).unwrap()..].to_vec();
-        assert_eq!(
-            data_row(&d),
-            [Some("s1".into()), Some("0/3000060".into()), None, None]
-        );
+        assert_eq!(data_row(&d), [Some("s1".into()), Some("0/3000060".into()), None, None]);
     }
 }

@@ -9,45 +9,27 @@ use std::io;
 
 use redis_protocol::resp2::types::OwnedFrame;
 
+use super::{Access, Category, Disposition, Module, Sniff};
 use super::session::{BoxFuture, Op, Session};
 use super::shadow::Lookup;
-use super::{Access, Category, Disposition, Module, Sniff};
 
-pub const MODULE: Module = Module {
-    name: "redis",
-    sniff,
-    serve,
-};
+pub const MODULE: Module = Module { name: "redis", sniff, serve };
 
 /// A RESP array of bulk strings (every client's framing), or an inline command the table knows.
 fn sniff(b: &[u8]) -> Sniff {
     if b[0] == b'*' {
         return match redis_protocol::resp2::decode::decode(b) {
-            Ok(Some((OwnedFrame::Array(a), _)))
-                if a.iter().all(|f| matches!(f, OwnedFrame::BulkString(_))) =>
-            {
-                Sniff::Yes
-            }
+            Ok(Some((OwnedFrame::Array(a), _))) if a.iter().all(|f| matches!(f, OwnedFrame::BulkString(_))) => Sniff::Yes,
             Ok(None) if b.len() < 1024 => Sniff::NeedMore,
             _ => Sniff::No,
         };
     }
     let Some(end) = b.iter().position(|&c| c == b'\n') else {
-        return if b.len() < 64 && b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
-            Sniff::NeedMore
-        } else {
-            Sniff::No
-        };
+        return if b.len() < 64 && b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') { Sniff::NeedMore } else { Sniff::No };
     };
     let line = String::from_utf8_lossy(&b[..end]);
     let word = line.split_whitespace().next().unwrap_or("").to_uppercase();
-    if !line.contains(" HTTP/")
-        && !matches!(classify(&[word.clone().into_bytes()]).reply, Reply::Unknown)
-    {
-        Sniff::Yes
-    } else {
-        Sniff::No
-    }
+    if !line.contains(" HTTP/") && !matches!(classify(&[word.clone().into_bytes()]).reply, Reply::Unknown) { Sniff::Yes } else { Sniff::No }
 }
 
 /// How the sink answers a captured command.
@@ -81,25 +63,11 @@ pub struct Class {
 
 /// The command table: access, category and the captured reply of each command Redis 7 has.
 pub fn classify(args: &[Vec<u8>]) -> Class {
-    let up = |i: usize| {
-        args.get(i)
-            .map(|a| String::from_utf8_lossy(a).to_uppercase())
-            .unwrap_or_default()
-    };
+    let up = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).to_uppercase()).unwrap_or_default();
     let cmd = up(0);
     let sub = up(1);
-    let read = |op: String| Class {
-        access: Access::Read,
-        category: None,
-        reply: Reply::Ok,
-        operation: op,
-    };
-    let m = |op: String, category: Category, reply: Reply| Class {
-        access: Access::Mutation,
-        category: Some(category),
-        reply,
-        operation: op,
-    };
+    let read = |op: String| Class { access: Access::Read, category: None, reply: Reply::Ok, operation: op };
+    let m = |op: String, category: Category, reply: Reply| Class { access: Access::Mutation, category: Some(category), reply, operation: op };
     use Category::*;
     match cmd.as_str() {
         "GET" | "MGET" | "GETRANGE" | "SUBSTR" | "STRLEN" | "EXISTS" | "TYPE" | "TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME" | "KEYS"
@@ -190,45 +158,7 @@ fn keys(op: &str, args: &[Vec<u8>]) -> Vec<Vec<u8>> {
     match op {
         "MGET" | "EXISTS" | "DEL" | "UNLINK" | "TOUCH" => args[1..].to_vec(),
         "MSET" | "MSETNX" => args[1..].iter().step_by(2).cloned().collect(),
-        o if o.contains(' ')
-            || matches!(
-                o,
-                "PING"
-                    | "ECHO"
-                    | "INFO"
-                    | "AUTH"
-                    | "HELLO"
-                    | "SELECT"
-                    | "DBSIZE"
-                    | "KEYS"
-                    | "SCAN"
-                    | "FLUSHALL"
-                    | "FLUSHDB"
-                    | "SHUTDOWN"
-                    | "TIME"
-                    | "ROLE"
-                    | "COMMAND"
-                    | "SAVE"
-                    | "BGSAVE"
-                    | "BGREWRITEAOF"
-                    | "QUIT"
-                    | "RESET"
-                    | "LASTSAVE"
-                    | "RANDOMKEY"
-                    | "MONITOR"
-                    | "PUBLISH"
-                    | "SUBSCRIBE"
-                    | "PSUBSCRIBE"
-                    | "REPLICAOF"
-                    | "SLAVEOF"
-                    | "FAILOVER"
-                    | "DEBUG"
-                    | "SWAPDB"
-                    | "WAIT"
-            ) =>
-        {
-            Vec::new()
-        }
+        o if o.contains(' ') || matches!(o, "PING" | "ECHO" | "INFO" | "AUTH" | "HELLO" | "SELECT" | "DBSIZE" | "KEYS" | "SCAN" | "FLUSHALL" | "FLUSHDB" | "SHUTDOWN" | "TIME" | "ROLE" | "COMMAND" | "SAVE" | "BGSAVE" | "BGREWRITEAOF" | "QUIT" | "RESET" | "LASTSAVE" | "RANDOMKEY" | "MONITOR" | "PUBLISH" | "SUBSCRIBE" | "PSUBSCRIBE" | "REPLICAOF" | "SLAVEOF" | "FAILOVER" | "DEBUG" | "SWAPDB" | "WAIT") => Vec::new(),
         _ => args.get(1).cloned().into_iter().collect(),
     }
 }
@@ -243,14 +173,8 @@ fn resource(op: &str, args: &[Vec<u8>]) -> String {
         return r;
     }
     match op {
-        "CONFIG SET" | "CONFIG GET" => args
-            .get(2)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .unwrap_or_default(),
-        "KEYS" => args
-            .get(1)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .unwrap_or_default(),
+        "CONFIG SET" | "CONFIG GET" => args.get(2).map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default(),
+        "KEYS" => args.get(1).map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default(),
         _ => String::new(),
     }
 }
@@ -263,12 +187,10 @@ fn next_command(buf: &[u8]) -> io::Result<Option<(Vec<Vec<u8>>, usize)>> {
     if buf[0] == b'*' {
         return match redis_protocol::resp2::decode::decode(buf) {
             Ok(Some((OwnedFrame::Array(a), n))) => Ok(Some((
-                a.into_iter()
-                    .map(|f| match f {
-                        OwnedFrame::BulkString(b) | OwnedFrame::SimpleString(b) => b,
-                        other => format!("{other:?}").into_bytes(),
-                    })
-                    .collect(),
+                a.into_iter().map(|f| match f {
+                    OwnedFrame::BulkString(b) | OwnedFrame::SimpleString(b) => b,
+                    other => format!("{other:?}").into_bytes(),
+                }).collect(),
                 n,
             ))),
             Ok(Some((_, n))) => Ok(Some((Vec::new(), n))),
@@ -277,16 +199,9 @@ fn next_command(buf: &[u8]) -> io::Result<Option<(Vec<Vec<u8>>, usize)>> {
         };
     }
     // An inline command: one line of words.
-    let Some(end) = buf.iter().position(|&c| c == b'\n') else {
-        return Ok(None);
-    };
+    let Some(end) = buf.iter().position(|&c| c == b'\n') else { return Ok(None) };
     let line = &buf[..end];
-    let args = line
-        .split(|c| *c == b' ')
-        .filter(|w| !w.is_empty())
-        .map(|w| w.strip_suffix(b"\r").unwrap_or(w).to_vec())
-        .filter(|w| !w.is_empty())
-        .collect();
+    let args = line.split(|c| *c == b' ').filter(|w| !w.is_empty()).map(|w| w.strip_suffix(b"\r").unwrap_or(w).to_vec()).filter(|w| !w.is_empty()).collect();
     Ok(Some((args, end + 1)))
 }
 
@@ -313,10 +228,7 @@ fn serve(s: Session) -> BoxFuture {
 }
 
 async fn serve_redis(mut s: Session) -> io::Result<()> {
-    let mut st = State {
-        db: 0,
-        resp3: false,
-    };
+    let mut st = State { db: 0, resp3: false };
     loop {
         let (args, n) = loop {
             if let Some(c) = next_command(&s.client.buf)? {
@@ -331,11 +243,7 @@ async fn serve_redis(mut s: Session) -> io::Result<()> {
             continue;
         }
         let class = classify(&args);
-        let mut op = Op::new(
-            class.operation.clone(),
-            resource(&class.operation, &args),
-            class.access,
-        );
+        let mut op = Op::new(class.operation.clone(), resource(&class.operation, &args), class.access);
         op.category = class.category;
         op.bytes = raw.len() as u64;
         if s.may_forward(class.access) {
@@ -359,10 +267,7 @@ async fn serve_redis(mut s: Session) -> io::Result<()> {
             follow_state(&mut st, &class.operation, &args, &reply);
             s.reply(&reply).await?;
             s.record(op);
-            if matches!(
-                class.operation.as_str(),
-                "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "MONITOR"
-            ) {
+            if matches!(class.operation.as_str(), "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "MONITOR") {
                 return relay_rest(s).await;
             }
             if class.operation == "QUIT" {
@@ -393,10 +298,7 @@ async fn forward_one(s: &mut Session, raw: &[u8]) -> io::Result<Vec<u8>> {
             return Ok(up.take(n));
         }
         if s.fill_upstream().await? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
         }
     }
 }
@@ -409,20 +311,10 @@ async fn relay_rest(mut s: Session) -> io::Result<()> {
 fn follow_state(st: &mut State, op: &str, args: &[Vec<u8>], reply: &[u8]) {
     match op {
         "SELECT" if reply.starts_with(b"+OK") => {
-            st.db = args
-                .get(1)
-                .and_then(|a| String::from_utf8_lossy(a).parse().ok())
-                .unwrap_or(st.db);
+            st.db = args.get(1).and_then(|a| String::from_utf8_lossy(a).parse().ok()).unwrap_or(st.db);
         }
-        "HELLO" if reply.starts_with(b"%") => {
-            st.resp3 = args.get(1).is_some_and(|v| v.as_slice() == b"3")
-        }
-        "RESET" => {
-            *st = State {
-                db: 0,
-                resp3: false,
-            }
-        }
+        "HELLO" if reply.starts_with(b"%") => st.resp3 = args.get(1).is_some_and(|v| v.as_slice() == b"3"),
+        "RESET" => *st = State { db: 0, resp3: false },
         _ => {}
     }
 }
@@ -468,9 +360,7 @@ fn shadow_read(s: &Session, st: &State, op: &str, args: &[Vec<u8>]) -> Option<Ve
             Some(match op {
                 "GET" => bulk(st, v),
                 "STRLEN" => int(v.map_or(0, |v| v.len() as i64)),
-                "TYPE" => {
-                    format!("+{}\r\n", if v.is_some() { "string" } else { "none" }).into_bytes()
-                }
+                "TYPE" => format!("+{}\r\n", if v.is_some() { "string" } else { "none" }).into_bytes(),
                 _ => int(if v.is_some() { -1 } else { -2 }),
             })
         }
@@ -480,20 +370,11 @@ fn shadow_read(s: &Session, st: &State, op: &str, args: &[Vec<u8>]) -> Option<Ve
                 return None;
             }
             if op == "EXISTS" {
-                return Some(int(
-                    all.iter().filter(|l| matches!(l, Lookup::Value(_))).count() as i64,
-                ));
+                return Some(int(all.iter().filter(|l| matches!(l, Lookup::Value(_))).count() as i64));
             }
             let mut out = format!("*{}\r\n", all.len()).into_bytes();
             for l in &all {
-                out.extend(bulk(
-                    st,
-                    if let Lookup::Value(v) = l {
-                        Some(v)
-                    } else {
-                        None
-                    },
-                ));
+                out.extend(bulk(st, if let Lookup::Value(v) = l { Some(v) } else { None }));
             }
             Some(out)
         }
@@ -507,9 +388,7 @@ fn touched(s: &Session, st: &State, op: &str, args: &[Vec<u8>]) -> bool {
     if matches!(op, "KEYS" | "SCAN" | "DBSIZE" | "RANDOMKEY" | "INFO") {
         return s.ctx.shadow.any(&space);
     }
-    keys(op, args)
-        .iter()
-        .any(|k| s.ctx.shadow.get(&space, &key_of(st, k)) != Lookup::Live)
+    keys(op, args).iter().any(|k| s.ctx.shadow.get(&space, &key_of(st, k)) != Lookup::Live)
 }
 
 /// The current value of a string key: the shadow's, else the live server's (a GET, recorded).
@@ -538,12 +417,7 @@ async fn current(s: &mut Session, st: &State, key: &[u8]) -> io::Result<Option<V
 }
 
 /// The captured command's answer (None: close the connection), and its effect on the shadow.
-async fn captured(
-    s: &mut Session,
-    st: &State,
-    class: &Class,
-    args: &[Vec<u8>],
-) -> io::Result<Option<Vec<u8>>> {
+async fn captured(s: &mut Session, st: &State, class: &Class, args: &[Vec<u8>]) -> io::Result<Option<Vec<u8>>> {
     let space = s.space();
     let op = class.operation.as_str();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
@@ -568,21 +442,14 @@ async fn captured(
                 _ => -String::from_utf8_lossy(&arg(2)).parse::<i64>().unwrap_or(0),
             };
             let now = current(s, st, &arg(1)).await?;
-            match now
-                .as_deref()
-                .map(|v| String::from_utf8_lossy(v).parse::<i64>())
-            {
+            match now.as_deref().map(|v| String::from_utf8_lossy(v).parse::<i64>()) {
                 None => int(by),
                 Some(Ok(v)) => int(v + by),
                 Some(Err(_)) => b"-ERR value is not an integer or out of range\r\n".to_vec(),
             }
         }
         Reply::OldValue => {
-            let old = if matches!(op, "GETSET" | "GETDEL" | "SET") {
-                current(s, st, &arg(1)).await?
-            } else {
-                None
-            };
+            let old = if matches!(op, "GETSET" | "GETDEL" | "SET") { current(s, st, &arg(1)).await? } else { None };
             bulk(st, old.as_deref())
         }
     };
@@ -590,14 +457,9 @@ async fn captured(
     let key = |k: &[u8]| key_of(st, k);
     match op {
         "SET" | "SETEX" | "PSETEX" | "GETSET" | "SETNX" => {
-            let (k, v) = if matches!(op, "SETEX" | "PSETEX") {
-                (arg(1), arg(3))
-            } else {
-                (arg(1), arg(2))
-            };
+            let (k, v) = if matches!(op, "SETEX" | "PSETEX") { (arg(1), arg(3)) } else { (arg(1), arg(2)) };
             let exists = s.ctx.shadow.get(&space, &key(&k));
-            let nx = op == "SETNX"
-                || (op == "SET" && args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"NX")));
+            let nx = op == "SETNX" || (op == "SET" && args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"NX")));
             if !(nx && matches!(exists, Lookup::Value(_))) {
                 s.ctx.shadow.put(&space, &key(&k), v);
             }
@@ -610,10 +472,7 @@ async fn captured(
             }
         }
         "INCR" | "DECR" | "INCRBY" | "DECRBY" => {
-            if let Some(v) = answer
-                .strip_prefix(b":")
-                .and_then(|r| r.strip_suffix(b"\r\n"))
-            {
+            if let Some(v) = answer.strip_prefix(b":").and_then(|r| r.strip_suffix(b"\r\n")) {
                 s.ctx.shadow.put(&space, &key(&arg(1)), v.to_vec());
             }
         }
@@ -643,24 +502,12 @@ mod tests {
     use super::*;
 
     fn a(s: &str) -> Vec<Vec<u8>> {
-        s.split_whitespace()
-            .map(|w| w.as_bytes().to_vec())
-            .collect()
+        s.split_whitespace().map(|w| w.as_bytes().to_vec()).collect()
     }
 
     #[test]
     fn the_table_tells_reads_from_mutations() {
-        for r in [
-            "GET k",
-            "mget a b",
-            "INFO keyspace",
-            "CONFIG GET maxmemory",
-            "PING",
-            "SCAN 0",
-            "CLIENT LIST",
-            "HGETALL h",
-            "AUTH pw",
-        ] {
+        for r in ["GET k", "mget a b", "INFO keyspace", "CONFIG GET maxmemory", "PING", "SCAN 0", "CLIENT LIST", "HGETALL h", "AUTH pw"] {
             assert_eq!(classify(&a(r)).access, Access::Read, "{r}");
         }
         for (m, cat) in [
@@ -677,35 +524,22 @@ mod tests {
             assert_eq!((c.access, c.category), (Access::Mutation, Some(cat)), "{m}");
         }
         assert_eq!(classify(&a("SHUTDOWN")).reply, Reply::Close);
-        assert_eq!(
-            classify(&a("EVAL x 0")).access,
-            Access::Unclassified,
-            "a script can do anything"
-        );
+        assert_eq!(classify(&a("EVAL x 0")).access, Access::Unclassified, "a script can do anything");
         assert_eq!(classify(&a("CONFIG SET x y")).operation, "CONFIG SET");
-        assert_eq!(
-            resource("CONFIG SET", &a("CONFIG SET maxmemory 1")),
-            "maxmemory"
-        );
+        assert_eq!(resource("CONFIG SET", &a("CONFIG SET maxmemory 1")), "maxmemory");
         assert_eq!(resource("DEL", &a("DEL a b c")), "a (+2 more)");
     }
 
     #[test]
     fn commands_frame_as_resp_arrays_and_inline() {
-        let (args, n) = next_command(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nrest")
-            .unwrap()
-            .unwrap();
+        let (args, n) = next_command(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nrest").unwrap().unwrap();
         assert_eq!((args, n), (a("GET k"), 20));
         assert_eq!(next_command(b"*2\r\n$3\r\nGET\r\n").unwrap(), None);
         assert_eq!(next_command(b"PING\r\n").unwrap().unwrap().0, a("PING"));
         assert_eq!(sniff(b"*1\r\n$4\r\nPING\r\n"), Sniff::Yes);
         assert_eq!(sniff(b"GET / HTTP/1.1\r\n"), Sniff::No);
         assert_eq!(reply_len(b"+OK\r\n:1\r\n").unwrap(), Some(5));
-        assert_eq!(
-            reply_len(b"%1\r\n+a\r\n:1\r\n").unwrap(),
-            Some(12),
-            "RESP3 map"
-        );
+        assert_eq!(reply_len(b"%1\r\n+a\r\n:1\r\n").unwrap(), Some(12), "RESP3 map");
         assert_eq!(reply_len(b"$5\r\nab").unwrap(), None);
         assert_eq!(reply_len(b"$-1\r\n").unwrap(), Some(5), "RESP2 nil");
     }

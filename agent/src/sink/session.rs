@@ -18,11 +18,8 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::{Access, Caught, Category, Ctx, Disposition, IDLE, Mode, Rpc, Sniff, keep_head, now_ms, printable};
 use super::origin::Sender;
-use super::{
-    Access, Category, Caught, Ctx, Disposition, IDLE, Mode, Rpc, Sniff, keep_head, now_ms,
-    printable,
-};
 
 pub type BoxFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
@@ -60,12 +57,7 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(io: Box<dyn Io>) -> Stream {
-        Stream {
-            io,
-            buf: Vec::new(),
-            read: 0,
-            head: Vec::new(),
-        }
+        Stream { io, buf: Vec::new(), read: 0, head: Vec::new() }
     }
 
     /// Read more; Ok(0) at EOF.
@@ -182,50 +174,24 @@ impl Session {
     /// come first; what passes is counted into sink.json.
     pub fn client_io(&mut self) -> Box<dyn Io> {
         let pending = std::mem::take(&mut self.client.buf);
-        let io = std::mem::replace(
-            &mut self.client.io,
-            Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())),
-        );
-        Box::new(Counted {
-            io,
-            pending,
-            at: 0,
-            raw: self.raw.clone(),
-            read: 0,
-            written: 1,
-        })
+        let io = std::mem::replace(&mut self.client.io, Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())));
+        Box::new(Counted { io, pending, at: 0, raw: self.raw.clone(), read: 0, written: 1 })
     }
 
     /// A connection of the agent's own to the original destination, for a module with a
     /// framing of its own (each call opens one); what passes is counted into sink.json.
     pub async fn upstream_io(&self) -> io::Result<Box<dyn Io>> {
         let io = connect(self.to.as_ref()).await?;
-        Ok(Box::new(Counted {
-            io,
-            pending: Vec::new(),
-            at: 0,
-            raw: self.raw.clone(),
-            read: 3,
-            written: 2,
-        }))
+        Ok(Box::new(Counted { io, pending: Vec::new(), at: 0, raw: self.raw.clone(), read: 3, written: 2 }))
     }
 
     /// `upstream_io` as a future that does not borrow the session (opened outside its lock).
-    pub fn upstream_opener(
-        &self,
-    ) -> impl Future<Output = io::Result<Box<dyn Io>>> + Send + 'static {
+    pub fn upstream_opener(&self) -> impl Future<Output = io::Result<Box<dyn Io>>> + Send + 'static {
         let to = self.to.clone();
         let raw = self.raw.clone();
         async move {
             let io = connect(to.as_ref()).await?;
-            Ok(Box::new(Counted {
-                io,
-                pending: Vec::new(),
-                at: 0,
-                raw,
-                read: 3,
-                written: 2,
-            }) as Box<dyn Io>)
+            Ok(Box::new(Counted { io, pending: Vec::new(), at: 0, raw, read: 3, written: 2 }) as Box<dyn Io>)
         }
     }
 
@@ -291,9 +257,7 @@ impl Session {
             self.reply(&pending).await?;
         }
         let up = self.upstream.as_mut().expect("opened above");
-        let (sent, got) = tokio::io::copy_bidirectional(&mut self.client.io, &mut up.io)
-            .await
-            .unwrap_or((0, 0));
+        let (sent, got) = tokio::io::copy_bidirectional(&mut self.client.io, &mut up.io).await.unwrap_or((0, 0));
         self.client.read += sent;
         if let Some(c) = self.caught.as_mut() {
             c.bytes_forwarded += sent;
@@ -303,9 +267,7 @@ impl Session {
     }
 
     pub fn record(&mut self, op: Op) {
-        let Some(c) = self.caught.as_mut() else {
-            return;
-        };
+        let Some(c) = self.caught.as_mut() else { return };
         let rpc = Rpc {
             protocol: self.protocol.to_string(),
             operation: op.operation,
@@ -326,17 +288,11 @@ impl Session {
 
     /// The shadow layer's namespace for this destination (one per server and protocol).
     pub fn space(&self) -> String {
-        format!(
-            "{}:{}",
-            self.protocol,
-            self.to.as_ref().map(Target::label).unwrap_or_default()
-        )
+        format!("{}:{}", self.protocol, self.to.as_ref().map(Target::label).unwrap_or_default())
     }
 
     fn finish(&mut self) {
-        let Some(mut c) = self.caught.take() else {
-            return;
-        };
+        let Some(mut c) = self.caught.take() else { return };
         let raw = |i: usize| self.raw[i].load(Ordering::Relaxed);
         c.bytes = self.client.read + raw(0);
         c.bytes_answered += raw(1);
@@ -357,23 +313,12 @@ impl Drop for Session {
 async fn connect(to: Option<&Target>) -> io::Result<Box<dyn Io>> {
     Ok(match to {
         Some(Target::Inet(a)) => {
-            let s = tokio::time::timeout(UPSTREAM_TIMEOUT, tokio::net::TcpStream::connect(a))
-                .await
-                .map_err(|_| timed_out())??;
+            let s = tokio::time::timeout(UPSTREAM_TIMEOUT, tokio::net::TcpStream::connect(a)).await.map_err(|_| timed_out())??;
             let _ = s.set_nodelay(true);
             Box::new(s)
         }
-        Some(Target::Unix(p)) => Box::new(
-            tokio::time::timeout(UPSTREAM_TIMEOUT, tokio::net::UnixStream::connect(p))
-                .await
-                .map_err(|_| timed_out())??,
-        ),
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "the connection's original destination is unknown",
-            ));
-        }
+        Some(Target::Unix(p)) => Box::new(tokio::time::timeout(UPSTREAM_TIMEOUT, tokio::net::UnixStream::connect(p)).await.map_err(|_| timed_out())??),
+        None => return Err(io::Error::new(io::ErrorKind::NotFound, "the connection's original destination is unknown")),
     })
 }
 
@@ -388,11 +333,7 @@ struct Counted {
 }
 
 impl AsyncRead for Counted {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let me = &mut *self;
         if me.at < me.pending.len() {
             let n = buf.remaining().min(me.pending.len() - me.at);
@@ -408,11 +349,7 @@ impl AsyncRead for Counted {
 }
 
 impl AsyncWrite for Counted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        b: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
         let me = &mut *self;
         let r = Pin::new(&mut me.io).poll_write(cx, b);
         if let Poll::Ready(Ok(n)) = r {
@@ -431,21 +368,11 @@ impl AsyncWrite for Counted {
 }
 
 fn timed_out() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        "the original destination did not answer",
-    )
+    io::Error::new(io::ErrorKind::TimedOut, "the original destination did not answer")
 }
 
 /// Serve one accepted connection: find its protocol, let the module serve it, record it.
-pub async fn run(
-    ctx: Arc<Ctx>,
-    io: Box<dyn Io>,
-    proto: &str,
-    from: String,
-    to: Option<Target>,
-    sender: Option<Sender>,
-) {
+pub async fn run(ctx: Arc<Ctx>, io: Box<dyn Io>, proto: &str, from: String, to: Option<Target>, sender: Option<Sender>) {
     let caught = Caught {
         proto: proto.into(),
         from,
@@ -456,15 +383,7 @@ pub async fn run(
         start_ns: sender.map(|s| s.1),
         ..Default::default()
     };
-    let mut s = Session {
-        ctx,
-        client: Stream::new(io),
-        to,
-        protocol: "opaque",
-        upstream: None,
-        caught: Some(caught),
-        raw: Default::default(),
-    };
+    let mut s = Session { ctx, client: Stream::new(io), to, protocol: "opaque", upstream: None, caught: Some(caught), raw: Default::default() };
     let module = match choose(&mut s).await {
         Ok(m) => m,
         Err(_) => None,

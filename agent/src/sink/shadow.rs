@@ -103,55 +103,31 @@ impl Shadow {
 
     /// Revisions the pilot made in this space.
     pub fn bumps(&self, space: &str) -> u64 {
-        self.spaces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(space)
-            .map_or(0, |s| s.bumps)
+        self.spaces.lock().unwrap_or_else(|e| e.into_inner()).get(space).map_or(0, |s| s.bumps)
     }
 
     /// Was anything in `[from, to)` deleted as part of a range?
     pub fn range_deleted(&self, space: &str, from: &[u8], to: Option<&[u8]>) -> bool {
         let spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(s) = spaces.get(space) else {
-            return false;
-        };
+        let Some(s) = spaces.get(space) else { return false };
         // Two ranges overlap when each starts before the other ends.
-        s.deleted.iter().any(|(f, t)| {
-            to.is_none_or(|to| f.as_slice() < to) && t.as_deref().is_none_or(|t| from < t)
-        })
+        s.deleted.iter().any(|(f, t)| to.is_none_or(|to| f.as_slice() < to) && t.as_deref().is_none_or(|t| from < t))
     }
 
     /// What the shadow knows of each key in `[from, to)` it holds an entry for.
-    pub fn written_in(
-        &self,
-        space: &str,
-        from: &[u8],
-        to: Option<&[u8]>,
-    ) -> Vec<(Vec<u8>, Lookup)> {
+    pub fn written_in(&self, space: &str, from: &[u8], to: Option<&[u8]>) -> Vec<(Vec<u8>, Lookup)> {
         let spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(s) = spaces.get(space) else {
-            return Vec::new();
-        };
-        s.keys
-            .range(from.to_vec()..)
-            .take_while(|(k, _)| to.is_none_or(|t| k.as_slice() < t))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let Some(s) = spaces.get(space) else { return Vec::new() };
+        s.keys.range(from.to_vec()..).take_while(|(k, _)| to.is_none_or(|t| k.as_slice() < t)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn get(&self, space: &str, key: &[u8]) -> Lookup {
         let spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(s) = spaces.get(space) else {
-            return Lookup::Live;
-        };
+        let Some(s) = spaces.get(space) else { return Lookup::Live };
         if let Some(l) = s.keys.get(key) {
             return l.clone();
         }
-        if s.deleted
-            .iter()
-            .any(|(f, t)| in_range(key, f, t.as_deref()))
-        {
+        if s.deleted.iter().any(|(f, t)| in_range(key, f, t.as_deref())) {
             return Lookup::Deleted;
         }
         Lookup::Live
@@ -159,24 +135,14 @@ impl Shadow {
 
     /// Did the pilot change anything in this space (a range read may then differ)?
     pub fn any(&self, space: &str) -> bool {
-        self.spaces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(space)
-            .is_some_and(|s| !s.keys.is_empty() || !s.deleted.is_empty())
+        self.spaces.lock().unwrap_or_else(|e| e.into_inner()).get(space).is_some_and(|s| !s.keys.is_empty() || !s.deleted.is_empty())
     }
 
     /// Keys the pilot wrote under `prefix` (for range reads merged with live answers).
     pub fn written_under(&self, space: &str, prefix: &[u8]) -> Vec<(Vec<u8>, Lookup)> {
         let spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(s) = spaces.get(space) else {
-            return Vec::new();
-        };
-        s.keys
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let Some(s) = spaces.get(space) else { return Vec::new() };
+        s.keys.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     fn with(&self, space: &str, f: impl FnOnce(&mut Space)) {
@@ -199,11 +165,7 @@ mod tests {
         s.delete_prefix("r", b"");
         assert_eq!(s.get("r", b"a"), Lookup::Deleted);
         s.put("r", b"a", b"2".to_vec());
-        assert_eq!(
-            s.get("r", b"a"),
-            Lookup::Value(b"2".to_vec()),
-            "a write after a flush"
-        );
+        assert_eq!(s.get("r", b"a"), Lookup::Value(b"2".to_vec()), "a write after a flush");
         s.touch("r", b"h");
         assert_eq!(s.get("r", b"h"), Lookup::Changed);
         assert_eq!(s.written_under("r", b"").len(), 2);
@@ -225,9 +187,6 @@ mod tests {
         s.delete_range("e", b"/b", None);
         assert_eq!(s.get("e", b"/zzz"), Lookup::Deleted);
         assert_eq!(s.written_in("e", b"", None), Vec::new());
-        assert_eq!(
-            (s.bump("e"), s.bump("e"), s.bumps("e"), s.bumps("other")),
-            (1, 2, 2, 0)
-        );
+        assert_eq!((s.bump("e"), s.bump("e"), s.bumps("e"), s.bumps("other")), (1, 2, 2, 0));
     }
 }

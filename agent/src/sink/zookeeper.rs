@@ -17,11 +17,7 @@ use super::session::{BoxFuture, Op, Session};
 use super::shadow::Lookup;
 use super::{Access, Category, Disposition, Module, Sniff};
 
-pub const MODULE: Module = Module {
-    name: "zookeeper",
-    sniff,
-    serve,
-};
+pub const MODULE: Module = Module { name: "zookeeper", sniff, serve };
 
 /// The four-letter words and whether they change the server (stats resets).
 const WORDS: &[(&str, bool)] = &[
@@ -50,11 +46,7 @@ const WORDS: &[(&str, bool)] = &[
 fn sniff(b: &[u8]) -> Sniff {
     if b.len() < 4 {
         let partial = WORDS.iter().any(|(w, _)| w.as_bytes().starts_with(b));
-        return if partial || b.iter().all(|&c| c == 0) {
-            Sniff::NeedMore
-        } else {
-            Sniff::No
-        };
+        return if partial || b.iter().all(|&c| c == 0) { Sniff::NeedMore } else { Sniff::No };
     }
     if WORDS.iter().any(|(w, _)| w.as_bytes() == &b[..4]) && b.len() <= 6 {
         return Sniff::Yes;
@@ -75,11 +67,7 @@ fn sniff(b: &[u8]) -> Sniff {
     // timeOut is positive, and the password is a buffer of at most 64 bytes (or -1).
     let timeout = i32::from_be_bytes([b[16], b[17], b[18], b[19]]);
     let pw = i32::from_be_bytes([b[28], b[29], b[30], b[31]]);
-    if timeout > 0 && (-1..=64).contains(&pw) {
-        Sniff::Yes
-    } else {
-        Sniff::No
-    }
+    if timeout > 0 && (-1..=64).contains(&pw) { Sniff::Yes } else { Sniff::No }
 }
 
 fn serve(s: Session) -> BoxFuture {
@@ -192,13 +180,11 @@ impl<'a> Jute<'a> {
     }
 
     pub fn int(&mut self) -> Option<i32> {
-        self.take(4)
-            .map(|s| i32::from_be_bytes(s.try_into().unwrap_or_default()))
+        self.take(4).map(|s| i32::from_be_bytes(s.try_into().unwrap_or_default()))
     }
 
     pub fn long(&mut self) -> Option<i64> {
-        self.take(8)
-            .map(|s| i64::from_be_bytes(s.try_into().unwrap_or_default()))
+        self.take(8).map(|s| i64::from_be_bytes(s.try_into().unwrap_or_default()))
     }
 
     pub fn bool(&mut self) -> Option<bool> {
@@ -214,8 +200,7 @@ impl<'a> Jute<'a> {
     }
 
     pub fn string(&mut self) -> Option<String> {
-        self.buffer()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+        self.buffer().map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     /// A vector of ACLs {perms int, id {scheme, id}}: kept as its raw bytes.
@@ -308,17 +293,9 @@ impl Stat {
     }
 
     fn write(&self, o: &mut Out) {
-        o.long(self.czxid)
-            .long(self.mzxid)
-            .long(self.ctime)
-            .long(self.mtime);
-        o.int(self.version)
-            .int(self.cversion)
-            .int(self.aversion)
-            .long(self.ephemeral_owner);
-        o.int(self.data_length)
-            .int(self.num_children)
-            .long(self.pzxid);
+        o.long(self.czxid).long(self.mzxid).long(self.ctime).long(self.mtime);
+        o.int(self.version).int(self.cversion).int(self.aversion).long(self.ephemeral_owner);
+        o.int(self.data_length).int(self.num_children).long(self.pzxid);
     }
 }
 
@@ -342,11 +319,7 @@ impl Node {
         let mut j = Jute::new(b);
         let stat = Stat::read(&mut j)?;
         let data = j.buffer()?;
-        Some(Node {
-            stat,
-            data,
-            acl: j.rest().to_vec(),
-        })
+        Some(Node { stat, data, acl: j.rest().to_vec() })
     }
 }
 
@@ -365,11 +338,7 @@ fn parent(path: &str) -> &str {
 }
 
 fn child(parent: &str, name: &str) -> String {
-    if parent == "/" {
-        format!("/{name}")
-    } else {
-        format!("{parent}/{name}")
-    }
+    if parent == "/" { format!("/{name}") } else { format!("{parent}/{name}") }
 }
 
 // ---------------------------------------------------------------------------- the session
@@ -387,17 +356,9 @@ struct Zk {
 async fn client_frame(s: &mut Session) -> io::Result<Option<Vec<u8>>> {
     loop {
         if s.client.buf.len() >= 4 {
-            let n = u32::from_be_bytes([
-                s.client.buf[0],
-                s.client.buf[1],
-                s.client.buf[2],
-                s.client.buf[3],
-            ]) as usize;
+            let n = u32::from_be_bytes([s.client.buf[0], s.client.buf[1], s.client.buf[2], s.client.buf[3]]) as usize;
             if n > 64 << 20 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a ZooKeeper frame over 64 MiB",
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "a ZooKeeper frame over 64 MiB"));
             }
             if s.client.buf.len() >= 4 + n {
                 return Ok(Some(s.client.take(4 + n)));
@@ -420,31 +381,18 @@ async fn server_frame(s: &mut Session) -> io::Result<Vec<u8>> {
             }
         }
         if s.fill_upstream().await? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the ZooKeeper server closed the session",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the ZooKeeper server closed the session"));
         }
     }
 }
 
 async fn serve_async(mut s: Session) -> io::Result<()> {
-    if s.client.buf.len() <= 6
-        && WORDS
-            .iter()
-            .any(|(w, _)| s.client.buf.starts_with(w.as_bytes()))
-    {
+    if s.client.buf.len() <= 6 && WORDS.iter().any(|(w, _)| s.client.buf.starts_with(w.as_bytes())) {
         return four_letter_word(s).await;
     }
-    let Some(connect) = client_frame(&mut s).await? else {
-        return Ok(());
-    };
+    let Some(connect) = client_frame(&mut s).await? else { return Ok(()) };
     // The handshake goes through: the pilot's session is a real one, on the agent's connection.
-    let mut op = Op::new(
-        "connect",
-        s.to.as_ref().map(|t| t.label()).unwrap_or_default(),
-        Access::Read,
-    );
+    let mut op = Op::new("connect", s.to.as_ref().map(|t| t.label()).unwrap_or_default(), Access::Read);
     op.bytes = connect.len() as u64;
     if !s.may_forward(Access::Read) {
         s.record(op);
@@ -458,16 +406,10 @@ async fn serve_async(mut s: Session) -> io::Result<()> {
     op.reply_bytes = answer.len() as u64;
     s.reply(&answer).await?;
     s.record(op);
-    let mut zk = Zk {
-        session_id,
-        zxid: 0,
-        own_xid: -1_000_000,
-    };
+    let mut zk = Zk { session_id, zxid: 0, own_xid: -1_000_000 };
     while let Some(frame) = client_frame(&mut s).await? {
         let mut j = Jute::new(&frame[4..]);
-        let (Some(xid), Some(code)) = (j.int(), j.int()) else {
-            break;
-        };
+        let (Some(xid), Some(code)) = (j.int(), j.int()) else { break };
         let body = j.rest().to_vec();
         let (name, mut access, mut category) = class(code);
         if code == MULTI {
@@ -476,12 +418,9 @@ async fn serve_async(mut s: Session) -> io::Result<()> {
         let mut op = Op::new(name, resource(code, &body), access);
         op.category = category;
         op.bytes = frame.len() as u64;
-        if s.may_forward(access)
-            && !(access == Access::Read && s.ctx.shadow.any(SPACE) && shadowed_read(code))
-        {
+        if s.may_forward(access) && !(access == Access::Read && s.ctx.shadow.any(SPACE) && shadowed_read(code)) {
             op.disposition = Disposition::Forwarded;
-            op.may_differ = access == Access::Read
-                && s.ctx.shadow.get(SPACE, op.resource.as_bytes()) == Lookup::Changed;
+            op.may_differ = access == Access::Read && s.ctx.shadow.get(SPACE, op.resource.as_bytes()) == Lookup::Changed;
             s.forward(&frame).await?;
             let reply = relay_until(&mut s, &mut zk, xid).await?;
             op.reply_bytes = reply as u64;
@@ -518,10 +457,7 @@ const SPACE: &str = "zookeeper";
 
 /// Reads whose answer the pilot's own znodes may change.
 fn shadowed_read(code: i32) -> bool {
-    matches!(
-        code,
-        EXISTS | GET_DATA | GET_CHILDREN | GET_CHILDREN2 | GET_ACL
-    )
+    matches!(code, EXISTS | GET_DATA | GET_CHILDREN | GET_CHILDREN2 | GET_ACL)
 }
 
 /// Relay the server's frames to the pilot until the reply to `xid` (notifications, xid -1,
@@ -544,43 +480,15 @@ async fn relay_until(s: &mut Session, zk: &mut Zk, xid: i32) -> io::Result<usize
 /// The path a request names (the first string of every path request), or the server.
 fn resource(code: i32, body: &[u8]) -> String {
     match code {
-        CREATE
-        | CREATE2
-        | CREATE_CONTAINER
-        | CREATE_TTL
-        | DELETE
-        | DELETE_CONTAINER
-        | SET_DATA
-        | SET_ACL
-        | EXISTS
-        | GET_DATA
-        | GET_ACL
-        | GET_CHILDREN
-        | GET_CHILDREN2
-        | SYNC
-        | CHECK_WATCHES
-        | REMOVE_WATCHES
-        | GET_EPHEMERALS
-        | GET_ALL_CHILDREN_NUMBER
-        | ADD_WATCH => Jute::new(body).string().unwrap_or_default(),
-        MULTI | MULTI_READ => multi_ops(body)
-            .iter()
-            .map(|(_, p, _)| p.clone())
-            .collect::<Vec<_>>()
-            .join(","),
+        CREATE | CREATE2 | CREATE_CONTAINER | CREATE_TTL | DELETE | DELETE_CONTAINER | SET_DATA | SET_ACL | EXISTS | GET_DATA | GET_ACL
+        | GET_CHILDREN | GET_CHILDREN2 | SYNC | CHECK_WATCHES | REMOVE_WATCHES | GET_EPHEMERALS | GET_ALL_CHILDREN_NUMBER | ADD_WATCH => {
+            Jute::new(body).string().unwrap_or_default()
+        }
+        MULTI | MULTI_READ => multi_ops(body).iter().map(|(_, p, _)| p.clone()).collect::<Vec<_>>().join(","),
         RECONFIG => {
             let mut j = Jute::new(body);
-            let (join, leave, members) = (
-                j.string().unwrap_or_default(),
-                j.string().unwrap_or_default(),
-                j.string().unwrap_or_default(),
-            );
-            [("join", join), ("leave", leave), ("members", members)]
-                .iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join("; ")
+            let (join, leave, members) = (j.string().unwrap_or_default(), j.string().unwrap_or_default(), j.string().unwrap_or_default());
+            [("join", join), ("leave", leave), ("members", members)].iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join("; ")
         }
         _ => String::new(),
     }
@@ -598,12 +506,7 @@ fn multi_ops(body: &[u8]) -> Vec<(i32, String, Vec<u8>)> {
         let path = j.string().unwrap_or_default();
         let ok = match t {
             CREATE | CREATE2 | CREATE_CONTAINER => j.buffer().and(j.acls()).and(j.int()).is_some(),
-            CREATE_TTL => j
-                .buffer()
-                .and(j.acls())
-                .and(j.int())
-                .and(j.long())
-                .is_some(),
+            CREATE_TTL => j.buffer().and(j.acls()).and(j.int()).and(j.long()).is_some(),
             DELETE | CHECK => j.int().is_some(),
             SET_DATA => j.buffer().and(j.int()).is_some(),
             GET_DATA | GET_CHILDREN => true,
@@ -644,11 +547,7 @@ async fn own(s: &mut Session, zk: &mut Zk, code: i32, body: &[u8]) -> io::Result
     loop {
         let f = server_frame(s).await?;
         let mut j = Jute::new(&f[4..]);
-        let (got, zxid, err) = (
-            j.int().unwrap_or(0),
-            j.long().unwrap_or(0),
-            j.int().unwrap_or(0),
-        );
+        let (got, zxid, err) = (j.int().unwrap_or(0), j.long().unwrap_or(0), j.int().unwrap_or(0));
         if zxid > zk.zxid {
             zk.zxid = zxid;
         }
@@ -687,9 +586,7 @@ async fn node(s: &mut Session, zk: &mut Zk, path: &str) -> io::Result<Option<Nod
     let acl = Jute::new(&acl).acls().unwrap_or_else(open_acl);
     let mut n = Node { stat, data, acl };
     // Children the pilot created or deleted change what it would see of the parent.
-    n.stat.num_children = children(s, zk, path)
-        .await?
-        .map_or(n.stat.num_children, |c| c.len() as i32);
+    n.stat.num_children = children(s, zk, path).await?.map_or(n.stat.num_children, |c| c.len() as i32);
     Ok(Some(n))
 }
 
@@ -704,22 +601,11 @@ async fn children(s: &mut Session, zk: &mut Zk, path: &str) -> io::Result<Option
                 return Ok(None);
             }
             let mut j = Jute::new(&b);
-            (0..j.int().unwrap_or(0).max(0))
-                .filter_map(|_| j.string())
-                .collect()
+            (0..j.int().unwrap_or(0).max(0)).filter_map(|_| j.string()).collect()
         }
     };
-    names.retain(|c| {
-        !matches!(
-            s.ctx.shadow.get(SPACE, child(path, c).as_bytes()),
-            Lookup::Deleted
-        )
-    });
-    let under = if path == "/" {
-        "/".to_string()
-    } else {
-        format!("{path}/")
-    };
+    names.retain(|c| !matches!(s.ctx.shadow.get(SPACE, child(path, c).as_bytes()), Lookup::Deleted));
+    let under = if path == "/" { "/".to_string() } else { format!("{path}/") };
     for (k, l) in s.ctx.shadow.written_under(SPACE, under.as_bytes()) {
         let name = String::from_utf8_lossy(&k[under.len()..]).into_owned();
         if !name.contains('/') && matches!(l, Lookup::Value(_)) && !names.contains(&name) {
@@ -730,34 +616,23 @@ async fn children(s: &mut Session, zk: &mut Zk, path: &str) -> io::Result<Option
 }
 
 /// A read answered from the pilot's view: (error code, reply body).
-async fn shadow_answer(
-    s: &mut Session,
-    zk: &mut Zk,
-    code: i32,
-    body: &[u8],
-) -> io::Result<(i32, Vec<u8>)> {
+async fn shadow_answer(s: &mut Session, zk: &mut Zk, code: i32, body: &[u8]) -> io::Result<(i32, Vec<u8>)> {
     let path = Jute::new(body).string().unwrap_or_default();
     let mut o = Out::default();
     match code {
         GET_CHILDREN | GET_CHILDREN2 => {
-            let Some(names) = children(s, zk, &path).await? else {
-                return Ok((ZNONODE, Vec::new()));
-            };
+            let Some(names) = children(s, zk, &path).await? else { return Ok((ZNONODE, Vec::new())) };
             o.int(names.len() as i32);
             for n in &names {
                 o.buffer(n.as_bytes());
             }
             if code == GET_CHILDREN2 {
-                let Some(n) = node(s, zk, &path).await? else {
-                    return Ok((ZNONODE, Vec::new()));
-                };
+                let Some(n) = node(s, zk, &path).await? else { return Ok((ZNONODE, Vec::new())) };
                 n.stat.write(&mut o);
             }
         }
         _ => {
-            let Some(n) = node(s, zk, &path).await? else {
-                return Ok((ZNONODE, Vec::new()));
-            };
+            let Some(n) = node(s, zk, &path).await? else { return Ok((ZNONODE, Vec::new())) };
             match code {
                 GET_DATA => {
                     o.buffer(&n.data);
@@ -784,12 +659,7 @@ fn next_zxid(s: &Session, zk: &Zk) -> i64 {
 }
 
 /// A captured mutation applied to the pilot's view: (error code, reply body).
-async fn captured(
-    s: &mut Session,
-    zk: &mut Zk,
-    code: i32,
-    body: &[u8],
-) -> io::Result<(i32, Vec<u8>)> {
+async fn captured(s: &mut Session, zk: &mut Zk, code: i32, body: &[u8]) -> io::Result<(i32, Vec<u8>)> {
     if code == MULTI {
         return multi(s, zk, body).await;
     }
@@ -813,21 +683,12 @@ async fn apply(s: &mut Session, zk: &mut Zk, code: i32, body: &[u8]) -> io::Resu
             let acl = j.acls().unwrap_or_else(open_acl);
             let flags = j.int().unwrap_or(0);
             let up = parent(&path).to_string();
-            let Some(p) = node(s, zk, &up).await? else {
-                return Ok((ZNONODE, Vec::new()));
-            };
+            let Some(p) = node(s, zk, &up).await? else { return Ok((ZNONODE, Vec::new())) };
             if p.stat.ephemeral_owner != 0 {
                 return Ok((ZNOCHILDRENFOREPHEMERALS, Vec::new()));
             }
             // Sequential (flags bit 2): the parent's child version as a 10-digit suffix.
-            let path = if flags & 2 != 0 {
-                format!(
-                    "{path}{:010}",
-                    p.stat.cversion + s.ctx.shadow.bumps(SPACE) as i32
-                )
-            } else {
-                path
-            };
+            let path = if flags & 2 != 0 { format!("{path}{:010}", p.stat.cversion + s.ctx.shadow.bumps(SPACE) as i32) } else { path };
             if node(s, zk, &path).await?.is_some() {
                 return Ok((ZNODEEXISTS, Vec::new()));
             }
@@ -844,9 +705,7 @@ async fn apply(s: &mut Session, zk: &mut Zk, code: i32, body: &[u8]) -> io::Resu
                 pzxid: zxid,
                 ..Default::default()
             };
-            s.ctx
-                .shadow
-                .put(SPACE, path.as_bytes(), Node { stat, data, acl }.encode());
+            s.ctx.shadow.put(SPACE, path.as_bytes(), Node { stat, data, acl }.encode());
             s.ctx.shadow.touch(SPACE, up.as_bytes());
             o.buffer(path.as_bytes());
             if code != CREATE {
@@ -855,9 +714,7 @@ async fn apply(s: &mut Session, zk: &mut Zk, code: i32, body: &[u8]) -> io::Resu
         }
         DELETE | DELETE_CONTAINER => {
             let version = j.int().unwrap_or(-1);
-            let Some(n) = node(s, zk, &path).await? else {
-                return Ok((ZNONODE, Vec::new()));
-            };
+            let Some(n) = node(s, zk, &path).await? else { return Ok((ZNONODE, Vec::new())) };
             if version != -1 && version != n.stat.version {
                 return Ok((ZBADVERSION, Vec::new()));
             }
@@ -869,20 +726,10 @@ async fn apply(s: &mut Session, zk: &mut Zk, code: i32, body: &[u8]) -> io::Resu
             s.ctx.shadow.touch(SPACE, parent(&path).as_bytes());
         }
         SET_DATA | SET_ACL => {
-            let (data, acl) = if code == SET_DATA {
-                (j.buffer(), None)
-            } else {
-                (None, j.acls())
-            };
+            let (data, acl) = if code == SET_DATA { (j.buffer(), None) } else { (None, j.acls()) };
             let version = j.int().unwrap_or(-1);
-            let Some(mut n) = node(s, zk, &path).await? else {
-                return Ok((ZNONODE, Vec::new()));
-            };
-            let current = if code == SET_DATA {
-                n.stat.version
-            } else {
-                n.stat.aversion
-            };
+            let Some(mut n) = node(s, zk, &path).await? else { return Ok((ZNONODE, Vec::new())) };
+            let current = if code == SET_DATA { n.stat.version } else { n.stat.aversion };
             if version != -1 && version != current {
                 return Ok((ZBADVERSION, Vec::new()));
             }
@@ -903,9 +750,7 @@ async fn apply(s: &mut Session, zk: &mut Zk, code: i32, body: &[u8]) -> io::Resu
         }
         CHECK => {
             let version = j.int().unwrap_or(-1);
-            let Some(n) = node(s, zk, &path).await? else {
-                return Ok((ZNONODE, Vec::new()));
-            };
+            let Some(n) = node(s, zk, &path).await? else { return Ok((ZNONODE, Vec::new())) };
             if version != -1 && version != n.stat.version {
                 return Ok((ZBADVERSION, Vec::new()));
             }
@@ -922,14 +767,10 @@ async fn multi(s: &mut Session, zk: &mut Zk, body: &[u8]) -> io::Result<(i32, Ve
     let ops = multi_ops(body);
     let mut results: Vec<(i32, i32, Vec<u8>)> = Vec::new();
     let mut failed = None;
-    let undo: Vec<(String, Lookup)> = ops
-        .iter()
-        .flat_map(|(_, p, _)| [p.clone(), parent(p).to_string()])
-        .map(|p| {
-            let l = s.ctx.shadow.get(SPACE, p.as_bytes());
-            (p, l)
-        })
-        .collect();
+    let undo: Vec<(String, Lookup)> = ops.iter().flat_map(|(_, p, _)| [p.clone(), parent(p).to_string()]).map(|p| {
+        let l = s.ctx.shadow.get(SPACE, p.as_bytes());
+        (p, l)
+    }).collect();
     for (i, (code, _, op)) in ops.iter().enumerate() {
         let (err, reply) = apply(s, zk, *code, op).await?;
         if err != ZOK {
@@ -949,13 +790,7 @@ async fn multi(s: &mut Session, zk: &mut Zk, body: &[u8]) -> io::Result<(i32, Ve
             }
         }
         for i in 0..ops.len() {
-            let e = if i < at {
-                ZOK
-            } else if i == at {
-                err
-            } else {
-                ZRUNTIMEINCONSISTENCY
-            };
+            let e = if i < at { ZOK } else if i == at { err } else { ZRUNTIMEINCONSISTENCY };
             o.int(ERROR).bool(false).int(e).int(e);
         }
         o.int(-1).bool(true).int(-1);
@@ -973,15 +808,7 @@ async fn multi(s: &mut Session, zk: &mut Zk, body: &[u8]) -> io::Result<(i32, Ve
 async fn four_letter_word(mut s: Session) -> io::Result<()> {
     let word = String::from_utf8_lossy(&s.client.buf[..4]).into_owned();
     let writes = WORDS.iter().any(|(w, m)| *w == word && *m);
-    let mut op = Op::new(
-        word.clone(),
-        s.to.as_ref().map(|t| t.label()).unwrap_or_default(),
-        if writes {
-            Access::Mutation
-        } else {
-            Access::Read
-        },
-    );
+    let mut op = Op::new(word.clone(), s.to.as_ref().map(|t| t.label()).unwrap_or_default(), if writes { Access::Mutation } else { Access::Read });
     op.bytes = s.client.buf.len() as u64;
     if writes {
         op.category = Some(Category::Admin);
@@ -1010,12 +837,7 @@ mod tests {
 
     fn connect_request() -> Vec<u8> {
         let mut o = Out::default();
-        o.int(0)
-            .long(0)
-            .int(30000)
-            .long(0)
-            .buffer(&[0; 16])
-            .bool(false);
+        o.int(0).long(0).int(30000).long(0).buffer(&[0; 16]).bool(false);
         o.framed()
     }
 
@@ -1026,20 +848,13 @@ mod tests {
         assert_eq!(sniff(&c[..6]), Sniff::NeedMore);
         assert_eq!(sniff(b"srvr"), Sniff::Yes);
         assert_eq!(sniff(b"*1\r\n$4\r\nPING\r\n"), Sniff::No);
-        assert_eq!(
-            sniff(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]),
-            Sniff::No,
-            "PostgreSQL's SSLRequest"
-        );
+        assert_eq!(sniff(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]), Sniff::No, "PostgreSQL's SSLRequest");
         assert_eq!(sniff(b"GET / HTTP/1.1\r\n"), Sniff::No);
     }
 
     #[test]
     fn classifies_ops_and_multis() {
-        assert_eq!(
-            class(SET_DATA),
-            ("setData", Access::Mutation, Some(Category::Write))
-        );
+        assert_eq!(class(SET_DATA), ("setData", Access::Mutation, Some(Category::Write)));
         assert_eq!(class(GET_CHILDREN2).1, Access::Read);
         assert_eq!(class(999).1, Access::Unclassified);
         let mut o = Out::default();
@@ -1047,40 +862,17 @@ mod tests {
         o.int(CHECK).bool(false).int(-1).buffer(b"/b").int(3);
         o.int(-1).bool(true).int(-1);
         let ops = multi_ops(&o.0);
-        assert_eq!(
-            ops.iter()
-                .map(|(t, p, _)| (*t, p.as_str()))
-                .collect::<Vec<_>>(),
-            [(DELETE, "/a"), (CHECK, "/b")]
-        );
-        assert_eq!(
-            multi_class(&o.0),
-            (Access::Mutation, Some(Category::Delete))
-        );
+        assert_eq!(ops.iter().map(|(t, p, _)| (*t, p.as_str())).collect::<Vec<_>>(), [(DELETE, "/a"), (CHECK, "/b")]);
+        assert_eq!(multi_class(&o.0), (Access::Mutation, Some(Category::Delete)));
         assert_eq!(resource(MULTI, &o.0), "/a,/b");
         let mut c = Out::default();
-        c.int(CHECK)
-            .bool(false)
-            .int(-1)
-            .buffer(b"/b")
-            .int(3)
-            .int(-1)
-            .bool(true)
-            .int(-1);
+        c.int(CHECK).bool(false).int(-1).buffer(b"/b").int(3).int(-1).bool(true).int(-1);
         assert_eq!(multi_class(&c.0).0, Access::Read);
     }
 
     #[test]
     fn nodes_round_trip_and_paths() {
-        let n = Node {
-            stat: Stat {
-                version: 3,
-                data_length: 2,
-                ..Default::default()
-            },
-            data: b"hi".to_vec(),
-            acl: open_acl(),
-        };
+        let n = Node { stat: Stat { version: 3, data_length: 2, ..Default::default() }, data: b"hi".to_vec(), acl: open_acl() };
         assert_eq!(Node::decode(&n.encode()), Some(n));
         assert_eq!(parent("/a/b"), "/a");
         assert_eq!(parent("/a"), "/");

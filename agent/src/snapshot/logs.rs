@@ -43,34 +43,19 @@ pub fn is_rotated(name: &str, live: &str) -> bool {
     if name == live || live.is_empty() {
         return false;
     }
-    let name = COMPRESSED
-        .iter()
-        .find_map(|c| name.strip_suffix(c))
-        .unwrap_or(name);
+    let name = COMPRESSED.iter().find_map(|c| name.strip_suffix(c)).unwrap_or(name);
     // app.log.1, app.log-20261201, app.log_2026-12-01T00:00
-    if let Some(id) = name
-        .strip_prefix(live)
-        .and_then(|rest| rest.strip_prefix(['.', '-', '_']))
-    {
+    if let Some(id) = name.strip_prefix(live).and_then(|rest| rest.strip_prefix(['.', '-', '_'])) {
         return is_rotation_id(id);
     }
     // app.1.log, app-20261201.log (the id before the extension)
-    let before_ext = live.rsplit_once('.').and_then(|(stem, ext)| {
-        name.strip_prefix(stem)?
-            .strip_suffix(ext)?
-            .strip_suffix('.')
-    });
-    before_ext
-        .and_then(|id| id.strip_prefix(['.', '-', '_']))
-        .is_some_and(is_rotation_id)
+    let before_ext = live.rsplit_once('.').and_then(|(stem, ext)| name.strip_prefix(stem)?.strip_suffix(ext)?.strip_suffix('.'));
+    before_ext.and_then(|id| id.strip_prefix(['.', '-', '_'])).is_some_and(is_rotation_id)
 }
 
 /// A rotation number or date stamp: digits, with date and time separators.
 fn is_rotation_id(id: &str) -> bool {
-    id.bytes().any(|b| b.is_ascii_digit())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b"-_.T:".contains(&b))
+    id.bytes().any(|b| b.is_ascii_digit()) && id.bytes().all(|b| b.is_ascii_digit() || b"-_.T:".contains(&b))
 }
 
 /// Do two file names follow one pattern, numbers aside (`segments_1` and `segments_2`,
@@ -100,9 +85,7 @@ pub fn is_log_dir(dir: &str, live: &[&str]) -> bool {
     if live.is_empty() {
         return false;
     }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
     let mut n = 0;
     for entry in entries.flatten() {
         n += 1;
@@ -123,10 +106,7 @@ pub fn is_log_dir(dir: &str, live: &[&str]) -> bool {
 
 /// The file name of a path.
 pub fn file_name(path: &str) -> &str {
-    Path::new(path)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(path)
+    Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path)
 }
 
 #[cfg(test)]
@@ -135,27 +115,10 @@ mod tests {
 
     #[test]
     fn names_rotated_siblings_the_ways_rotators_do() {
-        for n in [
-            "app.log.1",
-            "app.log.2.gz",
-            "app.log-20261201",
-            "app.log-2026-12-01.xz",
-            "app.log-20261201-1764547200",
-            "app.1.log",
-            "app-20261201.log.gz",
-            "app.log.10.zst",
-        ] {
+        for n in ["app.log.1", "app.log.2.gz", "app.log-20261201", "app.log-2026-12-01.xz", "app.log-20261201-1764547200", "app.1.log", "app-20261201.log.gz", "app.log.10.zst"] {
             assert!(is_rotated(n, "app.log"), "{n}");
         }
-        for n in [
-            "app.log",
-            "app.logger",
-            "app.log.bak",
-            "other.log.1",
-            "app.log.old",
-            "app.db.1",
-            "app.log-final",
-        ] {
+        for n in ["app.log", "app.logger", "app.log.bak", "other.log.1", "app.log.old", "app.db.1", "app.log-final"] {
             assert!(!is_rotated(n, "app.log"), "{n}");
         }
         assert!(is_rotated("messages.3", "messages"));
@@ -164,15 +127,9 @@ mod tests {
     #[test]
     fn appending_is_o_append_or_write_only_at_the_end() {
         assert!(appends(0o2001, 10, 999), "O_WRONLY|O_APPEND");
-        assert!(
-            appends(0o2002, 10, 999),
-            "O_RDWR|O_APPEND writes only at the end"
-        );
+        assert!(appends(0o2002, 10, 999), "O_RDWR|O_APPEND writes only at the end");
         assert!(appends(0o1, 120, 120), "write-only at the end");
-        assert!(
-            !appends(0o1, 20, 120),
-            "write-only in the middle: rewriting"
-        );
+        assert!(!appends(0o1, 20, 120), "write-only in the middle: rewriting");
         assert!(!appends(0o2, 120, 120), "read-write: a data file");
     }
 
@@ -181,10 +138,7 @@ mod tests {
         assert!(same_pattern("segments_1", "segments_2"));
         assert!(same_pattern("000012.sst", "000013.sst"));
         assert!(!same_pattern("data.db", "data.tgz"));
-        assert!(
-            !same_pattern("12345", "67890"),
-            "a bare number is no pattern"
-        );
+        assert!(!same_pattern("12345", "67890"), "a bare number is no pattern");
         assert!(!same_pattern("segments_1", "segments_1"));
     }
 

@@ -166,10 +166,7 @@ impl Snapshot {
 
     /// `take`, with the host's listening sockets already read (a run reads them once for the
     /// snapshot, the sink's Unix stand-ins and its live ports).
-    pub fn take_with(
-        exclude: &HashSet<u32>,
-        listeners: &HashMap<u64, sockets::Listener>,
-    ) -> Snapshot {
+    pub fn take_with(exclude: &HashSet<u32>, listeners: &HashMap<u64, sockets::Listener>) -> Snapshot {
         let mut skip = exclude.clone();
         let mut p = std::process::id();
         while p > 1 {
@@ -185,16 +182,9 @@ impl Snapshot {
             .into_iter()
             .filter(|p| !skip.contains(p))
             .filter_map(proc_info)
-            .filter(|p| {
-                !crate::cgroup::is_pilot_sandbox(&p.cgroup)
-                    && !is_pilot_agent(&p.exe, own_exe.as_deref())
-            })
+            .filter(|p| !crate::cgroup::is_pilot_sandbox(&p.cgroup) && !is_pilot_agent(&p.exe, own_exe.as_deref()))
             .collect();
-        let mut snap = Snapshot {
-            local: sockets::local_addrs(),
-            taken_at,
-            ..Default::default()
-        };
+        let mut snap = Snapshot { local: sockets::local_addrs(), taken_at, ..Default::default() };
         let keys = group(&procs);
         let mut index: HashMap<String, usize> = HashMap::new();
         for p in &procs {
@@ -221,13 +211,7 @@ impl Snapshot {
             }
             let signalfd = holdings(p.pid, c, listeners);
             let signals = Signals::read(p.pid, signalfd);
-            c.processes.push(Member {
-                pid: p.pid,
-                start_ns: p.start_ns,
-                argv: p.argv.clone(),
-                pgid: p.pgid,
-                signals,
-            });
+            c.processes.push(Member { pid: p.pid, start_ns: p.start_ns, argv: p.argv.clone(), pgid: p.pgid, signals });
         }
         unique_names(&mut snap.components);
         snap.index_paths();
@@ -281,12 +265,7 @@ impl Snapshot {
         for i in 0..self.components.len() {
             let dirs: Vec<String> = self.components[i].data_dirs.iter().cloned().collect();
             for dir in dirs {
-                let live: Vec<&str> = self
-                    .logs
-                    .iter()
-                    .filter(|l| parent(l) == Some(dir.as_str()))
-                    .map(|l| logs::file_name(l))
-                    .collect();
+                let live: Vec<&str> = self.logs.iter().filter(|l| parent(l) == Some(dir.as_str())).map(|l| logs::file_name(l)).collect();
                 if logs::is_log_dir(&dir, &live) {
                     self.components[i].log_dirs.insert(dir.clone());
                     self.log_dirs.insert(dir);
@@ -304,39 +283,19 @@ impl Snapshot {
         let rewritten: HashSet<&String> = self
             .components
             .iter()
-            .flat_map(|c| {
-                c.files_written
-                    .iter()
-                    .filter(|f| !c.files_appended.contains(*f))
-                    .chain(&c.files_mapped)
-            })
+            .flat_map(|c| c.files_written.iter().filter(|f| !c.files_appended.contains(*f)).chain(&c.files_mapped))
             .collect();
         for c in &self.components {
-            self.logs.extend(
-                c.files_appended
-                    .iter()
-                    .filter(|f| !rewritten.contains(f))
-                    .cloned(),
-            );
+            self.logs.extend(c.files_appended.iter().filter(|f| !rewritten.contains(f)).cloned());
             self.log_dirs.extend(c.log_dirs.iter().cloned());
         }
         self.data_dirs.clear();
         for (i, c) in self.components.iter().enumerate() {
             for d in &c.data_dirs {
-                let d = if d.len() > 1 {
-                    d.trim_end_matches('/')
-                } else {
-                    d.as_str()
-                };
+                let d = if d.len() > 1 { d.trim_end_matches('/') } else { d.as_str() };
                 self.data_dirs.entry(d.to_string()).or_insert(i);
             }
-            for held in c
-                .files_written
-                .iter()
-                .chain(&c.files_open)
-                .chain(&c.files_mapped)
-                .chain(&c.data_dirs)
-            {
+            for held in c.files_written.iter().chain(&c.files_open).chain(&c.files_mapped).chain(&c.data_dirs) {
                 let mut dir = held.as_str();
                 if !c.data_dirs.contains(held) {
                     dir = parent(dir).unwrap_or("/");
@@ -347,10 +306,7 @@ impl Snapshot {
                     dir = parent(dir).unwrap_or("/");
                 }
             }
-            let holds = c
-                .files_written
-                .iter()
-                .map(|f| (f, Hold::OpenForWrite))
+            let holds = c.files_written.iter().map(|f| (f, Hold::OpenForWrite))
                 .chain(c.files_open.iter().map(|f| (f, Hold::Open)))
                 .chain(c.files_mapped.iter().map(|f| (f, Hold::Mapped)));
             for (path, hold) in holds {
@@ -417,10 +373,7 @@ impl Snapshot {
             return None;
         }
         let (dir, name) = (parent(path)?, logs::file_name(path));
-        let rotated = self
-            .logs
-            .iter()
-            .any(|l| parent(l) == Some(dir) && logs::is_rotated(name, logs::file_name(l)));
+        let rotated = self.logs.iter().any(|l| parent(l) == Some(dir) && logs::is_rotated(name, logs::file_name(l)));
         rotated.then_some(LogRole::Rotated)
     }
 
@@ -429,20 +382,13 @@ impl Snapshot {
     pub fn like_held(&self, path: &str, i: usize) -> Option<&str> {
         let (dir, name) = (parent(path)?, logs::file_name(path));
         let c = self.components.get(i)?;
-        c.files_open
-            .iter()
-            .chain(&c.files_mapped)
-            .find(|f| parent(f) == Some(dir) && logs::same_pattern(logs::file_name(f), name))
-            .map(String::as_str)
+        c.files_open.iter().chain(&c.files_mapped).find(|f| parent(f) == Some(dir) && logs::same_pattern(logs::file_name(f), name)).map(String::as_str)
     }
+
 
     /// The component listening where a connection to (family, addr, port) would land.
     pub fn owner_of_endpoint(&self, family: &str, addr: &str, port: Option<u16>) -> Option<usize> {
-        self.components.iter().position(|c| {
-            c.listens
-                .iter()
-                .any(|l| l.serves(family, addr, port, &self.local))
-        })
+        self.components.iter().position(|c| c.listens.iter().any(|l| l.serves(family, addr, port, &self.local)))
     }
 
     /// The component of a live process, if it was seen (pid and start time must match).
@@ -473,31 +419,16 @@ fn proc_info(pid: u32) -> Option<ProcInfo> {
 /// comm `exe`), or another installed `pilot`.
 fn is_pilot_agent(exe: &str, own: Option<&str>) -> bool {
     let exe = exe.strip_suffix(" (deleted)").unwrap_or(exe);
-    Some(exe) == own.map(|o| o.strip_suffix(" (deleted)").unwrap_or(o))
-        || std::path::Path::new(exe)
-            .file_name()
-            .is_some_and(|n| n == "pilot")
+    Some(exe) == own.map(|o| o.strip_suffix(" (deleted)").unwrap_or(o)) || std::path::Path::new(exe).file_name().is_some_and(|n| n == "pilot")
 }
 
 /// The process's cgroup path: the v2 (unified) one, else the systemd named hierarchy.
 fn cgroup_of(pid: u32) -> String {
-    let groups = ::procfs::process::Process::new(pid as i32)
-        .and_then(|p| p.cgroups())
-        .map(|g| g.0)
-        .unwrap_or_default();
+    let groups = ::procfs::process::Process::new(pid as i32).and_then(|p| p.cgroups()).map(|g| g.0).unwrap_or_default();
     let path = |found: Option<&::procfs::ProcessCGroup>| found.map(|g| g.pathname.clone());
-    match path(
-        groups
-            .iter()
-            .find(|g| g.hierarchy == 0 && g.controllers.is_empty()),
-    ) {
+    match path(groups.iter().find(|g| g.hierarchy == 0 && g.controllers.is_empty())) {
         Some(p) if p != "/" => p,
-        _ => path(
-            groups
-                .iter()
-                .find(|g| g.controllers.iter().any(|c| c == "name=systemd")),
-        )
-        .unwrap_or_else(|| "/".into()),
+        _ => path(groups.iter().find(|g| g.controllers.iter().any(|c| c == "name=systemd"))).unwrap_or_else(|| "/".into()),
     }
 }
 
@@ -513,20 +444,12 @@ fn group(procs: &[ProcInfo]) -> HashMap<u32, (String, &'static str, String)> {
         // A program's children that stay in its cgroup belong to it: climb to the top.
         let mut top = p;
         while let Some(parent) = by_pid.get(&top.ppid) {
-            if parent.pid <= 1 || parent.cgroup != top.cgroup || by_cgroup(&parent.cgroup).is_some()
-            {
+            if parent.pid <= 1 || parent.cgroup != top.cgroup || by_cgroup(&parent.cgroup).is_some() {
                 break;
             }
             top = parent;
         }
-        out.insert(
-            p.pid,
-            (
-                format!("proc:{}", top.pid),
-                "program",
-                program_name(&top.exe, &top.argv),
-            ),
-        );
+        out.insert(p.pid, (format!("proc:{}", top.pid), "program", program_name(&top.exe, &top.argv)));
     }
     out
 }
@@ -537,14 +460,7 @@ fn by_cgroup(cgroup: &str) -> Option<(String, &'static str, String)> {
     if cgroup.starts_with("/system.slice/") && last.ends_with(".service") {
         return Some((format!("unit:{last}"), "systemd-unit", last.to_string()));
     }
-    for marker in [
-        "/docker/",
-        "/kubepods",
-        "/machine.slice/",
-        "/lxc/",
-        "/libpod-",
-        "/containerd/",
-    ] {
+    for marker in ["/docker/", "/kubepods", "/machine.slice/", "/lxc/", "/libpod-", "/containerd/"] {
         if cgroup.contains(marker) {
             return Some((format!("cgroup:{cgroup}"), "cgroup", last.to_string()));
         }
@@ -557,21 +473,11 @@ fn by_cgroup(cgroup: &str) -> Option<(String, &'static str, String)> {
 pub fn program_name(exe: &str, argv: &[String]) -> String {
     let base = basename(exe.trim_end_matches(" (deleted)"));
     if base == "java" {
-        return jvm_main(argv)
-            .map(|m| format!("java {m}"))
-            .unwrap_or_else(|| base.to_string());
+        return jvm_main(argv).map(|m| format!("java {m}")).unwrap_or_else(|| base.to_string());
     }
-    let interpreter = [
-        "python", "perl", "ruby", "node", "sh", "bash", "dash", "zsh", "php",
-    ]
-    .iter()
-    .any(|i| {
-        base == *i
-            || (base.starts_with(i)
-                && base[i.len()..]
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '.'))
-    });
+    let interpreter = ["python", "perl", "ruby", "node", "sh", "bash", "dash", "zsh", "php"]
+        .iter()
+        .any(|i| base == *i || (base.starts_with(i) && base[i.len()..].chars().all(|c| c.is_ascii_digit() || c == '.')));
     if interpreter {
         if let Some(script) = argv.iter().skip(1).find(|a| !a.starts_with('-')) {
             if !argv.iter().skip(1).any(|a| a == "-c" || a == "-e") {
@@ -585,16 +491,7 @@ pub fn program_name(exe: &str, argv: &[String]) -> String {
     if let Some(first) = argv.first() {
         let title = basename(first.split_whitespace().next().unwrap_or("")).trim_end_matches(':');
         if !title.is_empty() && title != base && !title.starts_with('-') {
-            return if argv.len() == 1 {
-                format!(
-                    "{title}{}",
-                    &first[first.find(' ').unwrap_or(first.len())..]
-                )
-                .trim()
-                .to_string()
-            } else {
-                title.to_string()
-            };
+            return if argv.len() == 1 { format!("{title}{}", &first[first.find(' ').unwrap_or(first.len())..]).trim().to_string() } else { title.to_string() };
         }
     }
     base.to_string()
@@ -621,26 +518,10 @@ fn jvm_main(argv: &[String]) -> Option<String> {
 fn is_bare_shell(name: &str) -> bool {
     let first = name.split_whitespace().next().unwrap_or("");
     // Wrappers that start the service as another user or under limits: named after it too.
-    if matches!(
-        first,
-        "runuser"
-            | "su"
-            | "sudo"
-            | "setpriv"
-            | "env"
-            | "nohup"
-            | "timeout"
-            | "nice"
-            | "ionice"
-            | "taskset"
-            | "chroot"
-            | "tini"
-            | "dumb-init"
-    ) {
+    if matches!(first, "runuser" | "su" | "sudo" | "setpriv" | "env" | "nohup" | "timeout" | "nice" | "ionice" | "taskset" | "chroot" | "tini" | "dumb-init") {
         return true;
     }
-    matches!(first, "sh" | "bash" | "dash" | "zsh" | "ksh")
-        && (name == first || !name.contains('.'))
+    matches!(first, "sh" | "bash" | "dash" | "zsh" | "ksh") && (name == first || !name.contains('.'))
 }
 
 fn basename(p: &str) -> &str {
@@ -670,10 +551,7 @@ fn unique_names(components: &mut [Component]) {
 fn holdings(pid: u32, c: &mut Component, listeners: &HashMap<u64, Listener>) -> u64 {
     let mut signalfd = 0;
     for (fd, target) in procfs::fds(pid) {
-        if let Some(inode) = target
-            .strip_prefix("socket:[")
-            .and_then(|s| s.strip_suffix(']'))
-        {
+        if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
             if let Some(l) = inode.parse().ok().and_then(|i: u64| listeners.get(&i)) {
                 c.listens.insert(l.clone());
             }
@@ -688,9 +566,7 @@ fn holdings(pid: u32, c: &mut Component, listeners: &HashMap<u64, Listener>) -> 
             continue;
         }
         c.files_open.insert(path.to_string());
-        let Some((flags, pos)) = procfs::fd_flags_pos(pid, fd) else {
-            continue;
-        };
+        let Some((flags, pos)) = procfs::fd_flags_pos(pid, fd) else { continue };
         if flags & 3 != 0 {
             c.files_written.insert(path.to_string());
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
@@ -735,40 +611,18 @@ fn parent(path: &str) -> Option<&str> {
 /// there harms none).
 fn is_data_path(p: &str) -> bool {
     p.starts_with('/')
-        && ![
-            "/dev/",
-            "/proc/",
-            "/sys/",
-            "/memfd:",
-            "/anon_hugepage",
-            "/tmp/hsperfdata_",
-        ]
-        .iter()
-        .any(|x| p.starts_with(x))
+        && !["/dev/", "/proc/", "/sys/", "/memfd:", "/anon_hugepage", "/tmp/hsperfdata_"].iter().any(|x| p.starts_with(x))
 }
 
 /// Libraries and binaries every process maps: not a component's data.
 fn is_system_path(p: &str) -> bool {
-    [
-        "/usr/",
-        "/lib",
-        "/bin/",
-        "/sbin/",
-        "/etc/ld.so",
-        "/opt/java",
-        "/snap/",
-    ]
-    .iter()
-    .any(|x| p.starts_with(x))
+    ["/usr/", "/lib", "/bin/", "/sbin/", "/etc/ld.so", "/opt/java", "/snap/"].iter().any(|x| p.starts_with(x))
         || p.contains("/jvm/")
 }
 
 /// Directories too broad to count as one component's data (everyone's cwd, shared temp).
 fn is_data_dir(d: &str) -> bool {
-    let broad = matches!(
-        d,
-        "/" | "/tmp" | "/var/tmp" | "/root" | "/home" | "/dev/shm" | "/run" | "/var" | "/var/log"
-    );
+    let broad = matches!(d, "/" | "/tmp" | "/var/tmp" | "/root" | "/home" | "/dev/shm" | "/run" | "/var" | "/var/log");
     let home = d.starts_with("/home/") && d.matches('/').count() == 2;
     !broad && !home && is_data_path(&format!("{d}/"))
 }
@@ -783,72 +637,33 @@ mod tests {
 
     #[test]
     fn names_programs_like_an_sre() {
-        assert_eq!(
-            program_name(
-                "/usr/lib/jvm/bin/java",
-                &argv("java -Xmx1g -cp a.jar:b.jar org.apache.Broker cfg")
-            ),
-            "java org.apache.Broker"
-        );
-        assert_eq!(
-            program_name("/usr/bin/java", &argv("java -jar /opt/zk/zookeeper.jar")),
-            "java zookeeper.jar"
-        );
-        assert_eq!(
-            program_name(
-                "/usr/bin/python3.11",
-                &argv("python3 -u /srv/svc_a.py --port 1")
-            ),
-            "python3.11 svc_a.py"
-        );
+        assert_eq!(program_name("/usr/lib/jvm/bin/java", &argv("java -Xmx1g -cp a.jar:b.jar org.apache.Broker cfg")), "java org.apache.Broker");
+        assert_eq!(program_name("/usr/bin/java", &argv("java -jar /opt/zk/zookeeper.jar")), "java zookeeper.jar");
+        assert_eq!(program_name("/usr/bin/python3.11", &argv("python3 -u /srv/svc_a.py --port 1")), "python3.11 svc_a.py");
         assert_eq!(program_name("/usr/bin/dash", &argv("sh -c sleep")), "dash");
-        assert_eq!(
-            program_name("/usr/sbin/nginx", &argv("nginx: master process")),
-            "nginx"
-        );
+        assert_eq!(program_name("/usr/sbin/nginx", &argv("nginx: master process")), "nginx");
         // Debian's redis-server is the multi-call redis-check-rdb; it sets its title.
-        assert_eq!(
-            program_name(
-                "/usr/bin/redis-check-rdb",
-                &["redis-server 127.0.0.1:6380".to_string()]
-            ),
-            "redis-server 127.0.0.1:6380"
-        );
+        assert_eq!(program_name("/usr/bin/redis-check-rdb", &["redis-server 127.0.0.1:6380".to_string()]), "redis-server 127.0.0.1:6380");
         assert_eq!(program_name("/usr/bin/busybox", &argv("sh -c true")), "sh");
     }
 
     #[test]
     fn groups_services_by_unit_and_containers_by_cgroup() {
-        assert_eq!(
-            by_cgroup("/system.slice/kafka.service").unwrap().2,
-            "kafka.service"
-        );
+        assert_eq!(by_cgroup("/system.slice/kafka.service").unwrap().2, "kafka.service");
         assert!(by_cgroup("/user.slice/user-0.slice/session-3.scope").is_none());
-        assert_eq!(
-            by_cgroup("/system.slice/docker/abc123").unwrap().1,
-            "cgroup"
-        );
+        assert_eq!(by_cgroup("/system.slice/docker/abc123").unwrap().1, "cgroup");
     }
 
     #[test]
     fn owns_by_open_file_then_data_dir() {
         let mut snap = Snapshot::default();
-        let mut c = Component {
-            name: "db".into(),
-            ..Default::default()
-        };
+        let mut c = Component { name: "db".into(), ..Default::default() };
         c.files_written.insert("/srv/db/wal/0001".into());
         c.data_dirs.insert("/srv/db/wal".into());
         snap.components.push(c);
         snap.index_paths();
-        assert_eq!(
-            snap.owner_of_path("/srv/db/wal/0001"),
-            Some((0, Hold::OpenForWrite))
-        );
-        assert_eq!(
-            snap.owner_of_path("/srv/db/wal/0002"),
-            Some((0, Hold::DataDir))
-        );
+        assert_eq!(snap.owner_of_path("/srv/db/wal/0001"), Some((0, Hold::OpenForWrite)));
+        assert_eq!(snap.owner_of_path("/srv/db/wal/0002"), Some((0, Hold::DataDir)));
         assert_eq!(snap.owner_of_path("/srv/db/walrus"), None);
         assert_eq!(snap.owner_of_path("/srv/other"), None);
     }

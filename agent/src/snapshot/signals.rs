@@ -48,16 +48,10 @@ impl Effect {
     pub fn describe(self) -> &'static str {
         match self {
             Effect::Caught => "the target catches it (a handler or a signalfd)",
-            Effect::CaughtExit => {
-                "the target catches it, but it asks the target to exit: its handler shuts it down"
-            }
+            Effect::CaughtExit => "the target catches it, but it asks the target to exit: its handler shuts it down",
             Effect::Ignored => "the target ignores it",
-            Effect::DefaultIgnore => {
-                "the target does not catch it and its default action is to ignore it"
-            }
-            Effect::Default => {
-                "the target does not catch it: its default action (terminate, core dump or stop) applies"
-            }
+            Effect::DefaultIgnore => "the target does not catch it and its default action is to ignore it",
+            Effect::Default => "the target does not catch it: its default action (terminate, core dump or stop) applies",
         }
     }
 }
@@ -69,11 +63,7 @@ impl Signals {
     /// The dispositions of `pid` now, with `signalfd` (the signals its signalfds read) as caught.
     pub fn read(pid: u32, signalfd: u64) -> Option<Signals> {
         let (caught, ignored, blocked) = procfs::signal_masks(pid)?;
-        Some(Signals {
-            caught: caught | signalfd,
-            ignored,
-            blocked,
-        })
+        Some(Signals { caught: caught | signalfd, ignored, blocked })
     }
 
     /// What signal `sig` does to this process.
@@ -83,11 +73,7 @@ impl Signals {
         }
         let bit = 1u64 << (sig - 1);
         if self.caught & bit != 0 {
-            if exit_request(sig) {
-                Effect::CaughtExit
-            } else {
-                Effect::Caught
-            }
+            if exit_request(sig) { Effect::CaughtExit } else { Effect::Caught }
         } else if self.ignored & bit != 0 {
             Effect::Ignored
         } else if default_ignore(sig) {
@@ -123,8 +109,7 @@ mod hex {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         let s = String::deserialize(d)?;
-        u64::from_str_radix(&s, 16)
-            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a hex signal mask")))
+        u64::from_str_radix(&s, 16).map_err(|_| serde::de::Error::custom(format!("`{s}` is not a hex signal mask")))
     }
 }
 
@@ -135,57 +120,26 @@ mod tests {
     #[test]
     fn a_caught_hup_is_handled_a_default_term_is_not_and_kill_never_is() {
         // Python with a SIGHUP handler, SIGINT and SIGQUIT ignored by its launching shell.
-        let s = Signals {
-            caught: 0x1,
-            ignored: 0x1001006,
-            blocked: 0,
-        };
+        let s = Signals { caught: 0x1, ignored: 0x1001006, blocked: 0 };
         assert_eq!(s.effect(number("SIGHUP").unwrap()), Effect::Caught);
         assert_eq!(s.effect(2), Effect::Ignored);
         assert_eq!(s.effect(15), Effect::Default);
-        let jvm = Signals {
-            caught: 1 << 14 | 1,
-            ignored: 0,
-            blocked: 0,
-        };
-        assert_eq!(
-            jvm.effect(15),
-            Effect::CaughtExit,
-            "a caught SIGTERM still ends the process"
-        );
+        let jvm = Signals { caught: 1 << 14 | 1, ignored: 0, blocked: 0 };
+        assert_eq!(jvm.effect(15), Effect::CaughtExit, "a caught SIGTERM still ends the process");
         assert!(!jvm.effect(15).handled());
         assert_eq!(s.effect(17), Effect::DefaultIgnore);
-        let all = Signals {
-            caught: u64::MAX,
-            ignored: u64::MAX,
-            blocked: u64::MAX,
-        };
+        let all = Signals { caught: u64::MAX, ignored: u64::MAX, blocked: u64::MAX };
         assert_eq!(all.effect(SIGKILL), Effect::Default);
         assert_eq!(all.effect(SIGSTOP), Effect::Default);
-        assert!(
-            !Signals {
-                blocked: 1,
-                ..Default::default()
-            }
-            .effect(1)
-            .handled(),
-            "blocked is not caught"
-        );
+        assert!(!Signals { blocked: 1, ..Default::default() }.effect(1).handled(), "blocked is not caught");
         assert_eq!(number("SIGRT"), None);
     }
 
     #[test]
     fn masks_serialize_as_proc_prints_them() {
-        let s = Signals {
-            caught: 0x4a02,
-            ignored: 0,
-            blocked: 1 << 63,
-        };
+        let s = Signals { caught: 0x4a02, ignored: 0, blocked: 1 << 63 };
         let j = serde_json::to_string(&s).unwrap();
-        assert_eq!(
-            j,
-            r#"{"caught":"0000000000004a02","ignored":"0000000000000000","blocked":"8000000000000000"}"#
-        );
+        assert_eq!(j, r#"{"caught":"0000000000004a02","ignored":"0000000000000000","blocked":"8000000000000000"}"#);
         assert_eq!(serde_json::from_str::<Signals>(&j).unwrap(), s);
     }
 }

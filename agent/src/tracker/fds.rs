@@ -15,11 +15,7 @@ pub enum Target {
     /// output, made on its behalf, not an effect on that file.
     Stdio(String),
     Dir(String),
-    Socket {
-        family: u64,
-        local: Option<SockAddr>,
-        peer: Option<SockAddr>,
-    },
+    Socket { family: u64, local: Option<SockAddr>, peer: Option<SockAddr> },
     Pipe,
     PidFd(i64),
     /// memfd_create: anonymous memory, named for debugging only.
@@ -52,22 +48,11 @@ impl FdTable {
             } else if target.starts_with("pipe:") {
                 Target::Pipe
             } else if target.starts_with("socket:") {
-                Target::Socket {
-                    family: 0,
-                    local: None,
-                    peer: None,
-                }
+                Target::Socket { family: 0, local: None, peer: None }
             } else {
                 Target::Other
             };
-            t.set(
-                fd as i64,
-                Fd {
-                    target,
-                    cloexec: false,
-                    closed: false,
-                },
-            );
+            t.set(fd as i64, Fd { target, cloexec: false, closed: false });
         }
         t
     }
@@ -80,14 +65,7 @@ impl FdTable {
     pub fn of_stdio(files: &[(i64, String)]) -> FdTable {
         let mut t = FdTable::default();
         for (fd, path) in files {
-            t.set(
-                *fd,
-                Fd {
-                    target: Target::File(path.clone()),
-                    cloexec: false,
-                    closed: false,
-                },
-            );
+            t.set(*fd, Fd { target: Target::File(path.clone()), cloexec: false, closed: false });
         }
         t.mark_stdio();
         t
@@ -109,12 +87,8 @@ impl FdTable {
         let me = std::process::id();
         let mut t = FdTable::from_proc(me);
         t.fds.retain(|fd, _| {
-            let info =
-                std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
-            let flags = info
-                .lines()
-                .find_map(|l| l.strip_prefix("flags:"))
-                .and_then(|f| u64::from_str_radix(f.trim(), 8).ok());
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).and_then(|f| u64::from_str_radix(f.trim(), 8).ok());
             flags.is_some_and(|f| f & O_CLOEXEC == 0)
         });
         t
@@ -173,26 +147,14 @@ impl FdTable {
         self.socket_mut(fd, |local, _| *local = addr);
     }
 
-    fn socket_mut(
-        &mut self,
-        fd: i64,
-        f: impl FnOnce(&mut Option<SockAddr>, &mut Option<SockAddr>),
-    ) {
+    fn socket_mut(&mut self, fd: i64, f: impl FnOnce(&mut Option<SockAddr>, &mut Option<SockAddr>)) {
         let entry = self.fds.entry(fd).or_insert(Fd {
-            target: Target::Socket {
-                family: 0,
-                local: None,
-                peer: None,
-            },
+            target: Target::Socket { family: 0, local: None, peer: None },
             cloexec: false,
             closed: false,
         });
         if !matches!(entry.target, Target::Socket { .. }) {
-            entry.target = Target::Socket {
-                family: 0,
-                local: None,
-                peer: None,
-            };
+            entry.target = Target::Socket { family: 0, local: None, peer: None };
         }
         if let Target::Socket { local, peer, .. } = &mut entry.target {
             f(local, peer);
@@ -226,11 +188,7 @@ impl FdTable {
                 let (first, last) = (a[0], a[1].min(1 << 20));
                 for fd in first..=last {
                     if let Some(entry) = self.fds.get_mut(&(fd as i64)) {
-                        if a[2] & CLOSE_RANGE_CLOEXEC != 0 {
-                            entry.cloexec = true
-                        } else {
-                            entry.closed = true
-                        }
+                        if a[2] & CLOSE_RANGE_CLOEXEC != 0 { entry.cloexec = true } else { entry.closed = true }
                     }
                 }
             }
@@ -240,60 +198,22 @@ impl FdTable {
             sc::FCNTL if ret >= 0 => dup(self, fd0, ret, a[1] == sc::F_DUPFD_CLOEXEC),
             sc::SOCKET if ret >= 0 => self.set(
                 ret,
-                Fd {
-                    target: Target::Socket {
-                        family: a[0],
-                        local: None,
-                        peer: None,
-                    },
-                    cloexec: a[1] & 0o2000000 != 0,
-                    closed: false,
-                },
+                Fd { target: Target::Socket { family: a[0], local: None, peer: None }, cloexec: a[1] & 0o2000000 != 0, closed: false },
             ),
-            n if sc::creates_anon_fd(n) && ret >= 0 => self.set(
-                ret,
-                Fd {
-                    target: Target::Other,
-                    cloexec: false,
-                    closed: false,
-                },
-            ),
-            sc::PIDFD_OPEN if ret >= 0 => self.set(
-                ret,
-                Fd {
-                    target: Target::PidFd(a[0] as i32 as i64),
-                    cloexec: true,
-                    closed: false,
-                },
-            ),
+            n if sc::creates_anon_fd(n) && ret >= 0 => self.set(ret, Fd { target: Target::Other, cloexec: false, closed: false }),
+            sc::PIDFD_OPEN if ret >= 0 => {
+                self.set(ret, Fd { target: Target::PidFd(a[0] as i32 as i64), cloexec: true, closed: false })
+            }
             sc::PIPE | sc::PIPE2 if ret == 0 => {
                 let cloexec = nr == sc::PIPE2 && a[1] & O_CLOEXEC != 0;
                 for fd in [a[4], a[5]] {
-                    self.set(
-                        fd as i32 as i64,
-                        Fd {
-                            target: Target::Pipe,
-                            cloexec,
-                            closed: false,
-                        },
-                    );
+                    self.set(fd as i32 as i64, Fd { target: Target::Pipe, cloexec, closed: false });
                 }
             }
             sc::SOCKETPAIR if ret == 0 => {
                 for fd in [a[4], a[5]] {
-                    let target = Target::Socket {
-                        family: a[0],
-                        local: None,
-                        peer: None,
-                    };
-                    self.set(
-                        fd as i32 as i64,
-                        Fd {
-                            target,
-                            cloexec: a[1] & 0o2000000 != 0,
-                            closed: false,
-                        },
-                    );
+                    let target = Target::Socket { family: a[0], local: None, peer: None };
+                    self.set(fd as i32 as i64, Fd { target, cloexec: a[1] & 0o2000000 != 0, closed: false });
                 }
             }
             _ => {}
@@ -312,11 +232,7 @@ mod tests {
     use super::*;
 
     fn file(p: &str) -> Fd {
-        Fd {
-            target: Target::File(p.into()),
-            cloexec: false,
-            closed: false,
-        }
+        Fd { target: Target::File(p.into()), cloexec: false, closed: false }
     }
 
     #[test]
@@ -326,11 +242,7 @@ mod tests {
         t.apply(sc::DUP2, &[3, 1, 0, 0, 0, 0], 1);
         assert_eq!(t.path_of(1).as_deref(), Some("/data/log"));
         t.apply(sc::CLOSE, &[3, 0, 0, 0, 0, 0], 0);
-        assert_eq!(
-            t.path_of(3).as_deref(),
-            Some("/data/log"),
-            "late writes still resolve"
-        );
+        assert_eq!(t.path_of(3).as_deref(), Some("/data/log"), "late writes still resolve");
         assert!(t.get(3).unwrap().closed);
     }
 
@@ -348,13 +260,7 @@ mod tests {
     #[test]
     fn exec_closes_cloexec_fds() {
         let mut t = FdTable::default();
-        t.set(
-            4,
-            Fd {
-                cloexec: true,
-                ..file("/x")
-            },
-        );
+        t.set(4, Fd { cloexec: true, ..file("/x") });
         t.set(5, file("/y"));
         t.close_on_exec();
         assert!(t.get(4).unwrap().closed);

@@ -16,29 +16,14 @@ impl Tracker {
     pub(super) fn file_syscall(&mut self, rec: &Record, s: &Syscall, out: &mut Vec<Event>) -> bool {
         let (pid, a, ret) = (rec.pid, s.args, s.ret);
         match s.nr {
-            sc::UNLINK
-            | sc::RMDIR
-            | sc::MKDIR
-            | sc::TRUNCATE
-            | sc::CHMOD
-            | sc::CHOWN
-            | sc::LCHOWN
-            | sc::MKNOD
-            | sc::SETXATTR
-            | sc::LSETXATTR
-            | sc::REMOVEXATTR
-            | sc::LREMOVEXATTR => {
+            sc::UNLINK | sc::RMDIR | sc::MKDIR | sc::TRUNCATE | sc::CHMOD | sc::CHOWN | sc::LCHOWN | sc::MKNOD
+            | sc::SETXATTR | sc::LSETXATTR | sc::REMOVEXATTR | sc::LREMOVEXATTR => {
                 let mut e = self.base(rec, path_kind(s.nr, 0));
                 e.path = Some(self.resolve(pid, AT_FDCWD, s.data1, &mut e));
                 fill_path_args(s.nr, &a, &mut e);
                 out.push(e);
             }
-            sc::UNLINKAT
-            | sc::MKDIRAT
-            | sc::MKNODAT
-            | sc::FCHOWNAT
-            | sc::FCHMODAT
-            | sc::FCHMODAT2 => {
+            sc::UNLINKAT | sc::MKDIRAT | sc::MKNODAT | sc::FCHOWNAT | sc::FCHMODAT | sc::FCHMODAT2 => {
                 let mut e = self.base(rec, path_kind(s.nr, a[2]));
                 e.path = Some(self.resolve(pid, a[0] as i32 as i64, s.data1, &mut e));
                 fill_path_args(s.nr, &a, &mut e);
@@ -52,27 +37,13 @@ impl Tracker {
                 out.push(e);
             }
             sc::RENAME | sc::LINK => {
-                let mut e = self.base(
-                    rec,
-                    if s.nr == sc::RENAME {
-                        Kind::Rename
-                    } else {
-                        Kind::Link
-                    },
-                );
+                let mut e = self.base(rec, if s.nr == sc::RENAME { Kind::Rename } else { Kind::Link });
                 e.path = Some(self.resolve(pid, AT_FDCWD, s.data1, &mut e));
                 e.path2 = Some(self.resolve(pid, AT_FDCWD, s.data2, &mut e));
                 out.push(e);
             }
             sc::RENAMEAT | sc::RENAMEAT2 | sc::LINKAT => {
-                let mut e = self.base(
-                    rec,
-                    if s.nr == sc::LINKAT {
-                        Kind::Link
-                    } else {
-                        Kind::Rename
-                    },
-                );
+                let mut e = self.base(rec, if s.nr == sc::LINKAT { Kind::Link } else { Kind::Rename });
                 e.path = Some(self.resolve(pid, a[0] as i32 as i64, s.data1, &mut e));
                 e.path2 = Some(self.resolve(pid, a[2] as i32 as i64, s.data2, &mut e));
                 if s.nr != sc::RENAMEAT && a[4] != 0 {
@@ -85,32 +56,17 @@ impl Tracker {
             }
             sc::SYMLINK | sc::SYMLINKAT => {
                 let mut e = self.base(rec, Kind::Symlink);
-                let dirfd = if s.nr == sc::SYMLINKAT {
-                    a[1] as i32 as i64
-                } else {
-                    AT_FDCWD
-                };
+                let dirfd = if s.nr == sc::SYMLINKAT { a[1] as i32 as i64 } else { AT_FDCWD };
                 e.path = Some(self.resolve(pid, dirfd, s.data2, &mut e));
                 e.path2 = Some(decode::text(s.data1));
                 out.push(e);
             }
             sc::CHDIR | sc::CHROOT => {
-                let mut e = self.base(
-                    rec,
-                    if s.nr == sc::CHDIR {
-                        Kind::Chdir
-                    } else {
-                        Kind::Chroot
-                    },
-                );
+                let mut e = self.base(rec, if s.nr == sc::CHDIR { Kind::Chdir } else { Kind::Chroot });
                 let path = self.resolve(pid, AT_FDCWD, s.data1, &mut e);
                 if ret == 0 {
                     let p = self.proc_mut(pid, rec.tid);
-                    if s.nr == sc::CHDIR {
-                        p.cwd = path.clone()
-                    } else {
-                        p.root = path.clone()
-                    }
+                    if s.nr == sc::CHDIR { p.cwd = path.clone() } else { p.root = path.clone() }
                 }
                 e.path = Some(path);
                 out.push(e);
@@ -124,31 +80,15 @@ impl Tracker {
                 }
                 out.push(e);
             }
-            sc::CLOSE
-            | sc::CLOSE_RANGE
-            | sc::DUP
-            | sc::DUP2
-            | sc::DUP3
-            | sc::FCNTL
-            | sc::SOCKET
-            | sc::PIDFD_OPEN
-            | sc::PIPE
-            | sc::PIPE2
-            | sc::SOCKETPAIR => {
+            sc::CLOSE | sc::CLOSE_RANGE | sc::DUP | sc::DUP2 | sc::DUP3 | sc::FCNTL | sc::SOCKET | sc::PIDFD_OPEN
+            | sc::PIPE | sc::PIPE2 | sc::SOCKETPAIR => {
                 self.proc_mut(pid, rec.tid).fds.apply(s.nr, &a, ret);
             }
             n if sc::creates_anon_fd(n) => self.proc_mut(pid, rec.tid).fds.apply(n, &a, ret),
             sc::MEMFD_CREATE => {
                 if ret >= 0 {
                     let name = format!("memfd:{}", decode::text(s.data1));
-                    self.proc_mut(pid, rec.tid).fds.set(
-                        ret,
-                        Fd {
-                            target: Target::Memfd(name),
-                            cloexec: false,
-                            closed: false,
-                        },
-                    );
+                    self.proc_mut(pid, rec.tid).fds.set(ret, Fd { target: Target::Memfd(name), cloexec: false, closed: false });
                 }
             }
             _ => return false,
@@ -172,11 +112,7 @@ impl Tracker {
             } else {
                 Target::File(path.clone())
             };
-            let fd = Fd {
-                target,
-                cloexec: open_flags & sc::O_CLOEXEC != 0,
-                closed: false,
-            };
+            let fd = Fd { target, cloexec: open_flags & sc::O_CLOEXEC != 0, closed: false };
             self.proc_mut(rec.pid, rec.tid).fds.set(s.ret, fd);
         }
         if open_flags & sc::WRITE_INTENT != 0 {
@@ -198,30 +134,15 @@ impl Tracker {
     }
 
     /// Writes aggregated for one fd: a `write` to what the fd names, or a `send` to its peer.
-    pub(super) fn write(
-        &mut self,
-        pid: u32,
-        tid: u32,
-        ts_ns: u64,
-        w: &Writes,
-        out: &mut Vec<Event>,
-    ) {
+    pub(super) fn write(&mut self, pid: u32, tid: u32, ts_ns: u64, w: &Writes, out: &mut Vec<Event>) {
         let fd = w.fd;
-        let start_ns = self
-            .procs
-            .get(&pid)
-            .map(|p| p.start_ns)
-            .unwrap_or_else(|| self.proc_mut(pid, tid).start_ns);
+        let start_ns = self.procs.get(&pid).map(|p| p.start_ns).unwrap_or_else(|| self.proc_mut(pid, tid).start_ns);
         let mut e = Event {
             ts_ns,
             pid,
             tid,
             start_ns,
-            comm: self
-                .procs
-                .get(&pid)
-                .map(|p| p.comm.clone())
-                .unwrap_or_default(),
+            comm: self.procs.get(&pid).map(|p| p.comm.clone()).unwrap_or_default(),
             kind: Kind::Write,
             fd: Some(fd),
             bytes: Some(w.bytes),
@@ -234,11 +155,7 @@ impl Tracker {
             e.failed = Some(w.failed);
             e.error = Some(event::errno_name(-w.last_errno));
         }
-        let target = self
-            .procs
-            .get(&pid)
-            .and_then(|p| p.fds.get(fd))
-            .map(|f| f.target.clone());
+        let target = self.procs.get(&pid).and_then(|p| p.fds.get(fd)).map(|f| f.target.clone());
         match target {
             Some(Target::Socket { family, peer, .. }) => {
                 e.kind = Kind::Send;
@@ -301,11 +218,7 @@ fn fill_path_args(nr: u32, a: &[u64; 6], e: &mut Event) {
 
 fn rename_flag_names(flags: u64) -> String {
     let mut names = Vec::new();
-    for (bit, name) in [
-        (1, "RENAME_NOREPLACE"),
-        (2, "RENAME_EXCHANGE"),
-        (4, "RENAME_WHITEOUT"),
-    ] {
+    for (bit, name) in [(1, "RENAME_NOREPLACE"), (2, "RENAME_EXCHANGE"), (4, "RENAME_WHITEOUT")] {
         if flags & bit != 0 {
             names.push(name);
         }

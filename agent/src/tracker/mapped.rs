@@ -23,15 +23,7 @@ pub struct Mapping {
 pub(super) fn handles(nr: u32) -> bool {
     matches!(
         nr,
-        sc::MMAP
-            | sc::MPROTECT
-            | sc::MSYNC
-            | sc::FALLOCATE
-            | sc::IOCTL
-            | sc::UTIMENSAT
-            | sc::FUTIMESAT
-            | sc::UTIME
-            | sc::UTIMES
+        sc::MMAP | sc::MPROTECT | sc::MSYNC | sc::FALLOCATE | sc::IOCTL | sc::UTIMENSAT | sc::FUTIMESAT | sc::UTIME | sc::UTIMES
             | sc::IO_URING_SETUP
     )
 }
@@ -45,8 +37,7 @@ pub const FALLOC_FL_INSERT_RANGE: u64 = 0x20;
 pub const FALLOC_FL_UNSHARE_RANGE: u64 = 0x40;
 
 /// Modes that destroy or move the bytes of a range (as a truncate does): the others allocate.
-pub const FALLOC_DESTROYS: u64 =
-    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE;
+pub const FALLOC_DESTROYS: u64 = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE;
 
 pub fn fallocate_mode_names(mode: u64) -> String {
     let names: Vec<&str> = [
@@ -61,19 +52,11 @@ pub fn fallocate_mode_names(mode: u64) -> String {
     .filter(|(bit, _)| mode & bit != 0)
     .map(|(_, n)| n)
     .collect();
-    if names.is_empty() {
-        "0 (allocate)".into()
-    } else {
-        names.join("|")
-    }
+    if names.is_empty() { "0 (allocate)".into() } else { names.join("|") }
 }
 
 fn prot_names(prot: u64) -> String {
-    let mut names: Vec<&str> = [(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")]
-        .into_iter()
-        .filter(|(b, _)| prot & b != 0)
-        .map(|(_, n)| n)
-        .collect();
+    let mut names: Vec<&str> = [(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")].into_iter().filter(|(b, _)| prot & b != 0).map(|(_, n)| n).collect();
     if names.is_empty() {
         names.push("PROT_NONE");
     }
@@ -100,12 +83,7 @@ impl Tracker {
                 e.path = self.fd_path(pid, fd, &mut e);
                 let writable = a[2] & sc::PROT_WRITE != 0;
                 if let (false, Some(path)) = (mmap_failed(ret), e.path.clone()) {
-                    let m = Mapping {
-                        start: ret as u64,
-                        len: a[1],
-                        path,
-                        writable,
-                    };
+                    let m = Mapping { start: ret as u64, len: a[1], path, writable };
                     let maps = &mut self.proc_mut(pid, rec.tid).maps;
                     // A new mapping replaces what was at its addresses (munmap is not traced).
                     maps.retain(|o| !(o.start < m.start + m.len && m.start < o.start + o.len));
@@ -126,18 +104,11 @@ impl Tracker {
                 let hits: Vec<(String, u64)> = {
                     let p = self.proc_mut(pid, rec.tid);
                     let mut hits = Vec::new();
-                    for m in p
-                        .maps
-                        .iter_mut()
-                        .filter(|m| m.start < end && start < m.start + m.len && !m.writable)
-                    {
+                    for m in p.maps.iter_mut().filter(|m| m.start < end && start < m.start + m.len && !m.writable) {
                         if ret == 0 {
                             m.writable = true;
                         }
-                        hits.push((
-                            m.path.clone(),
-                            end.min(m.start + m.len) - start.max(m.start),
-                        ));
+                        hits.push((m.path.clone(), end.min(m.start + m.len) - start.max(m.start)));
                     }
                     hits
                 };
@@ -156,13 +127,7 @@ impl Tracker {
                 let paths: Vec<String> = self
                     .procs
                     .get(&pid)
-                    .map(|p| {
-                        p.maps
-                            .iter()
-                            .filter(|m| m.start < end && start < m.start + m.len)
-                            .map(|m| m.path.clone())
-                            .collect()
-                    })
+                    .map(|p| p.maps.iter().filter(|m| m.start < end && start < m.start + m.len).map(|m| m.path.clone()).collect())
                     .unwrap_or_default();
                 for path in paths {
                     let mut e = self.base(rec, Kind::Msync);
@@ -188,11 +153,7 @@ impl Tracker {
                 let fd = a[0] as i32 as i64;
                 e.fd = Some(fd);
                 e.path = self.fd_path(pid, fd, &mut e);
-                let src = if a[1] & 0xffff_ffff == sc::FICLONE {
-                    a[2]
-                } else {
-                    a[3]
-                } as i32 as i64;
+                let src = if a[1] & 0xffff_ffff == sc::FICLONE { a[2] } else { a[3] } as i32 as i64;
                 e.path2 = self.fd_path(pid, src, &mut e);
                 if a[1] & 0xffff_ffff == sc::FICLONERANGE {
                     e.flag_names = Some("FICLONERANGE".into());
@@ -253,13 +214,7 @@ fn forget_unmapped(p: &mut super::Process, start: u64, end: u64) {
     }
     // Paths in /proc/PID/maps are as the reader sees them (the sandbox's root may differ):
     // compare the end of the path.
-    p.maps.retain(|m| {
-        !hit(m)
-            || now.iter().any(|f| {
-                f.as_deref()
-                    .is_some_and(|f| f.ends_with(m.path.as_str()) || m.path.ends_with(f))
-            })
-    });
+    p.maps.retain(|m| !hit(m) || now.iter().any(|f| f.as_deref().is_some_and(|f| f.ends_with(m.path.as_str()) || m.path.ends_with(f))));
 }
 
 #[cfg(test)]
@@ -269,10 +224,7 @@ mod tests {
     #[test]
     fn names_fallocate_modes() {
         assert_eq!(fallocate_mode_names(0), "0 (allocate)");
-        assert_eq!(
-            fallocate_mode_names(3),
-            "FALLOC_FL_KEEP_SIZE|FALLOC_FL_PUNCH_HOLE"
-        );
+        assert_eq!(fallocate_mode_names(3), "FALLOC_FL_KEEP_SIZE|FALLOC_FL_PUNCH_HOLE");
         assert!(mmap_failed(-9) && !mmap_failed(0x7f00_0000_0000));
     }
 }

@@ -10,12 +10,12 @@
 //! emitted before the record of whatever changes that fd (close, dup2 over it, reuse).
 mod fds;
 mod file;
-mod host;
 mod mapped;
 mod net;
 mod paths;
 mod process;
 mod signal;
+mod host;
 mod supervised;
 
 use foldhash::HashMap;
@@ -176,13 +176,8 @@ impl Tracker {
 
     /// Would this record end its process? (Its aggregated writes must be collected first.)
     pub fn ends_process(&self, rec: &Record) -> Option<u32> {
-        let Body::Exit(x) = &rec.body else {
-            return None;
-        };
-        let last_thread = self
-            .procs
-            .get(&rec.pid)
-            .is_none_or(|p| p.threads.iter().all(|t| *t == rec.tid));
+        let Body::Exit(x) = &rec.body else { return None };
+        let last_thread = self.procs.get(&rec.pid).is_none_or(|p| p.threads.iter().all(|t| *t == rec.tid));
         match x.group_dead {
             GroupDead::Yes => Some(rec.pid),
             GroupDead::Unknown if last_thread => Some(rec.pid),
@@ -197,22 +192,9 @@ impl Tracker {
         let mut events = std::mem::take(&mut self.scratch);
         match &rec.body {
             Body::Syscall(s) => self.syscall(rec, s, &mut events),
-            Body::ExecArgs {
-                nr,
-                args,
-                filename,
-                argv,
-            } => self.exec_args(rec, *nr, args, filename, argv),
-            Body::Exec {
-                filename,
-                old_tid,
-                start_ns,
-            } => self.exec(rec, filename, *old_tid, *start_ns, &mut events),
-            Body::Fork {
-                child,
-                clone_flags,
-                child_start_ns,
-            } => self.fork(rec, *child, *clone_flags, *child_start_ns, &mut events),
+            Body::ExecArgs { nr, args, filename, argv } => self.exec_args(rec, *nr, args, filename, argv),
+            Body::Exec { filename, old_tid, start_ns } => self.exec(rec, filename, *old_tid, *start_ns, &mut events),
+            Body::Fork { child, clone_flags, child_start_ns } => self.fork(rec, *child, *clone_flags, *child_start_ns, &mut events),
             Body::Exit(x) => self.exit(rec, *x, &mut events),
             Body::Writes(w) => {
                 // A process gone before /proc could be read has its name from the record.
@@ -222,24 +204,13 @@ impl Tracker {
                 }
                 self.write(rec.pid, rec.tid, rec.ts_ns, w, &mut events)
             }
-            Body::Signal {
-                target,
-                signal,
-                result,
-            } => self.signal_generated(rec, *target, *signal, *result, &mut events),
+            Body::Signal { target, signal, result } => self.signal_generated(rec, *target, *signal, *result, &mut events),
         }
         self.emit(events, out);
     }
 
     /// Aggregated writes collected from the kernel map (process exit, end of trace).
-    pub fn handle_writes(
-        &mut self,
-        pid: u32,
-        tid: u32,
-        ts_ns: u64,
-        w: &Writes,
-        out: &mut dyn FnMut(Event),
-    ) {
+    pub fn handle_writes(&mut self, pid: u32, tid: u32, ts_ns: u64, w: &Writes, out: &mut dyn FnMut(Event)) {
         let mut events = Vec::new();
         self.write(pid, tid, ts_ns, w, &mut events);
         self.emit(events, out);
@@ -257,13 +228,7 @@ impl Tracker {
     fn syscall(&mut self, rec: &Record, s: &Syscall, out: &mut Vec<Event>) {
         match s.nr {
             sc::OPEN | sc::CREAT | sc::OPENAT | sc::OPENAT2 => self.open(rec, s, out),
-            sc::CONNECT
-            | sc::BIND
-            | sc::ACCEPT
-            | sc::ACCEPT4
-            | sc::SENDTO
-            | sc::SENDMSG
-            | sc::LISTEN => self.socket(rec, s, out),
+            sc::CONNECT | sc::BIND | sc::ACCEPT | sc::ACCEPT4 | sc::SENDTO | sc::SENDMSG | sc::LISTEN => self.socket(rec, s, out),
             sc::KILL | sc::TKILL | sc::TGKILL | sc::PIDFD_SEND_SIGNAL => self.kill(rec, s, out),
             sc::EXECVE | sc::EXECVEAT => self.exec_failed(rec, out),
             n if host::recorded(n) => self.host_change(rec, s, out),
@@ -320,9 +285,7 @@ impl Tracker {
     fn resolve(&self, pid: u32, dirfd: i64, raw: &[u8], e: &mut Event) -> String {
         // Borrowed when the kernel's bytes are UTF-8: the result is the only new string.
         let raw = decode::text_ref(raw);
-        let Some(p) = self.procs.get(&pid) else {
-            return raw.into_owned();
-        };
+        let Some(p) = self.procs.get(&pid) else { return raw.into_owned() };
         if let Some((fd, rest)) = paths::proc_self_fd(&raw, pid) {
             // /proc/self/fd/N (tar and glibc change files through O_PATH fds this way).
             if let Some(path) = p.fds.path_ref(fd) {

@@ -24,15 +24,8 @@ impl Tracker {
         let mut e = self.base(rec, kind);
         e.fd = Some(fd);
         let mut addr = event::parse_sockaddr(s.data1);
-        if let Some(a) = addr
-            .as_mut()
-            .filter(|a| a.family == "unix" && !a.addr.is_empty() && !a.addr.starts_with(['/', '@']))
-        {
-            let cwd = self
-                .procs
-                .get(&rec.pid)
-                .map(|p| p.cwd.clone())
-                .unwrap_or_else(|| "/".into());
+        if let Some(a) = addr.as_mut().filter(|a| a.family == "unix" && !a.addr.is_empty() && !a.addr.starts_with(['/', '@'])) {
+            let cwd = self.procs.get(&rec.pid).map(|p| p.cwd.clone()).unwrap_or_else(|| "/".into());
             a.addr = paths::join(&cwd, &a.addr);
         }
         let ok = s.ret >= 0 || (s.nr == sc::CONNECT && s.ret == EINPROGRESS);
@@ -42,18 +35,7 @@ impl Tracker {
             sc::BIND if ok => p.fds.set_local(fd, addr.clone()),
             sc::ACCEPT | sc::ACCEPT4 if ok => {
                 let family = p.fds.socket_family(fd);
-                p.fds.set(
-                    s.ret,
-                    Fd {
-                        target: Target::Socket {
-                            family,
-                            local: p.fds.local_of(fd),
-                            peer: addr.clone(),
-                        },
-                        cloexec: false,
-                        closed: false,
-                    },
-                );
+                p.fds.set(s.ret, Fd { target: Target::Socket { family, local: p.fds.local_of(fd), peer: addr.clone() }, cloexec: false, closed: false });
                 e.fd = Some(s.ret);
             }
             _ => {}

@@ -3,20 +3,12 @@
 
 /// `raw` (absolute) as seen from a process whose root is `root` (after chroot).
 pub fn under_root(root: &str, raw: &str) -> String {
-    if root == "/" || root.is_empty() {
-        normalize(raw)
-    } else {
-        normalize_parts(&[root, raw])
-    }
+    if root == "/" || root.is_empty() { normalize(raw) } else { normalize_parts(&[root, raw]) }
 }
 
 /// `raw` (relative) under directory `base`; empty `raw` (AT_EMPTY_PATH) is `base` itself.
 pub fn join(base: &str, raw: &str) -> String {
-    if raw.is_empty() {
-        normalize(base)
-    } else {
-        normalize_parts(&[base, raw])
-    }
+    if raw.is_empty() { normalize(base) } else { normalize_parts(&[base, raw]) }
 }
 
 /// `/proc/self/fd/N[/rest]` (or `/proc/<pid>/fd/N`, `/proc/thread-self/fd/N`) -> (N, rest).

@@ -12,31 +12,13 @@ use crate::{
 const CLONE_THREAD: u64 = 0x0001_0000;
 
 impl Tracker {
-    pub(super) fn exec_args(
-        &mut self,
-        rec: &Record,
-        nr: u32,
-        args: &[u64; 6],
-        filename: &[u8],
-        argv: &[u8],
-    ) {
-        let dirfd = if nr == sc::EXECVEAT {
-            args[0] as i32 as i64
-        } else {
-            AT_FDCWD
-        };
+    pub(super) fn exec_args(&mut self, rec: &Record, nr: u32, args: &[u64; 6], filename: &[u8], argv: &[u8]) {
+        let dirfd = if nr == sc::EXECVEAT { args[0] as i32 as i64 } else { AT_FDCWD };
         self.proc_mut(rec.pid, rec.tid);
         let mut scratch = Event::default();
         let path = self.resolve(rec.pid, dirfd, filename, &mut scratch);
         let argv = procfs::split_nul(argv);
-        self.pending_exec.insert(
-            rec.tid,
-            PendingExec {
-                path,
-                argv,
-                truncated: rec.flags & flags::TRUNC2 != 0,
-            },
-        );
+        self.pending_exec.insert(rec.tid, PendingExec { path, argv, truncated: rec.flags & flags::TRUNC2 != 0 });
     }
 
     /// A failed execve/execveat (success is an EXEC record).
@@ -49,18 +31,8 @@ impl Tracker {
         out.push(e);
     }
 
-    pub(super) fn exec(
-        &mut self,
-        rec: &Record,
-        filename: &[u8],
-        old_tid: u32,
-        start_ns: u64,
-        out: &mut Vec<Event>,
-    ) {
-        let pending = self
-            .pending_exec
-            .remove(&old_tid)
-            .or_else(|| self.pending_exec.remove(&rec.tid));
+    pub(super) fn exec(&mut self, rec: &Record, filename: &[u8], old_tid: u32, start_ns: u64, out: &mut Vec<Event>) {
+        let pending = self.pending_exec.remove(&old_tid).or_else(|| self.pending_exec.remove(&rec.tid));
         // A root that set its own start time before its exec (the pilot's first process): its
         // /proc may be gone by now, the kernel's entry is not.
         let p = self.proc_mut(rec.pid, rec.tid);
@@ -98,24 +70,13 @@ impl Tracker {
         out.push(e);
     }
 
-    pub(super) fn fork(
-        &mut self,
-        rec: &Record,
-        child: u32,
-        clone_flags: u64,
-        start_ns: u64,
-        out: &mut Vec<Event>,
-    ) {
+    pub(super) fn fork(&mut self, rec: &Record, child: u32, clone_flags: u64, start_ns: u64, out: &mut Vec<Event>) {
         let thread = clone_flags & CLONE_THREAD != 0;
         let parent = self.proc_mut(rec.pid, rec.tid).clone();
         let start_ns = if thread { parent.start_ns } else { start_ns };
         if thread {
             self.tids.insert(child, rec.pid);
-            self.procs
-                .get_mut(&rec.pid)
-                .expect("parent")
-                .threads
-                .push(child);
+            self.procs.get_mut(&rec.pid).expect("parent").threads.push(child);
         } else {
             let p = Process {
                 pid: child,

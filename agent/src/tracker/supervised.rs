@@ -18,14 +18,7 @@ impl Tracker {
                 out(e);
             }
             Notice::Fd { pid, fd, path, .. } => {
-                self.proc_mut(pid, pid).fds.set(
-                    fd,
-                    Fd {
-                        target: Target::File(path),
-                        cloexec: false,
-                        closed: false,
-                    },
-                );
+                self.proc_mut(pid, pid).fds.set(fd, Fd { target: Target::File(path), cloexec: false, closed: false });
             }
             Notice::NsPid { ns, host, .. } => {
                 self.ns_pids.insert(ns, host);

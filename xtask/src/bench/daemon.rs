@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::measure::{
-    Env, bpf_programs, free_port, interleave, median, programs_released, remove, stdout_of,
-};
+use super::measure::{Env, bpf_programs, free_port, interleave, median, programs_released, remove, stdout_of};
 use super::report::{Goal, Report, ns, ratio};
 
 /// A `pilot daemon` of the bench's own (socket, metrics port, state directory in the scratch
@@ -47,11 +45,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !d.socket.exists() {
             if Instant::now() > deadline || d.child.try_wait()?.is_some() {
-                bail!(
-                    "pilot daemon did not listen on {} (see {}/daemon.log)",
-                    d.socket.display(),
-                    dir.display()
-                );
+                bail!("pilot daemon did not listen on {} (see {}/daemon.log)", d.socket.display(), dir.display());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -61,8 +55,7 @@ impl Daemon {
     /// `pilot ARGS` as a client of this daemon.
     pub fn client(&self, env: &Env, args: &[&str]) -> Command {
         let mut cmd = env.pilot_cmd(args);
-        cmd.env_remove("PILOT_NO_DAEMON")
-            .env("PILOT_SOCKET", &self.socket);
+        cmd.env_remove("PILOT_NO_DAEMON").env("PILOT_SOCKET", &self.socket);
         cmd
     }
 }
@@ -103,34 +96,13 @@ impl Active {
     fn start(env: &Env, via: Via, n: usize) -> anyhow::Result<Active> {
         let dir = env.fresh_dir(&format!("active-{n}"))?;
         let fifo = dir.join("fifo");
-        if unsafe {
-            libc::mkfifo(
-                std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())?.as_ptr(),
-                0o600,
-            )
-        } != 0
-        {
-            bail!(
-                "mkfifo {}: {}",
-                fifo.display(),
-                std::io::Error::last_os_error()
-            );
+        if unsafe { libc::mkfifo(std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())?.as_ptr(), 0o600) } != 0 {
+            bail!("mkfifo {}: {}", fifo.display(), std::io::Error::last_os_error());
         }
         let out = dir.join("out");
         let script = format!("echo ready; read x < {}", fifo.display());
         let mut child = via
-            .pilot(
-                env,
-                &[
-                    "trace",
-                    "--out",
-                    &out.display().to_string(),
-                    "--",
-                    "sh",
-                    "-c",
-                    &script,
-                ],
-            )
+            .pilot(env, &["trace", "--out", &out.display().to_string(), "--", "sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -150,10 +122,7 @@ impl Drop for Active {
     fn drop(&mut self) {
         // Opening for writing blocks until the shell reads: it has, or it is gone.
         if let Ok(None) = self.child.try_wait()
-            && let Ok(mut f) = std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags_nonblock()
-                .open(&self.fifo)
+            && let Ok(mut f) = std::fs::OpenOptions::new().write(true).custom_flags_nonblock().open(&self.fifo)
         {
             let _ = f.write_all(b"\n");
         }
@@ -191,24 +160,13 @@ pub fn concurrent(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     const S: &str = "concurrent runs";
     let (n, rounds) = (env.size(10_000, 300), env.size(5, 1) as usize);
     let loop_dir = env.fresh_dir("concurrent-loop")?;
-    let argv = [
-        env.benchloop.display().to_string(),
-        "loop".into(),
-        n.to_string(),
-        loop_dir.display().to_string(),
-    ];
+    let argv = [env.benchloop.display().to_string(), "loop".into(), n.to_string(), loop_dir.display().to_string()];
     let mut wall = vec![Vec::new(); CONCURRENT.len()];
     let cpu = interleave(rounds, CONCURRENT.len(), |c| {
         let (_, through_daemon, runs) = CONCURRENT[c];
-        let daemon = if through_daemon {
-            Some(Daemon::start(env)?)
-        } else {
-            None
-        };
+        let daemon = if through_daemon { Some(Daemon::start(env)?) } else { None };
         let via = daemon.as_ref().map(Via::Daemon).unwrap_or(Via::InProcess);
-        let active: Vec<Active> = (0..runs)
-            .map(|i| Active::start(env, via, i))
-            .collect::<anyhow::Result<_>>()?;
+        let active: Vec<Active> = (0..runs).map(|i| Active::start(env, via, i)).collect::<anyhow::Result<_>>()?;
         let out = stdout_of(Command::new(&argv[0]).args(&argv[1..]))?;
         drop(active);
         drop(daemon);
@@ -220,38 +178,15 @@ pub fn concurrent(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     let mut ratios = serde_json::Map::new();
     for (c, (name, _, _)) in CONCURRENT.iter().enumerate() {
         let (m, w) = (median(&cpu[c]), median(&wall[c]));
-        let value = if c == 0 {
-            format!("{} ({})", ns(m), ns(w))
-        } else {
-            format!(
-                "{} ({}); {} (wall {})",
-                ns(m),
-                ns(w),
-                ratio(m / base),
-                ratio(w / base_wall)
-            )
-        };
+        let value = if c == 0 { format!("{} ({})", ns(m), ns(w)) } else { format!("{} ({}); {} (wall {})", ns(m), ns(w), ratio(m / base), ratio(w / base_wall)) };
         r.row(S, format!("untracked loop CPU (wall), {name}"), value, "");
-        ratios.insert(
-            name.to_string(),
-            json!({"cpu_ns": m, "wall_ns": w, "ratio": m / base, "samples": cpu[c]}),
-        );
+        ratios.insert(name.to_string(), json!({"cpu_ns": m, "wall_ns": w, "ratio": m / base, "samples": cpu[c]}));
     }
     let one = median(&cpu[2]);
     let eight = median(&cpu[4]);
-    r.row(
-        S,
-        "daemon: 8 active runs / 1 active run (CPU), configurations apart",
-        ratio(eight / one),
-        "",
-    );
+    r.row(S, "daemon: 8 active runs / 1 active run (CPU), configurations apart", ratio(eight / one), "");
     let (one_ip, eight_ip) = (median(&cpu[5]), median(&cpu[7]));
-    r.row(
-        S,
-        "in-process: 8 active runs / 1 active run (CPU), configurations apart",
-        ratio(eight_ip / one_ip),
-        "",
-    );
+    r.row(S, "in-process: 8 active runs / 1 active run (CPU), configurations apart", ratio(eight_ip / one_ip), "");
     r.set(S, "iterations", json!(n));
     r.set(S, "configs", Value::Object(ratios));
     r.set(S, "daemon_8_over_1_apart", json!(eight / one));
@@ -261,24 +196,8 @@ pub fn concurrent(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     drop(daemon);
     let paired_ip = paired_8_over_1(env, Via::InProcess, &argv)?;
     let (d, ip) = (median(&paired), median(&paired_ip));
-    r.row(
-        S,
-        format!(
-            "daemon: 8 active runs / 1 active run (CPU), paired rounds, median of {}",
-            paired.len()
-        ),
-        format!("{} (rounds {})", ratio(d), list(&paired)),
-        Goal::AtMost(1.1).judge(d, "x"),
-    );
-    r.row(
-        S,
-        format!(
-            "in-process: 8 active runs / 1 active run (CPU), paired rounds, median of {}",
-            paired_ip.len()
-        ),
-        format!("{} (rounds {})", ratio(ip), list(&paired_ip)),
-        "",
-    );
+    r.row(S, format!("daemon: 8 active runs / 1 active run (CPU), paired rounds, median of {}", paired.len()), format!("{} (rounds {})", ratio(d), list(&paired)), Goal::AtMost(1.1).judge(d, "x"));
+    r.row(S, format!("in-process: 8 active runs / 1 active run (CPU), paired rounds, median of {}", paired_ip.len()), format!("{} (rounds {})", ratio(ip), list(&paired_ip)), "");
     r.set(S, "daemon_8_over_1", json!(d));
     r.set(S, "daemon_8_over_1_rounds", json!(paired));
     r.set(S, "in_process_8_over_1", json!(ip));
@@ -288,10 +207,7 @@ pub fn concurrent(env: &Env, r: &mut Report) -> anyhow::Result<()> {
 }
 
 fn list(v: &[f64]) -> String {
-    v.iter()
-        .map(|x| format!("{x:.2}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ")
 }
 
 /// The 8-over-1 figure from paired rounds: one run stays active throughout, and each round
@@ -311,19 +227,12 @@ fn paired_8_over_1(env: &Env, via: Via, argv: &[String]) -> anyhow::Result<Vec<f
         // the new runs' own start-up): both sides wait the same.
         std::thread::sleep(Duration::from_secs(1));
         let loops: Vec<f64> = (0..5)
-            .map(|_| {
-                super::measure::benchloop_value(
-                    &stdout_of(Command::new(&argv[0]).args(&argv[1..]))?,
-                    "cpu_ns_per_iter",
-                )
-            })
+            .map(|_| super::measure::benchloop_value(&stdout_of(Command::new(&argv[0]).args(&argv[1..]))?, "cpu_ns_per_iter"))
             .collect::<anyhow::Result<_>>()?;
         Ok(median(&loops))
     };
     let with_seven = |f: &dyn Fn() -> anyhow::Result<f64>| -> anyhow::Result<f64> {
-        let more: Vec<Active> = (1..8)
-            .map(|i| Active::start(env, via, 100 + i))
-            .collect::<anyhow::Result<_>>()?;
+        let more: Vec<Active> = (1..8).map(|i| Active::start(env, via, 100 + i)).collect::<anyhow::Result<_>>()?;
         let v = f();
         drop(more);
         programs_released(with_one);
@@ -338,9 +247,7 @@ fn paired_8_over_1(env: &Env, via: Via, argv: &[String]) -> anyhow::Result<Vec<f
             let eight = with_seven(&measure)?;
             (measure()?, eight)
         };
-        eprintln!(
-            "[bench] paired round {round}: 1 active run {one:.0} ns, 8 active runs {eight:.0} ns per iteration"
-        );
+        eprintln!("[bench] paired round {round}: 1 active run {one:.0} ns, 8 active runs {eight:.0} ns per iteration");
         ratios.push(eight / one);
     }
     drop(first);
@@ -357,44 +264,16 @@ pub fn start(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     run_true(env, Via::Daemon(&daemon))?;
     let rounds = env.size(20, 2) as usize;
     let samples = interleave(rounds, 2, |c| {
-        let via = if c == 0 {
-            Via::Daemon(&daemon)
-        } else {
-            Via::InProcess
-        };
+        let via = if c == 0 { Via::Daemon(&daemon) } else { Via::InProcess };
         run_true(env, via)
     })?;
     drop(daemon);
-    let [(d50, d99), (i50, i99)] =
-        [0, 1].map(|c| (median(&samples[c]), percentile(&samples[c], 0.99)));
-    r.row(
-        S,
-        format!("pilot run -- true through a warm daemon, p50 / p99 of {rounds}"),
-        format!("{} / {}", ns(d50), ns(d99)),
-        Goal::AtMost(100.0).judge(d50 / 1e6, " ms"),
-    );
-    r.row(
-        S,
-        format!("pilot run -- true in-process, p50 / p99 of {rounds}"),
-        format!("{} / {}", ns(i50), ns(i99)),
-        "",
-    );
-    r.row(
-        S,
-        "warm daemon / in-process (p50)",
-        ratio(d50 / i50),
-        Goal::AtMost(0.333).judge(d50 / i50, "x"),
-    );
-    r.set(
-        S,
-        "daemon_ns",
-        json!({"p50": d50, "p99": d99, "samples": samples[0]}),
-    );
-    r.set(
-        S,
-        "in_process_ns",
-        json!({"p50": i50, "p99": i99, "samples": samples[1]}),
-    );
+    let [(d50, d99), (i50, i99)] = [0, 1].map(|c| (median(&samples[c]), percentile(&samples[c], 0.99)));
+    r.row(S, format!("pilot run -- true through a warm daemon, p50 / p99 of {rounds}"), format!("{} / {}", ns(d50), ns(d99)), Goal::AtMost(100.0).judge(d50 / 1e6, " ms"));
+    r.row(S, format!("pilot run -- true in-process, p50 / p99 of {rounds}"), format!("{} / {}", ns(i50), ns(i99)), "");
+    r.row(S, "warm daemon / in-process (p50)", ratio(d50 / i50), Goal::AtMost(0.333).judge(d50 / i50, "x"));
+    r.set(S, "daemon_ns", json!({"p50": d50, "p99": d99, "samples": samples[0]}));
+    r.set(S, "in_process_ns", json!({"p50": i50, "p99": i99, "samples": samples[1]}));
     Ok(())
 }
 
@@ -441,11 +320,7 @@ pub fn eight(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     let shared = env.fresh_dir("eight-shared")?;
     std::fs::write(shared.join("common"), "base\n")?;
     // A live process half the pilots signal (held back by the sandbox; the policy blocks it).
-    let mut live = Command::new("sleep")
-        .arg("3600")
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting sleep")?;
+    let mut live = Command::new("sleep").arg("3600").stdin(Stdio::null()).spawn().context("starting sleep")?;
     let live_pid = live.id();
     let daemon = Daemon::start(env);
     let result = daemon.and_then(|daemon| {
@@ -471,65 +346,16 @@ pub fn eight(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     let _ = live.kill();
     let _ = live.wait();
     let (alone, together, wall) = result?;
-    let same = alone
-        .iter()
-        .zip(&together)
-        .filter(|(a, t)| a.exit == t.exit && a.verdict == t.verdict)
-        .count();
+    let same = alone.iter().zip(&together).filter(|(a, t)| a.exit == t.exit && a.verdict == t.verdict).count();
     let complete = together.iter().filter(|t| t.complete).count();
     let foreign: usize = together.iter().map(|t| t.foreign).sum();
     let verdicts: Vec<String> = together.iter().map(|t| t.verdict.clone()).collect();
-    r.row(
-        S,
-        "verdicts alone / together",
-        format!(
-            "{} / {}",
-            alone
-                .iter()
-                .map(|a| a.verdict.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-            verdicts.join(",")
-        ),
-        judge_count(same, PILOTS, "same verdict"),
-    );
-    r.row(
-        S,
-        "complete (0 events lost)",
-        format!("{complete} of {PILOTS}"),
-        judge_count(complete, PILOTS, "complete"),
-    );
-    r.row(
-        S,
-        "other pilots' files in a pilot's graph (cross-talk)",
-        foreign.to_string(),
-        if foreign == 0 {
-            "0: met".into()
-        } else {
-            format!("0: MISSED ({foreign})")
-        },
-    );
-    r.row(
-        S,
-        format!("wall time of all {PILOTS} at once ({files} files each)"),
-        ns(wall.as_nanos() as f64),
-        "",
-    );
-    r.set(
-        S,
-        "alone",
-        json!(alone.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>()),
-    );
-    r.set(
-        S,
-        "together",
-        json!(
-            together
-                .iter()
-                .map(|o| format!("{o:?}"))
-                .collect::<Vec<_>>()
-        ),
-    );
+    r.row(S, "verdicts alone / together", format!("{} / {}", alone.iter().map(|a| a.verdict.as_str()).collect::<Vec<_>>().join(","), verdicts.join(",")), judge_count(same, PILOTS, "same verdict"));
+    r.row(S, "complete (0 events lost)", format!("{complete} of {PILOTS}"), judge_count(complete, PILOTS, "complete"));
+    r.row(S, "other pilots' files in a pilot's graph (cross-talk)", foreign.to_string(), if foreign == 0 { "0: met".into() } else { format!("0: MISSED ({foreign})") });
+    r.row(S, format!("wall time of all {PILOTS} at once ({files} files each)"), ns(wall.as_nanos() as f64), "");
+    r.set(S, "alone", json!(alone.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>()));
+    r.set(S, "together", json!(together.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>()));
     r.set(S, "wall_ns", json!(wall.as_nanos() as f64));
     remove(&shared);
     for i in 0..PILOTS {
@@ -540,21 +366,14 @@ pub fn eight(env: &Env, r: &mut Report) -> anyhow::Result<()> {
 }
 
 fn judge_count(n: usize, of: usize, what: &str) -> String {
-    if n == of {
-        format!("all {of}: met")
-    } else {
-        format!("all {of} {what}: MISSED ({n})")
-    }
+    if n == of { format!("all {of}: met") } else { format!("all {of} {what}: MISSED ({n})") }
 }
 
 fn spawn_pilot(env: &Env, daemon: &Daemon, name: &str, script: &str) -> anyhow::Result<Child> {
     let dir = env.fresh_dir(name)?;
     let out = dir.join("run").display().to_string();
     let mut cmd = daemon.client(env, &["run", "--out", &out, "--", "sh", "-c", script]);
-    cmd.env("PILOT_JOURNAL", dir.join("journal.jsonl"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.env("PILOT_JOURNAL", dir.join("journal.jsonl")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     cmd.spawn().context("starting pilot run")
 }
 
@@ -562,37 +381,16 @@ fn outcome(env: &Env, mut child: Child, name: &str, i: usize) -> anyhow::Result<
     let exit = child.wait()?.code().unwrap_or(-1);
     let run = env.work.join(name).join("run");
     let read = |f: &str| -> anyhow::Result<Value> {
-        let text = std::fs::read_to_string(run.join(f))
-            .with_context(|| format!("{name}: reading {f} (pilot exit {exit})"))?;
+        let text = std::fs::read_to_string(run.join(f)).with_context(|| format!("{name}: reading {f} (pilot exit {exit})"))?;
         Ok(serde_json::from_str(&text)?)
     };
-    let verdict = read("verdict.json")?["verdict"]
-        .as_str()
-        .unwrap_or("?")
-        .to_string();
+    let verdict = read("verdict.json")?["verdict"].as_str().unwrap_or("?").to_string();
     let summary = read("summary.json")?;
-    let complete =
-        summary["complete"].as_bool() == Some(true) && summary["lost_events"].as_u64() == Some(0);
+    let complete = summary["complete"].as_bool() == Some(true) && summary["lost_events"].as_u64() == Some(0);
     let graph = std::fs::read_to_string(run.join("graph.json"))?;
-    let unseen = serde_json::from_str::<Value>(&graph)
-        .ok()
-        .map(|g| g["channels"]["unseen_processes"].clone())
-        .unwrap_or_default();
-    let incomplete = if complete {
-        String::new()
-    } else {
-        format!(
-            "lost {} {}; unseen {unseen}",
-            summary["lost_events"], summary["lost_by_cause"]
-        )
-    };
-    Ok(Outcome {
-        exit,
-        verdict,
-        complete,
-        incomplete,
-        foreign: foreign_markers(&graph, i),
-    })
+    let unseen = serde_json::from_str::<Value>(&graph).ok().map(|g| g["channels"]["unseen_processes"].clone()).unwrap_or_default();
+    let incomplete = if complete { String::new() } else { format!("lost {} {}; unseen {unseen}", summary["lost_events"], summary["lost_by_cause"]) };
+    Ok(Outcome { exit, verdict, complete, incomplete, foreign: foreign_markers(&graph, i) })
 }
 
 /// How many of the other pilots' marker directories (`mine-J`) the effects in `graph` reach:
@@ -602,23 +400,10 @@ fn foreign_markers(graph: &str, own: usize) -> usize {
     let g: Value = serde_json::from_str(graph).unwrap_or_default();
     let empty = Vec::new();
     let nodes = g["nodes"].as_array().unwrap_or(&empty);
-    let path_of: std::collections::HashMap<&str, &str> = nodes
-        .iter()
-        .filter_map(|n| Some((n["id"].as_str()?, n["path"].as_str()?)))
-        .collect();
-    let reached: Vec<&str> = g["edges"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
-        .filter_map(|e| path_of.get(e["to"].as_str()?).copied())
-        .collect();
-    let names = |p: &str, j: usize| {
-        p.contains(&format!("/mine-{j}/")) || p.ends_with(&format!("/mine-{j}"))
-    };
-    (0..8)
-        .filter(|j| *j != own)
-        .filter(|j| reached.iter().any(|p| names(p, *j)))
-        .count()
+    let path_of: std::collections::HashMap<&str, &str> = nodes.iter().filter_map(|n| Some((n["id"].as_str()?, n["path"].as_str()?))).collect();
+    let reached: Vec<&str> = g["edges"].as_array().unwrap_or(&empty).iter().filter_map(|e| path_of.get(e["to"].as_str()?).copied()).collect();
+    let names = |p: &str, j: usize| p.contains(&format!("/mine-{j}/")) || p.ends_with(&format!("/mine-{j}"));
+    (0..8).filter(|j| *j != own).filter(|j| reached.iter().any(|p| names(p, *j))).count()
 }
 
 #[cfg(test)]
@@ -639,10 +424,6 @@ mod tests {
                     "edges":[{"to":"a"},{"to":"b"}]}"#;
         assert_eq!(foreign_markers(g, 3), 1);
         assert_eq!(foreign_markers(g, 1), 1);
-        assert_eq!(
-            foreign_markers(g, 5),
-            2,
-            "a node no edge reaches is not an effect"
-        );
+        assert_eq!(foreign_markers(g, 5), 2, "a node no edge reaches is not an effect");
     }
 }

@@ -37,10 +37,7 @@ impl Env {
     /// a section starts its own), with the bench's run key (the host's is left alone).
     pub fn pilot_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.pilot);
-        cmd.args(args).env("PILOT_NO_DAEMON", "1").env(
-            "PILOT_RUN_KEY",
-            self.work.parent().unwrap_or(&self.work).join("run.key"),
-        );
+        cmd.args(args).env("PILOT_NO_DAEMON", "1").env("PILOT_RUN_KEY", self.work.parent().unwrap_or(&self.work).join("run.key"));
         cmd
     }
 
@@ -94,19 +91,11 @@ pub fn median(samples: &[f64]) -> f64 {
 
 /// Run `cmd` to completion; its stdout when it exits 0, else an error with its stderr's tail.
 pub fn stdout_of(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("starting {:?}", cmd.get_program()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(5).collect();
-        bail!(
-            "{:?} failed ({}): {}",
-            cmd.get_program(),
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        );
+        bail!("{:?} failed ({}): {}", cmd.get_program(), out.status, tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -131,10 +120,7 @@ pub fn wall_time(cmd: &mut Command) -> anyhow::Result<Duration> {
         .with_context(|| format!("starting {:?}", cmd.get_program()))?;
     let elapsed = start.elapsed();
     if !status.success() {
-        bail!(
-            "{:?} failed ({status}); run it by hand to see why",
-            cmd.get_program()
-        );
+        bail!("{:?} failed ({status}); run it by hand to see why", cmd.get_program());
     }
     Ok(elapsed)
 }
@@ -151,20 +137,9 @@ pub fn bpf_programs() -> usize {
     const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
     let (mut n, mut id) = (0, 0);
     loop {
-        let mut attr = NextId {
-            start_id: id,
-            next_id: 0,
-            open_flags: 0,
-        };
+        let mut attr = NextId { start_id: id, next_id: 0, open_flags: 0 };
         // SAFETY: the kernel reads and writes `attr`, of the size given, and nothing else.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_GET_NEXT_ID,
-                &mut attr as *mut NextId,
-                std::mem::size_of::<NextId>(),
-            )
-        };
+        let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_GET_NEXT_ID, &mut attr as *mut NextId, std::mem::size_of::<NextId>()) };
         if r != 0 {
             return n;
         }
@@ -176,17 +151,15 @@ pub fn bpf_programs() -> usize {
 /// Wait until the kernel holds at most `count` BPF programs again. A pilot that exited has
 /// closed its links, but the kernel detaches them later, one RCU grace period per tracepoint:
 /// 8 agents' programs kept taxing every syscall for 5-6 s after the agents had gone, which
-/// the next configuration measured as its own cost.
-/// Or until the count has not moved for a second: a daemon loads spare programs for its next
-/// runs as it hands others out, so its count may settle above `count`.
+/// the next configuration measured as its own cost. Or until the count has not moved for a
+/// second: a daemon loads spare programs for its next runs as it hands others out, so its count
+/// may settle above `count`.
 pub fn programs_released(count: usize) {
     let deadline = Instant::now() + Duration::from_secs(12);
     let (mut last, mut since) = (bpf_programs(), Instant::now());
     while last > count && since.elapsed() < Duration::from_secs(1) {
         if Instant::now() > deadline {
-            eprintln!(
-                "[bench] BPF programs of stopped pilots still loaded after 12 s ({last} > {count}): measuring anyway"
-            );
+            eprintln!("[bench] BPF programs of stopped pilots still loaded after 12 s ({last} > {count}): measuring anyway");
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -198,13 +171,11 @@ pub fn programs_released(count: usize) {
 }
 
 /// A pilot helper holding programs attached while it lives: `pilot __bench load floor|agent`.
-/// Dropping it closes its stdin, which ends it, and waits for the kernel to let its programs
-/// go (`programs_released`).
-pub struct Loaded(Child, usize);
+/// Dropping it closes its stdin, which ends it.
+pub struct Loaded(Child);
 
 impl Loaded {
     pub fn start(pilot: &Path, what: &str) -> anyhow::Result<Loaded> {
-        let before = bpf_programs();
         let mut child = Command::new(pilot)
             .args(["__bench", "load", what])
             .stdin(Stdio::piped())
@@ -219,7 +190,7 @@ impl Loaded {
             let _ = child.wait();
             bail!("`pilot __bench load {what}` did not get ready (see its error above)");
         }
-        Ok(Loaded(child, before))
+        Ok(Loaded(child))
     }
 }
 
@@ -227,7 +198,6 @@ impl Drop for Loaded {
     fn drop(&mut self) {
         drop(self.0.stdin.take());
         let _ = self.0.wait();
-        programs_released(self.1);
     }
 }
 

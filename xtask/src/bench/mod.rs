@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use crate::bootstrap::{BENCH_APT_PACKAGES, apt_packages, bootstrap};
-use crate::cmd::{cargo, command, probe, run, target_dir, workspace_root};
+use crate::cmd::{cargo, probe, command, run, target_dir, workspace_root};
 use measure::Env;
 use report::Report;
 
@@ -34,24 +34,15 @@ pub fn bench(quick: bool, only: &[String]) -> anyhow::Result<ExitCode> {
         ("8 concurrent pilots", daemon::eight),
         ("scaling", scaling::scaling),
     ];
-    if let Some(unknown) = only
-        .iter()
-        .find(|o| !sections.iter().any(|(name, _)| name == o))
-    {
+    if let Some(unknown) = only.iter().find(|o| !sections.iter().any(|(name, _)| name == o)) {
         let names: Vec<&str> = sections.iter().map(|(name, _)| *name).collect();
-        bail!(
-            "no bench section `{unknown}`: the sections are {}",
-            names.join(", ")
-        );
+        bail!("no bench section `{unknown}`: the sections are {}", names.join(", "));
     }
     bootstrap("bench")?;
     apt_packages(BENCH_APT_PACKAGES)?;
     let env = prepare(quick)?;
     let mut report = Report::default();
-    for (name, section) in sections
-        .into_iter()
-        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| o == name))
-    {
+    for (name, section) in sections.into_iter().filter(|(name, _)| only.is_empty() || only.iter().any(|o| o == name)) {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let load = load.split_whitespace().next().unwrap_or("?").to_string();
         println!("[bench] {name} (load average {load})...");
@@ -65,21 +56,14 @@ pub fn bench(quick: bool, only: &[String]) -> anyhow::Result<ExitCode> {
     let table = report.table();
     println!("\n{table}");
     // A partial run leaves the full run's report alone.
-    let path = target_dir().join("bench").join(if only.is_empty() {
-        "report.json"
-    } else {
-        "report-partial.json"
-    });
+    let path = target_dir().join("bench").join(if only.is_empty() { "report.json" } else { "report-partial.json" });
     let mut json = report.json.clone();
     json.insert("table".into(), json!(table));
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     println!("[bench] wrote {}", path.display());
     if report.failures() > 0 {
-        bail!(
-            "{} figure(s) could not be produced: see FAILED in the table",
-            report.failures()
-        );
+        bail!("{} figure(s) could not be produced: see FAILED in the table", report.failures());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -88,9 +72,7 @@ pub fn bench(quick: bool, only: &[String]) -> anyhow::Result<ExitCode> {
 fn prepare(quick: bool) -> anyhow::Result<Env> {
     let profile = if quick { "debug" } else { "release" };
     let mut build = cargo();
-    build
-        .current_dir(workspace_root())
-        .args(["build", "--bin", "pilot"]);
+    build.current_dir(workspace_root()).args(["build", "--bin", "pilot"]);
     if !quick {
         build.arg("--release");
     }
@@ -101,29 +83,17 @@ fn prepare(quick: bool) -> anyhow::Result<Env> {
     let source = dir.join("benchloop.c");
     std::fs::write(&source, BENCHLOOP_C)?;
     let benchloop = dir.join("benchloop");
-    run(command("gcc")
-        .args(["-O2", "-Wall", "-o"])
-        .arg(&benchloop)
-        .arg(&source))?;
+    run(command("gcc").args(["-O2", "-Wall", "-o"]).arg(&benchloop).arg(&source))?;
     let work = dir.join("work");
     measure::remove(&work);
     std::fs::create_dir_all(&work)?;
-    Ok(Env {
-        pilot,
-        benchloop,
-        work,
-        quick,
-        rounds: if quick { 1 } else { 5 },
-    })
+    Ok(Env { pilot, benchloop, work, quick, rounds: if quick { 1 } else { 5 } })
 }
 
 /// What the numbers were taken on.
 fn machine(quick: bool) -> serde_json::Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let model = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string());
+    let model = read("/proc/cpuinfo").lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_string());
     json!({
         "kernel": probe(command("uname").arg("-r")).unwrap_or_default().trim(),
         "cpu": model,

@@ -42,39 +42,20 @@ impl Goal {
 }
 
 impl Report {
-    pub fn row(
-        &mut self,
-        section: &'static str,
-        what: impl Into<String>,
-        value: impl Into<String>,
-        goal: impl Into<String>,
-    ) {
-        self.rows.push(Row {
-            section,
-            what: what.into(),
-            value: value.into(),
-            goal: goal.into(),
-        });
+    pub fn row(&mut self, section: &'static str, what: impl Into<String>, value: impl Into<String>, goal: impl Into<String>) {
+        self.rows.push(Row { section, what: what.into(), value: value.into(), goal: goal.into() });
     }
 
     /// A row whose figure failed to be produced: the reason, instead of the figure.
     pub fn failed(&mut self, section: &'static str, what: &str, err: &anyhow::Error) {
         let why = format!("{err:#}");
-        self.row(
-            section,
-            what,
-            format!("FAILED: {}", why.chars().take(160).collect::<String>()),
-            "",
-        );
+        self.row(section, what, format!("FAILED: {}", why.chars().take(160).collect::<String>()), "");
         self.set(section, &format!("{what} error"), json!(why));
     }
 
     /// Set `report.json`'s `section.key`.
     pub fn set(&mut self, section: &str, key: &str, value: Value) {
-        let entry = self
-            .json
-            .entry(section.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = self.json.entry(section.to_string()).or_insert_with(|| json!({}));
         if let Value::Object(map) = entry {
             map.insert(key.to_string(), value);
         }
@@ -82,10 +63,7 @@ impl Report {
 
     /// Rows that could not be measured.
     pub fn failures(&self) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| r.value.starts_with("FAILED"))
-            .count()
+        self.rows.iter().filter(|r| r.value.starts_with("FAILED")).count()
     }
 
     /// The table, in Markdown (it reads fine on a terminal and pastes into BENCHMARKS.md).
@@ -95,10 +73,7 @@ impl Report {
         for r in &self.rows {
             let section = if r.section == last { "" } else { r.section };
             last = r.section;
-            out.push_str(&format!(
-                "| {section} | {} | {} | {} |\n",
-                r.what, r.value, r.goal
-            ));
+            out.push_str(&format!("| {section} | {} | {} | {} |\n", r.what, r.value, r.goal));
         }
         out
     }
@@ -116,11 +91,7 @@ pub fn ns(v: f64) -> String {
 }
 
 pub fn ratio(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.2}x")
-    } else {
-        "n/a".into()
-    }
+    if v.is_finite() { format!("{v:.2}x") } else { "n/a".into() }
 }
 
 #[cfg(test)]
@@ -132,10 +103,7 @@ mod tests {
         assert_eq!(Goal::AtMost(1.1).judge(1.05, "x"), "<= 1.1x: met");
         assert_eq!(Goal::AtMost(1.5).judge(3.0, "x"), "<= 1.5x: MISSED by 100%");
         assert_eq!(Goal::AtLeast(5.0).judge(2.5, "x"), ">= 5x: MISSED by 50%");
-        assert_eq!(
-            Goal::AtLeast(5.0).judge(f64::NAN, "x"),
-            ">= 5x: not measured"
-        );
+        assert_eq!(Goal::AtLeast(5.0).judge(f64::NAN, "x"), ">= 5x: not measured");
     }
 
     #[test]
@@ -144,10 +112,7 @@ mod tests {
         r.row("a", "x", "1", "");
         r.row("a", "y", "2", "");
         r.row("b", "z", "3", "");
-        assert_eq!(
-            r.table().lines().filter(|l| l.starts_with("| a ")).count(),
-            1
-        );
+        assert_eq!(r.table().lines().filter(|l| l.starts_with("| a ")).count(), 1);
         assert_eq!(r.rows.len(), 3);
     }
 

@@ -31,14 +31,8 @@ fn extract(env: &Env, files: u64) -> anyhow::Result<Cost> {
     std::fs::create_dir_all(&dest)?;
     let out = scratch.join("run");
     let log = scratch.join("stderr.log");
-    let (tar_s, dest_s, out_s) = (
-        tar.display().to_string(),
-        dest.display().to_string(),
-        out.display().to_string(),
-    );
-    let mut cmd = env.pilot_cmd(&[
-        "run", "--out", &out_s, "--", "tar", "xf", &tar_s, "-C", &dest_s,
-    ]);
+    let (tar_s, dest_s, out_s) = (tar.display().to_string(), dest.display().to_string(), out.display().to_string());
+    let mut cmd = env.pilot_cmd(&["run", "--out", &out_s, "--", "tar", "xf", &tar_s, "-C", &dest_s]);
     cmd.env("PILOT_JOURNAL", scratch.join("journal.jsonl"))
         .env("RUST_LOG", "pilot=debug")
         .stdin(Stdio::null())
@@ -50,27 +44,11 @@ fn extract(env: &Env, files: u64) -> anyhow::Result<Cost> {
     let wall_ns = started.elapsed().as_nanos() as f64;
     let err = std::fs::read_to_string(&log).unwrap_or_default();
     if status != 0 {
-        let tail: Vec<&str> = err
-            .lines()
-            .filter(|l| !l.contains(" DEBUG "))
-            .rev()
-            .take(3)
-            .collect();
-        bail!(
-            "pilot run of tar xf ({files} files) exited with wait status {status}: {}",
-            tail.join(" | ")
-        );
+        let tail: Vec<&str> = err.lines().filter(|l| !l.contains(" DEBUG ")).rev().take(3).collect();
+        bail!("pilot run of tar xf ({files} files) exited with wait status {status}: {}", tail.join(" | "));
     }
-    let (post_cpu_ms, post_user_ms, post_wall_ms) =
-        post_processing(&err).context("no `since: post-processing` line in pilot's log")?;
-    let cost = Cost {
-        wall_ns,
-        post_cpu_ms,
-        post_user_ms,
-        post_wall_ms,
-        maxrss_kib: rusage.ru_maxrss as f64,
-        run_dir_bytes: du(&out)?,
-    };
+    let (post_cpu_ms, post_user_ms, post_wall_ms) = post_processing(&err).context("no `since: post-processing` line in pilot's log")?;
+    let cost = Cost { wall_ns, post_cpu_ms, post_user_ms, post_wall_ms, maxrss_kib: rusage.ru_maxrss as f64, run_dir_bytes: du(&out)? };
     remove(&scratch);
     Ok(cost)
 }
@@ -94,35 +72,21 @@ fn wait4(pid: i32) -> anyhow::Result<(i32, libc::rusage)> {
 /// `... DEBUG pilot::bench: since: post-processing cpu_ms=12 user_ms=10 wall_ms=34`.
 fn post_processing(log: &str) -> Option<(f64, f64, f64)> {
     let line = log.lines().find(|l| l.contains("since: post-processing"))?;
-    let field = |k: &str| -> Option<f64> {
-        line.split_once(k)?
-            .1
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
+    let field = |k: &str| -> Option<f64> { line.split_once(k)?.1.split_whitespace().next()?.parse().ok() };
     Some((field(" cpu_ms=")?, field(" user_ms=")?, field(" wall_ms=")?))
 }
 
 /// Bytes under `path` (`du -sb`: the overlay's files included).
 fn du(path: &std::path::Path) -> anyhow::Result<u64> {
     let out = super::measure::stdout_of(Command::new("du").arg("-sb").arg(path))?;
-    out.split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .context("du printed no size")
+    out.split_whitespace().next().and_then(|n| n.parse().ok()).context("du printed no size")
 }
 
 /// Each size once per round (three rounds of the smaller ones, interleaved; the biggest once),
 /// medians.
 pub fn scaling(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     const S: &str = "scaling";
-    let sizes: [u64; 4] = if env.quick {
-        [100, 200, 400, 1_000]
-    } else {
-        [5_000, 10_000, 20_000, 100_000]
-    };
+    let sizes: [u64; 4] = if env.quick { [100, 200, 400, 1_000] } else { [5_000, 10_000, 20_000, 100_000] };
     let rounds = env.size(3, 1) as usize;
     let mut costs: Vec<Vec<Cost>> = vec![Vec::new(); sizes.len()];
     interleave(rounds, 3, |c| {
@@ -132,70 +96,23 @@ pub fn scaling(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     costs[3].push(extract(env, sizes[3])?);
     let med = |c: usize, f: fn(&Cost) -> f64| median(&costs[c].iter().map(f).collect::<Vec<_>>());
     for (c, files) in sizes.iter().enumerate() {
-        let (wall, cpu, pw) = (
-            med(c, |k| k.wall_ns),
-            med(c, |k| k.post_cpu_ms),
-            med(c, |k| k.post_wall_ms),
-        );
+        let (wall, cpu, pw) = (med(c, |k| k.wall_ns), med(c, |k| k.post_cpu_ms), med(c, |k| k.post_wall_ms));
         let user = med(c, |k| k.post_user_ms);
-        let (rss, size) = (
-            med(c, |k| k.maxrss_kib) / 1024.0,
-            med(c, |k| k.run_dir_bytes as f64) / (1 << 20) as f64,
-        );
-        let goal = if c == 2 {
-            Goal::AtMost(2.0).judge(wall / 1e9, " s end to end")
-        } else {
-            String::new()
-        };
-        let value = format!(
-            "{} end to end; post-processing {cpu:.0} ms CPU ({user:.0} ms user; {pw:.0} ms wall); agent peak RSS {rss:.1} MiB; run directory {size:.1} MiB",
-            ns(wall)
-        );
-        r.row(
-            S,
-            format!("pilot run -- tar xf, {files} files"),
-            value,
-            goal,
-        );
+        let (rss, size) = (med(c, |k| k.maxrss_kib) / 1024.0, med(c, |k| k.run_dir_bytes as f64) / (1 << 20) as f64);
+        let goal = if c == 2 { Goal::AtMost(2.0).judge(wall / 1e9, " s end to end") } else { String::new() };
+        let value = format!("{} end to end; post-processing {cpu:.0} ms CPU ({user:.0} ms user; {pw:.0} ms wall); agent peak RSS {rss:.1} MiB; run directory {size:.1} MiB", ns(wall));
+        r.row(S, format!("pilot run -- tar xf, {files} files"), value, goal);
         r.set(S, &files.to_string(), json!({"wall_ns": wall, "post_cpu_ms": cpu, "post_user_ms": user, "post_wall_ms": pw, "agent_maxrss_mib": rss, "run_dir_mib": size, "samples": format!("{:?}", costs[c])}));
     }
     let ratio_of = |a: usize, b: usize, f: fn(&Cost) -> f64| med(a, f) / med(b, f);
     let cpu2 = ratio_of(2, 1, |k| k.post_cpu_ms);
     let wall2 = ratio_of(2, 1, |k| k.post_wall_ms);
     let user2 = ratio_of(2, 1, |k| k.post_user_ms);
-    r.row(
-        S,
-        format!(
-            "post-processing, {} / {} files, CPU (user; wall)",
-            sizes[2], sizes[1]
-        ),
-        format!("{cpu2:.2}x ({user2:.2}x; {wall2:.2}x)"),
-        Goal::AtMost(2.0).judge(cpu2, "x"),
-    );
-    let (c5, u5, w5) = (
-        ratio_of(3, 2, |k| k.post_cpu_ms),
-        ratio_of(3, 2, |k| k.post_user_ms),
-        ratio_of(3, 2, |k| k.post_wall_ms),
-    );
-    r.row(
-        S,
-        format!(
-            "post-processing, {} / {} files, CPU (user; wall)",
-            sizes[3], sizes[2]
-        ),
-        format!(
-            "{c5:.2}x ({u5:.2}x; {w5:.2}x); files x{}",
-            sizes[3] / sizes[2]
-        ),
-        "",
-    );
+    r.row(S, format!("post-processing, {} / {} files, CPU (user; wall)", sizes[2], sizes[1]), format!("{cpu2:.2}x ({user2:.2}x; {wall2:.2}x)"), Goal::AtMost(2.0).judge(cpu2, "x"));
+    let (c5, u5, w5) = (ratio_of(3, 2, |k| k.post_cpu_ms), ratio_of(3, 2, |k| k.post_user_ms), ratio_of(3, 2, |k| k.post_wall_ms));
+    r.row(S, format!("post-processing, {} / {} files, CPU (user; wall)", sizes[3], sizes[2]), format!("{c5:.2}x ({u5:.2}x; {w5:.2}x); files x{}", sizes[3] / sizes[2]), "");
     let per_file = med(3, |k| k.maxrss_kib) / sizes[3] as f64;
-    r.row(
-        S,
-        format!("agent peak RSS per file, {} files", sizes[3]),
-        format!("{per_file:.1} KiB"),
-        "",
-    );
+    r.row(S, format!("agent peak RSS per file, {} files", sizes[3]), format!("{per_file:.1} KiB"), "");
     r.set(S, "post_processing_cpu_doubling", json!(cpu2));
     r.set(S, "post_processing_wall_doubling", json!(wall2));
     Ok(())

@@ -7,19 +7,13 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::measure::{
-    Attached, Env, benchloop_value, drop_caches, free_port, interleave, median, remove, stdout_of,
-    wall_time,
+    Attached, Env, benchloop_value, drop_caches, free_port, interleave, median, remove, stdout_of, wall_time,
 };
 use super::report::{Goal, Report, ns, ratio};
 
 /// `benchloop loop N DIR`: ns per iteration of open/write/close/rename/unlink + UDP connect/send.
 fn loop_argv(env: &Env, n: u64, dir: &Path) -> Vec<String> {
-    vec![
-        env.benchloop.display().to_string(),
-        "loop".into(),
-        n.to_string(),
-        dir.display().to_string(),
-    ]
+    vec![env.benchloop.display().to_string(), "loop".into(), n.to_string(), dir.display().to_string()]
 }
 
 fn loop_ns(cmd: &mut Command) -> anyhow::Result<f64> {
@@ -29,10 +23,7 @@ fn loop_ns(cmd: &mut Command) -> anyhow::Result<f64> {
 /// The loop's CPU time and wall time per iteration.
 fn loop_cpu_and_wall(cmd: &mut Command) -> anyhow::Result<(f64, f64)> {
     let out = stdout_of(cmd)?;
-    Ok((
-        benchloop_value(&out, "cpu_ns_per_iter")?,
-        benchloop_value(&out, "ns_per_iter")?,
-    ))
+    Ok((benchloop_value(&out, "cpu_ns_per_iter")?, benchloop_value(&out, "ns_per_iter")?))
 }
 
 fn command(argv: &[String]) -> Command {
@@ -60,52 +51,14 @@ pub fn untracked(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     })?;
     let [native, floor, agent] = [0, 1, 2].map(|c| median(&cpu[c]));
     let [wn, wf, wa] = [0, 1, 2].map(|c| median(&wall[c]));
-    r.row(
-        S,
-        "loop iteration CPU (wall), nothing attached",
-        format!("{} ({})", ns(native), ns(wn)),
-        "",
-    );
-    r.row(
-        S,
-        "loop iteration CPU (wall), floor (empty programs)",
-        format!(
-            "{} ({}); {} native",
-            ns(floor),
-            ns(wf),
-            ratio(floor / native)
-        ),
-        "",
-    );
-    r.row(
-        S,
-        "loop iteration CPU (wall), agent loaded",
-        format!(
-            "{} ({}); {} native",
-            ns(agent),
-            ns(wa),
-            ratio(agent / native)
-        ),
-        "",
-    );
-    r.row(
-        S,
-        "agent / floor (CPU)",
-        ratio(agent / floor),
-        Goal::AtMost(1.1).judge(agent / floor, "x"),
-    );
+    r.row(S, "loop iteration CPU (wall), nothing attached", format!("{} ({})", ns(native), ns(wn)), "");
+    r.row(S, "loop iteration CPU (wall), floor (empty programs)", format!("{} ({}); {} native", ns(floor), ns(wf), ratio(floor / native)), "");
+    r.row(S, "loop iteration CPU (wall), agent loaded", format!("{} ({}); {} native", ns(agent), ns(wa), ratio(agent / native)), "");
+    r.row(S, "agent / floor (CPU)", ratio(agent / floor), Goal::AtMost(1.1).judge(agent / floor, "x"));
     r.row(S, "agent / floor (wall)", ratio(wa / wf), "");
     r.set(S, "iterations", json!(n));
-    r.set(
-        S,
-        "cpu_samples_ns_per_iter",
-        json!({"native": cpu[0], "floor": cpu[1], "agent": cpu[2]}),
-    );
-    r.set(
-        S,
-        "wall_samples_ns_per_iter",
-        json!({"native": wall[0], "floor": wall[1], "agent": wall[2]}),
-    );
+    r.set(S, "cpu_samples_ns_per_iter", json!({"native": cpu[0], "floor": cpu[1], "agent": cpu[2]}));
+    r.set(S, "wall_samples_ns_per_iter", json!({"native": wall[0], "floor": wall[1], "agent": wall[2]}));
     r.set(S, "native_cpu_ns_per_iter", json!(native));
     r.set(S, "floor_cpu_ns_per_iter", json!(floor));
     r.set(S, "agent_cpu_ns_per_iter", json!(agent));
@@ -153,14 +106,7 @@ impl Tracer {
             }
             Tracer::Bpftrace => {
                 let mut cmd = Command::new("bpftrace");
-                cmd.args([
-                    "-o",
-                    "/dev/null",
-                    "-c",
-                    &argv.join(" "),
-                    "-e",
-                    BPFTRACE_SCRIPT,
-                ]);
+                cmd.args(["-o", "/dev/null", "-c", &argv.join(" "), "-e", BPFTRACE_SCRIPT]);
                 cmd
             }
         })
@@ -169,20 +115,12 @@ impl Tracer {
 
 /// Whether bpftrace runs here: None, or why not (its own error).
 fn bpftrace_problem() -> Option<String> {
-    let out = Command::new("bpftrace")
-        .args(["-e", "BEGIN { exit(); }"])
-        .stdin(Stdio::null())
-        .output();
+    let out = Command::new("bpftrace").args(["-e", "BEGIN { exit(); }"]).stdin(Stdio::null()).output();
     match out {
         Err(e) => Some(format!("cannot start bpftrace: {e}")),
         Ok(o) if !o.status.success() => {
             let err = String::from_utf8_lossy(&o.stderr);
-            Some(format!(
-                "bpftrace fails here: {}",
-                err.lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("no message")
-            ))
+            Some(format!("bpftrace fails here: {}", err.lines().find(|l| !l.trim().is_empty()).unwrap_or("no message")))
         }
         Ok(_) => None,
     }
@@ -213,63 +151,29 @@ pub fn tracked(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     let native = med[0];
     let added = |v: f64| v - native;
     for (i, t) in tracers.iter().enumerate() {
-        let value = if i == 0 {
-            ns(med[i])
-        } else {
-            format!("{} ({} native)", ns(med[i]), ratio(med[i] / native))
-        };
-        let goal = if *t == Tracer::Pilot {
-            Goal::AtMost(1.3).judge(med[i] / native, "x")
-        } else {
-            String::new()
-        };
+        let value = if i == 0 { ns(med[i]) } else { format!("{} ({} native)", ns(med[i]), ratio(med[i] / native)) };
+        let goal = if *t == Tracer::Pilot { Goal::AtMost(1.3).judge(med[i] / native, "x") } else { String::new() };
         r.row(S, format!("loop iteration, {}", t.name()), value, goal);
-        r.set(
-            S,
-            &format!("{}_ns_per_iter", t.name().split(' ').next().unwrap_or("?")),
-            json!(med[i]),
-        );
-        r.set(
-            S,
-            &format!("{}_samples", t.name().split(' ').next().unwrap_or("?")),
-            json!(samples[i]),
-        );
+        r.set(S, &format!("{}_ns_per_iter", t.name().split(' ').next().unwrap_or("?")), json!(med[i]));
+        r.set(S, &format!("{}_samples", t.name().split(' ').next().unwrap_or("?")), json!(samples[i]));
     }
     let pilot = med[1];
     // Below native (noise) counts as adding 1% of native, so the ratio stays finite and honest.
     let pilot_added = added(pilot).max(native * 0.01);
     let cheaper = added(med[2]) / pilot_added;
-    r.row(
-        S,
-        "strace's added cost / pilot's added cost",
-        ratio(cheaper),
-        Goal::AtLeast(5.0).judge(cheaper, "x"),
-    );
+    r.row(S, "strace's added cost / pilot's added cost", ratio(cheaper), Goal::AtLeast(5.0).judge(cheaper, "x"));
     r.row(S, "strace time / pilot time", ratio(med[2] / pilot), "");
     r.set(S, "iterations", json!(n));
     r.set(S, "pilot_over_native", json!(pilot / native));
     r.set(S, "strace_added_over_pilot_added", json!(cheaper));
     match bpftrace_error.or(late_error) {
         Some(why) => {
-            r.row(
-                S,
-                "loop iteration, bpftrace",
-                format!(
-                    "not measured: {}",
-                    why.chars().take(150).collect::<String>()
-                ),
-                "",
-            );
+            r.row(S, "loop iteration, bpftrace", format!("not measured: {}", why.chars().take(150).collect::<String>()), "");
             r.set(S, "bpftrace_error", json!(why));
         }
         None => {
             let b = med[3];
-            r.row(
-                S,
-                "bpftrace's added cost / pilot's added cost",
-                ratio(added(b) / pilot_added),
-                "",
-            );
+            r.row(S, "bpftrace's added cost / pilot's added cost", ratio(added(b) / pilot_added), "");
         }
     }
     Ok(())
@@ -277,11 +181,7 @@ pub fn tracked(env: &Env, r: &mut Report) -> anyhow::Result<()> {
 
 /// A source-tree-like tarball of `files` small files in 100-file directories, made once and kept.
 pub fn tarball(env: &Env, files: u64) -> anyhow::Result<std::path::PathBuf> {
-    let tar = env
-        .work
-        .parent()
-        .context("no parent")?
-        .join(format!("tree-{files}.tar"));
+    let tar = env.work.parent().context("no parent")?.join(format!("tree-{files}.tar"));
     if tar.is_file() {
         return Ok(tar);
     }
@@ -291,21 +191,11 @@ pub fn tarball(env: &Env, files: u64) -> anyhow::Result<std::path::PathBuf> {
         if i % 100 == 0 {
             std::fs::create_dir_all(&dir)?;
         }
-        let body = format!(
-            "// file {i}\n{}",
-            "fn f() { let x = 1; }\n".repeat((i % 50) as usize + 1)
-        );
+        let body = format!("// file {i}\n{}", "fn f() { let x = 1; }\n".repeat((i % 50) as usize + 1));
         std::fs::write(dir.join(format!("f{i}.rs")), body)?;
     }
     let partial = tar.with_extension("partial");
-    stdout_of(
-        Command::new("tar")
-            .arg("cf")
-            .arg(&partial)
-            .arg("-C")
-            .arg(&tree)
-            .arg("."),
-    )?;
+    stdout_of(Command::new("tar").arg("cf").arg(&partial).arg("-C").arg(&tree).arg("."))?;
     std::fs::rename(&partial, &tar)?;
     remove(&tree);
     Ok(tar)
@@ -324,26 +214,14 @@ pub fn workload(env: &Env, r: &mut Report) -> anyhow::Result<()> {
 }
 
 /// Three ways to run a workload: natively, with the agent loaded beside it, traced by pilot.
-const WORKLOAD_CONFIGS: [&str; 3] = [
-    "native",
-    "untracked (agent loaded)",
-    "tracked (pilot trace)",
-];
+const WORKLOAD_CONFIGS: [&str; 3] = ["native", "untracked (agent loaded)", "tracked (pilot trace)"];
 
 fn workload_command(env: &Env, config: usize, argv: &[String]) -> anyhow::Result<Command> {
-    if config == 2 {
-        env.pilot_trace(argv, None)
-    } else {
-        Ok(command(argv))
-    }
+    if config == 2 { env.pilot_trace(argv, None) } else { Ok(command(argv)) }
 }
 
 fn workload_attached(config: usize) -> Attached {
-    if config == 1 {
-        Attached::Agent
-    } else {
-        Attached::Nothing
-    }
+    if config == 1 { Attached::Agent } else { Attached::Nothing }
 }
 
 fn tar_workload(env: &Env, r: &mut Report) -> anyhow::Result<()> {
@@ -352,19 +230,10 @@ fn tar_workload(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     let tar = tarball(env, files)?;
     let samples = interleave(env.rounds.min(3), 3, |c| {
         let dest = env.fresh_dir("untar")?;
-        let argv: Vec<String> = [
-            env.benchloop.display().to_string(),
-            "time".into(),
-            "tar".into(),
-            "xf".into(),
-        ]
-        .into_iter()
-        .chain([
-            tar.display().to_string(),
-            "-C".into(),
-            dest.display().to_string(),
-        ])
-        .collect();
+        let argv: Vec<String> = [env.benchloop.display().to_string(), "time".into(), "tar".into(), "xf".into()]
+            .into_iter()
+            .chain([tar.display().to_string(), "-C".into(), dest.display().to_string()])
+            .collect();
         let _attached = workload_attached(c).load(env)?;
         let elapsed = benchloop_value(&stdout_of(&mut workload_command(env, c, &argv)?)?, "ns");
         remove(&dest);
@@ -372,24 +241,11 @@ fn tar_workload(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     })?;
     let med: Vec<f64> = samples.iter().map(|s| median(s)).collect();
     for (i, name) in WORKLOAD_CONFIGS.iter().enumerate() {
-        let rel = if i == 0 {
-            String::new()
-        } else {
-            format!(" ({} native)", ratio(med[i] / med[0]))
-        };
-        r.row(
-            S,
-            format!("tar xf ({files} files), {name}"),
-            format!("{}{rel}", ns(med[i])),
-            "",
-        );
+        let rel = if i == 0 { String::new() } else { format!(" ({} native)", ratio(med[i] / med[0])) };
+        r.row(S, format!("tar xf ({files} files), {name}"), format!("{}{rel}", ns(med[i])), "");
     }
     r.set(S, "tar_files", json!(files));
-    r.set(
-        S,
-        "tar_ns",
-        json!({"native": med[0], "untracked": med[1], "tracked": med[2], "samples": samples}),
-    );
+    r.set(S, "tar_ns", json!({"native": med[0], "untracked": med[1], "tracked": med[2], "samples": samples}));
     Ok(())
 }
 
@@ -401,16 +257,7 @@ impl Redis {
         let port = free_port()?;
         let dir = env.fresh_dir("redis")?;
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
             .stdin(Stdio::null())
@@ -420,9 +267,7 @@ impl Redis {
         let redis = Redis(child, port);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let pong = Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "ping"])
-                .output();
+            let pong = Command::new("redis-cli").args(["-p", &port.to_string(), "ping"]).output();
             if pong.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG") {
                 return Ok(redis);
             }
@@ -451,22 +296,10 @@ fn redis_workload(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     const S: &str = "real workload";
     let redis = Redis::start(env)?;
     let n = env.size(50_000, 2_000);
-    let argv: Vec<String> = [
-        "redis-benchmark",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &redis.1.to_string(),
-        "-q",
-        "--csv",
-        "-t",
-        "set,get",
-        "-n",
-        &n.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let argv: Vec<String> = ["redis-benchmark", "-h", "127.0.0.1", "-p", &redis.1.to_string(), "-q", "--csv", "-t", "set,get", "-n", &n.to_string()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut get_samples = vec![Vec::new(); 3];
     let set_samples = interleave(env.rounds.min(3), 3, |c| {
         let _attached = workload_attached(c).load(env)?;
@@ -478,33 +311,12 @@ fn redis_workload(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     let set: Vec<f64> = set_samples.iter().map(|s| median(s)).collect();
     let get: Vec<f64> = get_samples.iter().map(|s| median(s)).collect();
     for (i, name) in WORKLOAD_CONFIGS.iter().enumerate() {
-        let rel = if i == 0 {
-            String::new()
-        } else {
-            format!(
-                " ({} / {} of native)",
-                pct(set[i] / set[0]),
-                pct(get[i] / get[0])
-            )
-        };
-        r.row(
-            S,
-            format!("redis-benchmark SET / GET ({n} each), {name}"),
-            format!("{:.0} / {:.0} req/s{rel}", set[i], get[i]),
-            "",
-        );
+        let rel = if i == 0 { String::new() } else { format!(" ({} / {} of native)", pct(set[i] / set[0]), pct(get[i] / get[0])) };
+        r.row(S, format!("redis-benchmark SET / GET ({n} each), {name}"), format!("{:.0} / {:.0} req/s{rel}", set[i], get[i]), "");
     }
     r.set(S, "redis_requests", json!(n));
-    r.set(
-        S,
-        "redis_set_rps",
-        json!({"native": set[0], "untracked": set[1], "tracked": set[2]}),
-    );
-    r.set(
-        S,
-        "redis_get_rps",
-        json!({"native": get[0], "untracked": get[1], "tracked": get[2]}),
-    );
+    r.set(S, "redis_set_rps", json!({"native": set[0], "untracked": set[1], "tracked": set[2]}));
+    r.set(S, "redis_get_rps", json!({"native": get[0], "untracked": get[1], "tracked": get[2]}));
     Ok(())
 }
 
@@ -538,44 +350,15 @@ pub fn throughput(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     let lost = summary["lost_events"].as_u64().unwrap_or(u64::MAX);
     let rate = recorded / (traced_ns / 1e9);
     let native_rate = (workers * per_worker) as f64 / (native_ns / 1e9);
-    r.row(
-        S,
-        format!("event rate, {workers} producers flat out, traced"),
-        format!("{:.0} events/s ({} events)", rate, recorded),
-        "",
-    );
-    r.row(
-        S,
-        "same producers untraced (syscall pairs/s)",
-        format!("{native_rate:.0}/s"),
-        "",
-    );
+    r.row(S, format!("event rate, {workers} producers flat out, traced"), format!("{:.0} events/s ({} events)", rate, recorded), "");
+    r.row(S, "same producers untraced (syscall pairs/s)", format!("{native_rate:.0}/s"), "");
     let causes: Vec<String> = summary["lost_by_cause"]
         .as_object()
         .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect())
         .unwrap_or_default();
-    r.row(
-        S,
-        "events lost (by cause)",
-        format!("{lost} ({})", causes.join(", ")),
-        if lost == 0 {
-            "0: met".to_string()
-        } else {
-            format!("0: MISSED ({lost} lost)")
-        },
-    );
+    r.row(S, "events lost (by cause)", format!("{lost} ({})", causes.join(", ")), if lost == 0 { "0: met".to_string() } else { format!("0: MISSED ({lost} lost)") });
     let q = |k: &str| latency[k].as_f64().unwrap_or(f64::NAN);
-    r.row(
-        S,
-        "latency kernel -> graph p50 / p99 / p999",
-        format!(
-            "{} / {} / {}",
-            ns(q("p50_ns")),
-            ns(q("p99_ns")),
-            ns(q("p999_ns"))
-        ),
-        "",
-    );
+    r.row(S, "latency kernel -> graph p50 / p99 / p999", format!("{} / {} / {}", ns(q("p50_ns")), ns(q("p99_ns")), ns(q("p999_ns"))), "");
     r.set(S, "events", json!(recorded));
     r.set(S, "events_per_s", json!(rate));
     r.set(S, "untraced_pairs_per_s", json!(native_rate));
@@ -585,22 +368,8 @@ pub fn throughput(env: &Env, r: &mut Report) -> anyhow::Result<()> {
 
     let rss_mib = q("agent_maxrss_kib") / 1024.0;
     let cpu_s = q("agent_cpu_ms") / 1000.0;
-    r.row(
-        F,
-        format!("peak RSS tracing {recorded} events"),
-        format!("{rss_mib:.1} MiB"),
-        Goal::AtMost(64.0).judge(rss_mib, " MiB"),
-    );
-    r.row(
-        F,
-        "agent CPU",
-        format!(
-            "{cpu_s:.2} s ({} per event; {:.0}% of one core)",
-            ns(cpu_s * 1e9 / recorded),
-            100.0 * cpu_s / (traced_ns / 1e9)
-        ),
-        "",
-    );
+    r.row(F, format!("peak RSS tracing {recorded} events"), format!("{rss_mib:.1} MiB"), Goal::AtMost(64.0).judge(rss_mib, " MiB"));
+    r.row(F, "agent CPU", format!("{cpu_s:.2} s ({} per event; {:.0}% of one core)", ns(cpu_s * 1e9 / recorded), 100.0 * cpu_s / (traced_ns / 1e9)), "");
     r.set(F, "events", json!(recorded));
     r.set(F, "peak_rss_mib", json!(rss_mib));
     r.set(F, "cpu_s", json!(cpu_s));
@@ -609,8 +378,7 @@ pub fn throughput(env: &Env, r: &mut Report) -> anyhow::Result<()> {
 }
 
 pub fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(serde_json::from_str(&text)?)
 }
 
@@ -619,10 +387,7 @@ fn start_command(env: &Env, which: usize, scratch: &Path, bwrap_overlay: bool) -
     match which {
         0 => {
             let mut cmd = Command::new(&env.pilot);
-            cmd.arg("run")
-                .arg("--out")
-                .arg(scratch.join("run"))
-                .args(["--", "true"]);
+            cmd.arg("run").arg("--out").arg(scratch.join("run")).args(["--", "true"]);
             cmd.env("PILOT_JOURNAL", scratch.join("journal.jsonl"));
             cmd
         }
@@ -633,17 +398,7 @@ fn start_command(env: &Env, which: usize, scratch: &Path, bwrap_overlay: bool) -
             } else {
                 cmd.args(["--dev-bind", "/", "/"]);
             }
-            cmd.args([
-                "--unshare-pid",
-                "--unshare-ipc",
-                "--unshare-uts",
-                "--proc",
-                "/proc",
-                "--dev",
-                "/dev",
-                "--",
-                "true",
-            ]);
+            cmd.args(["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--proc", "/proc", "--dev", "/dev", "--", "true"]);
             cmd
         }
         _ => {
@@ -654,18 +409,7 @@ fn start_command(env: &Env, which: usize, scratch: &Path, bwrap_overlay: bool) -
                 u = u.display()
             );
             let mut cmd = Command::new("unshare");
-            cmd.args([
-                "--mount",
-                "--pid",
-                "--ipc",
-                "--uts",
-                "--fork",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &script,
-            ]);
+            cmd.args(["--mount", "--pid", "--ipc", "--uts", "--fork", "--propagation", "private", "sh", "-c", &script]);
             cmd
         }
     }
@@ -674,13 +418,8 @@ fn start_command(env: &Env, which: usize, scratch: &Path, bwrap_overlay: bool) -
 /// `pilot run -- true` against bwrap and unshare + overlay by hand, warm and cold.
 pub fn start(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     const S: &str = "pilot start";
-    let bwrap_overlay =
-        stdout_of(Command::new("bwrap").arg("--help")).is_ok_and(|h| h.contains("--overlay-src"));
-    let bwrap_name = if bwrap_overlay {
-        "bwrap --tmp-overlay /"
-    } else {
-        "bwrap (0.8: no --overlay; bind /)"
-    };
+    let bwrap_overlay = stdout_of(Command::new("bwrap").arg("--help")).is_ok_and(|h| h.contains("--overlay-src"));
+    let bwrap_name = if bwrap_overlay { "bwrap --tmp-overlay /" } else { "bwrap (0.8: no --overlay; bind /)" };
     let names = ["pilot run -- true", bwrap_name, "unshare + overlay by hand"];
     let measure = |c: usize, cold: bool| -> anyhow::Result<f64> {
         let scratch = env.fresh_dir("start")?;
@@ -696,47 +435,20 @@ pub fn start(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     let cold = interleave(env.size(3, 1) as usize, 3, |c| measure(c, true))?;
     for (i, name) in names.iter().enumerate() {
         let (w, c) = (median(&warm[i]), median(&cold[i]));
-        let goal = if i == 0 {
-            Goal::AtMost(100.0).judge(w / 1e6, " ms warm")
-        } else {
-            String::new()
-        };
+        let goal = if i == 0 { Goal::AtMost(100.0).judge(w / 1e6, " ms warm") } else { String::new() };
         r.row(S, *name, format!("{} warm, {} cold", ns(w), ns(c)), goal);
-        r.set(
-            S,
-            name,
-            json!({"warm_ns": w, "cold_ns": c, "warm_samples": warm[i], "cold_samples": cold[i]}),
-        );
+        r.set(S, name, json!({"warm_ns": w, "cold_ns": c, "warm_samples": warm[i], "cold_samples": cold[i]}));
     }
     let phases = start_phases(env)?;
-    let text: Vec<String> = phases
-        .iter()
-        .map(|(p, ms)| format!("{p} {ms:.0}"))
-        .collect();
-    r.row(
-        S,
-        "where a warm `pilot run -- true` spends it (ms)",
-        text.join("; "),
-        "",
-    );
-    r.set(
-        S,
-        "phases_ms",
-        json!(
-            phases
-                .into_iter()
-                .collect::<serde_json::Map<String, Value>>()
-        ),
-    );
+    let text: Vec<String> = phases.iter().map(|(p, ms)| format!("{p} {ms:.0}")).collect();
+    r.row(S, "where a warm `pilot run -- true` spends it (ms)", text.join("; "), "");
+    r.set(S, "phases_ms", json!(phases.into_iter().collect::<serde_json::Map<String, Value>>()));
     Ok(())
 }
 
 /// One warm `pilot run -- true` with its phase log (`RUST_LOG=pilot=debug`): phase, ms.
 fn start_phases(env: &Env) -> anyhow::Result<Vec<(String, Value)>> {
-    Ok(start_phases_nested(env)?
-        .into_iter()
-        .map(|(name, _, ms)| (name, ms))
-        .collect())
+    Ok(start_phases_nested(env)?.into_iter().map(|(name, _, ms)| (name, ms)).collect())
 }
 
 fn start_phases_nested(env: &Env) -> anyhow::Result<Vec<(String, usize, Value)>> {
@@ -795,15 +507,9 @@ mod tests {
         let phases = parse_phases(log);
         assert_eq!(
             phases,
-            [
-                ("probes load".to_string(), 1, json!(448.0)),
-                ("pilot ran".to_string(), 1, json!(1200.0)),
-                ("detach".to_string(), 1, json!(0.0314))
-            ]
+            [("probes load".to_string(), 1, json!(448.0)), ("pilot ran".to_string(), 1, json!(1200.0)), ("detach".to_string(), 1, json!(0.0314))]
         );
-        let nested = parse_phases(
-            "x DEBUG phase{name=\"judging\"}:phase{name=\"policy\"}: pilot::run: close time.busy=2ms time.idle=1ns",
-        );
+        let nested = parse_phases("x DEBUG phase{name=\"judging\"}:phase{name=\"policy\"}: pilot::run: close time.busy=2ms time.idle=1ns");
         assert_eq!(nested, [("policy".to_string(), 2, json!(2.0))]);
     }
 

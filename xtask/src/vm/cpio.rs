@@ -11,11 +11,7 @@ pub struct Writer<W: Write> {
 
 impl<W: Write> Writer<W> {
     pub fn new(out: W) -> Self {
-        Writer {
-            out,
-            ino: 1,
-            written: 0,
-        }
+        Writer { out, ino: 1, written: 0 }
     }
 
     pub fn dir(&mut self, path: &str, mode: u32) -> io::Result<()> {
@@ -43,21 +39,7 @@ impl<W: Write> Writer<W> {
         self.ino += 1;
         // magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor,
         // rdevminor, namesize (with its NUL), check: 8 hex digits each.
-        let fields = [
-            ino,
-            mode,
-            0,
-            0,
-            nlink,
-            0,
-            data.len() as u32,
-            0,
-            0,
-            0,
-            0,
-            name.len() as u32 + 1,
-            0,
-        ];
+        let fields = [ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
         let mut header = String::from("070701");
         for f in fields {
             header.push_str(&format!("{f:08x}"));

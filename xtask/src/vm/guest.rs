@@ -49,12 +49,7 @@ cd /tmp
 
 /// `budget`: how long the tests may take in all; a binary still running then is killed, so
 /// the guest still reports what it has and powers off before the host's deadline.
-pub fn init(
-    pilot: &str,
-    tests: &[TestRun],
-    env: &[(String, String)],
-    budget: std::time::Duration,
-) -> String {
+pub fn init(pilot: &str, tests: &[TestRun], env: &[(String, String)], budget: std::time::Duration) -> String {
     let mut s = String::from(STAGE1);
     s += MOUNTS;
     let _ = writeln!(s, "end=$(($(date +%s) + {}))", budget.as_secs());
@@ -62,10 +57,7 @@ pub fn init(
         let _ = writeln!(s, "export {k}='{v}'");
     }
     // Containment missing (overlayfs not loaded yet): pilot run must refuse, exit 5.
-    let _ = writeln!(
-        s,
-        "msg=$({pilot} run -- /bin/true 2>&1); say \"REFUSED $? $msg\""
-    );
+    let _ = writeln!(s, "msg=$({pilot} run -- /bin/true 2>&1); say \"REFUSED $? $msg\"");
     s += "for m in $(cat /vmtest/modules); do insmod $m || say \"INSMOD-FAILED $m\"; done\n";
     // /var and /tmp (where the tests' run directories, hence the overlays' upper layers, go)
     // on ext4, as on a real host: tmpfs, the guest's root, has user.* xattrs only since 6.6.
@@ -73,32 +65,16 @@ pub fn init(
     s += "  && mkdir -p /disk/var/lib /disk/var/tmp /disk/tmp && chmod 1777 /disk/tmp /disk/var/tmp \\\n";
     s += "  && mount -o bind /disk/var /var && mount -o bind /disk/tmp /tmp || say DISK-FAILED\n";
     s += "cd /tmp\n";
-    let _ = writeln!(
-        s,
-        "{pilot} doctor; {pilot} doctor --json > /tmp/doctor.json; rc=$?"
-    );
+    let _ = writeln!(s, "{pilot} doctor; {pilot} doctor --json > /tmp/doctor.json; rc=$?");
     s += "say DOCTOR-BEGIN; cat /tmp/doctor.json > $R; say \"DOCTOR-END $rc\"\n";
     for t in tests {
         let args: Vec<String> = t.args.iter().map(|a| format!("'{a}'")).collect();
         // Live on the console (tee), the status through a file (ash has no pipefail).
         let _ = writeln!(s, "left=$((end - $(date +%s))); [ $left -gt 1 ] || left=1");
-        let _ = writeln!(
-            s,
-            "echo '=== {name}'; {{ timeout -s KILL $left {exe} --test-threads=2 {args}; echo $? > /tmp/rc; }} 2>&1 | tee /tmp/{name}.log",
-            name = t.name,
-            exe = t.exe,
-            args = args.join(" ")
-        );
-        let _ = writeln!(
-            s,
-            "grep -E '^test .* \\.\\.\\. ' /tmp/{name}.log | sed 's/^/RESULT {name} /' > $R",
-            name = t.name
-        );
-        let _ = writeln!(
-            s,
-            "grep -E '^SKIP [^ ]+: ' /tmp/{name}.log | sed 's/^SKIP /SKIPPED {name} /' > $R; say \"EXIT {name} $(cat /tmp/rc)\"",
-            name = t.name
-        );
+        let _ = writeln!(s, "echo '=== {name}'; {{ timeout -s KILL $left {exe} --test-threads=2 {args}; echo $? > /tmp/rc; }} 2>&1 | tee /tmp/{name}.log",
+            name = t.name, exe = t.exe, args = args.join(" "));
+        let _ = writeln!(s, "grep -E '^test .* \\.\\.\\. ' /tmp/{name}.log | sed 's/^/RESULT {name} /' > $R", name = t.name);
+        let _ = writeln!(s, "grep -E '^SKIP [^ ]+: ' /tmp/{name}.log | sed 's/^SKIP /SKIPPED {name} /' > $R; say \"EXIT {name} $(cat /tmp/rc)\"", name = t.name);
     }
     s += "say DONE\nsync\npoweroff -f\n";
     s
@@ -147,28 +123,19 @@ pub fn parse(text: &str) -> Report {
             "RESULT" => {
                 // RESULT <binary> test <name> ... <outcome>
                 let (binary, libtest) = rest.split_once(' ').unwrap_or((rest, ""));
-                if let Some((name, outcome)) = libtest
-                    .strip_prefix("test ")
-                    .and_then(|l| l.rsplit_once(" ... "))
-                {
-                    r.results.push((
-                        binary.to_string(),
-                        name.to_string(),
-                        outcome.split_whitespace().next().unwrap_or("").to_string(),
-                    ));
+                if let Some((name, outcome)) = libtest.strip_prefix("test ").and_then(|l| l.rsplit_once(" ... ")) {
+                    r.results.push((binary.to_string(), name.to_string(), outcome.split_whitespace().next().unwrap_or("").to_string()));
                 }
             }
             "EXIT" => {
                 let (binary, code) = rest.split_once(' ').unwrap_or((rest, ""));
-                r.exits
-                    .push((binary.to_string(), code.trim().parse().unwrap_or(-1)));
+                r.exits.push((binary.to_string(), code.trim().parse().unwrap_or(-1)));
             }
             "SKIPPED" => {
                 // SKIPPED <binary> <test>: <why>
                 let (binary, skip) = rest.split_once(' ').unwrap_or((rest, ""));
                 if let Some((name, why)) = skip.split_once(": ") {
-                    r.skipped
-                        .push((binary.to_string(), name.to_string(), why.to_string()));
+                    r.skipped.push((binary.to_string(), name.to_string(), why.to_string()));
                 }
             }
             "DONE" => r.done = true,
@@ -193,20 +160,10 @@ mod tests {
         assert_eq!(r.refused.as_ref().map(|r| r.0), Some(5));
         assert_eq!(r.doctor.as_deref(), Some("{\"a\": 1}\n"));
         assert_eq!(r.doctor_exit, Some(0));
-        assert_eq!(
-            r.results[0],
-            ("leak".into(), "files::write".into(), "ok".into())
-        );
+        assert_eq!(r.results[0], ("leak".into(), "files::write".into(), "ok".into()));
         assert_eq!(r.results[1].2, "FAILED");
         assert_eq!(r.exits, vec![("leak".to_string(), 101)]);
-        assert_eq!(
-            r.skipped,
-            vec![(
-                "rpc".to_string(),
-                "reads::zk".to_string(),
-                "/usr/bin/java missing".to_string()
-            )]
-        );
+        assert_eq!(r.skipped, vec![("rpc".to_string(), "reads::zk".to_string(), "/usr/bin/java missing".to_string())]);
         assert!(r.done);
     }
 

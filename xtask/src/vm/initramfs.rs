@@ -38,24 +38,15 @@ pub struct Contents<'a> {
 
 pub fn build(kernel: &Kernel, contents: &Contents, out: &Path) -> anyhow::Result<u64> {
     if !Path::new(BUSYBOX).is_file() {
-        bail!(
-            "{BUSYBOX} is missing: apt-get install busybox-static (cargo xtask bootstrap does it)"
-        );
+        bail!("{BUSYBOX} is missing: apt-get install busybox-static (cargo xtask bootstrap does it)");
     }
     let mut image = Image::default();
-    for d in [
-        "bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root", "run",
-        "mnt", "var/lib", "newroot", "vmtest",
-    ] {
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root", "run", "mnt", "var/lib", "newroot", "vmtest"] {
         image.dir(&format!("/{d}"));
     }
     image.file("/bin/busybox", 0o755, fs::read(BUSYBOX)?);
     let applets = probe(command(BUSYBOX).arg("--list-full")).context("busybox --list-full")?;
-    let host_files: BTreeSet<String> = contents
-        .files
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let host_files: BTreeSet<String> = contents.files.iter().map(|p| p.display().to_string()).collect();
     for applet in applets.lines().map(|a| format!("/{a}")) {
         if applet != "/bin/busybox" && !host_files.contains(&applet) {
             image.symlink(&applet, "/bin/busybox");
@@ -64,22 +55,10 @@ pub fn build(kernel: &Kernel, contents: &Contents, out: &Path) -> anyhow::Result
     image.file("/init", 0o755, contents.init.as_bytes().to_vec());
     image.file("/etc/passwd", 0o644, PASSWD.as_bytes().to_vec());
     image.file("/etc/group", 0o644, GROUP.as_bytes().to_vec());
-    image.file(
-        "/etc/hosts",
-        0o644,
-        b"127.0.0.1 localhost\n::1 localhost\n".to_vec(),
-    );
-    image.file(
-        "/etc/nsswitch.conf",
-        0o644,
-        b"passwd: files\ngroup: files\nhosts: files dns\n".to_vec(),
-    );
+    image.file("/etc/hosts", 0o644, b"127.0.0.1 localhost\n::1 localhost\n".to_vec());
+    image.file("/etc/nsswitch.conf", 0o644, b"passwd: files\ngroup: files\nhosts: files dns\n".to_vec());
     // No resolver: a test that looks names up brings its own (bind-mounted over this file).
-    image.file(
-        "/etc/resolv.conf",
-        0o644,
-        b"# tests bring their own resolver\n".to_vec(),
-    );
+    image.file("/etc/resolv.conf", 0o644, b"# tests bring their own resolver\n".to_vec());
     add_modules(&mut image, kernel, contents.modules)?;
     for d in &contents.dirs {
         image.dir(&d.display().to_string());
@@ -104,11 +83,7 @@ fn add_modules(image: &mut Image, kernel: &Kernel, wanted: &[&str]) -> anyhow::R
     for rel in &order {
         let src = kernel.modules.join(rel);
         let data = if rel.ends_with(".xz") {
-            let out = command("xz")
-                .arg("-dc")
-                .arg(&src)
-                .output()
-                .context("running xz -dc (apt-get install xz-utils)")?;
+            let out = command("xz").arg("-dc").arg(&src).output().context("running xz -dc (apt-get install xz-utils)")?;
             if !out.status.success() {
                 bail!("xz -dc {} failed", src.display());
             }
@@ -116,17 +91,8 @@ fn add_modules(image: &mut Image, kernel: &Kernel, wanted: &[&str]) -> anyhow::R
         } else {
             fs::read(&src).with_context(|| format!("reading {}", src.display()))?
         };
-        let name = rel
-            .rsplit('/')
-            .next()
-            .unwrap_or(rel)
-            .trim_end_matches(".xz")
-            .to_string();
-        image.file(
-            &format!("/lib/modules/{}/{name}", kernel.release),
-            0o644,
-            data,
-        );
+        let name = rel.rsplit('/').next().unwrap_or(rel).trim_end_matches(".xz").to_string();
+        image.file(&format!("/lib/modules/{}/{name}", kernel.release), 0o644, data);
         list += &format!("/lib/modules/{}/{name}\n", kernel.release);
     }
     image.file("/vmtest/modules", 0o644, list.into_bytes());
@@ -150,9 +116,7 @@ impl Image {
     fn parents(&mut self, path: &str) {
         let mut p = Path::new(path).parent();
         while let Some(dir) = p.filter(|d| d != &Path::new("/")) {
-            self.entries
-                .entry(dir.display().to_string())
-                .or_insert(Entry::Dir);
+            self.entries.entry(dir.display().to_string()).or_insert(Entry::Dir);
             p = dir.parent();
         }
     }
@@ -164,14 +128,12 @@ impl Image {
 
     fn file(&mut self, path: &str, mode: u32, data: Vec<u8>) {
         self.parents(path);
-        self.entries
-            .insert(path.to_string(), Entry::File(mode, data));
+        self.entries.insert(path.to_string(), Entry::File(mode, data));
     }
 
     fn symlink(&mut self, path: &str, target: &str) {
         self.parents(path);
-        self.entries
-            .insert(path.to_string(), Entry::Symlink(target.to_string()));
+        self.entries.insert(path.to_string(), Entry::Symlink(target.to_string()));
     }
 
     /// A host file at its own path, and for an ELF file the libraries and loader `ldd` lists.
@@ -186,8 +148,7 @@ impl Image {
         if matches!(self.entries.get(&key), Some(Entry::File(..))) {
             return Ok(());
         }
-        let meta =
-            fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        let meta = fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
         if meta.file_type().is_symlink() {
             // 40: the kernel's limit on links followed in one lookup (ELOOP).
             if links >= 40 {
@@ -196,11 +157,7 @@ impl Image {
             let target = fs::read_link(path)?;
             self.symlink(&key, &target.display().to_string());
             let resolved = normalize(&path.parent().unwrap_or(Path::new("/")).join(&target));
-            return if resolved.is_dir() {
-                Ok(())
-            } else {
-                self.host_path(&resolved, links + 1)
-            };
+            return if resolved.is_dir() { Ok(()) } else { self.host_path(&resolved, links + 1) };
         }
         let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let mode = fs::metadata(path)?.permissions().mode() & 0o7777;
@@ -215,32 +172,17 @@ impl Image {
     }
 
     fn host_tree(&mut self, dir: &Path) -> anyhow::Result<()> {
-        for entry in fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .flatten()
-        {
+        for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if [
-                "__pycache__",
-                "test",
-                "idlelib",
-                "tkinter",
-                "ensurepip",
-                "turtledemo",
-            ]
-            .contains(&name.as_str())
-            {
+            if ["__pycache__", "test", "idlelib", "tkinter", "ensurepip", "turtledemo"].contains(&name.as_str()) {
                 continue;
             }
             let ty = entry.file_type()?;
             if ty.is_dir() {
                 self.host_tree(&path)?;
             } else if ty.is_symlink() {
-                self.symlink(
-                    &path.display().to_string(),
-                    &fs::read_link(&path)?.display().to_string(),
-                );
+                self.symlink(&path.display().to_string(), &fs::read_link(&path)?.display().to_string());
             } else if ty.is_file() {
                 self.host_file(&path)?;
             }
@@ -291,14 +233,8 @@ mod tests {
 
     #[test]
     fn relative_links_resolve_lexically() {
-        assert_eq!(
-            normalize(Path::new("/usr/lib/jvm/x/../../../share/doc")),
-            PathBuf::from("/usr/share/doc")
-        );
-        assert_eq!(
-            normalize(Path::new("/usr/bin/./redis-check-rdb")),
-            PathBuf::from("/usr/bin/redis-check-rdb")
-        );
+        assert_eq!(normalize(Path::new("/usr/lib/jvm/x/../../../share/doc")), PathBuf::from("/usr/share/doc"));
+        assert_eq!(normalize(Path::new("/usr/bin/./redis-check-rdb")), PathBuf::from("/usr/bin/redis-check-rdb"));
         assert_eq!(normalize(Path::new("/../etc")), PathBuf::from("/etc"));
     }
 }

@@ -26,17 +26,8 @@ use crate::{
 /// Kernels of the default matrix (plus the host's).
 pub const DEFAULT_KERNELS: &[&str] = &["6.1", "6.12"];
 /// What the VM side needs on the host.
-const VM_PACKAGES: &[&str] = &[
-    "qemu-system-x86",
-    "busybox-static",
-    "kmod",
-    "xz-utils",
-    "python3",
-    "util-linux",
-    "gcc",
-    "libc6-dev",
-    "e2fsprogs",
-];
+const VM_PACKAGES: &[&str] =
+    &["qemu-system-x86", "busybox-static", "kmod", "xz-utils", "python3", "util-linux", "gcc", "libc6-dev", "e2fsprogs"];
 /// Kernel modules a pilot needs that Debian builds as modules: overlayfs, loop (the guest's
 /// ext4 /tmp), and sock_diag for TCP and UDP, by which the sink finds a connection's original
 /// destination (on a host, modprobe loads them at the first query; the guest has no modprobe
@@ -51,15 +42,7 @@ const RPC_MEMORY_MIB: u32 = 4096;
 /// xtask/README.md): the kernel-facing binaries, the leak suite, the differential suite
 /// (issue 16) and the RPC suite's read-only cases (issue 18, its servers in the guest image).
 /// `binary` or `binary:libtest-filter`.
-pub const DEFAULT_TESTS: &[&str] = &[
-    "doctor",
-    "trace_signals",
-    "trace_net",
-    "run_lifecycle",
-    "leak",
-    "differential",
-    "rpc:reads::",
-];
+pub const DEFAULT_TESTS: &[&str] = &["doctor", "trace_signals", "trace_net", "run_lifecycle", "leak", "differential", "rpc:reads::"];
 
 /// Boot-to-poweroff limit when `--timeout` is not given: 20 minutes for the quick binaries,
 /// plus, per long selection, what it took under TCG on the 2-core project machine with margin
@@ -134,59 +117,33 @@ pub fn vm_test(opts: &Options) -> anyhow::Result<ExitCode> {
     let mut columns = Vec::new();
     for series in &opts.kernels {
         println!("[vm-test] kernel {series}");
-        columns.push(run_guest(
-            series,
-            &vm_dir,
-            &pilot,
-            &tests,
-            &helpers,
-            opts.timeout,
-        )?);
+        columns.push(run_guest(series, &vm_dir, &pilot, &tests, &helpers, opts.timeout)?);
     }
     if opts.host {
         println!("[vm-test] host kernel (native)");
         columns.push(run_host(&pilot, &tests, &helpers)?);
     }
     let failed = print_matrix(&columns);
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Build pilot and the chosen integration-test binaries; their paths come from cargo's JSON.
 fn build_tests(selection: &[String]) -> anyhow::Result<Vec<guest::TestRun>> {
-    run(cargo()
-        .current_dir(workspace_root())
-        .args(["build", "-p", "agent"]))?;
+    run(cargo().current_dir(workspace_root()).args(["build", "-p", "agent"]))?;
     let mut cmd = cargo();
-    cmd.current_dir(workspace_root()).args([
-        "test",
-        "-p",
-        "agent",
-        "--no-run",
-        "--message-format=json",
-    ]);
+    cmd.current_dir(workspace_root()).args(["test", "-p", "agent", "--no-run", "--message-format=json"]);
     for sel in selection {
         cmd.args(["--test", sel.split(':').next().unwrap_or(sel)]);
     }
     println!("  $ {}", crate::cmd::display(&cmd));
-    let out = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running cargo test --no-run")?;
+    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("running cargo test --no-run")?;
     if !out.status.success() {
         bail!("building the integration tests failed; see cargo's output above");
     }
     let mut exes = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if let (Some(name), Some(exe)) =
-            (msg["target"]["name"].as_str(), msg["executable"].as_str())
-        {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str()) {
             exes.push((name.to_string(), exe.to_string()));
         }
     }
@@ -195,19 +152,9 @@ fn build_tests(selection: &[String]) -> anyhow::Result<Vec<guest::TestRun>> {
         .map(|sel| {
             let (name, filter) = sel.split_once(':').unwrap_or((sel, ""));
             let exe = exes.iter().find(|(n, _)| n == name).map(|(_, e)| e.clone());
-            let exe = exe.with_context(|| {
-                format!("no integration test named {name} (see agent/Cargo.toml)")
-            })?;
-            let args = if filter.is_empty() {
-                Vec::new()
-            } else {
-                vec![filter.to_string()]
-            };
-            Ok(guest::TestRun {
-                name: name.to_string(),
-                exe,
-                args,
-            })
+            let exe = exe.with_context(|| format!("no integration test named {name} (see agent/Cargo.toml)"))?;
+            let args = if filter.is_empty() { Vec::new() } else { vec![filter.to_string()] };
+            Ok(guest::TestRun { name: name.to_string(), exe, args })
         })
         .collect()
 }
@@ -220,20 +167,11 @@ fn build_helpers(vm_dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let root = workspace_root();
     let mut env = Vec::new();
     for (var, src, flags) in [
-        (
-            "PILOT_TEST_EFFECTS",
-            "tests/helpers/effects.c",
-            &["-O1", "-pthread"][..],
-        ),
+        ("PILOT_TEST_EFFECTS", "tests/helpers/effects.c", &["-O1", "-pthread"][..]),
         ("PILOT_TEST_URING", "tests/leak/uring_write.c", &["-O2"][..]),
     ] {
         let out = dir.join(Path::new(src).file_stem().unwrap_or_default());
-        run(command("gcc")
-            .arg("-static")
-            .args(flags)
-            .arg("-o")
-            .arg(&out)
-            .arg(root.join(src)))?;
+        run(command("gcc").arg("-static").args(flags).arg("-o").arg(&out).arg(root.join(src)))?;
         env.push((var.to_string(), out.display().to_string()));
     }
     Ok(env)
@@ -255,27 +193,11 @@ fn run_guest(
     let (tests, not_applicable) = for_kernel(series, tests);
     let tests = &tests[..];
     let init = guest::init(&pilot.display().to_string(), tests, helpers, budget);
-    let mut files = vec![
-        pilot.to_path_buf(),
-        PathBuf::from("/usr/bin/python3"),
-        PathBuf::from("/usr/bin/setpriv"),
-        PathBuf::from("/usr/sbin/mkfs.ext4"),
-    ];
+    let mut files = vec![pilot.to_path_buf(), PathBuf::from("/usr/bin/python3"), PathBuf::from("/usr/bin/setpriv"), PathBuf::from("/usr/sbin/mkfs.ext4")];
     let mut trees = vec![python_stdlib()?, workspace_root().join("policies")];
     // The differential suite's actions as the host has them (busybox has no prlimit, and its
     // renice and ip print otherwise).
-    files.extend(
-        [
-            "/usr/bin/prlimit",
-            "/usr/bin/renice",
-            "/usr/bin/unshare",
-            "/usr/bin/ip",
-            "/usr/sbin/sysctl",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .filter(|p| p.exists()),
-    );
+    files.extend(["/usr/bin/prlimit", "/usr/bin/renice", "/usr/bin/unshare", "/usr/bin/ip", "/usr/sbin/sysctl"].iter().map(PathBuf::from).filter(|p| p.exists()));
     files.extend(tests.iter().map(|t| PathBuf::from(&t.exe)));
     files.extend(helpers.iter().map(|(_, p)| PathBuf::from(p)));
     let mut memory = MEMORY_MIB;
@@ -298,75 +220,42 @@ fn run_guest(
     let initrd = dir.join("initrd.cpio");
     let started = Instant::now();
     let bytes = initramfs::build(&k, &contents, &initrd)?;
-    println!(
-        "  initramfs {} ({} MiB) in {:.1}s",
-        initrd.display(),
-        bytes >> 20,
-        started.elapsed().as_secs_f64()
-    );
+    println!("  initramfs {} ({} MiB) in {:.1}s", initrd.display(), bytes >> 20, started.elapsed().as_secs_f64());
     let boot = qemu::boot(&k.vmlinuz, &initrd, &dir, memory, timeout)?;
-    println!(
-        "  {} ran {:.0}s under {}",
-        k.release,
-        boot.elapsed.as_secs_f64(),
-        qemu::accel()
-    );
+    println!("  {} ran {:.0}s under {}", k.release, boot.elapsed.as_secs_f64(), qemu::accel());
     let report = guest::parse(&std::fs::read_to_string(&boot.report).unwrap_or_default());
     let mut outcome = Outcome {
         results: report.results.clone(),
         exits: report.exits.clone(),
-        doctor: report
-            .doctor
-            .as_deref()
-            .and_then(|d| serde_json::from_str(d).ok()),
+        doctor: report.doctor.as_deref().and_then(|d| serde_json::from_str(d).ok()),
         complete: report.done,
         problems: Vec::new(),
         not_applicable,
         skipped: report.skipped.clone(),
     };
     outcome.problems = guest_problems(&report, &boot, timeout);
-    outcome.problems.extend(doctor_problems(
-        &k.release,
-        outcome.doctor.as_ref(),
-        report.doctor_exit,
-        true,
-    ));
-    let failed = !outcome.problems.is_empty()
-        || outcome.results.iter().any(|r| r.2 == "FAILED")
-        || outcome.exits.iter().any(|e| e.1 != 0);
+    outcome.problems.extend(doctor_problems(&k.release, outcome.doctor.as_ref(), report.doctor_exit, true));
+    let failed = !outcome.problems.is_empty() || outcome.results.iter().any(|r| r.2 == "FAILED") || outcome.exits.iter().any(|e| e.1 != 0);
     let log = failed.then(|| boot.console.clone());
     if !failed {
         let _ = std::fs::remove_file(&initrd); // hundreds of MiB; rebuilt in seconds
     }
-    Ok(Column {
-        kernel: k.release,
-        outcome,
-        log,
-    })
+    Ok(Column { kernel: k.release, outcome, log })
 }
 
 /// What went wrong with the guest itself (not its tests): no boot, timeout, no end, no refusal.
 fn guest_problems(report: &guest::Report, boot: &qemu::Boot, timeout: Duration) -> Vec<String> {
-    let mut problems: Vec<String> = report
-        .setup_failures
-        .iter()
-        .map(|f| format!("guest setup: {f}"))
-        .collect();
+    let mut problems: Vec<String> = report.setup_failures.iter().map(|f| format!("guest setup: {f}")).collect();
     if report.booted.is_none() {
         problems.push("the guest never reported (no boot: see the console log)".into());
     } else if boot.timed_out {
-        problems.push(format!(
-            "timed out after {}s (raise --timeout)",
-            timeout.as_secs()
-        ));
+        problems.push(format!("timed out after {}s (raise --timeout)", timeout.as_secs()));
     } else if !report.done {
         problems.push("the guest stopped before DONE (panic? see the console log)".into());
     }
     match &report.refused {
         Some((5, _)) => {}
-        Some((code, msg)) => problems.push(format!(
-            "pilot run without overlayfs exited {code}, not 5: {msg}"
-        )),
+        Some((code, msg)) => problems.push(format!("pilot run without overlayfs exited {code}, not 5: {msg}")),
         None if report.booted.is_some() => problems.push("no pilot run refusal reported".into()),
         None => {}
     }
@@ -374,10 +263,7 @@ fn guest_problems(report: &guest::Report, boot: &qemu::Boot, timeout: Duration) 
 }
 
 /// The tests as this kernel runs them: NOT_ON's cases skipped, and listed.
-fn for_kernel(
-    series: &str,
-    tests: &[guest::TestRun],
-) -> (Vec<guest::TestRun>, Vec<(String, String, String)>) {
+fn for_kernel(series: &str, tests: &[guest::TestRun]) -> (Vec<guest::TestRun>, Vec<(String, String, String)>) {
     let not_applicable: Vec<(String, String, String)> = NOT_ON
         .iter()
         .filter(|(s, b, _, _)| *s == series && tests.iter().any(|t| t.name == *b))
@@ -390,70 +276,41 @@ fn for_kernel(
             for (_, test, _) in not_applicable.iter().filter(|(b, _, _)| *b == t.name) {
                 args.extend(["--skip".to_string(), test.clone()]);
             }
-            guest::TestRun {
-                name: t.name.clone(),
-                exe: t.exe.clone(),
-                args,
-            }
+            guest::TestRun { name: t.name.clone(), exe: t.exe.clone(), args }
         })
         .collect();
     (tests, not_applicable)
 }
 
 fn python_stdlib() -> anyhow::Result<PathBuf> {
-    let out = crate::cmd::probe(command("/usr/bin/python3").args([
-        "-c",
-        "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
-    ]))
-    .context("/usr/bin/python3 is needed on the host (its standard library goes into the guest)")?;
+    let out = crate::cmd::probe(command("/usr/bin/python3").args(["-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"]))
+        .context("/usr/bin/python3 is needed on the host (its standard library goes into the guest)")?;
     Ok(PathBuf::from(out.trim()))
 }
 
 /// The same tests and doctor on the host kernel, natively.
-fn run_host(
-    pilot: &Path,
-    tests: &[guest::TestRun],
-    helpers: &[(String, String)],
-) -> anyhow::Result<Column> {
-    let mut outcome = Outcome {
-        complete: true,
-        ..Default::default()
-    };
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let doctor = command(pilot)
-        .args(["doctor", "--json"])
-        .output()
-        .context("running pilot doctor")?;
+fn run_host(pilot: &Path, tests: &[guest::TestRun], helpers: &[(String, String)]) -> anyhow::Result<Column> {
+    let mut outcome = Outcome { complete: true, ..Default::default() };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let doctor = command(pilot).args(["doctor", "--json"]).output().context("running pilot doctor")?;
     outcome.doctor = serde_json::from_slice(&doctor.stdout).ok();
-    outcome.problems.extend(doctor_problems(
-        &release,
-        outcome.doctor.as_ref(),
-        doctor.status.code(),
-        false,
-    ));
+    outcome.problems.extend(doctor_problems(&release, outcome.doctor.as_ref(), doctor.status.code(), false));
     let log_dir = target_dir().join("vm").join("host");
     std::fs::create_dir_all(&log_dir)?;
     let mut log = None;
     for t in tests {
         let mut cmd = command(&t.exe);
-        cmd.arg("--test-threads=2")
-            .args(&t.args)
-            .envs(helpers.iter().map(|(k, v)| (k, v)));
+        cmd.arg("--test-threads=2").args(&t.args).envs(helpers.iter().map(|(k, v)| (k, v)));
         println!("  $ {}", crate::cmd::display(&cmd));
         let out = cmd.output().with_context(|| format!("running {}", t.exe))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         let path = log_dir.join(format!("{}.log", t.name));
         std::fs::write(&path, &text)?;
         let lines: String = text
             .lines()
             .filter_map(|l| match l.strip_prefix("SKIP ") {
                 Some(skip) => Some(format!("SKIPPED {} {skip}\n", t.name)),
-                None => (l.starts_with("test ") && l.contains(" ... "))
-                    .then(|| format!("RESULT {} {l}\n", t.name)),
+                None => (l.starts_with("test ") && l.contains(" ... ")).then(|| format!("RESULT {} {l}\n", t.name)),
             })
             .collect();
         let report = guest::parse(&lines);
@@ -465,43 +322,25 @@ fn run_host(
             log = Some(path);
         }
     }
-    Ok(Column {
-        kernel: format!("host {release}"),
-        outcome,
-        log,
-    })
+    Ok(Column { kernel: format!("host {release}"), outcome, log })
 }
 
 /// What `pilot doctor` must say: run contained (exit 0), and Unix sockets by cgroup hooks
 /// exactly on 6.7 and later. In the Debian guests kprobes, fentry and BPF LSM work too.
-fn doctor_problems(
-    release: &str,
-    doctor: Option<&serde_json::Value>,
-    exit: Option<i32>,
-    debian_guest: bool,
-) -> Vec<String> {
-    let Some(d) = doctor else {
-        return vec!["pilot doctor --json gave no report".into()];
-    };
+fn doctor_problems(release: &str, doctor: Option<&serde_json::Value>, exit: Option<i32>, debian_guest: bool) -> Vec<String> {
+    let Some(d) = doctor else { return vec!["pilot doctor --json gave no report".into()] };
     let mut problems = Vec::new();
     if exit != Some(0) || d["run_contained"] != true {
-        problems.push(format!(
-            "pilot doctor says run cannot be contained (exit {exit:?})"
-        ));
+        problems.push(format!("pilot doctor says run cannot be contained (exit {exit:?})"));
     }
     let hooks_expected = kernel_at_least(release, 6, 7);
     if (d["unix_sockets"] == "cgroup hooks") != hooks_expected {
-        problems.push(format!(
-            "pilot doctor says Unix sockets by {} on {release}",
-            d["unix_sockets"]
-        ));
+        problems.push(format!("pilot doctor says Unix sockets by {} on {release}", d["unix_sockets"]));
     }
     if debian_guest {
         for name in ["kprobes", "fentry", "bpf_lsm"] {
             if present(d, name) != Some(true) {
-                problems.push(format!(
-                    "pilot doctor does not find {name}, which Debian's kernel has"
-                ));
+                problems.push(format!("pilot doctor does not find {name}, which Debian's kernel has"));
             }
         }
     }
@@ -509,17 +348,11 @@ fn doctor_problems(
 }
 
 fn present(doctor: &serde_json::Value, name: &str) -> Option<bool> {
-    doctor["features"]
-        .as_array()?
-        .iter()
-        .find(|f| f["name"] == name)?["present"]
-        .as_bool()
+    doctor["features"].as_array()?.iter().find(|f| f["name"] == name)?["present"].as_bool()
 }
 
 fn kernel_at_least(release: &str, major: u64, minor: u64) -> bool {
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|p| p.parse::<u64>().ok());
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u64>().ok());
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
 }
 
@@ -534,12 +367,7 @@ fn print_matrix(columns: &[Column]) -> bool {
         }
     }
     tests.sort();
-    let width = tests
-        .iter()
-        .map(|(b, t)| b.len() + t.len() + 2)
-        .chain([30])
-        .max()
-        .unwrap_or(30);
+    let width = tests.iter().map(|(b, t)| b.len() + t.len() + 2).chain([30]).max().unwrap_or(30);
     let cell = 28;
     let mut out = format!("\n{:<width$}", "test");
     for c in columns {
@@ -549,17 +377,8 @@ fn print_matrix(columns: &[Column]) -> bool {
     for (b, t) in &tests {
         out += &format!("{:<width$}", format!("{b}::{t}"));
         for c in columns {
-            let r = c
-                .outcome
-                .results
-                .iter()
-                .find(|r| r.0 == *b && r.1 == *t)
-                .map(|r| r.2.as_str());
-            let na = c
-                .outcome
-                .not_applicable
-                .iter()
-                .any(|r| r.0 == *b && r.1 == *t);
+            let r = c.outcome.results.iter().find(|r| r.0 == *b && r.1 == *t).map(|r| r.2.as_str());
+            let na = c.outcome.not_applicable.iter().any(|r| r.0 == *b && r.1 == *t);
             let skipped = c.outcome.skipped.iter().any(|r| r.0 == *b && r.1 == *t);
             let shown = match r {
                 None if na => "n/a",
@@ -577,30 +396,12 @@ fn print_matrix(columns: &[Column]) -> bool {
     let mut failed = false;
     for c in columns {
         let test_failures = c.outcome.results.iter().filter(|r| r.2 == "FAILED").count();
-        let bad_exits: Vec<String> = c
-            .outcome
-            .exits
-            .iter()
-            .filter(|e| e.1 != 0)
-            .map(|e| format!("{} exited {}", e.0, e.1))
-            .collect();
-        let ok = c.outcome.problems.is_empty()
-            && test_failures == 0
-            && bad_exits.is_empty()
-            && c.outcome.complete;
+        let bad_exits: Vec<String> = c.outcome.exits.iter().filter(|e| e.1 != 0).map(|e| format!("{} exited {}", e.0, e.1)).collect();
+        let ok = c.outcome.problems.is_empty() && test_failures == 0 && bad_exits.is_empty() && c.outcome.complete;
         failed |= !ok;
         let skipped = |b: &str, t: &str| c.outcome.skipped.iter().any(|s| s.0 == b && s.1 == t);
-        let passed = c
-            .outcome
-            .results
-            .iter()
-            .filter(|r| r.2 == "ok" && !skipped(&r.0, &r.1))
-            .count();
-        out += &format!(
-            "\n{}: {} ({passed} passed, {test_failures} failed)\n",
-            c.kernel,
-            if ok { "PASS" } else { "FAIL" }
-        );
+        let passed = c.outcome.results.iter().filter(|r| r.2 == "ok" && !skipped(&r.0, &r.1)).count();
+        out += &format!("\n{}: {} ({passed} passed, {test_failures} failed)\n", c.kernel, if ok { "PASS" } else { "FAIL" });
         for p in c.outcome.problems.iter().chain(&bad_exits) {
             out += &format!("  - {p}\n");
         }
@@ -620,26 +421,17 @@ fn print_matrix(columns: &[Column]) -> bool {
 
 /// The doctor's features, one row each, where the columns differ (or every row with one column).
 fn doctor_rows(columns: &[Column], width: usize, cell: usize) -> String {
-    let Some(first) = columns.iter().find_map(|c| c.outcome.doctor.as_ref()) else {
-        return String::new();
-    };
-    let names: Vec<String> = first["features"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["name"].as_str().map(String::from))
-        .collect();
+    let Some(first) = columns.iter().find_map(|c| c.outcome.doctor.as_ref()) else { return String::new() };
+    let names: Vec<String> = first["features"].as_array().into_iter().flatten().filter_map(|f| f["name"].as_str().map(String::from)).collect();
     let mut out = String::new();
     for name in names {
         let cells: Vec<&str> = columns
             .iter()
-            .map(
-                |c| match c.outcome.doctor.as_ref().and_then(|d| present(d, &name)) {
-                    Some(true) => "yes",
-                    Some(false) => "no",
-                    None => "-",
-                },
-            )
+            .map(|c| match c.outcome.doctor.as_ref().and_then(|d| present(d, &name)) {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            })
             .collect();
         if columns.len() > 1 && cells.iter().all(|c| *c == cells[0]) {
             continue;
@@ -670,9 +462,7 @@ mod tests {
 
     #[test]
     fn long_selections_get_more_time() {
-        let t = |sel: &[&str]| {
-            default_timeout(&sel.iter().map(|s| s.to_string()).collect::<Vec<_>>()).as_secs()
-        };
+        let t = |sel: &[&str]| default_timeout(&sel.iter().map(|s| s.to_string()).collect::<Vec<_>>()).as_secs();
         assert_eq!(t(&["doctor", "trace_net"]), 1200);
         assert_eq!(t(&["rpc:reads::"]), 1800);
         assert_eq!(t(DEFAULT_TESTS), 3600);
@@ -683,10 +473,6 @@ mod tests {
         let d = serde_json::json!({"run_contained": true, "unix_sockets": "network namespace (abstract names isolated; paths to the sink)", "features": []});
         assert!(doctor_problems("6.1.0-56-cloud-amd64", Some(&d), Some(0), false).is_empty());
         assert_eq!(doctor_problems("6.12.1", Some(&d), Some(0), false).len(), 1);
-        assert_eq!(
-            doctor_problems("6.1.0", Some(&d), Some(0), true).len(),
-            3,
-            "kprobes, fentry, bpf_lsm"
-        );
+        assert_eq!(doctor_problems("6.1.0", Some(&d), Some(0), true).len(), 3, "kprobes, fentry, bpf_lsm");
     }
 }

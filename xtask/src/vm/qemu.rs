@@ -24,61 +24,30 @@ pub struct Boot {
 /// 6.12 died of "Oops: int3" in syscall_trace_enter as pilot attached its probes (6.1 locked
 /// up once, likely the same). Attaching and detaching tracepoints is what pilot does most.
 pub fn accel() -> &'static str {
-    if Path::new("/sys/module/kvm_intel").exists() || Path::new("/sys/module/kvm_amd").exists() {
-        "kvm"
-    } else {
-        "tcg,thread=single"
-    }
+    if Path::new("/sys/module/kvm_intel").exists() || Path::new("/sys/module/kvm_amd").exists() { "kvm" } else { "tcg,thread=single" }
 }
 
-pub fn boot(
-    vmlinuz: &Path,
-    initrd: &Path,
-    dir: &Path,
-    memory_mib: u32,
-    timeout: Duration,
-) -> anyhow::Result<Boot> {
+pub fn boot(vmlinuz: &Path, initrd: &Path, dir: &Path, memory_mib: u32, timeout: Duration) -> anyhow::Result<Boot> {
     let console = dir.join("console.log");
     let report = dir.join("report.log");
     let mut cmd = command("qemu-system-x86_64");
-    cmd.args([
-        "-accel",
-        accel(),
-        "-cpu",
-        "max",
-        "-smp",
-        "2",
-        "-m",
-        &memory_mib.to_string(),
-    ])
-    .args([
-        "-nodefaults",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-monitor",
-        "none",
-    ])
-    .arg("-kernel")
-    .arg(vmlinuz)
-    .arg("-initrd")
-    .arg(initrd)
-    // A soft lockup panics (and -no-reboot ends qemu) instead of stalling
-    // until the deadline; loglevel 7 keeps the call traces on the console.
-    .args([
-        "-append",
-        "console=ttyS0 panic=-1 loglevel=7 softlockup_panic=1",
-    ])
-    .arg("-serial")
-    .arg(format!("file:{}", console.display()))
-    .arg("-serial")
-    .arg(format!("file:{}", report.display()))
-    .stdin(Stdio::null());
+    cmd.args(["-accel", accel(), "-cpu", "max", "-smp", "2", "-m", &memory_mib.to_string()])
+        .args(["-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        // A soft lockup panics (and -no-reboot ends qemu) instead of stalling
+        // until the deadline; loglevel 7 keeps the call traces on the console.
+        .args(["-append", "console=ttyS0 panic=-1 loglevel=7 softlockup_panic=1"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", report.display()))
+        .stdin(Stdio::null());
     println!("  $ {}", display(&cmd));
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+    let mut child = cmd.spawn().context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
     let mut timed_out = false;
     loop {
         if child.try_wait()?.is_some() {
@@ -92,10 +61,5 @@ pub fn boot(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Ok(Boot {
-        console,
-        report,
-        elapsed: started.elapsed(),
-        timed_out,
-    })
+    Ok(Boot { console, report, elapsed: started.elapsed(), timed_out })
 }

@@ -26,37 +26,17 @@ pub fn contents() -> anyhow::Result<Servers> {
     s.files.push(workspace_file("tests/helpers/http_store.py"));
     // /bin/bash: zkCli.sh's interpreter (`#!/usr/bin/env bash`); getent and unshare: the DNS case.
     for (server, bins) in [
-        (
-            "redis",
-            &["/usr/bin/redis-server", "/usr/bin/redis-cli"][..],
-        ),
+        ("redis", &["/usr/bin/redis-server", "/usr/bin/redis-cli"][..]),
         ("etcd", &["/usr/bin/etcd", "/usr/bin/etcdctl"]),
-        (
-            "dnsmasq",
-            &["/usr/sbin/dnsmasq", "/usr/bin/getent", "/usr/bin/unshare"],
-        ),
+        ("dnsmasq", &["/usr/sbin/dnsmasq", "/usr/bin/getent", "/usr/bin/unshare"]),
         ("curl", &["/usr/bin/curl"]),
         ("bash", &["/bin/bash"]),
     ] {
         s.add(server, bins.iter().map(PathBuf::from).collect(), Vec::new());
     }
-    s.add(
-        "postgresql-15",
-        postgres_files(),
-        vec![
-            PathBuf::from("/usr/share/postgresql/15"),
-            PathBuf::from("/usr/share/zoneinfo"),
-        ],
-    );
+    s.add("postgresql-15", postgres_files(), vec![PathBuf::from("/usr/share/postgresql/15"), PathBuf::from("/usr/share/zoneinfo")]);
     match zookeeper_files() {
-        Ok(files) => s.add(
-            "zookeeper",
-            files,
-            vec![
-                PathBuf::from("/usr/share/zookeeper/bin"),
-                PathBuf::from("/etc/zookeeper/conf"),
-            ],
-        ),
+        Ok(files) => s.add("zookeeper", files, vec![PathBuf::from("/usr/share/zookeeper/bin"), PathBuf::from("/etc/zookeeper/conf")]),
         Err(e) => s.missing.push(format!("zookeeper ({e:#})")),
     }
     Ok(s)
@@ -66,10 +46,7 @@ impl Servers {
     /// All of a server's files and trees, or none of them (listed as missing).
     fn add(&mut self, server: &str, files: Vec<PathBuf>, trees: Vec<PathBuf>) {
         match files.iter().chain(&trees).find(|p| !p.exists()) {
-            Some(absent) => self.missing.push(format!(
-                "{server} ({} is not installed here)",
-                absent.display()
-            )),
+            Some(absent) => self.missing.push(format!("{server} ({} is not installed here)", absent.display())),
             None => {
                 self.files.extend(files);
                 self.trees.extend(trees);
@@ -86,17 +63,11 @@ fn workspace_file(rel: &str) -> PathBuf {
 /// text search dictionaries initdb loads, the WAL sender's), without the LLVM JIT provider,
 /// whose libLLVM is 100 MiB: without it the server runs queries without JIT, as it says.
 fn postgres_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = ["initdb", "postgres", "psql", "pg_dump", "pg_basebackup"]
-        .iter()
-        .map(|b| Path::new(PG).join("bin").join(b))
-        .collect();
+    let mut files: Vec<PathBuf> = ["initdb", "postgres", "psql", "pg_dump", "pg_basebackup"].iter().map(|b| Path::new(PG).join("bin").join(b)).collect();
     let lib = Path::new(PG).join("lib");
     if let Ok(dir) = std::fs::read_dir(&lib) {
-        let mut modules: Vec<PathBuf> = dir
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "so") && !p.ends_with("llvmjit.so"))
-            .collect();
+        let mut modules: Vec<PathBuf> =
+            dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "so") && !p.ends_with("llvmjit.so")).collect();
         modules.sort();
         files.extend(modules);
     } else {
@@ -137,37 +108,18 @@ while todo:
             todo += [os.path.join(os.path.dirname(jar), p) for p in line.split(":", 1)[1].split()]
 print("\n".join(seen))
 "#;
-    let out = probe(command("/usr/bin/python3").args(["-c", SCRIPT, jar]))
-        .context("reading the jars' manifests with /usr/bin/python3")?;
-    Ok(out
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(PathBuf::from)
-        .collect())
+    let out = probe(command("/usr/bin/python3").args(["-c", SCRIPT, jar])).context("reading the jars' manifests with /usr/bin/python3")?;
+    Ok(out.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect())
 }
 
 /// The files and links of the JRE package /usr/bin/java belongs to (openjdk-17-jre-headless on
 /// Debian 12), but for its docs, the 64 GiB-heap CDS archive and javac's symbol table.
 fn java_runtime() -> anyhow::Result<Vec<PathBuf>> {
-    let java =
-        std::fs::canonicalize(JAVA).with_context(|| format!("{JAVA} is not installed here"))?;
-    let owner = probe(command("dpkg").arg("-S").arg(&java))
-        .with_context(|| format!("dpkg -S {}", java.display()))?;
-    let package = owner
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let list = probe(command("dpkg").args(["-L", &package]))
-        .with_context(|| format!("dpkg -L {package}"))?;
-    let unneeded = [
-        "/usr/share/",
-        "/usr/lib/debug/",
-        "/docs",
-        "/classes_nocoops.jsa",
-        "/ct.sym",
-    ];
+    let java = std::fs::canonicalize(JAVA).with_context(|| format!("{JAVA} is not installed here"))?;
+    let owner = probe(command("dpkg").arg("-S").arg(&java)).with_context(|| format!("dpkg -S {}", java.display()))?;
+    let package = owner.split(':').next().unwrap_or_default().trim().to_string();
+    let list = probe(command("dpkg").args(["-L", &package])).with_context(|| format!("dpkg -L {package}"))?;
+    let unneeded = ["/usr/share/", "/usr/lib/debug/", "/docs", "/classes_nocoops.jsa", "/ct.sym"];
     Ok(list
         .lines()
         .filter(|l| !unneeded.iter().any(|u| l.starts_with(u) || l.ends_with(u)))

@@ -13,12 +13,7 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 /// A connected pair: (the agent's end, the sandbox's end). Both close on exec; the agent
 /// clears FD_CLOEXEC on the sandbox's end in the child before exec.
 pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
+    Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?)
 }
 
 /// W: offer `fd` to the agent and wait until it has taken a copy. Only read(2) and write(2):
@@ -40,20 +35,9 @@ pub fn send(socket: BorrowedFd, fd: BorrowedFd, global_pid: u32) -> io::Result<(
 /// `before_ack` with W's pid before acknowledging (the supervisor tracks W there: W's next
 /// recorded syscall is its exec). None: the other end closed or offered nothing in time (the
 /// sandbox failed before that).
-pub fn receive(
-    socket: BorrowedFd,
-    timeout: Duration,
-    before_ack: impl FnOnce(u32) -> io::Result<()>,
-) -> io::Result<Option<OwnedFd>> {
-    let mut pfd = [rustix::event::PollFd::new(
-        &socket,
-        rustix::event::PollFlags::IN,
-    )];
-    if rustix::event::poll(
-        &mut pfd,
-        rustix::time::Timespec::try_from(timeout).ok().as_ref(),
-    )? == 0
-    {
+pub fn receive(socket: BorrowedFd, timeout: Duration, before_ack: impl FnOnce(u32) -> io::Result<()>) -> io::Result<Option<OwnedFd>> {
+    let mut pfd = [rustix::event::PollFd::new(&socket, rustix::event::PollFlags::IN)];
+    if rustix::event::poll(&mut pfd, rustix::time::Timespec::try_from(timeout).ok().as_ref())? == 0 {
         return Ok(None);
     }
     let mut msg = [0u8; 8];
@@ -62,11 +46,9 @@ pub fn receive(
     }
     let pid = u32::from_ne_bytes(msg[..4].try_into().expect("4 bytes"));
     let fd = u32::from_ne_bytes(msg[4..].try_into().expect("4 bytes"));
-    let pid =
-        rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("bad pid"))?;
+    let pid = rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("bad pid"))?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
-    let got =
-        rustix::process::pidfd_getfd(&pidfd, fd as i32, rustix::process::PidfdGetfdFlags::empty())?;
+    let got = rustix::process::pidfd_getfd(&pidfd, fd as i32, rustix::process::PidfdGetfdFlags::empty())?;
     before_ack(pid.as_raw_nonzero().get() as u32)?;
     rustix::io::write(socket, b"k")?;
     Ok(Some(got))
@@ -82,22 +64,13 @@ mod tests {
     fn a_descriptor_crosses_the_pair() {
         let (a, b) = pair().unwrap();
         let file = tempfile::tempfile().unwrap();
-        let taker = std::thread::spawn(move || {
-            receive(a.as_fd(), Duration::from_secs(5), |_| Ok(())).map(|f| (f, a))
-        });
+        let taker = std::thread::spawn(move || receive(a.as_fd(), Duration::from_secs(5), |_| Ok(())).map(|f| (f, a)));
         send(b.as_fd(), file.as_fd(), std::process::id()).unwrap();
         let (got, a) = taker.join().unwrap().unwrap();
         let got = got.expect("an fd");
-        let (m1, m2) = (
-            rustix::fs::fstat(&file).unwrap(),
-            rustix::fs::fstat(&got).unwrap(),
-        );
+        let (m1, m2) = (rustix::fs::fstat(&file).unwrap(), rustix::fs::fstat(&got).unwrap());
         assert_eq!((m1.st_dev, m1.st_ino), (m2.st_dev, m2.st_ino));
         drop(b);
-        assert!(
-            receive(a.as_fd(), Duration::from_secs(5), |_| Ok(()))
-                .unwrap()
-                .is_none()
-        );
+        assert!(receive(a.as_fd(), Duration::from_secs(5), |_| Ok(())).unwrap().is_none());
     }
 }

@@ -40,37 +40,14 @@ pub fn handle(ctx: &mut Ctx, call: &Call) -> Answer {
 
 /// Only a root caller would succeed live; others get what live gives them: EPERM.
 fn root_or_eperm(sender: &pids::HostProcess) -> Answer {
-    if sender.uids[1] == 0 {
-        Answer::Value(0)
-    } else {
-        Answer::Errno(libc::EPERM)
-    }
+    if sender.uids[1] == 0 { Answer::Value(0) } else { Answer::Errno(libc::EPERM) }
 }
 
 /// (path, target, value) of a host change.
 type Named = (Option<String>, Option<String>, Option<String>);
 
-fn record(
-    ctx: &mut Ctx,
-    call: &Call,
-    sender: &pids::HostProcess,
-    kind: Kind,
-    (path, target, value): Named,
-    answer: &Answer,
-) {
-    super::record(
-        ctx,
-        call,
-        sender,
-        kind,
-        super::What {
-            target_pid: None,
-            path,
-            target,
-            value,
-        },
-        answer,
-    );
+fn record(ctx: &mut Ctx, call: &Call, sender: &pids::HostProcess, kind: Kind, (path, target, value): Named, answer: &Answer) {
+    super::record(ctx, call, sender, kind, super::What { target_pid: None, path, target, value }, answer);
 }
 
 /// A path argument of the caller, absolute (relative to its cwd or `dirfd`), normalized.
@@ -79,11 +56,7 @@ fn caller_path(call: &Call, mem: &Mem, addr: u64, dirfd: i64) -> Option<String> 
     let full = if raw.starts_with('/') {
         raw
     } else {
-        let base = if dirfd == AT_FDCWD {
-            format!("/proc/{}/cwd", call.tid)
-        } else {
-            format!("/proc/{}/fd/{dirfd}", call.tid)
-        };
+        let base = if dirfd == AT_FDCWD { format!("/proc/{}/cwd", call.tid) } else { format!("/proc/{}/fd/{dirfd}", call.tid) };
         format!("{}/{raw}", std::fs::read_link(base).ok()?.display())
     };
     Some(normalize(&full))
@@ -123,77 +96,45 @@ pub fn sysctl_key(path: &str) -> Option<String> {
 }
 
 fn open(ctx: &mut Ctx, call: &Call) -> Answer {
-    let Some(mem) = ctx.mem(call) else {
-        return Answer::Continue;
-    };
+    let Some(mem) = ctx.mem(call) else { return Answer::Continue };
     let (path_arg, dirfd, flags) = match call.name {
         "open" => (call.args[0], AT_FDCWD, call.args[1]),
         "creat" => (call.args[0], AT_FDCWD, 0o1101),
         "openat" => (call.args[1], call.int(0), call.args[2]),
         _ => {
             // openat2(dirfd, path, struct open_how { u64 flags; ... }, size)
-            let Ok(how) = mem.read(call.args[2], 8) else {
-                return Answer::Continue;
-            };
+            let Ok(how) = mem.read(call.args[2], 8) else { return Answer::Continue };
             (call.args[1], call.int(0), super::mem::u64_at(&how, 0))
         }
     };
     if flags & 0o3 == 0 && flags & 0o1000 == 0 {
         return Answer::Continue; // no write (O_CREAT alone on an existing file writes nothing)
     }
-    let Some(path) = caller_path(call, &mem, path_arg, dirfd) else {
-        return Answer::Continue;
-    };
-    let Some(kind) = classify(&path) else {
-        return Answer::Continue;
-    };
+    let Some(path) = caller_path(call, &mem, path_arg, dirfd) else { return Answer::Continue };
+    let Some(kind) = classify(&path) else { return Answer::Continue };
     // Live, only root writes these; the live file must be there (a missing sysctl is ENOENT
     // live too: the kernel's answer here, EROFS/ENOENT, is close enough).
-    let Some(sender) = pids::host_process(call.tid) else {
-        return Answer::Continue;
-    };
+    let Some(sender) = pids::host_process(call.tid) else { return Answer::Continue };
     let live_file = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
-    if sender.uids[3] != 0
-        || !live_file
-        || ctx.held_writes.len() >= MAX_HELD_WRITES
-        || !ctx.valid(call)
-    {
+    if sender.uids[3] != 0 || !live_file || ctx.held_writes.len() >= MAX_HELD_WRITES || !ctx.valid(call) {
         return Answer::Continue;
     }
-    let Ok(memfd) = rustix::fs::memfd_create(
-        format!("pilot-held:{path}").as_str(),
-        rustix::fs::MemfdFlags::CLOEXEC,
-    ) else {
+    let Ok(memfd) = rustix::fs::memfd_create(format!("pilot-held:{path}").as_str(), rustix::fs::MemfdFlags::CLOEXEC) else {
         return Answer::Continue;
     };
     // An O_RDWR open without O_TRUNC reads the value first: give it the live one.
-    let prefilled = (flags & 0o3 == 0o2 && flags & 0o1000 == 0)
-        .then(|| std::fs::read(&path).unwrap_or_default());
+    let prefilled = (flags & 0o3 == 0o2 && flags & 0o1000 == 0).then(|| std::fs::read(&path).unwrap_or_default());
     if let Some(bytes) = &prefilled {
         let _ = rustix::io::pwrite(&memfd, bytes, 0);
     }
-    let Ok(ours) = memfd.try_clone() else {
-        return Answer::Continue;
-    };
+    let Ok(ours) = memfd.try_clone() else { return Answer::Continue };
     let cloexec = flags & 0o2000000 != 0;
     let Some(fd) = ctx.answer(call, Answer::Fd { fd: ours, cloexec }) else {
         return Answer::Continue; // could not install it; the call was answered or is gone
     };
-    ctx.notice(Notice::Fd {
-        ts_ns: call.ts_ns,
-        pid: sender.tgid,
-        fd,
-        path: path.clone(),
-    });
+    ctx.notice(Notice::Fd { ts_ns: call.ts_ns, pid: sender.tgid, fd, path: path.clone() });
     ctx.stats.held_back += 1;
-    ctx.held_writes.push(HeldWrite {
-        memfd,
-        call: call.clone(),
-        sender,
-        kind,
-        path,
-        prefilled,
-    });
+    ctx.held_writes.push(HeldWrite { memfd, call: call.clone(), sender, kind, path, prefilled });
     // Answered already (the descriptor is the answer).
     Answer::Done
 }
@@ -207,21 +148,11 @@ pub fn finish(ctx: &mut Ctx) {
         let written = w.prefilled.as_ref().is_none_or(|p| *p != buf);
         let mut value = String::from_utf8_lossy(&buf).trim().to_string();
         if value.len() > VALUE_MAX {
-            value.truncate(
-                value
-                    .char_indices()
-                    .take_while(|(i, _)| *i < VALUE_MAX)
-                    .last()
-                    .map_or(0, |(i, c)| i + c.len_utf8()),
-            );
+            value.truncate(value.char_indices().take_while(|(i, _)| *i < VALUE_MAX).last().map_or(0, |(i, c)| i + c.len_utf8()));
             value.push('…');
         }
         let mut e = event(&w.call, &w.sender, w.kind, "held back");
-        e.target = if w.kind == Kind::Sysctl {
-            sysctl_key(&w.path)
-        } else {
-            Some(w.path.clone())
-        };
+        e.target = if w.kind == Kind::Sysctl { sysctl_key(&w.path) } else { Some(w.path.clone()) };
         e.path = Some(w.path);
         e.value = written.then_some(value);
         e.ret = 0;
@@ -230,57 +161,32 @@ pub fn finish(ctx: &mut Ctx) {
 }
 
 fn clock(ctx: &mut Ctx, call: &Call) -> Answer {
-    let Some(mem) = ctx.mem(call) else {
-        return Answer::Continue;
-    };
-    let Some(sender) = pids::host_process(call.tid) else {
-        return Answer::Continue;
-    };
+    let Some(mem) = ctx.mem(call) else { return Answer::Continue };
+    let Some(sender) = pids::host_process(call.tid) else { return Answer::Continue };
     let (target, value) = match call.name {
         "clock_settime" => {
             // Only CLOCK_REALTIME can be set (CLOCK_TAI follows it).
             if call.args[0] != 0 {
                 return Answer::Errno(libc::EINVAL);
             }
-            let Ok(ts) = mem.read(call.args[1], 16) else {
-                return Answer::Errno(libc::EFAULT);
-            };
-            (
-                "CLOCK_REALTIME".to_string(),
-                time_value(super::mem::i64_at(&ts, 0)),
-            )
+            let Ok(ts) = mem.read(call.args[1], 16) else { return Answer::Errno(libc::EFAULT) };
+            ("CLOCK_REALTIME".to_string(), time_value(super::mem::i64_at(&ts, 0)))
         }
         "settimeofday" => {
             if call.args[0] != 0 {
-                let Ok(tv) = mem.read(call.args[0], 16) else {
-                    return Answer::Errno(libc::EFAULT);
-                };
-                (
-                    "CLOCK_REALTIME".to_string(),
-                    time_value(super::mem::i64_at(&tv, 0)),
-                )
+                let Ok(tv) = mem.read(call.args[0], 16) else { return Answer::Errno(libc::EFAULT) };
+                ("CLOCK_REALTIME".to_string(), time_value(super::mem::i64_at(&tv, 0)))
             } else if call.args[1] != 0 {
-                let Ok(tz) = mem.read(call.args[1], 8) else {
-                    return Answer::Errno(libc::EFAULT);
-                };
-                (
-                    "timezone".to_string(),
-                    format!("minuteswest {}", super::mem::u32_at(&tz, 0) as i32),
-                )
+                let Ok(tz) = mem.read(call.args[1], 8) else { return Answer::Errno(libc::EFAULT) };
+                ("timezone".to_string(), format!("minuteswest {}", super::mem::u32_at(&tz, 0) as i32))
             } else {
                 return Answer::Value(0);
             }
         }
         _ => {
             // adjtimex(struct timex *) / clock_adjtime(clock, struct timex *): modes first.
-            let addr = if call.name == "adjtimex" {
-                call.args[0]
-            } else {
-                call.args[1]
-            };
-            let Ok(tx) = mem.read(addr, 88) else {
-                return Answer::Errno(libc::EFAULT);
-            };
+            let addr = if call.name == "adjtimex" { call.args[0] } else { call.args[1] };
+            let Ok(tx) = mem.read(addr, 88) else { return Answer::Errno(libc::EFAULT) };
             let modes = super::mem::u32_at(&tx, 0);
             const ADJ_OFFSET_SS_READ: u32 = 0xa001;
             const ADJ_SETOFFSET: u32 = 0x0100;
@@ -288,11 +194,7 @@ fn clock(ctx: &mut Ctx, call: &Call) -> Answer {
                 return Answer::Continue; // a read: the kernel answers it
             }
             let what = if modes & ADJ_SETOFFSET != 0 {
-                format!(
-                    "step by {}s {}us",
-                    super::mem::i64_at(&tx, 72),
-                    super::mem::i64_at(&tx, 80)
-                )
+                format!("step by {}s {}us", super::mem::i64_at(&tx, 72), super::mem::i64_at(&tx, 80))
             } else {
                 format!("adjust (modes {modes:#x})")
             };
@@ -303,14 +205,7 @@ fn clock(ctx: &mut Ctx, call: &Call) -> Answer {
         return Answer::Continue;
     }
     let answer = root_or_eperm(&sender);
-    record(
-        ctx,
-        call,
-        &sender,
-        Kind::Clock,
-        (None, Some(target), Some(value)),
-        &answer,
-    );
+    record(ctx, call, &sender, Kind::Clock, (None, Some(target), Some(value)), &answer);
     answer
 }
 
@@ -321,12 +216,8 @@ fn time_value(secs: i64) -> String {
 }
 
 fn swap(ctx: &mut Ctx, call: &Call) -> Answer {
-    let (Some(mem), Some(sender)) = (ctx.mem(call), pids::host_process(call.tid)) else {
-        return Answer::Continue;
-    };
-    let Some(path) = caller_path(call, &mem, call.args[0], AT_FDCWD) else {
-        return Answer::Errno(libc::EFAULT);
-    };
+    let (Some(mem), Some(sender)) = (ctx.mem(call), pids::host_process(call.tid)) else { return Answer::Continue };
+    let Some(path) = caller_path(call, &mem, call.args[0], AT_FDCWD) else { return Answer::Errno(libc::EFAULT) };
     if !ctx.valid(call) {
         return Answer::Continue;
     }
@@ -336,50 +227,18 @@ fn swap(ctx: &mut Ctx, call: &Call) -> Answer {
     }
     let answer = root_or_eperm(&sender);
     let value = if call.name == "swapon" { "on" } else { "off" };
-    record(
-        ctx,
-        call,
-        &sender,
-        Kind::Swap,
-        (Some(path.clone()), Some(path), Some(value.into())),
-        &answer,
-    );
+    record(ctx, call, &sender, Kind::Swap, (Some(path.clone()), Some(path), Some(value.into())), &answer);
     answer
 }
 
 fn module(ctx: &mut Ctx, call: &Call) -> Answer {
-    let (Some(mem), Some(sender)) = (ctx.mem(call), pids::host_process(call.tid)) else {
-        return Answer::Continue;
-    };
+    let (Some(mem), Some(sender)) = (ctx.mem(call), pids::host_process(call.tid)) else { return Answer::Continue };
     let (target, value, path) = match call.name {
-        "init_module" => (
-            "(module image)".to_string(),
-            format!(
-                "load ({} bytes) {}",
-                call.args[1],
-                mem.string(call.args[2]).unwrap_or_default()
-            ),
-            None,
-        ),
+        "init_module" => ("(module image)".to_string(), format!("load ({} bytes) {}", call.args[1], mem.string(call.args[2]).unwrap_or_default()), None),
         "finit_module" => {
-            let file = std::fs::read_link(format!("/proc/{}/fd/{}", call.tid, call.int(0)))
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            let name = file
-                .rsplit('/')
-                .next()
-                .unwrap_or("")
-                .split(".ko")
-                .next()
-                .unwrap_or("")
-                .replace('-', "_");
-            (
-                name,
-                format!("load {}", mem.string(call.args[1]).unwrap_or_default())
-                    .trim()
-                    .to_string(),
-                Some(file),
-            )
+            let file = std::fs::read_link(format!("/proc/{}/fd/{}", call.tid, call.int(0))).map(|p| p.display().to_string()).unwrap_or_default();
+            let name = file.rsplit('/').next().unwrap_or("").split(".ko").next().unwrap_or("").replace('-', "_");
+            (name, format!("load {}", mem.string(call.args[1]).unwrap_or_default()).trim().to_string(), Some(file))
         }
         _ => {
             let name = mem.string(call.args[0]).unwrap_or_default();
@@ -393,41 +252,19 @@ fn module(ctx: &mut Ctx, call: &Call) -> Answer {
         return Answer::Continue;
     }
     let answer = root_or_eperm(&sender);
-    record(
-        ctx,
-        call,
-        &sender,
-        Kind::Module,
-        (path, Some(target), Some(value)),
-        &answer,
-    );
+    record(ctx, call, &sender, Kind::Module, (path, Some(target), Some(value)), &answer);
     answer
 }
 
 fn mount(ctx: &mut Ctx, call: &Call) -> Answer {
-    let (Some(mem), Some(sender)) = (ctx.mem(call), pids::host_process(call.tid)) else {
-        return Answer::Continue;
-    };
-    let Some(target) = caller_path(
-        call,
-        &mem,
-        if call.name == "mount" {
-            call.args[1]
-        } else {
-            call.args[0]
-        },
-        AT_FDCWD,
-    ) else {
+    let (Some(mem), Some(sender)) = (ctx.mem(call), pids::host_process(call.tid)) else { return Answer::Continue };
+    let Some(target) = caller_path(call, &mem, if call.name == "mount" { call.args[1] } else { call.args[0] }, AT_FDCWD) else {
         return Answer::Errno(libc::EFAULT);
     };
     let value = if call.name == "mount" {
         let src = mem.string(call.args[0]).unwrap_or_default();
         let fstype = mem.string(call.args[2]).unwrap_or_default();
-        format!(
-            "mount {src} ({}) flags {:#x}",
-            if fstype.is_empty() { "-" } else { &fstype },
-            call.args[3]
-        )
+        format!("mount {src} ({}) flags {:#x}", if fstype.is_empty() { "-" } else { &fstype }, call.args[3])
     } else {
         "unmount".to_string()
     };
@@ -438,14 +275,7 @@ fn mount(ctx: &mut Ctx, call: &Call) -> Answer {
         return Answer::Errno(libc::ENOENT);
     }
     let answer = root_or_eperm(&sender);
-    record(
-        ctx,
-        call,
-        &sender,
-        Kind::Mount,
-        (Some(target.clone()), Some(target), Some(value)),
-        &answer,
-    );
+    record(ctx, call, &sender, Kind::Mount, (Some(target.clone()), Some(target), Some(value)), &answer);
     answer
 }
 
@@ -460,24 +290,12 @@ mod tests {
 
     #[test]
     fn paths_and_keys() {
-        assert_eq!(
-            normalize("/proc//sys/./vm/../vm/swappiness"),
-            "/proc/sys/vm/swappiness"
-        );
+        assert_eq!(normalize("/proc//sys/./vm/../vm/swappiness"), "/proc/sys/vm/swappiness");
         assert_eq!(classify("/proc/sys/vm/drop_caches"), Some(Kind::Sysctl));
-        assert_eq!(
-            classify("/sys/fs/cgroup/unified/x/cgroup.procs"),
-            Some(Kind::Cgroup)
-        );
-        assert_eq!(
-            classify("/sys/block/sda/queue/scheduler"),
-            Some(Kind::Sysfs)
-        );
+        assert_eq!(classify("/sys/fs/cgroup/unified/x/cgroup.procs"), Some(Kind::Cgroup));
+        assert_eq!(classify("/sys/block/sda/queue/scheduler"), Some(Kind::Sysfs));
         assert_eq!(classify("/var/lib/x"), None);
-        assert_eq!(
-            sysctl_key("/proc/sys/net/ipv4/ip_forward").as_deref(),
-            Some("net.ipv4.ip_forward")
-        );
+        assert_eq!(sysctl_key("/proc/sys/net/ipv4/ip_forward").as_deref(), Some("net.ipv4.ip_forward"));
         assert_eq!(time_value(0), "1970-01-01T00:00:00Z (@0)");
     }
 }

@@ -52,60 +52,33 @@ pub struct Waiting {
 }
 
 pub fn handle(ctx: &mut Ctx, call: &Call) -> Option<Answer> {
-    if call.name == "flock"
-        && (call.args[1] & LOCK_UN != 0 || call.args[1] & (LOCK_SH | LOCK_EX) == 0)
-    {
+    if call.name == "flock" && (call.args[1] & LOCK_UN != 0 || call.args[1] & (LOCK_SH | LOCK_EX) == 0) {
         return Some(Answer::Continue);
     }
-    let Some(file) = ctx.caller_fd(call, call.int(0)) else {
-        return Some(Answer::Continue);
-    };
-    let Some(key) = live_key(&file) else {
-        return Some(Answer::Continue);
-    };
+    let Some(file) = ctx.caller_fd(call, call.int(0)) else { return Some(Answer::Continue) };
+    let Some(key) = live_key(&file) else { return Some(Answer::Continue) };
     let (want, blocking, getlk) = match call.name {
         "flock" => {
             let op = call.args[1];
-            (
-                Want::Flock {
-                    exclusive: op & LOCK_EX != 0,
-                },
-                op & LOCK_NB == 0,
-                None,
-            )
+            (Want::Flock { exclusive: op & LOCK_EX != 0 }, op & LOCK_NB == 0, None)
         }
         _ => {
             let cmd = call.int(1);
-            let Some(mem) = ctx.mem(call) else {
-                return Some(Answer::Continue);
-            };
-            let Ok(raw) = mem.read(call.args[2], 32) else {
-                return Some(Answer::Continue);
-            };
+            let Some(mem) = ctx.mem(call) else { return Some(Answer::Continue) };
+            let Ok(raw) = mem.read(call.args[2], 32) else { return Some(Answer::Continue) };
             let l_type = mem::u16_at(&raw, 0) as i16;
             if l_type == F_UNLCK || raw.len() < 32 || !ctx.valid(call) {
                 return Some(Answer::Continue);
             }
-            let Some((start, end)) = range(
-                &file,
-                mem::u16_at(&raw, 2) as i16,
-                mem::i64_at(&raw, 8),
-                mem::i64_at(&raw, 16),
-            ) else {
+            let Some((start, end)) = range(&file, mem::u16_at(&raw, 2) as i16, mem::i64_at(&raw, 8), mem::i64_at(&raw, 16)) else {
                 return Some(Answer::Continue);
             };
-            let want = Want::Range {
-                write: l_type == F_WRLCK,
-                start,
-                end,
-            };
+            let want = Want::Range { write: l_type == F_WRLCK, start, end };
             let getlk = matches!(cmd, F_GETLK | F_OFD_GETLK).then_some((mem, call.args[2]));
             (want, matches!(cmd, F_SETLKW | F_OFD_SETLKW), getlk)
         }
     };
-    let Some(holder) = conflict(&live_locks(), key, want) else {
-        return Some(Answer::Continue);
-    };
+    let Some(holder) = conflict(&live_locks(), key, want) else { return Some(Answer::Continue) };
     if let Some((mem, addr)) = getlk {
         // F_GETLK: describe the live lock that would block, as the kernel would live.
         let _ = mem.write(addr, &describe(&holder));
@@ -117,11 +90,7 @@ pub fn handle(ctx: &mut Ctx, call: &Call) -> Option<Answer> {
     if ctx.waiting.len() >= MAX_WAITING {
         return Some(Answer::Continue);
     }
-    ctx.waiting.push(Waiting {
-        call: call.clone(),
-        key,
-        want,
-    });
+    ctx.waiting.push(Waiting { call: call.clone(), key, want });
     None
 }
 
@@ -157,13 +126,7 @@ fn live_key(file: &OwnedFd) -> Option<((u32, u32), u64)> {
     // paths are the live ones.
     let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
     let live = rustix::fs::stat(&path).ok()?;
-    Some((
-        (
-            rustix::fs::major(live.st_dev),
-            rustix::fs::minor(live.st_dev),
-        ),
-        live.st_ino,
-    ))
+    Some(((rustix::fs::major(live.st_dev), rustix::fs::minor(live.st_dev)), live.st_ino))
 }
 
 /// [start, end] of a POSIX lock request (`whence`, `start`, `len` of struct flock).
@@ -213,11 +176,7 @@ fn parse_locks(text: &str) -> Vec<Held> {
                 dev: (major, minor),
                 ino,
                 start: f[6].parse().unwrap_or(0),
-                end: if f[7] == "EOF" {
-                    i64::MAX as u64
-                } else {
-                    f[7].parse().unwrap_or(i64::MAX as u64)
-                },
+                end: if f[7] == "EOF" { i64::MAX as u64 } else { f[7].parse().unwrap_or(i64::MAX as u64) },
             })
         })
         .collect()
@@ -231,9 +190,7 @@ fn conflict(locks: &[Held], key: ((u32, u32), u64), want: Want) -> Option<Held> 
         .filter(|h| (h.dev, h.ino) == key)
         .find(|h| match want {
             Want::Flock { exclusive } => h.flock && (exclusive || h.write),
-            Want::Range { write, start, end } => {
-                !h.flock && (write || h.write) && h.start <= end && start <= h.end
-            }
+            Want::Range { write, start, end } => !h.flock && (write || h.write) && h.start <= end && start <= h.end,
         })
         .cloned()
 }
@@ -244,11 +201,7 @@ fn describe(h: &Held) -> [u8; 32] {
     b[0..2].copy_from_slice(&(if h.write { F_WRLCK } else { F_RDLCK }).to_ne_bytes());
     b[2..4].copy_from_slice(&0i16.to_ne_bytes()); // SEEK_SET
     b[8..16].copy_from_slice(&(h.start as i64).to_ne_bytes());
-    let len = if h.end >= i64::MAX as u64 {
-        0
-    } else {
-        (h.end - h.start + 1) as i64
-    };
+    let len = if h.end >= i64::MAX as u64 { 0 } else { (h.end - h.start + 1) as i64 };
     b[16..24].copy_from_slice(&len.to_ne_bytes());
     b[24..28].copy_from_slice(&(h.pid as i32).to_ne_bytes());
     b
@@ -270,18 +223,7 @@ mod tests {
     fn parses_proc_locks() {
         let l = parse_locks(LOCKS);
         assert_eq!(l.len(), 3);
-        assert_eq!(
-            l[0],
-            Held {
-                flock: true,
-                write: true,
-                pid: 1234,
-                dev: (8, 1),
-                ino: 1311,
-                start: 0,
-                end: i64::MAX as u64
-            }
-        );
+        assert_eq!(l[0], Held { flock: true, write: true, pid: 1234, dev: (8, 1), ino: 1311, start: 0, end: i64::MAX as u64 });
         assert_eq!(l[1].dev, (0xfd, 0));
         assert_eq!((l[2].pid, l[2].start, l[2].end), (-1, 1 << 30, 1 << 30));
     }
@@ -290,88 +232,18 @@ mod tests {
     fn conflicts_follow_the_kernel() {
         let l = parse_locks(LOCKS);
         let flock_file = ((8, 1), 1311);
-        assert!(
-            conflict(&l, flock_file, Want::Flock { exclusive: false }).is_some(),
-            "a shared flock waits for a live exclusive one"
-        );
-        assert!(
-            conflict(
-                &l,
-                flock_file,
-                Want::Range {
-                    write: true,
-                    start: 0,
-                    end: 10
-                }
-            )
-            .is_none(),
-            "POSIX locks ignore flocks"
-        );
+        assert!(conflict(&l, flock_file, Want::Flock { exclusive: false }).is_some(), "a shared flock waits for a live exclusive one");
+        assert!(conflict(&l, flock_file, Want::Range { write: true, start: 0, end: 10 }).is_none(), "POSIX locks ignore flocks");
         let posix_file = ((0xfd, 0), 42);
-        assert!(
-            conflict(
-                &l,
-                posix_file,
-                Want::Range {
-                    write: false,
-                    start: 150,
-                    end: 160
-                }
-            )
-            .is_none(),
-            "two read locks share"
-        );
-        assert!(
-            conflict(
-                &l,
-                posix_file,
-                Want::Range {
-                    write: true,
-                    start: 150,
-                    end: 160
-                }
-            )
-            .is_some()
-        );
-        assert!(
-            conflict(
-                &l,
-                posix_file,
-                Want::Range {
-                    write: true,
-                    start: 200,
-                    end: 300
-                }
-            )
-            .is_none(),
-            "no overlap"
-        );
-        assert!(
-            conflict(
-                &l,
-                posix_file,
-                Want::Range {
-                    write: false,
-                    start: 1 << 30,
-                    end: 1 << 30
-                }
-            )
-            .is_some(),
-            "an OFD write lock"
-        );
+        assert!(conflict(&l, posix_file, Want::Range { write: false, start: 150, end: 160 }).is_none(), "two read locks share");
+        assert!(conflict(&l, posix_file, Want::Range { write: true, start: 150, end: 160 }).is_some());
+        assert!(conflict(&l, posix_file, Want::Range { write: true, start: 200, end: 300 }).is_none(), "no overlap");
+        assert!(conflict(&l, posix_file, Want::Range { write: false, start: 1 << 30, end: 1 << 30 }).is_some(), "an OFD write lock");
     }
 
     #[test]
     fn getlk_describes_the_holder() {
-        let h = Held {
-            flock: false,
-            write: true,
-            pid: 42,
-            dev: (0, 0),
-            ino: 0,
-            start: 10,
-            end: 19,
-        };
+        let h = Held { flock: false, write: true, pid: 42, dev: (0, 0), ino: 0, start: 10, end: 19 };
         let b = describe(&h);
         assert_eq!(mem::u16_at(&b, 0) as i16, F_WRLCK);
         assert_eq!(mem::i64_at(&b, 16), 10);

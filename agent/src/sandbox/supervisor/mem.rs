@@ -13,12 +13,7 @@ pub const PATH_MAX: usize = 4096;
 
 impl Mem {
     pub fn open(tid: u32) -> io::Result<Mem> {
-        Ok(Mem {
-            file: std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(format!("/proc/{tid}/mem"))?,
-        })
+        Ok(Mem { file: std::fs::OpenOptions::new().read(true).write(true).open(format!("/proc/{tid}/mem"))? })
     }
 
     /// `len` bytes at `addr` (fewer when the mapping ends).
@@ -63,9 +58,7 @@ impl Mem {
 
     pub fn u32_at(&self, addr: u64) -> io::Result<u32> {
         let b = self.read(addr, 4)?;
-        b.try_into()
-            .map(u32::from_ne_bytes)
-            .map_err(|_| io::Error::from_raw_os_error(libc::EFAULT))
+        b.try_into().map(u32::from_ne_bytes).map_err(|_| io::Error::from_raw_os_error(libc::EFAULT))
     }
 
     pub fn write(&self, addr: u64, bytes: &[u8]) -> io::Result<()> {
@@ -77,9 +70,7 @@ impl Mem {
 }
 
 pub fn u64_at(b: &[u8], off: usize) -> u64 {
-    b.get(off..off + 8)
-        .map(|s| u64::from_ne_bytes(s.try_into().expect("8 bytes")))
-        .unwrap_or(0)
+    b.get(off..off + 8).map(|s| u64::from_ne_bytes(s.try_into().expect("8 bytes"))).unwrap_or(0)
 }
 
 pub fn i64_at(b: &[u8], off: usize) -> i64 {
@@ -87,15 +78,11 @@ pub fn i64_at(b: &[u8], off: usize) -> i64 {
 }
 
 pub fn u32_at(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .map(|s| u32::from_ne_bytes(s.try_into().expect("4 bytes")))
-        .unwrap_or(0)
+    b.get(off..off + 4).map(|s| u32::from_ne_bytes(s.try_into().expect("4 bytes"))).unwrap_or(0)
 }
 
 pub fn u16_at(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2)
-        .map(|s| u16::from_ne_bytes(s.try_into().expect("2 bytes")))
-        .unwrap_or(0)
+    b.get(off..off + 2).map(|s| u16::from_ne_bytes(s.try_into().expect("2 bytes"))).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -107,10 +94,7 @@ mod tests {
         let text = c"/proc/sys/vm/swappiness";
         let value: u64 = 0x1122_3344_5566_7788;
         let mem = Mem::open(std::process::id()).unwrap();
-        assert_eq!(
-            mem.string(text.as_ptr() as u64).unwrap(),
-            "/proc/sys/vm/swappiness"
-        );
+        assert_eq!(mem.string(text.as_ptr() as u64).unwrap(), "/proc/sys/vm/swappiness");
         let b = mem.read(&value as *const u64 as u64, 8).unwrap();
         assert_eq!(u64_at(&b, 0), value);
         assert!(mem.string(0).is_err());

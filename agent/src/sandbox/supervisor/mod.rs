@@ -55,12 +55,7 @@ pub enum Notice {
     /// the tracker fills in the process's start time).
     Event(Box<Event>),
     /// The supervisor installed `fd` in process `pid`; writes to it are writes to `path`.
-    Fd {
-        ts_ns: u64,
-        pid: u32,
-        fd: i64,
-        path: String,
-    },
+    Fd { ts_ns: u64, pid: u32, fd: i64, path: String },
     /// Pid `ns` of the pilot's namespace is host pid `host` (a signal the kernel delivers
     /// names its target by the namespace pid).
     NsPid { ts_ns: u64, ns: i64, host: u32 },
@@ -100,17 +95,12 @@ impl Prepared {
         if !crate::sandbox::seccomp::notify_supported() {
             return None;
         }
-        Prepared::new()
-            .map_err(|e| tracing::warn!("no supervisor: {e}"))
-            .ok()
+        Prepared::new().map_err(|e| tracing::warn!("no supervisor: {e}")).ok()
     }
 
     pub fn new() -> std::io::Result<Prepared> {
         let (agent_end, sandbox_end) = handover::pair()?;
-        Ok(Prepared {
-            agent_end,
-            sandbox_end,
-        })
+        Ok(Prepared { agent_end, sandbox_end })
     }
 
     /// The sandbox's end (its number is the same in the child; FD_CLOEXEC is cleared there).
@@ -151,11 +141,7 @@ impl Supervisor {
     /// The pilot has ended: finish (held writes get their values) and return the last notices.
     pub fn stop(mut self) -> (Vec<Notice>, Stats) {
         self.stop.set();
-        let stats = self
-            .thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default();
+        let stats = self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
         (self.rx.try_iter().collect(), stats)
     }
 }
@@ -165,11 +151,7 @@ pub use host::{classify as host_kind_of_path, sysctl_key};
 /// Queue the supervisor's notices for the session, which merges them into the ring buffer's
 /// records by time (`Session::pump`).
 pub fn deliver(notices: Option<Vec<Notice>>, session: &mut crate::session::Session) {
-    let mut all: Vec<Notice> = session
-        .supervised
-        .drain(..)
-        .chain(notices.into_iter().flatten())
-        .collect();
+    let mut all: Vec<Notice> = session.supervised.drain(..).chain(notices.into_iter().flatten()).collect();
     all.sort_by_key(Notice::ts_ns);
     session.supervised.extend(all);
 }
@@ -197,15 +179,8 @@ struct Stop {
 
 impl Stop {
     fn new() -> Stop {
-        let wake = rustix::event::eventfd(
-            0,
-            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-        )
-        .ok();
-        Stop {
-            flag: AtomicBool::new(false),
-            wake,
-        }
+        let wake = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK).ok();
+        Stop { flag: AtomicBool::new(false), wake }
     }
 
     fn set(&self) {
@@ -220,26 +195,13 @@ impl Stop {
     }
 }
 
-fn serve(
-    socket: OwnedFd,
-    cgroup: PathBuf,
-    tx: mpsc::Sender<Notice>,
-    stop: Arc<Stop>,
-    (tracked_fd, run): (std::os::fd::RawFd, u32),
-) -> Stats {
+fn serve(socket: OwnedFd, cgroup: PathBuf, tx: mpsc::Sender<Notice>, stop: Arc<Stop>, (tracked_fd, run): (std::os::fd::RawFd, u32)) -> Stats {
     // The sandbox takes a while to build its root before W installs the filter.
     let listener = loop {
         if stop.is_set() {
             return Stats::default();
         }
-        let track = |pid: u32| {
-            crate::probes::track_pid_since(
-                tracked_fd,
-                pid,
-                run,
-                crate::procfs::start_ns(pid).unwrap_or(0),
-            )
-        };
+        let track = |pid: u32| crate::probes::track_pid_since(tracked_fd, pid, run, crate::procfs::start_ns(pid).unwrap_or(0));
         match handover::receive(socket.as_fd(), Duration::from_millis(100), track) {
             Ok(Some(fd)) => break fd,
             Ok(None) => continue,
@@ -254,11 +216,7 @@ fn serve(
     let mut hung_up = false;
     while !stop.is_set() {
         use rustix::event::{PollFd, PollFlags};
-        let timeout = if ctx.waiting.is_empty() {
-            Duration::from_millis(100)
-        } else {
-            LOCK_POLL
-        };
+        let timeout = if ctx.waiting.is_empty() { Duration::from_millis(100) } else { LOCK_POLL };
         let ts = rustix::time::Timespec::try_from(timeout).ok();
         // POLLHUP on the listener: no process uses the filter any more; only the stop is
         // waited for then.
@@ -270,11 +228,7 @@ fn serve(
             pfd.push(PollFd::new(wake, PollFlags::IN));
         }
         let ready = rustix::event::poll(&mut pfd, ts.as_ref()).unwrap_or(0);
-        let listener = if hung_up {
-            PollFlags::empty()
-        } else {
-            pfd[0].revents()
-        };
+        let listener = if hung_up { PollFlags::empty() } else { pfd[0].revents() };
         drop(pfd);
         if ready > 0 && listener.contains(PollFlags::IN) {
             ctx.one();
@@ -333,54 +287,29 @@ pub struct Ctx {
 impl Ctx {
     fn new(listener: OwnedFd, cgroup: PathBuf, tx: mpsc::Sender<Notice>) -> Ctx {
         let mut names = HashMap::new();
-        for name in crate::sandbox::seccomp::SUPERVISED
-            .iter()
-            .map(|(n, _)| *n)
-            .chain(crate::sandbox::seccomp::HELD.iter().copied())
-        {
+        for name in crate::sandbox::seccomp::SUPERVISED.iter().map(|(n, _)| *n).chain(crate::sandbox::seccomp::HELD.iter().copied()) {
             if let Ok(nr) = ScmpSyscall::from_name(name) {
                 names.insert(nr.as_raw_syscall(), name);
             }
         }
-        Ctx {
-            listener,
-            cgroup,
-            tx,
-            names,
-            pidfds: HashMap::new(),
-            waiting: Vec::new(),
-            held_writes: Vec::new(),
-            tuned: HashMap::new(),
-            pilot_cache: None,
-            stats: Stats::default(),
-        }
+        Ctx { listener, cgroup, tx, names, pidfds: HashMap::new(), waiting: Vec::new(), held_writes: Vec::new(), tuned: HashMap::new(), pilot_cache: None, stats: Stats::default() }
     }
 
     /// Receive one notification and answer it.
     fn one(&mut self) {
-        let Ok(req) = ScmpNotifReq::receive(std::os::fd::AsRawFd::as_raw_fd(&self.listener)) else {
-            return;
-        };
+        let Ok(req) = ScmpNotifReq::receive(std::os::fd::AsRawFd::as_raw_fd(&self.listener)) else { return };
         let started = Instant::now();
         let call = Call {
             id: req.id,
             tid: req.pid,
-            name: self
-                .names
-                .get(&req.data.syscall.as_raw_syscall())
-                .copied()
-                .unwrap_or("unknown"),
+            name: self.names.get(&req.data.syscall.as_raw_syscall()).copied().unwrap_or("unknown"),
             args: req.data.args,
             ts_ns: crate::session::boottime_ns(),
         };
-        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(&call)))
-            .unwrap_or_else(|_| {
-                tracing::warn!(
-                    "supervisor: answering {} panicked; the kernel decides",
-                    call.name
-                );
-                Some(Answer::Continue)
-            });
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(&call))).unwrap_or_else(|_| {
+            tracing::warn!("supervisor: answering {} panicked; the kernel decides", call.name);
+            Some(Answer::Continue)
+        });
         let Some(answer) = answer else {
             return; // a lock wait: answered later
         };
@@ -410,14 +339,13 @@ impl Ctx {
     /// None: the call waits (a blocking lock) and is answered later.
     fn handle(&mut self, call: &Call) -> Option<Answer> {
         Some(match call.name {
-            "kill" | "tkill" | "tgkill" | "rt_sigqueueinfo" | "rt_tgsigqueueinfo"
-            | "pidfd_send_signal" | "pidfd_open" => signals::handle(self, call),
-            "flock" | "fcntl" => return locks::handle(self, call),
-            "getpriority" | "setpriority" | "ioprio_get" | "ioprio_set" | "sched_getaffinity"
-            | "sched_setaffinity" | "sched_getscheduler" | "sched_getparam" | "sched_getattr"
-            | "sched_setscheduler" | "sched_setparam" | "sched_setattr" | "prlimit64" => {
-                tune::handle(self, call)
+            "kill" | "tkill" | "tgkill" | "rt_sigqueueinfo" | "rt_tgsigqueueinfo" | "pidfd_send_signal" | "pidfd_open" => {
+                signals::handle(self, call)
             }
+            "flock" | "fcntl" => return locks::handle(self, call),
+            "getpriority" | "setpriority" | "ioprio_get" | "ioprio_set" | "sched_getaffinity" | "sched_setaffinity"
+            | "sched_getscheduler" | "sched_getparam" | "sched_getattr" | "sched_setscheduler" | "sched_setparam"
+            | "sched_setattr" | "prlimit64" => tune::handle(self, call),
             "ioctl" | "sendmsg" | "sendmmsg" | "sendto" => netconf::handle(self, call),
             _ => host::handle(self, call),
         })
@@ -447,22 +375,14 @@ impl Ctx {
         let pidfd = match self.pidfds.get(&sender.tgid) {
             Some(p) => p,
             None => {
-                let p = rustix::process::pidfd_open(
-                    rustix::process::Pid::from_raw(sender.tgid as i32)?,
-                    rustix::process::PidfdFlags::empty(),
-                )
-                .ok()?;
+                let p = rustix::process::pidfd_open(rustix::process::Pid::from_raw(sender.tgid as i32)?, rustix::process::PidfdFlags::empty()).ok()?;
                 if self.pidfds.len() > 256 {
                     self.pidfds.clear();
                 }
                 self.pidfds.entry(sender.tgid).or_insert(p)
             }
         };
-        match rustix::process::pidfd_getfd(
-            pidfd,
-            fd as i32,
-            rustix::process::PidfdGetfdFlags::empty(),
-        ) {
+        match rustix::process::pidfd_getfd(pidfd, fd as i32, rustix::process::PidfdGetfdFlags::empty()) {
             Ok(f) => Some(f),
             Err(_) => {
                 // The cached pidfd may be of a process that has exited (its pid reused).
@@ -484,12 +404,7 @@ impl Ctx {
 }
 
 /// An event made by the supervisor for `call` (the tracker fills in start_ns).
-pub fn event(
-    call: &Call,
-    sender: &pids::HostProcess,
-    kind: Kind,
-    supervisor: &'static str,
-) -> Event {
+pub fn event(call: &Call, sender: &pids::HostProcess, kind: Kind, supervisor: &'static str) -> Event {
     Event {
         ts_ns: call.ts_ns,
         pid: sender.tgid,
@@ -513,21 +428,9 @@ pub struct What {
 
 /// Record a change the supervisor answered: held back when the caller was told it
 /// succeeded, answered otherwise (live would refuse it too).
-pub fn record(
-    ctx: &mut Ctx,
-    call: &Call,
-    sender: &pids::HostProcess,
-    kind: Kind,
-    what: What,
-    answer: &Answer,
-) {
+pub fn record(ctx: &mut Ctx, call: &Call, sender: &pids::HostProcess, kind: Kind, what: What, answer: &Answer) {
     let held = matches!(answer, Answer::Value(0));
-    let mut e = event(
-        call,
-        sender,
-        kind,
-        if held { "held back" } else { "answered" },
-    );
+    let mut e = event(call, sender, kind, if held { "held back" } else { "answered" });
     e.target_pid = what.target_pid;
     e.path = what.path;
     e.target = what.target;

@@ -26,13 +26,10 @@ pub fn respond(listener: BorrowedFd, id: u64, answer: Answer) -> std::io::Result
         Answer::Continue => ScmpNotifResp::new_continue(id, ScmpNotifRespFlags::empty()),
         Answer::Value(v) => ScmpNotifResp::new_val(id, v, ScmpNotifRespFlags::empty()),
         Answer::Errno(e) => ScmpNotifResp::new_error(id, -e.abs(), ScmpNotifRespFlags::empty()),
-        Answer::Fd { fd, cloexec } => {
-            return add_fd_and_send(listener, id, fd.as_fd(), cloexec).map(Some);
-        }
+        Answer::Fd { fd, cloexec } => return add_fd_and_send(listener, id, fd.as_fd(), cloexec).map(Some),
         Answer::Done => return Ok(None),
     };
-    resp.respond(listener.as_raw_fd())
-        .map_err(std::io::Error::other)?;
+    resp.respond(listener.as_raw_fd()).map_err(std::io::Error::other)?;
     Ok(None)
 }
 
@@ -53,12 +50,7 @@ const SECCOMP_IOCTL_NOTIF_ADDFD: libc::c_ulong = 0x4018_2103;
 /// libseccomp (2.5, 2.6) has no call for SECCOMP_IOCTL_NOTIF_ADDFD, nor does rustix: the ioctl
 /// by hand. Installs `fd` in the notifying process and answers the notification with its
 /// number, atomically.
-fn add_fd_and_send(
-    listener: BorrowedFd,
-    id: u64,
-    fd: BorrowedFd,
-    cloexec: bool,
-) -> std::io::Result<i64> {
+fn add_fd_and_send(listener: BorrowedFd, id: u64, fd: BorrowedFd, cloexec: bool) -> std::io::Result<i64> {
     let req = AddFd {
         id,
         flags: SECCOMP_ADDFD_FLAG_SEND,
@@ -67,18 +59,8 @@ fn add_fd_and_send(
         newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
     };
     // SAFETY: `req` is a valid seccomp_notif_addfd for the whole call.
-    let n = unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            SECCOMP_IOCTL_NOTIF_ADDFD,
-            &req as *const AddFd,
-        )
-    };
-    if n < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(n as i64)
-    }
+    let n = unsafe { libc::ioctl(listener.as_raw_fd(), SECCOMP_IOCTL_NOTIF_ADDFD, &req as *const AddFd) };
+    if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as i64) }
 }
 
 /// Does this kernel take SECCOMP_ADDFD_FLAG_SEND? Asked on a listener with a notification id

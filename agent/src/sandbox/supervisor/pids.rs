@@ -28,10 +28,7 @@ pub struct Pilot {
 
 impl Pilot {
     /// The cgroup's threads now: `cached` again when its thread list is the same.
-    pub fn scan_cached(
-        cgroup: &Path,
-        cached: &mut Option<(String, std::rc::Rc<Pilot>)>,
-    ) -> std::rc::Rc<Pilot> {
+    pub fn scan_cached(cgroup: &Path, cached: &mut Option<(String, std::rc::Rc<Pilot>)>) -> std::rc::Rc<Pilot> {
         let text = fs::read_to_string(cgroup.join("cgroup.threads")).unwrap_or_default();
         if let Some((seen, p)) = cached.as_ref().filter(|(seen, _)| *seen == text) {
             let _ = seen;
@@ -51,23 +48,14 @@ impl Pilot {
     fn from_threads(text: &str) -> Pilot {
         let mut p = Pilot::default();
         for tid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
-            let Ok(status) = fs::read_to_string(format!("/proc/{tid}/status")) else {
-                continue;
-            };
+            let Ok(status) = fs::read_to_string(format!("/proc/{tid}/status")) else { continue };
             let ns = |key: &str| -> Option<(i64, i64)> {
                 let line = status.lines().find(|l| l.starts_with(key))?;
-                let cols: Vec<i64> = line[key.len()..]
-                    .split_whitespace()
-                    .filter_map(|v| v.parse().ok())
-                    .collect();
+                let cols: Vec<i64> = line[key.len()..].split_whitespace().filter_map(|v| v.parse().ok()).collect();
                 // One column: not in the pilot's namespace (the sandbox's first process).
                 (cols.len() >= 2).then(|| (cols[0], *cols.last().expect("two columns")))
             };
-            let (Some((host_tid, ns_tid)), Some((host_tgid, ns_tgid))) =
-                (ns("NSpid:"), ns("NStgid:"))
-            else {
-                continue;
-            };
+            let (Some((host_tid, ns_tid)), Some((host_tgid, ns_tgid))) = (ns("NSpid:"), ns("NStgid:")) else { continue };
             p.tids.insert(ns_tid, host_tid as u32);
             p.tgids.insert(ns_tgid, host_tgid as u32);
             p.host.insert(host_tgid as u32);
@@ -101,19 +89,9 @@ pub struct HostProcess {
 
 pub fn host_process(pid: u32) -> Option<HostProcess> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .map(|l| l[key.len()..].trim().to_string())
-    };
-    let uids: Vec<u32> = field("Uid:")?
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let pgid = field("NSpgid:")
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let field = |key: &str| status.lines().find(|l| l.starts_with(key)).map(|l| l[key.len()..].trim().to_string());
+    let uids: Vec<u32> = field("Uid:")?.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    let pgid = field("NSpgid:").and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
     Some(HostProcess {
         tgid: field("Tgid:")?.parse().ok()?,
         uids: uids.try_into().ok()?,
@@ -126,22 +104,11 @@ pub fn host_process(pid: u32) -> Option<HostProcess> {
 pub fn group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        if rest
-            .split_whitespace()
-            .nth(2)
-            .and_then(|g| g.parse::<u32>().ok())
-            == Some(pgid)
-        {
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        if rest.split_whitespace().nth(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
             out.push(pid);
         }
     }
@@ -167,10 +134,7 @@ pub fn may_tune(sender: &HostProcess, target: &HostProcess) -> bool {
 /// range of pids no host process holds (written to its own namespace's ns_last_pid). Best
 /// effort: a kernel without CONFIG_CHECKPOINT_RESTORE has no ns_last_pid.
 pub fn spread_namespace_pids() {
-    let max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(32768);
+    let max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(32768);
     let used: Vec<u32> = fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -191,10 +155,7 @@ fn widest_gap(mut used: Vec<u32>, max: u32) -> Option<u32> {
     used.push(max);
     used.sort_unstable();
     used.dedup();
-    let (lo, hi) = used
-        .windows(2)
-        .map(|w| (w[0], w[1]))
-        .max_by_key(|(a, b)| b - a)?;
+    let (lo, hi) = used.windows(2).map(|w| (w[0], w[1])).max_by_key(|(a, b)| b - a)?;
     (hi - lo > 64).then(|| lo + (hi - lo) / 4)
 }
 
@@ -204,14 +165,8 @@ mod tests {
 
     #[test]
     fn the_widest_gap_is_found() {
-        assert_eq!(
-            widest_gap(vec![1, 2, 400, 500, 30000], 32768),
-            Some(500 + (30000 - 500) / 4)
-        );
-        assert_eq!(
-            widest_gap(vec![], 4_194_304),
-            Some(300 + (4_194_304 - 300) / 4)
-        );
+        assert_eq!(widest_gap(vec![1, 2, 400, 500, 30000], 32768), Some(500 + (30000 - 500) / 4));
+        assert_eq!(widest_gap(vec![], 4_194_304), Some(300 + (4_194_304 - 300) / 4));
     }
 
     #[test]

@@ -4,15 +4,13 @@
 //! answers as live; a real signal is held back (never delivered: the PID namespace guarantees
 //! that) and recorded as a `signal` effect on that process, and the sender is told 0, or
 //! EPERM where live it would be refused.
-use super::{Call, Ctx, Notice, event, notify::Answer, pids, set_result};
 use crate::event::Kind;
+use super::{Call, Ctx, Notice, event, notify::Answer, pids, set_result};
 
 pub fn handle(ctx: &mut Ctx, call: &Call) -> Answer {
     match call.name {
         "kill" | "rt_sigqueueinfo" => kill(ctx, call, call.int(0), call.int(1)),
-        "tgkill" | "rt_tgsigqueueinfo" => {
-            thread_kill(ctx, call, Some(call.int(0)), call.int(1), call.int(2))
-        }
+        "tgkill" | "rt_tgsigqueueinfo" => thread_kill(ctx, call, Some(call.int(0)), call.int(1), call.int(2)),
         "tkill" => thread_kill(ctx, call, None, call.int(0), call.int(1)),
         "pidfd_send_signal" => pidfd_send_signal(ctx, call),
         "pidfd_open" => pidfd_open(ctx, call),
@@ -30,11 +28,7 @@ fn kill(ctx: &mut Ctx, call: &Call, target: i64, sig: i64) -> Answer {
     if target > 0 {
         if pilot.has_process(target) {
             if let Some(host) = pilot.tgids.get(&target) {
-                ctx.notice(Notice::NsPid {
-                    ts_ns: call.ts_ns,
-                    ns: target,
-                    host: *host,
-                });
+                ctx.notice(Notice::NsPid { ts_ns: call.ts_ns, ns: target, host: *host });
             }
             return Answer::Continue;
         }
@@ -68,55 +62,34 @@ fn thread_kill(ctx: &mut Ctx, call: &Call, tgid: Option<i64>, tid: i64, sig: i64
         return Answer::Errno(libc::ESRCH);
     }
     // The process the thread belongs to is what the effect graph names.
-    let Some(target) = pids::host_process(tid as u32) else {
-        return Answer::Errno(libc::ESRCH);
-    };
+    let Some(target) = pids::host_process(tid as u32) else { return Answer::Errno(libc::ESRCH) };
     live_process(ctx, call, &pilot, target.tgid, sig)
 }
 
 /// A signal (or probe) to live host process `pid`.
 fn live_process(ctx: &mut Ctx, call: &Call, pilot: &pids::Pilot, pid: u32, sig: i64) -> Answer {
-    let Some(sender) = pids::host_process(call.tid) else {
-        return Answer::Continue;
-    };
-    let Some(target) = pids::host_process(pid) else {
-        return Answer::Errno(libc::ESRCH);
-    };
+    let Some(sender) = pids::host_process(call.tid) else { return Answer::Continue };
+    let Some(target) = pids::host_process(pid) else { return Answer::Errno(libc::ESRCH) };
     if pilot.host.contains(&target.tgid) {
         // The pilot's own process named by its host pid (read from /proc/self, say): the
         // namespace does not know that number; deliver it ourselves, as live.
         let r = rustix::process::Pid::from_raw(pid as i32)
             .ok_or(rustix::io::Errno::SRCH)
-            .and_then(|p| {
-                if sig == 0 {
-                    rustix::process::test_kill_process(p)
-                } else {
-                    raw_kill(p, sig)
-                }
-            });
+            .and_then(|p| if sig == 0 { rustix::process::test_kill_process(p) } else { raw_kill(p, sig) });
         return match r {
             Ok(()) => Answer::Value(0),
             Err(e) => Answer::Errno(e.raw_os_error()),
         };
     }
-    let answer = if pids::may_signal(&sender, &target) {
-        Answer::Value(0)
-    } else {
-        Answer::Errno(libc::EPERM)
-    };
+    let answer = if pids::may_signal(&sender, &target) { Answer::Value(0) } else { Answer::Errno(libc::EPERM) };
     record(ctx, call, &sender, pid as i64, sig, &answer);
     answer
 }
 
 /// A signal to live host process group `pgid`: held back for every member.
 fn live_group(ctx: &mut Ctx, call: &Call, pgid: u32, sig: i64) -> Answer {
-    let Some(sender) = pids::host_process(call.tid) else {
-        return Answer::Continue;
-    };
-    let members: Vec<pids::HostProcess> = pids::group_members(pgid)
-        .into_iter()
-        .filter_map(pids::host_process)
-        .collect();
+    let Some(sender) = pids::host_process(call.tid) else { return Answer::Continue };
+    let members: Vec<pids::HostProcess> = pids::group_members(pgid).into_iter().filter_map(pids::host_process).collect();
     let answer = if members.is_empty() {
         Answer::Errno(libc::ESRCH)
     } else if members.iter().any(|m| pids::may_signal(&sender, m)) {
@@ -132,21 +105,9 @@ fn live_group(ctx: &mut Ctx, call: &Call, pgid: u32, sig: i64) -> Answer {
 
 /// A `signal` event: held back when it would have been delivered, answered otherwise (a
 /// probe, or one live would refuse: no effect).
-fn record(
-    ctx: &mut Ctx,
-    call: &Call,
-    sender: &pids::HostProcess,
-    target: i64,
-    sig: i64,
-    answer: &super::notify::Answer,
-) {
+fn record(ctx: &mut Ctx, call: &Call, sender: &pids::HostProcess, target: i64, sig: i64, answer: &super::notify::Answer) {
     let delivered = sig != 0 && matches!(answer, Answer::Value(0));
-    let mut e = event(
-        call,
-        sender,
-        Kind::Signal,
-        if delivered { "held back" } else { "answered" },
-    );
+    let mut e = event(call, sender, Kind::Signal, if delivered { "held back" } else { "answered" });
     e.target_pid = Some(target);
     e.signal = Some(sig);
     e.signal_name = Some(crate::event::signal_name(sig));
@@ -160,12 +121,8 @@ fn pidfd_send_signal(ctx: &mut Ctx, call: &Call) -> Answer {
     if !(0..=64).contains(&sig) {
         return Answer::Continue;
     }
-    let Some(fd) = ctx.caller_fd(call, call.int(0)) else {
-        return Answer::Continue;
-    };
-    let Some(pid) = pid_of_fd(&fd) else {
-        return Answer::Continue;
-    };
+    let Some(fd) = ctx.caller_fd(call, call.int(0)) else { return Answer::Continue };
+    let Some(pid) = pid_of_fd(&fd) else { return Answer::Continue };
     let pilot = ctx.pilot();
     if pilot.host.contains(&pid) {
         return Answer::Continue;
@@ -181,12 +138,7 @@ fn pid_of_fd(fd: &std::os::fd::OwnedFd) -> Option<u32> {
     if let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{n}"))
         && let Some(pid) = info.lines().find_map(|l| l.strip_prefix("Pid:"))
     {
-        return pid
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|p| *p > 0)
-            .map(|p| p as u32);
+        return pid.trim().parse::<i64>().ok().filter(|p| *p > 0).map(|p| p as u32);
     }
     let link = std::fs::read_link(format!("/proc/self/fd/{n}")).ok()?;
     let rest = link.to_str()?.strip_prefix("/proc/")?;
@@ -202,9 +154,7 @@ fn pidfd_open(ctx: &mut Ctx, call: &Call) -> Answer {
     if pid <= 0 || ctx.pilot().has_process(pid) {
         return Answer::Continue;
     }
-    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
-        return Answer::Continue;
-    };
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return Answer::Continue };
     let flags = rustix::process::PidfdFlags::from_bits_retain(flags);
     match rustix::process::pidfd_open(p, flags) {
         // pidfd_open's fds are always close-on-exec.
@@ -219,9 +169,6 @@ fn raw_kill(pid: rustix::process::Pid, sig: i64) -> rustix::io::Result<()> {
     if unsafe { libc::kill(pid.as_raw_nonzero().get(), sig as i32) } == 0 {
         Ok(())
     } else {
-        Err(
-            rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
-                .unwrap_or(rustix::io::Errno::INVAL),
-        )
+        Err(rustix::io::Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(rustix::io::Errno::INVAL))
     }
 }
