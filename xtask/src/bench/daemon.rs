@@ -159,7 +159,7 @@ const CONCURRENT: [(&str, bool, usize); 8] = [
 pub fn concurrent(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     const S: &str = "concurrent runs";
     let (n, rounds) = (env.size(10_000, 300), env.size(5, 1) as usize);
-    let loop_dir = env.fresh_dir("concurrent-loop")?;
+    let loop_dir = env.loop_dir("concurrent-loop")?;
     let argv = [env.benchloop.display().to_string(), "loop".into(), n.to_string(), loop_dir.display().to_string()];
     let mut wall = vec![Vec::new(); CONCURRENT.len()];
     let cpu = interleave(rounds, CONCURRENT.len(), |c| {

@@ -17,6 +17,8 @@ pub struct Env {
     pub quick: bool,
     /// Rounds per interleaved measurement.
     pub rounds: usize,
+    /// Where the syscall loops make their files.
+    pub loops: LoopFs,
 }
 
 impl Env {
@@ -28,6 +30,14 @@ impl Env {
     /// A fresh, empty directory under the scratch space.
     pub fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.work.join(name);
+        remove(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// A fresh, empty directory for a syscall loop's files (see [`LoopFs`]).
+    pub fn loop_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.loops.dir.join(name);
         remove(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(dir)
@@ -50,6 +60,48 @@ impl Env {
             cmd.env("PILOT_BENCH_LATENCY", path);
         }
         Ok(cmd)
+    }
+}
+
+/// A tmpfs the bench mounts for the syscall loops' files, unmounted when dropped. The disk is
+/// no place for them on this VM: its root is ext4 without a journal, and ext4 then leaves an
+/// inode freed in the last 60 s (300 s while its inode-table block is dirty) unused, every
+/// create scanning past it (fs/ext4/ialloc.c, `recently_deleted`). A create+unlink there costs
+/// 4 to 20 us depending on what was deleted nearby lately: configurations that differ in file
+/// activity elsewhere (active runs writing run directories) moved the loop by up to 2.5x with
+/// the same BPF run time per syscall. On a tmpfs the loop only measures syscalls.
+pub struct LoopFs {
+    pub dir: PathBuf,
+    /// "tmpfs", or "disk" when mounting one failed (the report says which).
+    pub kind: &'static str,
+}
+
+impl LoopFs {
+    pub fn mount(dir: PathBuf) -> anyhow::Result<LoopFs> {
+        // One a killed bench left at our path (nothing else mounts there).
+        unmount(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let target = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
+        let ok = unsafe {
+            libc::mount(c"pilot-bench".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, c"size=256m,mode=0755".as_ptr().cast())
+        } == 0;
+        if !ok {
+            eprintln!("[bench] cannot mount a tmpfs at {} ({}): the loops use the disk", dir.display(), std::io::Error::last_os_error());
+        }
+        Ok(LoopFs { dir, kind: if ok { "tmpfs" } else { "disk" } })
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        unmount(&self.dir);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn unmount(dir: &Path) {
+    if let Ok(target) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
     }
 }
 

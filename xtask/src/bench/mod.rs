@@ -53,6 +53,8 @@ pub fn bench(quick: bool, only: &[String]) -> anyhow::Result<ExitCode> {
     }
     measure::remove(&env.work);
     report.set("machine", "about", machine(quick));
+    report.set("machine", "loop_files_on", json!(env.loops.kind));
+    drop(env);
     let table = report.table();
     println!("\n{table}");
     // A partial run leaves the full run's report alone.
@@ -87,7 +89,8 @@ fn prepare(quick: bool) -> anyhow::Result<Env> {
     let work = dir.join("work");
     measure::remove(&work);
     std::fs::create_dir_all(&work)?;
-    Ok(Env { pilot, benchloop, work, quick, rounds: if quick { 1 } else { 5 } })
+    let loops = measure::LoopFs::mount(dir.join("loop-fs"))?;
+    Ok(Env { pilot, benchloop, work, quick, rounds: if quick { 1 } else { 5 }, loops })
 }
 
 /// What the numbers were taken on.

@@ -38,7 +38,7 @@ pub fn untracked(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     const S: &str = "untracked overhead";
     // Differences here are a few percent: more, shorter rounds than elsewhere.
     let (n, rounds) = (env.size(10_000, 300), env.rounds * 2 - 1);
-    let dir = env.fresh_dir("untracked")?;
+    let dir = env.loop_dir("untracked")?;
     let modes = [Attached::Nothing, Attached::Floor, Attached::Agent];
     let mut wall = vec![Vec::new(); modes.len()];
     // The goal is judged on CPU time: the programs run in the looping task, and CPU time is
@@ -126,19 +126,27 @@ fn bpftrace_problem() -> Option<String> {
     }
 }
 
-/// The loop as a traced process: native, under pilot, strace and bpftrace.
+/// The loop as a traced process: native, under pilot, strace and bpftrace, its files on the
+/// disk (where the goal was set); native and under pilot again with its files on the loops'
+/// tmpfs, where no file system history inflates native (pilot's added cost shows whole).
 pub fn tracked(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     const S: &str = "tracked overhead";
     let n = env.size(10_000, 200);
     let dir = env.fresh_dir("tracked")?;
     let argv = loop_argv(env, n, &dir);
+    let fast_argv = loop_argv(env, n, &env.loop_dir("tracked")?);
     let bpftrace_error = bpftrace_problem();
     let mut tracers = vec![Tracer::Native, Tracer::Pilot, Tracer::Strace];
     if bpftrace_error.is_none() {
         tracers.push(Tracer::Bpftrace);
     }
+    let disk = tracers.len();
     let mut late_error = None;
-    let samples = interleave(env.rounds, tracers.len(), |c| {
+    let samples = interleave(env.rounds, disk + 2, |c| {
+        if c >= disk {
+            let tracer = [Tracer::Native, Tracer::Pilot][c - disk];
+            return loop_ns(&mut tracer.command(env, &fast_argv)?);
+        }
         let result = loop_ns(&mut tracers[c].command(env, &argv)?);
         // bpftrace failing mid-run is a finding for the table, not a reason to stop.
         if tracers[c] == Tracer::Bpftrace && result.is_err() {
@@ -157,6 +165,12 @@ pub fn tracked(env: &Env, r: &mut Report) -> anyhow::Result<()> {
         r.set(S, &format!("{}_ns_per_iter", t.name().split(' ').next().unwrap_or("?")), json!(med[i]));
         r.set(S, &format!("{}_samples", t.name().split(' ').next().unwrap_or("?")), json!(samples[i]));
     }
+    let (fast_native, fast_pilot) = (med[disk], med[disk + 1]);
+    r.row(S, format!("loop iteration on a {}, native", env.loops.kind), ns(fast_native), "");
+    r.row(S, format!("loop iteration on a {}, pilot trace", env.loops.kind), format!("{} ({} native, +{} per iteration)", ns(fast_pilot), ratio(fast_pilot / fast_native), ns(fast_pilot - fast_native)), "");
+    r.set(S, "loop_fs_native_ns_per_iter", json!(fast_native));
+    r.set(S, "loop_fs_pilot_ns_per_iter", json!(fast_pilot));
+    r.set(S, "loop_fs_pilot_over_native", json!(fast_pilot / fast_native));
     let pilot = med[1];
     // Below native (noise) counts as adding 1% of native, so the ratio stays finite and honest.
     let pilot_added = added(pilot).max(native * 0.01);
