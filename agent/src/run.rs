@@ -227,7 +227,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         note: Some(format!("pilot exit {pilot_exit}")),
     })?;
     drop(judging);
-    eprint!("{}", policy::render(&verdict.evaluation));
+    eprint!("{}", policy::render_with(&verdict.evaluation, args.verbose));
     {
         let _detached = tracing::debug_span!("phase", name = "probes detached").entered();
         let _ = detach.join();

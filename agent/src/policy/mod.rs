@@ -359,6 +359,38 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Loaded>, UsageError> {
 mod tests {
     use super::*;
 
+    fn violation(rule: &str, i: usize) -> eval::Violation {
+        eval::Violation {
+            rule: rule.into(),
+            action: Action::Warn,
+            severity: 0.1,
+            component: None,
+            target: format!("/data/f{i}"),
+            target_id: format!("file:/data/f{i}"),
+            effects: vec!["create".into()],
+            count: 1,
+            bytes: 0,
+            why: format!("create /data/f{i}"),
+            edges: Vec::new(),
+            events: vec![i as u64],
+            channels: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn many_violations_of_a_rule_print_as_ten_and_a_count() {
+        let mut ev = eval::evaluate(&crate::graph::Graph::default(), &load_all(&[]).unwrap());
+        ev.violations = (0..25).map(|i| violation("live-data", i)).chain((0..2).map(|i| violation("other", i))).collect();
+        let text = render(&ev);
+        assert_eq!(text.matches("] live-data (severity").count(), 10, "{text}");
+        assert_eq!(text.matches("] other (severity").count(), 2, "{text}");
+        assert!(text.contains("  [warn] live-data: 15 more like these (every one: verdict.json"), "{text}");
+        assert!(!text.contains("other: "), "a rule printed whole has no count line: {text}");
+        let all = render_with(&ev, true);
+        assert_eq!(all.matches("] live-data (severity").count(), 25, "-v prints every one: {all}");
+        assert!(!all.contains("more like these"), "{all}");
+    }
+
     #[test]
     fn the_default_policy_parses() {
         let p = parse("default", DEFAULT).unwrap();
@@ -387,6 +419,17 @@ mod tests {
 
 /// The verdict as an SRE reads it in a terminal.
 pub fn render(ev: &eval::Evaluation) -> String {
+    render_with(ev, false)
+}
+
+/// Violations of one rule printed at most, unless `all` (`pilot run -v`): the rest are counted
+/// on one line. A run that creates 20,000 files in a live data directory violates one rule
+/// 20,000 times; verdict.json lists every one.
+const PRINTED_PER_RULE: usize = 10;
+
+/// The evaluation as text: the verdict line, then violations (the first PRINTED_PER_RULE of
+/// each rule, or `all`), routines, gate failures and notes.
+pub fn render_with(ev: &eval::Evaluation, all: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let affected = if ev.affected_components.is_empty() {
@@ -407,8 +450,21 @@ pub fn render(ev: &eval::Evaluation) -> String {
         ev.risk,
         ev.containment
     );
+    // Per rule, in order of its first violation: (rule, action, printed, not printed).
+    let mut rules: Vec<(&str, &str, usize, usize)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for v in &ev.violations {
         let action = v.action.as_str();
+        let i = *index.entry(v.rule.as_str()).or_insert_with(|| {
+            rules.push((v.rule.as_str(), action, 0, 0));
+            rules.len() - 1
+        });
+        let r = &mut rules[i];
+        if !all && r.2 >= PRINTED_PER_RULE {
+            r.3 += 1;
+            continue;
+        }
+        r.2 += 1;
         let events: Vec<String> = v.events.iter().map(u64::to_string).collect();
         // issue 15: a blind spot has no syscall behind it, only the channel that saw it.
         let names: Vec<&str> = v.channels.iter().map(|c| c.as_str()).collect();
@@ -418,6 +474,9 @@ pub fn render(ev: &eval::Evaluation) -> String {
             _ => format!("events.jsonl lines {}", events.join(",")),
         };
         let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [{evidence}]", v.rule, v.severity, v.why);
+    }
+    for (rule, action, _, rest) in rules.iter().filter(|r| r.3 > 0) {
+        let _ = writeln!(out, "  [{action}] {rule}: {rest} more like these (every one: verdict.json, `pilot check --json DIR`, `pilot run -v`)");
     }
     for r in &ev.routines {
         let events: Vec<String> = r.events.iter().map(u64::to_string).collect();

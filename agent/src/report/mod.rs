@@ -280,4 +280,25 @@ mod tests {
             assert!(page.contains("class=\"edge k_unlink destructive cross violating\""), "{}", drawing.engine);
         }
     }
+
+    /// 25 violations of one rule: 20 listed, the rest counted on one line, and the graph's link
+    /// to a violation not listed still lands (on that line).
+    #[test]
+    fn many_violations_of_one_rule_are_listed_up_to_twenty() {
+        let mut r = hostile();
+        let ev = &mut r.verdict.as_mut().unwrap().evaluation;
+        let first = ev.violations[0].clone();
+        let mut plain = first.clone();
+        plain.rule = "live-data".into();
+        plain.edges.clear();
+        ev.violations = (0..24).map(|_| plain.clone()).chain([first]).collect();
+        ev.violations[24].rule = "live-data".into();
+        let marks = layout::Marks::of(&r.graph, &r.verdict.as_ref().unwrap().evaluation.violations);
+        assert_eq!(marks.violating.values().copied().collect::<Vec<_>>(), vec![24], "the edge's violation is the 25th");
+        let drawing = layout::Drawing { svg: layout::fallback(&r.graph, &marks), engine: "built-in".into(), nodes: 2 };
+        let page = html::page(&r, &drawing, &marks);
+        assert_eq!(page.matches("<li id=\"v").count(), 20, "20 listed");
+        assert!(page.contains("<li class=\"violation folded\"><a id=\"v24\"></a><b>live-data</b>: 5 more violation(s) of this rule"), "{page}");
+        assert!(page.contains("href=\"#v24\""), "the graph links the violation it marks");
+    }
 }
