@@ -417,6 +417,41 @@ mod tests {
     }
 }
 
+/// The first `limit` violations of each rule, in order, and the indices of the rest: how the
+/// terminal and the report keep a rule violated 20,000 times readable.
+pub struct PerRule<'a> {
+    limit: usize,
+    /// (rule, violations shown, indices of the rest), rules in order of their first violation.
+    rules: Vec<(&'a str, usize, Vec<usize>)>,
+    index: std::collections::HashMap<&'a str, usize>,
+}
+
+impl<'a> PerRule<'a> {
+    pub fn new(limit: usize) -> PerRule<'a> {
+        PerRule { limit, rules: Vec::new(), index: std::collections::HashMap::new() }
+    }
+
+    /// Whether violation `vi`, of `rule`, is shown (else it joins the rest).
+    pub fn show(&mut self, rule: &'a str, vi: usize) -> bool {
+        let i = *self.index.entry(rule).or_insert_with(|| {
+            self.rules.push((rule, 0, Vec::new()));
+            self.rules.len() - 1
+        });
+        let (_, shown, rest) = &mut self.rules[i];
+        if *shown < self.limit {
+            *shown += 1;
+            return true;
+        }
+        rest.push(vi);
+        false
+    }
+
+    /// The rules with violations not shown, and those violations' indices.
+    pub fn folded(&self) -> impl Iterator<Item = (&'a str, &[usize])> {
+        self.rules.iter().filter(|(_, _, rest)| !rest.is_empty()).map(|(rule, _, rest)| (*rule, &rest[..]))
+    }
+}
+
 /// The verdict as an SRE reads it in a terminal.
 pub fn render(ev: &eval::Evaluation) -> String {
     render_with(ev, false)
@@ -450,21 +485,12 @@ pub fn render_with(ev: &eval::Evaluation, all: bool) -> String {
         ev.risk,
         ev.containment
     );
-    // Per rule, in order of its first violation: (rule, action, printed, not printed).
-    let mut rules: Vec<(&str, &str, usize, usize)> = Vec::new();
-    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for v in &ev.violations {
-        let action = v.action.as_str();
-        let i = *index.entry(v.rule.as_str()).or_insert_with(|| {
-            rules.push((v.rule.as_str(), action, 0, 0));
-            rules.len() - 1
-        });
-        let r = &mut rules[i];
-        if !all && r.2 >= PRINTED_PER_RULE {
-            r.3 += 1;
+    let mut rules = PerRule::new(if all { usize::MAX } else { PRINTED_PER_RULE });
+    for (vi, v) in ev.violations.iter().enumerate() {
+        if !rules.show(&v.rule, vi) {
             continue;
         }
-        r.2 += 1;
+        let action = v.action.as_str();
         let events: Vec<String> = v.events.iter().map(u64::to_string).collect();
         // issue 15: a blind spot has no syscall behind it, only the channel that saw it.
         let names: Vec<&str> = v.channels.iter().map(|c| c.as_str()).collect();
@@ -475,8 +501,9 @@ pub fn render_with(ev: &eval::Evaluation, all: bool) -> String {
         };
         let _ = writeln!(out, "  [{action}] {} (severity {:.1}): {}  [{evidence}]", v.rule, v.severity, v.why);
     }
-    for (rule, action, _, rest) in rules.iter().filter(|r| r.3 > 0) {
-        let _ = writeln!(out, "  [{action}] {rule}: {rest} more like these (every one: verdict.json, `pilot check --json DIR`, `pilot run -v`)");
+    for (rule, rest) in rules.folded() {
+        let action = ev.violations[rest[0]].action.as_str();
+        let _ = writeln!(out, "  [{action}] {rule}: {} more like these (every one: verdict.json, `pilot check --json DIR`, `pilot run -v`)", rest.len());
     }
     for r in &ev.routines {
         let events: Vec<String> = r.events.iter().map(u64::to_string).collect();

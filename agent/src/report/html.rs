@@ -24,36 +24,6 @@ const MAX_ROWS: usize = 3000;
 /// creates 20,000 files in a live data directory violates one rule 20,000 times (a 43 MB page).
 const VIOLATIONS_PER_RULE: usize = 20;
 
-/// Which violations are listed: the first VIOLATIONS_PER_RULE of each rule, in order.
-#[derive(Default)]
-struct RuleFold<'a> {
-    /// Rule -> (listed, the indices of the rest), rules in order of their first violation.
-    rules: Vec<(&'a str, usize, Vec<usize>)>,
-    index: std::collections::HashMap<&'a str, usize>,
-}
-
-impl<'a> RuleFold<'a> {
-    /// Whether violation `vi` of `rule` is listed (else it is counted).
-    fn show(&mut self, rule: &'a str, vi: usize) -> bool {
-        let i = *self.index.entry(rule).or_insert_with(|| {
-            self.rules.push((rule, 0, Vec::new()));
-            self.rules.len() - 1
-        });
-        let (_, listed, rest) = &mut self.rules[i];
-        if *listed < VIOLATIONS_PER_RULE {
-            *listed += 1;
-            return true;
-        }
-        rest.push(vi);
-        false
-    }
-
-    /// The rules with violations not listed, and those violations.
-    fn folded(&self) -> impl Iterator<Item = (&'a str, &[usize])> {
-        self.rules.iter().filter(|(_, _, rest)| !rest.is_empty()).map(|(rule, _, rest)| (*rule, &rest[..]))
-    }
-}
-
 /// Text made safe for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -183,7 +153,7 @@ fn why(out: &mut String, r: &Recorded, ev: &Evaluation, marks: &Marks) {
     for (ei, vi) in &marks.violating {
         edges_of[*vi].push(*ei);
     }
-    let mut rules = RuleFold::default();
+    let mut rules = crate::policy::PerRule::new(VIOLATIONS_PER_RULE);
     for (vi, v) in ev.violations.iter().enumerate() {
         if !rules.show(&v.rule, vi) {
             continue;

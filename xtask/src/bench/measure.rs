@@ -29,18 +29,12 @@ impl Env {
 
     /// A fresh, empty directory under the scratch space.
     pub fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
-        let dir = self.work.join(name);
-        remove(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(dir)
+        emptied(self.work.join(name))
     }
 
     /// A fresh, empty directory for a syscall loop's files (see [`LoopFs`]).
     pub fn loop_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
-        let dir = self.loops.dir.join(name);
-        remove(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(dir)
+        emptied(self.loops.dir.join(name))
     }
 
     /// `pilot ARGS` in-process (PILOT_NO_DAEMON: a host's daemon never serves the bench unless
@@ -103,6 +97,13 @@ fn unmount(dir: &Path) {
     if let Ok(target) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
         unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
     }
+}
+
+/// `dir`, removed if it was there and made again, empty.
+fn emptied(dir: PathBuf) -> anyhow::Result<PathBuf> {
+    remove(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
 
 /// Remove a scratch file or directory, whatever it is.
