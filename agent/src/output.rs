@@ -13,11 +13,12 @@ use serde::Serialize;
 use crate::{
     error::{EXPORT, FileError, OnPath, RUN_DIR, kept_in},
     event::Event,
+    filestate::Hashed,
 };
 
 pub struct Output {
     dir: Option<PathBuf>,
-    events: Option<BufWriter<File>>,
+    events: Option<BufWriter<Hashed>>,
     export: Option<BufWriter<File>>,
     export_path: Option<PathBuf>,
     verbose: bool,
@@ -39,11 +40,10 @@ impl Output {
             Some(path) => Some(OpenOptions::new().create(true).append(true).open(path).on("opening", path, EXPORT).map_err(FileError::usage)?),
             None => None,
         };
-        let buffered = |f: File| BufWriter::with_capacity(1 << 16, f);
         Ok(Output {
             dir: dir.map(Path::to_path_buf),
-            events: events.map(buffered),
-            export: export.map(buffered),
+            events: events.map(|f| BufWriter::with_capacity(1 << 16, Hashed::new(f))),
+            export: export.map(|f| BufWriter::with_capacity(1 << 16, f)),
             export_path,
             verbose,
             line: Vec::with_capacity(512),
@@ -101,7 +101,7 @@ impl Output {
     /// Flush events.jsonl and the export, and write summary.json.
     pub fn finish(&mut self, summary: &impl Serialize) -> Result<()> {
         if let Some(w) = self.events.as_mut()
-            && let Err(e) = w.flush()
+            && let Err(e) = w.flush().and_then(|_| w.get_ref().remember())
         {
             return Err(self.events_error(e).into());
         }
@@ -138,9 +138,10 @@ impl Output {
 pub fn write_whole_with(dir: &Path, name: &str, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::result::Result<(), FileError> {
     let path = dir.join(name);
     let written = File::create(&path).and_then(|f| {
-        let mut w = BufWriter::with_capacity(1 << 16, f);
+        let mut w = BufWriter::with_capacity(1 << 16, Hashed::new(f));
         write(&mut w)?;
-        w.flush()
+        w.flush()?;
+        w.get_ref().remember()
     });
     written.map_err(|e| {
         let _ = fs::remove_file(&path);

@@ -47,8 +47,26 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// A loopback port no other server of this test binary was given, below the kernel's
+/// ephemeral range (ip_local_port_range, 32768-60999 by default). A port from `bind(:0)` is
+/// free only until it is closed: the outgoing connections of the other tests draw from the same
+/// ephemeral range, and one of them took an etcd peer port in the gap before etcd bound it
+/// (the member exited, "etcd cluster did not come up within 120 s").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Each test binary starts at a place of its own (binaries run one after another, but a
+    // server a crashed one left behind keeps its ports).
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id() * 97) % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}-{}", LOW + SPAN);
 }
 
 /// 120 s: a limit that only turns a hang into a failure (three ZooKeeper JVMs electing a
@@ -303,15 +321,27 @@ impl Etcd {
         E.get_or_init(|| Etcd::start("etcd", 3, &[]))
     }
 
-    /// A cluster of its own (membership changes in controls).
+    /// A cluster of its own (membership changes in controls). A member that exits before the
+    /// cluster is healthy (a port taken by someone else) restarts the whole cluster on new ports,
+    /// three times at most.
     pub fn start(name: &str, n: usize, extra: &[&str]) -> Etcd {
         require("/usr/bin/etcd");
+        for attempt in 1..=3 {
+            match Etcd::try_start(name, n, extra) {
+                Ok(e) => return e,
+                Err(why) => eprintln!("etcd cluster {name}, attempt {attempt}: {why}"),
+            }
+        }
+        panic!("etcd cluster {name} did not come up in three attempts (see the lines above)");
+    }
+
+    fn try_start(name: &str, n: usize, extra: &[&str]) -> Result<Etcd, String> {
         let dir = scratch(name);
         let peers: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let names: Vec<String> = (0..n).map(|i| format!("{name}-m{i}")).collect();
         let initial: Vec<String> = (0..n).map(|i| format!("{}=http://127.0.0.1:{}", names[i], peers[i])).collect();
-        let mut pids = Vec::new();
+        let mut children = Vec::new();
         for i in 0..n {
             let child = Command::new("/usr/bin/etcd")
                 .arg("--name")
@@ -330,13 +360,28 @@ impl Etcd {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("starting etcd");
-            let pid = child.id() as i32;
-            stop_at_exit(pid, libc::SIGKILL);
-            pids.push(pid);
+            stop_at_exit(child.id() as i32, libc::SIGKILL);
+            children.push(child);
         }
+        let pids = children.iter().map(|c| c.id() as i32).collect();
         let e = Etcd { clients: client_ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(), client_ports, names, pids };
-        wait_until("etcd cluster", || e.ctl(&["endpoint", "health", "--cluster"]).matches("is healthy").count() == n);
-        e
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(120) {
+            if let Some((i, status)) = children.iter_mut().enumerate().find_map(|(i, c)| c.try_wait().ok().flatten().map(|s| (i, s))) {
+                for c in &mut children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    // Reaped: its pid may be reused, and stop_all must not signal that process.
+                    PIDS.lock().unwrap().retain(|&(pid, _)| pid != c.id() as i32);
+                }
+                return Err(format!("member {} exited ({status}) before the cluster was healthy", e.names[i]));
+            }
+            if e.ctl(&["endpoint", "health", "--cluster"]).matches("is healthy").count() == n {
+                return Ok(e);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("etcd cluster {name} did not come up within 120 s");
     }
 
     /// Every member's client URL, comma-separated (etcdctl --endpoints).
