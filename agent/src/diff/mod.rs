@@ -153,6 +153,10 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: Option<&Path>, ou
             });
             continue;
         }
+        // Read once: most entries (files the pilot created) have none, and a lookup per name
+        // walked the whole path again (two or three per entry were a tenth of a big run's
+        // post-processing).
+        let upper_xattrs = xattrs(&upper);
         let mut c = Change { path: shown.display().to_string(), kind: kind_of(&meta).into(), ..Default::default() };
         c.mode = Some(format!("{:o}", meta.mode() & 0o7777));
         c.owner = Some(format!("{}:{}", meta.uid(), meta.gid()));
@@ -162,18 +166,18 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: Option<&Path>, ou
         }
         if ft.is_dir() {
             let mut live_here = live.clone().filter(|_| live_meta.as_ref().is_some_and(|m| m.is_dir()));
-            if let Some(from) = overlay_xattr(&upper, "redirect") {
+            if let Some(from) = overlay_xattr(&upper_xattrs, "redirect") {
                 let source = redirect_source(&from, &shown, mount_point);
                 live_here = Some(PathBuf::from(&source));
                 c.change = "renamed".into();
                 c.from = Some(source);
                 out.push(c);
             } else if live_meta.as_ref().is_some_and(|m| m.is_dir()) {
-                if overlay_xattr(&upper, "opaque").as_deref() == Some("y") {
+                if overlay_xattr(&upper_xattrs, "opaque").as_deref() == Some("y") {
                     c.change = "replaced".into();
                     out.push(c);
                 } else {
-                    c.xattrs = live.as_ref().map(|l| changed_xattrs(&upper, l)).unwrap_or_default();
+                    c.xattrs = live.as_ref().map(|l| changed_xattrs(&upper_xattrs, l)).unwrap_or_default();
                     if c.mode != c.live_mode || c.owner != c.live_owner || !c.xattrs.is_empty() {
                         c.change = "metadata".into();
                         out.push(c);
@@ -205,7 +209,7 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: Option<&Path>, ou
         let mut live = live;
         // A hard link of a metacopy file carries the redirect too (its data is the source's),
         // but leaves no whiteout where the source was: only a rename does.
-        if let Some(from) = overlay_xattr(&upper, "redirect").filter(|_| ft.is_file()) {
+        if let Some(from) = overlay_xattr(&upper_xattrs, "redirect").filter(|_| ft.is_file()) {
             let source = redirect_source(&from, &shown, mount_point);
             if source != shown.display().to_string() && is_whiteout(&root.join(Path::new(&source).strip_prefix(mount_point).unwrap_or(Path::new("")))) {
                 c.from = Some(source.clone());
@@ -216,7 +220,7 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: Option<&Path>, ou
         match (&live_meta, &live) {
             (Some(lm), Some(live)) => {
                 c.live_size = lm.is_file().then(|| lm.len());
-                let metacopy = overlay_xattr(&upper, "metacopy").is_some();
+                let metacopy = overlay_xattr(&upper_xattrs, "metacopy").is_some();
                 let content = !metacopy && ft.is_file() && !same_content(&upper, live)?;
                 c.content_changed = Some(content);
                 if c.from.is_some() {
@@ -227,7 +231,7 @@ fn walk(root: &Path, dir: &Path, mount_point: &Path, live_dir: Option<&Path>, ou
                 } else if content {
                     c.change = "modified".into();
                 } else {
-                    c.xattrs = changed_xattrs(&upper, live);
+                    c.xattrs = changed_xattrs(&upper_xattrs, live);
                     if c.mode != c.live_mode || c.owner != c.live_owner || !c.xattrs.is_empty() {
                         c.change = "metadata".into();
                     } else {
@@ -263,14 +267,10 @@ fn kind_of(m: &fs::Metadata) -> &'static str {
     }
 }
 
-/// `trusted.overlay.NAME` (root mounts) or `user.overlay.NAME` (userxattr mounts).
-fn overlay_xattr(path: &Path, name: &str) -> Option<String> {
-    for prefix in ["trusted.overlay.", "user.overlay."] {
-        if let Some(v) = xattr(path, &format!("{prefix}{name}")) {
-            return Some(v);
-        }
-    }
-    None
+/// `trusted.overlay.NAME` (root mounts) or `user.overlay.NAME` (userxattr mounts), from an
+/// entry's attributes (`xattrs`).
+fn overlay_xattr(attrs: &std::collections::BTreeMap<String, String>, name: &str) -> Option<String> {
+    ["trusted.overlay.", "user.overlay."].iter().find_map(|prefix| attrs.get(&format!("{prefix}{name}")).cloned())
 }
 
 fn xattr(path: &Path, name: &str) -> Option<String> {
@@ -287,8 +287,8 @@ fn xattr(path: &Path, name: &str) -> Option<String> {
 
 /// Names of extended attributes that differ between the upper copy and the live file
 /// (overlayfs's own `*.overlay.*` bookkeeping left out).
-fn changed_xattrs(upper: &Path, live: &Path) -> Vec<String> {
-    let (a, b) = (xattrs(upper), xattrs(live));
+fn changed_xattrs(a: &std::collections::BTreeMap<String, String>, live: &Path) -> Vec<String> {
+    let b = xattrs(live);
     let mut names: Vec<String> = a.keys().chain(b.keys()).filter(|n| !n.contains(".overlay.")).cloned().collect();
     names.sort();
     names.dedup();
@@ -299,7 +299,12 @@ fn changed_xattrs(upper: &Path, live: &Path) -> Vec<String> {
 fn xattrs(path: &Path) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(p) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return out };
-    let mut buf = vec![0u8; 65536];
+    // The size first: most entries have none, and a 64 KiB buffer per entry was a memset each.
+    let size = unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
+    if size <= 0 {
+        return out;
+    }
+    let mut buf = vec![0u8; size as usize + 256];
     let len = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
     if len <= 0 {
         return out;
