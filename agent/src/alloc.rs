@@ -15,7 +15,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// 2 MiB region made the kernel clear all of it (clear_page_erms was 8-20% of a 20,000-file
 /// run's post-processing by run, the most variable part of it). Not earlier: the flag is
 /// inherited across fork and exec, and the pilot's command must get the host's default.
-pub fn keep_freed_memory() {
+pub fn for_post_processing() {
     set_purge_delay_ms(1000);
     // Best effort: a kernel without the prctl only keeps the huge pages.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };

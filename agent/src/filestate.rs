@@ -165,40 +165,34 @@ impl FileState {
 
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let meta = fs::metadata(path)?;
-    if let Some(sha) = HashOf::remembered(&meta) {
+    if let Some(sha) = remembered_sha256(&meta) {
         return Ok(sha);
     }
     let sha = hash_contents(path)?;
-    HashOf::remember(&meta, sha.clone());
+    remember_sha256(&meta, sha.clone());
     Ok(sha)
 }
 
-/// The SHA-256 of files this process wrote or hashed, by (device, inode), valid while size and
-/// modification time (to the nanosecond) are the same. The run directory's big files
-/// (events.jsonl, graph.json) are hashed for the decision and again for the journal, and
-/// reading 50 MB back to hash it was a tenth of a 20,000-file run's post-processing (issue 19):
-/// `Hashed` hashes them as they are written.
-struct HashOf;
+/// The SHA-256 of files this process wrote or hashed, by (device, inode), with the size and
+/// modification time (ns) it was taken at. The run directory's big files (events.jsonl,
+/// graph.json) are hashed for the decision and again for the journal, and reading 50 MB back
+/// to hash it was a tenth of a 20,000-file run's post-processing (issue 19): `Hashed` hashes
+/// them as they are written.
+static HASHES: std::sync::Mutex<Option<std::collections::HashMap<(u64, u64), ((u64, i64), String)>>> = std::sync::Mutex::new(None);
 
-type Stamp = (u64, i64);
+fn stamp(meta: &fs::Metadata) -> (u64, i64) {
+    (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec())
+}
 
-static HASHES: std::sync::Mutex<Option<std::collections::HashMap<(u64, u64), (Stamp, String)>>> = std::sync::Mutex::new(None);
+fn remembered_sha256(meta: &fs::Metadata) -> Option<String> {
+    let map = HASHES.lock().ok()?;
+    let (taken, sha) = map.as_ref()?.get(&(meta.dev(), meta.ino()))?;
+    (*taken == stamp(meta)).then(|| sha.clone())
+}
 
-impl HashOf {
-    fn stamp(meta: &fs::Metadata) -> Stamp {
-        (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec())
-    }
-
-    fn remembered(meta: &fs::Metadata) -> Option<String> {
-        let map = HASHES.lock().ok()?;
-        let (stamp, sha) = map.as_ref()?.get(&(meta.dev(), meta.ino()))?;
-        (*stamp == HashOf::stamp(meta)).then(|| sha.clone())
-    }
-
-    fn remember(meta: &fs::Metadata, sha: String) {
-        if let Ok(mut map) = HASHES.lock() {
-            map.get_or_insert_with(Default::default).insert((meta.dev(), meta.ino()), (HashOf::stamp(meta), sha));
-        }
+fn remember_sha256(meta: &fs::Metadata, sha: String) {
+    if let Ok(mut map) = HASHES.lock() {
+        map.get_or_insert_with(Default::default).insert((meta.dev(), meta.ino()), (stamp(meta), sha));
     }
 }
 
@@ -217,7 +211,7 @@ impl Hashed {
     /// Tell `sha256_file` what the file holds now (after the last write: a later one changes
     /// its stamp, and the file is read again).
     pub fn remember(&self) -> std::io::Result<()> {
-        HashOf::remember(&self.file.metadata()?, hex::encode(self.sha.clone().finalize()));
+        remember_sha256(&self.file.metadata()?, hex::encode(self.sha.clone().finalize()));
         Ok(())
     }
 }
@@ -270,17 +264,38 @@ pub fn prefix_sha256(path: &Path, len: u64) -> std::io::Result<String> {
 
 /// Every extended attribute of `path` (not following a final symlink), values as hex.
 pub fn xattrs(path: &Path) -> BTreeMap<String, String> {
+    xattr_values(path).into_iter().map(|(name, value)| (name, hex::encode(value))).collect()
+}
+
+/// Every extended attribute of `path` (not following a final symlink), values as they are.
+pub fn xattr_values(path: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    let mut names = vec![0u8; 64 << 10];
-    let Ok(len) = rustix::fs::llistxattr(path, &mut names[..]) else { return out };
-    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+    let Some(names) = sized(|buf| rustix::fs::llistxattr(path, buf)) else { return out };
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
-        let mut value = vec![0u8; 64 << 10];
-        if let Ok(n) = rustix::fs::lgetxattr(path, name.as_str(), &mut value[..]) {
-            out.insert(name, hex::encode(&value[..n]));
+        if let Some(value) = sized(|buf| rustix::fs::lgetxattr(path, name.as_str(), buf)) {
+            out.insert(name, value);
         }
     }
     out
+}
+
+/// What `call` writes into a buffer: a small one first, the 64 KiB the kernel allows if it
+/// says that is too small (ERANGE). Most files have no attributes or short ones, and a 64 KiB
+/// buffer per file and per name was a memset each (20,000 overlay entries in a big run's diff).
+fn sized(mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> Option<Vec<u8>> {
+    for size in [1 << 10, 64 << 10] {
+        let mut buf = vec![0u8; size];
+        match call(&mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Some(buf);
+            }
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -303,6 +318,19 @@ mod tests {
         // Another writer: a new size and mtime, so the remembered hash is not taken.
         fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"more\n").unwrap();
         assert_eq!(sha256_file(&p).unwrap(), hash_contents(&p).unwrap());
+    }
+
+    #[test]
+    fn xattr_values_reads_empty_and_long_values() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a");
+        fs::write(&p, "x").unwrap();
+        assert!(xattr_values(&p).is_empty());
+        rustix::fs::lsetxattr(&p, "user.empty", b"", rustix::fs::XattrFlags::empty()).unwrap();
+        rustix::fs::lsetxattr(&p, "user.long", &[7u8; 3000][..], rustix::fs::XattrFlags::empty()).unwrap();
+        let v = xattr_values(&p);
+        assert_eq!(v.get("user.empty").map(Vec::len), Some(0), "{v:?}");
+        assert_eq!(v.get("user.long").map(Vec::len), Some(3000));
     }
 
     #[test]

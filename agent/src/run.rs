@@ -138,7 +138,6 @@ pub fn run(args: RunArgs) -> Result<i32> {
     // Every event is in: what follows is the post-processing (summary, graph, diff, policy,
     // account, report).
     let post_processing = crate::bench::Since::now("post-processing");
-    crate::alloc::keep_freed_memory();
     let pilot_exit = status.unwrap_or(sandbox::EXIT_SETUP_FAILED);
     if pilot_exit == sandbox::EXIT_SETUP_FAILED {
         let why = fs::read_to_string(dir.file(SANDBOX_ERROR)).unwrap_or_else(|_| "see the output above".into());

@@ -72,10 +72,15 @@ pub fn free_port() -> u16 {
 /// 120 s: a limit that only turns a hang into a failure (three ZooKeeper JVMs electing a
 /// leader take over 30 s in a VM guest under TCG).
 fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let _ = wait_until_or(what, || Ok(ok()));
+}
+
+/// `wait_until`, given up early when `ok` says why it never will be (Err).
+fn wait_until_or(what: &str, mut ok: impl FnMut() -> Result<bool, String>) -> Result<(), String> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(120) {
-        if ok() {
-            return;
+        if ok()? {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -365,23 +370,20 @@ impl Etcd {
         }
         let pids = children.iter().map(|c| c.id() as i32).collect();
         let e = Etcd { clients: client_ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(), client_ports, names, pids };
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(120) {
-            if let Some((i, status)) = children.iter_mut().enumerate().find_map(|(i, c)| c.try_wait().ok().flatten().map(|s| (i, s))) {
-                for c in &mut children {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    // Reaped: its pid may be reused, and stop_all must not signal that process.
-                    PIDS.lock().unwrap().retain(|&(pid, _)| pid != c.id() as i32);
-                }
-                return Err(format!("member {} exited ({status}) before the cluster was healthy", e.names[i]));
+        let exited = |children: &mut Vec<std::process::Child>| children.iter_mut().enumerate().find_map(|(i, c)| c.try_wait().ok().flatten().map(|s| (i, s)));
+        let healthy = wait_until_or("etcd cluster", || match exited(&mut children) {
+            Some((i, status)) => Err(format!("member {} exited ({status}) before the cluster was healthy", e.names[i])),
+            None => Ok(e.ctl(&["endpoint", "health", "--cluster"]).matches("is healthy").count() == n),
+        });
+        if healthy.is_err() {
+            for c in &mut children {
+                let _ = c.kill();
+                let _ = c.wait();
+                // Reaped: its pid may be reused, and stop_all must not signal that process.
+                PIDS.lock().unwrap().retain(|&(pid, _)| pid != c.id() as i32);
             }
-            if e.ctl(&["endpoint", "health", "--cluster"]).matches("is healthy").count() == n {
-                return Ok(e);
-            }
-            std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("etcd cluster {name} did not come up within 120 s");
+        healthy.map(|_| e)
     }
 
     /// Every member's client URL, comma-separated (etcdctl --endpoints).

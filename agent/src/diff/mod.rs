@@ -273,18 +273,6 @@ fn overlay_xattr(attrs: &std::collections::BTreeMap<String, String>, name: &str)
     ["trusted.overlay.", "user.overlay."].iter().find_map(|prefix| attrs.get(&format!("{prefix}{name}")).cloned())
 }
 
-fn xattr(path: &Path, name: &str) -> Option<String> {
-    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    let n = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 4096];
-    let len = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
-    if len < 0 {
-        return None;
-    }
-    buf.truncate(len as usize);
-    Some(String::from_utf8_lossy(&buf).trim_end_matches('\0').to_string())
-}
-
 /// Names of extended attributes that differ between the upper copy and the live file
 /// (overlayfs's own `*.overlay.*` bookkeeping left out).
 fn changed_xattrs(a: &std::collections::BTreeMap<String, String>, live: &Path) -> Vec<String> {
@@ -296,25 +284,10 @@ fn changed_xattrs(a: &std::collections::BTreeMap<String, String>, live: &Path) -
     names
 }
 
+/// An entry's extended attributes, values as text (overlayfs's are paths and flags).
 fn xattrs(path: &Path) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let Ok(p) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return out };
-    // The size first: most entries have none, and a 64 KiB buffer per entry was a memset each.
-    let size = unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
-    if size <= 0 {
-        return out;
-    }
-    let mut buf = vec![0u8; size as usize + 256];
-    let len = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if len <= 0 {
-        return out;
-    }
-    for name in buf[..len as usize].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let name = String::from_utf8_lossy(name).into_owned();
-        let value = xattr(path, &name).unwrap_or_default();
-        out.insert(name, value);
-    }
-    out
+    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).trim_end_matches('\0').to_string();
+    crate::filestate::xattr_values(path).into_iter().map(|(name, value)| (name, text(value))).collect()
 }
 
 /// An overlay redirect is absolute within the mount, or relative to the parent directory.

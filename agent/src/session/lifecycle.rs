@@ -102,7 +102,7 @@ impl Lifecycle {
     /// Write summary.json and build the graph against `snapshot` (the caller adds what only
     /// it knows, then writes it with `write_graph`).
     pub fn finish(mut self, traced: Traced, snapshot: &Snapshot) -> Result<Finished> {
-        crate::alloc::keep_freed_memory();
+        crate::alloc::for_post_processing();
         let losses = self.probes.losses()?;
         let mut lost = losses.iter().sum::<u64>() + self.session.tracker.counts.decode_errors;
         let mut summary = self.session.summary(&traced, losses);

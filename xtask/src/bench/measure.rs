@@ -125,17 +125,19 @@ impl JournaledFs {
 impl Drop for JournaledFs {
     fn drop(&mut self) {
         // Not detached: the loop device is freed (autoclear) only once the mount is gone.
-        if let Ok(target) = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()) {
-            unsafe { libc::umount(target.as_ptr()) };
-        }
+        unmount_with(&self.dir, 0);
         let _ = std::fs::remove_dir(&self.dir);
         let _ = std::fs::remove_file(&self.image);
     }
 }
 
 fn unmount(dir: &Path) {
+    unmount_with(dir, libc::MNT_DETACH);
+}
+
+fn unmount_with(dir: &Path, flags: libc::c_int) {
     if let Ok(target) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
-        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        unsafe { libc::umount2(target.as_ptr(), flags) };
     }
 }
 
